@@ -1,0 +1,137 @@
+"""One exception tree for signerd, mapped once to gRPC status codes at the edge.
+
+Every error carries a machine-readable ``reason`` (UPPER_SNAKE) and a human message that names
+the problem. Messages never contain secrets (PINs, key material).
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Status(Enum):
+    """The gRPC status a SignerError maps to (kept free of grpc imports)."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    NOT_FOUND = "NOT_FOUND"
+    UNAVAILABLE = "UNAVAILABLE"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    INTERNAL = "INTERNAL"
+
+
+class SignerError(Exception):
+    status: Status = Status.INTERNAL
+    reason: str = "INTERNAL"
+
+    def __init__(self, message: str, *, reason: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(SignerError):
+    status = Status.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+
+class InvalidPsbt(InvalidArgument):
+    reason = "INVALID_PSBT"
+
+
+class InvalidTransaction(InvalidArgument):
+    """A Bitcoin or Ethereum transaction (or one of its fields) is malformed or out of range."""
+
+    reason = "INVALID_TRANSACTION"
+
+
+class InvalidApproval(InvalidArgument):
+    reason = "INVALID_APPROVAL"
+
+
+class InvalidPolicy(InvalidArgument):
+    reason = "INVALID_POLICY"
+
+
+class InvalidKey(InvalidArgument):
+    reason = "INVALID_KEY"
+
+
+class FailedPrecondition(SignerError):
+    status = Status.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+
+class PolicyDenied(FailedPrecondition):
+    reason = "POLICY_DENIED"
+
+
+class QuorumNotMet(FailedPrecondition):
+    reason = "QUORUM_NOT_MET"
+
+
+class WalletFrozen(FailedPrecondition):
+    reason = "WALLET_FROZEN"
+
+
+class Conflict(FailedPrecondition):
+    """A nonce or outpoint is already held by another live transfer."""
+
+    reason = "CONFLICT"
+
+
+class NotFound(SignerError):
+    status = Status.NOT_FOUND
+    reason = "NOT_FOUND"
+
+
+class AlreadyExists(SignerError):
+    status = Status.ALREADY_EXISTS
+    reason = "ALREADY_EXISTS"
+
+
+class PermissionDenied(SignerError):
+    status = Status.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+
+class Unauthenticated(SignerError):
+    status = Status.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class Unavailable(SignerError):
+    status = Status.UNAVAILABLE
+    reason = "UNAVAILABLE"
+
+
+class HsmUnavailable(Unavailable):
+    reason = "HSM_UNAVAILABLE"
+
+
+class StoreUnavailable(Unavailable):
+    reason = "STORE_UNAVAILABLE"
+
+
+class ResourceExhausted(SignerError):
+    status = Status.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
+
+
+class Unimplemented(SignerError):
+    status = Status.UNIMPLEMENTED
+    reason = "UNIMPLEMENTED"
+
+
+class ConfigError(SignerError):
+    """Raised at start-up for a bad configuration; the daemon exits with its message."""
+
+    status = Status.FAILED_PRECONDITION
+    reason = "CONFIG"

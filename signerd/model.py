@@ -1,0 +1,135 @@
+"""Typed, immutable domain values shared by the pure core, the store and the API."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Chain(str, Enum):
+    BITCOIN = "bitcoin"
+    ETHEREUM = "ethereum"
+
+
+class BitcoinNetwork(str, Enum):
+    MAINNET = "mainnet"
+    TESTNET = "testnet"
+    SIGNET = "signet"
+    REGTEST = "regtest"
+
+
+class ScriptType(str, Enum):
+    P2WPKH = "p2wpkh"
+    P2SH_P2WPKH = "p2sh-p2wpkh"
+    P2WSH_SORTEDMULTI = "p2wsh-sortedmulti"
+    EOA = "eoa"
+
+
+class Category(str, Enum):
+    SEIZED = "seized"
+    CONFISCATED = "confiscated"
+    STRATEGIC = "strategic"
+
+
+class WalletStatus(str, Enum):
+    ACTIVE = "ACTIVE"
+    FROZEN = "FROZEN"
+    RETIRED = "RETIRED"
+
+
+class TransferState(str, Enum):
+    PENDING_APPROVAL = "PENDING_APPROVAL"
+    APPROVED = "APPROVED"
+    SIGNED = "SIGNED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+
+    @property
+    def live(self) -> bool:
+        return self in (TransferState.PENDING_APPROVAL, TransferState.APPROVED)
+
+
+class Decision(str, Enum):
+    APPROVE = "APPROVE"
+    REJECT = "REJECT"
+
+
+class OperatorStatus(str, Enum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class DestinationClass(str, Enum):
+    """How a destination relates to this custody platform, from the policy's point of view."""
+
+    OWN_WALLET = "own_wallet"
+    ALLOWLISTED = "allowlisted"
+    EXTERNAL = "external"
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """A key held in the HSM: found again by its CKA_ID; the public key is cached here."""
+
+    key_id: str  # hex of CKA_ID
+    label: str
+    public_key: bytes  # 33-byte compressed secp256k1 point
+
+
+@dataclass(frozen=True)
+class Wallet:
+    id: str
+    chain: Chain
+    network: str  # BitcoinNetwork value, or "ethereum"
+    script_type: ScriptType
+    category: Category
+    case_ref: str
+    legal_basis: str
+    status: WalletStatus
+    address: str
+    keys: tuple[KeyRef, ...]
+    chain_ids: tuple[int, ...] = ()  # Ethereum only: allowed chain ids
+    descriptor: str = ""  # Bitcoin only: output descriptor with checksum
+    threshold: int = 1  # multisig m
+    cosigners: tuple[str, ...] = ()  # external cosigner public keys / xpubs (hex or base58)
+    created_at: float = 0.0
+    policy_version: int = 0
+
+
+@dataclass(frozen=True)
+class Output:
+    """One movement of value decoded from a transaction by signerd itself."""
+
+    address: str  # destination address ("" for Ethereum contract creation)
+    amount: int  # base units (sats, wei, token base units)
+    asset: str  # "BTC", "ETH", or "ERC20:<checksummed contract address>"
+    is_change: bool = False
+    destination_class: DestinationClass = DestinationClass.EXTERNAL
+
+
+@dataclass(frozen=True)
+class Movement:
+    """What a transaction moves, as decoded by signerd from the raw transaction.
+
+    This is what policies judge, what the approval statement binds and what operators are shown.
+    """
+
+    chain: Chain
+    network: str  # bitcoin network name, or "ethereum"
+    chain_id: int  # Ethereum chain id; 0 for Bitcoin
+    outputs: tuple[Output, ...]
+    fee: int  # sats; for Ethereum the maximum fee: gas * maxFeePerGas, in wei
+    fee_asset: str  # "BTC" or "ETH"
+    digests: tuple[bytes, ...]  # every digest signerd will ask the HSM to sign, in order
+    nonce: int | None = None  # Ethereum
+    gas_limit: int | None = None
+    max_fee_per_gas: int | None = None
+    max_priority_fee_per_gas: int | None = None
+    contract_call: str = ""  # hex calldata that is not a decoded ERC-20 call, else ""
+    vsize: int | None = None  # Bitcoin virtual size estimate of the signed tx
+    outpoints: tuple[str, ...] = ()  # Bitcoin "txid:vout" spent
+    details: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def external_outputs(self) -> tuple[Output, ...]:
+        return tuple(o for o in self.outputs if not o.is_change)
