@@ -1,0 +1,523 @@
+"""The tamper-evident audit chain and its export format (pure: no store, no HSM, no clock).
+
+Each event's hash is ``SHA-256(prev_hash || canonical(event))`` with ``GENESIS`` before seq 1, so
+an edited, deleted, inserted or reordered event breaks the chain at a point
+:func:`verify_chain` names. Truncation and wholesale rewriting are caught only against a head
+known from elsewhere: an export carries the head hash and seq signed by the daemon's secp256k1
+audit key (64-byte low-S r||s over :func:`head_digest`).
+
+Canonical form is JSON with sorted keys, no whitespace and ASCII only. Detail values are
+str, int (|v| < 2**256), bool, None, list or dict with str keys; floats are refused so the bytes
+of an event have one spelling.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+import coincurve
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from signerd.errors import InvalidArgument
+
+GENESIS = b"\x00" * 32
+EXPORT_FORMAT = "signerd-audit-export/v1"
+HEAD_TAG = b"signerd-audit-head/v1"
+
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+MAX_SEQ = 2**63 - 1  # fits a signed 64-bit store column, and head_digest's 8 bytes
+MAX_DETAIL_INT = 2**256
+MAX_DETAIL_DEPTH = 32
+
+Detail = Union[str, int, bool, None, list["Detail"], dict[str, "Detail"]]
+
+_BODY_KEYS = ("action", "actor", "details", "object", "seq", "time")
+_EVENT_KEYS = frozenset(_BODY_KEYS) | {"prev_hash", "hash"}
+_HEADER_KEYS = frozenset(
+    {
+        "format", "instance_id", "count", "head_hash", "head_seq",
+        "audit_public_key", "head_signature",
+    }
+)
+_HEX32 = re.compile(r"[0-9a-f]{64}")
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_detail(value: object, path: str, depth: int) -> None:
+    if depth > MAX_DETAIL_DEPTH:
+        raise InvalidArgument(f"{path}: nested deeper than {MAX_DETAIL_DEPTH}")
+    if value is None or isinstance(value, (str, bool)):
+        return
+    if _is_int(value):
+        if not -MAX_DETAIL_INT < value < MAX_DETAIL_INT:  # type: ignore[operator]
+            raise InvalidArgument(f"{path}: integer out of range (|v| < 2**256)")
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_detail(item, f"{path}[{i}]", depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidArgument(f"{path}: key {key!r} is not a string")
+            _check_detail(item, f"{path}.{key}", depth + 1)
+        return
+    raise InvalidArgument(
+        f"{path}: {type(value).__name__} is not allowed (str, int, bool, None, list, dict)"
+    )
+
+
+def _check_body(
+    seq: object, time: object, actor: object, action: object, object_: object, details: object
+) -> None:
+    if not _is_int(seq) or not 1 <= seq <= MAX_SEQ:  # type: ignore[operator]
+        raise InvalidArgument(f"seq: must be an integer in 1..2**63-1, got {seq!r}")
+    if not _is_int(time) or not 0 <= time <= MAX_SEQ:  # type: ignore[operator]
+        raise InvalidArgument(f"time: must be non-negative integer microseconds, got {time!r}")
+    for name, value in (("actor", actor), ("action", action), ("object", object_)):
+        if not isinstance(value, str):
+            raise InvalidArgument(f"{name}: must be a string, got {type(value).__name__}")
+    if not isinstance(details, dict):
+        raise InvalidArgument(f"details: must be a dict, got {type(details).__name__}")
+    _check_detail(details, "details", 0)
+
+
+def _check_hash(name: str, value: object) -> None:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise InvalidArgument(f"{name}: must be 32 bytes")
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One link of the chain. ``time`` is integer microseconds since the Unix epoch (UTC).
+
+    Construction checks types only; whether ``hash`` and ``prev_hash`` are right is
+    :func:`verify_chain`'s question, so a tampered event can still be represented. ``details``
+    is a private deep copy; treat it as read-only.
+    """
+
+    seq: int
+    time: int
+    actor: str
+    action: str
+    object: str
+    details: dict[str, Detail]
+    prev_hash: bytes
+    hash: bytes
+
+    def __post_init__(self) -> None:
+        _check_body(self.seq, self.time, self.actor, self.action, self.object, self.details)
+        _check_hash("prev_hash", self.prev_hash)
+        _check_hash("hash", self.hash)
+        object.__setattr__(self, "details", json.loads(_dumps(self.details)))
+
+
+def _body(
+    seq: int, time: int, actor: str, action: str, object_: str, details: Mapping[str, Any]
+) -> bytes:
+    return _dumps(
+        {
+            "seq": seq, "time": time, "actor": actor, "action": action,
+            "object": object_, "details": details,
+        }
+    )
+
+
+def canonical(fields: AuditEvent | Mapping[str, Any]) -> bytes:
+    """The hashed body of an event: seq, time, actor, action, object and details.
+
+    ``fields`` is an event or a mapping with exactly those keys (``prev_hash`` and ``hash`` may
+    be present and are left out).
+    """
+    if isinstance(fields, AuditEvent):
+        e = fields
+        return _body(e.seq, e.time, e.actor, e.action, e.object, e.details)
+    keys = set(fields)
+    missing = sorted(set(_BODY_KEYS) - keys)
+    extra = sorted(keys - _EVENT_KEYS)
+    if missing or extra:
+        raise InvalidArgument(f"audit event fields: missing {missing}, unexpected {extra}")
+    values = [fields[k] for k in ("seq", "time", "actor", "action", "object", "details")]
+    _check_body(*values)
+    return _body(*values)
+
+
+def chain_hash(
+    prev_hash: bytes,
+    seq: int,
+    time: int,
+    actor: str,
+    action: str,
+    object: str,
+    details: Mapping[str, Any],
+) -> bytes:
+    _check_hash("prev_hash", prev_hash)
+    _check_body(seq, time, actor, action, object, details)
+    return hashlib.sha256(prev_hash + _body(seq, time, actor, action, object, details)).digest()
+
+
+def _event_hash(event: AuditEvent) -> bytes:
+    return hashlib.sha256(event.prev_hash + canonical(event)).digest()
+
+
+def new_event(
+    prev: AuditEvent | None,
+    *,
+    time: int,
+    actor: str,
+    action: str,
+    object: str,
+    details: Mapping[str, Any],
+) -> AuditEvent:
+    """The event that follows ``prev`` (or the first event, seq 1, after GENESIS)."""
+    seq = prev.seq + 1 if prev is not None else 1
+    prev_hash = prev.hash if prev is not None else GENESIS
+    digest = chain_hash(prev_hash, seq, time, actor, action, object, dict(details))
+    return AuditEvent(seq, time, actor, action, object, dict(details), prev_hash, digest)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """``checked`` counts the events that passed before the first problem. ``first_bad_seq`` is
+    the lowest seq at which the chain is wrong, or None when the problem cannot be pinned to one
+    event (a bad signature or header, or a consistent chain whose head is not the expected one)."""
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None
+    problem: str
+
+
+def verify_chain(
+    events: Iterable[AuditEvent],
+    *,
+    expected_head: bytes | None = None,
+    expected_count: int | None = None,
+) -> VerifyResult:
+    """Check a whole chain from seq 1, streaming. Stops at the first problem."""
+    prev_hash = GENESIS
+    checked = 0
+    head_found_at: int | None = None
+
+    def bad(seq: int | None, problem: str) -> VerifyResult:
+        return VerifyResult(False, checked, seq, problem)
+
+    for event in events:
+        expected_seq = checked + 1
+        if expected_count is not None and checked == expected_count:
+            return bad(expected_seq, f"seq {event.seq} found after seq {expected_count}, "
+                                     "where the chain should end")
+        if event.seq > expected_seq:
+            return bad(expected_seq, f"seq {expected_seq} is missing or out of order: "
+                                     f"seq {event.seq} follows seq {checked}")
+        if event.seq < expected_seq:
+            return bad(event.seq, f"seq {event.seq} appears again after seq {checked}: "
+                                  "inserted or reordered event")
+        if event.prev_hash != prev_hash:
+            return bad(event.seq, f"seq {event.seq}: prev_hash does not match the hash of "
+                                  f"seq {checked} (broken link)")
+        if event.hash != _event_hash(event):
+            return bad(event.seq, f"seq {event.seq}: hash does not match its content "
+                                  "(event altered)")
+        prev_hash = event.hash
+        checked += 1
+        if expected_head is not None and event.hash == expected_head:
+            head_found_at = event.seq
+
+    if expected_count is not None and checked < expected_count:
+        return bad(checked + 1, f"chain ends at seq {checked} but {expected_count} events "
+                                "were expected (truncated)")
+    if expected_head is not None and prev_hash != expected_head:
+        if head_found_at is not None:
+            return bad(head_found_at + 1, f"events follow the expected head at seq {head_found_at}")
+        return bad(None, f"head hash of seq {checked} is not the expected head: "
+                         "the chain was truncated or rewritten")
+    return VerifyResult(True, checked, None, "")
+
+
+# --- head signature --------------------------------------------------------------------------
+
+
+def head_digest(instance_id: str, head_seq: int, head_hash: bytes) -> bytes:
+    """What the audit key signs: SHA-256(tag || instance_id || head_seq u64 BE || head_hash)."""
+    _check_hash("head_hash", head_hash)
+    if not _is_int(head_seq) or not 0 <= head_seq <= MAX_SEQ:
+        raise InvalidArgument(f"head_seq: out of range, got {head_seq!r}")
+    message = HEAD_TAG + instance_id.encode() + head_seq.to_bytes(8, "big") + head_hash
+    return hashlib.sha256(message).digest()
+
+
+def _split_signature(signature: bytes) -> tuple[int, int]:
+    if not isinstance(signature, bytes) or len(signature) != 64:
+        raise InvalidArgument("head_signature: must be 64 bytes r||s")
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:], "big")
+    if not (0 < r < SECP256K1_N and 0 < s < SECP256K1_N):
+        raise InvalidArgument("head_signature: r or s out of range")
+    return r, s
+
+
+def normalize_head_signature(signature: bytes) -> bytes:
+    """The low-S form of a 64-byte r||s signature (an HSM returns either; exports hold low-S)."""
+    r, s = _split_signature(signature)
+    if s > SECP256K1_N // 2:
+        s = SECP256K1_N - s
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def _parse_public_key(public_key: bytes) -> coincurve.PublicKey:
+    if not isinstance(public_key, bytes) or len(public_key) != 33 or public_key[0] not in (2, 3):
+        raise InvalidArgument("audit_public_key: must be a 33-byte compressed secp256k1 key")
+    try:
+        return coincurve.PublicKey(public_key)
+    except ValueError:
+        raise InvalidArgument("audit_public_key: not a point on secp256k1") from None
+
+
+def _signature_valid(public_key: bytes, signature: bytes, digest: bytes) -> bool:
+    r, s = _split_signature(signature)
+    return _parse_public_key(public_key).verify(encode_dss_signature(r, s), digest, hasher=None)
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportHeader:
+    instance_id: str
+    count: int
+    head_hash: bytes
+    head_seq: int
+    audit_public_key: bytes
+    head_signature: bytes
+
+
+def _header_json(h: ExportHeader) -> bytes:
+    return _dumps(
+        {
+            "format": EXPORT_FORMAT,
+            "instance_id": h.instance_id,
+            "count": h.count,
+            "head_hash": h.head_hash.hex(),
+            "head_seq": h.head_seq,
+            "audit_public_key": h.audit_public_key.hex(),
+            "head_signature": h.head_signature.hex(),
+        }
+    )
+
+
+def _event_json(e: AuditEvent) -> bytes:
+    return _dumps(
+        {
+            "seq": e.seq,
+            "time": e.time,
+            "actor": e.actor,
+            "action": e.action,
+            "object": e.object,
+            "details": e.details,
+            "prev_hash": e.prev_hash.hex(),
+            "hash": e.hash.hex(),
+        }
+    )
+
+
+def export_document(
+    events: Iterable[AuditEvent],
+    head_signature: bytes,
+    audit_pubkey: bytes,
+    instance_id: str,
+) -> bytes:
+    """JSON lines: a header, then one event per line, each line ending in ``\\n``.
+
+    The head is the last event (seq 0 and GENESIS for an empty chain). ``head_signature`` is the
+    audit key's r||s over :func:`head_digest` of that head; it is stored low-S and must verify,
+    so a signature over the wrong head fails here, not at the auditor's desk. The events are
+    written as they are, even if the chain is broken: an export is evidence.
+    """
+    events = list(events)
+    if not isinstance(instance_id, str) or not instance_id:
+        raise InvalidArgument("instance_id: must be a non-empty string")
+    head_seq = events[-1].seq if events else 0
+    head_hash = events[-1].hash if events else GENESIS
+    signature = normalize_head_signature(head_signature)
+    if not _signature_valid(audit_pubkey, signature, head_digest(instance_id, head_seq, head_hash)):
+        raise InvalidArgument(
+            f"head_signature does not verify for seq {head_seq} under the given audit key"
+        )
+    header = ExportHeader(instance_id, len(events), head_hash, head_seq, audit_pubkey, signature)
+    return b"".join(line + b"\n" for line in [_header_json(header), *map(_event_json, events)])
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _reject_float(text: str) -> Any:
+    raise ValueError(f"non-integer number {text} is not allowed")
+
+
+def _load_line(text: str, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+            parse_float=_reject_float,
+        )
+    except RecursionError:
+        raise InvalidArgument(f"{where}: nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidArgument(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{where}: not a JSON object")
+    return value
+
+
+def _keys(obj: dict[str, Any], expected: frozenset[str], where: str) -> None:
+    missing = sorted(expected - obj.keys())
+    extra = sorted(obj.keys() - expected)
+    if missing or extra:
+        raise InvalidArgument(f"{where}: missing keys {missing}, unexpected keys {extra}")
+
+
+def _hex32(obj: dict[str, Any], key: str, where: str) -> bytes:
+    value = obj[key]
+    if not isinstance(value, str) or not _HEX32.fullmatch(value):
+        raise InvalidArgument(f"{where}: {key} must be 64 lowercase hex digits")
+    return bytes.fromhex(value)
+
+
+def _parse_header(obj: dict[str, Any], where: str) -> ExportHeader:
+    _keys(obj, _HEADER_KEYS, where)
+    if obj["format"] != EXPORT_FORMAT:
+        raise InvalidArgument(f"{where}: format must be {EXPORT_FORMAT!r}, got {obj['format']!r}")
+    instance_id = obj["instance_id"]
+    if not isinstance(instance_id, str) or not instance_id:
+        raise InvalidArgument(f"{where}: instance_id must be a non-empty string")
+    for key in ("count", "head_seq"):
+        if not _is_int(obj[key]) or not 0 <= obj[key] <= MAX_SEQ:
+            raise InvalidArgument(f"{where}: {key} must be an integer in 0..2**63-1")
+    public_key = obj["audit_public_key"]
+    signature = obj["head_signature"]
+    if not isinstance(public_key, str) or not re.fullmatch(r"0[23][0-9a-f]{64}", public_key):
+        raise InvalidArgument(
+            f"{where}: audit_public_key must be 66 lowercase hex digits (compressed key)"
+        )
+    if not isinstance(signature, str) or not re.fullmatch(r"[0-9a-f]{128}", signature):
+        raise InvalidArgument(f"{where}: head_signature must be 128 lowercase hex digits (r||s)")
+    try:
+        key_bytes = bytes.fromhex(public_key)
+        _parse_public_key(key_bytes)
+        sig_bytes = bytes.fromhex(signature)
+        if normalize_head_signature(sig_bytes) != sig_bytes:
+            raise InvalidArgument("head_signature: s must be in the lower half (low-S)")
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{where}: {exc}") from None
+    return ExportHeader(
+        instance_id, obj["count"], _hex32(obj, "head_hash", where), obj["head_seq"],
+        key_bytes, sig_bytes,
+    )
+
+
+def _parse_event(obj: dict[str, Any], where: str) -> AuditEvent:
+    _keys(obj, _EVENT_KEYS, where)
+    prev_hash = _hex32(obj, "prev_hash", where)
+    digest = _hex32(obj, "hash", where)
+    try:
+        return AuditEvent(
+            obj["seq"], obj["time"], obj["actor"], obj["action"], obj["object"], obj["details"],
+            prev_hash, digest,
+        )
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{where}: {exc}") from None
+
+
+def parse_export(data: bytes) -> tuple[ExportHeader, list[AuditEvent]]:
+    """Parse an export strictly: ASCII, ``\\n``-terminated lines, each in canonical form (so every
+    document has exactly one spelling), exact key sets, typed values. Raises InvalidArgument
+    naming the 1-based line (the header is line 1). Says nothing about hashes or signatures."""
+    data = bytes(data)
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InvalidArgument(f"line {line}: non-ASCII byte at offset {exc.start}") from None
+    if not text:
+        raise InvalidArgument("line 1: empty document, header missing")
+    if not text.endswith("\n"):
+        last = text.count("\n") + 1
+        raise InvalidArgument(f"line {last}: last line does not end with a newline")
+    lines = text[:-1].split("\n")
+    header: ExportHeader | None = None
+    events: list[AuditEvent] = []
+    for number, line in enumerate(lines, start=1):
+        where = f"line {number}"
+        obj = _load_line(line, where)
+        if number == 1:
+            header = _parse_header(obj, where)
+            again = _header_json(header)
+        else:
+            event = _parse_event(obj, where)
+            events.append(event)
+            again = _event_json(event)
+        if again != line.encode("ascii"):
+            raise InvalidArgument(
+                f"{where}: not in canonical form (sorted keys, no spaces, lowercase hex)"
+            )
+    assert header is not None
+    return header, events
+
+
+def verify_export(
+    data: bytes,
+    *,
+    audit_public_key: bytes | None = None,
+    instance_id: str | None = None,
+) -> VerifyResult:
+    """Verify an export offline: signed head, then the chain against it, then the header count.
+
+    The export names its own audit key, so on its own this proves only that the document is
+    consistent with *some* key; pass the key (and instance id) known out of band to prove it
+    came from that daemon. Raises InvalidArgument if the document does not parse.
+    """
+    header, events = parse_export(data)
+    if audit_public_key is not None and audit_public_key != header.audit_public_key:
+        return VerifyResult(False, 0, None, "export is signed by another audit key than expected")
+    if instance_id is not None and instance_id != header.instance_id:
+        return VerifyResult(
+            False, 0, None, f"export is from instance {header.instance_id!r}, not {instance_id!r}"
+        )
+    digest = head_digest(header.instance_id, header.head_seq, header.head_hash)
+    if not _signature_valid(header.audit_public_key, header.head_signature, digest):
+        return VerifyResult(False, 0, None, "head signature does not verify under the export's key")
+    result = verify_chain(events, expected_head=header.head_hash, expected_count=header.head_seq)
+    if not result.ok:
+        return result
+    if header.count != len(events):
+        return VerifyResult(
+            False, result.checked, None,
+            f"header count {header.count} does not match the {len(events)} events present",
+        )
+    return result
