@@ -1,0 +1,222 @@
+"""The approval statement: the exact bytes an operator signs to approve or reject a transfer.
+
+signerd and ``signerctl`` each build the statement on their own from the raw transaction and
+the transfer's metadata, so a host showing a false summary cannot collect valid approvals. The
+bytes are ``DOMAIN_TAG``, a newline, then canonical JSON (keys sorted, no whitespace, ASCII
+only) of every field below; every integer is a decimal string, so values beyond 2^53 survive
+any JSON reader; absent optional integers are ``null``; bytes are lower-case hex::
+
+    chain, network, chain_id, instance_id, transfer_id, wallet_id, digests[],
+    outputs[{address, amount, asset, change, destination_class}], fee, fee_asset, nonce,
+    gas_limit, max_fee_per_gas, max_priority_fee_per_gas, contract_call, vsize, outpoints[],
+    payload_sha256, policy_version, category_change, legal_basis, decision, expires_at
+
+The operator signs SHA-256 of the statement with Ed25519. ``Movement.details`` is not bound:
+it is free-form decoration, not decoded value.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from signerd.errors import InvalidApproval, InvalidArgument
+from signerd.model import Chain, Decision, Movement, Output
+from signerd.operator_keys import load_public_pem
+from signerd.policy import CATEGORY_CHANGES
+
+DOMAIN_TAG = b"signerd-approval/v1"
+SIGNATURE_SIZE = 64
+MAX_EXPIRES_AT = 253402300799  # 9999-12-31T23:59:59Z
+
+
+@dataclass(frozen=True)
+class StatementContext:
+    """The transfer's metadata bound into its statement next to the decoded movement."""
+
+    instance_id: str
+    transfer_id: str
+    wallet_id: str
+    policy_version: int
+    expires_at: int  # unix seconds
+    payload_sha256: bytes  # SHA-256 of the raw transaction payload as submitted
+    legal_basis: str = ""
+    category_change: str = "none"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.payload_sha256, bytes) or len(self.payload_sha256) != 32:
+            raise InvalidArgument("payload_sha256 must be 32 bytes")
+        if self.category_change not in CATEGORY_CHANGES:
+            raise InvalidArgument(f"unknown category change {self.category_change!r}")
+        for name in ("instance_id", "transfer_id", "wallet_id", "legal_basis"):
+            if not isinstance(getattr(self, name), str):
+                raise InvalidArgument(f"{name} must be a string")
+        _dec(self.policy_version, "policy_version")
+        _dec(self.expires_at, "expires_at")
+        if self.expires_at > MAX_EXPIRES_AT:
+            raise InvalidArgument("expires_at is beyond the year 9999")
+
+
+def build_statement(ctx: StatementContext, movement: Movement, decision: Decision) -> bytes:
+    """The deterministic statement bytes for this transfer, movement and decision."""
+    doc = {
+        "instance_id": ctx.instance_id,
+        "transfer_id": ctx.transfer_id,
+        "wallet_id": ctx.wallet_id,
+        "chain": movement.chain.value,
+        "network": movement.network,
+        "chain_id": _dec(movement.chain_id, "chain_id"),
+        "digests": [_hex(d, "digest") for d in movement.digests],
+        "outputs": [
+            {
+                "address": o.address,
+                "amount": _dec(o.amount, "amount"),
+                "asset": o.asset,
+                "change": o.is_change,
+                "destination_class": o.destination_class.value,
+            }
+            for o in movement.outputs
+        ],
+        "fee": _dec(movement.fee, "fee"),
+        "fee_asset": movement.fee_asset,
+        "nonce": _opt(movement.nonce, "nonce"),
+        "gas_limit": _opt(movement.gas_limit, "gas_limit"),
+        "max_fee_per_gas": _opt(movement.max_fee_per_gas, "max_fee_per_gas"),
+        "max_priority_fee_per_gas": _opt(movement.max_priority_fee_per_gas,
+                                         "max_priority_fee_per_gas"),
+        "contract_call": movement.contract_call,
+        "vsize": _opt(movement.vsize, "vsize"),
+        "outpoints": list(movement.outpoints),
+        "payload_sha256": ctx.payload_sha256.hex(),
+        "policy_version": _dec(ctx.policy_version, "policy_version"),
+        "category_change": ctx.category_change,
+        "legal_basis": ctx.legal_basis,
+        "decision": Decision(decision).value,
+        "expires_at": _dec(ctx.expires_at, "expires_at"),
+    }
+    body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False)
+    return DOMAIN_TAG + b"\n" + body.encode("ascii")
+
+
+def statement_digest(statement: bytes) -> bytes:
+    """SHA-256 of the statement: the message an operator's key signs."""
+    return hashlib.sha256(statement).digest()
+
+
+def sign_statement(private_key: Ed25519PrivateKey, statement: bytes) -> bytes:
+    """The operator's Ed25519 signature over SHA-256 of the statement (what signerctl does)."""
+    return private_key.sign(statement_digest(statement))
+
+
+def verify_statement(public_key_pem: bytes, statement: bytes, signature: bytes, *,
+                     operator_id: str = "") -> None:
+    """Raise InvalidApproval unless ``signature`` is the key's signature over this statement.
+
+    A registered key that is not an Ed25519 public key raises InvalidKey.
+    """
+    key = load_public_pem(public_key_pem)
+    who = f" for operator {operator_id}" if operator_id else ""
+    if not isinstance(signature, bytes) or len(signature) != SIGNATURE_SIZE:
+        size = len(signature) if isinstance(signature, bytes) else type(signature).__name__
+        raise InvalidApproval(f"signature{who} must be {SIGNATURE_SIZE} bytes (Ed25519), "
+                              f"got {size}")
+    try:
+        key.verify(signature, statement_digest(statement))
+    except InvalidSignature:
+        raise InvalidApproval(f"signature does not verify{who}") from None
+
+
+def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str:
+    """What an operator reads before signing; every bound field appears.
+
+    Text from outside (addresses, legal basis, ids) is shown escaped when it holds anything but
+    printable ASCII, so control characters or look-alike letters cannot forge a line.
+    """
+    network = (f"{movement.network}, chain id {movement.chain_id}" if movement.chain_id
+               else movement.network)
+    lines = [
+        f"You are about to {Decision(decision).value} this transfer.",
+        f"transfer:        {_safe(ctx.transfer_id)}",
+        f"wallet:          {_safe(ctx.wallet_id)}",
+        f"daemon:          {_safe(ctx.instance_id)}",
+        f"chain:           {movement.chain.value} ({_safe(network)})",
+        "outputs:",
+    ]
+    lines += [f"  {i}. {_describe(o)}" for i, o in enumerate(movement.outputs, 1)]
+    if not movement.outputs:
+        lines.append("  (none)")
+    fee_label = "max fee:" if movement.chain is Chain.ETHEREUM else "fee:"
+    lines.append(f"{fee_label:<17}{_amount(movement.fee, movement.fee_asset)}"
+                 + (f", {movement.vsize} vB" if movement.vsize else ""))
+    if movement.nonce is not None:
+        lines.append(f"nonce:           {movement.nonce}")
+    if movement.gas_limit is not None:
+        lines.append(f"gas limit:       {movement.gas_limit}")
+    for label, wei in (("max fee/gas:", movement.max_fee_per_gas),
+                       ("priority fee/gas:", movement.max_priority_fee_per_gas)):
+        if wei is not None:
+            lines.append(f"{label:<17}{wei} wei")
+    if movement.contract_call:
+        lines.append(f"contract call:   {_safe(movement.contract_call)} (NOT decoded)")
+    if movement.outpoints:
+        lines.append("spends:          " + ", ".join(_safe(p) for p in movement.outpoints))
+    lines += [f"digest {i}:       {d.hex()}" for i, d in enumerate(movement.digests, 1)]
+    lines += [
+        f"payload sha256:  {ctx.payload_sha256.hex()}",
+        f"policy version:  {ctx.policy_version}",
+        f"category change: {ctx.category_change}",
+        f"legal basis:     {_safe(ctx.legal_basis) if ctx.legal_basis else '(none)'}",
+        f"expires:         {_utc(ctx.expires_at)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _describe(out: Output) -> str:
+    kind, _, token = out.asset.partition(":")
+    to = _safe(out.address) if out.address else "(new contract)"
+    where = f"[{out.destination_class.value}{', CHANGE' if out.is_change else ''}]"
+    if kind.upper() == "ERC20-APPROVE":
+        return (f"approve spender {to} for {out.amount} base units of token {_safe(token)} "
+                f"{where}")
+    verb = "change" if out.is_change else "send"
+    return f"{verb} {_amount(out.amount, out.asset)} to {to} {where}"
+
+
+def _amount(amount: int, asset: str) -> str:
+    if asset == "BTC":
+        return f"{amount // 10**8}.{amount % 10**8:08d} BTC ({amount} sat)"
+    if asset == "ETH":
+        return f"{amount // 10**18}.{amount % 10**18:018d} ETH ({amount} wei)"
+    kind, _, token = asset.partition(":")
+    if kind.upper() == "ERC20":
+        return f"{amount} base units of token {_safe(token)}"
+    return f"{amount} base units of {_safe(asset)}"
+
+
+def _safe(text: str) -> str:
+    return text if text.isascii() and text.isprintable() else ascii(text)
+
+
+def _utc(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _dec(value: int, name: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument(f"{name} must be a non-negative integer")
+    return str(value)
+
+
+def _opt(value: int | None, name: str) -> str | None:
+    return None if value is None else _dec(value, name)
+
+
+def _hex(value: bytes, name: str) -> str:
+    if not isinstance(value, bytes):
+        raise InvalidArgument(f"{name} must be bytes")
+    return value.hex()

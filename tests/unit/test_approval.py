@@ -1,0 +1,237 @@
+"""The approval statement: binds every field, canonical bytes, Ed25519 over its SHA-256."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from signerd import operator_keys
+from signerd.approval import (
+    DOMAIN_TAG,
+    StatementContext,
+    build_statement,
+    render,
+    sign_statement,
+    statement_digest,
+    verify_statement,
+)
+from signerd.errors import InvalidApproval, InvalidArgument, InvalidKey
+from signerd.model import Chain, Decision, DestinationClass, Movement, Output
+
+CTX = StatementContext(instance_id="signerd-1", transfer_id="t-42", wallet_id="w-7",
+                       policy_version=3, expires_at=1_700_000_000,
+                       payload_sha256=hashlib.sha256(b"payload").digest(),
+                       legal_basis="court order 12/2024", category_change="seized_to_confiscated")
+ETH = Movement(
+    chain=Chain.ETHEREUM, network="ethereum", chain_id=1,
+    outputs=(Output("0x" + "11" * 20, 2**70 + 1, "ETH", False, DestinationClass.EXTERNAL),),
+    fee=21000 * 30 * 10**9, fee_asset="ETH", digests=(bytes(range(32)),), nonce=7,
+    gas_limit=21000, max_fee_per_gas=30 * 10**9, max_priority_fee_per_gas=10**9)
+BTC = Movement(
+    chain=Chain.BITCOIN, network="mainnet", chain_id=0,
+    outputs=(Output("bc1qdest", 100_000, "BTC", False, DestinationClass.EXTERNAL),
+             Output("bc1qchange", 50_000_000, "BTC", True, DestinationClass.OWN_WALLET)),
+    fee=1_410, fee_asset="BTC", digests=(b"\x01" * 32, b"\x02" * 32), vsize=141,
+    outpoints=("aa" * 32 + ":0", "bb" * 32 + ":1"))
+
+
+def body(statement: bytes) -> dict:
+    tag, _, text = statement.partition(b"\n")
+    assert tag == DOMAIN_TAG
+    return json.loads(text)
+
+
+def test_statement_is_tagged_canonical_json():
+    statement = build_statement(CTX, ETH, Decision.APPROVE)
+    assert statement.startswith(b"signerd-approval/v1\n")
+    doc = body(statement)
+    # re-serialising with the canonical settings gives the same bytes
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert statement == DOMAIN_TAG + b"\n" + canonical.encode()
+    assert statement == build_statement(replace(CTX), replace(ETH), Decision.APPROVE)
+
+
+def test_statement_fields_and_big_integers():
+    doc = body(build_statement(CTX, ETH, Decision.APPROVE))
+    assert doc["outputs"] == [{"address": "0x" + "11" * 20, "amount": str(2**70 + 1),
+                               "asset": "ETH", "change": False,
+                               "destination_class": "external"}]
+    assert doc["chain_id"] == "1" and doc["nonce"] == "7" and doc["vsize"] is None
+    assert doc["fee"] == str(21000 * 30 * 10**9) and doc["expires_at"] == "1700000000"
+    assert doc["digests"] == [bytes(range(32)).hex()]
+    assert doc["payload_sha256"] == hashlib.sha256(b"payload").hexdigest()
+    assert doc["decision"] == "APPROVE" and doc["policy_version"] == "3"
+    assert doc["category_change"] == "seized_to_confiscated"
+    assert set(doc) == {
+        "instance_id", "transfer_id", "wallet_id", "chain", "network", "chain_id", "digests",
+        "outputs", "fee", "fee_asset", "nonce", "gas_limit", "max_fee_per_gas",
+        "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints", "payload_sha256",
+        "policy_version", "category_change", "legal_basis", "decision", "expires_at"}
+
+
+def _out(m: Movement, i: int = 0, **kw) -> Movement:
+    outs = list(m.outputs)
+    outs[i] = replace(outs[i], **kw)
+    return replace(m, outputs=tuple(outs))
+
+
+CHANGES = [
+    ("fee", CTX, replace(ETH, fee=ETH.fee + 1), Decision.APPROVE),
+    ("destination", CTX, _out(ETH, address="0x" + "11" * 19 + "12"), Decision.APPROVE),
+    ("amount", CTX, _out(ETH, amount=2**70 + 2), Decision.APPROVE),
+    ("asset", CTX, _out(ETH, asset="ERC20:0x" + "22" * 20), Decision.APPROVE),
+    ("change flag", CTX, _out(ETH, is_change=True), Decision.APPROVE),
+    ("destination class", CTX, _out(ETH, destination_class=DestinationClass.ALLOWLISTED),
+     Decision.APPROVE),
+    ("chain id", CTX, replace(ETH, chain_id=2), Decision.APPROVE),
+    ("network", CTX, replace(ETH, network="sepolia"), Decision.APPROVE),
+    ("nonce", CTX, replace(ETH, nonce=8), Decision.APPROVE),
+    ("gas limit", CTX, replace(ETH, gas_limit=21001), Decision.APPROVE),
+    ("max fee per gas", CTX, replace(ETH, max_fee_per_gas=30 * 10**9 + 1), Decision.APPROVE),
+    ("priority fee", CTX, replace(ETH, max_priority_fee_per_gas=10**9 + 1), Decision.APPROVE),
+    ("contract call", CTX, replace(ETH, contract_call="0x00"), Decision.APPROVE),
+    ("digest", CTX, replace(ETH, digests=(bytes(range(31)) + b"\x20",)), Decision.APPROVE),
+    ("extra digest", CTX, replace(ETH, digests=ETH.digests * 2), Decision.APPROVE),
+    ("vsize", CTX, replace(ETH, vsize=1), Decision.APPROVE),
+    ("outpoints", CTX, replace(ETH, outpoints=("aa" * 32 + ":0",)), Decision.APPROVE),
+    ("fee asset", CTX, replace(ETH, fee_asset="BTC"), Decision.APPROVE),
+    ("decision", CTX, ETH, Decision.REJECT),
+    ("expiry", replace(CTX, expires_at=CTX.expires_at + 1), ETH, Decision.APPROVE),
+    ("transfer id", replace(CTX, transfer_id="t-43"), ETH, Decision.APPROVE),
+    ("wallet id", replace(CTX, wallet_id="w-8"), ETH, Decision.APPROVE),
+    ("instance id", replace(CTX, instance_id="signerd-2"), ETH, Decision.APPROVE),
+    ("policy version", replace(CTX, policy_version=4), ETH, Decision.APPROVE),
+    ("payload", replace(CTX, payload_sha256=hashlib.sha256(b"payload2").digest()), ETH,
+     Decision.APPROVE),
+    ("legal basis", replace(CTX, legal_basis="court order 13/2024"), ETH, Decision.APPROVE),
+    ("category change", replace(CTX, category_change="seized_to_returned"), ETH,
+     Decision.APPROVE),
+]
+
+
+@pytest.mark.parametrize(("ctx", "movement", "decision"), [c[1:] for c in CHANGES],
+                         ids=[c[0] for c in CHANGES])
+def test_any_change_changes_the_statement(ctx, movement, decision):
+    base = build_statement(CTX, ETH, Decision.APPROVE)
+    changed = build_statement(ctx, movement, decision)
+    assert changed != base
+    assert statement_digest(changed) != statement_digest(base)
+
+
+def test_output_order_is_bound():
+    swapped = replace(BTC, outputs=BTC.outputs[::-1])
+    assert build_statement(CTX, swapped, Decision.APPROVE) != build_statement(
+        CTX, BTC, Decision.APPROVE)
+
+
+@pytest.mark.parametrize(("ctx_kw", "mv_kw", "named"), [
+    ({"payload_sha256": b"\0" * 31}, {}, "payload_sha256"),
+    ({"category_change": "theft"}, {}, "category change"),
+    ({"expires_at": -1}, {}, "expires_at"),
+    ({"expires_at": 10**12}, {}, "expires_at"),
+    ({"policy_version": "3"}, {}, "policy_version"),
+    ({}, {"fee": -1}, "fee"),
+    ({}, {"nonce": True}, "nonce"),
+    ({}, {"digests": ("00" * 32,)}, "digest"),
+])
+def test_bad_fields_are_refused(ctx_kw, mv_kw, named):
+    with pytest.raises(InvalidArgument, match=named):
+        build_statement(replace(CTX, **ctx_kw), replace(ETH, **mv_kw), Decision.APPROVE)
+
+
+def test_render_bitcoin():
+    text = render(CTX, BTC, Decision.APPROVE)
+    assert "APPROVE" in text
+    assert "send 0.00100000 BTC (100000 sat) to bc1qdest [external]" in text
+    assert "change 0.50000000 BTC (50000000 sat) to bc1qchange [own_wallet, CHANGE]" in text
+    assert "0.00001410 BTC (1410 sat), 141 vB" in text
+    assert "2023-11-14T22:13:20Z" in text
+    assert ("aa" * 32 + ":0") in text and ("01" * 32) in text
+    assert "court order 12/2024" in text and "seized_to_confiscated" in text
+
+
+def test_render_ethereum_and_tokens():
+    eth = replace(ETH, outputs=ETH.outputs + (
+        Output("0x" + "33" * 20, 5, "ERC20:0x" + "44" * 20),
+        Output("0x" + "55" * 20, 2**256 - 1, "ERC20-APPROVE:0x" + "44" * 20)),
+        contract_call="0xdeadbeef")
+    text = render(CTX, eth, Decision.REJECT)
+    assert "REJECT" in text
+    assert f"1180.591620717411303425 ETH ({2**70 + 1} wei)" in text
+    assert "chain id 1" in text and "nonce:           7" in text
+    assert "0.000630000000000000 ETH (630000000000000 wei)" in text
+    assert f"5 base units of token 0x{'44' * 20}" in text
+    assert f"approve spender 0x{'55' * 20} for {2**256 - 1} base units" in text
+    assert "0xdeadbeef (NOT decoded)" in text
+
+
+def test_render_escapes_hostile_text():
+    ctx = replace(CTX, legal_basis="ok\nsend 0 BTC to bc1qsafe [own_wallet]\x1b[2K")
+    text = render(ctx, BTC, Decision.APPROVE)
+    assert "\x1b" not in text
+    assert "\nsend 0 BTC" not in text
+    lookalike = _out(BTC, address="bc1q\u0430dest")  # Cyrillic a
+    assert "\\u0430" in render(CTX, lookalike, Decision.APPROVE)
+
+
+@pytest.fixture(scope="module")
+def key():
+    return operator_keys.generate()
+
+
+@pytest.fixture(scope="module")
+def pem(key):
+    return operator_keys.public_pem(key)
+
+
+def test_sign_and_verify(key, pem):
+    statement = build_statement(CTX, BTC, Decision.APPROVE)
+    signature = sign_statement(key, statement)
+    verify_statement(pem, statement, signature, operator_id="inv1")
+    # the signed message is SHA-256 of the statement, checked by libsodium independently
+    nacl = pytest.importorskip("nacl.signing")
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    nacl.VerifyKey(raw).verify(hashlib.sha256(statement).digest(), signature)
+
+
+def _bad_signatures(key):
+    statement = build_statement(CTX, BTC, Decision.APPROVE)
+    good = sign_statement(key, statement)
+    other = operator_keys.generate()
+    return statement, {
+        "forged": bytes(64),
+        "bit flipped": good[:10] + bytes([good[10] ^ 1]) + good[11:],
+        "truncated": good[:63],
+        "extended": good + b"\0",
+        "empty": b"",
+        "other statement": sign_statement(key, build_statement(CTX, BTC, Decision.REJECT)),
+        "other key": sign_statement(other, statement),
+        "unhashed statement": key.sign(statement),
+    }
+
+
+@pytest.mark.parametrize("case", ["forged", "bit flipped", "truncated", "extended", "empty",
+                                  "other statement", "other key", "unhashed statement"])
+def test_verify_rejects(key, pem, case):
+    statement, bad = _bad_signatures(key)
+    with pytest.raises(InvalidApproval, match="operator inv1"):
+        verify_statement(pem, statement, bad[case], operator_id="inv1")
+
+
+def test_verify_rejects_a_changed_statement(key, pem):
+    statement = build_statement(CTX, BTC, Decision.APPROVE)
+    signature = sign_statement(key, statement)
+    with pytest.raises(InvalidApproval, match="does not verify for operator cust1"):
+        verify_statement(pem, statement[:-1] + b" ", signature, operator_id="cust1")
+
+
+def test_verify_refuses_non_ed25519_keys(key):
+    p256 = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    statement = build_statement(CTX, BTC, Decision.APPROVE)
+    with pytest.raises(InvalidKey, match="operator keys must be Ed25519"):
+        verify_statement(p256, statement, sign_statement(key, statement))

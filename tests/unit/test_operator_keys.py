@@ -1,0 +1,152 @@
+"""Operator key files: modes, no overwrite, passphrases, Ed25519 only."""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+from signerd import operator_keys
+from signerd.errors import AlreadyExists, InvalidKey
+
+
+def raw(public_key) -> bytes:
+    return public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.fixture
+def paths(tmp_path):
+    return tmp_path / "inv1.key", tmp_path / "inv1.pub"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_write_and_load_plain(paths, umask):
+    key_path, pub_path = paths
+    key = operator_keys.generate()
+    old = os.umask(umask)
+    try:
+        operator_keys.write_keypair(key, key_path, pub_path, None)
+    finally:
+        os.umask(old)
+    assert mode(key_path) == 0o600 and mode(pub_path) == 0o644
+    assert key_path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert pub_path.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    loaded = operator_keys.load_private(key_path)
+    assert raw(loaded.public_key()) == raw(key.public_key())
+    assert raw(operator_keys.load_public_pem(pub_path.read_bytes())) == raw(key.public_key())
+
+
+def test_encrypted_key(paths):
+    key_path, pub_path = paths
+    key = operator_keys.generate()
+    operator_keys.write_keypair(key, key_path, pub_path, b"correct horse")
+    assert b"ENCRYPTED PRIVATE KEY" in key_path.read_bytes()
+    loaded = operator_keys.load_private(key_path, b"correct horse")
+    assert raw(loaded.public_key()) == raw(key.public_key())
+    with pytest.raises(InvalidKey, match=f"wrong passphrase for key file {key_path}"):
+        operator_keys.load_private(key_path, b"battery staple")
+    with pytest.raises(InvalidKey, match="passphrase is needed"):
+        operator_keys.load_private(key_path)
+
+
+def test_empty_passphrase_refused(paths):
+    with pytest.raises(InvalidKey, match="passphrase"):
+        operator_keys.write_keypair(operator_keys.generate(), *paths, b"")
+    assert not paths[0].exists() and not paths[1].exists()
+
+
+def test_passphrase_for_plain_key(paths):
+    operator_keys.write_keypair(operator_keys.generate(), *paths, None)
+    with pytest.raises(InvalidKey, match="not encrypted"):
+        operator_keys.load_private(paths[0], b"x")
+
+
+def test_refuses_to_overwrite_private_key(paths):
+    key_path, pub_path = paths
+    key_path.write_bytes(b"precious")
+    with pytest.raises(AlreadyExists, match=str(key_path)):
+        operator_keys.write_keypair(operator_keys.generate(), key_path, pub_path)
+    assert key_path.read_bytes() == b"precious" and not pub_path.exists()
+
+
+def test_refuses_to_overwrite_public_key(paths):
+    key_path, pub_path = paths
+    pub_path.write_bytes(b"precious")
+    with pytest.raises(AlreadyExists, match=str(pub_path)):
+        operator_keys.write_keypair(operator_keys.generate(), key_path, pub_path)
+    assert pub_path.read_bytes() == b"precious" and not key_path.exists()
+
+
+def test_refuses_dangling_symlink(paths, tmp_path):
+    key_path, pub_path = paths
+    key_path.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(AlreadyExists):
+        operator_keys.write_keypair(operator_keys.generate(), key_path, pub_path)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("bad_mode", [0o640, 0o604, 0o620, 0o644])
+def test_refuses_key_readable_by_others(paths, bad_mode):
+    operator_keys.write_keypair(operator_keys.generate(), *paths)
+    os.chmod(paths[0], bad_mode)
+    with pytest.raises(InvalidKey, match=f"key file {paths[0]} is accessible by group or others"):
+        operator_keys.load_private(paths[0])
+
+
+def test_missing_and_malformed_key_files(tmp_path):
+    with pytest.raises(InvalidKey, match="nope.key"):
+        operator_keys.load_private(tmp_path / "nope.key")
+    junk = tmp_path / "junk.key"
+    junk.write_bytes(b"not a key")
+    junk.chmod(0o600)
+    with pytest.raises(InvalidKey, match="junk.key is not a PEM private key"):
+        operator_keys.load_private(junk)
+    with pytest.raises(InvalidKey, match="not a regular file"):
+        (tmp_path / "dir.key").mkdir(mode=0o700)
+        operator_keys.load_private(tmp_path / "dir.key")
+
+
+def test_non_ed25519_private_key_refused(tmp_path):
+    path = tmp_path / "p256.key"
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    path.write_bytes(pem)
+    path.chmod(0o600)
+    with pytest.raises(InvalidKey, match="operator keys must be Ed25519"):
+        operator_keys.load_private(path)
+
+
+def test_load_public_pem_only_ed25519():
+    p256 = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(InvalidKey, match="operator keys must be Ed25519"):
+        operator_keys.load_public_pem(p256)
+    with pytest.raises(InvalidKey, match="not a PEM"):
+        operator_keys.load_public_pem(b"-----BEGIN PUBLIC KEY-----\ngarbage\n")
+    with pytest.raises(InvalidKey):
+        operator_keys.load_public_pem("text, not bytes")  # type: ignore[arg-type]
+
+
+def test_fingerprint():
+    key = operator_keys.generate()
+    fp = operator_keys.fingerprint(key.public_key())
+    assert fp == hashlib.sha256(raw(key.public_key())).hexdigest()[:16]
+    assert len(fp) == 16 and int(fp, 16) >= 0
+    assert fp != operator_keys.fingerprint(operator_keys.generate().public_key())
+    # RFC 8032 test 1 public key: the fingerprint does not depend on our serialisation
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    rfc = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+    assert operator_keys.fingerprint(Ed25519PublicKey.from_public_bytes(rfc)) == \
+        hashlib.sha256(rfc).hexdigest()[:16]
