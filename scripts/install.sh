@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install everything signerd and its tests need on Debian 12, as root: system packages
+# (SoftHSM2, OpenSC's pkcs11-tool, libsecp256k1, PostgreSQL for the replica tests) and a
+# virtual environment in .venv with signerd and its test dependencies. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(softhsm2 opensc libsecp256k1-1 postgresql python3-venv python3-pip systemd)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install.sh: needs root to install ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+"$PY" - <<'PYCHECK'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"signerd needs Python 3.11 or newer, found {sys.version.split()[0]}")
+PYCHECK
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test]'
+echo "install.sh: ready (.venv/bin/signerd, .venv/bin/signerctl)"

@@ -1,0 +1,85 @@
+"""Translation between domain values and protobuf messages (no logic)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..model import Category, Chain, Movement, ScriptType, TransferState, Wallet, WalletStatus
+from ..transfers import TransferView
+from ..v1 import signerd_pb2 as pb
+
+CHAIN_TO_PB = {Chain.BITCOIN: pb.BITCOIN, Chain.ETHEREUM: pb.ETHEREUM}
+CHAIN_FROM_PB = {pb.BITCOIN: "bitcoin", pb.ETHEREUM: "ethereum", pb.CHAIN_UNSPECIFIED: ""}
+CATEGORY_TO_PB = {Category.SEIZED: pb.SEIZED, Category.CONFISCATED: pb.CONFISCATED,
+                  Category.STRATEGIC: pb.STRATEGIC}
+CATEGORY_FROM_PB = {pb.SEIZED: "seized", pb.CONFISCATED: "confiscated",
+                    pb.STRATEGIC: "strategic", pb.CATEGORY_UNSPECIFIED: ""}
+STATUS_TO_PB = {WalletStatus.ACTIVE: pb.ACTIVE, WalletStatus.FROZEN: pb.FROZEN,
+                WalletStatus.RETIRED: pb.RETIRED}
+SCRIPT_TO_PB = {ScriptType.P2WPKH: pb.P2WPKH, ScriptType.P2SH_P2WPKH: pb.P2SH_P2WPKH,
+                ScriptType.P2WSH_SORTEDMULTI: pb.P2WSH_SORTEDMULTI, ScriptType.EOA: pb.EOA}
+SCRIPT_FROM_PB = {pb.P2WPKH: "p2wpkh", pb.P2SH_P2WPKH: "p2sh-p2wpkh",
+                  pb.P2WSH_SORTEDMULTI: "p2wsh-sortedmulti", pb.EOA: "eoa",
+                  pb.SCRIPT_TYPE_UNSPECIFIED: ""}
+
+
+def wallet_pb(w: Wallet, *, policy_version: int = 0, freeze_order: str = "") -> pb.Wallet:
+    return pb.Wallet(
+        id=w.id, chain=CHAIN_TO_PB[w.chain], network=w.network, chain_ids=list(w.chain_ids),
+        script_type=SCRIPT_TO_PB[w.script_type], category=CATEGORY_TO_PB[w.category],
+        case_ref=w.case_ref, legal_basis=w.legal_basis, status=STATUS_TO_PB[w.status],
+        address=w.address, descriptor=w.descriptor,
+        keys=[pb.Key(key_id=k.key_id, label=k.label, public_key=k.public_key,
+                     hsm_held=not k.key_id.startswith("ext-")) for k in w.keys],
+        threshold=w.threshold, cosigners=list(w.cosigners), policy_version=policy_version,
+        created_at_unix=int(w.created_at), freeze_order=freeze_order)
+
+
+def movement_pb(m: Movement) -> pb.Movement:
+    msg = pb.Movement(
+        chain=CHAIN_TO_PB[m.chain], network=m.network, chain_id=m.chain_id,
+        outputs=[pb.Output(address=o.address, amount=str(o.amount), asset=o.asset,
+                           is_change=o.is_change, destination_class=o.destination_class.value)
+                 for o in m.outputs],
+        fee=str(m.fee), fee_asset=m.fee_asset, digests=list(m.digests),
+        max_fee_per_gas="" if m.max_fee_per_gas is None else str(m.max_fee_per_gas),
+        max_priority_fee_per_gas=("" if m.max_priority_fee_per_gas is None
+                                  else str(m.max_priority_fee_per_gas)),
+        contract_call=m.contract_call, outpoints=list(m.outpoints))
+    if m.nonce is not None:
+        msg.nonce = m.nonce
+    if m.gas_limit is not None:
+        msg.gas_limit = m.gas_limit
+    if m.vsize is not None:
+        msg.vsize = m.vsize
+    return msg
+
+
+def transfer_pb(v: TransferView) -> pb.Transfer:
+    r = v.row
+    return pb.Transfer(
+        id=r["id"], wallet_id=r["wallet_id"], chain=CHAIN_TO_PB[Chain(r["chain"])],
+        state=pb.TransferState.Value(r["state"]), payload=bytes(r["payload"]),
+        movement=movement_pb(v.movement), submitter=r["submitter"],
+        policy_version=int(r["policy_version"]), requirement=v.requirement,
+        remaining=v.remaining, expires_at_unix=int(r["expires_at"]),
+        created_at_unix=int(r["created_at"]), updated_at_unix=int(r["updated_at"]),
+        approvals=[pb.ApprovalRecord(
+            operator_id=a["operator_id"], decision=pb.Decision.Value(a["decision"]),
+            signature=bytes.fromhex(a["signature"]), reason=a["reason"],
+            created_at_unix=int(a["created_at"]), counted=bool(a["counted"]))
+            for a in v.approvals],
+        raw_tx=r["raw_tx"], psbt=r["psbt"], tx_hash=r["tx_hash"], failure=r["failure"],
+        replaces=r["replaces"], legal_basis=r["legal_basis"],
+        category_change=r["category_change"], instance_id=v.instance_id)
+
+
+def state_from_pb(value: int) -> str:
+    return "" if value == pb.TRANSFER_STATE_UNSPECIFIED else pb.TransferState.Name(value)
+
+
+def json_details(details: dict[str, Any]) -> str:
+    return json.dumps(details, sort_keys=True, separators=(",", ":"))
+
+
+__all__ = ["TransferState"]

@@ -1,0 +1,486 @@
+"""The gRPC edge: mTLS principals, per-RPC authorization, limits, error mapping, metrics.
+
+Servicers translate requests into calls on the application object and results back; no policy
+or parsing logic lives here.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import time
+import uuid
+from concurrent import futures
+from typing import Any, Callable, Iterator
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .. import pki
+from ..admin import AdminService
+from ..app import App
+from ..errors import (InvalidArgument, PermissionDenied, ResourceExhausted, SignerError, Status,
+                      Unauthenticated, Unimplemented)
+from ..model import Decision
+from ..v1 import signerd_pb2 as pb
+from ..v1 import signerd_pb2_grpc as rpc
+from ..wallets import WalletRequest
+from . import convert as C
+
+log = logging.getLogger("signerd.api")
+
+STATUS_CODES = {s: getattr(grpc.StatusCode, s.value) for s in Status}
+
+# Which principal kinds may call each RPC. Anything not listed is refused.
+PLATFORM, OPERATOR, ADMIN, AUDITOR = "platform", "operator", "admin", "auditor"
+ALLOWED: dict[str, frozenset[str]] = {
+    "Custody/CreateWallet": frozenset({PLATFORM}),
+    "Custody/GetWallet": frozenset({PLATFORM, ADMIN}),
+    "Custody/ListWallets": frozenset({PLATFORM, ADMIN}),
+    "Custody/SubmitTransfer": frozenset({PLATFORM}),
+    "Custody/GetTransfer": frozenset({PLATFORM}),
+    "Custody/ListTransfers": frozenset({PLATFORM}),
+    "Custody/WatchTransfer": frozenset({PLATFORM}),
+    "Custody/CancelTransfer": frozenset({PLATFORM}),
+    "Custody/CombinePsbt": frozenset({PLATFORM}),
+    "Approval/ListPending": frozenset({OPERATOR}),
+    "Approval/GetStatement": frozenset({OPERATOR}),
+    "Approval/SubmitApproval": frozenset({OPERATOR}),
+    "Admin/RegisterOperator": frozenset({ADMIN}),
+    "Admin/RevokeOperator": frozenset({ADMIN}),
+    "Admin/ListOperators": frozenset({ADMIN}),
+    "Admin/SetPolicy": frozenset({ADMIN}),
+    "Admin/GetPolicy": frozenset({ADMIN}),
+    "Admin/PolicyHistory": frozenset({ADMIN}),
+    "Admin/FreezeWallet": frozenset({ADMIN}),
+    "Admin/UnfreezeWallet": frozenset({ADMIN}),
+    "Admin/ImportKey": frozenset({ADMIN}),
+    "Admin/KeyStatus": frozenset({ADMIN}),
+    "Audit/ListEvents": frozenset({AUDITOR}),
+    "Audit/StreamEvents": frozenset({AUDITOR}),
+    "Audit/GetHead": frozenset({AUDITOR}),
+    "Audit/Export": frozenset({AUDITOR}),
+    "Audit/Report": frozenset({AUDITOR}),
+}
+PRINCIPAL_HEADER = "x-signerd-principal"  # insecure (plaintext) development mode only
+
+
+class Caller:
+    def __init__(self, name: str, kind: str):
+        self.name = name
+        self.kind = kind
+
+
+class RateLimiter:
+    """A token bucket per principal."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, who: str) -> bool:
+        if self.rate <= 0:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(who, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens < 1:
+                self._buckets[who] = (tokens, now)
+                return False
+            self._buckets[who] = (tokens - 1, now)
+            return True
+
+
+class Gate:
+    """Authentication, authorization, limits, error mapping and metrics around every RPC."""
+
+    def __init__(self, app: App, admin: AdminService):
+        self.app = app
+        self.admin = admin
+        self.limiter = RateLimiter(app.config.limits.rate_per_second, app.config.limits.rate_burst)
+        self.insecure = app.config.server.insecure
+
+    def identify(self, context: grpc.ServicerContext) -> Caller:
+        name: str | None = None
+        if self.insecure:
+            md = dict(context.invocation_metadata())
+            name = md.get(PRINCIPAL_HEADER)
+        else:
+            auth = context.auth_context()
+            pems = auth.get("x509_pem_cert") or []
+            if pems:
+                from cryptography import x509
+                from cryptography.hazmat.primitives.serialization import Encoding
+
+                try:
+                    cert = x509.load_pem_x509_certificate(pems[0])
+                    name = pki.principal_from_cert_der(cert.public_bytes(Encoding.DER))
+                except ValueError:
+                    name = None
+        if not name:
+            raise Unauthenticated("no client identity: a client certificate naming a principal "
+                                  "is required")
+        kind = self.app.config.principals.get(name)
+        if kind is None:
+            kind = OPERATOR if self.admin.operator_exists(name) else ""
+        if not kind:
+            raise PermissionDenied(f"principal {name} is not known to this signerd")
+        return Caller(name, kind)
+
+    def _abort(self, context: grpc.ServicerContext, method: str, err: SignerError) -> None:
+        code = STATUS_CODES[err.status]
+        self.app.metrics.grpc_requests.labels(method, code.name).inc()
+        context.set_trailing_metadata((("signerd-reason", err.reason),))
+        context.abort(code, err.message)
+
+    def _enter(self, method: str, context: grpc.ServicerContext) -> Caller:
+        caller = self.identify(context)
+        if caller.kind not in ALLOWED.get(method, frozenset()):
+            self.app.metrics.grpc_denied.labels(method).inc()
+            try:
+                with self.app.store.transaction() as tx:
+                    tx.append_audit(caller.name, "rpc.denied", method, {"kind": caller.kind})
+            except SignerError:
+                self.app.metrics.audit_failures.inc()
+            raise PermissionDenied(f"{caller.kind} principal {caller.name} may not call {method}")
+        if not self.limiter.allow(caller.name):
+            raise ResourceExhausted(f"rate limit for {caller.name} exceeded; retry later")
+        return caller
+
+    def unary(self, method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(fn)
+            def handler(servicer: Any, request: Any, context: grpc.ServicerContext) -> Any:
+                rid = uuid.uuid4().hex[:16]
+                t0 = time.perf_counter()
+                who = "?"
+                try:
+                    caller = self._enter(method, context)
+                    who = caller.name
+                    result = fn(servicer, request, context, caller)
+                except SignerError as e:
+                    log.info("rpc", extra={"rpc": method, "request_id": rid, "principal": who,
+                                           "code": e.status.value, "reason": e.reason,
+                                           "ms": round((time.perf_counter() - t0) * 1000, 2)})
+                    self._abort(context, method, e)
+                    raise AssertionError("unreachable")  # abort raises
+                except Exception:
+                    log.exception("rpc %s failed unexpectedly", method,
+                                  extra={"request_id": rid})
+                    self.app.metrics.grpc_requests.labels(method, "INTERNAL").inc()
+                    context.abort(grpc.StatusCode.INTERNAL,
+                                  f"internal error (request id {rid}); see the daemon log")
+                self.app.metrics.grpc_requests.labels(method, "OK").inc()
+                log.info("rpc", extra={"rpc": method, "request_id": rid, "principal": who,
+                                       "code": "OK",
+                                       "ms": round((time.perf_counter() - t0) * 1000, 2)})
+                return result
+            return handler
+        return wrap
+
+    def stream(self, method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def wrap(fn: Callable[..., Iterator[Any]]) -> Callable[..., Any]:
+            @functools.wraps(fn)
+            def handler(servicer: Any, request: Any, context: grpc.ServicerContext) -> Any:
+                try:
+                    caller = self._enter(method, context)
+                    yield from fn(servicer, request, context, caller)
+                except SignerError as e:
+                    self._abort(context, method, e)
+                    return
+                except Exception:
+                    log.exception("stream %s failed unexpectedly", method)
+                    context.abort(grpc.StatusCode.INTERNAL, "internal error; see the daemon log")
+                self.app.metrics.grpc_requests.labels(method, "OK").inc()
+            return handler
+        return wrap
+
+
+def page(p: pb.Page) -> tuple[str, int]:
+    size = p.page_size or 100
+    if size > 1000:
+        raise InvalidArgument("page_size: at most 1000")
+    return p.page_token, size
+
+
+def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
+    admin = gate.admin
+
+    class Custody(rpc.CustodyServicer):
+        @gate.unary("Custody/CreateWallet")
+        def CreateWallet(self, req: pb.CreateWalletRequest, ctx: Any, caller: Caller) -> pb.Wallet:
+            w = app.create_wallet(caller.name, WalletRequest(
+                chain=C.CHAIN_FROM_PB.get(req.chain, str(req.chain)), network=req.network,
+                category=C.CATEGORY_FROM_PB.get(req.category, str(req.category)),
+                case_ref=req.case_ref, legal_basis=req.legal_basis,
+                chain_ids=tuple(req.chain_ids), script_type=C.SCRIPT_FROM_PB.get(req.script_type, ""),
+                threshold=req.threshold, hsm_keys=req.hsm_keys, cosigners=tuple(req.cosigners),
+                label=req.label, policy_toml=req.policy_toml))
+            return C.wallet_pb(w, policy_version=app.wallet_policy_version(w.id))
+
+        @gate.unary("Custody/GetWallet")
+        def GetWallet(self, req: pb.GetWalletRequest, ctx: Any, caller: Caller) -> pb.Wallet:
+            w = app.get_wallet(req.wallet_id)
+            return C.wallet_pb(w, policy_version=app.wallet_policy_version(w.id))
+
+        @gate.unary("Custody/ListWallets")
+        def ListWallets(self, req: pb.ListWalletsRequest, ctx: Any, caller: Caller
+                        ) -> pb.ListWalletsResponse:
+            after, size = page(req.page)
+            ws = app.list_wallets(category=C.CATEGORY_FROM_PB.get(req.category, ""),
+                                  case_ref=req.case_ref, after=after, limit=size)
+            return pb.ListWalletsResponse(
+                wallets=[C.wallet_pb(w) for w in ws],
+                next_page_token=ws[-1].id if len(ws) == size else "")
+
+        @gate.unary("Custody/SubmitTransfer")
+        def SubmitTransfer(self, req: pb.SubmitTransferRequest, ctx: Any, caller: Caller
+                           ) -> pb.Transfer:
+            kind = req.WhichOneof("tx")
+            if kind is None:
+                raise InvalidArgument("tx: a psbt or an ethereum transaction is required")
+            w = app.get_wallet(req.wallet_id)
+            if kind == "psbt" and w.chain.value != "bitcoin":
+                raise InvalidArgument(f"psbt: wallet {w.id} is an {w.chain.value} wallet")
+            if kind == "ethereum" and w.chain.value != "ethereum":
+                raise InvalidArgument(f"ethereum: wallet {w.id} is a {w.chain.value} wallet")
+            payload = req.psbt if kind == "psbt" else req.ethereum.json.encode()
+            v = app.transfers.submit(caller.name, req.wallet_id, payload, replaces=req.replaces,
+                                     legal_basis=req.legal_basis,
+                                     category_change=req.category_change,
+                                     idempotency_key=req.idempotency_key)
+            return C.transfer_pb(v)
+
+        @gate.unary("Custody/GetTransfer")
+        def GetTransfer(self, req: pb.GetTransferRequest, ctx: Any, caller: Caller) -> pb.Transfer:
+            return C.transfer_pb(app.transfers.get(req.transfer_id))
+
+        @gate.unary("Custody/ListTransfers")
+        def ListTransfers(self, req: pb.ListTransfersRequest, ctx: Any, caller: Caller
+                          ) -> pb.ListTransfersResponse:
+            after, size = page(req.page)
+            vs = app.transfers.list(wallet_id=req.wallet_id, state=C.state_from_pb(req.state),
+                                    after=after, limit=size)
+            return pb.ListTransfersResponse(transfers=[C.transfer_pb(v) for v in vs],
+                                            next_page_token=vs[-1].id if len(vs) == size else "")
+
+        @gate.stream("Custody/WatchTransfer")
+        def WatchTransfer(self, req: pb.WatchTransferRequest, ctx: Any, caller: Caller
+                          ) -> Iterator[pb.Transfer]:
+            from ..transfers import FINAL
+
+            last = None
+            seen = -1
+            while ctx.is_active():
+                seen = app.notifier.wait(seen, 1.0)
+                v = app.transfers.get(req.transfer_id)
+                key = (v.row["state"], len(v.approvals), v.row["updated_at"])
+                if key != last:
+                    last = key
+                    yield C.transfer_pb(v)
+                if v.state in FINAL:
+                    return
+
+        @gate.unary("Custody/CancelTransfer")
+        def CancelTransfer(self, req: pb.CancelTransferRequest, ctx: Any, caller: Caller
+                           ) -> pb.Transfer:
+            return C.transfer_pb(app.transfers.cancel(caller.name, req.transfer_id, req.reason))
+
+        @gate.unary("Custody/CombinePsbt")
+        def CombinePsbt(self, req: pb.CombinePsbtRequest, ctx: Any, caller: Caller) -> pb.Transfer:
+            return C.transfer_pb(app.transfers.combine_psbt(caller.name, req.transfer_id, req.psbt))
+
+    class Approval(rpc.ApprovalServicer):
+        @gate.unary("Approval/ListPending")
+        def ListPending(self, req: pb.ListPendingRequest, ctx: Any, caller: Caller
+                        ) -> pb.ListTransfersResponse:
+            after, size = page(req.page)
+            vs = app.transfers.pending_for(caller.name, after=after, limit=size)
+            return pb.ListTransfersResponse(transfers=[C.transfer_pb(v) for v in vs])
+
+        @gate.unary("Approval/GetStatement")
+        def GetStatement(self, req: pb.GetStatementRequest, ctx: Any, caller: Caller
+                         ) -> pb.Statement:
+            decision = Decision.REJECT if req.decision == pb.REJECT else Decision.APPROVE
+            statement, rendered, view = app.transfers.statement(req.transfer_id, decision)
+            own, allow = app.transfers.statement_inputs(req.transfer_id)
+            w = app.get_wallet(view.row["wallet_id"])
+            return pb.Statement(transfer=C.transfer_pb(view), wallet=C.wallet_pb(w),
+                                statement=statement, rendered=rendered, own_addresses=own,
+                                allowlist=allow)
+
+        @gate.unary("Approval/SubmitApproval")
+        def SubmitApproval(self, req: pb.SubmitApprovalRequest, ctx: Any, caller: Caller
+                           ) -> pb.Transfer:
+            if req.operator_id != caller.name:
+                raise PermissionDenied(
+                    f"operator_id {req.operator_id!r} does not match the caller {caller.name}")
+            if req.decision not in (pb.APPROVE, pb.REJECT):
+                raise InvalidArgument("decision: APPROVE or REJECT")
+            decision = Decision.APPROVE if req.decision == pb.APPROVE else Decision.REJECT
+            v = app.transfers.decide(caller.name, req.transfer_id, req.operator_id, decision,
+                                     req.signature, reason=req.reason,
+                                     statement_sha256=req.statement_sha256)
+            return C.transfer_pb(v)
+
+    def op_pb(o: Any) -> pb.Operator:
+        return pb.Operator(id=o.id, roles=list(o.roles), public_key_pem=o.public_key_pem,
+                           status=o.status, fingerprint=o.fingerprint,
+                           created_at_unix=int(o.created_at))
+
+    def pol_pb(d: dict[str, Any]) -> pb.PolicyVersion:
+        return pb.PolicyVersion(wallet_id=d["wallet_id"], version=int(d["version"]),
+                                toml=d["document"], actor=d["actor"],
+                                created_at_unix=int(d["created_at"]))
+
+    class Admin(rpc.AdminServicer):
+        @gate.unary("Admin/RegisterOperator")
+        def RegisterOperator(self, req: pb.RegisterOperatorRequest, ctx: Any, caller: Caller
+                             ) -> pb.Operator:
+            return op_pb(admin.register_operator(caller.name, req.id, list(req.roles),
+                                                 req.public_key_pem))
+
+        @gate.unary("Admin/RevokeOperator")
+        def RevokeOperator(self, req: pb.RevokeOperatorRequest, ctx: Any, caller: Caller
+                           ) -> pb.Operator:
+            return op_pb(admin.revoke_operator(caller.name, req.id, req.reason))
+
+        @gate.unary("Admin/ListOperators")
+        def ListOperators(self, req: Any, ctx: Any, caller: Caller) -> pb.ListOperatorsResponse:
+            return pb.ListOperatorsResponse(operators=[op_pb(o) for o in admin.list_operators()])
+
+        @gate.unary("Admin/SetPolicy")
+        def SetPolicy(self, req: pb.SetPolicyRequest, ctx: Any, caller: Caller
+                      ) -> pb.PolicyVersion:
+            return pol_pb(admin.set_policy(caller.name, req.wallet_id, req.toml))
+
+        @gate.unary("Admin/GetPolicy")
+        def GetPolicy(self, req: pb.GetPolicyRequest, ctx: Any, caller: Caller
+                      ) -> pb.PolicyVersion:
+            return pol_pb(admin.get_policy(req.wallet_id))
+
+        @gate.unary("Admin/PolicyHistory")
+        def PolicyHistory(self, req: pb.GetPolicyRequest, ctx: Any, caller: Caller
+                          ) -> pb.PolicyHistoryResponse:
+            return pb.PolicyHistoryResponse(
+                versions=[pol_pb(d) for d in admin.policy_history(req.wallet_id)])
+
+        @gate.unary("Admin/FreezeWallet")
+        def FreezeWallet(self, req: pb.FreezeWalletRequest, ctx: Any, caller: Caller) -> pb.Wallet:
+            return C.wallet_pb(admin.set_frozen(caller.name, req.wallet_id, req.order_ref, True),
+                               freeze_order=req.order_ref)
+
+        @gate.unary("Admin/UnfreezeWallet")
+        def UnfreezeWallet(self, req: pb.FreezeWalletRequest, ctx: Any, caller: Caller
+                           ) -> pb.Wallet:
+            return C.wallet_pb(admin.set_frozen(caller.name, req.wallet_id, req.order_ref, False),
+                               freeze_order=req.order_ref)
+
+        @gate.unary("Admin/ImportKey")
+        def ImportKey(self, req: pb.ImportKeyRequest, ctx: Any, caller: Caller) -> pb.Wallet:
+            raise Unimplemented("ImportKey is not built yet (seized-key import)")
+
+        @gate.unary("Admin/KeyStatus")
+        def KeyStatus(self, req: Any, ctx: Any, caller: Caller) -> pb.KeyStatusResponse:
+            ks = app.keystore
+            count = len(ks.list_keys()) if ks.up else 0
+            return pb.KeyStatusResponse(hsm_up=ks.up, token_label=ks.selector.get("token", ""),
+                                        module=ks.module, key_count=count,
+                                        concurrency=ks.concurrency, manufacturer=ks.manufacturer,
+                                        model=ks.model)
+
+    class Audit(rpc.AuditServicer):
+        @gate.unary("Audit/ListEvents")
+        def ListEvents(self, req: pb.ListEventsRequest, ctx: Any, caller: Caller
+                       ) -> pb.ListEventsResponse:
+            limit = req.limit or 100
+            if limit > 1000:
+                raise InvalidArgument("limit: at most 1000")
+            with app.store.read() as tx:
+                evs = tx.audit_events(req.after_seq, limit)
+            return pb.ListEventsResponse(events=[event_pb(e) for e in evs])
+
+        @gate.stream("Audit/StreamEvents")
+        def StreamEvents(self, req: pb.StreamEventsRequest, ctx: Any, caller: Caller
+                         ) -> Iterator[pb.AuditEvent]:
+            after = req.after_seq
+            seen = -1
+            while ctx.is_active():
+                with app.store.read() as tx:
+                    evs = tx.audit_events(after, 500)
+                for e in evs:
+                    yield event_pb(e)
+                    after = e.seq
+                if not evs and not req.follow:
+                    return
+                if not evs:
+                    seen = app.notifier.wait(seen, 1.0)
+
+        @gate.unary("Audit/GetHead")
+        def GetHead(self, req: Any, ctx: Any, caller: Caller) -> pb.AuditHead:
+            return app.audit_head()
+
+        @gate.stream("Audit/Export")
+        def Export(self, req: Any, ctx: Any, caller: Caller) -> Iterator[pb.ExportChunk]:
+            data = app.audit_export()
+            for i in range(0, len(data), 1 << 20):
+                yield pb.ExportChunk(data=data[i:i + (1 << 20)])
+
+        @gate.unary("Audit/Report")
+        def Report(self, req: pb.ReportRequest, ctx: Any, caller: Caller) -> pb.ReportResponse:
+            raise Unimplemented("Report is not built yet (holdings and activity report)")
+
+    return {"Custody": Custody(), "Approval": Approval(), "Admin": Admin(), "Audit": Audit()}
+
+
+def event_pb(e: Any) -> pb.AuditEvent:
+    return pb.AuditEvent(seq=e.seq, time_micros=e.time, actor=e.actor, action=e.action,
+                         object=e.object, details_json=C.json_details(e.details),
+                         prev_hash=e.prev_hash, hash=e.hash)
+
+
+def build_server(app: App) -> tuple[grpc.Server, health.HealthServicer, int]:
+    cfg = app.config.server
+    options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
+               ("grpc.max_send_message_length", max(cfg.max_message_bytes, 16 << 20))]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers), options=options)
+    admin = AdminService(app)
+    gate = Gate(app, admin)
+    s = build_servicers(app, gate)
+    rpc.add_CustodyServicer_to_server(s["Custody"], server)
+    rpc.add_ApprovalServicer_to_server(s["Approval"], server)
+    rpc.add_AdminServicer_to_server(s["Admin"], server)
+    rpc.add_AuditServicer_to_server(s["Audit"], server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [pb.DESCRIPTOR.services_by_name[n].full_name
+             for n in ("Custody", "Approval", "Admin", "Audit")]
+    reflection.enable_server_reflection(names + [health.SERVICE_NAME, reflection.SERVICE_NAME],
+                                        server)
+
+    def publish(ok: bool) -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if ok
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in [""] + names:
+            health_servicer.set(name, status)
+
+    app.on_health(publish)
+    publish(app.healthy())
+    if cfg.insecure:
+        port = server.add_insecure_port(cfg.listen)
+    else:
+        assert cfg.tls_cert and cfg.tls_key and cfg.client_ca
+        creds = grpc.ssl_server_credentials(
+            [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
+            root_certificates=cfg.client_ca.read_bytes(), require_client_auth=True)
+        port = server.add_secure_port(cfg.listen, creds)
+    if port == 0:
+        raise InvalidArgument(f"cannot listen on {cfg.listen}")
+    return server, health_servicer, port
+
+
+__all__ = ["build_server", "ALLOWED", "json"]

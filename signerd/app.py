@@ -1,0 +1,252 @@
+"""The application object: wires the pure core to the HSM, the store and the metrics.
+
+gRPC servicers and tests call this object; it holds no gRPC types.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from . import wallets as W
+from .config import Config
+from .errors import HsmUnavailable, InvalidArgument, SignerError
+from .hsm import Keystore, KeyInfo
+from .metrics import Metrics
+from .model import Wallet
+from .store import Store, open_store
+
+log = logging.getLogger("signerd.app")
+
+
+class Notifier:
+    """Wakes watchers when a transfer changes (in this process)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._version = 0
+
+    def notify(self) -> None:
+        with self._cond:
+            self._version += 1
+            self._cond.notify_all()
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def wait(self, seen: int, timeout: float) -> int:
+        with self._cond:
+            if self._version == seen:
+                self._cond.wait(timeout)
+            return self._version
+
+
+class App:
+    def __init__(self, config: Config, *, keystore: Keystore | None = None,
+                 store: Store | None = None):
+        self.config = config
+        self.metrics = Metrics()
+        env = {}
+        if config.hsm.softhsm_conf:
+            env["SOFTHSM2_CONF"] = str(config.hsm.softhsm_conf)
+        token_uri = config.hsm.token if config.hsm.token.startswith("pkcs11:") else None
+        token_label = None if token_uri else config.hsm.token
+        self.keystore = keystore or Keystore(
+            config.hsm.module, token_uri=token_uri, token_label=token_label,
+            pin_file=config.hsm.pin_file, concurrency=config.hsm.concurrency,
+            pool_size=config.hsm.sessions, env=env,
+            fault_delay=float(config.testing.get("hsm_delay_seconds", 0.0)),
+        )
+        self.keystore.on_state_change = lambda up: self.metrics.hsm_up.set(1 if up else 0)
+        self.store = store or open_store(config.store_url)
+        self.notifier = Notifier()
+        self.instance_id = config.instance_id
+        self._stop = threading.Event()
+        self._health_listeners: list[Callable[[bool], None]] = []
+        self._store_up = True
+        self.transfers: Any = None  # set by start() once the transfer service exists
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Open the HSM (errors are fatal at start), check the store, prepare the audit key."""
+        self.keystore.open()
+        self.metrics.hsm_up.set(1)
+        with self.store.transaction() as tx:
+            known = tx.get_meta("instance_id")
+            if known is None:
+                tx.set_meta("instance_id", self.instance_id)
+            elif known != self.instance_id:
+                raise InvalidArgument(
+                    f"the store belongs to instance {known}, the config says {self.instance_id}")
+            audit_key = tx.get_meta("audit_key_id")
+        if audit_key is None:
+            info = self.keystore.generate_key("signerd-audit")
+            with self.store.transaction() as tx:
+                tx.set_meta("audit_key_id", info.key_id)
+                tx.append_audit("signerd", "audit_key.created", info.key_id,
+                                {"public_key": info.public_key.hex()})
+        self.metrics.store_up.set(1)
+        from .transfers import TransferService
+
+        self.transfers = TransferService(self)
+        self.transfers.recover()
+        self.refresh_gauges()
+
+    def healthy(self) -> bool:
+        return self.keystore.up and self._store_up
+
+    def on_health(self, listener: Callable[[bool], None]) -> None:
+        self._health_listeners.append(listener)
+
+    def _publish_health(self) -> None:
+        ok = self.healthy()
+        for fn in self._health_listeners:
+            fn(ok)
+
+    def monitor(self) -> None:
+        """Background loop: probe HSM and store, publish health, expire and resume transfers."""
+        while not self._stop.wait(self.config.hsm.probe_seconds):
+            try:
+                self.check_once()
+            except Exception:  # the monitor must never die; the failure is logged with trace
+                log.exception("health monitor iteration failed")
+
+    def check_once(self) -> None:
+        was_hsm = self.keystore.up
+        hsm_up = self.keystore.probe()
+        store_up = self.store.ping()
+        if not store_up:
+            self.metrics.store_errors.labels("ping").inc()
+        self._store_up = store_up
+        self.metrics.hsm_up.set(1 if hsm_up else 0)
+        self.metrics.store_up.set(1 if store_up else 0)
+        self._publish_health()
+        if hsm_up and store_up and self.transfers is not None:
+            if not was_hsm:
+                log.warning("hsm back: resuming approved transfers")
+            self.transfers.tick()
+            self.refresh_gauges()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.keystore.close()
+        self.store.close()
+
+    def refresh_gauges(self) -> None:
+        with self.store.read() as tx:
+            wallets = tx.count_wallets()
+            transfers = tx.count_transfers()
+        self.metrics.wallets.clear()
+        for r in wallets:
+            self.metrics.wallets.labels(r["chain"], r["category"]).set(r["n"])
+        self.metrics.transfers.clear()
+        for r in transfers:
+            self.metrics.transfers.labels(r["chain"], r["state"]).set(r["n"])
+
+    # ------------------------------------------------------------------ HSM with metrics
+    def hsm_sign(self, key_id: str, digest: bytes) -> tuple[int, int]:
+        t0 = time.perf_counter()
+        try:
+            rs = self.keystore.sign_digest(key_id, digest)
+        except HsmUnavailable:
+            self.metrics.hsm_errors.labels("sign").inc()
+            raise
+        self.metrics.hsm_sign_seconds.observe(time.perf_counter() - t0)
+        return rs
+
+    def hsm_generate(self, label: str) -> KeyInfo:
+        try:
+            return self.keystore.generate_key(label)
+        except HsmUnavailable:
+            self.metrics.hsm_errors.labels("generate").inc()
+            raise
+
+    # ------------------------------------------------------------------ audit
+    def audit_head(self) -> Any:
+        from . import audit
+        from .v1 import signerd_pb2 as pb
+
+        with self.store.read() as tx:
+            seq, head = tx.audit_head()
+            key_id = tx.get_meta("audit_key_id")
+        if key_id is None:
+            raise HsmUnavailable("no audit key yet")
+        r, s = self.hsm_sign(key_id, audit.head_digest(self.instance_id, seq, head))
+        return pb.AuditHead(seq=seq, hash=head, signature=r.to_bytes(32, "big") + s.to_bytes(32, "big"),
+                            audit_public_key=self.keystore.public_key(key_id),
+                            instance_id=self.instance_id)
+
+
+    def audit_export(self) -> bytes:
+        from . import audit
+
+        events = []
+        with self.store.read() as tx:
+            seq, head = tx.audit_head()
+            key_id = tx.get_meta("audit_key_id")
+            after = 0
+            while after < seq:
+                batch = tx.audit_events(after, 5000)
+                if not batch:
+                    break
+                events.extend(e for e in batch if e.seq <= seq)
+                after = batch[-1].seq
+        if key_id is None:
+            raise HsmUnavailable("no audit key yet")
+        r, s = self.hsm_sign(key_id, audit.head_digest(self.instance_id, seq, head))
+        return audit.export_document(events, r.to_bytes(32, "big") + s.to_bytes(32, "big"),
+                                     self.keystore.public_key(key_id), self.instance_id)
+
+    # ------------------------------------------------------------------ wallets
+    def default_policy(self) -> str:
+        p = Path(self.config.policies_dir) / self.config.default_policy
+        try:
+            return p.read_text(encoding="utf-8")
+        except OSError:
+            return ""
+
+    def create_wallet(self, actor: str, req: W.WalletRequest) -> Wallet:
+        checked = W.check_request(req)
+        policy_doc = req.policy_toml or self.default_policy()
+        if policy_doc:
+            from .policy import parse_policy
+
+            parse_policy(policy_doc)
+        wallet_id = W.new_wallet_id()
+        keys = [self.hsm_generate(f"{wallet_id}/{i}") for i in range(checked.hsm_keys)]
+        with self.store.transaction() as tx:
+            W.insert_wallet(tx, checked, wallet_id, keys)
+            version = 0
+            if policy_doc:
+                version = tx.insert_policy(wallet_id, policy_doc, actor)
+            w = W.get_wallet(tx, wallet_id)
+            tx.append_audit(actor, "wallet.created", wallet_id, {
+                "chain": w.chain.value, "network": w.network, "category": w.category.value,
+                "case_ref": w.case_ref, "address": w.address, "script_type": w.script_type.value,
+                "keys": [k.key_id for k in w.keys], "policy_version": version,
+                "chain_ids": list(w.chain_ids)})
+        self.refresh_gauges()
+        log.info("wallet created", extra={"wallet_id": wallet_id, "chain": w.chain.value})
+        return w
+
+    def get_wallet(self, wallet_id: str) -> Wallet:
+        with self.store.read() as tx:
+            return W.get_wallet(tx, wallet_id)
+
+    def wallet_policy_version(self, wallet_id: str) -> int:
+        with self.store.read() as tx:
+            r = tx.latest_policy(wallet_id)
+        return int(r["version"]) if r else 0
+
+    def list_wallets(self, *, category: str = "", case_ref: str = "", after: str = "",
+                     limit: int = 100) -> list[Wallet]:
+        with self.store.read() as tx:
+            rows = tx.list_wallets(category=category, case_ref=case_ref, after=after, limit=limit)
+            return [W.wallet_from_rows(r, tx.wallet_keys(r["id"])) for r in rows]
+
+
+__all__ = ["App", "Notifier", "SignerError"]
+

@@ -1,0 +1,173 @@
+"""Chain adapters: decode a submitted payload into a Movement, and assemble signed output.
+
+Each adapter is pure apart from the ``sign`` callback it is handed; the transfer service supplies
+the HSM through that callback and stores what comes back.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Protocol
+
+from .config import Limits
+from .errors import FailedPrecondition, InvalidArgument, InvalidTransaction, PolicyDenied
+from .model import Chain, DestinationClass, Movement, Output, Wallet
+
+SignFn = Callable[[str, bytes], tuple[int, int]]  # (key_id, digest) -> (r, low s)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    movement: Movement
+    lock_keys: tuple[str, ...]  # nonces / outpoints this transfer holds while live
+    tx: Any  # the parsed transaction object of the chain module
+    sighash_types: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Signed:
+    raw_tx: str = ""  # hex, when a network transaction exists
+    psbt: str = ""  # base64
+    tx_hash: str = ""
+    complete: bool = True
+
+
+class ChainAdapter(Protocol):
+    def decode(self, wallet: Wallet, payload: bytes, limits: Limits) -> Decoded: ...
+
+    def assemble(self, wallet: Wallet, decoded: Decoded,
+                 signatures: dict[tuple[str, bytes], tuple[int, int]]) -> Signed: ...
+
+    def digests_to_sign(self, wallet: Wallet, decoded: Decoded) -> list[tuple[str, bytes]]: ...
+
+
+def classify_outputs(movement: Movement, own_addresses: set[str],
+                     allowlist: tuple[str, ...]) -> Movement:
+    from .policy import classify_destination
+
+    outs = []
+    for o in movement.outputs:
+        cls = (DestinationClass.OWN_WALLET if o.is_change else
+               classify_destination(o.address, own_addresses=own_addresses, allowlist=allowlist))
+        outs.append(replace(o, destination_class=cls))
+    return replace(movement, outputs=tuple(outs))
+
+
+# ---------------------------------------------------------------- Ethereum
+
+class EthereumAdapter:
+    def decode(self, wallet: Wallet, payload: bytes, limits: Limits) -> Decoded:
+        from .ethereum.eip1559 import Eip1559Tx
+        from .ethereum.signing import movement
+
+        if len(payload) > limits.max_calldata_bytes * 2 + 65536:
+            raise InvalidTransaction(
+                f"data: the transaction is larger than the calldata limit of "
+                f"{limits.max_calldata_bytes} bytes")
+        try:
+            fields = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InvalidTransaction(f"ethereum transaction: not valid JSON ({e})") from None
+        if not isinstance(fields, dict):
+            raise InvalidTransaction("ethereum transaction: must be a JSON object")
+        tx = Eip1559Tx.from_fields(fields, max_data_bytes=limits.max_calldata_bytes)
+        if tx.chain_id not in wallet.chain_ids:
+            raise InvalidTransaction(
+                f"chainId: {tx.chain_id} is not allowed for wallet {wallet.id} (allowed: "
+                f"{', '.join(str(c) for c in wallet.chain_ids)})")
+        mv = movement(tx)
+        lock = f"eth:{wallet.address.lower()}:{tx.chain_id}:{tx.nonce}"
+        return Decoded(mv, (lock,), tx)
+
+    def digests_to_sign(self, wallet: Wallet, decoded: Decoded) -> list[tuple[str, bytes]]:
+        return [(wallet.keys[0].key_id, decoded.tx.signing_hash())]
+
+    def assemble(self, wallet: Wallet, decoded: Decoded,
+                 signatures: dict[tuple[str, bytes], tuple[int, int]]) -> Signed:
+        from .ethereum.signing import assemble_signed
+
+        key = wallet.keys[0]
+        r, s = signatures[(key.key_id, decoded.tx.signing_hash())]
+        raw, tx_hash = assemble_signed(decoded.tx, r, s, key.public_key)
+        return Signed(raw_tx=raw.hex(), tx_hash="0x" + tx_hash.hex())
+
+
+# ---------------------------------------------------------------- Bitcoin
+
+def decode_psbt_bytes(payload: bytes) -> bytes:
+    """A PSBT arrives as binary or as base64 text; return the binary form."""
+    if payload[:5] == b"psbt\xff":
+        return payload
+    try:
+        raw = base64.b64decode(payload.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArgument("psbt: neither a binary PSBT nor valid base64") from None
+    if raw[:5] != b"psbt\xff":
+        raise InvalidArgument("psbt: missing the PSBT magic bytes 'psbt\\xff'")
+    return raw
+
+
+class BitcoinAdapter:
+    def spec(self, wallet: Wallet) -> Any:
+        from .bitcoin.signer import WalletSpec
+
+        hsm = [k.public_key for k in wallet.keys if not k.key_id.startswith("ext-")]
+        return WalletSpec(script_type=wallet.script_type, network=wallet.network,
+                          threshold=wallet.threshold,
+                          pubkeys=tuple(k.public_key for k in wallet.keys),
+                          own_pubkeys=tuple(hsm))
+
+    def decode(self, wallet: Wallet, payload: bytes, limits: Limits,
+               allowed_sighash: frozenset[int] = frozenset({1})) -> Decoded:
+        from .bitcoin import psbt as P
+        from .bitcoin import signer
+
+        raw = decode_psbt_bytes(payload)
+        lim = P.Limits(max_psbt_bytes=limits.max_psbt_bytes, max_inputs=limits.max_psbt_inputs,
+                       max_outputs=limits.max_psbt_outputs)
+        parsed = P.Psbt.parse(raw, limits=lim)
+        analysis = signer.analyze(parsed, self.spec(wallet), allowed_sighash=allowed_sighash)
+        locks = tuple(f"btc:{wallet.network}:{op}" for op in analysis.movement.outpoints)
+        return Decoded(analysis.movement, locks, (parsed, analysis))
+
+    def digests_to_sign(self, wallet: Wallet, decoded: Decoded) -> list[tuple[str, bytes]]:
+        _, analysis = decoded.tx
+        by_pub = {k.public_key: k.key_id for k in wallet.keys if not k.key_id.startswith("ext-")}
+        out = []
+        for _idx, pub, digest in analysis.to_sign:
+            if pub in by_pub:
+                out.append((by_pub[pub], digest))
+        return out
+
+    def assemble(self, wallet: Wallet, decoded: Decoded,
+                 signatures: dict[tuple[str, bytes], tuple[int, int]]) -> Signed:
+        from .bitcoin import signer
+
+        parsed, analysis = decoded.tx
+        by_pub = {k.public_key: k.key_id for k in wallet.keys if not k.key_id.startswith("ext-")}
+        psbt = parsed
+        for idx, pub, digest in analysis.to_sign:
+            key_id = by_pub.get(pub)
+            if key_id is None or (key_id, digest) not in signatures:
+                continue
+            r, s = signatures[(key_id, digest)]
+            sighash = analysis.sighash_types[idx] if hasattr(analysis, "sighash_types") else 1
+            psbt = signer.add_signature(psbt, idx, pub, signer.der_encode(r, s) + bytes([sighash]))
+        final, raw = signer.finalize(psbt, self.spec(wallet))
+        if raw is None:
+            return Signed(psbt=base64.b64encode(psbt.serialize()).decode(), complete=False)
+        from .bitcoin.tx import Tx as BtcTx
+
+        txid = BtcTx.parse(raw).txid()
+        return Signed(raw_tx=raw.hex(), psbt=base64.b64encode(final.serialize()).decode(),
+                      tx_hash=txid if isinstance(txid, str) else txid[::-1].hex())
+
+
+def adapter_for(chain: Chain) -> Any:
+    return EthereumAdapter() if chain is Chain.ETHEREUM else BitcoinAdapter()
+
+
+__all__ = ["Decoded", "Signed", "adapter_for", "classify_outputs", "FailedPrecondition",
+           "PolicyDenied", "Output"]

@@ -1,0 +1,299 @@
+"""`signerd init DIR` and `signerd run --config FILE`."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+from . import __version__
+from .errors import SignerError
+
+log = logging.getLogger("signerd")
+
+DEMO_OPERATORS: dict[str, list[str]] = {
+    "inv1": ["investigator"], "inv2": ["investigator"],
+    "cust1": ["custody_officer"], "cust2": ["custody_officer"],
+    "pros1": ["prosecutor"], "judge1": ["judge"],
+    "admin1": ["admin"], "audit1": ["auditor"],
+}
+SERVICE_PRINCIPALS = {"platform": "platform", "admin": "admin", "auditor": "auditor"}
+SOFTHSM_MODULE_CANDIDATES = ("/usr/lib/softhsm/libsofthsm2.so",
+                             "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+                             "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+                             "/usr/local/lib/softhsm/libsofthsm2.so")
+
+DEMO_POLICIES = {
+    "two-key.toml": '''\
+# Any transfer needs one investigator and one custody officer (the two-key rule).
+name = "two-key"
+expiry = "24h"
+
+[[rule]]
+name = "two-key"
+asset = "*"
+approvers = 2
+roles = { investigator = 1, custody_officer = 1 }
+veto = ["judge", "prosecutor"]
+''',
+    "tiered.toml": '''\
+# Amount tiers: small own-wallet moves need two keys; anything external or large needs three.
+name = "tiered"
+expiry = "24h"
+
+[[rule]]
+name = "own-wallet"
+asset = "*"
+destination = ["own_wallet"]
+approvers = 2
+roles = { investigator = 1, custody_officer = 1 }
+
+[[rule]]
+name = "external"
+asset = "*"
+destination = ["allowlisted", "external"]
+approvers = 3
+roles = { investigator = 1, custody_officer = 1, prosecutor = 1 }
+veto = ["judge"]
+''',
+}
+
+SOFTHSM_CONF = """\
+# SoftHSM2 configuration for this signerd state folder (written by `signerd init`).
+directories.tokendir = {tokendir}
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+slots.mechanisms = ALL
+library.reset_on_fork = false
+"""
+
+CONFIG = """\
+# signerd configuration (written by `signerd init`). Relative paths are relative to this file.
+instance_id = "{instance_id}"
+
+[server]
+listen = "{listen}"
+insecure = {insecure}
+tls_cert = "pki/server.pem"
+tls_key = "pki/server.key"
+client_ca = "pki/ca.pem"
+max_message_bytes = 4194304
+
+[hsm]
+module = "{module}"
+token = "pkcs11:token={token}"
+pin_file = "hsm/pin"
+softhsm_conf = "hsm/softhsm2.conf"
+concurrency = "os-locking"
+sessions = 4
+
+[store]
+url = "{store_url}"
+
+[metrics]
+listen = "{metrics}"
+
+[policies]
+dir = "policies"
+default = "two-key.toml"
+
+# Certificate principal -> kind. Any other certificate name must be a registered operator id.
+[principals]
+platform = "platform"
+admin = "admin"
+auditor = "auditor"
+
+[limits]
+max_psbt_bytes = 4000000
+max_psbt_inputs = 5000
+max_psbt_outputs = 5000
+max_calldata_bytes = 131072
+rate_per_second = 200.0
+rate_burst = 400
+
+[log]
+format = "json"
+"""
+
+
+def find_softhsm_module() -> str:
+    for p in SOFTHSM_MODULE_CANDIDATES:
+        if Path(p).exists():
+            return p
+    return SOFTHSM_MODULE_CANDIDATES[0]
+
+
+def _write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+
+
+def init_state(root: Path, *, listen: str = "127.0.0.1:7443", metrics: str = "127.0.0.1:9464",
+               insecure: bool = False, store_url: str = "sqlite:///signerd.db",
+               token_label: str = "signerd") -> Path:
+    """Create a ready-to-run state folder. Refuses an existing, non-empty folder."""
+    from . import operator_keys, pki
+
+    root = root.resolve()
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise SignerError(f"{root} already exists and is not empty; refusing to overwrite it")
+    util = shutil.which("softhsm2-util")
+    if util is None:
+        raise SignerError("softhsm2-util not found: install Debian's softhsm2 package")
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(root, 0o700)
+    hsm = root / "hsm"
+    (hsm / "tokens").mkdir(parents=True, mode=0o700)
+    conf = hsm / "softhsm2.conf"
+    conf.write_text(SOFTHSM_CONF.format(tokendir=hsm / "tokens"))
+    pin = secrets.token_hex(16)
+    so_pin = secrets.token_hex(16)
+    _write_secret(hsm / "pin", pin)
+    _write_secret(hsm / "so-pin", so_pin)
+    env = dict(os.environ, SOFTHSM2_CONF=str(conf))
+    # softhsm2-util takes the PINs as arguments; this runs once, on the operator's own machine.
+    r = subprocess.run([util, "--init-token", "--free", "--label", token_label,
+                        "--so-pin", so_pin, "--pin", pin], env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SignerError(f"softhsm2-util could not initialise the token: "
+                          f"{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+    principals = list(SERVICE_PRINCIPALS) + list(DEMO_OPERATORS)
+    pki.make_dev_pki(root / "pki", principals)
+    ops = root / "operators"
+    ops.mkdir(mode=0o700)
+    for op_id in DEMO_OPERATORS:
+        key = operator_keys.generate()
+        operator_keys.write_keypair(key, ops / f"{op_id}.key", ops / f"{op_id}.pub", None)
+    pol = root / "policies"
+    pol.mkdir()
+    for name, text in DEMO_POLICIES.items():
+        (pol / name).write_text(text)
+    cfg = root / "signerd.toml"
+    cfg.write_text(CONFIG.format(
+        instance_id="signerd-" + uuid.uuid4().hex[:12], listen=listen, metrics=metrics,
+        insecure="true" if insecure else "false", module=find_softhsm_module(),
+        token=token_label, store_url=store_url))
+    _register_demo_operators(cfg)
+    return cfg
+
+
+def _register_demo_operators(cfg: Path) -> None:
+    from . import config as C
+    from .operator_keys import fingerprint, load_public_pem
+    from .store import open_store
+
+    conf = C.load(cfg)
+    store = open_store(conf.store_url)
+    with store.transaction() as tx:
+        tx.set_meta("instance_id", conf.instance_id)
+        tx.append_audit("signerd-init", "instance.created", conf.instance_id, {})
+        for op_id, roles in DEMO_OPERATORS.items():
+            pem = (cfg.parent / "operators" / f"{op_id}.pub").read_bytes()
+            tx.insert_operator(op_id, roles, pem.decode())
+            tx.append_audit("signerd-init", "operator.registered", op_id,
+                            {"roles": roles, "fingerprint": fingerprint(load_public_pem(pem))})
+    store.close()
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) about our state; a no-op outside systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.connect(addr)
+        s.sendall(message.encode())
+
+
+def run(config_path: str) -> int:
+    from . import config as C
+    from . import logs
+    from .api.server import build_server
+    from .app import App
+
+    cfg = C.load(config_path)
+    logs.setup(cfg.log_format)
+    if cfg.server.insecure:
+        log.warning("INSECURE: listening without TLS; principals are taken from request metadata "
+                    "(development only)")
+    app = App(cfg)
+    app.start()
+    server, health_servicer, port = build_server(app)
+    server.start()
+    host = cfg.server.listen.rsplit(":", 1)[0]
+    from prometheus_client import start_http_server
+
+    mhost, mport = cfg.metrics_listen.rsplit(":", 1)
+    msrv, _ = start_http_server(int(mport), addr=mhost.strip("[]"), registry=app.metrics.registry)
+    print(f"signerd {__version__} listening on {host}:{port} "
+          f"({'plaintext' if cfg.server.insecure else 'mTLS'}); "
+          f"metrics on http://{mhost}:{msrv.server_port}/metrics", flush=True)
+    log.info("started", extra={"listen": f"{host}:{port}", "metrics_port": msrv.server_port,
+                               "instance_id": cfg.instance_id,
+                               "hsm_concurrency": app.keystore.concurrency})
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %s: draining", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    monitor = threading.Thread(target=app.monitor, name="monitor", daemon=True)
+    monitor.start()
+    sd_notify("READY=1\nSTATUS=serving")
+    while not stop.wait(1.0):
+        pass
+    sd_notify("STOPPING=1")
+    health_servicer.enter_graceful_shutdown()
+    server.stop(cfg.server.grace_seconds).wait()
+    msrv.shutdown()
+    app.stop()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="signerd", description="signerd custody signing daemon")
+    ap.add_argument("--version", action="version", version=f"signerd {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p_init = sub.add_parser("init", help="create a ready-to-run state folder")
+    p_init.add_argument("dir")
+    p_init.add_argument("--listen", default="127.0.0.1:7443")
+    p_init.add_argument("--metrics", default="127.0.0.1:9464")
+    p_init.add_argument("--insecure", action="store_true",
+                        help="plaintext gRPC (development only; logs a warning at every start)")
+    p_init.add_argument("--store-url", default="sqlite:///signerd.db")
+    p_run = sub.add_parser("run", help="run the daemon in the foreground")
+    p_run.add_argument("--config", required=True)
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "init":
+            cfg = init_state(Path(args.dir), listen=args.listen, metrics=args.metrics,
+                             insecure=args.insecure, store_url=args.store_url)
+            print(f"signerd state folder ready: {cfg}")
+            print(f"start it with: signerd run --config {cfg}")
+            return 0
+        return run(args.config)
+    except SignerError as e:
+        print(f"signerd: {e.message}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"signerd: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

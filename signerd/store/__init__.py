@@ -1,0 +1,329 @@
+"""The store edge: one interface over SQLite (embedded default) and PostgreSQL (replicas).
+
+All writes happen in ``store.transaction()``; the audit event of a state change is appended in the
+same transaction as the change, so either both are durable or neither is. SQLite runs in WAL mode
+with ``synchronous=FULL`` and takes its write lock at ``BEGIN IMMEDIATE``; PostgreSQL serialises
+conflicting writers with row locks (``SELECT ... FOR UPDATE``) on the transfer and the audit head.
+"""
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Protocol, Sequence
+
+from .. import audit
+from ..errors import AlreadyExists, Conflict, NotFound, StoreUnavailable
+
+
+class Cursor(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+@dataclass
+class Row:
+    """A plain mapping of column name to value."""
+
+    data: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+class Tx:
+    """One database transaction with the queries signerd needs. Dialect differences live in
+    ``_sql`` (placeholders) and ``for_update`` (row locks)."""
+
+    def __init__(self, cur: Any, dialect: str):
+        self.cur = cur
+        self.dialect = dialect
+
+    # ---------------------------------------------------------------- plumbing
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.cur.execute(self._sql(sql), tuple(params))
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        self.execute(sql, params)
+        r = self.cur.fetchone()
+        if r is None:
+            return None
+        cols = [d[0] for d in self.cur.description]
+        return Row(dict(zip(cols, r)))
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self.execute(sql, params)
+        cols = [d[0] for d in self.cur.description]
+        return [Row(dict(zip(cols, r))) for r in self.cur.fetchall()]
+
+    @property
+    def for_update(self) -> str:
+        return " FOR UPDATE" if self.dialect == "postgresql" else ""
+
+    # ---------------------------------------------------------------- meta
+    def get_meta(self, key: str) -> str | None:
+        r = self.one("SELECT value FROM meta WHERE key = ?", (key,))
+        return r["value"] if r else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        if self.get_meta(key) is None:
+            self.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+        else:
+            self.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+
+    # ---------------------------------------------------------------- wallets and keys
+    def insert_wallet(self, w: dict[str, Any]) -> None:
+        if self.one("SELECT id FROM wallets WHERE address = ?", (w["address"],)):
+            raise AlreadyExists(f"a wallet with address {w['address']} already exists")
+        self.execute(
+            "INSERT INTO wallets (id, chain, network, script_type, category, case_ref, legal_basis,"
+            " status, address, descriptor, threshold, chain_ids, cosigners, freeze_order, origin,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (w["id"], w["chain"], w["network"], w["script_type"], w["category"], w["case_ref"],
+             w["legal_basis"], w["status"], w["address"], w["descriptor"], w["threshold"],
+             json.dumps(w["chain_ids"]), json.dumps(w["cosigners"]), "", w.get("origin", ""),
+             w["created_at"]),
+        )
+
+    def insert_key(self, k: dict[str, Any]) -> None:
+        if self.one("SELECT key_id FROM keys WHERE public_key = ?", (k["public_key"],)):
+            raise AlreadyExists("this key already serves another wallet; a key never serves two")
+        self.execute(
+            "INSERT INTO keys (key_id, wallet_id, position, label, public_key, hsm_held, category,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (k["key_id"], k["wallet_id"], k["position"], k["label"], k["public_key"],
+             1 if k["hsm_held"] else 0, k["category"], k["created_at"]),
+        )
+
+    def get_wallet(self, wallet_id: str, *, lock: bool = False) -> Row:
+        r = self.one("SELECT * FROM wallets WHERE id = ?" + (self.for_update if lock else ""),
+                     (wallet_id,))
+        if r is None:
+            raise NotFound(f"wallet {wallet_id} not found")
+        return r
+
+    def wallet_keys(self, wallet_id: str) -> list[Row]:
+        return self.all("SELECT * FROM keys WHERE wallet_id = ? ORDER BY position", (wallet_id,))
+
+    def list_wallets(self, *, category: str = "", case_ref: str = "", after: str = "",
+                     limit: int = 100) -> list[Row]:
+        sql, params = "SELECT * FROM wallets WHERE id > ?", [after]
+        if category:
+            sql += " AND category = ?"
+            params.append(category)
+        if case_ref:
+            sql += " AND case_ref = ?"
+            params.append(case_ref)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        return self.all(sql, params)
+
+    def wallet_addresses(self) -> dict[str, str]:
+        return {r["address"]: r["id"] for r in self.all("SELECT id, address FROM wallets")}
+
+    def count_wallets(self) -> list[Row]:
+        return self.all("SELECT chain, category, COUNT(*) AS n FROM wallets GROUP BY chain, category")
+
+    def set_wallet_status(self, wallet_id: str, status: str, order: str) -> None:
+        self.execute("UPDATE wallets SET status = ?, freeze_order = ? WHERE id = ?",
+                     (status, order, wallet_id))
+
+    # ---------------------------------------------------------------- operators
+    def insert_operator(self, op_id: str, roles: list[str], pem: str) -> None:
+        if self.one("SELECT id FROM operators WHERE id = ?", (op_id,)):
+            raise AlreadyExists(f"operator {op_id} already exists")
+        self.execute(
+            "INSERT INTO operators (id, roles, public_key_pem, status, created_at)"
+            " VALUES (?, ?, ?, 'active', ?)", (op_id, json.dumps(sorted(roles)), pem, time.time()))
+
+    def get_operator(self, op_id: str) -> Row:
+        r = self.one("SELECT * FROM operators WHERE id = ?", (op_id,))
+        if r is None:
+            raise NotFound(f"operator {op_id} not found")
+        return r
+
+    def list_operators(self) -> list[Row]:
+        return self.all("SELECT * FROM operators ORDER BY id")
+
+    def revoke_operator(self, op_id: str) -> None:
+        self.execute("UPDATE operators SET status = 'revoked', revoked_at = ? WHERE id = ?",
+                     (time.time(), op_id))
+
+    # ---------------------------------------------------------------- policies
+    def insert_policy(self, wallet_id: str, document: str, actor: str) -> int:
+        r = self.one("SELECT MAX(version) AS v FROM policies WHERE wallet_id = ?", (wallet_id,))
+        version = int(r["v"] or 0) + 1 if r else 1
+        self.execute("INSERT INTO policies (wallet_id, version, document, actor, created_at)"
+                     " VALUES (?, ?, ?, ?, ?)", (wallet_id, version, document, actor, time.time()))
+        return version
+
+    def latest_policy(self, wallet_id: str) -> Row | None:
+        return self.one("SELECT * FROM policies WHERE wallet_id = ? ORDER BY version DESC LIMIT 1",
+                        (wallet_id,))
+
+    def policy_version(self, wallet_id: str, version: int) -> Row | None:
+        return self.one("SELECT * FROM policies WHERE wallet_id = ? AND version = ?",
+                        (wallet_id, version))
+
+    def policy_history(self, wallet_id: str) -> list[Row]:
+        return self.all("SELECT * FROM policies WHERE wallet_id = ? ORDER BY version", (wallet_id,))
+
+    # ---------------------------------------------------------------- transfers
+    def insert_transfer(self, t: dict[str, Any], lock_keys: list[str]) -> None:
+        for key in lock_keys:
+            held = self.one("SELECT transfer_id FROM transfer_locks WHERE lock_key = ?"
+                            + self.for_update, (key,))
+            if held and held["transfer_id"] != t.get("replaces"):
+                raise Conflict(f"{key} is already held by live transfer {held['transfer_id']}")
+        cols = list(t)
+        self.execute(f"INSERT INTO transfers ({', '.join(cols)}) VALUES"
+                     f" ({', '.join('?' for _ in cols)})", [t[c] for c in cols])
+        for key in lock_keys:
+            if self.one("SELECT transfer_id FROM transfer_locks WHERE lock_key = ?", (key,)):
+                continue  # still held by the transfer this one replaces
+            self.execute("INSERT INTO transfer_locks (lock_key, transfer_id) VALUES (?, ?)",
+                         (key, t["id"]))
+
+    def transfer_lock_keys(self, transfer_id: str) -> list[str]:
+        return [r["lock_key"] for r in
+                self.all("SELECT lock_key FROM transfer_locks WHERE transfer_id = ?", (transfer_id,))]
+
+    def move_locks(self, from_id: str, to_id: str) -> None:
+        self.execute("UPDATE transfer_locks SET transfer_id = ? WHERE transfer_id = ?",
+                     (to_id, from_id))
+
+    def release_locks(self, transfer_id: str) -> None:
+        self.execute("DELETE FROM transfer_locks WHERE transfer_id = ?", (transfer_id,))
+
+    def get_transfer(self, transfer_id: str, *, lock: bool = False) -> Row:
+        r = self.one("SELECT * FROM transfers WHERE id = ?" + (self.for_update if lock else ""),
+                     (transfer_id,))
+        if r is None:
+            raise NotFound(f"transfer {transfer_id} not found")
+        return r
+
+    def find_idempotent(self, wallet_id: str, key: str) -> Row | None:
+        return self.one("SELECT * FROM transfers WHERE wallet_id = ? AND idempotency_key = ?",
+                        (wallet_id, key))
+
+    def list_transfers(self, *, wallet_id: str = "", state: str = "", after: str = "",
+                       limit: int = 100) -> list[Row]:
+        sql, params = "SELECT * FROM transfers WHERE id > ?", [after]
+        if wallet_id:
+            sql += " AND wallet_id = ?"
+            params.append(wallet_id)
+        if state:
+            sql += " AND state = ?"
+            params.append(state)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        return self.all(sql, params)
+
+    def transfers_in_states(self, states: Sequence[str]) -> list[Row]:
+        marks = ", ".join("?" for _ in states)
+        return self.all(f"SELECT * FROM transfers WHERE state IN ({marks}) ORDER BY created_at",
+                        list(states))
+
+    def update_transfer(self, transfer_id: str, **fields: Any) -> None:
+        fields["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self.execute(f"UPDATE transfers SET {sets} WHERE id = ?", [*fields.values(), transfer_id])
+
+    def count_transfers(self) -> list[Row]:
+        return self.all("SELECT chain, state, COUNT(*) AS n FROM transfers GROUP BY chain, state")
+
+    # ---------------------------------------------------------------- approvals and signatures
+    def insert_approval(self, a: dict[str, Any]) -> None:
+        if self.one("SELECT operator_id FROM approvals WHERE transfer_id = ? AND operator_id = ?",
+                    (a["transfer_id"], a["operator_id"])):
+            raise AlreadyExists(
+                f"operator {a['operator_id']} has already decided on transfer {a['transfer_id']}")
+        cols = list(a)
+        self.execute(f"INSERT INTO approvals ({', '.join(cols)}) VALUES"
+                     f" ({', '.join('?' for _ in cols)})", [a[c] for c in cols])
+
+    def approvals(self, transfer_id: str) -> list[Row]:
+        return self.all("SELECT * FROM approvals WHERE transfer_id = ? ORDER BY created_at",
+                        (transfer_id,))
+
+    def insert_signature(self, transfer_id: str, digest: bytes, key_id: str, r: int, s: int) -> None:
+        self.execute("INSERT INTO signatures (transfer_id, digest, key_id, r, s, created_at)"
+                     " VALUES (?, ?, ?, ?, ?, ?)",
+                     (transfer_id, digest.hex(), key_id, format(r, "064x"), format(s, "064x"),
+                      time.time()))
+
+    def signatures(self, transfer_id: str) -> list[Row]:
+        return self.all("SELECT * FROM signatures WHERE transfer_id = ? ORDER BY digest, key_id",
+                        (transfer_id,))
+
+    # ---------------------------------------------------------------- audit
+    def append_audit(self, actor: str, action: str, obj: str,
+                     details: dict[str, Any]) -> audit.AuditEvent:
+        head = self.one("SELECT seq, hash FROM audit_head WHERE id = 1" + self.for_update)
+        prev = None
+        if head is not None:
+            last = self.one("SELECT * FROM audit_events WHERE seq = ?", (head["seq"],))
+            prev = row_to_event(last) if last else None
+        ev = audit.new_event(prev, time=int(time.time() * 1_000_000), actor=actor, action=action,
+                             object=obj, details=details)
+        self.execute(
+            "INSERT INTO audit_events (seq, time_micros, actor, action, object, details, prev_hash,"
+            " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (ev.seq, ev.time, ev.actor, ev.action, ev.object,
+             json.dumps(ev.details, sort_keys=True, separators=(",", ":")), ev.prev_hash.hex(),
+             ev.hash.hex()))
+        if head is None:
+            self.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)",
+                         (ev.seq, ev.hash.hex()))
+        else:
+            self.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
+                         (ev.seq, ev.hash.hex()))
+        return ev
+
+    def audit_events(self, after_seq: int = 0, limit: int = 100) -> list[audit.AuditEvent]:
+        rows = self.all("SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?",
+                        (after_seq, limit))
+        return [row_to_event(r) for r in rows]
+
+    def audit_head(self) -> tuple[int, bytes]:
+        r = self.one("SELECT seq, hash FROM audit_head WHERE id = 1")
+        return (0, audit.GENESIS) if r is None else (int(r["seq"]), bytes.fromhex(r["hash"]))
+
+
+def row_to_event(r: Row) -> audit.AuditEvent:
+    return audit.AuditEvent(
+        seq=int(r["seq"]), time=int(r["time_micros"]), actor=r["actor"], action=r["action"],
+        object=r["object"], details=json.loads(r["details"]),
+        prev_hash=bytes.fromhex(r["prev_hash"]), hash=bytes.fromhex(r["hash"]))
+
+
+class Store(Protocol):
+    dialect: str
+
+    def transaction(self) -> Any: ...
+    def read(self) -> Any: ...
+    def ping(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    if url.startswith("sqlite:///"):
+        from .sqlite import SqliteStore
+
+        return SqliteStore(url[len("sqlite:///"):])
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise StoreUnavailable(f"unsupported store URL scheme in {url.split(':', 1)[0]!r}")
+
+
+__all__ = ["Tx", "Row", "Store", "open_store", "row_to_event", "contextmanager", "Iterator"]

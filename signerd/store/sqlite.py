@@ -1,0 +1,99 @@
+"""SQLite store: WAL mode, synchronous=FULL, one connection per thread, BEGIN IMMEDIATE writes."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from ..errors import StoreUnavailable
+from . import Tx
+from .migrations import MIGRATIONS
+
+
+class SqliteStore:
+    dialect = "sqlite"
+
+    def __init__(self, path: str):
+        self.path = path
+        self._local = threading.local()
+        with self.transaction() as tx:
+            migrate(tx)
+
+    def _conn(self) -> sqlite3.Connection:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            try:
+                c = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                    check_same_thread=False)
+                c.execute("PRAGMA journal_mode=WAL")
+                c.execute("PRAGMA synchronous=FULL")
+                c.execute("PRAGMA foreign_keys=ON")
+                c.execute("PRAGMA busy_timeout=30000")
+            except sqlite3.Error as e:
+                raise StoreUnavailable(f"store {self.path} cannot be opened: {e}") from None
+            self._local.conn = c
+        return c
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """A write transaction: the write lock is taken up front, so check-then-act is atomic."""
+        c = self._conn()
+        for attempt in range(50):
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == 49:
+                    raise StoreUnavailable(f"store is unavailable: {e}") from None
+                time.sleep(0.05)
+        cur = c.cursor()
+        try:
+            yield Tx(cur, self.dialect)
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        try:
+            c.execute("COMMIT")
+        except sqlite3.Error as e:
+            c.execute("ROLLBACK")
+            raise StoreUnavailable(f"store commit failed: {e}") from None
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        c = self._conn()
+        c.execute("BEGIN")
+        try:
+            yield Tx(c.cursor(), self.dialect)
+        finally:
+            c.execute("COMMIT")
+
+    def ping(self) -> bool:
+        try:
+            self._conn().execute("SELECT 1").fetchone()
+            return True
+        except sqlite3.Error:
+            return False
+
+    def close(self) -> None:
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            c.close()
+            self._local.conn = None
+
+
+def migrate(tx: Tx) -> int:
+    tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+               " description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+    r = tx.one("SELECT MAX(version) AS v FROM schema_version")
+    current = int(r["v"] or 0) if r else 0
+    for version, description, statements in MIGRATIONS:
+        if version <= current:
+            continue
+        for sql in statements:
+            tx.execute(sql)
+        tx.execute("INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                   (version, description, time.time()))
+        current = version
+    return current

@@ -1,0 +1,517 @@
+"""Transfers: submission, approvals, quorum, and the sign step that runs exactly once.
+
+Invariants kept here (DEVELOPERS.md):
+- No signature without quorum: the sign step runs only for a transfer in state APPROVED, which is
+  set in the same store transaction that records the approval completing the quorum, and it
+  re-checks the quorum from the stored approvals before it signs.
+- Digests come from the stored payload, decoded again by signerd; nothing a client sends is signed.
+- Exactly one stored signature per (transfer, digest, key): the sign step signs outside the store
+  transaction, then stores in one transaction that first re-reads the state; a signature another
+  worker stored first wins and ours is discarded unseen. A crash before the commit leaves the
+  transfer APPROVED, and recovery signs the same digests again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from . import approval as A
+from . import policy as P
+from .chains import Decoded, adapter_for, classify_outputs
+from .errors import (AlreadyExists, FailedPrecondition, InvalidApproval, InvalidArgument, NotFound,
+                     PermissionDenied, PolicyDenied, SignerError, WalletFrozen)
+from .model import (Chain, Decision, DestinationClass, Movement, Output, TransferState, Wallet,
+                    WalletStatus)
+from .store import Row, Tx
+from .wallets import wallet_from_rows
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger("signerd.transfers")
+
+LIVE = (TransferState.PENDING_APPROVAL.value, TransferState.APPROVED.value)
+FINAL = (TransferState.SIGNED, TransferState.REJECTED, TransferState.EXPIRED,
+         TransferState.CANCELLED, TransferState.FAILED)
+MAX_REASON = 1000
+
+
+# ---------------------------------------------------------------- serialisation helpers
+
+def movement_to_json(m: Movement) -> str:
+    return json.dumps({
+        "chain": m.chain.value, "network": m.network, "chain_id": m.chain_id,
+        "outputs": [{"address": o.address, "amount": str(o.amount), "asset": o.asset,
+                     "is_change": o.is_change, "destination_class": o.destination_class.value}
+                    for o in m.outputs],
+        "fee": str(m.fee), "fee_asset": m.fee_asset, "digests": [d.hex() for d in m.digests],
+        "nonce": m.nonce, "gas_limit": m.gas_limit,
+        "max_fee_per_gas": None if m.max_fee_per_gas is None else str(m.max_fee_per_gas),
+        "max_priority_fee_per_gas": (None if m.max_priority_fee_per_gas is None
+                                     else str(m.max_priority_fee_per_gas)),
+        "contract_call": m.contract_call, "vsize": m.vsize, "outpoints": list(m.outpoints),
+    }, sort_keys=True)
+
+
+def movement_from_json(text: str) -> Movement:
+    d = json.loads(text)
+    return Movement(
+        chain=Chain(d["chain"]), network=d["network"], chain_id=int(d["chain_id"]),
+        outputs=tuple(Output(o["address"], int(o["amount"]), o["asset"], bool(o["is_change"]),
+                             DestinationClass(o["destination_class"])) for o in d["outputs"]),
+        fee=int(d["fee"]), fee_asset=d["fee_asset"],
+        digests=tuple(bytes.fromhex(x) for x in d["digests"]), nonce=d["nonce"],
+        gas_limit=d["gas_limit"],
+        max_fee_per_gas=None if d["max_fee_per_gas"] is None else int(d["max_fee_per_gas"]),
+        max_priority_fee_per_gas=(None if d["max_priority_fee_per_gas"] is None
+                                  else int(d["max_priority_fee_per_gas"])),
+        contract_call=d["contract_call"], vsize=d["vsize"], outpoints=tuple(d["outpoints"]))
+
+
+def requirement_to_json(r: P.Requirement) -> str:
+    return json.dumps({"approvers": r.approvers, "roles": dict(r.roles),
+                       "group": None if r.group is None else sorted(r.group),
+                       "veto": sorted(r.veto), "expiry": r.expiry, "rules": list(r.rules),
+                       "require_legal_basis": r.require_legal_basis}, sort_keys=True)
+
+
+def requirement_from_json(text: str) -> P.Requirement:
+    d = json.loads(text)
+    return P.Requirement(approvers=int(d["approvers"]), roles=tuple(d["roles"].items()),
+                         group=None if d["group"] is None else frozenset(d["group"]),
+                         veto=frozenset(d["veto"]), expiry=int(d["expiry"]),
+                         rules=tuple(d["rules"]),
+                         require_legal_basis=bool(d["require_legal_basis"]))
+
+
+@dataclass(frozen=True)
+class TransferView:
+    """A transfer as the API shows it."""
+
+    row: dict[str, Any]
+    movement: Movement
+    approvals: tuple[dict[str, Any], ...]
+    requirement: str
+    remaining: str
+    instance_id: str
+
+    @property
+    def id(self) -> str:
+        return self.row["id"]
+
+    @property
+    def state(self) -> TransferState:
+        return TransferState(self.row["state"])
+
+
+class TransferService:
+    def __init__(self, app: App):
+        self.app = app
+        self.store = app.store
+        self.limits = app.config.limits
+        self._signing: set[str] = set()
+        self._signing_lock = threading.Lock()
+        self.faults = set(str(x) for x in app.config.testing.get("crash_points", []))
+
+    # ---------------------------------------------------------------- test-only fault hook
+    def _fault(self, point: str) -> None:
+        """Kill the process at a named point of the sign path (test-only setting)."""
+        if point in self.faults:
+            log.error("fault injection: crashing at %s", point)
+            os._exit(137)
+
+    # ---------------------------------------------------------------- reading
+    def _wallet(self, tx: Tx, wallet_id: str) -> Wallet:
+        return wallet_from_rows(tx.get_wallet(wallet_id), tx.wallet_keys(wallet_id))
+
+    def _operators(self, tx: Tx) -> dict[str, P.OperatorView]:
+        return {r["id"]: P.OperatorView(r["id"], frozenset(json.loads(r["roles"])),
+                                        r["status"] == "active")
+                for r in tx.list_operators()}
+
+    def _quorum(self, tx: Tx, row: Row) -> P.QuorumResult:
+        votes = [P.Vote(a["operator_id"], Decision(a["decision"]))
+                 for a in tx.approvals(row["id"])]
+        return P.evaluate(requirement_from_json(row["requirement"]), votes, self._operators(tx),
+                          row["submitter"])
+
+    def _view(self, tx: Tx, row: Row) -> TransferView:
+        req = requirement_from_json(row["requirement"])
+        approvals = tx.approvals(row["id"])
+        remaining = ""
+        counted: tuple[str, ...] = ()
+        if row["state"] in LIVE:
+            q = self._quorum(tx, row)
+            remaining, counted = q.remaining, q.counted
+        return TransferView(
+            row=dict(row.data), movement=movement_from_json(row["movement"]),
+            approvals=tuple({**a.data, "counted": a["operator_id"] in counted}
+                            for a in approvals),
+            requirement=req.describe(), remaining=remaining, instance_id=self.app.instance_id)
+
+    def get(self, transfer_id: str) -> TransferView:
+        if not transfer_id:
+            raise InvalidArgument("transfer_id: required")
+        with self.store.read() as tx:
+            return self._view(tx, tx.get_transfer(transfer_id))
+
+    def list(self, *, wallet_id: str = "", state: str = "", after: str = "",
+             limit: int = 100) -> list[TransferView]:
+        with self.store.read() as tx:
+            return [self._view(tx, r) for r in tx.list_transfers(
+                wallet_id=wallet_id, state=state, after=after, limit=limit)]
+
+    def pending_for(self, operator_id: str, *, after: str = "", limit: int = 100
+                    ) -> list[TransferView]:
+        """Pending transfers this operator could still usefully approve."""
+        with self.store.read() as tx:
+            rows = tx.list_transfers(state=TransferState.PENDING_APPROVAL.value, after=after,
+                                     limit=limit)
+            out = []
+            for r in rows:
+                if r["submitter"] == operator_id:
+                    continue
+                if any(a["operator_id"] == operator_id for a in tx.approvals(r["id"])):
+                    continue
+                req = requirement_from_json(r["requirement"])
+                if req.group is not None and operator_id not in req.group:
+                    continue
+                out.append(self._view(tx, r))
+            return out
+
+    # ---------------------------------------------------------------- submission
+    def _decode(self, wallet: Wallet, payload: bytes, policy: P.Policy | None) -> Decoded:
+        adapter = adapter_for(wallet.chain)
+        if wallet.chain is Chain.BITCOIN:
+            allowed = policy.sighash_types if policy else frozenset({1})
+            return adapter.decode(wallet, payload, self.limits, allowed_sighash=allowed)
+        return adapter.decode(wallet, payload, self.limits)
+
+    def submit(self, actor: str, wallet_id: str, payload: bytes, *, replaces: str = "",
+               legal_basis: str = "", category_change: str = "", idempotency_key: str = ""
+               ) -> TransferView:
+        if not wallet_id:
+            raise InvalidArgument("wallet_id: required")
+        if not payload:
+            raise InvalidArgument("transaction: a PSBT or an Ethereum transaction is required")
+        category_change = category_change or "none"
+        if category_change not in P.CATEGORY_CHANGES:
+            raise InvalidArgument(f"category_change: unknown movement {category_change!r}")
+        if len(legal_basis) > MAX_REASON:
+            raise InvalidArgument(f"legal_basis: at most {MAX_REASON} characters")
+        with self.store.read() as tx:
+            wallet = self._wallet(tx, wallet_id)
+            prow = tx.latest_policy(wallet_id)
+            own = set(tx.wallet_addresses())
+            if idempotency_key:
+                prior = tx.find_idempotent(wallet_id, idempotency_key)
+                if prior is not None:
+                    return self._view(tx, prior)
+        if wallet.status is WalletStatus.RETIRED:
+            raise FailedPrecondition(f"wallet {wallet_id} is retired")
+        if prow is None:
+            raise PolicyDenied(f"wallet {wallet_id} has no policy; set one before submitting")
+        policy = P.parse_policy(prow["document"])
+        decoded = self._decode(wallet, payload, policy)
+        movement = classify_outputs(decoded.movement, own - {wallet.address},
+                                    tuple(policy.allowlist))
+        movement = self._mark_own_outputs(movement, wallet)
+        self._check_category_change(wallet, movement, category_change, legal_basis, own)
+        try:
+            req = policy.requirement_for(movement, category_change=category_change)
+        except PolicyDenied as e:
+            self.app.metrics.policy_denials.labels("no_rule").inc()
+            raise PolicyDenied(f"wallet {wallet_id}: {e.message}") from None
+        if req.require_legal_basis and not legal_basis.strip():
+            raise PolicyDenied(f"wallet {wallet_id}: the matching rule requires a legal basis")
+        now = time.time()
+        transfer_id = "t_" + secrets.token_hex(10)
+        row = {
+            "id": transfer_id, "wallet_id": wallet_id, "chain": wallet.chain.value,
+            "state": TransferState.PENDING_APPROVAL.value, "payload": payload,
+            "movement": movement_to_json(movement), "submitter": actor,
+            "policy_version": int(prow["version"]), "requirement": requirement_to_json(req),
+            "expires_at": float(int(now + req.expiry)), "created_at": now, "updated_at": now,
+            "replaces": replaces, "legal_basis": legal_basis, "category_change": category_change,
+            "idempotency_key": idempotency_key,
+        }
+        with self.store.transaction() as tx:
+            if replaces:
+                old = tx.get_transfer(replaces, lock=True)
+                if old["wallet_id"] != wallet_id or old["state"] not in LIVE:
+                    raise FailedPrecondition(
+                        f"replaces: transfer {replaces} is not a live transfer of this wallet")
+                held = set(tx.transfer_lock_keys(replaces))
+                if not held & set(decoded.lock_keys):
+                    raise FailedPrecondition(
+                        f"replaces: transfer {replaces} does not spend the same nonce or outputs")
+            tx.insert_transfer(row, list(decoded.lock_keys))
+            tx.append_audit(actor, "transfer.submitted", transfer_id, {
+                "wallet_id": wallet_id, "chain": wallet.chain.value,
+                "payload_sha256": hashlib.sha256(payload).hexdigest(),
+                "digests": [d.hex() for d in movement.digests],
+                "outputs": [[o.address, str(o.amount), o.asset, o.is_change]
+                            for o in movement.outputs],
+                "fee": str(movement.fee), "requirement": req.describe(),
+                "policy_version": int(prow["version"]), "replaces": replaces,
+                "category_change": category_change, "legal_basis": legal_basis})
+            view = self._view(tx, tx.get_transfer(transfer_id))
+        self.app.metrics.transfer_events.labels(wallet.chain.value, "PENDING_APPROVAL").inc()
+        self.app.notifier.notify()
+        log.info("transfer submitted", extra={"transfer_id": transfer_id, "wallet_id": wallet_id})
+        return view
+
+    @staticmethod
+    def _mark_own_outputs(movement: Movement, wallet: Wallet) -> Movement:
+        """Outputs paying the wallet's own address are change (Ethereum: never)."""
+        return movement
+
+    def _check_category_change(self, wallet: Wallet, movement: Movement, change: str,
+                               legal_basis: str, own: set[str]) -> None:
+        """A transfer to another custody wallet must declare the category movement it makes."""
+        if change != "none" and not legal_basis.strip():
+            raise PolicyDenied(
+                f"category change {change} needs a legal basis (court decision or order)")
+
+    # ---------------------------------------------------------------- statement
+    def context(self, row: Row | dict[str, Any]) -> A.StatementContext:
+        return A.StatementContext(
+            instance_id=self.app.instance_id, transfer_id=row["id"], wallet_id=row["wallet_id"],
+            policy_version=int(row["policy_version"]), expires_at=int(row["expires_at"]),
+            payload_sha256=hashlib.sha256(bytes(row["payload"])).digest(),
+            legal_basis=row["legal_basis"], category_change=row["category_change"])
+
+    def statement(self, transfer_id: str, decision: Decision) -> tuple[bytes, str, TransferView]:
+        with self.store.read() as tx:
+            row = tx.get_transfer(transfer_id)
+            view = self._view(tx, row)
+        ctx = self.context(row)
+        return (A.build_statement(ctx, view.movement, decision),
+                A.render(ctx, view.movement, decision), view)
+
+    def statement_inputs(self, transfer_id: str) -> tuple[list[str], list[str]]:
+        """Own addresses and allowlist, so an operator's tool can classify outputs itself."""
+        with self.store.read() as tx:
+            row = tx.get_transfer(transfer_id)
+            own = sorted(set(tx.wallet_addresses()) - {tx.get_wallet(row["wallet_id"])["address"]})
+            prow = tx.policy_version(row["wallet_id"], int(row["policy_version"]))
+        allow = sorted(P.parse_policy(prow["document"]).allowlist) if prow else []
+        return own, allow
+
+    # ---------------------------------------------------------------- approvals
+    def decide(self, actor: str, transfer_id: str, operator_id: str, decision: Decision,
+               signature: bytes, *, reason: str = "", statement_sha256: bytes = b"") -> TransferView:
+        if not transfer_id:
+            raise InvalidArgument("transfer_id: required")
+        if not operator_id:
+            raise InvalidArgument("operator_id: required")
+        if decision not in (Decision.APPROVE, Decision.REJECT):
+            raise InvalidArgument("decision: APPROVE or REJECT")
+        if decision is Decision.REJECT and not reason.strip():
+            raise InvalidArgument("reason: a rejection needs a reason")
+        if len(reason) > MAX_REASON:
+            raise InvalidArgument(f"reason: at most {MAX_REASON} characters")
+        now = time.time()
+        became_approved = False
+        with self.store.transaction() as tx:
+            row = tx.get_transfer(transfer_id, lock=True)
+            state = TransferState(row["state"])
+            if state is not TransferState.PENDING_APPROVAL:
+                raise FailedPrecondition(
+                    f"transfer {transfer_id} is {state.value}, not waiting for approvals")
+            expired = now >= float(row["expires_at"])
+            if expired:
+                self._finish(tx, row, TransferState.EXPIRED, "signerd",
+                             "approval window passed before quorum")
+        if expired:
+            self.app.notifier.notify()
+            raise FailedPrecondition(f"transfer {transfer_id} has expired")
+        with self.store.transaction() as tx:
+            row = tx.get_transfer(transfer_id, lock=True)
+            if row["state"] != TransferState.PENDING_APPROVAL.value:
+                raise FailedPrecondition(
+                    f"transfer {transfer_id} is {row['state']}, not waiting for approvals")
+            op = tx.get_operator(operator_id)
+            if op["status"] != "active":
+                raise PermissionDenied(f"operator {operator_id} is revoked")
+            if operator_id == row["submitter"]:
+                raise PermissionDenied(
+                    f"operator {operator_id} submitted transfer {transfer_id} and cannot decide on it")
+            ctx = self.context(row)
+            movement = movement_from_json(row["movement"])
+            statement = A.build_statement(ctx, movement, decision)
+            if statement_sha256 and statement_sha256 != A.statement_digest(statement):
+                raise InvalidApproval(
+                    "statement_sha256: the operator signed a different statement than this "
+                    "transfer's (transaction or metadata changed)")
+            A.verify_statement(op["public_key_pem"].encode(), statement, signature,
+                               operator_id=operator_id)
+            try:
+                tx.insert_approval({
+                    "transfer_id": transfer_id, "operator_id": operator_id,
+                    "decision": decision.value, "signature": signature.hex(),
+                    "statement_sha256": A.statement_digest(statement).hex(), "reason": reason,
+                    "created_at": now})
+            except AlreadyExists as e:
+                raise FailedPrecondition(e.message) from None
+            tx.append_audit(actor, f"transfer.{decision.value.lower()}", transfer_id, {
+                "operator_id": operator_id,
+                "statement_sha256": A.statement_digest(statement).hex(), "reason": reason})
+            q = self._quorum(tx, row)
+            wallet_status = tx.get_wallet(row["wallet_id"])["status"]
+            if q.rejected:
+                self._finish(tx, row, TransferState.REJECTED, "signerd", q.reason)
+            elif q.met:
+                tx.update_transfer(transfer_id, state=TransferState.APPROVED.value)
+                tx.append_audit("signerd", "transfer.approved", transfer_id,
+                                {"counted": list(q.counted), "wallet_status": wallet_status})
+                became_approved = True
+        self.app.metrics.approvals.labels(decision.value).inc()
+        if became_approved:
+            self.app.metrics.transfer_events.labels(row["chain"], "APPROVED").inc()
+            self.app.metrics.quorum_seconds.observe(now - float(row["created_at"]))
+        self.app.notifier.notify()
+        self._fault("after_approval_stored")
+        if became_approved:
+            t0 = time.perf_counter()
+            try:
+                self.sign(transfer_id)
+                self.app.metrics.quorum_to_signed_seconds.observe(time.perf_counter() - t0)
+            except WalletFrozen:
+                pass
+        return self.get(transfer_id)
+
+    def _finish(self, tx: Tx, row: Row, state: TransferState, actor: str, why: str) -> None:
+        tx.update_transfer(row["id"], state=state.value, failure=why)
+        tx.release_locks(row["id"])
+        tx.append_audit(actor, f"transfer.{state.value.lower()}", row["id"], {"reason": why})
+        self.app.metrics.transfer_events.labels(row["chain"], state.value).inc()
+
+    def cancel(self, actor: str, transfer_id: str, reason: str = "") -> TransferView:
+        with self.store.transaction() as tx:
+            row = tx.get_transfer(transfer_id, lock=True)
+            if row["state"] not in LIVE:
+                raise FailedPrecondition(f"transfer {transfer_id} is {row['state']}; only a live "
+                                         "transfer can be cancelled")
+            self._finish(tx, row, TransferState.CANCELLED, actor, reason or "cancelled")
+        self.app.notifier.notify()
+        return self.get(transfer_id)
+
+    # ---------------------------------------------------------------- the sign step
+    def sign(self, transfer_id: str) -> None:
+        """Sign an APPROVED transfer exactly once; safe to call from any replica, any time."""
+        with self._signing_lock:
+            if transfer_id in self._signing:
+                return
+            self._signing.add(transfer_id)
+        try:
+            self._sign(transfer_id)
+        finally:
+            with self._signing_lock:
+                self._signing.discard(transfer_id)
+
+    def _load_for_signing(self, tx: Tx, transfer_id: str) -> tuple[Row, Wallet] | None:
+        row = tx.get_transfer(transfer_id, lock=True)
+        if row["state"] != TransferState.APPROVED.value:
+            return None
+        q = self._quorum(tx, row)
+        if not q.met:  # never sign without a valid quorum, even if the state says APPROVED
+            log.error("transfer %s is APPROVED without a valid quorum; refusing", transfer_id)
+            return None
+        wallet = self._wallet(tx, row["wallet_id"])
+        return row, wallet
+
+    def _sign(self, transfer_id: str) -> None:
+        with self.store.read() as tx:
+            loaded = self._load_for_signing(tx, transfer_id)
+            if loaded is None:
+                return
+            row, wallet = loaded
+            stored = {(s["key_id"], bytes.fromhex(s["digest"])):
+                      (int(s["r"], 16), int(s["s"], 16)) for s in tx.signatures(transfer_id)}
+        if wallet.status is not WalletStatus.ACTIVE:
+            raise WalletFrozen(f"wallet {wallet.id} is {wallet.status.value}; signing waits")
+        if time.time() >= float(row["expires_at"]):
+            with self.store.transaction() as tx:
+                row = tx.get_transfer(transfer_id, lock=True)
+                if row["state"] == TransferState.APPROVED.value:
+                    self._finish(tx, row, TransferState.EXPIRED, "signerd",
+                                 "approval window passed before signing")
+            self.app.notifier.notify()
+            return
+        adapter = adapter_for(wallet.chain)
+        policy_row = None
+        with self.store.read() as tx:
+            policy_row = tx.policy_version(wallet.id, int(row["policy_version"]))
+        policy = P.parse_policy(policy_row["document"]) if policy_row else None
+        decoded = self._decode(wallet, bytes(row["payload"]), policy)
+        stored_movement = movement_from_json(row["movement"])
+        if decoded.movement.digests != stored_movement.digests:
+            raise FailedPrecondition(f"transfer {transfer_id}: digests changed since submission")
+        fresh: dict[tuple[str, bytes], tuple[int, int]] = {}
+        for key_id, digest in adapter.digests_to_sign(wallet, decoded):
+            if (key_id, digest) in stored or (key_id, digest) in fresh:
+                continue
+            fresh[(key_id, digest)] = self.app.hsm_sign(key_id, digest)
+        self._fault("after_hsm_signed")
+        with self.store.transaction() as tx:
+            row = tx.get_transfer(transfer_id, lock=True)
+            if row["state"] != TransferState.APPROVED.value:
+                return  # another worker finished it; our signatures are discarded unseen
+            have = {(s["key_id"], bytes.fromhex(s["digest"])):
+                    (int(s["r"], 16), int(s["s"], 16)) for s in tx.signatures(transfer_id)}
+            for (key_id, digest), (r, s) in fresh.items():
+                if (key_id, digest) not in have:
+                    tx.insert_signature(transfer_id, digest, key_id, r, s)
+                    have[(key_id, digest)] = (r, s)
+            signed = adapter.assemble(wallet, decoded, have)
+            self._fault("before_result_stored")
+            tx.update_transfer(transfer_id, state=TransferState.SIGNED.value,
+                               raw_tx=signed.raw_tx, psbt=signed.psbt, tx_hash=signed.tx_hash)
+            tx.release_locks(transfer_id)
+            tx.append_audit("signerd", "transfer.signed", transfer_id, {
+                "tx_hash": signed.tx_hash, "complete": signed.complete,
+                "signatures": len(have), "key_ids": sorted({k for k, _ in have})})
+        self._fault("after_result_stored")
+        self.app.metrics.transfer_events.labels(row["chain"], "SIGNED").inc()
+        self.app.metrics.signed_seconds.observe(time.time() - float(row["created_at"]))
+        self.app.notifier.notify()
+        log.info("transfer signed", extra={"transfer_id": transfer_id})
+
+    # ---------------------------------------------------------------- recovery and timers
+    def recover(self) -> None:
+        """On start: sign what reached quorum, expire what ran out of time."""
+        self.tick()
+
+    def tick(self) -> None:
+        now = time.time()
+        with self.store.read() as tx:
+            live = tx.transfers_in_states(LIVE)
+        overdue = 0
+        for r in live:
+            if r["state"] == TransferState.PENDING_APPROVAL.value and now >= float(r["expires_at"]):
+                with self.store.transaction() as tx:
+                    row = tx.get_transfer(r["id"], lock=True)
+                    if row["state"] == TransferState.PENDING_APPROVAL.value:
+                        self._finish(tx, row, TransferState.EXPIRED, "signerd",
+                                     "approval window passed before quorum")
+                self.app.notifier.notify()
+            elif r["state"] == TransferState.APPROVED.value:
+                try:
+                    self.sign(r["id"])
+                except WalletFrozen:
+                    overdue += int(now >= float(r["expires_at"]))
+                except SignerError as e:
+                    log.warning("transfer %s not signed yet: %s", r["id"], e.message)
+        self.app.metrics.pending_expired.set(overdue)
+
+
+__all__ = ["TransferService", "TransferView", "movement_to_json", "movement_from_json",
+           "requirement_to_json", "requirement_from_json", "replace"]

@@ -1,0 +1,168 @@
+"""Test helpers: run a real signerd daemon from a state folder made by `signerd init`."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from signerd.v1 import signerd_pb2 as pb
+from signerd.v1 import signerd_pb2_grpc as rpc
+
+LISTEN_RE = re.compile(r"listening on (\S+):(\d+) .*metrics on http://(\S+):(\d+)/metrics")
+
+
+def signerd_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "signerd.daemon", *args]
+
+
+def signerctl_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "signerd.cli", *args]
+
+
+def init_state(path: Path, *extra: str) -> Path:
+    r = subprocess.run(signerd_cmd("init", str(path), "--listen", "127.0.0.1:0", "--metrics",
+                                   "127.0.0.1:0", *extra), capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    return path / "signerd.toml"
+
+
+def edit_config(cfg: Path, section: str, **values: Any) -> None:
+    """Append or override keys in a [section] of the TOML config (simple textual edit)."""
+    text = cfg.read_text()
+    doc = tomllib.loads(text)
+    lines = []
+    for k, v in values.items():
+        lit = ("true" if v else "false") if isinstance(v, bool) else (
+            f'"{v}"' if isinstance(v, str) else repr(v))
+        lines.append(f"{k} = {lit}")
+    if section in doc:
+        for k in values:
+            text = re.sub(rf"(?m)^{k} = .*\n", "", text) if k in doc[section] else text
+        text = text.replace(f"[{section}]\n", f"[{section}]\n" + "\n".join(lines) + "\n", 1)
+    else:
+        text += f"\n[{section}]\n" + "\n".join(lines) + "\n"
+    cfg.write_text(text)
+
+
+@dataclass
+class Daemon:
+    config: Path
+    proc: subprocess.Popen[str] | None = None
+    port: int = 0
+    metrics_port: int = 0
+    log_path: Path | None = None
+    channels: dict[str, grpc.Channel] = field(default_factory=dict)
+
+    @property
+    def state(self) -> Path:
+        return self.config.parent
+
+    def start(self, timeout: float = 60) -> "Daemon":
+        self.log_path = self.state / f"daemon-{int(time.time() * 1000)}.log"
+        log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(signerd_cmd("run", "--config", str(self.config)),
+                                     stdout=subprocess.PIPE, stderr=log, text=True,
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        deadline = time.time() + timeout
+        assert self.proc.stdout is not None
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"daemon exited {self.proc.returncode}: "
+                                       f"{self.log_path.read_text()[-2000:]}")
+                continue
+            m = LISTEN_RE.search(line)
+            if m:
+                self.port, self.metrics_port = int(m.group(2)), int(m.group(4))
+                return self
+        raise RuntimeError("daemon did not start in time")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        for ch in self.channels.values():
+            ch.close()
+        self.channels.clear()
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.proc = None
+        return rc
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def channel(self, principal: str = "platform") -> grpc.Channel:
+        if principal not in self.channels:
+            pki = self.state / "pki"
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=(pki / "ca.pem").read_bytes(),
+                private_key=(pki / "clients" / f"{principal}.key").read_bytes(),
+                certificate_chain=(pki / "clients" / f"{principal}.pem").read_bytes())
+            self.channels[principal] = grpc.secure_channel(
+                f"127.0.0.1:{self.port}", creds,
+                options=[("grpc.ssl_target_name_override", "localhost")])
+        return self.channels[principal]
+
+    def custody(self, principal: str = "platform") -> rpc.CustodyStub:
+        return rpc.CustodyStub(self.channel(principal))
+
+    def approval(self, principal: str) -> rpc.ApprovalStub:
+        return rpc.ApprovalStub(self.channel(principal))
+
+    def admin(self, principal: str = "admin") -> rpc.AdminStub:
+        return rpc.AdminStub(self.channel(principal))
+
+    def audit(self, principal: str = "auditor") -> rpc.AuditStub:
+        return rpc.AuditStub(self.channel(principal))
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=10) as r:
+            return r.read().decode()
+
+
+def rpc_error(fn: Any, *args: Any, **kw: Any) -> grpc.RpcError:
+    try:
+        fn(*args, **kw)
+    except grpc.RpcError as e:
+        return e
+    raise AssertionError("expected an RPC error")
+
+
+__all__ = ["Daemon", "init_state", "rpc_error", "pb", "rpc", "edit_config"]
+
+
+def decide(d: Daemon, transfer_id: str, operator: str, decision: int = pb.APPROVE,
+           reason: str = "", statement: bytes | None = None) -> pb.Transfer:
+    """An operator's approval as signerctl makes it: fetch the statement, sign SHA-256 of it
+    with the operator's own Ed25519 key from the state folder, send it."""
+    from signerd.approval import sign_statement, statement_digest
+    from signerd.operator_keys import load_private
+
+    if statement is None:
+        st = d.approval(operator).GetStatement(pb.GetStatementRequest(
+            transfer_id=transfer_id, decision=decision))
+        statement = st.statement
+    key = load_private(d.state / "operators" / f"{operator}.key")
+    return d.approval(operator).SubmitApproval(pb.SubmitApprovalRequest(
+        transfer_id=transfer_id, operator_id=operator, decision=decision,
+        signature=sign_statement(key, statement), reason=reason,
+        statement_sha256=statement_digest(statement)))

@@ -1,0 +1,105 @@
+"""Ethereum end to end: submit, 2-of-n approvals with roles, HSM signature, checked by eth-account
+and mined on py-evm through eth-tester."""
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+from eth_account import Account
+
+from tests.unit.eth_oracle import CHAIN_ID, mine_raw_tx
+from tests.helpers import Daemon, decide, init_state, pb, rpc_error
+
+GWEI = 10**9
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory):
+    d = Daemon(init_state(tmp_path_factory.mktemp("eth") / "state")).start()
+    yield d
+    d.stop()
+
+
+def eth_wallet(d: Daemon, chain_ids=(CHAIN_ID,), policy: str = "") -> pb.Wallet:
+    return d.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=list(chain_ids), category=pb.SEIZED, case_ref="CASE-ETH",
+        policy_toml=policy))
+
+
+def tx_fields(nonce: int = 0, **over) -> dict:
+    f = {"chainId": CHAIN_ID, "nonce": nonce, "maxPriorityFeePerGas": 1 * GWEI,
+         "maxFeePerGas": 2 * GWEI, "gas": 21000,
+         "to": "0x000000000000000000000000000000000000dEaD", "value": 10**15, "data": "0x",
+         "accessList": []}
+    f.update(over)
+    return f
+
+
+def submit(d: Daemon, wallet_id: str, fields: dict) -> pb.Transfer:
+    return d.custody().SubmitTransfer(pb.SubmitTransferRequest(
+        wallet_id=wallet_id, ethereum=pb.EthereumTransaction(json=json.dumps(fields))))
+
+
+def test_two_key_transfer_is_signed_once_and_mines(daemon: Daemon) -> None:
+    w = eth_wallet(daemon)
+    t = submit(daemon, w.id, tx_fields())
+    assert t.state == pb.PENDING_APPROVAL
+    assert "investigator x1" in t.requirement and "custody_officer x1" in t.requirement
+    t = decide(daemon, t.id, "inv1")
+    assert t.state == pb.PENDING_APPROVAL and "custody_officer" in t.remaining and not t.raw_tx
+    t = decide(daemon, t.id, "cust1")
+    assert t.state == pb.SIGNED and t.raw_tx
+    raw = bytes.fromhex(t.raw_tx)
+    assert Account.recover_transaction(raw) == w.address
+    receipt = mine_raw_tx(raw, w.address, 10**18)
+    assert receipt["status"] == 1
+    again = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=t.id))
+    assert again.raw_tx == t.raw_tx and again.tx_hash == t.tx_hash
+
+
+def test_nonce_conflict_is_refused_and_released_after_cancel(daemon: Daemon) -> None:
+    w = eth_wallet(daemon)
+    first = submit(daemon, w.id, tx_fields(nonce=5))
+    e = rpc_error(submit, daemon, w.id, tx_fields(nonce=5, value=1))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "already held" in e.details()
+    daemon.custody().CancelTransfer(pb.CancelTransferRequest(transfer_id=first.id, reason="x"))
+    assert submit(daemon, w.id, tx_fields(nonce=5, value=1)).state == pb.PENDING_APPROVAL
+
+
+@pytest.mark.parametrize("fields,needle", [
+    (tx_fields(to="0x12"), "to"),
+    (tx_fields(to="0x000000000000000000000000000000000000DEAD"[:-1] + "d"), "to"),
+    (tx_fields(chainId=1), "chainId"),
+    (tx_fields(maxPriorityFeePerGas=3 * GWEI, maxFeePerGas=2 * GWEI), "maxPriorityFeePerGas"),
+    (tx_fields(value=2**256), "value"),
+    (tx_fields(value="0xzz"), "value"),
+    (tx_fields(nonce=-1), "nonce"),
+    (tx_fields(data="0x" + "00" * 200_000), "data"),
+])
+def test_bad_ethereum_fields_are_invalid_argument(daemon: Daemon, fields: dict, needle: str
+                                                  ) -> None:
+    w = eth_wallet(daemon)
+    e = rpc_error(submit, daemon, w.id, fields)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
+    assert needle in e.details()
+
+
+def test_ten_megabyte_data_is_refused_by_the_size_limit(daemon: Daemon) -> None:
+    w = eth_wallet(daemon)
+    e = rpc_error(submit, daemon, w.id, tx_fields(data="0x" + "ab" * 5_000_000))
+    assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than" in e.details() or "message" in e.details()
+
+
+def test_unknown_wallet_is_not_found(daemon: Daemon) -> None:
+    e = rpc_error(submit, daemon, "w_missing", tx_fields())
+    assert e.code() == grpc.StatusCode.NOT_FOUND and "w_missing" in e.details()
+
+
+def test_wallet_without_matching_rule_is_refused_naming_it(daemon: Daemon) -> None:
+    policy = ('name = "tiny"\n[[rule]]\nname = "tiny"\nasset = "ETH"\nmax_amount = "10"\n'
+              'approvers = 2\n')
+    w = eth_wallet(daemon, policy=policy)
+    e = rpc_error(submit, daemon, w.id, tx_fields(value=11))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and w.id in e.details()

@@ -1,0 +1,33 @@
+"""The systemd unit is accepted by `systemd-analyze verify` and keeps its hardening."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+UNIT = Path(__file__).resolve().parents[2] / "systemd" / "signerd.service"
+
+
+def test_unit_is_hardened() -> None:
+    text = UNIT.read_text()
+    for line in ("Type=notify", "User=signerd", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                 "StateDirectory=signerd", "LoadCredential=hsm-pin:", "CapabilityBoundingSet=\n"):
+        assert line in text, line
+
+
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze is not installed here")
+    # Verify a copy whose ExecStart points at an executable that exists on this machine.
+    signerd = Path(sys.executable).parent / "signerd"
+    exe = signerd if signerd.exists() else Path(sys.executable)
+    text = UNIT.read_text().replace("/opt/signerd/.venv/bin/signerd", str(exe))
+    unit = tmp_path / "signerd.service"
+    unit.write_text(text)
+    r = subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    problems = [l for l in (r.stdout + r.stderr).splitlines()
+                if "signerd.service" in l and "Failed to" not in l.split(":", 1)[0]]
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not [p for p in problems if "Unknown" in p or "Invalid" in p or "ignoring" in p], problems
