@@ -218,6 +218,12 @@ class App:
         wallet_id = W.new_wallet_id()
         keys = [self.hsm_generate(f"{wallet_id}/{i}") for i in range(checked.hsm_keys)]
         with self.store.transaction() as tx:
+            for key_id in req.hsm_key_ids:
+                share = tx.take_key_share(key_id, wallet_id)
+                if share["category"] != checked.category.value:
+                    raise InvalidArgument(f"hsm_key_ids: key share {key_id} belongs to category "
+                                          f"{share['category']}; categories never share a key")
+                keys.append(KeyInfo(key_id, share["label"], bytes.fromhex(share["public_key"])))
             W.insert_wallet(tx, checked, wallet_id, keys)
             version = 0
             if policy_doc:
@@ -231,6 +237,19 @@ class App:
         self.refresh_gauges()
         log.info("wallet created", extra={"wallet_id": wallet_id, "chain": w.chain.value})
         return w
+
+    def create_key_share(self, actor: str, category: str, case_ref: str) -> KeyInfo:
+        """An HSM key for a multisig wallet that other institutions must know before it exists."""
+        probe = W.check_request(W.WalletRequest(chain="bitcoin", network="mainnet",
+                                                category=category, case_ref=case_ref))
+        key = self.hsm_generate(f"share/{probe.category.value}/{probe.case_ref[:40]}")
+        with self.store.transaction() as tx:
+            tx.insert_key_share(key.key_id, key.public_key.hex(), key.label, probe.category.value,
+                                probe.case_ref)
+            tx.append_audit(actor, "key_share.created", key.key_id,
+                            {"public_key": key.public_key.hex(), "category": probe.category.value,
+                             "case_ref": probe.case_ref})
+        return key
 
     def get_wallet(self, wallet_id: str) -> Wallet:
         with self.store.read() as tx:

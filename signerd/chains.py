@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol
 
 from .config import Limits
-from .errors import FailedPrecondition, InvalidArgument, InvalidTransaction, PolicyDenied
-from .model import Chain, DestinationClass, Movement, Output, Wallet
+from .errors import FailedPrecondition, InvalidArgument, InvalidPsbt, InvalidTransaction, PolicyDenied
+from .model import BitcoinNetwork, Chain, DestinationClass, Movement, Output, Wallet
 
 SignFn = Callable[[str, bytes], tuple[int, int]]  # (key_id, digest) -> (r, low s)
 
@@ -96,73 +96,94 @@ class EthereumAdapter:
 
 # ---------------------------------------------------------------- Bitcoin
 
-def decode_psbt_bytes(payload: bytes) -> bytes:
+def decode_psbt_bytes(payload: bytes, max_bytes: int = 4_000_000) -> bytes:
     """A PSBT arrives as binary or as base64 text; return the binary form."""
+    if len(payload) > max_bytes * 4 // 3 + 4:
+        raise InvalidPsbt(f"psbt: larger than the limit of {max_bytes} bytes")
     if payload[:5] == b"psbt\xff":
         return payload
     try:
         raw = base64.b64decode(payload.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidArgument("psbt: neither a binary PSBT nor valid base64") from None
+        raise InvalidPsbt("psbt: neither a binary PSBT nor valid base64") from None
     if raw[:5] != b"psbt\xff":
-        raise InvalidArgument("psbt: missing the PSBT magic bytes 'psbt\\xff'")
+        raise InvalidPsbt("psbt: missing the PSBT magic bytes 'psbt\\xff'")
     return raw
 
 
 class BitcoinAdapter:
-    def spec(self, wallet: Wallet) -> Any:
+    @staticmethod
+    def spec(wallet: Wallet) -> Any:
         from .bitcoin.signer import WalletSpec
 
         hsm = [k.public_key for k in wallet.keys if not k.key_id.startswith("ext-")]
-        return WalletSpec(script_type=wallet.script_type, network=wallet.network,
+        return WalletSpec(script_type=wallet.script_type, network=BitcoinNetwork(wallet.network),
                           threshold=wallet.threshold,
                           pubkeys=tuple(k.public_key for k in wallet.keys),
                           own_pubkeys=tuple(hsm))
 
-    def decode(self, wallet: Wallet, payload: bytes, limits: Limits,
-               allowed_sighash: frozenset[int] = frozenset({1})) -> Decoded:
+    @staticmethod
+    def parse(payload: bytes, limits: Limits) -> Any:
         from .bitcoin import psbt as P
-        from .bitcoin import signer
 
-        raw = decode_psbt_bytes(payload)
         lim = P.Limits(max_psbt_bytes=limits.max_psbt_bytes, max_inputs=limits.max_psbt_inputs,
                        max_outputs=limits.max_psbt_outputs)
-        parsed = P.Psbt.parse(raw, limits=lim)
+        raw = decode_psbt_bytes(payload, limits.max_psbt_bytes)
+        return P.parse_psbt(raw, lim)
+
+    def decode(self, wallet: Wallet, payload: bytes, limits: Limits,
+               allowed_sighash: frozenset[int] = frozenset({1})) -> Decoded:
+        from .bitcoin import signer
+
+        parsed = self.parse(payload, limits)
         analysis = signer.analyze(parsed, self.spec(wallet), allowed_sighash=allowed_sighash)
         locks = tuple(f"btc:{wallet.network}:{op}" for op in analysis.movement.outpoints)
         return Decoded(analysis.movement, locks, (parsed, analysis))
 
+    @staticmethod
+    def _key_ids(wallet: Wallet) -> dict[bytes, str]:
+        return {k.public_key: k.key_id for k in wallet.keys if not k.key_id.startswith("ext-")}
+
     def digests_to_sign(self, wallet: Wallet, decoded: Decoded) -> list[tuple[str, bytes]]:
         _, analysis = decoded.tx
-        by_pub = {k.public_key: k.key_id for k in wallet.keys if not k.key_id.startswith("ext-")}
-        out = []
-        for _idx, pub, digest in analysis.to_sign:
-            if pub in by_pub:
-                out.append((by_pub[pub], digest))
-        return out
+        by_pub = self._key_ids(wallet)
+        return [(by_pub[r.pubkey], r.digest) for r in analysis.to_sign if r.pubkey in by_pub]
 
     def assemble(self, wallet: Wallet, decoded: Decoded,
                  signatures: dict[tuple[str, bytes], tuple[int, int]]) -> Signed:
         from .bitcoin import signer
 
-        parsed, analysis = decoded.tx
-        by_pub = {k.public_key: k.key_id for k in wallet.keys if not k.key_id.startswith("ext-")}
-        psbt = parsed
-        for idx, pub, digest in analysis.to_sign:
-            key_id = by_pub.get(pub)
-            if key_id is None or (key_id, digest) not in signatures:
+        psbt, analysis = decoded.tx
+        by_pub = self._key_ids(wallet)
+        for req in analysis.to_sign:
+            key_id = by_pub.get(req.pubkey)
+            if key_id is None or (key_id, req.digest) not in signatures:
                 continue
-            r, s = signatures[(key_id, digest)]
-            sighash = analysis.sighash_types[idx] if hasattr(analysis, "sighash_types") else 1
-            psbt = signer.add_signature(psbt, idx, pub, signer.der_encode(r, s) + bytes([sighash]))
+            r, s = signatures[(key_id, req.digest)]
+            inp = psbt.inputs[req.input_index]
+            sighash = 1 if inp.sighash_type is None else inp.sighash_type
+            psbt = signer.add_signature(psbt, req.input_index, req.pubkey,
+                                        signer.der_encode(r, s) + bytes([sighash & 0xFF]),
+                                        digest=req.digest)
+        return self.finish(wallet, psbt)
+
+    def finish(self, wallet: Wallet, psbt: Any) -> Signed:
+        """Finalize and extract when the wallet's threshold is met, else return the PSBT."""
+        from .bitcoin import signer
+
         final, raw = signer.finalize(psbt, self.spec(wallet))
         if raw is None:
-            return Signed(psbt=base64.b64encode(psbt.serialize()).decode(), complete=False)
-        from .bitcoin.tx import Tx as BtcTx
+            return Signed(psbt=psbt.to_base64(), complete=False)
+        return Signed(raw_tx=raw.hex(), psbt=final.to_base64(),
+                      tx_hash=signer.extract(final).txid_hex)
 
-        txid = BtcTx.parse(raw).txid()
-        return Signed(raw_tx=raw.hex(), psbt=base64.b64encode(final.serialize()).decode(),
-                      tx_hash=txid if isinstance(txid, str) else txid[::-1].hex())
+    def combine(self, wallet: Wallet, ours_b64: str, theirs: bytes, limits: Limits) -> Signed:
+        """Add a cosigner's verified partial signatures to our signed PSBT."""
+        from .bitcoin import signer
+
+        ours = self.parse(ours_b64.encode(), limits)
+        merged = signer.combine_verified(ours, self.parse(theirs, limits), self.spec(wallet))
+        return self.finish(wallet, merged)
 
 
 def adapter_for(chain: Chain) -> Any:

@@ -485,6 +485,36 @@ class TransferService:
         self.app.notifier.notify()
         log.info("transfer signed", extra={"transfer_id": transfer_id})
 
+    # ---------------------------------------------------------------- cosigners
+    def combine_psbt(self, actor: str, transfer_id: str, psbt: bytes) -> TransferView:
+        """A PSBT back from external cosigners: verify every added signature, finalize when
+        the wallet's threshold is met. Our own signatures are never replaced."""
+        from .chains import BitcoinAdapter
+
+        if not psbt:
+            raise InvalidArgument("psbt: required")
+        with self.store.read() as tx:
+            row = tx.get_transfer(transfer_id)
+            wallet = self._wallet(tx, row["wallet_id"])
+        if wallet.chain is not Chain.BITCOIN:
+            raise FailedPrecondition(f"transfer {transfer_id} is not a Bitcoin transfer")
+        if row["state"] != TransferState.SIGNED.value or not row["psbt"]:
+            raise FailedPrecondition(f"transfer {transfer_id} is {row['state']}; only a signed "
+                                     "transfer takes cosigners' signatures")
+        if row["raw_tx"]:
+            raise FailedPrecondition(f"transfer {transfer_id} is already final")
+        signed = BitcoinAdapter().combine(wallet, row["psbt"], psbt, self.limits)
+        with self.store.transaction() as tx:
+            current = tx.get_transfer(transfer_id, lock=True)
+            if current["psbt"] != row["psbt"]:
+                raise FailedPrecondition(f"transfer {transfer_id} changed meanwhile; retry")
+            tx.update_transfer(transfer_id, psbt=signed.psbt, raw_tx=signed.raw_tx,
+                               tx_hash=signed.tx_hash)
+            tx.append_audit(actor, "transfer.combined", transfer_id,
+                            {"complete": signed.complete, "tx_hash": signed.tx_hash})
+        self.app.notifier.notify()
+        return self.get(transfer_id)
+
     # ---------------------------------------------------------------- recovery and timers
     def recover(self) -> None:
         """On start: sign what reached quorum, expire what ran out of time."""

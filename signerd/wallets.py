@@ -32,6 +32,7 @@ class WalletRequest:
     cosigners: tuple[str, ...] = ()
     label: str = ""
     policy_toml: str = ""
+    hsm_key_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,16 +105,16 @@ def check_request(req: WalletRequest) -> CheckedWallet:
     if st is ScriptType.P2WSH_SORTEDMULTI:
         cosigners = tuple(parse_cosigner(c, network) for c in req.cosigners)
         cos_text = tuple(req.cosigners)
-        hsm_keys = req.hsm_keys or 1
-        n = hsm_keys + len(cosigners)
+        hsm_keys = req.hsm_keys or (0 if req.hsm_key_ids else 1)
+        n = hsm_keys + len(req.hsm_key_ids) + len(cosigners)
         threshold = req.threshold
         if not 1 <= threshold <= n:
             raise InvalidArgument(f"threshold: must be between 1 and the number of keys ({n})")
         if n > 15:
             raise InvalidArgument("multisig: at most 15 keys")
-        if hsm_keys < 1:
+        if hsm_keys + len(req.hsm_key_ids) < 1:
             raise InvalidArgument("hsm_keys: a multisig wallet needs at least one HSM key share")
-    elif req.cosigners or req.threshold > 1 or req.hsm_keys > 1:
+    elif req.cosigners or req.threshold > 1 or req.hsm_keys > 1 or req.hsm_key_ids:
         raise InvalidArgument(f"multisig: {st.value} wallets are single-key")
     return CheckedWallet(chain, network, category, case_ref, req.legal_basis, (), st, threshold,
                          hsm_keys, cosigners, cos_text)

@@ -37,6 +37,7 @@ STATUS_CODES = {s: getattr(grpc.StatusCode, s.value) for s in Status}
 PLATFORM, OPERATOR, ADMIN, AUDITOR = "platform", "operator", "admin", "auditor"
 ALLOWED: dict[str, frozenset[str]] = {
     "Custody/CreateWallet": frozenset({PLATFORM}),
+    "Custody/CreateKeyShare": frozenset({PLATFORM}),
     "Custody/GetWallet": frozenset({PLATFORM, ADMIN}),
     "Custody/ListWallets": frozenset({PLATFORM, ADMIN}),
     "Custody/SubmitTransfer": frozenset({PLATFORM}),
@@ -219,8 +220,15 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                 case_ref=req.case_ref, legal_basis=req.legal_basis,
                 chain_ids=tuple(req.chain_ids), script_type=C.SCRIPT_FROM_PB.get(req.script_type, ""),
                 threshold=req.threshold, hsm_keys=req.hsm_keys, cosigners=tuple(req.cosigners),
-                label=req.label, policy_toml=req.policy_toml))
+                label=req.label, policy_toml=req.policy_toml, hsm_key_ids=tuple(req.hsm_key_ids)))
             return C.wallet_pb(w, policy_version=app.wallet_policy_version(w.id))
+
+        @gate.unary("Custody/CreateKeyShare")
+        def CreateKeyShare(self, req: pb.CreateKeyShareRequest, ctx: Any, caller: Caller
+                           ) -> pb.Key:
+            k = app.create_key_share(caller.name, C.CATEGORY_FROM_PB.get(req.category, ""),
+                                     req.case_ref)
+            return pb.Key(key_id=k.key_id, label=k.label, public_key=k.public_key, hsm_held=True)
 
         @gate.unary("Custody/GetWallet")
         def GetWallet(self, req: pb.GetWalletRequest, ctx: Any, caller: Caller) -> pb.Wallet:

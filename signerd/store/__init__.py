@@ -136,6 +136,22 @@ class Tx:
         self.execute("UPDATE wallets SET status = ?, freeze_order = ? WHERE id = ?",
                      (status, order, wallet_id))
 
+    def insert_key_share(self, key_id: str, public_key: str, label: str, category: str,
+                         case_ref: str) -> None:
+        self.execute("INSERT INTO key_shares (key_id, public_key, label, category, case_ref,"
+                     " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                     (key_id, public_key, label, category, case_ref, time.time()))
+
+    def take_key_share(self, key_id: str, wallet_id: str) -> Row:
+        """Claim an unassigned key share for a wallet (a key never serves two wallets)."""
+        r = self.one("SELECT * FROM key_shares WHERE key_id = ?" + self.for_update, (key_id,))
+        if r is None:
+            raise NotFound(f"key share {key_id} not found")
+        if r["wallet_id"]:
+            raise AlreadyExists(f"key share {key_id} already serves wallet {r['wallet_id']}")
+        self.execute("UPDATE key_shares SET wallet_id = ? WHERE key_id = ?", (wallet_id, key_id))
+        return r
+
     # ---------------------------------------------------------------- operators
     def insert_operator(self, op_id: str, roles: list[str], pem: str) -> None:
         if self.one("SELECT id FROM operators WHERE id = ?", (op_id,)):

@@ -109,4 +109,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             seq BIGINT NOT NULL,
             hash TEXT NOT NULL)""",
     ]),
+    (2, "key shares generated ahead of a multisig wallet", [
+        """CREATE TABLE key_shares (
+            key_id TEXT PRIMARY KEY,
+            public_key TEXT NOT NULL,
+            label TEXT NOT NULL,
+            category TEXT NOT NULL,
+            case_ref TEXT NOT NULL,
+            wallet_id TEXT NOT NULL DEFAULT '',
+            created_at DOUBLE PRECISION NOT NULL)""",
+    ]),
 ]

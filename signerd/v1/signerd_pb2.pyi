@@ -254,7 +254,7 @@ class Page(_message.Message):
     def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class CreateWalletRequest(_message.Message):
-    __slots__ = ("chain", "network", "chain_ids", "script_type", "category", "case_ref", "legal_basis", "policy_toml", "threshold", "hsm_keys", "cosigners", "label")
+    __slots__ = ("chain", "network", "chain_ids", "script_type", "category", "case_ref", "legal_basis", "policy_toml", "threshold", "hsm_keys", "cosigners", "label", "hsm_key_ids")
     CHAIN_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     CHAIN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +267,7 @@ class CreateWalletRequest(_message.Message):
     HSM_KEYS_FIELD_NUMBER: _ClassVar[int]
     COSIGNERS_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    HSM_KEY_IDS_FIELD_NUMBER: _ClassVar[int]
     chain: Chain
     network: str
     chain_ids: _containers.RepeatedScalarFieldContainer[int]
@@ -279,7 +280,16 @@ class CreateWalletRequest(_message.Message):
     hsm_keys: int
     cosigners: _containers.RepeatedScalarFieldContainer[str]
     label: str
-    def __init__(self, chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_ids: _Optional[_Iterable[int]] = ..., script_type: _Optional[_Union[ScriptType, str]] = ..., category: _Optional[_Union[Category, str]] = ..., case_ref: _Optional[str] = ..., legal_basis: _Optional[str] = ..., policy_toml: _Optional[str] = ..., threshold: _Optional[int] = ..., hsm_keys: _Optional[int] = ..., cosigners: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ...) -> None: ...
+    hsm_key_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_ids: _Optional[_Iterable[int]] = ..., script_type: _Optional[_Union[ScriptType, str]] = ..., category: _Optional[_Union[Category, str]] = ..., case_ref: _Optional[str] = ..., legal_basis: _Optional[str] = ..., policy_toml: _Optional[str] = ..., threshold: _Optional[int] = ..., hsm_keys: _Optional[int] = ..., cosigners: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., hsm_key_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateKeyShareRequest(_message.Message):
+    __slots__ = ("category", "case_ref")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    CASE_REF_FIELD_NUMBER: _ClassVar[int]
+    category: Category
+    case_ref: str
+    def __init__(self, category: _Optional[_Union[Category, str]] = ..., case_ref: _Optional[str] = ...) -> None: ...
 
 class GetWalletRequest(_message.Message):
     __slots__ = ("wallet_id",)

@@ -41,6 +41,11 @@ class CustodyStub:
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.CreateWalletRequest.SerializeToString,
                 response_deserializer=signerd_dot_v1_dot_signerd__pb2.Wallet.FromString,
                 _registered_method=True)
+        self.CreateKeyShare = channel.unary_unary(
+                '/signerd.v1.Custody/CreateKeyShare',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.CreateKeyShareRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Key.FromString,
+                _registered_method=True)
         self.GetWallet = channel.unary_unary(
                 '/signerd.v1.Custody/GetWallet',
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.GetWalletRequest.SerializeToString,
@@ -90,6 +95,14 @@ class CustodyServicer:
 
     def CreateWallet(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateKeyShare(self, request, context):
+        """A key share generated in the HSM before its multisig wallet exists, so cosigners at other
+        institutions can be told its public key; CreateWallet then claims it by hsm_key_ids.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -150,6 +163,11 @@ def add_CustodyServicer_to_server(servicer, server):
                     servicer.CreateWallet,
                     request_deserializer=signerd_dot_v1_dot_signerd__pb2.CreateWalletRequest.FromString,
                     response_serializer=signerd_dot_v1_dot_signerd__pb2.Wallet.SerializeToString,
+            ),
+            'CreateKeyShare': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKeyShare,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.CreateKeyShareRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Key.SerializeToString,
             ),
             'GetWallet': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWallet,
@@ -221,6 +239,33 @@ class Custody:
             '/signerd.v1.Custody/CreateWallet',
             signerd_dot_v1_dot_signerd__pb2.CreateWalletRequest.SerializeToString,
             signerd_dot_v1_dot_signerd__pb2.Wallet.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateKeyShare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Custody/CreateKeyShare',
+            signerd_dot_v1_dot_signerd__pb2.CreateKeyShareRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Key.FromString,
             options,
             channel_credentials,
             insecure,
