@@ -36,21 +36,39 @@ def init_state(path: Path, *extra: str) -> Path:
     return path / "signerd.toml"
 
 
+def _toml_literal(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_literal(x) for x in v) + "]"
+    return repr(v)
+
+
 def edit_config(cfg: Path, section: str, **values: Any) -> None:
-    """Append or override keys in a [section] of the TOML config (simple textual edit)."""
-    text = cfg.read_text()
-    doc = tomllib.loads(text)
-    lines = []
-    for k, v in values.items():
-        lit = ("true" if v else "false") if isinstance(v, bool) else (
-            f'"{v}"' if isinstance(v, str) else repr(v))
-        lines.append(f"{k} = {lit}")
-    if section in doc:
-        for k in values:
-            text = re.sub(rf"(?m)^{k} = .*\n", "", text) if k in doc[section] else text
-        text = text.replace(f"[{section}]\n", f"[{section}]\n" + "\n".join(lines) + "\n", 1)
-    else:
-        text += f"\n[{section}]\n" + "\n".join(lines) + "\n"
+    """Set keys in one [section] of the TOML config (a textual edit scoped to that section)."""
+    out: list[str] = []
+    current = ""
+    done = False
+    for line in cfg.read_text().splitlines():
+        header = re.match(r"^\[([^\]]+)\]\s*$", line)
+        if header:
+            if current == section and not done:
+                out.extend(f"{k} = {_toml_literal(v)}" for k, v in values.items())
+                done = True
+            current = header.group(1)
+        elif current == section and re.match(r"^(\w+)\s*=", line) and \
+                line.split("=", 1)[0].strip() in values:
+            continue
+        out.append(line)
+    if current == section and not done:
+        out.extend(f"{k} = {_toml_literal(v)}" for k, v in values.items())
+        done = True
+    if not done:
+        out += ["", f"[{section}]"] + [f"{k} = {_toml_literal(v)}" for k, v in values.items()]
+    text = "\n".join(out) + "\n"
+    tomllib.loads(text)  # still valid TOML
     cfg.write_text(text)
 
 
