@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import policy as P
-from .errors import FailedPrecondition, InvalidArgument, InvalidKey, NotFound
-from .model import Wallet, WalletStatus
+from .errors import FailedPrecondition, InvalidArgument, InvalidKey, NotFound, SignerError
+from .model import ScriptType, Wallet, WalletStatus
 from .operator_keys import fingerprint, load_public_pem
 from .transfers import LIVE, requirement_from_json, requirement_to_json
 from .wallets import get_wallet
@@ -105,7 +105,7 @@ class AdminService:
                 try:
                     new = pol.requirement_for(movement_from_json(row["movement"]),
                                               category_change=row["category_change"])
-                except Exception:  # the new policy no longer covers it: keep the old demands
+                except SignerError:  # the new policy no longer covers it: keep the old demands
                     continue
                 merged = P.merge(old, new)
                 if merged != old:
@@ -148,3 +148,82 @@ class AdminService:
         if not frozen and self.app.transfers is not None:
             self.app.transfers.tick()
         return wallet
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    kind: str  # hex | wif | mnemonic
+    secret: str
+    derivation_path: str
+    passphrase: str
+    chain: str
+    network: str
+    chain_ids: tuple[int, ...]
+    script_type: str
+    case_ref: str
+    seizure_record: str
+    legal_basis: str
+    policy_toml: str
+
+
+def import_seized_key(app: App, actor: str, req: ImportRequest) -> Wallet:
+    """A seized key goes into the HSM (sensitive, non-extractable) and a SEIZED wallet is built
+    around it, recording where it came from. Bad input stores nothing."""
+    from . import seized
+    from . import wallets as W
+
+    if not req.seizure_record.strip():
+        raise InvalidArgument("seizure_record: the seizure record reference is required")
+    checked = W.check_request(W.WalletRequest(
+        chain=req.chain, network=req.network, category="seized", case_ref=req.case_ref,
+        legal_basis=req.legal_basis, chain_ids=req.chain_ids, script_type=req.script_type))
+    if checked.script_type not in (ScriptType.P2WPKH, ScriptType.P2SH_P2WPKH, ScriptType.EOA):
+        raise InvalidArgument("script_type: an imported key makes a single-key wallet")
+    if req.kind == "hex":
+        secret = seized.from_hex(req.secret)
+    elif req.kind == "wif":
+        if checked.network == "ethereum":
+            raise InvalidArgument("wif: WIF keys are Bitcoin keys; use hex for Ethereum")
+        secret = seized.from_wif(req.secret, checked.network)
+    elif req.kind == "mnemonic":
+        if not req.derivation_path:
+            raise InvalidArgument("derivation_path: required with a mnemonic")
+        secret = seized.from_mnemonic(req.secret, req.derivation_path, req.passphrase)
+    else:
+        raise InvalidArgument("secret: one of hex, wif or mnemonic is required")
+    policy_doc = req.policy_toml or _sweep_policy(app)
+    if policy_doc:
+        P.parse_policy(policy_doc)
+    wallet_id = W.new_wallet_id()
+    from coincurve import PrivateKey
+
+    pub = PrivateKey(bytes(secret)).public_key.format()
+    with app.store.read() as tx:
+        if tx.one("SELECT key_id FROM keys WHERE public_key = ?", (pub.hex(),)):
+            for i in range(len(secret)):
+                secret[i] = 0
+            raise FailedPrecondition("this key is already held by signerd (a key never serves "
+                                     "two wallets)")
+    key = app.keystore.import_key(secret, f"{wallet_id}/seized")  # wipes `secret`
+    with app.store.transaction() as tx:
+        W.insert_wallet(tx, checked, wallet_id, [key],
+                        origin=f"imported; seizure record {req.seizure_record}")
+        version = tx.insert_policy(wallet_id, policy_doc, actor) if policy_doc else 0
+        w = W.get_wallet(tx, wallet_id)
+        tx.append_audit(actor, "key.imported", wallet_id, {
+            "chain": w.chain.value, "network": w.network, "address": w.address,
+            "case_ref": w.case_ref, "seizure_record": req.seizure_record, "form": req.kind,
+            "derivation_path": req.derivation_path, "key_id": key.key_id,
+            "public_key": key.public_key.hex(), "policy_version": version})
+    app.refresh_gauges()
+    return w
+
+
+def _sweep_policy(app: App) -> str:
+    from pathlib import Path
+
+    p = Path(app.config.policies_dir) / "seized-sweep.toml"
+    try:
+        return p.read_text(encoding="utf-8")
+    except OSError:
+        return app.default_policy()

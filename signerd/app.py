@@ -128,6 +128,7 @@ class App:
             if not was_hsm:
                 log.warning("hsm back: resuming approved transfers")
             self.transfers.tick()
+        if store_up:
             self.refresh_gauges()
 
     def stop(self) -> None:
@@ -136,15 +137,24 @@ class App:
         self.store.close()
 
     def refresh_gauges(self) -> None:
+        """Set every chain x state and chain x category series, zeros included, so a scrape
+        never sees a series vanish and reappear."""
+        from .model import Category, Chain, TransferState
+
         with self.store.read() as tx:
-            wallets = tx.count_wallets()
-            transfers = tx.count_transfers()
-        self.metrics.wallets.clear()
-        for r in wallets:
-            self.metrics.wallets.labels(r["chain"], r["category"]).set(r["n"])
-        self.metrics.transfers.clear()
-        for r in transfers:
-            self.metrics.transfers.labels(r["chain"], r["state"]).set(r["n"])
+            wallets = {(r["chain"], r["category"]): r["n"] for r in tx.count_wallets()}
+            transfers = {(r["chain"], r["state"]): r["n"] for r in tx.count_transfers()}
+            now = time.time()
+            overdue = sum(1 for r in tx.transfers_in_states(("PENDING_APPROVAL", "APPROVED"))
+                          if now >= float(r["expires_at"]))
+        for chain in Chain:
+            for cat in Category:
+                self.metrics.wallets.labels(chain.value, cat.value).set(
+                    wallets.get((chain.value, cat.value), 0))
+            for st in TransferState:
+                self.metrics.transfers.labels(chain.value, st.value).set(
+                    transfers.get((chain.value, st.value), 0))
+        self.metrics.pending_expired.set(overdue)
 
     # ------------------------------------------------------------------ HSM with metrics
     def hsm_sign(self, key_id: str, digest: bytes) -> tuple[int, int]:

@@ -64,6 +64,59 @@ approvers = 3
 roles = { investigator = 1, custody_officer = 1, prosecutor = 1 }
 veto = ["judge"]
 ''',
+    "seized-sweep.toml": '''\
+# Imported seized keys: the suspect may still know the key, so a sweep to a custody wallet of the
+# same category needs one custody officer; any other destination needs the full two-key rule
+# and a prosecutor, with a judge's veto.
+name = "seized-sweep"
+expiry = "2h"
+
+[[rule]]
+name = "sweep-to-custody"
+asset = "*"
+destination = ["own_wallet"]
+category_change = ["none"]
+approvers = 1
+roles = { custody_officer = 1 }
+
+[[rule]]
+name = "anything-else"
+asset = "*"
+destination = ["allowlisted", "external"]
+approvers = 3
+roles = { investigator = 1, custody_officer = 1, prosecutor = 1 }
+veto = ["judge"]
+
+[[rule]]
+name = "verdict"
+asset = "*"
+category_change = ["seized_to_confiscated", "seized_to_returned", "sale_proceeds"]
+approvers = 3
+roles = { judge = 1, prosecutor = 1, custody_officer = 1 }
+require_legal_basis = true
+''',
+    "category-movement.toml": '''\
+# Moving assets between categories after a court decision: a judge and a prosecutor approve, with
+# the legal basis named in the transfer; ordinary transfers keep the two-key rule.
+name = "category-movement"
+expiry = "72h"
+
+[[rule]]
+name = "ordinary"
+asset = "*"
+category_change = ["none"]
+approvers = 2
+roles = { investigator = 1, custody_officer = 1 }
+veto = ["judge", "prosecutor"]
+
+[[rule]]
+name = "verdict"
+asset = "*"
+category_change = ["seized_to_confiscated", "confiscated_to_strategic", "seized_to_returned", "sale_proceeds"]
+approvers = 3
+roles = { judge = 1, prosecutor = 1, custody_officer = 1 }
+require_legal_basis = true
+''',
 }
 
 SOFTHSM_CONF = """\

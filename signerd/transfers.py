@@ -209,21 +209,25 @@ class TransferService:
         with self.store.read() as tx:
             wallet = self._wallet(tx, wallet_id)
             prow = tx.latest_policy(wallet_id)
-            own = set(tx.wallet_addresses())
+            own_rows = tx.list_wallets(limit=10**9)
+            own = {r["address"] for r in own_rows}
+            categories = {P.normalize_address(r["address"]): r["category"] for r in own_rows}
             if idempotency_key:
                 prior = tx.find_idempotent(wallet_id, idempotency_key)
                 if prior is not None:
                     return self._view(tx, prior)
         if wallet.status is WalletStatus.RETIRED:
             raise FailedPrecondition(f"wallet {wallet_id} is retired")
+        if wallet.status is WalletStatus.FROZEN:
+            raise WalletFrozen(f"wallet {wallet_id} is frozen by court order; it takes no new "
+                               "transfers until unfrozen")
         if prow is None:
             raise PolicyDenied(f"wallet {wallet_id} has no policy; set one before submitting")
         policy = P.parse_policy(prow["document"])
         decoded = self._decode(wallet, payload, policy)
         movement = classify_outputs(decoded.movement, own - {wallet.address},
                                     tuple(policy.allowlist))
-        movement = self._mark_own_outputs(movement, wallet)
-        self._check_category_change(wallet, movement, category_change, legal_basis, own)
+        self._check_category_change(wallet, movement, category_change, legal_basis, categories)
         try:
             req = policy.requirement_for(movement, category_change=category_change)
         except PolicyDenied as e:
@@ -268,14 +272,34 @@ class TransferService:
         log.info("transfer submitted", extra={"transfer_id": transfer_id, "wallet_id": wallet_id})
         return view
 
-    @staticmethod
-    def _mark_own_outputs(movement: Movement, wallet: Wallet) -> Movement:
-        """Outputs paying the wallet's own address are change (Ethereum: never)."""
-        return movement
-
     def _check_category_change(self, wallet: Wallet, movement: Movement, change: str,
-                               legal_basis: str, own: set[str]) -> None:
-        """A transfer to another custody wallet must declare the category movement it makes."""
+                               legal_basis: str, categories: dict[str, str]) -> None:
+        """Categories never mix: a transfer to a custody wallet of another category must declare
+        the movement it makes, the movement must fit the two categories, and it needs a legal
+        basis (court decision or order reference)."""
+        src = wallet.category.value
+        moves = {("seized", "confiscated"): "seized_to_confiscated",
+                 ("confiscated", "strategic"): "confiscated_to_strategic"}
+        for o in movement.external_outputs():
+            dst = categories.get(P.normalize_address(o.address))
+            if dst is None or dst == src:
+                continue
+            expected = moves.get((src, dst))
+            if expected is None:
+                raise PolicyDenied(f"moving {src} assets into a {dst} wallet ({o.address}) is not "
+                                   "a recognised category movement")
+            if change != expected:
+                raise PolicyDenied(f"output to {o.address} moves {src} assets into a {dst} "
+                                   f"wallet: declare category_change = {expected}")
+        if change in ("seized_to_confiscated", "confiscated_to_strategic"):
+            want_dst = change.split("_to_")[1]
+            dests = {categories.get(P.normalize_address(o.address))
+                     for o in movement.external_outputs()}
+            if src != change.split("_to_")[0] or want_dst not in dests:
+                raise PolicyDenied(f"category change {change} does not fit a transfer from a "
+                                   f"{src} wallet to these destinations")
+        if change == "seized_to_returned" and src != "seized":
+            raise PolicyDenied("only seized assets are returned to their owner")
         if change != "none" and not legal_basis.strip():
             raise PolicyDenied(
                 f"category change {change} needs a legal basis (court decision or order)")
@@ -524,7 +548,6 @@ class TransferService:
         now = time.time()
         with self.store.read() as tx:
             live = tx.transfers_in_states(LIVE)
-        overdue = 0
         for r in live:
             if r["state"] == TransferState.PENDING_APPROVAL.value and now >= float(r["expires_at"]):
                 with self.store.transaction() as tx:
@@ -537,10 +560,9 @@ class TransferService:
                 try:
                     self.sign(r["id"])
                 except WalletFrozen:
-                    overdue += int(now >= float(r["expires_at"]))
+                    pass
                 except SignerError as e:
                     log.warning("transfer %s not signed yet: %s", r["id"], e.message)
-        self.app.metrics.pending_expired.set(overdue)
 
 
 __all__ = ["TransferService", "TransferView", "movement_to_json", "movement_from_json",

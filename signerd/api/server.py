@@ -97,19 +97,31 @@ class RateLimiter:
 
 
 class Gate:
-    """Authentication, authorization, limits, error mapping and metrics around every RPC."""
+    """Authentication, authorization, limits, error mapping and metrics around every RPC.
+
+    Order: the TLS layer has verified the client certificate against the configured CA; the
+    gate reads its principal, applies that principal's rate limit, then checks the RPC's
+    allowed principal kinds. Every PERMISSION_DENIED answer, whether the gate's or a service's
+    (e.g. an approval under another operator's id), is counted by method in
+    ``signerd_grpc_permission_denied_total`` and audited as ``rpc.denied``; the rate limit
+    comes first, so denied calls cannot flood the audit chain.
+    """
 
     def __init__(self, app: App, admin: AdminService):
         self.app = app
         self.admin = admin
-        self.limiter = RateLimiter(app.config.limits.rate_per_second, app.config.limits.rate_burst)
+        limits = app.config.limits
+        self.limiter = RateLimiter(limits.rate_per_second, limits.rate_burst)
         self.insecure = app.config.server.insecure
 
     def identify(self, context: grpc.ServicerContext) -> Caller:
+        """The caller's principal; its kind is "" when signerd does not know the name."""
         name: str | None = None
         if self.insecure:
             md = dict(context.invocation_metadata())
             name = md.get(PRINCIPAL_HEADER)
+            if name is not None and not pki.is_valid_principal(name):
+                name = None
         else:
             auth = context.auth_context()
             pems = auth.get("x509_pem_cert") or []
@@ -128,29 +140,57 @@ class Gate:
         kind = self.app.config.principals.get(name)
         if kind is None:
             kind = OPERATOR if self.admin.operator_exists(name) else ""
-        if not kind:
-            raise PermissionDenied(f"principal {name} is not known to this signerd")
         return Caller(name, kind)
 
-    def _abort(self, context: grpc.ServicerContext, method: str, err: SignerError) -> None:
+    def _enter(self, method: str, context: grpc.ServicerContext) -> Caller:
+        caller = self.identify(context)
+        if not self.limiter.allow(caller.name):
+            limits = self.app.config.limits
+            raise ResourceExhausted(
+                f"rate limit exceeded for principal {caller.name}: [limits] rate_per_second = "
+                f"{limits.rate_per_second:g}, rate_burst = {limits.rate_burst}; retry later",
+                reason="RATE_LIMITED")
+        if not caller.kind:
+            raise PermissionDenied(f"principal {caller.name} is not known to this signerd")
+        if caller.kind not in ALLOWED.get(method, frozenset()):
+            raise PermissionDenied(f"{caller.kind} principal {caller.name} may not call {method}")
+        return caller
+
+    def _denied(self, method: str, caller: Caller | None, err: SignerError) -> None:
+        self.app.metrics.grpc_denied.labels(method).inc()
+        if caller is None:
+            return
+        try:
+            with self.app.store.transaction() as tx:
+                tx.append_audit(caller.name, "rpc.denied", method,
+                                {"kind": caller.kind, "reason": err.reason})
+        except SignerError:
+            self.app.metrics.audit_failures.inc()
+
+    def _fail(self, context: grpc.ServicerContext, method: str, caller: Caller | None,
+              err: SignerError, rid: str, t0: float) -> None:
+        """Log, count (and audit a denial), then abort the call with the error's status."""
         code = STATUS_CODES[err.status]
+        if err.status is Status.PERMISSION_DENIED:
+            self._denied(method, caller, err)
+        log.info("rpc", extra={"rpc": method, "request_id": rid,
+                               "principal": caller.name if caller else "?",
+                               "code": err.status.value, "reason": err.reason,
+                               "ms": round((time.perf_counter() - t0) * 1000, 2)})
         self.app.metrics.grpc_requests.labels(method, code.name).inc()
         context.set_trailing_metadata((("signerd-reason", err.reason),))
         context.abort(code, err.message)
 
-    def _enter(self, method: str, context: grpc.ServicerContext) -> Caller:
-        caller = self.identify(context)
-        if caller.kind not in ALLOWED.get(method, frozenset()):
-            self.app.metrics.grpc_denied.labels(method).inc()
-            try:
-                with self.app.store.transaction() as tx:
-                    tx.append_audit(caller.name, "rpc.denied", method, {"kind": caller.kind})
-            except SignerError:
-                self.app.metrics.audit_failures.inc()
-            raise PermissionDenied(f"{caller.kind} principal {caller.name} may not call {method}")
-        if not self.limiter.allow(caller.name):
-            raise ResourceExhausted(f"rate limit for {caller.name} exceeded; retry later")
-        return caller
+    def _internal(self, context: grpc.ServicerContext, method: str, rid: str) -> None:
+        log.exception("rpc %s failed unexpectedly", method, extra={"request_id": rid})
+        self.app.metrics.grpc_requests.labels(method, "INTERNAL").inc()
+        context.abort(grpc.StatusCode.INTERNAL,
+                      f"internal error (request id {rid}); see the daemon log")
+
+    def _ok(self, method: str, caller: Caller, rid: str, t0: float) -> None:
+        self.app.metrics.grpc_requests.labels(method, "OK").inc()
+        log.info("rpc", extra={"rpc": method, "request_id": rid, "principal": caller.name,
+                               "code": "OK", "ms": round((time.perf_counter() - t0) * 1000, 2)})
 
     def unary(self, method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -158,27 +198,17 @@ class Gate:
             def handler(servicer: Any, request: Any, context: grpc.ServicerContext) -> Any:
                 rid = uuid.uuid4().hex[:16]
                 t0 = time.perf_counter()
-                who = "?"
+                caller: Caller | None = None
                 try:
                     caller = self._enter(method, context)
-                    who = caller.name
                     result = fn(servicer, request, context, caller)
                 except SignerError as e:
-                    log.info("rpc", extra={"rpc": method, "request_id": rid, "principal": who,
-                                           "code": e.status.value, "reason": e.reason,
-                                           "ms": round((time.perf_counter() - t0) * 1000, 2)})
-                    self._abort(context, method, e)
+                    self._fail(context, method, caller, e, rid, t0)
                     raise AssertionError("unreachable")  # abort raises
                 except Exception:
-                    log.exception("rpc %s failed unexpectedly", method,
-                                  extra={"request_id": rid})
-                    self.app.metrics.grpc_requests.labels(method, "INTERNAL").inc()
-                    context.abort(grpc.StatusCode.INTERNAL,
-                                  f"internal error (request id {rid}); see the daemon log")
-                self.app.metrics.grpc_requests.labels(method, "OK").inc()
-                log.info("rpc", extra={"rpc": method, "request_id": rid, "principal": who,
-                                       "code": "OK",
-                                       "ms": round((time.perf_counter() - t0) * 1000, 2)})
+                    self._internal(context, method, rid)
+                    raise AssertionError("unreachable")
+                self._ok(method, caller, rid, t0)
                 return result
             return handler
         return wrap
@@ -187,16 +217,19 @@ class Gate:
         def wrap(fn: Callable[..., Iterator[Any]]) -> Callable[..., Any]:
             @functools.wraps(fn)
             def handler(servicer: Any, request: Any, context: grpc.ServicerContext) -> Any:
+                rid = uuid.uuid4().hex[:16]
+                t0 = time.perf_counter()
+                caller: Caller | None = None
                 try:
                     caller = self._enter(method, context)
                     yield from fn(servicer, request, context, caller)
                 except SignerError as e:
-                    self._abort(context, method, e)
+                    self._fail(context, method, caller, e, rid, t0)
                     return
                 except Exception:
-                    log.exception("stream %s failed unexpectedly", method)
-                    context.abort(grpc.StatusCode.INTERNAL, "internal error; see the daemon log")
-                self.app.metrics.grpc_requests.labels(method, "OK").inc()
+                    self._internal(context, method, rid)
+                    return
+                self._ok(method, caller, rid, t0)
             return handler
         return wrap
 
@@ -390,7 +423,17 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
 
         @gate.unary("Admin/ImportKey")
         def ImportKey(self, req: pb.ImportKeyRequest, ctx: Any, caller: Caller) -> pb.Wallet:
-            raise Unimplemented("ImportKey is not built yet (seized-key import)")
+            from ..admin import ImportRequest, import_seized_key
+
+            kind = req.WhichOneof("secret") or ""
+            w = import_seized_key(app, caller.name, ImportRequest(
+                kind=kind, secret=getattr(req, kind) if kind else "",
+                derivation_path=req.derivation_path, passphrase=req.passphrase,
+                chain=C.CHAIN_FROM_PB.get(req.chain, ""), network=req.network,
+                chain_ids=tuple(req.chain_ids), script_type=C.SCRIPT_FROM_PB.get(req.script_type, ""),
+                case_ref=req.case_ref, seizure_record=req.seizure_record,
+                legal_basis=req.legal_basis, policy_toml=req.policy_toml))
+            return C.wallet_pb(w, policy_version=app.wallet_policy_version(w.id))
 
         @gate.unary("Admin/KeyStatus")
         def KeyStatus(self, req: Any, ctx: Any, caller: Caller) -> pb.KeyStatusResponse:
@@ -440,7 +483,13 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
 
         @gate.unary("Audit/Report")
         def Report(self, req: pb.ReportRequest, ctx: Any, caller: Caller) -> pb.ReportResponse:
-            raise Unimplemented("Report is not built yet (holdings and activity report)")
+            from ..report import holdings_report
+
+            with app.store.read() as tx:
+                doc = holdings_report(tx, instance_id=app.instance_id,
+                                      category=C.CATEGORY_FROM_PB.get(req.category, ""),
+                                      case_ref=req.case_ref)
+            return pb.ReportResponse(json=json.dumps(doc, sort_keys=True))
 
     return {"Custody": Custody(), "Approval": Approval(), "Admin": Admin(), "Audit": Audit()}
 

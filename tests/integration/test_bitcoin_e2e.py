@@ -57,8 +57,8 @@ def funding(spk: bytes, amounts: list[int]) -> Transaction:
 
 def build_psbt(w: pb.Wallet, amounts: list[int], outputs: list[tuple[bytes, int]], *,
                utxo: str = "witness", redeem: bytes | None = None, wscript: bytes | None = None,
-               sighash: int | None = None) -> tuple[Psbt, Transaction]:
-    spk = address_to_script(w.address, "regtest")
+               sighash: int | None = None, network: str = "regtest") -> tuple[Psbt, Transaction]:
+    spk = address_to_script(w.address, network)
     prev = funding(spk, amounts)
     txins = tuple(TxIn(OutPoint(prev.txid(), i), b"", 0xFFFFFFFD) for i in range(len(amounts)))
     tx = Transaction(2, txins, tuple(TxOut(v, s) for s, v in outputs), 0)
@@ -89,9 +89,10 @@ def submit(d: Daemon, w: pb.Wallet, psbt: Psbt, *, b64: bool = True) -> pb.Trans
     return d.custody().SubmitTransfer(pb.SubmitTransferRequest(wallet_id=w.id, psbt=data))
 
 
-def verify_with_bitcointx(raw_hex: str, prev: Transaction) -> int:
+def verify_with_bitcointx(raw_hex: str, prev: Transaction, network: str = "regtest") -> int:
     """Run every input's scripts in python-bitcointx's interpreter; returns inputs checked."""
     tx = CTransaction.deserialize(bytes.fromhex(raw_hex))
+    assert all(txin.prevout.hash == prev.txid() for txin in tx.vin)
     for i, txin in enumerate(tx.vin):
         spent = prev.outputs[txin.prevout.n]
         VerifyScript(txin.scriptSig, CScript(spent.script_pubkey), tx, i, flags=FLAGS,

@@ -98,11 +98,6 @@ def test_unknown_wallet_is_not_found(daemon: Daemon) -> None:
     assert e.code() == grpc.StatusCode.NOT_FOUND and "w_nope" in e.details()
 
 
-def test_unbuilt_rpc_answers_unimplemented_with_a_message(daemon: Daemon) -> None:
-    e = rpc_error(daemon.audit().Report, pb.ReportRequest())
-    assert e.code() == grpc.StatusCode.UNIMPLEMENTED and "Report" in e.details()
-
-
 def test_metrics_endpoint_exports_signerd_series(daemon: Daemon) -> None:
     text = daemon.metrics()
     for name in ("signerd_build_info", "signerd_hsm_up 1.0", "signerd_hsm_sign_seconds_bucket",

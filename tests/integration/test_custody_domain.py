@@ -1,0 +1,173 @@
+"""The custody domain end to end: seized-key import and sweep, freezes, category movements,
+and the holdings report. Signed output is checked by python-bitcointx and eth-account."""
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+from eth_account import Account
+
+from signerd.bitcoin.address import address_to_script
+from tests.helpers import Daemon, decide, init_state, pb, rpc_error
+from tests.integration.test_bitcoin_e2e import EXTERNAL, build_psbt, verify_with_bitcointx
+from tests.integration.test_ethereum_e2e import tx_fields
+
+MNEMONIC = ("abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon "
+            "abandon about")
+BIP84_ADDRESS = "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"  # m/84'/0'/0'/0/0 of MNEMONIC
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory):
+    d = Daemon(init_state(tmp_path_factory.mktemp("custody") / "state")).start()
+    yield d
+    d.stop()
+
+
+def key_count(d: Daemon) -> tuple[int, int]:
+    status = d.admin().KeyStatus(pb.KeyStatusRequest())
+    wallets = len(d.custody().ListWallets(pb.ListWalletsRequest()).wallets)
+    return status.key_count, wallets
+
+
+def import_mnemonic(d: Daemon, **kw) -> pb.Wallet:
+    req = dict(mnemonic=MNEMONIC, derivation_path="m/84'/0'/0'/0/0", chain=pb.BITCOIN,
+               network="mainnet", case_ref="CASE-SEIZED-7", seizure_record="SR-2026-0042")
+    req.update(kw)
+    return d.admin().ImportKey(pb.ImportKeyRequest(**req))
+
+
+def test_seized_mnemonic_import_sweep_and_full_policy_elsewhere(daemon: Daemon) -> None:
+    seized = import_mnemonic(daemon)
+    assert seized.address == BIP84_ADDRESS  # the BIP-84 vector's address: the right key went in
+    assert seized.category == pb.SEIZED and seized.keys[0].hsm_held
+    custody = daemon.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.BITCOIN, network="mainnet", category=pb.SEIZED, case_ref="CASE-SEIZED-7"))
+    # Sweep to a custody wallet of the same category: one custody officer is enough.
+    psbt, prev = build_psbt(seized, [80_000, 20_000],
+                            [(address_to_script(custody.address, "mainnet"), 99_000)],
+                            network="mainnet")
+    t = daemon.custody().SubmitTransfer(pb.SubmitTransferRequest(
+        wallet_id=seized.id, psbt=psbt.to_base64().encode()))
+    assert "custody_officer x1" in t.requirement and t.requirement.startswith("1 approver")
+    t = decide(daemon, t.id, "cust1")
+    assert t.state == pb.SIGNED and verify_with_bitcointx(t.raw_tx, prev, "mainnet") == 2
+    # The same wallet sending anywhere else needs the full policy.
+    psbt2, _ = build_psbt(seized, [50_000], [(EXTERNAL, 49_000)], network="mainnet")
+    t2 = daemon.custody().SubmitTransfer(pb.SubmitTransferRequest(
+        wallet_id=seized.id, psbt=psbt2.to_base64().encode()))
+    t2 = decide(daemon, t2.id, "cust1")
+    assert t2.state == pb.PENDING_APPROVAL and not t2.raw_tx
+    assert "investigator" in t2.remaining and "prosecutor" in t2.remaining
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(mnemonic=MNEMONIC.replace("about", "abandon")), "checksum"),
+    (dict(mnemonic=MNEMONIC.replace("about", "aboutt")), "word"),
+    (dict(mnemonic=MNEMONIC, derivation_path="84/0/0"), "derivation path"),
+    (dict(mnemonic=None, hex="ff" * 32), "out of range"),
+    (dict(mnemonic=None, hex="00" * 32), "out of range"),
+    (dict(mnemonic=None, hex="abc"), "64 hexadecimal"),
+    (dict(mnemonic=None, wif="KyZpNDKnfs94vbrwhJneDi77V6jF64PWPF8x5cdJb8ifgg2DUc9e"), "checksum"),
+    (dict(mnemonic=None, wif="cMahea7zqjxrtgAbB7LSGbcQUr1uX1ojuat9jZodMN87JcbXMTcA"),
+     "not a mainnet key"),
+    (dict(seizure_record=""), "seizure_record"),
+])
+def test_bad_seized_keys_are_refused_and_nothing_is_stored(daemon: Daemon, kw: dict,
+                                                           needle: str) -> None:
+    before = key_count(daemon)
+    if kw.get("mnemonic", "") is None:
+        kw = {k: v for k, v in kw.items() if k != "mnemonic"}
+        kw.setdefault("derivation_path", "")
+        req = dict(chain=pb.BITCOIN, network="mainnet", case_ref="CASE-BAD",
+                   seizure_record="SR-1", **kw)
+        e = rpc_error(daemon.admin().ImportKey, pb.ImportKeyRequest(**req))
+    else:
+        e = rpc_error(import_mnemonic, daemon, **kw)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and needle in e.details()
+    assert MNEMONIC.split()[0] not in e.details()  # the secret never comes back
+    assert key_count(daemon) == before
+
+
+def test_importing_the_same_key_twice_is_refused(daemon: Daemon) -> None:
+    import_mnemonic(daemon, derivation_path="m/84'/0'/0'/0/5", case_ref="CASE-TWICE")
+    e = rpc_error(import_mnemonic, daemon, derivation_path="m/84'/0'/0'/0/5",
+                  case_ref="CASE-TWICE")
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "already held" in e.details()
+
+
+def test_frozen_wallet_refuses_and_signs_after_unfreeze(daemon: Daemon) -> None:
+    w = daemon.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=[1], category=pb.CONFISCATED, case_ref="CASE-FRZ"))
+    t = daemon.custody().SubmitTransfer(pb.SubmitTransferRequest(
+        wallet_id=w.id, ethereum=pb.EthereumTransaction(json=json.dumps(tx_fields(chainId=1)))))
+    decide(daemon, t.id, "inv1")
+    e = rpc_error(daemon.admin().FreezeWallet, pb.FreezeWalletRequest(wallet_id=w.id))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "order" in e.details()
+    frozen = daemon.admin().FreezeWallet(pb.FreezeWalletRequest(wallet_id=w.id,
+                                                                order_ref="ORDER-2026-17"))
+    assert frozen.status == pb.FROZEN
+    e = rpc_error(daemon.custody().SubmitTransfer, pb.SubmitTransferRequest(
+        wallet_id=w.id, ethereum=pb.EthereumTransaction(json=json.dumps(
+            tx_fields(chainId=1, nonce=1)))))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "frozen" in e.details()
+    t = decide(daemon, t.id, "cust1")  # quorum is recorded, but nothing is signed
+    assert t.state == pb.APPROVED and not t.raw_tx
+    daemon.admin().UnfreezeWallet(pb.FreezeWalletRequest(wallet_id=w.id,
+                                                         order_ref="ORDER-2026-18"))
+    t = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=t.id))
+    assert t.state == pb.SIGNED
+    assert Account.recover_transaction(bytes.fromhex(t.raw_tx)) == w.address
+
+
+def test_category_movement_needs_legal_basis_and_its_roles(daemon: Daemon) -> None:
+    from signerd.daemon import DEMO_POLICIES
+
+    policy = DEMO_POLICIES["category-movement.toml"]
+    src = daemon.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=[1], category=pb.SEIZED, case_ref="CASE-MOVE",
+        policy_toml=policy))
+    dst = daemon.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=[1], category=pb.CONFISCATED, case_ref="CASE-MOVE"))
+    fields = json.dumps(tx_fields(chainId=1, to=dst.address))
+    sub = daemon.custody().SubmitTransfer
+    e = rpc_error(sub, pb.SubmitTransferRequest(wallet_id=src.id,
+                                                ethereum=pb.EthereumTransaction(json=fields)))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "seized_to_confiscated" in e.details()
+    e = rpc_error(sub, pb.SubmitTransferRequest(wallet_id=src.id, category_change=
+                                                "seized_to_confiscated",
+                                                ethereum=pb.EthereumTransaction(json=fields)))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "legal basis" in e.details()
+    t = sub(pb.SubmitTransferRequest(wallet_id=src.id, category_change="seized_to_confiscated",
+                                     legal_basis="Judgment 4 K 12/26, final 2026-11-20",
+                                     ethereum=pb.EthereumTransaction(json=fields)))
+    assert "judge x1" in t.requirement and "prosecutor x1" in t.requirement
+    decide(daemon, t.id, "judge1")
+    decide(daemon, t.id, "pros1")
+    t = decide(daemon, t.id, "cust1")
+    assert t.state == pb.SIGNED
+    assert Account.recover_transaction(bytes.fromhex(t.raw_tx)) == src.address
+
+
+def test_report_lists_exactly_what_was_done(daemon: Daemon) -> None:
+    doc = json.loads(daemon.audit().Report(pb.ReportRequest(case_ref="CASE-MOVE")).json)
+    assert "on-chain balances" in doc["not_known"]
+    seized = doc["categories"]["seized"]["cases"]["CASE-MOVE"]
+    confiscated = doc["categories"]["confiscated"]["cases"]["CASE-MOVE"]
+    assert len(seized["wallets"]) == 1 and len(confiscated["wallets"]) == 1
+    (signed,) = seized["signed_transfers"]
+    assert signed["category_change"] == "seized_to_confiscated"
+    assert seized["signed_outflows"]["ETH"] == str(10**15)
+    assert seized["pending_transfers"] == [] and confiscated["signed_transfers"] == []
+    frz = json.loads(daemon.audit().Report(pb.ReportRequest(case_ref="CASE-FRZ")).json)
+    case = frz["categories"]["confiscated"]["cases"]["CASE-FRZ"]
+    assert [f["action"] for f in case["freezes"]] == ["frozen", "unfrozen"]
+    assert case["freezes"][0]["order_ref"] == "ORDER-2026-17"
+    assert len(case["signed_transfers"]) == 1
+    imported = json.loads(daemon.audit().Report(pb.ReportRequest(
+        category=pb.SEIZED, case_ref="CASE-SEIZED-7")).json)
+    c7 = imported["categories"]["seized"]["cases"]["CASE-SEIZED-7"]
+    assert any("SR-2026-0042" in w["origin"] for w in c7["wallets"])
+    assert len(c7["signed_transfers"]) == 1 and len(c7["pending_transfers"]) == 1
