@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(softhsm2 opensc libsecp256k1-1 postgresql python3-venv python3-pip systemd)
+PKGS=(softhsm2 opensc libsecp256k1-1 postgresql python3-venv python3-pip systemd prometheus)  # prometheus: promtool
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
