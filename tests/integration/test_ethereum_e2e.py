@@ -103,3 +103,33 @@ def test_wallet_without_matching_rule_is_refused_naming_it(daemon: Daemon) -> No
     w = eth_wallet(daemon, policy=policy)
     e = rpc_error(submit, daemon, w.id, tx_fields(value=11))
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and w.id in e.details()
+
+
+def test_watch_streams_state_changes_until_signed(daemon: Daemon) -> None:
+    import threading
+
+    w = eth_wallet(daemon)
+    t = submit(daemon, w.id, tx_fields(nonce=77))
+    seen: list[int] = []
+    stream = daemon.custody().WatchTransfer(pb.WatchTransferRequest(transfer_id=t.id),
+                                            timeout=60)
+    reader = threading.Thread(target=lambda: seen.extend(x.state for x in stream))
+    reader.start()
+    decide(daemon, t.id, "inv1")
+    decide(daemon, t.id, "cust2")
+    reader.join(60)
+    assert seen[0] == pb.PENDING_APPROVAL and seen[-1] == pb.SIGNED
+
+
+def test_list_and_cancel(daemon: Daemon) -> None:
+    w = eth_wallet(daemon)
+    t = submit(daemon, w.id, tx_fields(nonce=78))
+    listed = daemon.custody().ListTransfers(pb.ListTransfersRequest(
+        wallet_id=w.id, state=pb.PENDING_APPROVAL))
+    assert [x.id for x in listed.transfers] == [t.id]
+    c = daemon.custody().CancelTransfer(pb.CancelTransferRequest(transfer_id=t.id, reason="typo"))
+    assert c.state == pb.CANCELLED
+    e = rpc_error(decide, daemon, t.id, "inv1")
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "CANCELLED" in e.details()
+    e = rpc_error(daemon.custody().CancelTransfer, pb.CancelTransferRequest(transfer_id=t.id))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
