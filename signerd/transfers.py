@@ -269,7 +269,8 @@ class TransferService:
             view = self._view(tx, tx.get_transfer(transfer_id))
         self.app.metrics.transfer_events.labels(wallet.chain.value, "PENDING_APPROVAL").inc()
         self.app.notifier.notify()
-        log.info("transfer submitted", extra={"transfer_id": transfer_id, "wallet_id": wallet_id})
+        log.info("transfer state", extra={"transfer_id": transfer_id, "wallet_id": wallet_id,
+                                          "state": "PENDING_APPROVAL", "actor": actor})
         return view
 
     def _check_category_change(self, wallet: Wallet, movement: Movement, change: str,
@@ -398,6 +399,10 @@ class TransferService:
                                 {"counted": list(q.counted), "wallet_status": wallet_status})
                 became_approved = True
         self.app.metrics.approvals.labels(decision.value).inc()
+        log.info("transfer decision", extra={"transfer_id": transfer_id, "operator": operator_id,
+                                             "decision": decision.value,
+                                             "state": "APPROVED" if became_approved else
+                                             "PENDING_APPROVAL"})
         if became_approved:
             self.app.metrics.transfer_events.labels(row["chain"], "APPROVED").inc()
             self.app.metrics.quorum_seconds.observe(now - float(row["created_at"]))
@@ -417,6 +422,8 @@ class TransferService:
         tx.release_locks(row["id"])
         tx.append_audit(actor, f"transfer.{state.value.lower()}", row["id"], {"reason": why})
         self.app.metrics.transfer_events.labels(row["chain"], state.value).inc()
+        log.info("transfer state", extra={"transfer_id": row["id"], "state": state.value,
+                                          "actor": actor, "reason": why})
 
     def cancel(self, actor: str, transfer_id: str, reason: str = "") -> TransferView:
         with self.store.transaction() as tx:
@@ -507,7 +514,9 @@ class TransferService:
         self.app.metrics.transfer_events.labels(row["chain"], "SIGNED").inc()
         self.app.metrics.signed_seconds.observe(time.time() - float(row["created_at"]))
         self.app.notifier.notify()
-        log.info("transfer signed", extra={"transfer_id": transfer_id})
+        log.info("transfer state", extra={"transfer_id": transfer_id, "state": "SIGNED",
+                                          "tx_hash": signed.tx_hash,
+                                          "complete": signed.complete})
 
     # ---------------------------------------------------------------- cosigners
     def combine_psbt(self, actor: str, transfer_id: str, psbt: bytes) -> TransferView:

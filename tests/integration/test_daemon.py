@@ -166,3 +166,14 @@ def test_sixteen_clients_create_wallets_at_once(daemon: Daemon) -> None:
     with ThreadPoolExecutor(16) as ex:
         addrs = list(ex.map(make, range(48)))
     assert len(set(addrs)) == 48
+
+
+def test_logs_are_json_lines_with_request_ids(daemon: Daemon) -> None:
+    import json as _json
+
+    daemon.custody().ListWallets(pb.ListWalletsRequest())
+    lines = [l for l in daemon.log_path.read_text().splitlines() if l.strip()]
+    docs = [_json.loads(l) for l in lines]  # every line is one JSON object
+    rpcs = [d for d in docs if d.get("msg") == "rpc"]
+    assert rpcs and all(d["request_id"] and d["rpc"] and d["code"] for d in rpcs)
+    assert any(d["rpc"] == "Custody/ListWallets" and d["principal"] == "platform" for d in rpcs)
