@@ -160,12 +160,12 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
     for label, wei in (("max fee/gas:", movement.max_fee_per_gas),
                        ("priority fee/gas:", movement.max_priority_fee_per_gas)):
         if wei is not None:
-            lines.append(f"{label:<17}{wei} wei")
+            lines.append(f"{label:<16} {wei} wei")
     if movement.contract_call:
         lines.append(f"contract call:   {_safe(movement.contract_call)} (NOT decoded)")
     if movement.outpoints:
         lines.append("spends:          " + ", ".join(_safe(p) for p in movement.outpoints))
-    lines += [f"digest {i}:       {d.hex()}" for i, d in enumerate(movement.digests, 1)]
+    lines += [f"{f'digest {i}:':<17}{d.hex()}" for i, d in enumerate(movement.digests, 1)]
     lines += [
         f"payload sha256:  {ctx.payload_sha256.hex()}",
         f"policy version:  {ctx.policy_version}",

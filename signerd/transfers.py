@@ -409,10 +409,8 @@ class TransferService:
         self.app.notifier.notify()
         self._fault("after_approval_stored")
         if became_approved:
-            t0 = time.perf_counter()
             try:
                 self.sign(transfer_id)
-                self.app.metrics.quorum_to_signed_seconds.observe(time.perf_counter() - t0)
             except WalletFrozen:
                 pass
         return self.get(transfer_id)
@@ -504,6 +502,8 @@ class TransferService:
                     have[(key_id, digest)] = (r, s)
             signed = adapter.assemble(wallet, decoded, have)
             self._fault("before_result_stored")
+            last_approval = max((float(a["created_at"]) for a in tx.approvals(transfer_id)),
+                                default=time.time())
             tx.update_transfer(transfer_id, state=TransferState.SIGNED.value,
                                raw_tx=signed.raw_tx, psbt=signed.psbt, tx_hash=signed.tx_hash)
             tx.release_locks(transfer_id)
@@ -513,6 +513,7 @@ class TransferService:
         self._fault("after_result_stored")
         self.app.metrics.transfer_events.labels(row["chain"], "SIGNED").inc()
         self.app.metrics.signed_seconds.observe(time.time() - float(row["created_at"]))
+        self.app.metrics.quorum_to_signed_seconds.observe(max(0.0, time.time() - last_approval))
         self.app.notifier.notify()
         log.info("transfer state", extra={"transfer_id": transfer_id, "state": "SIGNED",
                                           "tx_hash": signed.tx_hash,
