@@ -247,16 +247,24 @@ class TransferService:
             "idempotency_key": idempotency_key,
         }
         with self.store.transaction() as tx:
+            old = None
             if replaces:
                 old = tx.get_transfer(replaces, lock=True)
-                if old["wallet_id"] != wallet_id or old["state"] not in LIVE:
-                    raise FailedPrecondition(
-                        f"replaces: transfer {replaces} is not a live transfer of this wallet")
+                if old["wallet_id"] != wallet_id or old["state"] not in (
+                        *LIVE, TransferState.SIGNED.value):
+                    raise FailedPrecondition(f"replaces: transfer {replaces} is neither live nor "
+                                             "signed, or belongs to another wallet")
                 held = set(tx.transfer_lock_keys(replaces))
                 if not held & set(decoded.lock_keys):
                     raise FailedPrecondition(
                         f"replaces: transfer {replaces} does not spend the same nonce or outputs")
             tx.insert_transfer(row, list(decoded.lock_keys))
+            if old is not None:
+                # The replacement takes over the nonce/outpoints; a pending original is superseded.
+                tx.move_locks(replaces, transfer_id)
+                if old["state"] in LIVE:
+                    self._finish(tx, old, TransferState.CANCELLED, actor,
+                                 f"replaced by {transfer_id}")
             tx.append_audit(actor, "transfer.submitted", transfer_id, {
                 "wallet_id": wallet_id, "chain": wallet.chain.value,
                 "payload_sha256": hashlib.sha256(payload).hexdigest(),
@@ -504,9 +512,10 @@ class TransferService:
             self._fault("before_result_stored")
             last_approval = max((float(a["created_at"]) for a in tx.approvals(transfer_id)),
                                 default=time.time())
+            # The nonce / outpoints stay held by the signed transfer: another transaction for
+            # them needs an explicit, approved replacement (``replaces``).
             tx.update_transfer(transfer_id, state=TransferState.SIGNED.value,
                                raw_tx=signed.raw_tx, psbt=signed.psbt, tx_hash=signed.tx_hash)
-            tx.release_locks(transfer_id)
             tx.append_audit("signerd", "transfer.signed", transfer_id, {
                 "tx_hash": signed.tx_hash, "complete": signed.complete,
                 "signatures": len(have), "key_ids": sorted({k for k, _ in have})})

@@ -133,3 +133,22 @@ def test_list_and_cancel(daemon: Daemon) -> None:
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "CANCELLED" in e.details()
     e = rpc_error(daemon.custody().CancelTransfer, pb.CancelTransferRequest(transfer_id=t.id))
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_signed_nonce_stays_held_until_an_explicit_replacement(daemon: Daemon) -> None:
+    w = eth_wallet(daemon)
+    t = submit(daemon, w.id, tx_fields(nonce=90))
+    decide(daemon, t.id, "inv1")
+    assert decide(daemon, t.id, "cust1").state == pb.SIGNED
+    bump = tx_fields(nonce=90, maxFeePerGas=3 * GWEI)
+    e = rpc_error(submit, daemon, w.id, bump)
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "already held" in e.details()
+    r = daemon.custody().SubmitTransfer(pb.SubmitTransferRequest(
+        wallet_id=w.id, replaces=t.id, ethereum=pb.EthereumTransaction(json=json.dumps(bump))))
+    assert r.replaces == t.id and r.state == pb.PENDING_APPROVAL  # judged by policy again
+    # A pending replacement supersedes: a second bump replaces it and cancels it.
+    r2 = daemon.custody().SubmitTransfer(pb.SubmitTransferRequest(
+        wallet_id=w.id, replaces=r.id, ethereum=pb.EthereumTransaction(
+            json=json.dumps(tx_fields(nonce=90, maxFeePerGas=4 * GWEI)))))
+    old = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=r.id))
+    assert old.state == pb.CANCELLED and r2.id in old.failure
