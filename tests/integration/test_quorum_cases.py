@@ -205,3 +205,28 @@ def test_platform_cannot_approve_and_operator_cannot_submit(daemon: Daemon) -> N
     e = rpc_error(daemon.custody("inv1").SubmitTransfer, pb.SubmitTransferRequest(
         wallet_id=w.id, ethereum=pb.EthereumTransaction(json="{}")))
     assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_policy_change_never_loosens_a_pending_transfer(daemon: Daemon) -> None:
+    w, t = fresh(daemon)
+    assert t.requirement.startswith("2 approvers")
+    stricter = ('name = "three"\n[[rule]]\nname = "all"\nasset = "*"\napprovers = 3\n'
+                'roles = { investigator = 1, custody_officer = 1, prosecutor = 1 }\n')
+    looser = 'name = "one"\n[[rule]]\nname = "all"\nasset = "*"\napprovers = 1\n'
+    v = daemon.admin().SetPolicy(pb.SetPolicyRequest(wallet_id=w.id, toml=stricter))
+    assert v.version == 2
+    t = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=t.id))
+    assert t.requirement.startswith("3 approvers") and "prosecutor x1" in t.requirement
+    daemon.admin().SetPolicy(pb.SetPolicyRequest(wallet_id=w.id, toml=looser))
+    t = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=t.id))
+    assert t.requirement.startswith("3 approvers")  # the looser version does not apply
+    decide(daemon, t.id, "inv1")
+    assert decide(daemon, t.id, "cust1").state == pb.PENDING_APPROVAL
+    assert assert_unsigned(daemon, t.id)
+    history = daemon.admin().PolicyHistory(pb.GetPolicyRequest(wallet_id=w.id))
+    assert [h.version for h in history.versions] == [1, 2, 3]
+    new = submit(daemon, w.id, tx_fields(nonce=next(_nonce)))
+    assert new.requirement.startswith("1 approver") and new.policy_version == 3
+    e = rpc_error(daemon.admin().SetPolicy, pb.SetPolicyRequest(wallet_id=w.id,
+                                                                toml="name = 1\n"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "name" in e.details()
