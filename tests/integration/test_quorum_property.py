@@ -30,8 +30,13 @@ ROLES = ["investigator", "custody_officer", "prosecutor"]
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory):
+    from signerd import hsm
+
     cfg = C.load(init_state(tmp_path_factory.mktemp("prop") / "state"))
-    a = App(cfg)
+    a = App(cfg)  # sets SOFTHSM2_CONF to this state folder's token
+    # Another test of this process may have initialised SoftHSM with another token folder; the
+    # library reads its config at C_Initialize, so have the keystore initialise it again.
+    hsm._INITIALISED.pop(cfg.hsm.module, None)
     a.start()
     yield a
     a.stop()
