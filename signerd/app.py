@@ -193,7 +193,7 @@ class App:
     def audit_export(self) -> bytes:
         from . import audit
 
-        events = []
+        events: list[Any] = []
         with self.store.read() as tx:
             seq, head = tx.audit_head()
             key_id = tx.get_meta("audit_key_id")

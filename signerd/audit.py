@@ -462,8 +462,8 @@ def parse_export(data: bytes) -> tuple[ExportHeader, list[AuditEvent]]:
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InvalidArgument(f"line {line}: non-ASCII byte at offset {exc.start}") from None
+        lineno = data[: exc.start].count(b"\n") + 1
+        raise InvalidArgument(f"line {lineno}: non-ASCII byte at offset {exc.start}") from None
     if not text:
         raise InvalidArgument("line 1: empty document, header missing")
     if not text.endswith("\n"):

@@ -63,9 +63,9 @@ def holdings_report(tx: Tx, *, instance_id: str, category: str = "", case_ref: s
             case(w)["pending_transfers"].append(entry)
     for e in tx.all("SELECT * FROM audit_events WHERE action IN (?, ?) ORDER BY seq",
                     ("wallet.frozen", "wallet.unfrozen")):
-        w = by_id.get(e["object"])
-        if w is not None:
-            case(w)["freezes"].append({
+        frozen = by_id.get(e["object"])
+        if frozen is not None:
+            case(frozen)["freezes"].append({
                 "wallet_id": e["object"], "action": e["action"].split(".")[1],
                 "order_ref": json.loads(e["details"]).get("order_ref", ""),
                 "time": int(e["time_micros"]) // 1_000_000, "audit_seq": int(e["seq"])})

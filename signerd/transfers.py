@@ -12,6 +12,7 @@ Invariants kept here (DEVELOPERS.md):
 """
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import logging
@@ -169,7 +170,7 @@ class TransferService:
                 wallet_id=wallet_id, state=state, after=after, limit=limit)]
 
     def pending_for(self, operator_id: str, *, after: str = "", limit: int = 100
-                    ) -> list[TransferView]:
+                    ) -> builtins.list[TransferView]:
         """Pending transfers this operator could still usefully approve."""
         with self.store.read() as tx:
             rows = tx.list_transfers(state=TransferState.PENDING_APPROVAL.value, after=after,
@@ -329,7 +330,8 @@ class TransferService:
         return (A.build_statement(ctx, view.movement, decision),
                 A.render(ctx, view.movement, decision), view)
 
-    def statement_inputs(self, transfer_id: str) -> tuple[list[str], list[str]]:
+    def statement_inputs(self, transfer_id: str
+                         ) -> tuple[builtins.list[str], builtins.list[str]]:
         """Own addresses and allowlist, so an operator's tool can classify outputs itself."""
         with self.store.read() as tx:
             row = tx.get_transfer(transfer_id)
