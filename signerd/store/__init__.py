@@ -2,8 +2,11 @@
 
 All writes happen in ``store.transaction()``; the audit event of a state change is appended in the
 same transaction as the change, so either both are durable or neither is. SQLite runs in WAL mode
-with ``synchronous=FULL`` and takes its write lock at ``BEGIN IMMEDIATE``; PostgreSQL serialises
-conflicting writers with row locks (``SELECT ... FOR UPDATE``) on the transfer and the audit head.
+with ``synchronous=FULL`` and takes its write lock at ``BEGIN IMMEDIATE``; PostgreSQL (several
+replicas on one database) runs READ COMMITTED and serialises conflicting writers with row locks
+(``SELECT ... FOR UPDATE``, emitted by ``Tx.for_update``) on the transfer, the wallet, the nonce
+locks and the audit head, with primary keys as the last fence (see ``postgres.py``). Queries are
+written once with ``?`` placeholders; the schema is shared (``migrations.py``).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Protocol, Sequence
 
 from .. import audit
-from ..errors import AlreadyExists, Conflict, NotFound, StoreUnavailable
+from ..errors import AlreadyExists, Conflict, NotFound, SignerError, StoreUnavailable
 
 
 class Cursor(Protocol):
@@ -74,10 +77,10 @@ class Tx:
         return r["value"] if r else None
 
     def set_meta(self, key: str, value: str) -> None:
-        if self.get_meta(key) is None:
-            self.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
-        else:
-            self.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+        # One statement (SQLite 3.24+ and PostgreSQL): no window between the check and the write
+        # in which another replica's insert of the same key could slip.
+        self.execute("INSERT INTO meta (key, value) VALUES (?, ?)"
+                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
     # ---------------------------------------------------------------- wallets and keys
     def insert_wallet(self, w: dict[str, Any]) -> None:
@@ -115,7 +118,8 @@ class Tx:
 
     def list_wallets(self, *, category: str = "", case_ref: str = "", after: str = "",
                      limit: int = 100) -> list[Row]:
-        sql, params = "SELECT * FROM wallets WHERE id > ?", [after]
+        sql = "SELECT * FROM wallets WHERE id > ?"
+        params: list[Any] = [after]
         if category:
             sql += " AND category = ?"
             params.append(category)
@@ -175,6 +179,8 @@ class Tx:
 
     # ---------------------------------------------------------------- policies
     def insert_policy(self, wallet_id: str, document: str, actor: str) -> int:
+        if self.for_update:  # serialise version numbering per wallet across replicas
+            self.one("SELECT id FROM wallets WHERE id = ?" + self.for_update, (wallet_id,))
         r = self.one("SELECT MAX(version) AS v FROM policies WHERE wallet_id = ?", (wallet_id,))
         version = int(r["v"] or 0) + 1 if r else 1
         self.execute("INSERT INTO policies (wallet_id, version, document, actor, created_at)"
@@ -194,19 +200,28 @@ class Tx:
 
     # ---------------------------------------------------------------- transfers
     def insert_transfer(self, t: dict[str, Any], lock_keys: list[str]) -> None:
+        """Insert a transfer holding its nonce/outpoint locks. A key may already be held only
+        by the transfer this one replaces (it stays held by that one). On PostgreSQL another
+        replica can take a free key between the first check and the insert: the second check
+        and the primary key of transfer_locks (unique violation -> Conflict) catch that."""
+        replaces = t.get("replaces") or None
         for key in lock_keys:
             held = self.one("SELECT transfer_id FROM transfer_locks WHERE lock_key = ?"
                             + self.for_update, (key,))
-            if held and held["transfer_id"] != t.get("replaces"):
+            if held and held["transfer_id"] != replaces:
                 raise Conflict(f"{key} is already held by live transfer {held['transfer_id']}")
         cols = list(t)
         self.execute(f"INSERT INTO transfers ({', '.join(cols)}) VALUES"
                      f" ({', '.join('?' for _ in cols)})", [t[c] for c in cols])
         for key in lock_keys:
-            if self.one("SELECT transfer_id FROM transfer_locks WHERE lock_key = ?", (key,)):
-                continue  # still held by the transfer this one replaces
-            self.execute("INSERT INTO transfer_locks (lock_key, transfer_id) VALUES (?, ?)",
-                         (key, t["id"]))
+            held = self.one("SELECT transfer_id FROM transfer_locks WHERE lock_key = ?"
+                            + self.for_update, (key,))
+            if held is None:
+                self.execute("INSERT INTO transfer_locks (lock_key, transfer_id) VALUES (?, ?)",
+                             (key, t["id"]))
+            elif held["transfer_id"] != replaces:
+                raise Conflict(f"{key} is already held by live transfer {held['transfer_id']}")
+            # else: still held by the transfer this one replaces
 
     def transfer_lock_keys(self, transfer_id: str) -> list[str]:
         return [r["lock_key"] for r in
@@ -232,7 +247,8 @@ class Tx:
 
     def list_transfers(self, *, wallet_id: str = "", state: str = "", after: str = "",
                        limit: int = 100) -> list[Row]:
-        sql, params = "SELECT * FROM transfers WHERE id > ?", [after]
+        sql = "SELECT * FROM transfers WHERE id > ?"
+        params: list[Any] = [after]
         if wallet_id:
             sql += " AND wallet_id = ?"
             params.append(wallet_id)
@@ -283,11 +299,22 @@ class Tx:
     # ---------------------------------------------------------------- audit
     def append_audit(self, actor: str, action: str, obj: str,
                      details: dict[str, Any]) -> audit.AuditEvent:
+        """Append one event to the chain. The head row (created by migration 3 at seq 0) is
+        locked first and always updated, so concurrent appenders on any number of replicas
+        queue on it and each links to the event committed before it."""
         head = self.one("SELECT seq, hash FROM audit_head WHERE id = 1" + self.for_update)
+        if head is None:
+            raise SignerError("the audit head row is missing: the store was not migrated or "
+                              "was tampered with; refusing to start a second chain",
+                              reason="AUDIT_HEAD_MISSING")
         prev = None
-        if head is not None:
+        if int(head["seq"]) > 0:
             last = self.one("SELECT * FROM audit_events WHERE seq = ?", (head["seq"],))
-            prev = row_to_event(last) if last else None
+            if last is None:
+                raise SignerError(f"audit event seq {head['seq']} (the head) is missing from "
+                                  "the store: the chain was tampered with",
+                                  reason="AUDIT_HEAD_MISSING")
+            prev = row_to_event(last)
         ev = audit.new_event(prev, time=int(time.time() * 1_000_000), actor=actor, action=action,
                              object=obj, details=details)
         self.execute(
@@ -296,12 +323,8 @@ class Tx:
             (ev.seq, ev.time, ev.actor, ev.action, ev.object,
              json.dumps(ev.details, sort_keys=True, separators=(",", ":")), ev.prev_hash.hex(),
              ev.hash.hex()))
-        if head is None:
-            self.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)",
-                         (ev.seq, ev.hash.hex()))
-        else:
-            self.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
-                         (ev.seq, ev.hash.hex()))
+        self.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
+                     (ev.seq, ev.hash.hex()))
         return ev
 
     def audit_events(self, after_seq: int = 0, limit: int = 100) -> list[audit.AuditEvent]:

@@ -1,8 +1,20 @@
 """Versioned schema migrations, shared by SQLite and PostgreSQL (portable SQL only).
 
 Each entry is applied once, in order, inside a transaction, and recorded in ``schema_version``.
-Never edit a published migration: add a new one.
+Never edit a published migration: add a new one. :func:`migrate` is the one runner both backends
+use; PostgreSQL first takes a transaction-scoped advisory lock so replicas starting together
+apply each migration once.
 """
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from . import Tx
+
+GENESIS_HEX = "00" * 32  # audit.GENESIS, the prev_hash of seq 1
+MIGRATION_LOCK = 0x5369676E657264  # pg_advisory_xact_lock key ("Signerd")
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (1, "initial schema", [
@@ -119,4 +131,29 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             wallet_id TEXT NOT NULL DEFAULT '',
             created_at DOUBLE PRECISION NOT NULL)""",
     ]),
+    (3, "audit head row exists from the start (seq 0, GENESIS)", [
+        # The audit append locks this row (SELECT ... FOR UPDATE) and always UPDATEs it, so two
+        # writers can never both find it missing and both start the chain at seq 1.
+        "INSERT INTO audit_head (id, seq, hash) SELECT 1, 0, '" + GENESIS_HEX + "'"
+        " WHERE NOT EXISTS (SELECT 1 FROM audit_head WHERE id = 1)",
+    ]),
 ]
+
+
+def migrate(tx: "Tx") -> int:
+    """Bring the schema to the newest version inside ``tx``; returns that version."""
+    if tx.dialect == "postgresql":
+        tx.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+    tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+               " description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+    r = tx.one("SELECT MAX(version) AS v FROM schema_version")
+    current = int(r["v"] or 0) if r else 0
+    for version, description, statements in MIGRATIONS:
+        if version <= current:
+            continue
+        for sql in statements:
+            tx.execute(sql)
+        tx.execute("INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                   (version, description, time.time()))
+        current = version
+    return current

@@ -9,7 +9,7 @@ from typing import Iterator
 
 from ..errors import StoreUnavailable
 from . import Tx
-from .migrations import MIGRATIONS
+from .migrations import migrate
 
 
 class SqliteStore:
@@ -82,18 +82,3 @@ class SqliteStore:
             c.close()
             self._local.conn = None
 
-
-def migrate(tx: Tx) -> int:
-    tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
-               " description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
-    r = tx.one("SELECT MAX(version) AS v FROM schema_version")
-    current = int(r["v"] or 0) if r else 0
-    for version, description, statements in MIGRATIONS:
-        if version <= current:
-            continue
-        for sql in statements:
-            tx.execute(sql)
-        tx.execute("INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
-                   (version, description, time.time()))
-        current = version
-    return current

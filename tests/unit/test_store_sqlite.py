@@ -1,0 +1,137 @@
+"""The SQLite store after the PostgreSQL work: migration 3 (the audit head row from the start),
+the append that only updates it, upgrades of existing stores, meta upserts, nonce locks."""
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signerd import audit
+from signerd.errors import Conflict, SignerError
+from signerd.store import Tx, open_store
+from signerd.store.migrations import MIGRATIONS, migrate
+from signerd.store.sqlite import SqliteStore
+
+
+def _store(tmp_path: Path) -> Any:
+    return open_store(f"sqlite:///{tmp_path / 'signerd.db'}")
+
+
+def test_fresh_store_has_every_migration_and_a_genesis_head(tmp_path: Path) -> None:
+    st = _store(tmp_path)
+    with st.read() as tx:
+        versions = [r["version"] for r in tx.all("SELECT version FROM schema_version")]
+        assert versions == [v for v, _, _ in MIGRATIONS] and versions[-1] >= 3
+        assert tx.audit_head() == (0, audit.GENESIS)
+        row = tx.one("SELECT seq, hash FROM audit_head WHERE id = 1")
+        assert row is not None and (row["seq"], row["hash"]) == (0, "00" * 32)
+    with st.transaction() as tx:
+        first = tx.append_audit("t", "a", "o", {})
+        second = tx.append_audit("t", "b", "o", {"n": 1})
+    assert (first.seq, first.prev_hash) == (1, audit.GENESIS)
+    assert (second.seq, second.prev_hash) == (2, first.hash)
+    with st.read() as tx:
+        assert tx.audit_head() == (2, second.hash)
+        assert tx.one("SELECT COUNT(*) AS n FROM audit_head")["n"] == 1  # type: ignore[index]
+    st.close()
+
+
+def test_a_store_from_before_migration_3_keeps_its_chain(tmp_path: Path) -> None:
+    """A version-2 store whose head row was inserted by the first append: migration 3 leaves
+    it alone and the chain goes on from it."""
+    path = tmp_path / "old.db"
+    c = sqlite3.connect(path, isolation_level=None)
+    cur = c.cursor()
+    cur.execute("BEGIN")
+    tx = Tx(cur, "sqlite")
+    tx.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description TEXT NOT "
+               "NULL, applied_at DOUBLE PRECISION NOT NULL)")
+    for version, description, statements in MIGRATIONS[:2]:
+        for sql in statements:
+            tx.execute(sql)
+        tx.execute("INSERT INTO schema_version VALUES (?, ?, ?)", (version, description, 0.0))
+    ev = audit.new_event(None, time=1, actor="old", action="instance.created", object="i",
+                         details={})
+    tx.execute("INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               (1, 1, "old", "instance.created", "i", "{}", ev.prev_hash.hex(), ev.hash.hex()))
+    tx.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, 1, ?)", (ev.hash.hex(),))
+    cur.execute("COMMIT")
+    c.close()
+
+    st = SqliteStore(str(path))
+    with st.transaction() as tx:
+        assert tx.audit_head() == (1, ev.hash)
+        nxt = tx.append_audit("new", "x", "o", {})
+    assert (nxt.seq, nxt.prev_hash) == (2, ev.hash)
+    with st.read() as tx:
+        events = tx.audit_events(0, 100)
+        assert audit.verify_chain(events, expected_head=nxt.hash, expected_count=2).ok
+        assert migrate(tx) == MIGRATIONS[-1][0]  # nothing left to apply
+    st.close()
+
+
+def test_append_refuses_to_start_a_second_chain(tmp_path: Path) -> None:
+    st = _store(tmp_path)
+    with st.transaction() as tx:
+        tx.append_audit("t", "a", "o", {})
+        tx.append_audit("t", "b", "o", {})
+    with st.transaction() as tx:
+        tx.execute("DELETE FROM audit_events WHERE seq = 2")
+    with pytest.raises(SignerError, match="seq 2 .*missing"):
+        with st.transaction() as tx:
+            tx.append_audit("t", "c", "o", {})
+    with st.transaction() as tx:
+        tx.execute("DELETE FROM audit_head")
+    with pytest.raises(SignerError, match="head row is missing"):
+        with st.transaction() as tx:
+            tx.append_audit("t", "c", "o", {})
+    st.close()
+
+
+def test_set_meta_inserts_then_replaces(tmp_path: Path) -> None:
+    st = _store(tmp_path)
+    with st.transaction() as tx:
+        assert tx.get_meta("k") is None
+        tx.set_meta("k", "1")
+        tx.set_meta("k", "2")
+    with st.read() as tx:
+        assert tx.get_meta("k") == "2"
+        assert tx.all("SELECT key FROM meta WHERE key = 'k'") != []
+        assert len(tx.all("SELECT key FROM meta WHERE key = 'k'")) == 1
+    st.close()
+
+
+def _wallet(tx: Tx) -> None:
+    tx.insert_wallet({"id": "w1", "chain": "ethereum", "network": "x", "script_type": "eoa",
+                      "category": "SEIZED", "case_ref": "C", "legal_basis": "",
+                      "status": "ACTIVE", "address": "0xabc", "descriptor": "", "threshold": 1,
+                      "chain_ids": [1], "cosigners": [], "created_at": time.time()})
+
+
+def _transfer(tid: str, replaces: str = "") -> dict[str, Any]:
+    now = time.time()
+    return {"id": tid, "wallet_id": "w1", "chain": "ethereum", "state": "PENDING_APPROVAL",
+            "payload": b"\x00p", "movement": "{}", "submitter": "platform", "policy_version": 1,
+            "requirement": "{}", "expires_at": now + 60, "created_at": now, "updated_at": now,
+            "replaces": replaces}
+
+
+def test_nonce_locks_conflict_except_for_the_replaced_transfer(tmp_path: Path) -> None:
+    st = _store(tmp_path)
+    with st.transaction() as tx:
+        _wallet(tx)
+        tx.insert_transfer(_transfer("t1"), ["eth:w1:1:0"])
+    with pytest.raises(Conflict, match="eth:w1:1:0 is already held by live transfer t1"):
+        with st.transaction() as tx:
+            tx.insert_transfer(_transfer("t2"), ["eth:w1:1:0"])
+    with st.transaction() as tx:  # a declared replacement: the lock stays with t1
+        tx.insert_transfer(_transfer("t3", replaces="t1"), ["eth:w1:1:0", "eth:w1:1:1"])
+    with st.read() as tx:
+        assert tx.transfer_lock_keys("t1") == ["eth:w1:1:0"]
+        assert tx.transfer_lock_keys("t3") == ["eth:w1:1:1"]
+        assert tx.one("SELECT id FROM transfers WHERE id = 't2'") is None
+        assert bytes(tx.get_transfer("t1")["payload"]) == b"\x00p"
+    st.close()
