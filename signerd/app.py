@@ -85,9 +85,10 @@ class App:
         if audit_key is None:
             info = self.keystore.generate_key("signerd-audit")
             with self.store.transaction() as tx:
-                tx.set_meta("audit_key_id", info.key_id)
-                tx.append_audit("signerd", "audit_key.created", info.key_id,
-                                {"public_key": info.public_key.hex()})
+                if tx.get_meta("audit_key_id") is None:  # a replica starting with us may have won
+                    tx.set_meta("audit_key_id", info.key_id)
+                    tx.append_audit("signerd", "audit_key.created", info.key_id,
+                                    {"public_key": info.public_key.hex()})
         self.metrics.store_up.set(1)
         from .transfers import TransferService
 

@@ -117,7 +117,7 @@ class TransferService:
         self.app = app
         self.store = app.store
         self.limits = app.config.limits
-        self._signing: set[str] = set()
+        self._signing: dict[str, threading.Event] = {}
         self._signing_lock = threading.Lock()
         self.faults = set(str(x) for x in app.config.testing.get("crash_points", []))
 
@@ -247,7 +247,27 @@ class TransferService:
             "replaces": replaces, "legal_basis": legal_basis, "category_change": category_change,
             "idempotency_key": idempotency_key,
         }
+        try:
+            return self._insert(actor, wallet, row, decoded, movement, req, prow, replaces,
+                                category_change, legal_basis, payload)
+        except AlreadyExists:
+            if not idempotency_key:
+                raise
+            with self.store.read() as tx:  # a concurrent submission with the same key won
+                prior = tx.find_idempotent(wallet_id, idempotency_key)
+                if prior is None:
+                    raise
+                return self._view(tx, prior)
+
+    def _insert(self, actor: str, wallet: Wallet, row: dict[str, Any], decoded: Decoded,
+                movement: Movement, req: P.Requirement, prow: Row, replaces: str,
+                category_change: str, legal_basis: str, payload: bytes) -> TransferView:
+        transfer_id, wallet_id = row["id"], wallet.id
         with self.store.transaction() as tx:
+            if row["idempotency_key"]:
+                prior = tx.find_idempotent(wallet_id, row["idempotency_key"])
+                if prior is not None:
+                    return self._view(tx, prior)
             old = None
             if replaces:
                 old = tx.get_transfer(replaces, lock=True)
@@ -447,14 +467,18 @@ class TransferService:
     def sign(self, transfer_id: str) -> None:
         """Sign an APPROVED transfer exactly once; safe to call from any replica, any time."""
         with self._signing_lock:
-            if transfer_id in self._signing:
-                return
-            self._signing.add(transfer_id)
+            running = self._signing.get(transfer_id)
+            if running is None:
+                mine = self._signing[transfer_id] = threading.Event()
+        if running is not None:  # another thread of this process is signing it: wait for it
+            running.wait(60)
+            return
         try:
             self._sign(transfer_id)
         finally:
             with self._signing_lock:
-                self._signing.discard(transfer_id)
+                del self._signing[transfer_id]
+            mine.set()
 
     def _load_for_signing(self, tx: Tx, transfer_id: str) -> tuple[Row, Wallet] | None:
         row = tx.get_transfer(transfer_id, lock=True)

@@ -137,6 +137,10 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "INSERT INTO audit_head (id, seq, hash) SELECT 1, 0, '" + GENESIS_HEX + "'"
         " WHERE NOT EXISTS (SELECT 1 FROM audit_head WHERE id = 1)",
     ]),
+    (4, "one transfer per wallet and idempotency key, also under concurrent submissions", [
+        "CREATE UNIQUE INDEX transfers_idempotency ON transfers (wallet_id, idempotency_key)"
+        " WHERE idempotency_key <> ''",
+    ]),
 ]
 
 

@@ -7,7 +7,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from ..errors import StoreUnavailable
+from ..errors import AlreadyExists, StoreUnavailable
 from . import Tx
 from .migrations import migrate
 
@@ -51,6 +51,12 @@ class SqliteStore:
         cur = c.cursor()
         try:
             yield Tx(cur, self.dialect)
+        except sqlite3.IntegrityError as e:
+            c.execute("ROLLBACK")
+            raise AlreadyExists(f"the store refused a duplicate ({str(e).split(':')[0]})") from None
+        except sqlite3.Error as e:
+            c.execute("ROLLBACK")
+            raise StoreUnavailable(f"store error: {e}") from None
         except BaseException:
             c.execute("ROLLBACK")
             raise
