@@ -187,19 +187,32 @@ def _describe(out: Output) -> str:
     return f"{verb} {_amount(out.amount, out.asset)} to {to} {where}"
 
 
-def _amount(amount: int, asset: str) -> str:
+def format_amount(amount: int, asset: str) -> str:
+    """An amount for people: BTC with 8 decimals and sats, ETH with 18 and wei, tokens in base
+    units (signerd does not know token decimals)."""
     if asset == "BTC":
         return f"{amount // 10**8}.{amount % 10**8:08d} BTC ({amount} sat)"
     if asset == "ETH":
         return f"{amount // 10**18}.{amount % 10**18:018d} ETH ({amount} wei)"
     kind, _, token = asset.partition(":")
     if kind.upper() == "ERC20":
-        return f"{amount} base units of token {_safe(token)}"
-    return f"{amount} base units of {_safe(asset)}"
+        return f"{amount} base units of token {safe_text(token)}"
+    if kind.upper() == "ERC20-APPROVE":
+        return f"an allowance of {amount} base units of token {safe_text(token)}"
+    return f"{amount} base units of {safe_text(asset)}"
 
 
-def _safe(text: str) -> str:
-    return text if text.isascii() and text.isprintable() else ascii(text)
+_amount = format_amount
+
+
+def safe_text(text: object) -> str:
+    """Text from outside, escaped unless printable ASCII, so neither control characters nor
+    look-alike letters can forge a line, a colour or an address."""
+    s = str(text)
+    return s if s.isascii() and s.isprintable() else ascii(s)
+
+
+_safe = safe_text
 
 
 def _utc(seconds: int) -> str:

@@ -29,6 +29,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from signerd import approval, audit, config as config_mod, operator_keys
+from signerd.approval import format_amount, safe_text
 from signerd.config import Config, Limits
 from signerd.errors import SignerError
 from signerd.model import (Category, Chain, Decision, KeyRef, Movement, ScriptType, Wallet,
@@ -174,11 +175,7 @@ def wallet_model(w: pb.Wallet) -> Wallet:
 
 # ---------------------------------------------------------------- human output
 
-def safe(text: object) -> str:
-    """Text from the daemon, escaped unless printable ASCII, so neither control characters nor
-    look-alike letters can forge a line, a colour or an address."""
-    s = str(text)
-    return s if s.isascii() and s.isprintable() else ascii(s)
+safe = safe_text
 
 
 def safe_block(text: str) -> str:
@@ -192,17 +189,7 @@ def fmt_time(unix: int | None) -> str:
 
 
 def fmt_amount(amount: int | str, asset: str) -> str:
-    a = int(amount)
-    if asset == "BTC":
-        return f"{a // 10**8}.{a % 10**8:08d} BTC ({a} sat)"
-    if asset == "ETH":
-        return f"{a // 10**18}.{a % 10**18:018d} ETH ({a} wei)"
-    kind, _, token = asset.partition(":")
-    if kind.upper() == "ERC20":
-        return f"{a} base units of token {safe(token)}"
-    if kind.upper() == "ERC20-APPROVE":
-        return f"an allowance of {a} base units of token {safe(token)}"
-    return f"{a} base units of {safe(asset)}"
+    return format_amount(int(amount), asset)
 
 
 def kv(pairs: list[tuple[str, object]], width: int = 0) -> str:
