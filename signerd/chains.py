@@ -70,6 +70,11 @@ class EthereumAdapter:
             fields = json.loads(payload.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise InvalidTransaction(f"ethereum transaction: not valid JSON ({e})") from None
+        except ValueError:  # an integer literal beyond Python's limit on digits
+            raise InvalidTransaction("ethereum transaction: a number has too many digits") from None
+        except RecursionError:
+            raise InvalidTransaction("ethereum transaction: not valid JSON (nested too deeply)"
+                                     ) from None
         if not isinstance(fields, dict):
             raise InvalidTransaction("ethereum transaction: must be a JSON object")
         tx = Eip1559Tx.from_fields(fields, max_data_bytes=limits.max_calldata_bytes)

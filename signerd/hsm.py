@@ -11,11 +11,18 @@ the keystore re-initialises the module with ``CKF_OS_LOCKING_OK`` before any ses
 ``C_Finalize``/``C_Initialize`` pair on the same function list), and each thread signs on a session
 of its own from a pool. If the module refuses OS locking, or in ``serialized`` mode, one lock guards
 every PKCS#11 call of the process.
+
+Faults: any PKCS#11 error of a call, or a call that takes longer than ``call_timeout``, marks the
+HSM down; callers then get ``HsmUnavailable`` at once and a late result is discarded. ``probe``
+(run by the health monitor) reconnects when the token is back. A PIN the token refused is not
+tried again until the PIN file changes, and no login is tried while the token reports its user PIN
+locked, so the reconnect loop can never lock or burn retries of the PIN.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import logging
 import os
 import queue
@@ -37,7 +44,9 @@ log = logging.getLogger("signerd.hsm")
 SECP256K1_OID = "1.3.132.0.10"
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 CKF_OS_LOCKING_OK = 0x2
+CKF_USER_PIN_LOCKED = 0x40000
 CKR_CANT_LOCK = 0xA
+DEFAULT_CALL_TIMEOUT = 3.0  # seconds one PKCS#11 call may take before the HSM counts as down
 
 
 _INITIALISED: dict[str, str] = {}  # module path -> concurrency mode, once per process
@@ -156,6 +165,17 @@ def _decode_ec_point(der: bytes) -> bytes:
         raise HsmUnavailable("the HSM returned an EC point that is not on secp256k1") from None
 
 
+def _ping(session: Any) -> None:
+    """The cheapest call that needs a live session: 8 random bytes (a module without an RNG
+    still answered)."""
+    from pkcs11 import exceptions as px
+
+    try:
+        session.generate_random(64)
+    except (px.FunctionNotSupported, px.RandomNoRNG):
+        pass
+
+
 @dataclass(frozen=True)
 class KeyInfo:
     key_id: str
@@ -177,6 +197,7 @@ class Keystore:
         pool_size: int = 4,
         env: dict[str, str] | None = None,
         fault_delay: float = 0.0,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
     ):
         if concurrency not in ("os-locking", "serialized"):
             raise ConfigError("hsm.concurrency must be 'os-locking' or 'serialized'")
@@ -192,7 +213,8 @@ class Keystore:
         self.requested_concurrency = concurrency
         self.concurrency = concurrency
         self.pool_size = max(1, pool_size)
-        self.fault_delay = fault_delay
+        self.fault_delay = fault_delay  # test-only: every PKCS#11 call takes this much longer
+        self.call_timeout = call_timeout
         if env:
             os.environ.update(env)
         self._lib: Any = None
@@ -207,6 +229,8 @@ class Keystore:
         self._state_lock = threading.RLock()
         self._up = False
         self._generation = 0
+        self._refused_pin: bytes | None = None  # SHA-256 of a PIN the token refused
+        self._last_fault = ""
         self.manufacturer = ""
         self.model = ""
         self.on_state_change: Callable[[bool], None] | None = None
@@ -224,19 +248,33 @@ class Keystore:
             if self.on_state_change:
                 self.on_state_change(value)
 
-    def open(self) -> None:
-        """Load the module, find the token and log in. Errors are final (ConfigError/HsmUnavailable)."""
+    def open(self, *, timed_check: bool = False) -> None:
+        """Load the module, find the token and log in. Errors are final (ConfigError/HsmUnavailable).
+
+        Runs alone: no other PKCS#11 call of this module is in flight while the module is
+        initialised again and the sessions are replaced. With ``timed_check`` (a reconnect), one
+        call on a new session must also answer within ``call_timeout`` before the HSM counts as up.
+        """
         import pkcs11
         from pkcs11 import exceptions as px
 
         pin = read_pin_file(self.pin_file)
-        with self._state_lock:
+        pin_hash = hashlib.sha256(pin.encode()).digest()
+        if pin_hash == self._refused_pin:
+            self._set_up(False)
+            raise ConfigError(f"HSM login refused: the PIN in {self.pin_file} is incorrect "
+                              "(not tried again until the file changes)")
+        with self._state_lock, self._alone():
             self._close_sessions()
+            gen = self._generation + 1
             try:
                 if self._lib is None:
                     if not Path(self.module).exists():
                         raise ConfigError(f"PKCS#11 module {self.module} does not exist")
-                    self._lib = pkcs11.lib(self.module)
+                    try:
+                        self._lib = pkcs11.lib(self.module)
+                    except px.PKCS11Error as e:
+                        raise self._init_failed(e) from None
                     if self.module in _INITIALISED:  # another keystore of this process did it
                         native = _INITIALISED[self.module] == "os-locking"
                         self.concurrency = ("os-locking" if native and
@@ -246,13 +284,20 @@ class Keystore:
                         self._enable_locking()
                         _INITIALISED[self.module] = self.concurrency
                 else:
-                    self._lib.reinitialize()
+                    try:
+                        self._lib.reinitialize()
+                    except px.PKCS11Error as e:
+                        raise self._init_failed(e) from None
                     self._enable_locking()
                     _INITIALISED[self.module] = self.concurrency
                 self._token = self._find_token()
+                if int(self._token.flags) & CKF_USER_PIN_LOCKED:  # a login would be refused
+                    raise ConfigError(
+                        f"HSM login refused: the user PIN of token {self._label()} is locked")
                 try:
                     self._login_session = self._token.open(rw=True, user_pin=pin)
                 except px.PinIncorrect:
+                    self._refused_pin = pin_hash
                     raise ConfigError(
                         f"HSM login refused: the PIN in {self.pin_file} is incorrect"
                     ) from None
@@ -262,20 +307,38 @@ class Keystore:
                     ) from None
                 except px.UserAlreadyLoggedIn:
                     self._login_session = self._token.open(rw=True)
+                self._refused_pin = None
                 for _ in range(self.pool_size):
                     s = self._token.open(rw=True)
                     self._sessions.append(s)
-                    self._pool.put(s)
+                    self._pool.put((gen, s))
+                if timed_check:
+                    self._timed(lambda: _ping(self._sessions[0]))
                 self.manufacturer = self._token.manufacturer_id
                 self.model = self._token.model
-                self._generation += 1
+                self._generation = gen
             except ConfigError:
+                self._set_up(False)
+                raise
+            except HsmUnavailable:
                 self._set_up(False)
                 raise
             except px.PKCS11Error as e:
                 self._set_up(False)
                 raise HsmUnavailable(f"HSM unavailable: {type(e).__name__}") from None
+            self._last_fault = ""
             self._set_up(True)
+
+    def _init_failed(self, e: Exception) -> HsmUnavailable:
+        return HsmUnavailable(f"HSM unavailable: the PKCS#11 module {self.module} failed to "
+                              f"initialise ({type(e).__name__}); token {self._label()!r} is not "
+                              "available")
+
+    @contextlib.contextmanager
+    def _alone(self) -> Iterator[None]:
+        """No other PKCS#11 call of this module runs meanwhile, in either concurrency mode."""
+        with self._global, self._shared.exclusive():
+            yield
 
     def _label(self) -> str:
         return self.selector.get("token", "?")
@@ -299,7 +362,12 @@ class Keystore:
         from pkcs11 import exceptions as px
 
         want = self.selector
-        for slot in self._lib.get_slots(token_present=True):
+        try:
+            slots = self._lib.get_slots(token_present=True)
+        except px.PKCS11Error as e:
+            raise HsmUnavailable(f"HSM token {self._label()!r} is not reachable "
+                                 f"({type(e).__name__})") from None
+        for slot in slots:
             try:
                 tok = slot.get_token()
             except px.PKCS11Error:
@@ -334,23 +402,42 @@ class Keystore:
             self._set_up(False)
 
     def probe(self) -> bool:
-        """Check the token is still there; reconnect if it was gone and is back. Returns up."""
+        """Check the token is still there and answers in time; reconnect once it is back.
+
+        Returns whether the HSM is up. A fault is logged once when it starts or changes, not at
+        every probe.
+        """
         from pkcs11 import exceptions as px
 
         if self._up:
             try:
-                with self._session() as s:
-                    self._call(lambda: list(s.get_objects({})) and None)
-                    self._call(lambda: self._find_token())
+                self._round_trip()
                 return True
             except HsmUnavailable:
                 pass
         try:
-            self.open()
-        except (ConfigError, HsmUnavailable, px.PKCS11Error) as e:
-            log.debug("hsm reconnect failed: %s", e)
-            self._set_up(False)
+            self.open(timed_check=True)
+        except (ConfigError, HsmUnavailable) as e:
+            self._note_fault(e.message)
+        except px.PKCS11Error as e:
+            self._note_fault(f"HSM unavailable: {type(e).__name__}")
         return self._up
+
+    def _round_trip(self) -> None:
+        """One cheap call on a pooled session plus a fresh look for the token (a removed token
+        still answers session calls, but its slot is gone)."""
+        with self._session() as s:
+            def check() -> None:
+                _ping(s)
+                self._find_token()
+
+            self._call(check)
+
+    def _note_fault(self, message: str) -> None:
+        self._set_up(False)
+        if message != self._last_fault:
+            self._last_fault = message
+            log.warning("hsm unavailable: %s", message)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -359,31 +446,50 @@ class Keystore:
         if not self._up:
             raise HsmUnavailable(f"HSM token {self._label()!r} is not available")
         try:
-            s = self._pool.get(timeout=10)
+            gen, s = self._pool.get(timeout=10)
         except queue.Empty:
             raise HsmUnavailable("no HSM session free within 10 s") from None
         try:
             yield s
         finally:
-            self._pool.put(s)
+            if gen == self._generation:  # a session from before a reconnect is dropped
+                self._pool.put((gen, s))
 
     def _call(self, fn: Callable[[], Any], *, parallel: bool = False) -> Any:
         """Run one PKCS#11 call under the concurrency rule: ``parallel`` calls (signatures) may
-        overlap each other in os-locking mode; every other call runs alone."""
+        overlap each other in os-locking mode; every other call runs alone.
+
+        A PKCS#11 error, or an answer later than ``call_timeout``, marks the HSM down and raises
+        HsmUnavailable (a late result is discarded). A key lookup that finds nothing
+        (NoSuchKey, MultipleObjectsReturned) and SignatureInvalid are answers, not faults: they
+        pass through.
+        """
         from pkcs11 import exceptions as px
 
         try:
-            if self.concurrency == "serialized":
-                with self._global:
-                    return fn()
-            with (self._shared.shared() if parallel else self._shared.exclusive()):
-                return fn()
+            with (self._global if self.concurrency == "serialized" else
+                  self._shared.shared() if parallel else self._shared.exclusive()):
+                return self._timed(fn)
+        except (px.SignatureInvalid, px.NoSuchKey, px.MultipleObjectsReturned):
+            raise
+        except HsmUnavailable as e:
+            self._note_fault(e.message)
+            raise
         except (px.PKCS11Error, RuntimeError) as e:
-            if isinstance(e, (px.SignatureInvalid,)):
-                raise
-            log.error("hsm call failed: %s", type(e).__name__)
-            self._set_up(False)
-            raise HsmUnavailable(f"HSM call failed: {type(e).__name__}") from None
+            message = f"HSM call failed: {type(e).__name__}"
+            self._note_fault(message)
+            raise HsmUnavailable(message) from None
+
+    def _timed(self, fn: Callable[[], Any]) -> Any:
+        t0 = time.monotonic()
+        if self.fault_delay:
+            time.sleep(self.fault_delay)
+        result = fn()
+        elapsed = time.monotonic() - t0
+        if elapsed > self.call_timeout:
+            raise HsmUnavailable(f"HSM too slow: a call took {elapsed:.1f} s, more than the "
+                                 f"{self.call_timeout:g} s bound; its result was discarded")
+        return result
 
     def _private_key(self, s: Any, key_id: str) -> Any:
         from pkcs11 import ObjectClass
@@ -397,6 +503,7 @@ class Keystore:
                     lambda: s.get_key(object_class=ObjectClass.PRIVATE_KEY, id=bytes.fromhex(key_id))
                 )
             except (px.NoSuchKey, px.MultipleObjectsReturned):
+                self._call(self._find_token)  # a removed token also "has no such key"
                 raise InvalidKey(f"key {key_id} is not in the HSM token") from None
             self._key_cache[cache_key] = k
         return k
@@ -517,6 +624,7 @@ class Keystore:
                     lambda: s.get_key(object_class=ObjectClass.PUBLIC_KEY, id=bytes.fromhex(key_id))
                 )
             except (px.NoSuchKey, px.MultipleObjectsReturned):
+                self._call(self._find_token)  # a removed token also "has no such key"
                 raise InvalidKey(f"key {key_id} is not in the HSM token") from None
             point = self._call(lambda: pub[Attribute.EC_POINT])
         pk = _decode_ec_point(point)
@@ -544,8 +652,6 @@ class Keystore:
         if not isinstance(digest, (bytes, bytearray)) or len(digest) != 32:
             raise InvalidArgument("the HSM signs 32-byte digests only")
         pub = self.public_key(key_id)
-        if self.fault_delay:
-            time.sleep(self.fault_delay)
         with self._session() as s:
             key = self._private_key(s, key_id)
             sig = self._call(lambda: key.sign(bytes(digest), mechanism=Mechanism.ECDSA),

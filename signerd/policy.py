@@ -306,6 +306,10 @@ def parse_policy(text: str) -> Policy:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidPolicy(f"policy is not valid TOML: {exc}") from None
+    except ValueError:  # an integer literal beyond Python's limit on digits
+        raise InvalidPolicy("policy is not valid TOML: a number has too many digits") from None
+    except RecursionError:
+        raise InvalidPolicy("policy is not valid TOML: arrays or tables nested too deeply") from None
     _no_unknown(doc, _POLICY_KEYS, "policy")
     if "name" not in doc:
         raise InvalidPolicy("policy: missing key 'name'")

@@ -65,6 +65,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "Audit/Export": frozenset({AUDITOR}),
     "Audit/Report": frozenset({AUDITOR}),
 }
+# Refusals by policy or custody state, counted by reason (a closed set of error reasons).
+DENIAL_REASONS = frozenset({"POLICY_DENIED", "WALLET_FROZEN", "CONFLICT", "QUORUM_NOT_MET"})
 PRINCIPAL_HEADER = "x-signerd-principal"  # insecure (plaintext) development mode only
 
 
@@ -142,8 +144,8 @@ class Gate:
             kind = OPERATOR if self.admin.operator_exists(name) else ""
         return Caller(name, kind)
 
-    def _enter(self, method: str, context: grpc.ServicerContext) -> Caller:
-        caller = self.identify(context)
+    def _admit(self, method: str, caller: Caller) -> None:
+        """Raise unless ``caller`` is within its rate limit and may call ``method``."""
         if not self.limiter.allow(caller.name):
             limits = self.app.config.limits
             raise ResourceExhausted(
@@ -154,7 +156,6 @@ class Gate:
             raise PermissionDenied(f"principal {caller.name} is not known to this signerd")
         if caller.kind not in ALLOWED.get(method, frozenset()):
             raise PermissionDenied(f"{caller.kind} principal {caller.name} may not call {method}")
-        return caller
 
     def _denied(self, method: str, caller: Caller | None, err: SignerError) -> None:
         self.app.metrics.grpc_denied.labels(method).inc()
@@ -166,6 +167,9 @@ class Gate:
                                 {"kind": caller.kind, "reason": err.reason})
         except SignerError:
             self.app.metrics.audit_failures.inc()
+        except Exception:  # the denial still goes out; the failed audit write is logged, counted
+            log.exception("audit of a denied %s call failed", method)
+            self.app.metrics.audit_failures.inc()
 
     def _fail(self, context: grpc.ServicerContext, method: str, caller: Caller | None,
               err: SignerError, rid: str, t0: float) -> None:
@@ -173,6 +177,8 @@ class Gate:
         code = STATUS_CODES[err.status]
         if err.status is Status.PERMISSION_DENIED:
             self._denied(method, caller, err)
+        if err.status is Status.FAILED_PRECONDITION and err.reason in DENIAL_REASONS:
+            self.app.metrics.policy_denials.labels(err.reason.lower()).inc()
         log.info("rpc", extra={"rpc": method, "request_id": rid,
                                "principal": caller.name if caller else "?",
                                "code": err.status.value, "reason": err.reason,
@@ -200,7 +206,8 @@ class Gate:
                 t0 = time.perf_counter()
                 caller: Caller | None = None
                 try:
-                    caller = self._enter(method, context)
+                    caller = self.identify(context)
+                    self._admit(method, caller)
                     result = fn(servicer, request, context, caller)
                 except SignerError as e:
                     self._fail(context, method, caller, e, rid, t0)
@@ -221,7 +228,8 @@ class Gate:
                 t0 = time.perf_counter()
                 caller: Caller | None = None
                 try:
-                    caller = self._enter(method, context)
+                    caller = self.identify(context)
+                    self._admit(method, caller)
                     yield from fn(servicer, request, context, caller)
                 except SignerError as e:
                     self._fail(context, method, caller, e, rid, t0)

@@ -302,7 +302,8 @@ def parse_psbt(data: bytes, limits: Limits | None = None) -> Psbt:
     """Parse a binary PSBT v0, rejecting everything BIP-174 calls invalid."""
     limits = limits or Limits()
     if len(data) > limits.max_psbt_bytes:
-        raise InvalidPsbt(f"PSBT is {len(data)} bytes, larger than {limits.max_psbt_bytes}")
+        raise InvalidPsbt(f"PSBT is {len(data)} bytes, larger than {limits.max_psbt_bytes} "
+                          "(limit max_psbt_bytes)")
     r = ByteReader(data, error=InvalidPsbt, what="PSBT")
     if r.peek(5) != MAGIC:
         raise InvalidPsbt("PSBT does not start with the magic bytes 'psbt\\xff'")
@@ -412,9 +413,11 @@ def _parse_unsigned_tx(value: bytes, limits: Limits) -> Transaction:
         raise InvalidPsbt(f"{what} is serialised in the witness (BIP-144) format; it must "
                           "use the legacy format") from None
     if len(tx.inputs) > limits.max_inputs:
-        raise InvalidPsbt(f"{what} has {len(tx.inputs)} inputs, more than {limits.max_inputs}")
+        raise InvalidPsbt(f"{what} has {len(tx.inputs)} inputs, more than {limits.max_inputs} "
+                          "(limit max_psbt_inputs)")
     if len(tx.outputs) > limits.max_outputs:
-        raise InvalidPsbt(f"{what} has {len(tx.outputs)} outputs, more than {limits.max_outputs}")
+        raise InvalidPsbt(f"{what} has {len(tx.outputs)} outputs, more than {limits.max_outputs} "
+                          "(limit max_psbt_outputs)")
     for i, txin in enumerate(tx.inputs):
         if txin.script_sig:
             raise InvalidPsbt(f"{what}: input {i} has a non-empty scriptSig")
