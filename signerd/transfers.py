@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from . import approval as A
 from . import policy as P
 from .chains import Decoded, adapter_for, classify_outputs
-from .errors import (AlreadyExists, FailedPrecondition, InvalidApproval, InvalidArgument, NotFound,
+from .errors import (AlreadyExists, FailedPrecondition, HsmUnavailable, InvalidApproval,
+                     InvalidArgument, NotFound,
                      PermissionDenied, PolicyDenied, SignerError, WalletFrozen)
 from .model import (Chain, Decision, DestinationClass, Movement, Output, TransferState, Wallet,
                     WalletStatus)
@@ -232,7 +233,6 @@ class TransferService:
         try:
             req = policy.requirement_for(movement, category_change=category_change)
         except PolicyDenied as e:
-            self.app.metrics.policy_denials.labels("no_rule").inc()
             raise PolicyDenied(f"wallet {wallet_id}: {e.message}") from None
         if req.require_legal_basis and not legal_basis.strip():
             raise PolicyDenied(f"wallet {wallet_id}: the matching rule requires a legal basis")
@@ -443,6 +443,10 @@ class TransferService:
                 self.sign(transfer_id)
             except WalletFrozen:
                 pass
+            except HsmUnavailable as e:
+                raise HsmUnavailable(
+                    f"the approval is recorded and transfer {transfer_id} is APPROVED; it will be "
+                    f"signed once the HSM is back ({e.message})") from None
         return self.get(transfer_id)
 
     def _finish(self, tx: Tx, row: Row, state: TransferState, actor: str, why: str) -> None:
