@@ -139,7 +139,7 @@ EXACT_DELTAS = [
     ("signerd_approvals_total", {"decision": "APPROVE"}, 2),
     ("signerd_approvals_total", {"decision": "REJECT"}, 1),
     ("signerd_policy_denials_total", {}, 1),
-    ("signerd_policy_denials_total", {"reason": "no_rule"}, 1),
+    ("signerd_policy_denials_total", {"reason": "policy_denied"}, 1),
     ("signerd_submit_to_quorum_seconds_count", {}, 1),
     ("signerd_submit_to_signed_seconds_count", {}, 1),
     ("signerd_quorum_to_signed_seconds_count", {}, 1),
