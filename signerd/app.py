@@ -59,6 +59,7 @@ class App:
             pin_file=config.hsm.pin_file, concurrency=config.hsm.concurrency,
             pool_size=config.hsm.sessions, env=env,
             fault_delay=float(config.testing.get("hsm_delay_seconds", 0.0)),
+            call_timeout=config.hsm.call_timeout,
         )
         self.keystore.on_state_change = lambda up: self.metrics.hsm_up.set(1 if up else 0)
         self.store = store or open_store(config.store_url)

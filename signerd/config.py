@@ -33,6 +33,7 @@ class HsmConfig:
     concurrency: str = "os-locking"
     sessions: int = 4
     probe_seconds: float = 2.0
+    call_timeout: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def load(path: str | Path) -> Config:
 
     h = doc.get("hsm", {})
     _take(h, "hsm", {"module", "token", "pin_file", "softhsm_conf", "concurrency", "sessions",
-                     "probe_seconds"})
+                     "probe_seconds", "call_timeout"})
     hsm = HsmConfig(
         module=str(h.get("module", DEFAULT_MODULE)),
         token=str(h.get("token", "pkcs11:token=signerd")),
@@ -134,6 +135,7 @@ def load(path: str | Path) -> Config:
         concurrency=str(h.get("concurrency", "os-locking")),
         sessions=int(h.get("sessions", 4)),
         probe_seconds=float(h.get("probe_seconds", 2.0)),
+        call_timeout=float(h.get("call_timeout", 3.0)),
     )
 
     st = doc.get("store", {})
