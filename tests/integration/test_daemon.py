@@ -177,3 +177,34 @@ def test_logs_are_json_lines_with_request_ids(daemon: Daemon) -> None:
     rpcs = [d for d in docs if d.get("msg") == "rpc"]
     assert rpcs and all(d["request_id"] and d["rpc"] and d["code"] for d in rpcs)
     assert any(d["rpc"] == "Custody/ListWallets" and d["principal"] == "platform" for d in rpcs)
+
+
+def test_systemd_readiness_is_notified_once_serving(tmp_path: Path) -> None:
+    """Type=notify: READY=1 arrives on NOTIFY_SOCKET after the HSM, store and port are ready."""
+    import os
+    import socket
+
+    sock_path = tmp_path / "notify.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(str(sock_path))
+    srv.settimeout(60)
+    d = Daemon(init_state(tmp_path / "s"))
+    old = os.environ.get("NOTIFY_SOCKET")
+    os.environ["NOTIFY_SOCKET"] = str(sock_path)
+    try:
+        d.start()
+    finally:
+        if old is None:
+            del os.environ["NOTIFY_SOCKET"]
+        else:
+            os.environ["NOTIFY_SOCKET"] = old
+    try:
+        msg = srv.recv(4096).decode()
+        assert "READY=1" in msg
+        ch = d.channel("platform")
+        assert health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest()).status == \
+            health_pb2.HealthCheckResponse.SERVING
+    finally:
+        assert d.stop() == 0
+    assert "STOPPING=1" in srv.recv(4096).decode()
+    srv.close()
