@@ -146,9 +146,7 @@ class App:
         with self.store.read() as tx:
             wallets = {(r["chain"], r["category"]): r["n"] for r in tx.count_wallets()}
             transfers = {(r["chain"], r["state"]): r["n"] for r in tx.count_transfers()}
-            now = time.time()
-            overdue = sum(1 for r in tx.transfers_in_states(("PENDING_APPROVAL", "APPROVED"))
-                          if now >= float(r["expires_at"]))
+            overdue = tx.count_past_expiry(time.time())
         for chain in Chain:
             for cat in Category:
                 self.metrics.wallets.labels(chain.value, cat.value).set(

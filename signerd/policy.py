@@ -47,6 +47,7 @@ legal basis if any rule asks for one.
 """
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from collections import Counter
@@ -299,6 +300,14 @@ def classify_destination(address: str, *, own_addresses: Iterable[str],
 
 
 def parse_policy(text: str) -> Policy:
+    """Parse a policy document (cached: a Policy is immutable and parsing is pure)."""
+    if not isinstance(text, str):
+        raise InvalidPolicy("policy document must be text")
+    return _parse_policy_cached(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_policy_cached(text: str) -> Policy:
     """Parse and validate a policy document; raise InvalidPolicy naming the offending key."""
     if len(text) > MAX_DOCUMENT_CHARS:
         raise InvalidPolicy(f"policy document exceeds {MAX_DOCUMENT_CHARS} characters")

@@ -138,19 +138,22 @@ class TransferService:
                                         r["status"] == "active")
                 for r in tx.list_operators()}
 
-    def _quorum(self, tx: Tx, row: Row) -> P.QuorumResult:
-        votes = [P.Vote(a["operator_id"], Decision(a["decision"]))
-                 for a in tx.approvals(row["id"])]
-        return P.evaluate(requirement_from_json(row["requirement"]), votes, self._operators(tx),
+    def _quorum(self, tx: Tx, row: Row, operators: dict[str, P.OperatorView] | None = None,
+                approvals: builtins.list[Row] | None = None) -> P.QuorumResult:
+        rows = tx.approvals(row["id"]) if approvals is None else approvals
+        votes = [P.Vote(a["operator_id"], Decision(a["decision"])) for a in rows]
+        return P.evaluate(requirement_from_json(row["requirement"]), votes,
+                          self._operators(tx) if operators is None else operators,
                           row["submitter"])
 
-    def _view(self, tx: Tx, row: Row) -> TransferView:
+    def _view(self, tx: Tx, row: Row,
+              operators: dict[str, P.OperatorView] | None = None) -> TransferView:
         req = requirement_from_json(row["requirement"])
         approvals = tx.approvals(row["id"])
         remaining = ""
         counted: tuple[str, ...] = ()
         if row["state"] in LIVE:
-            q = self._quorum(tx, row)
+            q = self._quorum(tx, row, operators, approvals)
             remaining, counted = q.remaining, q.counted
         return TransferView(
             row=dict(row.data), movement=movement_from_json(row["movement"]),
@@ -167,13 +170,15 @@ class TransferService:
     def list(self, *, wallet_id: str = "", state: str = "", after: str = "",
              limit: int = 100) -> list[TransferView]:
         with self.store.read() as tx:
-            return [self._view(tx, r) for r in tx.list_transfers(
+            ops = self._operators(tx)
+            return [self._view(tx, r, ops) for r in tx.list_transfers(
                 wallet_id=wallet_id, state=state, after=after, limit=limit)]
 
     def pending_for(self, operator_id: str, *, after: str = "", limit: int = 100
                     ) -> builtins.list[TransferView]:
         """Pending transfers this operator could still usefully approve."""
         with self.store.read() as tx:
+            ops = self._operators(tx)
             rows = tx.list_transfers(state=TransferState.PENDING_APPROVAL.value, after=after,
                                      limit=limit)
             out = []
@@ -185,7 +190,7 @@ class TransferService:
                 req = requirement_from_json(r["requirement"])
                 if req.group is not None and operator_id not in req.group:
                     continue
-                out.append(self._view(tx, r))
+                out.append(self._view(tx, r, ops))
             return out
 
     # ---------------------------------------------------------------- submission
@@ -596,7 +601,7 @@ class TransferService:
     def tick(self) -> None:
         now = time.time()
         with self.store.read() as tx:
-            live = tx.transfers_in_states(LIVE)
+            live = tx.due_transfers(now)
         for r in live:
             if r["state"] == TransferState.PENDING_APPROVAL.value and now >= float(r["expires_at"]):
                 with self.store.transaction() as tx:

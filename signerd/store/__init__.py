@@ -264,6 +264,17 @@ class Tx:
         return self.all(f"SELECT * FROM transfers WHERE state IN ({marks}) ORDER BY created_at",
                         list(states))
 
+    def due_transfers(self, now: float) -> list[Row]:
+        """Ids the monitor must act on: pending past expiry, and approved (to sign)."""
+        return self.all("SELECT id, state, expires_at FROM transfers WHERE (state = ? AND"
+                        " expires_at <= ?) OR state = ? ORDER BY created_at",
+                        ("PENDING_APPROVAL", now, "APPROVED"))
+
+    def count_past_expiry(self, now: float) -> int:
+        r = self.one("SELECT COUNT(*) AS n FROM transfers WHERE state IN (?, ?) AND"
+                     " expires_at <= ?", ("PENDING_APPROVAL", "APPROVED", now))
+        return int(r["n"]) if r else 0
+
     def update_transfer(self, transfer_id: str, **fields: Any) -> None:
         fields["updated_at"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in fields)
@@ -307,16 +318,18 @@ class Tx:
             raise SignerError("the audit head row is missing: the store was not migrated or "
                               "was tampered with; refusing to start a second chain",
                               reason="AUDIT_HEAD_MISSING")
-        prev = None
-        if int(head["seq"]) > 0:
-            last = self.one("SELECT * FROM audit_events WHERE seq = ?", (head["seq"],))
-            if last is None:
-                raise SignerError(f"audit event seq {head['seq']} (the head) is missing from "
-                                  "the store: the chain was tampered with",
+        seq, prev_hash = int(head["seq"]), audit.GENESIS
+        if seq > 0:
+            last = self.one("SELECT hash FROM audit_events WHERE seq = ?", (seq,))
+            if last is None or last["hash"] != head["hash"]:
+                raise SignerError(f"audit event seq {seq} (the head) is missing from the store "
+                                  "or differs from the head: the chain was tampered with",
                                   reason="AUDIT_HEAD_MISSING")
-            prev = row_to_event(last)
-        ev = audit.new_event(prev, time=int(time.time() * 1_000_000), actor=actor, action=action,
-                             object=obj, details=details)
+            prev_hash = bytes.fromhex(last["hash"])
+        now = int(time.time() * 1_000_000)
+        ev = audit.AuditEvent(seq + 1, now, actor, action, obj, dict(details), prev_hash,
+                              audit.chain_hash(prev_hash, seq + 1, now, actor, action, obj,
+                                               dict(details)))
         self.execute(
             "INSERT INTO audit_events (seq, time_micros, actor, action, object, details, prev_hash,"
             " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

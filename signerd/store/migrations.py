@@ -141,6 +141,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE UNIQUE INDEX transfers_idempotency ON transfers (wallet_id, idempotency_key)"
         " WHERE idempotency_key <> ''",
     ]),
+    (5, "the health monitor finds due transfers without reading every live one", [
+        "CREATE INDEX transfers_state_expiry ON transfers (state, expires_at)",
+    ]),
 ]
 
 
