@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Install everything signerd and its tests need on Debian 12, as root: system packages
-# (SoftHSM2, OpenSC's pkcs11-tool, libsecp256k1, PostgreSQL for the replica tests) and a
-# virtual environment in .venv with signerd and its test dependencies. Idempotent.
+# Install what signerd needs on Debian 12, as root: system packages (SoftHSM2, OpenSC's
+# pkcs11-tool, libsecp256k1) and a virtual environment in .venv with signerd and its test
+# dependencies. With --test, also what only the test suite uses: PostgreSQL (replica tests),
+# Prometheus' promtool (alert rules) and systemd-analyze (unit check). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(softhsm2 opensc libsecp256k1-1 postgresql python3-venv python3-pip systemd prometheus)  # prometheus: promtool
+PKGS=(softhsm2 opensc libsecp256k1-1 python3-venv python3-pip)
+if [ "${1:-}" = "--test" ]; then
+  PKGS+=(postgresql prometheus systemd)  # prometheus: promtool; systemd: systemd-analyze
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
