@@ -146,10 +146,11 @@ class TransferService:
                           self._operators(tx) if operators is None else operators,
                           row["submitter"])
 
-    def _view(self, tx: Tx, row: Row,
-              operators: dict[str, P.OperatorView] | None = None) -> TransferView:
+    def _view(self, tx: Tx, row: Row, operators: dict[str, P.OperatorView] | None = None,
+              approvals: builtins.list[Row] | None = None) -> TransferView:
         req = requirement_from_json(row["requirement"])
-        approvals = tx.approvals(row["id"])
+        if approvals is None:
+            approvals = tx.approvals(row["id"])
         remaining = ""
         counted: tuple[str, ...] = ()
         if row["state"] in LIVE:
@@ -171,8 +172,9 @@ class TransferService:
              limit: int = 100) -> list[TransferView]:
         with self.store.read() as tx:
             ops = self._operators(tx)
-            return [self._view(tx, r, ops) for r in tx.list_transfers(
-                wallet_id=wallet_id, state=state, after=after, limit=limit)]
+            rows = tx.list_transfers(wallet_id=wallet_id, state=state, after=after, limit=limit)
+            apps = tx.approvals_for([r["id"] for r in rows])
+            return [self._view(tx, r, ops, apps[r["id"]]) for r in rows]
 
     def pending_for(self, operator_id: str, *, after: str = "", limit: int = 100
                     ) -> builtins.list[TransferView]:
@@ -181,16 +183,17 @@ class TransferService:
             ops = self._operators(tx)
             rows = tx.list_transfers(state=TransferState.PENDING_APPROVAL.value, after=after,
                                      limit=limit)
+            apps = tx.approvals_for([r["id"] for r in rows])
             out = []
             for r in rows:
                 if r["submitter"] == operator_id:
                     continue
-                if any(a["operator_id"] == operator_id for a in tx.approvals(r["id"])):
+                if any(a["operator_id"] == operator_id for a in apps[r["id"]]):
                     continue
                 req = requirement_from_json(r["requirement"])
                 if req.group is not None and operator_id not in req.group:
                     continue
-                out.append(self._view(tx, r, ops))
+                out.append(self._view(tx, r, ops, apps[r["id"]]))
             return out
 
     # ---------------------------------------------------------------- submission

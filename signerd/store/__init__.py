@@ -297,6 +297,17 @@ class Tx:
         return self.all("SELECT * FROM approvals WHERE transfer_id = ? ORDER BY created_at",
                         (transfer_id,))
 
+    def approvals_for(self, transfer_ids: Sequence[str]) -> dict[str, list[Row]]:
+        """Approvals of several transfers in one query (a list page)."""
+        out: dict[str, list[Row]] = {t: [] for t in transfer_ids}
+        for i in range(0, len(transfer_ids), 500):
+            chunk = list(transfer_ids[i:i + 500])
+            marks = ", ".join("?" for _ in chunk)
+            for r in self.all(f"SELECT * FROM approvals WHERE transfer_id IN ({marks})"
+                              " ORDER BY created_at", chunk):
+                out[r["transfer_id"]].append(r)
+        return out
+
     def insert_signature(self, transfer_id: str, digest: bytes, key_id: str, r: int, s: int) -> None:
         self.execute("INSERT INTO signatures (transfer_id, digest, key_id, r, s, created_at)"
                      " VALUES (?, ?, ?, ?, ?, ?)",
