@@ -69,6 +69,9 @@ class App:
         self._health_listeners: list[Callable[[bool], None]] = []
         self._store_up = True
         self.transfers: Any = None  # set by start() once the transfer service exists
+        # Called after every monitor iteration (the systemd watchdog ping): a probe stuck inside
+        # the PKCS#11 module stops the pings, and systemd restarts the daemon.
+        self.on_tick: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -115,6 +118,8 @@ class App:
                 self.check_once()
             except Exception:  # the monitor must never die; the failure is logged with trace
                 log.exception("health monitor iteration failed")
+            if self.on_tick is not None:
+                self.on_tick()
 
     def check_once(self) -> None:
         was_hsm = self.keystore.up

@@ -304,6 +304,8 @@ def run(config_path: str) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if os.environ.get("WATCHDOG_USEC"):
+        app.on_tick = lambda: sd_notify("WATCHDOG=1")
     monitor = threading.Thread(target=app.monitor, name="monitor", daemon=True)
     monitor.start()
     sd_notify("READY=1\nSTATUS=serving")

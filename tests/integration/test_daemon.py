@@ -189,22 +189,30 @@ def test_systemd_readiness_is_notified_once_serving(tmp_path: Path) -> None:
     srv.bind(str(sock_path))
     srv.settimeout(60)
     d = Daemon(init_state(tmp_path / "s"))
-    old = os.environ.get("NOTIFY_SOCKET")
+    saved = {k: os.environ.get(k) for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     os.environ["NOTIFY_SOCKET"] = str(sock_path)
+    os.environ["WATCHDOG_USEC"] = "30000000"
     try:
         d.start()
     finally:
-        if old is None:
-            del os.environ["NOTIFY_SOCKET"]
-        else:
-            os.environ["NOTIFY_SOCKET"] = old
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
     try:
         msg = srv.recv(4096).decode()
         assert "READY=1" in msg
+        assert srv.recv(4096).decode() == "WATCHDOG=1"  # the monitor pings after each probe
         ch = d.channel("platform")
         assert health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest()).status == \
             health_pb2.HealthCheckResponse.SERVING
     finally:
         assert d.stop() == 0
-    assert "STOPPING=1" in srv.recv(4096).decode()
+    rest = []
+    while True:
+        m = srv.recv(4096).decode()
+        rest.append(m)
+        if "STOPPING=1" in m:
+            break
     srv.close()
