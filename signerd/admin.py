@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 
 OPERATOR_ID = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 ROLE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-KNOWN_ROLES = frozenset({"investigator", "prosecutor", "custody_officer", "judge", "auditor",
-                         "admin"})
 
 
 @dataclass(frozen=True)

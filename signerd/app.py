@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from . import wallets as W
 from .config import Config
-from .errors import HsmUnavailable, InvalidArgument, SignerError
+from .errors import HsmUnavailable, InvalidArgument
 from .hsm import Keystore, KeyInfo
 from .metrics import Metrics
 from .model import Wallet
@@ -281,6 +281,4 @@ class App:
             rows = tx.list_wallets(category=category, case_ref=case_ref, after=after, limit=limit)
             return [W.wallet_from_rows(r, tx.wallet_keys(r["id"])) for r in rows]
 
-
-__all__ = ["App", "Notifier", "SignerError"]
 

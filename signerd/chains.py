@@ -9,21 +9,17 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Protocol
+from typing import Any
 
 from .config import Limits
-from .errors import FailedPrecondition, InvalidArgument, InvalidPsbt, InvalidTransaction, PolicyDenied
-from .model import BitcoinNetwork, Chain, DestinationClass, Movement, Output, Wallet
-
-SignFn = Callable[[str, bytes], tuple[int, int]]  # (key_id, digest) -> (r, low s)
-
+from .errors import InvalidPsbt, InvalidTransaction
+from .model import BitcoinNetwork, Chain, DestinationClass, Movement, Wallet
 
 @dataclass(frozen=True)
 class Decoded:
     movement: Movement
     lock_keys: tuple[str, ...]  # nonces / outpoints this transfer holds while live
     tx: Any  # the parsed transaction object of the chain module
-    sighash_types: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -32,15 +28,6 @@ class Signed:
     psbt: str = ""  # base64
     tx_hash: str = ""
     complete: bool = True
-
-
-class ChainAdapter(Protocol):
-    def decode(self, wallet: Wallet, payload: bytes, limits: Limits) -> Decoded: ...
-
-    def assemble(self, wallet: Wallet, decoded: Decoded,
-                 signatures: dict[tuple[str, bytes], tuple[int, int]]) -> Signed: ...
-
-    def digests_to_sign(self, wallet: Wallet, decoded: Decoded) -> list[tuple[str, bytes]]: ...
 
 
 def classify_outputs(movement: Movement, own_addresses: set[str],
@@ -121,7 +108,7 @@ class BitcoinAdapter:
     def spec(wallet: Wallet) -> Any:
         from .bitcoin.signer import WalletSpec
 
-        hsm = [k.public_key for k in wallet.keys if not k.key_id.startswith("ext-")]
+        hsm = [k.public_key for k in wallet.keys if k.hsm_held]
         return WalletSpec(script_type=wallet.script_type, network=BitcoinNetwork(wallet.network),
                           threshold=wallet.threshold,
                           pubkeys=tuple(k.public_key for k in wallet.keys),
@@ -147,7 +134,7 @@ class BitcoinAdapter:
 
     @staticmethod
     def _key_ids(wallet: Wallet) -> dict[bytes, str]:
-        return {k.public_key: k.key_id for k in wallet.keys if not k.key_id.startswith("ext-")}
+        return {k.public_key: k.key_id for k in wallet.keys if k.hsm_held}
 
     def digests_to_sign(self, wallet: Wallet, decoded: Decoded) -> list[tuple[str, bytes]]:
         _, analysis = decoded.tx
@@ -194,6 +181,3 @@ class BitcoinAdapter:
 def adapter_for(chain: Chain) -> Any:
     return EthereumAdapter() if chain is Chain.ETHEREUM else BitcoinAdapter()
 
-
-__all__ = ["Decoded", "Signed", "adapter_for", "classify_outputs", "FailedPrecondition",
-           "PolicyDenied", "Output"]

@@ -68,13 +68,20 @@ class DestinationClass(str, Enum):
     EXTERNAL = "external"
 
 
+EXTERNAL_KEY_PREFIX = "ext-"
+
+
 @dataclass(frozen=True)
 class KeyRef:
     """A key held in the HSM: found again by its CKA_ID; the public key is cached here."""
 
-    key_id: str  # hex of CKA_ID
+    key_id: str  # hex of CKA_ID; "ext-..." for an external cosigner's key
     label: str
     public_key: bytes  # 33-byte compressed secp256k1 point
+
+    @property
+    def hsm_held(self) -> bool:
+        return not self.key_id.startswith(EXTERNAL_KEY_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,14 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import approval as A
 from . import policy as P
 from .chains import Decoded, adapter_for, classify_outputs
 from .errors import (AlreadyExists, FailedPrecondition, HsmUnavailable, InvalidApproval,
-                     InvalidArgument, NotFound,
-                     PermissionDenied, PolicyDenied, SignerError, WalletFrozen)
+                     InvalidArgument, PermissionDenied, PolicyDenied, SignerError, WalletFrozen)
 from .model import (Chain, Decision, DestinationClass, Movement, Output, TransferState, Wallet,
                     WalletStatus)
 from .store import Row, Tx
@@ -390,52 +389,16 @@ class TransferService:
                 raise FailedPrecondition(
                     f"transfer {transfer_id} is {state.value}, not waiting for approvals")
             expired = now >= float(row["expires_at"])
-            if expired:
+            if expired:  # committed, then refused below
                 self._finish(tx, row, TransferState.EXPIRED, "signerd",
                              "approval window passed before quorum")
+            else:
+                became_approved = self._record_decision(
+                    tx, row, actor, operator_id, decision, signature, reason, statement_sha256,
+                    now)
         if expired:
             self.app.notifier.notify()
             raise FailedPrecondition(f"transfer {transfer_id} has expired")
-        with self.store.transaction() as tx:
-            row = tx.get_transfer(transfer_id, lock=True)
-            if row["state"] != TransferState.PENDING_APPROVAL.value:
-                raise FailedPrecondition(
-                    f"transfer {transfer_id} is {row['state']}, not waiting for approvals")
-            op = tx.get_operator(operator_id)
-            if op["status"] != "active":
-                raise PermissionDenied(f"operator {operator_id} is revoked")
-            if operator_id == row["submitter"]:
-                raise PermissionDenied(
-                    f"operator {operator_id} submitted transfer {transfer_id} and cannot decide on it")
-            ctx = self.context(row)
-            movement = movement_from_json(row["movement"])
-            statement = A.build_statement(ctx, movement, decision)
-            if statement_sha256 and statement_sha256 != A.statement_digest(statement):
-                raise InvalidApproval(
-                    "statement_sha256: the operator signed a different statement than this "
-                    "transfer's (transaction or metadata changed)")
-            A.verify_statement(op["public_key_pem"].encode(), statement, signature,
-                               operator_id=operator_id)
-            try:
-                tx.insert_approval({
-                    "transfer_id": transfer_id, "operator_id": operator_id,
-                    "decision": decision.value, "signature": signature.hex(),
-                    "statement_sha256": A.statement_digest(statement).hex(), "reason": reason,
-                    "created_at": now})
-            except AlreadyExists as e:
-                raise FailedPrecondition(e.message) from None
-            tx.append_audit(actor, f"transfer.{decision.value.lower()}", transfer_id, {
-                "operator_id": operator_id,
-                "statement_sha256": A.statement_digest(statement).hex(), "reason": reason})
-            q = self._quorum(tx, row)
-            wallet_status = tx.get_wallet(row["wallet_id"])["status"]
-            if q.rejected:
-                self._finish(tx, row, TransferState.REJECTED, "signerd", q.reason)
-            elif q.met:
-                tx.update_transfer(transfer_id, state=TransferState.APPROVED.value)
-                tx.append_audit("signerd", "transfer.approved", transfer_id,
-                                {"counted": list(q.counted), "wallet_status": wallet_status})
-                became_approved = True
         self.app.metrics.approvals.labels(decision.value).inc()
         log.info("transfer decision", extra={"transfer_id": transfer_id, "operator": operator_id,
                                              "decision": decision.value,
@@ -456,6 +419,49 @@ class TransferService:
                     f"the approval is recorded and transfer {transfer_id} is APPROVED; it will be "
                     f"signed once the HSM is back ({e.message})") from None
         return self.get(transfer_id)
+
+    def _record_decision(self, tx: Tx, row: Row, actor: str, operator_id: str,
+                         decision: Decision, signature: bytes, reason: str,
+                         statement_sha256: bytes, now: float) -> bool:
+        """Verify and store one operator's decision, then judge the quorum; True when this
+        decision completed it (the transfer is now APPROVED)."""
+        transfer_id = row["id"]
+        became_approved = False
+        op = tx.get_operator(operator_id)
+        if op["status"] != "active":
+            raise PermissionDenied(f"operator {operator_id} is revoked")
+        if operator_id == row["submitter"]:
+            raise PermissionDenied(
+                f"operator {operator_id} submitted transfer {transfer_id} and cannot decide on it")
+        ctx = self.context(row)
+        movement = movement_from_json(row["movement"])
+        statement = A.build_statement(ctx, movement, decision)
+        digest = A.statement_digest(statement)
+        if statement_sha256 and statement_sha256 != digest:
+            raise InvalidApproval(
+                "statement_sha256: the operator signed a different statement than this "
+                "transfer's (transaction or metadata changed)")
+        A.verify_statement(op["public_key_pem"].encode(), statement, signature,
+                           operator_id=operator_id)
+        try:
+            tx.insert_approval({
+                "transfer_id": transfer_id, "operator_id": operator_id,
+                "decision": decision.value, "signature": signature.hex(),
+                "statement_sha256": digest.hex(), "reason": reason, "created_at": now})
+        except AlreadyExists as e:
+            raise FailedPrecondition(e.message) from None
+        tx.append_audit(actor, f"transfer.{decision.value.lower()}", transfer_id, {
+            "operator_id": operator_id, "statement_sha256": digest.hex(), "reason": reason})
+        q = self._quorum(tx, row)
+        wallet_status = tx.get_wallet(row["wallet_id"])["status"]
+        if q.rejected:
+            self._finish(tx, row, TransferState.REJECTED, "signerd", q.reason)
+        elif q.met:
+            tx.update_transfer(transfer_id, state=TransferState.APPROVED.value)
+            tx.append_audit("signerd", "transfer.approved", transfer_id,
+                            {"counted": list(q.counted), "wallet_status": wallet_status})
+            became_approved = True
+        return became_approved
 
     def _finish(self, tx: Tx, row: Row, state: TransferState, actor: str, why: str) -> None:
         tx.update_transfer(row["id"], state=state.value, failure=why)
@@ -621,6 +627,3 @@ class TransferService:
                 except SignerError as e:
                     log.warning("transfer %s not signed yet: %s", r["id"], e.message)
 
-
-__all__ = ["TransferService", "TransferView", "movement_to_json", "movement_from_json",
-           "requirement_to_json", "requirement_from_json", "replace"]

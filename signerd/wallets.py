@@ -7,9 +7,10 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from .errors import InvalidArgument, NotFound
+from .errors import InvalidArgument
 from .hsm import KeyInfo
-from .model import (BitcoinNetwork, Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus)
+from .model import (EXTERNAL_KEY_PREFIX, BitcoinNetwork, Category, Chain, KeyRef, ScriptType, Wallet,
+                    WalletStatus)
 from .store import Row, Tx
 
 log = logging.getLogger("signerd.wallets")
@@ -160,10 +161,6 @@ def wallet_from_rows(w: Row, keys: list[Row]) -> Wallet:
     )
 
 
-def hsm_key_ids(keys: list[Row]) -> list[str]:
-    return [k["key_id"] for k in keys if int(k["hsm_held"])]
-
-
 def new_wallet_id() -> str:
     return "w_" + secrets.token_hex(8)
 
@@ -188,7 +185,7 @@ def insert_wallet(tx: Tx, checked: CheckedWallet, wallet_id: str, hsm_keys: list
                        "label": k.label, "public_key": k.public_key.hex(), "hsm_held": True,
                        "category": checked.category.value, "created_at": now})
     for j, pub in enumerate(checked.cosigners):
-        tx.insert_key({"key_id": "ext-" + pub.hex()[:32] + "-" + wallet_id,
+        tx.insert_key({"key_id": EXTERNAL_KEY_PREFIX + pub.hex()[:32] + "-" + wallet_id,
                        "wallet_id": wallet_id, "position": len(hsm_keys) + j,
                        "label": f"cosigner {j + 1}", "public_key": pub.hex(), "hsm_held": False,
                        "category": checked.category.value, "created_at": now})

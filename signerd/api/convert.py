@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..model import Category, Chain, Movement, ScriptType, TransferState, Wallet, WalletStatus
+from ..model import Category, Chain, Movement, ScriptType, Wallet, WalletStatus
 from ..transfers import TransferView
 from ..v1 import signerd_pb2 as pb
 
@@ -30,7 +30,7 @@ def wallet_pb(w: Wallet, *, policy_version: int = 0, freeze_order: str = "") -> 
         case_ref=w.case_ref, legal_basis=w.legal_basis, status=STATUS_TO_PB[w.status],
         address=w.address, descriptor=w.descriptor,
         keys=[pb.Key(key_id=k.key_id, label=k.label, public_key=k.public_key,
-                     hsm_held=not k.key_id.startswith("ext-")) for k in w.keys],
+                     hsm_held=k.hsm_held) for k in w.keys],
         threshold=w.threshold, cosigners=list(w.cosigners), policy_version=policy_version,
         created_at_unix=int(w.created_at), freeze_order=freeze_order)
 
@@ -81,5 +81,3 @@ def state_from_pb(value: int) -> str:
 def json_details(details: dict[str, Any]) -> str:
     return json.dumps(details, sort_keys=True, separators=(",", ":"))
 
-
-__all__ = ["TransferState"]

@@ -22,7 +22,7 @@ from .. import pki
 from ..admin import AdminService
 from ..app import App
 from ..errors import (InvalidArgument, PermissionDenied, ResourceExhausted, SignerError, Status,
-                      Unauthenticated, Unimplemented)
+                      Unauthenticated)
 from ..model import Decision
 from ..v1 import signerd_pb2 as pb
 from ..v1 import signerd_pb2_grpc as rpc
@@ -547,5 +547,3 @@ def build_server(app: App) -> tuple[grpc.Server, health.HealthServicer, int]:
         raise InvalidArgument(f"cannot listen on {cfg.listen}")
     return server, health_servicer, port
 
-
-__all__ = ["build_server", "ALLOWED", "json"]

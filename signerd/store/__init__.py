@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 from .. import audit
 from ..errors import AlreadyExists, Conflict, NotFound, SignerError, StoreUnavailable
@@ -259,11 +258,6 @@ class Tx:
         params.append(limit)
         return self.all(sql, params)
 
-    def transfers_in_states(self, states: Sequence[str]) -> list[Row]:
-        marks = ", ".join("?" for _ in states)
-        return self.all(f"SELECT * FROM transfers WHERE state IN ({marks}) ORDER BY created_at",
-                        list(states))
-
     def due_transfers(self, now: float) -> list[Row]:
         """Ids the monitor must act on: pending past expiry, and approved (to sign)."""
         return self.all("SELECT id, state, expires_at FROM transfers WHERE (state = ? AND"
@@ -388,5 +382,3 @@ def open_store(url: str) -> Store:
         return PostgresStore(url)
     raise StoreUnavailable(f"unsupported store URL scheme in {url.split(':', 1)[0]!r}")
 
-
-__all__ = ["Tx", "Row", "Store", "open_store", "row_to_event", "contextmanager", "Iterator"]
