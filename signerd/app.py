@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -66,6 +67,8 @@ class App:
         self.notifier = Notifier()
         self.instance_id = config.instance_id
         self._stop = threading.Event()
+        self._sign_pool: ThreadPoolExecutor | None = None
+        self._sign_pool_lock = threading.Lock()
         self._health_listeners: list[Callable[[bool], None]] = []
         self._store_up = True
         self.transfers: Any = None  # set by start() once the transfer service exists
@@ -140,6 +143,8 @@ class App:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._sign_pool is not None:
+            self._sign_pool.shutdown(wait=True)
         self.keystore.close()
         self.store.close()
 
@@ -171,6 +176,30 @@ class App:
             raise
         self.metrics.hsm_sign_seconds.observe(time.perf_counter() - t0)
         return rs
+
+    def hsm_sign_many(self, jobs: list[tuple[str, bytes]]) -> list[tuple[int, int]]:
+        """Sign ``(key_id, digest)`` jobs, in order. With OS locking the jobs are spread over
+        the keystore's sessions, one thread each (PKCS#11 C_Sign runs without the GIL, so the
+        token signs in parallel); otherwise, one after another. The first failure is raised."""
+        workers = min(len(jobs), self.keystore.pool_size
+                      if self.keystore.concurrency == "os-locking" else 1)
+        if workers <= 1:
+            return [self.hsm_sign(k, d) for k, d in jobs]
+        with self._sign_pool_lock:
+            if self._sign_pool is None:
+                self._sign_pool = ThreadPoolExecutor(max_workers=self.keystore.pool_size,
+                                                     thread_name_prefix="hsm-sign")
+            pool = self._sign_pool
+
+        def run(part: list[tuple[str, bytes]]) -> list[tuple[int, int]]:
+            return [self.hsm_sign(k, d) for k, d in part]
+
+        parts = [jobs[i::workers] for i in range(workers)]
+        done = [f.result() for f in [pool.submit(run, p) for p in parts]]
+        out: list[tuple[int, int]] = [(0, 0)] * len(jobs)
+        for i, results in enumerate(done):
+            out[i::workers] = results
+        return out
 
     def hsm_generate(self, label: str) -> KeyInfo:
         try:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .config import Limits
-from .errors import InvalidPsbt, InvalidTransaction
+from .errors import FailedPrecondition, InvalidPsbt, InvalidTransaction
 from .model import BitcoinNetwork, Chain, DestinationClass, Movement, Wallet
 
 @dataclass(frozen=True)
@@ -45,9 +45,9 @@ def classify_outputs(movement: Movement, own_addresses: set[str],
 # ---------------------------------------------------------------- Ethereum
 
 class EthereumAdapter:
-    def decode(self, wallet: Wallet, payload: bytes, limits: Limits) -> Decoded:
+    def parse(self, wallet: Wallet, payload: bytes, limits: Limits) -> Any:
+        """The EIP-1559 transaction of a submitted JSON payload, checked against the wallet."""
         from .ethereum.eip1559 import Eip1559Tx
-        from .ethereum.signing import movement
 
         if len(payload) > limits.max_calldata_bytes * 2 + 65536:
             raise InvalidTransaction(
@@ -69,9 +69,24 @@ class EthereumAdapter:
             raise InvalidTransaction(
                 f"chainId: {tx.chain_id} is not allowed for wallet {wallet.id} (allowed: "
                 f"{', '.join(str(c) for c in wallet.chain_ids)})")
-        mv = movement(tx)
+        return tx
+
+    def decode(self, wallet: Wallet, payload: bytes, limits: Limits) -> Decoded:
+        from .ethereum.signing import movement
+
+        tx = self.parse(wallet, payload, limits)
         lock = f"eth:{wallet.address.lower()}:{tx.chain_id}:{tx.nonce}"
-        return Decoded(mv, (lock,), tx)
+        return Decoded(movement(tx), (lock,), tx)
+
+    def redecode(self, wallet: Wallet, payload: bytes, limits: Limits, submitted: Movement,
+                 allowed_sighash: frozenset[int] = frozenset()) -> Decoded:
+        """The stored payload decoded again for the sign step: the transaction and its digest
+        are recomputed from the bytes and must be those the approvals saw at submission (the
+        decoded movement is the submitted one: the digest binds every field)."""
+        tx = self.parse(wallet, payload, limits)
+        if (tx.signing_hash(),) != submitted.digests:
+            raise FailedPrecondition("the transaction's digest differs from the one approved")
+        return Decoded(submitted, (), tx)
 
     def digests_to_sign(self, wallet: Wallet, decoded: Decoded) -> list[tuple[str, bytes]]:
         return [(wallet.keys[0].key_id, decoded.tx.signing_hash())]
@@ -132,6 +147,15 @@ class BitcoinAdapter:
         locks = tuple(f"btc:{wallet.network}:{op}" for op in analysis.movement.outpoints)
         return Decoded(analysis.movement, locks, (parsed, analysis))
 
+    def redecode(self, wallet: Wallet, payload: bytes, limits: Limits, submitted: Movement,
+                 allowed_sighash: frozenset[int] = frozenset({1})) -> Decoded:
+        """The stored PSBT parsed and analysed again for the sign step (UTXO proofs, scripts,
+        digests); its digests must be those the approvals saw at submission."""
+        decoded = self.decode(wallet, payload, limits, allowed_sighash=allowed_sighash)
+        if decoded.movement.digests != submitted.digests:
+            raise FailedPrecondition("the transaction's digests differ from those approved")
+        return decoded
+
     @staticmethod
     def _key_ids(wallet: Wallet) -> dict[bytes, str]:
         return {k.public_key: k.key_id for k in wallet.keys if k.hsm_held}
@@ -147,6 +171,7 @@ class BitcoinAdapter:
 
         psbt, analysis = decoded.tx
         by_pub = self._key_ids(wallet)
+        items = []
         for req in analysis.to_sign:
             key_id = by_pub.get(req.pubkey)
             if key_id is None or (key_id, req.digest) not in signatures:
@@ -154,10 +179,11 @@ class BitcoinAdapter:
             r, s = signatures[(key_id, req.digest)]
             inp = psbt.inputs[req.input_index]
             sighash = 1 if inp.sighash_type is None else inp.sighash_type
-            psbt = signer.add_signature(psbt, req.input_index, req.pubkey,
-                                        signer.der_encode(r, s) + bytes([sighash & 0xFF]),
-                                        digest=req.digest)
-        return self.finish(wallet, psbt)
+            # Each signature was verified against this digest by the keystore (and stored ones
+            # when they were made); finalize verifies every partial signature once more.
+            items.append((req.input_index, req.pubkey,
+                          signer.der_encode(r, s) + bytes([sighash & 0xFF]), None))
+        return self.finish(wallet, signer.add_signatures(psbt, items))
 
     def finish(self, wallet: Wallet, psbt: Any) -> Signed:
         """Finalize and extract when the wallet's threshold is met, else return the PSBT."""

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from . import policy as P
 from .chains import Decoded, adapter_for, classify_outputs
 from .errors import (AlreadyExists, FailedPrecondition, HsmUnavailable, InvalidApproval,
                      InvalidArgument, PermissionDenied, PolicyDenied, SignerError, WalletFrozen)
+from .sign_step import SignStep
 from .model import (Chain, Decision, DestinationClass, Movement, Output, TransferState, Wallet,
                     WalletStatus)
 from .store import Row, Tx
@@ -117,8 +117,7 @@ class TransferService:
         self.app = app
         self.store = app.store
         self.limits = app.config.limits
-        self._signing: dict[str, threading.Event] = {}
-        self._signing_lock = threading.Lock()
+        self.signer = SignStep(self)
         self.faults = set(str(x) for x in app.config.testing.get("crash_points", []))
 
     # ---------------------------------------------------------------- test-only fault hook
@@ -483,94 +482,9 @@ class TransferService:
 
     # ---------------------------------------------------------------- the sign step
     def sign(self, transfer_id: str) -> None:
-        """Sign an APPROVED transfer exactly once; safe to call from any replica, any time."""
-        with self._signing_lock:
-            running = self._signing.get(transfer_id)
-            if running is None:
-                mine = self._signing[transfer_id] = threading.Event()
-        if running is not None:  # another thread of this process is signing it: wait for it
-            running.wait(60)
-            return
-        try:
-            self._sign(transfer_id)
-        finally:
-            with self._signing_lock:
-                del self._signing[transfer_id]
-            mine.set()
-
-    def _load_for_signing(self, tx: Tx, transfer_id: str) -> tuple[Row, Wallet] | None:
-        row = tx.get_transfer(transfer_id, lock=True)
-        if row["state"] != TransferState.APPROVED.value:
-            return None
-        q = self._quorum(tx, row)
-        if not q.met:  # never sign without a valid quorum, even if the state says APPROVED
-            log.error("transfer %s is APPROVED without a valid quorum; refusing", transfer_id)
-            return None
-        wallet = self._wallet(tx, row["wallet_id"])
-        return row, wallet
-
-    def _sign(self, transfer_id: str) -> None:
-        with self.store.read() as tx:
-            loaded = self._load_for_signing(tx, transfer_id)
-            if loaded is None:
-                return
-            row, wallet = loaded
-            stored = {(s["key_id"], bytes.fromhex(s["digest"])):
-                      (int(s["r"], 16), int(s["s"], 16)) for s in tx.signatures(transfer_id)}
-        if wallet.status is not WalletStatus.ACTIVE:
-            raise WalletFrozen(f"wallet {wallet.id} is {wallet.status.value}; signing waits")
-        if time.time() >= float(row["expires_at"]):
-            with self.store.transaction() as tx:
-                row = tx.get_transfer(transfer_id, lock=True)
-                if row["state"] == TransferState.APPROVED.value:
-                    self._finish(tx, row, TransferState.EXPIRED, "signerd",
-                                 "approval window passed before signing")
-            self.app.notifier.notify()
-            return
-        adapter = adapter_for(wallet.chain)
-        policy_row = None
-        with self.store.read() as tx:
-            policy_row = tx.policy_version(wallet.id, int(row["policy_version"]))
-        policy = P.parse_policy(policy_row["document"]) if policy_row else None
-        decoded = self._decode(wallet, bytes(row["payload"]), policy)
-        stored_movement = movement_from_json(row["movement"])
-        if decoded.movement.digests != stored_movement.digests:
-            raise FailedPrecondition(f"transfer {transfer_id}: digests changed since submission")
-        fresh: dict[tuple[str, bytes], tuple[int, int]] = {}
-        for key_id, digest in adapter.digests_to_sign(wallet, decoded):
-            if (key_id, digest) in stored or (key_id, digest) in fresh:
-                continue
-            fresh[(key_id, digest)] = self.app.hsm_sign(key_id, digest)
-        self._fault("after_hsm_signed")
-        with self.store.transaction() as tx:
-            row = tx.get_transfer(transfer_id, lock=True)
-            if row["state"] != TransferState.APPROVED.value:
-                return  # another worker finished it; our signatures are discarded unseen
-            have = {(s["key_id"], bytes.fromhex(s["digest"])):
-                    (int(s["r"], 16), int(s["s"], 16)) for s in tx.signatures(transfer_id)}
-            for (key_id, digest), (r, s) in fresh.items():
-                if (key_id, digest) not in have:
-                    tx.insert_signature(transfer_id, digest, key_id, r, s)
-                    have[(key_id, digest)] = (r, s)
-            signed = adapter.assemble(wallet, decoded, have)
-            self._fault("before_result_stored")
-            last_approval = max((float(a["created_at"]) for a in tx.approvals(transfer_id)),
-                                default=time.time())
-            # The nonce / outpoints stay held by the signed transfer: another transaction for
-            # them needs an explicit, approved replacement (``replaces``).
-            tx.update_transfer(transfer_id, state=TransferState.SIGNED.value,
-                               raw_tx=signed.raw_tx, psbt=signed.psbt, tx_hash=signed.tx_hash)
-            tx.append_audit("signerd", "transfer.signed", transfer_id, {
-                "tx_hash": signed.tx_hash, "complete": signed.complete,
-                "signatures": len(have), "key_ids": sorted({k for k, _ in have})})
-        self._fault("after_result_stored")
-        self.app.metrics.transfer_events.labels(row["chain"], "SIGNED").inc()
-        self.app.metrics.signed_seconds.observe(time.time() - float(row["created_at"]))
-        self.app.metrics.quorum_to_signed_seconds.observe(max(0.0, time.time() - last_approval))
-        self.app.notifier.notify()
-        log.info("transfer state", extra={"transfer_id": transfer_id, "state": "SIGNED",
-                                          "tx_hash": signed.tx_hash,
-                                          "complete": signed.complete})
+        """Sign an APPROVED transfer exactly once; safe to call from any replica, any time.
+        Concurrent calls share batches (see :mod:`signerd.sign_step`)."""
+        self.signer.sign(transfer_id)
 
     # ---------------------------------------------------------------- cosigners
     def combine_psbt(self, actor: str, transfer_id: str, psbt: bytes) -> TransferView:
@@ -619,11 +533,12 @@ class TransferService:
                         self._finish(tx, row, TransferState.EXPIRED, "signerd",
                                      "approval window passed before quorum")
                 self.app.notifier.notify()
-            elif r["state"] == TransferState.APPROVED.value:
-                try:
-                    self.sign(r["id"])
-                except WalletFrozen:
-                    pass
-                except SignerError as e:
-                    log.warning("transfer %s not signed yet: %s", r["id"], e.message)
+        approved = [r["id"] for r in live if r["state"] == TransferState.APPROVED.value]
+        if approved:
+            for tid, e in self.signer.sign_many(approved).items():
+                if isinstance(e, WalletFrozen):
+                    continue
+                if not isinstance(e, SignerError):
+                    raise e
+                log.warning("transfer %s not signed yet: %s", tid, e.message)
 

@@ -18,6 +18,7 @@ not the wallet's is external whatever its map says.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import NamedTuple
@@ -436,6 +437,20 @@ def analyze(psbt: Psbt, spec: WalletSpec, *,
 
 # -- signatures -------------------------------------------------------------------------------
 
+def _signature_problem(inp: PsbtInput, pubkey: bytes, sig: bytes,
+                       digest: bytes | None) -> str | None:
+    sighash_type = SIGHASH_ALL if inp.sighash_type is None else inp.sighash_type
+    if digest is not None:
+        return check_signature(pubkey, sig, digest, sighash_type)
+    if len(sig) < 9 or sig[-1] != sighash_type & 0xFF:
+        return "signature lacks the input's sighash byte"
+    try:
+        _, s = der_decode(sig[:-1])
+    except ValueError as exc:
+        return str(exc)
+    return "signature is not low-S" if s > SECP256K1_HALF_N else None
+
+
 def add_signature(psbt: Psbt, input_index: int, pubkey: bytes, der_sig_with_hashtype: bytes,
                   *, digest: bytes | None = None) -> Psbt:
     """A copy of ``psbt`` with the partial signature of ``pubkey`` on input ``input_index``.
@@ -443,27 +458,32 @@ def add_signature(psbt: Psbt, input_index: int, pubkey: bytes, der_sig_with_hash
     The signature must be strict DER, low-S, and carry the input's sighash byte; when ``digest``
     is given it must also verify against it.
     """
-    if not 0 <= input_index < len(psbt.inputs):
-        raise InvalidArgument(f"input index {input_index} is out of range")
-    validate_compressed_pubkey(pubkey)
-    inp = psbt.inputs[input_index]
-    sighash_type = SIGHASH_ALL if inp.sighash_type is None else inp.sighash_type
-    sig = der_sig_with_hashtype
-    if digest is not None:
-        problem = check_signature(pubkey, sig, digest, sighash_type)
-    elif len(sig) < 9 or sig[-1] != sighash_type & 0xFF:
-        problem = "signature lacks the input's sighash byte"
-    else:
-        try:
-            _, s = der_decode(sig[:-1])
-            problem = "signature is not low-S" if s > SECP256K1_HALF_N else None
-        except ValueError as exc:
-            problem = str(exc)
-    if problem is not None:
-        raise InvalidArgument(f"input {input_index}, key {pubkey.hex()}: {problem}")
-    sigs = dict(inp.partial_sigs)
-    sigs[pubkey] = sig
-    return psbt.with_input(input_index, replace(inp, partial_sigs=sigs))
+    return add_signatures(psbt, [(input_index, pubkey, der_sig_with_hashtype, digest)])
+
+
+def add_signatures(psbt: Psbt,
+                   items: Iterable[tuple[int, bytes, bytes, bytes | None]]) -> Psbt:
+    """A copy of ``psbt`` with every ``(input_index, pubkey, der_sig_with_hashtype, digest)``
+    added as a partial signature, each checked as :func:`add_signature` checks one; the inputs
+    are copied once, so adding n signatures costs O(n)."""
+    inputs = list(psbt.inputs)
+    sigs_by_input: dict[int, dict[bytes, bytes]] = {}
+    for input_index, pubkey, sig, digest in items:
+        if not 0 <= input_index < len(inputs):
+            raise InvalidArgument(f"input index {input_index} is out of range")
+        validate_compressed_pubkey(pubkey)
+        problem = _signature_problem(inputs[input_index], pubkey, sig, digest)
+        if problem is not None:
+            raise InvalidArgument(f"input {input_index}, key {pubkey.hex()}: {problem}")
+        sigs = sigs_by_input.get(input_index)
+        if sigs is None:
+            sigs = sigs_by_input[input_index] = dict(inputs[input_index].partial_sigs)
+        sigs[pubkey] = sig
+    if not sigs_by_input:
+        return psbt
+    for i, sigs in sigs_by_input.items():
+        inputs[i] = replace(inputs[i], partial_sigs=sigs)
+    return replace(psbt, inputs=tuple(inputs))
 
 
 def combine_verified(ours: Psbt, theirs: Psbt, spec: WalletSpec) -> Psbt:

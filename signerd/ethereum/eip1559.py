@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import rlp
@@ -165,13 +166,23 @@ class Eip1559Tx:
             [[address, list(keys)] for address, keys in self.access_list],
         ]
 
-    def unsigned_payload(self) -> bytes:
-        """``0x02 || rlp([chain_id, nonce, ..., access_list])``: the bytes whose hash is signed."""
+    @cached_property
+    def _unsigned(self) -> bytes:
         return bytes([TX_TYPE]) + _rlp_encode(self._rlp_items())
+
+    @cached_property
+    def _digest(self) -> bytes:
+        return keccak256(self._unsigned)
+
+    def unsigned_payload(self) -> bytes:
+        """``0x02 || rlp([chain_id, nonce, ..., access_list])``: the bytes whose hash is signed.
+
+        Computed once per (immutable) transaction object."""
+        return self._unsigned
 
     def signing_hash(self) -> bytes:
         """keccak256 of the unsigned payload: the one digest the HSM signs for this transaction."""
-        return keccak256(self.unsigned_payload())
+        return self._digest
 
     def signed_raw(self, y_parity: int, r: int, s: int) -> bytes:
         """The network form ``0x02 || rlp([..., y_parity, r, s])``; s must already be low."""

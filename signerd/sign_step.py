@@ -1,0 +1,300 @@
+"""The sign step: APPROVED transfers signed exactly once, in group-committed batches.
+
+Whoever asks for a transfer to be signed (the approval that completed its quorum, the monitor
+resuming a backlog) queues its id and then either runs a batch or waits for the batch that
+holds it. The runner of a batch takes every id queued meanwhile: the batch shares one read
+transaction, the HSM's sessions in parallel, and one durable write transaction, so concurrent
+quorum-making approvals cost one commit, and a backlog drains at the HSM's pace.
+
+Invariants kept here (DEVELOPERS.md):
+- No signature without quorum: only transfers in state APPROVED are signed (that state is set in
+  the transaction that records the approval completing the quorum), and the quorum is evaluated
+  again from the stored approvals in the batch's read transaction before anything is signed.
+- Digests come from the stored payload, decoded again here; they must equal the digests of the
+  submitted movement that the approvals' statements bind. Nothing a client sends is signed.
+- Exactly one stored signature per (transfer, digest, key): signatures are made outside the store
+  transaction, then stored in one write transaction that first re-reads each transfer's state
+  under its row lock; a transfer another worker finished meanwhile is skipped and our signatures
+  for it are discarded unseen. A crash before the commit leaves the transfers APPROVED, and
+  recovery signs the same digests again.
+- One transfer's failure (frozen wallet, missing key, a payload that no longer decodes) is its
+  own: the others of the batch go on. If the batch's write fails, each transfer is written alone.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import policy as P
+from .chains import Decoded, Signed, adapter_for
+from .errors import NotFound, SignerError, WalletFrozen
+from .model import Chain, TransferState, Wallet, WalletStatus
+from .store import Row, Tx
+
+if TYPE_CHECKING:
+    from .transfers import TransferService
+
+log = logging.getLogger("signerd.transfers")
+
+APPROVED = TransferState.APPROVED.value
+MAX_BATCH = 256  # transfers per batch: bounds one write transaction and one HSM fan-out
+
+Signatures = dict[tuple[str, bytes], tuple[int, int]]
+
+
+@dataclass
+class _Ticket:
+    """One queued transfer id; every caller asking for it waits on the same ticket."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+@dataclass
+class _Job:
+    """One transfer of a batch, from load to commit."""
+
+    row: Row
+    wallet: Wallet
+    adapter: Any
+    decoded: Decoded
+    stored: Signatures
+    last_approval: float
+    fresh: Signatures = field(default_factory=dict)
+    signed: Signed | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self.row["id"])
+
+
+class SignStep:
+    def __init__(self, service: TransferService):
+        self.service = service
+        self.app = service.app
+        self.store = service.store
+        self._runner = threading.Lock()  # held by the thread running a batch
+        self._queue_lock = threading.Lock()
+        self._queue: list[str] = []
+        self._tickets: dict[str, _Ticket] = {}
+
+    # ---------------------------------------------------------------- entry points
+    def sign(self, transfer_id: str) -> None:
+        """Run the sign step for one transfer; raises what kept it from being signed."""
+        error = self.sign_many([transfer_id]).get(transfer_id)
+        if error is not None:
+            raise error
+
+    def sign_many(self, transfer_ids: list[str]) -> dict[str, BaseException]:
+        """Run the sign step for these transfers (each at most once at a time in this process);
+        returns, by id, the error that kept a transfer from being signed. A transfer that is
+        not APPROVED (already signed, expired, ...) is no error: there is nothing to do."""
+        mine: dict[str, _Ticket] = {}
+        with self._queue_lock:
+            for tid in transfer_ids:
+                ticket = self._tickets.get(tid)
+                if ticket is None:
+                    ticket = self._tickets[tid] = _Ticket()
+                    self._queue.append(tid)
+                mine[tid] = ticket
+        while not all(t.done.is_set() for t in mine.values()):
+            with self._runner:
+                if all(t.done.is_set() for t in mine.values()):
+                    break
+                with self._queue_lock:
+                    batch = self._queue[:MAX_BATCH]
+                    del self._queue[:MAX_BATCH]
+                if batch:
+                    self._run_and_release(batch)
+        return {tid: t.error for tid, t in mine.items() if t.error is not None}
+
+    def _run_and_release(self, batch: list[str]) -> None:
+        errors: dict[str, BaseException] = {}
+        try:
+            errors = self._run(batch)
+        except BaseException as e:  # every ticket of the batch learns of it; nobody hangs
+            errors = {tid: e for tid in batch}
+            if not isinstance(e, SignerError):
+                log.exception("sign step failed for a batch of %d transfers", len(batch))
+        finally:
+            with self._queue_lock:
+                for tid in batch:
+                    ticket = self._tickets.pop(tid)
+                    ticket.error = errors.get(tid)
+                    ticket.done.set()
+
+    # ---------------------------------------------------------------- one batch
+    def _run(self, ids: list[str]) -> dict[str, BaseException]:
+        errors: dict[str, BaseException] = {}
+        jobs, expired = self._load(sorted(ids), errors)
+        self._sign_digests(jobs, errors)
+        ready = []
+        for job in jobs:
+            if job.id in errors:
+                continue
+            try:
+                job.signed = job.adapter.assemble(job.wallet, job.decoded,
+                                                  {**job.stored, **job.fresh})
+            except SignerError as e:
+                errors[job.id] = e
+                continue
+            ready.append(job)
+        self.service._fault("after_hsm_signed")
+        if not ready and not expired:
+            return errors
+        try:
+            done = self._commit(ready, expired)
+        except SignerError as e:
+            if len(ready) + len(expired) == 1:
+                errors[ready[0].id if ready else expired[0]["id"]] = e
+                return errors
+            done = []  # one transfer's write spoiled the batch: write each alone
+            for job in ready:
+                try:
+                    done += self._commit([job], [])
+                except SignerError as e1:
+                    errors[job.id] = e1
+            for row in expired:
+                try:
+                    self._commit([], [row])
+                except SignerError as e1:
+                    errors[row["id"]] = e1
+        self._after_commit(done, bool(expired))
+        return errors
+
+    def _load(self, ids: list[str], errors: dict[str, BaseException]
+              ) -> tuple[list[_Job], list[Row]]:
+        """One read transaction: the APPROVED transfers among ``ids`` with a valid quorum,
+        decoded again, with the signatures already stored for them."""
+        svc = self.service
+        jobs: list[_Job] = []
+        expired: list[Row] = []
+        now = time.time()
+        with self.store.read() as tx:
+            operators = svc._operators(tx)
+            approvals = tx.approvals_for(ids)
+            wallets: dict[str, Wallet] = {}
+            for tid in ids:
+                try:
+                    row = tx.get_transfer(tid)
+                except NotFound as e:
+                    errors[tid] = e
+                    continue
+                if row["state"] != APPROVED:
+                    continue
+                rows = approvals[tid]
+                if not svc._quorum(tx, row, operators, rows).met:
+                    # never sign without a valid quorum, even if the state says APPROVED
+                    log.error("transfer %s is APPROVED without a valid quorum; refusing", tid)
+                    continue
+                wallet = wallets.get(row["wallet_id"])
+                if wallet is None:
+                    wallet = wallets[row["wallet_id"]] = svc._wallet(tx, row["wallet_id"])
+                if wallet.status is not WalletStatus.ACTIVE:
+                    errors[tid] = WalletFrozen(
+                        f"wallet {wallet.id} is {wallet.status.value}; signing waits")
+                    continue
+                if now >= float(row["expires_at"]):
+                    expired.append(row)
+                    continue
+                try:
+                    jobs.append(self._job(tx, row, wallet, rows))
+                except SignerError as e:
+                    errors[tid] = e
+        return jobs, expired
+
+    def _job(self, tx: Tx, row: Row, wallet: Wallet, approvals: list[Row]) -> _Job:
+        from .transfers import movement_from_json
+
+        adapter = adapter_for(wallet.chain)
+        allowed = frozenset({1})
+        if wallet.chain is Chain.BITCOIN:
+            prow = tx.policy_version(wallet.id, int(row["policy_version"]))
+            if prow is not None:
+                allowed = P.parse_policy(prow["document"]).sighash_types
+        try:
+            decoded = adapter.redecode(wallet, bytes(row["payload"]), self.service.limits,
+                                       movement_from_json(row["movement"]),
+                                       allowed_sighash=allowed)
+        except SignerError as e:
+            e.message = f"transfer {row['id']}: {e.message}"
+            raise
+        stored = {(s["key_id"], bytes.fromhex(s["digest"])): (int(s["r"], 16), int(s["s"], 16))
+                  for s in tx.signatures(row["id"])}
+        last = max((float(a["created_at"]) for a in approvals), default=time.time())
+        return _Job(row, wallet, adapter, decoded, stored, last)
+
+    def _sign_digests(self, jobs: list[_Job], errors: dict[str, BaseException]) -> None:
+        """The digests no stored signature covers, signed by the HSM in parallel."""
+        todo: list[tuple[_Job, str, bytes]] = []
+        for job in jobs:
+            seen: set[tuple[str, bytes]] = set()
+            for key_id, digest in job.adapter.digests_to_sign(job.wallet, job.decoded):
+                if (key_id, digest) in job.stored or (key_id, digest) in seen:
+                    continue
+                seen.add((key_id, digest))
+                todo.append((job, key_id, digest))
+        if not todo:
+            return
+        try:
+            results = self.app.hsm_sign_many([(k, d) for _, k, d in todo])
+        except SignerError as e:
+            for job, _, _ in todo:
+                errors[job.id] = e
+            return
+        for (job, key_id, digest), rs in zip(todo, results):
+            job.fresh[(key_id, digest)] = rs
+
+    def _commit(self, jobs: list[_Job], expired: list[Row]) -> list[_Job]:
+        """One write transaction: each transfer still APPROVED, with the signatures we read,
+        gets its new signatures and its result; the expired ones are closed. Returns the jobs
+        written."""
+        written = []
+        with self.store.transaction() as tx:
+            for job in jobs:
+                row = tx.get_transfer(job.id, lock=True)
+                if row["state"] != APPROVED:
+                    continue  # another worker finished it; our signatures are discarded unseen
+                have = {(s["key_id"], bytes.fromhex(s["digest"])) for s in tx.signatures(job.id)}
+                if have != set(job.stored):
+                    continue  # changed since our read: the next sign step redoes it
+                for (key_id, digest), (r, s) in job.fresh.items():
+                    tx.insert_signature(job.id, digest, key_id, r, s)
+                self.service._fault("before_result_stored")
+                signed = job.signed
+                assert signed is not None
+                # The nonce / outpoints stay held by the signed transfer: another transaction
+                # for them needs an explicit, approved replacement (``replaces``).
+                tx.update_transfer(job.id, state=TransferState.SIGNED.value,
+                                   raw_tx=signed.raw_tx, psbt=signed.psbt, tx_hash=signed.tx_hash)
+                keys = {k for k, _ in job.stored} | {k for k, _ in job.fresh}
+                tx.append_audit("signerd", "transfer.signed", job.id, {
+                    "tx_hash": signed.tx_hash, "complete": signed.complete,
+                    "signatures": len(job.stored) + len(job.fresh), "key_ids": sorted(keys)})
+                written.append(job)
+            for old in expired:
+                row = tx.get_transfer(old["id"], lock=True)
+                if row["state"] == APPROVED:
+                    self.service._finish(tx, row, TransferState.EXPIRED, "signerd",
+                                         "approval window passed before signing")
+        return written
+
+    def _after_commit(self, done: list[_Job], notify: bool) -> None:
+        if done:
+            self.service._fault("after_result_stored")
+        metrics = self.app.metrics
+        now = time.time()
+        for job in done:
+            signed = job.signed
+            assert signed is not None
+            metrics.transfer_events.labels(job.row["chain"], "SIGNED").inc()
+            metrics.signed_seconds.observe(now - float(job.row["created_at"]))
+            metrics.quorum_to_signed_seconds.observe(max(0.0, now - job.last_approval))
+            log.info("transfer state", extra={"transfer_id": job.id, "state": "SIGNED",
+                                              "tx_hash": signed.tx_hash,
+                                              "complete": signed.complete})
+        if done or notify:
+            self.app.notifier.notify()

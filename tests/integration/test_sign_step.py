@@ -1,0 +1,214 @@
+"""The sign step's batches (signerd.sign_step) through the real transfer service: SoftHSM and
+SQLite, in process. Concurrent callers share batches and still sign every transfer exactly once;
+one transfer's failure stays its own; a transfer without a valid quorum is never signed, even
+when the store says APPROVED and it rides in a batch with signable ones. Signed transactions are
+checked by eth-account."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from eth_account import Account
+
+from signerd import config as C
+from signerd.app import App
+from signerd.approval import sign_statement
+from signerd.errors import FailedPrecondition, WalletFrozen
+from signerd.model import Decision
+from signerd.operator_keys import load_private
+from signerd.wallets import WalletRequest
+from tests.helpers import init_state
+from tests.integration.test_ethereum_e2e import tx_fields
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    from signerd import hsm
+
+    cfg = C.load(init_state(tmp_path_factory.mktemp("signstep") / "state"))
+    a = App(cfg)
+    hsm._INITIALISED.pop(cfg.hsm.module, None)  # this module's token folder, not another test's
+    a.start()
+    yield a
+    a.stop()
+
+
+def state_dir(app: App) -> Path:
+    return Path(app.config.policies_dir).parent
+
+
+def db(app: App) -> sqlite3.Connection:
+    return sqlite3.connect(state_dir(app) / "signerd.db", timeout=30)
+
+
+_nonce = iter(range(10**6))
+_case = iter(range(10**6))
+
+
+def wallet(app: App) -> Any:
+    return app.create_wallet("platform", WalletRequest(
+        chain="ethereum", network="", category="seized", case_ref=f"SIGNSTEP-{next(_case)}",
+        chain_ids=(1,)))
+
+
+def approve(app: App, transfer_id: str, operator: str) -> None:
+    key = load_private(state_dir(app) / "operators" / f"{operator}.key")
+    statement, _, _ = app.transfers.statement(transfer_id, Decision.APPROVE)
+    app.transfers.decide(operator, transfer_id, operator, Decision.APPROVE,
+                         sign_statement(key, statement))
+
+
+def submitted(app: App, wallet_id: str, approvers: tuple[str, ...] = ("inv1", "cust1"),
+              monkeypatch: pytest.MonkeyPatch | None = None) -> str:
+    """A transfer with these approvals recorded, the sign step not yet run."""
+    t = app.transfers.submit("platform", wallet_id,
+                             json.dumps(tx_fields(nonce=next(_nonce), chainId=1)).encode())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(app.transfers, "sign", lambda transfer_id: None)
+        for op in approvers:
+            approve(app, t.id, op)
+    return t.id
+
+
+def signature_count(app: App, transfer_id: str) -> int:
+    with db(app) as c:
+        return c.execute("SELECT COUNT(*) FROM signatures WHERE transfer_id = ?",
+                         (transfer_id,)).fetchone()[0]
+
+
+def signed_events(app: App, transfer_id: str) -> int:
+    with db(app) as c:
+        return c.execute("SELECT COUNT(*) FROM audit_events WHERE object = ? AND action = ?",
+                         (transfer_id, "transfer.signed")).fetchone()[0]
+
+
+def state_of(app: App, transfer_id: str) -> str:
+    return str(app.transfers.get(transfer_id).row["state"])
+
+
+def test_concurrent_callers_share_one_batch_and_sign_each_once(app: App) -> None:
+    w = wallet(app)
+    ids = [submitted(app, w.id) for _ in range(8)]
+    assert {state_of(app, t) for t in ids} == {"APPROVED"}
+    step = app.transfers.signer
+    batches: list[list[str]] = []
+    run = step._run
+
+    def recording_run(batch: list[str]) -> Any:
+        batches.append(list(batch))
+        return run(batch)
+
+    step._run = recording_run  # type: ignore[method-assign]
+    try:
+        errors: list[BaseException] = []
+
+        def caller(order: list[str]) -> None:
+            try:
+                for tid in order:
+                    app.transfers.sign(tid)
+            except BaseException as e:
+                errors.append(e)
+
+        # Hold the runner while 16 callers (each transfer asked for twice) queue up; released,
+        # the next runner takes every queued transfer in one batch.
+        step._runner.acquire()
+        threads = [threading.Thread(target=caller, args=([tid],)) for tid in ids + ids[::-1]]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while len(step._queue) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(step._queue) == sorted(ids)  # each transfer queued once
+        step._runner.release()
+        for t in threads:
+            t.join(30)
+        assert not errors
+    finally:
+        del step._run
+    assert [sorted(b) for b in batches] == [sorted(ids)]
+    for tid in ids:
+        v = app.transfers.get(tid)
+        assert v.row["state"] == "SIGNED"
+        assert signature_count(app, tid) == 1 and signed_events(app, tid) == 1
+        assert Account.recover_transaction(v.row["raw_tx"]) == w.address
+
+
+def test_many_threads_many_rounds_one_signature_each(app: App) -> None:
+    w = wallet(app)
+    ids = [submitted(app, w.id) for _ in range(30)]
+
+    def caller(k: int) -> None:
+        for tid in ids[k:] + ids[:k]:
+            app.transfers.sign(tid)
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(0, 30, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for tid in ids:
+        assert state_of(app, tid) == "SIGNED"
+        assert signature_count(app, tid) == 1 and signed_events(app, tid) == 1
+
+
+def test_one_batch_failures_stay_their_own(app: App) -> None:
+    w_ok, w_frozen = wallet(app), wallet(app)
+    ok = submitted(app, w_ok.id)
+    frozen = submitted(app, w_frozen.id)
+    no_quorum = submitted(app, w_ok.id, approvers=("inv1",))
+    pending = submitted(app, w_ok.id, approvers=())
+    tampered = submitted(app, w_ok.id)
+    with db(app) as c:
+        c.execute("UPDATE wallets SET status = 'FROZEN' WHERE id = ?", (w_frozen.id,))
+        # a store that claims APPROVED for a transfer one approval short of its quorum
+        c.execute("UPDATE transfers SET state = 'APPROVED' WHERE id = ?", (no_quorum,))
+        # the payload is no longer the transaction the approvals bound
+        c.execute("UPDATE transfers SET payload = ? WHERE id = ?",
+                  (json.dumps(tx_fields(nonce=next(_nonce), chainId=1)).encode(), tampered))
+
+    errors = app.transfers.signer.sign_many([frozen, no_quorum, pending, tampered, ok])
+
+    assert set(errors) == {frozen, tampered}
+    assert isinstance(errors[frozen], WalletFrozen)
+    assert isinstance(errors[tampered], FailedPrecondition)
+    assert "differs from the one approved" in errors[tampered].message
+    assert state_of(app, ok) == "SIGNED" and signature_count(app, ok) == 1
+    assert Account.recover_transaction(app.transfers.get(ok).row["raw_tx"]) == w_ok.address
+    for tid, state in ((frozen, "APPROVED"), (no_quorum, "APPROVED"),
+                       (pending, "PENDING_APPROVAL"), (tampered, "APPROVED")):
+        assert state_of(app, tid) == state
+        assert signature_count(app, tid) == 0
+    with db(app) as c:
+        c.execute("UPDATE wallets SET status = 'ACTIVE' WHERE id = ?", (w_frozen.id,))
+    assert app.transfers.signer.sign_many([frozen, no_quorum]) == {}
+    assert state_of(app, frozen) == "SIGNED" and state_of(app, no_quorum) == "APPROVED"
+    assert signature_count(app, no_quorum) == 0
+
+
+def test_expired_while_approved_is_closed_in_the_batch(app: App) -> None:
+    w = wallet(app)
+    late, fine = submitted(app, w.id), submitted(app, w.id)
+    with db(app) as c:
+        c.execute("UPDATE transfers SET expires_at = ? WHERE id = ?", (time.time() - 1, late))
+    assert app.transfers.signer.sign_many([late, fine]) == {}
+    assert state_of(app, late) == "EXPIRED" and signature_count(app, late) == 0
+    assert state_of(app, fine) == "SIGNED" and signature_count(app, fine) == 1
+
+
+def test_hsm_signs_a_batch_in_parallel_in_order(app: App) -> None:
+    """hsm_sign_many returns each job's own signature, in the order given."""
+    import coincurve
+
+    w1, w2 = wallet(app), wallet(app)
+    jobs = [((w1 if i % 3 else w2).keys[0].key_id, bytes([i]) * 32) for i in range(1, 40)]
+    results = app.hsm_sign_many(jobs)
+    pubs = {w1.keys[0].key_id: w1.keys[0].public_key, w2.keys[0].key_id: w2.keys[0].public_key}
+    for (key_id, digest), (r, s) in zip(jobs, results):
+        der = coincurve.ecdsa.cdata_to_der(coincurve.ecdsa.deserialize_compact(
+            r.to_bytes(32, "big") + s.to_bytes(32, "big")))
+        assert coincurve.PublicKey(pubs[key_id]).verify(der, digest, hasher=None)
