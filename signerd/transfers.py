@@ -112,6 +112,16 @@ class TransferView:
         return TransferState(self.row["state"])
 
 
+@dataclass(frozen=True)
+class StatementPackage:
+    statement: bytes
+    rendered: str
+    view: TransferView
+    wallet: Wallet
+    own_addresses: list[str]
+    allowlist: list[str]
+
+
 class TransferService:
     def __init__(self, app: App):
         self.app = app
@@ -360,11 +370,27 @@ class TransferService:
                          ) -> tuple[builtins.list[str], builtins.list[str]]:
         """Own addresses and allowlist, so an operator's tool can classify outputs itself."""
         with self.store.read() as tx:
-            row = tx.get_transfer(transfer_id)
-            own = sorted(set(tx.wallet_addresses()) - {tx.get_wallet(row["wallet_id"])["address"]})
-            prow = tx.policy_version(row["wallet_id"], int(row["policy_version"]))
+            return self._statement_inputs(tx, tx.get_transfer(transfer_id))
+
+    def _statement_inputs(self, tx: Tx, row: Row
+                          ) -> tuple[builtins.list[str], builtins.list[str]]:
+        own = sorted(set(tx.wallet_addresses()) - {tx.get_wallet(row["wallet_id"])["address"]})
+        prow = tx.policy_version(row["wallet_id"], int(row["policy_version"]))
         allow = sorted(P.parse_policy(prow["document"]).allowlist) if prow else []
         return own, allow
+
+    def statement_package(self, transfer_id: str, decision: Decision) -> StatementPackage:
+        """Everything an operator's tool needs to check and sign a decision, read in one
+        transaction: the statement, its rendering, the transfer, its wallet, and the own
+        addresses and allowlist to classify the outputs."""
+        with self.store.read() as tx:
+            row = tx.get_transfer(transfer_id)
+            view = self._view(tx, row)
+            own, allow = self._statement_inputs(tx, row)
+            wallet = self._wallet(tx, row["wallet_id"])
+        ctx = self.context(row)
+        return StatementPackage(A.build_statement(ctx, view.movement, decision),
+                                A.render(ctx, view.movement, decision), view, wallet, own, allow)
 
     # ---------------------------------------------------------------- approvals
     def decide(self, actor: str, transfer_id: str, operator_id: str, decision: Decision,

@@ -68,6 +68,7 @@ ALLOWED: dict[str, frozenset[str]] = {
 # Refusals by policy or custody state, counted by reason (a closed set of error reasons).
 DENIAL_REASONS = frozenset({"POLICY_DENIED", "WALLET_FROZEN", "CONFLICT", "QUORUM_NOT_MET"})
 PRINCIPAL_HEADER = "x-signerd-principal"  # insecure (plaintext) development mode only
+CERT_CACHE_SIZE = 1024  # client certificates whose principal name is kept
 
 
 class Caller:
@@ -115,6 +116,8 @@ class Gate:
         limits = app.config.limits
         self.limiter = RateLimiter(limits.rate_per_second, limits.rate_burst)
         self.insecure = app.config.server.insecure
+        self._names: dict[bytes, str | None] = {}
+        self._names_lock = threading.Lock()
 
     def identify(self, context: grpc.ServicerContext) -> Caller:
         """The caller's principal; its kind is "" when signerd does not know the name."""
@@ -128,14 +131,7 @@ class Gate:
             auth = context.auth_context()
             pems = auth.get("x509_pem_cert") or []
             if pems:
-                from cryptography import x509
-                from cryptography.hazmat.primitives.serialization import Encoding
-
-                try:
-                    cert = x509.load_pem_x509_certificate(pems[0])
-                    name = pki.principal_from_cert_der(cert.public_bytes(Encoding.DER))
-                except ValueError:
-                    name = None
+                name = self._principal_of(pems[0])
         if not name:
             raise Unauthenticated("no client identity: a client certificate naming a principal "
                                   "is required")
@@ -143,6 +139,28 @@ class Gate:
         if kind is None:
             kind = OPERATOR if self.admin.operator_exists(name) else ""
         return Caller(name, kind)
+
+    def _principal_of(self, pem: bytes) -> str | None:
+        """The principal a client certificate names. The TLS layer has verified the chain
+        against the configured CA before any handler runs; what a given certificate names never
+        changes, so the answer is kept (a bounded map). Whether that name is still a known,
+        active operator is asked of the store on every call."""
+        with self._names_lock:
+            if pem in self._names:
+                return self._names[pem]
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        try:
+            cert = x509.load_pem_x509_certificate(pem)
+            name = pki.principal_from_cert_der(cert.public_bytes(Encoding.DER))
+        except ValueError:
+            name = None
+        with self._names_lock:
+            if len(self._names) >= CERT_CACHE_SIZE:
+                self._names.pop(next(iter(self._names)))
+            self._names[pem] = name
+        return name
 
     def _admit(self, method: str, caller: Caller) -> None:
         """Raise unless ``caller`` is within its rate limit and may call ``method``."""
@@ -355,12 +373,10 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
         def GetStatement(self, req: pb.GetStatementRequest, ctx: Any, caller: Caller
                          ) -> pb.Statement:
             decision = Decision.REJECT if req.decision == pb.REJECT else Decision.APPROVE
-            statement, rendered, view = app.transfers.statement(req.transfer_id, decision)
-            own, allow = app.transfers.statement_inputs(req.transfer_id)
-            w = app.get_wallet(view.row["wallet_id"])
-            return pb.Statement(transfer=C.transfer_pb(view), wallet=C.wallet_pb(w),
-                                statement=statement, rendered=rendered, own_addresses=own,
-                                allowlist=allow)
+            sp = app.transfers.statement_package(req.transfer_id, decision)
+            return pb.Statement(transfer=C.transfer_pb(sp.view), wallet=C.wallet_pb(sp.wallet),
+                                statement=sp.statement, rendered=sp.rendered,
+                                own_addresses=sp.own_addresses, allowlist=sp.allowlist)
 
         @gate.unary("Approval/SubmitApproval")
         def SubmitApproval(self, req: pb.SubmitApprovalRequest, ctx: Any, caller: Caller
