@@ -7,8 +7,11 @@ Layers, from the bottom:
   keystore   signerd.hsm.Keystore.sign_digest from N threads (session pool, shared lock,
              low-S, verification against the cached public key)
   hsm_sign   App.hsm_sign (keystore + the Prometheus histogram)
-  sign step  TransferService.sign on APPROVED one-digest Ethereum transfers from N threads:
-             store reads, quorum re-check, decode, HSM, assemble, store commit, audit event
+  sign step  TransferService.sign on APPROVED one-digest Ethereum transfers from N threads
+             (1, 2, 4, 16): store read, quorum re-check, decode, HSM, assemble, store commit,
+             audit event; concurrent callers share group-committed batches (signerd.sign_step)
+  backlog    the same sign step draining a backlog of APPROVED transfers the way the monitor
+             does after an HSM outage (SignStep.sign_many: batches of up to 256 transfers)
   psbt step  TransferService.sign of one many-input PSBT: signatures per second of one sign step
 
 The raw rate is measured once with the module initialised by this file alone (before signerd is
@@ -40,6 +43,10 @@ from common import (NPROC, RawToken, eth_payload, in_process_approve, log,  # no
 
 def thread_levels() -> list[int]:
     return sorted({1, NPROC, 2 * NPROC})
+
+
+def caller_levels() -> list[int]:
+    return sorted({1, NPROC, 2 * NPROC, 16})
 
 
 def measure_raw(tok: RawToken, key_id: bytes, seconds: float) -> dict[int, dict[str, Any]]:
@@ -115,14 +122,32 @@ def sign_step_rate(app: Any, ids: list[str], threads: int, seconds: float) -> di
             n += 1
         return n
 
+    c0 = time.process_time()
     total, elapsed, per = run_threads([worker] * threads, seconds)
+    cpu = time.process_time() - c0
+    return {"threads": threads, "transfers": total, "seconds": round(elapsed, 2),
+            "per_second": rate(total, elapsed), "states": states_of(app, ids[:total]),
+            "process_cpu_ms_per_transfer": round(cpu / max(1, total) * 1000, 3)}
+
+
+def states_of(app: Any, ids: list[str]) -> dict[str, int]:
     states: dict[str, int] = {}
     with app.store.read() as tx:
-        for tid in ids[:total]:
+        for tid in ids:
             s = tx.get_transfer(tid)["state"]
             states[s] = states.get(s, 0) + 1
-    return {"threads": threads, "transfers": total, "seconds": round(elapsed, 2),
-            "per_second": rate(total, elapsed), "states": states}
+    return states
+
+
+def backlog_rate(app: Any, ids: list[str]) -> dict[str, Any]:
+    """A backlog of APPROVED transfers drained by the monitor's path (one caller)."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    errors = app.transfers.signer.sign_many(ids)
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"transfers": len(ids), "seconds": round(elapsed, 3),
+            "per_second": rate(len(ids), elapsed), "errors": len(errors),
+            "states": states_of(app, ids),
+            "process_cpu_ms_per_transfer": round(cpu / len(ids) * 1000, 3)}
 
 
 def main() -> None:
@@ -175,18 +200,30 @@ def main() -> None:
 
         # -- the sign step of one-digest transfers, real SQLite
         keys = operator_keys(cfg.parent)
-        per_level = 80 if args.quick else 500
+        per_level = 80 if args.quick else 600
+        n_backlog = 300 if args.quick else 1500
+        callers = caller_levels()
         t0 = time.perf_counter()
-        pool = prepare_eth(app, keys, w.id, per_level * len(levels) + per_level // 2, 0)
+        pool = prepare_eth(app, keys, w.id,
+                           per_level * len(callers) + n_backlog + per_level // 2, 0)
         prep_s = time.perf_counter() - t0
         log(f"prepared {len(pool)} approved transfers in {prep_s:.1f} s")
         step_rates = {}
         at = 0
-        for n in levels:
+        for n in callers:
             chunk = pool[at:at + per_level]
             at += per_level
             step_rates[n] = sign_step_rate(app, chunk, n, seconds)
             log(f"sign step {n} thread(s): {step_rates[n]['per_second']:.0f} transfers/s")
+        results["backlog"] = backlog_rate(app, pool[at:at + n_backlog])
+        at += n_backlog
+        log(f"sign step, backlog of {n_backlog}: {results['backlog']['per_second']:.0f}/s")
+        # the HSM layer's CPU per signature in this process, one thread, for the CPU shares
+        digests = [secrets.token_bytes(32) for _ in range(500)]
+        c0 = time.process_time()
+        for d in digests:
+            app.hsm_sign(key_id, d)
+        results["hsm_sign_process_cpu_ms"] = round((time.process_time() - c0) / 500 * 1000, 3)
         # profile of the sign step (one thread) on the rest
         rest = pool[at:]
         prof = cProfile.Profile()
@@ -199,7 +236,9 @@ def main() -> None:
         results["profile_sign_step"] = {
             "transfers": len(rest), "seconds": round(prof_s, 3),
             "summary_cumulative_s": profile_summary(prof, {
-                "TransferService._sign": "signerd/transfers.py:_sign",
+                "SignStep._run (one batch)": "signerd/sign_step.py:_run",
+                "SignStep._load (read, quorum, decode)": "signerd/sign_step.py:_load",
+                "SignStep._commit (write)": "signerd/sign_step.py:_commit",
                 "App.hsm_sign": "signerd/app.py:hsm_sign",
                 "Keystore.sign_digest": "signerd/hsm.py:sign_digest",
                 "PKCS#11 C_Sign (key.sign)": "signerd/hsm.py:<lambda>",
@@ -207,10 +246,11 @@ def main() -> None:
                 "store.transaction (commit)": "signerd/store/sqlite.py:transaction",
                 "store.read": "signerd/store/sqlite.py:read",
                 "Tx.append_audit": "signerd/store/__init__.py:append_audit",
-                "TransferService._decode": "signerd/transfers.py:_decode",
+                "chain adapter redecode": "signerd/chains.py:redecode",
                 "policy.parse_policy": "signerd/policy.py:parse_policy",
                 "TransferService._quorum": "signerd/transfers.py:_quorum",
                 "assemble (eth)": "signerd/chains.py:assemble",
+                "PKCS#11 C_Sign (python-pkcs11)": "pkcs11/types.py:sign",
             }),
             "top_tottime": profile_top(prof, 18, "tottime"),
             "top_cumulative": profile_top(prof, 25, "cumulative"),
@@ -258,11 +298,13 @@ def main() -> None:
     })
     ks_best = max(r["best"] for r in layers["keystore"].values())
     app_best = max(r["best"] for r in layers["hsm_sign"].values())
-    step_best = max(r["per_second"] for r in step_rates.values())
+    step_best = max([r["per_second"] for r in step_rates.values()]
+                    + [results["backlog"]["per_second"]])
     results["ratios"] = {
         "keystore_vs_raw_best": round(ks_best / best, 3),
         "hsm_sign_vs_raw_best": round(app_best / best, 3),
         "sign_step_transfers_vs_raw_best": round(step_best / best, 3),
+        "sign_step_backlog_vs_raw_best": round(results["backlog"]["per_second"] / best, 3),
         "psbt_sign_step_vs_raw_best": round(results["psbt_sign_step"]["signatures_per_second"]
                                             / best, 3),
         "psbt_sign_step_vs_raw_one_thread": round(

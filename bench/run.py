@@ -97,6 +97,11 @@ def table(r: dict[str, Any]) -> str:
         for n, v in h["sign_step_rates"].items():
             L.append(row("signerd sign step, one-digest ETH transfers (TransferService.sign)", n,
                          fmt(v["per_second"]), f"{v['per_second'] / best:.3f}", ">= 0.80"))
+        if "backlog" in h:
+            b = h["backlog"]
+            L.append(row(f"signerd sign step, backlog of {b['transfers']} approved ETH transfers "
+                         "(SignStep.sign_many, as the monitor)", 1, fmt(b["per_second"]),
+                         f"{b['per_second'] / best:.3f}", ">= 0.80"))
         ps = h["psbt_sign_step"]
         L.append(row(f"signerd sign step, one {ps['inputs']}-input PSBT", 1,
                      fmt(ps["signatures_per_second"]),
@@ -108,6 +113,21 @@ def table(r: dict[str, Any]) -> str:
                              f"{v['transfers_per_second'] / best:.3f}",
                              "approval-bound"))
         L.append("")
+        if "backlog" in h and "hsm_sign_process_cpu_ms" in h:
+            hc = h["hsm_sign_process_cpu_ms"]
+            L += ["CPU of this process per signed one-digest transfer (ms; the HSM is SoftHSM "
+                  "inside the process, so its signing CPU is part of it):", "",
+                  row("path", "callers", "CPU ms / transfer", "of which App.hsm_sign",
+                      "signerd's own", "HSM share"),
+                  row("---", "---:", "---:", "---:", "---:", "---:")]
+            rows = [(f"sign step, {n} caller(s)", n, v.get("process_cpu_ms_per_transfer"))
+                    for n, v in h["sign_step_rates"].items()]
+            rows.append(("sign step, backlog", 1, h["backlog"]["process_cpu_ms_per_transfer"]))
+            for label, n, c in rows:
+                if c:
+                    L.append(row(label, n, fmt(c), fmt(hc), fmt(max(0.0, c - hc)),
+                                 f"{hc / c:.2f}"))
+            L.append("")
         if "throughput" in e:
             L += ["End-to-end cost per signed transfer (CPU, from /proc):", "",
                   row("clients", "transfers/s", "daemon CPU ms/transfer", "daemon cores busy",

@@ -1,10 +1,13 @@
 """The sign step: APPROVED transfers signed exactly once, in group-committed batches.
 
-Whoever asks for a transfer to be signed (the approval that completed its quorum, the monitor
-resuming a backlog) queues its id and then either runs a batch or waits for the batch that
-holds it. The runner of a batch takes every id queued meanwhile: the batch shares one read
-transaction, the HSM's sessions in parallel, and one durable write transaction, so concurrent
-quorum-making approvals cost one commit, and a backlog drains at the HSM's pace.
+Whoever asks for transfers to be signed (the approval that completed a quorum, the monitor
+resuming a backlog) prepares them in its own thread: one read transaction for its batch, the
+quorum checked again, the payloads decoded again, the digests signed by the HSM (a batch's
+digests spread over the HSM's sessions). Other callers prepare theirs at the same time, so the
+HSM's work overlaps their Python work. The prepared results then queue for the write: the
+thread that takes the committer lock writes everything queued by then in one durable
+transaction (group commit), so concurrent quorum-making approvals share a commit, and a backlog
+drains in batches of up to MAX_BATCH transfers.
 
 Invariants kept here (DEVELOPERS.md):
 - No signature without quorum: only transfers in state APPROVED are signed (that state is set in
@@ -71,15 +74,27 @@ class _Job:
         return str(self.row["id"])
 
 
+@dataclass
+class _Commit:
+    """Prepared work waiting for the shared write."""
+
+    jobs: list[_Job]
+    expired: list[Row]
+    done: threading.Event = field(default_factory=threading.Event)
+    written: list[_Job] = field(default_factory=list)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+
+
 class SignStep:
     def __init__(self, service: TransferService):
         self.service = service
         self.app = service.app
         self.store = service.store
-        self._runner = threading.Lock()  # held by the thread running a batch
-        self._queue_lock = threading.Lock()
-        self._queue: list[str] = []
+        self._tickets_lock = threading.Lock()
         self._tickets: dict[str, _Ticket] = {}
+        self._committer = threading.Lock()  # held by the thread writing the queued work
+        self._commit_lock = threading.Lock()
+        self._commit_queue: list[_Commit] = []
 
     # ---------------------------------------------------------------- entry points
     def sign(self, transfer_id: str) -> None:
@@ -89,42 +104,41 @@ class SignStep:
             raise error
 
     def sign_many(self, transfer_ids: list[str]) -> dict[str, BaseException]:
-        """Run the sign step for these transfers (each at most once at a time in this process);
-        returns, by id, the error that kept a transfer from being signed. A transfer that is
-        not APPROVED (already signed, expired, ...) is no error: there is nothing to do."""
+        """Run the sign step for these transfers (each by one thread at a time in this
+        process); returns, by id, the error that kept a transfer from being signed. A transfer
+        that is not APPROVED (already signed, expired, ...) is no error: nothing to do.
+
+        The calling thread prepares its transfers (read, quorum, decode, HSM) alongside other
+        callers, whose HSM calls overlap its Python work; the writes of every caller waiting
+        meanwhile go into one transaction (group commit)."""
         mine: dict[str, _Ticket] = {}
-        with self._queue_lock:
-            for tid in transfer_ids:
+        others: dict[str, _Ticket] = {}
+        with self._tickets_lock:
+            for tid in dict.fromkeys(transfer_ids):
                 ticket = self._tickets.get(tid)
                 if ticket is None:
-                    ticket = self._tickets[tid] = _Ticket()
-                    self._queue.append(tid)
-                mine[tid] = ticket
-        while not all(t.done.is_set() for t in mine.values()):
-            with self._runner:
-                if all(t.done.is_set() for t in mine.values()):
-                    break
-                with self._queue_lock:
-                    batch = self._queue[:MAX_BATCH]
-                    del self._queue[:MAX_BATCH]
-                if batch:
-                    self._run_and_release(batch)
-        return {tid: t.error for tid, t in mine.items() if t.error is not None}
-
-    def _run_and_release(self, batch: list[str]) -> None:
-        errors: dict[str, BaseException] = {}
-        try:
-            errors = self._run(batch)
-        except BaseException as e:  # every ticket of the batch learns of it; nobody hangs
-            errors = {tid: e for tid in batch}
-            if not isinstance(e, SignerError):
-                log.exception("sign step failed for a batch of %d transfers", len(batch))
-        finally:
-            with self._queue_lock:
-                for tid in batch:
-                    ticket = self._tickets.pop(tid)
-                    ticket.error = errors.get(tid)
-                    ticket.done.set()
+                    mine[tid] = self._tickets[tid] = _Ticket()
+                else:
+                    others[tid] = ticket  # another thread has it: wait for its outcome
+        for i in range(0, len(mine), MAX_BATCH):
+            batch = list(mine)[i:i + MAX_BATCH]
+            errors: dict[str, BaseException] = {}
+            try:
+                errors = self._run(batch)
+            except BaseException as e:  # every ticket of the batch learns of it; nobody hangs
+                errors = {tid: e for tid in batch}
+                if not isinstance(e, SignerError):
+                    log.exception("sign step failed for a batch of %d transfers", len(batch))
+            finally:
+                with self._tickets_lock:
+                    for tid in batch:
+                        ticket = self._tickets.pop(tid)
+                        ticket.error = errors.get(tid)
+                        ticket.done.set()
+        for ticket in others.values():
+            ticket.done.wait()
+        outcome = {**mine, **others}
+        return {tid: t.error for tid, t in outcome.items() if t.error is not None}
 
     # ---------------------------------------------------------------- one batch
     def _run(self, ids: list[str]) -> dict[str, BaseException]:
@@ -145,25 +159,59 @@ class SignStep:
         self.service._fault("after_hsm_signed")
         if not ready and not expired:
             return errors
-        try:
-            done = self._commit(ready, expired)
-        except SignerError as e:
-            if len(ready) + len(expired) == 1:
-                errors[ready[0].id if ready else expired[0]["id"]] = e
-                return errors
-            done = []  # one transfer's write spoiled the batch: write each alone
-            for job in ready:
-                try:
-                    done += self._commit([job], [])
-                except SignerError as e1:
-                    errors[job.id] = e1
-            for row in expired:
-                try:
-                    self._commit([], [row])
-                except SignerError as e1:
-                    errors[row["id"]] = e1
-        self._after_commit(done, bool(expired))
+        work = self._write_shared(_Commit(ready, expired))
+        errors.update(work.errors)
+        self._after_commit(work.written, bool(expired))
         return errors
+
+    def _write_shared(self, work: _Commit) -> _Commit:
+        """Queue ``work`` for the next write and return once it is written: the thread that
+        takes the committer lock writes everything queued by then in one transaction."""
+        with self._commit_lock:
+            self._commit_queue.append(work)
+        while not work.done.is_set():
+            with self._committer:
+                if work.done.is_set():
+                    break
+                with self._commit_lock:
+                    queued, self._commit_queue = self._commit_queue, []
+                if queued:
+                    self._write(queued)
+        return work
+
+    def _write(self, queued: list[_Commit]) -> None:
+        try:
+            try:
+                jobs = [j for w in queued for j in w.jobs]
+                written = {j.id for j in self._commit(jobs, [r for w in queued for r in w.expired])}
+                for w in queued:
+                    w.written = [j for j in w.jobs if j.id in written]
+            except SignerError:
+                if len(queued) == 1 and len(queued[0].jobs) + len(queued[0].expired) == 1:
+                    raise
+                # one transfer's write spoiled the shared one: write each transfer alone
+                for w in queued:
+                    for job in w.jobs:
+                        try:
+                            w.written += self._commit([job], [])
+                        except SignerError as e:
+                            w.errors[job.id] = e
+                    for row in w.expired:
+                        try:
+                            self._commit([], [row])
+                        except SignerError as e:
+                            w.errors[row["id"]] = e
+        except BaseException as e:
+            if not isinstance(e, SignerError):
+                log.exception("sign step: the write of %d prepared batches failed", len(queued))
+            for w in queued:
+                for job in w.jobs:
+                    w.errors[job.id] = e
+                for row in w.expired:
+                    w.errors[row["id"]] = e
+        finally:
+            for w in queued:
+                w.done.set()
 
     def _load(self, ids: list[str], errors: dict[str, BaseException]
               ) -> tuple[list[_Job], list[Row]]:

@@ -91,19 +91,19 @@ def state_of(app: App, transfer_id: str) -> str:
     return str(app.transfers.get(transfer_id).row["state"])
 
 
-def test_concurrent_callers_share_one_batch_and_sign_each_once(app: App) -> None:
+def test_concurrent_callers_share_one_write_and_sign_each_once(app: App) -> None:
     w = wallet(app)
     ids = [submitted(app, w.id) for _ in range(8)]
     assert {state_of(app, t) for t in ids} == {"APPROVED"}
     step = app.transfers.signer
-    batches: list[list[str]] = []
-    run = step._run
+    writes: list[list[str]] = []
+    commit = step._commit
 
-    def recording_run(batch: list[str]) -> Any:
-        batches.append(list(batch))
-        return run(batch)
+    def recording_commit(jobs: list[Any], expired: list[Any]) -> Any:
+        writes.append([j.id for j in jobs])
+        return commit(jobs, expired)
 
-    step._run = recording_run  # type: ignore[method-assign]
+    step._commit = recording_commit  # type: ignore[method-assign]
     try:
         errors: list[BaseException] = []
 
@@ -114,23 +114,24 @@ def test_concurrent_callers_share_one_batch_and_sign_each_once(app: App) -> None
             except BaseException as e:
                 errors.append(e)
 
-        # Hold the runner while 16 callers (each transfer asked for twice) queue up; released,
-        # the next runner takes every queued transfer in one batch.
-        step._runner.acquire()
+        # Hold the committer while 16 callers (each transfer asked for twice) prepare; once
+        # released, the next committer writes every prepared transfer in one transaction.
+        step._committer.acquire()
         threads = [threading.Thread(target=caller, args=([tid],)) for tid in ids + ids[::-1]]
         for t in threads:
             t.start()
         deadline = time.monotonic() + 20
-        while len(step._queue) < len(ids) and time.monotonic() < deadline:
+        while len(step._commit_queue) < len(ids) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert sorted(step._queue) == sorted(ids)  # each transfer queued once
-        step._runner.release()
+        queued = [j.id for w in step._commit_queue for j in w.jobs]
+        assert sorted(queued) == sorted(ids)  # each transfer prepared once
+        step._committer.release()
         for t in threads:
             t.join(30)
         assert not errors
     finally:
-        del step._run
-    assert [sorted(b) for b in batches] == [sorted(ids)]
+        del step._commit
+    assert [sorted(w) for w in writes] == [sorted(ids)]
     for tid in ids:
         v = app.transfers.get(tid)
         assert v.row["state"] == "SIGNED"
@@ -212,3 +213,50 @@ def test_hsm_signs_a_batch_in_parallel_in_order(app: App) -> None:
         der = coincurve.ecdsa.cdata_to_der(coincurve.ecdsa.deserialize_compact(
             r.to_bytes(32, "big") + s.to_bytes(32, "big")))
         assert coincurve.PublicKey(pubs[key_id]).verify(der, digest, hasher=None)
+
+
+def test_a_failing_write_spoils_only_its_own_transfer(app: App,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from signerd.errors import StoreUnavailable
+    from signerd.store import Tx
+
+    w = wallet(app)
+    ids = [submitted(app, w.id) for _ in range(4)]
+    bad = ids[2]
+    real = Tx.update_transfer
+
+    def failing(self: Tx, transfer_id: str, **fields: Any) -> None:
+        if transfer_id == bad and fields.get("state") == "SIGNED":
+            raise StoreUnavailable("store error: disk I/O error (test)")
+        real(self, transfer_id, **fields)
+
+    monkeypatch.setattr(Tx, "update_transfer", failing)
+    step = app.transfers.signer
+    outcomes: dict[str, BaseException | None] = {}
+
+    def caller(tid: str) -> None:
+        try:
+            app.transfers.sign(tid)
+            outcomes[tid] = None
+        except BaseException as e:
+            outcomes[tid] = e
+
+    step._committer.acquire()  # all four prepared first, so they share one write
+    threads = [threading.Thread(target=caller, args=(tid,)) for tid in ids]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while len(step._commit_queue) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    step._committer.release()
+    for t in threads:
+        t.join(30)
+    assert isinstance(outcomes[bad], StoreUnavailable)
+    assert state_of(app, bad) == "APPROVED" and signature_count(app, bad) == 0
+    for tid in ids:
+        if tid != bad:
+            assert outcomes[tid] is None
+            assert state_of(app, tid) == "SIGNED" and signature_count(app, tid) == 1
+    monkeypatch.undo()
+    app.transfers.sign(bad)  # the next sign step (the monitor's) completes it
+    assert state_of(app, bad) == "SIGNED" and signature_count(app, bad) == 1
