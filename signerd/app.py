@@ -143,6 +143,8 @@ class App:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.transfers is not None:
+            self.transfers.signer.close()
         if self._sign_pool is not None:
             self._sign_pool.shutdown(wait=True)
         self.keystore.close()

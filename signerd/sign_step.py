@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("signerd.transfers")
 
 APPROVED = TransferState.APPROVED.value
-MAX_BATCH = 256  # transfers per batch: bounds one write transaction and one HSM fan-out
+MAX_BATCH = 256  # transfers per batch: bounds one read, one HSM fan-out and one write
+MIN_SPLIT = 16  # a caller with more transfers than this prepares them in parallel batches
+PREPARERS = 2  # threads preparing a backlog's batches side by side
 
 Signatures = dict[tuple[str, bytes], tuple[int, int]]
 
@@ -95,6 +98,7 @@ class SignStep:
         self._committer = threading.Lock()  # held by the thread writing the queued work
         self._commit_lock = threading.Lock()
         self._commit_queue: list[_Commit] = []
+        self._preparers: ThreadPoolExecutor | None = None
 
     # ---------------------------------------------------------------- entry points
     def sign(self, transfer_id: str) -> None:
@@ -120,27 +124,47 @@ class SignStep:
                     mine[tid] = self._tickets[tid] = _Ticket()
                 else:
                     others[tid] = ticket  # another thread has it: wait for its outcome
-        for i in range(0, len(mine), MAX_BATCH):
-            batch = list(mine)[i:i + MAX_BATCH]
-            errors: dict[str, BaseException] = {}
-            try:
-                errors = self._run(batch)
-            except BaseException as e:  # every ticket of the batch learns of it; nobody hangs
-                errors = {tid: e for tid in batch}
-                if not isinstance(e, SignerError):
-                    log.exception("sign step failed for a batch of %d transfers", len(batch))
-            finally:
-                with self._tickets_lock:
-                    for tid in batch:
-                        ticket = self._tickets.pop(tid)
-                        ticket.error = errors.get(tid)
-                        ticket.done.set()
+        ids = list(mine)
+        if len(ids) <= MIN_SPLIT:
+            self._run_batch(ids)
+        else:  # a backlog: batches prepared on PREPARERS threads, so one's HSM calls overlap
+            size = min(MAX_BATCH, -(-len(ids) // (2 * PREPARERS)))
+            batches = [ids[i:i + size] for i in range(0, len(ids), size)]
+            list(self._preparer_pool().map(self._run_batch, batches))
         for ticket in others.values():
             ticket.done.wait()
         outcome = {**mine, **others}
         return {tid: t.error for tid, t in outcome.items() if t.error is not None}
 
+    def _preparer_pool(self) -> ThreadPoolExecutor:
+        with self._tickets_lock:
+            if self._preparers is None:
+                self._preparers = ThreadPoolExecutor(max_workers=PREPARERS,
+                                                     thread_name_prefix="sign-prepare")
+            return self._preparers
+
+    def close(self) -> None:
+        if self._preparers is not None:
+            self._preparers.shutdown(wait=True)
+
     # ---------------------------------------------------------------- one batch
+    def _run_batch(self, batch: list[str]) -> None:
+        """Sign one batch of this caller's transfers; never raises: each ticket gets its
+        outcome."""
+        errors: dict[str, BaseException] = {}
+        try:
+            errors = self._run(batch)
+        except BaseException as e:  # every ticket of the batch learns of it; nobody hangs
+            errors = {tid: e for tid in batch}
+            if not isinstance(e, SignerError):
+                log.exception("sign step failed for a batch of %d transfers", len(batch))
+        finally:
+            with self._tickets_lock:
+                for tid in batch:
+                    ticket = self._tickets.pop(tid)
+                    ticket.error = errors.get(tid)
+                    ticket.done.set()
+
     def _run(self, ids: list[str]) -> dict[str, BaseException]:
         errors: dict[str, BaseException] = {}
         jobs, expired = self._load(sorted(ids), errors)

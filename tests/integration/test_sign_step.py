@@ -260,3 +260,35 @@ def test_a_failing_write_spoils_only_its_own_transfer(app: App,
     monkeypatch.undo()
     app.transfers.sign(bad)  # the next sign step (the monitor's) completes it
     assert state_of(app, bad) == "SIGNED" and signature_count(app, bad) == 1
+
+
+def test_backlog_is_prepared_in_parallel_batches(app: App) -> None:
+    from signerd import sign_step
+
+    w, w_frozen = wallet(app), wallet(app)
+    ids = [submitted(app, w.id) for _ in range(40)]
+    frozen = submitted(app, w_frozen.id)
+    with db(app) as c:
+        c.execute("UPDATE wallets SET status = 'FROZEN' WHERE id = ?", (w_frozen.id,))
+    step = app.transfers.signer
+    batches: list[list[str]] = []
+    run = step._run
+
+    def recording_run(batch: list[str]) -> Any:
+        batches.append(list(batch))
+        return run(batch)
+
+    step._run = recording_run  # type: ignore[method-assign]
+    try:
+        errors = step.sign_many(ids + [frozen] + ids[:5])  # duplicates are signed once
+    finally:
+        del step._run
+    assert set(errors) == {frozen} and isinstance(errors[frozen], WalletFrozen)
+    assert len(ids) + 1 > sign_step.MIN_SPLIT and len(batches) > 1
+    assert sorted(t for b in batches for t in b) == sorted(ids + [frozen])
+    for tid in ids:
+        assert state_of(app, tid) == "SIGNED"
+        assert signature_count(app, tid) == 1 and signed_events(app, tid) == 1
+    assert state_of(app, frozen) == "APPROVED" and signature_count(app, frozen) == 0
+    with db(app) as c:
+        c.execute("UPDATE wallets SET status = 'ACTIVE' WHERE id = ?", (w_frozen.id,))
