@@ -213,8 +213,10 @@ class TransferService:
         return adapter.decode(wallet, payload, self.limits)
 
     def submit(self, actor: str, wallet_id: str, payload: bytes, *, replaces: str = "",
-               legal_basis: str = "", category_change: str = "", idempotency_key: str = ""
-               ) -> TransferView:
+               legal_basis: str = "", category_change: str = "", idempotency_key: str = "",
+               chain: Chain | None = None) -> TransferView:
+        """A new transfer PENDING_APPROVAL; ``chain``, when given, is the chain the payload's
+        form belongs to (a PSBT: bitcoin), which must be the wallet's."""
         if not wallet_id:
             raise InvalidArgument("wallet_id: required")
         if not payload:
@@ -226,6 +228,11 @@ class TransferService:
             raise InvalidArgument(f"legal_basis: at most {MAX_REASON} characters")
         with self.store.read() as tx:
             wallet = self._wallet(tx, wallet_id)
+            if chain is not None and wallet.chain is not chain:
+                form = "psbt" if chain is Chain.BITCOIN else "ethereum"
+                article = "an" if wallet.chain is Chain.ETHEREUM else "a"
+                raise InvalidArgument(
+                    f"{form}: wallet {wallet_id} is {article} {wallet.chain.value} wallet")
             prow = tx.latest_policy(wallet_id)
             own_rows = tx.list_wallets(limit=10**9)
             own = {r["address"] for r in own_rows}

@@ -23,7 +23,7 @@ from ..admin import AdminService
 from ..app import App
 from ..errors import (InvalidArgument, PermissionDenied, ResourceExhausted, SignerError, Status,
                       Unauthenticated)
-from ..model import Decision
+from ..model import Chain, Decision
 from ..v1 import signerd_pb2 as pb
 from ..v1 import signerd_pb2_grpc as rpc
 from ..wallets import WalletRequest
@@ -310,16 +310,12 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
             kind = req.WhichOneof("tx")
             if kind is None:
                 raise InvalidArgument("tx: a psbt or an ethereum transaction is required")
-            w = app.get_wallet(req.wallet_id)
-            if kind == "psbt" and w.chain.value != "bitcoin":
-                raise InvalidArgument(f"psbt: wallet {w.id} is an {w.chain.value} wallet")
-            if kind == "ethereum" and w.chain.value != "ethereum":
-                raise InvalidArgument(f"ethereum: wallet {w.id} is a {w.chain.value} wallet")
             payload = req.psbt if kind == "psbt" else req.ethereum.json.encode()
             v = app.transfers.submit(caller.name, req.wallet_id, payload, replaces=req.replaces,
                                      legal_basis=req.legal_basis,
                                      category_change=req.category_change,
-                                     idempotency_key=req.idempotency_key)
+                                     idempotency_key=req.idempotency_key,
+                                     chain=Chain.BITCOIN if kind == "psbt" else Chain.ETHEREUM)
             return C.transfer_pb(v)
 
         @gate.unary("Custody/GetTransfer")

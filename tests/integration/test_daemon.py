@@ -98,6 +98,26 @@ def test_unknown_wallet_is_not_found(daemon: Daemon) -> None:
     assert e.code() == grpc.StatusCode.NOT_FOUND and "w_nope" in e.details()
 
 
+def test_payload_of_the_other_chain_is_invalid_argument(daemon: Daemon) -> None:
+    c = daemon.custody()
+    eth = c.CreateWallet(pb.CreateWalletRequest(chain=pb.ETHEREUM, chain_ids=[1],
+                                                category=pb.SEIZED, case_ref="C-MIX"))
+    btc = c.CreateWallet(pb.CreateWalletRequest(chain=pb.BITCOIN, network="regtest",
+                                                category=pb.SEIZED, case_ref="C-MIX",
+                                                script_type=pb.P2WPKH))
+    e = rpc_error(c.SubmitTransfer, pb.SubmitTransferRequest(wallet_id=eth.id,
+                                                             psbt=b"psbt\xff\x00"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.details() == f"psbt: wallet {eth.id} is an ethereum wallet"
+    e = rpc_error(c.SubmitTransfer, pb.SubmitTransferRequest(
+        wallet_id=btc.id, ethereum=pb.EthereumTransaction(json="{}")))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.details() == f"ethereum: wallet {btc.id} is a bitcoin wallet"
+    e = rpc_error(c.SubmitTransfer, pb.SubmitTransferRequest(wallet_id="w_none",
+                                                             psbt=b"psbt\xff\x00"))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
 def test_metrics_endpoint_exports_signerd_series(daemon: Daemon) -> None:
     text = daemon.metrics()
     for name in ("signerd_build_info", "signerd_hsm_up 1.0", "signerd_hsm_sign_seconds_bucket",
