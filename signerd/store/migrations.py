@@ -144,6 +144,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (5, "the health monitor finds due transfers without reading every live one", [
         "CREATE INDEX transfers_state_expiry ON transfers (state, expires_at)",
     ]),
+    (6, "list pages walk transfers in id order within a state or a wallet", [
+        # ListTransfers / ListPending: WHERE state = ? AND id > ? ORDER BY id LIMIT n reads n
+        # rows in index order instead of every transfer in that state plus a sort.
+        "CREATE INDEX transfers_state_id ON transfers (state, id)",
+        "CREATE INDEX transfers_wallet_id ON transfers (wallet_id, id)",
+    ]),
 ]
 
 
