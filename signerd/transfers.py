@@ -147,28 +147,50 @@ class TransferService:
                 for r in tx.list_operators()}
 
     def _quorum(self, tx: Tx, row: Row, operators: dict[str, P.OperatorView] | None = None,
-                approvals: builtins.list[Row] | None = None) -> P.QuorumResult:
+                approvals: builtins.list[Row] | None = None,
+                memo: dict[Any, Any] | None = None) -> P.QuorumResult:
+        """The quorum of ``row`` from its approvals. ``memo`` (one list page, whose rows all
+        use the same ``operators``) shares results between rows with the same requirement,
+        submitter and votes: ``P.evaluate`` is pure, so they are equal."""
         rows = tx.approvals(row["id"]) if approvals is None else approvals
         votes = [P.Vote(a["operator_id"], Decision(a["decision"])) for a in rows]
-        return P.evaluate(requirement_from_json(row["requirement"]), votes,
-                          self._operators(tx) if operators is None else operators,
-                          row["submitter"])
+        if memo is None:
+            return P.evaluate(requirement_from_json(row["requirement"]), votes,
+                              self._operators(tx) if operators is None else operators,
+                              row["submitter"])
+        text = row["requirement"]
+        key = (text, row["submitter"], tuple((v.operator_id, v.decision) for v in votes))
+        q = memo.get(key)
+        if q is None:
+            parsed = memo.get(text)
+            q = memo[key] = P.evaluate(
+                requirement_from_json(text) if parsed is None else parsed[0], votes,
+                self._operators(tx) if operators is None else operators, row["submitter"])
+        return q
 
     def _view(self, tx: Tx, row: Row, operators: dict[str, P.OperatorView] | None = None,
-              approvals: builtins.list[Row] | None = None) -> TransferView:
-        req = requirement_from_json(row["requirement"])
+              approvals: builtins.list[Row] | None = None,
+              memo: dict[Any, Any] | None = None) -> TransferView:
+        """``memo``: shared by the rows of one list page (see ``list``)."""
+        text = row["requirement"]
+        parsed = None if memo is None else memo.get(text)
+        if parsed is None:
+            req = requirement_from_json(text)
+            parsed = (req, req.describe())
+            if memo is not None:
+                memo[text] = parsed
         if approvals is None:
             approvals = tx.approvals(row["id"])
         remaining = ""
         counted: tuple[str, ...] = ()
         if row["state"] in LIVE:
-            q = self._quorum(tx, row, operators, approvals)
+            q = self._quorum(tx, row, operators, approvals, memo)
             remaining, counted = q.remaining, q.counted
         return TransferView(
             row=dict(row.data), movement=movement_from_json(row["movement"]),
             approvals=tuple({**a.data, "counted": a["operator_id"] in counted}
                             for a in approvals),
-            requirement=req.describe(), remaining=remaining, instance_id=self.app.instance_id)
+            requirement=parsed[1], remaining=remaining, instance_id=self.app.instance_id)
 
     def get(self, transfer_id: str) -> TransferView:
         if not transfer_id:
@@ -182,7 +204,10 @@ class TransferService:
             ops = self._operators(tx)
             rows = tx.list_transfers(wallet_id=wallet_id, state=state, after=after, limit=limit)
             apps = tx.approvals_for([r["id"] for r in rows])
-            return [self._view(tx, r, ops, apps[r["id"]]) for r in rows]
+            # One page: every row sees the same operators, so a requirement is parsed and a
+            # quorum of the same (requirement, submitter, votes) evaluated once per page.
+            memo: dict[Any, Any] = {}
+            return [self._view(tx, r, ops, apps[r["id"]], memo) for r in rows]
 
     def pending_for(self, operator_id: str, *, after: str = "", limit: int = 100
                     ) -> builtins.list[TransferView]:
@@ -192,16 +217,21 @@ class TransferService:
             rows = tx.list_transfers(state=TransferState.PENDING_APPROVAL.value, after=after,
                                      limit=limit)
             apps = tx.approvals_for([r["id"] for r in rows])
+            memo: dict[Any, Any] = {}  # as in list
             out = []
             for r in rows:
                 if r["submitter"] == operator_id:
                     continue
                 if any(a["operator_id"] == operator_id for a in apps[r["id"]]):
                     continue
-                req = requirement_from_json(r["requirement"])
+                parsed = memo.get(r["requirement"])
+                if parsed is None:
+                    req = requirement_from_json(r["requirement"])
+                    parsed = memo[r["requirement"]] = (req, req.describe())
+                req = parsed[0]
                 if req.group is not None and operator_id not in req.group:
                     continue
-                out.append(self._view(tx, r, ops, apps[r["id"]]))
+                out.append(self._view(tx, r, ops, apps[r["id"]], memo))
             return out
 
     # ---------------------------------------------------------------- submission

@@ -230,3 +230,58 @@ def test_policy_change_never_loosens_a_pending_transfer(daemon: Daemon) -> None:
     e = rpc_error(daemon.admin().SetPolicy, pb.SetPolicyRequest(wallet_id=w.id,
                                                                 toml="name = 1\n"))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "name" in e.details()
+
+
+def test_list_pages_show_each_transfer_as_get_does(daemon: Daemon) -> None:
+    """ListTransfers and ListPending evaluate a page's quorums together (shared per page):
+    every listed transfer must equal GetTransfer of it (which evaluates it alone), the pages
+    come in id order, and the page tokens walk the whole list."""
+    three = ('name = "three"\n[[rule]]\nname = "all"\nasset = "*"\napprovers = 3\n'
+             'roles = { investigator = 1, custody_officer = 1 }\n')
+    w2, w3 = eth_wallet(daemon), eth_wallet(daemon, policy=three)
+    ids = []
+    for i in range(4):
+        for w in (w2, w3):
+            t = submit(daemon, w.id, tx_fields(nonce=next(_nonce)))
+            ids.append(t.id)
+            if i == 1:
+                decide(daemon, t.id, "inv1")
+            elif i == 2:
+                decide(daemon, t.id, "inv2", pb.REJECT, reason="not this one")
+            elif i == 3:
+                decide(daemon, t.id, "cust1")
+                decide(daemon, t.id, "inv2")
+
+    def get(tid: str) -> pb.Transfer:
+        return daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=tid))
+
+    for wallet in (w2, w3):
+        listed, token = [], ""
+        while True:
+            r = daemon.custody().ListTransfers(pb.ListTransfersRequest(
+                wallet_id=wallet.id, page=pb.Page(page_size=3, page_token=token)))
+            assert len(r.transfers) <= 3
+            listed.extend(r.transfers)
+            token = r.next_page_token
+            assert token == (r.transfers[-1].id if len(r.transfers) == 3 else "")
+            if not token:
+                break
+        assert [t.id for t in listed] == sorted(t for t in ids if get(t).wallet_id == wallet.id)
+        assert listed == [get(t.id) for t in listed]
+        assert {t.remaining for t in listed} - {""}  # some still wait for approvers
+
+    pending = daemon.custody().ListTransfers(pb.ListTransfersRequest(
+        state=pb.PENDING_APPROVAL, page=pb.Page(page_size=1000))).transfers
+    assert [t.id for t in pending] == sorted(t.id for t in pending)
+    assert all(t.state == pb.PENDING_APPROVAL for t in pending)
+    assert {t for t in ids if get(t).state == pb.PENDING_APPROVAL} <= {t.id for t in pending}
+    assert list(pending) == [get(t.id) for t in pending]
+
+    for op in ("inv1", "cust2"):
+        mine = daemon.approval(op).ListPending(pb.ListPendingRequest(
+            page=pb.Page(page_size=1000))).transfers
+        assert [t.id for t in mine] == sorted(t.id for t in mine)
+        assert all(op not in [a.operator_id for a in t.approvals] for t in mine)
+        assert list(mine) == [get(t.id) for t in mine]
+        assert {t.id for t in mine} == {t.id for t in pending
+                                        if op not in [a.operator_id for a in t.approvals]}
