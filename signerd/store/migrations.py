@@ -150,6 +150,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX transfers_state_id ON transfers (state, id)",
         "CREATE INDEX transfers_wallet_id ON transfers (wallet_id, id)",
     ]),
+    (7, "the gauges count transfers per chain and state from an index", [
+        # App.refresh_gauges (every probe_seconds): GROUP BY chain, state becomes a covering
+        # index scan instead of a scan of the whole table, payloads included.
+        "CREATE INDEX transfers_chain_state ON transfers (chain, state)",
+    ]),
 ]
 
 
