@@ -208,16 +208,31 @@ def main() -> None:
                            per_level * len(callers) + n_backlog + per_level // 2, 0)
         prep_s = time.perf_counter() - t0
         log(f"prepared {len(pool)} approved transfers in {prep_s:.1f} s")
+        # each sign-step measurement right after a raw one at its best thread count, so that
+        # every ratio also has a neighbour taken under the same load
+        tok3 = RawToken(info)
+        tok3.attach()
+        best_n = max(layers["raw"], key=lambda n: layers["raw"][n]["best"])
+
+        def raw_now() -> float:
+            return float(raw_rate(tok3, wallet_key, best_n, seconds)["per_second"])
+
         step_rates = {}
         at = 0
         for n in callers:
             chunk = pool[at:at + per_level]
             at += per_level
+            adjacent = raw_now()
             step_rates[n] = sign_step_rate(app, chunk, n, seconds)
-            log(f"sign step {n} thread(s): {step_rates[n]['per_second']:.0f} transfers/s")
+            step_rates[n]["raw_adjacent"] = adjacent
+            log(f"sign step {n} thread(s): {step_rates[n]['per_second']:.0f} transfers/s "
+                f"(raw just before: {adjacent:.0f}/s)")
+        adjacent = raw_now()
         results["backlog"] = backlog_rate(app, pool[at:at + n_backlog])
+        results["backlog"]["raw_adjacent"] = adjacent
         at += n_backlog
-        log(f"sign step, backlog of {n_backlog}: {results['backlog']['per_second']:.0f}/s")
+        log(f"sign step, backlog of {n_backlog}: {results['backlog']['per_second']:.0f}/s "
+            f"(raw just before: {adjacent:.0f}/s)")
         # the HSM layer's CPU per signature in this process, one thread, for the CPU shares
         digests = [secrets.token_bytes(32) for _ in range(500)]
         c0 = time.process_time()
@@ -279,13 +294,15 @@ def main() -> None:
         with signing_deferred(app):
             in_process_approve(app, keys, t.id, "inv1")
             in_process_approve(app, keys, t.id, "cust1")
+        adjacent = raw_now()
         t0 = time.perf_counter()
         app.transfers.sign(t.id)
         psbt_s = time.perf_counter() - t0
         state = app.transfers.get(t.id).row["state"]
         results["psbt_sign_step"] = {"inputs": n_inputs, "seconds": round(psbt_s, 3),
                                      "signatures_per_second": rate(n_inputs, psbt_s),
-                                     "state": state}
+                                     "state": state, "raw_adjacent": adjacent}
+        tok3.close()
         log(f"PSBT sign step, {n_inputs} inputs: {n_inputs / psbt_s:.0f} signatures/s")
         app.stop()
 
