@@ -10,8 +10,11 @@ Stages, each timed on its own with signerd's own functions:
   analyze    signer.analyze: UTXO proofs (non-witness UTXO hashed against the outpoint), script
              checks, BIP-143 digests, movement
   digest     the BIP-143 digests alone (SegwitV0Cache + bip143_sighash per input)
-  hsm        App.hsm_sign of every digest, one after another (as the sign step does)
-  add sigs   signer.add_signature per input (each signature verified against its digest)
+  hsm        App.hsm_sign_many of every digest, spread over the HSM sessions (as the sign
+             step does; the CPU of its threads is counted)
+  add sigs   signer.add_signatures: every signature checked (strict DER, low-S, sighash byte)
+             and added in one copy of the inputs (as the sign step does; the keystore has
+             verified each signature against its digest)
   finalize   signer.finalize + extract + serialize (signatures verified again)
   sign step  TransferService.sign of the APPROVED transfer: all of the above plus the store
 
@@ -96,19 +99,18 @@ def main() -> None:
             hsm_reps = 3 if n <= 100 else 1
 
             def hsm() -> dict[tuple[str, bytes], tuple[int, int]]:
-                return {(key_id, r.digest): app.hsm_sign(key_id, r.digest)
-                        for r in analysis.to_sign}
+                jobs = [(key_id, r.digest) for r in analysis.to_sign]
+                return dict(zip(jobs, app.hsm_sign_many(jobs)))
 
             sigs = st.run("hsm", hsm, hsm_reps)
 
             def add_sigs() -> Any:
-                p = parsed
+                items = []
                 for r in analysis.to_sign:
                     rr, ss = sigs[(key_id, r.digest)]
-                    p = signer.add_signature(p, r.input_index, r.pubkey,
-                                             signer.der_encode(rr, ss) + bytes([SIGHASH_ALL]),
-                                             digest=r.digest)
-                return p
+                    items.append((r.input_index, r.pubkey,
+                                  signer.der_encode(rr, ss) + bytes([SIGHASH_ALL]), None))
+                return signer.add_signatures(parsed, items)
 
             signed_psbt = st.run("add_signatures", add_sigs, max(1, reps // 2))
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from . import wallets as W
 from .config import Config
-from .errors import HsmUnavailable, InvalidArgument
+from .errors import HsmUnavailable, InvalidArgument, SignerError
 from .hsm import Keystore, KeyInfo
 from .metrics import Metrics
 from .model import Wallet
@@ -180,13 +180,32 @@ class App:
         return rs
 
     def hsm_sign_many(self, jobs: list[tuple[str, bytes]]) -> list[tuple[int, int]]:
-        """Sign ``(key_id, digest)`` jobs, in order. With OS locking the jobs are spread over
-        the keystore's sessions, one thread each (PKCS#11 C_Sign runs without the GIL, so the
-        token signs in parallel); otherwise, one after another. The first failure is raised."""
-        workers = min(len(jobs), self.keystore.pool_size
-                      if self.keystore.concurrency == "os-locking" else 1)
-        if workers <= 1:
-            return [self.hsm_sign(k, d) for k, d in jobs]
+        """Sign ``(key_id, digest)`` jobs; the results in the same order (see
+        :meth:`hsm_sign_start`). The first failure is raised."""
+        return self.hsm_sign_start(jobs)()
+
+    def hsm_sign_start(self, jobs: list[tuple[str, bytes]], *, background: bool = False
+                       ) -> Callable[[], list[tuple[int, int]]]:
+        """Start signing ``(key_id, digest)`` jobs and return a function that waits for the
+        signatures, in order, or raises the first failure.
+
+        With OS locking the jobs are spread over the keystore's sessions, one thread each
+        (PKCS#11 C_Sign runs without the GIL, so the token signs in parallel and the caller's
+        thread may go on with other work until it asks for the results); a single job is signed
+        at once in the caller's thread unless ``background``. Without OS locking, every job is
+        signed at once, one after another."""
+        parallel = self.keystore.concurrency == "os-locking"
+        workers = min(len(jobs), self.keystore.pool_size) if parallel else 1
+        if workers == 0 or (workers == 1 and not (background and parallel)):
+            try:
+                done = [self.hsm_sign(k, d) for k, d in jobs]
+            except SignerError as e:
+                failure = e
+
+                def fail() -> list[tuple[int, int]]:
+                    raise failure
+                return fail
+            return lambda: done
         with self._sign_pool_lock:
             if self._sign_pool is None:
                 self._sign_pool = ThreadPoolExecutor(max_workers=self.keystore.pool_size,
@@ -196,12 +215,15 @@ class App:
         def run(part: list[tuple[str, bytes]]) -> list[tuple[int, int]]:
             return [self.hsm_sign(k, d) for k, d in part]
 
-        parts = [jobs[i::workers] for i in range(workers)]
-        done = [f.result() for f in [pool.submit(run, p) for p in parts]]
-        out: list[tuple[int, int]] = [(0, 0)] * len(jobs)
-        for i, results in enumerate(done):
-            out[i::workers] = results
-        return out
+        futures = [pool.submit(run, jobs[i::workers]) for i in range(workers)]
+
+        def wait() -> list[tuple[int, int]]:
+            parts = [f.result() for f in futures]
+            out: list[tuple[int, int]] = [(0, 0)] * len(jobs)
+            for i, results in enumerate(parts):
+                out[i::workers] = results
+            return out
+        return wait
 
     def hsm_generate(self, label: str) -> KeyInfo:
         try:

@@ -1,13 +1,14 @@
 """The sign step: APPROVED transfers signed exactly once, in group-committed batches.
 
 Whoever asks for transfers to be signed (the approval that completed a quorum, the monitor
-resuming a backlog) prepares them in its own thread: one read transaction for its batch, the
-quorum checked again, the payloads decoded again, the digests signed by the HSM (a batch's
-digests spread over the HSM's sessions). Other callers prepare theirs at the same time, so the
-HSM's work overlaps their Python work. The prepared results then queue for the write: the
-thread that takes the committer lock writes everything queued by then in one durable
-transaction (group commit), so concurrent quorum-making approvals share a commit, and a backlog
-drains in batches of up to MAX_BATCH transfers.
+resuming a backlog) queues their ids and waits; one worker thread signs what is queued, in
+batches of up to BATCH transfers and two batches at a time: while the HSM's sessions sign batch
+k (PKCS#11 calls run without the GIL), the worker reads and decodes batch k+1, then assembles
+batch k, writes it in one durable transaction (group commit) and answers its callers. Callers
+do not compete with each other for the GIL and the store, a burst of quorum-making approvals
+shares reads and commits, and a backlog drains with the HSM kept busy. With nothing else
+queued, a transfer is signed at once in the worker's thread, so a lone approval waits no longer
+than it must.
 
 Invariants kept here (DEVELOPERS.md):
 - No signature without quorum: only transfers in state APPROVED are signed (that state is set in
@@ -28,13 +29,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import policy as P
 from .chains import Decoded, Signed, adapter_for
-from .errors import NotFound, SignerError, WalletFrozen
+from .errors import HsmUnavailable, NotFound, SignerError, WalletFrozen
 from .model import Chain, TransferState, Wallet, WalletStatus
 from .store import Row, Tx
 
@@ -44,9 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("signerd.transfers")
 
 APPROVED = TransferState.APPROVED.value
-MAX_BATCH = 256  # transfers per batch: bounds one read, one HSM fan-out and one write
-MIN_SPLIT = 16  # a caller with more transfers than this prepares them in parallel batches
-PREPARERS = 2  # threads preparing a backlog's batches side by side
+BATCH = 64  # transfers per batch: one read, one HSM fan-out, one write
 
 Signatures = dict[tuple[str, bytes], tuple[int, int]]
 
@@ -78,14 +76,19 @@ class _Job:
 
 
 @dataclass
-class _Commit:
-    """Prepared work waiting for the shared write."""
+class _Batch:
+    """Up to BATCH transfers on their way through the pipeline."""
 
-    jobs: list[_Job]
-    expired: list[Row]
-    done: threading.Event = field(default_factory=threading.Event)
-    written: list[_Job] = field(default_factory=list)
+    ids: list[str]
+    jobs: list[_Job] = field(default_factory=list)
+    expired: list[Row] = field(default_factory=list)
     errors: dict[str, BaseException] = field(default_factory=dict)
+    todo: list[tuple[_Job, str, bytes]] = field(default_factory=list)
+    signatures: Callable[[], list[tuple[int, int]]] | None = None
+
+    def fail(self, e: BaseException) -> None:
+        for tid in self.ids:
+            self.errors.setdefault(tid, e)
 
 
 class SignStep:
@@ -93,12 +96,11 @@ class SignStep:
         self.service = service
         self.app = service.app
         self.store = service.store
-        self._tickets_lock = threading.Lock()
+        self._cond = threading.Condition()  # guards the queue, the tickets and the worker
+        self._queue: list[str] = []
         self._tickets: dict[str, _Ticket] = {}
-        self._committer = threading.Lock()  # held by the thread writing the queued work
-        self._commit_lock = threading.Lock()
-        self._commit_queue: list[_Commit] = []
-        self._preparers: ThreadPoolExecutor | None = None
+        self._worker: threading.Thread | None = None
+        self._closed = False
 
     # ---------------------------------------------------------------- entry points
     def sign(self, transfer_id: str) -> None:
@@ -108,134 +110,163 @@ class SignStep:
             raise error
 
     def sign_many(self, transfer_ids: list[str]) -> dict[str, BaseException]:
-        """Run the sign step for these transfers (each by one thread at a time in this
-        process); returns, by id, the error that kept a transfer from being signed. A transfer
-        that is not APPROVED (already signed, expired, ...) is no error: nothing to do.
-
-        The calling thread prepares its transfers (read, quorum, decode, HSM) alongside other
-        callers, whose HSM calls overlap its Python work; the writes of every caller waiting
-        meanwhile go into one transaction (group commit)."""
+        """Run the sign step for these transfers and wait for it; returns, by id, the error
+        that kept a transfer from being signed. A transfer that is not APPROVED (already
+        signed, expired, ...) is no error: there is nothing to do. A transfer already queued
+        or being signed is not signed twice: its callers share the outcome."""
         mine: dict[str, _Ticket] = {}
-        others: dict[str, _Ticket] = {}
-        with self._tickets_lock:
+        with self._cond:
+            if self._closed:
+                raise HsmUnavailable("signerd is stopping; the transfer is signed on restart")
             for tid in dict.fromkeys(transfer_ids):
                 ticket = self._tickets.get(tid)
                 if ticket is None:
-                    mine[tid] = self._tickets[tid] = _Ticket()
-                else:
-                    others[tid] = ticket  # another thread has it: wait for its outcome
-        ids = list(mine)
-        if len(ids) <= MIN_SPLIT:
-            self._run_batch(ids)
-        else:  # a backlog: batches prepared on PREPARERS threads, so one's HSM calls overlap
-            size = min(MAX_BATCH, -(-len(ids) // (2 * PREPARERS)))
-            batches = [ids[i:i + size] for i in range(0, len(ids), size)]
-            list(self._preparer_pool().map(self._run_batch, batches))
-        for ticket in others.values():
+                    ticket = self._tickets[tid] = _Ticket()
+                    self._queue.append(tid)
+                mine[tid] = ticket
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="sign-step",
+                                                 daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
+        for ticket in mine.values():
             ticket.done.wait()
-        outcome = {**mine, **others}
-        return {tid: t.error for tid, t in outcome.items() if t.error is not None}
-
-    def _preparer_pool(self) -> ThreadPoolExecutor:
-        with self._tickets_lock:
-            if self._preparers is None:
-                self._preparers = ThreadPoolExecutor(max_workers=PREPARERS,
-                                                     thread_name_prefix="sign-prepare")
-            return self._preparers
+        return {tid: t.error for tid, t in mine.items() if t.error is not None}
 
     def close(self) -> None:
-        if self._preparers is not None:
-            self._preparers.shutdown(wait=True)
+        """Stop the worker once the queue is empty."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            worker = self._worker
+        if worker is not None:
+            worker.join(30)
 
-    # ---------------------------------------------------------------- one batch
-    def _run_batch(self, batch: list[str]) -> None:
-        """Sign one batch of this caller's transfers; never raises: each ticket gets its
-        outcome."""
-        errors: dict[str, BaseException] = {}
+    # ---------------------------------------------------------------- the worker
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+            try:
+                self._pipeline()
+            except BaseException:  # every batch settles its own tickets; keep serving
+                log.exception("sign step: the worker's pipeline failed")
+
+    def _take(self) -> tuple[list[str], bool]:
+        """The next batch of queued ids, and whether more are queued after it."""
+        with self._cond:
+            batch = self._queue[:BATCH]
+            del self._queue[:BATCH]
+            return batch, bool(self._queue)
+
+    def _pipeline(self) -> None:
+        """Batches until the queue is empty, two at a time: batch k+1 is read and decoded, and
+        its signing started, while the HSM signs batch k; then batch k is assembled and
+        written, and its callers answered."""
+        prev: _Batch | None = None
         try:
-            errors = self._run(batch)
-        except BaseException as e:  # every ticket of the batch learns of it; nobody hangs
-            errors = {tid: e for tid in batch}
-            if not isinstance(e, SignerError):
-                log.exception("sign step failed for a batch of %d transfers", len(batch))
+            while True:
+                ids, more = self._take()
+                cur = self._start(ids, background=more or prev is not None) if ids else None
+                if prev is not None:
+                    self._finish(prev)
+                prev = cur
+                if cur is None:
+                    return
         finally:
-            with self._tickets_lock:
-                for tid in batch:
-                    ticket = self._tickets.pop(tid)
-                    ticket.error = errors.get(tid)
-                    ticket.done.set()
+            if prev is not None:
+                self._finish(prev)
 
-    def _run(self, ids: list[str]) -> dict[str, BaseException]:
-        errors: dict[str, BaseException] = {}
-        jobs, expired = self._load(sorted(ids), errors)
-        self._sign_digests(jobs, errors)
-        ready = []
-        for job in jobs:
-            if job.id in errors:
-                continue
-            try:
-                job.signed = job.adapter.assemble(job.wallet, job.decoded,
-                                                  {**job.stored, **job.fresh})
-            except SignerError as e:
-                errors[job.id] = e
-                continue
-            ready.append(job)
-        self.service._fault("after_hsm_signed")
-        if not ready and not expired:
-            return errors
-        work = self._write_shared(_Commit(ready, expired))
-        errors.update(work.errors)
-        self._after_commit(work.written, bool(expired))
-        return errors
-
-    def _write_shared(self, work: _Commit) -> _Commit:
-        """Queue ``work`` for the next write and return once it is written: the thread that
-        takes the committer lock writes everything queued by then in one transaction."""
-        with self._commit_lock:
-            self._commit_queue.append(work)
-        while not work.done.is_set():
-            with self._committer:
-                if work.done.is_set():
-                    break
-                with self._commit_lock:
-                    queued, self._commit_queue = self._commit_queue, []
-                if queued:
-                    self._write(queued)
-        return work
-
-    def _write(self, queued: list[_Commit]) -> None:
+    def _start(self, ids: list[str], *, background: bool) -> _Batch:
+        """Read, check the quorum, decode, and start signing the digests no stored signature
+        covers (in the HSM's sessions while this thread goes on when ``background``)."""
+        batch = _Batch(ids)
         try:
-            try:
-                jobs = [j for w in queued for j in w.jobs]
-                written = {j.id for j in self._commit(jobs, [r for w in queued for r in w.expired])}
-                for w in queued:
-                    w.written = [j for j in w.jobs if j.id in written]
-            except SignerError:
-                if len(queued) == 1 and len(queued[0].jobs) + len(queued[0].expired) == 1:
-                    raise
-                # one transfer's write spoiled the shared one: write each transfer alone
-                for w in queued:
-                    for job in w.jobs:
-                        try:
-                            w.written += self._commit([job], [])
-                        except SignerError as e:
-                            w.errors[job.id] = e
-                    for row in w.expired:
-                        try:
-                            self._commit([], [row])
-                        except SignerError as e:
-                            w.errors[row["id"]] = e
+            batch.jobs, batch.expired = self._load(sorted(ids), batch.errors)
+            for job in batch.jobs:
+                seen: set[tuple[str, bytes]] = set()
+                for key_id, digest in job.adapter.digests_to_sign(job.wallet, job.decoded):
+                    if (key_id, digest) in job.stored or (key_id, digest) in seen:
+                        continue
+                    seen.add((key_id, digest))
+                    batch.todo.append((job, key_id, digest))
+            if batch.todo:
+                batch.signatures = self.app.hsm_sign_start(
+                    [(k, d) for _, k, d in batch.todo], background=background)
         except BaseException as e:
             if not isinstance(e, SignerError):
-                log.exception("sign step: the write of %d prepared batches failed", len(queued))
-            for w in queued:
-                for job in w.jobs:
-                    w.errors[job.id] = e
-                for row in w.expired:
-                    w.errors[row["id"]] = e
+                log.exception("sign step: preparing a batch of %d transfers failed", len(ids))
+            batch.fail(e)
+        return batch
+
+    def _finish(self, batch: _Batch) -> None:
+        """Collect the signatures, assemble, write, and answer every caller of the batch."""
+        written: list[_Job] = []
+        try:
+            if batch.signatures is not None:
+                try:
+                    results = batch.signatures()
+                except SignerError as e:
+                    for job, _, _ in batch.todo:
+                        batch.errors.setdefault(job.id, e)
+                    results = []
+                for (job, key_id, digest), rs in zip(batch.todo, results):
+                    job.fresh[(key_id, digest)] = rs
+            ready = []
+            for job in batch.jobs:
+                if job.id in batch.errors:
+                    continue
+                try:
+                    job.signed = job.adapter.assemble(job.wallet, job.decoded,
+                                                      {**job.stored, **job.fresh})
+                except SignerError as e:
+                    batch.errors[job.id] = e
+                    continue
+                ready.append(job)
+            self.service._fault("after_hsm_signed")
+            if ready or batch.expired:
+                written = self._write(ready, batch.expired, batch.errors)
+                self._after_commit(written, bool(batch.expired))
+        except BaseException as e:
+            if not isinstance(e, SignerError):
+                log.exception("sign step: finishing a batch of %d transfers failed",
+                              len(batch.ids))
+            done = {j.id for j in written}
+            for tid in batch.ids:
+                if tid not in done:
+                    batch.errors.setdefault(tid, e)
         finally:
-            for w in queued:
-                w.done.set()
+            with self._cond:
+                for tid in batch.ids:
+                    ticket = self._tickets.pop(tid)
+                    ticket.error = batch.errors.get(tid)
+                    ticket.done.set()
+
+    def _write(self, jobs: list[_Job], expired: list[Row],
+               errors: dict[str, BaseException]) -> list[_Job]:
+        """One transaction for the batch; if it fails, one per transfer, so that one
+        transfer's failed write is its own."""
+        try:
+            return self._commit(jobs, expired)
+        except SignerError as e:
+            if len(jobs) + len(expired) == 1:
+                errors[jobs[0].id if jobs else expired[0]["id"]] = e
+                return []
+        written: list[_Job] = []
+        for job in jobs:
+            try:
+                written += self._commit([job], [])
+            except SignerError as e1:
+                errors[job.id] = e1
+        for row in expired:
+            try:
+                self._commit([], [row])
+            except SignerError as e1:
+                errors[row["id"]] = e1
+        return written
 
     def _load(self, ids: list[str], errors: dict[str, BaseException]
               ) -> tuple[list[_Job], list[Row]]:
@@ -298,27 +329,6 @@ class SignStep:
                   for s in tx.signatures(row["id"])}
         last = max((float(a["created_at"]) for a in approvals), default=time.time())
         return _Job(row, wallet, adapter, decoded, stored, last)
-
-    def _sign_digests(self, jobs: list[_Job], errors: dict[str, BaseException]) -> None:
-        """The digests no stored signature covers, signed by the HSM in parallel."""
-        todo: list[tuple[_Job, str, bytes]] = []
-        for job in jobs:
-            seen: set[tuple[str, bytes]] = set()
-            for key_id, digest in job.adapter.digests_to_sign(job.wallet, job.decoded):
-                if (key_id, digest) in job.stored or (key_id, digest) in seen:
-                    continue
-                seen.add((key_id, digest))
-                todo.append((job, key_id, digest))
-        if not todo:
-            return
-        try:
-            results = self.app.hsm_sign_many([(k, d) for _, k, d in todo])
-        except SignerError as e:
-            for job, _, _ in todo:
-                errors[job.id] = e
-            return
-        for (job, key_id, digest), rs in zip(todo, results):
-            job.fresh[(key_id, digest)] = rs
 
     def _commit(self, jobs: list[_Job], expired: list[Row]) -> list[_Job]:
         """One write transaction: each transfer still APPROVED, with the signatures we read,

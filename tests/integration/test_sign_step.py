@@ -5,6 +5,7 @@ when the store says APPROVED and it rides in a batch with signable ones. Signed 
 checked by eth-account."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -91,6 +92,29 @@ def state_of(app: App, transfer_id: str) -> str:
     return str(app.transfers.get(transfer_id).row["state"])
 
 
+@contextlib.contextmanager
+def held_worker(step: Any, ready: Any) -> Iterator[None]:
+    """Within the block, the sign step's worker takes nothing from its queue; it resumes once
+    the block has ended and ``ready()`` holds (each transfer queued once)."""
+    gate = threading.Event()
+    take = step._take
+
+    def gated_take() -> Any:
+        gate.wait(30)
+        return take()
+
+    step._take = gated_take
+    try:
+        yield
+        deadline = time.monotonic() + 20
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ready()
+    finally:
+        gate.set()
+        del step._take
+
+
 def test_concurrent_callers_share_one_write_and_sign_each_once(app: App) -> None:
     w = wallet(app)
     ids = [submitted(app, w.id) for _ in range(8)]
@@ -104,33 +128,25 @@ def test_concurrent_callers_share_one_write_and_sign_each_once(app: App) -> None
         return commit(jobs, expired)
 
     step._commit = recording_commit  # type: ignore[method-assign]
-    try:
-        errors: list[BaseException] = []
+    errors: list[BaseException] = []
 
-        def caller(order: list[str]) -> None:
-            try:
-                for tid in order:
-                    app.transfers.sign(tid)
-            except BaseException as e:
-                errors.append(e)
+    def caller(order: list[str]) -> None:
+        try:
+            for tid in order:
+                app.transfers.sign(tid)
+        except BaseException as e:
+            errors.append(e)
 
-        # Hold the committer while 16 callers (each transfer asked for twice) prepare; once
-        # released, the next committer writes every prepared transfer in one transaction.
-        step._committer.acquire()
+    # The worker waits until 16 callers (each transfer asked for twice) have queued; then it
+    # takes every queued transfer into one batch: one read, one write.
+    with held_worker(step, lambda: len(step._queue) >= len(ids)):
         threads = [threading.Thread(target=caller, args=([tid],)) for tid in ids + ids[::-1]]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 20
-        while len(step._commit_queue) < len(ids) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        queued = [j.id for w in step._commit_queue for j in w.jobs]
-        assert sorted(queued) == sorted(ids)  # each transfer prepared once
-        step._committer.release()
-        for t in threads:
-            t.join(30)
-        assert not errors
-    finally:
-        del step._commit
+    for t in threads:
+        t.join(30)
+    del step._commit
+    assert not errors
     assert [sorted(w) for w in writes] == [sorted(ids)]
     for tid in ids:
         v = app.transfers.get(tid)
@@ -241,14 +257,10 @@ def test_a_failing_write_spoils_only_its_own_transfer(app: App,
         except BaseException as e:
             outcomes[tid] = e
 
-    step._committer.acquire()  # all four prepared first, so they share one write
     threads = [threading.Thread(target=caller, args=(tid,)) for tid in ids]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 20
-    while len(step._commit_queue) < len(ids) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    step._committer.release()
+    with held_worker(step, lambda: len(step._queue) >= len(ids)):  # one batch, one write
+        for t in threads:
+            t.start()
     for t in threads:
         t.join(30)
     assert isinstance(outcomes[bad], StoreUnavailable)
@@ -262,33 +274,56 @@ def test_a_failing_write_spoils_only_its_own_transfer(app: App,
     assert state_of(app, bad) == "SIGNED" and signature_count(app, bad) == 1
 
 
-def test_backlog_is_prepared_in_parallel_batches(app: App) -> None:
+def test_backlog_runs_through_the_pipeline_in_batches(app: App,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from signerd import sign_step
 
+    monkeypatch.setattr(sign_step, "BATCH", 8)
     w, w_frozen = wallet(app), wallet(app)
     ids = [submitted(app, w.id) for _ in range(40)]
     frozen = submitted(app, w_frozen.id)
     with db(app) as c:
         c.execute("UPDATE wallets SET status = 'FROZEN' WHERE id = ?", (w_frozen.id,))
     step = app.transfers.signer
-    batches: list[list[str]] = []
-    run = step._run
+    started: list[tuple[list[str], bool]] = []
+    start = step._start
 
-    def recording_run(batch: list[str]) -> Any:
-        batches.append(list(batch))
-        return run(batch)
+    def recording_start(batch: list[str], *, background: bool) -> Any:
+        started.append((list(batch), background))
+        return start(batch, background=background)
 
-    step._run = recording_run  # type: ignore[method-assign]
+    step._start = recording_start  # type: ignore[method-assign]
     try:
         errors = step.sign_many(ids + [frozen] + ids[:5])  # duplicates are signed once
     finally:
-        del step._run
+        del step._start
     assert set(errors) == {frozen} and isinstance(errors[frozen], WalletFrozen)
-    assert len(ids) + 1 > sign_step.MIN_SPLIT and len(batches) > 1
-    assert sorted(t for b in batches for t in b) == sorted(ids + [frozen])
+    assert [len(b) for b, _ in started] == [8, 8, 8, 8, 8, 1]
+    assert all(background for _, background in started)  # the HSM signs while the next loads
+    assert sorted(t for b, _ in started for t in b) == sorted(ids + [frozen])
     for tid in ids:
         assert state_of(app, tid) == "SIGNED"
         assert signature_count(app, tid) == 1 and signed_events(app, tid) == 1
     assert state_of(app, frozen) == "APPROVED" and signature_count(app, frozen) == 0
     with db(app) as c:
         c.execute("UPDATE wallets SET status = 'ACTIVE' WHERE id = ?", (w_frozen.id,))
+
+
+def test_a_lone_transfer_is_signed_in_the_workers_thread(app: App) -> None:
+    """Nothing else queued: no hand-off to the HSM pool, so a lone approval waits no longer."""
+    w = wallet(app)
+    tid = submitted(app, w.id)
+    step = app.transfers.signer
+    started: list[bool] = []
+    start = step._start
+
+    def recording_start(batch: list[str], *, background: bool) -> Any:
+        started.append(background)
+        return start(batch, background=background)
+
+    step._start = recording_start  # type: ignore[method-assign]
+    try:
+        app.transfers.sign(tid)
+    finally:
+        del step._start
+    assert started == [False] and state_of(app, tid) == "SIGNED"
