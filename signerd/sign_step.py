@@ -109,11 +109,13 @@ class SignStep:
         if error is not None:
             raise error
 
-    def sign_many(self, transfer_ids: list[str]) -> dict[str, BaseException]:
-        """Run the sign step for these transfers and wait for it; returns, by id, the error
-        that kept a transfer from being signed. A transfer that is not APPROVED (already
-        signed, expired, ...) is no error: there is nothing to do. A transfer already queued
-        or being signed is not signed twice: its callers share the outcome."""
+    def sign_many(self, transfer_ids: list[str], *, timeout: float | None = None
+                  ) -> dict[str, BaseException]:
+        """Run the sign step for these transfers and wait for it (at most ``timeout`` seconds:
+        what is not done by then goes on in the worker); returns, by id, the error that kept a
+        finished transfer from being signed. A transfer that is not APPROVED (already signed,
+        expired, ...) is no error: there is nothing to do. A transfer already queued or being
+        signed is not signed twice: its callers share the outcome."""
         mine: dict[str, _Ticket] = {}
         with self._cond:
             if self._closed:
@@ -129,9 +131,13 @@ class SignStep:
                                                  daemon=True)
                 self._worker.start()
             self._cond.notify_all()
+        deadline = None if timeout is None else time.monotonic() + timeout
         for ticket in mine.values():
-            ticket.done.wait()
-        return {tid: t.error for tid, t in mine.items() if t.error is not None}
+            if not ticket.done.wait(None if deadline is None
+                                    else max(0.0, deadline - time.monotonic())):
+                break
+        return {tid: t.error for tid, t in mine.items()
+                if t.done.is_set() and t.error is not None}
 
     def close(self) -> None:
         """Stop the worker once the queue is empty."""

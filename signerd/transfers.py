@@ -42,6 +42,7 @@ LIVE = (TransferState.PENDING_APPROVAL.value, TransferState.APPROVED.value)
 FINAL = (TransferState.SIGNED, TransferState.REJECTED, TransferState.EXPIRED,
          TransferState.CANCELLED, TransferState.FAILED)
 MAX_REASON = 1000
+TICK_WAIT_SECONDS = 10.0  # how long one monitor tick waits for approved transfers to be signed
 
 
 # ---------------------------------------------------------------- serialisation helpers
@@ -598,7 +599,9 @@ class TransferService:
                 self.app.notifier.notify()
         approved = [r["id"] for r in live if r["state"] == TransferState.APPROVED.value]
         if approved:
-            for tid, e in self.signer.sign_many(approved).items():
+            # Bounded, so the monitor keeps probing (and pinging systemd's watchdog) while a
+            # large backlog drains in the sign step's worker.
+            for tid, e in self.signer.sign_many(approved, timeout=TICK_WAIT_SECONDS).items():
                 if isinstance(e, WalletFrozen):
                     continue
                 if not isinstance(e, SignerError):

@@ -327,3 +327,22 @@ def test_a_lone_transfer_is_signed_in_the_workers_thread(app: App) -> None:
     finally:
         del step._start
     assert started == [False] and state_of(app, tid) == "SIGNED"
+
+
+def test_a_bounded_wait_returns_and_the_worker_finishes(app: App) -> None:
+    """The monitor's tick waits a bounded time (systemd's watchdog is pinged between ticks);
+    what is not signed by then is signed by the worker all the same, once."""
+    w = wallet(app)
+    ids = [submitted(app, w.id) for _ in range(5)]
+    step = app.transfers.signer
+    with held_worker(step, lambda: True):
+        t0 = time.monotonic()
+        assert step.sign_many(ids, timeout=0.2) == {}
+        assert time.monotonic() - t0 < 5
+        assert {state_of(app, t) for t in ids} == {"APPROVED"}
+        assert sorted(step._queue) == sorted(ids)
+        assert step.sign_many(ids[:2], timeout=0.1) == {}  # asked again: still queued once
+        assert sorted(step._queue) == sorted(ids)
+    step.sign_many(ids)  # shares the queued tickets; returns once they are done
+    for tid in ids:
+        assert state_of(app, tid) == "SIGNED" and signature_count(app, tid) == 1
