@@ -288,22 +288,26 @@ def main() -> None:
             script_type="p2wpkh"))
         from signerd.chains import BitcoinAdapter
 
-        psbt = build_psbt(BitcoinAdapter.spec(bw), n_inputs)
-        payload = base64.b64encode(psbt.serialize())
-        t = app.transfers.submit("platform", bw.id, payload)
-        with signing_deferred(app):
-            in_process_approve(app, keys, t.id, "inv1")
-            in_process_approve(app, keys, t.id, "cust1")
-        adjacent = raw_now()
-        t0 = time.perf_counter()
-        app.transfers.sign(t.id)
-        psbt_s = time.perf_counter() - t0
-        state = app.transfers.get(t.id).row["state"]
-        results["psbt_sign_step"] = {"inputs": n_inputs, "seconds": round(psbt_s, 3),
-                                     "signatures_per_second": rate(n_inputs, psbt_s),
-                                     "state": state, "raw_adjacent": adjacent}
+        psbt_rounds = []
+        for r in range(n_rounds):  # fresh PSBTs (their own outpoints), best of the rounds
+            psbt = build_psbt(BitcoinAdapter.spec(bw), n_inputs, salt=r + 1)
+            payload = base64.b64encode(psbt.serialize())
+            t = app.transfers.submit("platform", bw.id, payload)
+            with signing_deferred(app):
+                in_process_approve(app, keys, t.id, "inv1")
+                in_process_approve(app, keys, t.id, "cust1")
+            adjacent = raw_now()
+            t0 = time.perf_counter()
+            app.transfers.sign(t.id)
+            psbt_s = time.perf_counter() - t0
+            psbt_rounds.append({"seconds": round(psbt_s, 3), "raw_adjacent": adjacent,
+                                "signatures_per_second": rate(n_inputs, psbt_s),
+                                "state": app.transfers.get(t.id).row["state"]})
+        best_round = max(psbt_rounds, key=lambda x: x["signatures_per_second"])
+        results["psbt_sign_step"] = {"inputs": n_inputs, **best_round, "rounds": psbt_rounds}
         tok3.close()
-        log(f"PSBT sign step, {n_inputs} inputs: {n_inputs / psbt_s:.0f} signatures/s")
+        log(f"PSBT sign step, {n_inputs} inputs: " + ", ".join(
+            f"{x['signatures_per_second']:.0f}" for x in psbt_rounds) + " signatures/s")
         app.stop()
 
     best = max([r["per_second"] for r in raw_independent.values()] +
