@@ -300,6 +300,30 @@ class ProfilingExecutor(futures.ThreadPoolExecutor):
         return super().submit(run)
 
 
+def profile_sign_worker(app: Any) -> None:
+    """Record the sign step's worker thread (where transfers are signed since the sign step
+    got its own thread) in the same per-label profiles as the RPC handler threads."""
+    step = app.transfers.signer
+    run = step._pipeline
+
+    def profiled() -> None:
+        if not ProfilingExecutor.on:
+            return run()
+        key = (ProfilingExecutor.label, threading.get_ident())
+        prof = ProfilingExecutor.profiles.get(key)
+        if prof is None:
+            prof = ProfilingExecutor.profiles[key] = (
+                cProfile.Profile(ProfilingExecutor.timer) if ProfilingExecutor.timer
+                else cProfile.Profile())
+        prof.enable()
+        try:
+            return run()
+        finally:
+            prof.disable()
+
+    step._pipeline = profiled
+
+
 def profile_rpcs(cfg: Path, keys: dict[str, Any], eth_wallet: str, nonce0: int,
                  count: int) -> dict[str, Any]:
     """cProfile of the daemon's handler threads (in this process) for ``count`` transfers made
@@ -321,6 +345,7 @@ def profile_rpcs(cfg: Path, keys: dict[str, Any], eth_wallet: str, nonce0: int,
     finally:
         S.futures = real
     server.start()
+    profile_sign_worker(app)
     d = Daemon(cfg)
     d.port = port
     flow = Flow(d, keys, eth_wallet, nonce0)
@@ -387,7 +412,11 @@ def profile_rpcs(cfg: Path, keys: dict[str, Any], eth_wallet: str, nonce0: int,
         "TransferService.decide": "signerd/transfers.py:decide",
         "  approval.verify_statement (Ed25519)": "signerd/approval.py:verify_statement",
         "  approval.build_statement": "signerd/approval.py:build_statement",
-        "  TransferService.sign (sign step)": "signerd/transfers.py:sign",
+        "  TransferService.sign (waiting for the sign step)": "signerd/transfers.py:sign",
+        "sign step worker (SignStep._pipeline)": "signerd/sign_step.py:_pipeline",
+        "  SignStep._load (read, quorum, decode)": "signerd/sign_step.py:_load",
+        "  SignStep._commit (write)": "signerd/sign_step.py:_commit",
+        "  chain adapter assemble": "signerd/chains.py:assemble",
         "    Keystore.sign_digest": "signerd/hsm.py:sign_digest",
         "    policy.parse_policy": "signerd/policy.py:parse_policy",
         "    Eip1559Tx.signing_hash": "signerd/ethereum/eip1559.py:signing_hash",
