@@ -180,31 +180,36 @@ class App:
         return rs
 
     def hsm_sign_many(self, jobs: list[tuple[str, bytes]]) -> list[tuple[int, int]]:
-        """Sign ``(key_id, digest)`` jobs; the results in the same order (see
+        """Sign ``(key_id, digest)`` jobs; the signatures in the same order (see
         :meth:`hsm_sign_start`). The first failure is raised."""
-        return self.hsm_sign_start(jobs)()
+        out = []
+        for result in self.hsm_sign_start(jobs)():
+            if isinstance(result, BaseException):
+                raise result
+            out.append(result)
+        return out
 
     def hsm_sign_start(self, jobs: list[tuple[str, bytes]], *, background: bool = False
-                       ) -> Callable[[], list[tuple[int, int]]]:
-        """Start signing ``(key_id, digest)`` jobs and return a function that waits for the
-        signatures, in order, or raises the first failure.
+                       ) -> Callable[[], list[tuple[int, int] | SignerError]]:
+        """Start signing ``(key_id, digest)`` jobs and return a function that waits for them:
+        for each job, in order, its signature or the SignerError that job met (a missing key
+        fails its own job only; an HSM that is down fails every job after it went down).
 
         With OS locking the jobs are spread over the keystore's sessions, one thread each
         (PKCS#11 C_Sign runs without the GIL, so the token signs in parallel and the caller's
         thread may go on with other work until it asks for the results); a single job is signed
         at once in the caller's thread unless ``background``. Without OS locking, every job is
         signed at once, one after another."""
+        def one(key_id: str, digest: bytes) -> tuple[int, int] | SignerError:
+            try:
+                return self.hsm_sign(key_id, digest)
+            except SignerError as e:
+                return e
+
         parallel = self.keystore.concurrency == "os-locking"
         workers = min(len(jobs), self.keystore.pool_size) if parallel else 1
         if workers == 0 or (workers == 1 and not (background and parallel)):
-            try:
-                done = [self.hsm_sign(k, d) for k, d in jobs]
-            except SignerError as e:
-                failure = e
-
-                def fail() -> list[tuple[int, int]]:
-                    raise failure
-                return fail
+            done = [one(k, d) for k, d in jobs]
             return lambda: done
         with self._sign_pool_lock:
             if self._sign_pool is None:
@@ -212,14 +217,14 @@ class App:
                                                      thread_name_prefix="hsm-sign")
             pool = self._sign_pool
 
-        def run(part: list[tuple[str, bytes]]) -> list[tuple[int, int]]:
-            return [self.hsm_sign(k, d) for k, d in part]
+        def run(part: list[tuple[str, bytes]]) -> list[tuple[int, int] | SignerError]:
+            return [one(k, d) for k, d in part]
 
         futures = [pool.submit(run, jobs[i::workers]) for i in range(workers)]
 
-        def wait() -> list[tuple[int, int]]:
+        def wait() -> list[tuple[int, int] | SignerError]:
             parts = [f.result() for f in futures]
-            out: list[tuple[int, int]] = [(0, 0)] * len(jobs)
+            out: list[tuple[int, int] | SignerError] = [(0, 0)] * len(jobs)
             for i, results in enumerate(parts):
                 out[i::workers] = results
             return out

@@ -45,6 +45,7 @@ log = logging.getLogger("signerd.transfers")
 
 APPROVED = TransferState.APPROVED.value
 BATCH = 64  # transfers per batch: one read, one HSM fan-out, one write
+STOPPING = "signerd is stopping; the transfer stays APPROVED and is signed after the restart"
 
 Signatures = dict[tuple[str, bytes], tuple[int, int]]
 
@@ -84,7 +85,7 @@ class _Batch:
     expired: list[Row] = field(default_factory=list)
     errors: dict[str, BaseException] = field(default_factory=dict)
     todo: list[tuple[_Job, str, bytes]] = field(default_factory=list)
-    signatures: Callable[[], list[tuple[int, int]]] | None = None
+    signatures: Callable[[], list[tuple[int, int] | SignerError]] | None = None
 
     def fail(self, e: BaseException) -> None:
         for tid in self.ids:
@@ -96,37 +97,59 @@ class SignStep:
         self.service = service
         self.app = service.app
         self.store = service.store
-        self._cond = threading.Condition()  # guards the queue, the tickets and the worker
+        # One lock guards the queue, the tickets and the worker. A transfer id is queued or
+        # taken (in a batch of the worker) at most once; a request for a taken id gets a
+        # follow-up ticket, queued when the batch holding the id is done.
+        self._cond = threading.Condition()
         self._queue: list[str] = []
         self._tickets: dict[str, _Ticket] = {}
+        self._taken: set[str] = set()
+        self._followups: dict[str, _Ticket] = {}
         self._worker: threading.Thread | None = None
         self._closed = False
 
     # ---------------------------------------------------------------- entry points
-    def sign(self, transfer_id: str) -> None:
-        """Run the sign step for one transfer; raises what kept it from being signed."""
-        error = self.sign_many([transfer_id]).get(transfer_id)
+    def sign(self, transfer_id: str, *, timeout: float | None = None,
+             urgent: bool = False) -> None:
+        """Run the sign step for one transfer; raises what kept it from being signed. See
+        :meth:`sign_many` for ``timeout`` and ``urgent``."""
+        error = self.sign_many([transfer_id], timeout=timeout, urgent=urgent).get(transfer_id)
         if error is not None:
             raise error
 
-    def sign_many(self, transfer_ids: list[str], *, timeout: float | None = None
-                  ) -> dict[str, BaseException]:
+    def sign_many(self, transfer_ids: list[str], *, timeout: float | None = None,
+                  urgent: bool = False) -> dict[str, BaseException]:
         """Run the sign step for these transfers and wait for it (at most ``timeout`` seconds:
         what is not done by then goes on in the worker); returns, by id, the error that kept a
         finished transfer from being signed. A transfer that is not APPROVED (already signed,
-        expired, ...) is no error: there is nothing to do. A transfer already queued or being
-        signed is not signed twice: its callers share the outcome."""
+        expired, ...) is no error: there is nothing to do. A transfer already queued is not
+        queued twice: its callers share the outcome. ``urgent`` transfers go to the front of
+        the queue (an approval that just completed a quorum does not wait behind a backlog).
+
+        Never call this from the worker's own thread or inside a store transaction: the
+        worker needs the store to answer."""
         mine: dict[str, _Ticket] = {}
         with self._cond:
             if self._closed:
-                raise HsmUnavailable("signerd is stopping; the transfer is signed on restart")
+                raise HsmUnavailable(STOPPING)
+            front: list[str] = []
             for tid in dict.fromkeys(transfer_ids):
+                if tid in self._taken:  # in a batch now, which may have read it already
+                    ticket = self._followups.get(tid)
+                    if ticket is None:
+                        ticket = self._followups[tid] = _Ticket()
+                    mine[tid] = ticket
+                    continue
                 ticket = self._tickets.get(tid)
                 if ticket is None:
                     ticket = self._tickets[tid] = _Ticket()
-                    self._queue.append(tid)
+                    (front if urgent else self._queue).append(tid)
+                elif urgent:
+                    self._queue.remove(tid)
+                    front.append(tid)
                 mine[tid] = ticket
-            if self._worker is None:
+            self._queue[:0] = front
+            if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._work, name="sign-step",
                                                  daemon=True)
                 self._worker.start()
@@ -140,9 +163,20 @@ class SignStep:
                 if t.done.is_set() and t.error is not None}
 
     def close(self) -> None:
-        """Stop the worker once the queue is empty."""
+        """Stop: transfers queued but not yet taken are answered UNAVAILABLE (they stay
+        APPROVED and are signed after the restart); the batches in flight are finished."""
         with self._cond:
             self._closed = True
+            stopping = HsmUnavailable(STOPPING)
+            for tid in self._queue:
+                ticket = self._tickets.pop(tid)
+                ticket.error = stopping
+                ticket.done.set()
+            self._queue.clear()
+            for ticket in self._followups.values():
+                ticket.error = stopping
+                ticket.done.set()
+            self._followups.clear()
             self._cond.notify_all()
             worker = self._worker
         if worker is not None:
@@ -166,6 +200,7 @@ class SignStep:
         with self._cond:
             batch = self._queue[:BATCH]
             del self._queue[:BATCH]
+            self._taken.update(batch)
             return batch, bool(self._queue)
 
     def _pipeline(self) -> None:
@@ -213,14 +248,11 @@ class SignStep:
         written: list[_Job] = []
         try:
             if batch.signatures is not None:
-                try:
-                    results = batch.signatures()
-                except SignerError as e:
-                    for job, _, _ in batch.todo:
-                        batch.errors.setdefault(job.id, e)
-                    results = []
-                for (job, key_id, digest), rs in zip(batch.todo, results):
-                    job.fresh[(key_id, digest)] = rs
+                for (job, key_id, digest), result in zip(batch.todo, batch.signatures()):
+                    if isinstance(result, SignerError):  # this job's own failure
+                        batch.errors.setdefault(job.id, result)
+                    else:
+                        job.fresh[(key_id, digest)] = result
             ready = []
             for job in batch.jobs:
                 if job.id in batch.errors:
@@ -250,6 +282,12 @@ class SignStep:
                     ticket = self._tickets.pop(tid)
                     ticket.error = batch.errors.get(tid)
                     ticket.done.set()
+                    self._taken.discard(tid)
+                    followup = self._followups.pop(tid, None)
+                    if followup is not None:  # asked for again meanwhile: one more pass
+                        self._tickets[tid] = followup
+                        self._queue.append(tid)
+                self._cond.notify_all()
 
     def _write(self, jobs: list[_Job], expired: list[Row],
                errors: dict[str, BaseException]) -> list[_Job]:
@@ -337,18 +375,31 @@ class SignStep:
         return _Job(row, wallet, adapter, decoded, stored, last)
 
     def _commit(self, jobs: list[_Job], expired: list[Row]) -> list[_Job]:
-        """One write transaction: each transfer still APPROVED, with the signatures we read,
-        gets its new signatures and its result; the expired ones are closed. Returns the jobs
-        written."""
+        """One write transaction. Every transfer of the batch is locked first, in id order
+        (replicas writing overlapping batches queue instead of deadlocking; the audit head is
+        locked after them). Each transfer still APPROVED, whose quorum still holds under that
+        lock and whose stored signatures are those we read, gets its new signatures and its
+        result; the expired ones are closed. Returns the jobs written."""
+        svc = self.service
         written = []
         with self.store.transaction() as tx:
+            ids = sorted({j.id for j in jobs} | {str(r["id"]) for r in expired})
+            rows = {tid: tx.get_transfer(tid, lock=True) for tid in ids}
+            operators = svc._operators(tx) if jobs else {}
+            approvals = tx.approvals_for([j.id for j in jobs]) if jobs else {}
             for job in jobs:
-                row = tx.get_transfer(job.id, lock=True)
+                row = rows[job.id]
                 if row["state"] != APPROVED:
                     continue  # another worker finished it; our signatures are discarded unseen
+                if not svc._quorum(tx, row, operators, approvals[job.id]).met:
+                    log.error("transfer %s lost its quorum before its signature was stored "
+                              "(policy tightened or approver revoked); not signed", job.id)
+                    continue
                 have = {(s["key_id"], bytes.fromhex(s["digest"])) for s in tx.signatures(job.id)}
                 if have != set(job.stored):
-                    continue  # changed since our read: the next sign step redoes it
+                    log.warning("transfer %s: its stored signatures changed since they were "
+                                "read; the next sign step redoes it", job.id)
+                    continue
                 for (key_id, digest), (r, s) in job.fresh.items():
                     tx.insert_signature(job.id, digest, key_id, r, s)
                 self.service._fault("before_result_stored")
@@ -364,10 +415,10 @@ class SignStep:
                     "signatures": len(job.stored) + len(job.fresh), "key_ids": sorted(keys)})
                 written.append(job)
             for old in expired:
-                row = tx.get_transfer(old["id"], lock=True)
+                row = rows[str(old["id"])]
                 if row["state"] == APPROVED:
-                    self.service._finish(tx, row, TransferState.EXPIRED, "signerd",
-                                         "approval window passed before signing")
+                    svc._finish(tx, row, TransferState.EXPIRED, "signerd",
+                                "approval window passed before signing")
         return written
 
     def _after_commit(self, done: list[_Job], notify: bool) -> None:

@@ -43,6 +43,7 @@ FINAL = (TransferState.SIGNED, TransferState.REJECTED, TransferState.EXPIRED,
          TransferState.CANCELLED, TransferState.FAILED)
 MAX_REASON = 1000
 TICK_WAIT_SECONDS = 10.0  # how long one monitor tick waits for approved transfers to be signed
+DECIDE_WAIT_SECONDS = 10.0  # how long a quorum-making approval waits for its signature
 
 
 # ---------------------------------------------------------------- serialisation helpers
@@ -474,7 +475,9 @@ class TransferService:
         self._fault("after_approval_stored")
         if became_approved:
             try:
-                self.sign(transfer_id)
+                # Ahead of any backlog, and bounded: past the bound the transfer is answered
+                # APPROVED and the sign step's worker signs it all the same.
+                self.sign(transfer_id, timeout=DECIDE_WAIT_SECONDS, urgent=True)
             except WalletFrozen:
                 pass
             except HsmUnavailable as e:
@@ -545,10 +548,12 @@ class TransferService:
         return self.get(transfer_id)
 
     # ---------------------------------------------------------------- the sign step
-    def sign(self, transfer_id: str) -> None:
-        """Sign an APPROVED transfer exactly once; safe to call from any replica, any time.
-        Concurrent calls share batches (see :mod:`signerd.sign_step`)."""
-        self.signer.sign(transfer_id)
+    def sign(self, transfer_id: str, *, timeout: float | None = None,
+             urgent: bool = False) -> None:
+        """Sign an APPROVED transfer exactly once; safe to call from any replica, at any time
+        outside a store transaction. Concurrent calls share batches; see
+        :mod:`signerd.sign_step` for ``timeout`` and ``urgent``."""
+        self.signer.sign(transfer_id, timeout=timeout, urgent=urgent)
 
     # ---------------------------------------------------------------- cosigners
     def combine_psbt(self, actor: str, transfer_id: str, psbt: bytes) -> TransferView:

@@ -143,8 +143,9 @@ class Gate:
     def _principal_of(self, pem: bytes) -> str | None:
         """The principal a client certificate names. The TLS layer has verified the chain
         against the configured CA before any handler runs; what a given certificate names never
-        changes, so the answer is kept (a bounded map). Whether that name is still a known,
-        active operator is asked of the store on every call."""
+        changes, so the answer is kept (a bounded map). Whether that name is a known operator
+        is asked of the store on every call (and a revoked operator's decisions are refused
+        by the transfer service)."""
         with self._names_lock:
             if pem in self._names:
                 return self._names[pem]

@@ -222,8 +222,9 @@ class PostgresStore:
         return self._tx()
 
     def read(self) -> Any:
-        """A read transaction. Not READ ONLY: the sign step's first read locks the transfer
-        row (``SELECT ... FOR UPDATE``) so it never reads a half-finished decision."""
+        """A read transaction (READ COMMITTED, not READ ONLY). What a read decides on is
+        checked again under row locks in the write that acts on it (the sign step re-reads
+        state and quorum under ``SELECT ... FOR UPDATE``)."""
         return self._tx()
 
     def ping(self) -> bool:

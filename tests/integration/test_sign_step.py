@@ -70,7 +70,7 @@ def submitted(app: App, wallet_id: str, approvers: tuple[str, ...] = ("inv1", "c
     t = app.transfers.submit("platform", wallet_id,
                              json.dumps(tx_fields(nonce=next(_nonce), chainId=1)).encode())
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(app.transfers, "sign", lambda transfer_id: None)
+        mp.setattr(app.transfers, "sign", lambda transfer_id, **kw: None)
         for op in approvers:
             approve(app, t.id, op)
     return t.id
@@ -346,3 +346,128 @@ def test_a_bounded_wait_returns_and_the_worker_finishes(app: App) -> None:
     step.sign_many(ids)  # shares the queued tickets; returns once they are done
     for tid in ids:
         assert state_of(app, tid) == "SIGNED" and signature_count(app, tid) == 1
+
+
+def test_a_missing_key_fails_only_its_own_transfer(app: App) -> None:
+    from signerd.errors import InvalidKey
+
+    w_ok, w_bad = wallet(app), wallet(app)
+    ok, bad = submitted(app, w_ok.id), submitted(app, w_bad.id)
+    with db(app) as c:  # the wallet's key is no longer in the HSM token
+        c.execute("UPDATE keys SET key_id = ? WHERE wallet_id = ?", ("ab" * 16, w_bad.id))
+    errors = app.transfers.signer.sign_many([ok, bad])  # one batch
+    assert set(errors) == {bad} and isinstance(errors[bad], InvalidKey)
+    assert state_of(app, ok) == "SIGNED" and signature_count(app, ok) == 1
+    assert state_of(app, bad) == "APPROVED" and signature_count(app, bad) == 0
+
+
+def test_an_urgent_request_goes_ahead_of_the_queue(app: App) -> None:
+    w = wallet(app)
+    backlog = [submitted(app, w.id) for _ in range(3)]
+    quorum_made = submitted(app, w.id)
+    step = app.transfers.signer
+    with held_worker(step, lambda: True):
+        assert step.sign_many(backlog, timeout=0) == {}
+        assert step.sign_many([quorum_made], timeout=0, urgent=True) == {}
+        assert step._queue == [quorum_made] + backlog
+        assert step.sign_many([backlog[2]], timeout=0, urgent=True) == {}
+        assert step._queue == [backlog[2], quorum_made] + backlog[:2]
+    assert step.sign_many(backlog + [quorum_made]) == {}
+    assert {state_of(app, t) for t in backlog + [quorum_made]} == {"SIGNED"}
+
+
+def test_asked_again_while_in_a_batch_gets_one_more_pass(app: App) -> None:
+    """A batch that has already read a transfer (e.g. its wallet frozen) must not answer a
+    later request (e.g. from the unfreeze): the later request gets its own pass."""
+    w = wallet(app)
+    tid = submitted(app, w.id)
+    step = app.transfers.signer
+    in_load, go_on = threading.Event(), threading.Event()
+    load = step._load
+    passes: list[list[str]] = []
+
+    def slow_load(ids: list[str], errors: dict[str, BaseException]) -> Any:
+        passes.append(list(ids))
+        out = load(ids, errors)
+        if len(passes) == 1:
+            in_load.set()
+            go_on.wait(20)
+        return out
+
+    step._load = slow_load  # type: ignore[method-assign]
+    first: list[dict[str, BaseException]] = []
+    try:
+        t = threading.Thread(target=lambda: first.append(step.sign_many([tid])))
+        t.start()
+        assert in_load.wait(20)
+        assert tid in step._taken and tid not in step._queue
+        assert step.sign_many([tid], timeout=0) == {}  # a follow-up, not queued yet
+        assert tid in step._followups and tid not in step._queue
+        followup = step._followups[tid]
+        go_on.set()
+        t.join(20)
+        assert followup.done.wait(20) and followup.error is None
+    finally:
+        del step._load
+    assert first == [{}] and passes == [[tid], [tid]]
+    assert state_of(app, tid) == "SIGNED" and signature_count(app, tid) == 1
+    assert not step._followups and not step._taken
+
+
+def test_close_answers_the_queue_unavailable_and_finishes_what_is_taken(app: App) -> None:
+    from signerd.errors import HsmUnavailable
+    from signerd.sign_step import SignStep
+
+    w = wallet(app)
+    ids = [submitted(app, w.id) for _ in range(4)]
+    step = SignStep(app.transfers)  # a sign step of its own: the module's app keeps its one
+    with held_worker(step, lambda: True):
+        assert step.sign_many(ids, timeout=0) == {}
+        closer = threading.Thread(target=step.close)
+        closer.start()
+        deadline = time.monotonic() + 10
+        while step._queue and time.monotonic() < deadline:
+            time.sleep(0.01)
+    closer.join(30)
+    assert not closer.is_alive() and not step._worker.is_alive()  # type: ignore[union-attr]
+    for tid in ids:
+        assert state_of(app, tid) == "APPROVED" and signature_count(app, tid) == 0
+    with pytest.raises(HsmUnavailable, match="stopping"):
+        step.sign_many(ids[:1])
+    assert app.transfers.signer.sign_many(ids) == {}  # the daemon's own sign step signs them
+    assert {state_of(app, t) for t in ids} == {"SIGNED"}
+
+
+def test_quorum_lost_between_read_and_write_is_not_signed(app: App) -> None:
+    """An approver revoked after the batch read the transfer: the write re-evaluates the
+    quorum under the row lock and stores nothing."""
+    from signerd.admin import AdminService
+    from signerd.approval import sign_statement
+    from signerd.operator_keys import generate, public_pem
+
+    admin = AdminService(app)
+    key = generate()
+    op = f"cust{next(_case)}x"
+    admin.register_operator("admin", op, ["custody_officer"], public_pem(key))
+    w = wallet(app)
+    t = app.transfers.submit("platform", w.id,
+                             json.dumps(tx_fields(nonce=next(_nonce), chainId=1)).encode())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(app.transfers, "sign", lambda transfer_id, **kw: None)
+        approve(app, t.id, "inv1")
+        statement, _, _ = app.transfers.statement(t.id, Decision.APPROVE)
+        app.transfers.decide(op, t.id, op, Decision.APPROVE, sign_statement(key, statement))
+    assert state_of(app, t.id) == "APPROVED"
+    step = app.transfers.signer
+    write = step._write
+
+    def revoke_then_write(*args: Any) -> Any:
+        admin.revoke_operator("admin", op)
+        return write(*args)
+
+    step._write = revoke_then_write  # type: ignore[method-assign]
+    try:
+        assert step.sign_many([t.id]) == {}
+    finally:
+        del step._write
+    assert state_of(app, t.id) == "APPROVED" and signature_count(app, t.id) == 0
