@@ -282,22 +282,25 @@ class ProfilingExecutor(futures.ThreadPoolExecutor):
 
         return as_stats([p for (lb, _t), p in cls.profiles.items() if lb == label])
 
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        def run() -> Any:
-            if ProfilingExecutor.on:
-                key = (ProfilingExecutor.label, threading.get_ident())
-                prof = ProfilingExecutor.profiles.get(key)
-                if prof is None:
-                    prof = ProfilingExecutor.profiles[key] = (
-                        cProfile.Profile(ProfilingExecutor.timer) if ProfilingExecutor.timer
-                        else cProfile.Profile())
-                prof.enable()
-                try:
-                    return fn(*args, **kwargs)
-                finally:
-                    prof.disable()
+    @classmethod
+    def call(cls, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, recorded while ``on`` in this thread's profile under the
+        current label."""
+        if not cls.on:
             return fn(*args, **kwargs)
-        return super().submit(run)
+        key = (cls.label, threading.get_ident())
+        prof = cls.profiles.get(key)
+        if prof is None:
+            prof = cls.profiles[key] = (cProfile.Profile(cls.timer) if cls.timer
+                                        else cProfile.Profile())
+        prof.enable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            prof.disable()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return super().submit(ProfilingExecutor.call, fn, *args, **kwargs)
 
 
 def profile_sign_worker(app: Any) -> None:
@@ -305,23 +308,7 @@ def profile_sign_worker(app: Any) -> None:
     got its own thread) in the same per-label profiles as the RPC handler threads."""
     step = app.transfers.signer
     run = step._pipeline
-
-    def profiled() -> None:
-        if not ProfilingExecutor.on:
-            return run()
-        key = (ProfilingExecutor.label, threading.get_ident())
-        prof = ProfilingExecutor.profiles.get(key)
-        if prof is None:
-            prof = ProfilingExecutor.profiles[key] = (
-                cProfile.Profile(ProfilingExecutor.timer) if ProfilingExecutor.timer
-                else cProfile.Profile())
-        prof.enable()
-        try:
-            return run()
-        finally:
-            prof.disable()
-
-    step._pipeline = profiled
+    step._pipeline = lambda: ProfilingExecutor.call(run)
 
 
 def profile_rpcs(cfg: Path, keys: dict[str, Any], eth_wallet: str, nonce0: int,
