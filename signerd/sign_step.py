@@ -12,15 +12,17 @@ than it must.
 
 Invariants kept here (DEVELOPERS.md):
 - No signature without quorum: only transfers in state APPROVED are signed (that state is set in
-  the transaction that records the approval completing the quorum), and the quorum is evaluated
-  again from the stored approvals in the batch's read transaction before anything is signed.
+  the transaction that records the approval completing the quorum); the quorum is evaluated
+  again from the stored approvals in the batch's read transaction before the HSM is asked, and
+  once more under the transfer's row lock in the write that would store the signature.
 - Digests come from the stored payload, decoded again here; they must equal the digests of the
   submitted movement that the approvals' statements bind. Nothing a client sends is signed.
 - Exactly one stored signature per (transfer, digest, key): signatures are made outside the store
-  transaction, then stored in one write transaction that first re-reads each transfer's state
-  under its row lock; a transfer another worker finished meanwhile is skipped and our signatures
-  for it are discarded unseen. A crash before the commit leaves the transfers APPROVED, and
-  recovery signs the same digests again.
+  transaction, then stored in one write transaction that first locks every transfer of the
+  batch (in id order, so replicas queue instead of deadlocking) and re-reads its state; a
+  transfer another worker or replica finished meanwhile is skipped and our signatures for it are
+  discarded unseen. A crash before the commit leaves the transfers APPROVED, and recovery signs
+  the same digests again.
 - One transfer's failure (frozen wallet, missing key, a payload that no longer decodes) is its
   own: the others of the batch go on. If the batch's write fails, each transfer is written alone.
 """
