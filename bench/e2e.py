@@ -413,8 +413,8 @@ def profile_rpcs(cfg: Path, keys: dict[str, Any], eth_wallet: str, nonce0: int,
         "TransferService._quorum": "signerd/transfers.py:_quorum",
         "api.convert.transfer_pb": "signerd/api/convert.py:transfer_pb",
         "TransferService.submit": "signerd/transfers.py:submit",
-        "TransferService.statement": "signerd/transfers.py:statement",
-        "TransferService.statement_inputs": "signerd/transfers.py:statement_inputs",
+        "TransferService.statement_package (GetStatement)":
+            "signerd/transfers.py:statement_package",
         "App.refresh_gauges": "signerd/app.py:refresh_gauges",
     }
     more_funcs = {

@@ -405,14 +405,9 @@ class TransferService:
         return (A.build_statement(ctx, view.movement, decision),
                 A.render(ctx, view.movement, decision), view)
 
-    def statement_inputs(self, transfer_id: str
-                         ) -> tuple[builtins.list[str], builtins.list[str]]:
-        """Own addresses and allowlist, so an operator's tool can classify outputs itself."""
-        with self.store.read() as tx:
-            return self._statement_inputs(tx, tx.get_transfer(transfer_id))
-
     def _statement_inputs(self, tx: Tx, row: Row
                           ) -> tuple[builtins.list[str], builtins.list[str]]:
+        """Own addresses and allowlist, so an operator's tool can classify outputs itself."""
         own = sorted(set(tx.wallet_addresses()) - {tx.get_wallet(row["wallet_id"])["address"]})
         prow = tx.policy_version(row["wallet_id"], int(row["policy_version"]))
         allow = sorted(P.parse_policy(prow["document"]).allowlist) if prow else []
