@@ -164,23 +164,28 @@ class TransferService:
         key = (text, row["submitter"], tuple((v.operator_id, v.decision) for v in votes))
         q = memo.get(key)
         if q is None:
-            parsed = memo.get(text)
             q = memo[key] = P.evaluate(
-                requirement_from_json(text) if parsed is None else parsed[0], votes,
+                self._requirement(text, memo)[0], votes,
                 self._operators(tx) if operators is None else operators, row["submitter"])
         return q
 
-    def _view(self, tx: Tx, row: Row, operators: dict[str, P.OperatorView] | None = None,
-              approvals: builtins.list[Row] | None = None,
-              memo: dict[Any, Any] | None = None) -> TransferView:
-        """``memo``: shared by the rows of one list page (see ``list``)."""
-        text = row["requirement"]
+    @staticmethod
+    def _requirement(text: str, memo: dict[Any, Any] | None = None
+                     ) -> tuple[P.Requirement, str]:
+        """A stored requirement and its description, parsed once per ``memo`` (a list page)."""
         parsed = None if memo is None else memo.get(text)
         if parsed is None:
             req = requirement_from_json(text)
             parsed = (req, req.describe())
             if memo is not None:
                 memo[text] = parsed
+        return parsed
+
+    def _view(self, tx: Tx, row: Row, operators: dict[str, P.OperatorView] | None = None,
+              approvals: builtins.list[Row] | None = None,
+              memo: dict[Any, Any] | None = None) -> TransferView:
+        """``memo``: shared by the rows of one list page (see ``list``)."""
+        described = self._requirement(row["requirement"], memo)[1]
         if approvals is None:
             approvals = tx.approvals(row["id"])
         remaining = ""
@@ -192,7 +197,7 @@ class TransferService:
             row=dict(row.data), movement=movement_from_json(row["movement"]),
             approvals=tuple({**a.data, "counted": a["operator_id"] in counted}
                             for a in approvals),
-            requirement=parsed[1], remaining=remaining, instance_id=self.app.instance_id)
+            requirement=described, remaining=remaining, instance_id=self.app.instance_id)
 
     def get(self, transfer_id: str) -> TransferView:
         if not transfer_id:
@@ -226,11 +231,7 @@ class TransferService:
                     continue
                 if any(a["operator_id"] == operator_id for a in apps[r["id"]]):
                     continue
-                parsed = memo.get(r["requirement"])
-                if parsed is None:
-                    req = requirement_from_json(r["requirement"])
-                    parsed = memo[r["requirement"]] = (req, req.describe())
-                req = parsed[0]
+                req = self._requirement(r["requirement"], memo)[0]
                 if req.group is not None and operator_id not in req.group:
                     continue
                 out.append(self._view(tx, r, ops, apps[r["id"]], memo))
@@ -401,9 +402,13 @@ class TransferService:
         with self.store.read() as tx:
             row = tx.get_transfer(transfer_id)
             view = self._view(tx, row)
+        return (*self._statement(row, view, decision), view)
+
+    def _statement(self, row: Row, view: TransferView, decision: Decision) -> tuple[bytes, str]:
+        """The approval statement of a decision on ``row``, and its rendering for a person."""
         ctx = self.context(row)
         return (A.build_statement(ctx, view.movement, decision),
-                A.render(ctx, view.movement, decision), view)
+                A.render(ctx, view.movement, decision))
 
     def _statement_inputs(self, tx: Tx, row: Row
                           ) -> tuple[builtins.list[str], builtins.list[str]]:
@@ -422,9 +427,7 @@ class TransferService:
             view = self._view(tx, row)
             own, allow = self._statement_inputs(tx, row)
             wallet = self._wallet(tx, row["wallet_id"])
-        ctx = self.context(row)
-        return StatementPackage(A.build_statement(ctx, view.movement, decision),
-                                A.render(ctx, view.movement, decision), view, wallet, own, allow)
+        return StatementPackage(*self._statement(row, view, decision), view, wallet, own, allow)
 
     # ---------------------------------------------------------------- approvals
     def decide(self, actor: str, transfer_id: str, operator_id: str, decision: Decision,
