@@ -1,4 +1,14 @@
-"""The approval statement: the exact bytes an operator signs to approve or reject a transfer.
+"""The approval engine: the exact bytes an operator signs for every act, and their verification.
+
+One engine serves every act that can lead to a signature: a transfer (``build_statement``,
+domain tag ``signerd-approval/v1``), a governance proposal (``proposal_statement``,
+``signerd-proposal/v1``) and the genesis (``genesis_statement``, ``signerd-genesis/v1``). Each
+statement is a domain tag, a newline and canonical JSON, so a signature over one kind of act can
+never count for another. Operators sign SHA-256 of the statement; ``verified_votes`` turns
+stored decisions into votes only where the signature verifies under the operator's key in
+force, and ``policy.evaluate`` counts them.
+
+Transfer statements:
 
 signerd and ``signerctl`` each build the statement on their own from the raw transaction and
 the transfer's metadata, so a host showing a false summary cannot collect valid approvals. The
@@ -6,30 +16,41 @@ bytes are ``DOMAIN_TAG``, a newline, then canonical JSON (keys sorted, no whites
 only) of every field below; every integer is a decimal string, so values beyond 2^53 survive
 any JSON reader; absent optional integers are ``null``; bytes are lower-case hex::
 
-    chain, network, chain_id, instance_id, transfer_id, wallet_id, digests[],
-    outputs[{address, amount, asset, change, destination_class}], fee, fee_asset, nonce,
-    gas_limit, max_fee_per_gas, max_priority_fee_per_gas, contract_call, vsize, outpoints[],
-    payload_sha256, policy_version, category_change, legal_basis, decision, expires_at
+    chain, network, chain_id, instance_id, transfer_id, wallet_id, submitter, digests[],
+    outputs[{address, amount, asset, change, destination_class, wallet_id, category}], fee,
+    fee_asset, nonce, gas_limit, max_fee_per_gas, max_priority_fee_per_gas, contract_call, vsize,
+    outpoints[], payload_sha256, policy_version, category_change, legal_basis, decision,
+    expires_at
+
+An output's ``wallet_id`` and ``category`` name the destination when it is one of this
+signerd's wallets (empty otherwise); its ``destination_class`` is ``own_wallet`` only when that
+wallet has the source's category and no outside keys that could spend without signerd's.
 
 The operator signs SHA-256 of the statement with Ed25519. ``Movement.details`` is not bound:
 it is free-form decoration, not decoded value.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from signerd.errors import InvalidApproval, InvalidArgument
+from signerd import canonical
+from signerd.errors import InvalidApproval, InvalidArgument, InvalidKey
 from signerd.model import Chain, Decision, Movement, Output
 from signerd.operator_keys import load_public_pem
-from signerd.policy import CATEGORY_CHANGES
+from signerd.policy import CATEGORY_CHANGES, Vote
 
 DOMAIN_TAG = b"signerd-approval/v1"
+PROPOSAL_TAG = b"signerd-proposal/v1"
+GENESIS_TAG = b"signerd-genesis/v1"
 SIGNATURE_SIZE = 64
 MAX_EXPIRES_AT = 253402300799  # 9999-12-31T23:59:59Z
 
@@ -46,13 +67,14 @@ class StatementContext:
     payload_sha256: bytes  # SHA-256 of the raw transaction payload as submitted
     legal_basis: str = ""
     category_change: str = "none"
+    submitter: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.payload_sha256, bytes) or len(self.payload_sha256) != 32:
             raise InvalidArgument("payload_sha256 must be 32 bytes")
         if self.category_change not in CATEGORY_CHANGES:
             raise InvalidArgument(f"unknown category change {self.category_change!r}")
-        for name in ("instance_id", "transfer_id", "wallet_id", "legal_basis"):
+        for name in ("instance_id", "transfer_id", "wallet_id", "legal_basis", "submitter"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidArgument(f"{name} must be a string")
         _dec(self.policy_version, "policy_version")
@@ -67,6 +89,7 @@ def build_statement(ctx: StatementContext, movement: Movement, decision: Decisio
         "instance_id": ctx.instance_id,
         "transfer_id": ctx.transfer_id,
         "wallet_id": ctx.wallet_id,
+        "submitter": ctx.submitter,
         "chain": movement.chain.value,
         "network": movement.network,
         "chain_id": _dec(movement.chain_id, "chain_id"),
@@ -78,6 +101,8 @@ def build_statement(ctx: StatementContext, movement: Movement, decision: Decisio
                 "asset": o.asset,
                 "change": o.is_change,
                 "destination_class": o.destination_class.value,
+                "wallet_id": o.wallet_id,
+                "category": o.category,
             }
             for o in movement.outputs
         ],
@@ -131,6 +156,77 @@ def verify_statement(public_key_pem: bytes, statement: bytes, signature: bytes, 
         raise InvalidApproval(f"signature does not verify{who}") from None
 
 
+def proposal_statement(doc: Mapping[str, Any], decision: Decision) -> bytes:
+    """What an operator signs to approve or reject a governance proposal: the whole proposal
+    document (its kind, the exact change, the submitter, its id and window) and the decision."""
+    return PROPOSAL_TAG + b"\n" + canonical.dumps({"decision": Decision(decision).value,
+                                                   "proposal": dict(doc)})
+
+
+def genesis_statement(doc: Mapping[str, Any]) -> bytes:
+    """What each initial operator signs to approve the genesis document."""
+    return GENESIS_TAG + b"\n" + canonical.dumps(dict(doc))
+
+
+@functools.lru_cache(maxsize=65536)
+def _valid(public_key_pem: bytes, digest: bytes, signature: bytes) -> bool:
+    """Pure and keyed by every input, so caching it cannot be poisoned: an entry says that this
+    signature over this digest verifies under this key, which stays true."""
+    try:
+        key = load_public_pem(public_key_pem)
+    except InvalidKey:
+        return False
+    if len(signature) != SIGNATURE_SIZE:
+        return False
+    try:
+        key.verify(signature, digest)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def signature_valid(public_key_pem: bytes, statement: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is the key's signature over SHA-256 of ``statement``."""
+    if not isinstance(signature, bytes):
+        return False
+    return _valid(bytes(public_key_pem), statement_digest(statement), signature)
+
+
+@dataclass(frozen=True)
+class SignedDecision:
+    """A stored decision: who, what, and the signature that should prove it."""
+
+    operator_id: str
+    decision: Decision
+    signature: bytes
+
+
+def verified_votes(statement_for: Callable[[Decision], bytes],
+                   decisions: Iterable[SignedDecision], keys: Mapping[str, bytes]
+                   ) -> tuple[list[Vote], list[str]]:
+    """The decisions whose signatures verify over this act's statement under the operator's
+    key in ``keys`` (operator id -> public key PEM), as votes; and one line for each that does
+    not (an operator ``keys`` does not know, or a signature that does not verify)."""
+    statements: dict[Decision, bytes] = {}
+    votes: list[Vote] = []
+    bad: list[str] = []
+    for d in decisions:
+        pem = keys.get(d.operator_id)
+        if pem is None:
+            bad.append(f"{d.operator_id} is not an operator in the chain of authority")
+            continue
+        decision = Decision(d.decision)
+        statement = statements.get(decision)
+        if statement is None:
+            statement = statements[decision] = statement_for(decision)
+        if signature_valid(pem, statement, d.signature):
+            votes.append(Vote(d.operator_id, decision))
+        else:
+            bad.append(f"the {decision.value} of {d.operator_id} does not verify over this act's "
+                       "statement")
+    return votes, bad
+
+
 def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str:
     """What an operator reads before signing; every bound field appears.
 
@@ -144,6 +240,7 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
         f"transfer:        {_safe(ctx.transfer_id)}",
         f"wallet:          {_safe(ctx.wallet_id)}",
         f"daemon:          {_safe(ctx.instance_id)}",
+        f"submitted by:    {_safe(ctx.submitter) or '(unknown)'}",
         f"chain:           {movement.chain.value} ({_safe(network)})",
         "outputs:",
     ]
@@ -179,7 +276,8 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
 def _describe(out: Output) -> str:
     kind, _, token = out.asset.partition(":")
     to = _safe(out.address) if out.address else "(new contract)"
-    where = f"[{out.destination_class.value}{', CHANGE' if out.is_change else ''}]"
+    ours = f" {_safe(out.category)} wallet {_safe(out.wallet_id)}" if out.wallet_id else ""
+    where = f"[{out.destination_class.value}{ours}{', CHANGE' if out.is_change else ''}]"
     if kind.upper() == "ERC20-APPROVE":
         return (f"approve spender {to} for {out.amount} base units of token {_safe(token)} "
                 f"{where}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,15 +31,36 @@ class Signed:
     complete: bool = True
 
 
-def classify_outputs(movement: Movement, own_addresses: set[str],
-                     allowlist: tuple[str, ...]) -> Movement:
-    from .policy import classify_destination
+@dataclass(frozen=True)
+class Ours:
+    """A wallet of this signerd at a destination address (see ``ledger.destinations``)."""
 
+    wallet_id: str
+    category: str
+    own: bool  # counts as own_wallet for the source wallet's policy
+
+
+def classify_outputs(movement: Movement, ours: Mapping[str, Ours],
+                     allowlist: Iterable[str]) -> Movement:
+    """Each output's destination class and, where the address is one of this signerd's
+    wallets, that wallet's id and category. Change is own_wallet; a wallet of ours counts as
+    own_wallet only when ``ours`` says so (same category, no outside spend); then the policy's
+    allowlist; else external."""
+    from .policy import normalize_address
+
+    allowed = {normalize_address(a) for a in allowlist}
     outs = []
     for o in movement.outputs:
-        cls = (DestinationClass.OWN_WALLET if o.is_change else
-               classify_destination(o.address, own_addresses=own_addresses, allowlist=allowlist))
-        outs.append(replace(o, destination_class=cls))
+        dest = ours.get(o.address) if o.address else None
+        if o.is_change or (dest is not None and dest.own):
+            cls = DestinationClass.OWN_WALLET
+        elif o.address and normalize_address(o.address) in allowed:
+            cls = DestinationClass.ALLOWLISTED
+        else:
+            cls = DestinationClass.EXTERNAL
+        outs.append(replace(o, destination_class=cls,
+                            wallet_id="" if dest is None or o.is_change else dest.wallet_id,
+                            category="" if dest is None or o.is_change else dest.category))
     return replace(movement, outputs=tuple(outs))
 
 

@@ -81,6 +81,18 @@ class WalletFrozen(FailedPrecondition):
     reason = "WALLET_FROZEN"
 
 
+class AuthorityViolation(FailedPrecondition):
+    """Something counted toward a signature does not trace back to the pinned genesis through
+    approved governance proposals: a row signerd did not write. ``kind`` is a closed-set label
+    (for the metric): genesis, ledger, approval, operator, wallet, policy, quorum."""
+
+    reason = "AUTHORITY_VIOLATION"
+
+    def __init__(self, message: str, *, kind: str = "ledger"):
+        super().__init__(message)
+        self.kind = kind
+
+
 class Conflict(FailedPrecondition):
     """A nonce or outpoint is already held by another live transfer."""
 

@@ -34,6 +34,8 @@ class WalletStatus(str, Enum):
     ACTIVE = "ACTIVE"
     FROZEN = "FROZEN"
     RETIRED = "RETIRED"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"  # a wallet with outside or imported keys, until its
+    # governance proposal is approved (RETIRED if it is not)
 
 
 class TransferState(str, Enum):
@@ -57,7 +59,8 @@ class Decision(str, Enum):
 
 class OperatorStatus(str, Enum):
     ACTIVE = "active"
-    REVOKED = "revoked"
+    SUSPENDED = "suspended"  # immediate, by an admin; reinstated only by a governance proposal
+    REVOKED = "revoked"  # by a governance proposal; for good
 
 
 class DestinationClass(str, Enum):
@@ -102,6 +105,10 @@ class Wallet:
     cosigners: tuple[str, ...] = ()  # external cosigner public keys / xpubs (hex or base58)
     created_at: float = 0.0
     policy_version: int = 0
+    template: str = ""  # the governance-approved template it was made with (policy version 1)
+    policy_sha256: str = ""  # SHA-256 of that template's text
+    proposal: str = ""  # the governance proposal that approved it ("" for a platform wallet)
+    origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,8 @@ class Output:
     asset: str  # "BTC", "ETH", or "ERC20:<checksummed contract address>"
     is_change: bool = False
     destination_class: DestinationClass = DestinationClass.EXTERNAL
+    wallet_id: str = ""  # the destination is this signerd's wallet (own or another category)
+    category: str = ""  # that wallet's category
 
 
 @dataclass(frozen=True)

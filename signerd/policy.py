@@ -1,8 +1,8 @@
 """Transfer policies: what a movement needs before it may be signed, and whether votes meet it.
 
-Pure: no I/O, no clock. The service classifies destinations (``classify_destination``), asks
-``Policy.requirement_for`` what a transfer needs when it is submitted, and calls ``evaluate`` on
-every vote.
+Pure: no I/O, no clock. The service classifies destinations (``chains.classify_outputs``),
+asks ``Policy.requirement_for`` what a transfer needs (raised to the floor by ``with_floor``),
+and calls ``evaluate`` on every vote.
 
 Policy document (TOML; unknown keys, wrong types and out-of-range values are rejected with
 ``InvalidPolicy`` naming the key and the rule)::
@@ -18,6 +18,8 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
     allow_contract_creation = false
     allow_contract_calls = false          # undecoded calldata also needs a matching rule with
                                           # contract_call = true
+    floor_waiver = "..."                  # only in a policy the governance quorum set for one
+                                          # wallet (never in a template): lifts the floor below
 
     [[rule]]                              # at least one
     name = "small"                        # required, unique
@@ -44,6 +46,11 @@ least one rule, else the transfer is denied. The highest matching requirement ap
 two rules match, their demands add up to the strictest of each: the most approvers, the highest
 minimum per role, every veto role, the shortest expiry, the intersection of named groups, and a
 legal basis if any rule asks for one.
+
+The floor (``with_floor``): whatever a policy says, a movement to any destination outside
+signerd's own wallets (or a contract call or creation) needs at least two distinct people of two
+different roles, unless the wallet's policy carries a ``floor_waiver`` that the governance quorum
+approved for that wallet alone.
 """
 from __future__ import annotations
 
@@ -82,7 +89,10 @@ _RANK = {DestinationClass.OWN_WALLET: 0, DestinationClass.ALLOWLISTED: 1,
          DestinationClass.EXTERNAL: 2}
 
 _POLICY_KEYS = frozenset({"name", "expiry", "allowlist", "max_fee", "max_fee_rate", "sighash",
-                          "allow_contract_creation", "allow_contract_calls", "rule"})
+                          "allow_contract_creation", "allow_contract_calls", "floor_waiver",
+                          "rule"})
+FLOOR_APPROVERS = 2
+FLOOR_ROLES = 2
 _RULE_KEYS = frozenset({"name", "asset", "min_amount", "max_amount", "destination",
                         "category_change", "contract_call", "approvers", "roles", "group",
                         "veto", "expiry", "require_legal_basis"})
@@ -106,11 +116,13 @@ class Requirement:
     expiry: int = DEFAULT_EXPIRY
     rules: tuple[str, ...] = ()
     require_legal_basis: bool = False
+    distinct_roles: int = 0  # counted approvers must hold at least this many different roles
 
     def __post_init__(self) -> None:
         roles = tuple(sorted((r, n) for r, n in dict(self.roles).items() if n > 0))
         object.__setattr__(self, "roles", roles)
-        object.__setattr__(self, "approvers", max(1, self.approvers, sum(n for _, n in roles)))
+        object.__setattr__(self, "approvers", max(1, self.approvers, sum(n for _, n in roles),
+                                                  self.distinct_roles))
 
     @property
     def role_minimums(self) -> dict[str, int]:
@@ -126,6 +138,7 @@ class Requirement:
             and self.veto >= other.veto
             and self.expiry <= other.expiry
             and self.require_legal_basis >= other.require_legal_basis
+            and self.distinct_roles >= other.distinct_roles
         )
 
     def describe(self) -> str:
@@ -135,6 +148,8 @@ class Requirement:
             text += " (" + ", ".join(f"{r} x{n}" for r, n in self.roles) + ")"
         if self.group is not None:
             text += " from " + ", ".join(sorted(self.group))
+        if self.distinct_roles > 1:
+            text += f" of {self.distinct_roles} different roles"
         if self.veto:
             text += "; veto: " + ", ".join(sorted(self.veto))
         return text
@@ -166,7 +181,31 @@ def merge(a: Requirement, b: Requirement) -> Requirement:
         expiry=min(a.expiry, b.expiry),
         rules=a.rules + tuple(r for r in b.rules if r not in a.rules),
         require_legal_basis=a.require_legal_basis or b.require_legal_basis,
+        distinct_roles=max(a.distinct_roles, b.distinct_roles),
     )
+
+
+def leaves_own_wallets(movement: Movement) -> bool:
+    """Whether anything goes outside signerd's own wallets: a non-change output to an
+    allowlisted or external destination, or a contract call or creation."""
+    return movement.contract_call != "" or any(
+        o.destination_class is not DestinationClass.OWN_WALLET or o.address == ""
+        for o in movement.external_outputs())
+
+
+def with_floor(requirement: Requirement, movement: Movement, *, waived: bool) -> Requirement:
+    """The requirement raised to the floor no policy goes below: two distinct people of two
+    different roles for anything leaving signerd's own wallets, unless ``waived`` (a
+    ``floor_waiver`` the governance quorum set for this wallet)."""
+    if waived or not leaves_own_wallets(movement):
+        return requirement
+    if requirement.approvers >= FLOOR_APPROVERS and len(requirement.roles) >= FLOOR_ROLES:
+        return requirement  # minimums of two roles are filled by two people of two roles
+    floor = Requirement(approvers=FLOOR_APPROVERS, distinct_roles=FLOOR_ROLES,
+                        expiry=requirement.expiry, rules=("floor",))
+    if requirement.at_least_as_strict_as(floor):
+        return requirement
+    return merge(requirement, floor)
 
 
 # --- policies -------------------------------------------------------------------------------
@@ -209,6 +248,16 @@ class Policy:
     allow_contract_creation: bool
     allow_contract_calls: bool
     rules: tuple[Rule, ...]
+    floor_waiver: str = ""
+
+    def names(self) -> tuple[frozenset[str], frozenset[str]]:
+        """(roles, operator ids) this policy names in its rules' minimums, vetoes and groups."""
+        roles: set[str] = set()
+        operators: set[str] = set()
+        for r in self.rules:
+            roles |= {name for name, _ in r.requirement.roles} | r.requirement.veto
+            operators |= r.requirement.group or frozenset()
+        return frozenset(roles), frozenset(operators)
 
     def check_sighash(self, sighash_type: int) -> None:
         """Raise PolicyDenied unless the policy allows this Bitcoin sighash type."""
@@ -220,8 +269,8 @@ class Policy:
     def requirement_for(self, movement: Movement, *, category_change: str = "none") -> Requirement:
         """The merged requirement of every rule matching ``movement``.
 
-        Outputs must already carry their destination class (``classify_destination`` with this
-        policy's allowlist). Raises PolicyDenied naming the asset and amount no rule covers, or
+        Outputs must already carry their destination class (``chains.classify_outputs`` with
+        this policy's allowlist). Raises PolicyDenied naming the asset and amount no rule covers, or
         the fee, fee-rate or contract bound the movement breaks.
         """
         if category_change not in CATEGORY_CHANGES:
@@ -288,17 +337,6 @@ def normalize_address(address: str) -> str:
     return address
 
 
-def classify_destination(address: str, *, own_addresses: Iterable[str],
-                         allowlist: Iterable[str]) -> DestinationClass:
-    """Own wallet first, then allowlisted, else external (an empty address is external)."""
-    key = normalize_address(address)
-    if key and key in {normalize_address(a) for a in own_addresses}:
-        return DestinationClass.OWN_WALLET
-    if key and key in {normalize_address(a) for a in allowlist}:
-        return DestinationClass.ALLOWLISTED
-    return DestinationClass.EXTERNAL
-
-
 def parse_policy(text: str) -> Policy:
     """Parse a policy document (cached: a Policy is immutable and parsing is pure)."""
     if not isinstance(text, str):
@@ -349,6 +387,8 @@ def _parse_policy_cached(text: str) -> Policy:
         allow_contract_calls=_flag(doc.get("allow_contract_calls", False),
                                    "policy key 'allow_contract_calls'"),
         rules=tuple(rules),
+        floor_waiver=(_text(doc["floor_waiver"], "policy key 'floor_waiver'")
+                      if "floor_waiver" in doc else ""),
     )
 
 
@@ -360,8 +400,6 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
     name = _text(raw["name"], f"rule #{index}: key 'name'")
     where = f"rule {name!r}:"
     _no_unknown(raw, _RULE_KEYS, f"rule {name!r}")
-    if "approvers" not in raw:
-        raise InvalidPolicy(f"{where} missing key 'approvers'")
 
     asset = _text(raw.get("asset", "*"), f"{where} key 'asset'")
     if not _ASSET.fullmatch(asset):
@@ -376,7 +414,24 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
                             f"{where} key 'destination'", {d.value for d in DestinationClass})
     categories = _choices(raw.get("category_change", ["any"]), f"{where} key 'category_change'",
                           CATEGORY_CHANGES | {"any"})
+    return Rule(
+        name=name,
+        asset="*" if asset == "*" else _asset_key(asset),
+        min_amount=low,
+        max_amount=high,
+        destinations=frozenset(DestinationClass(d) for d in destinations),
+        category_changes=frozenset(categories),
+        contract_call=_flag(raw.get("contract_call", False), f"{where} key 'contract_call'"),
+        requirement=requirement_from_table(raw, name, default_expiry),
+    )
 
+
+def requirement_from_table(raw: Mapping[str, Any], name: str, default_expiry: int) -> Requirement:
+    """The requirement of one rule table: ``approvers``, ``roles``, ``group``, ``veto``,
+    ``expiry`` and ``require_legal_basis`` (shared by transfer and governance policies)."""
+    where = f"rule {name!r}:"
+    if "approvers" not in raw:
+        raise InvalidPolicy(f"{where} missing key 'approvers'")
     approvers = _int(raw["approvers"], f"{where} key 'approvers'", 1, MAX_APPROVERS)
     roles_raw = raw.get("roles", {})
     if not isinstance(roles_raw, dict):
@@ -402,16 +457,7 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
     if group is not None and len(group) < requirement.approvers:
         raise InvalidPolicy(f"{where} key 'group' names {len(group)} operators but the rule "
                             f"needs {requirement.approvers} approvers")
-    return Rule(
-        name=name,
-        asset="*" if asset == "*" else _asset_key(asset),
-        min_amount=low,
-        max_amount=high,
-        destinations=frozenset(DestinationClass(d) for d in destinations),
-        category_changes=frozenset(categories),
-        contract_call=_flag(raw.get("contract_call", False), f"{where} key 'contract_call'"),
-        requirement=requirement,
-    )
+    return requirement
 
 
 def _asset_key(asset: str) -> str:
@@ -567,9 +613,12 @@ def evaluate(requirement: Requirement, votes: list[Vote], operators: dict[str, O
             approved.append(vote.operator_id)
     counted = tuple(a for a in approved if a not in rejecters and may_count(a))
 
+    def holders_of(ids: tuple[str, ...]) -> list[frozenset[str]]:
+        return [operators[a].roles for a in ids]
+
     if vetoed_by:
         return QuorumResult(False, True, f"rejected by veto of {vetoed_by}", counted, "")
-    more, unfilled = _shortfall(requirement, [operators[a].roles for a in counted])
+    more, unfilled = _shortfall(requirement, holders_of(counted))
     if more == 0:
         return QuorumResult(True, False, "quorum met by " + ", ".join(counted), counted, "")
     able = [o for o in operators if may_count(o) and o not in rejecters]
@@ -580,6 +629,8 @@ def evaluate(requirement: Requirement, votes: list[Vote], operators: dict[str, O
     remaining = _count(more, "more approver")
     if unfilled:
         remaining += ": " + ", ".join(f"{r} x{n}" for r, n in unfilled.items())
+    elif _distinct_roles(holders_of(counted)) < requirement.distinct_roles:
+        remaining += " of another role"
     return QuorumResult(False, False, "waiting for " + remaining, counted, remaining)
 
 
@@ -588,7 +639,20 @@ def _shortfall(requirement: Requirement, holders: list[frozenset[str]]) -> tuple
     slots = [role for role, n in requirement.roles for _ in range(n)]
     filled = _fill_slots(slots, holders)
     unfilled = Counter(slots[i] for i, h in enumerate(filled) if h is None)
-    return max(requirement.approvers - len(holders), sum(unfilled.values())), unfilled
+    distinct = requirement.distinct_roles - _distinct_roles(holders)
+    return max(requirement.approvers - len(holders), sum(unfilled.values()), distinct), unfilled
+
+
+def can_be_met(requirement: Requirement, holders: Iterable[frozenset[str]]) -> bool:
+    """Whether distinct people holding these role sets could meet ``requirement`` (group
+    membership aside: pass only the members)."""
+    return _shortfall(requirement, list(holders))[0] == 0
+
+
+def _distinct_roles(holders: list[frozenset[str]]) -> int:
+    """How many different roles these approvers can represent, one role per person."""
+    roles = sorted(set().union(*holders)) if holders else []
+    return sum(h is not None for h in _fill_slots(roles, holders))
 
 
 def _fill_slots(slots: list[str], holders: list[frozenset[str]]) -> list[int | None]:

@@ -59,7 +59,8 @@ def test_statement_fields_and_big_integers():
     doc = body(build_statement(CTX, ETH, Decision.APPROVE))
     assert doc["outputs"] == [{"address": "0x" + "11" * 20, "amount": str(2**70 + 1),
                                "asset": "ETH", "change": False,
-                               "destination_class": "external"}]
+                               "destination_class": "external", "wallet_id": "",
+                               "category": ""}]
     assert doc["chain_id"] == "1" and doc["nonce"] == "7" and doc["vsize"] is None
     assert doc["fee"] == str(21000 * 30 * 10**9) and doc["expires_at"] == "1700000000"
     assert doc["digests"] == [bytes(range(32)).hex()]
@@ -67,7 +68,8 @@ def test_statement_fields_and_big_integers():
     assert doc["decision"] == "APPROVE" and doc["policy_version"] == "3"
     assert doc["category_change"] == "seized_to_confiscated"
     assert set(doc) == {
-        "instance_id", "transfer_id", "wallet_id", "chain", "network", "chain_id", "digests",
+        "instance_id", "transfer_id", "wallet_id", "submitter", "chain", "network", "chain_id",
+        "digests",
         "outputs", "fee", "fee_asset", "nonce", "gas_limit", "max_fee_per_gas",
         "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints", "payload_sha256",
         "policy_version", "category_change", "legal_basis", "decision", "expires_at"}

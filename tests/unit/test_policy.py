@@ -9,7 +9,6 @@ from signerd.errors import InvalidArgument, InvalidPolicy, PolicyDenied
 from signerd.model import Chain, DestinationClass, Movement, Output
 from signerd.policy import (
     Requirement,
-    classify_destination,
     is_stricter_or_equal,
     merge,
     parse_policy,
@@ -201,24 +200,6 @@ def test_unknown_keys_all_named():
     with pytest.raises(InvalidPolicy) as err:
         parse_policy('name = "p"\n[[rule]]\nname = "r"\napprovers = 1\nfoo = 1\nbar = 2\n')
     assert "'bar'" in str(err.value) and "'foo'" in str(err.value)
-
-
-def test_classify_destination():
-    own = {"bc1qown", "0xAbC0000000000000000000000000000000000001"}
-    allow = ["BC1QALLOWED", "0xdef0000000000000000000000000000000000002",
-             "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"]
-    assert classify_destination("bc1qown", own_addresses=own, allowlist=allow) is OWN
-    assert classify_destination("0xabc0000000000000000000000000000000000001", own_addresses=own,
-                                allowlist=allow) is OWN
-    assert classify_destination("0xDEF0000000000000000000000000000000000002", own_addresses=own,
-                                allowlist=allow) is ALLOW
-    assert classify_destination("bc1qallowed", own_addresses=own, allowlist=allow) is ALLOW
-    assert classify_destination("1BoatSLRHtKNngkdXEeobR76b53LETtpyT", own_addresses=own,
-                                allowlist=allow) is ALLOW
-    # base58 is case-sensitive
-    assert classify_destination("1boatslrhtknngkdxeeobr76b53lettpyt", own_addresses=own,
-                                allowlist=allow) is EXT
-    assert classify_destination("", own_addresses=own | {""}, allowlist=allow) is EXT
 
 
 def test_small_transfer_needs_two_key(policy):

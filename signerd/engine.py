@@ -1,0 +1,166 @@
+"""The approval engine for transfers: from an authority state and a decoded transaction to a
+verdict (pure: no I/O, no clock, no HSM).
+
+The same functions decide at submission (what a transfer needs), on every decision (whether
+its quorum is met) and in the sign step immediately before the HSM signs (whether what the
+store says still holds): the policy text in force comes from the authority ledger, the floor
+is applied, every stored decision is verified over the statement rebuilt from the transfer and
+its payload under the operator's key in the ledger, and the verified votes are counted.
+
+A verdict is one of: sign (a valid quorum), wait (no quorum yet), lost (the quorum the approvals
+once met no longer holds because an approver was suspended or revoked, or the policy tightened:
+the transfer waits for approvals again) and violation (something counted does not trace to the
+genesis: a decision whose signature does not verify, an operator the ledger does not know, or a
+transfer marked approved that never met its quorum).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import reduce
+from typing import Any
+
+from . import approval as A
+from . import authority as AU
+from . import policy as P
+from .errors import AuthorityViolation, PolicyDenied
+from .model import Decision, Movement, Wallet
+
+
+def policy_of(state: AU.AuthorityState, wallet: Wallet, version: int) -> tuple[P.Policy, bool]:
+    """A wallet's policy ``version`` from the ledger and whether it waives the floor."""
+    text, waived = AU.wallet_policy_text(state, wallet.id, wallet.policy_sha256, version)
+    return P.parse_policy(text), waived
+
+
+def requirement_of(policy: P.Policy, waived: bool, movement: Movement,
+                   category_change: str) -> P.Requirement:
+    """What ``policy`` demands of ``movement``, never below the floor."""
+    return P.with_floor(policy.requirement_for(movement, category_change=category_change),
+                        movement, waived=waived)
+
+
+def effective_requirement(state: AU.AuthorityState, wallet: Wallet, movement: Movement,
+                          category_change: str, bound_version: int) -> P.Requirement:
+    """What a transfer needs now: the demands of the policy version its statement binds,
+    merged with those of the wallet's current policy where that one covers the movement (a
+    policy change tightens a live transfer, never loosens it)."""
+    current = state.wallet_policy_version(wallet.id)
+    policy, waived = policy_of(state, wallet, bound_version)
+    reqs = [requirement_of(policy, waived, movement, category_change)]
+    if current != bound_version:
+        policy, waived = policy_of(state, wallet, current)
+        try:
+            reqs.append(requirement_of(policy, waived, movement, category_change))
+        except PolicyDenied:
+            pass  # the new policy does not cover it: the transfer keeps its own demands
+    return reduce(P.merge, reqs)
+
+
+CATEGORY_MOVES = {("seized", "confiscated"): "seized_to_confiscated",
+                  ("confiscated", "strategic"): "confiscated_to_strategic"}
+
+
+def check_category_change(wallet: Wallet, movement: Movement, change: str,
+                          legal_basis: str) -> None:
+    """Categories never mix: an output to a wallet of this signerd of another category must be
+    a declared category movement that fits both categories, with a legal basis."""
+    src = wallet.category.value
+    for o in movement.external_outputs():
+        dst = o.category
+        if not dst or dst == src:
+            continue
+        expected = CATEGORY_MOVES.get((src, dst))
+        if expected is None:
+            raise PolicyDenied(f"moving {src} assets into {dst} wallet {o.wallet_id} "
+                               f"({o.address}) is not a recognised category movement")
+        if change != expected:
+            raise PolicyDenied(f"output to {dst} wallet {o.wallet_id} ({o.address}) moves {src} "
+                               f"assets into another category: declare category_change = "
+                               f"{expected}")
+    if change in ("seized_to_confiscated", "confiscated_to_strategic"):
+        want_src, want_dst = change.split("_to_")
+        dests = {o.category for o in movement.external_outputs()}
+        if src != want_src or want_dst not in dests:
+            raise PolicyDenied(f"category change {change} needs a {want_src} source wallet and "
+                               f"an output to a {want_dst} wallet of this signerd; this "
+                               f"transfer goes from a {src} wallet to "
+                               f"{', '.join(sorted(d or 'outside' for d in dests)) or 'nowhere'}")
+    if change == "seized_to_returned" and src != "seized":
+        raise PolicyDenied("only seized assets are returned to their owner")
+    if change != "none" and not legal_basis.strip():
+        raise PolicyDenied(
+            f"category change {change} needs a legal basis (court decision or order)")
+
+
+def context(instance_id: str, row: Any) -> A.StatementContext:
+    """The statement context of a stored transfer (every field of it is bound, so a changed
+    row no longer matches the approvals' signatures)."""
+    return A.StatementContext(
+        instance_id=instance_id, transfer_id=row["id"], wallet_id=row["wallet_id"],
+        policy_version=int(row["policy_version"]), expires_at=int(row["expires_at"]),
+        payload_sha256=hashlib.sha256(bytes(row["payload"])).digest(),
+        legal_basis=row["legal_basis"], category_change=row["category_change"],
+        submitter=row["submitter"])
+
+
+SIGN, WAIT, LOST, VIOLATION = "sign", "wait", "lost", "violation"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: str  # SIGN, WAIT, LOST or VIOLATION
+    quorum: P.QuorumResult
+    requirement: P.Requirement
+    violation: AuthorityViolation | None = None
+
+    @property
+    def reason(self) -> str:
+        return self.violation.message if self.violation is not None else self.quorum.reason
+
+
+def judge(state: AU.AuthorityState, wallet: Wallet, ctx: A.StatementContext,
+          movement: Movement, decisions: Iterable[A.SignedDecision], *,
+          approved: bool) -> Verdict:
+    """Count a transfer's stored decisions toward what it needs now. ``approved``: the store
+    says the quorum was met (then a quorum that is not met is either lost, when the approvals
+    did meet the bound policy with every approver counted, or a violation)."""
+    requirement = effective_requirement(state, wallet, movement, ctx.category_change,
+                                        ctx.policy_version)
+    votes, bad = A.verified_votes(lambda d: A.build_statement(ctx, movement, d), decisions,
+                                  state.keys())
+    operators = state.operator_views()
+    q = P.evaluate(requirement, votes, operators, ctx.submitter)
+    if bad:
+        return Verdict(VIOLATION, q, requirement, AuthorityViolation(
+            f"transfer {ctx.transfer_id}: " + "; ".join(bad), kind="approval"))
+    if q.met:
+        return Verdict(SIGN, q, requirement)
+    if not approved:
+        return Verdict(WAIT, q, requirement)
+    policy, waived = policy_of(state, wallet, ctx.policy_version)
+    bound = requirement_of(policy, waived, movement, ctx.category_change)
+    everyone = {k: P.OperatorView(v.id, v.roles, True) for k, v in operators.items()}
+    if P.evaluate(bound, votes, everyone, ctx.submitter).met:
+        return Verdict(LOST, q, requirement)
+    return Verdict(VIOLATION, q, requirement, AuthorityViolation(
+        f"transfer {ctx.transfer_id} is marked APPROVED but its verified approvals never met "
+        f"its quorum ({q.reason})", kind="quorum"))
+
+
+def approvals_of(rows: Iterable[Any]) -> list[A.SignedDecision]:
+    """Stored decision rows as signed decisions (a malformed signature verifies as nothing)."""
+    out = []
+    for r in rows:
+        try:
+            sig = bytes.fromhex(r["signature"])
+        except ValueError:
+            sig = b""
+        try:
+            decision = Decision(r["decision"])
+        except ValueError:
+            decision = Decision.APPROVE
+            sig = b""
+        out.append(A.SignedDecision(r["operator_id"], decision, sig))
+    return out

@@ -1,0 +1,313 @@
+"""The chain of authority, pure: genesis, proposals, immediate acts and the fold that verifies
+every ledger entry (signatures under the keys in force, the governance quorum, the links)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from signerd import authority as AU
+from signerd.approval import (SignedDecision, genesis_statement, proposal_statement,
+                              sign_statement)
+from signerd.errors import AuthorityViolation, FailedPrecondition, InvalidArgument
+from signerd.model import Decision, OperatorStatus
+from signerd.operator_keys import generate, public_pem
+
+GOV = """name = "governance"
+expiry = "72h"
+roles = ["investigator", "custody_officer", "admin", "judge"]
+[[rule]]
+name = "two-admins"
+kinds = ["*"]
+approvers = 2
+roles = { admin = 2 }
+"""
+TWO_KEY = """name = "two-key"
+[[rule]]
+name = "all"
+asset = "*"
+approvers = 2
+roles = { investigator = 1, custody_officer = 1 }
+"""
+ROLES = {"admin1": ["admin"], "admin2": ["admin"], "admin3": ["admin"],
+         "inv1": ["investigator"], "cust1": ["custody_officer"]}
+KEYS = {op: generate() for op in ROLES}
+PINNED_AUDIT = bytes.fromhex("02" + "11" * 32)
+
+
+def genesis_doc(**over: Any) -> dict[str, Any]:
+    args: dict[str, Any] = dict(
+        instance_id="signerd-test", created_at=1_700_000_000,
+        operators=[{"id": op, "roles": r, "public_key_pem": public_pem(KEYS[op]).decode()}
+                   for op, r in ROLES.items()],
+        governance=GOV, templates={"two-key": TWO_KEY}, audit_key_id="aa" * 16,
+        audit_public_key=PINNED_AUDIT)
+    args.update(over)
+    return AU.make_genesis(**args)
+
+
+def signed_genesis(doc: dict[str, Any], signers: list[str] | None = None) -> AU.Entry:
+    st = genesis_statement(doc)
+    return AU.genesis_entry(doc, [SignedDecision(op, Decision.APPROVE,
+                                                 sign_statement(KEYS[op], st))
+                                  for op in (signers if signers is not None else ROLES)])
+
+
+DOC = genesis_doc()
+GENESIS = signed_genesis(DOC)
+PIN = AU.genesis_digest(DOC)
+STATE = AU.start(GENESIS, PIN)
+_ids = iter(range(10**6))
+
+
+def proposal(kind: str, change: dict[str, Any], submitter: str = "admin") -> dict[str, Any]:
+    return {"id": f"p_{next(_ids):020x}", "instance_id": "signerd-test", "kind": kind,
+            "change": change, "submitter": submitter, "created_at": 1_700_000_000,
+            "expires_at": 1_700_259_200}
+
+
+def approvals(doc: dict[str, Any], *ops: str, decision: Decision = Decision.APPROVE
+              ) -> list[SignedDecision]:
+    st = proposal_statement(doc, decision)
+    return [SignedDecision(op, decision, sign_statement(KEYS[op], st)) for op in ops]
+
+
+def applied(state: AU.AuthorityState, doc: dict[str, Any], *ops: str) -> AU.AuthorityState:
+    return AU.advance(state, AU.next_entry(state, AU.PROPOSAL, doc, approvals(doc, *ops)))
+
+
+def register(op_id: str, roles: list[str], key: Any = None) -> dict[str, Any]:
+    key = key or generate()
+    return proposal("operator.register", {"operator_id": op_id, "roles": roles,
+                                          "public_key_pem": public_pem(key).decode()})
+
+
+# ------------------------------------------------------------------------------ genesis
+
+def test_genesis_establishes_operators_governance_and_templates() -> None:
+    assert STATE.seq == 1 and STATE.head == GENESIS.hash and STATE.genesis == PIN
+    assert set(STATE.operators) == set(ROLES)
+    assert STATE.operators["inv1"].roles == frozenset({"investigator"})
+    assert STATE.templates["two-key"].version == 1
+    assert STATE.texts[STATE.templates["two-key"].sha256] == TWO_KEY
+    assert STATE.governance.requirement_for("operator.register").approvers == 2
+    assert STATE.audit_public_key == PINNED_AUDIT
+
+
+def test_a_genesis_other_than_the_pinned_one_is_refused() -> None:
+    other = genesis_doc(created_at=1)
+    with pytest.raises(AuthorityViolation, match="differs from the pinned genesis") as e:
+        AU.start(signed_genesis(other), PIN)
+    assert e.value.kind == "genesis"
+
+
+def test_a_genesis_not_signed_by_every_initial_operator_is_refused() -> None:
+    with pytest.raises(AuthorityViolation, match="every initial operator.*cust1"):
+        AU.start(signed_genesis(DOC, [op for op in ROLES if op != "cust1"]), PIN)
+    forged = dataclasses.replace(GENESIS, decisions=tuple(
+        dataclasses.replace(d, signature=bytes(64)) if d.operator_id == "inv1" else d
+        for d in GENESIS.decisions))
+    forged = dataclasses.replace(forged, hash=AU.entry_hash(AU.ZERO, 1, AU.GENESIS, DOC,
+                                                            forged.decisions))
+    with pytest.raises(AuthorityViolation, match="inv1"):
+        AU.start(forged, PIN)
+
+
+@pytest.mark.parametrize("over,needle", [
+    ({"governance": GOV.replace('roles = { admin = 2 }', 'roles = { admin = 9 }')},
+     "unapprovable"),
+    ({"templates": {"t": TWO_KEY.replace("investigator", "spy")}}, "names role 'spy'"),
+    ({"templates": {"t": 'floor_waiver = "x"\n' + TWO_KEY}}, "floor_waiver"),
+])
+def test_a_genesis_that_could_not_govern_itself_is_refused(over: dict[str, Any],
+                                                           needle: str) -> None:
+    with pytest.raises((InvalidArgument, FailedPrecondition), match=needle):
+        genesis_doc(**over)
+
+
+# ------------------------------------------------------------------------------ proposals
+
+def test_a_proposal_applies_only_with_the_governance_quorum() -> None:
+    doc = register("inv9", ["investigator"])
+    new = applied(STATE, doc, "admin1", "admin2")
+    assert new.operators["inv9"].status is OperatorStatus.ACTIVE and new.seq == 2
+    for ops in (("admin1",), ("admin1", "inv1"), ()):
+        with pytest.raises(AuthorityViolation, match="do not meet the governance quorum") as e:
+            applied(STATE, doc, *ops)
+        assert e.value.kind == "quorum"
+
+
+def test_the_submitter_never_counts() -> None:
+    doc = register("inv8", ["investigator"]) | {"submitter": "admin1"}
+    with pytest.raises(AuthorityViolation, match="quorum"):
+        applied(STATE, doc, "admin1", "admin2")
+    assert "inv8" in applied(STATE, doc, "admin2", "admin3").operators
+
+
+def test_a_signature_over_another_statement_is_a_violation() -> None:
+    doc = register("inv7", ["investigator"])
+    other = register("inv6", ["investigator"])
+    forged = approvals(other, "admin1") + approvals(doc, "admin2")
+    forged = [dataclasses.replace(d, operator_id="admin1") if d.operator_id == "admin1" else d
+              for d in forged]
+    entry = AU.next_entry(STATE, AU.PROPOSAL, doc, forged)
+    with pytest.raises(AuthorityViolation, match="admin1 does not verify") as e:
+        AU.advance(STATE, entry)
+    assert e.value.kind == "approval"
+    stranger = [SignedDecision("mallory", Decision.APPROVE, bytes(64))]
+    with pytest.raises(AuthorityViolation, match="mallory is not an operator"):
+        AU.advance(STATE, AU.next_entry(STATE, AU.PROPOSAL, doc,
+                                        approvals(doc, "admin1") + stranger))
+
+
+def test_one_key_serves_one_identity_forever() -> None:
+    with pytest.raises(InvalidArgument, match="already registered to operator cust1"):
+        AU.check_proposal(STATE, register("cust2", ["custody_officer"], KEYS["cust1"]))
+    doc = register("tmp1", ["investigator"])
+    st = applied(STATE, doc, "admin1", "admin2")
+    revoke = proposal("operator.revoke", {"operator_id": "tmp1", "reason": "left"})
+    st = applied(st, revoke, "admin1", "admin2")
+    again = proposal("operator.register", {**doc["change"], "operator_id": "tmp2"})
+    with pytest.raises(InvalidArgument, match="already registered to operator tmp1"):
+        AU.check_proposal(st, again)
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"operator_id": "Bad Id", "roles": ["investigator"]}, "operator id"),
+    ({"operator_id": "inv5", "roles": ["wizard"]}, "not a role of the governance policy"),
+    ({"operator_id": "inv5", "roles": []}, "at least one role"),
+    ({"operator_id": "inv1", "roles": ["investigator"]}, "already registered"),
+])
+def test_register_checks(change: dict[str, Any], needle: str) -> None:
+    doc = proposal("operator.register", {"public_key_pem": public_pem(generate()).decode(),
+                                         **change})
+    with pytest.raises((InvalidArgument, FailedPrecondition), match=needle):
+        AU.check_proposal(STATE, doc)
+
+
+def test_policies_name_only_registered_operators_and_known_roles() -> None:
+    for text, needle in ((TWO_KEY + 'group = ["inv1", "cust1", "ghost"]\n',
+                          "operator 'ghost'"),
+                         (TWO_KEY.replace("investigator", "sheriff"), "role 'sheriff'")):
+        doc = proposal("wallet.policy", {"wallet_id": "w_" + "1" * 16, "base_version": 1,
+                                         "old_document": TWO_KEY, "document": text,
+                                         "template": ""})
+        with pytest.raises(InvalidArgument, match=needle):
+            AU.check_proposal(STATE, doc)
+
+
+def test_wallet_policy_versions_and_the_floor_waiver() -> None:
+    wid = "w_" + "2" * 16
+    waived = 'floor_waiver = "court order 12/26 for this sweep wallet"\n' + TWO_KEY
+    doc = proposal("wallet.policy", {"wallet_id": wid, "base_version": 1,
+                                     "old_document": TWO_KEY, "document": waived,
+                                     "template": ""})
+    st = applied(STATE, doc, "admin1", "admin2")
+    assert st.wallet_policy_version(wid) == 2
+    assert AU.wallet_policy_text(st, wid, "", 2) == (waived, True)
+    stale = proposal("wallet.policy", {**doc["change"], "document": TWO_KEY})
+    with pytest.raises(FailedPrecondition, match="at policy version 2, not 1"):
+        AU.check_proposal(st, stale)
+    tpl = proposal("template.set", {"name": "lax", "base_sha256": "", "old_document": "",
+                                    "document": waived})
+    with pytest.raises(InvalidArgument, match="never in a template"):
+        AU.check_proposal(STATE, tpl)
+
+
+def test_governance_cannot_lock_itself_out() -> None:
+    st = applied(STATE, proposal("operator.revoke", {"operator_id": "admin3", "reason": ""}),
+                 "admin1", "admin2")
+    with pytest.raises(FailedPrecondition, match="unapprovable"):
+        AU.check_proposal(st, proposal("operator.revoke", {"operator_id": "admin2",
+                                                           "reason": ""}))
+    three = GOV.replace("approvers = 2", "approvers = 3").replace("admin = 2", "admin = 3")
+    doc = proposal("governance.set", {"base_sha256": st.governance_sha256,
+                                      "old_document": GOV, "document": three})
+    with pytest.raises(FailedPrecondition, match="unapprovable"):
+        AU.check_proposal(st, doc)
+
+
+def test_freeze_is_immediate_and_unfreeze_needs_the_quorum() -> None:
+    wid = "w_" + "3" * 16
+    st = AU.advance(STATE, AU.next_entry(STATE, AU.FREEZE, AU.freeze_body(wid, "ORD 1/26",
+                                                                          "admin", 1)))
+    assert st.frozen == {wid: "ORD 1/26"}
+    doc = proposal("wallet.unfreeze", {"wallet_id": wid, "order_ref": "ORD 2/26",
+                                       "freeze_order": "ORD 1/26"})
+    with pytest.raises(AuthorityViolation):
+        applied(st, doc, "admin1")
+    assert wid not in applied(st, doc, "admin1", "admin2").frozen
+    same = proposal("wallet.unfreeze", {**doc["change"], "order_ref": "ORD 1/26"})
+    with pytest.raises(InvalidArgument, match="its own court order"):
+        AU.check_proposal(st, same)
+    with pytest.raises(AuthorityViolation, match="carries no approvals"):
+        AU.advance(st, AU.next_entry(st, AU.FREEZE, AU.freeze_body(wid, "x", "a", 1),
+                                     approvals(doc, "admin1")))
+
+
+def test_suspension_is_immediate_and_reinstatement_needs_the_quorum() -> None:
+    st = AU.advance(STATE, AU.next_entry(STATE, AU.SUSPEND,
+                                         AU.suspend_body("inv1", "inquiry", "admin", 1)))
+    assert st.operators["inv1"].status is OperatorStatus.SUSPENDED
+    assert not st.operator_views()["inv1"].active
+    back = applied(st, proposal("operator.reinstate", {"operator_id": "inv1", "reason": ""}),
+                   "admin1", "admin2")
+    assert back.operators["inv1"].status is OperatorStatus.ACTIVE
+
+
+def test_a_proposal_applies_once() -> None:
+    doc = register("inv4", ["investigator"])
+    st = applied(STATE, doc, "admin1", "admin2")
+    with pytest.raises(FailedPrecondition, match="applied already"):
+        AU.check_proposal(st, doc)
+
+
+# ------------------------------------------------------------------------------ the fold
+
+def chain(*docs: dict[str, Any]) -> tuple[list[AU.Entry], AU.AuthorityState]:
+    entries = [GENESIS]
+    st = STATE
+    for doc in docs:
+        entry = AU.next_entry(st, AU.PROPOSAL, doc, approvals(doc, "admin1", "admin2"))
+        st = AU.advance(st, entry)
+        entries.append(entry)
+    return entries, st
+
+
+def test_fold_replays_to_the_same_state_and_catches_any_edit() -> None:
+    entries, st = chain(register("a1", ["investigator"]), register("a2", ["judge"]))
+    assert AU.fold(None, entries, pinned=PIN) == st
+    edited = dataclasses.replace(entries[1], body={**entries[1].body, "submitter": "x"})
+    with pytest.raises(AuthorityViolation, match="hash does not match"):
+        AU.fold(None, [entries[0], edited, entries[2]], pinned=PIN)
+    with pytest.raises(AuthorityViolation, match="does not follow"):
+        AU.fold(None, [entries[0], entries[2]], pinned=PIN)
+    with pytest.raises(AuthorityViolation, match="does not start with a genesis"):
+        AU.fold(None, entries[1:], pinned=PIN)
+    # A consistent rewrite (hashes recomputed) still needs quorum signatures it cannot forge.
+    doc = entries[2].body
+    fake = AU.make_entry(1, entries[0].hash, AU.PROPOSAL, doc,
+                         [SignedDecision("admin1", Decision.APPROVE, bytes(64)),
+                          SignedDecision("admin2", Decision.APPROVE, bytes(64))])
+    with pytest.raises(AuthorityViolation, match="does not verify"):
+        AU.fold(None, [entries[0], fake], pinned=PIN)
+
+
+def test_a_change_that_does_not_apply_is_a_violation_at_replay() -> None:
+    doc = register("inv1", ["investigator"])  # inv1 exists already
+    entry = AU.next_entry(STATE, AU.PROPOSAL, doc, approvals(doc, "admin1", "admin2"))
+    with pytest.raises(AuthorityViolation, match="does not apply"):
+        AU.fold(None, [GENESIS, entry], pinned=PIN)
+
+
+def test_render_shows_old_and_new_policy_side_by_side() -> None:
+    new = TWO_KEY.replace("approvers = 2", "approvers = 3")
+    doc = proposal("wallet.policy", {"wallet_id": "w_" + "4" * 16, "base_version": 1,
+                                     "old_document": TWO_KEY, "document": new,
+                                     "template": ""})
+    text = AU.render_proposal(doc, Decision.APPROVE, requirement_text="2 approvers")
+    assert "version 1 -> 2" in text and "needs:           2 approvers" in text
+    row = next(line for line in text.splitlines() if "approvers = 2" in line)
+    assert "*" in row and "approvers = 3" in row  # the changed line, old beside new
+    assert any("|" in line and 'name = "two-key"' in line for line in text.splitlines())

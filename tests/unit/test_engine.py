@@ -1,0 +1,147 @@
+"""The transfer verdict, pure: policy from the ledger, the floor, verified votes, and what a
+stored APPROVED state that does not hold becomes (lost or a violation)."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+import coincurve
+import pytest
+
+from signerd import engine as E
+from signerd import policy as P
+from signerd import seal
+from signerd.approval import SignedDecision, StatementContext, build_statement, sign_statement
+from signerd.chains import Ours, classify_outputs
+from signerd.model import (Category, Chain, Decision, DestinationClass, KeyRef, Movement, Output,
+                           ScriptType, Wallet, WalletStatus)
+from tests.unit.test_authority import KEYS, STATE, applied, proposal, register
+
+AU_STATE = STATE
+WALLET = Wallet(id="w_" + "5" * 16, chain=Chain.ETHEREUM, network="ethereum",
+                script_type=ScriptType.EOA, category=Category.SEIZED, case_ref="C",
+                legal_basis="", status=WalletStatus.ACTIVE, address="0x" + "ab" * 20,
+                keys=(KeyRef("aa", "k", b"\x02" * 33),), chain_ids=(1,), template="two-key",
+                policy_sha256=STATE.templates["two-key"].sha256)
+OUT = Output("0x" + "11" * 20, 10**18, "ETH")
+MOVE = Movement(Chain.ETHEREUM, "ethereum", 1, (OUT,), 21000, "ETH", (bytes(32),), nonce=1)
+CTX = StatementContext("signerd-test", "t_1", WALLET.id, 1, 2_000_000_000,
+                       hashlib.sha256(b"p").digest(), submitter="platform")
+
+
+def votes(*ops: str, ctx: StatementContext = CTX, movement: Movement = MOVE,
+          decision: Decision = Decision.APPROVE) -> list[SignedDecision]:
+    return [SignedDecision(op, decision, sign_statement(KEYS[op],
+                                                        build_statement(ctx, movement, decision)))
+            for op in ops]
+
+
+def test_two_key_template_meets_the_floor_and_is_signed() -> None:
+    v = E.judge(STATE, WALLET, CTX, MOVE, votes("inv1"), approved=False)
+    assert v.outcome == E.WAIT and "custody_officer x1" in v.quorum.remaining
+    v = E.judge(STATE, WALLET, CTX, MOVE, votes("inv1", "cust1"), approved=False)
+    assert v.outcome == E.SIGN
+
+
+def test_a_forged_or_misplaced_approval_is_a_violation() -> None:
+    forged = votes("inv1") + [SignedDecision("cust1", Decision.APPROVE, bytes(64))]
+    v = E.judge(STATE, WALLET, CTX, MOVE, forged, approved=True)
+    assert v.outcome == E.VIOLATION and v.violation is not None
+    assert v.violation.kind == "approval" and "cust1" in v.reason
+    other = replace(CTX, transfer_id="t_2")
+    v = E.judge(STATE, WALLET, CTX, MOVE, votes("inv1") + votes("cust1", ctx=other),
+                approved=True)
+    assert v.outcome == E.VIOLATION  # an approval of another transfer does not count here
+    v = E.judge(STATE, WALLET, CTX, MOVE,
+                [SignedDecision("ghost", Decision.APPROVE, bytes(64))], approved=True)
+    assert v.outcome == E.VIOLATION and "ghost is not an operator" in v.reason
+
+
+def test_approved_without_quorum_is_a_violation_but_a_lost_quorum_is_not() -> None:
+    v = E.judge(STATE, WALLET, CTX, MOVE, votes("inv1"), approved=True)
+    assert v.outcome == E.VIOLATION and v.violation.kind == "quorum"  # type: ignore[union-attr]
+    revoked = applied(STATE, proposal("operator.revoke", {"operator_id": "cust1",
+                                                          "reason": "left"}),
+                      "admin1", "admin2")
+    v = E.judge(revoked, WALLET, CTX, MOVE, votes("inv1", "cust1"), approved=True)
+    assert v.outcome == E.LOST
+
+
+def test_the_floor_lifts_a_one_approver_policy_for_outside_destinations() -> None:
+    one = 'name = "one"\n[[rule]]\nname = "all"\nasset = "*"\napprovers = 1\n'
+    policy = P.parse_policy(one)
+    req = E.requirement_of(policy, False, MOVE, "none")
+    assert req.approvers == 2 and req.distinct_roles == 2
+    own = replace(MOVE, outputs=(replace(OUT, destination_class=DestinationClass.OWN_WALLET),))
+    assert E.requirement_of(policy, False, own, "none").approvers == 1
+    assert E.requirement_of(policy, True, MOVE, "none").approvers == 1  # waived for the wallet
+    # Two people of one role do not meet the floor; two roles do.
+    state = applied(STATE, register("inv2", ["investigator"]), "admin1", "admin2")
+    views = state.operator_views()
+    q = P.evaluate(req, [P.Vote("inv1", Decision.APPROVE), P.Vote("inv2", Decision.APPROVE)],
+                   views, "platform")
+    assert not q.met and "of another role" in q.remaining
+    q = P.evaluate(req, [P.Vote("inv1", Decision.APPROVE), P.Vote("cust1", Decision.APPROVE)],
+                   views, "platform")
+    assert q.met
+
+
+def test_effective_requirement_merges_the_bound_and_the_current_policy() -> None:
+    three = ('name = "three"\n[[rule]]\nname = "all"\nasset = "*"\napprovers = 3\n'
+             'roles = { investigator = 1, custody_officer = 1, judge = 1 }\n')
+    doc = proposal("wallet.policy", {"wallet_id": WALLET.id, "base_version": 1,
+                                     "old_document": STATE.texts[WALLET.policy_sha256],
+                                     "document": three, "template": ""})
+    state = applied(STATE, doc, "admin1", "admin2")
+    req = E.effective_requirement(state, WALLET, MOVE, "none", 1)
+    assert req.approvers == 3 and dict(req.roles)["judge"] == 1
+    v = E.judge(state, WALLET, CTX, MOVE, votes("inv1", "cust1"), approved=True)
+    assert v.outcome == E.LOST  # met under the bound policy; the new one asks for a judge
+
+
+def test_category_changes_must_fit_the_destination_wallets() -> None:
+    to_conf = replace(OUT, wallet_id="w_" + "6" * 16, category="confiscated")
+    mv = replace(MOVE, outputs=(to_conf,))
+    with pytest.raises(P.PolicyDenied, match="declare category_change = seized_to_confiscated"):
+        E.check_category_change(WALLET, mv, "none", "")
+    with pytest.raises(P.PolicyDenied, match="needs a legal basis"):
+        E.check_category_change(WALLET, mv, "seized_to_confiscated", " ")
+    E.check_category_change(WALLET, mv, "seized_to_confiscated", "Judgment 4 K 12/26")
+    with pytest.raises(P.PolicyDenied, match="an output to a confiscated wallet"):
+        E.check_category_change(WALLET, MOVE, "seized_to_confiscated", "Judgment")
+
+
+def test_classify_outputs_marks_own_wallets_and_names_ours() -> None:
+    a, b, c, d = ("0x" + x * 40 for x in "1234")
+    mv = replace(MOVE, outputs=(Output(a, 1, "ETH"), Output(b, 1, "ETH"), Output(c, 1, "ETH"),
+                                Output(d, 1, "ETH", is_change=True)))
+    ours = {a: Ours("w_a", "seized", True), b: Ours("w_b", "confiscated", False)}
+    out = classify_outputs(mv, ours, [c.upper().replace("0X", "0x")]).outputs
+    assert [o.destination_class for o in out] == [
+        DestinationClass.OWN_WALLET, DestinationClass.EXTERNAL, DestinationClass.ALLOWLISTED,
+        DestinationClass.OWN_WALLET]
+    assert [(o.wallet_id, o.category) for o in out] == [
+        ("w_a", "seized"), ("w_b", "confiscated"), ("", ""), ("", "")]
+
+
+def test_seals_verify_only_for_the_sealed_record_and_key() -> None:
+    key = coincurve.PrivateKey()
+    record = {"id": "w_1", "address": "bc1q"}
+    digest = seal.digest("wallet", record)
+    r, s = _sign(key, digest)
+    stamp = seal.encode(r, s)
+    pub = key.public_key.format()
+    assert seal.valid(pub, "wallet", record, stamp)
+    assert not seal.valid(pub, "wallet", {**record, "address": "bc1x"}, stamp)
+    assert not seal.valid(pub, "key_share", record, stamp)  # kinds are domain-separated
+    assert not seal.valid(coincurve.PrivateKey().public_key.format(), "wallet", record, stamp)
+    assert not seal.valid(pub, "wallet", record, "")
+    high = seal.encode(r, seal.SECP256K1_N - s)
+    assert not seal.valid(pub, "wallet", record, high)  # only the low-S spelling is a seal
+
+
+def _sign(key: coincurve.PrivateKey, digest: bytes) -> tuple[int, int]:
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    r, s = decode_dss_signature(key.sign(digest, hasher=None))
+    return r, min(s, seal.SECP256K1_N - s)
