@@ -55,11 +55,12 @@ class Config:
     store_url: str
     metrics_listen: str
     policies_dir: Path
-    default_policy: str
+    default_policy: str  # the template a wallet gets when the platform names none
     principals: dict[str, str] = field(default_factory=dict)
     limits: Limits = Limits()
     log_format: str = "json"
     testing: dict[str, Any] = field(default_factory=dict)
+    genesis: bytes = b""  # the pinned genesis digest ([governance] genesis)
 
     @property
     def base(self) -> Path:
@@ -100,7 +101,7 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
     base = p.parent
     _take(doc, "top level", {"instance_id", "server", "hsm", "store", "metrics", "policies",
-                             "principals", "limits", "log", "testing"})
+                             "principals", "limits", "log", "testing", "governance"})
     instance_id = doc.get("instance_id")
     if not isinstance(instance_id, str) or not instance_id:
         raise ConfigError("config: instance_id must be set")
@@ -161,6 +162,12 @@ def load(path: str | Path) -> Config:
     limits = Limits(**{k: type(getattr(Limits(), k))(v) for k, v in lim.items()})
     lg = doc.get("log", {})
     _take(lg, "log", {"format"})
+    gov = doc.get("governance", {})
+    _take(gov, "governance", {"genesis"})
+    genesis = gov.get("genesis", "")
+    if not isinstance(genesis, str) or (genesis and not _is_hex32(genesis)):
+        raise ConfigError("config: [governance] genesis must be the 64 hex digits of the "
+                          "genesis digest that `signerd init` printed")
     return Config(
         path=p,
         instance_id=instance_id,
@@ -174,4 +181,9 @@ def load(path: str | Path) -> Config:
         limits=limits,
         log_format=str(lg.get("format", "json")),
         testing=dict(doc.get("testing", {})),
+        genesis=bytes.fromhex(genesis),
     )
+
+
+def _is_hex32(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)

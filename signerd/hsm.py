@@ -241,10 +241,11 @@ class Keystore:
     def up(self) -> bool:
         return self._up
 
-    def _set_up(self, value: bool) -> None:
+    def _set_up(self, value: bool, *, quiet: bool = False) -> None:
         if value != self._up:
             self._up = value
-            log.warning("hsm %s", "up" if value else "down")
+            if not quiet:
+                (log.info if value else log.warning)("hsm %s", "up" if value else "down")
             if self.on_state_change:
                 self.on_state_change(value)
 
@@ -399,7 +400,7 @@ class Keystore:
     def close(self) -> None:
         with self._state_lock:
             self._close_sessions()
-            self._set_up(False)
+            self._set_up(False, quiet=True)
 
     def probe(self) -> bool:
         """Check the token is still there and answers in time; reconnect once it is back.
@@ -642,6 +643,36 @@ class Keystore:
                         KeyInfo(obj[Attribute.ID].hex(), obj[Attribute.LABEL],
                                 _decode_ec_point(obj[Attribute.EC_POINT]))
                     )
+            self._call(collect)
+        return out
+
+    def create_data(self, label: str, value: bytes) -> None:
+        """A private token data object that can be neither changed nor destroyed (CKA_MODIFIABLE
+        and CKA_DESTROYABLE false): an anchor outside the store, readable after login only."""
+        from pkcs11 import Attribute, ObjectClass
+
+        with self._session() as s:
+            self._call(lambda: s.create_object({
+                Attribute.CLASS: ObjectClass.DATA,
+                Attribute.TOKEN: True,
+                Attribute.PRIVATE: True,
+                Attribute.MODIFIABLE: False,
+                Attribute.DESTROYABLE: False,
+                Attribute.APPLICATION: "signerd",
+                Attribute.LABEL: label,
+                Attribute.VALUE: bytes(value),
+            }))
+
+    def read_data(self, label: str) -> list[bytes]:
+        """The values of every data object with this label (normally one)."""
+        from pkcs11 import Attribute, ObjectClass
+
+        out: list[bytes] = []
+        with self._session() as s:
+            def collect() -> None:
+                for obj in s.get_objects({Attribute.CLASS: ObjectClass.DATA,
+                                          Attribute.LABEL: label}):
+                    out.append(bytes(obj[Attribute.VALUE]))
             self._call(collect)
         return out
 

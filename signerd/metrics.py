@@ -96,6 +96,25 @@ class Metrics:
             "signerd_audit_write_failures_total",
             "Audit log appends that failed (the act they recorded failed with them).",
             registry=r)
+        self.authority_violations = Counter(
+            "signerd_authority_violations_total",
+            "Acts refused because something they count does not trace back to the pinned "
+            "genesis through approved governance proposals (a row signerd did not write), by "
+            "kind: genesis, ledger, approval, operator, wallet, policy, quorum.", ["kind"],
+            registry=r)
+        self.proposal_events = Counter(
+            "signerd_proposal_transitions_total",
+            "Governance proposals that entered a state, by kind and state.", ["kind", "state"],
+            registry=r)
+        self.proposal_approvals = Counter(
+            "signerd_proposal_decisions_total",
+            "Operator decisions on governance proposals accepted, by decision.", ["decision"],
+            registry=r)
+        self.authority_seq = Gauge(
+            "signerd_authority_ledger_seq",
+            "The last authority ledger entry this daemon verified.", registry=r)
+        for kind in ("genesis", "ledger", "approval", "operator", "wallet", "policy", "quorum"):
+            self.authority_violations.labels(kind)  # every series from 0: alerts see the first
         self.pending_expired = Gauge(
             "signerd_transfers_past_expiry",
             "Approved transfers still waiting to be signed after their approval window "

@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
-from .. import audit
-from ..errors import AlreadyExists, Conflict, NotFound, SignerError, StoreUnavailable
+from .. import audit, authority, canonical
+from ..errors import (AlreadyExists, AuthorityViolation, Conflict, InvalidArgument, NotFound,
+                      SignerError, StoreUnavailable)
 
 
 class Cursor(Protocol):
@@ -88,12 +89,27 @@ class Tx:
         self.execute(
             "INSERT INTO wallets (id, chain, network, script_type, category, case_ref, legal_basis,"
             " status, address, descriptor, threshold, chain_ids, cosigners, freeze_order, origin,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, record, seal, proposal_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (w["id"], w["chain"], w["network"], w["script_type"], w["category"], w["case_ref"],
              w["legal_basis"], w["status"], w["address"], w["descriptor"], w["threshold"],
              json.dumps(w["chain_ids"]), json.dumps(w["cosigners"]), "", w.get("origin", ""),
-             w["created_at"]),
+             w["created_at"], w.get("record", ""), w.get("seal", ""), w.get("proposal_id", "")),
         )
+
+    def wallet_by_address(self, address: str) -> Row | None:
+        return self.one("SELECT * FROM wallets WHERE address = ?", (address,))
+
+    def wallets_by_address(self, addresses: Sequence[str]) -> dict[str, Row]:
+        """The wallets at these addresses (exact spelling), in one query."""
+        out: dict[str, Row] = {}
+        items = sorted(set(addresses))
+        for i in range(0, len(items), 500):
+            chunk = items[i:i + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for r in self.all(f"SELECT * FROM wallets WHERE address IN ({marks})", chunk):
+                out[r["address"]] = r
+        return out
 
     def insert_key(self, k: dict[str, Any]) -> None:
         if self.one("SELECT key_id FROM keys WHERE public_key = ?", (k["public_key"],)):
@@ -140,10 +156,10 @@ class Tx:
                      (status, order, wallet_id))
 
     def insert_key_share(self, key_id: str, public_key: str, label: str, category: str,
-                         case_ref: str) -> None:
+                         case_ref: str, seal: str = "") -> None:
         self.execute("INSERT INTO key_shares (key_id, public_key, label, category, case_ref,"
-                     " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                     (key_id, public_key, label, category, case_ref, time.time()))
+                     " created_at, seal) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (key_id, public_key, label, category, case_ref, time.time(), seal))
 
     def take_key_share(self, key_id: str, wallet_id: str) -> Row:
         """Claim an unassigned key share for a wallet (a key never serves two wallets)."""
@@ -176,14 +192,28 @@ class Tx:
         self.execute("UPDATE operators SET status = 'revoked', revoked_at = ? WHERE id = ?",
                      (time.time(), op_id))
 
+    def update_operator(self, op_id: str, *, roles: list[str] | None = None,
+                        status: str | None = None) -> None:
+        if roles is not None:
+            self.execute("UPDATE operators SET roles = ? WHERE id = ?",
+                         (json.dumps(sorted(roles)), op_id))
+        if status is not None:
+            self.execute("UPDATE operators SET status = ? WHERE id = ?", (status, op_id))
+
     # ---------------------------------------------------------------- policies
-    def insert_policy(self, wallet_id: str, document: str, actor: str) -> int:
-        if self.for_update:  # serialise version numbering per wallet across replicas
-            self.one("SELECT id FROM wallets WHERE id = ?" + self.for_update, (wallet_id,))
-        r = self.one("SELECT MAX(version) AS v FROM policies WHERE wallet_id = ?", (wallet_id,))
-        version = int(r["v"] or 0) + 1 if r else 1
-        self.execute("INSERT INTO policies (wallet_id, version, document, actor, created_at)"
-                     " VALUES (?, ?, ?, ?, ?)", (wallet_id, version, document, actor, time.time()))
+    def insert_policy(self, wallet_id: str, document: str, actor: str, *,
+                      version: int | None = None, proposal_id: str = "") -> int:
+        """A policy version of a wallet (a copy for readers: the ledger and the wallet's sealed
+        record are what signerd trusts)."""
+        if version is None:
+            if self.for_update:  # serialise version numbering per wallet across replicas
+                self.one("SELECT id FROM wallets WHERE id = ?" + self.for_update, (wallet_id,))
+            r = self.one("SELECT MAX(version) AS v FROM policies WHERE wallet_id = ?",
+                         (wallet_id,))
+            version = int(r["v"] or 0) + 1 if r else 1
+        self.execute("INSERT INTO policies (wallet_id, version, document, actor, created_at,"
+                     " proposal_id) VALUES (?, ?, ?, ?, ?, ?)",
+                     (wallet_id, version, document, actor, time.time(), proposal_id))
         return version
 
     def latest_policy(self, wallet_id: str) -> Row | None:
@@ -311,6 +341,106 @@ class Tx:
     def signatures(self, transfer_id: str) -> list[Row]:
         return self.all("SELECT * FROM signatures WHERE transfer_id = ? ORDER BY digest, key_id",
                         (transfer_id,))
+
+    # ---------------------------------------------------------------- authority ledger
+    def authority_head(self, *, lock: bool = False, share: bool = False) -> tuple[int, bytes]:
+        """The ledger head; ``lock`` for an append, ``share`` for a writer whose act must not
+        cross an append (the sign step's commit against a freeze), on PostgreSQL."""
+        suffix = (self.for_update if lock else
+                  " FOR SHARE" if share and self.dialect == "postgresql" else "")
+        r = self.one("SELECT seq, hash FROM authority_head WHERE id = 1" + suffix)
+        if r is None:
+            raise AuthorityViolation("the authority ledger's head row is missing: the store was "
+                                     "not migrated or was tampered with", kind="ledger")
+        return int(r["seq"]), bytes.fromhex(r["hash"])
+
+    def authority_entries(self, after_seq: int = 0, limit: int = 1000) -> list[authority.Entry]:
+        """Ledger entries after ``after_seq`` as stored; a row that does not even parse is a
+        violation (signerd writes only canonical rows)."""
+        out = []
+        for r in self.all("SELECT * FROM authority_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                          (after_seq, limit)):
+            where = f"authority ledger entry {r['seq']}"
+            try:
+                out.append(authority.Entry(
+                    seq=int(r["seq"]), kind=str(r["kind"]),
+                    body=canonical.loads(r["body"], where),
+                    decisions=authority.decisions_from_json(
+                        canonical.loads(r["approvals"], where), where),
+                    prev_hash=bytes.fromhex(r["prev_hash"]), hash=bytes.fromhex(r["hash"])))
+            except (InvalidArgument, ValueError) as e:
+                raise AuthorityViolation(f"{where} is malformed: {e}", kind="ledger") from None
+        return out
+
+    def append_authority(self, entry: authority.Entry) -> None:
+        """Append one ledger entry; the head is locked and must be the entry's predecessor
+        (a concurrent append by another replica makes this one fail, not fork the ledger)."""
+        seq, head = self.authority_head(lock=True)
+        if entry.seq != seq + 1 or entry.prev_hash != head:
+            raise StoreUnavailable("the authority ledger moved on meanwhile (another replica "
+                                   "appended to it); retry")
+        self.execute("INSERT INTO authority_log (seq, kind, body, approvals, prev_hash, hash,"
+                     " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (entry.seq, entry.kind, canonical.dumps(entry.body).decode(),
+                      canonical.dumps(entry.approvals_json()).decode(), entry.prev_hash.hex(),
+                      entry.hash.hex(), time.time()))
+        self.execute("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
+                     (entry.seq, entry.hash.hex()))
+
+    # ---------------------------------------------------------------- proposals
+    def insert_proposal(self, p: dict[str, Any]) -> None:
+        cols = list(p)
+        self.execute(f"INSERT INTO proposals ({', '.join(cols)}) VALUES"
+                     f" ({', '.join('?' for _ in cols)})", [p[c] for c in cols])
+
+    def get_proposal(self, proposal_id: str, *, lock: bool = False) -> Row:
+        r = self.one("SELECT * FROM proposals WHERE id = ?" + (self.for_update if lock else ""),
+                     (proposal_id,))
+        if r is None:
+            raise NotFound(f"proposal {proposal_id} not found")
+        return r
+
+    def list_proposals(self, *, state: str = "", after: str = "", limit: int = 100) -> list[Row]:
+        sql = "SELECT * FROM proposals WHERE id > ?"
+        params: list[Any] = [after]
+        if state:
+            sql += " AND state = ?"
+            params.append(state)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        return self.all(sql, params)
+
+    def due_proposals(self, now: float) -> list[Row]:
+        return self.all("SELECT id FROM proposals WHERE state = ? AND expires_at <= ?"
+                        " ORDER BY id", ("PENDING_APPROVAL", now))
+
+    def update_proposal(self, proposal_id: str, **fields: Any) -> None:
+        fields["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self.execute(f"UPDATE proposals SET {sets} WHERE id = ?", [*fields.values(), proposal_id])
+
+    def insert_proposal_approval(self, a: dict[str, Any]) -> None:
+        if self.one("SELECT operator_id FROM proposal_approvals WHERE proposal_id = ? AND"
+                    " operator_id = ?", (a["proposal_id"], a["operator_id"])):
+            raise AlreadyExists(f"operator {a['operator_id']} has already decided on proposal "
+                                f"{a['proposal_id']}")
+        cols = list(a)
+        self.execute(f"INSERT INTO proposal_approvals ({', '.join(cols)}) VALUES"
+                     f" ({', '.join('?' for _ in cols)})", [a[c] for c in cols])
+
+    def proposal_approvals(self, proposal_id: str) -> list[Row]:
+        return self.all("SELECT * FROM proposal_approvals WHERE proposal_id = ?"
+                        " ORDER BY created_at", (proposal_id,))
+
+    def proposal_approvals_for(self, ids: Sequence[str]) -> dict[str, list[Row]]:
+        out: dict[str, list[Row]] = {i: [] for i in ids}
+        for i in range(0, len(ids), 500):
+            chunk = list(ids[i:i + 500])
+            marks = ", ".join("?" for _ in chunk)
+            for r in self.all(f"SELECT * FROM proposal_approvals WHERE proposal_id IN ({marks})"
+                              " ORDER BY created_at", chunk):
+                out[r["proposal_id"]].append(r)
+        return out
 
     # ---------------------------------------------------------------- audit
     def append_audit(self, actor: str, action: str, obj: str,

@@ -155,6 +155,54 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # index scan instead of a scan of the whole table, payloads included.
         "CREATE INDEX transfers_chain_state ON transfers (chain, state)",
     ]),
+    (8, "governance: the authority ledger, proposals and their approvals, sealed records", [
+        # The authority ledger (signerd.authority): genesis, then approved proposals and
+        # immediate tightening acts, hash-chained; the head row is locked by every append.
+        """CREATE TABLE authority_log (
+            seq BIGINT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            body TEXT NOT NULL,
+            approvals TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL)""",
+        """CREATE TABLE authority_head (
+            id INTEGER PRIMARY KEY,
+            seq BIGINT NOT NULL,
+            hash TEXT NOT NULL)""",
+        "INSERT INTO authority_head (id, seq, hash) SELECT 1, 0, '" + GENESIS_HEX + "'"
+        " WHERE NOT EXISTS (SELECT 1 FROM authority_head WHERE id = 1)",
+        """CREATE TABLE proposals (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            body TEXT NOT NULL,
+            state TEXT NOT NULL,
+            submitter TEXT NOT NULL,
+            subject TEXT NOT NULL DEFAULT '',
+            expires_at DOUBLE PRECISION NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            applied_seq BIGINT NOT NULL DEFAULT 0,
+            failure TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX proposals_state_id ON proposals (state, id)",
+        "CREATE INDEX proposals_state_expiry ON proposals (state, expires_at)",
+        """CREATE TABLE proposal_approvals (
+            proposal_id TEXT NOT NULL REFERENCES proposals (id),
+            operator_id TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            statement_sha256 TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (proposal_id, operator_id))""",
+        # A wallet's sealed record (canonical JSON) and its seal; status stays a column, and
+        # freezes are proven by the ledger.
+        "ALTER TABLE wallets ADD COLUMN record TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE wallets ADD COLUMN seal TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE wallets ADD COLUMN proposal_id TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE key_shares ADD COLUMN seal TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE policies ADD COLUMN proposal_id TEXT NOT NULL DEFAULT ''",
+    ]),
 ]
 
 
