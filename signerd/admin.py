@@ -1,24 +1,25 @@
-"""Administrative acts: operators, policies, freezes, seized-key import. Each one is audited in
-the same store transaction as the change it makes."""
+"""Administrative acts. Whatever could loosen a rule is a governance proposal (see
+``signerd.proposals``): registering, revoking or re-rolling an operator, reinstating a suspended
+one, a wallet's policy, a policy template, the governance policy, an unfreeze, a seized-key
+import. Acts that only tighten are immediate for an admin and go into the authority ledger at
+once: a court-ordered freeze, the suspension of an operator. Every act is audited in the same
+store transaction as the change it makes."""
 from __future__ import annotations
 
-import json
-import re
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import policy as P
-from .errors import FailedPrecondition, InvalidArgument, InvalidKey, NotFound, SignerError
-from .model import ScriptType, Wallet, WalletStatus
-from .operator_keys import fingerprint, load_public_pem
-from .transfers import LIVE, requirement_from_json, requirement_to_json
-from .wallets import get_wallet
+from . import authority as AU
+from . import ledger as L
+from . import seized
+from . import wallets as W
+from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .model import OperatorStatus, ScriptType, Wallet, WalletStatus
+from .proposals import ProposalView, new_proposal_id
 
 if TYPE_CHECKING:
     from .app import App
-
-OPERATOR_ID = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-ROLE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,13 @@ class OperatorInfo:
     created_at: float
 
 
-def _operator(r: Any) -> OperatorInfo:
-    pem = r["public_key_pem"].encode()
-    return OperatorInfo(r["id"], tuple(json.loads(r["roles"])), pem, r["status"],
-                        fingerprint(load_public_pem(pem)), float(r["created_at"]))
+@dataclass(frozen=True)
+class PolicyInfo:
+    wallet_id: str
+    version: int
+    document: str
+    actor: str  # the template, or the proposal that set it
+    created_at: float
 
 
 class AdminService:
@@ -42,110 +46,164 @@ class AdminService:
         self.app = app
         self.store = app.store
 
+    @property
+    def ledger(self) -> L.Ledger:
+        return self.app.ledger
+
+    def _state(self) -> AU.AuthorityState:
+        with self.store.read() as tx:
+            return self.ledger.state(tx)
+
+    def _propose(self, actor: str, kind: str, change: dict[str, Any]) -> ProposalView:
+        return self.app.proposals.propose(actor, kind, change)  # type: ignore[no-any-return]
+
     # ---------------------------------------------------------------- operators
     def register_operator(self, actor: str, op_id: str, roles: list[str], pem: bytes
-                          ) -> OperatorInfo:
-        if not OPERATOR_ID.match(op_id or ""):
-            raise InvalidArgument(f"id: operator ids match {OPERATOR_ID.pattern}, got {op_id!r}")
+                          ) -> ProposalView:
         if op_id in self.app.config.principals:
             raise InvalidArgument(f"id: {op_id} is a service principal, not an operator")
-        if not roles:
-            raise InvalidArgument("roles: at least one role is required")
-        for r in roles:
-            if not ROLE.match(r):
-                raise InvalidArgument(f"roles: invalid role name {r!r}")
         try:
-            key = load_public_pem(pem)
-        except InvalidKey as e:
-            raise InvalidArgument(f"public_key_pem: {e.message}") from None
-        with self.store.transaction() as tx:
-            tx.insert_operator(op_id, sorted(set(roles)), pem.decode())
-            tx.append_audit(actor, "operator.registered", op_id,
-                            {"roles": sorted(set(roles)), "fingerprint": fingerprint(key)})
-            return _operator(tx.get_operator(op_id))
+            text = pem.decode("ascii")
+        except UnicodeDecodeError:
+            raise InvalidArgument("public_key_pem: not a PEM public key (not ASCII)") from None
+        return self._propose(actor, "operator.register", {
+            "operator_id": op_id, "roles": sorted(set(roles)), "public_key_pem": text})
 
-    def revoke_operator(self, actor: str, op_id: str, reason: str = "") -> OperatorInfo:
+    def revoke_operator(self, actor: str, op_id: str, reason: str = "") -> ProposalView:
+        return self._propose(actor, "operator.revoke", {"operator_id": op_id,
+                                                        "reason": reason[:AU.MAX_TEXT]})
+
+    def set_roles(self, actor: str, op_id: str, roles: list[str]) -> ProposalView:
+        rec = self._operator(self._state(), op_id)
+        return self._propose(actor, "operator.roles", {
+            "operator_id": op_id, "old_roles": sorted(rec.roles), "roles": sorted(set(roles))})
+
+    def reinstate_operator(self, actor: str, op_id: str, reason: str = "") -> ProposalView:
+        return self._propose(actor, "operator.reinstate", {"operator_id": op_id,
+                                                           "reason": reason[:AU.MAX_TEXT]})
+
+    def suspend_operator(self, actor: str, op_id: str, reason: str = "") -> OperatorInfo:
+        """Immediate: a suspended operator's decisions stop counting at once, until a
+        governance proposal reinstates them."""
         with self.store.transaction() as tx:
-            r = tx.get_operator(op_id)
-            if r["status"] == "revoked":
-                raise FailedPrecondition(f"operator {op_id} is already revoked")
-            tx.revoke_operator(op_id)
-            tx.append_audit(actor, "operator.revoked", op_id, {"reason": reason})
-            return _operator(tx.get_operator(op_id))
+            state = self.ledger.state(tx)
+            self._operator(state, op_id)
+            new = self.ledger.append(tx, state, AU.SUSPEND,
+                                     AU.suspend_body(op_id, reason, actor, int(time.time())))
+            tx.update_operator(op_id, status=OperatorStatus.SUSPENDED.value)
+            tx.append_audit(actor, "operator.suspended", op_id,
+                            {"reason": reason, "ledger_seq": new.seq})
+            return self._info(tx, new.operators[op_id])
+
+    def _operator(self, state: AU.AuthorityState, op_id: str) -> AU.OperatorRecord:
+        rec = state.operators.get(op_id)
+        if rec is None:
+            raise NotFound(f"operator {op_id} not found")
+        return rec
+
+    def _info(self, tx: Any, rec: AU.OperatorRecord) -> OperatorInfo:
+        row = tx.one("SELECT created_at FROM operators WHERE id = ?", (rec.id,))
+        return OperatorInfo(rec.id, tuple(sorted(rec.roles)), rec.public_key_pem.encode(),
+                            rec.status.value, rec.fingerprint,
+                            float(row["created_at"]) if row else 0.0)
 
     def list_operators(self) -> list[OperatorInfo]:
+        """The operators the authority ledger proves (not the store's copy)."""
         with self.store.read() as tx:
-            return [_operator(r) for r in tx.list_operators()]
+            state = self.ledger.state(tx)
+            return [self._info(tx, r) for r in sorted(state.operators.values(),
+                                                      key=lambda r: r.id)]
 
     def operator_exists(self, op_id: str) -> bool:
+        """Whether the authority ledger knows this operator (any status: a suspended or revoked
+        operator is refused by the services, with the reason)."""
         with self.store.read() as tx:
-            try:
-                tx.get_operator(op_id)
-                return True
-            except NotFound:
-                return False
+            return op_id in self.ledger.state(tx).operators
 
     # ---------------------------------------------------------------- policies
-    def set_policy(self, actor: str, wallet_id: str, document: str) -> dict[str, Any]:
-        """A new policy version; pending transfers keep their requirement unless the new one is
-        at least as strict (where neither dominates, they keep the merge of both)."""
-        pol = P.parse_policy(document)
-        with self.store.transaction() as tx:
-            tx.get_wallet(wallet_id, lock=True)
-            version = tx.insert_policy(wallet_id, document, actor)
-            tightened = []
-            for row in tx.list_transfers(wallet_id=wallet_id, limit=1_000_000):
-                if row["state"] not in LIVE:
-                    continue
-                from .transfers import movement_from_json
-
-                old = requirement_from_json(row["requirement"])
-                try:
-                    new = pol.requirement_for(movement_from_json(row["movement"]),
-                                              category_change=row["category_change"])
-                except SignerError:  # the new policy no longer covers it: keep the old demands
-                    continue
-                merged = P.merge(old, new)
-                if merged != old:
-                    tx.update_transfer(row["id"], requirement=requirement_to_json(merged))
-                    tightened.append(row["id"])
-            tx.append_audit(actor, "policy.set", wallet_id,
-                             {"version": version, "name": pol.name, "tightened": tightened})
-            r = tx.latest_policy(wallet_id)
-        return dict(r.data) if r else {}
-
-    def get_policy(self, wallet_id: str) -> dict[str, Any]:
+    def set_policy(self, actor: str, wallet_id: str, document: str = "", template: str = ""
+                   ) -> ProposalView:
+        """A proposal for a wallet's next policy version: the text of a template, or a text of
+        its own (which alone may carry a floor waiver)."""
+        if bool(document) == bool(template):
+            raise InvalidArgument("toml or template: give the policy text or a template name")
         with self.store.read() as tx:
-            tx.get_wallet(wallet_id)
-            r = tx.latest_policy(wallet_id)
-        if r is None:
-            raise NotFound(f"wallet {wallet_id} has no policy")
-        return dict(r.data)
+            state = self.ledger.state(tx)
+            wallet = L.load_wallet(tx, state, wallet_id)
+        if template:
+            document = state.texts[W.template_of(state, template).sha256]
+        version = state.wallet_policy_version(wallet.id)
+        old, _ = AU.wallet_policy_text(state, wallet.id, wallet.policy_sha256, version)
+        return self._propose(actor, "wallet.policy", {
+            "wallet_id": wallet.id, "base_version": version, "old_document": old,
+            "document": document, "template": template})
 
-    def policy_history(self, wallet_id: str) -> list[dict[str, Any]]:
+    def get_policy(self, wallet_id: str) -> PolicyInfo:
+        return self.policy_history(wallet_id)[-1]
+
+    def policy_history(self, wallet_id: str) -> list[PolicyInfo]:
+        """Every policy version of a wallet, as the authority ledger proves them."""
         with self.store.read() as tx:
-            tx.get_wallet(wallet_id)
-            return [dict(r.data) for r in tx.policy_history(wallet_id)]
+            state = self.ledger.state(tx)
+            wallet = L.load_wallet(tx, state, wallet_id)
+            created = {int(r["version"]): float(r["created_at"])
+                       for r in tx.policy_history(wallet_id)}
+        out = [PolicyInfo(wallet.id, 1, AU.wallet_policy_text(state, wallet.id,
+                                                              wallet.policy_sha256, 1)[0],
+                          f"template {wallet.template}", created.get(1, wallet.created_at))]
+        for v in state.wallet_policies.get(wallet.id, ()):
+            out.append(PolicyInfo(wallet.id, v.version, state.texts[v.sha256],
+                                  f"proposal {v.proposal}", created.get(v.version, 0.0)))
+        return out
+
+    def set_template(self, actor: str, name: str, document: str) -> ProposalView:
+        state = self._state()
+        tpl = state.templates.get(name)
+        return self._propose(actor, "template.set", {
+            "name": name, "base_sha256": tpl.sha256 if tpl else "",
+            "old_document": state.texts[tpl.sha256] if tpl else "", "document": document})
+
+    def templates(self) -> list[tuple[AU.Template, str]]:
+        state = self._state()
+        return [(t, state.texts[t.sha256]) for t in sorted(state.templates.values(),
+                                                           key=lambda t: t.name)]
+
+    def set_governance(self, actor: str, document: str) -> ProposalView:
+        state = self._state()
+        return self._propose(actor, "governance.set", {
+            "base_sha256": state.governance_sha256, "old_document": state.governance_text,
+            "document": document})
+
+    def authority(self) -> AU.AuthorityState:
+        return self._state()
 
     # ---------------------------------------------------------------- freezes
-    def set_frozen(self, actor: str, wallet_id: str, order_ref: str, frozen: bool) -> Wallet:
+    def freeze(self, actor: str, wallet_id: str, order_ref: str) -> Wallet:
+        """Immediate: a court order freezes a wallet at once (a ledger entry, so a store writer
+        cannot lift it)."""
         order_ref = (order_ref or "").strip()
         if not order_ref:
             raise InvalidArgument("order_ref: a court order reference is required")
         with self.store.transaction() as tx:
-            w = tx.get_wallet(wallet_id, lock=True)
-            want = WalletStatus.FROZEN if frozen else WalletStatus.ACTIVE
-            if w["status"] == want.value:
-                raise FailedPrecondition(f"wallet {wallet_id} is already {want.value}")
-            if w["status"] == WalletStatus.RETIRED.value:
-                raise FailedPrecondition(f"wallet {wallet_id} is retired")
-            tx.set_wallet_status(wallet_id, want.value, order_ref)
-            tx.append_audit(actor, "wallet.frozen" if frozen else "wallet.unfrozen", wallet_id,
-                            {"order_ref": order_ref})
-            wallet = get_wallet(tx, wallet_id)
-        if not frozen and self.app.transfers is not None:
-            self.app.transfers.tick()
-        return wallet
+            tx.get_wallet(wallet_id, lock=True)
+            state = self.ledger.state(tx)
+            wallet = L.load_wallet(tx, state, wallet_id)
+            if wallet.status is WalletStatus.FROZEN:
+                raise FailedPrecondition(f"wallet {wallet_id} is already FROZEN")
+            if wallet.status is not WalletStatus.ACTIVE:
+                raise FailedPrecondition(f"wallet {wallet_id} is {wallet.status.value}")
+            new = self.ledger.append(tx, state, AU.FREEZE,
+                                     AU.freeze_body(wallet_id, order_ref, actor, int(time.time())))
+            tx.set_wallet_status(wallet_id, WalletStatus.FROZEN.value, order_ref)
+            tx.append_audit(actor, "wallet.frozen", wallet_id,
+                            {"order_ref": order_ref, "ledger_seq": new.seq})
+            return L.load_wallet(tx, new, wallet_id)
+
+    def unfreeze(self, actor: str, wallet_id: str, order_ref: str) -> ProposalView:
+        state = self._state()
+        return self._propose(actor, "wallet.unfreeze", {
+            "wallet_id": wallet_id, "order_ref": (order_ref or "").strip(),
+            "freeze_order": state.frozen.get(wallet_id, "")})
 
 
 @dataclass(frozen=True)
@@ -162,19 +220,22 @@ class ImportRequest:
     seizure_record: str
     legal_basis: str
     policy_toml: str
+    template: str = ""
 
 
-def import_seized_key(app: App, actor: str, req: ImportRequest) -> Wallet:
-    """A seized key goes into the HSM (sensitive, non-extractable) and a SEIZED wallet is built
-    around it, recording where it came from. Bad input stores nothing."""
-    from . import seized
-    from . import wallets as W
+SWEEP_TEMPLATE = "seized-sweep"
 
+
+def import_seized_key(app: App, actor: str, req: ImportRequest) -> ProposalView:
+    """A seized key goes into the HSM now (sensitive, non-extractable; the plaintext is never
+    stored) and a SEIZED wallet is built around it once a ``wallet.import`` proposal is
+    approved. Bad input stores nothing."""
     if not req.seizure_record.strip():
         raise InvalidArgument("seizure_record: the seizure record reference is required")
     checked = W.check_request(W.WalletRequest(
         chain=req.chain, network=req.network, category="seized", case_ref=req.case_ref,
-        legal_basis=req.legal_basis, chain_ids=req.chain_ids, script_type=req.script_type))
+        legal_basis=req.legal_basis, chain_ids=req.chain_ids, script_type=req.script_type,
+        policy_toml=req.policy_toml))
     if checked.script_type not in (ScriptType.P2WPKH, ScriptType.P2SH_P2WPKH, ScriptType.EOA):
         raise InvalidArgument("script_type: an imported key makes a single-key wallet")
     if req.kind == "hex":
@@ -189,39 +250,46 @@ def import_seized_key(app: App, actor: str, req: ImportRequest) -> Wallet:
         secret = seized.from_mnemonic(req.secret, req.derivation_path, req.passphrase)
     else:
         raise InvalidArgument("secret: one of hex, wif or mnemonic is required")
-    policy_doc = req.policy_toml or _sweep_policy(app)
-    if policy_doc:
-        P.parse_policy(policy_doc)
-    wallet_id = W.new_wallet_id()
     from coincurve import PrivateKey
 
-    pub = PrivateKey(bytes(secret)).public_key.format()
-    with app.store.read() as tx:
-        if tx.one("SELECT key_id FROM keys WHERE public_key = ?", (pub.hex(),)):
-            for i in range(len(secret)):
-                secret[i] = 0
-            raise FailedPrecondition("this key is already held by signerd (a key never serves "
-                                     "two wallets)")
-    key = app.keystore.import_key(secret, f"{wallet_id}/seized")  # wipes `secret`
-    with app.store.transaction() as tx:
-        W.insert_wallet(tx, checked, wallet_id, [key],
-                        origin=f"imported; seizure record {req.seizure_record}")
-        version = tx.insert_policy(wallet_id, policy_doc, actor) if policy_doc else 0
-        w = W.get_wallet(tx, wallet_id)
-        tx.append_audit(actor, "key.imported", wallet_id, {
-            "chain": w.chain.value, "network": w.network, "address": w.address,
-            "case_ref": w.case_ref, "seizure_record": req.seizure_record, "form": req.kind,
-            "derivation_path": req.derivation_path, "key_id": key.key_id,
-            "public_key": key.public_key.hex(), "policy_version": version})
-    app.refresh_gauges()
-    return w
-
-
-def _sweep_policy(app: App) -> str:
-    from pathlib import Path
-
-    p = Path(app.config.policies_dir) / "seized-sweep.toml"
     try:
-        return p.read_text(encoding="utf-8")
-    except OSError:
-        return app.default_policy()
+        with app.store.read() as tx:
+            state = app.ledger.state(tx)
+            template = req.template or (SWEEP_TEMPLATE if SWEEP_TEMPLATE in state.templates
+                                        else app.wallets.default_template)
+            tpl = W.template_of(state, template)
+            pub = PrivateKey(bytes(secret)).public_key.format()
+            if tx.one("SELECT key_id FROM keys WHERE public_key = ?", (pub.hex(),)):
+                raise FailedPrecondition("this key is already held by signerd (a key never "
+                                         "serves two wallets)")
+    except BaseException:
+        for i in range(len(secret)):
+            secret[i] = 0
+        raise
+    wallet_id = W.new_wallet_id()
+    key = app.keystore.import_key(secret, f"{wallet_id}/seized")  # wipes `secret`
+    proposal = new_proposal_id()
+    now = time.time()
+    record = W.make_record(checked, wallet_id, [key], template=template,
+                           policy_sha256=tpl.sha256,
+                           origin=f"imported; seizure record {req.seizure_record}",
+                           proposal=proposal, created_at=int(now))
+    seal = app.seal("wallet", record)
+
+    def store_it(tx: Any, _state: Any, _doc: Any) -> None:
+        W.insert_wallet(tx, record, seal, WalletStatus.AWAITING_APPROVAL,
+                        state.texts[tpl.sha256], actor)
+        tx.append_audit(actor, "key.imported", wallet_id, {
+            "chain": record["chain"], "network": record["network"],
+            "address": record["address"], "case_ref": record["case_ref"],
+            "seizure_record": req.seizure_record, "form": req.kind,
+            "derivation_path": req.derivation_path, "key_id": key.key_id,
+            "public_key": key.public_key.hex(), "template": template, "proposal": proposal})
+
+    view = app.proposals.propose(actor, "wallet.import", {
+        "wallet": record, "seizure_record": req.seizure_record, "form": req.kind,
+        "derivation_path": req.derivation_path}, proposal_id=proposal, now=now,
+        with_tx=store_it)
+    app.refresh_gauges()
+    return view  # type: ignore[no-any-return]
+

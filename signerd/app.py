@@ -11,13 +11,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+from . import seal as SEAL
 from . import wallets as W
 from .config import Config
-from .errors import HsmUnavailable, InvalidArgument, SignerError
+from .errors import AuthorityViolation, ConfigError, HsmUnavailable, InvalidArgument, SignerError
+from .errors import InvalidKey as InvalidKeyError
 from .hsm import Keystore, KeyInfo
+from .ledger import Ledger
 from .metrics import Metrics
 from .model import Wallet
 from .store import Store, open_store
+
+GENESIS_LABEL = "signerd-genesis"  # the HSM data object that pins the genesis digest
 
 log = logging.getLogger("signerd.app")
 
@@ -66,21 +71,31 @@ class App:
         self.store = store or open_store(config.store_url)
         self.notifier = Notifier()
         self.instance_id = config.instance_id
+        self.ledger = Ledger(config.genesis)
+        self.audit_key_id = ""
+        self._anchored = False  # the HSM token's genesis anchor was checked (check_hsm_anchor)
+        self._anchor_lock = threading.Lock()
         self._stop = threading.Event()
         self._sign_pool: ThreadPoolExecutor | None = None
         self._sign_pool_lock = threading.Lock()
         self._health_listeners: list[Callable[[bool], None]] = []
         self._store_up = True
         self.transfers: Any = None  # set by start() once the transfer service exists
+        self.proposals: Any = None
+        self.wallets: Any = None
         # Called after every monitor iteration (the systemd watchdog ping): a probe stuck inside
         # the PKCS#11 module stops the pings, and systemd restarts the daemon.
         self.on_tick: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Open the HSM (errors are fatal at start), check the store, prepare the audit key."""
+        """Open the HSM (errors are fatal at start), check that the store's authority ledger
+        starts at the pinned genesis and verifies to its head, prepare the audit key."""
         self.keystore.open()
         self.metrics.hsm_up.set(1)
+        if not self.config.genesis:
+            raise ConfigError("config: [governance] genesis is not set: this state folder "
+                              "predates governance; make a new one with `signerd init`")
         with self.store.transaction() as tx:
             known = tx.get_meta("instance_id")
             if known is None:
@@ -88,20 +103,76 @@ class App:
             elif known != self.instance_id:
                 raise InvalidArgument(
                     f"the store belongs to instance {known}, the config says {self.instance_id}")
-            audit_key = tx.get_meta("audit_key_id")
-        if audit_key is None:
-            info = self.keystore.generate_key("signerd-audit")
-            with self.store.transaction() as tx:
-                if tx.get_meta("audit_key_id") is None:  # a replica starting with us may have won
-                    tx.set_meta("audit_key_id", info.key_id)
-                    tx.append_audit("signerd", "audit_key.created", info.key_id,
-                                    {"public_key": info.public_key.hex()})
+        try:
+            with self.store.read() as tx:
+                state = self.ledger.state(tx)
+        except AuthorityViolation as e:
+            self.metrics.authority_violations.labels(e.kind).inc()
+            raise ConfigError(f"refusing to serve this store: {e.message}") from None
+        if state.instance_id != self.instance_id:
+            raise ConfigError(f"refusing to serve this store: its genesis is for instance "
+                              f"{state.instance_id}, the config says {self.instance_id}")
+        self.audit_key_id = state.audit_key_id
+        try:
+            self.check_hsm_anchor()
+        except HsmUnavailable as e:  # checked again once the HSM answers; nothing signs before
+            log.warning("the HSM's genesis anchor is not checked yet: %s", e.message)
+        self.metrics.authority_seq.set(state.seq)
         self.metrics.store_up.set(1)
+        from .proposals import ProposalService
         from .transfers import TransferService
 
         self.transfers = TransferService(self)
+        self.proposals = ProposalService(self)
+        self.wallets = W.WalletService(self)
+        self.proposals.on_applied.append(self._after_proposal)
         self.transfers.recover()
         self.refresh_gauges()
+
+    def check_hsm_anchor(self) -> None:
+        """The genesis digest is pinned twice outside the store: in the config and in a data
+        object of the HSM token that can be neither changed nor destroyed; both must agree, and
+        the token must hold the audit key the genesis names. Until this has passed, the HSM
+        signs nothing (HsmUnavailable); a token that disagrees is a ConfigError."""
+        pinned = self.config.genesis
+        anchors = set(self.keystore.read_data(GENESIS_LABEL))
+        if anchors != {pinned}:
+            found = ", ".join(sorted(a.hex() for a in anchors)) or "none"
+            raise ConfigError(f"the HSM token's genesis anchor ({found}) differs from the "
+                              f"config's [governance] genesis {pinned.hex()}; refusing to sign")
+        with self.store.read() as tx:
+            state = self.ledger.state(tx)
+        try:
+            held = self.keystore.public_key(state.audit_key_id)
+        except InvalidKeyError:
+            held = b""
+        if held != state.audit_public_key:
+            raise ConfigError(f"the audit key {state.audit_key_id} named by the genesis is not "
+                              "in the HSM token (or differs): this is not the token the store "
+                              "was made with")
+        self._anchored = True
+
+    def _require_anchor(self) -> None:
+        if self._anchored:
+            return
+        with self._anchor_lock:
+            if not self._anchored:
+                try:
+                    self.check_hsm_anchor()
+                except ConfigError as e:
+                    log.error("%s", e.message)
+                    raise HsmUnavailable(f"signing refused: {e.message}") from None
+
+    def _after_proposal(self, doc: dict[str, Any]) -> None:
+        if doc["kind"] == "wallet.unfreeze" and self.transfers is not None:
+            self.transfers.tick()  # sign what waited for the unfreeze
+        if doc["kind"] in ("wallet.import", "wallet.create"):
+            self.refresh_gauges()
+
+    def seal(self, kind: str, record: dict[str, Any]) -> str:
+        """signerd's seal over a record it writes that no quorum signs (see signerd.seal)."""
+        r, s = self.hsm_sign(self.audit_key_id, SEAL.digest(kind, record))
+        return SEAL.encode(r, s)
 
     def healthy(self) -> bool:
         return self.keystore.up and self._store_up
@@ -137,6 +208,7 @@ class App:
         if hsm_up and store_up and self.transfers is not None:
             if not was_hsm:
                 log.warning("hsm back: resuming approved transfers")
+            self.proposals.tick()
             self.transfers.tick()
         if store_up:
             self.refresh_gauges()
@@ -170,6 +242,7 @@ class App:
 
     # ------------------------------------------------------------------ HSM with metrics
     def hsm_sign(self, key_id: str, digest: bytes) -> tuple[int, int]:
+        self._require_anchor()
         t0 = time.perf_counter()
         try:
             rs = self.keystore.sign_digest(key_id, digest)
@@ -244,9 +317,7 @@ class App:
 
         with self.store.read() as tx:
             seq, head = tx.audit_head()
-            key_id = tx.get_meta("audit_key_id")
-        if key_id is None:
-            raise HsmUnavailable("no audit key yet")
+        key_id = self.audit_key_id
         r, s = self.hsm_sign(key_id, audit.head_digest(self.instance_id, seq, head))
         return pb.AuditHead(seq=seq, hash=head, signature=r.to_bytes(32, "big") + s.to_bytes(32, "big"),
                             audit_public_key=self.keystore.public_key(key_id),
@@ -257,9 +328,9 @@ class App:
         from . import audit
 
         events: list[Any] = []
+        key_id = self.audit_key_id
         with self.store.read() as tx:
             seq, head = tx.audit_head()
-            key_id = tx.get_meta("audit_key_id")
             after = 0
             while after < seq:
                 batch = tx.audit_events(after, 5000)
@@ -267,76 +338,6 @@ class App:
                     break
                 events.extend(e for e in batch if e.seq <= seq)
                 after = batch[-1].seq
-        if key_id is None:
-            raise HsmUnavailable("no audit key yet")
         r, s = self.hsm_sign(key_id, audit.head_digest(self.instance_id, seq, head))
         return audit.export_document(events, r.to_bytes(32, "big") + s.to_bytes(32, "big"),
                                      self.keystore.public_key(key_id), self.instance_id)
-
-    # ------------------------------------------------------------------ wallets
-    def default_policy(self) -> str:
-        p = Path(self.config.policies_dir) / self.config.default_policy
-        try:
-            return p.read_text(encoding="utf-8")
-        except OSError:
-            return ""
-
-    def create_wallet(self, actor: str, req: W.WalletRequest) -> Wallet:
-        checked = W.check_request(req)
-        policy_doc = req.policy_toml or self.default_policy()
-        if policy_doc:
-            from .policy import parse_policy
-
-            parse_policy(policy_doc)
-        wallet_id = W.new_wallet_id()
-        keys = [self.hsm_generate(f"{wallet_id}/{i}") for i in range(checked.hsm_keys)]
-        with self.store.transaction() as tx:
-            for key_id in req.hsm_key_ids:
-                share = tx.take_key_share(key_id, wallet_id)
-                if share["category"] != checked.category.value:
-                    raise InvalidArgument(f"hsm_key_ids: key share {key_id} belongs to category "
-                                          f"{share['category']}; categories never share a key")
-                keys.append(KeyInfo(key_id, share["label"], bytes.fromhex(share["public_key"])))
-            W.insert_wallet(tx, checked, wallet_id, keys)
-            version = 0
-            if policy_doc:
-                version = tx.insert_policy(wallet_id, policy_doc, actor)
-            w = W.get_wallet(tx, wallet_id)
-            tx.append_audit(actor, "wallet.created", wallet_id, {
-                "chain": w.chain.value, "network": w.network, "category": w.category.value,
-                "case_ref": w.case_ref, "address": w.address, "script_type": w.script_type.value,
-                "keys": [k.key_id for k in w.keys], "policy_version": version,
-                "chain_ids": list(w.chain_ids)})
-        self.refresh_gauges()
-        log.info("wallet created", extra={"wallet_id": wallet_id, "chain": w.chain.value})
-        return w
-
-    def create_key_share(self, actor: str, category: str, case_ref: str) -> KeyInfo:
-        """An HSM key for a multisig wallet that other institutions must know before it exists."""
-        probe = W.check_request(W.WalletRequest(chain="bitcoin", network="mainnet",
-                                                category=category, case_ref=case_ref))
-        key = self.hsm_generate(f"share/{probe.category.value}/{probe.case_ref[:40]}")
-        with self.store.transaction() as tx:
-            tx.insert_key_share(key.key_id, key.public_key.hex(), key.label, probe.category.value,
-                                probe.case_ref)
-            tx.append_audit(actor, "key_share.created", key.key_id,
-                            {"public_key": key.public_key.hex(), "category": probe.category.value,
-                             "case_ref": probe.case_ref})
-        return key
-
-    def get_wallet(self, wallet_id: str) -> Wallet:
-        with self.store.read() as tx:
-            return W.get_wallet(tx, wallet_id)
-
-    def wallet_policy_version(self, wallet_id: str) -> int:
-        with self.store.read() as tx:
-            r = tx.latest_policy(wallet_id)
-        return int(r["version"]) if r else 0
-
-    def list_wallets(self, *, category: str = "", case_ref: str = "", after: str = "",
-                     limit: int = 100) -> list[Wallet]:
-        with self.store.read() as tx:
-            rows = tx.list_wallets(category=category, case_ref=case_ref, after=after, limit=limit)
-            return [W.wallet_from_rows(r, tx.wallet_keys(r["id"])) for r in rows]
-
-

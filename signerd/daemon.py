@@ -13,6 +13,7 @@ import sys
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import SignerError
@@ -23,8 +24,23 @@ DEMO_OPERATORS: dict[str, list[str]] = {
     "inv1": ["investigator"], "inv2": ["investigator"],
     "cust1": ["custody_officer"], "cust2": ["custody_officer"],
     "pros1": ["prosecutor"], "judge1": ["judge"],
-    "admin1": ["admin"], "audit1": ["auditor"],
+    "admin1": ["admin"], "admin2": ["admin"], "audit1": ["auditor"],
 }
+DEMO_GOVERNANCE = """\
+# Governance: who must approve a change to the rules. Every proposal (operators and their
+# roles, wallet policies and templates, unfreezes, seized-key imports, wallets with outside
+# keys, this policy itself) needs two distinct operators holding the admin role; the one who
+# proposed it never counts. Freezes and suspensions are immediate.
+name = "governance"
+expiry = "72h"
+roles = ["investigator", "prosecutor", "custody_officer", "judge", "auditor", "admin"]
+
+[[rule]]
+name = "two-admins"
+kinds = ["*"]
+approvers = 2
+roles = { admin = 2 }
+"""
 SERVICE_PRINCIPALS = {"platform": "platform", "admin": "admin", "auditor": "auditor"}
 SOFTHSM_MODULE_CANDIDATES = ("/usr/lib/softhsm/libsofthsm2.so",
                              "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
@@ -175,6 +191,11 @@ rate_burst = 400
 
 [log]
 format = "json"
+
+# The genesis of the chain of authority (initial operators, governance policy, templates),
+# pinned here and in the HSM token; the daemon refuses a store whose genesis differs.
+[governance]
+genesis = "{genesis}"
 """
 
 
@@ -224,38 +245,93 @@ def init_state(root: Path, *, listen: str = "127.0.0.1:7443", metrics: str = "12
     pki.make_dev_pki(root / "pki", principals)
     ops = root / "operators"
     ops.mkdir(mode=0o700)
+    keys = {}
     for op_id in DEMO_OPERATORS:
         key = operator_keys.generate()
         operator_keys.write_keypair(key, ops / f"{op_id}.key", ops / f"{op_id}.pub", None)
+        keys[op_id] = key
     pol = root / "policies"
     pol.mkdir()
     for name, text in DEMO_POLICIES.items():
         (pol / name).write_text(text)
+    (root / "governance.toml").write_text(DEMO_GOVERNANCE)
+    instance_id = "signerd-" + uuid.uuid4().hex[:12]
+    module = find_softhsm_module()
+    genesis = make_genesis(root, instance_id=instance_id, module=module, token_label=token_label,
+                           store_url=store_url, keys=keys)
     cfg = root / "signerd.toml"
     cfg.write_text(CONFIG.format(
-        instance_id="signerd-" + uuid.uuid4().hex[:12], listen=listen, metrics=metrics,
-        insecure="true" if insecure else "false", module=find_softhsm_module(),
-        token=token_label, store_url=store_url))
-    _register_demo_operators(cfg)
+        instance_id=instance_id, listen=listen, metrics=metrics,
+        insecure="true" if insecure else "false", module=module,
+        token=token_label, store_url=store_url, genesis=genesis.hex()))
     return cfg
 
 
-def _register_demo_operators(cfg: Path) -> None:
-    from . import config as C
-    from .operator_keys import fingerprint, load_public_pem
+def make_genesis(root: Path, *, instance_id: str, module: str, token_label: str,
+                 store_url: str, keys: dict[str, Any]) -> bytes:
+    """The genesis of a new state folder: the audit key generated in the HSM, the genesis
+    document (demo operators, governance policy, templates, audit key) signed by every initial
+    operator, written as the first entry of the store's authority ledger, and its digest
+    pinned in an HSM data object that can be neither changed nor destroyed. Returns the
+    digest, which the config pins too."""
+    import time
+
+    from . import authority as AU
+    from .app import GENESIS_LABEL
+    from .approval import SignedDecision, genesis_statement, sign_statement
+    from .hsm import Keystore
+    from .model import Decision
+    from .operator_keys import fingerprint, load_public_pem, public_pem
     from .store import open_store
 
-    conf = C.load(cfg)
-    store = open_store(conf.store_url)
-    with store.transaction() as tx:
-        tx.set_meta("instance_id", conf.instance_id)
-        tx.append_audit("signerd-init", "instance.created", conf.instance_id, {})
-        for op_id, roles in DEMO_OPERATORS.items():
-            pem = (cfg.parent / "operators" / f"{op_id}.pub").read_bytes()
-            tx.insert_operator(op_id, roles, pem.decode())
-            tx.append_audit("signerd-init", "operator.registered", op_id,
-                            {"roles": roles, "fingerprint": fingerprint(load_public_pem(pem))})
-    store.close()
+    keystore = Keystore(module, token_label=token_label, pin_file=root / "hsm" / "pin",
+                        concurrency="serialized", pool_size=1,
+                        env={"SOFTHSM2_CONF": str(root / "hsm" / "softhsm2.conf")})
+    keystore.open()
+    try:
+        audit_key = keystore.generate_key("signerd-audit")
+        operators: list[dict[str, Any]] = [
+            {"id": op_id, "roles": roles, "public_key_pem": public_pem(keys[op_id]).decode()}
+            for op_id, roles in DEMO_OPERATORS.items()]
+        doc = AU.make_genesis(
+            instance_id=instance_id, created_at=int(time.time()), operators=operators,
+            governance=DEMO_GOVERNANCE,
+            templates={n.removesuffix(".toml"): t for n, t in DEMO_POLICIES.items()},
+            audit_key_id=audit_key.key_id, audit_public_key=audit_key.public_key)
+        statement = genesis_statement(doc)
+        entry = AU.genesis_entry(doc, [
+            SignedDecision(op_id, Decision.APPROVE, sign_statement(keys[op_id], statement))
+            for op_id in DEMO_OPERATORS])
+        digest = AU.genesis_digest(doc)
+        AU.start(entry, digest)  # exactly what the daemon will check
+        url = store_url
+        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_absolute():
+            url = "sqlite:///" + str(root / url[len("sqlite:///"):])
+        store = open_store(url)
+        try:
+            with store.transaction() as tx:
+                if tx.authority_head()[0] != 0:
+                    raise SignerError("the store already has a genesis; refusing to start a "
+                                      "second chain of authority in it")
+                tx.set_meta("instance_id", instance_id)
+                tx.set_meta("audit_key_id", audit_key.key_id)
+                tx.set_meta("genesis", digest.hex())
+                tx.append_authority(entry)
+                tx.append_audit("signerd-init", "instance.created", instance_id, {})
+                tx.append_audit("signerd-init", "genesis", digest.hex(), {
+                    "operators": sorted(DEMO_OPERATORS), "templates": sorted(doc["templates"]),
+                    "audit_public_key": audit_key.public_key.hex()})
+                for o in operators:
+                    tx.insert_operator(o["id"], o["roles"], o["public_key_pem"])
+                    tx.append_audit("signerd-init", "operator.registered", o["id"], {
+                        "roles": o["roles"],
+                        "fingerprint": fingerprint(load_public_pem(o["public_key_pem"].encode()))})
+        finally:
+            store.close()
+        keystore.create_data(GENESIS_LABEL, digest)
+    finally:
+        keystore.close()
+    return digest
 
 
 def sd_notify(message: str) -> None:

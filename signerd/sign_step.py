@@ -11,12 +11,19 @@ queued, a transfer is signed at once in the worker's thread, so a lone approval 
 than it must.
 
 Invariants kept here (DEVELOPERS.md):
-- No signature without quorum: only transfers in state APPROVED are signed (that state is set in
-  the transaction that records the approval completing the quorum); the quorum is evaluated
-  again from the stored approvals in the batch's read transaction before the HSM is asked, and
-  once more under the transfer's row lock in the write that would store the signature.
-- Digests come from the stored payload, decoded again here; they must equal the digests of the
-  submitted movement that the approvals' statements bind. Nothing a client sends is signed.
+- No signature without quorum, and no quorum without authority: only transfers in state APPROVED
+  are signed, and the state is not taken on trust. In the batch's read transaction, before the
+  HSM is asked, each transfer is judged again (``engine.judge``): its payload decoded, its outputs
+  classified against verified wallets, its statement rebuilt, every stored decision verified
+  over it under the operator's key in the verified authority ledger, and the votes counted
+  toward what the ledger's policy for the wallet demands, never below the floor. The judgement
+  is repeated under the transfer's row lock in the write that would store the signature, with
+  the ledger head share-locked so that no freeze commits in between. A transfer whose wallet,
+  approvals or quorum do not trace to the genesis goes FAILED (audit event, metric); one whose
+  quorum was lost legitimately (an approver suspended, a policy tightened) waits for approvals
+  again.
+- Digests come from the stored payload, decoded again here; the approvals bind them through the
+  statement. Nothing a client sends is signed.
 - Exactly one stored signature per (transfer, digest, key): signatures are made outside the store
   transaction, then stored in one write transaction that first locks every transfer of the
   batch (in id order, so replicas queue instead of deadlocking) and re-reads its state; a
@@ -34,9 +41,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import policy as P
+from . import engine as E
+from . import ledger as L
 from .chains import Decoded, Signed, adapter_for
-from .errors import HsmUnavailable, NotFound, SignerError, WalletFrozen
+from .errors import AuthorityViolation, HsmUnavailable, NotFound, SignerError, WalletFrozen
 from .model import Chain, TransferState, Wallet, WalletStatus
 from .store import Row, Tx
 
@@ -68,6 +76,7 @@ class _Job:
     wallet: Wallet
     adapter: Any
     decoded: Decoded
+    movement: Any
     stored: Signatures
     last_approval: float
     fresh: Signatures = field(default_factory=dict)
@@ -85,6 +94,7 @@ class _Batch:
     ids: list[str]
     jobs: list[_Job] = field(default_factory=list)
     expired: list[Row] = field(default_factory=list)
+    ends: list[tuple[Row, E.Verdict | AuthorityViolation]] = field(default_factory=list)
     errors: dict[str, BaseException] = field(default_factory=dict)
     todo: list[tuple[_Job, str, bytes]] = field(default_factory=list)
     signatures: Callable[[], list[tuple[int, int] | SignerError]] | None = None
@@ -109,6 +119,7 @@ class SignStep:
         self._followups: dict[str, _Ticket] = {}
         self._worker: threading.Thread | None = None
         self._closed = False
+        self._violations: list[AuthorityViolation] = []  # written, counted after the commit
 
     # ---------------------------------------------------------------- entry points
     def sign(self, transfer_id: str, *, timeout: float | None = None,
@@ -228,7 +239,7 @@ class SignStep:
         covers (in the HSM's sessions while this thread goes on when ``background``)."""
         batch = _Batch(ids)
         try:
-            batch.jobs, batch.expired = self._load(sorted(ids), batch.errors)
+            batch.jobs, batch.expired, batch.ends = self._load(sorted(ids), batch.errors)
             for job in batch.jobs:
                 seen: set[tuple[str, bytes]] = set()
                 for key_id, digest in job.adapter.digests_to_sign(job.wallet, job.decoded):
@@ -267,9 +278,9 @@ class SignStep:
                     continue
                 ready.append(job)
             self.service._fault("after_hsm_signed")
-            if ready or batch.expired:
-                written = self._write(ready, batch.expired, batch.errors)
-                self._after_commit(written, bool(batch.expired))
+            if ready or batch.expired or batch.ends:
+                written = self._write(ready, batch.expired, batch.ends, batch.errors)
+                self._after_commit(written, bool(batch.expired or batch.ends))
         except BaseException as e:
             if not isinstance(e, SignerError):
                 log.exception("sign step: finishing a batch of %d transfers failed",
@@ -291,41 +302,49 @@ class SignStep:
                         self._queue.append(tid)
                 self._cond.notify_all()
 
-    def _write(self, jobs: list[_Job], expired: list[Row],
+    def _write(self, jobs: list[_Job], expired: list[Row], ends: list[tuple[Row, Any]],
                errors: dict[str, BaseException]) -> list[_Job]:
         """One transaction for the batch; if it fails, one per transfer, so that one
         transfer's failed write is its own."""
         try:
-            return self._commit(jobs, expired)
+            return self._commit(jobs, expired, ends)
         except SignerError as e:
-            if len(jobs) + len(expired) == 1:
-                errors[jobs[0].id if jobs else expired[0]["id"]] = e
+            if len(jobs) + len(expired) + len(ends) == 1:
+                one = jobs[0].id if jobs else (expired[0] if expired else ends[0][0])["id"]
+                errors[str(one)] = e
                 return []
         written: list[_Job] = []
         for job in jobs:
             try:
-                written += self._commit([job], [])
+                written += self._commit([job], [], [])
             except SignerError as e1:
                 errors[job.id] = e1
         for row in expired:
             try:
-                self._commit([], [row])
+                self._commit([], [row], [])
             except SignerError as e1:
                 errors[row["id"]] = e1
+        for end in ends:
+            try:
+                self._commit([], [], [end])
+            except SignerError as e1:
+                errors[end[0]["id"]] = e1
         return written
 
     def _load(self, ids: list[str], errors: dict[str, BaseException]
-              ) -> tuple[list[_Job], list[Row]]:
-        """One read transaction: the APPROVED transfers among ``ids`` with a valid quorum,
-        decoded again, with the signatures already stored for them."""
-        svc = self.service
+              ) -> tuple[list[_Job], list[Row], list[tuple[Row, Any]]]:
+        """One read transaction: the APPROVED transfers among ``ids`` whose quorum holds,
+        judged from the verified authority state and decoded again, with the signatures
+        already stored for them; the expired ones; and those that end otherwise (an authority
+        violation: FAILED; a quorum lost: back to PENDING_APPROVAL)."""
         jobs: list[_Job] = []
         expired: list[Row] = []
+        ends: list[tuple[Row, Any]] = []
         now = time.time()
         with self.store.read() as tx:
-            operators = svc._operators(tx)
+            state = self.service.ledger.state(tx)
             approvals = tx.approvals_for(ids)
-            wallets: dict[str, Wallet] = {}
+            wallets: dict[str, Wallet | AuthorityViolation] = {}
             for tid in ids:
                 try:
                     row = tx.get_transfer(tid)
@@ -334,14 +353,16 @@ class SignStep:
                     continue
                 if row["state"] != APPROVED:
                     continue
-                rows = approvals[tid]
-                if not svc._quorum(tx, row, operators, rows).met:
-                    # never sign without a valid quorum, even if the state says APPROVED
-                    log.error("transfer %s is APPROVED without a valid quorum; refusing", tid)
+                wid = row["wallet_id"]
+                if wid not in wallets:
+                    try:
+                        wallets[wid] = L.load_wallet(tx, state, wid)
+                    except AuthorityViolation as e:
+                        wallets[wid] = e
+                wallet = wallets[wid]
+                if isinstance(wallet, AuthorityViolation):
+                    ends.append((row, wallet))
                     continue
-                wallet = wallets.get(row["wallet_id"])
-                if wallet is None:
-                    wallet = wallets[row["wallet_id"]] = svc._wallet(tx, row["wallet_id"])
                 if wallet.status is not WalletStatus.ACTIVE:
                     errors[tid] = WalletFrozen(
                         f"wallet {wallet.id} is {wallet.status.value}; signing waits")
@@ -350,52 +371,86 @@ class SignStep:
                     expired.append(row)
                     continue
                 try:
-                    jobs.append(self._job(tx, row, wallet, rows))
+                    job, verdict = self._job(tx, state, row, wallet, approvals[tid])
+                except AuthorityViolation as e:
+                    ends.append((row, e))
+                    continue
                 except SignerError as e:
                     errors[tid] = e
-        return jobs, expired
+                    continue
+                if verdict.outcome == E.SIGN:
+                    jobs.append(job)
+                else:
+                    ends.append((row, verdict))
+        return jobs, expired, ends
 
-    def _job(self, tx: Tx, row: Row, wallet: Wallet, approvals: list[Row]) -> _Job:
-        from .transfers import movement_from_json
-
+    def _job(self, tx: Tx, state: Any, row: Row, wallet: Wallet, approvals: list[Row]
+             ) -> tuple[_Job, E.Verdict]:
+        """Decode the stored payload, classify its outputs against verified wallets, rebuild
+        the statement and judge the stored decisions (raises AuthorityViolation when the
+        movement no longer fits its category change: the approvals cannot stand for it)."""
         adapter = adapter_for(wallet.chain)
-        allowed = frozenset({1})
-        if wallet.chain is Chain.BITCOIN:
-            prow = tx.policy_version(wallet.id, int(row["policy_version"]))
-            if prow is not None:
-                allowed = P.parse_policy(prow["document"]).sighash_types
+        policy, _ = E.policy_of(state, wallet, int(row["policy_version"]))
         try:
-            decoded = adapter.redecode(wallet, bytes(row["payload"]), self.service.limits,
-                                       movement_from_json(row["movement"]),
-                                       allowed_sighash=allowed)
+            if wallet.chain is Chain.BITCOIN:
+                decoded = adapter.decode(wallet, bytes(row["payload"]), self.service.limits,
+                                         allowed_sighash=policy.sighash_types)
+            else:
+                decoded = adapter.decode(wallet, bytes(row["payload"]), self.service.limits)
         except SignerError as e:
             e.message = f"transfer {row['id']}: {e.message}"
             raise
+        movement = self.service.classify(tx, state, wallet, decoded, policy)
+        try:
+            E.check_category_change(wallet, movement, row["category_change"],
+                                    row["legal_basis"])
+        except SignerError as e:
+            raise AuthorityViolation(f"transfer {row['id']}: {e.message}", kind="policy") from None
+        verdict = E.judge(state, wallet, self.service.context(row), movement,
+                          E.approvals_of(approvals), approved=True)
         stored = {(s["key_id"], bytes.fromhex(s["digest"])): (int(s["r"], 16), int(s["s"], 16))
                   for s in tx.signatures(row["id"])}
         last = max((float(a["created_at"]) for a in approvals), default=time.time())
-        return _Job(row, wallet, adapter, decoded, stored, last)
+        return _Job(row, wallet, adapter, decoded, movement, stored, last), verdict
 
-    def _commit(self, jobs: list[_Job], expired: list[Row]) -> list[_Job]:
+    def _commit(self, jobs: list[_Job], expired: list[Row], ends: list[tuple[Row, Any]]
+                ) -> list[_Job]:
         """One write transaction. Every transfer of the batch is locked first, in id order
-        (replicas writing overlapping batches queue instead of deadlocking; the audit head is
-        locked after them). Each transfer still APPROVED, whose quorum still holds under that
-        lock and whose stored signatures are those we read, gets its new signatures and its
-        result; the expired ones are closed. Returns the jobs written."""
+        (replicas writing overlapping batches queue instead of deadlocking), then the ledger
+        head is share-locked (a freeze or a governance act commits before or after this write,
+        never in between; the audit head is locked after them). Each transfer still APPROVED,
+        whose wallet is still active and whose quorum still holds under those locks, judged
+        from the ledger again, and whose stored signatures are those we read, gets its new
+        signatures and its result; the expired ones are closed; the ones that end otherwise
+        are written as such. Returns the jobs written."""
         svc = self.service
         written = []
+        violations: list[AuthorityViolation] = []
         with self.store.transaction() as tx:
-            ids = sorted({j.id for j in jobs} | {str(r["id"]) for r in expired})
+            ids = sorted({j.id for j in jobs} | {str(r["id"]) for r in expired}
+                         | {str(r["id"]) for r, _ in ends})
             rows = {tid: tx.get_transfer(tid, lock=True) for tid in ids}
-            operators = svc._operators(tx) if jobs else {}
+            tx.authority_head(share=True)
+            state = svc.ledger.state(tx)
             approvals = tx.approvals_for([j.id for j in jobs]) if jobs else {}
             for job in jobs:
                 row = rows[job.id]
                 if row["state"] != APPROVED:
                     continue  # another worker finished it; our signatures are discarded unseen
-                if not svc._quorum(tx, row, operators, approvals[job.id]).met:
-                    log.error("transfer %s lost its quorum before its signature was stored "
-                              "(policy tightened or approver revoked); not signed", job.id)
+                try:
+                    wallet = L.load_wallet(tx, state, job.wallet.id)
+                    verdict = E.judge(state, wallet, svc.context(row), job.movement,
+                                      E.approvals_of(approvals[job.id]), approved=True)
+                except AuthorityViolation as e:
+                    svc.violated(tx, row, e)
+                    violations.append(e)
+                    continue
+                if wallet.status is not WalletStatus.ACTIVE:
+                    log.warning("transfer %s: wallet %s became %s before its signature was "
+                                "stored; not signed", job.id, wallet.id, wallet.status.value)
+                    continue
+                if verdict.outcome != E.SIGN:
+                    self._end(tx, row, verdict, violations)
                     continue
                 have = {(s["key_id"], bytes.fromhex(s["digest"])) for s in tx.signatures(job.id)}
                 if have != set(job.stored):
@@ -414,19 +469,46 @@ class SignStep:
                 keys = {k for k, _ in job.stored} | {k for k, _ in job.fresh}
                 tx.append_audit("signerd", "transfer.signed", job.id, {
                     "tx_hash": signed.tx_hash, "complete": signed.complete,
-                    "signatures": len(job.stored) + len(job.fresh), "key_ids": sorted(keys)})
+                    "signatures": len(job.stored) + len(job.fresh), "key_ids": sorted(keys),
+                    "counted": list(verdict.quorum.counted)})
                 written.append(job)
             for old in expired:
                 row = rows[str(old["id"])]
                 if row["state"] == APPROVED:
                     svc._finish(tx, row, TransferState.EXPIRED, "signerd",
                                 "approval window passed before signing")
+            for old, outcome in ends:
+                row = rows[str(old["id"])]
+                if row["state"] == APPROVED:
+                    self._end(tx, row, outcome, violations)
+        self._violations.extend(violations)
         return written
+
+    def _end(self, tx: Tx, row: Row, outcome: Any, violations: list[AuthorityViolation]
+             ) -> None:
+        """An APPROVED transfer that is not signed: a violation goes FAILED; a quorum lost
+        legitimately goes back to PENDING_APPROVAL (or EXPIRED, past its window)."""
+        violation = outcome if isinstance(outcome, AuthorityViolation) else outcome.violation
+        if violation is not None:
+            self.service.violated(tx, row, violation)
+            violations.append(violation)
+            return
+        why = f"its quorum no longer holds ({outcome.quorum.reason})"
+        if time.time() >= float(row["expires_at"]):
+            self.service._finish(tx, row, TransferState.EXPIRED, "signerd",
+                                 f"approval window passed; {why}")
+            return
+        tx.update_transfer(row["id"], state=TransferState.PENDING_APPROVAL.value)
+        tx.append_audit("signerd", "transfer.quorum_lost", row["id"], {"reason": why})
+        log.warning("transfer %s returns to PENDING_APPROVAL: %s", row["id"], why)
 
     def _after_commit(self, done: list[_Job], notify: bool) -> None:
         if done:
             self.service._fault("after_result_stored")
         metrics = self.app.metrics
+        violations, self._violations = self._violations, []
+        for v in violations:
+            metrics.authority_violations.labels(v.kind).inc()
         now = time.time()
         for job in done:
             signed = job.signed

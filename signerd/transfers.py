@@ -3,7 +3,13 @@
 Invariants kept here (DEVELOPERS.md):
 - No signature without quorum: the sign step runs only for a transfer in state APPROVED, which is
   set in the same store transaction that records the approval completing the quorum, and it
-  re-checks the quorum from the stored approvals before it signs.
+  judges the quorum again (``engine.judge``) before it signs: every stored decision verified over
+  the statement rebuilt from the payload, under the operator's key in the authority ledger,
+  against the policy the ledger proves for the wallet, never below the floor.
+- No quorum without authority: wallets, operators, roles and policies are read from the
+  verified authority state (``ledger``), never from the store's copies; a transfer whose
+  approvals or wallet do not trace to the genesis goes FAILED with an audit event and
+  ``signerd_authority_violations_total``.
 - Digests come from the stored payload, decoded again by signerd; nothing a client sends is signed.
 - Exactly one stored signature per (transfer, digest, key): the sign step signs outside the store
   transaction, then stores in one transaction that first re-reads the state; a signature another
@@ -23,15 +29,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import approval as A
+from . import authority as AU
+from . import engine as E
+from . import ledger as L
 from . import policy as P
-from .chains import Decoded, adapter_for, classify_outputs
-from .errors import (AlreadyExists, FailedPrecondition, HsmUnavailable, InvalidApproval,
-                     InvalidArgument, PermissionDenied, PolicyDenied, SignerError, WalletFrozen)
+from .chains import Decoded, Ours, adapter_for, classify_outputs
+from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, HsmUnavailable,
+                     InvalidApproval, InvalidArgument, PermissionDenied, PolicyDenied,
+                     SignerError, WalletFrozen)
 from .sign_step import SignStep
-from .model import (Chain, Decision, DestinationClass, Movement, Output, TransferState, Wallet,
-                    WalletStatus)
+from .model import (Chain, Decision, DestinationClass, Movement, OperatorStatus, Output,
+                    TransferState, Wallet, WalletStatus)
 from .store import Row, Tx
-from .wallets import wallet_from_rows
 
 if TYPE_CHECKING:
     from .app import App
@@ -52,7 +61,8 @@ def movement_to_json(m: Movement) -> str:
     return json.dumps({
         "chain": m.chain.value, "network": m.network, "chain_id": m.chain_id,
         "outputs": [{"address": o.address, "amount": str(o.amount), "asset": o.asset,
-                     "is_change": o.is_change, "destination_class": o.destination_class.value}
+                     "is_change": o.is_change, "destination_class": o.destination_class.value,
+                     "wallet_id": o.wallet_id, "category": o.category}
                     for o in m.outputs],
         "fee": str(m.fee), "fee_asset": m.fee_asset, "digests": [d.hex() for d in m.digests],
         "nonce": m.nonce, "gas_limit": m.gas_limit,
@@ -68,7 +78,8 @@ def movement_from_json(text: str) -> Movement:
     return Movement(
         chain=Chain(d["chain"]), network=d["network"], chain_id=int(d["chain_id"]),
         outputs=tuple(Output(o["address"], int(o["amount"]), o["asset"], bool(o["is_change"]),
-                             DestinationClass(o["destination_class"])) for o in d["outputs"]),
+                             DestinationClass(o["destination_class"]), o.get("wallet_id", ""),
+                             o.get("category", "")) for o in d["outputs"]),
         fee=int(d["fee"]), fee_asset=d["fee_asset"],
         digests=tuple(bytes.fromhex(x) for x in d["digests"]), nonce=d["nonce"],
         gas_limit=d["gas_limit"],
@@ -82,7 +93,8 @@ def requirement_to_json(r: P.Requirement) -> str:
     return json.dumps({"approvers": r.approvers, "roles": dict(r.roles),
                        "group": None if r.group is None else sorted(r.group),
                        "veto": sorted(r.veto), "expiry": r.expiry, "rules": list(r.rules),
-                       "require_legal_basis": r.require_legal_basis}, sort_keys=True)
+                       "require_legal_basis": r.require_legal_basis,
+                       "distinct_roles": r.distinct_roles}, sort_keys=True)
 
 
 def requirement_from_json(text: str) -> P.Requirement:
@@ -91,7 +103,38 @@ def requirement_from_json(text: str) -> P.Requirement:
                          group=None if d["group"] is None else frozenset(d["group"]),
                          veto=frozenset(d["veto"]), expiry=int(d["expiry"]),
                          rules=tuple(d["rules"]),
-                         require_legal_basis=bool(d["require_legal_basis"]))
+                         require_legal_basis=bool(d["require_legal_basis"]),
+                         distinct_roles=int(d.get("distinct_roles", 0)))
+
+
+def live_transfers(tx: Tx, wallet_id: str, *, lock: bool = False
+                   ) -> builtins.list[tuple[Row, Movement]]:
+    """The live transfers of a wallet (locked, in id order, in a write that changes them)."""
+    out = []
+    for row in tx.list_transfers(wallet_id=wallet_id, limit=1_000_000):
+        if row["state"] not in LIVE:
+            continue
+        if lock:
+            row = tx.get_transfer(row["id"], lock=True)
+        out.append((row, movement_from_json(row["movement"])))
+    return out
+
+
+def tighten_live_transfers(tx: Tx, state: AU.AuthorityState, wallet: Wallet) -> list[str]:
+    """After a policy change, each live transfer of the wallet records the demands it now has
+    (for people: the sign step computes them again from the ledger)."""
+    tightened = []
+    for row, movement in live_transfers(tx, wallet.id):
+        try:
+            req = E.effective_requirement(state, wallet, movement, row["category_change"],
+                                          int(row["policy_version"]))
+        except SignerError:
+            continue
+        merged = P.merge(requirement_from_json(row["requirement"]), req)
+        if requirement_to_json(merged) != row["requirement"]:
+            tx.update_transfer(row["id"], requirement=requirement_to_json(merged))
+            tightened.append(row["id"])
+    return tightened
 
 
 @dataclass(frozen=True)
@@ -120,7 +163,7 @@ class StatementPackage:
     rendered: str
     view: TransferView
     wallet: Wallet
-    own_addresses: list[str]
+    destinations: dict[str, Ours]  # address -> the wallet of ours there, as the statement has it
     allowlist: list[str]
 
 
@@ -140,13 +183,15 @@ class TransferService:
             os._exit(137)
 
     # ---------------------------------------------------------------- reading
+    @property
+    def ledger(self) -> L.Ledger:
+        return self.app.ledger  # type: ignore[no-any-return]
+
     def _wallet(self, tx: Tx, wallet_id: str) -> Wallet:
-        return wallet_from_rows(tx.get_wallet(wallet_id), tx.wallet_keys(wallet_id))
+        return L.load_wallet(tx, self.ledger.state(tx), wallet_id)
 
     def _operators(self, tx: Tx) -> dict[str, P.OperatorView]:
-        return {r["id"]: P.OperatorView(r["id"], frozenset(json.loads(r["roles"])),
-                                        r["status"] == "active")
-                for r in tx.list_operators()}
+        return self.ledger.state(tx).operator_views()
 
     def _quorum(self, tx: Tx, row: Row, operators: dict[str, P.OperatorView] | None = None,
                 approvals: builtins.list[Row] | None = None,
@@ -238,12 +283,20 @@ class TransferService:
             return out
 
     # ---------------------------------------------------------------- submission
-    def _decode(self, wallet: Wallet, payload: bytes, policy: P.Policy | None) -> Decoded:
+    def _decode(self, wallet: Wallet, payload: bytes, policy: P.Policy) -> Decoded:
         adapter = adapter_for(wallet.chain)
         if wallet.chain is Chain.BITCOIN:
-            allowed = policy.sighash_types if policy else frozenset({1})
-            return adapter.decode(wallet, payload, self.limits, allowed_sighash=allowed)
+            return adapter.decode(wallet, payload, self.limits,
+                                  allowed_sighash=policy.sighash_types)
         return adapter.decode(wallet, payload, self.limits)
+
+    def classify(self, tx: Tx, state: AU.AuthorityState, wallet: Wallet, decoded: Decoded,
+                 policy: P.Policy) -> Movement:
+        """The decoded movement with each output's destination class, and the wallet of ours
+        it pays where it pays one, from verified wallets only."""
+        dests = L.destinations(tx, state, wallet, [o.address for o in decoded.movement.outputs])
+        ours = {a: Ours(d.wallet_id, d.category, d.own) for a, d in dests.items()}
+        return classify_outputs(decoded.movement, ours, tuple(policy.allowlist))
 
     def submit(self, actor: str, wallet_id: str, payload: bytes, *, replaces: str = "",
                legal_basis: str = "", category_change: str = "", idempotency_key: str = "",
@@ -260,34 +313,33 @@ class TransferService:
         if len(legal_basis) > MAX_REASON:
             raise InvalidArgument(f"legal_basis: at most {MAX_REASON} characters")
         with self.store.read() as tx:
-            wallet = self._wallet(tx, wallet_id)
+            state = self.ledger.state(tx)
+            if idempotency_key:
+                prior = tx.find_idempotent(wallet_id, idempotency_key)
+                if prior is not None:
+                    return self._view(tx, prior)
+            wallet = L.load_wallet(tx, state, wallet_id)
             if chain is not None and wallet.chain is not chain:
                 form = "psbt" if chain is Chain.BITCOIN else "ethereum"
                 article = "an" if wallet.chain is Chain.ETHEREUM else "a"
                 raise InvalidArgument(
                     f"{form}: wallet {wallet_id} is {article} {wallet.chain.value} wallet")
-            prow = tx.latest_policy(wallet_id)
-            own_rows = tx.list_wallets(limit=10**9)
-            own = {r["address"] for r in own_rows}
-            categories = {P.normalize_address(r["address"]): r["category"] for r in own_rows}
-            if idempotency_key:
-                prior = tx.find_idempotent(wallet_id, idempotency_key)
-                if prior is not None:
-                    return self._view(tx, prior)
-        if wallet.status is WalletStatus.RETIRED:
-            raise FailedPrecondition(f"wallet {wallet_id} is retired")
-        if wallet.status is WalletStatus.FROZEN:
-            raise WalletFrozen(f"wallet {wallet_id} is frozen by court order; it takes no new "
-                               "transfers until unfrozen")
-        if prow is None:
-            raise PolicyDenied(f"wallet {wallet_id} has no policy; set one before submitting")
-        policy = P.parse_policy(prow["document"])
-        decoded = self._decode(wallet, payload, policy)
-        movement = classify_outputs(decoded.movement, own - {wallet.address},
-                                    tuple(policy.allowlist))
-        self._check_category_change(wallet, movement, category_change, legal_basis, categories)
+            if wallet.status is WalletStatus.RETIRED:
+                raise FailedPrecondition(f"wallet {wallet_id} is retired")
+            if wallet.status is WalletStatus.AWAITING_APPROVAL:
+                raise FailedPrecondition(f"wallet {wallet_id} awaits the governance quorum "
+                                         f"(proposal {wallet.proposal}); it takes no transfers "
+                                         "until approved")
+            if wallet.status is WalletStatus.FROZEN:
+                raise WalletFrozen(f"wallet {wallet_id} is frozen by court order; it takes no "
+                                   "new transfers until unfrozen")
+            version = state.wallet_policy_version(wallet.id)
+            policy, waived = E.policy_of(state, wallet, version)
+            decoded = self._decode(wallet, payload, policy)
+            movement = self.classify(tx, state, wallet, decoded, policy)
+        E.check_category_change(wallet, movement, category_change, legal_basis)
         try:
-            req = policy.requirement_for(movement, category_change=category_change)
+            req = E.requirement_of(policy, waived, movement, category_change)
         except PolicyDenied as e:
             raise PolicyDenied(f"wallet {wallet_id}: {e.message}") from None
         if req.require_legal_basis and not legal_basis.strip():
@@ -298,13 +350,13 @@ class TransferService:
             "id": transfer_id, "wallet_id": wallet_id, "chain": wallet.chain.value,
             "state": TransferState.PENDING_APPROVAL.value, "payload": payload,
             "movement": movement_to_json(movement), "submitter": actor,
-            "policy_version": int(prow["version"]), "requirement": requirement_to_json(req),
+            "policy_version": version, "requirement": requirement_to_json(req),
             "expires_at": float(int(now + req.expiry)), "created_at": now, "updated_at": now,
             "replaces": replaces, "legal_basis": legal_basis, "category_change": category_change,
             "idempotency_key": idempotency_key,
         }
         try:
-            return self._insert(actor, wallet, row, decoded, movement, req, prow, replaces,
+            return self._insert(actor, wallet, row, decoded, movement, req, version, replaces,
                                 category_change, legal_basis, payload)
         except AlreadyExists:
             if not idempotency_key:
@@ -316,7 +368,7 @@ class TransferService:
                 return self._view(tx, prior)
 
     def _insert(self, actor: str, wallet: Wallet, row: dict[str, Any], decoded: Decoded,
-                movement: Movement, req: P.Requirement, prow: Row, replaces: str,
+                movement: Movement, req: P.Requirement, version: int, replaces: str,
                 category_change: str, legal_basis: str, payload: bytes) -> TransferView:
         transfer_id, wallet_id = row["id"], wallet.id
         with self.store.transaction() as tx:
@@ -346,10 +398,10 @@ class TransferService:
                 "wallet_id": wallet_id, "chain": wallet.chain.value,
                 "payload_sha256": hashlib.sha256(payload).hexdigest(),
                 "digests": [d.hex() for d in movement.digests],
-                "outputs": [[o.address, str(o.amount), o.asset, o.is_change]
+                "outputs": [[o.address, str(o.amount), o.asset, o.is_change, o.wallet_id]
                             for o in movement.outputs],
                 "fee": str(movement.fee), "requirement": req.describe(),
-                "policy_version": int(prow["version"]), "replaces": replaces,
+                "policy_version": version, "replaces": replaces,
                 "category_change": category_change, "legal_basis": legal_basis})
             view = self._view(tx, tx.get_transfer(transfer_id))
         self.app.metrics.transfer_events.labels(wallet.chain.value, "PENDING_APPROVAL").inc()
@@ -358,45 +410,9 @@ class TransferService:
                                           "state": "PENDING_APPROVAL", "actor": actor})
         return view
 
-    def _check_category_change(self, wallet: Wallet, movement: Movement, change: str,
-                               legal_basis: str, categories: dict[str, str]) -> None:
-        """Categories never mix: a transfer to a custody wallet of another category must declare
-        the movement it makes, the movement must fit the two categories, and it needs a legal
-        basis (court decision or order reference)."""
-        src = wallet.category.value
-        moves = {("seized", "confiscated"): "seized_to_confiscated",
-                 ("confiscated", "strategic"): "confiscated_to_strategic"}
-        for o in movement.external_outputs():
-            dst = categories.get(P.normalize_address(o.address))
-            if dst is None or dst == src:
-                continue
-            expected = moves.get((src, dst))
-            if expected is None:
-                raise PolicyDenied(f"moving {src} assets into a {dst} wallet ({o.address}) is not "
-                                   "a recognised category movement")
-            if change != expected:
-                raise PolicyDenied(f"output to {o.address} moves {src} assets into a {dst} "
-                                   f"wallet: declare category_change = {expected}")
-        if change in ("seized_to_confiscated", "confiscated_to_strategic"):
-            want_dst = change.split("_to_")[1]
-            dests = {categories.get(P.normalize_address(o.address))
-                     for o in movement.external_outputs()}
-            if src != change.split("_to_")[0] or want_dst not in dests:
-                raise PolicyDenied(f"category change {change} does not fit a transfer from a "
-                                   f"{src} wallet to these destinations")
-        if change == "seized_to_returned" and src != "seized":
-            raise PolicyDenied("only seized assets are returned to their owner")
-        if change != "none" and not legal_basis.strip():
-            raise PolicyDenied(
-                f"category change {change} needs a legal basis (court decision or order)")
-
     # ---------------------------------------------------------------- statement
     def context(self, row: Row | dict[str, Any]) -> A.StatementContext:
-        return A.StatementContext(
-            instance_id=self.app.instance_id, transfer_id=row["id"], wallet_id=row["wallet_id"],
-            policy_version=int(row["policy_version"]), expires_at=int(row["expires_at"]),
-            payload_sha256=hashlib.sha256(bytes(row["payload"])).digest(),
-            legal_basis=row["legal_basis"], category_change=row["category_change"])
+        return E.context(self.app.instance_id, row)
 
     def statement(self, transfer_id: str, decision: Decision) -> tuple[bytes, str, TransferView]:
         with self.store.read() as tx:
@@ -410,24 +426,22 @@ class TransferService:
         return (A.build_statement(ctx, view.movement, decision),
                 A.render(ctx, view.movement, decision))
 
-    def _statement_inputs(self, tx: Tx, row: Row
-                          ) -> tuple[builtins.list[str], builtins.list[str]]:
-        """Own addresses and allowlist, so an operator's tool can classify outputs itself."""
-        own = sorted(set(tx.wallet_addresses()) - {tx.get_wallet(row["wallet_id"])["address"]})
-        prow = tx.policy_version(row["wallet_id"], int(row["policy_version"]))
-        allow = sorted(P.parse_policy(prow["document"]).allowlist) if prow else []
-        return own, allow
-
     def statement_package(self, transfer_id: str, decision: Decision) -> StatementPackage:
         """Everything an operator's tool needs to check and sign a decision, read in one
-        transaction: the statement, its rendering, the transfer, its wallet, and the own
-        addresses and allowlist to classify the outputs."""
+        transaction: the statement, its rendering, the transfer, its wallet, and the wallets of
+        ours it pays and the policy's allowlist, to classify the outputs itself."""
         with self.store.read() as tx:
             row = tx.get_transfer(transfer_id)
             view = self._view(tx, row)
-            own, allow = self._statement_inputs(tx, row)
-            wallet = self._wallet(tx, row["wallet_id"])
-        return StatementPackage(*self._statement(row, view, decision), view, wallet, own, allow)
+            state = self.ledger.state(tx)
+            wallet = L.load_wallet(tx, state, row["wallet_id"])
+            policy, _ = E.policy_of(state, wallet, int(row["policy_version"]))
+        ours = {o.address: Ours(o.wallet_id, o.category,
+                                o.destination_class is DestinationClass.OWN_WALLET)
+                for o in view.movement.outputs if o.wallet_id and not o.is_change}
+        return StatementPackage(*self._statement(row, view, decision), view, wallet, ours,
+                                sorted(policy.allowlist))
+
 
     # ---------------------------------------------------------------- approvals
     def decide(self, actor: str, transfer_id: str, operator_id: str, decision: Decision,
@@ -444,6 +458,7 @@ class TransferService:
             raise InvalidArgument(f"reason: at most {MAX_REASON} characters")
         now = time.time()
         became_approved = False
+        violation: AuthorityViolation | None = None
         with self.store.transaction() as tx:
             row = tx.get_transfer(transfer_id, lock=True)
             state = TransferState(row["state"])
@@ -455,13 +470,17 @@ class TransferService:
                 self._finish(tx, row, TransferState.EXPIRED, "signerd",
                              "approval window passed before quorum")
             else:
-                became_approved = self._record_decision(
+                became_approved, violation = self._record_decision(
                     tx, row, actor, operator_id, decision, signature, reason, statement_sha256,
                     now)
         if expired:
             self.app.notifier.notify()
             raise FailedPrecondition(f"transfer {transfer_id} has expired")
         self.app.metrics.approvals.labels(decision.value).inc()
+        if violation is not None:
+            self.app.metrics.authority_violations.labels(violation.kind).inc()
+            self.app.notifier.notify()
+            raise violation
         log.info("transfer decision", extra={"transfer_id": transfer_id, "operator": operator_id,
                                              "decision": decision.value,
                                              "state": "APPROVED" if became_approved else
@@ -486,14 +505,19 @@ class TransferService:
 
     def _record_decision(self, tx: Tx, row: Row, actor: str, operator_id: str,
                          decision: Decision, signature: bytes, reason: str,
-                         statement_sha256: bytes, now: float) -> bool:
-        """Verify and store one operator's decision, then judge the quorum; True when this
-        decision completed it (the transfer is now APPROVED)."""
+                         statement_sha256: bytes, now: float
+                         ) -> tuple[bool, AuthorityViolation | None]:
+        """Verify and store one operator's decision, then judge the quorum from every stored
+        decision, each verified under the ledger's keys: (whether this decision completed the
+        quorum, the violation that ended the transfer FAILED instead)."""
         transfer_id = row["id"]
-        became_approved = False
-        op = tx.get_operator(operator_id)
-        if op["status"] != "active":
-            raise PermissionDenied(f"operator {operator_id} is revoked")
+        state = self.ledger.state(tx)
+        op = state.operators.get(operator_id)
+        if op is None:
+            raise PermissionDenied(f"operator {operator_id} is not an operator in the chain of "
+                                   "authority")
+        if op.status is not OperatorStatus.ACTIVE:
+            raise PermissionDenied(f"operator {operator_id} is {op.status.value}")
         if operator_id == row["submitter"]:
             raise PermissionDenied(
                 f"operator {operator_id} submitted transfer {transfer_id} and cannot decide on it")
@@ -505,7 +529,7 @@ class TransferService:
             raise InvalidApproval(
                 "statement_sha256: the operator signed a different statement than this "
                 "transfer's (transaction or metadata changed)")
-        A.verify_statement(op["public_key_pem"].encode(), statement, signature,
+        A.verify_statement(op.public_key_pem.encode(), statement, signature,
                            operator_id=operator_id)
         try:
             tx.insert_approval({
@@ -516,16 +540,37 @@ class TransferService:
             raise FailedPrecondition(e.message) from None
         tx.append_audit(actor, f"transfer.{decision.value.lower()}", transfer_id, {
             "operator_id": operator_id, "statement_sha256": digest.hex(), "reason": reason})
-        q = self._quorum(tx, row)
-        wallet_status = tx.get_wallet(row["wallet_id"])["status"]
+        try:
+            wallet = L.load_wallet(tx, state, row["wallet_id"])
+            verdict = E.judge(state, wallet, ctx, movement, E.approvals_of(
+                tx.approvals(transfer_id)), approved=False)
+        except AuthorityViolation as e:
+            self.violated(tx, row, e)
+            return False, e
+        if verdict.violation is not None:
+            self.violated(tx, row, verdict.violation)
+            return False, verdict.violation
+        q = verdict.quorum
         if q.rejected:
             self._finish(tx, row, TransferState.REJECTED, "signerd", q.reason)
         elif q.met:
-            tx.update_transfer(transfer_id, state=TransferState.APPROVED.value)
+            tx.update_transfer(transfer_id, state=TransferState.APPROVED.value,
+                               requirement=requirement_to_json(verdict.requirement))
             tx.append_audit("signerd", "transfer.approved", transfer_id,
-                            {"counted": list(q.counted), "wallet_status": wallet_status})
-            became_approved = True
-        return became_approved
+                            {"counted": list(q.counted), "wallet_status": wallet.status.value})
+            return True, None
+        return False, None
+
+    def violated(self, tx: Tx, row: Row, e: AuthorityViolation) -> None:
+        """A transfer whose authority does not trace to the genesis: FAILED, with the reason
+        and an ``authority.violation`` audit event (the caller counts the metric after the
+        commit)."""
+        self._finish(tx, row, TransferState.FAILED, "signerd",
+                     f"authority violation: {e.message}")
+        tx.append_audit("signerd", "authority.violation", row["id"],
+                        {"kind": e.kind, "reason": e.message})
+        log.error("authority violation", extra={"transfer_id": row["id"], "kind": e.kind,
+                                                "reason": e.message})
 
     def _finish(self, tx: Tx, row: Row, state: TransferState, actor: str, why: str) -> None:
         tx.update_transfer(row["id"], state=state.value, failure=why)

@@ -1,4 +1,12 @@
-"""Wallets: keys generated in (or imported into) the HSM, addresses, categories, freezes."""
+"""Wallets: keys generated in (or imported into) the HSM, addresses, categories, freezes.
+
+A wallet's identity (chain, category, keys, address, the template its policy started from) is a
+record signerd seals with the audit key when it writes it (``signerd.seal``). The platform may
+create a wallet whose keys are all generated in this signerd's HSM, naming a template the
+governance approved; it never supplies policy text. A wallet that holds a key from outside (a
+cosigner of another institution) or an imported seized key is a governance act: it waits,
+AWAITING_APPROVAL, for its proposal's quorum.
+"""
 from __future__ import annotations
 
 import json
@@ -6,12 +14,19 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidArgument
+from . import authority as AU
+from . import ledger as L
+from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, InvalidArgument,
+                     NotFound)
 from .hsm import KeyInfo
-from .model import (EXTERNAL_KEY_PREFIX, BitcoinNetwork, Category, Chain, KeyRef, ScriptType, Wallet,
+from .model import (EXTERNAL_KEY_PREFIX, BitcoinNetwork, Category, Chain, ScriptType, Wallet,
                     WalletStatus)
 from .store import Row, Tx
+
+if TYPE_CHECKING:
+    from .app import App
 
 log = logging.getLogger("signerd.wallets")
 
@@ -34,6 +49,7 @@ class WalletRequest:
     label: str = ""
     policy_toml: str = ""
     hsm_key_ids: tuple[str, ...] = ()
+    template: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,10 @@ class CheckedWallet:
 
 def check_request(req: WalletRequest) -> CheckedWallet:
     """Validate a wallet request before any key is made; errors name the field."""
+    if req.policy_toml:
+        raise InvalidArgument("policy_toml: the platform names a governance-approved template "
+                              "(template); a wallet's own policy text is a governance proposal "
+                              "(signerctl policy set)")
     try:
         chain = Chain(req.chain.lower())
     except ValueError:
@@ -148,50 +168,181 @@ def parse_cosigner(text: str, network: str) -> bytes:
     return key.pubkey
 
 
-def wallet_from_rows(w: Row, keys: list[Row]) -> Wallet:
-    return Wallet(
-        id=w["id"], chain=Chain(w["chain"]), network=w["network"],
-        script_type=ScriptType(w["script_type"]), category=Category(w["category"]),
-        case_ref=w["case_ref"], legal_basis=w["legal_basis"], status=WalletStatus(w["status"]),
-        address=w["address"],
-        keys=tuple(KeyRef(k["key_id"], k["label"], bytes.fromhex(k["public_key"])) for k in keys),
-        chain_ids=tuple(json.loads(w["chain_ids"])), descriptor=w["descriptor"],
-        threshold=int(w["threshold"]), cosigners=tuple(json.loads(w["cosigners"])),
-        created_at=float(w["created_at"]),
-    )
-
-
 def new_wallet_id() -> str:
     return "w_" + secrets.token_hex(8)
 
 
-def insert_wallet(tx: Tx, checked: CheckedWallet, wallet_id: str, hsm_keys: list[KeyInfo],
-                  *, origin: str = "") -> None:
-    """Record a wallet whose HSM keys exist; the caller audits it in the same transaction."""
+def make_record(checked: CheckedWallet, wallet_id: str, hsm_keys: list[KeyInfo], *,
+                template: str, policy_sha256: str, origin: str = "", proposal: str = "",
+                created_at: int) -> dict[str, Any]:
+    """The canonical record of a wallet whose HSM keys exist (what its seal covers)."""
     pubkeys = [k.public_key for k in hsm_keys] + list(checked.cosigners)
     address, desc = derive_address(checked.chain, checked.network, checked.script_type,
                                    checked.threshold, pubkeys)
-    now = time.time()
-    tx.insert_wallet({
+    keys = [{"key_id": k.key_id, "label": k.label, "public_key": k.public_key.hex(),
+             "hsm_held": True, "position": pos} for pos, k in enumerate(hsm_keys)]
+    keys += [{"key_id": EXTERNAL_KEY_PREFIX + pub.hex()[:32] + "-" + wallet_id,
+              "label": f"cosigner {j + 1}", "public_key": pub.hex(), "hsm_held": False,
+              "position": len(hsm_keys) + j} for j, pub in enumerate(checked.cosigners)]
+    return {
         "id": wallet_id, "chain": checked.chain.value, "network": checked.network,
         "script_type": checked.script_type.value, "category": checked.category.value,
-        "case_ref": checked.case_ref, "legal_basis": checked.legal_basis,
-        "status": WalletStatus.ACTIVE.value, "address": address, "descriptor": desc,
-        "threshold": checked.threshold, "chain_ids": list(checked.chain_ids),
-        "cosigners": list(checked.cosigner_text), "origin": origin, "created_at": now,
+        "case_ref": checked.case_ref, "legal_basis": checked.legal_basis, "address": address,
+        "descriptor": desc, "threshold": checked.threshold,
+        "chain_ids": list(checked.chain_ids), "cosigners": list(checked.cosigner_text),
+        "keys": keys, "template": template, "policy_sha256": policy_sha256, "origin": origin,
+        "proposal": proposal, "created_at": int(created_at),
+    }
+
+
+def insert_wallet(tx: Tx, record: dict[str, Any], seal: str, status: WalletStatus,
+                  policy_text: str, actor: str) -> None:
+    """Store a sealed wallet record, its keys and its policy version 1 (copies for readers);
+    the caller audits it in the same transaction."""
+    now = time.time()
+    tx.insert_wallet({
+        "id": record["id"], "chain": record["chain"], "network": record["network"],
+        "script_type": record["script_type"], "category": record["category"],
+        "case_ref": record["case_ref"], "legal_basis": record["legal_basis"],
+        "status": status.value, "address": record["address"],
+        "descriptor": record["descriptor"], "threshold": record["threshold"],
+        "chain_ids": record["chain_ids"], "cosigners": record["cosigners"],
+        "origin": record["origin"], "created_at": float(record["created_at"]),
+        "record": L.record_json(record), "seal": seal, "proposal_id": record["proposal"],
     })
-    for pos, k in enumerate(hsm_keys):
-        tx.insert_key({"key_id": k.key_id, "wallet_id": wallet_id, "position": pos,
-                       "label": k.label, "public_key": k.public_key.hex(), "hsm_held": True,
-                       "category": checked.category.value, "created_at": now})
-    for j, pub in enumerate(checked.cosigners):
-        tx.insert_key({"key_id": EXTERNAL_KEY_PREFIX + pub.hex()[:32] + "-" + wallet_id,
-                       "wallet_id": wallet_id, "position": len(hsm_keys) + j,
-                       "label": f"cosigner {j + 1}", "public_key": pub.hex(), "hsm_held": False,
-                       "category": checked.category.value, "created_at": now})
+    for k in record["keys"]:
+        tx.insert_key({"key_id": k["key_id"], "wallet_id": record["id"],
+                       "position": k["position"], "label": k["label"],
+                       "public_key": k["public_key"], "hsm_held": k["hsm_held"],
+                       "category": record["category"], "created_at": now})
+    tx.insert_policy(record["id"], policy_text, actor, version=1)
 
 
-def get_wallet(tx: Tx, wallet_id: str) -> Wallet:
-    if not wallet_id:
-        raise InvalidArgument("wallet_id: required")
-    return wallet_from_rows(tx.get_wallet(wallet_id), tx.wallet_keys(wallet_id))
+def template_of(state: AU.AuthorityState, name: str) -> AU.Template:
+    tpl = state.templates.get(name)
+    if tpl is None:
+        raise InvalidArgument(f"template: {name!r} is not a policy template of the governance "
+                              f"(known: {', '.join(sorted(state.templates)) or 'none'})")
+    return tpl
+
+
+class WalletService:
+    def __init__(self, app: App):
+        self.app = app
+        self.store = app.store
+        self.ledger = app.ledger
+
+    @property
+    def default_template(self) -> str:
+        name = self.app.config.default_policy
+        return name[:-5] if name.endswith(".toml") else name
+
+    def create(self, actor: str, req: WalletRequest) -> Wallet:
+        """A wallet with keys made in the HSM. Without outside keys it is ACTIVE at once; with a
+        cosigner from outside it is AWAITING_APPROVAL under a ``wallet.create`` proposal."""
+        checked = check_request(req)
+        with self.store.read() as tx:
+            state = self.ledger.state(tx)
+            shares = [L.verified_key_share(state, _share(tx, k)) for k in req.hsm_key_ids]
+        template = req.template or self.default_template
+        tpl = template_of(state, template)
+        for share in shares:
+            if share["wallet_id"]:
+                raise AlreadyExists(f"key share {share['key_id']} already serves wallet "
+                                    f"{share['wallet_id']}")
+            if share["category"] != checked.category.value:
+                raise InvalidArgument(f"hsm_key_ids: key share {share['key_id']} belongs to "
+                                      f"category {share['category']}; categories never share "
+                                      "a key")
+        wallet_id = new_wallet_id()
+        keys = [self.app.hsm_generate(f"{wallet_id}/{i}") for i in range(checked.hsm_keys)]
+        keys += [KeyInfo(sh["key_id"], sh["label"], bytes.fromhex(sh["public_key"]))
+                 for sh in shares]
+        outside = bool(checked.cosigners)
+        from .proposals import new_proposal_id
+
+        proposal = new_proposal_id() if outside else ""
+        now = time.time()
+        record = make_record(checked, wallet_id, keys, template=template,
+                             policy_sha256=tpl.sha256, proposal=proposal, created_at=int(now))
+        seal = self.app.seal("wallet", record)
+        text = state.texts[tpl.sha256]
+
+        def store_it(tx: Tx, _state: Any = None, _doc: Any = None) -> None:
+            for share in shares:
+                taken = tx.take_key_share(share["key_id"], wallet_id)
+                if taken["public_key"] != share["public_key"]:
+                    raise FailedPrecondition(f"key share {share['key_id']} changed meanwhile")
+            insert_wallet(tx, record, seal,
+                          WalletStatus.AWAITING_APPROVAL if outside else WalletStatus.ACTIVE,
+                          text, actor)
+            tx.append_audit(actor, "wallet.created", wallet_id, {
+                "chain": record["chain"], "network": record["network"],
+                "category": record["category"], "case_ref": record["case_ref"],
+                "address": record["address"], "script_type": record["script_type"],
+                "keys": [k["key_id"] for k in record["keys"]], "template": template,
+                "policy_sha256": tpl.sha256, "chain_ids": record["chain_ids"],
+                "proposal": proposal})
+
+        if outside:
+            self.app.proposals.propose(actor, "wallet.create", {"wallet": record},
+                                       proposal_id=proposal, now=now, with_tx=store_it)
+        else:
+            with self.store.transaction() as tx:
+                store_it(tx)
+        self.app.refresh_gauges()
+        log.info("wallet created", extra={"wallet_id": wallet_id, "chain": record["chain"],
+                                          "proposal": proposal})
+        return self.get(wallet_id)
+
+    def create_key_share(self, actor: str, category: str, case_ref: str) -> KeyInfo:
+        """An HSM key for a multisig wallet that other institutions must know before it
+        exists; sealed, so a store writer cannot slip another key in as a share."""
+        probe = check_request(WalletRequest(chain="bitcoin", network="mainnet",
+                                            category=category, case_ref=case_ref))
+        key = self.app.hsm_generate(f"share/{probe.category.value}/{probe.case_ref[:40]}")
+        record = {"key_id": key.key_id, "public_key": key.public_key.hex(),
+                  "category": probe.category.value, "case_ref": probe.case_ref}
+        seal = self.app.seal("key_share", record)
+        with self.store.transaction() as tx:
+            tx.insert_key_share(key.key_id, key.public_key.hex(), key.label, probe.category.value,
+                                probe.case_ref, seal)
+            tx.append_audit(actor, "key_share.created", key.key_id,
+                            {"public_key": key.public_key.hex(), "category": probe.category.value,
+                             "case_ref": probe.case_ref})
+        return key
+
+    def get(self, wallet_id: str) -> Wallet:
+        with self.store.read() as tx:
+            state = self.ledger.state(tx)
+            w = L.load_wallet(tx, state, wallet_id)
+        return _with_version(state, w)
+
+    def list(self, *, category: str = "", case_ref: str = "", after: str = "",
+             limit: int = 100) -> list[Wallet]:
+        """A page of wallets; a row that does not verify is left out (and logged, counted)."""
+        out = []
+        with self.store.read() as tx:
+            state = self.ledger.state(tx)
+            rows = tx.list_wallets(category=category, case_ref=case_ref, after=after, limit=limit)
+            for r in rows:
+                try:
+                    out.append(_with_version(state, L.verified_wallet(state, r)))
+                except AuthorityViolation as e:
+                    log.error("wallet %s left out of a listing: %s", r["id"], e.message)
+                    self.app.metrics.authority_violations.labels(e.kind).inc()
+        return out
+
+
+def _with_version(state: AU.AuthorityState, w: Wallet) -> Wallet:
+    from dataclasses import replace
+
+    return replace(w, policy_version=state.wallet_policy_version(w.id))
+
+
+def _share(tx: Tx, key_id: str) -> Row:
+    r = tx.one("SELECT * FROM key_shares WHERE key_id = ?", (key_id,))
+    if r is None:
+        raise NotFound(f"key share {key_id} not found")
+    return r
+

@@ -1,0 +1,396 @@
+"""Governance proposals: every act that could loosen a rule takes effect only through one.
+
+A proposal is created by an admin (or an operator, or the platform for a wallet with outside
+keys) and checked against the authority state as it is; operators then approve or reject it,
+each signing the proposal's statement (``signerd-proposal/v1``) with their own key. The decision
+that completes the governance quorum applies the proposal in the same store transaction that
+records it: the ledger entry (the proposal with the signed decisions), the copies in the store's
+tables for people and reports, and the audit event are written together or not at all, so a
+crash between the last approval and the effect leaves nothing half done, and the effect happens
+exactly once. The submitter never counts toward the quorum; a proposal that no longer applies
+when its quorum is met (the policy it changes moved on, say) ends FAILED with the reason.
+"""
+from __future__ import annotations
+
+import builtins
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import authority as AU
+from . import approval as A
+from . import canonical
+from . import ledger as L
+from . import policy as P
+from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, InvalidApproval,
+                     InvalidArgument, NotFound, PermissionDenied, SignerError)
+from .model import Decision, OperatorStatus, WalletStatus
+from .store import Row, Tx
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger("signerd.proposals")
+
+PENDING = "PENDING_APPROVAL"
+APPROVED = "APPROVED"
+STATES = ("PENDING_APPROVAL", "APPROVED", "REJECTED", "EXPIRED", "CANCELLED", "FAILED")
+MAX_REASON = 1000
+
+
+@dataclass(frozen=True)
+class ProposalView:
+    row: dict[str, Any]
+    doc: dict[str, Any]
+    approvals: tuple[dict[str, Any], ...]
+    requirement: str
+    remaining: str
+
+    @property
+    def id(self) -> str:
+        return str(self.row["id"])
+
+    @property
+    def state(self) -> str:
+        return str(self.row["state"])
+
+    @property
+    def summary(self) -> str:
+        return AU.summary(self.doc)
+
+
+def new_proposal_id() -> str:
+    return "p_" + secrets.token_hex(10)
+
+
+def decisions_of(rows: list[Row]) -> list[A.SignedDecision]:
+    out = []
+    for r in rows:
+        try:
+            out.append(A.SignedDecision(r["operator_id"], Decision(r["decision"]),
+                                        bytes.fromhex(r["signature"])))
+        except ValueError:
+            out.append(A.SignedDecision(r["operator_id"], Decision.APPROVE, b""))
+    return out
+
+
+class ProposalService:
+    def __init__(self, app: App):
+        self.app = app
+        self.store = app.store
+        self.ledger = app.ledger
+        # Called after a proposal was applied and committed (e.g. an unfreeze resumes signing).
+        self.on_applied: list[Callable[[dict[str, Any]], None]] = []
+
+    # ---------------------------------------------------------------- reading
+    def _doc(self, row: Row) -> dict[str, Any]:
+        return dict(canonical.loads(row["body"], f"proposal {row['id']}"))
+
+    def _view(self, tx: Tx, row: Row, state: AU.AuthorityState | None = None,
+              approvals: list[Row] | None = None) -> ProposalView:
+        doc = self._doc(row)
+        approvals = tx.proposal_approvals(row["id"]) if approvals is None else approvals
+        state = self.ledger.state(tx) if state is None else state
+        requirement = remaining = ""
+        counted: tuple[str, ...] = ()
+        try:
+            req = AU.requirement(state, doc)
+            requirement = req.describe()
+            if row["state"] == PENDING:
+                q, _, _ = AU.proposal_quorum(state, doc, decisions_of(approvals))
+                remaining, counted = q.remaining, q.counted
+        except SignerError:
+            pass
+        return ProposalView(
+            row=dict(row.data), doc=doc,
+            approvals=tuple({**a.data, "counted": a["operator_id"] in counted}
+                            for a in approvals),
+            requirement=requirement, remaining=remaining)
+
+    def get(self, proposal_id: str) -> ProposalView:
+        if not proposal_id:
+            raise InvalidArgument("proposal_id: required")
+        with self.store.read() as tx:
+            return self._view(tx, tx.get_proposal(proposal_id))
+
+    def list(self, *, state: str = "", after: str = "", limit: int = 100
+             ) -> builtins.list[ProposalView]:
+        if state and state not in STATES:
+            raise InvalidArgument(f"state: {state!r} is not a proposal state "
+                                  f"({', '.join(STATES)})")
+        with self.store.read() as tx:
+            st = self.ledger.state(tx)
+            rows = tx.list_proposals(state=state, after=after, limit=limit)
+            apps = tx.proposal_approvals_for([r["id"] for r in rows])
+            return [self._view(tx, r, st, apps[r["id"]]) for r in rows]
+
+    def statement(self, proposal_id: str, decision: Decision) -> tuple[bytes, str, ProposalView]:
+        view = self.get(proposal_id)
+        return (A.proposal_statement(view.doc, decision),
+                AU.render_proposal(view.doc, decision, requirement_text=view.requirement), view)
+
+    # ---------------------------------------------------------------- proposing
+    def propose(self, actor: str, kind: str, change: dict[str, Any], *,
+                proposal_id: str = "", now: float | None = None,
+                with_tx: Callable[[Tx, AU.AuthorityState, dict[str, Any]], None] | None = None
+                ) -> ProposalView:
+        """A new proposal, PENDING_APPROVAL, checked against the authority state now (it would
+        apply as it stands). ``with_tx`` writes what goes with it in the same transaction (a
+        wallet awaiting approval)."""
+        now = time.time() if now is None else now
+        with self.store.transaction() as tx:
+            state = self.ledger.state(tx)
+            doc: dict[str, Any] = {
+                "id": proposal_id or new_proposal_id(), "instance_id": state.instance_id,
+                "kind": kind, "change": change, "submitter": actor, "created_at": int(now),
+                "expires_at": int(now) + state.governance.expiry,
+            }
+            AU.check_document(doc, state.instance_id)
+            AU.check_proposal(state, doc)
+            self._live_checks(tx, state, doc)
+            tx.insert_proposal({
+                "id": doc["id"], "kind": kind, "body": canonical.dumps(doc).decode(),
+                "state": PENDING, "submitter": actor, "subject": _subject(doc),
+                "expires_at": float(doc["expires_at"]), "created_at": now, "updated_at": now})
+            if with_tx is not None:
+                with_tx(tx, state, doc)
+            tx.append_audit(actor, "proposal.created", doc["id"], {
+                "kind": kind, "summary": AU.summary(doc),
+                "body_sha256": A.statement_digest(canonical.dumps(doc)).hex()})
+            view = self._view(tx, tx.get_proposal(doc["id"]), state)
+        self.app.metrics.proposal_events.labels(kind, PENDING).inc()
+        log.info("proposal created", extra={"proposal_id": doc["id"], "kind": kind,
+                                            "actor": actor})
+        self.app.notifier.notify()
+        return view
+
+    def _live_checks(self, tx: Tx, state: AU.AuthorityState, doc: dict[str, Any]) -> None:
+        """What the pure checks cannot see: the wallet a change names exists and is one of
+        signerd's, its policy version 1 is the text the change replaces, and a new policy
+        loosens no live transfer of the wallet."""
+        kind, c = doc["kind"], doc["change"]
+        if kind in ("wallet.policy", "wallet.unfreeze"):
+            try:
+                wallet = L.load_wallet(tx, state, c["wallet_id"])
+            except NotFound:
+                raise NotFound(f"wallet_id: wallet {c['wallet_id']} not found") from None
+            if wallet.status in (WalletStatus.AWAITING_APPROVAL, WalletStatus.RETIRED):
+                raise FailedPrecondition(f"wallet {wallet.id} is {wallet.status.value}")
+            if kind == "wallet.policy":
+                current, _ = AU.wallet_policy_text(state, wallet.id, wallet.policy_sha256,
+                                                   c["base_version"])
+                if c["base_version"] == 1 and current != c["old_document"]:
+                    raise FailedPrecondition(f"old_document is not wallet {wallet.id}'s policy "
+                                             "version 1")
+                self._no_loosening(tx, state, wallet, c["document"])
+
+    def _no_loosening(self, tx: Tx, state: AU.AuthorityState, wallet: Any,
+                      document: str) -> None:
+        from .engine import effective_requirement
+        from .transfers import live_transfers
+
+        new = P.parse_policy(document)
+        loosened = []
+        for row, movement in live_transfers(tx, wallet.id, lock=True):
+            old = effective_requirement(state, wallet, movement, row["category_change"],
+                                        int(row["policy_version"]))
+            try:
+                req = P.with_floor(new.requirement_for(movement,
+                                                       category_change=row["category_change"]),
+                                   movement, waived=bool(new.floor_waiver))
+            except SignerError:
+                continue  # the new policy does not cover it: it keeps its demands
+            if not req.at_least_as_strict_as(old):
+                loosened.append(row["id"])
+        if loosened:
+            raise FailedPrecondition(
+                f"document: the new policy would loosen live transfer(s) "
+                f"{', '.join(loosened[:5])}{' ...' if len(loosened) > 5 else ''} of wallet "
+                f"{wallet.id}; let them finish or cancel them first")
+
+    # ---------------------------------------------------------------- deciding
+    def decide(self, actor: str, proposal_id: str, operator_id: str, decision: Decision,
+               signature: bytes, *, reason: str = "", statement_sha256: bytes = b""
+               ) -> ProposalView:
+        if not proposal_id:
+            raise InvalidArgument("proposal_id: required")
+        if not operator_id:
+            raise InvalidArgument("operator_id: required")
+        if decision not in (Decision.APPROVE, Decision.REJECT):
+            raise InvalidArgument("decision: APPROVE or REJECT")
+        if decision is Decision.REJECT and not reason.strip():
+            raise InvalidArgument("reason: a rejection needs a reason")
+        if len(reason) > MAX_REASON:
+            raise InvalidArgument(f"reason: at most {MAX_REASON} characters")
+        now = time.time()
+        outcome = ""
+        doc: dict[str, Any] = {}
+        failure: SignerError | None = None
+        with self.store.transaction() as tx:
+            row = tx.get_proposal(proposal_id, lock=True)
+            if row["state"] != PENDING:
+                raise FailedPrecondition(f"proposal {proposal_id} is {row['state']}, not waiting "
+                                         "for approvals")
+            doc = self._doc(row)
+            if now >= float(row["expires_at"]):  # committed, then refused below
+                self._end(tx, row, doc, "EXPIRED", "signerd", "approval window passed")
+                outcome = "EXPIRED"
+            else:
+                state = self.ledger.state(tx)
+                op = state.operators.get(operator_id)
+                if op is None:
+                    raise PermissionDenied(f"operator {operator_id} is not an operator in the "
+                                           "chain of authority")
+                if op.status is not OperatorStatus.ACTIVE:
+                    raise PermissionDenied(f"operator {operator_id} is {op.status.value}")
+                if operator_id == doc["submitter"]:
+                    raise PermissionDenied(f"operator {operator_id} submitted proposal "
+                                           f"{proposal_id} and cannot decide on it")
+                statement = A.proposal_statement(doc, decision)
+                digest = A.statement_digest(statement)
+                if statement_sha256 and statement_sha256 != digest:
+                    raise InvalidApproval("statement_sha256: the operator signed a different "
+                                          "statement than this proposal's")
+                A.verify_statement(op.public_key_pem.encode(), statement, signature,
+                                   operator_id=operator_id)
+                try:
+                    tx.insert_proposal_approval({
+                        "proposal_id": proposal_id, "operator_id": operator_id,
+                        "decision": decision.value, "signature": signature.hex(),
+                        "statement_sha256": digest.hex(), "reason": reason, "created_at": now})
+                except AlreadyExists as e:
+                    raise FailedPrecondition(e.message) from None
+                tx.append_audit(actor, f"proposal.{decision.value.lower()}", proposal_id, {
+                    "operator_id": operator_id, "statement_sha256": digest.hex(),
+                    "reason": reason})
+                decisions = decisions_of(tx.proposal_approvals(proposal_id))
+                q, votes, bad = AU.proposal_quorum(state, doc, decisions)
+                if bad:
+                    failure = AuthorityViolation(
+                        f"proposal {proposal_id}: " + "; ".join(bad), kind="approval")
+                    self._end(tx, row, doc, "FAILED", "signerd", failure.message,
+                              violation=failure)
+                    outcome = "FAILED"
+                elif q.rejected:
+                    self._end(tx, row, doc, "REJECTED", "signerd", q.reason)
+                    outcome = "REJECTED"
+                elif q.met:
+                    voted = {v.operator_id for v in votes}
+                    outcome, failure = self._apply(
+                        tx, state, row, doc, [d for d in decisions if d.operator_id in voted])
+        self.app.metrics.proposal_approvals.labels(decision.value).inc()
+        if outcome:
+            self.app.metrics.proposal_events.labels(doc["kind"], outcome).inc()
+        if isinstance(failure, AuthorityViolation):
+            self.app.metrics.authority_violations.labels(failure.kind).inc()
+        self.app.notifier.notify()
+        if outcome == "EXPIRED":
+            raise FailedPrecondition(f"proposal {proposal_id} has expired")
+        if outcome == APPROVED:
+            log.info("proposal applied", extra={"proposal_id": proposal_id, "kind": doc["kind"]})
+            for fn in self.on_applied:
+                fn(doc)
+        return self.get(proposal_id)
+
+    def _apply(self, tx: Tx, state: AU.AuthorityState, row: Row, doc: dict[str, Any],
+               decisions: builtins.list[A.SignedDecision]) -> tuple[str, SignerError | None]:
+        """The quorum is met: append the ledger entry and make the change, in ``tx``."""
+        try:
+            self._live_checks(tx, state, doc)
+            new = self.ledger.append(tx, state, AU.PROPOSAL, doc, decisions)
+        except AuthorityViolation as e:
+            self._end(tx, row, doc, "FAILED", "signerd", e.message, violation=e)
+            return "FAILED", e
+        except SignerError as e:
+            self._end(tx, row, doc, "FAILED", "signerd", f"no longer applies: {e.message}")
+            return "FAILED", e
+        self._materialize(tx, new, doc)
+        tx.update_proposal(row["id"], state=APPROVED, applied_seq=new.seq)
+        tx.append_audit("signerd", "proposal.applied", row["id"], {
+            "kind": doc["kind"], "summary": AU.summary(doc), "ledger_seq": new.seq,
+            "ledger_hash": new.head.hex(),
+            "approved_by": sorted(d.operator_id for d in decisions
+                                  if d.decision is Decision.APPROVE)})
+        return APPROVED, None
+
+    def _materialize(self, tx: Tx, state: AU.AuthorityState, doc: dict[str, Any]) -> None:
+        """Copy the applied change into the store's tables, for people and reports (signerd
+        itself reads the ledger)."""
+        from .transfers import tighten_live_transfers
+
+        kind, c = doc["kind"], doc["change"]
+        if kind == "operator.register":
+            tx.insert_operator(c["operator_id"], c["roles"], c["public_key_pem"])
+        elif kind == "operator.revoke":
+            tx.revoke_operator(c["operator_id"])
+        elif kind == "operator.roles":
+            tx.update_operator(c["operator_id"], roles=c["roles"])
+        elif kind == "operator.reinstate":
+            tx.update_operator(c["operator_id"], status=OperatorStatus.ACTIVE.value)
+        elif kind == "wallet.policy":
+            version = c["base_version"] + 1
+            tx.insert_policy(c["wallet_id"], c["document"], doc["submitter"], version=version,
+                             proposal_id=doc["id"])
+            wallet = L.load_wallet(tx, state, c["wallet_id"])
+            tighten_live_transfers(tx, state, wallet)
+        elif kind == "wallet.unfreeze":
+            tx.set_wallet_status(c["wallet_id"], WalletStatus.ACTIVE.value, c["order_ref"])
+            tx.append_audit(doc["submitter"], "wallet.unfrozen", c["wallet_id"],
+                            {"order_ref": c["order_ref"], "proposal": doc["id"]})
+        elif kind in ("wallet.import", "wallet.create"):
+            tx.set_wallet_status(c["wallet"]["id"], WalletStatus.ACTIVE.value, "")
+
+    def _end(self, tx: Tx, row: Row, doc: dict[str, Any], state: str, actor: str, why: str,
+             *, violation: AuthorityViolation | None = None) -> None:
+        tx.update_proposal(row["id"], state=state, failure=why)
+        if doc["kind"] in ("wallet.import", "wallet.create"):
+            tx.set_wallet_status(doc["change"]["wallet"]["id"], WalletStatus.RETIRED.value, "")
+        tx.append_audit(actor, f"proposal.{state.lower()}", row["id"], {"reason": why})
+        if violation is not None:
+            tx.append_audit("signerd", "authority.violation", row["id"],
+                            {"kind": violation.kind, "reason": violation.message})
+        log.info("proposal state", extra={"proposal_id": row["id"], "state": state,
+                                          "reason": why})
+
+    def cancel(self, actor: str, proposal_id: str, reason: str = "",
+               *, admin: bool = False) -> ProposalView:
+        """The submitter (or an admin) withdraws a pending proposal."""
+        with self.store.transaction() as tx:
+            row = tx.get_proposal(proposal_id, lock=True)
+            if row["state"] != PENDING:
+                raise FailedPrecondition(f"proposal {proposal_id} is {row['state']}; only a "
+                                         "pending proposal can be cancelled")
+            if not admin and row["submitter"] != actor:
+                raise PermissionDenied(f"only the submitter ({row['submitter']}) or an admin "
+                                       f"may cancel proposal {proposal_id}")
+            doc = self._doc(row)
+            self._end(tx, row, doc, "CANCELLED", actor, reason or "cancelled")
+        self.app.metrics.proposal_events.labels(doc["kind"], "CANCELLED").inc()
+        self.app.notifier.notify()
+        return self.get(proposal_id)
+
+    def tick(self, now: float | None = None) -> None:
+        """Expire pending proposals whose window passed."""
+        now = time.time() if now is None else now
+        with self.store.read() as tx:
+            due = [r["id"] for r in tx.due_proposals(now)]
+        for pid in due:
+            with self.store.transaction() as tx:
+                row = tx.get_proposal(pid, lock=True)
+                if row["state"] != PENDING:
+                    continue
+                doc = self._doc(row)
+                self._end(tx, row, doc, "EXPIRED", "signerd", "approval window passed")
+            self.app.metrics.proposal_events.labels(doc["kind"], "EXPIRED").inc()
+
+
+def _subject(doc: dict[str, Any]) -> str:
+    c = doc["change"]
+    for key in ("operator_id", "wallet_id", "name"):
+        if key in c:
+            return str(c[key])
+    if "wallet" in c:
+        return str(c["wallet"]["id"])
+    return ""
