@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .. import canonical
 from ..model import Category, Chain, Movement, ScriptType, Wallet, WalletStatus
+from ..proposals import ProposalView
 from ..transfers import TransferView
 from ..v1 import signerd_pb2 as pb
 
@@ -15,7 +17,8 @@ CATEGORY_TO_PB = {Category.SEIZED: pb.SEIZED, Category.CONFISCATED: pb.CONFISCAT
 CATEGORY_FROM_PB = {pb.SEIZED: "seized", pb.CONFISCATED: "confiscated",
                     pb.STRATEGIC: "strategic", pb.CATEGORY_UNSPECIFIED: ""}
 STATUS_TO_PB = {WalletStatus.ACTIVE: pb.ACTIVE, WalletStatus.FROZEN: pb.FROZEN,
-                WalletStatus.RETIRED: pb.RETIRED}
+                WalletStatus.RETIRED: pb.RETIRED,
+                WalletStatus.AWAITING_APPROVAL: pb.AWAITING_APPROVAL}
 SCRIPT_TO_PB = {ScriptType.P2WPKH: pb.P2WPKH, ScriptType.P2SH_P2WPKH: pb.P2SH_P2WPKH,
                 ScriptType.P2WSH_SORTEDMULTI: pb.P2WSH_SORTEDMULTI, ScriptType.EOA: pb.EOA}
 SCRIPT_FROM_PB = {pb.P2WPKH: "p2wpkh", pb.P2SH_P2WPKH: "p2sh-p2wpkh",
@@ -31,15 +34,17 @@ def wallet_pb(w: Wallet, *, policy_version: int = 0, freeze_order: str = "") -> 
         address=w.address, descriptor=w.descriptor,
         keys=[pb.Key(key_id=k.key_id, label=k.label, public_key=k.public_key,
                      hsm_held=k.hsm_held) for k in w.keys],
-        threshold=w.threshold, cosigners=list(w.cosigners), policy_version=policy_version,
-        created_at_unix=int(w.created_at), freeze_order=freeze_order)
+        threshold=w.threshold, cosigners=list(w.cosigners),
+        policy_version=policy_version or w.policy_version, created_at_unix=int(w.created_at),
+        freeze_order=freeze_order, template=w.template, proposal_id=w.proposal)
 
 
 def movement_pb(m: Movement) -> pb.Movement:
     msg = pb.Movement(
         chain=CHAIN_TO_PB[m.chain], network=m.network, chain_id=m.chain_id,
         outputs=[pb.Output(address=o.address, amount=str(o.amount), asset=o.asset,
-                           is_change=o.is_change, destination_class=o.destination_class.value)
+                           is_change=o.is_change, destination_class=o.destination_class.value,
+                           wallet_id=o.wallet_id, category=o.category)
                  for o in m.outputs],
         fee=str(m.fee), fee_asset=m.fee_asset, digests=list(m.digests),
         max_fee_per_gas="" if m.max_fee_per_gas is None else str(m.max_fee_per_gas),
@@ -64,11 +69,7 @@ def transfer_pb(v: TransferView) -> pb.Transfer:
         policy_version=int(r["policy_version"]), requirement=v.requirement,
         remaining=v.remaining, expires_at_unix=int(r["expires_at"]),
         created_at_unix=int(r["created_at"]), updated_at_unix=int(r["updated_at"]),
-        approvals=[pb.ApprovalRecord(
-            operator_id=a["operator_id"], decision=pb.Decision.Value(a["decision"]),
-            signature=bytes.fromhex(a["signature"]), reason=a["reason"],
-            created_at_unix=int(a["created_at"]), counted=bool(a["counted"]))
-            for a in v.approvals],
+        approvals=[approval_pb(a) for a in v.approvals],
         raw_tx=r["raw_tx"], psbt=r["psbt"], tx_hash=r["tx_hash"], failure=r["failure"],
         replaces=r["replaces"], legal_basis=r["legal_basis"],
         category_change=r["category_change"], instance_id=v.instance_id)
@@ -81,3 +82,32 @@ def state_from_pb(value: int) -> str:
 def json_details(details: dict[str, Any]) -> str:
     return json.dumps(details, sort_keys=True, separators=(",", ":"))
 
+
+
+def approval_pb(a: dict[str, Any]) -> pb.ApprovalRecord:
+    return pb.ApprovalRecord(
+        operator_id=a["operator_id"], decision=pb.Decision.Value(a["decision"]),
+        signature=bytes.fromhex(a["signature"]), reason=a["reason"],
+        created_at_unix=int(a["created_at"]), counted=bool(a["counted"]))
+
+
+def proposal_pb(v: ProposalView) -> pb.Proposal:
+    r = v.row
+    return pb.Proposal(
+        id=r["id"], kind=r["kind"], state=r["state"], submitter=r["submitter"],
+        summary=v.summary, body_json=canonical.dumps(v.doc).decode(), requirement=v.requirement,
+        remaining=v.remaining, approvals=[approval_pb(a) for a in v.approvals],
+        expires_at_unix=int(r["expires_at"]), created_at_unix=int(r["created_at"]),
+        updated_at_unix=int(r["updated_at"]), applied_seq=int(r["applied_seq"]),
+        failure=r["failure"], instance_id=v.doc["instance_id"])
+
+
+def operator_pb(o: Any) -> pb.Operator:
+    return pb.Operator(id=o.id, roles=list(o.roles), public_key_pem=o.public_key_pem,
+                       status=o.status, fingerprint=o.fingerprint,
+                       created_at_unix=int(o.created_at))
+
+
+def policy_pb(p: Any) -> pb.PolicyVersion:
+    return pb.PolicyVersion(wallet_id=p.wallet_id, version=p.version, toml=p.document,
+                            actor=p.actor, created_at_unix=int(p.created_at))

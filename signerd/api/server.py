@@ -49,16 +49,30 @@ ALLOWED: dict[str, frozenset[str]] = {
     "Approval/ListPending": frozenset({OPERATOR}),
     "Approval/GetStatement": frozenset({OPERATOR}),
     "Approval/SubmitApproval": frozenset({OPERATOR}),
-    "Admin/RegisterOperator": frozenset({ADMIN}),
-    "Admin/RevokeOperator": frozenset({ADMIN}),
+    # Acts that return a proposal may be put forward by an admin or an operator (who then
+    # cannot approve it); they take effect only with the governance quorum.
+    "Admin/RegisterOperator": frozenset({ADMIN, OPERATOR}),
+    "Admin/RevokeOperator": frozenset({ADMIN, OPERATOR}),
+    "Admin/SetOperatorRoles": frozenset({ADMIN, OPERATOR}),
+    "Admin/ReinstateOperator": frozenset({ADMIN, OPERATOR}),
+    "Admin/SuspendOperator": frozenset({ADMIN}),
     "Admin/ListOperators": frozenset({ADMIN}),
-    "Admin/SetPolicy": frozenset({ADMIN}),
+    "Admin/SetPolicy": frozenset({ADMIN, OPERATOR}),
     "Admin/GetPolicy": frozenset({ADMIN}),
     "Admin/PolicyHistory": frozenset({ADMIN}),
+    "Admin/SetTemplate": frozenset({ADMIN, OPERATOR}),
+    "Admin/ListTemplates": frozenset({ADMIN, PLATFORM}),
+    "Admin/SetGovernance": frozenset({ADMIN, OPERATOR}),
     "Admin/FreezeWallet": frozenset({ADMIN}),
-    "Admin/UnfreezeWallet": frozenset({ADMIN}),
+    "Admin/UnfreezeWallet": frozenset({ADMIN, OPERATOR}),
     "Admin/ImportKey": frozenset({ADMIN}),
     "Admin/KeyStatus": frozenset({ADMIN}),
+    "Governance/ListProposals": frozenset({ADMIN, OPERATOR, AUDITOR}),
+    "Governance/GetProposal": frozenset({ADMIN, OPERATOR, AUDITOR, PLATFORM}),
+    "Governance/GetProposalStatement": frozenset({OPERATOR}),
+    "Governance/DecideProposal": frozenset({OPERATOR}),
+    "Governance/CancelProposal": frozenset({ADMIN, OPERATOR}),
+    "Governance/GetAuthority": frozenset({ADMIN, OPERATOR, AUDITOR}),
     "Audit/ListEvents": frozenset({AUDITOR}),
     "Audit/StreamEvents": frozenset({AUDITOR}),
     "Audit/GetHead": frozenset({AUDITOR}),
@@ -66,7 +80,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "Audit/Report": frozenset({AUDITOR}),
 }
 # Refusals by policy or custody state, counted by reason (a closed set of error reasons).
-DENIAL_REASONS = frozenset({"POLICY_DENIED", "WALLET_FROZEN", "CONFLICT", "QUORUM_NOT_MET"})
+DENIAL_REASONS = frozenset({"POLICY_DENIED", "WALLET_FROZEN", "CONFLICT", "QUORUM_NOT_MET",
+                            "AUTHORITY_VIOLATION"})
 PRINCIPAL_HEADER = "x-signerd-principal"  # insecure (plaintext) development mode only
 CERT_CACHE_SIZE = 1024  # client certificates whose principal name is kept
 
@@ -274,32 +289,33 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
     class Custody(rpc.CustodyServicer):
         @gate.unary("Custody/CreateWallet")
         def CreateWallet(self, req: pb.CreateWalletRequest, ctx: Any, caller: Caller) -> pb.Wallet:
-            w = app.create_wallet(caller.name, WalletRequest(
+            w = app.wallets.create(caller.name, WalletRequest(
                 chain=C.CHAIN_FROM_PB.get(req.chain, str(req.chain)), network=req.network,
                 category=C.CATEGORY_FROM_PB.get(req.category, str(req.category)),
                 case_ref=req.case_ref, legal_basis=req.legal_basis,
                 chain_ids=tuple(req.chain_ids), script_type=C.SCRIPT_FROM_PB.get(req.script_type, ""),
                 threshold=req.threshold, hsm_keys=req.hsm_keys, cosigners=tuple(req.cosigners),
-                label=req.label, policy_toml=req.policy_toml, hsm_key_ids=tuple(req.hsm_key_ids)))
-            return C.wallet_pb(w, policy_version=app.wallet_policy_version(w.id))
+                label=req.label, policy_toml=req.policy_toml, hsm_key_ids=tuple(req.hsm_key_ids),
+                template=req.template))
+            return C.wallet_pb(w)
 
         @gate.unary("Custody/CreateKeyShare")
         def CreateKeyShare(self, req: pb.CreateKeyShareRequest, ctx: Any, caller: Caller
                            ) -> pb.Key:
-            k = app.create_key_share(caller.name, C.CATEGORY_FROM_PB.get(req.category, ""),
-                                     req.case_ref)
+            k = app.wallets.create_key_share(caller.name,
+                                             C.CATEGORY_FROM_PB.get(req.category, ""),
+                                             req.case_ref)
             return pb.Key(key_id=k.key_id, label=k.label, public_key=k.public_key, hsm_held=True)
 
         @gate.unary("Custody/GetWallet")
         def GetWallet(self, req: pb.GetWalletRequest, ctx: Any, caller: Caller) -> pb.Wallet:
-            w = app.get_wallet(req.wallet_id)
-            return C.wallet_pb(w, policy_version=app.wallet_policy_version(w.id))
+            return C.wallet_pb(app.wallets.get(req.wallet_id))
 
         @gate.unary("Custody/ListWallets")
         def ListWallets(self, req: pb.ListWalletsRequest, ctx: Any, caller: Caller
                         ) -> pb.ListWalletsResponse:
             after, size = page(req.page)
-            ws = app.list_wallets(category=C.CATEGORY_FROM_PB.get(req.category, ""),
+            ws = app.wallets.list(category=C.CATEGORY_FROM_PB.get(req.category, ""),
                                   case_ref=req.case_ref, after=after, limit=size)
             return pb.ListWalletsResponse(
                 wallets=[C.wallet_pb(w) for w in ws],
@@ -371,9 +387,14 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                          ) -> pb.Statement:
             decision = Decision.REJECT if req.decision == pb.REJECT else Decision.APPROVE
             sp = app.transfers.statement_package(req.transfer_id, decision)
-            return pb.Statement(transfer=C.transfer_pb(sp.view), wallet=C.wallet_pb(sp.wallet),
-                                statement=sp.statement, rendered=sp.rendered,
-                                own_addresses=sp.own_addresses, allowlist=sp.allowlist)
+            return pb.Statement(
+                transfer=C.transfer_pb(sp.view), wallet=C.wallet_pb(sp.wallet),
+                statement=sp.statement, rendered=sp.rendered,
+                own_addresses=sorted(a for a, d in sp.destinations.items() if d.own),
+                allowlist=sp.allowlist,
+                destinations=[pb.Destination(address=a, wallet_id=d.wallet_id,
+                                             category=d.category, own=d.own)
+                              for a, d in sorted(sp.destinations.items())])
 
         @gate.unary("Approval/SubmitApproval")
         def SubmitApproval(self, req: pb.SubmitApprovalRequest, ctx: Any, caller: Caller
@@ -389,72 +410,93 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                                      statement_sha256=req.statement_sha256)
             return C.transfer_pb(v)
 
-    def op_pb(o: Any) -> pb.Operator:
-        return pb.Operator(id=o.id, roles=list(o.roles), public_key_pem=o.public_key_pem,
-                           status=o.status, fingerprint=o.fingerprint,
-                           created_at_unix=int(o.created_at))
-
-    def pol_pb(d: dict[str, Any]) -> pb.PolicyVersion:
-        return pb.PolicyVersion(wallet_id=d["wallet_id"], version=int(d["version"]),
-                                toml=d["document"], actor=d["actor"],
-                                created_at_unix=int(d["created_at"]))
-
     class Admin(rpc.AdminServicer):
         @gate.unary("Admin/RegisterOperator")
         def RegisterOperator(self, req: pb.RegisterOperatorRequest, ctx: Any, caller: Caller
-                             ) -> pb.Operator:
-            return op_pb(admin.register_operator(caller.name, req.id, list(req.roles),
-                                                 req.public_key_pem))
+                             ) -> pb.Proposal:
+            return C.proposal_pb(admin.register_operator(caller.name, req.id, list(req.roles),
+                                                         req.public_key_pem))
 
         @gate.unary("Admin/RevokeOperator")
         def RevokeOperator(self, req: pb.RevokeOperatorRequest, ctx: Any, caller: Caller
-                           ) -> pb.Operator:
-            return op_pb(admin.revoke_operator(caller.name, req.id, req.reason))
+                           ) -> pb.Proposal:
+            return C.proposal_pb(admin.revoke_operator(caller.name, req.id, req.reason))
+
+        @gate.unary("Admin/SetOperatorRoles")
+        def SetOperatorRoles(self, req: pb.SetOperatorRolesRequest, ctx: Any, caller: Caller
+                             ) -> pb.Proposal:
+            return C.proposal_pb(admin.set_roles(caller.name, req.id, list(req.roles)))
+
+        @gate.unary("Admin/ReinstateOperator")
+        def ReinstateOperator(self, req: pb.RevokeOperatorRequest, ctx: Any, caller: Caller
+                              ) -> pb.Proposal:
+            return C.proposal_pb(admin.reinstate_operator(caller.name, req.id, req.reason))
+
+        @gate.unary("Admin/SuspendOperator")
+        def SuspendOperator(self, req: pb.RevokeOperatorRequest, ctx: Any, caller: Caller
+                            ) -> pb.Operator:
+            return C.operator_pb(admin.suspend_operator(caller.name, req.id, req.reason))
 
         @gate.unary("Admin/ListOperators")
         def ListOperators(self, req: Any, ctx: Any, caller: Caller) -> pb.ListOperatorsResponse:
-            return pb.ListOperatorsResponse(operators=[op_pb(o) for o in admin.list_operators()])
+            return pb.ListOperatorsResponse(
+                operators=[C.operator_pb(o) for o in admin.list_operators()])
 
         @gate.unary("Admin/SetPolicy")
-        def SetPolicy(self, req: pb.SetPolicyRequest, ctx: Any, caller: Caller
-                      ) -> pb.PolicyVersion:
-            return pol_pb(admin.set_policy(caller.name, req.wallet_id, req.toml))
+        def SetPolicy(self, req: pb.SetPolicyRequest, ctx: Any, caller: Caller) -> pb.Proposal:
+            return C.proposal_pb(admin.set_policy(caller.name, req.wallet_id, req.toml,
+                                                  req.template))
 
         @gate.unary("Admin/GetPolicy")
         def GetPolicy(self, req: pb.GetPolicyRequest, ctx: Any, caller: Caller
                       ) -> pb.PolicyVersion:
-            return pol_pb(admin.get_policy(req.wallet_id))
+            return C.policy_pb(admin.get_policy(req.wallet_id))
 
         @gate.unary("Admin/PolicyHistory")
         def PolicyHistory(self, req: pb.GetPolicyRequest, ctx: Any, caller: Caller
                           ) -> pb.PolicyHistoryResponse:
             return pb.PolicyHistoryResponse(
-                versions=[pol_pb(d) for d in admin.policy_history(req.wallet_id)])
+                versions=[C.policy_pb(p) for p in admin.policy_history(req.wallet_id)])
+
+        @gate.unary("Admin/SetTemplate")
+        def SetTemplate(self, req: pb.SetTemplateRequest, ctx: Any, caller: Caller
+                        ) -> pb.Proposal:
+            return C.proposal_pb(admin.set_template(caller.name, req.name, req.toml))
+
+        @gate.unary("Admin/ListTemplates")
+        def ListTemplates(self, req: Any, ctx: Any, caller: Caller) -> pb.ListTemplatesResponse:
+            return pb.ListTemplatesResponse(templates=[
+                pb.Template(name=t.name, version=t.version, sha256=t.sha256, toml=text)
+                for t, text in admin.templates()])
+
+        @gate.unary("Admin/SetGovernance")
+        def SetGovernance(self, req: pb.SetGovernanceRequest, ctx: Any, caller: Caller
+                          ) -> pb.Proposal:
+            return C.proposal_pb(admin.set_governance(caller.name, req.toml))
 
         @gate.unary("Admin/FreezeWallet")
         def FreezeWallet(self, req: pb.FreezeWalletRequest, ctx: Any, caller: Caller) -> pb.Wallet:
-            return C.wallet_pb(admin.set_frozen(caller.name, req.wallet_id, req.order_ref, True),
-                               freeze_order=req.order_ref)
+            w = admin.freeze(caller.name, req.wallet_id, req.order_ref)
+            return C.wallet_pb(w, freeze_order=req.order_ref.strip())
 
         @gate.unary("Admin/UnfreezeWallet")
         def UnfreezeWallet(self, req: pb.FreezeWalletRequest, ctx: Any, caller: Caller
-                           ) -> pb.Wallet:
-            return C.wallet_pb(admin.set_frozen(caller.name, req.wallet_id, req.order_ref, False),
-                               freeze_order=req.order_ref)
+                           ) -> pb.Proposal:
+            return C.proposal_pb(admin.unfreeze(caller.name, req.wallet_id, req.order_ref))
 
         @gate.unary("Admin/ImportKey")
-        def ImportKey(self, req: pb.ImportKeyRequest, ctx: Any, caller: Caller) -> pb.Wallet:
+        def ImportKey(self, req: pb.ImportKeyRequest, ctx: Any, caller: Caller) -> pb.Proposal:
             from ..admin import ImportRequest, import_seized_key
 
             kind = req.WhichOneof("secret") or ""
-            w = import_seized_key(app, caller.name, ImportRequest(
+            return C.proposal_pb(import_seized_key(app, caller.name, ImportRequest(
                 kind=kind, secret=getattr(req, kind) if kind else "",
                 derivation_path=req.derivation_path, passphrase=req.passphrase,
                 chain=C.CHAIN_FROM_PB.get(req.chain, ""), network=req.network,
                 chain_ids=tuple(req.chain_ids), script_type=C.SCRIPT_FROM_PB.get(req.script_type, ""),
                 case_ref=req.case_ref, seizure_record=req.seizure_record,
-                legal_basis=req.legal_basis, policy_toml=req.policy_toml))
-            return C.wallet_pb(w, policy_version=app.wallet_policy_version(w.id))
+                legal_basis=req.legal_basis, policy_toml=req.policy_toml,
+                template=req.template)))
 
         @gate.unary("Admin/KeyStatus")
         def KeyStatus(self, req: Any, ctx: Any, caller: Caller) -> pb.KeyStatusResponse:
@@ -464,6 +506,62 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                                         module=ks.module, key_count=count,
                                         concurrency=ks.concurrency, manufacturer=ks.manufacturer,
                                         model=ks.model)
+
+    class Governance(rpc.GovernanceServicer):
+        @gate.unary("Governance/ListProposals")
+        def ListProposals(self, req: pb.ListProposalsRequest, ctx: Any, caller: Caller
+                          ) -> pb.ListProposalsResponse:
+            after, size = page(req.page)
+            vs = app.proposals.list(state=req.state, after=after, limit=size)
+            return pb.ListProposalsResponse(
+                proposals=[C.proposal_pb(v) for v in vs],
+                next_page_token=vs[-1].id if len(vs) == size else "")
+
+        @gate.unary("Governance/GetProposal")
+        def GetProposal(self, req: pb.GetProposalRequest, ctx: Any, caller: Caller
+                        ) -> pb.Proposal:
+            return C.proposal_pb(app.proposals.get(req.proposal_id))
+
+        @gate.unary("Governance/GetProposalStatement")
+        def GetProposalStatement(self, req: pb.GetProposalStatementRequest, ctx: Any,
+                                 caller: Caller) -> pb.ProposalStatement:
+            decision = Decision.REJECT if req.decision == pb.REJECT else Decision.APPROVE
+            statement, rendered, view = app.proposals.statement(req.proposal_id, decision)
+            return pb.ProposalStatement(proposal=C.proposal_pb(view), statement=statement,
+                                        rendered=rendered)
+
+        @gate.unary("Governance/DecideProposal")
+        def DecideProposal(self, req: pb.DecideProposalRequest, ctx: Any, caller: Caller
+                           ) -> pb.Proposal:
+            if req.operator_id != caller.name:
+                raise PermissionDenied(
+                    f"operator_id {req.operator_id!r} does not match the caller {caller.name}")
+            if req.decision not in (pb.APPROVE, pb.REJECT):
+                raise InvalidArgument("decision: APPROVE or REJECT")
+            decision = Decision.APPROVE if req.decision == pb.APPROVE else Decision.REJECT
+            return C.proposal_pb(app.proposals.decide(
+                caller.name, req.proposal_id, req.operator_id, decision, req.signature,
+                reason=req.reason, statement_sha256=req.statement_sha256))
+
+        @gate.unary("Governance/CancelProposal")
+        def CancelProposal(self, req: pb.CancelProposalRequest, ctx: Any, caller: Caller
+                           ) -> pb.Proposal:
+            return C.proposal_pb(app.proposals.cancel(caller.name, req.proposal_id, req.reason,
+                                                      admin=caller.kind == ADMIN))
+
+        @gate.unary("Governance/GetAuthority")
+        def GetAuthority(self, req: Any, ctx: Any, caller: Caller) -> pb.Authority:
+            st = admin.authority()
+            return pb.Authority(
+                instance_id=st.instance_id, genesis=st.genesis, seq=st.seq, head=st.head,
+                governance_toml=st.governance_text,
+                templates=[pb.Template(name=t.name, version=t.version, sha256=t.sha256,
+                                       toml=st.texts[t.sha256])
+                           for t in sorted(st.templates.values(), key=lambda t: t.name)],
+                operators=[C.operator_pb(o) for o in admin.list_operators()],
+                frozen=[pb.FrozenWallet(wallet_id=w, order_ref=o)
+                        for w, o in sorted(st.frozen.items())],
+                audit_public_key=st.audit_public_key)
 
     class Audit(rpc.AuditServicer):
         @gate.unary("Audit/ListEvents")
@@ -512,7 +610,8 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                                       case_ref=req.case_ref)
             return pb.ReportResponse(json=json.dumps(doc, sort_keys=True))
 
-    return {"Custody": Custody(), "Approval": Approval(), "Admin": Admin(), "Audit": Audit()}
+    return {"Custody": Custody(), "Approval": Approval(), "Admin": Admin(),
+            "Governance": Governance(), "Audit": Audit()}
 
 
 def event_pb(e: Any) -> pb.AuditEvent:
@@ -532,11 +631,12 @@ def build_server(app: App) -> tuple[grpc.Server, health.HealthServicer, int]:
     rpc.add_CustodyServicer_to_server(s["Custody"], server)
     rpc.add_ApprovalServicer_to_server(s["Approval"], server)
     rpc.add_AdminServicer_to_server(s["Admin"], server)
+    rpc.add_GovernanceServicer_to_server(s["Governance"], server)
     rpc.add_AuditServicer_to_server(s["Audit"], server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [pb.DESCRIPTOR.services_by_name[n].full_name
-             for n in ("Custody", "Approval", "Admin", "Audit")]
+             for n in ("Custody", "Approval", "Admin", "Governance", "Audit")]
     reflection.enable_server_reflection(names + [health.SERVICE_NAME, reflection.SERVICE_NAME],
                                         server)
 

@@ -26,6 +26,7 @@ class WalletStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTIVE: _ClassVar[WalletStatus]
     FROZEN: _ClassVar[WalletStatus]
     RETIRED: _ClassVar[WalletStatus]
+    AWAITING_APPROVAL: _ClassVar[WalletStatus]
 
 class ScriptType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -62,6 +63,7 @@ WALLET_STATUS_UNSPECIFIED: WalletStatus
 ACTIVE: WalletStatus
 FROZEN: WalletStatus
 RETIRED: WalletStatus
+AWAITING_APPROVAL: WalletStatus
 SCRIPT_TYPE_UNSPECIFIED: ScriptType
 P2WPKH: ScriptType
 P2SH_P2WPKH: ScriptType
@@ -92,7 +94,7 @@ class Key(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., label: _Optional[str] = ..., public_key: _Optional[bytes] = ..., hsm_held: _Optional[bool] = ...) -> None: ...
 
 class Wallet(_message.Message):
-    __slots__ = ("id", "chain", "network", "chain_ids", "script_type", "category", "case_ref", "legal_basis", "status", "address", "descriptor", "keys", "threshold", "cosigners", "policy_version", "created_at_unix", "freeze_order")
+    __slots__ = ("id", "chain", "network", "chain_ids", "script_type", "category", "case_ref", "legal_basis", "status", "address", "descriptor", "keys", "threshold", "cosigners", "policy_version", "created_at_unix", "freeze_order", "template", "proposal_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +112,8 @@ class Wallet(_message.Message):
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
     FREEZE_ORDER_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     chain: Chain
     network: str
@@ -127,21 +131,27 @@ class Wallet(_message.Message):
     policy_version: int
     created_at_unix: int
     freeze_order: str
-    def __init__(self, id: _Optional[str] = ..., chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_ids: _Optional[_Iterable[int]] = ..., script_type: _Optional[_Union[ScriptType, str]] = ..., category: _Optional[_Union[Category, str]] = ..., case_ref: _Optional[str] = ..., legal_basis: _Optional[str] = ..., status: _Optional[_Union[WalletStatus, str]] = ..., address: _Optional[str] = ..., descriptor: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[Key, _Mapping]]] = ..., threshold: _Optional[int] = ..., cosigners: _Optional[_Iterable[str]] = ..., policy_version: _Optional[int] = ..., created_at_unix: _Optional[int] = ..., freeze_order: _Optional[str] = ...) -> None: ...
+    template: str
+    proposal_id: str
+    def __init__(self, id: _Optional[str] = ..., chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_ids: _Optional[_Iterable[int]] = ..., script_type: _Optional[_Union[ScriptType, str]] = ..., category: _Optional[_Union[Category, str]] = ..., case_ref: _Optional[str] = ..., legal_basis: _Optional[str] = ..., status: _Optional[_Union[WalletStatus, str]] = ..., address: _Optional[str] = ..., descriptor: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[Key, _Mapping]]] = ..., threshold: _Optional[int] = ..., cosigners: _Optional[_Iterable[str]] = ..., policy_version: _Optional[int] = ..., created_at_unix: _Optional[int] = ..., freeze_order: _Optional[str] = ..., template: _Optional[str] = ..., proposal_id: _Optional[str] = ...) -> None: ...
 
 class Output(_message.Message):
-    __slots__ = ("address", "amount", "asset", "is_change", "destination_class")
+    __slots__ = ("address", "amount", "asset", "is_change", "destination_class", "wallet_id", "category")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     ASSET_FIELD_NUMBER: _ClassVar[int]
     IS_CHANGE_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_CLASS_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
     address: str
     amount: str
     asset: str
     is_change: bool
     destination_class: str
-    def __init__(self, address: _Optional[str] = ..., amount: _Optional[str] = ..., asset: _Optional[str] = ..., is_change: _Optional[bool] = ..., destination_class: _Optional[str] = ...) -> None: ...
+    wallet_id: str
+    category: str
+    def __init__(self, address: _Optional[str] = ..., amount: _Optional[str] = ..., asset: _Optional[str] = ..., is_change: _Optional[bool] = ..., destination_class: _Optional[str] = ..., wallet_id: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
 
 class Movement(_message.Message):
     __slots__ = ("chain", "network", "chain_id", "outputs", "fee", "fee_asset", "digests", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints")
@@ -254,7 +264,7 @@ class Page(_message.Message):
     def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class CreateWalletRequest(_message.Message):
-    __slots__ = ("chain", "network", "chain_ids", "script_type", "category", "case_ref", "legal_basis", "policy_toml", "threshold", "hsm_keys", "cosigners", "label", "hsm_key_ids")
+    __slots__ = ("chain", "network", "chain_ids", "script_type", "category", "case_ref", "legal_basis", "policy_toml", "threshold", "hsm_keys", "cosigners", "label", "hsm_key_ids", "template")
     CHAIN_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     CHAIN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -268,6 +278,7 @@ class CreateWalletRequest(_message.Message):
     COSIGNERS_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     HSM_KEY_IDS_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     chain: Chain
     network: str
     chain_ids: _containers.RepeatedScalarFieldContainer[int]
@@ -281,7 +292,8 @@ class CreateWalletRequest(_message.Message):
     cosigners: _containers.RepeatedScalarFieldContainer[str]
     label: str
     hsm_key_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_ids: _Optional[_Iterable[int]] = ..., script_type: _Optional[_Union[ScriptType, str]] = ..., category: _Optional[_Union[Category, str]] = ..., case_ref: _Optional[str] = ..., legal_basis: _Optional[str] = ..., policy_toml: _Optional[str] = ..., threshold: _Optional[int] = ..., hsm_keys: _Optional[int] = ..., cosigners: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., hsm_key_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    template: str
+    def __init__(self, chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_ids: _Optional[_Iterable[int]] = ..., script_type: _Optional[_Union[ScriptType, str]] = ..., category: _Optional[_Union[Category, str]] = ..., case_ref: _Optional[str] = ..., legal_basis: _Optional[str] = ..., policy_toml: _Optional[str] = ..., threshold: _Optional[int] = ..., hsm_keys: _Optional[int] = ..., cosigners: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., hsm_key_ids: _Optional[_Iterable[str]] = ..., template: _Optional[str] = ...) -> None: ...
 
 class CreateKeyShareRequest(_message.Message):
     __slots__ = ("category", "case_ref")
@@ -394,20 +406,34 @@ class GetStatementRequest(_message.Message):
     def __init__(self, transfer_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ...) -> None: ...
 
 class Statement(_message.Message):
-    __slots__ = ("transfer", "wallet", "statement", "rendered", "own_addresses", "allowlist")
+    __slots__ = ("transfer", "wallet", "statement", "rendered", "own_addresses", "allowlist", "destinations")
     TRANSFER_FIELD_NUMBER: _ClassVar[int]
     WALLET_FIELD_NUMBER: _ClassVar[int]
     STATEMENT_FIELD_NUMBER: _ClassVar[int]
     RENDERED_FIELD_NUMBER: _ClassVar[int]
     OWN_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     ALLOWLIST_FIELD_NUMBER: _ClassVar[int]
+    DESTINATIONS_FIELD_NUMBER: _ClassVar[int]
     transfer: Transfer
     wallet: Wallet
     statement: bytes
     rendered: str
     own_addresses: _containers.RepeatedScalarFieldContainer[str]
     allowlist: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, transfer: _Optional[_Union[Transfer, _Mapping]] = ..., wallet: _Optional[_Union[Wallet, _Mapping]] = ..., statement: _Optional[bytes] = ..., rendered: _Optional[str] = ..., own_addresses: _Optional[_Iterable[str]] = ..., allowlist: _Optional[_Iterable[str]] = ...) -> None: ...
+    destinations: _containers.RepeatedCompositeFieldContainer[Destination]
+    def __init__(self, transfer: _Optional[_Union[Transfer, _Mapping]] = ..., wallet: _Optional[_Union[Wallet, _Mapping]] = ..., statement: _Optional[bytes] = ..., rendered: _Optional[str] = ..., own_addresses: _Optional[_Iterable[str]] = ..., allowlist: _Optional[_Iterable[str]] = ..., destinations: _Optional[_Iterable[_Union[Destination, _Mapping]]] = ...) -> None: ...
+
+class Destination(_message.Message):
+    __slots__ = ("address", "wallet_id", "category", "own")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    OWN_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    wallet_id: str
+    category: str
+    own: bool
+    def __init__(self, address: _Optional[str] = ..., wallet_id: _Optional[str] = ..., category: _Optional[str] = ..., own: _Optional[bool] = ...) -> None: ...
 
 class SubmitApprovalRequest(_message.Message):
     __slots__ = ("transfer_id", "operator_id", "decision", "signature", "reason", "statement_sha256")
@@ -459,6 +485,14 @@ class RevokeOperatorRequest(_message.Message):
     reason: str
     def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class SetOperatorRolesRequest(_message.Message):
+    __slots__ = ("id", "roles")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ListOperatorsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -484,12 +518,50 @@ class PolicyVersion(_message.Message):
     def __init__(self, wallet_id: _Optional[str] = ..., version: _Optional[int] = ..., toml: _Optional[str] = ..., actor: _Optional[str] = ..., created_at_unix: _Optional[int] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
-    __slots__ = ("wallet_id", "toml")
+    __slots__ = ("wallet_id", "toml", "template")
     WALLET_ID_FIELD_NUMBER: _ClassVar[int]
     TOML_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     wallet_id: str
     toml: str
-    def __init__(self, wallet_id: _Optional[str] = ..., toml: _Optional[str] = ...) -> None: ...
+    template: str
+    def __init__(self, wallet_id: _Optional[str] = ..., toml: _Optional[str] = ..., template: _Optional[str] = ...) -> None: ...
+
+class SetTemplateRequest(_message.Message):
+    __slots__ = ("name", "toml")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOML_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    toml: str
+    def __init__(self, name: _Optional[str] = ..., toml: _Optional[str] = ...) -> None: ...
+
+class ListTemplatesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Template(_message.Message):
+    __slots__ = ("name", "version", "sha256", "toml")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    TOML_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    sha256: str
+    toml: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., sha256: _Optional[str] = ..., toml: _Optional[str] = ...) -> None: ...
+
+class ListTemplatesResponse(_message.Message):
+    __slots__ = ("templates",)
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    templates: _containers.RepeatedCompositeFieldContainer[Template]
+    def __init__(self, templates: _Optional[_Iterable[_Union[Template, _Mapping]]] = ...) -> None: ...
+
+class SetGovernanceRequest(_message.Message):
+    __slots__ = ("toml",)
+    TOML_FIELD_NUMBER: _ClassVar[int]
+    toml: str
+    def __init__(self, toml: _Optional[str] = ...) -> None: ...
 
 class GetPolicyRequest(_message.Message):
     __slots__ = ("wallet_id",)
@@ -512,7 +584,7 @@ class FreezeWalletRequest(_message.Message):
     def __init__(self, wallet_id: _Optional[str] = ..., order_ref: _Optional[str] = ...) -> None: ...
 
 class ImportKeyRequest(_message.Message):
-    __slots__ = ("hex", "wif", "mnemonic", "derivation_path", "passphrase", "chain", "network", "chain_ids", "script_type", "case_ref", "seizure_record", "legal_basis", "policy_toml")
+    __slots__ = ("hex", "wif", "mnemonic", "derivation_path", "passphrase", "chain", "network", "chain_ids", "script_type", "case_ref", "seizure_record", "legal_basis", "policy_toml", "template")
     HEX_FIELD_NUMBER: _ClassVar[int]
     WIF_FIELD_NUMBER: _ClassVar[int]
     MNEMONIC_FIELD_NUMBER: _ClassVar[int]
@@ -526,6 +598,7 @@ class ImportKeyRequest(_message.Message):
     SEIZURE_RECORD_FIELD_NUMBER: _ClassVar[int]
     LEGAL_BASIS_FIELD_NUMBER: _ClassVar[int]
     POLICY_TOML_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     hex: str
     wif: str
     mnemonic: str
@@ -539,7 +612,8 @@ class ImportKeyRequest(_message.Message):
     seizure_record: str
     legal_basis: str
     policy_toml: str
-    def __init__(self, hex: _Optional[str] = ..., wif: _Optional[str] = ..., mnemonic: _Optional[str] = ..., derivation_path: _Optional[str] = ..., passphrase: _Optional[str] = ..., chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_ids: _Optional[_Iterable[int]] = ..., script_type: _Optional[_Union[ScriptType, str]] = ..., case_ref: _Optional[str] = ..., seizure_record: _Optional[str] = ..., legal_basis: _Optional[str] = ..., policy_toml: _Optional[str] = ...) -> None: ...
+    template: str
+    def __init__(self, hex: _Optional[str] = ..., wif: _Optional[str] = ..., mnemonic: _Optional[str] = ..., derivation_path: _Optional[str] = ..., passphrase: _Optional[str] = ..., chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_ids: _Optional[_Iterable[int]] = ..., script_type: _Optional[_Union[ScriptType, str]] = ..., case_ref: _Optional[str] = ..., seizure_record: _Optional[str] = ..., legal_basis: _Optional[str] = ..., policy_toml: _Optional[str] = ..., template: _Optional[str] = ...) -> None: ...
 
 class KeyStatusRequest(_message.Message):
     __slots__ = ()
@@ -562,6 +636,138 @@ class KeyStatusResponse(_message.Message):
     manufacturer: str
     model: str
     def __init__(self, hsm_up: _Optional[bool] = ..., token_label: _Optional[str] = ..., module: _Optional[str] = ..., key_count: _Optional[int] = ..., concurrency: _Optional[str] = ..., manufacturer: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+
+class Proposal(_message.Message):
+    __slots__ = ("id", "kind", "state", "submitter", "summary", "body_json", "requirement", "remaining", "approvals", "expires_at_unix", "created_at_unix", "updated_at_unix", "applied_seq", "failure", "instance_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTER_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    BODY_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUIREMENT_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: str
+    state: str
+    submitter: str
+    summary: str
+    body_json: str
+    requirement: str
+    remaining: str
+    approvals: _containers.RepeatedCompositeFieldContainer[ApprovalRecord]
+    expires_at_unix: int
+    created_at_unix: int
+    updated_at_unix: int
+    applied_seq: int
+    failure: str
+    instance_id: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., state: _Optional[str] = ..., submitter: _Optional[str] = ..., summary: _Optional[str] = ..., body_json: _Optional[str] = ..., requirement: _Optional[str] = ..., remaining: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[ApprovalRecord, _Mapping]]] = ..., expires_at_unix: _Optional[int] = ..., created_at_unix: _Optional[int] = ..., updated_at_unix: _Optional[int] = ..., applied_seq: _Optional[int] = ..., failure: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class ListProposalsRequest(_message.Message):
+    __slots__ = ("state", "page")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    page: Page
+    def __init__(self, state: _Optional[str] = ..., page: _Optional[_Union[Page, _Mapping]] = ...) -> None: ...
+
+class ListProposalsResponse(_message.Message):
+    __slots__ = ("proposals", "next_page_token")
+    PROPOSALS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    proposals: _containers.RepeatedCompositeFieldContainer[Proposal]
+    next_page_token: str
+    def __init__(self, proposals: _Optional[_Iterable[_Union[Proposal, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetProposalRequest(_message.Message):
+    __slots__ = ("proposal_id",)
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    proposal_id: str
+    def __init__(self, proposal_id: _Optional[str] = ...) -> None: ...
+
+class GetProposalStatementRequest(_message.Message):
+    __slots__ = ("proposal_id", "decision")
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    proposal_id: str
+    decision: Decision
+    def __init__(self, proposal_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ...) -> None: ...
+
+class ProposalStatement(_message.Message):
+    __slots__ = ("proposal", "statement", "rendered")
+    PROPOSAL_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    RENDERED_FIELD_NUMBER: _ClassVar[int]
+    proposal: Proposal
+    statement: bytes
+    rendered: str
+    def __init__(self, proposal: _Optional[_Union[Proposal, _Mapping]] = ..., statement: _Optional[bytes] = ..., rendered: _Optional[str] = ...) -> None: ...
+
+class DecideProposalRequest(_message.Message):
+    __slots__ = ("proposal_id", "operator_id", "decision", "signature", "reason", "statement_sha256")
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    proposal_id: str
+    operator_id: str
+    decision: Decision
+    signature: bytes
+    reason: str
+    statement_sha256: bytes
+    def __init__(self, proposal_id: _Optional[str] = ..., operator_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., signature: _Optional[bytes] = ..., reason: _Optional[str] = ..., statement_sha256: _Optional[bytes] = ...) -> None: ...
+
+class CancelProposalRequest(_message.Message):
+    __slots__ = ("proposal_id", "reason")
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    proposal_id: str
+    reason: str
+    def __init__(self, proposal_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetAuthorityRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FrozenWallet(_message.Message):
+    __slots__ = ("wallet_id", "order_ref")
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_REF_FIELD_NUMBER: _ClassVar[int]
+    wallet_id: str
+    order_ref: str
+    def __init__(self, wallet_id: _Optional[str] = ..., order_ref: _Optional[str] = ...) -> None: ...
+
+class Authority(_message.Message):
+    __slots__ = ("instance_id", "genesis", "seq", "head", "governance_toml", "templates", "operators", "frozen", "audit_public_key")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    GENESIS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    GOVERNANCE_TOML_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    OPERATORS_FIELD_NUMBER: _ClassVar[int]
+    FROZEN_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    genesis: bytes
+    seq: int
+    head: bytes
+    governance_toml: str
+    templates: _containers.RepeatedCompositeFieldContainer[Template]
+    operators: _containers.RepeatedCompositeFieldContainer[Operator]
+    frozen: _containers.RepeatedCompositeFieldContainer[FrozenWallet]
+    audit_public_key: bytes
+    def __init__(self, instance_id: _Optional[str] = ..., genesis: _Optional[bytes] = ..., seq: _Optional[int] = ..., head: _Optional[bytes] = ..., governance_toml: _Optional[str] = ..., templates: _Optional[_Iterable[_Union[Template, _Mapping]]] = ..., operators: _Optional[_Iterable[_Union[Operator, _Mapping]]] = ..., frozen: _Optional[_Iterable[_Union[FrozenWallet, _Mapping]]] = ..., audit_public_key: _Optional[bytes] = ...) -> None: ...
 
 class AuditEvent(_message.Message):
     __slots__ = ("seq", "time_micros", "actor", "action", "object", "details_json", "prev_hash", "hash")

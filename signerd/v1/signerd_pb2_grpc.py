@@ -660,6 +660,8 @@ class Approval:
 class AdminStub:
     """---------------------------------------------------------------- Admin
 
+    Acts that could loosen a rule take effect only when the governance quorum approves the
+    proposal they return (see Governance); acts that only tighten (freeze, suspend) are immediate.
     """
 
     def __init__(self, channel):
@@ -671,10 +673,25 @@ class AdminStub:
         self.RegisterOperator = channel.unary_unary(
                 '/signerd.v1.Admin/RegisterOperator',
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.RegisterOperatorRequest.SerializeToString,
-                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Operator.FromString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
                 _registered_method=True)
         self.RevokeOperator = channel.unary_unary(
                 '/signerd.v1.Admin/RevokeOperator',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.RevokeOperatorRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.SetOperatorRoles = channel.unary_unary(
+                '/signerd.v1.Admin/SetOperatorRoles',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.SetOperatorRolesRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.ReinstateOperator = channel.unary_unary(
+                '/signerd.v1.Admin/ReinstateOperator',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.RevokeOperatorRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.SuspendOperator = channel.unary_unary(
+                '/signerd.v1.Admin/SuspendOperator',
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.RevokeOperatorRequest.SerializeToString,
                 response_deserializer=signerd_dot_v1_dot_signerd__pb2.Operator.FromString,
                 _registered_method=True)
@@ -686,7 +703,7 @@ class AdminStub:
         self.SetPolicy = channel.unary_unary(
                 '/signerd.v1.Admin/SetPolicy',
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.SetPolicyRequest.SerializeToString,
-                response_deserializer=signerd_dot_v1_dot_signerd__pb2.PolicyVersion.FromString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
                 _registered_method=True)
         self.GetPolicy = channel.unary_unary(
                 '/signerd.v1.Admin/GetPolicy',
@@ -698,6 +715,21 @@ class AdminStub:
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.GetPolicyRequest.SerializeToString,
                 response_deserializer=signerd_dot_v1_dot_signerd__pb2.PolicyHistoryResponse.FromString,
                 _registered_method=True)
+        self.SetTemplate = channel.unary_unary(
+                '/signerd.v1.Admin/SetTemplate',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.SetTemplateRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.ListTemplates = channel.unary_unary(
+                '/signerd.v1.Admin/ListTemplates',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.ListTemplatesRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.ListTemplatesResponse.FromString,
+                _registered_method=True)
+        self.SetGovernance = channel.unary_unary(
+                '/signerd.v1.Admin/SetGovernance',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.SetGovernanceRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+                _registered_method=True)
         self.FreezeWallet = channel.unary_unary(
                 '/signerd.v1.Admin/FreezeWallet',
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.FreezeWalletRequest.SerializeToString,
@@ -706,12 +738,12 @@ class AdminStub:
         self.UnfreezeWallet = channel.unary_unary(
                 '/signerd.v1.Admin/UnfreezeWallet',
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.FreezeWalletRequest.SerializeToString,
-                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Wallet.FromString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
                 _registered_method=True)
         self.ImportKey = channel.unary_unary(
                 '/signerd.v1.Admin/ImportKey',
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.ImportKeyRequest.SerializeToString,
-                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Wallet.FromString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
                 _registered_method=True)
         self.KeyStatus = channel.unary_unary(
                 '/signerd.v1.Admin/KeyStatus',
@@ -723,6 +755,8 @@ class AdminStub:
 class AdminServicer:
     """---------------------------------------------------------------- Admin
 
+    Acts that could loosen a rule take effect only when the governance quorum approves the
+    proposal they return (see Governance); acts that only tighten (freeze, suspend) are immediate.
     """
 
     def RegisterOperator(self, request, context):
@@ -732,6 +766,24 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RevokeOperator(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetOperatorRoles(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReinstateOperator(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuspendOperator(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -756,6 +808,24 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PolicyHistory(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTemplate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTemplates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetGovernance(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -791,10 +861,25 @@ def add_AdminServicer_to_server(servicer, server):
             'RegisterOperator': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterOperator,
                     request_deserializer=signerd_dot_v1_dot_signerd__pb2.RegisterOperatorRequest.FromString,
-                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Operator.SerializeToString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
             ),
             'RevokeOperator': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeOperator,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.RevokeOperatorRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
+            ),
+            'SetOperatorRoles': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetOperatorRoles,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.SetOperatorRolesRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
+            ),
+            'ReinstateOperator': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReinstateOperator,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.RevokeOperatorRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
+            ),
+            'SuspendOperator': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuspendOperator,
                     request_deserializer=signerd_dot_v1_dot_signerd__pb2.RevokeOperatorRequest.FromString,
                     response_serializer=signerd_dot_v1_dot_signerd__pb2.Operator.SerializeToString,
             ),
@@ -806,7 +891,7 @@ def add_AdminServicer_to_server(servicer, server):
             'SetPolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.SetPolicy,
                     request_deserializer=signerd_dot_v1_dot_signerd__pb2.SetPolicyRequest.FromString,
-                    response_serializer=signerd_dot_v1_dot_signerd__pb2.PolicyVersion.SerializeToString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
             ),
             'GetPolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPolicy,
@@ -818,6 +903,21 @@ def add_AdminServicer_to_server(servicer, server):
                     request_deserializer=signerd_dot_v1_dot_signerd__pb2.GetPolicyRequest.FromString,
                     response_serializer=signerd_dot_v1_dot_signerd__pb2.PolicyHistoryResponse.SerializeToString,
             ),
+            'SetTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTemplate,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.SetTemplateRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
+            ),
+            'ListTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTemplates,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.ListTemplatesRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.ListTemplatesResponse.SerializeToString,
+            ),
+            'SetGovernance': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetGovernance,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.SetGovernanceRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
+            ),
             'FreezeWallet': grpc.unary_unary_rpc_method_handler(
                     servicer.FreezeWallet,
                     request_deserializer=signerd_dot_v1_dot_signerd__pb2.FreezeWalletRequest.FromString,
@@ -826,12 +926,12 @@ def add_AdminServicer_to_server(servicer, server):
             'UnfreezeWallet': grpc.unary_unary_rpc_method_handler(
                     servicer.UnfreezeWallet,
                     request_deserializer=signerd_dot_v1_dot_signerd__pb2.FreezeWalletRequest.FromString,
-                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Wallet.SerializeToString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
             ),
             'ImportKey': grpc.unary_unary_rpc_method_handler(
                     servicer.ImportKey,
                     request_deserializer=signerd_dot_v1_dot_signerd__pb2.ImportKeyRequest.FromString,
-                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Wallet.SerializeToString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
             ),
             'KeyStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.KeyStatus,
@@ -849,6 +949,8 @@ def add_AdminServicer_to_server(servicer, server):
 class Admin:
     """---------------------------------------------------------------- Admin
 
+    Acts that could loosen a rule take effect only when the governance quorum approves the
+    proposal they return (see Governance); acts that only tighten (freeze, suspend) are immediate.
     """
 
     @staticmethod
@@ -867,7 +969,7 @@ class Admin:
             target,
             '/signerd.v1.Admin/RegisterOperator',
             signerd_dot_v1_dot_signerd__pb2.RegisterOperatorRequest.SerializeToString,
-            signerd_dot_v1_dot_signerd__pb2.Operator.FromString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
             options,
             channel_credentials,
             insecure,
@@ -893,6 +995,87 @@ class Admin:
             request,
             target,
             '/signerd.v1.Admin/RevokeOperator',
+            signerd_dot_v1_dot_signerd__pb2.RevokeOperatorRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetOperatorRoles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/SetOperatorRoles',
+            signerd_dot_v1_dot_signerd__pb2.SetOperatorRolesRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReinstateOperator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/ReinstateOperator',
+            signerd_dot_v1_dot_signerd__pb2.RevokeOperatorRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuspendOperator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/SuspendOperator',
             signerd_dot_v1_dot_signerd__pb2.RevokeOperatorRequest.SerializeToString,
             signerd_dot_v1_dot_signerd__pb2.Operator.FromString,
             options,
@@ -948,7 +1131,7 @@ class Admin:
             target,
             '/signerd.v1.Admin/SetPolicy',
             signerd_dot_v1_dot_signerd__pb2.SetPolicyRequest.SerializeToString,
-            signerd_dot_v1_dot_signerd__pb2.PolicyVersion.FromString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1014,6 +1197,87 @@ class Admin:
             _registered_method=True)
 
     @staticmethod
+    def SetTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/SetTemplate',
+            signerd_dot_v1_dot_signerd__pb2.SetTemplateRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/ListTemplates',
+            signerd_dot_v1_dot_signerd__pb2.ListTemplatesRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.ListTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetGovernance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/SetGovernance',
+            signerd_dot_v1_dot_signerd__pb2.SetGovernanceRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def FreezeWallet(request,
             target,
             options=(),
@@ -1056,7 +1320,7 @@ class Admin:
             target,
             '/signerd.v1.Admin/UnfreezeWallet',
             signerd_dot_v1_dot_signerd__pb2.FreezeWalletRequest.SerializeToString,
-            signerd_dot_v1_dot_signerd__pb2.Wallet.FromString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1083,7 +1347,7 @@ class Admin:
             target,
             '/signerd.v1.Admin/ImportKey',
             signerd_dot_v1_dot_signerd__pb2.ImportKeyRequest.SerializeToString,
-            signerd_dot_v1_dot_signerd__pb2.Wallet.FromString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1111,6 +1375,308 @@ class Admin:
             '/signerd.v1.Admin/KeyStatus',
             signerd_dot_v1_dot_signerd__pb2.KeyStatusRequest.SerializeToString,
             signerd_dot_v1_dot_signerd__pb2.KeyStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class GovernanceStub:
+    """---------------------------------------------------------------- Governance
+
+    Proposals: operators approve or reject with their own key over the proposal's statement
+    (domain tag signerd-proposal/v1); the decision that completes the governance quorum applies
+    the proposal. The submitter never counts.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListProposals = channel.unary_unary(
+                '/signerd.v1.Governance/ListProposals',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.ListProposalsRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.ListProposalsResponse.FromString,
+                _registered_method=True)
+        self.GetProposal = channel.unary_unary(
+                '/signerd.v1.Governance/GetProposal',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.GetProposalRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.GetProposalStatement = channel.unary_unary(
+                '/signerd.v1.Governance/GetProposalStatement',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.GetProposalStatementRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.ProposalStatement.FromString,
+                _registered_method=True)
+        self.DecideProposal = channel.unary_unary(
+                '/signerd.v1.Governance/DecideProposal',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.DecideProposalRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.CancelProposal = channel.unary_unary(
+                '/signerd.v1.Governance/CancelProposal',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.CancelProposalRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.GetAuthority = channel.unary_unary(
+                '/signerd.v1.Governance/GetAuthority',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.GetAuthorityRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Authority.FromString,
+                _registered_method=True)
+
+
+class GovernanceServicer:
+    """---------------------------------------------------------------- Governance
+
+    Proposals: operators approve or reject with their own key over the proposal's statement
+    (domain tag signerd-proposal/v1); the decision that completes the governance quorum applies
+    the proposal. The submitter never counts.
+    """
+
+    def ListProposals(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProposal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProposalStatement(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideProposal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelProposal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAuthority(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_GovernanceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListProposals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProposals,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.ListProposalsRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.ListProposalsResponse.SerializeToString,
+            ),
+            'GetProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProposal,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.GetProposalRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
+            ),
+            'GetProposalStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProposalStatement,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.GetProposalStatementRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.ProposalStatement.SerializeToString,
+            ),
+            'DecideProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideProposal,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.DecideProposalRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
+            ),
+            'CancelProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelProposal,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.CancelProposalRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
+            ),
+            'GetAuthority': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuthority,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.GetAuthorityRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Authority.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'signerd.v1.Governance', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('signerd.v1.Governance', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Governance:
+    """---------------------------------------------------------------- Governance
+
+    Proposals: operators approve or reject with their own key over the proposal's statement
+    (domain tag signerd-proposal/v1); the decision that completes the governance quorum applies
+    the proposal. The submitter never counts.
+    """
+
+    @staticmethod
+    def ListProposals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Governance/ListProposals',
+            signerd_dot_v1_dot_signerd__pb2.ListProposalsRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.ListProposalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Governance/GetProposal',
+            signerd_dot_v1_dot_signerd__pb2.GetProposalRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProposalStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Governance/GetProposalStatement',
+            signerd_dot_v1_dot_signerd__pb2.GetProposalStatementRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.ProposalStatement.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Governance/DecideProposal',
+            signerd_dot_v1_dot_signerd__pb2.DecideProposalRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Governance/CancelProposal',
+            signerd_dot_v1_dot_signerd__pb2.CancelProposalRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAuthority(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Governance/GetAuthority',
+            signerd_dot_v1_dot_signerd__pb2.GetAuthorityRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Authority.FromString,
             options,
             channel_credentials,
             insecure,
