@@ -222,6 +222,10 @@ def wallet_text(w: dict[str, Any]) -> str:
         pairs.append(("descriptor", w["descriptor"]))
     if w["threshold"] > 1 or len(w["keys"]) > 1:
         pairs.append(("multisig", f"{w['threshold']} of {len(w['keys'])}"))
+    if w.get("template"):
+        pairs.append(("template", w["template"]))
+    if w.get("proposal_id"):
+        pairs.append(("proposal", w["proposal_id"]))
     for k in w["keys"]:
         pairs.append(("key", f"{k['public_key']} ({'HSM' if k['hsm_held'] else 'cosigner'})"))
     pairs += [("policy version", w["policy_version"]), ("created", fmt_time(w["created_at"]))]
@@ -482,6 +486,9 @@ class Context:
     def audit(self) -> rpc.AuditStub:
         return rpc.AuditStub(self.channel())
 
+    def governance(self) -> rpc.GovernanceStub:
+        return rpc.GovernanceStub(self.channel())
+
     def call(self, method: Callable[..., Any], request: Message) -> Any:
         return method(request, timeout=self.args.timeout)
 
@@ -513,16 +520,37 @@ def cmd_wallet_create(ctx: Context) -> int:
     if a.chain == "ethereum" and not a.chain_id:
         raise CliError("wallet create: --chain-id is required for ethereum")
     script_type = a.script_type or ("p2wsh-sortedmulti" if a.multisig else None)
+    template = wallet_template(ctx, a.policy, a.template)
     req = pb.CreateWalletRequest(
         chain=CHAINS[a.chain], network=a.network or "", chain_ids=a.chain_id or [],
         script_type=SCRIPT_TYPES[script_type] if script_type else pb.SCRIPT_TYPE_UNSPECIFIED,
         category=CATEGORIES[a.category], case_ref=a.case, legal_basis=a.legal_basis or "",
-        policy_toml=read_text(a.policy, "policy file") if a.policy else "",
-        threshold=a.multisig or 0, hsm_keys=a.hsm_keys or 0, cosigners=a.cosigner or [],
-        label=a.label or "")
+        template=template, threshold=a.multisig or 0, hsm_keys=a.hsm_keys or 0,
+        cosigners=a.cosigner or [], label=a.label or "")
     w = wallet_json(ctx.call(ctx.custody().CreateWallet, req))
-    ctx.emit(w, lambda: wallet_text(w))
+    note = ""
+    if w["proposal_id"]:
+        note = (f"this wallet holds an outside key: it is {w['status']} until the governance "
+                f"quorum approves proposal {w['proposal_id']}\n")
+    ctx.emit(w, lambda: wallet_text(w) + note)
     return 0
+
+
+def wallet_template(ctx: Context, policy: str | None, template: str | None) -> str:
+    """The template a new wallet starts from. ``--policy`` names one, or a policy file whose
+    text must be a governance-approved template (the platform never sends policy text: a
+    wallet's own policy is a governance proposal)."""
+    if policy and template:
+        raise CliError("wallet create: --policy and --template name the same thing; give one")
+    if not policy or not os.path.isfile(policy):
+        return template or policy or ""
+    text = read_text(policy, "policy file")
+    for t in ctx.call(ctx.admin().ListTemplates, pb.ListTemplatesRequest()).templates:
+        if t.toml == text:
+            return str(t.name)
+    raise CliError(f"--policy {policy}: this text is not a governance-approved template; name "
+                   "one with --template (signerctl template list), or propose this text "
+                   "(signerctl template set NAME FILE, or policy set WALLET FILE)")
 
 
 def cmd_wallet_list(ctx: Context) -> int:
@@ -547,10 +575,10 @@ def cmd_wallet_show(ctx: Context) -> int:
 
 
 def cmd_wallet_freeze(ctx: Context) -> int:
-    stub = ctx.admin()
-    method = stub.FreezeWallet if ctx.args.action == "freeze" else stub.UnfreezeWallet
-    w = wallet_json(ctx.call(method, pb.FreezeWalletRequest(wallet_id=ctx.args.id,
-                                                            order_ref=ctx.args.order)))
+    req = pb.FreezeWalletRequest(wallet_id=ctx.args.id, order_ref=ctx.args.order)
+    if ctx.args.action == "unfreeze":
+        return emit_proposal(ctx, ctx.call(ctx.admin().UnfreezeWallet, req))
+    w = wallet_json(ctx.call(ctx.admin().FreezeWallet, req))
     ctx.emit(w, lambda: wallet_text(w))
     return 0
 
@@ -578,10 +606,8 @@ def cmd_operator_add(ctx: Context) -> int:
     a = ctx.args
     pem = read_file(a.pubkey, "public key file", operator_keys.MAX_KEY_FILE)
     operator_keys.load_public_pem(pem)  # a clear local error before the daemon's
-    op = operator_json(ctx.call(ctx.admin().RegisterOperator, pb.RegisterOperatorRequest(
+    return emit_proposal(ctx, ctx.call(ctx.admin().RegisterOperator, pb.RegisterOperatorRequest(
         id=a.id, roles=a.role, public_key_pem=pem)))
-    ctx.emit(op, lambda: operator_text(op))
-    return 0
 
 
 def operator_text(op: dict[str, Any]) -> str:
@@ -591,10 +617,20 @@ def operator_text(op: dict[str, Any]) -> str:
 
 
 def cmd_operator_revoke(ctx: Context) -> int:
-    op = operator_json(ctx.call(ctx.admin().RevokeOperator, pb.RevokeOperatorRequest(
-        id=ctx.args.id, reason=ctx.args.reason or "")))
-    ctx.emit(op, lambda: operator_text(op))
-    return 0
+    a = ctx.args
+    req = pb.RevokeOperatorRequest(id=a.id, reason=a.reason or "")
+    stub = ctx.admin()
+    if a.action == "suspend":
+        op = operator_json(ctx.call(stub.SuspendOperator, req))
+        ctx.emit(op, lambda: operator_text(op))
+        return 0
+    method = stub.RevokeOperator if a.action == "revoke" else stub.ReinstateOperator
+    return emit_proposal(ctx, ctx.call(method, req))
+
+
+def cmd_operator_roles(ctx: Context) -> int:
+    return emit_proposal(ctx, ctx.call(ctx.admin().SetOperatorRoles, pb.SetOperatorRolesRequest(
+        id=ctx.args.id, roles=ctx.args.role)))
 
 
 def cmd_operator_list(ctx: Context) -> int:
@@ -615,9 +651,222 @@ def policy_text(p: dict[str, Any]) -> str:
 
 
 def cmd_policy_set(ctx: Context) -> int:
-    p = to_dict(ctx.call(ctx.admin().SetPolicy, pb.SetPolicyRequest(
-        wallet_id=ctx.args.wallet, toml=read_text(ctx.args.file, "policy file"))))
-    ctx.emit(p, f"policy version {p['version']} set for wallet {safe(p['wallet_id'])}\n")
+    a = ctx.args
+    if bool(a.file) == bool(a.template):
+        raise CliError("policy set: give a policy FILE or --template NAME")
+    text = read_text(a.file, "policy file") if a.file else ""
+    return emit_proposal(ctx, ctx.call(ctx.admin().SetPolicy, pb.SetPolicyRequest(
+        wallet_id=a.wallet, toml=text, template=a.template or "")))
+
+
+def cmd_template_list(ctx: Context) -> int:
+    resp = ctx.call(ctx.admin().ListTemplates, pb.ListTemplatesRequest())
+    ts = [to_dict(t) for t in resp.templates]
+    if ctx.args.name:
+        t = next((t for t in ts if t["name"] == ctx.args.name), None)
+        if t is None:
+            raise CliError(f"no template {safe(ctx.args.name)} (known: "
+                           f"{', '.join(safe(x['name']) for x in ts)})")
+        ctx.emit(t, lambda: f"# template {safe(t['name'])}, version {t['version']}, sha256 "
+                            f"{t['sha256']}\n" + safe_block(t["toml"]))
+        return 0
+    ctx.emit({"templates": ts}, lambda: table(
+        ["NAME", "VERSION", "SHA256"], [[t["name"], t["version"], t["sha256"]] for t in ts]))
+    return 0
+
+
+def cmd_template_set(ctx: Context) -> int:
+    return emit_proposal(ctx, ctx.call(ctx.admin().SetTemplate, pb.SetTemplateRequest(
+        name=ctx.args.name, toml=read_text(ctx.args.file, "template file"))))
+
+
+def cmd_governance_show(ctx: Context) -> int:
+    au = ctx.call(ctx.governance().GetAuthority, pb.GetAuthorityRequest())
+    doc = to_dict(au)
+    doc["operators"] = [operator_json(o) for o in au.operators]
+    ctx.emit(doc, lambda: kv([("instance", doc["instance_id"]), ("genesis", doc["genesis"]),
+                              ("ledger head", f"entry {doc['seq']} ({doc['head']})"),
+                              ("audit key", doc["audit_public_key"])])
+             + "governance policy:\n" + safe_block(doc["governance_toml"])
+             + "templates: " + ", ".join(f"{safe(t['name'])} v{t['version']}"
+                                         for t in doc["templates"]) + "\n"
+             + "frozen wallets: " + (", ".join(f"{safe(f['wallet_id'])} ({safe(f['order_ref'])})"
+                                               for f in doc["frozen"]) or "none") + "\n")
+    return 0
+
+
+def cmd_governance_set(ctx: Context) -> int:
+    return emit_proposal(ctx, ctx.call(ctx.admin().SetGovernance, pb.SetGovernanceRequest(
+        toml=read_text(ctx.args.file, "governance policy file"))))
+
+
+# ---------------------------------------------------------------- proposals
+
+def proposal_json(p: pb.Proposal) -> dict[str, Any]:
+    doc = to_dict(p)
+    try:
+        doc["change"] = json.loads(p.body_json)["change"]
+    except (ValueError, KeyError, TypeError):
+        doc["change"] = None
+    return doc
+
+
+def proposal_text(p: dict[str, Any]) -> str:
+    pairs: list[tuple[str, object]] = [
+        ("proposal", p["id"]), ("state", p["state"]), ("kind", p["kind"]),
+        ("change", p["summary"]), ("submitter", p["submitter"]),
+        ("needs", p["requirement"] or "-")]
+    if p["state"] == "PENDING_APPROVAL":
+        pairs.append(("remaining", p["remaining"] or "-"))
+    pairs += [("expires", fmt_time(p["expires_at"])), ("created", fmt_time(p["created_at"]))]
+    if p["applied_seq"]:
+        pairs.append(("ledger entry", p["applied_seq"]))
+    if p["failure"]:
+        pairs.append(("failure", p["failure"]))
+    text = kv(pairs, LABEL_WIDTH)
+    if p["approvals"]:
+        text += "decisions:\n" + "".join(
+            f"  {safe(a['operator_id'])} {a['decision']}"
+            f"{' (counted)' if a['counted'] else ''} {fmt_time(a['created_at'])}"
+            f"{' ' + safe(a['reason']) if a['reason'] else ''}\n" for a in p["approvals"])
+    return text
+
+
+def emit_proposal(ctx: Context, p: pb.Proposal) -> int:
+    """What every act that needs the governance quorum prints: the proposal it created."""
+    doc = proposal_json(p)
+    ctx.emit(doc, lambda: proposal_text(doc) + (
+        f"it takes effect once the governance quorum approves it: signerctl --as OPERATOR "
+        f"proposal approve {safe(doc['id'])} --key OPERATOR.key\n"
+        if doc["state"] == "PENDING_APPROVAL" else ""))
+    return 0
+
+
+def cmd_proposal_list(ctx: Context) -> int:
+    state = ctx.args.state or ""
+    found = ctx.pages(ctx.governance().ListProposals,
+                      lambda page: pb.ListProposalsRequest(state=state, page=page), "proposals")
+    ps = [proposal_json(p) for p in found]
+    ctx.emit({"proposals": ps}, lambda: table(
+        ["ID", "STATE", "KIND", "CHANGE", "REMAINING"],
+        [[p["id"], p["state"], p["kind"], p["summary"],
+          p["remaining"] if p["state"] == "PENDING_APPROVAL" else ""] for p in ps]))
+    return 0
+
+
+def cmd_proposal_show(ctx: Context) -> int:
+    p = proposal_json(ctx.call(ctx.governance().GetProposal,
+                               pb.GetProposalRequest(proposal_id=ctx.args.id)))
+    ctx.emit(p, lambda: proposal_text(p))
+    return 0
+
+
+def cmd_proposal_cancel(ctx: Context) -> int:
+    return emit_proposal(ctx, ctx.call(ctx.governance().CancelProposal, pb.CancelProposalRequest(
+        proposal_id=ctx.args.id, reason=ctx.args.reason or "")))
+
+
+def verify_proposal_statement(st: pb.ProposalStatement, proposal_id: str, decision: Decision,
+                              *, instance_id: str | None = None) -> dict[str, Any]:
+    """Check the bytes the daemon asks to be signed, here: the proposal statement's tag and
+    canonical form, that it is this proposal and this decision, and what can be recomputed
+    from its own content (a wallet's address from its keys, a key's fingerprint, that a
+    policy parses). Returns the proposal document the person is shown."""
+    from signerd import authority as AU
+    from signerd import canonical
+
+    raw = bytes(st.statement)
+    prefix = approval.PROPOSAL_TAG + b"\n"
+    if not raw.startswith(prefix):
+        raise CliError("the daemon's statement is not a proposal statement")
+    try:
+        body = canonical.loads(raw[len(prefix):], "statement")
+    except SignerError as e:
+        raise CliError(f"the daemon's statement is malformed: {e}") from None
+    if not isinstance(body, dict) or set(body) != {"decision", "proposal"}:
+        raise CliError("the daemon's statement is malformed")
+    doc = body["proposal"]
+    if body["decision"] != decision.value:
+        raise CliError(f"the daemon's statement is for {safe(body['decision'])}, not "
+                       f"{decision.value}")
+    try:
+        AU.check_document(doc, doc.get("instance_id", "") if isinstance(doc, dict) else "")
+    except SignerError as e:
+        raise CliError(f"the daemon's proposal is malformed: {e}") from None
+    if doc["id"] != proposal_id:
+        raise CliError(f"the daemon answered for proposal {safe(doc['id'])}, not "
+                       f"{safe(proposal_id)}")
+    if instance_id is not None and doc["instance_id"] != instance_id:
+        raise CliError(f"the proposal belongs to daemon {safe(doc['instance_id'])}, not to the "
+                       f"configured {safe(instance_id)}")
+    if approval.proposal_statement(doc, decision) != raw:
+        raise CliError(MISMATCH)
+    c = doc["change"]
+    try:
+        if doc["kind"] == "operator.register":
+            operator_keys.load_public_pem(c["public_key_pem"].encode())
+        elif doc["kind"] in ("wallet.policy", "template.set"):
+            from signerd.policy import parse_policy
+
+            parse_policy(c["document"])
+        elif doc["kind"] == "governance.set":
+            AU.parse_governance(c["document"])
+        elif doc["kind"] in ("wallet.import", "wallet.create"):
+            check_wallet_record(c["wallet"])
+    except SignerError as e:
+        raise CliError(f"the proposal's content does not check out here: {e}") from None
+    return dict(doc)
+
+
+def check_wallet_record(w: dict[str, Any]) -> None:
+    """A proposed wallet's address and descriptor, derived here from its keys."""
+    from signerd.wallets import derive_address
+
+    keys = sorted(w["keys"], key=lambda k: k["position"])
+    address, desc = derive_address(Chain(w["chain"]), w["network"], ScriptType(w["script_type"]),
+                                   int(w["threshold"]),
+                                   [bytes.fromhex(k["public_key"]) for k in keys])
+    if address != w["address"] or desc != w["descriptor"]:
+        raise CliError(f"the proposed wallet's address {safe(w['address'])} is not the one its "
+                       f"keys make ({safe(address)}); refusing to sign")
+
+
+def cmd_proposal_decide(ctx: Context) -> int:
+    a = ctx.args
+    decision = Decision.APPROVE if a.decision == "approve" else Decision.REJECT
+    operator_principal(ctx)
+    if decision is Decision.REJECT and not a.reason.strip():
+        raise CliError("proposal reject: --reason must not be empty")
+    can_confirm(assume_yes=a.yes)
+    key = load_operator_key(a.key, a.passphrase_file)
+    st = ctx.call(ctx.governance().GetProposalStatement, pb.GetProposalStatementRequest(
+        proposal_id=a.id, decision=pb.Decision.Value(decision.value)))
+    instance = ctx.config.instance_id if ctx.config is not None else None
+    try:
+        doc = verify_proposal_statement(st, a.id, decision, instance_id=instance)
+    except CliError as e:
+        raise CliError(f"{e}; refusing to sign") from None
+    from signerd import authority as AU
+
+    shown = AU.render_proposal(doc, decision, requirement_text=st.proposal.requirement)
+    if not ctx.args.json:
+        sys.stdout.write(shown)
+        sys.stdout.flush()
+    elif not a.yes:
+        sys.stderr.write(shown)
+    confirm("Sign this approval?" if decision is Decision.APPROVE else "Sign this rejection?",
+            assume_yes=a.yes)
+    statement = bytes(st.statement)
+    p = proposal_json(ctx.call(ctx.governance().DecideProposal, pb.DecideProposalRequest(
+        proposal_id=a.id, operator_id=ctx.principal,
+        decision=pb.Decision.Value(decision.value),
+        signature=approval.sign_statement(key, statement), reason=a.reason or "",
+        statement_sha256=approval.statement_digest(statement))))
+    verb = "approved" if decision is Decision.APPROVE else "rejected"
+    ctx.emit(p, lambda: f"{verb} as {ctx.principal}; proposal {safe(p['id'])}: {p['state']}"
+             + (f"; remaining: {safe(p['remaining'])}" if p["state"] == "PENDING_APPROVAL"
+                and p["remaining"] else "")
+             + (f"; {safe(p['failure'])}" if p["failure"] else "") + "\n")
     return 0
 
 
@@ -693,7 +942,7 @@ def rebuild_statement(st: pb.Statement, transfer_id: str, decision: Decision, *,
                       ) -> Rebuilt:
     """Rebuild the approval statement here from the raw payload and the transfer's metadata;
     raise CliError unless it is byte for byte the statement the daemon asks to be signed."""
-    from signerd.chains import adapter_for, classify_outputs
+    from signerd.chains import Ours, adapter_for, classify_outputs
 
     t = st.transfer
     if t.id != transfer_id:
@@ -718,13 +967,14 @@ def rebuild_statement(st: pb.Statement, transfer_id: str, decision: Decision, *,
         raise CliError(f"cannot decode {wallet.chain.value} transactions here ({e})") from None
     except SignerError as e:
         raise CliError(f"the transaction does not decode here: {e}") from None
-    mv = classify_outputs(decoded.movement, set(st.own_addresses), tuple(st.allowlist))
+    ours = {d.address: Ours(d.wallet_id, d.category, d.own) for d in st.destinations}
+    mv = classify_outputs(decoded.movement, ours, tuple(st.allowlist))
     try:
         ctx = approval.StatementContext(
             instance_id=t.instance_id, transfer_id=t.id, wallet_id=t.wallet_id,
             policy_version=t.policy_version, expires_at=t.expires_at_unix,
             payload_sha256=hashlib.sha256(t.payload).digest(), legal_basis=t.legal_basis,
-            category_change=t.category_change or "none")
+            category_change=t.category_change or "none", submitter=t.submitter)
         statement = approval.build_statement(ctx, mv, decision)
     except SignerError as e:
         raise CliError(f"{MISMATCH}: {e}") from None
@@ -767,17 +1017,23 @@ def cmd_transfer_show(ctx: Context) -> int:
     return 0
 
 
-def cmd_transfer_decide(ctx: Context) -> int:
-    a = ctx.args
-    decision = Decision.APPROVE if a.decision == "approve" else Decision.REJECT
+def operator_principal(ctx: Context) -> None:
+    """The operator who decides: --as, else the stem of the key file's name."""
     if ctx.args.as_principal is None:
-        stem = Path(a.key).stem
+        stem = Path(ctx.args.key).stem
         if not is_valid_principal(stem):
-            raise CliError(f"cannot tell the operator id from key file {a.key}; pass --as ID")
+            raise CliError(f"cannot tell the operator id from key file {ctx.args.key}; pass "
+                           "--as ID")
         ctx.args.default_principal = stem
     if not ctx.is_operator:
         raise CliError(f"--as {ctx.principal}: approvals are made by operators, "
                        "pass --as OPERATOR_ID")
+
+
+def cmd_transfer_decide(ctx: Context) -> int:
+    a = ctx.args
+    decision = Decision.APPROVE if a.decision == "approve" else Decision.REJECT
+    operator_principal(ctx)
     if decision is Decision.REJECT and not a.reason.strip():
         raise CliError("transfer reject: --reason must not be empty")
     can_confirm(assume_yes=a.yes)  # without a terminal, refuse before fetching anything
@@ -880,7 +1136,7 @@ def cmd_key_import(ctx: Context) -> int:
         chain=CHAINS[a.chain], network=a.network or "", chain_ids=a.chain_id or [],
         script_type=SCRIPT_TYPES[a.script_type] if a.script_type else pb.SCRIPT_TYPE_UNSPECIFIED,
         case_ref=case, seizure_record=a.seizure_record, legal_basis=a.legal_basis or "",
-        policy_toml=read_text(a.policy, "policy file") if a.policy else "")
+        template=a.template or "")
     if a.wif:
         req.wif = read_text(a.wif, "WIF file").strip()
     elif a.hex:
@@ -891,11 +1147,10 @@ def cmd_key_import(ctx: Context) -> int:
         if a.passphrase_file:
             req.passphrase = read_passphrase(a.passphrase_file).decode("utf-8", "strict")
     try:
-        w = wallet_json(ctx.call(ctx.admin().ImportKey, req))
+        p = ctx.call(ctx.admin().ImportKey, req)
     finally:
         req.Clear()  # drop the secret from the message as soon as it is sent
-    ctx.emit(w, lambda: wallet_text(w))
-    return 0
+    return emit_proposal(ctx, p)
 
 
 def cmd_key_status(ctx: Context) -> int:
@@ -1120,7 +1375,11 @@ def build_parser() -> Parser:
     sp.add_argument("--category", required=True, choices=list(CATEGORIES))
     sp.add_argument("--case", required=True, metavar="REF")
     sp.add_argument("--legal-basis", metavar="TEXT")
-    sp.add_argument("--policy", metavar="FILE")
+    sp.add_argument("--template", metavar="NAME",
+                    help="a governance-approved policy template (see: signerctl template list)")
+    sp.add_argument("--policy", metavar="FILE_OR_NAME",
+                    help="the wallet's initial policy: a template's name, or a file holding a "
+                         "template's exact text")
     sp.add_argument("--script-type", choices=[s for s in SCRIPT_TYPES if s != "eoa"])
     sp.add_argument("--multisig", type=_uint, metavar="M")
     sp.add_argument("--hsm-keys", type=_uint, metavar="K")
@@ -1146,20 +1405,63 @@ def build_parser() -> Parser:
     sp.add_argument("id")
     sp.add_argument("--role", required=True, action="extend", nargs="+", metavar="ROLE")
     sp.add_argument("--pubkey", required=True, metavar="FILE")
-    sp = cmd(g, "revoke", cmd_operator_revoke, "revoke an operator", "admin")
+    for action, help in (("revoke", "propose to revoke an operator for good"),
+                         ("suspend", "suspend an operator at once (reinstated by a proposal)"),
+                         ("reinstate", "propose to reinstate a suspended operator")):
+        sp = cmd(g, action, cmd_operator_revoke, help, "admin")
+        sp.add_argument("id")
+        sp.add_argument("--reason", metavar="TEXT")
+        sp.set_defaults(action=action)
+    sp = cmd(g, "roles", cmd_operator_roles, "propose an operator's new roles", "admin")
     sp.add_argument("id")
-    sp.add_argument("--reason", metavar="TEXT")
+    sp.add_argument("--role", required=True, action="extend", nargs="+", metavar="ROLE")
     cmd(g, "list", cmd_operator_list, "list operators", "admin")
 
     # policy
     g = group("policy", "wallet policies")
-    sp = cmd(g, "set", cmd_policy_set, "set a wallet's policy from a TOML file", "admin")
+    sp = cmd(g, "set", cmd_policy_set,
+             "propose a wallet's next policy: a TOML file, or a template", "admin")
     sp.add_argument("wallet")
-    sp.add_argument("file")
+    sp.add_argument("file", nargs="?", help="the policy TOML (omit with --template)")
+    sp.add_argument("--template", metavar="NAME", help="a governance-approved template")
     for name, func, help in (("show", cmd_policy_show, "show a wallet's current policy"),
                              ("history", cmd_policy_history, "list a wallet's policy versions")):
         sp = cmd(g, name, func, help, "admin")
         sp.add_argument("wallet")
+
+    # templates and governance
+    g = group("template", "governance-approved policy templates")
+    sp = cmd(g, "list", cmd_template_list, "list the templates", "admin")
+    sp.set_defaults(name="")
+    sp = cmd(g, "show", cmd_template_list, "show a template's text", "admin")
+    sp.add_argument("name")
+    sp = cmd(g, "set", cmd_template_set, "propose a new or changed template", "admin")
+    sp.add_argument("name")
+    sp.add_argument("file")
+    g = group("governance", "the governance policy and the chain of authority")
+    cmd(g, "show", cmd_governance_show, "genesis, ledger head, governance policy", "admin")
+    sp = cmd(g, "set", cmd_governance_set, "propose a new governance policy", "admin")
+    sp.add_argument("file")
+
+    # proposals
+    g = group("proposal", "governance proposals")
+    sp = cmd(g, "list", cmd_proposal_list, "list proposals", "admin")
+    sp.add_argument("--state", choices=["PENDING_APPROVAL", "APPROVED", "REJECTED", "EXPIRED",
+                                        "CANCELLED", "FAILED"], type=str.upper)
+    sp = cmd(g, "show", cmd_proposal_show, "show a proposal", "admin")
+    sp.add_argument("id")
+    for name in ("approve", "reject"):
+        sp = cmd(g, name, cmd_proposal_decide, f"{name} a proposal with your operator key",
+                 "platform")
+        sp.add_argument("id")
+        sp.add_argument("--key", required=True, metavar="FILE", help="operator private key")
+        sp.add_argument("--passphrase-file", metavar="FILE")
+        sp.add_argument("--reason", required=name == "reject", default="", metavar="TEXT")
+        sp.add_argument("--yes", action="store_true", help="sign without asking")
+        sp.set_defaults(decision=name)
+    sp = cmd(g, "cancel", cmd_proposal_cancel, "withdraw a pending proposal", "admin")
+    sp.add_argument("id")
+    sp.add_argument("--reason", metavar="TEXT")
 
     # transfer
     g = group("transfer", "transfers")
@@ -1213,7 +1515,7 @@ def build_parser() -> Parser:
     sp.add_argument("--seizure-record", required=True, metavar="REF")
     sp.add_argument("--legal-basis", metavar="TEXT")
     sp.add_argument("--script-type", choices=list(SCRIPT_TYPES))
-    sp.add_argument("--policy", metavar="FILE")
+    sp.add_argument("--template", metavar="NAME", help="policy template (default: seized-sweep)")
     secret = sp.add_mutually_exclusive_group(required=True)
     secret.add_argument("--wif", metavar="FILE")
     secret.add_argument("--hex", metavar="FILE")

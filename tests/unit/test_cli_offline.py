@@ -446,10 +446,10 @@ class FakeDaemon(rpc.CustodyServicer, rpc.ApprovalServicer, rpc.AdminServicer,
         t = self.transfer()
         wallet = cli.wallet_model(self.wallet)
         mv = adapter_for(wallet.chain).decode(wallet, payload, Limits()).movement
-        mv = classify_outputs(mv, {WALLET_ADDRESS}, ())
+        mv = classify_outputs(mv, {}, ())
         ctx = approval.StatementContext(INSTANCE, t.id, t.wallet_id, t.policy_version,
                                         t.expires_at_unix, hashlib.sha256(t.payload).digest(),
-                                        t.legal_basis, "none")
+                                        t.legal_basis, "none", submitter=t.submitter)
         return approval.build_statement(ctx, mv, decision)
 
     def GetStatement(self, request, context):
@@ -500,7 +500,8 @@ class FakeDaemon(rpc.CustodyServicer, rpc.ApprovalServicer, rpc.AdminServicer,
     def ImportKey(self, request, context):
         self.calls.append(("ImportKey", principal_of(context)))
         self.imports.append(request)
-        return self.wallet
+        return pb.Proposal(id="p_" + "0" * 20, kind="wallet.import", state="PENDING_APPROVAL",
+                           submitter="admin", summary="import a seized key")
 
     def Export(self, request, context):
         self.calls.append(("Export", principal_of(context)))
