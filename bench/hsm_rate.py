@@ -172,7 +172,7 @@ def main() -> None:
         results["keystore"] = {"concurrency": ks.concurrency, "pool_size": ks.pool_size}
         from signerd.wallets import WalletRequest
 
-        w = app.create_wallet("platform", WalletRequest(
+        w = app.wallets.create("platform", WalletRequest(
             chain="ethereum", network="", category="seized", case_ref="BENCH-HSM",
             chain_ids=(1,)))
         key_id = w.keys[0].key_id
@@ -295,7 +295,7 @@ def main() -> None:
 
         # -- one many-input PSBT through the sign step
         n_inputs = 300 if args.quick else 1000
-        bw = app.create_wallet("platform", WalletRequest(
+        bw = app.wallets.create("platform", WalletRequest(
             chain="bitcoin", network="regtest", category="seized", case_ref="BENCH-HSM-BTC",
             script_type="p2wpkh"))
         from signerd.chains import BitcoinAdapter

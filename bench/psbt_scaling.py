@@ -73,7 +73,7 @@ def main() -> None:
         from signerd.chains import BitcoinAdapter
         from signerd.wallets import WalletRequest
 
-        w = app.create_wallet("platform", WalletRequest(
+        w = app.wallets.create("platform", WalletRequest(
             chain="bitcoin", network="regtest", category="seized", case_ref="BENCH-PSBT",
             script_type="p2wpkh"))
         adapter = BitcoinAdapter()

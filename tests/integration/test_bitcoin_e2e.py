@@ -21,7 +21,7 @@ from signerd.bitcoin.address import address_to_script
 from signerd.bitcoin.psbt import Psbt, PsbtInput, PsbtOutput, parse_psbt
 from signerd.bitcoin.script import p2wpkh_script
 from signerd.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
-from tests.helpers import Daemon, decide, init_state, pb, rpc_error
+from tests.helpers import Daemon, decide, govern, init_state, pb, rpc_error
 
 FLAGS = {SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS, SCRIPT_VERIFY_DERSIG, SCRIPT_VERIFY_LOW_S,
          SCRIPT_VERIFY_NULLDUMMY, SCRIPT_VERIFY_NULLFAIL, SCRIPT_VERIFY_STRICTENC,
@@ -44,9 +44,22 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
 
 
 def wallet(d: Daemon, script_type: int = pb.P2WPKH, **kw) -> pb.Wallet:
-    return d.custody().CreateWallet(pb.CreateWalletRequest(
+    return approved(d, d.custody().CreateWallet(pb.CreateWalletRequest(
         chain=pb.BITCOIN, network="regtest", category=pb.CONFISCATED, case_ref="CASE-BTC",
-        script_type=script_type, **kw))
+        script_type=script_type, **kw)))
+
+
+def approved(d: Daemon, w: pb.Wallet) -> pb.Wallet:
+    """A wallet with an outside cosigner waits for its governance proposal: approve it with
+    the demo governance quorum (a platform wallet is active at once)."""
+    if not w.proposal_id:
+        return w
+    assert w.status == pb.AWAITING_APPROVAL
+    p = d.governance().GetProposal(pb.GetProposalRequest(proposal_id=w.proposal_id))
+    assert govern(d, p).state == "APPROVED"
+    w = d.custody().GetWallet(pb.GetWalletRequest(wallet_id=w.id))
+    assert w.status == pb.ACTIVE
+    return w
 
 
 def funding(spk: bytes, amounts: list[int]) -> Transaction:
@@ -148,14 +161,14 @@ def test_two_of_three_across_two_daemons(daemon: Daemon, tmp_path) -> None:
             category=pb.CONFISCATED, case_ref="CASE-X"))
         share_b = other.custody().CreateKeyShare(pb.CreateKeyShareRequest(
             category=pb.CONFISCATED, case_ref="CASE-X"))
-        wa = daemon.custody().CreateWallet(pb.CreateWalletRequest(
+        wa = approved(daemon, daemon.custody().CreateWallet(pb.CreateWalletRequest(
             chain=pb.BITCOIN, network="regtest", category=pb.CONFISCATED, case_ref="CASE-X",
             script_type=pb.P2WSH_SORTEDMULTI, threshold=2, hsm_key_ids=[share_a.key_id],
-            cosigners=[share_b.public_key.hex(), cold.hex()]))
-        wb = other.custody().CreateWallet(pb.CreateWalletRequest(
+            cosigners=[share_b.public_key.hex(), cold.hex()])))
+        wb = approved(other, other.custody().CreateWallet(pb.CreateWalletRequest(
             chain=pb.BITCOIN, network="regtest", category=pb.CONFISCATED, case_ref="CASE-X",
             script_type=pb.P2WSH_SORTEDMULTI, threshold=2, hsm_key_ids=[share_b.key_id],
-            cosigners=[share_a.public_key.hex(), cold.hex()]))
+            cosigners=[share_a.public_key.hex(), cold.hex()])))
         assert wa.address == wb.address and wa.descriptor == wb.descriptor
         psbt, prev = build_psbt(wa, [100_000], [(EXTERNAL, 99_000)], **scripts_for(wa))
         ta = approve_both(daemon, submit(daemon, wa, psbt))

@@ -9,7 +9,7 @@ import pytest
 from eth_account import Account
 
 from signerd.bitcoin.address import address_to_script
-from tests.helpers import Daemon, decide, init_state, pb, rpc_error
+from tests.helpers import Daemon, decide, govern, init_state, pb, rpc_error
 from tests.integration.test_bitcoin_e2e import EXTERNAL, build_psbt, verify_with_bitcointx
 from tests.integration.test_ethereum_e2e import tx_fields
 
@@ -32,10 +32,17 @@ def key_count(d: Daemon) -> tuple[int, int]:
 
 
 def import_mnemonic(d: Daemon, **kw) -> pb.Wallet:
+    """A seized key imported through its governance proposal, approved by the demo quorum."""
     req = dict(mnemonic=MNEMONIC, derivation_path="m/84'/0'/0'/0/0", chain=pb.BITCOIN,
                network="mainnet", case_ref="CASE-SEIZED-7", seizure_record="SR-2026-0042")
     req.update(kw)
-    return d.admin().ImportKey(pb.ImportKeyRequest(**req))
+    p = d.admin().ImportKey(pb.ImportKeyRequest(**req))
+    assert p.kind == "wallet.import" and p.state == "PENDING_APPROVAL"
+    wallet_id = json.loads(p.body_json)["change"]["wallet"]["id"]
+    pending = d.custody().GetWallet(pb.GetWalletRequest(wallet_id=wallet_id))
+    assert pending.status == pb.AWAITING_APPROVAL
+    assert govern(d, p).state == "APPROVED"
+    return d.custody().GetWallet(pb.GetWalletRequest(wallet_id=wallet_id))
 
 
 def test_seized_mnemonic_import_sweep_and_full_policy_elsewhere(daemon: Daemon) -> None:
@@ -114,8 +121,12 @@ def test_frozen_wallet_refuses_and_signs_after_unfreeze(daemon: Daemon) -> None:
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "frozen" in e.details()
     t = decide(daemon, t.id, "cust1")  # quorum is recorded, but nothing is signed
     assert t.state == pb.APPROVED and not t.raw_tx
-    daemon.admin().UnfreezeWallet(pb.FreezeWalletRequest(wallet_id=w.id,
-                                                         order_ref="ORDER-2026-18"))
+    p = daemon.admin().UnfreezeWallet(pb.FreezeWalletRequest(wallet_id=w.id,
+                                                             order_ref="ORDER-2026-18"))
+    assert p.state == "PENDING_APPROVAL"  # one admin alone unfreezes nothing
+    t = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=t.id))
+    assert t.state == pb.APPROVED and not t.raw_tx
+    assert govern(daemon, p).state == "APPROVED"
     t = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=t.id))
     assert t.state == pb.SIGNED
     assert Account.recover_transaction(bytes.fromhex(t.raw_tx)) == w.address
@@ -127,7 +138,8 @@ def test_category_movement_needs_legal_basis_and_its_roles(daemon: Daemon) -> No
     policy = DEMO_POLICIES["category-movement.toml"]
     src = daemon.custody().CreateWallet(pb.CreateWalletRequest(
         chain=pb.ETHEREUM, chain_ids=[1], category=pb.SEIZED, case_ref="CASE-MOVE",
-        policy_toml=policy))
+        template="category-movement"))
+    assert daemon.admin().GetPolicy(pb.GetPolicyRequest(wallet_id=src.id)).toml == policy
     dst = daemon.custody().CreateWallet(pb.CreateWalletRequest(
         chain=pb.ETHEREUM, chain_ids=[1], category=pb.CONFISCATED, case_ref="CASE-MOVE"))
     fields = json.dumps(tx_fields(chainId=1, to=dst.address))

@@ -9,7 +9,7 @@ import pytest
 from eth_account import Account
 
 from tests.unit.eth_oracle import CHAIN_ID, mine_raw_tx
-from tests.helpers import Daemon, decide, init_state, pb, rpc_error
+from tests.helpers import Daemon, decide, init_state, pb, rpc_error, set_policy
 
 GWEI = 10**9
 
@@ -21,10 +21,16 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
     d.stop()
 
 
-def eth_wallet(d: Daemon, chain_ids=(CHAIN_ID,), policy: str = "") -> pb.Wallet:
-    return d.custody().CreateWallet(pb.CreateWalletRequest(
-        chain=pb.ETHEREUM, chain_ids=list(chain_ids), category=pb.SEIZED, case_ref="CASE-ETH",
-        policy_toml=policy))
+def eth_wallet(d: Daemon, chain_ids=(CHAIN_ID,), policy: str = "",
+               category: int = pb.SEIZED) -> pb.Wallet:
+    """A platform wallet (default template); with ``policy``, that text becomes its policy
+    version 2 through a proposal the demo governance quorum approves."""
+    w = d.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=list(chain_ids), category=category, case_ref="CASE-ETH"))
+    if policy:
+        set_policy(d, w.id, policy)
+        w = d.custody().GetWallet(pb.GetWalletRequest(wallet_id=w.id))
+    return w
 
 
 def tx_fields(nonce: int = 0, **over) -> dict:

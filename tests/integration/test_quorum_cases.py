@@ -15,7 +15,7 @@ from signerd.chains import EthereumAdapter, classify_outputs
 from signerd.config import Limits
 from signerd.model import Decision
 from signerd.operator_keys import load_private
-from tests.helpers import Daemon, decide, init_state, pb, rpc_error
+from tests.helpers import Daemon, decide, govern, init_state, pb, register_operator, rpc_error
 from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
 
 
@@ -92,10 +92,11 @@ def test_statement_off_by_one_unit_is_refused(daemon: Daemon, field: str, delta)
         fields[field] = int(str(fields[field]), 0) + delta
     wallet = dataclasses.replace(_wallet_model(w), chain_ids=(fields["chainId"],))
     mv = classify_outputs(EthereumAdapter().decode(
-        wallet, json.dumps(fields).encode(), Limits()).movement, set(), ())
+        wallet, json.dumps(fields).encode(), Limits()).movement, {}, ())
     ctx = StatementContext(instance_id=t.instance_id, transfer_id=t.id, wallet_id=w.id,
                            policy_version=t.policy_version, expires_at=t.expires_at_unix,
-                           payload_sha256=hashlib.sha256(t.payload).digest())
+                           payload_sha256=hashlib.sha256(t.payload).digest(),
+                           submitter=t.submitter)
     forged = build_statement(ctx, mv, Decision.APPROVE)
     decide(daemon, t.id, "inv1")
     e = rpc_error(decide, daemon, t.id, "cust1", statement=forged)
@@ -130,13 +131,14 @@ def test_revoked_operator(daemon: Daemon, tmp_path) -> None:
     ck, cc = pki.issue_client(ca_key, pki.load_cert(daemon.state / "pki" / "ca.pem"), "cust9")
     pki.write_pem_key(daemon.state / "pki" / "clients" / "cust9.key", ck)
     pki.write_pem_cert(daemon.state / "pki" / "clients" / "cust9.pem", cc)
-    daemon.admin().RegisterOperator(pb.RegisterOperatorRequest(
-        id="cust9", roles=["custody_officer"], public_key_pem=public_pem(key)))
+    register_operator(daemon, "cust9", ["custody_officer"], public_pem(key))
     _, t = fresh(daemon)
     decide(daemon, t.id, "inv1")
     statement = daemon.approval("cust9").GetStatement(pb.GetStatementRequest(
         transfer_id=t.id, decision=pb.APPROVE)).statement
-    daemon.admin().RevokeOperator(pb.RevokeOperatorRequest(id="cust9", reason="left the unit"))
+    p = daemon.admin().RevokeOperator(pb.RevokeOperatorRequest(id="cust9",
+                                                               reason="left the unit"))
+    assert govern(daemon, p).state == "APPROVED"
     e = rpc_error(decide, daemon, t.id, "cust9", statement=statement)
     assert e.code() == grpc.StatusCode.PERMISSION_DENIED and "revoked" in e.details()
     assert_unsigned(daemon, t.id)
@@ -211,22 +213,33 @@ def test_policy_change_never_loosens_a_pending_transfer(daemon: Daemon) -> None:
     w, t = fresh(daemon)
     assert t.requirement.startswith("2 approvers")
     stricter = ('name = "three"\n[[rule]]\nname = "all"\nasset = "*"\napprovers = 3\n'
-                'roles = { investigator = 1, custody_officer = 1, prosecutor = 1 }\n')
+                'roles = { investigator = 1, custody_officer = 1, prosecutor = 1 }\n'
+                'veto = ["judge", "prosecutor"]\n')
     looser = 'name = "one"\n[[rule]]\nname = "all"\nasset = "*"\napprovers = 1\n'
-    v = daemon.admin().SetPolicy(pb.SetPolicyRequest(wallet_id=w.id, toml=stricter))
-    assert v.version == 2
+    p = govern(daemon, daemon.admin().SetPolicy(pb.SetPolicyRequest(wallet_id=w.id,
+                                                                    toml=stricter)))
+    assert p.state == "APPROVED"
+    assert daemon.admin().GetPolicy(pb.GetPolicyRequest(wallet_id=w.id)).version == 2
     t = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=t.id))
     assert t.requirement.startswith("3 approvers") and "prosecutor x1" in t.requirement
-    daemon.admin().SetPolicy(pb.SetPolicyRequest(wallet_id=w.id, toml=looser))
+    # A looser policy would loosen the pending transfer: refused, nothing changed.
+    e = rpc_error(daemon.admin().SetPolicy, pb.SetPolicyRequest(wallet_id=w.id, toml=looser))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and t.id in e.details()
+    assert "loosen" in e.details()
     t = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=t.id))
-    assert t.requirement.startswith("3 approvers")  # the looser version does not apply
+    assert t.requirement.startswith("3 approvers")
     decide(daemon, t.id, "inv1")
     assert decide(daemon, t.id, "cust1").state == pb.PENDING_APPROVAL
     assert assert_unsigned(daemon, t.id)
+    daemon.custody().CancelTransfer(pb.CancelTransferRequest(transfer_id=t.id, reason="x"))
+    assert govern(daemon, daemon.admin().SetPolicy(pb.SetPolicyRequest(
+        wallet_id=w.id, toml=looser))).state == "APPROVED"
     history = daemon.admin().PolicyHistory(pb.GetPolicyRequest(wallet_id=w.id))
     assert [h.version for h in history.versions] == [1, 2, 3]
     new = submit(daemon, w.id, tx_fields(nonce=next(_nonce)))
-    assert new.requirement.startswith("1 approver") and new.policy_version == 3
+    # One approver by the policy, but the floor holds for an outside destination.
+    assert new.requirement.startswith("2 approvers") and new.policy_version == 3
+    assert "2 different roles" in new.requirement
     e = rpc_error(daemon.admin().SetPolicy, pb.SetPolicyRequest(wallet_id=w.id,
                                                                 toml="name = 1\n"))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "name" in e.details()

@@ -22,7 +22,7 @@ from signerd.errors import SignerError
 from signerd.model import Decision
 from signerd.operator_keys import generate, public_pem
 from signerd.wallets import WalletRequest
-from tests.helpers import init_state
+from tests.helpers import app_govern, app_wallet, init_state
 from tests.integration.test_ethereum_e2e import tx_fields
 
 ROLES = ["investigator", "custody_officer", "prosecutor"]
@@ -56,6 +56,12 @@ def oracle(m: int, mins: dict[str, int], approvers: list[frozenset[str]]) -> boo
     return False
 
 
+def two_people_of_two_roles(approvers: list[frozenset[str]]) -> bool:
+    """The floor: two distinct approvers holding two different roles."""
+    return any(ra != rb for i, x in enumerate(approvers) for j, y in enumerate(approvers)
+               if i != j for ra in x for rb in y)
+
+
 _counter = itertools.count()
 
 
@@ -79,16 +85,16 @@ def test_signature_iff_valid_quorum(app: App, m: int, mins: dict[str, int],
     roles_toml = ", ".join(f"{r} = {k}" for r, k in mins.items())
     policy = (f'name = "p{n}"\n[[rule]]\nname = "r"\nasset = "*"\napprovers = {m}\n'
               + (f"roles = {{ {roles_toml} }}\n" if roles_toml else ""))
-    w = app.create_wallet("platform", WalletRequest(chain="ethereum", network="",
-                                                    category="seized", case_ref=f"P{n}",
-                                                    chain_ids=(1,), policy_toml=policy))
+    w = app_wallet(app, policy, case_ref=f"P{n}")
     keys, ids = [], []
     for j, (roles, active) in enumerate(ops):
         key = generate()
         op_id = f"op{n}x{j}"
-        admin.register_operator("admin", op_id, sorted(roles), public_pem(key))
+        v = app_govern(app, admin.register_operator("admin", op_id, sorted(roles),
+                                                    public_pem(key)))
+        assert v.state == "APPROVED", v.row["failure"]
         if not active:
-            admin.revoke_operator("admin", op_id)
+            assert app_govern(app, admin.revoke_operator("admin", op_id)).state == "APPROVED"
         keys.append(key)
         ids.append(op_id)
     t = app.transfers.submit("platform", w.id, json.dumps(tx_fields(chainId=1)).encode())
@@ -116,7 +122,8 @@ def test_signature_iff_valid_quorum(app: App, m: int, mins: dict[str, int],
     for op_id, decision in recorded:
         if decision == "APPROVE":
             seen.append(roles_of[op_id])
-        if oracle(max(m, sum(mins.values())), {r: k for r, k in mins.items() if k}, seen):
+        if (oracle(max(m, sum(mins.values()), 2), {r: k for r, k in mins.items() if k}, seen)
+                and two_people_of_two_roles(seen)):
             met = True
             break
     with sqlite3.connect(Path(app.config.store_url[len("sqlite:///"):])) as c:

@@ -176,7 +176,7 @@ def test_every_secret_of_the_state_folder_is_searched_for(run: Run) -> None:
     secrets = secrets_of(run.daemon.state)
     assert {"hsm/pin", "hsm/so-pin", "pki/ca.key", "pki/server.key", "pki/clients/platform.key",
             "operators/inv1.key", "imported seized key"} <= set(secrets)
-    assert len([n for n in secrets if n.startswith("operators/")]) == 8
+    assert len([n for n in secrets if n.startswith("operators/")]) == 9
     assert all(len(f) >= 16 for forms in secrets.values() for f in forms)
 
 

@@ -30,8 +30,10 @@ from signerd.api.server import ALLOWED
 from tests.helpers import Daemon, edit_config, init_state, pb, rpc, signerd_cmd
 
 PRINCIPALS = {"platform": "platform", "inv1": "operator", "admin": "admin", "auditor": "auditor"}
-SERVICES = ("Custody", "Approval", "Admin", "Audit")
-# Design §6: each service for its principals; admins may also read wallets.
+SERVICES = ("Custody", "Approval", "Admin", "Governance", "Audit")
+# Design §6 and §11: each service for its principals; admins may also read wallets. Acts that
+# need the governance quorum may be proposed by an admin or an operator (who then cannot count
+# toward it); acts that only tighten (freeze, suspend) and reads are the admin's.
 EXPECTED: dict[str, set[str]] = {
     **{f"Custody/{m}": {"platform"} for m in (
         "CreateWallet", "CreateKeyShare", "SubmitTransfer", "GetTransfer", "ListTransfers",
@@ -40,8 +42,17 @@ EXPECTED: dict[str, set[str]] = {
     "Custody/ListWallets": {"platform", "admin"},
     **{f"Approval/{m}": {"operator"} for m in ("ListPending", "GetStatement", "SubmitApproval")},
     **{f"Admin/{m}": {"admin"} for m in (
-        "RegisterOperator", "RevokeOperator", "ListOperators", "SetPolicy", "GetPolicy",
-        "PolicyHistory", "FreezeWallet", "UnfreezeWallet", "ImportKey", "KeyStatus")},
+        "ListOperators", "GetPolicy", "PolicyHistory", "FreezeWallet", "SuspendOperator",
+        "ImportKey", "KeyStatus")},
+    **{f"Admin/{m}": {"admin", "operator"} for m in (
+        "RegisterOperator", "RevokeOperator", "SetOperatorRoles", "ReinstateOperator",
+        "SetPolicy", "SetTemplate", "SetGovernance", "UnfreezeWallet")},
+    "Admin/ListTemplates": {"admin", "platform"},
+    **{f"Governance/{m}": {"admin", "operator", "auditor"} for m in (
+        "ListProposals", "GetAuthority")},
+    "Governance/GetProposal": {"admin", "operator", "auditor", "platform"},
+    **{f"Governance/{m}": {"operator"} for m in ("GetProposalStatement", "DecideProposal")},
+    "Governance/CancelProposal": {"admin", "operator"},
     **{f"Audit/{m}": {"auditor"} for m in ("ListEvents", "StreamEvents", "GetHead", "Export",
                                            "Report")},
 }
@@ -74,7 +85,7 @@ def call(channel: grpc.Channel, method: str, desc: Any, principal: str = "",
     svc, name = method.split("/")
     stub = getattr(rpc, f"{svc}Stub")(channel)
     req = getattr(pb, desc.input_type.name)()
-    if method == "Approval/SubmitApproval":
+    if method in ("Approval/SubmitApproval", "Governance/DecideProposal"):
         req.operator_id = principal  # the gate, not the operator-id check, must decide
     try:
         if desc.server_streaming:
@@ -90,7 +101,7 @@ def details(channel: grpc.Channel, method: str, desc: Any, principal: str = "") 
     svc, name = method.split("/")
     stub = getattr(rpc, f"{svc}Stub")(channel)
     req = getattr(pb, desc.input_type.name)()
-    if method == "Approval/SubmitApproval":
+    if method in ("Approval/SubmitApproval", "Governance/DecideProposal"):
         req.operator_id = principal
     try:
         r = getattr(stub, name)(req, timeout=10)
