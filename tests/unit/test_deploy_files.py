@@ -184,7 +184,7 @@ def test_alert_rules_query_only_existing_series_and_cover_the_brief() -> None:
     for needed in ("signerd_hsm_up", "signerd_store_up", "signerd_hsm_errors_total",
                    "signerd_transfers_past_expiry", "signerd_audit_write_failures_total",
                    "signerd_hsm_sign_seconds_bucket", "signerd_policy_denials_total",
-                   "signerd_grpc_permission_denied_total"):
+                   "signerd_grpc_permission_denied_total", "signerd_authority_violations_total"):
         assert needed in used, f"no alert on {needed}"
     not_serving = by_name["SignerdNotServing"]
     assert "signerd_hsm_up" in not_serving and "signerd_store_up" in not_serving
@@ -264,7 +264,8 @@ def test_dashboard_queries_existing_series_and_shows_every_family() -> None:
     for words in ("HSM", "Store", "Transfers by state", "State transitions",
                   "Approvals by decision", "Policy denials by reason", "HSM sign latency",
                   "Submit → quorum", "Quorum → signed", "gRPC requests by method and code",
-                  "Permission denials", "Audit write failures"):
+                  "Permission denials", "Audit write failures", "Authority violations",
+                  "Governance proposals by state", "Proposal decisions", "Authority ledger entry"):
         assert words in titles, f"no panel {words!r}"
     quantiles = {e for _, e in dashboard_exprs() if "signerd_hsm_sign_seconds_bucket" in e}
     assert any("histogram_quantile(0.5," in e for e in quantiles)
