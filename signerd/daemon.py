@@ -414,7 +414,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "init":
             cfg = init_state(Path(args.dir), listen=args.listen, metrics=args.metrics,
                              insecure=args.insecure, store_url=args.store_url)
+            from . import config as C
+
             print(f"signerd state folder ready: {cfg}")
+            print(f"genesis {C.load(cfg).genesis.hex()} (pinned in the config and in the HSM "
+                  "token; keep a copy offline)")
             print(f"start it with: signerd run --config {cfg}")
             return 0
         return run(args.config)

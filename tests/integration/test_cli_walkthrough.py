@@ -84,3 +84,64 @@ def test_audit_export_and_offline_verify(env: Daemon, tmp_path: Path) -> None:
     r = subprocess.run(signerctl_cmd("audit", "verify", str(bad)), capture_output=True,
                        text=True, timeout=60)
     assert r.returncode != 0 and "3" in (r.stdout + r.stderr)
+
+
+def test_walkthrough_governance(env: Daemon, tmp_path: Path) -> None:
+    """The README's governance steps: an admin proposes, two admins approve with their own
+    keys, and only then does the change take effect."""
+    keys = env.state / "operators"
+    key = tmp_path / "inv3.key"
+    out = json.loads(ctl(env, "--json", "operator", "keygen", "--out", str(key)).stdout)
+    p = json.loads(ctl(env, "--json", "operator", "add", "inv3", "--role", "investigator",
+                       "--pubkey", out["public_key"]).stdout)
+    assert p["state"] == "PENDING_APPROVAL" and p["kind"] == "operator.register"
+    assert p["change"]["operator_id"] == "inv3" and p["id"].startswith("p_")
+    human = ctl(env, "proposal", "show", p["id"]).stdout
+    assert "register operator inv3 as investigator" in human and "2 approvers" in human
+    listed = json.loads(ctl(env, "--json", "proposal", "list", "--state",
+                            "pending_approval").stdout)
+    assert p["id"] in [x["id"] for x in listed["proposals"]]
+    ops = json.loads(ctl(env, "--json", "operator", "list").stdout)["operators"]
+    assert "inv3" not in [o["id"] for o in ops]  # not yet: the quorum has not approved it
+    # Without a terminal and without --yes, approving refuses rather than waits.
+    r = ctl(env, "--as", "admin1", "proposal", "approve", p["id"], "--key",
+            str(keys / "admin1.key"), ok=False, stdin="")
+    assert r.returncode != 0 and "refusing to ask" in r.stderr
+    first = ctl(env, "--as", "admin1", "proposal", "approve", p["id"], "--key",
+                str(keys / "admin1.key"), "--yes").stdout
+    assert "You are about to APPROVE this governance proposal" in first
+    assert "register operator inv3 as investigator" in first and "PENDING_APPROVAL" in first
+    done = json.loads(ctl(env, "--json", "--as", "admin2", "proposal", "approve", p["id"],
+                          "--key", str(keys / "admin2.key"), "--yes").stdout)
+    assert done["state"] == "APPROVED" and done["applied_seq"] >= 2
+    ops = json.loads(ctl(env, "--json", "operator", "list").stdout)["operators"]
+    assert {"id": "inv3", "roles": ["investigator"], "status": "active"}.items() <= next(
+        o for o in ops if o["id"] == "inv3").items()
+    # A policy change shows the old and the new text side by side to the approver.
+    w = json.loads(ctl(env, "--json", "wallet", "create", "--chain", "ethereum", "--chain-id",
+                       "1", "--category", "seized", "--case", "CASE-GOV",
+                       "--template", "tiered").stdout)
+    assert w["template"] == "tiered" and w["policy_version"] == 1
+    pol = tmp_path / "strict.toml"
+    pol.write_text((env.state / "policies" / "tiered.toml").read_text().replace(
+        "approvers = 3", "approvers = 4").replace(
+        "prosecutor = 1 }", "prosecutor = 1, judge = 1 }"))
+    p = json.loads(ctl(env, "--json", "policy", "set", w["id"], str(pol)).stdout)
+    shown = ctl(env, "--as", "admin1", "proposal", "approve", p["id"], "--key",
+                str(keys / "admin1.key"), "--yes").stdout
+    assert "old (version 1)" in shown and "approvers = 3" in shown and "approvers = 4" in shown
+    ctl(env, "--as", "admin2", "proposal", "approve", p["id"], "--key",
+        str(keys / "admin2.key"), "--yes")
+    shown = json.loads(ctl(env, "--json", "policy", "show", w["id"]).stdout)
+    assert shown["version"] == 2 and "approvers = 4" in shown["toml"]
+    # Freezing is immediate; lifting it needs the quorum.
+    ctl(env, "wallet", "freeze", w["id"], "--order", "ORDER 2026/17")
+    p = json.loads(ctl(env, "--json", "wallet", "unfreeze", w["id"], "--order",
+                       "ORDER 2026/18").stdout)
+    assert p["state"] == "PENDING_APPROVAL" and p["kind"] == "wallet.unfreeze"
+    assert json.loads(ctl(env, "--json", "wallet", "show", w["id"]).stdout)["status"] == "FROZEN"
+    r = ctl(env, "--as", "admin1", "proposal", "reject", p["id"], "--key",
+            str(keys / "admin1.key"), "--reason", "the order is not final", "--yes")
+    assert "rejected as admin1" in r.stdout
+    gov = ctl(env, "governance", "show").stdout
+    assert "two-admins" in gov and w["id"] in gov  # the frozen wallet is listed
