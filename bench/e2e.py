@@ -204,7 +204,9 @@ def hotspots(app: Any, cfg: Path, transfer_id: str) -> dict[str, Any]:
     from signerd.store import row_to_event
 
     svc = app.transfers
-    doc = app.default_policy()
+    with app.store.read() as tx:
+        authority = app.ledger.state(tx)
+    doc = authority.texts[authority.templates["two-key"].sha256]
     pem = (cfg.parent / "pki" / "clients" / "inv1.pem").read_bytes()
     der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
     tx = Eip1559Tx.from_fields(eth_fields(1))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import authority as AU
 from . import ledger as L
@@ -17,9 +17,8 @@ from . import wallets as W
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .model import OperatorStatus, ScriptType, Wallet, WalletStatus
 from .proposals import ProposalView, new_proposal_id
+from .runtime import Runtime
 
-if TYPE_CHECKING:
-    from .app import App
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class PolicyInfo:
 
 
 class AdminService:
-    def __init__(self, app: App):
+    def __init__(self, app: Runtime):
         self.app = app
         self.store = app.store
 
@@ -86,7 +85,7 @@ class AdminService:
         """Immediate: a suspended operator's decisions stop counting at once, until a
         governance proposal reinstates them."""
         with self.store.transaction() as tx:
-            state = self.ledger.state(tx)
+            state = self.ledger.locked(tx)
             self._operator(state, op_id)
             new = self.ledger.append(tx, state, AU.SUSPEND,
                                      AU.suspend_body(op_id, reason, actor, int(time.time())))
@@ -186,7 +185,7 @@ class AdminService:
             raise InvalidArgument("order_ref: a court order reference is required")
         with self.store.transaction() as tx:
             tx.get_wallet(wallet_id, lock=True)
-            state = self.ledger.state(tx)
+            state = self.ledger.locked(tx)
             wallet = L.load_wallet(tx, state, wallet_id)
             if wallet.status is WalletStatus.FROZEN:
                 raise FailedPrecondition(f"wallet {wallet_id} is already FROZEN")
@@ -226,7 +225,7 @@ class ImportRequest:
 SWEEP_TEMPLATE = "seized-sweep"
 
 
-def import_seized_key(app: App, actor: str, req: ImportRequest) -> ProposalView:
+def import_seized_key(app: Runtime, actor: str, req: ImportRequest) -> ProposalView:
     """A seized key goes into the HSM now (sensitive, non-extractable; the plaintext is never
     stored) and a SEIZED wallet is built around it once a ``wallet.import`` proposal is
     approved. Bad input stores nothing."""

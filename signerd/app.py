@@ -19,35 +19,14 @@ from .errors import InvalidKey as InvalidKeyError
 from .hsm import Keystore, KeyInfo
 from .ledger import Ledger
 from .metrics import Metrics
-from .model import Wallet
+from .proposals import ProposalService
+from .runtime import Notifier
 from .store import Store, open_store
+from .transfers import TransferService
 
 GENESIS_LABEL = "signerd-genesis"  # the HSM data object that pins the genesis digest
 
 log = logging.getLogger("signerd.app")
-
-
-class Notifier:
-    """Wakes watchers when a transfer changes (in this process)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._version = 0
-
-    def notify(self) -> None:
-        with self._cond:
-            self._version += 1
-            self._cond.notify_all()
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    def wait(self, seen: int, timeout: float) -> int:
-        with self._cond:
-            if self._version == seen:
-                self._cond.wait(timeout)
-            return self._version
 
 
 class App:
@@ -80,9 +59,11 @@ class App:
         self._sign_pool_lock = threading.Lock()
         self._health_listeners: list[Callable[[bool], None]] = []
         self._store_up = True
-        self.transfers: Any = None  # set by start() once the transfer service exists
-        self.proposals: Any = None
-        self.wallets: Any = None
+        # The services exist once start() has verified the authority ledger.
+        self.started = False
+        self.transfers: TransferService
+        self.proposals: ProposalService
+        self.wallets: W.WalletService
         # Called after every monitor iteration (the systemd watchdog ping): a probe stuck inside
         # the PKCS#11 module stops the pings, and systemd restarts the daemon.
         self.on_tick: Callable[[], None] | None = None
@@ -119,13 +100,11 @@ class App:
             log.warning("the HSM's genesis anchor is not checked yet: %s", e.message)
         self.metrics.authority_seq.set(state.seq)
         self.metrics.store_up.set(1)
-        from .proposals import ProposalService
-        from .transfers import TransferService
-
         self.transfers = TransferService(self)
         self.proposals = ProposalService(self)
         self.wallets = W.WalletService(self)
         self.proposals.on_applied.append(self._after_proposal)
+        self.started = True
         self.transfers.recover()
         self.refresh_gauges()
 
@@ -164,7 +143,7 @@ class App:
                     raise HsmUnavailable(f"signing refused: {e.message}") from None
 
     def _after_proposal(self, doc: dict[str, Any]) -> None:
-        if doc["kind"] == "wallet.unfreeze" and self.transfers is not None:
+        if doc["kind"] == "wallet.unfreeze":
             self.transfers.tick()  # sign what waited for the unfreeze
         if doc["kind"] in ("wallet.import", "wallet.create"):
             self.refresh_gauges()
@@ -205,7 +184,7 @@ class App:
         self.metrics.hsm_up.set(1 if hsm_up else 0)
         self.metrics.store_up.set(1 if store_up else 0)
         self._publish_health()
-        if hsm_up and store_up and self.transfers is not None:
+        if hsm_up and store_up and self.started:
             if not was_hsm:
                 log.warning("hsm back: resuming approved transfers")
             self.proposals.tick()
@@ -215,7 +194,7 @@ class App:
 
     def stop(self) -> None:
         self._stop.set()
-        if self.transfers is not None:
+        if self.started:
             self.transfers.signer.close()
         if self._sign_pool is not None:
             self._sign_pool.shutdown(wait=True)

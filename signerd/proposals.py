@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from . import authority as AU
 from . import approval as A
@@ -27,10 +27,11 @@ from . import policy as P
 from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, InvalidApproval,
                      InvalidArgument, NotFound, PermissionDenied, SignerError)
 from .model import Decision, OperatorStatus, WalletStatus
+from .engine import effective_requirement
+from .runtime import Runtime
 from .store import Row, Tx
+from .transfers import live_transfers, tighten_live_transfers
 
-if TYPE_CHECKING:
-    from .app import App
 
 log = logging.getLogger("signerd.proposals")
 
@@ -77,7 +78,7 @@ def decisions_of(rows: list[Row]) -> list[A.SignedDecision]:
 
 
 class ProposalService:
-    def __init__(self, app: App):
+    def __init__(self, app: Runtime):
         self.app = app
         self.store = app.store
         self.ledger = app.ledger
@@ -188,9 +189,6 @@ class ProposalService:
 
     def _no_loosening(self, tx: Tx, state: AU.AuthorityState, wallet: Any,
                       document: str) -> None:
-        from .engine import effective_requirement
-        from .transfers import live_transfers
-
         new = P.parse_policy(document)
         loosened = []
         for row, movement in live_transfers(tx, wallet.id, lock=True):
@@ -296,10 +294,19 @@ class ProposalService:
 
     def _apply(self, tx: Tx, state: AU.AuthorityState, row: Row, doc: dict[str, Any],
                decisions: builtins.list[A.SignedDecision]) -> tuple[str, SignerError | None]:
-        """The quorum is met: append the ledger entry and make the change, in ``tx``."""
+        """The quorum is met: append the ledger entry and make the change, in ``tx``. The
+        ledger's head is locked first (after the transfers a policy change locks), the state
+        read again under it, and the quorum judged again there: another replica may have
+        applied a proposal meanwhile (a new governance policy, a revoked approver)."""
         try:
             self._live_checks(tx, state, doc)
-            new = self.ledger.append(tx, state, AU.PROPOSAL, doc, decisions)
+            state = self.ledger.locked(tx)
+            q, votes, bad = AU.proposal_quorum(state, doc, decisions)
+            if bad or not q.met:
+                return "", None  # the decision stays recorded; the proposal waits
+            voted = {v.operator_id for v in votes}
+            new = self.ledger.append(tx, state, AU.PROPOSAL, doc,
+                                     [d for d in decisions if d.operator_id in voted])
         except AuthorityViolation as e:
             self._end(tx, row, doc, "FAILED", "signerd", e.message, violation=e)
             return "FAILED", e
@@ -318,8 +325,6 @@ class ProposalService:
     def _materialize(self, tx: Tx, state: AU.AuthorityState, doc: dict[str, Any]) -> None:
         """Copy the applied change into the store's tables, for people and reports (signerd
         itself reads the ledger)."""
-        from .transfers import tighten_live_transfers
-
         kind, c = doc["kind"], doc["change"]
         if kind == "operator.register":
             tx.insert_operator(c["operator_id"], c["roles"], c["public_key_pem"])

@@ -39,17 +39,41 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from . import engine as E
 from . import ledger as L
 from .chains import Decoded, Signed, adapter_for
 from .errors import AuthorityViolation, HsmUnavailable, NotFound, SignerError, WalletFrozen
 from .model import Chain, TransferState, Wallet, WalletStatus
-from .store import Row, Tx
+from .approval import StatementContext
+from .config import Limits
+from .runtime import Runtime
+from .store import Row, Store, Tx
 
-if TYPE_CHECKING:
-    from .transfers import TransferService
+
+class SignHost(Protocol):
+    """What the sign step uses of the service that owns it (the transfer service): the
+    daemon, the store and ledger, how a transfer's statement context and outputs are made, and
+    how a transfer is ended."""
+
+    app: Runtime
+    store: Store
+    limits: Limits
+
+    @property
+    def ledger(self) -> L.Ledger: ...
+
+    def context(self, row: Any) -> StatementContext: ...
+
+    def classify(self, tx: Tx, state: Any, wallet: Wallet, decoded: Decoded,
+                 policy: Any) -> Any: ...
+
+    def violated(self, tx: Tx, row: Row, e: AuthorityViolation) -> None: ...
+
+    def _finish(self, tx: Tx, row: Row, state: TransferState, actor: str, why: str) -> None: ...
+
+    def _fault(self, point: str) -> None: ...
 
 log = logging.getLogger("signerd.transfers")
 
@@ -105,7 +129,7 @@ class _Batch:
 
 
 class SignStep:
-    def __init__(self, service: TransferService):
+    def __init__(self, service: SignHost):
         self.service = service
         self.app = service.app
         self.store = service.store

@@ -26,7 +26,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import approval as A
 from . import authority as AU
@@ -40,10 +40,9 @@ from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, HsmU
 from .sign_step import SignStep
 from .model import (Chain, Decision, DestinationClass, Movement, OperatorStatus, Output,
                     TransferState, Wallet, WalletStatus)
+from .runtime import Runtime
 from .store import Row, Tx
 
-if TYPE_CHECKING:
-    from .app import App
 
 log = logging.getLogger("signerd.transfers")
 
@@ -168,7 +167,7 @@ class StatementPackage:
 
 
 class TransferService:
-    def __init__(self, app: App):
+    def __init__(self, app: Runtime):
         self.app = app
         self.store = app.store
         self.limits = app.config.limits

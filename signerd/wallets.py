@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import authority as AU
 from . import ledger as L
@@ -23,10 +23,10 @@ from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, Inva
 from .hsm import KeyInfo
 from .model import (EXTERNAL_KEY_PREFIX, BitcoinNetwork, Category, Chain, ScriptType, Wallet,
                     WalletStatus)
+from .proposals import new_proposal_id
+from .runtime import Runtime
 from .store import Row, Tx
 
-if TYPE_CHECKING:
-    from .app import App
 
 log = logging.getLogger("signerd.wallets")
 
@@ -227,7 +227,7 @@ def template_of(state: AU.AuthorityState, name: str) -> AU.Template:
 
 
 class WalletService:
-    def __init__(self, app: App):
+    def __init__(self, app: Runtime):
         self.app = app
         self.store = app.store
         self.ledger = app.ledger
@@ -259,8 +259,6 @@ class WalletService:
         keys += [KeyInfo(sh["key_id"], sh["label"], bytes.fromhex(sh["public_key"]))
                  for sh in shares]
         outside = bool(checked.cosigners)
-        from .proposals import new_proposal_id
-
         proposal = new_proposal_id() if outside else ""
         now = time.time()
         record = make_record(checked, wallet_id, keys, template=template,
