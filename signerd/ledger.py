@@ -83,6 +83,12 @@ class Ledger:
                 self._state = state
         return state
 
+    def locked(self, tx: Tx) -> AuthorityState:
+        """The verified state with the ledger's head locked for an append (replicas append one
+        after another; take other row locks, such as transfers, before this one)."""
+        tx.authority_head(lock=True)
+        return self.state(tx)
+
     def append(self, tx: Tx, state: AuthorityState, kind: str, body: Mapping[str, Any],
                decisions: Iterable[AU.SignedDecision] = ()) -> AuthorityState:
         """Append an entry in ``tx`` and return the state it leads to. The entry is checked as
