@@ -71,7 +71,7 @@ class App:
         self.store = store or open_store(config.store_url)
         self.notifier = Notifier()
         self.instance_id = config.instance_id
-        self.ledger = Ledger(config.genesis)
+        self.ledger = Ledger(config.genesis, on_violation=self._ledger_violation)
         self.audit_key_id = ""
         self._anchored = False  # the HSM token's genesis anchor was checked (check_hsm_anchor)
         self._anchor_lock = threading.Lock()
@@ -106,8 +106,7 @@ class App:
         try:
             with self.store.read() as tx:
                 state = self.ledger.state(tx)
-        except AuthorityViolation as e:
-            self.metrics.authority_violations.labels(e.kind).inc()
+        except AuthorityViolation as e:  # counted by the ledger
             raise ConfigError(f"refusing to serve this store: {e.message}") from None
         if state.instance_id != self.instance_id:
             raise ConfigError(f"refusing to serve this store: its genesis is for instance "
@@ -128,6 +127,13 @@ class App:
         self.proposals.on_applied.append(self._after_proposal)
         self.transfers.recover()
         self.refresh_gauges()
+
+    def _ledger_violation(self, e: AuthorityViolation) -> None:
+        """The store's authority ledger does not verify: every act reading it is refused and
+        counted (and logged once serving; at start the refusal itself names it)."""
+        self.metrics.authority_violations.labels(e.kind).inc()
+        if self.transfers is not None:
+            log.error("authority ledger does not verify: %s", e.message, extra={"kind": e.kind})
 
     def check_hsm_anchor(self) -> None:
         """The genesis digest is pinned twice outside the store: in the config and in a data
