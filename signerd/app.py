@@ -89,10 +89,10 @@ class App:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Open the HSM (errors are fatal at start), check that the store's authority ledger
-        starts at the pinned genesis and verifies to its head, prepare the audit key."""
-        self.keystore.open()
-        self.metrics.hsm_up.set(1)
+        """Check that the store's authority ledger starts at the pinned genesis and verifies to
+        its head (before the HSM is opened, so that a refused store is refused with one line
+        and nothing else on stderr), open the HSM (errors are fatal at start), prepare the
+        audit key."""
         if not self.config.genesis:
             raise ConfigError("config: [governance] genesis is not set: this state folder "
                               "predates governance; make a new one with `signerd init`")
@@ -111,6 +111,8 @@ class App:
         if state.instance_id != self.instance_id:
             raise ConfigError(f"refusing to serve this store: its genesis is for instance "
                               f"{state.instance_id}, the config says {self.instance_id}")
+        self.keystore.open()
+        self.metrics.hsm_up.set(1)
         self.audit_key_id = state.audit_key_id
         try:
             self.check_hsm_anchor()
