@@ -60,7 +60,7 @@ from signerd.model import Decision
 from signerd.operator_keys import generate, load_private, public_pem
 from signerd.transfers import movement_from_json
 from tests.helpers import (Daemon, decide, decide_proposal, edit_config, govern, init_state, pb,
-                           rpc_error, set_policy, signerd_cmd)
+                           register_operator, rpc_error, set_policy, signerd_cmd)
 from tests.integration.test_bitcoin_e2e import build_psbt, verify_with_bitcointx
 from tests.integration.test_ethereum_e2e import submit, tx_fields
 
@@ -201,7 +201,7 @@ _nonce = iter(range(1, 10**6))
 _case = iter(range(1, 10**6))
 
 
-def eth_wallet(d: Daemon, template: str = "", category: int = pb.SEIZED) -> pb.Wallet:
+def eth_wallet(d: Daemon, template: str = "", category: Any = pb.SEIZED) -> pb.Wallet:
     from tests.unit.eth_oracle import CHAIN_ID
 
     return d.custody().CreateWallet(pb.CreateWalletRequest(
@@ -237,11 +237,13 @@ def insert_approval(db: StoreWriter, transfer_id: str, operator_id: str, signatu
 
 def operator_cert(d: Daemon, name: str) -> None:
     """A client certificate for ``name`` from the dev CA (as test_revoked_operator does)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     from signerd import pki
 
     ca_key = load_pem_private_key((d.state / "pki" / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key, cert = pki.issue_client(ca_key, pki.load_cert(d.state / "pki" / "ca.pem"), name)
     pki.write_pem_key(d.state / "pki" / "clients" / f"{name}.key", key)
     pki.write_pem_cert(d.state / "pki" / "clients" / f"{name}.pem", cert)
@@ -284,8 +286,10 @@ def attack_zero_signature_approvals(d: Daemon, db: StoreWriter) -> None:
     db.run(insert_approval(db, t.id, "inv1", bytes(64), statement),
            insert_approval(db, t.id, "cust1", bytes(64), statement),
            ("UPDATE transfers SET state = ? WHERE id = ?", ("APPROVED", t.id)))
+    written = time.monotonic()
     t = assert_violation(d, db, t.id, "approval", "does not verify over this act's statement",
                          before)
+    assert time.monotonic() - written < 10 * PROBE  # the monitor's next probes found it
     assert "inv1" in t.failure and "cust1" in t.failure
     # The legitimate counterpart: the same two operators, their own signatures.
     ok = eth_transfer(d, w)
@@ -315,6 +319,20 @@ def attack_forged_operators(d: Daemon, db: StoreWriter) -> None:
                      before)
     names = {o.id for o in d.admin().ListOperators(pb.ListOperatorsRequest()).operators}
     assert not any(n.startswith("mallory") for n in names)
+    # The legitimate counterpart: an operator registered through the governance quorum, with
+    # their own key, counts.
+    name = f"cust{secrets.token_hex(3)}"
+    key = generate()
+    operator_cert(d, name)
+    register_operator(d, name, ["custody_officer"], public_pem(key))
+    ok = eth_transfer(d, w)
+    decide(d, ok.id, "inv1")
+    statement = d.approval(name).GetStatement(pb.GetStatementRequest(
+        transfer_id=ok.id, decision=pb.APPROVE)).statement
+    assert_eth_signed(d.approval(name).SubmitApproval(pb.SubmitApprovalRequest(
+        transfer_id=ok.id, operator_id=name, decision=pb.APPROVE,
+        signature=sign_statement(key, statement),
+        statement_sha256=statement_digest(statement))), w)
 
 
 def attack_thawed_frozen_wallet(d: Daemon, db: StoreWriter) -> None:
@@ -325,7 +343,8 @@ def attack_thawed_frozen_wallet(d: Daemon, db: StoreWriter) -> None:
     db.run(("UPDATE wallets SET status = 'ACTIVE', freeze_order = '' WHERE id = ?", (w.id,)))
     assert d.custody().GetWallet(pb.GetWalletRequest(wallet_id=w.id)).status == pb.FROZEN
     e = rpc_error(eth_transfer, d, w)
-    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "frozen by court order" in e.details()
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "frozen by court order" in e.details(), e.details()
     decide(d, t.id, "inv1")
     got = decide(d, t.id, "cust1")
     assert got.state == pb.APPROVED and not got.raw_tx  # quorum recorded, nothing signed
@@ -399,6 +418,8 @@ def test_store_writer_fake_wallet_at_the_destination(daemon: Daemon, db: SqliteW
     w = eth_wallet(daemon, template="seized-sweep")
     real = eth_wallet(daemon)  # copied for the fake row's columns
     fake_address = Account.create().address
+    plain = eth_transfer(daemon, w, to=fake_address)  # before the fake row: external
+    assert plain.movement.outputs[0].destination_class == "external"
     row = db.one("SELECT * FROM wallets WHERE id = ?", (real.id,))
     row.update(id="w_" + secrets.token_hex(8), address=fake_address, record="", seal="",
                proposal_id="")
@@ -408,6 +429,7 @@ def test_store_writer_fake_wallet_at_the_destination(daemon: Daemon, db: SqliteW
     t = eth_transfer(daemon, w, to=fake_address)
     (out,) = t.movement.outputs
     assert out.destination_class == "external" and not out.wallet_id, out
+    assert t.requirement == plain.requirement  # unchanged by the row
     assert t.requirement.startswith("3 approvers") and "prosecutor x1" in t.requirement
     t = decide(daemon, t.id, "cust1")
     assert t.state == pb.PENDING_APPROVAL and "investigator x1" in t.remaining
@@ -518,9 +540,11 @@ def test_store_writer_replaced_genesis(tmp_path: Path) -> None:
                  entry.hash.hex())),
                ("UPDATE authority_head SET hash = ? WHERE id = 1", (entry.hash.hex(),)))
         # The running daemon notices the rewrite before anything else.
+        before = violation_metric(d, "ledger")
         e = rpc_error(eth_transfer, d, w)
         assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "rewound or rewritten" in e.details(), e.details()
+        assert violation_metric(d, "ledger") >= before + 1
         assert d.stop() == 0
         r = refused_start(d.config)
         lines = r.stderr.strip().splitlines()
@@ -577,7 +601,16 @@ def test_one_admin_registers_an_operator_with_every_role(daemon: Daemon, db: Sql
         proposal_id=p.id)).state == "PENDING_APPROVAL"
     assert_no_signature(daemon, db, t.id)
     assert db.one("SELECT COUNT(*) AS n FROM operators WHERE id = ?", (name,))["n"] == 0
-    daemon.governance().CancelProposal(pb.CancelProposalRequest(proposal_id=p.id, reason="x"))
+    # The legitimate counterpart: the governance quorum approves; then their approval counts.
+    assert govern(daemon, p).state == "APPROVED"
+    statement = daemon.approval(name).GetStatement(pb.GetStatementRequest(
+        transfer_id=t.id, decision=pb.APPROVE)).statement
+    assert_eth_signed(daemon.approval(name).SubmitApproval(pb.SubmitApprovalRequest(
+        transfer_id=t.id, operator_id=name, decision=pb.APPROVE,
+        signature=sign_statement(key, statement),
+        statement_sha256=statement_digest(statement))), w)
+    revoke = daemon.admin().RevokeOperator(pb.RevokeOperatorRequest(id=name, reason="test"))
+    assert govern(daemon, revoke).state == "APPROVED"  # leave the shared daemon as it was
 
 
 def test_one_admin_policy_naming_an_unregistered_operator(daemon: Daemon) -> None:
@@ -592,6 +625,12 @@ def test_one_admin_policy_naming_an_unregistered_operator(daemon: Daemon) -> Non
                            "operator"), e.details()
     assert authority_snapshot(daemon) == before
     assert daemon.admin().GetPolicy(pb.GetPolicyRequest(wallet_id=w.id)).version == 1
+    # The legitimate counterpart: a group of registered operators, through the quorum.
+    set_policy(daemon, w.id, policy.replace(', "ghost"', ""))
+    assert daemon.admin().GetPolicy(pb.GetPolicyRequest(wallet_id=w.id)).version == 2
+    t = eth_transfer(daemon, w)
+    decide(daemon, t.id, "inv1")
+    assert_eth_signed(decide(daemon, t.id, "cust1"), w)
 
 
 def test_one_admin_unfreezes_by_an_order_of_their_own(daemon: Daemon, db: SqliteWriter
@@ -712,7 +751,8 @@ def test_platform_and_one_officer_sweep_into_a_one_of_two_multisig(daemon: Daemo
 def test_platform_policy_text_unknown_template_and_the_floor(daemon: Daemon, db: SqliteWriter
                                                              ) -> None:
     keys_before = daemon.admin().KeyStatus(pb.KeyStatusRequest()).key_count
-    req = dict(chain=pb.ETHEREUM, chain_ids=[1], category=pb.SEIZED, case_ref="CASE-PLAT")
+    req: dict[str, Any] = dict(chain=pb.ETHEREUM, chain_ids=[1], category=pb.SEIZED,
+                               case_ref="CASE-PLAT")
     e = rpc_error(daemon.custody().CreateWallet, pb.CreateWalletRequest(
         **req, policy_toml=ONE_APPROVER))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -851,7 +891,7 @@ def test_kill_during_the_quorum_making_decision_is_all_or_nothing(tmp_path: Path
     db = sqlite_writer(d)
     outcomes = []
     try:
-        for i, delay in enumerate((0.0, 0.001, 0.002, 0.004, 0.008)):
+        for i, delay in enumerate((0.0, 0.001, 0.002, 0.003, 0.005, 0.008)):
             op_id = f"crash{i}"
             p = d.admin().RegisterOperator(pb.RegisterOperatorRequest(
                 id=op_id, roles=["investigator"], public_key_pem=public_pem(generate())))
@@ -862,17 +902,15 @@ def test_kill_during_the_quorum_making_decision_is_all_or_nothing(tmp_path: Path
             req = pb.DecideProposalRequest(
                 proposal_id=p.id, operator_id="admin2", decision=pb.APPROVE,
                 signature=sign_statement(key, st), statement_sha256=statement_digest(st))
-            future = d.governance("admin2").DecideProposal.future(req, timeout=30)
             killer = threading.Timer(delay, d.proc.kill)  # type: ignore[union-attr]
             killer.start()
+            future = d.governance("admin2").DecideProposal.future(req, timeout=30)
             killer.join()
             try:
                 future.result()
             except grpc.RpcError:
                 pass
-            d.proc.wait(30)  # type: ignore[union-attr]
-            d.proc = None
-            d.channels.clear()
+            assert d.stop() == -9
             d.start()
             got = d.governance().GetProposal(pb.GetProposalRequest(proposal_id=p.id))
             counts = effect_count(d, db, op_id, p.id)
@@ -886,6 +924,8 @@ def test_kill_during_the_quorum_making_decision_is_all_or_nothing(tmp_path: Path
                 assert counts == {"listed": 0, "operators_rows": 0, "ledger_entries": 0,
                                   "applied_events": 0}, counts
                 assert deciders == ["admin1"]
+                assert [json.loads(e.details_json)["operator_id"] for e in audit_events(
+                    d, action="proposal.approve", obj=p.id)] == ["admin1"]
                 # ... and the decision can simply be made again: then exactly once.
                 assert decide_proposal(d, p.id, "admin2").state == "APPROVED"
                 assert effect_count(d, db, op_id, p.id) == {
