@@ -50,7 +50,7 @@ class App:
         self.store = store or open_store(config.store_url)
         self.notifier = Notifier()
         self.instance_id = config.instance_id
-        self.ledger = Ledger(config.genesis)
+        self.ledger = Ledger(config.genesis, on_violation=self._ledger_violation)
         self.audit_key_id = ""
         self._anchored = False  # the HSM token's genesis anchor was checked (check_hsm_anchor)
         self._anchor_lock = threading.Lock()
@@ -70,10 +70,10 @@ class App:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Open the HSM (errors are fatal at start), check that the store's authority ledger
-        starts at the pinned genesis and verifies to its head, prepare the audit key."""
-        self.keystore.open()
-        self.metrics.hsm_up.set(1)
+        """Check that the store's authority ledger starts at the pinned genesis and verifies to
+        its head (before the HSM is opened, so that a refused store is refused with one line
+        and nothing else on stderr), open the HSM (errors are fatal at start), prepare the
+        audit key."""
         if not self.config.genesis:
             raise ConfigError("config: [governance] genesis is not set: this state folder "
                               "predates governance; make a new one with `signerd init`")
@@ -87,12 +87,13 @@ class App:
         try:
             with self.store.read() as tx:
                 state = self.ledger.state(tx)
-        except AuthorityViolation as e:
-            self.metrics.authority_violations.labels(e.kind).inc()
+        except AuthorityViolation as e:  # counted by the ledger
             raise ConfigError(f"refusing to serve this store: {e.message}") from None
         if state.instance_id != self.instance_id:
             raise ConfigError(f"refusing to serve this store: its genesis is for instance "
                               f"{state.instance_id}, the config says {self.instance_id}")
+        self.keystore.open()
+        self.metrics.hsm_up.set(1)
         self.audit_key_id = state.audit_key_id
         try:
             self.check_hsm_anchor()
@@ -107,6 +108,13 @@ class App:
         self.started = True
         self.transfers.recover()
         self.refresh_gauges()
+
+    def _ledger_violation(self, e: AuthorityViolation) -> None:
+        """The store's authority ledger does not verify: every act reading it is refused and
+        counted (and logged once serving; at start the refusal itself names it)."""
+        self.metrics.authority_violations.labels(e.kind).inc()
+        if self.transfers is not None:
+            log.error("authority ledger does not verify: %s", e.message, extra={"kind": e.kind})
 
     def check_hsm_anchor(self) -> None:
         """The genesis digest is pinned twice outside the store: in the config and in a data

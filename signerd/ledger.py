@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,17 +44,32 @@ class Destination:
 
 
 class Ledger:
-    def __init__(self, pinned: bytes):
+    def __init__(self, pinned: bytes,
+                 on_violation: Callable[[AuthorityViolation], None] | None = None):
         self.pinned = pinned
         self._state: AuthorityState | None = None
         self._lock = threading.Lock()
+        # Told of every AuthorityViolation :meth:`state` raises (the app counts it in
+        # signerd_authority_violations_total): a ledger that does not verify refuses every act
+        # that reads it, in a running daemon as at start.
+        self.on_violation = on_violation
 
     @property
     def cached(self) -> AuthorityState | None:
         return self._state
 
     def state(self, tx: Tx) -> AuthorityState:
-        """The verified state at the store's current ledger head (read in ``tx``)."""
+        """The verified state at the store's current ledger head (read in ``tx``). A ledger
+        that does not verify raises AuthorityViolation: kind ``genesis`` for its first entry,
+        ``ledger`` for anything after it (a forged entry, whatever in it fails to verify)."""
+        try:
+            return self._verified(tx)
+        except AuthorityViolation as e:
+            if self.on_violation is not None:
+                self.on_violation(e)
+            raise
+
+    def _verified(self, tx: Tx) -> AuthorityState:
         seq, head = tx.authority_head()
         known = self._state
         if known is not None and known.seq == seq and known.head == head:
@@ -70,7 +85,12 @@ class Ledger:
             entries = tx.authority_entries(after, PAGE)
             if not entries:
                 break
-            state = AU.fold(state, entries, pinned=self.pinned)
+            try:
+                state = AU.fold(state, entries, pinned=self.pinned)
+            except AuthorityViolation as e:
+                if e.kind in ("genesis", "ledger"):
+                    raise
+                raise AuthorityViolation(e.message, kind="ledger") from None
             after = entries[-1].seq
         if state is None:
             raise AuthorityViolation("the store has no genesis: it was not made by `signerd "

@@ -1,0 +1,85 @@
+"""Governance attacks by a store writer alone, on PostgreSQL: a real daemon whose store is a
+throwaway PostgreSQL database (`signerd init DIR --store-url URL`), real SoftHSM, real gRPC over
+mTLS; the writer uses psycopg on the same database and nothing else.
+
+The attacks are those of test_governance_attacks.py, run here against PostgreSQL:
+
+1a. two approval rows (inv1, cust1) with all-zero signatures, the transfer set to APPROVED:
+    FAILED as an authority violation (reason, audit event, metric), no signature;
+1b. two ``operators`` rows with every role and the writer's own keys, approvals correctly
+    signed by those keys over the real statement, the transfer set to APPROVED: FAILED ("not
+    an operator in the chain of authority"), no signature;
+1d. a wallet frozen by FreezeWallet, then ``UPDATE wallets SET status = 'ACTIVE'``: approving
+    signs nothing until a governed unfreeze.
+
+Each legitimate counterpart is signed and checked with eth-account.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from tests.helpers import Daemon, edit_config, init_state
+from tests.integration.test_governance_attacks import (PROBE, StoreWriter,
+                                                       attack_forged_operators,
+                                                       attack_thawed_frozen_wallet,
+                                                       attack_zero_signature_approvals)
+
+pytestmark = [pytest.mark.postgres]
+
+
+class PgWriter(StoreWriter):
+    """psycopg on the daemon's database; ``?`` placeholders become ``%s``."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def rows(self, query: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with psycopg.connect(self.url, autocommit=True, row_factory=dict_row) as c:
+            cur = c.execute(query.replace("?", "%s"), params)
+            return [{k: bytes(v) if isinstance(v, memoryview) else v for k, v in r.items()}
+                    for r in cur.fetchall()] if cur.description else []
+
+    def run(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
+        with psycopg.connect(self.url) as c:  # one transaction, committed on exit
+            for query, params in statements:
+                c.execute(query.replace("?", "%s"), params)
+
+
+@pytest.fixture(scope="module")
+def daemon(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    cfg = init_state(tmp_path_factory.mktemp("govpg") / "state", "--store-url", pg_url)
+    edit_config(cfg, "hsm", probe_seconds=PROBE)
+    d = Daemon(cfg).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def db(pg_url: str) -> PgWriter:
+    return PgWriter(pg_url)
+
+
+def test_pg_store_writer_zero_signature_approvals(daemon: Daemon, db: PgWriter) -> None:
+    attack_zero_signature_approvals(daemon, db)
+
+
+def test_pg_store_writer_forged_operators_with_every_role(daemon: Daemon, db: PgWriter
+                                                          ) -> None:
+    attack_forged_operators(daemon, db)
+
+
+def test_pg_store_writer_unfreezes_by_sql(daemon: Daemon, db: PgWriter) -> None:
+    attack_thawed_frozen_wallet(daemon, db)
+
+
+def test_pg_store_is_the_daemons(daemon: Daemon, db: PgWriter) -> None:
+    """The writer's database is the one the daemon serves (not a copy): the instance ids match
+    and the daemon's config names it."""
+    (row,) = db.rows("SELECT value FROM meta WHERE key = 'instance_id'")
+    assert f'instance_id = "{row["value"]}"' in Path(daemon.config).read_text()
+    assert "sqlite" not in Path(daemon.config).read_text().split("[store]")[1].split("[")[0]
