@@ -113,7 +113,7 @@ class App:
         """The store's authority ledger does not verify: every act reading it is refused and
         counted (and logged once serving; at start the refusal itself names it)."""
         self.metrics.authority_violations.labels(e.kind).inc()
-        if self.transfers is not None:
+        if self.started:
             log.error("authority ledger does not verify: %s", e.message, extra={"kind": e.kind})
 
     def check_hsm_anchor(self) -> None:

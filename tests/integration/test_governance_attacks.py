@@ -446,6 +446,9 @@ def test_store_writer_fake_wallet_at_the_destination(daemon: Daemon, db: SqliteW
     assert_eth_signed(decide(daemon, ok.id, "cust1"), w)
 
 
+@pytest.mark.xfail(strict=True, reason="a deleted REJECT row is not seen: the sign step judges "
+                   "the decision rows that exist; needs the HSM-checkpointed record of ended "
+                   "transfers (in progress)")
 def test_store_writer_erases_a_veto(daemon: Daemon, db: SqliteWriter) -> None:
     """Not in the issue's list (found while writing these): the judge's veto is a row in
     ``approvals`` and the state REJECTED; the writer deletes the row and sets the state back
