@@ -192,6 +192,25 @@ def signature_valid(public_key_pem: bytes, statement: bytes, signature: bytes) -
     return _valid(bytes(public_key_pem), statement_digest(statement), signature)
 
 
+MAX_REASON = 1000
+
+
+def check_decision(subject: str, subject_id: str, operator_id: str, decision: Decision,
+                   reason: str) -> None:
+    """The inputs of an operator's decision on any act (``subject`` names the act's id field,
+    e.g. ``transfer_id``); InvalidArgument names the field."""
+    if not subject_id:
+        raise InvalidArgument(f"{subject}: required")
+    if not operator_id:
+        raise InvalidArgument("operator_id: required")
+    if decision not in (Decision.APPROVE, Decision.REJECT):
+        raise InvalidArgument("decision: APPROVE or REJECT")
+    if decision is Decision.REJECT and not reason.strip():
+        raise InvalidArgument("reason: a rejection needs a reason")
+    if len(reason) > MAX_REASON:
+        raise InvalidArgument(f"reason: at most {MAX_REASON} characters")
+
+
 @dataclass(frozen=True)
 class SignedDecision:
     """A stored decision: who, what, and the signature that should prove it."""

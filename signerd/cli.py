@@ -1354,6 +1354,21 @@ def build_parser() -> Parser:
     p.set_defaults(default_principal="platform")
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def decision_commands(parent: argparse._SubParsersAction, what: str,
+                          func: Callable[[Context], int]) -> list[Parser]:
+        """``approve`` and ``reject`` of an act, signed with the operator's own key."""
+        out = []
+        for name in ("approve", "reject"):
+            sp = cmd(parent, name, func, f"{name} a {what} with your operator key", "platform")
+            sp.add_argument("id")
+            sp.add_argument("--key", required=True, metavar="FILE", help="operator private key")
+            sp.add_argument("--passphrase-file", metavar="FILE")
+            sp.add_argument("--reason", required=name == "reject", default="", metavar="TEXT")
+            sp.add_argument("--yes", action="store_true", help="sign without asking")
+            sp.set_defaults(decision=name)
+            out.append(sp)
+        return out
+
     def group(name: str, help: str) -> argparse._SubParsersAction:
         sub = commands.add_parser(name, help=help)
         return sub.add_subparsers(dest="sub", required=True, metavar="SUBCOMMAND")
@@ -1450,15 +1465,7 @@ def build_parser() -> Parser:
                                         "CANCELLED", "FAILED"], type=str.upper)
     sp = cmd(g, "show", cmd_proposal_show, "show a proposal", "admin")
     sp.add_argument("id")
-    for name in ("approve", "reject"):
-        sp = cmd(g, name, cmd_proposal_decide, f"{name} a proposal with your operator key",
-                 "platform")
-        sp.add_argument("id")
-        sp.add_argument("--key", required=True, metavar="FILE", help="operator private key")
-        sp.add_argument("--passphrase-file", metavar="FILE")
-        sp.add_argument("--reason", required=name == "reject", default="", metavar="TEXT")
-        sp.add_argument("--yes", action="store_true", help="sign without asking")
-        sp.set_defaults(decision=name)
+    decision_commands(g, "proposal", cmd_proposal_decide)
     sp = cmd(g, "cancel", cmd_proposal_cancel, "withdraw a pending proposal", "admin")
     sp.add_argument("id")
     sp.add_argument("--reason", metavar="TEXT")
@@ -1481,17 +1488,9 @@ def build_parser() -> Parser:
     sp.add_argument("id")
     sp.add_argument("--allow-sighash", action="append", choices=sorted(SIGHASH_TYPES),
                     help=argparse.SUPPRESS)
-    for name in ("approve", "reject"):
-        sp = cmd(g, name, cmd_transfer_decide, f"{name} a transfer with your operator key",
-                 "platform")
-        sp.add_argument("id")
-        sp.add_argument("--key", required=True, metavar="FILE", help="operator private key")
-        sp.add_argument("--passphrase-file", metavar="FILE")
-        sp.add_argument("--reason", required=name == "reject", default="", metavar="TEXT")
-        sp.add_argument("--yes", action="store_true", help="sign without asking")
+    for sp in decision_commands(g, "transfer", cmd_transfer_decide):
         sp.add_argument("--allow-sighash", action="append", choices=sorted(SIGHASH_TYPES),
                         metavar="TYPE", help="also accept this Bitcoin sighash type")
-        sp.set_defaults(decision=name)
     sp = cmd(g, "cancel", cmd_transfer_cancel, "cancel a live transfer")
     sp.add_argument("id")
     sp.add_argument("--reason", metavar="TEXT")

@@ -38,7 +38,6 @@ log = logging.getLogger("signerd.proposals")
 PENDING = "PENDING_APPROVAL"
 APPROVED = "APPROVED"
 STATES = ("PENDING_APPROVAL", "APPROVED", "REJECTED", "EXPIRED", "CANCELLED", "FAILED")
-MAX_REASON = 1000
 
 
 @dataclass(frozen=True)
@@ -212,16 +211,7 @@ class ProposalService:
     def decide(self, actor: str, proposal_id: str, operator_id: str, decision: Decision,
                signature: bytes, *, reason: str = "", statement_sha256: bytes = b""
                ) -> ProposalView:
-        if not proposal_id:
-            raise InvalidArgument("proposal_id: required")
-        if not operator_id:
-            raise InvalidArgument("operator_id: required")
-        if decision not in (Decision.APPROVE, Decision.REJECT):
-            raise InvalidArgument("decision: APPROVE or REJECT")
-        if decision is Decision.REJECT and not reason.strip():
-            raise InvalidArgument("reason: a rejection needs a reason")
-        if len(reason) > MAX_REASON:
-            raise InvalidArgument(f"reason: at most {MAX_REASON} characters")
+        A.check_decision("proposal_id", proposal_id, operator_id, decision, reason)
         now = time.time()
         outcome = ""
         doc: dict[str, Any] = {}

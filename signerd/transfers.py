@@ -445,16 +445,7 @@ class TransferService:
     # ---------------------------------------------------------------- approvals
     def decide(self, actor: str, transfer_id: str, operator_id: str, decision: Decision,
                signature: bytes, *, reason: str = "", statement_sha256: bytes = b"") -> TransferView:
-        if not transfer_id:
-            raise InvalidArgument("transfer_id: required")
-        if not operator_id:
-            raise InvalidArgument("operator_id: required")
-        if decision not in (Decision.APPROVE, Decision.REJECT):
-            raise InvalidArgument("decision: APPROVE or REJECT")
-        if decision is Decision.REJECT and not reason.strip():
-            raise InvalidArgument("reason: a rejection needs a reason")
-        if len(reason) > MAX_REASON:
-            raise InvalidArgument(f"reason: at most {MAX_REASON} characters")
+        A.check_decision("transfer_id", transfer_id, operator_id, decision, reason)
         now = time.time()
         became_approved = False
         violation: AuthorityViolation | None = None

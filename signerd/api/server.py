@@ -283,6 +283,17 @@ def page(p: pb.Page) -> tuple[str, int]:
     return p.page_token, size
 
 
+def operator_decision(req: Any, caller: Caller) -> Decision:
+    """The decision of an operator's Submit/Decide request: the operator id must be the caller
+    (the approval signature counts; the TLS identity only says who sends it)."""
+    if req.operator_id != caller.name:
+        raise PermissionDenied(
+            f"operator_id {req.operator_id!r} does not match the caller {caller.name}")
+    if req.decision not in (pb.APPROVE, pb.REJECT):
+        raise InvalidArgument("decision: APPROVE or REJECT")
+    return Decision.APPROVE if req.decision == pb.APPROVE else Decision.REJECT
+
+
 def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
     admin = gate.admin
 
@@ -399,12 +410,7 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
         @gate.unary("Approval/SubmitApproval")
         def SubmitApproval(self, req: pb.SubmitApprovalRequest, ctx: Any, caller: Caller
                            ) -> pb.Transfer:
-            if req.operator_id != caller.name:
-                raise PermissionDenied(
-                    f"operator_id {req.operator_id!r} does not match the caller {caller.name}")
-            if req.decision not in (pb.APPROVE, pb.REJECT):
-                raise InvalidArgument("decision: APPROVE or REJECT")
-            decision = Decision.APPROVE if req.decision == pb.APPROVE else Decision.REJECT
+            decision = operator_decision(req, caller)
             v = app.transfers.decide(caller.name, req.transfer_id, req.operator_id, decision,
                                      req.signature, reason=req.reason,
                                      statement_sha256=req.statement_sha256)
@@ -533,12 +539,7 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
         @gate.unary("Governance/DecideProposal")
         def DecideProposal(self, req: pb.DecideProposalRequest, ctx: Any, caller: Caller
                            ) -> pb.Proposal:
-            if req.operator_id != caller.name:
-                raise PermissionDenied(
-                    f"operator_id {req.operator_id!r} does not match the caller {caller.name}")
-            if req.decision not in (pb.APPROVE, pb.REJECT):
-                raise InvalidArgument("decision: APPROVE or REJECT")
-            decision = Decision.APPROVE if req.decision == pb.APPROVE else Decision.REJECT
+            decision = operator_decision(req, caller)
             return C.proposal_pb(app.proposals.decide(
                 caller.name, req.proposal_id, req.operator_id, decision, req.signature,
                 reason=req.reason, statement_sha256=req.statement_sha256))

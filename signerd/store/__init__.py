@@ -323,13 +323,18 @@ class Tx:
 
     def approvals_for(self, transfer_ids: Sequence[str]) -> dict[str, list[Row]]:
         """Approvals of several transfers in one query (a list page)."""
-        out: dict[str, list[Row]] = {t: [] for t in transfer_ids}
-        for i in range(0, len(transfer_ids), 500):
-            chunk = list(transfer_ids[i:i + 500])
+        return self._grouped("approvals", "transfer_id", transfer_ids)
+
+    def _grouped(self, table: str, column: str, ids: Sequence[str]) -> dict[str, list[Row]]:
+        """The rows of ``table`` whose ``column`` is one of ``ids``, by id, oldest first, in
+        queries of at most 500 ids."""
+        out: dict[str, list[Row]] = {i: [] for i in ids}
+        for i in range(0, len(ids), 500):
+            chunk = list(ids[i:i + 500])
             marks = ", ".join("?" for _ in chunk)
-            for r in self.all(f"SELECT * FROM approvals WHERE transfer_id IN ({marks})"
+            for r in self.all(f"SELECT * FROM {table} WHERE {column} IN ({marks})"
                               " ORDER BY created_at", chunk):
-                out[r["transfer_id"]].append(r)
+                out[r[column]].append(r)
         return out
 
     def insert_signature(self, transfer_id: str, digest: bytes, key_id: str, r: int, s: int) -> None:
@@ -433,14 +438,7 @@ class Tx:
                         " ORDER BY created_at", (proposal_id,))
 
     def proposal_approvals_for(self, ids: Sequence[str]) -> dict[str, list[Row]]:
-        out: dict[str, list[Row]] = {i: [] for i in ids}
-        for i in range(0, len(ids), 500):
-            chunk = list(ids[i:i + 500])
-            marks = ", ".join("?" for _ in chunk)
-            for r in self.all(f"SELECT * FROM proposal_approvals WHERE proposal_id IN ({marks})"
-                              " ORDER BY created_at", chunk):
-                out[r["proposal_id"]].append(r)
-        return out
+        return self._grouped("proposal_approvals", "proposal_id", ids)
 
     # ---------------------------------------------------------------- audit
     def append_audit(self, actor: str, action: str, obj: str,

@@ -56,6 +56,10 @@ _UNIQUE = {
     "operators": (AlreadyExists, "this operator already exists"),
     "policies": (AlreadyExists, "this policy version already exists"),
     "transfers": (AlreadyExists, "a transfer with this id already exists"),
+    "proposals": (AlreadyExists, "a proposal with this id already exists"),
+    "proposal_approvals": (AlreadyExists, "this operator has already decided on this proposal"),
+    "authority_log": (AlreadyExists, "this authority ledger entry exists already (another "
+                                     "replica appended first); retry"),
 }
 
 
