@@ -56,6 +56,8 @@ _UNIQUE = {
     "operators": (AlreadyExists, "this operator already exists"),
     "policies": (AlreadyExists, "this policy version already exists"),
     "transfers": (AlreadyExists, "a transfer with this id already exists"),
+    "audit_checkpoints": (StoreUnavailable, "another replica stored this audit checkpoint "
+                                            "meanwhile; retry"),
 }
 
 
