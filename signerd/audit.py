@@ -507,7 +507,8 @@ def verify_checkpoints(
     previous_head = 0
     for cp in heads:
         at_head = found.get(cp.head_seq)
-        span = f"seq {previous_head + 1}..{cp.head_seq}"
+        span = (f"seq {previous_head + 1}..{cp.head_seq}" if previous_head
+                else f"seq {cp.head_seq} or before it")
         trouble = ""
         if at_head is None:
             trouble = (f"event seq {cp.head_seq}, which the checkpoint signed, is missing "
