@@ -371,7 +371,8 @@ class App:
         - the event at each of those checkpoints' heads still has the hash the checkpoint
           signed: rewriting any earlier event, even recomputing every later hash and the head
           row, changes it;
-        - every event after the latest checkpoint links and hashes up to the head row.
+        - every event after the latest checkpoint links and hashes up to the head row, and the
+          last event an earlier call verified on the way there still has the same hash.
         Anything else is AuditChainViolation (FAILED_PRECONDITION): logged naming the checkpoint
         and the first bad seq, counted in signerd_audit_chain_violations_total, nothing signed.
         Events before the latest checkpoint are not read again (an export verified offline
@@ -381,7 +382,8 @@ class App:
                 try:
                     cp, done = self._checkpoint_once(max_events)
                 except AuditChainViolation as e:
-                    self._audit_progress = None
+                    # What was verified stays known, so a retry is refused too until the store
+                    # is restored (rather than verifying the rewritten events afresh).
                     self.metrics.audit_violations.labels(e.kind).inc()
                     log.error("audit checkpoint refused, nothing signed: %s", e.message)
                     raise

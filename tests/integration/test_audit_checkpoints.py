@@ -415,3 +415,87 @@ def test_postgres_replicas_checkpoint_one_chain_and_refuse_a_rewrite(
     finally:
         b.stop()
         a.stop()
+
+
+# ---------------------------------------------------------------- in process
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Any]:
+    from signerd import config as C
+    from signerd import hsm
+    from signerd.app import App
+
+    cfg = C.load(init_state(tmp_path / "state"))
+    a = App(cfg)
+    hsm._INITIALISED.pop(cfg.hsm.module, None)  # this test's token folder, not another test's
+    a.start()
+    yield a
+    a.stop()
+
+
+def append_events(app: Any, n: int) -> None:
+    with app.store.transaction() as tx:
+        for i in range(n):
+            tx.append_audit("test", "test.event", f"o/{i}", {"i": i})
+
+
+def test_a_long_chain_is_verified_over_several_ticks(app: Any, monkeypatch) -> None:
+    """The monitor verifies a bounded number of events per tick and goes on where it stopped;
+    an event verified in an earlier tick and rewritten before the checkpoint is still found."""
+    import signerd.app as A
+
+    monkeypatch.setattr(A, "MONITOR_VERIFY_EVENTS", 400)
+    append_events(app, 1000)
+    with app.store.read() as tx:
+        seq, head = tx.audit_head()
+    app.audit_tick()
+    app.audit_tick()
+    with app.store.read() as tx:
+        assert tx.latest_audit_checkpoint() is None  # 800 of the events verified so far
+    app.audit_tick()
+    with app.store.read() as tx:
+        cp = tx.latest_audit_checkpoint()
+    assert cp is not None and (cp.seq, cp.head_seq, cp.head_hash) == (1, seq, head)
+
+    append_events(app, 1000)
+    app.audit_tick()  # verified up to cp.head_seq + 400
+    Sql(f"sqlite:///{Path(app.config.path).parent / 'signerd.db'}").rewrite_event(
+        cp.head_seq + 10, actor="mallory")
+    before = app.metrics.audit_violations.labels("event")._value.get()
+    app.audit_tick()
+    assert app.metrics.audit_violations.labels("event")._value.get() == before + 1
+    with pytest.raises(A.AuditChainViolation, match=f"audit event seq {cp.head_seq + 400}, "
+                                                      "verified since checkpoint 1, was changed"):
+        app.checkpoint()
+
+
+def test_another_replicas_checkpoint_first_is_verified_and_adopted(app: Any) -> None:
+    """Two replicas checkpoint the same head: the one that stores second finds the other's
+    checkpoint, verifies it and returns it, signing nothing more."""
+    from signerd import audit as AU
+
+    append_events(app, 5)
+    first = app.checkpoint()
+    append_events(app, 5)
+    sign = app.hsm_sign
+    competing: list[AU.Checkpoint] = []
+
+    def replica_b_first(key_id: str, digest: bytes) -> tuple[int, int]:
+        if not competing:  # "replica B" stores its checkpoint of the same head just now
+            with app.store.read() as tx:
+                seq, head = tx.audit_head()
+            u = AU.next_checkpoint(first, app.instance_id, head_seq=seq, head_hash=head,
+                                   time=int(time.time() * 1e6) - 1)
+            r, s = sign(key_id, u.digest(app.instance_id))
+            competing.append(u.signed(r.to_bytes(32, "big") + s.to_bytes(32, "big"),
+                                      app.instance_id, app.audit_public_key))
+            with app.store.transaction() as tx:
+                tx.append_audit_checkpoint(competing[0])
+        return sign(key_id, digest)
+
+    app.hsm_sign = replica_b_first
+    assert app.checkpoint() == competing[0]
+    with app.store.read() as tx:
+        assert tx.audit_checkpoints() == [first, competing[0]]
+    assert app.metrics.audit_violations.labels("event")._value.get() == 0
+    assert app.metrics.audit_violations.labels("checkpoint")._value.get() == 0
