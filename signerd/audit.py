@@ -858,3 +858,41 @@ def verify_export(
             found.checked,
         )
     return VerifyResult(True, result.checked, None, "", None, found.checked)
+
+
+def verify_extends(earlier: bytes, later: bytes) -> VerifyResult:
+    """Whether the export ``later`` extends ``earlier``, an export of the same instance kept from
+    before: every event of ``earlier`` is in ``later`` with the same hash, and every checkpoint
+    of ``earlier`` is in ``later`` unchanged. Each export must have passed :func:`verify_export`
+    on its own; then, since an event's hash commits to every event before it, the first seq
+    whose hash differs is the first event rewritten since (``first_bad_seq``), and a checkpoint
+    that is missing or differs was rolled back or replaced (``bad_checkpoint``). This finds
+    what no checkpoint can: a store rolled back (events and checkpoints) while no daemon that
+    had seen the newer state was running. Raises InvalidArgument if either does not parse."""
+    old, new = read_export(earlier), read_export(later)
+    if (old.header.instance_id, old.header.audit_public_key) != (
+            new.header.instance_id, new.header.audit_public_key):
+        return VerifyResult(False, 0, None, "the exports are of different instances or audit keys")
+    hashes = {e.seq: e.hash for e in new.events}
+    checked = 0
+    for event in old.events:
+        found = hashes.get(event.seq)
+        if found is None:
+            return VerifyResult(False, checked, event.seq,
+                                f"seq {event.seq} of the earlier export is missing (this export "
+                                f"ends at seq {new.header.head_seq}): the chain was truncated")
+        if found != event.hash:
+            return VerifyResult(False, checked, event.seq,
+                                f"seq {event.seq} differs from the earlier export's: rewritten "
+                                "since")
+        checked += 1
+    for n, cp in enumerate(old.checkpoints):
+        if n >= len(new.checkpoints):
+            return VerifyResult(False, checked, None,
+                                f"checkpoint {cp.seq} of the earlier export is missing: "
+                                "checkpoints were rolled back", cp.seq, n)
+        if new.checkpoints[n] != cp:
+            return VerifyResult(False, checked, None,
+                                f"checkpoint {cp.seq} differs from the earlier export's: "
+                                "replaced since", cp.seq, n)
+    return VerifyResult(True, checked, None, "", None, len(old.checkpoints))

@@ -412,3 +412,42 @@ def test_any_single_byte_change_of_a_v2_export_is_detected(small_doc, data):
     except InvalidArgument:
         return
     assert not result.ok, (position, byte)
+
+
+# --- a later export against an earlier one -----------------------------------------------------
+
+
+def test_a_later_export_extends_the_earlier_one(chain, cps):
+    earlier = v2_export(chain[:35], cps[:3])
+    later = v2_export(chain, cps)
+    assert audit.verify_extends(earlier, later) == audit.VerifyResult(True, 35, None, "", None, 3)
+    assert audit.verify_extends(later, later).ok
+    sig = rs(audit.head_digest(INSTANCE, 20, chain[19].hash))
+    assert audit.verify_extends(audit.export_document(chain[:20], sig, PUB, INSTANCE), later).ok
+
+
+def test_a_rollback_or_rewrite_since_the_earlier_export_is_pinned(chain, cps):
+    earlier = v2_export(chain[:35], cps[:3])
+    # the store rolled back to checkpoint 2 and the daemon went on from there (a fork)
+    forked = rehash_from(chain[:20] + [dataclasses.replace(chain[20], actor="mallory")]
+                         + chain[21:], 20)
+    fork_cps = list(cps[:2])
+    for head in (35, 50):
+        fork_cps.append(sign(audit.next_checkpoint(fork_cps[-1], INSTANCE, head_seq=head,
+                                                   head_hash=forked[head - 1].hash, time=T0)))
+    later = v2_export(forked, fork_cps)
+    assert audit.verify_export(later).ok  # consistent on its own
+    r = audit.verify_extends(earlier, later)
+    assert (r.ok, r.checked, r.first_bad_seq) == (False, 20, 21)
+    assert "seq 21 differs from the earlier export's: rewritten since" in r.problem
+    # checkpoints rolled back (and the head with them)
+    r = audit.verify_extends(earlier, v2_export(chain[:20], cps[:2]))
+    assert (r.ok, r.first_bad_seq) == (False, 21) and "truncated" in r.problem
+    r = audit.verify_extends(v2_export(chain, cps), v2_export(chain, cps[:3] + [
+        sign(audit.next_checkpoint(cps[2], INSTANCE, head_seq=50, head_hash=chain[-1].hash,
+                                   time=T0 + 1))]))
+    assert (r.ok, r.bad_checkpoint) == (False, 4) and "replaced since" in r.problem
+    r = audit.verify_extends(v2_export(chain, cps), v2_export(chain, cps[:3]))
+    assert (r.ok, r.bad_checkpoint) == (False, 4) and "rolled back" in r.problem
+    other = v2_export(chain, checkpoints(chain, key=OTHER), key=OTHER)
+    assert "different instances or audit keys" in audit.verify_extends(earlier, other).problem

@@ -126,3 +126,37 @@ def test_a_v1_export_says_it_has_no_checkpoints(capsys, tmp_path: Path) -> None:
     f.write_bytes(audit.export_document(events, sig, PUB, INSTANCE))
     rc, out, _ = run(capsys, ["audit", "verify", str(f)])
     assert rc == 0 and "; no checkpoints (a v1 export) (pass --audit-key" in out
+
+
+def test_earlier_export_extended_or_not(capsys, tmp_path: Path) -> None:
+    events = chain()
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_bytes(make_export(events[:8], heads=(4, 8)))
+    later = tmp_path / "later.jsonl"
+    later.write_bytes(make_export(events))
+    rc, out, err = run(capsys, ["audit", "verify", str(later), "--earlier", str(earlier),
+                                "--audit-key", PUB.hex()])
+    assert (rc, err) == (0, "")
+    assert f"; extends {earlier} (8 events, 2 checkpoints unchanged)" in out
+    rewritten = list(events[:2])
+    for e in [dataclasses.replace(events[2], actor="mallory")] + events[3:]:
+        rewritten.append(audit.new_event(rewritten[-1], time=e.time, actor=e.actor,
+                                         action=e.action, object=e.object, details=e.details))
+    fork = tmp_path / "fork.jsonl"
+    fork.write_bytes(make_export(rewritten))  # checkpoints signed afresh over the rewrite
+    rc, out, err = run(capsys, ["audit", "verify", str(fork)])
+    assert rc == 0  # consistent on its own
+    line = one_line_failure(*run(capsys, ["audit", "verify", str(fork), "--earlier",
+                                          str(earlier)])[::2])
+    assert line == (f"signerctl: {fork}: audit export does NOT extend {earlier} at seq 3 "
+                    "(transfer.approve transfer/t_3 by inv1 in the earlier export): seq 3 "
+                    "differs from the earlier export's: rewritten since; 2 events matched "
+                    "before it")
+    rc, out, _ = run(capsys, ["--json", "audit", "verify", str(fork), "--earlier", str(earlier)])
+    doc = json.loads(out)
+    assert rc == 1 and doc["ok"] is False and doc["extends"]["first_bad_seq"] == 3
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(earlier.read_bytes().replace(b'"n":2', b'"n":9'))
+    line = one_line_failure(*run(capsys, ["audit", "verify", str(later), "--earlier",
+                                          str(bad)])[::2])
+    assert line.startswith(f"signerctl: {bad}: the earlier audit export is NOT valid: seq 2")
