@@ -289,6 +289,7 @@ def test_rewritten_history_gets_no_signature(intact: tuple[Daemon, str, bytes],
 def hsm_signed_export(d: Daemon, url: str) -> bytes:
     """The store as it is, every checkpoint, and the head signed by the daemon's HSM key (the
     test opens the token itself, with the daemon stopped)."""
+    from signerd import hsm
     from signerd.config import load
     from signerd.daemon import find_softhsm_module
     from signerd.hsm import Keystore
@@ -300,13 +301,16 @@ def hsm_signed_export(d: Daemon, url: str) -> bytes:
     with st.read() as tx:
         state = Ledger(cfg.genesis).state(tx)
     st.close()
-    ks = Keystore(find_softhsm_module(), token_label="signerd", pin_file=cfg.hsm.pin_file,
+    module = find_softhsm_module()
+    ks = Keystore(module, token_label="signerd", pin_file=cfg.hsm.pin_file,
                   env={"SOFTHSM2_CONF": str(cfg.hsm.softhsm_conf)})
+    hsm._INITIALISED.pop(module, None)  # initialise the module for this token folder
     ks.open()
     try:
         r, s = ks.sign_digest(state.audit_key_id, audit.head_digest(cfg.instance_id, seq, head))
     finally:
         ks.close()
+        hsm._INITIALISED.pop(module, None)  # and let the next in-process user do the same
     return audit.export_document(events, r.to_bytes(32, "big") + s.to_bytes(32, "big"),
                                  state.audit_public_key, cfg.instance_id, cps)
 
@@ -431,6 +435,7 @@ def app(tmp_path: Path) -> Iterator[Any]:
     a.start()
     yield a
     a.stop()
+    hsm._INITIALISED.pop(cfg.hsm.module, None)  # the next in-process user initialises its own
 
 
 def append_events(app: Any, n: int) -> None:
