@@ -336,8 +336,8 @@ class App:
         now = time.time()
         try:
             with self.store.read() as tx:
-                head_seq, _ = tx.audit_head()
                 latest = tx.latest_audit_checkpoint()
+                head_seq, _ = tx.audit_head()
                 base = latest.head_seq if latest is not None else 0
                 oldest = tx.audit_events(base, 1) if head_seq > base else []
             self.metrics.audit_head_seq.set(head_seq)
@@ -346,7 +346,10 @@ class App:
                 head_seq - base >= cfg.checkpoint_events or not oldest
                 or now - oldest[0].time / 1e6 >= cfg.checkpoint_seconds))
         except (AuditChainViolation, InvalidArgument, ValueError):
-            due = True  # a malformed checkpoint row: checkpoint() reports it
+            due = True  # a malformed checkpoint or event row: checkpoint() reports it
+        except SignerError as e:  # the store went away meanwhile: the next tick tries again
+            log.warning("audit checkpoint not considered: %s", e.message)
+            return
         if not due or now < self._checkpoint_retry_at:
             return
         try:
@@ -402,7 +405,8 @@ class App:
         instance, key = self.instance_id, self.audit_public_key
         known = self._audit_checkpoint
         with self.store.read() as tx:
-            head_seq, head_hash = tx.audit_head()
+            # Checkpoints before the head: with other replicas appending and checkpointing, a
+            # checkpoint read first can never be ahead of the head read after it.
             latest = tx.latest_audit_checkpoint()
             after: audit.Checkpoint | None
             if known is not None:
@@ -433,6 +437,7 @@ class App:
                         f"audit checkpoint {after.seq}: the signature does not verify under the "
                         "audit key (forged or altered checkpoint)", kind="checkpoint")
                 cps = [latest]
+            head_seq, head_hash = tx.audit_head()
             heads = [c.head_seq for c in ([after] if after else []) + cps]
             found = audit.verify_checkpoints(cps, self._stored_events_at(tx, heads),
                                              instance_id=instance, audit_public_key=key,
