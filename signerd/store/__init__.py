@@ -5,7 +5,8 @@ same transaction as the change, so either both are durable or neither is. SQLite
 with ``synchronous=FULL`` and takes its write lock at ``BEGIN IMMEDIATE``; PostgreSQL (several
 replicas on one database) runs READ COMMITTED and serialises conflicting writers with row locks
 (``SELECT ... FOR UPDATE``, emitted by ``Tx.for_update``) on the transfer, the wallet, the nonce
-locks and the audit head, with primary keys as the last fence (see ``postgres.py``). Queries are
+locks, the audit head and the latest audit checkpoint, with primary keys as the last fence (see
+``postgres.py``). Queries are
 written once with ``?`` placeholders; the schema is shared (``migrations.py``).
 """
 from __future__ import annotations
