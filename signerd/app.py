@@ -9,12 +9,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from . import audit
 from . import seal as SEAL
 from . import wallets as W
 from .config import Config
-from .errors import AuthorityViolation, ConfigError, HsmUnavailable, InvalidArgument, SignerError
+from .errors import (AlreadyExists, AuditChainViolation, AuthorityViolation, ConfigError,
+                     HsmUnavailable, InvalidArgument, SignerError, StoreUnavailable)
 from .errors import InvalidKey as InvalidKeyError
 from .hsm import Keystore, KeyInfo
 from .ledger import Ledger
@@ -25,6 +27,9 @@ from .store import Store, open_store
 from .transfers import TransferService
 
 GENESIS_LABEL = "signerd-genesis"  # the HSM data object that pins the genesis digest
+# Audit events one monitor tick verifies at most (about a second of work): a first checkpoint
+# over a long chain is spread over ticks instead of stalling the monitor and its watchdog ping.
+MONITOR_VERIFY_EVENTS = 20_000
 
 log = logging.getLogger("signerd.app")
 
@@ -52,6 +57,13 @@ class App:
         self.instance_id = config.instance_id
         self.ledger = Ledger(config.genesis, on_violation=self._ledger_violation)
         self.audit_key_id = ""
+        self.audit_public_key = b""  # pinned by the genesis; checkpoints verify under it
+        # The latest audit checkpoint this process signed or verified, and how far past it the
+        # chain was verified (checkpoint seq, event seq, event hash): see checkpoint().
+        self._audit_checkpoint: audit.Checkpoint | None = None
+        self._audit_progress: tuple[int, int, bytes] | None = None
+        self._checkpoint_lock = threading.Lock()
+        self._checkpoint_retry_at = 0.0
         self._anchored = False  # the HSM token's genesis anchor was checked (check_hsm_anchor)
         self._anchor_lock = threading.Lock()
         self._stop = threading.Event()
@@ -95,6 +107,7 @@ class App:
         self.keystore.open()
         self.metrics.hsm_up.set(1)
         self.audit_key_id = state.audit_key_id
+        self.audit_public_key = state.audit_public_key
         try:
             self.check_hsm_anchor()
         except HsmUnavailable as e:  # checked again once the HSM answers; nothing signs before
@@ -199,6 +212,8 @@ class App:
             self.transfers.tick()
         if store_up:
             self.refresh_gauges()
+        if hsm_up and store_up and self.audit_key_id:
+            self.audit_tick()
 
     def stop(self) -> None:
         self._stop.set()
@@ -298,33 +313,234 @@ class App:
             raise
 
     # ------------------------------------------------------------------ audit
+    def audit_tick(self) -> None:
+        """The monitor's part of checkpointing: once the audit head has moved past the latest
+        checkpoint, and either checkpoint_events events have accumulated or the oldest of them
+        is checkpoint_seconds old ([audit]), verify (at most MONITOR_VERIFY_EVENTS events a tick)
+        and sign a checkpoint. So no event waits much longer than checkpoint_seconds for one.
+        A refused checkpoint is retried after checkpoint_seconds, not every tick."""
+        cfg = self.config.audit
+        now = time.time()
+        try:
+            with self.store.read() as tx:
+                latest = tx.latest_audit_checkpoint()
+                head_seq, _ = tx.audit_head()
+                base = latest.head_seq if latest is not None else 0
+                oldest = tx.audit_events(base, 1) if head_seq > base else []
+            self.metrics.audit_head_seq.set(head_seq)
+            self.metrics.audit_checkpoint_head_seq.set(base)
+            due = head_seq < base or (head_seq > base and (
+                head_seq - base >= cfg.checkpoint_events or not oldest
+                or now - oldest[0].time / 1e6 >= cfg.checkpoint_seconds))
+        except (AuditChainViolation, InvalidArgument, ValueError):
+            due = True  # a malformed checkpoint or event row: checkpoint() reports it
+        except SignerError as e:  # the store went away meanwhile: the next tick tries again
+            log.warning("audit checkpoint not considered: %s", e.message)
+            return
+        if not due or now < self._checkpoint_retry_at:
+            return
+        try:
+            self.checkpoint(max_events=MONITOR_VERIFY_EVENTS)
+        except AuditChainViolation:
+            self._checkpoint_retry_at = now + max(cfg.checkpoint_seconds,
+                                                  self.config.hsm.probe_seconds)
+        except SignerError as e:
+            log.warning("audit checkpoint not made: %s", e.message)
+
+    def checkpoint(self, *, max_events: int | None = None) -> audit.Checkpoint | None:
+        """Verify the audit chain since the latest checkpoint and, if the head has moved past
+        it, have the HSM sign a checkpoint of the head. Returns the checkpoint at the head
+        (None while the chain is empty, or when ``max_events`` were verified without reaching
+        the head: the next call goes on from there).
+
+        Verified before anything is signed (DESIGN §11):
+        - the store's checkpoints are not behind, and do not differ from, the latest one this
+          process signed or verified (a deleted or replaced checkpoint);
+        - each checkpoint after that one (another replica's; after a restart, the latest and
+          the one before it) is signed by the pinned audit key and links to the one before;
+        - the event at each of those checkpoints' heads still has the hash the checkpoint
+          signed: rewriting any earlier event, even recomputing every later hash and the head
+          row, changes it;
+        - every event after the latest checkpoint links and hashes up to the head row, and the
+          last event an earlier call verified on the way there still has the same hash.
+        Anything else is AuditChainViolation (FAILED_PRECONDITION): logged naming the checkpoint
+        and the first bad seq, counted in signerd_audit_chain_violations_total, nothing signed.
+        Events before the latest checkpoint are not read again (an export verified offline
+        checks them all)."""
+        with self._checkpoint_lock:
+            for _ in range(3):
+                try:
+                    cp, done = self._checkpoint_once(max_events)
+                except AuditChainViolation as e:
+                    # What was verified stays known, so a retry is refused too until the store
+                    # is restored (rather than verifying the rewritten events afresh).
+                    self.metrics.audit_violations.labels(e.kind).inc()
+                    log.error("audit checkpoint refused, nothing signed: %s", e.message)
+                    raise
+                if done:
+                    return cp
+                if cp is not None or max_events is not None:
+                    return None  # verified max_events; the next call goes on
+            raise StoreUnavailable("audit checkpoint: other replicas kept storing checkpoints "
+                                   "meanwhile; retry")
+
+    def _checkpoint_once(self, max_events: int | None
+                         ) -> tuple[audit.Checkpoint | None, bool]:
+        """One attempt: (the checkpoint at the head, True); (None, False) when another replica
+        stored a checkpoint first (try again: it is verified then); (last, False) when
+        ``max_events`` ran out before the head."""
+        instance, key = self.instance_id, self.audit_public_key
+        known = self._audit_checkpoint
+        with self.store.read() as tx:
+            # Checkpoints before the head: with other replicas appending and checkpointing, a
+            # checkpoint read first can never be ahead of the head read after it.
+            latest = tx.latest_audit_checkpoint()
+            after: audit.Checkpoint | None
+            if known is not None:
+                if latest is None or latest.seq < known.seq:
+                    raise AuditChainViolation(
+                        f"audit checkpoint {known.seq} (head seq {known.head_seq}), which this "
+                        f"daemon signed or verified, is missing from the store (its latest is "
+                        f"{latest.seq if latest else 'none'}): checkpoints were deleted",
+                        kind="checkpoint")
+                stored = tx.audit_checkpoints(known.seq - 1)
+                if not stored or stored[0] != known:
+                    raise AuditChainViolation(
+                        f"audit checkpoint {known.seq} in the store differs from the one this "
+                        "daemon signed or verified: it was replaced", kind="checkpoint")
+                after, cps = known, stored[1:]
+            elif latest is None:
+                after, cps = None, []
+            else:  # first call of this process: the latest and the one before it
+                after = tx.audit_checkpoint(latest.seq - 1) if latest.seq > 1 else None
+                if latest.seq > 1 and after is None:
+                    raise AuditChainViolation(
+                        f"audit checkpoint {latest.seq - 1} is missing from the store "
+                        f"(checkpoint {latest.seq} follows it): checkpoints were deleted",
+                        kind="checkpoint")
+                if after is not None and not audit.checkpoint_signature_valid(after, instance,
+                                                                              key):
+                    raise AuditChainViolation(
+                        f"audit checkpoint {after.seq}: the signature does not verify under the "
+                        "audit key (forged or altered checkpoint)", kind="checkpoint")
+                cps = [latest]
+            head_seq, head_hash = tx.audit_head()
+            heads = [c.head_seq for c in ([after] if after else []) + cps]
+            found = audit.verify_checkpoints(cps, self._stored_events_at(tx, heads),
+                                             instance_id=instance, audit_public_key=key,
+                                             after=after)
+            if not found.ok:
+                raise AuditChainViolation(
+                    f"audit {found.problem}"
+                    + (f" (first bad seq {found.first_bad_seq})" if found.first_bad_seq else ""),
+                    kind="event" if found.first_bad_seq is not None else "checkpoint")
+            last = cps[-1] if cps else after
+            base_seq, base_hash = (last.head_seq, last.head_hash) if last else (0, audit.GENESIS)
+            name = f"checkpoint {last.seq}" if last else "the start of the chain"
+            if head_seq < base_seq:
+                raise AuditChainViolation(
+                    f"the audit head row says seq {head_seq}, behind {name} at seq {base_seq}: "
+                    f"events were removed (first bad seq {head_seq + 1})", kind="event")
+            start = (base_seq, base_hash)
+            progress = self._audit_progress
+            if progress is not None and progress[0] == (last.seq if last else 0) \
+                    and base_seq < progress[1] <= head_seq:
+                again = self._stored_events_at(tx, [progress[1]])
+                if not again or again[0].hash != progress[2]:
+                    raise AuditChainViolation(
+                        f"audit event seq {progress[1]}, verified since {name}, was changed or "
+                        f"removed before the next checkpoint (first bad seq at or before "
+                        f"{progress[1]})", kind="event")
+                start = (progress[1], progress[2])
+            upto = head_seq if max_events is None else min(head_seq, start[0] + max_events)
+            tail: list[audit.AuditEvent] = []  # the last event read
+
+            def events() -> Iterator[audit.AuditEvent]:
+                for e in self._stored_events(tx, start[0], upto):
+                    tail[:] = [e]
+                    yield e
+            chain = audit.verify_chain(
+                events(), after=start,
+                expected_head=head_hash if upto == head_seq else None,
+                expected_count=upto - start[0])
+            if not chain.ok:
+                raise AuditChainViolation(
+                    f"the audit chain since {name} does not verify (first bad seq "
+                    f"{chain.first_bad_seq}): {chain.problem}", kind="event")
+        self._audit_checkpoint = last
+        if upto < head_seq:
+            if tail:
+                self._audit_progress = (last.seq if last else 0, tail[0].seq, tail[0].hash)
+            return last, False
+        self._audit_progress = None
+        if head_seq == base_seq:
+            return last, True
+        unsigned = audit.next_checkpoint(last, instance, head_seq=head_seq, head_hash=head_hash,
+                                         time=int(time.time() * 1_000_000))
+        r, s = self.hsm_sign(self.audit_key_id, unsigned.digest(instance))
+        cp = unsigned.signed(r.to_bytes(32, "big") + s.to_bytes(32, "big"), instance, key)
+        try:
+            with self.store.transaction() as tx:
+                tx.append_audit_checkpoint(cp)
+        except (StoreUnavailable, AlreadyExists):
+            with self.store.read() as tx:
+                now_latest = tx.latest_audit_checkpoint()
+            if now_latest is not None and now_latest.seq >= cp.seq:
+                return None, False  # another replica's checkpoint: verify it and go on
+            raise
+        self._audit_checkpoint = cp
+        self.metrics.audit_checkpoint_head_seq.set(cp.head_seq)
+        log.info("audit checkpoint %d signed at head seq %d", cp.seq, cp.head_seq)
+        return cp, True
+
+    @staticmethod
+    def _stored_events_at(tx: Any, seqs: list[int]) -> list[audit.AuditEvent]:
+        try:
+            return tx.audit_events_at(seqs)
+        except (InvalidArgument, ValueError, TypeError) as e:
+            raise AuditChainViolation(f"an audit event the checkpoints signed is malformed in "
+                                      f"the store: {e}", kind="event") from None
+
+    @staticmethod
+    def _stored_events(tx: Any, after: int, upto: int) -> Iterator[audit.AuditEvent]:
+        """Events after ``after`` up to ``upto`` in seq order, read in batches."""
+        while after < upto:
+            try:
+                batch = tx.audit_events(after, min(5000, upto - after))
+            except (InvalidArgument, ValueError, TypeError) as e:
+                raise AuditChainViolation(f"an audit event after seq {after} is malformed in the "
+                                          f"store (first bad seq {after + 1} or later): {e}",
+                                          kind="event") from None
+            for event in batch:
+                if event.seq > upto:
+                    return
+                yield event
+            if not batch:
+                return
+            after = batch[-1].seq
+
     def audit_head(self) -> Any:
-        from . import audit
+        """The head, signed only after checkpoint() verified the chain up to it: the head is
+        that of the checkpoint (a new one, or the latest when the head has not moved)."""
         from .v1 import signerd_pb2 as pb
 
-        with self.store.read() as tx:
-            seq, head = tx.audit_head()
-        key_id = self.audit_key_id
-        r, s = self.hsm_sign(key_id, audit.head_digest(self.instance_id, seq, head))
-        return pb.AuditHead(seq=seq, hash=head, signature=r.to_bytes(32, "big") + s.to_bytes(32, "big"),
-                            audit_public_key=self.keystore.public_key(key_id),
+        cp = self.checkpoint()
+        seq, head = (cp.head_seq, cp.head_hash) if cp is not None else (0, audit.GENESIS)
+        r, s = self.hsm_sign(self.audit_key_id, audit.head_digest(self.instance_id, seq, head))
+        return pb.AuditHead(seq=seq, hash=head,
+                            signature=r.to_bytes(32, "big") + s.to_bytes(32, "big"),
+                            audit_public_key=self.audit_public_key,
                             instance_id=self.instance_id)
 
-
     def audit_export(self) -> bytes:
-        from . import audit
-
-        events: list[Any] = []
-        key_id = self.audit_key_id
+        """A v2 export up to the head of a checkpoint made (or found current) just before, with
+        every checkpoint up to it: signed only after checkpoint() verified the chain."""
+        cp = self.checkpoint()
+        seq, head = (cp.head_seq, cp.head_hash) if cp is not None else (0, audit.GENESIS)
+        events: list[audit.AuditEvent] = []
         with self.store.read() as tx:
-            seq, head = tx.audit_head()
-            after = 0
-            while after < seq:
-                batch = tx.audit_events(after, 5000)
-                if not batch:
-                    break
-                events.extend(e for e in batch if e.seq <= seq)
-                after = batch[-1].seq
-        r, s = self.hsm_sign(key_id, audit.head_digest(self.instance_id, seq, head))
+            events.extend(self._stored_events(tx, 0, seq))
+            checkpoints = tx.audit_checkpoints(0, cp.seq) if cp is not None else []
+        r, s = self.hsm_sign(self.audit_key_id, audit.head_digest(self.instance_id, seq, head))
         return audit.export_document(events, r.to_bytes(32, "big") + s.to_bytes(32, "big"),
-                                     self.keystore.public_key(key_id), self.instance_id)
+                                     self.audit_public_key, self.instance_id, checkpoints)

@@ -1,10 +1,15 @@
-"""The tamper-evident audit chain and its export format (pure: no store, no HSM, no clock).
+"""The tamper-evident audit chain, its checkpoints and its export format (pure: no store, no HSM,
+no clock).
 
 Each event's hash is ``SHA-256(prev_hash || canonical(event))`` with ``GENESIS`` before seq 1, so
 an edited, deleted, inserted or reordered event breaks the chain at a point
-:func:`verify_chain` names. Truncation and wholesale rewriting are caught only against a head
-known from elsewhere: an export carries the head hash and seq signed by the daemon's secp256k1
-audit key (64-byte low-S r||s over :func:`head_digest`).
+:func:`verify_chain` names. Truncation and wholesale rewriting (every later hash recomputed) are
+caught only against a head known from elsewhere: checkpoints. The daemon's secp256k1 audit key
+(in the HSM) signs a :class:`Checkpoint` of the head, each linked to the one before, only after
+verifying the chain since the previous checkpoint; :func:`verify_checkpoints` checks them
+against the events with the public key alone. An export (``signerd-audit-export/v2``) carries
+every event, every checkpoint up to its head, and the head signed by the same key (64-byte
+low-S r||s over :func:`head_digest`); v1 exports (no checkpoints) are still read.
 
 Canonical form is JSON with sorted keys, no whitespace and ASCII only. Detail values are
 str, int (|v| < 2**256), bool, None, list or dict with str keys; floats are refused so the bytes
@@ -25,8 +30,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from signerd.errors import InvalidArgument
 
 GENESIS = b"\x00" * 32
-EXPORT_FORMAT = "signerd-audit-export/v1"
+EXPORT_FORMAT = "signerd-audit-export/v2"  # v1 plus the checkpoints
+EXPORT_FORMAT_V1 = "signerd-audit-export/v1"
 HEAD_TAG = b"signerd-audit-head/v1"
+CHECKPOINT_TAG = b"signerd-audit-checkpoint/v1"
+NO_CHECKPOINT = b"\x00" * 32  # the prev of checkpoint 1
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 MAX_SEQ = 2**63 - 1  # fits a signed 64-bit store column, and head_digest's 8 bytes
@@ -43,6 +51,8 @@ _HEADER_KEYS = frozenset(
         "audit_public_key", "head_signature",
     }
 )
+_HEADER_KEYS_V2 = _HEADER_KEYS | {"checkpoints"}
+_CHECKPOINT_KEYS = frozenset({"checkpoint", "head_seq", "head_hash", "prev", "time", "signature"})
 _HEX32 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -193,12 +203,18 @@ def new_event(
 class VerifyResult:
     """``checked`` counts the events that passed before the first problem. ``first_bad_seq`` is
     the lowest seq at which the chain is wrong, or None when the problem cannot be pinned to one
-    event (a bad signature or header, or a consistent chain whose head is not the expected one)."""
+    event (a bad signature or header, or a consistent chain whose head is not the expected one).
+
+    For an export with checkpoints, ``checkpoints`` counts the checkpoints that passed and
+    ``bad_checkpoint`` names the first one that did not (then ``first_bad_seq`` is the event it
+    contradicts, if any)."""
 
     ok: bool
     checked: int
     first_bad_seq: int | None
     problem: str
+    bad_checkpoint: int | None = None
+    checkpoints: int = 0
 
 
 def verify_chain(
@@ -206,9 +222,17 @@ def verify_chain(
     *,
     expected_head: bytes | None = None,
     expected_count: int | None = None,
+    after: tuple[int, bytes] = (0, GENESIS),
 ) -> VerifyResult:
-    """Check a whole chain from seq 1, streaming. Stops at the first problem."""
-    prev_hash = GENESIS
+    """Check a run of the chain, streaming; stops at the first problem.
+
+    By default the run is the whole chain from seq 1 (linking to GENESIS). ``after`` is the
+    ``(seq, hash)`` of the event just before the run, known good from elsewhere (a checkpoint):
+    the run must then start at ``seq + 1`` and link to ``hash``. ``expected_count`` counts the
+    events of the run, ``expected_head`` is the hash its last event must have.
+    """
+    start_seq, prev_hash = after
+    _check_hash("after hash", prev_hash)
     checked = 0
     head_found_at: int | None = None
 
@@ -216,19 +240,20 @@ def verify_chain(
         return VerifyResult(False, checked, seq, problem)
 
     for event in events:
-        expected_seq = checked + 1
+        last = start_seq + checked
+        expected_seq = last + 1
         if expected_count is not None and checked == expected_count:
-            return bad(expected_seq, f"seq {event.seq} found after seq {expected_count}, "
+            return bad(expected_seq, f"seq {event.seq} found after seq {last}, "
                                      "where the chain should end")
         if event.seq > expected_seq:
             return bad(expected_seq, f"seq {expected_seq} is missing or out of order: "
-                                     f"seq {event.seq} follows seq {checked}")
+                                     f"seq {event.seq} follows seq {last}")
         if event.seq < expected_seq:
-            return bad(event.seq, f"seq {event.seq} appears again after seq {checked}: "
+            return bad(event.seq, f"seq {event.seq} appears again after seq {last}: "
                                   "inserted or reordered event")
         if event.prev_hash != prev_hash:
             return bad(event.seq, f"seq {event.seq}: prev_hash does not match the hash of "
-                                  f"seq {checked} (broken link)")
+                                  f"seq {last} (broken link)")
         if event.hash != _event_hash(event):
             return bad(event.seq, f"seq {event.seq}: hash does not match its content "
                                   "(event altered)")
@@ -237,13 +262,15 @@ def verify_chain(
         if expected_head is not None and event.hash == expected_head:
             head_found_at = event.seq
 
+    last = start_seq + checked
     if expected_count is not None and checked < expected_count:
-        return bad(checked + 1, f"chain ends at seq {checked} but {expected_count} events "
-                                "were expected (truncated)")
+        since = f" after seq {start_seq}" if start_seq else ""
+        return bad(last + 1, f"chain ends at seq {last} but {expected_count} events "
+                             f"were expected{since} (truncated)")
     if expected_head is not None and prev_hash != expected_head:
         if head_found_at is not None:
             return bad(head_found_at + 1, f"events follow the expected head at seq {head_found_at}")
-        return bad(None, f"head hash of seq {checked} is not the expected head: "
+        return bad(None, f"head hash of seq {last} is not the expected head: "
                          "the chain was truncated or rewritten")
     return VerifyResult(True, checked, None, "")
 
@@ -292,29 +319,269 @@ def _signature_valid(public_key: bytes, signature: bytes, digest: bytes) -> bool
     return _parse_public_key(public_key).verify(encode_dss_signature(r, s), digest, hasher=None)
 
 
+# --- checkpoints ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnsignedCheckpoint:
+    """The statement an audit checkpoint signs: "the chain of this instance had ``head_hash`` at
+    ``head_seq``". ``seq`` numbers checkpoints from 1; ``prev`` is the digest of checkpoint
+    ``seq - 1`` (:data:`NO_CHECKPOINT` for the first), so a deleted, reordered or replaced
+    checkpoint breaks the links after it; ``time`` is integer microseconds since the Unix epoch.
+
+    Because each event's hash covers every event before it, a checkpoint commits to the whole
+    chain up to ``head_seq``: rewriting any earlier event, however consistently the later hashes
+    are recomputed, changes the hash at ``head_seq``. Construction checks types only.
+    """
+
+    seq: int
+    head_seq: int
+    head_hash: bytes
+    prev: bytes
+    time: int
+
+    def __post_init__(self) -> None:
+        for name in ("seq", "head_seq"):
+            value = getattr(self, name)
+            if not _is_int(value) or not 1 <= value <= MAX_SEQ:
+                raise InvalidArgument(f"checkpoint {name}: must be an integer in 1..2**63-1, "
+                                      f"got {value!r}")
+        if not _is_int(self.time) or not 0 <= self.time <= MAX_SEQ:
+            raise InvalidArgument(f"checkpoint time: must be non-negative integer microseconds, "
+                                  f"got {self.time!r}")
+        _check_hash("checkpoint head_hash", self.head_hash)
+        _check_hash("checkpoint prev", self.prev)
+
+    def digest(self, instance_id: str) -> bytes:
+        return checkpoint_digest(instance_id, self.seq, self.head_seq, self.head_hash, self.prev,
+                                 self.time)
+
+    def signed(self, signature: bytes, instance_id: str, audit_public_key: bytes) -> "Checkpoint":
+        """This checkpoint with ``signature`` (r||s as an HSM returns it, stored low-S). The
+        signature must verify under ``audit_public_key``: a signature over the wrong digest fails
+        here, not at the auditor's desk."""
+        low_s = normalize_head_signature(signature)
+        if not _signature_valid(audit_public_key, low_s, self.digest(instance_id)):
+            raise InvalidArgument(f"the signature of checkpoint {self.seq} does not verify "
+                                  "under the given audit key")
+        return Checkpoint(self.seq, self.head_seq, self.head_hash, self.prev, self.time, low_s)
+
+
+@dataclass(frozen=True)
+class Checkpoint(UnsignedCheckpoint):
+    """A checkpoint with the audit key's 64-byte low-S r||s over :meth:`digest`. Construction
+    checks types only; whether the signature verifies is :func:`verify_checkpoints`' question."""
+
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.signature, bytes) or len(self.signature) != 64:
+            raise InvalidArgument("checkpoint signature: must be 64 bytes r||s")
+
+    def unsigned(self) -> UnsignedCheckpoint:
+        return UnsignedCheckpoint(self.seq, self.head_seq, self.head_hash, self.prev, self.time)
+
+
+def checkpoint_digest(instance_id: str, seq: int, head_seq: int, head_hash: bytes, prev: bytes,
+                      time: int) -> bytes:
+    """What the audit key signs for a checkpoint: SHA-256(tag || instance_id || seq u64 BE ||
+    head_seq u64 BE || head_hash || prev || time u64 BE).
+
+    Every field after the instance id has a fixed width, so the message has one reading; the
+    tag differs from the head's (``signerd-audit-head/v1``) and the seal's
+    (``signerd-seal/v1``) within their common length, so no digest of one kind is a digest of
+    another, although the same key signs all three."""
+    if not isinstance(instance_id, str) or not instance_id:
+        raise InvalidArgument("instance_id: must be a non-empty string")
+    _check_hash("head_hash", head_hash)
+    _check_hash("prev", prev)
+    for name, value in (("seq", seq), ("head_seq", head_seq), ("time", time)):
+        if not _is_int(value) or not 0 <= value <= MAX_SEQ:
+            raise InvalidArgument(f"checkpoint {name}: out of range, got {value!r}")
+    message = (CHECKPOINT_TAG + instance_id.encode() + seq.to_bytes(8, "big")
+               + head_seq.to_bytes(8, "big") + head_hash + prev + time.to_bytes(8, "big"))
+    return hashlib.sha256(message).digest()
+
+
+def checkpoint_link(previous: UnsignedCheckpoint | None, instance_id: str) -> bytes:
+    """The ``prev`` of the checkpoint after ``previous``."""
+    return NO_CHECKPOINT if previous is None else previous.digest(instance_id)
+
+
+def next_checkpoint(previous: UnsignedCheckpoint | None, instance_id: str, *, head_seq: int,
+                    head_hash: bytes, time: int) -> UnsignedCheckpoint:
+    """The checkpoint after ``previous`` (the first when None) over the head ``(head_seq,
+    head_hash)``, which must lie past ``previous``'s head: a checkpoint always advances."""
+    if previous is not None and head_seq <= previous.head_seq:
+        raise InvalidArgument(f"head seq {head_seq} does not advance past checkpoint "
+                              f"{previous.seq} at seq {previous.head_seq}")
+    return UnsignedCheckpoint(previous.seq + 1 if previous is not None else 1, head_seq,
+                              head_hash, checkpoint_link(previous, instance_id), time)
+
+
+def checkpoint_signature_valid(cp: Checkpoint, instance_id: str, audit_public_key: bytes) -> bool:
+    """Whether ``cp`` carries the audit key's low-S signature over its digest."""
+    try:
+        if normalize_head_signature(cp.signature) != cp.signature:
+            return False
+        return _signature_valid(audit_public_key, cp.signature, cp.digest(instance_id))
+    except InvalidArgument:
+        return False
+
+
+@dataclass(frozen=True)
+class CheckpointResult:
+    """``checked`` counts the checkpoints that passed before the first problem;
+    ``bad_checkpoint`` is the seq of the first that did not (None when the problem is the list's
+    start), ``first_bad_seq`` the event seq the problem shows at, when one does."""
+
+    ok: bool
+    checked: int
+    bad_checkpoint: int | None
+    first_bad_seq: int | None
+    problem: str
+
+
+def verify_checkpoints(
+    checkpoints: Iterable[Checkpoint],
+    events: Iterable[AuditEvent],
+    *,
+    instance_id: str,
+    audit_public_key: bytes,
+    after: Checkpoint | None = None,
+) -> CheckpointResult:
+    """Check checkpoints against the chain: each is signed by the audit key over its digest, the
+    list is consecutive and each links to the one before, each head lies past the one before,
+    and the event at each ``head_seq`` is there, has exactly ``head_hash`` and hashes to it.
+
+    The list starts at checkpoint 1 (linking to :data:`NO_CHECKPOINT`), or continues ``after``,
+    a checkpoint verified before (not checked again, except that its head event must still carry
+    its head hash). ``events`` is ascending by seq and must include every checkpoint's head
+    event; other events are skipped, and whether they link is :func:`verify_chain`'s question
+    (a checkpoint commits to them through the hash at its head). Checkpoints are judged in
+    order and the first problem is reported; a rewritten event shows at the first checkpoint
+    whose head lies at or after it.
+    """
+    cps = list(checkpoints)
+    key_ok = True
+    try:
+        _parse_public_key(audit_public_key)
+    except InvalidArgument:
+        key_ok = False
+    # The structural checks need no events: find the first checkpoint that fails one.
+    structural: tuple[int, int, str] | None = None  # (index, checkpoint seq, problem)
+    expected = after.seq + 1 if after is not None else 1
+    link = checkpoint_link(after, instance_id)
+    last_head = after.head_seq if after is not None else 0
+    for i, cp in enumerate(cps):
+        name = f"checkpoint {cp.seq}"
+        problem = ""
+        if cp.seq != expected:
+            what = (f"checkpoint {expected} is missing: checkpoint {cp.seq} follows"
+                    if cp.seq > expected else f"checkpoint {cp.seq} appears again after")
+            problem = (f"{what} checkpoint {expected - 1} (a checkpoint was deleted, inserted "
+                       "or reordered)")
+        elif cp.prev != link:
+            problem = (f"{name} does not link to checkpoint {cp.seq - 1} (its prev differs: "
+                       f"checkpoint {cp.seq - 1} was altered or replaced)")
+        elif not key_ok or not checkpoint_signature_valid(cp, instance_id, audit_public_key):
+            problem = (f"{name}: the signature does not verify under the audit key (forged or "
+                       "altered checkpoint)")
+        elif cp.head_seq <= last_head:
+            problem = (f"{name}: head seq {cp.head_seq} does not advance past seq {last_head} "
+                       "of the checkpoint before it")
+        if problem:
+            structural = (i, min(expected, cp.seq), problem)
+            break
+        expected, link, last_head = cp.seq + 1, cp.digest(instance_id), cp.head_seq
+    good = cps if structural is None else cps[:structural[0]]
+    heads = [after] if after is not None else []
+    heads += good
+    wanted = {cp.head_seq for cp in heads}
+    found: dict[int, AuditEvent] = {}
+    for event in events:
+        if event.seq in wanted and event.seq not in found:
+            found[event.seq] = event
+    checked = 0
+    previous_head = 0
+    for cp in heads:
+        at_head = found.get(cp.head_seq)
+        span = (f"seq {previous_head + 1}..{cp.head_seq}" if previous_head
+                else f"seq {cp.head_seq} or before it")
+        trouble = ""
+        if at_head is None:
+            trouble = (f"event seq {cp.head_seq}, which the checkpoint signed, is missing "
+                       "(events were deleted)")
+        elif at_head.hash != cp.head_hash:
+            trouble = (f"event seq {cp.head_seq} has hash {at_head.hash.hex()[:16]}..., the "
+                       f"checkpoint signed {cp.head_hash.hex()[:16]}...: an event in {span} was "
+                       "rewritten after the checkpoint")
+        elif _event_hash(at_head) != at_head.hash:
+            trouble = (f"event seq {cp.head_seq}: hash does not match its content (event "
+                       "altered after the checkpoint)")
+        if trouble:
+            return CheckpointResult(False, checked, cp.seq, cp.head_seq,
+                                    f"checkpoint {cp.seq}: {trouble}")
+        previous_head = cp.head_seq
+        if cp is not after:
+            checked += 1
+    if structural is not None:
+        return CheckpointResult(False, checked, structural[1], None, structural[2])
+    return CheckpointResult(True, checked, None, None, "")
+
+
 # --- export ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ExportHeader:
+    """Line 1 of an export. ``checkpoints`` (v2 only, None in v1) is the number of checkpoint
+    lines after the events."""
+
     instance_id: str
     count: int
     head_hash: bytes
     head_seq: int
     audit_public_key: bytes
     head_signature: bytes
+    format: str = EXPORT_FORMAT_V1
+    checkpoints: int | None = None
+
+
+@dataclass(frozen=True)
+class Export:
+    """A parsed export: its header, its events and (v2) its checkpoints."""
+
+    header: ExportHeader
+    events: list[AuditEvent]
+    checkpoints: list[Checkpoint]
 
 
 def _header_json(h: ExportHeader) -> bytes:
+    fields: dict[str, Any] = {
+        "format": h.format,
+        "instance_id": h.instance_id,
+        "count": h.count,
+        "head_hash": h.head_hash.hex(),
+        "head_seq": h.head_seq,
+        "audit_public_key": h.audit_public_key.hex(),
+        "head_signature": h.head_signature.hex(),
+    }
+    if h.format != EXPORT_FORMAT_V1:
+        fields["checkpoints"] = h.checkpoints
+    return _dumps(fields)
+
+
+def _checkpoint_json(cp: Checkpoint) -> bytes:
     return _dumps(
         {
-            "format": EXPORT_FORMAT,
-            "instance_id": h.instance_id,
-            "count": h.count,
-            "head_hash": h.head_hash.hex(),
-            "head_seq": h.head_seq,
-            "audit_public_key": h.audit_public_key.hex(),
-            "head_signature": h.head_signature.hex(),
+            "checkpoint": cp.seq,
+            "head_seq": cp.head_seq,
+            "head_hash": cp.head_hash.hex(),
+            "prev": cp.prev.hex(),
+            "time": cp.time,
+            "signature": cp.signature.hex(),
         }
     )
 
@@ -339,13 +606,18 @@ def export_document(
     head_signature: bytes,
     audit_pubkey: bytes,
     instance_id: str,
+    checkpoints: Iterable[Checkpoint] | None = None,
 ) -> bytes:
-    """JSON lines: a header, then one event per line, each line ending in ``\\n``.
+    """JSON lines: a header, then one event per line, then (v2) one checkpoint per line, each
+    line ending in ``\\n``.
 
     The head is the last event (seq 0 and GENESIS for an empty chain). ``head_signature`` is the
     audit key's r||s over :func:`head_digest` of that head; it is stored low-S and must verify,
-    so a signature over the wrong head fails here, not at the auditor's desk. The events are
-    written as they are, even if the chain is broken: an export is evidence.
+    so a signature over the wrong head fails here, not at the auditor's desk. The events and
+    checkpoints are written as they are, even if the chain or the checkpoints are broken: an
+    export is evidence. With ``checkpoints`` the document is :data:`EXPORT_FORMAT` (v2), which
+    :func:`verify_export` accepts only when the last checkpoint is at the head; without, it is
+    the v1 format of exports made before checkpoints existed.
     """
     events = list(events)
     if not isinstance(instance_id, str) or not instance_id:
@@ -357,8 +629,16 @@ def export_document(
         raise InvalidArgument(
             f"head_signature does not verify for seq {head_seq} under the given audit key"
         )
-    header = ExportHeader(instance_id, len(events), head_hash, head_seq, audit_pubkey, signature)
-    return b"".join(line + b"\n" for line in [_header_json(header), *map(_event_json, events)])
+    if checkpoints is None:
+        header = ExportHeader(instance_id, len(events), head_hash, head_seq, audit_pubkey,
+                              signature)
+        cps: list[Checkpoint] = []
+    else:
+        cps = list(checkpoints)
+        header = ExportHeader(instance_id, len(events), head_hash, head_seq, audit_pubkey,
+                              signature, EXPORT_FORMAT, len(cps))
+    lines = [_header_json(header), *map(_event_json, events), *map(_checkpoint_json, cps)]
+    return b"".join(line + b"\n" for line in lines)
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -410,13 +690,15 @@ def _hex32(obj: dict[str, Any], key: str, where: str) -> bytes:
 
 
 def _parse_header(obj: dict[str, Any], where: str) -> ExportHeader:
-    _keys(obj, _HEADER_KEYS, where)
-    if obj["format"] != EXPORT_FORMAT:
-        raise InvalidArgument(f"{where}: format must be {EXPORT_FORMAT!r}, got {obj['format']!r}")
+    if "format" in obj and obj["format"] not in (EXPORT_FORMAT, EXPORT_FORMAT_V1):
+        raise InvalidArgument(f"{where}: format must be {EXPORT_FORMAT!r} or "
+                              f"{EXPORT_FORMAT_V1!r}, got {obj['format']!r}")
+    v2 = obj.get("format") == EXPORT_FORMAT
+    _keys(obj, _HEADER_KEYS_V2 if v2 else _HEADER_KEYS, where)
     instance_id = obj["instance_id"]
     if not isinstance(instance_id, str) or not instance_id:
         raise InvalidArgument(f"{where}: instance_id must be a non-empty string")
-    for key in ("count", "head_seq"):
+    for key in ("count", "head_seq", "checkpoints") if v2 else ("count", "head_seq"):
         if not _is_int(obj[key]) or not 0 <= obj[key] <= MAX_SEQ:
             raise InvalidArgument(f"{where}: {key} must be an integer in 0..2**63-1")
     public_key = obj["audit_public_key"]
@@ -437,7 +719,7 @@ def _parse_header(obj: dict[str, Any], where: str) -> ExportHeader:
         raise InvalidArgument(f"{where}: {exc}") from None
     return ExportHeader(
         instance_id, obj["count"], _hex32(obj, "head_hash", where), obj["head_seq"],
-        key_bytes, sig_bytes,
+        key_bytes, sig_bytes, obj["format"], obj["checkpoints"] if v2 else None,
     )
 
 
@@ -454,10 +736,23 @@ def _parse_event(obj: dict[str, Any], where: str) -> AuditEvent:
         raise InvalidArgument(f"{where}: {exc}") from None
 
 
-def parse_export(data: bytes) -> tuple[ExportHeader, list[AuditEvent]]:
+def _parse_checkpoint(obj: dict[str, Any], where: str) -> Checkpoint:
+    _keys(obj, _CHECKPOINT_KEYS, where)
+    signature = obj["signature"]
+    if not isinstance(signature, str) or not re.fullmatch(r"[0-9a-f]{128}", signature):
+        raise InvalidArgument(f"{where}: signature must be 128 lowercase hex digits (r||s)")
+    try:
+        return Checkpoint(obj["checkpoint"], obj["head_seq"], _hex32(obj, "head_hash", where),
+                          _hex32(obj, "prev", where), obj["time"], bytes.fromhex(signature))
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{where}: {exc}") from None
+
+
+def read_export(data: bytes) -> Export:
     """Parse an export strictly: ASCII, ``\\n``-terminated lines, each in canonical form (so every
-    document has exactly one spelling), exact key sets, typed values. Raises InvalidArgument
-    naming the 1-based line (the header is line 1). Says nothing about hashes or signatures."""
+    document has exactly one spelling), exact key sets, typed values; in v2, the checkpoint lines
+    (those with a ``checkpoint`` key) come after every event line. Raises InvalidArgument naming
+    the 1-based line (the header is line 1). Says nothing about hashes or signatures."""
     data = bytes(data)
     try:
         text = data.decode("ascii")
@@ -472,12 +767,19 @@ def parse_export(data: bytes) -> tuple[ExportHeader, list[AuditEvent]]:
     lines = text[:-1].split("\n")
     header: ExportHeader | None = None
     events: list[AuditEvent] = []
+    checkpoints: list[Checkpoint] = []
     for number, line in enumerate(lines, start=1):
         where = f"line {number}"
         obj = _load_line(line, where)
-        if number == 1:
+        if header is None:
             header = _parse_header(obj, where)
             again = _header_json(header)
+        elif header.format == EXPORT_FORMAT and "checkpoint" in obj:
+            checkpoint = _parse_checkpoint(obj, where)
+            checkpoints.append(checkpoint)
+            again = _checkpoint_json(checkpoint)
+        elif checkpoints:
+            raise InvalidArgument(f"{where}: an event line after the checkpoint lines")
         else:
             event = _parse_event(obj, where)
             events.append(event)
@@ -487,7 +789,14 @@ def parse_export(data: bytes) -> tuple[ExportHeader, list[AuditEvent]]:
                 f"{where}: not in canonical form (sorted keys, no spaces, lowercase hex)"
             )
     assert header is not None
-    return header, events
+    return Export(header, events, checkpoints)
+
+
+def parse_export(data: bytes) -> tuple[ExportHeader, list[AuditEvent]]:
+    """The header and events of an export (see :func:`read_export`, which also gives the
+    checkpoints of a v2 export)."""
+    doc = read_export(data)
+    return doc.header, doc.events
 
 
 def verify_export(
@@ -496,13 +805,18 @@ def verify_export(
     audit_public_key: bytes | None = None,
     instance_id: str | None = None,
 ) -> VerifyResult:
-    """Verify an export offline: signed head, then the chain against it, then the header count.
+    """Verify an export offline: signed head, then the chain against it, then the header count;
+    for v2, then every checkpoint (:func:`verify_checkpoints`: signature, links, the event at
+    its head) and that the last checkpoint is at the export's head, so the head was signed
+    only after the daemon verified the chain since the checkpoint before.
 
     The export names its own audit key, so on its own this proves only that the document is
     consistent with *some* key; pass the key (and instance id) known out of band to prove it
-    came from that daemon. Raises InvalidArgument if the document does not parse.
+    came from that daemon. A v1 export (no checkpoints) is checked as before. Raises
+    InvalidArgument if the document does not parse.
     """
-    header, events = parse_export(data)
+    doc = read_export(data)
+    header, events = doc.header, doc.events
     if audit_public_key is not None and audit_public_key != header.audit_public_key:
         return VerifyResult(False, 0, None, "export is signed by another audit key than expected")
     if instance_id is not None and instance_id != header.instance_id:
@@ -520,4 +834,65 @@ def verify_export(
             False, result.checked, None,
             f"header count {header.count} does not match the {len(events)} events present",
         )
-    return result
+    if header.format == EXPORT_FORMAT_V1:
+        return result
+    cps = doc.checkpoints
+    if header.checkpoints != len(cps):
+        return VerifyResult(
+            False, result.checked, None,
+            f"header checkpoints {header.checkpoints} does not match the {len(cps)} checkpoint "
+            "lines present",
+        )
+    found = verify_checkpoints(cps, events, instance_id=header.instance_id,
+                               audit_public_key=header.audit_public_key)
+    if not found.ok:
+        return VerifyResult(False, result.checked, found.first_bad_seq, found.problem,
+                            found.bad_checkpoint, found.checked)
+    last = cps[-1] if cps else None
+    if header.head_seq > 0 and (last is None or last.head_seq != header.head_seq):
+        where = f"checkpoint {last.seq} is at seq {last.head_seq}" if last else "there is none"
+        return VerifyResult(
+            False, result.checked, None,
+            f"the head (seq {header.head_seq}) is not covered by a checkpoint ({where}): the "
+            "daemon signs a head only after checkpointing it", last.seq + 1 if last else 1,
+            found.checked,
+        )
+    return VerifyResult(True, result.checked, None, "", None, found.checked)
+
+
+def verify_extends(earlier: bytes, later: bytes) -> VerifyResult:
+    """Whether the export ``later`` extends ``earlier``, an export of the same instance kept from
+    before: every event of ``earlier`` is in ``later`` with the same hash, and every checkpoint
+    of ``earlier`` is in ``later`` unchanged. Each export must have passed :func:`verify_export`
+    on its own; then, since an event's hash commits to every event before it, the first seq
+    whose hash differs is the first event rewritten since (``first_bad_seq``), and a checkpoint
+    that is missing or differs was rolled back or replaced (``bad_checkpoint``). This finds
+    what no checkpoint can: a store rolled back (events and checkpoints) while no daemon that
+    had seen the newer state was running. Raises InvalidArgument if either does not parse."""
+    old, new = read_export(earlier), read_export(later)
+    if (old.header.instance_id, old.header.audit_public_key) != (
+            new.header.instance_id, new.header.audit_public_key):
+        return VerifyResult(False, 0, None, "the exports are of different instances or audit keys")
+    hashes = {e.seq: e.hash for e in new.events}
+    checked = 0
+    for event in old.events:
+        found = hashes.get(event.seq)
+        if found is None:
+            return VerifyResult(False, checked, event.seq,
+                                f"seq {event.seq} of the earlier export is missing (this export "
+                                f"ends at seq {new.header.head_seq}): the chain was truncated")
+        if found != event.hash:
+            return VerifyResult(False, checked, event.seq,
+                                f"seq {event.seq} differs from the earlier export's: rewritten "
+                                "since")
+        checked += 1
+    for n, cp in enumerate(old.checkpoints):
+        if n >= len(new.checkpoints):
+            return VerifyResult(False, checked, None,
+                                f"checkpoint {cp.seq} of the earlier export is missing: "
+                                "checkpoints were rolled back", cp.seq, n)
+        if new.checkpoints[n] != cp:
+            return VerifyResult(False, checked, None,
+                                f"checkpoint {cp.seq} differs from the earlier export's: "
+                                "replaced since", cp.seq, n)
+    return VerifyResult(True, checked, None, "", None, len(old.checkpoints))

@@ -1224,9 +1224,10 @@ def cmd_audit_export(ctx: Context) -> int:
         header = _export_header(f.read(64 * 1024))
     doc = {"file": str(dest), "bytes": size, "count": header.get("count"),
            "head_seq": header.get("head_seq"), "head_hash": header.get("head_hash"),
-           "instance_id": header.get("instance_id")}
+           "instance_id": header.get("instance_id"), "checkpoints": header.get("checkpoints")}
+    cps = "" if doc["checkpoints"] is None else f", {doc['checkpoints']} checkpoints"
     ctx.emit(doc, f"wrote {dest}: {size} bytes, {doc['count']} events, head seq "
-                  f"{doc['head_seq']} hash {doc['head_hash']}\n")
+                  f"{doc['head_seq']} hash {doc['head_hash']}{cps}\n")
     return 0
 
 
@@ -1252,29 +1253,82 @@ def cmd_audit_verify(ctx: Context) -> int:
                            "head_hash": header.get("head_hash"),
                            "instance_id": header.get("instance_id"),
                            "audit_public_key": header.get("audit_public_key"),
-                           "key_pinned": pinned_key is not None}
+                           "key_pinned": pinned_key is not None,
+                           "format": header.get("format"),
+                           "checkpoints": result.checkpoints,
+                           "bad_checkpoint": result.bad_checkpoint}
+    v1 = header.get("format") == audit.EXPORT_FORMAT_V1
+    extends = ""
+    if result.ok and a.earlier:
+        extends = _verify_extends(ctx, data, pinned_key, doc)
     if result.ok:
         note = "" if pinned_key else " (pass --audit-key to pin the key)"
+        cps = ("no checkpoints (a v1 export)" if v1 else
+               f"{result.checkpoints} checkpoint{'s' if result.checkpoints != 1 else ''} "
+               "verified, the last at the head" if result.checkpoints else "no checkpoints")
         ctx.emit(doc, f"OK: {result.checked} events verified; head seq {doc['head_seq']} hash "
                       f"{doc['head_hash']}; instance {safe(doc['instance_id'])}; audit key "
-                      f"{doc['audit_public_key']}{note}\n")
+                      f"{doc['audit_public_key']}; {cps}{extends}{note}\n")
         return 0
     doc["event"] = None
-    if result.first_bad_seq is None:
-        if ctx.args.json:
-            ctx.emit(doc, "")
-        raise CliError(f"{a.file}: audit export is NOT valid: {result.problem}")
-    where = f"seq {result.first_bad_seq}"
-    _, events = audit.parse_export(data)
-    event = next((e for e in events if e.seq == result.first_bad_seq), None)
-    if event is not None:
-        where += f" ({safe(event.action)} {safe(event.object)} by {safe(event.actor)})"
-        doc["event"] = {"seq": event.seq, "time": event.time, "actor": event.actor,
-                        "action": event.action, "object": event.object}
+    where = ""
+    if result.first_bad_seq is not None:
+        where = f"seq {result.first_bad_seq}"
+        events = audit.parse_export(data)[1]
+        event = next((e for e in events if e.seq == result.first_bad_seq), None)
+        if event is not None:
+            where += f" ({safe(event.action)} {safe(event.object)} by {safe(event.actor)})"
+            doc["event"] = {"seq": event.seq, "time": event.time, "actor": event.actor,
+                            "action": event.action, "object": event.object}
     if ctx.args.json:
         ctx.emit(doc, "")
+    if result.bad_checkpoint is not None:
+        n = result.bad_checkpoint
+        problem = result.problem.removeprefix(f"checkpoint {n}: ")
+        raise CliError(f"{a.file}: audit checkpoint {n} is NOT valid"
+                       + (f", first bad event {where}" if where else "")
+                       + f": {problem}; {result.checkpoints} checkpoint"
+                       f"{'s' if result.checkpoints != 1 else ''} verified before it")
+    if not where:
+        raise CliError(f"{a.file}: audit export is NOT valid: {result.problem}")
     raise CliError(f"{a.file}: audit chain is NOT valid: first bad event {where}: "
                    f"{result.problem}; {result.checked} events verified before it")
+
+
+def _verify_extends(ctx: Context, data: bytes, pinned_key: bytes | None,
+                    doc: dict[str, Any]) -> str:
+    """--earlier: the earlier export verifies on its own and this one extends it (no event of
+    it rewritten or dropped, no checkpoint of it replaced or rolled back). Returns the words for
+    the OK line; raises CliError naming the first difference."""
+    a = ctx.args
+    earlier = read_file(a.earlier, "earlier audit export", None)
+    try:
+        before = audit.verify_export(earlier, audit_public_key=pinned_key,
+                                     instance_id=a.instance_id)
+        found = audit.verify_extends(earlier, data) if before.ok else before
+    except SignerError as e:
+        raise CliError(f"{a.earlier} is not a valid audit export: {e}") from None
+    if not before.ok:
+        raise CliError(f"{a.earlier}: the earlier audit export is NOT valid: {before.problem}")
+    doc["extends"] = {"file": a.earlier, "ok": found.ok, "checked": found.checked,
+                      "first_bad_seq": found.first_bad_seq,
+                      "bad_checkpoint": found.bad_checkpoint, "problem": found.problem}
+    if found.ok:
+        return (f"; extends {a.earlier} ({found.checked} events, {found.checkpoints} "
+                "checkpoints unchanged)")
+    where = ""
+    if found.first_bad_seq is not None:
+        where = f" at seq {found.first_bad_seq}"
+        event = next((e for e in audit.parse_export(earlier)[1]
+                      if e.seq == found.first_bad_seq), None)
+        if event is not None:
+            where += (f" ({safe(event.action)} {safe(event.object)} by {safe(event.actor)} in "
+                      "the earlier export)")
+    doc["ok"] = False
+    if ctx.args.json:
+        ctx.emit(doc, "")
+    raise CliError(f"{a.file}: audit export does NOT extend {a.earlier}{where}: "
+                   f"{found.problem}; {found.checked} events matched before it")
 
 
 def cmd_report(ctx: Context) -> int:
@@ -1527,10 +1581,13 @@ def build_parser() -> Parser:
     g = group("audit", "the audit chain")
     sp = cmd(g, "export", cmd_audit_export, "export the audit chain to a file", "auditor")
     sp.add_argument("file")
-    sp = cmd(g, "verify", cmd_audit_verify, "verify an export offline")
+    sp = cmd(g, "verify", cmd_audit_verify, "verify an export offline: the signed head, the "
+             "chain and every HSM-signed checkpoint")
     sp.add_argument("file")
     sp.add_argument("--audit-key", metavar="HEX", help="the daemon's audit key, known out of band")
     sp.add_argument("--instance-id", metavar="ID")
+    sp.add_argument("--earlier", metavar="FILE",
+                    help="an export kept from before: check that this one extends it")
     cmd(g, "head", cmd_audit_head, "show the signed head of the chain", "auditor")
 
     sp = cmd(commands, "report", cmd_report, "holdings and activity per category and case",

@@ -47,6 +47,16 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """When the monitor checkpoints the audit chain: once the head has moved past the latest
+    checkpoint and either ``checkpoint_events`` events have accumulated or the oldest of them is
+    ``checkpoint_seconds`` old. GetHead and Export always checkpoint first."""
+
+    checkpoint_seconds: float = 60.0
+    checkpoint_events: int = 1000
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     instance_id: str
@@ -61,6 +71,7 @@ class Config:
     log_format: str = "json"
     testing: dict[str, Any] = field(default_factory=dict)
     genesis: bytes = b""  # the pinned genesis digest ([governance] genesis)
+    audit: AuditConfig = AuditConfig()
 
     @property
     def base(self) -> Path:
@@ -101,7 +112,8 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
     base = p.parent
     _take(doc, "top level", {"instance_id", "server", "hsm", "store", "metrics", "policies",
-                             "principals", "limits", "log", "testing", "governance"})
+                             "principals", "limits", "log", "testing", "governance",
+                             "audit"})
     instance_id = doc.get("instance_id")
     if not isinstance(instance_id, str) or not instance_id:
         raise ConfigError("config: instance_id must be set")
@@ -168,6 +180,18 @@ def load(path: str | Path) -> Config:
     if not isinstance(genesis, str) or (genesis and not _is_hex32(genesis)):
         raise ConfigError("config: [governance] genesis must be the 64 hex digits of the "
                           "genesis digest that `signerd init` printed")
+    au = doc.get("audit", {})
+    _take(au, "audit", set(AuditConfig.__dataclass_fields__))
+    try:
+        audit = AuditConfig(
+            checkpoint_seconds=float(au.get("checkpoint_seconds", 60.0)),
+            checkpoint_events=int(au.get("checkpoint_events", 1000)))
+    except (TypeError, ValueError):
+        raise ConfigError("config: [audit] checkpoint_seconds and checkpoint_events must be "
+                          "numbers") from None
+    if audit.checkpoint_seconds < 0 or audit.checkpoint_events < 1:
+        raise ConfigError("config: [audit] checkpoint_seconds must be >= 0 and "
+                          "checkpoint_events >= 1")
     return Config(
         path=p,
         instance_id=instance_id,
@@ -182,6 +206,7 @@ def load(path: str | Path) -> Config:
         log_format=str(lg.get("format", "json")),
         testing=dict(doc.get("testing", {})),
         genesis=bytes.fromhex(genesis),
+        audit=audit,
     )
 
 

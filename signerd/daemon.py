@@ -192,6 +192,13 @@ rate_burst = 400
 [log]
 format = "json"
 
+# The HSM signs a checkpoint of the audit chain head once this many events have accumulated
+# since the last one or the oldest of them is this many seconds old (and before every GetHead
+# and export), always after verifying the chain since the previous checkpoint.
+[audit]
+checkpoint_seconds = 60.0
+checkpoint_events = 1000
+
 # The genesis of the chain of authority (initial operators, governance policy, templates),
 # pinned here and in the HSM token; the daemon refuses a store whose genesis differs.
 [governance]

@@ -93,6 +93,19 @@ class AuthorityViolation(FailedPrecondition):
         self.kind = kind
 
 
+class AuditChainViolation(FailedPrecondition):
+    """The audit chain in the store does not match what the HSM signed: an event or a checkpoint
+    was changed, deleted or rolled back by someone who writes to the store. Nothing is signed
+    over such a chain. ``kind`` is a closed-set label (for the metric): ``event`` (an event
+    since, or at, a checkpoint) or ``checkpoint`` (a checkpoint row itself)."""
+
+    reason = "AUDIT_CHAIN_VIOLATION"
+
+    def __init__(self, message: str, *, kind: str = "event"):
+        super().__init__(message)
+        self.kind = kind
+
+
 class Conflict(FailedPrecondition):
     """A nonce or outpoint is already held by another live transfer."""
 

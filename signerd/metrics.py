@@ -115,6 +115,22 @@ class Metrics:
             "The last authority ledger entry this daemon verified.", registry=r)
         for kind in ("genesis", "ledger", "approval", "operator", "wallet", "policy", "quorum"):
             self.authority_violations.labels(kind)  # every series from 0: alerts see the first
+        self.audit_violations = Counter(
+            "signerd_audit_chain_violations_total",
+            "Audit checkpoints refused because the chain in the store does not match what the "
+            "HSM signed (nothing was signed), by kind: event (an event since the latest "
+            "checkpoint, or at a checkpoint's head, was changed or removed), checkpoint (a "
+            "checkpoint was deleted, replaced or forged).", ["kind"], registry=r)
+        for kind in ("event", "checkpoint"):
+            self.audit_violations.labels(kind)
+        self.audit_head_seq = Gauge(
+            "signerd_audit_head_seq",
+            "The audit chain's head seq in the store (refreshed on each health tick).",
+            registry=r)
+        self.audit_checkpoint_head_seq = Gauge(
+            "signerd_audit_checkpoint_head_seq",
+            "The head seq of the latest HSM-signed audit checkpoint in the store (refreshed on "
+            "each health tick and when this daemon signs one).", registry=r)
         self.pending_expired = Gauge(
             "signerd_transfers_past_expiry",
             "Approved transfers still waiting to be signed after their approval window "

@@ -5,7 +5,8 @@ same transaction as the change, so either both are durable or neither is. SQLite
 with ``synchronous=FULL`` and takes its write lock at ``BEGIN IMMEDIATE``; PostgreSQL (several
 replicas on one database) runs READ COMMITTED and serialises conflicting writers with row locks
 (``SELECT ... FOR UPDATE``, emitted by ``Tx.for_update``) on the transfer, the wallet, the nonce
-locks and the audit head, with primary keys as the last fence (see ``postgres.py``). Queries are
+locks, the audit head and the latest audit checkpoint, with primary keys as the last fence (see
+``postgres.py``). Queries are
 written once with ``?`` placeholders; the schema is shared (``migrations.py``).
 """
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
 from .. import audit, authority, canonical
-from ..errors import (AlreadyExists, AuthorityViolation, Conflict, InvalidArgument, NotFound,
-                      SignerError, StoreUnavailable)
+from ..errors import (AlreadyExists, AuditChainViolation, AuthorityViolation, Conflict,
+                      InvalidArgument, NotFound, SignerError, StoreUnavailable)
 
 
 class Cursor(Protocol):
@@ -482,12 +483,70 @@ class Tx:
         r = self.one("SELECT seq, hash FROM audit_head WHERE id = 1")
         return (0, audit.GENESIS) if r is None else (int(r["seq"]), bytes.fromhex(r["hash"]))
 
+    def audit_events_at(self, seqs: Sequence[int]) -> list[audit.AuditEvent]:
+        """The events at these seqs (those that exist), ascending."""
+        out: list[audit.AuditEvent] = []
+        items = sorted(set(seqs))
+        for i in range(0, len(items), 500):
+            chunk = items[i:i + 500]
+            marks = ", ".join("?" for _ in chunk)
+            out += [row_to_event(r) for r in
+                    self.all(f"SELECT * FROM audit_events WHERE seq IN ({marks}) ORDER BY seq",
+                             chunk)]
+        return out
+
+    # ---------------------------------------------------------------- audit checkpoints
+    def latest_audit_checkpoint(self, *, lock: bool = False) -> audit.Checkpoint | None:
+        """The checkpoint with the highest seq; ``lock`` for an append (PostgreSQL)."""
+        r = self.one("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
+                     + (self.for_update if lock else ""))
+        return None if r is None else row_to_checkpoint(r)
+
+    def audit_checkpoints(self, after_seq: int = 0, upto_seq: int = audit.MAX_SEQ
+                          ) -> list[audit.Checkpoint]:
+        """Checkpoints with ``after_seq < seq <= upto_seq`` in seq order, as stored."""
+        return [row_to_checkpoint(r) for r in
+                self.all("SELECT * FROM audit_checkpoints WHERE seq > ? AND seq <= ?"
+                         " ORDER BY seq", (after_seq, upto_seq))]
+
+    def audit_checkpoint(self, seq: int) -> audit.Checkpoint | None:
+        r = self.one("SELECT * FROM audit_checkpoints WHERE seq = ?", (seq,))
+        return None if r is None else row_to_checkpoint(r)
+
+    def append_audit_checkpoint(self, cp: audit.Checkpoint) -> None:
+        """Store the checkpoint that follows the latest one. The latest row is locked and must be
+        ``cp``'s predecessor; if another replica stored a checkpoint meanwhile this raises
+        StoreUnavailable (or the primary key does, as AlreadyExists), never forks the list."""
+        latest = self.latest_audit_checkpoint(lock=True)
+        expected = latest.seq + 1 if latest is not None else 1
+        if cp.seq != expected:
+            raise StoreUnavailable(f"audit checkpoint {cp.seq} cannot follow checkpoint "
+                                   f"{expected - 1}: another replica checkpointed meanwhile; "
+                                   "retry")
+        self.execute("INSERT INTO audit_checkpoints (seq, head_seq, head_hash, prev, time_micros,"
+                     " signature) VALUES (?, ?, ?, ?, ?, ?)",
+                     (cp.seq, cp.head_seq, cp.head_hash.hex(), cp.prev.hex(), cp.time,
+                      cp.signature.hex()))
+
 
 def row_to_event(r: Row) -> audit.AuditEvent:
     return audit.AuditEvent(
         seq=int(r["seq"]), time=int(r["time_micros"]), actor=r["actor"], action=r["action"],
         object=r["object"], details=json.loads(r["details"]),
         prev_hash=bytes.fromhex(r["prev_hash"]), hash=bytes.fromhex(r["hash"]))
+
+
+def row_to_checkpoint(r: Row) -> audit.Checkpoint:
+    """A stored checkpoint row; one that does not even parse is tampering (signerd writes only
+    well-formed rows), reported as an AuditChainViolation."""
+    try:
+        return audit.Checkpoint(
+            seq=int(r["seq"]), head_seq=int(r["head_seq"]),
+            head_hash=bytes.fromhex(r["head_hash"]), prev=bytes.fromhex(r["prev"]),
+            time=int(r["time_micros"]), signature=bytes.fromhex(r["signature"]))
+    except (InvalidArgument, ValueError, TypeError) as e:
+        raise AuditChainViolation(f"audit checkpoint {r.get('seq')} is malformed in the store: "
+                                  f"{e}", kind="checkpoint") from None
 
 
 class Store(Protocol):

@@ -203,6 +203,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "ALTER TABLE key_shares ADD COLUMN seal TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE policies ADD COLUMN proposal_id TEXT NOT NULL DEFAULT ''",
     ]),
+    (9, "HSM-signed checkpoints of the audit chain head", [
+        # One row per checkpoint (signerd.audit.Checkpoint): the audit key's signature over the
+        # chain head, linked to the checkpoint before it. Appends lock the latest row and the
+        # primary key fences two replicas that both checkpoint at once.
+        """CREATE TABLE audit_checkpoints (
+            seq BIGINT PRIMARY KEY,
+            head_seq BIGINT NOT NULL,
+            head_hash TEXT NOT NULL,
+            prev TEXT NOT NULL,
+            time_micros BIGINT NOT NULL,
+            signature TEXT NOT NULL)""",
+    ]),
 ]
 
 

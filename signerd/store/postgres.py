@@ -58,8 +58,10 @@ _UNIQUE = {
     "transfers": (AlreadyExists, "a transfer with this id already exists"),
     "proposals": (AlreadyExists, "a proposal with this id already exists"),
     "proposal_approvals": (AlreadyExists, "this operator has already decided on this proposal"),
-    "authority_log": (AlreadyExists, "this authority ledger entry exists already (another "
-                                     "replica appended first); retry"),
+    "authority_log": (StoreUnavailable, "another replica appended this authority ledger entry "
+                                        "meanwhile; retry"),
+    "audit_checkpoints": (StoreUnavailable, "another replica stored this audit checkpoint "
+                                            "meanwhile; retry"),
 }
 
 

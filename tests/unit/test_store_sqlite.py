@@ -135,3 +135,47 @@ def test_nonce_locks_conflict_except_for_the_replaced_transfer(tmp_path: Path) -
         assert tx.one("SELECT id FROM transfers WHERE id = 't2'") is None
         assert bytes(tx.get_transfer("t1")["payload"]) == b"\x00p"
     st.close()
+
+
+def test_audit_checkpoints_append_in_order_and_read_back(tmp_path: Path) -> None:
+    """Migration 9: checkpoints are stored as given, read back equal, and an append that does
+    not follow the latest one (another replica got there first) is refused, not forked."""
+    import coincurve
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    from signerd.errors import AuditChainViolation, StoreUnavailable
+
+    key = coincurve.PrivateKey(b"\x01" * 32)
+    st = _store(tmp_path)
+    with st.transaction() as tx:
+        events = [tx.append_audit("t", "a", "o", {"n": i}) for i in range(5)]
+    cps: list[audit.Checkpoint] = []
+    for head in (2, 5):
+        unsigned = audit.next_checkpoint(cps[-1] if cps else None, "inst", head_seq=head,
+                                         head_hash=events[head - 1].hash, time=1000 + head)
+        r, s = decode_dss_signature(key.sign(unsigned.digest("inst"), hasher=None))
+        cps.append(unsigned.signed(r.to_bytes(32, "big") + s.to_bytes(32, "big"), "inst",
+                                   key.public_key.format()))
+    with st.read() as tx:
+        assert tx.latest_audit_checkpoint() is None and tx.audit_checkpoints() == []
+    for cp in cps:
+        with st.transaction() as tx:
+            tx.append_audit_checkpoint(cp)
+    with pytest.raises(StoreUnavailable, match="another replica"):
+        with st.transaction() as tx:
+            tx.append_audit_checkpoint(cps[1])
+    with st.read() as tx:
+        assert tx.latest_audit_checkpoint() == cps[1]
+        assert tx.audit_checkpoints() == cps and tx.audit_checkpoints(1) == cps[1:]
+        assert tx.audit_checkpoints(0, 1) == cps[:1] and tx.audit_checkpoint(2) == cps[1]
+        assert tx.audit_checkpoint(3) is None
+        assert [e.seq for e in tx.audit_events_at([5, 2, 9, 2])] == [2, 5]
+        assert audit.verify_checkpoints(tx.audit_checkpoints(), tx.audit_events(0, 10),
+                                        instance_id="inst",
+                                        audit_public_key=key.public_key.format()).ok
+    with st.transaction() as tx:
+        tx.execute("UPDATE audit_checkpoints SET head_hash = 'zz' WHERE seq = 2")
+    with st.read() as tx:
+        with pytest.raises(AuditChainViolation, match="audit checkpoint 2 is malformed"):
+            tx.latest_audit_checkpoint()
+    st.close()
