@@ -731,7 +731,8 @@ def _apply_immediate(b: _Builder, kind: str, body: Mapping[str, Any]) -> None:
                                   "operator")
         if rec.status is not OperatorStatus.ACTIVE:
             raise FailedPrecondition(f"operator {rec.id} is {rec.status.value}, not active")
-        b.mut("operators")[rec.id] = replace(rec, status=OperatorStatus.SUSPENDED)
+        # No immediate act may leave the governance unable to act (not even to reinstate).
+        _set_operator(b, replace(rec, status=OperatorStatus.SUSPENDED), f"suspending {rec.id}")
 
 
 # --------------------------------------------------------------------------- the fold

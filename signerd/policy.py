@@ -59,7 +59,7 @@ import re
 import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import reduce
 from typing import Any
@@ -148,7 +148,7 @@ class Requirement:
             text += " (" + ", ".join(f"{r} x{n}" for r, n in self.roles) + ")"
         if self.group is not None:
             text += " from " + ", ".join(sorted(self.group))
-        if self.distinct_roles > 1:
+        if self.distinct_roles > max(1, len(self.roles)):  # else the role minimums say it
             text += f" of {self.distinct_roles} different roles"
         if self.veto:
             text += "; veto: " + ", ".join(sorted(self.veto))
@@ -200,7 +200,9 @@ def with_floor(requirement: Requirement, movement: Movement, *, waived: bool) ->
     if waived or not leaves_own_wallets(movement):
         return requirement
     if requirement.approvers >= FLOOR_APPROVERS and len(requirement.roles) >= FLOOR_ROLES:
-        return requirement  # minimums of two roles are filled by two people of two roles
+        # Minimums of two roles are filled by two people of two roles: the floor holds as it
+        # is; say so, so that comparing requirements sees the floor on both sides.
+        return replace(requirement, distinct_roles=max(requirement.distinct_roles, FLOOR_ROLES))
     floor = Requirement(approvers=FLOOR_APPROVERS, distinct_roles=FLOOR_ROLES,
                         expiry=requirement.expiry, rules=("floor",))
     if requirement.at_least_as_strict_as(floor):

@@ -311,3 +311,16 @@ def test_render_shows_old_and_new_policy_side_by_side() -> None:
     row = next(line for line in text.splitlines() if "approvers = 2" in line)
     assert "*" in row and "approvers = 3" in row  # the changed line, old beside new
     assert any("|" in line and 'name = "two-key"' in line for line in text.splitlines())
+
+
+def test_suspending_the_last_admins_is_refused() -> None:
+    """An immediate suspension may not leave the governance unable to act, not even to
+    reinstate (found by the governance property test's author)."""
+    st = applied(STATE, proposal("operator.revoke", {"operator_id": "admin3", "reason": ""}),
+                 "admin1", "admin2")
+    entry = AU.next_entry(st, AU.SUSPEND, AU.suspend_body("admin2", "key lost", "admin", 1))
+    with pytest.raises(FailedPrecondition, match="unapprovable"):
+        AU.advance(st, entry)
+    st3 = AU.advance(STATE, AU.next_entry(STATE, AU.SUSPEND,
+                                          AU.suspend_body("admin3", "key lost", "admin", 1)))
+    assert st3.operators["admin3"].status is OperatorStatus.SUSPENDED  # two admins remain

@@ -145,3 +145,17 @@ def _sign(key: coincurve.PrivateKey, digest: bytes) -> tuple[int, int]:
 
     r, s = decode_dss_signature(key.sign(digest, hasher=None))
     return r, min(s, seal.SECP256K1_N - s)
+
+
+def test_a_stricter_policy_is_stricter_than_the_floor_it_replaces() -> None:
+    """Under the floor, one role's minimum becomes "two people of two roles"; a policy that
+    names two roles is at least as strict, and a change to it must not count as loosening."""
+    one_role = P.parse_policy('name = "a"\n[[rule]]\nname = "r"\nasset = "*"\napprovers = 2\n'
+                              'roles = { investigator = 1 }\n')
+    two_roles = P.parse_policy('name = "b"\n[[rule]]\nname = "r"\nasset = "*"\napprovers = 2\n'
+                               'roles = { investigator = 1, custody_officer = 1 }\n')
+    old = E.requirement_of(one_role, False, MOVE, "none")
+    new = E.requirement_of(two_roles, False, MOVE, "none")
+    assert old.distinct_roles == 2 and new.at_least_as_strict_as(old)
+    assert not old.at_least_as_strict_as(new)
+    assert new.describe() == "2 approvers (custody_officer x1, investigator x1)"
