@@ -9,7 +9,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from . import audit
 from . import seal as SEAL
@@ -61,9 +61,15 @@ class App:
         # The latest audit checkpoint this process signed or verified, and how far past it the
         # chain was verified (checkpoint seq, event seq, event hash): see checkpoint().
         self._audit_checkpoint: audit.Checkpoint | None = None
-        self._audit_progress: tuple[int, int, bytes] | None = None
+        # (checkpoint seq, event seq, event hash, endings digest at that event)
+        self._audit_progress: tuple[int, int, bytes, bytes] | None = None
         self._checkpoint_lock = threading.Lock()
         self._checkpoint_retry_at = 0.0
+        # The transfers and proposals that ended (audit.ENDING_ACTIONS), as the chain this
+        # process verified proves them; and the checkpoint head up to which they were read
+        # through the index and checked against the checkpoint's signed digest.
+        self._ended: set[str] = set()
+        self._endings_known: tuple[int, bytes] = (0, audit.NO_ENDINGS)
         self._anchored = False  # the HSM token's genesis anchor was checked (check_hsm_anchor)
         self._anchor_lock = threading.Lock()
         self._stop = threading.Event()
@@ -384,11 +390,50 @@ class App:
             raise StoreUnavailable("audit checkpoint: other replicas kept storing checkpoints "
                                    "meanwhile; retry")
 
-    def _checkpoint_once(self, max_events: int | None
+    def ended(self, object_ids: Iterable[str]) -> set[str]:
+        """Which of these transfers and proposals ended (signed, rejected, expired, cancelled,
+        failed; applied), by the audit chain verified up to its head now, whatever their rows
+        say: a store writer who deletes a veto or a cancellation and sets the row back to
+        waiting is found here. Raises AuditChainViolation when the chain does not verify. Call
+        it outside a store transaction."""
+        with self._checkpoint_lock:
+            while True:
+                _, done = self._checkpoint_once(None, sign=False)
+                if done:
+                    break
+            return {i for i in object_ids if i in self._ended}
+
+    def _catch_up_endings(self, tx: Any, cp: audit.Checkpoint) -> None:
+        """Bring the set of ended ids up to checkpoint ``cp`` (verified) by reading only the
+        ending events after the checkpoint known so far; their digest must be the one ``cp``
+        signed, so none was deleted, added or altered."""
+        seq, digest = self._endings_known
+        if cp.head_seq <= seq:
+            return
+        found: list[str] = []
+        after = seq
+        while True:
+            rows = tx.ending_events(after, cp.head_seq)
+            if not rows:
+                break
+            for s, action, obj in rows:
+                digest = audit.endings_link(digest, s, action, obj)
+                found.append(obj)
+            after = rows[-1][0]
+        if digest != cp.endings:
+            raise AuditChainViolation(
+                f"audit checkpoint {cp.seq}: the events that ended transfers and proposals up "
+                f"to seq {cp.head_seq} are not those it signed (one was deleted, added or "
+                f"altered after seq {seq})", kind="event")
+        self._ended.update(found)
+        self._endings_known = (cp.head_seq, digest)
+
+    def _checkpoint_once(self, max_events: int | None, *, sign: bool = True
                          ) -> tuple[audit.Checkpoint | None, bool]:
         """One attempt: (the checkpoint at the head, True); (None, False) when another replica
         stored a checkpoint first (try again: it is verified then); (last, False) when
-        ``max_events`` ran out before the head."""
+        ``max_events`` ran out before the head. Without ``sign``, the chain is verified up to
+        the head and nothing is signed (True once there)."""
         instance, key = self.instance_id, self.audit_public_key
         known = self._audit_checkpoint
         with self.store.read() as tx:
@@ -435,6 +480,8 @@ class App:
                     + (f" (first bad seq {found.first_bad_seq})" if found.first_bad_seq else ""),
                     kind="event" if found.first_bad_seq is not None else "checkpoint")
             last = cps[-1] if cps else after
+            for c in ([after] if after else []) + cps:
+                self._catch_up_endings(tx, c)
             base_seq, base_hash = (last.head_seq, last.head_hash) if last else (0, audit.GENESIS)
             name = f"checkpoint {last.seq}" if last else "the start of the chain"
             if head_seq < base_seq:
@@ -442,6 +489,7 @@ class App:
                     f"the audit head row says seq {head_seq}, behind {name} at seq {base_seq}: "
                     f"events were removed (first bad seq {head_seq + 1})", kind="event")
             start = (base_seq, base_hash)
+            endings = last.endings if last else audit.NO_ENDINGS
             progress = self._audit_progress
             if progress is not None and progress[0] == (last.seq if last else 0) \
                     and base_seq < progress[1] <= head_seq:
@@ -452,12 +500,18 @@ class App:
                         f"removed before the next checkpoint (first bad seq at or before "
                         f"{progress[1]})", kind="event")
                 start = (progress[1], progress[2])
+                endings = progress[3]
             upto = head_seq if max_events is None else min(head_seq, start[0] + max_events)
             tail: list[audit.AuditEvent] = []  # the last event read
+            ended: list[str] = []
 
             def events() -> Iterator[audit.AuditEvent]:
+                nonlocal endings
                 for e in self._stored_events(tx, start[0], upto):
                     tail[:] = [e]
+                    if e.action in audit.ENDING_ACTIONS:
+                        endings = audit.endings_link(endings, e.seq, e.action, e.object)
+                        ended.append(e.object)
                     yield e
             chain = audit.verify_chain(
                 events(), after=start,
@@ -468,15 +522,22 @@ class App:
                     f"the audit chain since {name} does not verify (first bad seq "
                     f"{chain.first_bad_seq}): {chain.problem}", kind="event")
         self._audit_checkpoint = last
+        self._ended.update(ended)
         if upto < head_seq:
             if tail:
-                self._audit_progress = (last.seq if last else 0, tail[0].seq, tail[0].hash)
+                self._audit_progress = (last.seq if last else 0, tail[0].seq, tail[0].hash,
+                                        endings)
             return last, False
+        if not sign:
+            if head_seq > base_seq:
+                self._audit_progress = (last.seq if last else 0, head_seq, head_hash, endings)
+            return last, True
         self._audit_progress = None
         if head_seq == base_seq:
             return last, True
         unsigned = audit.next_checkpoint(last, instance, head_seq=head_seq, head_hash=head_hash,
-                                         time=int(time.time() * 1_000_000))
+                                         time=int(time.time() * 1_000_000),
+                                         endings=endings)
         r, s = self.hsm_sign(self.audit_key_id, unsigned.digest(instance))
         cp = unsigned.signed(r.to_bytes(32, "big") + s.to_bytes(32, "big"), instance, key)
         try:
@@ -489,6 +550,7 @@ class App:
                 return None, False  # another replica's checkpoint: verify it and go on
             raise
         self._audit_checkpoint = cp
+        self._endings_known = (cp.head_seq, cp.endings)  # its ending events were just verified
         self.metrics.audit_checkpoint_head_seq.set(cp.head_seq)
         log.info("audit checkpoint %d signed at head seq %d", cp.seq, cp.head_seq)
         return cp, True

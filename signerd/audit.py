@@ -35,6 +35,17 @@ EXPORT_FORMAT_V1 = "signerd-audit-export/v1"
 HEAD_TAG = b"signerd-audit-head/v1"
 CHECKPOINT_TAG = b"signerd-audit-checkpoint/v1"
 NO_CHECKPOINT = b"\x00" * 32  # the prev of checkpoint 1
+NO_ENDINGS = b"\x00" * 32  # the endings digest before any transfer or proposal ended
+ENDINGS_TAG = b"signerd-audit-endings/v1"
+# Events that end a transfer or a proposal for good. Each checkpoint commits to the running
+# digest of these (:func:`endings_link`), so a store writer who deletes the event that ended one
+# (a veto, a cancellation) and sets its row back to waiting is found: the daemon keeps the set of
+# ended ids, checked against the latest checkpoint at start, and refuses to act on them.
+ENDING_ACTIONS = frozenset({
+    "transfer.signed", "transfer.rejected", "transfer.expired", "transfer.cancelled",
+    "transfer.failed", "proposal.applied", "proposal.rejected", "proposal.expired",
+    "proposal.cancelled", "proposal.failed",
+})
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 MAX_SEQ = 2**63 - 1  # fits a signed 64-bit store column, and head_digest's 8 bytes
@@ -52,7 +63,8 @@ _HEADER_KEYS = frozenset(
     }
 )
 _HEADER_KEYS_V2 = _HEADER_KEYS | {"checkpoints"}
-_CHECKPOINT_KEYS = frozenset({"checkpoint", "head_seq", "head_hash", "prev", "time", "signature"})
+_CHECKPOINT_KEYS = frozenset({"checkpoint", "head_seq", "head_hash", "prev", "time", "endings",
+                              "signature"})
 _HEX32 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -339,6 +351,7 @@ class UnsignedCheckpoint:
     head_hash: bytes
     prev: bytes
     time: int
+    endings: bytes  # :func:`endings_link` folded over every ending event up to head_seq
 
     def __post_init__(self) -> None:
         for name in ("seq", "head_seq"):
@@ -351,10 +364,11 @@ class UnsignedCheckpoint:
                                   f"got {self.time!r}")
         _check_hash("checkpoint head_hash", self.head_hash)
         _check_hash("checkpoint prev", self.prev)
+        _check_hash("checkpoint endings", self.endings)
 
     def digest(self, instance_id: str) -> bytes:
         return checkpoint_digest(instance_id, self.seq, self.head_seq, self.head_hash, self.prev,
-                                 self.time)
+                                 self.time, self.endings)
 
     def signed(self, signature: bytes, instance_id: str, audit_public_key: bytes) -> "Checkpoint":
         """This checkpoint with ``signature`` (r||s as an HSM returns it, stored low-S). The
@@ -364,7 +378,8 @@ class UnsignedCheckpoint:
         if not _signature_valid(audit_public_key, low_s, self.digest(instance_id)):
             raise InvalidArgument(f"the signature of checkpoint {self.seq} does not verify "
                                   "under the given audit key")
-        return Checkpoint(self.seq, self.head_seq, self.head_hash, self.prev, self.time, low_s)
+        return Checkpoint(self.seq, self.head_seq, self.head_hash, self.prev, self.time,
+                          self.endings, low_s)
 
 
 @dataclass(frozen=True)
@@ -380,13 +395,14 @@ class Checkpoint(UnsignedCheckpoint):
             raise InvalidArgument("checkpoint signature: must be 64 bytes r||s")
 
     def unsigned(self) -> UnsignedCheckpoint:
-        return UnsignedCheckpoint(self.seq, self.head_seq, self.head_hash, self.prev, self.time)
+        return UnsignedCheckpoint(self.seq, self.head_seq, self.head_hash, self.prev, self.time,
+                                  self.endings)
 
 
 def checkpoint_digest(instance_id: str, seq: int, head_seq: int, head_hash: bytes, prev: bytes,
-                      time: int) -> bytes:
+                      time: int, endings: bytes = NO_ENDINGS) -> bytes:
     """What the audit key signs for a checkpoint: SHA-256(tag || instance_id || seq u64 BE ||
-    head_seq u64 BE || head_hash || prev || time u64 BE).
+    head_seq u64 BE || head_hash || prev || time u64 BE || endings).
 
     Every field after the instance id has a fixed width, so the message has one reading; the
     tag differs from the head's (``signerd-audit-head/v1``) and the seal's
@@ -396,12 +412,31 @@ def checkpoint_digest(instance_id: str, seq: int, head_seq: int, head_hash: byte
         raise InvalidArgument("instance_id: must be a non-empty string")
     _check_hash("head_hash", head_hash)
     _check_hash("prev", prev)
+    _check_hash("endings", endings)
     for name, value in (("seq", seq), ("head_seq", head_seq), ("time", time)):
         if not _is_int(value) or not 0 <= value <= MAX_SEQ:
             raise InvalidArgument(f"checkpoint {name}: out of range, got {value!r}")
     message = (CHECKPOINT_TAG + instance_id.encode() + seq.to_bytes(8, "big")
-               + head_seq.to_bytes(8, "big") + head_hash + prev + time.to_bytes(8, "big"))
+               + head_seq.to_bytes(8, "big") + head_hash + prev + time.to_bytes(8, "big")
+               + endings)
     return hashlib.sha256(message).digest()
+
+
+def endings_link(prev: bytes, seq: int, action: str, object_: str) -> bytes:
+    """The endings digest after event ``seq``: unchanged unless ``action`` ends a transfer or a
+    proposal (:data:`ENDING_ACTIONS`), else SHA-256(tag || prev || seq u64 BE || action || LF ||
+    object). A hash chain over the ending events alone, so it can be checked by reading just
+    those (an index serves them) against the value a checkpoint signed."""
+    if action not in ENDING_ACTIONS:
+        return prev
+    return hashlib.sha256(ENDINGS_TAG + prev + seq.to_bytes(8, "big") + action.encode() + b"\n"
+                          + object_.encode()).digest()
+
+
+def fold_endings(prev: bytes, events: Iterable[AuditEvent]) -> bytes:
+    for e in events:
+        prev = endings_link(prev, e.seq, e.action, e.object)
+    return prev
 
 
 def checkpoint_link(previous: UnsignedCheckpoint | None, instance_id: str) -> bytes:
@@ -410,14 +445,15 @@ def checkpoint_link(previous: UnsignedCheckpoint | None, instance_id: str) -> by
 
 
 def next_checkpoint(previous: UnsignedCheckpoint | None, instance_id: str, *, head_seq: int,
-                    head_hash: bytes, time: int) -> UnsignedCheckpoint:
+                    head_hash: bytes, time: int, endings: bytes = NO_ENDINGS
+                    ) -> UnsignedCheckpoint:
     """The checkpoint after ``previous`` (the first when None) over the head ``(head_seq,
     head_hash)``, which must lie past ``previous``'s head: a checkpoint always advances."""
     if previous is not None and head_seq <= previous.head_seq:
         raise InvalidArgument(f"head seq {head_seq} does not advance past checkpoint "
                               f"{previous.seq} at seq {previous.head_seq}")
     return UnsignedCheckpoint(previous.seq + 1 if previous is not None else 1, head_seq,
-                              head_hash, checkpoint_link(previous, instance_id), time)
+                              head_hash, checkpoint_link(previous, instance_id), time, endings)
 
 
 def checkpoint_signature_valid(cp: Checkpoint, instance_id: str, audit_public_key: bytes) -> bool:
@@ -581,6 +617,7 @@ def _checkpoint_json(cp: Checkpoint) -> bytes:
             "head_hash": cp.head_hash.hex(),
             "prev": cp.prev.hex(),
             "time": cp.time,
+            "endings": cp.endings.hex(),
             "signature": cp.signature.hex(),
         }
     )
@@ -743,7 +780,8 @@ def _parse_checkpoint(obj: dict[str, Any], where: str) -> Checkpoint:
         raise InvalidArgument(f"{where}: signature must be 128 lowercase hex digits (r||s)")
     try:
         return Checkpoint(obj["checkpoint"], obj["head_seq"], _hex32(obj, "head_hash", where),
-                          _hex32(obj, "prev", where), obj["time"], bytes.fromhex(signature))
+                          _hex32(obj, "prev", where), obj["time"],
+                          _hex32(obj, "endings", where), bytes.fromhex(signature))
     except InvalidArgument as exc:
         raise InvalidArgument(f"{where}: {exc}") from None
 
@@ -848,6 +886,15 @@ def verify_export(
     if not found.ok:
         return VerifyResult(False, result.checked, found.first_bad_seq, found.problem,
                             found.bad_checkpoint, found.checked)
+    endings, at = NO_ENDINGS, {cp.head_seq: cp for cp in cps}
+    for e in events:
+        endings = endings_link(endings, e.seq, e.action, e.object)
+        cp = at.get(e.seq)
+        if cp is not None and cp.endings != endings:
+            return VerifyResult(
+                False, result.checked, None,
+                f"checkpoint {cp.seq}: the events that ended transfers and proposals up to seq "
+                f"{cp.head_seq} are not those it signed", cp.seq, cp.seq - 1)
     last = cps[-1] if cps else None
     if header.head_seq > 0 and (last is None or last.head_seq != header.head_seq):
         where = f"checkpoint {last.seq} is at seq {last.head_seq}" if last else "there is none"

@@ -84,7 +84,8 @@ class WalletFrozen(FailedPrecondition):
 class AuthorityViolation(FailedPrecondition):
     """Something counted toward a signature does not trace back to the pinned genesis through
     approved governance proposals: a row signerd did not write. ``kind`` is a closed-set label
-    (for the metric): genesis, ledger, approval, operator, wallet, policy, quorum."""
+    (for the metric): genesis, ledger, approval, operator, wallet, policy, quorum, ended (an
+    act the verified audit chain says ended, set back to waiting in the store)."""
 
     reason = "AUTHORITY_VIOLATION"
 

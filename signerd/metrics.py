@@ -113,7 +113,8 @@ class Metrics:
         self.authority_seq = Gauge(
             "signerd_authority_ledger_seq",
             "The last authority ledger entry this daemon verified.", registry=r)
-        for kind in ("genesis", "ledger", "approval", "operator", "wallet", "policy", "quorum"):
+        for kind in ("genesis", "ledger", "approval", "operator", "wallet", "policy", "quorum",
+                     "ended"):
             self.authority_violations.labels(kind)  # every series from 0: alerts see the first
         self.audit_violations = Counter(
             "signerd_audit_chain_violations_total",

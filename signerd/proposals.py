@@ -30,7 +30,7 @@ from .model import Decision, OperatorStatus, WalletStatus
 from .engine import effective_requirement
 from .runtime import Runtime
 from .store import Row, Tx
-from .transfers import live_transfers, tighten_live_transfers
+from .transfers import ended_violation, live_transfers, tighten_live_transfers
 
 
 log = logging.getLogger("signerd.proposals")
@@ -216,13 +216,18 @@ class ProposalService:
         outcome = ""
         doc: dict[str, Any] = {}
         failure: SignerError | None = None
+        resurrected = bool(self.app.ended([proposal_id]))
         with self.store.transaction() as tx:
             row = tx.get_proposal(proposal_id, lock=True)
             if row["state"] != PENDING:
                 raise FailedPrecondition(f"proposal {proposal_id} is {row['state']}, not waiting "
                                          "for approvals")
             doc = self._doc(row)
-            if now >= float(row["expires_at"]):  # committed, then refused below
+            if resurrected:
+                failure = ended_violation(proposal_id)
+                self._end(tx, row, doc, "FAILED", "signerd", failure.message, violation=failure)
+                outcome = "FAILED"
+            elif now >= float(row["expires_at"]):  # committed, then refused below
                 self._end(tx, row, doc, "EXPIRED", "signerd", "approval window passed")
                 outcome = "EXPIRED"
             else:
@@ -274,6 +279,8 @@ class ProposalService:
         if isinstance(failure, AuthorityViolation):
             self.app.metrics.authority_violations.labels(failure.kind).inc()
         self.app.notifier.notify()
+        if resurrected and failure is not None:
+            raise failure
         if outcome == "EXPIRED":
             raise FailedPrecondition(f"proposal {proposal_id} has expired")
         if outcome == APPROVED:

@@ -3,6 +3,7 @@ never on ``App``, so ``app`` wires them without an import cycle (App -> services
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from typing import Any, Callable, Protocol
 
 from .config import Config
@@ -58,3 +59,5 @@ class Runtime(Protocol):
     def seal(self, kind: str, record: dict[str, Any]) -> str: ...
 
     def refresh_gauges(self) -> None: ...
+
+    def ended(self, object_ids: Iterable[str]) -> set[str]: ...

@@ -52,6 +52,13 @@ from .runtime import Runtime
 from .store import Row, Store, Tx
 
 
+def ended_violation(object_id: str) -> AuthorityViolation:
+    """An act the verified audit chain says ended, whose row someone set back to waiting."""
+    return AuthorityViolation(
+        f"{object_id} ended before (the verified audit chain records its end) and its row was "
+        "set back to waiting by someone other than signerd", kind="ended")
+
+
 class SignHost(Protocol):
     """What the sign step uses of the service that owns it (the transfer service): the
     daemon, the store and ledger, how a transfer's statement context and outputs are made, and
@@ -365,6 +372,7 @@ class SignStep:
         expired: list[Row] = []
         ends: list[tuple[Row, Any]] = []
         now = time.time()
+        ended = self.app.ended(ids)  # by the audit chain, verified to its head first
         with self.store.read() as tx:
             state = self.service.ledger.state(tx)
             approvals = tx.approvals_for(ids)
@@ -376,6 +384,9 @@ class SignStep:
                     errors[tid] = e
                     continue
                 if row["state"] != APPROVED:
+                    continue
+                if tid in ended:
+                    ends.append((row, ended_violation(tid)))
                     continue
                 wid = row["wallet_id"]
                 if wid not in wallets:

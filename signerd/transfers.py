@@ -37,7 +37,7 @@ from .chains import Decoded, Ours, adapter_for, classify_outputs
 from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, HsmUnavailable,
                      InvalidApproval, InvalidArgument, PermissionDenied, PolicyDenied,
                      SignerError, WalletFrozen)
-from .sign_step import SignStep
+from .sign_step import SignStep, ended_violation
 from .model import (Chain, Decision, DestinationClass, Movement, OperatorStatus, Output,
                     TransferState, Wallet, WalletStatus)
 from .runtime import Runtime
@@ -449,6 +449,7 @@ class TransferService:
         now = time.time()
         became_approved = False
         violation: AuthorityViolation | None = None
+        resurrected = bool(self.app.ended([transfer_id]))
         with self.store.transaction() as tx:
             row = tx.get_transfer(transfer_id, lock=True)
             state = TransferState(row["state"])
@@ -456,7 +457,11 @@ class TransferService:
                 raise FailedPrecondition(
                     f"transfer {transfer_id} is {state.value}, not waiting for approvals")
             expired = now >= float(row["expires_at"])
-            if expired:  # committed, then refused below
+            if resurrected:
+                violation = ended_violation(transfer_id)
+                self.violated(tx, row, violation)
+                expired = False
+            elif expired:  # committed, then refused below
                 self._finish(tx, row, TransferState.EXPIRED, "signerd",
                              "approval window passed before quorum")
             else:

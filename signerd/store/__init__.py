@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
 from .. import audit, authority, canonical
+from . import migrations
 from ..errors import (AlreadyExists, AuditChainViolation, AuthorityViolation, Conflict,
                       InvalidArgument, NotFound, SignerError, StoreUnavailable)
 
@@ -524,9 +525,19 @@ class Tx:
                                    f"{expected - 1}: another replica checkpointed meanwhile; "
                                    "retry")
         self.execute("INSERT INTO audit_checkpoints (seq, head_seq, head_hash, prev, time_micros,"
-                     " signature) VALUES (?, ?, ?, ?, ?, ?)",
+                     " endings, signature) VALUES (?, ?, ?, ?, ?, ?, ?)",
                      (cp.seq, cp.head_seq, cp.head_hash.hex(), cp.prev.hex(), cp.time,
-                      cp.signature.hex()))
+                      cp.endings.hex(), cp.signature.hex()))
+
+    def ending_events(self, after_seq: int, upto_seq: int, limit: int = 10_000
+                      ) -> list[tuple[int, str, str]]:
+        """(seq, action, object) of the events that ended a transfer or a proposal, with
+        ``after_seq < seq <= upto_seq``, in seq order (read through their partial index)."""
+        marks = ", ".join("?" for _ in migrations.ENDING_ACTIONS)
+        rows = self.all(f"SELECT seq, action, object FROM audit_events WHERE action IN ({marks})"
+                        " AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                        (*migrations.ENDING_ACTIONS, after_seq, upto_seq, limit))
+        return [(int(r["seq"]), str(r["action"]), str(r["object"])) for r in rows]
 
 
 def row_to_event(r: Row) -> audit.AuditEvent:
@@ -543,7 +554,8 @@ def row_to_checkpoint(r: Row) -> audit.Checkpoint:
         return audit.Checkpoint(
             seq=int(r["seq"]), head_seq=int(r["head_seq"]),
             head_hash=bytes.fromhex(r["head_hash"]), prev=bytes.fromhex(r["prev"]),
-            time=int(r["time_micros"]), signature=bytes.fromhex(r["signature"]))
+            time=int(r["time_micros"]), endings=bytes.fromhex(r["endings"]),
+            signature=bytes.fromhex(r["signature"]))
     except (InvalidArgument, ValueError, TypeError) as e:
         raise AuditChainViolation(f"audit checkpoint {r.get('seq')} is malformed in the store: "
                                   f"{e}", kind="checkpoint") from None

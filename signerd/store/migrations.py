@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from . import Tx
 
 GENESIS_HEX = "00" * 32  # audit.GENESIS, the prev_hash of seq 1
+# audit.ENDING_ACTIONS as the migration wrote it (a migration never changes once published)
+ENDING_ACTIONS = ("proposal.applied", "proposal.cancelled", "proposal.expired", "proposal.failed",
+                  "proposal.rejected", "transfer.cancelled", "transfer.expired",
+                  "transfer.failed", "transfer.rejected", "transfer.signed")
 MIGRATION_LOCK = 0x5369676E657264  # pg_advisory_xact_lock key ("Signerd")
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -214,6 +218,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             prev TEXT NOT NULL,
             time_micros BIGINT NOT NULL,
             signature TEXT NOT NULL)""",
+    ]),
+    (10, "checkpoints commit to the events that ended transfers and proposals", [
+        "ALTER TABLE audit_checkpoints ADD COLUMN endings TEXT NOT NULL DEFAULT '"
+        + GENESIS_HEX + "'",
+        # The daemon reads the ending events alone, in seq order, to check them against the
+        # latest checkpoint at start (audit.ENDING_ACTIONS; keep the two lists alike).
+        "CREATE INDEX audit_events_endings ON audit_events (seq) WHERE action IN ("
+        + ", ".join(f"'{a}'" for a in ENDING_ACTIONS) + ")",
     ]),
 ]
 

@@ -424,6 +424,7 @@ def app(tmp_path_factory: pytest.TempPathFactory):
     a.start()
     yield a
     a.stop()
+    hsm._INITIALISED.pop(cfg.hsm.module, None)  # the next in-process user initialises its own
 
 
 @pytest.fixture(scope="module")

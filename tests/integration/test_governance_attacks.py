@@ -446,27 +446,117 @@ def test_store_writer_fake_wallet_at_the_destination(daemon: Daemon, db: SqliteW
     assert_eth_signed(decide(daemon, ok.id, "cust1"), w)
 
 
-@pytest.mark.xfail(strict=True, reason="a deleted REJECT row is not seen: the sign step judges "
-                   "the decision rows that exist; needs the HSM-checkpointed record of ended "
-                   "transfers (in progress)")
+def vetoed(d: Daemon) -> pb.Transfer:
+    w = eth_wallet(d)
+    t = eth_transfer(d, w)
+    decide(d, t.id, "inv1")
+    t = decide(d, t.id, "judge1", pb.REJECT, reason="court order pending")
+    assert t.state == pb.REJECTED and "veto of judge1" in t.failure
+    return t
+
+
+def resurrect(db: StoreWriter, transfer_id: str) -> None:
+    """The writer deletes the judge's veto and sets the transfer back to waiting."""
+    db.run(("DELETE FROM approvals WHERE transfer_id = ? AND operator_id = 'judge1'",
+            (transfer_id,)),
+           ("UPDATE transfers SET state = 'PENDING_APPROVAL', failure = '' WHERE id = ?",
+            (transfer_id,)))
+
+
+def assert_refused_as_ended(d: Daemon, db: StoreWriter, transfer_id: str) -> None:
+    before = violation_metric(d, "ended")
+    e = rpc_error(decide, d, transfer_id, "cust1")
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+    assert "ended before" in e.details() and transfer_id in e.details()
+    assert_violation(d, db, transfer_id, "ended", "ended before", before)
+    monitor_ticks(1)
+    assert_no_signature(d, db, transfer_id)
+
+
 def test_store_writer_erases_a_veto(daemon: Daemon, db: SqliteWriter) -> None:
     """Not in the issue's list (found while writing these): the judge's veto is a row in
-    ``approvals`` and the state REJECTED; the writer deletes the row and sets the state back
-    to PENDING_APPROVAL. The next honest approval must still sign nothing."""
-    w = eth_wallet(daemon)
-    t = eth_transfer(daemon, w)
-    decide(daemon, t.id, "inv1")
-    vetoed = decide(daemon, t.id, "judge1", pb.REJECT, reason="court order pending")
-    assert vetoed.state == pb.REJECTED and "veto of judge1" in vetoed.failure
-    db.run(("DELETE FROM approvals WHERE transfer_id = ? AND operator_id = 'judge1'", (t.id,)),
-           ("UPDATE transfers SET state = 'PENDING_APPROVAL', failure = '' WHERE id = ?",
-            (t.id,)))
-    try:  # cust1 is shown a pending transfer with inv1's approval only, and approves it
-        decide(daemon, t.id, "cust1")
-    except grpc.RpcError:
-        pass  # refusing the approval is one right answer
-    monitor_ticks(1)
-    assert_no_signature(daemon, db, t.id)
+    ``approvals`` and the state REJECTED; the writer deletes the row and sets the state back to
+    PENDING_APPROVAL. The audit chain the daemon verified records the rejection, so the next
+    honest approval is refused and the transfer ends FAILED, unsigned."""
+    t = vetoed(daemon)
+    resurrect(db, t.id)
+    assert transfer(daemon, t.id).state == pb.PENDING_APPROVAL  # what cust1 is shown
+    assert_refused_as_ended(daemon, db, t.id)
+
+
+def test_store_writer_erases_a_veto_from_the_audit_chain_too(daemon: Daemon,
+                                                           db: SqliteWriter) -> None:
+    """The writer also deletes the rejection's audit events: the chain no longer verifies,
+    and the daemon refuses every decision and signs nothing until it is restored."""
+    t = vetoed(daemon)
+    rows = db.rows("SELECT * FROM audit_events WHERE object = ? AND action IN"
+                   " ('transfer.reject', 'transfer.rejected')", (t.id,))
+    assert len(rows) == 2
+    resurrect(db, t.id)
+    db.run(*[("DELETE FROM audit_events WHERE seq = ?", (r["seq"],)) for r in rows])
+    try:
+        e = rpc_error(decide, daemon, t.id, "cust1")
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+        assert "audit" in e.details() and "does not verify" in e.details(), e.details()
+        monitor_ticks(1)
+        assert_no_signature(daemon, db, t.id)
+    finally:  # restore the chain for the module's other tests
+        for r in rows:
+            cols = list(r)
+            db.run((f"INSERT INTO audit_events ({', '.join(cols)}) VALUES"
+                    f" ({', '.join('?' for _ in cols)})", tuple(r[c] for c in cols)))
+    # Restored, the rejection stands: the transfer is refused as ended.
+    assert_refused_as_ended(daemon, db, t.id)
+
+
+def test_store_writer_erases_a_veto_then_the_daemon_restarts(tmp_path: Path) -> None:
+    """After a restart the daemon knows the ended transfers again: read through their index and
+    checked against the latest HSM-signed audit checkpoint, which commits to them; an ending
+    event altered to hide it no longer matches that checkpoint."""
+    d = fresh_daemon(tmp_path / "state")
+    db = sqlite_writer(d)
+    try:
+        t = vetoed(d)
+        t2 = vetoed(d)
+        eth_wallet(d)  # so that neither veto is the checkpoint's head event
+        d.audit("auditor").GetHead(pb.GetHeadRequest())  # a checkpoint covering both vetoes
+        d.stop()
+        resurrect(db, t.id)
+        d.start()
+        assert_refused_as_ended(d, db, t.id)
+        d.stop()
+        resurrect(db, t2.id)
+        db.run(("UPDATE audit_events SET action = 'transfer.revived' WHERE object = ? AND"
+                " action = 'transfer.rejected'", (t2.id,)))
+        d.start()
+        e = rpc_error(decide, d, t2.id, "cust1")
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+        assert "ended transfers and proposals" in e.details() and "not those it signed" in \
+            e.details(), e.details()
+        monitor_ticks(1)
+        assert_no_signature(d, db, t2.id)
+    finally:
+        d.stop()
+
+
+def test_store_writer_erases_a_proposal_rejection(daemon: Daemon, db: SqliteWriter) -> None:
+    """The same for a governance proposal: a rejected registration set back to pending by SQL
+    is refused as ended, and the operator is not registered."""
+    p = daemon.admin().RegisterOperator(pb.RegisterOperatorRequest(
+        id=f"late{next(_case)}", roles=["investigator"], public_key_pem=public_pem(generate())))
+    p = decide_proposal(daemon, p.id, "admin1", pb.REJECT, reason="not vetted")
+    assert p.state == "REJECTED"
+    db.run(("DELETE FROM proposal_approvals WHERE proposal_id = ?", (p.id,)),
+           ("UPDATE proposals SET state = 'PENDING_APPROVAL', failure = '' WHERE id = ?",
+            (p.id,)))
+    before = violation_metric(daemon, "ended")
+    e = rpc_error(decide_proposal, daemon, p.id, "admin1")
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "ended before" in e.details()
+    assert violation_metric(daemon, "ended") == before + 1
+    got = daemon.governance().GetProposal(pb.GetProposalRequest(proposal_id=p.id))
+    assert got.state == "FAILED" and "ended before" in got.failure
+    ops = daemon.admin().ListOperators(pb.ListOperatorsRequest()).operators
+    assert json.loads(p.body_json)["change"]["operator_id"] not in [o.id for o in ops]
 
 
 def test_store_writer_forged_authority_ledger_entry(tmp_path: Path) -> None:

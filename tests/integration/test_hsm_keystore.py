@@ -21,6 +21,13 @@ N_HALF = SECP256K1_N // 2
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from signerd import hsm
+    from signerd.daemon import find_softhsm_module
+
+    # SoftHSM reads its token folder when the module is initialised: an in-process test before
+    # this one may have initialised it for its own folder, so have the first keystore here
+    # initialise it again (as the other in-process tests do).
+    hsm._INITIALISED.pop(find_softhsm_module(), None)
     return init_state(tmp_path_factory.mktemp("hsm") / "state").parent
 
 

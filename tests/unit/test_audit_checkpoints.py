@@ -115,7 +115,7 @@ def test_digest_layout_is_fixed_and_domain_separated(chain, cps):
     cp = cps[1]
     message = (b"signerd-audit-checkpoint/v1" + INSTANCE.encode() + (2).to_bytes(8, "big")
                + (20).to_bytes(8, "big") + chain[19].hash + cps[0].digest(INSTANCE)
-               + cp.time.to_bytes(8, "big"))
+               + cp.time.to_bytes(8, "big") + cp.endings)
     assert cp.digest(INSTANCE) == hashlib.sha256(message).digest()
     assert cp.digest(INSTANCE) != cp.digest(INSTANCE + "x")
     assert cp.digest(INSTANCE) != audit.head_digest(INSTANCE, 20, chain[19].hash)
@@ -156,13 +156,15 @@ def test_signed_keeps_low_s_and_refuses_a_wrong_signature(chain, cps):
 
 def test_checkpoint_field_types():
     with pytest.raises(InvalidArgument, match="seq"):
-        Checkpoint(0, 1, b"\x00" * 32, b"\x00" * 32, 0, b"\x01" * 64)
+        Checkpoint(0, 1, b"\x00" * 32, b"\x00" * 32, 0, b"\x00" * 32, b"\x01" * 64)
     with pytest.raises(InvalidArgument, match="head_hash"):
-        Checkpoint(1, 1, b"\x00" * 31, b"\x00" * 32, 0, b"\x01" * 64)
+        Checkpoint(1, 1, b"\x00" * 31, b"\x00" * 32, 0, b"\x00" * 32, b"\x01" * 64)
     with pytest.raises(InvalidArgument, match="time"):
-        Checkpoint(1, 1, b"\x00" * 32, b"\x00" * 32, -1, b"\x01" * 64)
+        Checkpoint(1, 1, b"\x00" * 32, b"\x00" * 32, -1, b"\x00" * 32, b"\x01" * 64)
+    with pytest.raises(InvalidArgument, match="endings"):
+        Checkpoint(1, 1, b"\x00" * 32, b"\x00" * 32, 0, b"\x00" * 31, b"\x01" * 64)
     with pytest.raises(InvalidArgument, match="signature"):
-        Checkpoint(1, 1, b"\x00" * 32, b"\x00" * 32, 0, b"\x01" * 63)
+        Checkpoint(1, 1, b"\x00" * 32, b"\x00" * 32, 0, b"\x00" * 32, b"\x01" * 63)
 
 
 # --- verify_checkpoints ----------------------------------------------------------------------
@@ -223,7 +225,8 @@ def test_replaced_checkpoint_breaks_the_next_link(chain, cps):
 
 
 def test_head_that_does_not_advance(chain, cps):
-    stuck = sign(audit.UnsignedCheckpoint(3, 20, chain[19].hash, cps[1].digest(INSTANCE), T0))
+    stuck = sign(audit.UnsignedCheckpoint(3, 20, chain[19].hash, cps[1].digest(INSTANCE), T0,
+                                          audit.NO_ENDINGS))
     r = verify(cps[:2] + [stuck], chain)
     assert (r.ok, r.bad_checkpoint) == (False, 3) and "does not advance past seq 20" in r.problem
 
@@ -307,7 +310,8 @@ def test_v2_export_roundtrip(chain, cps, doc):
     header = json.loads(lines_of(doc)[0])
     assert header["format"] == "signerd-audit-export/v2" and header["checkpoints"] == 4
     last = json.loads(lines_of(doc)[-1])
-    assert set(last) == {"checkpoint", "head_seq", "head_hash", "prev", "time", "signature"}
+    assert set(last) == {"checkpoint", "head_seq", "head_hash", "prev", "time", "endings",
+                         "signature"}
     assert (last["checkpoint"], last["head_seq"]) == (4, 50)
     assert audit.parse_export(doc) == (parsed.header, chain)
     r = audit.verify_export(doc, audit_public_key=PUB, instance_id=INSTANCE)
@@ -451,3 +455,55 @@ def test_a_rollback_or_rewrite_since_the_earlier_export_is_pinned(chain, cps):
     assert (r.ok, r.bad_checkpoint) == (False, 4) and "rolled back" in r.problem
     other = v2_export(chain, checkpoints(chain, key=OTHER), key=OTHER)
     assert "different instances or audit keys" in audit.verify_extends(earlier, other).problem
+
+
+# --- the events that ended transfers and proposals ------------------------------------------
+
+
+def chain_with_endings(n: int = 50) -> list[AuditEvent]:
+    """Every seventh event ends a transfer (rejected), the rest approve."""
+    events: list[AuditEvent] = []
+    prev = None
+    for i in range(1, n + 1):
+        action = "transfer.rejected" if i % 7 == 0 else "transfer.approve"
+        prev = new_event(prev, time=T0 + i, actor="signerd", action=action,
+                         object=f"t_{i:020x}", details={"n": i})
+        events.append(prev)
+    return events
+
+
+def checkpoints_with_endings(events: list[AuditEvent], heads=HEADS) -> list[Checkpoint]:
+    out: list[Checkpoint] = []
+    for n, head in enumerate(heads):
+        unsigned = audit.next_checkpoint(
+            out[-1] if out else None, INSTANCE, head_seq=head, head_hash=events[head - 1].hash,
+            time=T0 + 1000 * n, endings=audit.fold_endings(audit.NO_ENDINGS, events[:head]))
+        out.append(sign(unsigned))
+    return out
+
+
+def test_checkpoints_commit_to_the_events_that_ended_transfers():
+    events = chain_with_endings()
+    cps = checkpoints_with_endings(events)
+    assert len({cp.endings for cp in cps}) == 4 and cps[0].endings != audit.NO_ENDINGS
+    assert audit.verify_export(v2_export(events, cps), audit_public_key=PUB).ok
+    # The endings digest is a chain over the ending events alone: folding just those gives it.
+    only = [e for e in events[:35] if e.action in audit.ENDING_ACTIONS]
+    assert audit.fold_endings(audit.NO_ENDINGS, only) == cps[2].endings
+    # A checkpoint that signed another record of endings fails offline, named.
+    forged = cps[:3] + [sign(audit.next_checkpoint(cps[2], INSTANCE, head_seq=50,
+                                                  head_hash=events[49].hash, time=T0,
+                                                  endings=cps[2].endings))]
+    r = audit.verify_export(v2_export(events, forged), audit_public_key=PUB)
+    assert not r.ok and "ended transfers and proposals up to seq 50" in r.problem
+    assert r.bad_checkpoint == 4
+
+
+def test_endings_link_ignores_other_events_and_binds_position():
+    d = audit.endings_link(audit.NO_ENDINGS, 7, "transfer.approve", "t_1")
+    assert d == audit.NO_ENDINGS
+    a = audit.endings_link(audit.NO_ENDINGS, 7, "transfer.rejected", "t_1")
+    assert a != audit.NO_ENDINGS
+    assert a != audit.endings_link(audit.NO_ENDINGS, 8, "transfer.rejected", "t_1")
+    assert a != audit.endings_link(audit.NO_ENDINGS, 7, "transfer.cancelled", "t_1")
+    assert a != audit.endings_link(audit.NO_ENDINGS, 7, "transfer.rejected", "t_2")
