@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import sqlite3
+from dataclasses import replace
 
 import grpc
 import pytest
@@ -21,7 +22,7 @@ from signerd.bitcoin.address import address_to_script
 from signerd.bitcoin.psbt import Psbt, PsbtInput, PsbtOutput, parse_psbt
 from signerd.bitcoin.script import p2wpkh_script
 from signerd.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
-from tests.helpers import Daemon, decide, govern, init_state, pb, rpc_error
+from tests.helpers import Daemon, decide, govern, init_state, pb, rpc_error, set_policy
 
 FLAGS = {SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS, SCRIPT_VERIFY_DERSIG, SCRIPT_VERIFY_LOW_S,
          SCRIPT_VERIFY_NULLDUMMY, SCRIPT_VERIFY_NULLFAIL, SCRIPT_VERIFY_STRICTENC,
@@ -186,6 +187,68 @@ def _signatures(d: Daemon, transfer_id: str) -> int:
     with sqlite3.connect(d.state / "signerd.db") as c:
         return c.execute("SELECT COUNT(*) FROM signatures WHERE transfer_id = ?",
                          (transfer_id,)).fetchone()[0]
+
+
+MAX_FEE_1000 = """
+name = "two-key, fee at most 1000 sat"
+max_fee = 1000
+
+[[rule]]
+name = "two-key"
+asset = "*"
+approvers = 2
+roles = { investigator = 1, custody_officer = 1 }
+"""
+
+
+def test_understated_witness_amounts_cannot_hide_the_fee(daemon: Daemon) -> None:
+    """CVE-2020-14199: a segwit v0 digest commits only to the amount of its own input. T1 claims
+    input 1 is worth 1,000 sat (a witness UTXO alone), T2 replaces it with the same transaction
+    and claims the same of input 0; each shows a fee of 500 sat, under the policy's max_fee, and
+    the signature of input 0 from T1 with that of input 1 from T2 make a valid transaction that
+    pays 99,500 sat in fees. signerd refuses an input it signs without its full previous
+    transaction, so neither transfer exists."""
+    w = wallet(daemon)
+    set_policy(daemon, w.id, MAX_FEE_1000)
+    spk = address_to_script(w.address, "regtest")
+    honest, prev = build_psbt(w, [100_000, 100_000], [(EXTERNAL, 60_000), (spk, 40_500)],
+                              utxo="both")
+
+    def understating(i: int) -> Psbt:
+        return honest.with_input(i, replace(honest.inputs[i], non_witness_utxo=None,
+                                            witness_utxo=TxOut(1_000, spk)))
+
+    try:
+        t1 = submit(daemon, w, understating(1))
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
+        assert e.details().startswith(
+            "input 1: the full previous transaction (non_witness_utxo) is required"), e.details()
+        e = rpc_error(submit, daemon, w, understating(0))
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.details().startswith("input 0: the full previous transaction"), e.details()
+        listed = daemon.custody().ListTransfers(pb.ListTransfersRequest(wallet_id=w.id))
+        assert not listed.transfers
+        with sqlite3.connect(daemon.state / "signerd.db") as c:
+            assert c.execute("SELECT COUNT(*) FROM signatures s JOIN transfers t ON "
+                             "t.id = s.transfer_id WHERE t.wallet_id = ?",
+                             (w.id,)).fetchone()[0] == 0
+        return
+    # Without the check, the attack goes through: both transfers are approved at a fee of 500.
+    assert t1.movement.fee == "500"
+    t1 = approve_both(daemon, t1)
+    assert t1.state == pb.SIGNED
+    t2 = daemon.custody().SubmitTransfer(pb.SubmitTransferRequest(
+        wallet_id=w.id, psbt=understating(0).to_base64().encode(), replaces=t1.id))
+    assert t2.movement.fee == "500"
+    t2 = approve_both(daemon, t2)
+    assert t2.state == pb.SIGNED
+    a, b = (Transaction.parse(bytes.fromhex(t.raw_tx)) for t in (t1, t2))
+    spliced = replace(a, inputs=(a.inputs[0], b.inputs[1]))
+    assert verify_with_bitcointx(spliced.serialize().hex(), prev) == 2
+    real_fee = sum(o.value for o in prev.outputs) - sum(o.value for o in spliced.outputs)
+    pytest.fail(f"signerd signed two transfers each shown with a fee of 500 sat; spliced, their "
+                f"signatures make a valid transaction paying {real_fee} sat in fees")
 
 
 def test_lowered_witness_amount_that_disagrees_with_the_full_utxo(daemon: Daemon) -> None:
