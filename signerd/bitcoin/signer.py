@@ -7,6 +7,11 @@ What is proven before a digest is produced (each failure raises, naming the inpu
 
 * the spent output is known: a non-witness UTXO must hash to the outpoint's txid, and when both
   UTXO forms are present they must agree on amount and script;
+* every input signerd signs carries its full previous transaction (non-witness UTXO), segwit v0
+  included, else InvalidPsbt. A BIP-143 digest commits to the amount of its own input only, so
+  a witness UTXO alone could understate an amount: two transactions signed with each of two
+  inputs understated would splice into one whose fee is far above the fee shown
+  (CVE-2020-14199). With every amount proven by a txid, the fee shown is the fee paid;
 * the input's redeem/witness scripts are consistent with the spent script (BIP-174 signer checks);
 * the spent script is exactly the wallet's script (P2WPKH of its key, P2SH-P2WPKH, or P2WSH of
   its ``sortedmulti``), else PolicyDenied;
@@ -314,7 +319,8 @@ def _proven_spent_outputs(psbt: Psbt) -> list[TxOut]:
 
 def _input_context(psbt: Psbt, i: int, spec: WalletSpec, cache: SegwitV0Cache,
                    spent: TxOut | None = None) -> _InputContext:
-    """Prove input ``i`` is the wallet's and compute its BIP-143 digest."""
+    """Prove input ``i`` is the wallet's, with its amount proven by its full previous
+    transaction, and compute its BIP-143 digest."""
     inp = psbt.inputs[i]
     if spent is None:
         spent = _spent_output(psbt, i)
@@ -325,6 +331,10 @@ def _input_context(psbt: Psbt, i: int, spec: WalletSpec, cache: SegwitV0Cache,
         raise InvalidPsbt(f"input {i}: redeem script is not the wallet's")
     if inp.witness_script is not None and inp.witness_script != spec.witness_script:
         raise InvalidPsbt(f"input {i}: witness script is not the wallet's")
+    if inp.non_witness_utxo is None:
+        raise InvalidPsbt(f"input {i}: the full previous transaction (non_witness_utxo) is "
+                          "required for every input signerd signs, so the fee shown is the fee "
+                          "paid")
     sighash_type = SIGHASH_ALL if inp.sighash_type is None else inp.sighash_type
     digest = bip143_sighash(psbt.tx, i, spec.script_code, spent.value, sighash_type, cache)
     return _InputContext(spent.value, sighash_type, digest)
@@ -378,9 +388,9 @@ def analyze(psbt: Psbt, spec: WalletSpec, *,
             allowed_sighash: frozenset[int] = frozenset({SIGHASH_ALL})) -> Analysis:
     """Decode what ``psbt`` moves and list every (input, own key, digest) to sign.
 
-    Every input must be the wallet's, carry a proven UTXO and an allowed sighash type, and not be
-    finalized yet; anything else is refused. Digests are ordered by input index, then by own key
-    in BIP-67 order.
+    Every input must be the wallet's, carry its full previous transaction (whose txid proves the
+    amount) and an allowed sighash type, and not be finalized yet; anything else is refused.
+    Digests are ordered by input index, then by own key in BIP-67 order.
     """
     tx = psbt.tx
     _check_transaction(tx)

@@ -70,18 +70,30 @@ def funding(spk: bytes, amounts: list[int]) -> Transaction:
 
 
 def build_psbt(w: pb.Wallet, amounts: list[int], outputs: list[tuple[bytes, int]], *,
-               utxo: str = "witness", redeem: bytes | None = None, wscript: bytes | None = None,
-               sighash: int | None = None, network: str = "regtest") -> tuple[Psbt, Transaction]:
+               utxo: str = "both", redeem: bytes | None = None, wscript: bytes | None = None,
+               sighash: int | None = None, network: str = "regtest", one_funding_each: bool = False
+               ) -> tuple[Psbt, Transaction | list[Transaction]]:
+    """A PSBT spending outputs of the wallet: by default outputs of one funding transaction,
+    each input carrying it in full and its witness UTXO (``utxo``: as Bitcoin Core writes segwit
+    v0 inputs); with ``one_funding_each``, a funding transaction per input (a sweep of many
+    small outputs, where one shared funding transaction copied into every input would not fit),
+    and the list of them is returned."""
     spk = address_to_script(w.address, network)
-    prev = funding(spk, amounts)
-    txins = tuple(TxIn(OutPoint(prev.txid(), i), b"", 0xFFFFFFFD) for i in range(len(amounts)))
+    if one_funding_each:
+        prevs = [funding(spk, [a]) for a in amounts]
+        spent = [(p, 0) for p in prevs]
+    else:
+        prev = funding(spk, amounts)
+        spent = [(prev, i) for i in range(len(amounts))]
+    txins = tuple(TxIn(OutPoint(p.txid(), i), b"", 0xFFFFFFFD) for p, i in spent)
     tx = Transaction(2, txins, tuple(TxOut(v, s) for s, v in outputs), 0)
     inputs = tuple(PsbtInput(
-        non_witness_utxo=prev if utxo in ("non_witness", "both") else None,
-        witness_utxo=prev.outputs[i] if utxo in ("witness", "both") else None,
+        non_witness_utxo=p if utxo in ("non_witness", "both") else None,
+        witness_utxo=p.outputs[i] if utxo in ("witness", "both") else None,
         redeem_script=redeem, witness_script=wscript, sighash_type=sighash)
-        for i in range(len(amounts)))
-    return Psbt(tx, inputs, tuple(PsbtOutput() for _ in outputs)), prev
+        for p, i in spent)
+    return Psbt(tx, inputs, tuple(PsbtOutput() for _ in outputs)), (
+        prevs if one_funding_each else prev)
 
 
 def scripts_for(w: pb.Wallet) -> dict:
@@ -103,12 +115,15 @@ def submit(d: Daemon, w: pb.Wallet, psbt: Psbt, *, b64: bool = True) -> pb.Trans
     return d.custody().SubmitTransfer(pb.SubmitTransferRequest(wallet_id=w.id, psbt=data))
 
 
-def verify_with_bitcointx(raw_hex: str, prev: Transaction, network: str = "regtest") -> int:
-    """Run every input's scripts in python-bitcointx's interpreter; returns inputs checked."""
+def verify_with_bitcointx(raw_hex: str, prev: Transaction | list[Transaction],
+                          network: str = "regtest") -> int:
+    """Run every input's scripts in python-bitcointx's interpreter against the outputs of the
+    funding transaction(s) ``prev``; returns inputs checked."""
     tx = CTransaction.deserialize(bytes.fromhex(raw_hex))
-    assert all(txin.prevout.hash == prev.txid() for txin in tx.vin)
+    by_txid = {p.txid(): p for p in (prev if isinstance(prev, list) else [prev])}
+    assert all(txin.prevout.hash in by_txid for txin in tx.vin)
     for i, txin in enumerate(tx.vin):
-        spent = prev.outputs[txin.prevout.n]
+        spent = by_txid[txin.prevout.hash].outputs[txin.prevout.n]
         VerifyScript(txin.scriptSig, CScript(spent.script_pubkey), tx, i, flags=FLAGS,
                      amount=spent.value, witness=tx.wit.vtxinwit[i].scriptWitness
                      if tx.wit.vtxinwit else CScriptWitness())
@@ -125,7 +140,7 @@ def approve_both(d: Daemon, t: pb.Transfer) -> pb.Transfer:
     (pb.P2SH_P2WPKH, {}),
     (pb.P2WSH_SORTEDMULTI, {"threshold": 2, "hsm_keys": 2, "cosigners": None}),
 ])
-@pytest.mark.parametrize("utxo", ["witness", "non_witness", "both"])
+@pytest.mark.parametrize("utxo", ["non_witness", "both"])
 def test_each_wallet_type_signs_after_quorum_and_verifies(daemon: Daemon, script_type: int,
                                                           kw: dict, utxo: str) -> None:
     if "cosigners" in kw:
@@ -145,9 +160,32 @@ def test_each_wallet_type_signs_after_quorum_and_verifies(daemon: Daemon, script
     assert all(i.final_scriptwitness for i in final.inputs)
 
 
+@pytest.mark.parametrize("script_type,kw", [
+    (pb.P2WPKH, {}),
+    (pb.P2SH_P2WPKH, {}),
+    (pb.P2WSH_SORTEDMULTI, {"threshold": 2, "hsm_keys": 2, "cosigners": None}),
+])
+def test_witness_utxo_alone_is_refused_for_each_wallet_type(daemon: Daemon, script_type: int,
+                                                            kw: dict) -> None:
+    """A segwit v0 input carrying only its witness UTXO could understate its amount (see the
+    attack above): signerd signs no input without its full previous transaction."""
+    if "cosigners" in kw:
+        kw = {**kw, "cosigners": [cold_key().hex()]}
+    w = wallet(daemon, script_type, **kw)
+    psbt, _ = build_psbt(w, [60_000, 40_000], [(EXTERNAL, 70_000),
+                                               (address_to_script(w.address, "regtest"), 29_000)],
+                         utxo="witness", **scripts_for(w))
+    e = rpc_error(submit, daemon, w, psbt)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.details() == ("input 0: the full previous transaction (non_witness_utxo) is "
+                           "required for every input signerd signs, so the fee shown is the fee "
+                           "paid")
+    assert not daemon.custody().ListTransfers(pb.ListTransfersRequest(wallet_id=w.id)).transfers
+
+
 def test_one_thousand_input_psbt_is_signed(daemon: Daemon) -> None:
     w = wallet(daemon)
-    psbt, prev = build_psbt(w, [1_000] * 1000, [(EXTERNAL, 900_000)])
+    psbt, prev = build_psbt(w, [1_000] * 1000, [(EXTERNAL, 900_000)], one_funding_each=True)
     t = approve_both(daemon, submit(daemon, w, psbt))
     assert t.state == pb.SIGNED and len(t.movement.digests) == 1000
     assert verify_with_bitcointx(t.raw_tx, prev) == 1000
