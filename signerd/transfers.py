@@ -69,6 +69,7 @@ def movement_to_json(m: Movement) -> str:
         "max_priority_fee_per_gas": (None if m.max_priority_fee_per_gas is None
                                      else str(m.max_priority_fee_per_gas)),
         "contract_call": m.contract_call, "vsize": m.vsize, "outpoints": list(m.outpoints),
+        "sighash": list(m.sighash),
     }, sort_keys=True)
 
 
@@ -85,7 +86,8 @@ def movement_from_json(text: str) -> Movement:
         max_fee_per_gas=None if d["max_fee_per_gas"] is None else int(d["max_fee_per_gas"]),
         max_priority_fee_per_gas=(None if d["max_priority_fee_per_gas"] is None
                                   else int(d["max_priority_fee_per_gas"])),
-        contract_call=d["contract_call"], vsize=d["vsize"], outpoints=tuple(d["outpoints"]))
+        contract_call=d["contract_call"], vsize=d["vsize"], outpoints=tuple(d["outpoints"]),
+        sighash=tuple(d.get("sighash", ())))
 
 
 def requirement_to_json(r: P.Requirement) -> str:

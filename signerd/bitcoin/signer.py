@@ -15,7 +15,9 @@ What is proven before a digest is produced (each failure raises, naming the inpu
 * the input's redeem/witness scripts are consistent with the spent script (BIP-174 signer checks);
 * the spent script is exactly the wallet's script (P2WPKH of its key, P2SH-P2WPKH, or P2WSH of
   its ``sortedmulti``), else PolicyDenied;
-* the sighash type is in the allowed set (SIGHASH_ALL by default), else PolicyDenied.
+* the sighash type is in the allowed set (SIGHASH_ALL by default), else PolicyDenied; each
+  input's type is part of the movement (``Movement.sighash``), so the approval statement binds
+  it and the operator is shown what any type but ALL lets change after signing.
 
 Outputs count as change only when their script is byte-for-byte the wallet's own script; BIP-32
 derivation claims in output maps are never trusted on their own, so an output whose script is
@@ -51,6 +53,7 @@ from signerd.bitcoin.sighash import (
     SIGHASH_ALL,
     SegwitV0Cache,
     bip143_sighash,
+    sighash_label,
     sighash_name,
 )
 from signerd.bitcoin.tx import MAX_MONEY, Transaction, TxIn, TxOut, check_amounts, sha256
@@ -398,6 +401,7 @@ def analyze(psbt: Psbt, spec: WalletSpec, *,
     own_keys = sort_pubkeys(spec.own_pubkeys)
     to_sign: list[SigningRequest] = []
     amounts: list[int] = []
+    sighash_types: list[int] = []
     spent = _proven_spent_outputs(psbt)
     for i, inp in enumerate(psbt.inputs):
         if inp.is_finalized:
@@ -407,6 +411,7 @@ def analyze(psbt: Psbt, spec: WalletSpec, *,
             raise PolicyDenied(f"input {i} requests {sighash_name(requested)}, which is not allowed")
         ctx = _input_context(psbt, i, spec, cache, spent[i])
         amounts.append(ctx.amount)
+        sighash_types.append(ctx.sighash_type)
         to_sign.extend(SigningRequest(i, key, ctx.digest) for key in own_keys)
 
     total_in = sum(amounts)
@@ -440,6 +445,7 @@ def analyze(psbt: Psbt, spec: WalletSpec, *,
         digests=tuple(r.digest for r in to_sign),
         vsize=vsize,
         outpoints=tuple(str(txin.prevout) for txin in tx.inputs),
+        sighash=tuple(sighash_label(t) for t in sighash_types),
         details={"txid": tx.txid_hex, "fee_rate_sat_vb": f"{fee_rate:.3f}"},
     )
     return Analysis(movement, to_sign, fee, vsize, fee_rate, tuple(amounts))

@@ -328,6 +328,77 @@ def test_sighash_none_single_anyonecanpay_refused(daemon: Daemon, sighash: int) 
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "not allowed" in e.details()
 
 
+NONE_ALLOWED = """
+name = "two-key, SIGHASH_NONE allowed"
+sighash = ["ALL", "NONE"]
+
+[[rule]]
+name = "two-key"
+asset = "*"
+approvers = 2
+roles = { investigator = 1, custody_officer = 1 }
+"""
+NONE_WARNING = ("WARNING: SIGHASH_NONE on input 0: the outputs can be changed after signing (no "
+                "output is signed), so whoever holds the signed transaction can send these funds "
+                "anywhere.")
+
+
+def test_sighash_none_is_bound_shown_with_a_warning_that_holds(daemon: Daemon) -> None:
+    """A policy may allow SIGHASH_NONE; then each input's sighash type is in the statement the
+    approvers sign, and the daemon's rendering and signerctl's (rebuilt from the raw PSBT) warn
+    that the outputs can be changed after signing. Then the signed transaction, its outputs
+    redirected, still verifies in python-bitcointx: the warning is true (and the same change
+    to a SIGHASH_ALL transaction does not verify)."""
+    import json
+
+    from bitcointx.core.scripteval import VerifyScriptError
+
+    from signerd import cli
+    from signerd.config import Limits
+    from signerd.model import Decision
+    from tests.integration.test_cli_walkthrough import ctl
+
+    w = wallet(daemon)
+    set_policy(daemon, w.id, NONE_ALLOWED)
+    psbt, prev = build_psbt(w, [100_000], [(EXTERNAL, 99_000)], sighash=0x02)
+    t = submit(daemon, w, psbt)
+    assert list(t.movement.sighash) == ["NONE"]
+    st = daemon.approval("inv1").GetStatement(pb.GetStatementRequest(transfer_id=t.id,
+                                                                     decision=pb.APPROVE))
+    assert json.loads(st.statement.partition(b"\n")[2])["sighash"] == ["NONE"]
+    assert "\nsighash:         input 0 NONE\n" in st.rendered
+    assert NONE_WARNING in st.rendered.splitlines()
+    # signerctl decodes the payload itself and rebuilds the same bytes
+    rebuilt = cli.rebuild_statement(st, t.id, Decision.APPROVE, limits=Limits(),
+                                    allowed_sighash=frozenset({0x01, 0x02}))
+    assert rebuilt.statement == st.statement and rebuilt.movement.sighash == ("NONE",)
+    show = ctl(daemon, "--as", "inv1", "transfer", "show", t.id).stdout
+    assert NONE_WARNING in show.splitlines() and "it matches" in show
+    # approving anything but ALL takes the operator's own --allow-sighash
+    key = str(daemon.state / "operators/inv1.key")
+    r = ctl(daemon, "--as", "inv1", "transfer", "approve", t.id, "--key", key, "--yes", ok=False)
+    assert r.returncode == 1 and "SIGHASH_NONE, which is not allowed" in r.stderr
+    r = ctl(daemon, "--as", "inv1", "transfer", "approve", t.id, "--key", key, "--yes",
+            "--allow-sighash", "NONE")
+    assert NONE_WARNING in r.stdout.splitlines()
+    t = decide(daemon, t.id, "cust1")
+    assert t.state == pb.SIGNED and verify_with_bitcointx(t.raw_tx, prev) == 1
+
+    thief = p2wpkh_script(coincurve.PrivateKey(b"\x0b" * 32).public_key.format())
+    signed = Transaction.parse(bytes.fromhex(t.raw_tx))
+    redirected = replace(signed, outputs=(TxOut(99_500, thief),))
+    assert verify_with_bitcointx(redirected.serialize().hex(), prev) == 1
+    # the contrast: under SIGHASH_ALL the same change breaks the signature
+    psbt, prev = build_psbt(w, [100_000], [(EXTERNAL, 99_000)])
+    t = approve_both(daemon, submit(daemon, w, psbt))
+    assert "WARNING" not in daemon.approval("inv1").GetStatement(pb.GetStatementRequest(
+        transfer_id=t.id, decision=pb.APPROVE)).rendered
+    signed = Transaction.parse(bytes.fromhex(t.raw_tx))
+    with pytest.raises(VerifyScriptError):
+        verify_with_bitcointx(replace(signed, outputs=(TxOut(99_500, thief),)).serialize().hex(),
+                              prev)
+
+
 def test_input_of_another_wallet_is_refused(daemon: Daemon) -> None:
     w, other = wallet(daemon), wallet(daemon)
     psbt, _ = build_psbt(other, [50_000], [(EXTERNAL, 40_000)])

@@ -184,6 +184,7 @@ def test_end_to_end_verified_by_bitcointx(script_type: ScriptType, utxo: str) ->
     assert mv.outputs[1].address == spec.address
     assert mv.external_outputs() == (mv.outputs[0],)
     assert mv.outpoints == tuple(str(i.prevout) for i in psbt.tx.inputs)
+    assert mv.sighash == ("ALL", "ALL")  # no PSBT_IN_SIGHASH_TYPE: ALL, as signed
     assert [(r.input_index, r.pubkey) for r in analysis.to_sign] == [(0, PUBS[0]), (1, PUBS[0])]
     assert mv.digests == tuple(r.digest for r in analysis.to_sign)
 
@@ -360,6 +361,7 @@ def test_explicit_sighash_all_and_wider_allowed_set() -> None:
     assert len(analyze(psbt, spec).to_sign) == 1
     anyone = make_psbt(spec, [100_000], [(EXTERNAL_SPK, 99_000)], sighash=0x81)
     analysis = analyze(anyone, spec, allowed_sighash=frozenset({SIGHASH_ALL, 0x81}))
+    assert analysis.movement.sighash == ("ALL|ANYONECANPAY",)
     sig = PRIVS[0].sign(analysis.to_sign[0].digest, hasher=None) + b"\x81"
     signed = add_signature(anyone, 0, PUBS[0], sig, digest=analysis.to_sign[0].digest)
     _, raw = finalize(signed, spec)
