@@ -447,6 +447,80 @@ def test_returned_psbt_with_a_cold_key_signature_finalizes(daemon: Daemon) -> No
     assert der_encode  # imported for symmetry with the bogus case below
 
 
+def _cold_signed(half: Psbt, w: pb.Wallet, cold_priv: coincurve.PrivateKey) -> Psbt:
+    """``half`` with the cold key's signature on every input, made offline."""
+    from signerd.bitcoin.signer import analyze
+    from signerd.chains import BitcoinAdapter
+
+    cold = cold_priv.public_key.format()
+    spec = replace(BitcoinAdapter.spec(_model(w)), own_pubkeys=(cold,))
+    for req in analyze(half, spec).to_sign:
+        inp = half.inputs[req.input_index]
+        half = half.with_input(req.input_index, replace(inp, partial_sigs={
+            **inp.partial_sigs, cold: cold_priv.sign(req.digest, hasher=None) + b"\x01"}))
+    return half
+
+
+def test_frozen_wallet_takes_no_cosigners_signatures(daemon: Daemon) -> None:
+    """A frozen wallet signs nothing, its outside cosigners' signatures included: CombinePsbt,
+    which would finalize the transaction, is refused until a governed unfreeze."""
+    n = next(_cold)
+    cold_priv = coincurve.PrivateKey(b"\x0c" * 28 + n.to_bytes(4, "big"))
+    w = wallet(daemon, pb.P2WSH_SORTEDMULTI, threshold=2, hsm_keys=1,
+               cosigners=[cold_priv.public_key.format().hex()])
+    psbt, prev = build_psbt(w, [70_000, 30_000], [(EXTERNAL, 99_000)], **scripts_for(w))
+    t = approve_both(daemon, submit(daemon, w, psbt))
+    assert t.state == pb.SIGNED and not t.raw_tx
+    full = _cold_signed(parse_psbt(base64.b64decode(t.psbt)), w, cold_priv)
+    frozen = daemon.admin().FreezeWallet(pb.FreezeWalletRequest(wallet_id=w.id,
+                                                                order_ref="ORDER-BTC-9"))
+    assert frozen.status == pb.FROZEN
+    e = rpc_error(daemon.custody().CombinePsbt, pb.CombinePsbtRequest(
+        transfer_id=t.id, psbt=full.to_base64().encode()))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert ("signerd-reason", "WALLET_FROZEN") in (e.trailing_metadata() or ())
+    assert e.details() == (f"wallet {w.id} is frozen by court order; it takes no cosigners' "
+                           "signatures until unfrozen")
+    again = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=t.id))
+    assert not again.raw_tx and again.psbt == t.psbt
+    # Once the governance quorum unfreezes it, the same PSBT completes the transaction.
+    p = daemon.admin().UnfreezeWallet(pb.FreezeWalletRequest(wallet_id=w.id,
+                                                             order_ref="ORDER-BTC-10"))
+    assert govern(daemon, p).state == "APPROVED"
+    done = daemon.custody().CombinePsbt(pb.CombinePsbtRequest(
+        transfer_id=t.id, psbt=full.to_base64().encode()))
+    assert done.raw_tx and verify_with_bitcointx(done.raw_tx, prev) == 2
+
+
+def test_frozen_wallet_takes_no_replacement(daemon: Daemon) -> None:
+    """A replacement (fee bump) is a new transfer: a frozen wallet takes none, and the transfer
+    it would replace keeps its outpoints."""
+    w = wallet(daemon)
+    psbt, _ = build_psbt(w, [50_000], [(EXTERNAL, 49_000)])
+    first = approve_both(daemon, submit(daemon, w, psbt))
+    assert first.state == pb.SIGNED
+    pending = submit(daemon, w, build_psbt(w, [50_000], [(EXTERNAL, 49_000)])[0])
+    daemon.admin().FreezeWallet(pb.FreezeWalletRequest(wallet_id=w.id, order_ref="ORDER-BTC-11"))
+    for old in (first, pending):
+        bump = Psbt(Transaction(2, _psbt_of(old).tx.inputs, (TxOut(48_000, EXTERNAL),), 0),
+                    _psbt_of(old).inputs, (PsbtOutput(),))
+        e = rpc_error(daemon.custody().SubmitTransfer, pb.SubmitTransferRequest(
+            wallet_id=w.id, psbt=bump.to_base64().encode(), replaces=old.id))
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert ("signerd-reason", "WALLET_FROZEN") in (e.trailing_metadata() or ())
+        assert e.details() == (f"wallet {w.id} is frozen by court order; it takes no new "
+                               "transfers until unfrozen")
+        now = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=old.id))
+        assert now.state == old.state
+    listed = daemon.custody().ListTransfers(pb.ListTransfersRequest(wallet_id=w.id)).transfers
+    assert sorted(t.id for t in listed) == sorted((first.id, pending.id))
+
+
+def _psbt_of(t: pb.Transfer) -> Psbt:
+    return parse_psbt(base64.b64decode(t.payload) if t.payload[:5] != b"psbt\xff"
+                      else t.payload)
+
+
 def _model(w: pb.Wallet):
     from signerd.model import Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus
 
