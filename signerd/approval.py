@@ -19,8 +19,12 @@ any JSON reader; absent optional integers are ``null``; bytes are lower-case hex
     chain, network, chain_id, instance_id, transfer_id, wallet_id, submitter, digests[],
     outputs[{address, amount, asset, change, destination_class, wallet_id, category}], fee,
     fee_asset, nonce, gas_limit, max_fee_per_gas, max_priority_fee_per_gas, contract_call, vsize,
-    outpoints[], payload_sha256, policy_version, category_change, legal_basis, decision,
-    expires_at
+    outpoints[], sighash[], payload_sha256, policy_version, category_change, legal_basis,
+    decision, expires_at
+
+``sighash`` is each Bitcoin input's sighash type by input index (``ALL``, ``NONE``, ``SINGLE``,
+each optionally ``|ANYONECANPAY``; empty for Ethereum): any type but ALL lets the transaction be
+changed after signing, and ``render`` says how in a line starting ``WARNING:``.
 
 An output's ``wallet_id`` and ``category`` name the destination when it is one of this
 signerd's wallets (empty otherwise); its ``destination_class`` is ``own_wallet`` only when that
@@ -34,7 +38,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -116,6 +120,7 @@ def build_statement(ctx: StatementContext, movement: Movement, decision: Decisio
         "contract_call": movement.contract_call,
         "vsize": _opt(movement.vsize, "vsize"),
         "outpoints": list(movement.outpoints),
+        "sighash": [_text(t, "sighash") for t in movement.sighash],
         "payload_sha256": ctx.payload_sha256.hex(),
         "policy_version": _dec(ctx.policy_version, "policy_version"),
         "category_change": ctx.category_change,
@@ -281,6 +286,9 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
         lines.append(f"contract call:   {_safe(movement.contract_call)} (NOT decoded)")
     if movement.outpoints:
         lines.append("spends:          " + ", ".join(_safe(p) for p in movement.outpoints))
+    if movement.sighash:
+        lines.append("sighash:         " + sighash_summary(movement.sighash))
+        lines += sighash_warnings(movement.sighash, len(movement.outputs))
     lines += [f"{f'digest {i}:':<17}{d.hex()}" for i, d in enumerate(movement.digests, 1)]
     lines += [
         f"payload sha256:  {ctx.payload_sha256.hex()}",
@@ -290,6 +298,74 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
         f"expires:         {_utc(ctx.expires_at)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _inputs(indices: Sequence[int]) -> str:
+    """``input 3`` or ``inputs 0-2, 5``."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    return f"input{'s' if len(indices) > 1 else ''} {text}"
+
+
+def sighash_summary(types: Sequence[str]) -> str:
+    """Each input's sighash type, consecutive inputs of one type together
+    (``inputs 0-999 ALL``, ``input 0 NONE, input 1 ALL``)."""
+    groups: list[tuple[str, list[int]]] = []
+    for i, name in enumerate(types):
+        if groups and groups[-1][0] == name:
+            groups[-1][1].append(i)
+        else:
+            groups.append((name, [i]))
+    return ", ".join(f"{_inputs(ix)} {safe_text(name)}" for name, ix in groups)
+
+
+def sighash_warnings(types: Sequence[str], outputs: int) -> list[str]:
+    """A line starting ``WARNING:`` for each way the inputs' sighash types (``types``, by input
+    index; ``outputs``: how many outputs the transaction has) let it be changed after signing.
+    Segwit v0 digests (BIP-143): NONE signs no output; SINGLE signs the output at its input's
+    index, or none when there is no such output; ANYONECANPAY signs no other input."""
+    none: list[int] = []
+    single: list[int] = []
+    lone: list[int] = []
+    anyone: list[int] = []
+    odd: list[int] = []
+    for i, name in enumerate(types):
+        base, bar, flag = name.partition("|")
+        if (bar and flag != "ANYONECANPAY") or base not in ("ALL", "NONE", "SINGLE"):
+            odd.append(i)
+            continue
+        if flag:
+            anyone.append(i)
+        if base == "NONE":
+            none.append(i)
+        elif base == "SINGLE":
+            (single if i < outputs else lone).append(i)
+    lines = []
+    if none:
+        lines.append(f"WARNING: SIGHASH_NONE on {_inputs(none)}: the outputs can be changed after "
+                     "signing (no output is signed), so whoever holds the signed transaction can "
+                     "send these funds anywhere.")
+    if single:
+        lines.append(f"WARNING: SIGHASH_SINGLE on {_inputs(single)}: only the output at the same "
+                     "index as the input is signed; the other outputs can be changed or added "
+                     "after signing.")
+    if lone:
+        lines.append(f"WARNING: SIGHASH_SINGLE on {_inputs(lone)}, with no output at the same "
+                     "index: no output is signed, so the outputs can be changed after signing "
+                     "and these funds sent anywhere.")
+    if anyone:
+        lines.append(f"WARNING: ANYONECANPAY on {_inputs(anyone)}: other inputs can be added "
+                     "(or the other inputs left out) after signing; the signature covers only "
+                     "its own input.")
+    if odd:
+        lines.append(f"WARNING: a non-standard sighash type on {_inputs(odd)}: what it lets "
+                     "change after signing is not known here.")
+    return lines
 
 
 def _describe(out: Output) -> str:
@@ -340,6 +416,12 @@ def _dec(value: int, name: str) -> str:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidArgument(f"{name} must be a non-negative integer")
     return str(value)
+
+
+def _text(value: str, name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{name} must be a string")
+    return value
 
 
 def _opt(value: int | None, name: str) -> str | None:

@@ -147,6 +147,7 @@ def movement_json(mv: Movement) -> dict[str, Any]:
         "max_fee_per_gas": opt(mv.max_fee_per_gas),
         "max_priority_fee_per_gas": opt(mv.max_priority_fee_per_gas),
         "contract_call": mv.contract_call, "vsize": mv.vsize, "outpoints": list(mv.outpoints),
+        "sighash": list(mv.sighash),
     }
 
 
@@ -260,6 +261,9 @@ def movement_text(mv: dict[str, Any], from_address: str = "") -> str:
         lines.append(f"contract call:    {safe(mv['contract_call'])} (NOT decoded)")
     if mv["outpoints"]:
         lines.append("spends:           " + ", ".join(safe(p) for p in mv["outpoints"]))
+    if mv.get("sighash"):
+        lines.append("sighash:          " + approval.sighash_summary(mv["sighash"]))
+        lines += approval.sighash_warnings(mv["sighash"], len(mv["outputs"]))
     return "\n".join(lines) + "\n"
 
 
@@ -987,20 +991,24 @@ def _allowed_sighash(names: list[str] | None) -> frozenset[int]:
     return frozenset({SIGHASH_TYPES["ALL"]} | {SIGHASH_TYPES[n] for n in names or []})
 
 
-def _verified(ctx: Context, decision: Decision) -> tuple[pb.Statement, Rebuilt]:
+def _verified(ctx: Context, decision: Decision, allowed_sighash: frozenset[int]
+              ) -> tuple[pb.Statement, Rebuilt]:
     a = ctx.args
     st = ctx.call(ctx.approval().GetStatement, pb.GetStatementRequest(
         transfer_id=a.id, decision=pb.Decision.Value(decision.value)))
     instance = ctx.config.instance_id if ctx.config is not None else None
     rebuilt = rebuild_statement(st, a.id, decision, limits=ctx.limits, instance_id=instance,
-                                allowed_sighash=_allowed_sighash(a.allow_sighash))
+                                allowed_sighash=allowed_sighash)
     return st, rebuilt
 
 
 def cmd_transfer_show(ctx: Context) -> int:
     a = ctx.args
     if ctx.is_operator:
-        st, rebuilt = _verified(ctx, Decision.APPROVE)
+        # Showing signs nothing: every standard sighash type decodes, and the movement shows
+        # each input's type with a WARNING for any but ALL. Approving one but ALL still needs
+        # --allow-sighash.
+        st, rebuilt = _verified(ctx, Decision.APPROVE, frozenset(SIGHASH_TYPES.values()))
         t = transfer_json(st.transfer)
         t["movement"] = movement_json(rebuilt.movement)
         t["statement_verified"] = True
@@ -1039,7 +1047,7 @@ def cmd_transfer_decide(ctx: Context) -> int:
     can_confirm(assume_yes=a.yes)  # without a terminal, refuse before fetching anything
     key = load_operator_key(a.key, a.passphrase_file)
     try:
-        _, rebuilt = _verified(ctx, decision)
+        _, rebuilt = _verified(ctx, decision, _allowed_sighash(a.allow_sighash))
     except CliError as e:
         raise CliError(f"{e}; refusing to sign") from None
     shown = approval.render(rebuilt.context, rebuilt.movement, decision)
@@ -1540,6 +1548,7 @@ def build_parser() -> Parser:
     sp.add_argument("--wallet", metavar="ID")
     sp = cmd(g, "show", cmd_transfer_show, "show a transfer and what it moves")
     sp.add_argument("id")
+    # Accepted as before; show decodes every standard sighash type and warns of any but ALL.
     sp.add_argument("--allow-sighash", action="append", choices=sorted(SIGHASH_TYPES),
                     help=argparse.SUPPRESS)
     for sp in decision_commands(g, "transfer", cmd_transfer_decide):

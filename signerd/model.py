@@ -145,6 +145,10 @@ class Movement:
     contract_call: str = ""  # hex calldata that is not a decoded ERC-20 call, else ""
     vsize: int | None = None  # Bitcoin virtual size estimate of the signed tx
     outpoints: tuple[str, ...] = ()  # Bitcoin "txid:vout" spent
+    # Bitcoin: each input's sighash type by input index, as the policy names them (ALL, NONE,
+    # SINGLE, each optionally "|ANYONECANPAY"); anything but ALL lets the transaction change
+    # after signing, so it is bound, shown and warned about.
+    sighash: tuple[str, ...] = ()
     details: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def external_outputs(self) -> tuple[Output, ...]:

@@ -69,6 +69,7 @@ def movement_to_json(m: Movement) -> str:
         "max_priority_fee_per_gas": (None if m.max_priority_fee_per_gas is None
                                      else str(m.max_priority_fee_per_gas)),
         "contract_call": m.contract_call, "vsize": m.vsize, "outpoints": list(m.outpoints),
+        "sighash": list(m.sighash),
     }, sort_keys=True)
 
 
@@ -85,7 +86,8 @@ def movement_from_json(text: str) -> Movement:
         max_fee_per_gas=None if d["max_fee_per_gas"] is None else int(d["max_fee_per_gas"]),
         max_priority_fee_per_gas=(None if d["max_priority_fee_per_gas"] is None
                                   else int(d["max_priority_fee_per_gas"])),
-        contract_call=d["contract_call"], vsize=d["vsize"], outpoints=tuple(d["outpoints"]))
+        contract_call=d["contract_call"], vsize=d["vsize"], outpoints=tuple(d["outpoints"]),
+        sighash=tuple(d.get("sighash", ())))
 
 
 def requirement_to_json(r: P.Requirement) -> str:
@@ -596,7 +598,12 @@ class TransferService:
     # ---------------------------------------------------------------- cosigners
     def combine_psbt(self, actor: str, transfer_id: str, psbt: bytes) -> TransferView:
         """A PSBT back from external cosigners: verify every added signature, finalize when
-        the wallet's threshold is met. Our own signatures are never replaced."""
+        the wallet's threshold is met. Our own signatures are never replaced.
+
+        A frozen wallet takes no cosigners' signatures: finalizing would complete a
+        transaction that spends from it. Its status is read from the verified ledger, and again
+        in the write with the ledger head share-locked (as the sign step's commit does), so a
+        freeze that commits meanwhile is seen and wins."""
         from .chains import BitcoinAdapter
 
         if not psbt:
@@ -606,6 +613,7 @@ class TransferService:
             wallet = self._wallet(tx, row["wallet_id"])
         if wallet.chain is not Chain.BITCOIN:
             raise FailedPrecondition(f"transfer {transfer_id} is not a Bitcoin transfer")
+        self._refuse_frozen_cosigning(wallet)
         if row["state"] != TransferState.SIGNED.value or not row["psbt"]:
             raise FailedPrecondition(f"transfer {transfer_id} is {row['state']}; only a signed "
                                      "transfer takes cosigners' signatures")
@@ -614,6 +622,8 @@ class TransferService:
         signed = BitcoinAdapter().combine(wallet, row["psbt"], psbt, self.limits)
         with self.store.transaction() as tx:
             current = tx.get_transfer(transfer_id, lock=True)
+            tx.authority_head(share=True)  # after the transfer's row lock, as the sign step
+            self._refuse_frozen_cosigning(self._wallet(tx, row["wallet_id"]))
             if current["psbt"] != row["psbt"]:
                 raise FailedPrecondition(f"transfer {transfer_id} changed meanwhile; retry")
             tx.update_transfer(transfer_id, psbt=signed.psbt, raw_tx=signed.raw_tx,
@@ -622,6 +632,12 @@ class TransferService:
                             {"complete": signed.complete, "tx_hash": signed.tx_hash})
         self.app.notifier.notify()
         return self.get(transfer_id)
+
+    @staticmethod
+    def _refuse_frozen_cosigning(wallet: Wallet) -> None:
+        if wallet.status is WalletStatus.FROZEN:
+            raise WalletFrozen(f"wallet {wallet.id} is frozen by court order; it takes no "
+                               "cosigners' signatures until unfrozen")
 
     # ---------------------------------------------------------------- recovery and timers
     def recover(self) -> None:

@@ -50,7 +50,7 @@ def movement_pb(m: Movement) -> pb.Movement:
         max_fee_per_gas="" if m.max_fee_per_gas is None else str(m.max_fee_per_gas),
         max_priority_fee_per_gas=("" if m.max_priority_fee_per_gas is None
                                   else str(m.max_priority_fee_per_gas)),
-        contract_call=m.contract_call, outpoints=list(m.outpoints))
+        contract_call=m.contract_call, outpoints=list(m.outpoints), sighash=list(m.sighash))
     if m.nonce is not None:
         msg.nonce = m.nonce
     if m.gas_limit is not None:

@@ -28,6 +28,15 @@ def sighash_name(hash_type: int) -> str:
     return base + ("|ANYONECANPAY" if hash_type & SIGHASH_ANYONECANPAY else "")
 
 
+def sighash_label(hash_type: int) -> str:
+    """The name a policy gives a sighash type (``ALL``, ``NONE|ANYONECANPAY``, ...), or
+    ``0x...`` when it is not one of the six standard types."""
+    standard = hash_type & ~SIGHASH_ANYONECANPAY in (SIGHASH_ALL, SIGHASH_NONE, SIGHASH_SINGLE)
+    if not standard:
+        return f"{hash_type:#x}"
+    return sighash_name(hash_type).removeprefix("SIGHASH_")
+
+
 def script_code_after_codeseparator(script: bytes, executed: int) -> bytes:
     """The scriptCode after the ``executed``-th OP_CODESEPARATOR (1-based); 0 gives all of it.
 

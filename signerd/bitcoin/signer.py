@@ -7,10 +7,17 @@ What is proven before a digest is produced (each failure raises, naming the inpu
 
 * the spent output is known: a non-witness UTXO must hash to the outpoint's txid, and when both
   UTXO forms are present they must agree on amount and script;
+* every input signerd signs carries its full previous transaction (non-witness UTXO), segwit v0
+  included, else InvalidPsbt. A BIP-143 digest commits to the amount of its own input only, so
+  a witness UTXO alone could understate an amount: two transactions signed with each of two
+  inputs understated would splice into one whose fee is far above the fee shown
+  (CVE-2020-14199). With every amount proven by a txid, the fee shown is the fee paid;
 * the input's redeem/witness scripts are consistent with the spent script (BIP-174 signer checks);
 * the spent script is exactly the wallet's script (P2WPKH of its key, P2SH-P2WPKH, or P2WSH of
   its ``sortedmulti``), else PolicyDenied;
-* the sighash type is in the allowed set (SIGHASH_ALL by default), else PolicyDenied.
+* the sighash type is in the allowed set (SIGHASH_ALL by default), else PolicyDenied; each
+  input's type is part of the movement (``Movement.sighash``), so the approval statement binds
+  it and the operator is shown what any type but ALL lets change after signing.
 
 Outputs count as change only when their script is byte-for-byte the wallet's own script; BIP-32
 derivation claims in output maps are never trusted on their own, so an output whose script is
@@ -46,6 +53,7 @@ from signerd.bitcoin.sighash import (
     SIGHASH_ALL,
     SegwitV0Cache,
     bip143_sighash,
+    sighash_label,
     sighash_name,
 )
 from signerd.bitcoin.tx import MAX_MONEY, Transaction, TxIn, TxOut, check_amounts, sha256
@@ -314,7 +322,8 @@ def _proven_spent_outputs(psbt: Psbt) -> list[TxOut]:
 
 def _input_context(psbt: Psbt, i: int, spec: WalletSpec, cache: SegwitV0Cache,
                    spent: TxOut | None = None) -> _InputContext:
-    """Prove input ``i`` is the wallet's and compute its BIP-143 digest."""
+    """Prove input ``i`` is the wallet's, with its amount proven by its full previous
+    transaction, and compute its BIP-143 digest."""
     inp = psbt.inputs[i]
     if spent is None:
         spent = _spent_output(psbt, i)
@@ -325,6 +334,10 @@ def _input_context(psbt: Psbt, i: int, spec: WalletSpec, cache: SegwitV0Cache,
         raise InvalidPsbt(f"input {i}: redeem script is not the wallet's")
     if inp.witness_script is not None and inp.witness_script != spec.witness_script:
         raise InvalidPsbt(f"input {i}: witness script is not the wallet's")
+    if inp.non_witness_utxo is None:
+        raise InvalidPsbt(f"input {i}: the full previous transaction (non_witness_utxo) is "
+                          "required for every input signerd signs, so the fee shown is the fee "
+                          "paid")
     sighash_type = SIGHASH_ALL if inp.sighash_type is None else inp.sighash_type
     digest = bip143_sighash(psbt.tx, i, spec.script_code, spent.value, sighash_type, cache)
     return _InputContext(spent.value, sighash_type, digest)
@@ -378,9 +391,9 @@ def analyze(psbt: Psbt, spec: WalletSpec, *,
             allowed_sighash: frozenset[int] = frozenset({SIGHASH_ALL})) -> Analysis:
     """Decode what ``psbt`` moves and list every (input, own key, digest) to sign.
 
-    Every input must be the wallet's, carry a proven UTXO and an allowed sighash type, and not be
-    finalized yet; anything else is refused. Digests are ordered by input index, then by own key
-    in BIP-67 order.
+    Every input must be the wallet's, carry its full previous transaction (whose txid proves the
+    amount) and an allowed sighash type, and not be finalized yet; anything else is refused.
+    Digests are ordered by input index, then by own key in BIP-67 order.
     """
     tx = psbt.tx
     _check_transaction(tx)
@@ -388,6 +401,7 @@ def analyze(psbt: Psbt, spec: WalletSpec, *,
     own_keys = sort_pubkeys(spec.own_pubkeys)
     to_sign: list[SigningRequest] = []
     amounts: list[int] = []
+    sighash_types: list[int] = []
     spent = _proven_spent_outputs(psbt)
     for i, inp in enumerate(psbt.inputs):
         if inp.is_finalized:
@@ -397,6 +411,7 @@ def analyze(psbt: Psbt, spec: WalletSpec, *,
             raise PolicyDenied(f"input {i} requests {sighash_name(requested)}, which is not allowed")
         ctx = _input_context(psbt, i, spec, cache, spent[i])
         amounts.append(ctx.amount)
+        sighash_types.append(ctx.sighash_type)
         to_sign.extend(SigningRequest(i, key, ctx.digest) for key in own_keys)
 
     total_in = sum(amounts)
@@ -430,6 +445,7 @@ def analyze(psbt: Psbt, spec: WalletSpec, *,
         digests=tuple(r.digest for r in to_sign),
         vsize=vsize,
         outpoints=tuple(str(txin.prevout) for txin in tx.inputs),
+        sighash=tuple(sighash_label(t) for t in sighash_types),
         details={"txid": tx.txid_hex, "fee_rate_sat_vb": f"{fee_rate:.3f}"},
     )
     return Analysis(movement, to_sign, fee, vsize, fee_rate, tuple(amounts))

@@ -154,7 +154,7 @@ class Output(_message.Message):
     def __init__(self, address: _Optional[str] = ..., amount: _Optional[str] = ..., asset: _Optional[str] = ..., is_change: _Optional[bool] = ..., destination_class: _Optional[str] = ..., wallet_id: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
 
 class Movement(_message.Message):
-    __slots__ = ("chain", "network", "chain_id", "outputs", "fee", "fee_asset", "digests", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints")
+    __slots__ = ("chain", "network", "chain_id", "outputs", "fee", "fee_asset", "digests", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints", "sighash")
     CHAIN_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +169,7 @@ class Movement(_message.Message):
     CONTRACT_CALL_FIELD_NUMBER: _ClassVar[int]
     VSIZE_FIELD_NUMBER: _ClassVar[int]
     OUTPOINTS_FIELD_NUMBER: _ClassVar[int]
+    SIGHASH_FIELD_NUMBER: _ClassVar[int]
     chain: Chain
     network: str
     chain_id: int
@@ -183,7 +184,8 @@ class Movement(_message.Message):
     contract_call: str
     vsize: int
     outpoints: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_id: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., digests: _Optional[_Iterable[bytes]] = ..., nonce: _Optional[int] = ..., gas_limit: _Optional[int] = ..., max_fee_per_gas: _Optional[str] = ..., max_priority_fee_per_gas: _Optional[str] = ..., contract_call: _Optional[str] = ..., vsize: _Optional[int] = ..., outpoints: _Optional[_Iterable[str]] = ...) -> None: ...
+    sighash: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_id: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., digests: _Optional[_Iterable[bytes]] = ..., nonce: _Optional[int] = ..., gas_limit: _Optional[int] = ..., max_fee_per_gas: _Optional[str] = ..., max_priority_fee_per_gas: _Optional[str] = ..., contract_call: _Optional[str] = ..., vsize: _Optional[int] = ..., outpoints: _Optional[_Iterable[str]] = ..., sighash: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EthereumTransaction(_message.Message):
     __slots__ = ("json",)

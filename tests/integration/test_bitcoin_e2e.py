@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import sqlite3
+from dataclasses import replace
 
 import grpc
 import pytest
@@ -21,7 +22,7 @@ from signerd.bitcoin.address import address_to_script
 from signerd.bitcoin.psbt import Psbt, PsbtInput, PsbtOutput, parse_psbt
 from signerd.bitcoin.script import p2wpkh_script
 from signerd.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
-from tests.helpers import Daemon, decide, govern, init_state, pb, rpc_error
+from tests.helpers import Daemon, decide, govern, init_state, pb, rpc_error, set_policy
 
 FLAGS = {SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS, SCRIPT_VERIFY_DERSIG, SCRIPT_VERIFY_LOW_S,
          SCRIPT_VERIFY_NULLDUMMY, SCRIPT_VERIFY_NULLFAIL, SCRIPT_VERIFY_STRICTENC,
@@ -69,18 +70,30 @@ def funding(spk: bytes, amounts: list[int]) -> Transaction:
 
 
 def build_psbt(w: pb.Wallet, amounts: list[int], outputs: list[tuple[bytes, int]], *,
-               utxo: str = "witness", redeem: bytes | None = None, wscript: bytes | None = None,
-               sighash: int | None = None, network: str = "regtest") -> tuple[Psbt, Transaction]:
+               utxo: str = "both", redeem: bytes | None = None, wscript: bytes | None = None,
+               sighash: int | None = None, network: str = "regtest", one_funding_each: bool = False
+               ) -> tuple[Psbt, Transaction | list[Transaction]]:
+    """A PSBT spending outputs of the wallet: by default outputs of one funding transaction,
+    each input carrying it in full and its witness UTXO (``utxo``: as Bitcoin Core writes segwit
+    v0 inputs); with ``one_funding_each``, a funding transaction per input (a sweep of many
+    small outputs, where one shared funding transaction copied into every input would not fit),
+    and the list of them is returned."""
     spk = address_to_script(w.address, network)
-    prev = funding(spk, amounts)
-    txins = tuple(TxIn(OutPoint(prev.txid(), i), b"", 0xFFFFFFFD) for i in range(len(amounts)))
+    if one_funding_each:
+        prevs = [funding(spk, [a]) for a in amounts]
+        spent = [(p, 0) for p in prevs]
+    else:
+        prev = funding(spk, amounts)
+        spent = [(prev, i) for i in range(len(amounts))]
+    txins = tuple(TxIn(OutPoint(p.txid(), i), b"", 0xFFFFFFFD) for p, i in spent)
     tx = Transaction(2, txins, tuple(TxOut(v, s) for s, v in outputs), 0)
     inputs = tuple(PsbtInput(
-        non_witness_utxo=prev if utxo in ("non_witness", "both") else None,
-        witness_utxo=prev.outputs[i] if utxo in ("witness", "both") else None,
+        non_witness_utxo=p if utxo in ("non_witness", "both") else None,
+        witness_utxo=p.outputs[i] if utxo in ("witness", "both") else None,
         redeem_script=redeem, witness_script=wscript, sighash_type=sighash)
-        for i in range(len(amounts)))
-    return Psbt(tx, inputs, tuple(PsbtOutput() for _ in outputs)), prev
+        for p, i in spent)
+    return Psbt(tx, inputs, tuple(PsbtOutput() for _ in outputs)), (
+        prevs if one_funding_each else prev)
 
 
 def scripts_for(w: pb.Wallet) -> dict:
@@ -102,12 +115,15 @@ def submit(d: Daemon, w: pb.Wallet, psbt: Psbt, *, b64: bool = True) -> pb.Trans
     return d.custody().SubmitTransfer(pb.SubmitTransferRequest(wallet_id=w.id, psbt=data))
 
 
-def verify_with_bitcointx(raw_hex: str, prev: Transaction, network: str = "regtest") -> int:
-    """Run every input's scripts in python-bitcointx's interpreter; returns inputs checked."""
+def verify_with_bitcointx(raw_hex: str, prev: Transaction | list[Transaction],
+                          network: str = "regtest") -> int:
+    """Run every input's scripts in python-bitcointx's interpreter against the outputs of the
+    funding transaction(s) ``prev``; returns inputs checked."""
     tx = CTransaction.deserialize(bytes.fromhex(raw_hex))
-    assert all(txin.prevout.hash == prev.txid() for txin in tx.vin)
+    by_txid = {p.txid(): p for p in (prev if isinstance(prev, list) else [prev])}
+    assert all(txin.prevout.hash in by_txid for txin in tx.vin)
     for i, txin in enumerate(tx.vin):
-        spent = prev.outputs[txin.prevout.n]
+        spent = by_txid[txin.prevout.hash].outputs[txin.prevout.n]
         VerifyScript(txin.scriptSig, CScript(spent.script_pubkey), tx, i, flags=FLAGS,
                      amount=spent.value, witness=tx.wit.vtxinwit[i].scriptWitness
                      if tx.wit.vtxinwit else CScriptWitness())
@@ -124,7 +140,7 @@ def approve_both(d: Daemon, t: pb.Transfer) -> pb.Transfer:
     (pb.P2SH_P2WPKH, {}),
     (pb.P2WSH_SORTEDMULTI, {"threshold": 2, "hsm_keys": 2, "cosigners": None}),
 ])
-@pytest.mark.parametrize("utxo", ["witness", "non_witness", "both"])
+@pytest.mark.parametrize("utxo", ["non_witness", "both"])
 def test_each_wallet_type_signs_after_quorum_and_verifies(daemon: Daemon, script_type: int,
                                                           kw: dict, utxo: str) -> None:
     if "cosigners" in kw:
@@ -144,9 +160,32 @@ def test_each_wallet_type_signs_after_quorum_and_verifies(daemon: Daemon, script
     assert all(i.final_scriptwitness for i in final.inputs)
 
 
+@pytest.mark.parametrize("script_type,kw", [
+    (pb.P2WPKH, {}),
+    (pb.P2SH_P2WPKH, {}),
+    (pb.P2WSH_SORTEDMULTI, {"threshold": 2, "hsm_keys": 2, "cosigners": None}),
+])
+def test_witness_utxo_alone_is_refused_for_each_wallet_type(daemon: Daemon, script_type: int,
+                                                            kw: dict) -> None:
+    """A segwit v0 input carrying only its witness UTXO could understate its amount (see the
+    attack above): signerd signs no input without its full previous transaction."""
+    if "cosigners" in kw:
+        kw = {**kw, "cosigners": [cold_key().hex()]}
+    w = wallet(daemon, script_type, **kw)
+    psbt, _ = build_psbt(w, [60_000, 40_000], [(EXTERNAL, 70_000),
+                                               (address_to_script(w.address, "regtest"), 29_000)],
+                         utxo="witness", **scripts_for(w))
+    e = rpc_error(submit, daemon, w, psbt)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.details() == ("input 0: the full previous transaction (non_witness_utxo) is "
+                           "required for every input signerd signs, so the fee shown is the fee "
+                           "paid")
+    assert not daemon.custody().ListTransfers(pb.ListTransfersRequest(wallet_id=w.id)).transfers
+
+
 def test_one_thousand_input_psbt_is_signed(daemon: Daemon) -> None:
     w = wallet(daemon)
-    psbt, prev = build_psbt(w, [1_000] * 1000, [(EXTERNAL, 900_000)])
+    psbt, prev = build_psbt(w, [1_000] * 1000, [(EXTERNAL, 900_000)], one_funding_each=True)
     t = approve_both(daemon, submit(daemon, w, psbt))
     assert t.state == pb.SIGNED and len(t.movement.digests) == 1000
     assert verify_with_bitcointx(t.raw_tx, prev) == 1000
@@ -188,6 +227,68 @@ def _signatures(d: Daemon, transfer_id: str) -> int:
                          (transfer_id,)).fetchone()[0]
 
 
+MAX_FEE_1000 = """
+name = "two-key, fee at most 1000 sat"
+max_fee = 1000
+
+[[rule]]
+name = "two-key"
+asset = "*"
+approvers = 2
+roles = { investigator = 1, custody_officer = 1 }
+"""
+
+
+def test_understated_witness_amounts_cannot_hide_the_fee(daemon: Daemon) -> None:
+    """CVE-2020-14199: a segwit v0 digest commits only to the amount of its own input. T1 claims
+    input 1 is worth 1,000 sat (a witness UTXO alone), T2 replaces it with the same transaction
+    and claims the same of input 0; each shows a fee of 500 sat, under the policy's max_fee, and
+    the signature of input 0 from T1 with that of input 1 from T2 make a valid transaction that
+    pays 99,500 sat in fees. signerd refuses an input it signs without its full previous
+    transaction, so neither transfer exists."""
+    w = wallet(daemon)
+    set_policy(daemon, w.id, MAX_FEE_1000)
+    spk = address_to_script(w.address, "regtest")
+    honest, prev = build_psbt(w, [100_000, 100_000], [(EXTERNAL, 60_000), (spk, 40_500)],
+                              utxo="both")
+
+    def understating(i: int) -> Psbt:
+        return honest.with_input(i, replace(honest.inputs[i], non_witness_utxo=None,
+                                            witness_utxo=TxOut(1_000, spk)))
+
+    try:
+        t1 = submit(daemon, w, understating(1))
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
+        assert e.details().startswith(
+            "input 1: the full previous transaction (non_witness_utxo) is required"), e.details()
+        e = rpc_error(submit, daemon, w, understating(0))
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.details().startswith("input 0: the full previous transaction"), e.details()
+        listed = daemon.custody().ListTransfers(pb.ListTransfersRequest(wallet_id=w.id))
+        assert not listed.transfers
+        with sqlite3.connect(daemon.state / "signerd.db") as c:
+            assert c.execute("SELECT COUNT(*) FROM signatures s JOIN transfers t ON "
+                             "t.id = s.transfer_id WHERE t.wallet_id = ?",
+                             (w.id,)).fetchone()[0] == 0
+        return
+    # Without the check, the attack goes through: both transfers are approved at a fee of 500.
+    assert t1.movement.fee == "500"
+    t1 = approve_both(daemon, t1)
+    assert t1.state == pb.SIGNED
+    t2 = daemon.custody().SubmitTransfer(pb.SubmitTransferRequest(
+        wallet_id=w.id, psbt=understating(0).to_base64().encode(), replaces=t1.id))
+    assert t2.movement.fee == "500"
+    t2 = approve_both(daemon, t2)
+    assert t2.state == pb.SIGNED
+    a, b = (Transaction.parse(bytes.fromhex(t.raw_tx)) for t in (t1, t2))
+    spliced = replace(a, inputs=(a.inputs[0], b.inputs[1]))
+    assert verify_with_bitcointx(spliced.serialize().hex(), prev) == 2
+    real_fee = sum(o.value for o in prev.outputs) - sum(o.value for o in spliced.outputs)
+    pytest.fail(f"signerd signed two transfers each shown with a fee of 500 sat; spliced, their "
+                f"signatures make a valid transaction paying {real_fee} sat in fees")
+
+
 def test_lowered_witness_amount_that_disagrees_with_the_full_utxo(daemon: Daemon) -> None:
     w = wallet(daemon)
     psbt, prev = build_psbt(w, [50_000], [(EXTERNAL, 40_000)], utxo="both")
@@ -225,6 +326,77 @@ def test_sighash_none_single_anyonecanpay_refused(daemon: Daemon, sighash: int) 
     psbt, _ = build_psbt(w, [50_000], [(EXTERNAL, 40_000)], sighash=sighash)
     e = rpc_error(submit, daemon, w, psbt)
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "not allowed" in e.details()
+
+
+NONE_ALLOWED = """
+name = "two-key, SIGHASH_NONE allowed"
+sighash = ["ALL", "NONE"]
+
+[[rule]]
+name = "two-key"
+asset = "*"
+approvers = 2
+roles = { investigator = 1, custody_officer = 1 }
+"""
+NONE_WARNING = ("WARNING: SIGHASH_NONE on input 0: the outputs can be changed after signing (no "
+                "output is signed), so whoever holds the signed transaction can send these funds "
+                "anywhere.")
+
+
+def test_sighash_none_is_bound_shown_with_a_warning_that_holds(daemon: Daemon) -> None:
+    """A policy may allow SIGHASH_NONE; then each input's sighash type is in the statement the
+    approvers sign, and the daemon's rendering and signerctl's (rebuilt from the raw PSBT) warn
+    that the outputs can be changed after signing. Then the signed transaction, its outputs
+    redirected, still verifies in python-bitcointx: the warning is true (and the same change
+    to a SIGHASH_ALL transaction does not verify)."""
+    import json
+
+    from bitcointx.core.scripteval import VerifyScriptError
+
+    from signerd import cli
+    from signerd.config import Limits
+    from signerd.model import Decision
+    from tests.integration.test_cli_walkthrough import ctl
+
+    w = wallet(daemon)
+    set_policy(daemon, w.id, NONE_ALLOWED)
+    psbt, prev = build_psbt(w, [100_000], [(EXTERNAL, 99_000)], sighash=0x02)
+    t = submit(daemon, w, psbt)
+    assert list(t.movement.sighash) == ["NONE"]
+    st = daemon.approval("inv1").GetStatement(pb.GetStatementRequest(transfer_id=t.id,
+                                                                     decision=pb.APPROVE))
+    assert json.loads(st.statement.partition(b"\n")[2])["sighash"] == ["NONE"]
+    assert "\nsighash:         input 0 NONE\n" in st.rendered
+    assert NONE_WARNING in st.rendered.splitlines()
+    # signerctl decodes the payload itself and rebuilds the same bytes
+    rebuilt = cli.rebuild_statement(st, t.id, Decision.APPROVE, limits=Limits(),
+                                    allowed_sighash=frozenset({0x01, 0x02}))
+    assert rebuilt.statement == st.statement and rebuilt.movement.sighash == ("NONE",)
+    show = ctl(daemon, "--as", "inv1", "transfer", "show", t.id).stdout
+    assert NONE_WARNING in show.splitlines() and "it matches" in show
+    # approving anything but ALL takes the operator's own --allow-sighash
+    key = str(daemon.state / "operators/inv1.key")
+    r = ctl(daemon, "--as", "inv1", "transfer", "approve", t.id, "--key", key, "--yes", ok=False)
+    assert r.returncode == 1 and "SIGHASH_NONE, which is not allowed" in r.stderr
+    r = ctl(daemon, "--as", "inv1", "transfer", "approve", t.id, "--key", key, "--yes",
+            "--allow-sighash", "NONE")
+    assert NONE_WARNING in r.stdout.splitlines()
+    t = decide(daemon, t.id, "cust1")
+    assert t.state == pb.SIGNED and verify_with_bitcointx(t.raw_tx, prev) == 1
+
+    thief = p2wpkh_script(coincurve.PrivateKey(b"\x0b" * 32).public_key.format())
+    signed = Transaction.parse(bytes.fromhex(t.raw_tx))
+    redirected = replace(signed, outputs=(TxOut(99_500, thief),))
+    assert verify_with_bitcointx(redirected.serialize().hex(), prev) == 1
+    # the contrast: under SIGHASH_ALL the same change breaks the signature
+    psbt, prev = build_psbt(w, [100_000], [(EXTERNAL, 99_000)])
+    t = approve_both(daemon, submit(daemon, w, psbt))
+    assert "WARNING" not in daemon.approval("inv1").GetStatement(pb.GetStatementRequest(
+        transfer_id=t.id, decision=pb.APPROVE)).rendered
+    signed = Transaction.parse(bytes.fromhex(t.raw_tx))
+    with pytest.raises(VerifyScriptError):
+        verify_with_bitcointx(replace(signed, outputs=(TxOut(99_500, thief),)).serialize().hex(),
+                              prev)
 
 
 def test_input_of_another_wallet_is_refused(daemon: Daemon) -> None:
@@ -273,6 +445,80 @@ def test_returned_psbt_with_a_cold_key_signature_finalizes(daemon: Daemon) -> No
         transfer_id=t.id, psbt=half.to_base64().encode()))
     assert done.raw_tx and verify_with_bitcointx(done.raw_tx, prev) == 2
     assert der_encode  # imported for symmetry with the bogus case below
+
+
+def _cold_signed(half: Psbt, w: pb.Wallet, cold_priv: coincurve.PrivateKey) -> Psbt:
+    """``half`` with the cold key's signature on every input, made offline."""
+    from signerd.bitcoin.signer import analyze
+    from signerd.chains import BitcoinAdapter
+
+    cold = cold_priv.public_key.format()
+    spec = replace(BitcoinAdapter.spec(_model(w)), own_pubkeys=(cold,))
+    for req in analyze(half, spec).to_sign:
+        inp = half.inputs[req.input_index]
+        half = half.with_input(req.input_index, replace(inp, partial_sigs={
+            **inp.partial_sigs, cold: cold_priv.sign(req.digest, hasher=None) + b"\x01"}))
+    return half
+
+
+def test_frozen_wallet_takes_no_cosigners_signatures(daemon: Daemon) -> None:
+    """A frozen wallet signs nothing, its outside cosigners' signatures included: CombinePsbt,
+    which would finalize the transaction, is refused until a governed unfreeze."""
+    n = next(_cold)
+    cold_priv = coincurve.PrivateKey(b"\x0c" * 28 + n.to_bytes(4, "big"))
+    w = wallet(daemon, pb.P2WSH_SORTEDMULTI, threshold=2, hsm_keys=1,
+               cosigners=[cold_priv.public_key.format().hex()])
+    psbt, prev = build_psbt(w, [70_000, 30_000], [(EXTERNAL, 99_000)], **scripts_for(w))
+    t = approve_both(daemon, submit(daemon, w, psbt))
+    assert t.state == pb.SIGNED and not t.raw_tx
+    full = _cold_signed(parse_psbt(base64.b64decode(t.psbt)), w, cold_priv)
+    frozen = daemon.admin().FreezeWallet(pb.FreezeWalletRequest(wallet_id=w.id,
+                                                                order_ref="ORDER-BTC-9"))
+    assert frozen.status == pb.FROZEN
+    e = rpc_error(daemon.custody().CombinePsbt, pb.CombinePsbtRequest(
+        transfer_id=t.id, psbt=full.to_base64().encode()))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert ("signerd-reason", "WALLET_FROZEN") in (e.trailing_metadata() or ())
+    assert e.details() == (f"wallet {w.id} is frozen by court order; it takes no cosigners' "
+                           "signatures until unfrozen")
+    again = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=t.id))
+    assert not again.raw_tx and again.psbt == t.psbt
+    # Once the governance quorum unfreezes it, the same PSBT completes the transaction.
+    p = daemon.admin().UnfreezeWallet(pb.FreezeWalletRequest(wallet_id=w.id,
+                                                             order_ref="ORDER-BTC-10"))
+    assert govern(daemon, p).state == "APPROVED"
+    done = daemon.custody().CombinePsbt(pb.CombinePsbtRequest(
+        transfer_id=t.id, psbt=full.to_base64().encode()))
+    assert done.raw_tx and verify_with_bitcointx(done.raw_tx, prev) == 2
+
+
+def test_frozen_wallet_takes_no_replacement(daemon: Daemon) -> None:
+    """A replacement (fee bump) is a new transfer: a frozen wallet takes none, and the transfer
+    it would replace keeps its outpoints."""
+    w = wallet(daemon)
+    psbt, _ = build_psbt(w, [50_000], [(EXTERNAL, 49_000)])
+    first = approve_both(daemon, submit(daemon, w, psbt))
+    assert first.state == pb.SIGNED
+    pending = submit(daemon, w, build_psbt(w, [50_000], [(EXTERNAL, 49_000)])[0])
+    daemon.admin().FreezeWallet(pb.FreezeWalletRequest(wallet_id=w.id, order_ref="ORDER-BTC-11"))
+    for old in (first, pending):
+        bump = Psbt(Transaction(2, _psbt_of(old).tx.inputs, (TxOut(48_000, EXTERNAL),), 0),
+                    _psbt_of(old).inputs, (PsbtOutput(),))
+        e = rpc_error(daemon.custody().SubmitTransfer, pb.SubmitTransferRequest(
+            wallet_id=w.id, psbt=bump.to_base64().encode(), replaces=old.id))
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert ("signerd-reason", "WALLET_FROZEN") in (e.trailing_metadata() or ())
+        assert e.details() == (f"wallet {w.id} is frozen by court order; it takes no new "
+                               "transfers until unfrozen")
+        now = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=old.id))
+        assert now.state == old.state
+    listed = daemon.custody().ListTransfers(pb.ListTransfersRequest(wallet_id=w.id)).transfers
+    assert sorted(t.id for t in listed) == sorted((first.id, pending.id))
+
+
+def _psbt_of(t: pb.Transfer) -> Psbt:
+    return parse_psbt(base64.b64decode(t.payload) if t.payload[:5] != b"psbt\xff"
+                      else t.payload)
 
 
 def _model(w: pb.Wallet):

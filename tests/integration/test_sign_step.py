@@ -482,3 +482,66 @@ def test_quorum_lost_between_read_and_write_is_not_signed(app: App) -> None:
     assert state_of(app, t.id) == "PENDING_APPROVAL" and signature_count(app, t.id) == 0
     approve(app, t.id, "cust1")
     assert state_of(app, t.id) == "SIGNED" and signature_count(app, t.id) == 1
+
+
+def test_freeze_committed_during_a_cosigners_combine_wins(app: App,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """CombinePsbt checks the returned PSBT outside any store transaction; a freeze that
+    commits meanwhile is seen by its write (the transfer locked, then the ledger head
+    share-locked and the wallet read again from the verified ledger): WALLET_FROZEN, and the
+    transfer keeps its partial PSBT. Once unfrozen, the same PSBT completes it (checked by
+    python-bitcointx)."""
+    import base64
+    from dataclasses import replace
+
+    import coincurve
+
+    from signerd.admin import AdminService
+    from signerd.bitcoin.psbt import Psbt, PsbtInput, PsbtOutput, parse_psbt
+    from signerd.bitcoin.script import p2wpkh_script
+    from signerd.bitcoin.signer import analyze
+    from signerd.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
+    from signerd.chains import BitcoinAdapter
+    from tests.integration.test_bitcoin_e2e import verify_with_bitcointx
+
+    cold = coincurve.PrivateKey(b"\x0d" * 31 + bytes([next(_case) % 200 + 1]))
+    w = app.wallets.create("platform", WalletRequest(
+        chain="bitcoin", network="regtest", category="confiscated",
+        case_ref=f"SIGNSTEP-{next(_case)}", script_type="p2wsh-sortedmulti", threshold=2,
+        hsm_keys=1, cosigners=(cold.public_key.format().hex(),)))
+    assert app_govern(app, app.proposals.get(w.proposal)).state == "APPROVED"
+    spec = BitcoinAdapter.spec(w)
+    prev = Transaction(2, (TxIn(OutPoint(b"\x5a" * 32, 0), b"\x51"),),
+                       (TxOut(100_000, spec.script_pubkey),), 0)
+    external = p2wpkh_script(coincurve.PrivateKey(b"\x07" * 32).public_key.format())
+    psbt = Psbt(Transaction(2, (TxIn(OutPoint(prev.txid(), 0), b"", 0xFFFFFFFD),),
+                            (TxOut(99_000, external),), 0),
+                (PsbtInput(non_witness_utxo=prev, witness_utxo=prev.outputs[0],
+                           witness_script=spec.witness_script),), (PsbtOutput(),))
+    t = app.transfers.submit("platform", w.id, psbt.to_base64().encode())
+    approve(app, t.id, "inv1")
+    approve(app, t.id, "cust1")
+    row = app.transfers.get(t.id).row
+    assert row["state"] == "SIGNED" and row["psbt"] and not row["raw_tx"]
+    half = parse_psbt(base64.b64decode(row["psbt"]))
+    (req,) = analyze(half, replace(spec, own_pubkeys=(cold.public_key.format(),))).to_sign
+    full = half.with_input(0, replace(half.inputs[0], partial_sigs={
+        **half.inputs[0].partial_sigs,
+        cold.public_key.format(): cold.sign(req.digest, hasher=None) + b"\x01"}))
+    combine = BitcoinAdapter.combine
+
+    def freeze_meanwhile(self: Any, *args: Any) -> Any:
+        out = combine(self, *args)
+        AdminService(app).freeze("admin", w.id, "ORDER-RACE")
+        return out
+
+    monkeypatch.setattr(BitcoinAdapter, "combine", freeze_meanwhile)
+    with pytest.raises(WalletFrozen, match=f"wallet {w.id} is frozen by court order"):
+        app.transfers.combine_psbt("platform", t.id, full.to_base64().encode())
+    monkeypatch.undo()
+    after = app.transfers.get(t.id).row
+    assert after["psbt"] == row["psbt"] and not after["raw_tx"]
+    admin = AdminService(app)
+    assert app_govern(app, admin.unfreeze("admin", w.id, "ORDER-RACE-2")).state == "APPROVED"
+    done = app.transfers.combine_psbt("platform", t.id, full.to_base64().encode()).row
+    assert done["raw_tx"] and verify_with_bitcointx(done["raw_tx"], prev) == 1

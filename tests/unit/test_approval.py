@@ -36,7 +36,7 @@ BTC = Movement(
     outputs=(Output("bc1qdest", 100_000, "BTC", False, DestinationClass.EXTERNAL),
              Output("bc1qchange", 50_000_000, "BTC", True, DestinationClass.OWN_WALLET)),
     fee=1_410, fee_asset="BTC", digests=(b"\x01" * 32, b"\x02" * 32), vsize=141,
-    outpoints=("aa" * 32 + ":0", "bb" * 32 + ":1"))
+    outpoints=("aa" * 32 + ":0", "bb" * 32 + ":1"), sighash=("ALL", "ALL"))
 
 
 def body(statement: bytes) -> dict:
@@ -71,8 +71,11 @@ def test_statement_fields_and_big_integers():
         "instance_id", "transfer_id", "wallet_id", "submitter", "chain", "network", "chain_id",
         "digests",
         "outputs", "fee", "fee_asset", "nonce", "gas_limit", "max_fee_per_gas",
-        "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints", "payload_sha256",
-        "policy_version", "category_change", "legal_basis", "decision", "expires_at"}
+        "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints", "sighash",
+        "payload_sha256", "policy_version", "category_change", "legal_basis", "decision",
+        "expires_at"}
+    assert doc["sighash"] == []
+    assert body(build_statement(CTX, BTC, Decision.APPROVE))["sighash"] == ["ALL", "ALL"]
 
 
 def _out(m: Movement, i: int = 0, **kw) -> Movement:
@@ -101,6 +104,7 @@ CHANGES = [
     ("vsize", CTX, replace(ETH, vsize=1), Decision.APPROVE),
     ("outpoints", CTX, replace(ETH, outpoints=("aa" * 32 + ":0",)), Decision.APPROVE),
     ("fee asset", CTX, replace(ETH, fee_asset="BTC"), Decision.APPROVE),
+    ("sighash", CTX, replace(ETH, sighash=("ALL",)), Decision.APPROVE),
     ("decision", CTX, ETH, Decision.REJECT),
     ("expiry", replace(CTX, expires_at=CTX.expires_at + 1), ETH, Decision.APPROVE),
     ("transfer id", replace(CTX, transfer_id="t-43"), ETH, Decision.APPROVE),
@@ -124,6 +128,14 @@ def test_any_change_changes_the_statement(ctx, movement, decision):
     assert statement_digest(changed) != statement_digest(base)
 
 
+@pytest.mark.parametrize("types", [("NONE", "ALL"), ("ALL", "SINGLE"),
+                                   ("ALL|ANYONECANPAY", "ALL"), ("ALL", "ALL", "ALL"), ("ALL",),
+                                   ("ALL", "NONE|ANYONECANPAY")])
+def test_each_inputs_sighash_is_bound(types):
+    assert build_statement(CTX, replace(BTC, sighash=types), Decision.APPROVE) != \
+        build_statement(CTX, BTC, Decision.APPROVE)
+
+
 def test_output_order_is_bound():
     swapped = replace(BTC, outputs=BTC.outputs[::-1])
     assert build_statement(CTX, swapped, Decision.APPROVE) != build_statement(
@@ -139,6 +151,7 @@ def test_output_order_is_bound():
     ({}, {"fee": -1}, "fee"),
     ({}, {"nonce": True}, "nonce"),
     ({}, {"digests": ("00" * 32,)}, "digest"),
+    ({}, {"sighash": (1,)}, "sighash"),
 ])
 def test_bad_fields_are_refused(ctx_kw, mv_kw, named):
     with pytest.raises(InvalidArgument, match=named):
@@ -154,6 +167,51 @@ def test_render_bitcoin():
     assert "2023-11-14T22:13:20Z" in text
     assert ("aa" * 32 + ":0") in text and ("01" * 32) in text
     assert "court order 12/2024" in text and "seized_to_confiscated" in text
+
+
+def test_render_bitcoin_sighash_all_has_no_warning():
+    text = render(CTX, BTC, Decision.APPROVE)
+    assert "\nsighash:         inputs 0-1 ALL\n" in text
+    assert "WARNING" not in text
+    assert "sighash" not in render(CTX, ETH, Decision.APPROVE)
+
+
+def _warnings(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("WARNING:")]
+
+
+@pytest.mark.parametrize("types, shown, warnings", [
+    (("ALL", "NONE"), "input 0 ALL, input 1 NONE",
+     ["WARNING: SIGHASH_NONE on input 1: the outputs can be changed after signing (no output is "
+      "signed), so whoever holds the signed transaction can send these funds anywhere."]),
+    (("SINGLE", "SINGLE", "SINGLE"), "inputs 0-2 SINGLE",
+     ["WARNING: SIGHASH_SINGLE on inputs 0-1: only the output at the same index as the input is "
+      "signed; the other outputs can be changed or added after signing.",
+      "WARNING: SIGHASH_SINGLE on input 2, with no output at the same index: no output is "
+      "signed, so the outputs can be changed after signing and these funds sent anywhere."]),
+    (("ALL|ANYONECANPAY", "ALL"), "input 0 ALL|ANYONECANPAY, input 1 ALL",
+     ["WARNING: ANYONECANPAY on input 0: other inputs can be added (or the other inputs left "
+      "out) after signing; the signature covers only its own input."]),
+    (("NONE|ANYONECANPAY", "ALL", "NONE"), "input 0 NONE|ANYONECANPAY, input 1 ALL, input 2 NONE",
+     ["WARNING: SIGHASH_NONE on inputs 0, 2: the outputs can be changed after signing (no output "
+      "is signed), so whoever holds the signed transaction can send these funds anywhere.",
+      "WARNING: ANYONECANPAY on input 0: other inputs can be added (or the other inputs left "
+      "out) after signing; the signature covers only its own input."]),
+    (("0x0", "ALL|FOO"), "input 0 0x0, input 1 ALL|FOO",
+     ["WARNING: a non-standard sighash type on inputs 0-1: what it lets change after signing is "
+      "not known here."]),
+])
+def test_render_shows_each_inputs_sighash_and_warns_of_any_but_all(types, shown, warnings):
+    mv = replace(BTC, sighash=types)
+    text = render(CTX, mv, Decision.APPROVE)
+    assert f"\nsighash:         {shown}\n" in text
+    assert _warnings(text) == warnings
+    # signerctl shows the same lines from the movement it decodes itself
+    from signerd import cli
+
+    doc = cli.movement_json(mv)
+    assert _warnings(cli.movement_text(doc)) == warnings
+    assert f"\nsighash:          {shown}\n" in cli.movement_text(doc)
 
 
 def test_render_ethereum_and_tokens():

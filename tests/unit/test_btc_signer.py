@@ -5,6 +5,7 @@ only), and every finalized transaction is checked by python-bitcointx's script i
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import replace
 
@@ -85,11 +86,18 @@ def funding_tx(spk: bytes, amounts: list[int], salt: int = 0) -> Transaction:
 
 
 def make_psbt(spec: WalletSpec, amounts: list[int], outputs: list[tuple[bytes, int]], *,
-              utxo: str = "witness", sighash: int | None = None,
-              foreign_input: bool = False) -> Psbt:
-    prev = funding_tx(spec.script_pubkey, amounts)
-    txins = [TxIn(OutPoint(prev.txid(), i), b"", 0xFFFFFFFD) for i in range(len(amounts))]
-    prevs = [prev] * len(amounts)
+              utxo: str = "both", sighash: int | None = None,
+              foreign_input: bool = False, one_funding_each: bool = False) -> Psbt:
+    """Inputs spending outputs of one funding transaction (or, ``one_funding_each``, one funding
+    transaction per input), carrying it in full and its witness UTXO by default (``utxo``)."""
+    if one_funding_each:
+        prevs = [funding_tx(spec.script_pubkey, [a], salt=100 + n) for n, a in enumerate(amounts)]
+        txins = [TxIn(OutPoint(p.txid(), 0), b"", 0xFFFFFFFD) for p in prevs]
+    else:
+        prev = funding_tx(spec.script_pubkey, amounts)
+        txins = [TxIn(OutPoint(prev.txid(), i), b"", 0xFFFFFFFD) for i in range(len(amounts))]
+        prevs = [prev] * len(amounts)
+    ours = set(prevs)
     if foreign_input:
         other = funding_tx(OTHER_WALLET.script_pubkey, [50_000], salt=1)
         txins.append(TxIn(OutPoint(other.txid(), 0), b"", 0xFFFFFFFD))
@@ -98,14 +106,15 @@ def make_psbt(spec: WalletSpec, amounts: list[int], outputs: list[tuple[bytes, i
     inputs = []
     for txin, p in zip(txins, prevs):
         out = p.outputs[txin.prevout.vout]
+        mine = p in ours
         inputs.append(PsbtInput(
             non_witness_utxo=p if utxo in ("non_witness", "both") else None,
             witness_utxo=out if utxo in ("witness", "both") else None,
             sighash_type=sighash,
-            redeem_script=spec.redeem_script if p is prev else None,
-            witness_script=spec.witness_script if p is prev else None,
+            redeem_script=spec.redeem_script if mine else None,
+            witness_script=spec.witness_script if mine else None,
             bip32_derivs={k: KeyOrigin(b"\x01\x02\x03\x04", (0x80000054, 0, n))
-                          for n, k in enumerate(spec.sorted_pubkeys)} if p is prev else {},
+                          for n, k in enumerate(spec.sorted_pubkeys)} if mine else {},
         ))
     return Psbt(tx, tuple(inputs), tuple(PsbtOutput() for _ in outputs))
 
@@ -159,7 +168,7 @@ def test_descriptor_round_trip(script_type: ScriptType) -> None:
 # -- end to end --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("script_type", ALL_TYPES, ids=lambda t: t.value)
-@pytest.mark.parametrize("utxo", ["witness", "non_witness", "both"])
+@pytest.mark.parametrize("utxo", ["non_witness", "both"])
 def test_end_to_end_verified_by_bitcointx(script_type: ScriptType, utxo: str) -> None:
     spec = spec_for(script_type)
     psbt = make_psbt(spec, [60_000, 40_000],
@@ -175,6 +184,7 @@ def test_end_to_end_verified_by_bitcointx(script_type: ScriptType, utxo: str) ->
     assert mv.outputs[1].address == spec.address
     assert mv.external_outputs() == (mv.outputs[0],)
     assert mv.outpoints == tuple(str(i.prevout) for i in psbt.tx.inputs)
+    assert mv.sighash == ("ALL", "ALL")  # no PSBT_IN_SIGHASH_TYPE: ALL, as signed
     assert [(r.input_index, r.pubkey) for r in analysis.to_sign] == [(0, PUBS[0]), (1, PUBS[0])]
     assert mv.digests == tuple(r.digest for r in analysis.to_sign)
 
@@ -236,7 +246,8 @@ def test_finalize_ignores_invalid_signatures() -> None:
 def test_thousand_input_sweep() -> None:
     spec = spec_for(ScriptType.P2WPKH)
     n = 1000
-    psbt = make_psbt(spec, [1_000 + i for i in range(n)], [(EXTERNAL_SPK, 1_000 * n)])
+    psbt = make_psbt(spec, [1_000 + i for i in range(n)], [(EXTERNAL_SPK, 1_000 * n)],
+                     one_funding_each=True)
     raw = psbt.serialize()
     start = time.perf_counter()
     analysis = analyze(parse_psbt(raw), spec)
@@ -265,6 +276,30 @@ def test_lowered_witness_amount_against_non_witness_utxo() -> None:
     # the attack must not survive serialisation either
     with pytest.raises(InvalidPsbt, match="input 1"):
         analyze(parse_psbt(attacked.serialize()), spec)
+
+
+@pytest.mark.parametrize("script_type", ALL_TYPES, ids=lambda t: t.value)
+def test_witness_utxo_alone_refused(script_type: ScriptType) -> None:
+    """The full previous transaction proves every amount a segwit v0 digest commits to; a
+    witness UTXO alone could understate one (CVE-2020-14199), so signerd signs no input
+    without it, and names the first input that lacks it."""
+    spec = spec_for(script_type)
+    both = make_psbt(spec, [60_000, 40_000], [(EXTERNAL_SPK, 99_000)])
+    only_witness = make_psbt(spec, [60_000, 40_000], [(EXTERNAL_SPK, 99_000)], utxo="witness")
+    message = ("the full previous transaction (non_witness_utxo) is required for every input "
+               "signerd signs, so the fee shown is the fee paid")
+    with pytest.raises(InvalidPsbt, match=rf"^input 0: {re.escape(message)}$"):
+        analyze(only_witness, spec)
+    second = both.with_input(1, only_witness.inputs[1])
+    with pytest.raises(InvalidPsbt, match=r"^input 1: the full previous transaction"):
+        analyze(second, spec)
+    # the same for the finalizer and for a cosigner's returned PSBT
+    signed = sign(both, spec, list(spec.pubkeys[:spec.threshold]))
+    stripped = signed.with_input(1, replace(signed.inputs[1], non_witness_utxo=None))
+    with pytest.raises(InvalidPsbt, match=r"^input 1: the full previous transaction"):
+        finalize(stripped, spec)
+    with pytest.raises(InvalidPsbt, match=r"^input 1: the full previous transaction"):
+        combine_verified(second, signed, spec)
 
 
 def test_non_witness_utxo_hash_mismatch() -> None:
@@ -326,6 +361,7 @@ def test_explicit_sighash_all_and_wider_allowed_set() -> None:
     assert len(analyze(psbt, spec).to_sign) == 1
     anyone = make_psbt(spec, [100_000], [(EXTERNAL_SPK, 99_000)], sighash=0x81)
     analysis = analyze(anyone, spec, allowed_sighash=frozenset({SIGHASH_ALL, 0x81}))
+    assert analysis.movement.sighash == ("ALL|ANYONECANPAY",)
     sig = PRIVS[0].sign(analysis.to_sign[0].digest, hasher=None) + b"\x81"
     signed = add_signature(anyone, 0, PUBS[0], sig, digest=analysis.to_sign[0].digest)
     _, raw = finalize(signed, spec)
