@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from . import approval as A
 from . import authority as AU
 from . import ledger as L
 from . import seized
@@ -69,6 +70,7 @@ class AdminService:
             "operator_id": op_id, "roles": sorted(set(roles)), "public_key_pem": text})
 
     def revoke_operator(self, actor: str, op_id: str, reason: str = "") -> ProposalView:
+        A.check_reason(reason)
         return self._propose(actor, "operator.revoke", {"operator_id": op_id,
                                                         "reason": reason[:AU.MAX_TEXT]})
 
@@ -78,21 +80,28 @@ class AdminService:
             "operator_id": op_id, "old_roles": sorted(rec.roles), "roles": sorted(set(roles))})
 
     def reinstate_operator(self, actor: str, op_id: str, reason: str = "") -> ProposalView:
+        A.check_reason(reason)
         return self._propose(actor, "operator.reinstate", {"operator_id": op_id,
                                                            "reason": reason[:AU.MAX_TEXT]})
 
     def suspend_operator(self, actor: str, op_id: str, reason: str = "") -> OperatorInfo:
         """Immediate: a suspended operator's decisions stop counting at once, until a
         governance proposal reinstates them."""
+        A.check_reason(reason)
         with self.store.transaction() as tx:
             state = self.ledger.locked(tx)
             self._operator(state, op_id)
-            new = self.ledger.append(tx, state, AU.SUSPEND,
-                                     AU.suspend_body(op_id, reason, actor, int(time.time())))
+            body = AU.suspend_body(state, op_id, reason, actor, int(time.time()))
+            new = self.ledger.append(tx, state, AU.SUSPEND, self._seal(AU.SUSPEND, body))
             tx.update_operator(op_id, status=OperatorStatus.SUSPENDED.value)
             tx.append_audit(actor, "operator.suspended", op_id,
                             {"reason": reason, "ledger_seq": new.seq})
             return self._info(tx, new.operators[op_id])
+
+    def _seal(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An immediate entry sealed by the HSM (inside the transaction that appends it: these
+        acts are rare, and the seal binds the ledger head the transaction has locked)."""
+        return AU.sealed(body, self.app.seal(AU.immediate_seal_kind(kind), body))
 
     def _operator(self, state: AU.AuthorityState, op_id: str) -> AU.OperatorRecord:
         rec = state.operators.get(op_id)
@@ -191,8 +200,8 @@ class AdminService:
                 raise FailedPrecondition(f"wallet {wallet_id} is already FROZEN")
             if wallet.status is not WalletStatus.ACTIVE:
                 raise FailedPrecondition(f"wallet {wallet_id} is {wallet.status.value}")
-            new = self.ledger.append(tx, state, AU.FREEZE,
-                                     AU.freeze_body(wallet_id, order_ref, actor, int(time.time())))
+            body = AU.freeze_body(state, wallet_id, order_ref, actor, int(time.time()))
+            new = self.ledger.append(tx, state, AU.FREEZE, self._seal(AU.FREEZE, body))
             tx.set_wallet_status(wallet_id, WalletStatus.FROZEN.value, order_ref)
             tx.append_audit(actor, "wallet.frozen", wallet_id,
                             {"order_ref": order_ref, "ledger_seq": new.seq})

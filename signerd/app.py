@@ -69,6 +69,7 @@ class App:
         # process verified proves them; and the checkpoint head up to which they were read
         # through the index and checked against the checkpoint's signed digest.
         self._ended: set[str] = set()
+        self.store.on_commit = self._committed
         self._endings_known: tuple[int, bytes] = (0, audit.NO_ENDINGS)
         self._anchored = False  # the HSM token's genesis anchor was checked (check_hsm_anchor)
         self._anchor_lock = threading.Lock()
@@ -390,6 +391,14 @@ class App:
             raise StoreUnavailable("audit checkpoint: other replicas kept storing checkpoints "
                                    "meanwhile; retry")
 
+    def _committed(self, events: list[audit.AuditEvent]) -> None:
+        """A write of this process committed: the transfers and proposals it ended are known
+        ended at once (a store writer erasing the end before the chain is read again is seen)."""
+        ended = [e.object for e in events if e.action in audit.ENDING_ACTIONS]
+        if ended:
+            with self._checkpoint_lock:
+                self._ended.update(ended)
+
     def ended(self, object_ids: Iterable[str]) -> set[str]:
         """Which of these transfers and proposals ended (signed, rejected, expired, cancelled,
         failed; applied), by the audit chain verified up to its head now, whatever their rows
@@ -491,6 +500,12 @@ class App:
             start = (base_seq, base_hash)
             endings = last.endings if last else audit.NO_ENDINGS
             progress = self._audit_progress
+            if progress is not None and progress[0] == (last.seq if last else 0) \
+                    and head_seq < progress[1]:
+                raise AuditChainViolation(
+                    f"the audit head row says seq {head_seq}, behind seq {progress[1]} that this "
+                    f"daemon verified since {name}: events were removed (first bad seq "
+                    f"{head_seq + 1})", kind="event")
             if progress is not None and progress[0] == (last.seq if last else 0) \
                     and base_seq < progress[1] <= head_seq:
                 again = self._stored_events_at(tx, [progress[1]])

@@ -200,6 +200,13 @@ def signature_valid(public_key_pem: bytes, statement: bytes, signature: bytes) -
 MAX_REASON = 1000
 
 
+def check_reason(reason: str, name: str = "reason") -> str:
+    """A free-text reason stored and audited: at most MAX_REASON characters."""
+    if len(reason) > MAX_REASON:
+        raise InvalidArgument(f"{name}: at most {MAX_REASON} characters, got {len(reason)}")
+    return reason
+
+
 def check_decision(subject: str, subject_id: str, operator_id: str, decision: Decision,
                    reason: str) -> None:
     """The inputs of an operator's decision on any act (``subject`` names the act's id field,
@@ -212,8 +219,7 @@ def check_decision(subject: str, subject_id: str, operator_id: str, decision: De
         raise InvalidArgument("decision: APPROVE or REJECT")
     if decision is Decision.REJECT and not reason.strip():
         raise InvalidArgument("reason: a rejection needs a reason")
-    if len(reason) > MAX_REASON:
-        raise InvalidArgument(f"reason: at most {MAX_REASON} characters")
+    check_reason(reason)
 
 
 @dataclass(frozen=True)

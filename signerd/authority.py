@@ -704,17 +704,62 @@ def _order_ref(value: str, name: str) -> str:
     return text
 
 
-def freeze_body(wallet_id: str, order_ref: str, actor: str, at: int) -> dict[str, Any]:
+def freeze_body(state: AuthorityState, wallet_id: str, order_ref: str, actor: str,
+                at: int) -> dict[str, Any]:
+    """The body of a freeze entry following ``state``'s head (to be sealed: see
+    :func:`immediate_seal_record`)."""
     return {"wallet_id": _wallet_id(wallet_id), "order_ref": _order_ref(order_ref, "order_ref"),
-            "actor": actor, "at": int(at)}
+            "actor": actor, "at": int(at), "after": state.head.hex()}
 
 
-def suspend_body(operator_id: str, reason: str, actor: str, at: int) -> dict[str, Any]:
+def suspend_body(state: AuthorityState, operator_id: str, reason: str, actor: str,
+                 at: int) -> dict[str, Any]:
     return {"operator_id": operator_id, "reason": reason[:MAX_TEXT], "actor": actor,
-            "at": int(at)}
+            "at": int(at), "after": state.head.hex()}
+
+
+def immediate_seal_kind(kind: str) -> str:
+    """What signerd's seal of an immediate entry is called (``signerd.seal``'s kind)."""
+    return "ledger/" + kind
+
+
+def sealed(body: Mapping[str, Any], seal_hex: str) -> dict[str, Any]:
+    return {**body, "seal": seal_hex}
+
+
+def _check_immediate(state: AuthorityState, kind: str, body: Mapping[str, Any]) -> None:
+    """An immediate act carries no operator's signature, so signerd seals it with its audit
+    key, bound to the ledger head it follows: a store writer can neither forge one (a
+    suspension would take a vote away) nor replay one elsewhere in the ledger."""
+    from . import seal
+
+    record = {k: v for k, v in body.items() if k != "seal"}
+    if record.get("after") != state.head.hex():
+        raise AuthorityViolation(f"an immediate {kind} entry does not follow the ledger head it "
+                                 "was made after (replayed or moved)", kind="ledger")
+    if not seal.valid(state.audit_public_key, immediate_seal_kind(kind), record,
+                      str(body.get("seal", ""))):
+        raise AuthorityViolation(f"an immediate {kind} entry does not carry signerd's seal "
+                                 "(written by someone else)", kind="ledger")
+
+
+def veto_roles(state: AuthorityState) -> frozenset[str]:
+    """Every role that can veto under a policy text the governance approved (templates and
+    wallet policies, every version)."""
+    roles: set[str] = set()
+    for text in state.texts.values():
+        try:
+            policy = parse_policy(text)
+        except InvalidPolicy:
+            continue  # the governance policy text
+        for rule in policy.rules:
+            roles |= rule.requirement.veto
+    return frozenset(roles)
 
 
 def _apply_immediate(b: _Builder, kind: str, body: Mapping[str, Any]) -> None:
+    _check_immediate(b.state, kind, body)
+    body = {k: v for k, v in body.items() if k not in ("seal", "after")}
     if kind == FREEZE:
         if set(body) != {"wallet_id", "order_ref", "actor", "at"}:
             raise InvalidArgument("a freeze names wallet_id, order_ref, actor and at")
@@ -731,6 +776,12 @@ def _apply_immediate(b: _Builder, kind: str, body: Mapping[str, Any]) -> None:
                                   "operator")
         if rec.status is not OperatorStatus.ACTIVE:
             raise FailedPrecondition(f"operator {rec.id} is {rec.status.value}, not active")
+        vetoes = sorted(rec.roles & veto_roles(b.state))
+        if vetoes:
+            raise FailedPrecondition(
+                f"operator {rec.id} holds the veto role {vetoes[0]}: a suspension would take a "
+                "veto away, which does not only tighten; revoke them through a governance "
+                "proposal instead")
         # No immediate act may leave the governance unable to act (not even to reinstate).
         _set_operator(b, replace(rec, status=OperatorStatus.SUSPENDED), f"suspending {rec.id}")
 

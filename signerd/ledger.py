@@ -70,8 +70,10 @@ class Ledger:
             raise
 
     def _verified(self, tx: Tx) -> AuthorityState:
-        seq, head = tx.authority_head()
+        # What this process verified is read before the head: another thread may move it on
+        # meanwhile, never back, so a head read afterwards is never behind it unless rewound.
         known = self._state
+        seq, head = tx.authority_head()
         if known is not None and known.seq == seq and known.head == head:
             return known
         if known is not None and (seq < known.seq or (seq == known.seq and head != known.head)):
@@ -81,8 +83,8 @@ class Ledger:
                 f"({head.hex()[:16]}...)", kind="ledger")
         state = known
         after = known.seq if known is not None else 0
-        while True:
-            entries = tx.authority_entries(after, PAGE)
+        while after < seq:  # entries up to the head read (PostgreSQL reads each statement anew)
+            entries = [e for e in tx.authority_entries(after, PAGE) if e.seq <= seq]
             if not entries:
                 break
             try:
@@ -201,7 +203,14 @@ def freeze_order(state: AuthorityState, wallet_id: str) -> str:
     return state.frozen.get(wallet_id, "")
 
 
+IMPORTED = "imported"  # the origin of a wallet built around a seized key (admin.import_...)
+
+
 def outside_keys(wallet: Wallet) -> int:
+    """Keys that someone other than this signerd holds or may hold: cosigners' keys, and an
+    imported seized key (the suspect, or whoever handled it, may still know it)."""
+    if wallet.origin.startswith(IMPORTED):
+        return len(wallet.keys)
     return sum(1 for k in wallet.keys if not k.hsm_held)
 
 
@@ -209,7 +218,8 @@ def destinations(tx: Tx, state: AuthorityState, source: Wallet,
                  addresses: Iterable[str]) -> dict[str, Destination]:
     """The verified wallets of this signerd among ``addresses``. A destination is ``own``
     only when it has the source's category and its outside keys are fewer than its threshold
-    (they cannot spend without signerd's keys), and it is approved and not retired. A row that
+    (they cannot spend without signerd's keys; an imported seized key counts as outside), and
+    it is approved and not retired. A row that
     does not verify is no wallet of ours (and is logged)."""
     out: dict[str, Destination] = {}
     wanted = [a for a in set(addresses) if a and a != source.address]

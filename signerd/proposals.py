@@ -359,6 +359,7 @@ class ProposalService:
     def cancel(self, actor: str, proposal_id: str, reason: str = "",
                *, admin: bool = False) -> ProposalView:
         """The submitter (or an admin) withdraws a pending proposal."""
+        A.check_reason(reason)
         with self.store.transaction() as tx:
             row = tx.get_proposal(proposal_id, lock=True)
             if row["state"] != PENDING:

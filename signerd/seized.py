@@ -14,6 +14,7 @@ from .errors import InvalidKey
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HEX64 = re.compile(r"(?:0x)?[0-9a-fA-F]{64}")
 _PATH = re.compile(r"m(/[0-9]{1,10}['hH]?){1,10}")
+MAX_INDEX = 2**31 - 1  # a BIP-32 index; hardened ones add 2^31
 WIF_PREFIX = {"mainnet": b"\x80", "testnet": b"\xef", "signet": b"\xef", "regtest": b"\xef"}
 
 
@@ -47,6 +48,8 @@ def from_wif(text: str, network: str) -> bytearray:
     prefix = WIF_PREFIX.get(network)
     if prefix is None:
         raise InvalidKey(f"WIF key: unknown network {network!r}")
+    if not raw:
+        raise InvalidKey("WIF key: empty payload")
     if raw[:1] != prefix:
         raise InvalidKey(f"WIF key: not a {network} key (version byte 0x{raw[0]:02x})")
     if len(raw) == 33:
@@ -66,6 +69,8 @@ def from_mnemonic(mnemonic: str, path: str, passphrase: str = "") -> bytearray:
     if not _PATH.fullmatch(path.strip()):
         raise InvalidKey("derivation path: expected m/ followed by up to 10 indexes, e.g. "
                          "m/84'/0'/0'/0/0")
+    if any(int(part.rstrip("'hH")) > MAX_INDEX for part in path.strip().split("/")[1:]):
+        raise InvalidKey(f"derivation path: an index is above {MAX_INDEX} (2^31 - 1)")
     n = len(words.split())
     if n not in (12, 15, 18, 21, 24):
         raise InvalidKey(f"mnemonic: {n} words; BIP-39 uses 12, 15, 18, 21 or 24")

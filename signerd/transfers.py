@@ -578,6 +578,7 @@ class TransferService:
                                           "actor": actor, "reason": why})
 
     def cancel(self, actor: str, transfer_id: str, reason: str = "") -> TransferView:
+        A.check_reason(reason)
         with self.store.transaction() as tx:
             row = tx.get_transfer(transfer_id, lock=True)
             if row["state"] not in LIVE:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from .. import audit, authority, canonical
 from . import migrations
@@ -48,6 +48,7 @@ class Tx:
     def __init__(self, cur: Any, dialect: str):
         self.cur = cur
         self.dialect = dialect
+        self.appended: list[audit.AuditEvent] = []  # audit events this transaction appended
 
     # ---------------------------------------------------------------- plumbing
     def _sql(self, sql: str) -> str:
@@ -473,6 +474,7 @@ class Tx:
              ev.hash.hex()))
         self.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
                      (ev.seq, ev.hash.hex()))
+        self.appended.append(ev)
         return ev
 
     def audit_events(self, after_seq: int = 0, limit: int = 100) -> list[audit.AuditEvent]:
@@ -563,6 +565,9 @@ def row_to_checkpoint(r: Row) -> audit.Checkpoint:
 
 class Store(Protocol):
     dialect: str
+    # Told, after each committed write, of the audit events it appended (the daemon notes the
+    # transfers and proposals that ended at once; see App.ended).
+    on_commit: Callable[[list[audit.AuditEvent]], None] | None
 
     def transaction(self) -> Any: ...
     def read(self) -> Any: ...

@@ -32,12 +32,13 @@ from __future__ import annotations
 import re
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
+from ..audit import AuditEvent
 from ..errors import AlreadyExists, ConfigError, Conflict, InvalidArgument, StoreUnavailable
 from . import Tx
 from .migrations import migrate
@@ -90,6 +91,7 @@ class PgTx(Tx):
 
 class PostgresStore:
     dialect = "postgresql"
+    on_commit: Callable[[list[AuditEvent]], None] | None = None
 
     def __init__(self, url: str):
         self.url = url
@@ -199,9 +201,10 @@ class PostgresStore:
     def _tx(self) -> Iterator[Tx]:
         c = self._begin()
         self._local.depth = 1
+        tx = PgTx(c.cursor(), self.dialect, self)
         try:
             try:
-                yield PgTx(c.cursor(), self.dialect, self)
+                yield tx
             except BaseException:
                 try:
                     c.execute("ROLLBACK")
@@ -222,6 +225,8 @@ class PostgresStore:
                 raise err from None
         finally:
             self._local.depth = 0
+        if self.on_commit is not None and tx.appended:
+            self.on_commit(tx.appended)
 
     def transaction(self) -> Any:
         """A write transaction at READ COMMITTED; callers lock what they decide on."""

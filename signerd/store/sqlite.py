@@ -6,8 +6,9 @@ import threading
 from pathlib import Path
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
+from ..audit import AuditEvent
 from ..errors import AlreadyExists, StoreUnavailable
 from . import Tx
 from .migrations import migrate
@@ -18,6 +19,7 @@ _WRITERS: dict[str, threading.RLock] = {}
 
 class SqliteStore:
     dialect = "sqlite"
+    on_commit: Callable[[list[AuditEvent]], None] | None = None
 
     def __init__(self, path: str):
         self.path = path
@@ -60,8 +62,9 @@ class SqliteStore:
                     raise StoreUnavailable(f"store is unavailable: {e}") from None
                 time.sleep(0.05)
         cur = c.cursor()
+        tx = Tx(cur, self.dialect)
         try:
-            yield Tx(cur, self.dialect)
+            yield tx
         except sqlite3.IntegrityError as e:
             c.execute("ROLLBACK")
             raise AlreadyExists(f"the store refused a duplicate ({str(e).split(':')[0]})") from None
@@ -76,6 +79,8 @@ class SqliteStore:
         except sqlite3.Error as e:
             c.execute("ROLLBACK")
             raise StoreUnavailable(f"store commit failed: {e}") from None
+        if self.on_commit is not None and tx.appended:
+            self.on_commit(tx.appended)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:

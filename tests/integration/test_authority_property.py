@@ -286,6 +286,11 @@ class ProposalModel:
     decisions: list[tuple[str, str]] = field(default_factory=list)
 
 
+# Roles that can veto under the genesis templates (two-key: judge, prosecutor); every policy this
+# test sets vetoes with a subset of them. An operator holding one is not suspended at once.
+GENESIS_VETO_ROLES = frozenset({"judge", "prosecutor"})
+
+
 class Model:
     """The oracle's own replay of a history: what each call must do, and what follows."""
 
@@ -376,6 +381,8 @@ class Model:
         if op is None:
             return "NotFound"
         if op.status != ACTIVE:
+            return "FailedPrecondition"
+        if op.roles & GENESIS_VETO_ROLES:  # suspending would take a veto away: not at once
             return "FailedPrecondition"
         op.status = SUSPENDED
         return "ok"

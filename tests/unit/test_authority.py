@@ -3,7 +3,11 @@ every ledger entry (signatures under the keys in force, the governance quorum, t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any
+
+import coincurve
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 import pytest
 
@@ -33,7 +37,8 @@ roles = { investigator = 1, custody_officer = 1 }
 ROLES = {"admin1": ["admin"], "admin2": ["admin"], "admin3": ["admin"],
          "inv1": ["investigator"], "cust1": ["custody_officer"]}
 KEYS = {op: generate() for op in ROLES}
-PINNED_AUDIT = bytes.fromhex("02" + "11" * 32)
+AUDIT_KEY = coincurve.PrivateKey(hashlib.sha256(b"signerd authority test audit key").digest())
+PINNED_AUDIT = AUDIT_KEY.public_key.format()
 
 
 def genesis_doc(**over: Any) -> dict[str, Any]:
@@ -75,6 +80,18 @@ def approvals(doc: dict[str, Any], *ops: str, decision: Decision = Decision.APPR
 
 def applied(state: AU.AuthorityState, doc: dict[str, Any], *ops: str) -> AU.AuthorityState:
     return AU.advance(state, AU.next_entry(state, AU.PROPOSAL, doc, approvals(doc, *ops)))
+
+
+def immediate(state: AU.AuthorityState, kind: str, body: dict[str, Any],
+              key: coincurve.PrivateKey = AUDIT_KEY) -> AU.Entry:
+    """An immediate entry as signerd makes it: sealed by the audit key (the HSM's, here a
+    software key standing in for it)."""
+    from signerd import seal
+
+    r, s_ = decode_dss_signature(key.sign(seal.digest(AU.immediate_seal_kind(kind), body),
+                                          hasher=None))
+    stamp = seal.encode(r, min(s_, seal.SECP256K1_N - s_))
+    return AU.next_entry(state, kind, AU.sealed(body, stamp))
 
 
 def register(op_id: str, roles: list[str], key: Any = None) -> dict[str, Any]:
@@ -230,8 +247,8 @@ def test_governance_cannot_lock_itself_out() -> None:
 
 def test_freeze_is_immediate_and_unfreeze_needs_the_quorum() -> None:
     wid = "w_" + "3" * 16
-    st = AU.advance(STATE, AU.next_entry(STATE, AU.FREEZE, AU.freeze_body(wid, "ORD 1/26",
-                                                                          "admin", 1)))
+    st = AU.advance(STATE, immediate(STATE, AU.FREEZE, AU.freeze_body(STATE, wid, "ORD 1/26",
+                                                                      "admin", 1)))
     assert st.frozen == {wid: "ORD 1/26"}
     doc = proposal("wallet.unfreeze", {"wallet_id": wid, "order_ref": "ORD 2/26",
                                        "freeze_order": "ORD 1/26"})
@@ -242,13 +259,13 @@ def test_freeze_is_immediate_and_unfreeze_needs_the_quorum() -> None:
     with pytest.raises(InvalidArgument, match="its own court order"):
         AU.check_proposal(st, same)
     with pytest.raises(AuthorityViolation, match="carries no approvals"):
-        AU.advance(st, AU.next_entry(st, AU.FREEZE, AU.freeze_body(wid, "x", "a", 1),
+        AU.advance(st, AU.next_entry(st, AU.FREEZE, AU.freeze_body(st, wid, "x", "a", 1),
                                      approvals(doc, "admin1")))
 
 
 def test_suspension_is_immediate_and_reinstatement_needs_the_quorum() -> None:
-    st = AU.advance(STATE, AU.next_entry(STATE, AU.SUSPEND,
-                                         AU.suspend_body("inv1", "inquiry", "admin", 1)))
+    st = AU.advance(STATE, immediate(STATE, AU.SUSPEND,
+                                     AU.suspend_body(STATE, "inv1", "inquiry", "admin", 1)))
     assert st.operators["inv1"].status is OperatorStatus.SUSPENDED
     assert not st.operator_views()["inv1"].active
     back = applied(st, proposal("operator.reinstate", {"operator_id": "inv1", "reason": ""}),
@@ -318,9 +335,36 @@ def test_suspending_the_last_admins_is_refused() -> None:
     reinstate (found by the governance property test's author)."""
     st = applied(STATE, proposal("operator.revoke", {"operator_id": "admin3", "reason": ""}),
                  "admin1", "admin2")
-    entry = AU.next_entry(st, AU.SUSPEND, AU.suspend_body("admin2", "key lost", "admin", 1))
+    entry = immediate(st, AU.SUSPEND, AU.suspend_body(st, "admin2", "key lost", "admin", 1))
     with pytest.raises(FailedPrecondition, match="unapprovable"):
         AU.advance(st, entry)
-    st3 = AU.advance(STATE, AU.next_entry(STATE, AU.SUSPEND,
-                                          AU.suspend_body("admin3", "key lost", "admin", 1)))
+    st3 = AU.advance(STATE, immediate(STATE, AU.SUSPEND,
+                                      AU.suspend_body(STATE, "admin3", "key lost", "admin", 1)))
     assert st3.operators["admin3"].status is OperatorStatus.SUSPENDED  # two admins remain
+
+
+def test_immediate_entries_need_signerds_seal_at_their_place() -> None:
+    """A freeze or a suspension carries no operator's signature: a store writer could forge a
+    suspension (taking a vote away) if signerd's seal, bound to the head it follows, were not
+    required."""
+    body = AU.suspend_body(STATE, "inv1", "inquiry", "admin", 1)
+    with pytest.raises(AuthorityViolation, match="seal"):
+        AU.advance(STATE, AU.next_entry(STATE, AU.SUSPEND, AU.sealed(body, "00" * 64)))
+    with pytest.raises(AuthorityViolation, match="seal"):
+        AU.advance(STATE, immediate(STATE, AU.SUSPEND, body, coincurve.PrivateKey()))
+    st = applied(STATE, register("inv7x", ["investigator"]), "admin1", "admin2")
+    replayed = AU.next_entry(st, AU.SUSPEND, immediate(STATE, AU.SUSPEND, body).body)
+    with pytest.raises(AuthorityViolation, match="replayed or moved"):
+        AU.advance(st, replayed)
+
+
+def test_a_veto_holder_is_not_suspended_at_once() -> None:
+    """Suspending the only judge would take the judge's veto away from every policy that has
+    one: not an act that only tightens."""
+    vetoing = TWO_KEY + 'veto = ["judge"]\n'
+    doc = proposal("template.set", {"name": "vetoed", "base_sha256": "", "old_document": "",
+                                    "document": vetoing})
+    st = applied(STATE, doc, "admin1", "admin2")
+    st = applied(st, register("judge1", ["judge"]), "admin1", "admin2")
+    with pytest.raises(FailedPrecondition, match="veto role judge"):
+        AU.advance(st, immediate(st, AU.SUSPEND, AU.suspend_body(st, "judge1", "", "admin", 1)))

@@ -150,3 +150,39 @@ def test_fingerprint():
     rfc = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
     assert operator_keys.fingerprint(Ed25519PublicKey.from_public_bytes(rfc)) == \
         hashlib.sha256(rfc).hexdigest()[:16]
+
+
+SMALL_ORDER = [  # the eight points of small order (libsodium's blocklist, canonical encodings)
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+]
+
+
+@pytest.mark.parametrize("raw", SMALL_ORDER)
+def test_small_order_keys_are_refused(raw: str) -> None:
+    """Such a key has a signature that verifies over every message (here: R = the identity,
+    S = 0 for the identity key), so anyone who can write a decision row could forge it."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from signerd.operator_keys import load_public_pem
+
+    key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(raw))
+    pem = key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(InvalidKey, match="small order|not a point|canonical"):
+        load_public_pem(pem)
+    if raw.startswith("01"):  # the identity: one signature for every message, for OpenSSL too
+        key.verify(bytes.fromhex("01" + "00" * 63), b"any statement at all")
+
+
+def test_keys_of_full_order_load() -> None:
+    from signerd.operator_keys import generate, load_public_pem, public_pem
+
+    for _ in range(20):
+        load_public_pem(public_pem(generate()))
