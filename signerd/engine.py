@@ -24,7 +24,7 @@ from typing import Any
 from . import approval as A
 from . import authority as AU
 from . import policy as P
-from .errors import AuthorityViolation, PolicyDenied
+from .errors import AuthorityViolation, InvalidArgument, PolicyDenied
 from .model import Decision, Movement, Wallet
 
 
@@ -96,13 +96,21 @@ def check_category_change(wallet: Wallet, movement: Movement, change: str,
 
 def context(instance_id: str, row: Any) -> A.StatementContext:
     """The statement context of a stored transfer (every field of it is bound, so a changed
-    row no longer matches the approvals' signatures)."""
-    return A.StatementContext(
-        instance_id=instance_id, transfer_id=row["id"], wallet_id=row["wallet_id"],
-        policy_version=int(row["policy_version"]), expires_at=int(row["expires_at"]),
-        payload_sha256=hashlib.sha256(bytes(row["payload"])).digest(),
-        legal_basis=row["legal_basis"], category_change=row["category_change"],
-        submitter=row["submitter"])
+    row no longer matches the approvals' signatures). A row that does not even make a
+    statement (signerd writes none such) raises AuthorityViolation."""
+    try:
+        return A.StatementContext(
+            instance_id=instance_id, transfer_id=row["id"], wallet_id=row["wallet_id"],
+            policy_version=int(row["policy_version"]), expires_at=int(row["expires_at"]),
+            payload_sha256=hashlib.sha256(bytes(row["payload"])).digest(),
+            legal_basis=row["legal_basis"], category_change=row["category_change"],
+            submitter=row["submitter"], replaces=row["replaces"],
+            replaces_state=row["replaces_state"],
+            replaces_fee_delta=int(row["replaces_fee_delta"]))
+    except (InvalidArgument, ValueError, TypeError) as e:
+        message = e.message if isinstance(e, InvalidArgument) else str(e)
+        raise AuthorityViolation(f"transfer {row['id']}: its stored metadata makes no approval "
+                                 f"statement ({message})", kind="approval") from None
 
 
 SIGN, WAIT, LOST, VIOLATION = "sign", "wait", "lost", "violation"

@@ -33,9 +33,9 @@ from . import authority as AU
 from . import engine as E
 from . import ledger as L
 from . import policy as P
-from .chains import Decoded, Ours, adapter_for, classify_outputs
+from .chains import Decoded, Ours, adapter_for, claims, classify_outputs
 from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, HsmUnavailable,
-                     InvalidApproval, InvalidArgument, PermissionDenied, PolicyDenied,
+                     InvalidApproval, InvalidArgument, NotFound, PermissionDenied, PolicyDenied,
                      SignerError, WalletFrozen)
 from .sign_step import SignStep, ended_violation
 from .model import (Chain, Decision, DestinationClass, Movement, OperatorStatus, Output,
@@ -379,15 +379,11 @@ class TransferService:
                     return self._view(tx, prior)
             old = None
             if replaces:
-                old = tx.get_transfer(replaces, lock=True)
-                if old["wallet_id"] != wallet_id or old["state"] not in (
-                        *LIVE, TransferState.SIGNED.value):
-                    raise FailedPrecondition(f"replaces: transfer {replaces} is neither live nor "
-                                             "signed, or belongs to another wallet")
-                held = set(tx.transfer_lock_keys(replaces))
-                if not held & set(decoded.lock_keys):
-                    raise FailedPrecondition(
-                        f"replaces: transfer {replaces} does not spend the same nonce or outputs")
+                old = self._replaced(tx, replaces, wallet_id, decoded)
+                # Bound in the statement: what is replaced, as it stood, and the fee change.
+                row["replaces_state"] = old["state"]
+                row["replaces_fee_delta"] = str(
+                    movement.fee - movement_from_json(old["movement"]).fee)
             tx.insert_transfer(row, list(decoded.lock_keys))
             if old is not None:
                 # The replacement takes over the nonce/outpoints; a pending original is superseded.
@@ -403,6 +399,8 @@ class TransferService:
                             for o in movement.outputs],
                 "fee": str(movement.fee), "requirement": req.describe(),
                 "policy_version": version, "replaces": replaces,
+                "replaces_state": row.get("replaces_state", ""),
+                "replaces_fee_delta": row.get("replaces_fee_delta", "0"),
                 "category_change": category_change, "legal_basis": legal_basis})
             view = self._view(tx, tx.get_transfer(transfer_id))
         self.app.metrics.transfer_events.labels(wallet.chain.value, "PENDING_APPROVAL").inc()
@@ -410,6 +408,32 @@ class TransferService:
         log.info("transfer state", extra={"transfer_id": transfer_id, "wallet_id": wallet_id,
                                           "state": "PENDING_APPROVAL", "actor": actor})
         return view
+
+    def _replaced(self, tx: Tx, replaces: str, wallet_id: str, decoded: Decoded) -> Row:
+        """The transfer a new one replaces, locked: of the same wallet, live or signed, holding
+        a nonce or outpoint the new one spends; else the refusal names what is wrong."""
+        try:
+            old = tx.get_transfer(replaces, lock=True)
+        except NotFound:
+            raise NotFound(f"replaces: transfer {replaces} not found") from None
+        if old["wallet_id"] != wallet_id:
+            raise FailedPrecondition(f"replaces: transfer {replaces} belongs to wallet "
+                                     f"{old['wallet_id']}, not {wallet_id}")
+        if old["state"] not in (*LIVE, TransferState.SIGNED.value):
+            raise FailedPrecondition(f"replaces: transfer {replaces} is {old['state']}; only a "
+                                     "live or signed transfer can be replaced")
+        held = set(tx.transfer_lock_keys(replaces))
+        if held & set(decoded.lock_keys):
+            return old
+        mv = movement_from_json(old["movement"])
+        if not any(claims(mv, k) for k in decoded.lock_keys):
+            raise FailedPrecondition(
+                f"replaces: transfer {replaces} does not spend the same nonce or outputs")
+        holders = sorted({h for k in decoded.lock_keys if (h := tx.lock_holder(k))})
+        raise FailedPrecondition(
+            f"replaces: transfer {replaces} no longer holds its nonce or outputs: "
+            + (f"transfer {', '.join(holders)} replaced it; replace that one instead" if holders
+               else "nothing holds them"))
 
     # ---------------------------------------------------------------- statement
     def context(self, row: Row | dict[str, Any]) -> A.StatementContext:

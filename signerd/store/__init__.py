@@ -254,6 +254,11 @@ class Tx:
                 raise Conflict(f"{key} is already held by live transfer {held['transfer_id']}")
             # else: still held by the transfer this one replaces
 
+    def lock_holder(self, lock_key: str) -> str:
+        """The transfer holding ``lock_key``, or ''."""
+        r = self.one("SELECT transfer_id FROM transfer_locks WHERE lock_key = ?", (lock_key,))
+        return str(r["transfer_id"]) if r else ""
+
     def transfer_lock_keys(self, transfer_id: str) -> list[str]:
         return [r["lock_key"] for r in
                 self.all("SELECT lock_key FROM transfer_locks WHERE transfer_id = ?", (transfer_id,))]

@@ -227,6 +227,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX audit_events_endings ON audit_events (seq) WHERE action IN ("
         + ", ".join(f"'{a}'" for a in ENDING_ACTIONS) + ")",
     ]),
+    (11, "a replacement records what it replaces: that transfer's state and the fee change", [
+        # Bound in the approval statement (approval.StatementContext), so the statement is
+        # rebuilt from the row alone. The fee delta is a signed decimal: wei exceed 64 bits.
+        "ALTER TABLE transfers ADD COLUMN replaces_state TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE transfers ADD COLUMN replaces_fee_delta TEXT NOT NULL DEFAULT '0'",
+    ]),
 ]
 
 
