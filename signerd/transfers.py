@@ -594,12 +594,48 @@ class TransferService:
                                                 "reason": e.message})
 
     def _finish(self, tx: Tx, row: Row, state: TransferState, actor: str, why: str) -> None:
+        """End a transfer unsigned (REJECTED, EXPIRED, CANCELLED, FAILED), with its audit
+        event; the nonce or outpoints it holds follow the transaction (``_hand_back``)."""
         tx.update_transfer(row["id"], state=state.value, failure=why)
-        tx.release_locks(row["id"])
-        tx.append_audit(actor, f"transfer.{state.value.lower()}", row["id"], {"reason": why})
+        details: dict[str, Any] = {"reason": why}
+        returned = self._hand_back(tx, row)
+        if returned:
+            details["locks_returned"] = returned
+        tx.append_audit(actor, f"transfer.{state.value.lower()}", row["id"], details)
         self.app.metrics.transfer_events.labels(row["chain"], state.value).inc()
         log.info("transfer state", extra={"transfer_id": row["id"], "state": state.value,
                                           "actor": actor, "reason": why})
+
+    @staticmethod
+    def _hand_back(tx: Tx, row: Row) -> dict[str, builtins.list[str]]:
+        """The nonce or outpoints of a transfer that ends unsigned go back along its chain of
+        replacements: each to the nearest transfer it replaced (directly or through others)
+        that is signed or still live and spends it, which holds it again; only what no such
+        transfer claims is released. A signed transaction stays the only one for its nonce or
+        outpoints until an explicit, approved replacement is signed: cancelling a replacement
+        must not free them for a transaction not marked as one. Returns {transfer: keys} of
+        what went back."""
+        keys = tx.transfer_lock_keys(row["id"])
+        returned: dict[str, builtins.list[str]] = {}
+        seen = {row["id"]}
+        previous = row["replaces"]
+        while keys and previous and previous not in seen:
+            seen.add(previous)
+            try:
+                older = tx.get_transfer(previous, lock=True)
+            except NotFound:
+                break
+            if older["state"] in (*LIVE, TransferState.SIGNED.value):
+                spent = movement_from_json(older["movement"])
+                back = [k for k in keys if claims(spent, k)]
+                if back:
+                    tx.move_locks(row["id"], older["id"], back)
+                    returned[older["id"]] = back
+                    keys = [k for k in keys if k not in back]
+            previous = older["replaces"]
+        if keys:
+            tx.release_locks(row["id"])
+        return returned
 
     def cancel(self, actor: str, transfer_id: str, reason: str = "") -> TransferView:
         with self.store.transaction() as tx:

@@ -6,6 +6,12 @@ python-bitcointx, never with signerd's own code.
    at submission and the fee change. signerctl rebuilds it byte for byte and shows the same
    line; a store writer who changes any of the three after the approvals voids them (the sign
    step refuses as an authority violation).
+2. Locks follow the transaction: a replacement that ends unsigned (cancelled, rejected by a
+   veto, expired, failed) gives its nonce or outpoints back to the transfer it replaced when
+   that one is signed (or live), walking the chain of replacements; only what no transfer of
+   the chain claims is released. Without that, replacing a signed transfer and cancelling the
+   replacement freed its nonce for a transaction not marked as a replacement: two different
+   transactions signed for one nonce (a double spend by signature).
 """
 from __future__ import annotations
 
@@ -18,11 +24,17 @@ from eth_account import Account
 from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
 
-from tests.helpers import Daemon, decide, govern, pb, rpc_error
+from signerd.approval import build_statement, statement_digest
+from signerd.bitcoin.psbt import Psbt, PsbtOutput
+from signerd.bitcoin.tx import Transaction, TxOut
+from signerd.model import Decision
+from tests.helpers import Daemon, decide, govern, pb, rpc_error, set_policy
+from tests.integration import test_bitcoin_e2e as btc
 from tests.integration.test_cli_walkthrough import ctl
 from tests.integration.test_ethereum_e2e import submit, tx_fields
 from tests.integration.test_governance_attacks import (SqliteWriter, assert_violation,
-                                                       eth_wallet, fresh_daemon, sqlite_writer,
+                                                       eth_wallet, fresh_daemon, insert_approval,
+                                                       sqlite_writer, store_statement,
                                                        violation_metric, wait_state)
 
 GWEI = 10**9
@@ -173,3 +185,129 @@ def test_bad_replacements_are_refused_naming_the_problem(daemon: Daemon) -> None
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert e.details() == (f"replaces: transfer {t2.id} is CANCELLED; only a live or signed "
                            "transfer can be replaced")
+
+
+# ---------------------------------------------------------------- 2. locks follow the transaction
+
+SHORT = ('name = "short"\nexpiry = "3s"\n[[rule]]\nname = "all"\nasset = "*"\napprovers = 2\n'
+         'roles = { investigator = 1, custody_officer = 1 }\nveto = ["judge"]\n')
+
+
+def end_unsigned(d: Daemon, db: SqliteWriter, t: pb.Transfer, how: str) -> pb.Transfer:
+    """End a pending transfer without a signature: cancelled by the platform, rejected by the
+    judge's veto, expired (its wallet's policy gives 3 s), or failed (a store writer's forged
+    approvals, found by the monitor)."""
+    if how == "cancelled":
+        d.custody().CancelTransfer(pb.CancelTransferRequest(transfer_id=t.id, reason="x"))
+        return wait_state(d, t.id, pb.CANCELLED)
+    if how == "rejected":
+        return decide(d, t.id, "judge1", pb.REJECT, reason="no")
+    if how == "expired":
+        return wait_state(d, t.id, pb.EXPIRED, timeout=20)
+    assert how == "failed"
+    statement = store_statement(db, t.instance_id, t.id)
+    db.run(insert_approval(db, t.id, "inv1", bytes(64), statement),
+           insert_approval(db, t.id, "cust1", bytes(64), statement),
+           ("UPDATE transfers SET state = ? WHERE id = ?", ("APPROVED", t.id)))
+    return wait_state(d, t.id, pb.FAILED)
+
+
+@pytest.mark.parametrize("how", ["cancelled", "rejected", "expired", "failed"])
+def test_nonce_returns_to_the_signed_transfer_when_its_replacement_ends(
+        daemon: Daemon, db: SqliteWriter, how: str) -> None:
+    """T1 signed for nonce n; T2 replaces it and ends unsigned. A fresh transaction for n that
+    is not marked as a replacement is refused, naming T1 and saying it is SIGNED (before the
+    fix it was accepted: the nonce had been released with T2); replacing T1 explicitly is
+    accepted and signed."""
+    w = eth_wallet(daemon)
+    if how == "expired":
+        set_policy(daemon, w.id, SHORT)
+    nonce = next(_nonce)
+    t1 = signed_eth(daemon, w, nonce)
+    t2 = replace_eth(daemon, w, t1.id, tx_fields(nonce=nonce, maxFeePerGas=3 * GWEI))
+    assert end_unsigned(daemon, db, t2, how).state != pb.SIGNED
+    other = tx_fields(nonce=nonce, value=1, to="0x00000000000000000000000000000000000000AA")
+    e = rpc_error(submit, daemon, w.id, other)
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+    assert e.details() == (f"eth:{w.address.lower()}:{other['chainId']}:{nonce} is already held "
+                           f"by transfer {t1.id}, which is SIGNED: another transaction for it "
+                           f"must replace that transfer (replaces = {t1.id})"), e.details()
+    t3 = replace_eth(daemon, w, t1.id, dict(other, maxFeePerGas=4 * GWEI))
+    assert (t3.replaces, t3.replaces_state) == (t1.id, "SIGNED")
+    decide(daemon, t3.id, "inv1")
+    t3 = decide(daemon, t3.id, "cust1")
+    assert t3.state == pb.SIGNED
+    assert Account.recover_transaction(bytes.fromhex(t3.raw_tx)) == w.address
+    fields = TypedTransaction.from_bytes(HexBytes(t3.raw_tx)).as_dict()
+    assert fields["nonce"] == nonce and fields["value"] == 1
+
+
+def test_nonce_returns_along_the_chain_of_replacements(daemon: Daemon) -> None:
+    """T0 signed; T1 replaces it (pending); T2 replaces T1, which is cancelled as superseded;
+    T2 is cancelled: the nonce goes back past T1 to T0."""
+    w = eth_wallet(daemon)
+    nonce = next(_nonce)
+    t0 = signed_eth(daemon, w, nonce)
+    t1 = replace_eth(daemon, w, t0.id, tx_fields(nonce=nonce, maxFeePerGas=3 * GWEI))
+    t2 = replace_eth(daemon, w, t1.id, tx_fields(nonce=nonce, maxFeePerGas=4 * GWEI))
+    t1 = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=t1.id))
+    assert t1.state == pb.CANCELLED and t2.replaces_state == "PENDING_APPROVAL"
+    daemon.custody().CancelTransfer(pb.CancelTransferRequest(transfer_id=t2.id, reason="x"))
+    e = rpc_error(submit, daemon, w.id, tx_fields(nonce=nonce, value=7))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"already held by transfer {t0.id}, which is SIGNED" in e.details(), e.details()
+    assert replace_eth(daemon, w, t0.id, tx_fields(nonce=nonce, value=7)).replaces == t0.id
+
+
+def test_a_plain_transfer_cancelled_still_frees_its_nonce(daemon: Daemon) -> None:
+    """Nothing else changes: what no signed or live transfer claims is released."""
+    w = eth_wallet(daemon)
+    nonce = next(_nonce)
+    t = submit(daemon, w.id, tx_fields(nonce=nonce))
+    e = rpc_error(submit, daemon, w.id, tx_fields(nonce=nonce, value=1))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"already held by live transfer {t.id}" in e.details(), e.details()
+    daemon.custody().CancelTransfer(pb.CancelTransferRequest(transfer_id=t.id, reason="x"))
+    assert submit(daemon, w.id, tx_fields(nonce=nonce, value=1)).state == pb.PENDING_APPROVAL
+
+
+def _spending(psbt: Psbt, inputs: list[int], outputs: list[tuple[bytes, int]]) -> Psbt:
+    """A PSBT spending the given inputs of ``psbt`` to ``outputs``."""
+    tx = Transaction(2, tuple(psbt.tx.inputs[i] for i in inputs),
+                     tuple(TxOut(v, s) for s, v in outputs), 0)
+    return Psbt(tx, tuple(psbt.inputs[i] for i in inputs), tuple(PsbtOutput() for _ in outputs))
+
+
+def _psbt_submit(d: Daemon, w: pb.Wallet, psbt: Psbt, replaces: str = "") -> pb.Transfer:
+    return d.custody().SubmitTransfer(pb.SubmitTransferRequest(
+        wallet_id=w.id, psbt=psbt.to_base64().encode(), replaces=replaces))
+
+
+def test_outpoint_returns_to_the_signed_transfer_when_its_replacement_is_cancelled(
+        daemon: Daemon) -> None:
+    """Bitcoin: T1 spends outpoint A and is signed; T2 replaces it spending A and B; T2 is
+    cancelled. A goes back to T1: a fresh spend of A without ``replaces`` is refused naming T1;
+    B, which no signed transfer spends, is free. Replacing T1 is accepted and signed, and the
+    network transaction verifies in python-bitcointx."""
+    w = btc.wallet(daemon)
+    both, prev = btc.build_psbt(w, [50_000, 30_000], [(btc.EXTERNAL, 40_000)])
+    a_only = _spending(both, [0], [(btc.EXTERNAL, 40_000)])
+    t1 = btc.approve_both(daemon, _psbt_submit(daemon, w, a_only))
+    assert t1.state == pb.SIGNED and btc.verify_with_bitcointx(t1.raw_tx, prev) == 1
+    t2 = _psbt_submit(daemon, w, _spending(both, [0, 1], [(btc.EXTERNAL, 75_000)]), t1.id)
+    assert (t2.replaces_state, t2.replaces_fee_delta) == ("SIGNED", str(5_000 - 10_000))
+    daemon.custody().CancelTransfer(pb.CancelTransferRequest(transfer_id=t2.id, reason="x"))
+    a = f"btc:regtest:{prev.txid_hex}:0"
+    e = rpc_error(_psbt_submit, daemon, w, _spending(both, [0], [(btc.EXTERNAL, 45_000)]))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+    assert e.details() == (f"{a} is already held by transfer {t1.id}, which is SIGNED: another "
+                           f"transaction for it must replace that transfer (replaces = "
+                           f"{t1.id})"), e.details()
+    b_only = _psbt_submit(daemon, w, _spending(both, [1], [(btc.EXTERNAL, 25_000)]))
+    assert b_only.state == pb.PENDING_APPROVAL and not b_only.replaces
+    daemon.custody().CancelTransfer(pb.CancelTransferRequest(transfer_id=b_only.id, reason="x"))
+    t3 = _psbt_submit(daemon, w, _spending(both, [0], [(btc.EXTERNAL, 45_500)]), t1.id)
+    assert (t3.replaces, t3.replaces_state, t3.replaces_fee_delta) == (t1.id, "SIGNED",
+                                                                       "-5500")
+    t3 = btc.approve_both(daemon, t3)
+    assert t3.state == pb.SIGNED and btc.verify_with_bitcointx(t3.raw_tx, prev) == 1
