@@ -20,7 +20,8 @@ any JSON reader; absent optional integers are ``null``; bytes are lower-case hex
     outputs[{address, amount, asset, change, destination_class, wallet_id, category}], fee,
     fee_asset, nonce, gas_limit, max_fee_per_gas, max_priority_fee_per_gas, contract_call, vsize,
     outpoints[], sighash[], payload_sha256, policy_version, category_change, legal_basis,
-    replaces{transfer_id, state, fee_delta} or null, decision, expires_at
+    replaces{transfer_id, state, fee_delta} or null, vetoed[{role, transfer_id}], decision,
+    expires_at
 
 ``replaces`` names the transfer this one replaces (a fee bump): its id, its state when this
 one was submitted (``PENDING_APPROVAL``, ``APPROVED`` or ``SIGNED``; empty for a transfer
@@ -28,6 +29,11 @@ stored before the state was recorded) and ``fee_delta``, this transfer's fee min
 in the fee asset's base units, a decimal string that may be negative. ``null`` when the
 transfer replaces nothing. ``render`` shows it as one line, ``replaces: t_... (SIGNED), fee
 +4,500 sat``.
+
+``vetoed`` lists, sorted, each earlier veto of the same transaction in the same wallet: the role
+that vetoed it and the transfer it vetoed. The transfer then needs an approval by each such
+role on top of its policy, and ``render`` says so in a line ``WARNING: previously vetoed by
+judge in t_...``.
 
 ``sighash`` is each Bitcoin input's sighash type by input index (``ALL``, ``NONE``, ``SINGLE``,
 each optionally ``|ANYONECANPAY``; empty for Ethereum): any type but ALL lets the transaction be
@@ -85,6 +91,7 @@ class StatementContext:
     replaces: str = ""  # the transfer this one replaces, if any
     replaces_state: str = ""  # its state when this one was submitted
     replaces_fee_delta: int = 0  # this transfer's fee minus that one's (base units; may be < 0)
+    vetoed: tuple[tuple[str, str], ...] = ()  # (role, transfer) of each earlier veto of it
 
     def __post_init__(self) -> None:
         if not isinstance(self.payload_sha256, bytes) or len(self.payload_sha256) != 32:
@@ -105,6 +112,10 @@ class StatementContext:
                                       f"{safe_text(self.replaces_state)}")
         elif self.replaces_state or self.replaces_fee_delta:
             raise InvalidArgument("replaces_state and replaces_fee_delta need replaces")
+        if not isinstance(self.vetoed, tuple) or not all(
+                isinstance(v, tuple) and len(v) == 2
+                and all(isinstance(x, str) and x for x in v) for v in self.vetoed):
+            raise InvalidArgument("vetoed must be (role, transfer_id) pairs of non-empty strings")
         _dec(self.policy_version, "policy_version")
         _dec(self.expires_at, "expires_at")
         if self.expires_at > MAX_EXPIRES_AT:
@@ -154,6 +165,7 @@ def build_statement(ctx: StatementContext, movement: Movement, decision: Decisio
             "state": ctx.replaces_state,
             "fee_delta": str(ctx.replaces_fee_delta),
         },
+        "vetoed": [{"role": role, "transfer_id": tid} for role, tid in sorted(ctx.vetoed)],
         "decision": Decision(decision).value,
         "expires_at": _dec(ctx.expires_at, "expires_at"),
     }
@@ -306,6 +318,7 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
     if ctx.replaces:
         lines.append("replaces:        " + replacement_summary(
             ctx.replaces, ctx.replaces_state, ctx.replaces_fee_delta, movement.fee_asset))
+    lines += veto_warnings(ctx.vetoed)
     if movement.nonce is not None:
         lines.append(f"nonce:           {movement.nonce}")
     if movement.gas_limit is not None:
@@ -419,6 +432,13 @@ def replacement_summary(transfer_id: str, state: str, fee_delta: int, fee_asset:
     unit = {"BTC": "sat", "ETH": "wei"}.get(fee_asset, f"base units of {safe_text(fee_asset)}")
     return (f"{safe_text(transfer_id)} ({safe_text(state) or 'state not recorded'}), "
             f"fee {fee_delta:+,} {unit}")
+
+
+def veto_warnings(vetoed: Iterable[tuple[str, str]]) -> list[str]:
+    """A ``WARNING:`` line for each earlier veto of the same transaction."""
+    return [f"WARNING: previously vetoed by {safe_text(role)} in {safe_text(tid)}; this "
+            f"transfer needs an approval by a {safe_text(role)} as well" for role, tid in
+            sorted(vetoed)]
 
 
 def format_amount(amount: int, asset: str) -> str:

@@ -284,7 +284,9 @@ def transfer_text(t: dict[str, Any], from_address: str = "") -> str:
         if t[key]:
             pairs.append((label, t[key]))
     pairs += [("submitter", t["submitter"]), ("created", fmt_time(t["created_at"]))]
-    text = head + body + kv(pairs, LABEL_WIDTH)
+    text = head + body + kv(pairs, LABEL_WIDTH) + "".join(
+        line + "\n" for line in approval.veto_warnings(
+            (v["role"], v["transfer_id"]) for v in t.get("vetoed") or ()))
     if t["approvals"]:
         text += "approvals:\n" + "".join(
             f"  {safe(a['operator_id'])} {a['decision']}"
@@ -994,7 +996,8 @@ def rebuild_statement(st: pb.Statement, transfer_id: str, decision: Decision, *,
             payload_sha256=hashlib.sha256(t.payload).digest(), legal_basis=t.legal_basis,
             category_change=t.category_change or "none", submitter=t.submitter,
             replaces=t.replaces, replaces_state=t.replaces_state,
-            replaces_fee_delta=_signed_int(t.replaces_fee_delta or "0", "replaces_fee_delta"))
+            replaces_fee_delta=_signed_int(t.replaces_fee_delta or "0", "replaces_fee_delta"),
+            vetoed=tuple((v.role, v.transfer_id) for v in t.vetoed))
         statement = approval.build_statement(ctx, mv, decision)
     except SignerError as e:
         raise CliError(f"{MISMATCH}: {e}") from None

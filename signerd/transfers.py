@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import approval as A
+from . import audit as AUD
 from . import authority as AU
 from . import engine as E
 from . import ledger as L
@@ -156,6 +157,15 @@ class TransferView:
     @property
     def state(self) -> TransferState:
         return TransferState(self.row["state"])
+
+    @property
+    def vetoed(self) -> tuple[tuple[str, str], ...]:
+        """The earlier vetoes of its transaction the row records (none for a malformed record,
+        which makes no statement: nobody can approve it, and the sign step fails it)."""
+        try:
+            return E.vetoes_of(self.row)
+        except SignerError:
+            return ()
 
 
 @dataclass(frozen=True)
@@ -343,6 +353,10 @@ class TransferService:
             req = E.requirement_of(policy, waived, movement, category_change)
         except PolicyDenied as e:
             raise PolicyDenied(f"wallet {wallet_id}: {e.message}") from None
+        # The same transaction vetoed before in this wallet, as the verified audit chain says
+        # (never the store's rows alone): it needs each vetoing role's approval this time.
+        vetoed = self.app.vetoes(wallet_id, E.transaction_key(movement))
+        req = E.with_vetoes(req, vetoed)
         if req.require_legal_basis and not legal_basis.strip():
             raise PolicyDenied(f"wallet {wallet_id}: the matching rule requires a legal basis")
         now = time.time()
@@ -354,7 +368,7 @@ class TransferService:
             "policy_version": version, "requirement": requirement_to_json(req),
             "expires_at": float(int(now + req.expiry)), "created_at": now, "updated_at": now,
             "replaces": replaces, "legal_basis": legal_basis, "category_change": category_change,
-            "idempotency_key": idempotency_key,
+            "idempotency_key": idempotency_key, "vetoed": E.vetoes_json(vetoed),
         }
         try:
             return self._insert(actor, wallet, row, decoded, movement, req, version, replaces,
@@ -401,6 +415,7 @@ class TransferService:
                 "policy_version": version, "replaces": replaces,
                 "replaces_state": row.get("replaces_state", ""),
                 "replaces_fee_delta": row.get("replaces_fee_delta", "0"),
+                "vetoed": json.loads(row["vetoed"]),
                 "category_change": category_change, "legal_basis": legal_basis})
             view = self._view(tx, tx.get_transfer(transfer_id))
         self.app.metrics.transfer_events.labels(wallet.chain.value, "PENDING_APPROVAL").inc()
@@ -564,7 +579,9 @@ class TransferService:
         try:
             wallet = L.load_wallet(tx, state, row["wallet_id"])
             verdict = E.judge(state, wallet, ctx, movement, E.approvals_of(
-                tx.approvals(transfer_id)), approved=False)
+                tx.approvals(transfer_id)), approved=False,
+                verified_vetoes=self.app.vetoes(wallet.id, E.transaction_key(movement),
+                                                verify=False))
         except AuthorityViolation as e:
             self.violated(tx, row, e)
             return False, e
@@ -574,6 +591,8 @@ class TransferService:
         q = verdict.quorum
         if q.rejected:
             self._finish(tx, row, TransferState.REJECTED, "signerd", q.reason)
+            if q.veto is not None:
+                self._record_veto(tx, row, movement, *q.veto)
         elif q.met:
             tx.update_transfer(transfer_id, state=TransferState.APPROVED.value,
                                requirement=requirement_to_json(verdict.requirement))
@@ -581,6 +600,29 @@ class TransferService:
                             {"counted": list(q.counted), "wallet_status": wallet.status.value})
             return True, None
         return False, None
+
+    @staticmethod
+    def _record_veto(tx: Tx, row: Row, movement: Movement, operator_id: str, role: str) -> None:
+        """The record that ``role`` vetoed this transaction in this wallet, which a later
+        submission of it (in any encoding) is held to: it needs an approval by that role.
+
+        Who could abuse the record, and why it is an audit event: a store writer deleting a
+        row would make the next submission lighter, so the record is the ``transfer.vetoed``
+        event itself, in the same transaction as the rejection. Its object names the wallet,
+        the transaction (``engine.transaction_key``), the role and the transfer, and it is one
+        of ``audit.ENDING_ACTIONS``: the hash chain and the endings digest each HSM-signed
+        checkpoint commits to hold it, and the daemon reads vetoes only from the chain it
+        verified (``App.vetoes``), at submission, at each decision and in the sign step. A
+        writer who deletes or alters it stops the chain verifying (nothing is submitted,
+        decided or signed) or, after a restart, no longer matches the latest checkpoint; one
+        who strips the record from a resubmission's row voids its approvals and is an
+        authority violation (``engine.judge``). A forged record can only add a demand."""
+        tx.append_audit("signerd", AUD.VETO_ACTION, AUD.veto_object(
+            row["wallet_id"], E.transaction_key(movement), role, row["id"]), {
+                "operator_id": operator_id, "role": role, "transfer_id": row["id"],
+                "wallet_id": row["wallet_id"],
+                "payload_sha256": hashlib.sha256(bytes(row["payload"])).hexdigest(),
+                "digests": [d.hex() for d in movement.digests]})
 
     def violated(self, tx: Tx, row: Row, e: AuthorityViolation) -> None:
         """A transfer whose authority does not trace to the genesis: FAILED, with the reason

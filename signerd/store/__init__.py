@@ -554,10 +554,10 @@ class Tx:
                       ) -> list[tuple[int, str, str]]:
         """(seq, action, object) of the events that ended a transfer or a proposal, with
         ``after_seq < seq <= upto_seq``, in seq order (read through their partial index)."""
-        marks = ", ".join("?" for _ in migrations.ENDING_ACTIONS)
+        marks = ", ".join("?" for _ in migrations.ENDING_ACTIONS_12)
         rows = self.all(f"SELECT seq, action, object FROM audit_events WHERE action IN ({marks})"
                         " AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-                        (*migrations.ENDING_ACTIONS, after_seq, upto_seq, limit))
+                        (*migrations.ENDING_ACTIONS_12, after_seq, upto_seq, limit))
         return [(int(r["seq"]), str(r["action"]), str(r["object"])) for r in rows]
 
 

@@ -12,10 +12,17 @@ python-bitcointx, never with signerd's own code.
    the chain claims is released. Without that, replacing a signed transfer and cancelling the
    replacement freed its nonce for a transaction not marked as a replacement: two different
    transactions signed for one nonce (a double spend by signature).
+3. A vetoed transaction cannot come back without the vetoing role: submitted again (as it was,
+   or in another encoding), it needs an approval by the role that vetoed it on top of its
+   policy, and its statement says it was vetoed before. The record of the veto is an audit
+   event the checkpoints commit to: a store writer who deletes it, or strips it from the
+   resubmission's row, gets no lighter quorum.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 from typing import Any, Iterator
 
 import grpc
@@ -24,18 +31,18 @@ from eth_account import Account
 from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
 
-from signerd.approval import build_statement, statement_digest
 from signerd.bitcoin.psbt import Psbt, PsbtOutput
 from signerd.bitcoin.tx import Transaction, TxOut
-from signerd.model import Decision
 from tests.helpers import Daemon, decide, govern, pb, rpc_error, set_policy
 from tests.integration import test_bitcoin_e2e as btc
 from tests.integration.test_cli_walkthrough import ctl
 from tests.integration.test_ethereum_e2e import submit, tx_fields
-from tests.integration.test_governance_attacks import (SqliteWriter, assert_violation,
+from tests.integration.test_governance_attacks import (SqliteWriter, assert_no_signature,
+                                                       assert_violation, audit_events,
                                                        eth_wallet, fresh_daemon, insert_approval,
-                                                       sqlite_writer, store_statement,
-                                                       violation_metric, wait_state)
+                                                       monitor_ticks, sqlite_writer,
+                                                       store_statement, violation_metric,
+                                                       wait_state)
 
 GWEI = 10**9
 _nonce = iter(range(1, 10**6))
@@ -311,3 +318,169 @@ def test_outpoint_returns_to_the_signed_transfer_when_its_replacement_is_cancell
                                                                        "-5500")
     t3 = btc.approve_both(daemon, t3)
     assert t3.state == pb.SIGNED and btc.verify_with_bitcointx(t3.raw_tx, prev) == 1
+
+
+# ---------------------------------------------------------------- 3. a veto sticks
+
+def vetoed_by_judge(d: Daemon, w: pb.Wallet, payload: str) -> pb.Transfer:
+    t = d.custody().SubmitTransfer(pb.SubmitTransferRequest(
+        wallet_id=w.id, ethereum=pb.EthereumTransaction(json=payload)))
+    decide(d, t.id, "inv1")
+    t = decide(d, t.id, "judge1", pb.REJECT, reason="court order pending")
+    assert t.state == pb.REJECTED and "veto of judge1" in t.failure
+    return t
+
+
+def resubmit(d: Daemon, w: pb.Wallet, payload: str) -> pb.Transfer:
+    return d.custody().SubmitTransfer(pb.SubmitTransferRequest(
+        wallet_id=w.id, ethereum=pb.EthereumTransaction(json=payload)))
+
+
+def test_a_vetoed_transaction_resubmitted_needs_the_vetoing_role(daemon: Daemon,
+                                                                  db: SqliteWriter) -> None:
+    """Vetoed by judge1, submitted again unchanged: inv1 and cust1 no longer suffice (before
+    the fix they did, in a fresh approval round); the statement and both renderings say it was
+    vetoed before; judge1's approval completes it, and eth-account checks what was signed."""
+    w = eth_wallet(daemon)
+    nonce = next(_nonce)
+    payload = json.dumps(tx_fields(nonce=nonce))
+    t1 = vetoed_by_judge(daemon, w, payload)
+    t2 = resubmit(daemon, w, payload)
+    assert t2.payload == t1.payload and t2.state == pb.PENDING_APPROVAL
+    assert [(v.role, v.transfer_id) for v in t2.vetoed] == [("judge", t1.id)]
+    assert t2.requirement.startswith("3 approvers (custody_officer x1, investigator x1, judge "
+                                     "x1)"), t2.requirement
+    doc, rendered = statement_doc(daemon, t2.id)
+    assert doc["vetoed"] == [{"role": "judge", "transfer_id": t1.id}]
+    warning = (f"WARNING: previously vetoed by judge in {t1.id}; this transfer needs an "
+               "approval by a judge as well")
+    assert warning in rendered.splitlines()
+    shown = ctl(daemon, "--as", "cust1", "transfer", "show", t2.id).stdout
+    assert "it matches" in shown and warning in shown.splitlines() and "judge x1" in shown
+    decide(daemon, t2.id, "inv1")
+    t2 = decide(daemon, t2.id, "cust1")
+    assert t2.state == pb.PENDING_APPROVAL and t2.remaining == "1 more approver: judge x1"
+    monitor_ticks(1)
+    assert_no_signature(daemon, db, t2.id)
+    # The record is the audit event, naming the wallet, the transaction, the role, the transfer.
+    (event,) = audit_events(daemon, action="transfer.vetoed")[-1:]
+    assert event.object.startswith(f"veto/{w.id}/") and event.object.endswith(f"/judge/{t1.id}")
+    details = json.loads(event.details_json)
+    assert details["operator_id"] == "judge1" and details["payload_sha256"] == \
+        hashlib.sha256(payload.encode()).hexdigest()
+    t2 = decide(daemon, t2.id, "judge1")
+    assert t2.state == pb.SIGNED
+    assert Account.recover_transaction(bytes.fromhex(t2.raw_tx)) == w.address
+    fields = TypedTransaction.from_bytes(HexBytes(t2.raw_tx)).as_dict()
+    assert fields["nonce"] == nonce and fields["value"] == 10**15
+
+
+def test_a_vetoed_transaction_in_another_encoding_is_the_same_transaction(
+        daemon: Daemon) -> None:
+    """The platform re-encodes the vetoed transaction (keys reordered, integers as hex,
+    spacing): another payload, the same transaction (the same digest to sign). It is held to
+    the veto all the same. A different transaction is not: its own approval round."""
+    w = eth_wallet(daemon)
+    fields = tx_fields(nonce=next(_nonce))
+    t1 = vetoed_by_judge(daemon, w, json.dumps(fields))
+    encoded = json.dumps({k: hex(v) if isinstance(v, int) else v
+                          for k, v in reversed(list(fields.items()))}, indent=1)
+    t2 = resubmit(daemon, w, encoded)
+    assert t2.payload != t1.payload and t2.movement.digests == t1.movement.digests
+    assert [(v.role, v.transfer_id) for v in t2.vetoed] == [("judge", t1.id)]
+    assert "judge x1" in t2.requirement
+    daemon.custody().CancelTransfer(pb.CancelTransferRequest(transfer_id=t2.id, reason="x"))
+    other = resubmit(daemon, w, json.dumps(dict(fields, value=fields["value"] + 1)))
+    assert not other.vetoed and other.requirement.startswith("2 approvers"), other.requirement
+
+
+def test_a_store_writer_strips_the_veto_from_the_resubmission(daemon: Daemon,
+                                                             db: SqliteWriter) -> None:
+    """The row of the resubmission loses its record of the veto and its judge demand, before
+    anyone approves (so the operators are shown, and sign, a statement without it). The
+    verified audit chain still records the veto: the first approval is refused as an
+    authority violation and the transfer ends FAILED, unsigned."""
+    w = eth_wallet(daemon)
+    payload = json.dumps(tx_fields(nonce=next(_nonce)))
+    t1 = vetoed_by_judge(daemon, w, payload)
+    t2 = resubmit(daemon, w, payload)
+    plain = db.one("SELECT requirement FROM transfers WHERE id = ?", (t1.id,))["requirement"]
+    db.run(("UPDATE transfers SET vetoed = '[]', requirement = ? WHERE id = ?", (plain, t2.id)))
+    doc, rendered = statement_doc(daemon, t2.id)
+    assert doc["vetoed"] == [] and "vetoed" not in rendered  # what the operators are shown
+    before = violation_metric(daemon, "veto")
+    e = rpc_error(decide, daemon, t2.id, "inv1")
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+    needle = f"its transaction was vetoed before (by judge in {t1.id})"
+    assert needle in e.details(), e.details()
+    assert_violation(daemon, db, t2.id, "veto", needle, before)
+
+
+def test_a_store_writer_deletes_the_record_of_the_veto(daemon: Daemon, db: SqliteWriter) -> None:
+    """The record is the ``transfer.vetoed`` audit event: deleted, the chain no longer verifies
+    and the resubmission is refused (FAILED_PRECONDITION naming the audit chain) instead of
+    getting a lighter quorum; restored, it needs the judge again."""
+    w = eth_wallet(daemon)
+    payload = json.dumps(tx_fields(nonce=next(_nonce)))
+    t1 = vetoed_by_judge(daemon, w, payload)
+    (row,) = db.rows("SELECT * FROM audit_events WHERE action = 'transfer.vetoed' AND object"
+                     " LIKE ?", (f"%/{t1.id}",))
+    db.run(("DELETE FROM audit_events WHERE seq = ?", (row["seq"],)))
+    try:
+        e = rpc_error(resubmit, daemon, w, payload)
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+        assert "audit" in e.details() and "does not verify" in e.details(), e.details()
+    finally:
+        cols = list(row)
+        db.run((f"INSERT INTO audit_events ({', '.join(cols)}) VALUES"
+                f" ({', '.join('?' for _ in cols)})", tuple(row[c] for c in cols)))
+    t2 = resubmit(daemon, w, payload)
+    assert [(v.role, v.transfer_id) for v in t2.vetoed] == [("judge", t1.id)]
+
+
+def test_the_veto_is_known_again_after_a_restart(tmp_path: Path) -> None:
+    """After a restart the daemon reads the vetoes through the index of ending events and
+    checks them against the latest HSM-signed checkpoint, which commits to them."""
+    d = fresh_daemon(tmp_path / "state")
+    try:
+        w = eth_wallet(d)
+        payload = json.dumps(tx_fields(nonce=next(_nonce)))
+        t1 = vetoed_by_judge(d, w, payload)
+        eth_wallet(d)  # so that the veto is not the checkpoint's head event
+        d.audit("auditor").GetHead(pb.GetHeadRequest())  # a checkpoint covering the veto
+        d.stop()
+        d.start()
+        t2 = resubmit(d, w, payload)
+        assert [(v.role, v.transfer_id) for v in t2.vetoed] == [("judge", t1.id)]
+        assert "judge x1" in t2.requirement
+        d.custody().CancelTransfer(pb.CancelTransferRequest(transfer_id=t2.id, reason="x"))
+        # Stopped, the writer turns the judge's veto into an investigator's (which inv1 would
+        # meet): the ending events no longer match the checkpoint, and nothing is accepted.
+        d.stop()
+        db = sqlite_writer(d)
+        db.run(("UPDATE audit_events SET object = replace(object, '/judge/', '/investigator/')"
+                " WHERE action = 'transfer.vetoed'", ()))
+        d.start()
+        e = rpc_error(resubmit, d, w, payload)
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+        assert "not those it signed" in e.details(), e.details()
+    finally:
+        d.stop()
+
+
+def test_a_vetoed_psbt_resubmitted_in_binary_needs_the_judge(daemon: Daemon) -> None:
+    """Bitcoin: vetoed as base64, submitted again as binary (another payload, the same
+    transaction): inv1 and cust1 do not suffice, judge1 completes it, and python-bitcointx
+    verifies the network transaction."""
+    w = btc.wallet(daemon)
+    psbt, prev = btc.build_psbt(w, [50_000], [(btc.EXTERNAL, 40_000)])
+    t1 = btc.submit(daemon, w, psbt)
+    decide(daemon, t1.id, "inv1")
+    assert decide(daemon, t1.id, "judge1", pb.REJECT, reason="no").state == pb.REJECTED
+    t2 = btc.submit(daemon, w, psbt, b64=False)
+    assert t2.payload != t1.payload
+    assert [(v.role, v.transfer_id) for v in t2.vetoed] == [("judge", t1.id)]
+    decide(daemon, t2.id, "inv1")
+    assert decide(daemon, t2.id, "cust1").state == pb.PENDING_APPROVAL
+    t2 = decide(daemon, t2.id, "judge1")
+    assert t2.state == pb.SIGNED and btc.verify_with_bitcointx(t2.raw_tx, prev) == 1

@@ -73,16 +73,24 @@ def test_statement_fields_and_big_integers():
         "outputs", "fee", "fee_asset", "nonce", "gas_limit", "max_fee_per_gas",
         "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints", "sighash",
         "payload_sha256", "policy_version", "category_change", "legal_basis", "replaces",
-        "decision", "expires_at"}
+        "vetoed", "decision", "expires_at"}
     assert doc["sighash"] == []
     assert body(build_statement(CTX, BTC, Decision.APPROVE))["sighash"] == ["ALL", "ALL"]
     assert doc["replaces"] is None
     bump = body(build_statement(REPLACING, ETH, Decision.APPROVE))
     assert bump["replaces"] == {"transfer_id": "t-41", "state": "SIGNED",
                                 "fee_delta": str(-(2**70))}
+    assert doc["vetoed"] == []
+    again = body(build_statement(VETOED, ETH, Decision.APPROVE))
+    assert again["vetoed"] == [{"role": "judge", "transfer_id": "t-40"},
+                               {"role": "prosecutor", "transfer_id": "t-39"}]
+    # sorted: the order the context lists them in does not matter
+    assert build_statement(replace(VETOED, vetoed=VETOED.vetoed[::-1]), ETH,
+                           Decision.APPROVE) == build_statement(VETOED, ETH, Decision.APPROVE)
 
 
 REPLACING = replace(CTX, replaces="t-41", replaces_state="SIGNED", replaces_fee_delta=-(2**70))
+VETOED = replace(CTX, vetoed=(("prosecutor", "t-39"), ("judge", "t-40")))
 
 
 def _out(m: Movement, i: int = 0, **kw) -> Movement:
@@ -124,6 +132,14 @@ CHANGES = [
     ("category change", replace(CTX, category_change="seized_to_returned"), ETH,
      Decision.APPROVE),
     ("replaces", REPLACING, ETH, Decision.APPROVE),
+    ("vetoed before", VETOED, ETH, Decision.APPROVE),
+    ("vetoed by another role", replace(VETOED, vetoed=(("prosecutor", "t-39"),
+                                                      ("investigator", "t-40"))), ETH,
+     Decision.APPROVE),
+    ("vetoed in another transfer", replace(VETOED, vetoed=(("prosecutor", "t-39"),
+                                                          ("judge", "t-38"))), ETH,
+     Decision.APPROVE),
+    ("one veto less", replace(VETOED, vetoed=(("judge", "t-40"),)), ETH, Decision.APPROVE),
 ]
 # What a replacement replaces is bound: each of its fields, against the replacement.
 REPLACEMENT_CHANGES = [
@@ -182,6 +198,9 @@ def test_output_order_is_bound():
     ({"replaces_state": "SIGNED"}, {}, "need replaces"),
     ({"replaces_fee_delta": 1}, {}, "need replaces"),
     ({"replaces": 41}, {}, "replaces"),
+    ({"vetoed": (("judge",),)}, {}, "vetoed"),
+    ({"vetoed": (("judge", ""),)}, {}, "vetoed"),
+    ({"vetoed": [("judge", "t-1")]}, {}, "vetoed"),
 ])
 def test_bad_fields_are_refused(ctx_kw, mv_kw, named):
     with pytest.raises(InvalidArgument, match=named):
@@ -211,6 +230,16 @@ def test_render_shows_what_a_replacement_replaces(state, delta, shown):
     assert "replaces:" not in render(CTX, BTC, Decision.APPROVE)
     eth = render(replace(ctx, replaces_fee_delta=21_000 * 10**9), ETH, Decision.APPROVE)
     assert "fee +21,000,000,000,000 wei" in eth
+
+
+def test_render_warns_of_each_earlier_veto():
+    text = render(VETOED, BTC, Decision.APPROVE)
+    assert _warnings(text) == [
+        "WARNING: previously vetoed by judge in t-40; this transfer needs an approval by a "
+        "judge as well",
+        "WARNING: previously vetoed by prosecutor in t-39; this transfer needs an approval by a "
+        "prosecutor as well"]
+    assert not _warnings(render(CTX, BTC, Decision.APPROVE))
 
 
 def test_render_bitcoin_sighash_all_has_no_warning():
