@@ -69,6 +69,10 @@ class App:
         # process verified proves them; and the checkpoint head up to which they were read
         # through the index and checked against the checkpoint's signed digest.
         self._ended: set[str] = set()
+        # The vetoes (audit.VETO_ACTION) the same chain proves: (wallet, transaction) -> the
+        # (role, transfer) of each veto of that transaction in that wallet.
+        # Values are replaced, never changed, so reading one needs no lock.
+        self._vetoes: dict[tuple[str, str], frozenset[tuple[str, str]]] = {}
         self.store.on_commit = self._committed
         self._endings_known: tuple[int, bytes] = (0, audit.NO_ENDINGS)
         self._anchored = False  # the HSM token's genesis anchor was checked (check_hsm_anchor)
@@ -412,6 +416,32 @@ class App:
                     break
             return {i for i in object_ids if i in self._ended}
 
+    def vetoes(self, wallet_id: str, transaction: str, *, verify: bool = True
+               ) -> tuple[tuple[str, str], ...]:
+        """The (role, transfer) of each veto of this transaction (``engine.transaction_key``) in
+        this wallet, sorted, as the verified audit chain proves them: each veto's
+        ``transfer.vetoed`` event is folded into the endings digest the HSM-signed checkpoints
+        commit to, so a store writer can neither delete nor alter one unseen (the chain stops
+        verifying, or, after a restart, the endings no longer match the latest checkpoint).
+        With ``verify`` the chain is verified up to its head first (call it outside a store
+        transaction, as ``ended``); without, what was verified so far (after ``ended`` or
+        ``vetoes`` in the same request, inside a transaction)."""
+        if verify:
+            self.ended(())
+        return tuple(sorted(self._vetoes.get((wallet_id, transaction), frozenset())))
+
+    def _note_endings(self, found: Iterable[tuple[str, str]]) -> None:
+        """Record ending events (action, object) of the verified chain (the lock is held)."""
+        for action, obj in found:
+            if action != audit.VETO_ACTION:
+                self._ended.add(obj)
+                continue
+            veto = audit.parse_veto_object(obj)
+            if veto is not None:
+                wallet_id, transaction, role, transfer_id = veto
+                key = (wallet_id, transaction)
+                self._vetoes[key] = self._vetoes.get(key, frozenset()) | {(role, transfer_id)}
+
     def _catch_up_endings(self, tx: Any, cp: audit.Checkpoint) -> None:
         """Bring the set of ended ids up to checkpoint ``cp`` (verified) by reading only the
         ending events after the checkpoint known so far; their digest must be the one ``cp``
@@ -419,7 +449,7 @@ class App:
         seq, digest = self._endings_known
         if cp.head_seq <= seq:
             return
-        found: list[str] = []
+        found: list[tuple[str, str]] = []
         after = seq
         while True:
             rows = tx.ending_events(after, cp.head_seq)
@@ -427,14 +457,14 @@ class App:
                 break
             for s, action, obj in rows:
                 digest = audit.endings_link(digest, s, action, obj)
-                found.append(obj)
+                found.append((action, obj))
             after = rows[-1][0]
         if digest != cp.endings:
             raise AuditChainViolation(
                 f"audit checkpoint {cp.seq}: the events that ended transfers and proposals up "
                 f"to seq {cp.head_seq} are not those it signed (one was deleted, added or "
                 f"altered after seq {seq})", kind="event")
-        self._ended.update(found)
+        self._note_endings(found)
         self._endings_known = (cp.head_seq, digest)
 
     def _checkpoint_once(self, max_events: int | None, *, sign: bool = True
@@ -518,7 +548,7 @@ class App:
                 endings = progress[3]
             upto = head_seq if max_events is None else min(head_seq, start[0] + max_events)
             tail: list[audit.AuditEvent] = []  # the last event read
-            ended: list[str] = []
+            ended: list[tuple[str, str]] = []
 
             def events() -> Iterator[audit.AuditEvent]:
                 nonlocal endings
@@ -526,7 +556,7 @@ class App:
                     tail[:] = [e]
                     if e.action in audit.ENDING_ACTIONS:
                         endings = audit.endings_link(endings, e.seq, e.action, e.object)
-                        ended.append(e.object)
+                        ended.append((e.action, e.object))
                     yield e
             chain = audit.verify_chain(
                 events(), after=start,
@@ -537,7 +567,7 @@ class App:
                     f"the audit chain since {name} does not verify (first bad seq "
                     f"{chain.first_bad_seq}): {chain.problem}", kind="event")
         self._audit_checkpoint = last
-        self._ended.update(ended)
+        self._note_endings(ended)
         if upto < head_seq:
             if tail:
                 self._audit_progress = (last.seq if last else 0, tail[0].seq, tail[0].hash,

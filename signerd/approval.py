@@ -20,7 +20,20 @@ any JSON reader; absent optional integers are ``null``; bytes are lower-case hex
     outputs[{address, amount, asset, change, destination_class, wallet_id, category}], fee,
     fee_asset, nonce, gas_limit, max_fee_per_gas, max_priority_fee_per_gas, contract_call, vsize,
     outpoints[], sighash[], payload_sha256, policy_version, category_change, legal_basis,
-    decision, expires_at
+    replaces{transfer_id, state, fee_delta} or null, vetoed[{role, transfer_id}], decision,
+    expires_at
+
+``replaces`` names the transfer this one replaces (a fee bump): its id, its state when this
+one was submitted (``PENDING_APPROVAL``, ``APPROVED`` or ``SIGNED``; empty for a transfer
+stored before the state was recorded) and ``fee_delta``, this transfer's fee minus that one's
+in the fee asset's base units, a decimal string that may be negative. ``null`` when the
+transfer replaces nothing. ``render`` shows it as one line, ``replaces: t_... (SIGNED), fee
++4,500 sat``.
+
+``vetoed`` lists, sorted, each earlier veto of the same transaction in the same wallet: the role
+that vetoed it and the transfer it vetoed. The transfer then needs an approval by each such
+role on top of its policy, and ``render`` says so in a line ``WARNING: previously vetoed by
+judge in t_...``.
 
 ``sighash`` is each Bitcoin input's sighash type by input index (``ALL``, ``NONE``, ``SINGLE``,
 each optionally ``|ANYONECANPAY``; empty for Ethereum): any type but ALL lets the transaction be
@@ -57,6 +70,9 @@ PROPOSAL_TAG = b"signerd-proposal/v1"
 GENESIS_TAG = b"signerd-genesis/v1"
 SIGNATURE_SIZE = 64
 MAX_EXPIRES_AT = 253402300799  # 9999-12-31T23:59:59Z
+# The states a replaced transfer can be in when its replacement is submitted ("" for a
+# transfer stored before the state was recorded).
+REPLACEABLE_STATES = ("PENDING_APPROVAL", "APPROVED", "SIGNED")
 
 
 @dataclass(frozen=True)
@@ -72,15 +88,34 @@ class StatementContext:
     legal_basis: str = ""
     category_change: str = "none"
     submitter: str = ""
+    replaces: str = ""  # the transfer this one replaces, if any
+    replaces_state: str = ""  # its state when this one was submitted
+    replaces_fee_delta: int = 0  # this transfer's fee minus that one's (base units; may be < 0)
+    vetoed: tuple[tuple[str, str], ...] = ()  # (role, transfer) of each earlier veto of it
 
     def __post_init__(self) -> None:
         if not isinstance(self.payload_sha256, bytes) or len(self.payload_sha256) != 32:
             raise InvalidArgument("payload_sha256 must be 32 bytes")
         if self.category_change not in CATEGORY_CHANGES:
             raise InvalidArgument(f"unknown category change {self.category_change!r}")
-        for name in ("instance_id", "transfer_id", "wallet_id", "legal_basis", "submitter"):
+        for name in ("instance_id", "transfer_id", "wallet_id", "legal_basis", "submitter",
+                     "replaces", "replaces_state"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidArgument(f"{name} must be a string")
+        if isinstance(self.replaces_fee_delta, bool) or not isinstance(self.replaces_fee_delta,
+                                                                         int):
+            raise InvalidArgument("replaces_fee_delta must be an integer")
+        if self.replaces:
+            if self.replaces_state and self.replaces_state not in REPLACEABLE_STATES:
+                raise InvalidArgument(f"replaces_state: a replaced transfer is one of "
+                                      f"{', '.join(REPLACEABLE_STATES)}, not "
+                                      f"{safe_text(self.replaces_state)}")
+        elif self.replaces_state or self.replaces_fee_delta:
+            raise InvalidArgument("replaces_state and replaces_fee_delta need replaces")
+        if not isinstance(self.vetoed, tuple) or not all(
+                isinstance(v, tuple) and len(v) == 2
+                and all(isinstance(x, str) and x for x in v) for v in self.vetoed):
+            raise InvalidArgument("vetoed must be (role, transfer_id) pairs of non-empty strings")
         _dec(self.policy_version, "policy_version")
         _dec(self.expires_at, "expires_at")
         if self.expires_at > MAX_EXPIRES_AT:
@@ -125,6 +160,12 @@ def build_statement(ctx: StatementContext, movement: Movement, decision: Decisio
         "policy_version": _dec(ctx.policy_version, "policy_version"),
         "category_change": ctx.category_change,
         "legal_basis": ctx.legal_basis,
+        "replaces": None if not ctx.replaces else {
+            "transfer_id": ctx.replaces,
+            "state": ctx.replaces_state,
+            "fee_delta": str(ctx.replaces_fee_delta),
+        },
+        "vetoed": [{"role": role, "transfer_id": tid} for role, tid in sorted(ctx.vetoed)],
         "decision": Decision(decision).value,
         "expires_at": _dec(ctx.expires_at, "expires_at"),
     }
@@ -280,6 +321,10 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
     fee_label = "max fee:" if movement.chain is Chain.ETHEREUM else "fee:"
     lines.append(f"{fee_label:<17}{_amount(movement.fee, movement.fee_asset)}"
                  + (f", {movement.vsize} vB" if movement.vsize else ""))
+    if ctx.replaces:
+        lines.append("replaces:        " + replacement_summary(
+            ctx.replaces, ctx.replaces_state, ctx.replaces_fee_delta, movement.fee_asset))
+    lines += veto_warnings(ctx.vetoed)
     if movement.nonce is not None:
         lines.append(f"nonce:           {movement.nonce}")
     if movement.gas_limit is not None:
@@ -384,6 +429,22 @@ def _describe(out: Output) -> str:
                 f"{where}")
     verb = "change" if out.is_change else "send"
     return f"{verb} {_amount(out.amount, out.asset)} to {to} {where}"
+
+
+def replacement_summary(transfer_id: str, state: str, fee_delta: int, fee_asset: str) -> str:
+    """``t_... (SIGNED), fee +4,500 sat``: what a replacement replaces, that transfer's state
+    when the replacement was submitted, and how the fee changes (in the fee asset's base
+    units)."""
+    unit = {"BTC": "sat", "ETH": "wei"}.get(fee_asset, f"base units of {safe_text(fee_asset)}")
+    return (f"{safe_text(transfer_id)} ({safe_text(state) or 'state not recorded'}), "
+            f"fee {fee_delta:+,} {unit}")
+
+
+def veto_warnings(vetoed: Iterable[tuple[str, str]]) -> list[str]:
+    """A ``WARNING:`` line for each earlier veto of the same transaction."""
+    return [f"WARNING: previously vetoed by {safe_text(role)} in {safe_text(tid)}; this "
+            f"transfer needs an approval by a {safe_text(role)} as well" for role, tid in
+            sorted(vetoed)]
 
 
 def format_amount(amount: int, asset: str) -> str:

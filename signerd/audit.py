@@ -41,11 +41,16 @@ ENDINGS_TAG = b"signerd-audit-endings/v1"
 # digest of these (:func:`endings_link`), so a store writer who deletes the event that ended one
 # (a veto, a cancellation) and sets its row back to waiting is found: the daemon keeps the set of
 # ended ids, checked against the latest checkpoint at start, and refuses to act on them.
+# ``transfer.vetoed`` goes with the rejection a veto made: its object (:func:`veto_object`)
+# names the wallet, the transaction, the vetoing role and the transfer, so the record of a veto
+# is held to the checkpoints just as the rejection is.
+VETO_ACTION = "transfer.vetoed"
 ENDING_ACTIONS = frozenset({
     "transfer.signed", "transfer.rejected", "transfer.expired", "transfer.cancelled",
     "transfer.failed", "proposal.applied", "proposal.rejected", "proposal.expired",
-    "proposal.cancelled", "proposal.failed",
+    "proposal.cancelled", "proposal.failed", VETO_ACTION,
 })
+_VETO_OBJECT = re.compile(r"veto/([^/\s]+)/([0-9a-f]{64})/([^/\s]+)/([^/\s]+)")
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 MAX_SEQ = 2**63 - 1  # fits a signed 64-bit store column, and head_digest's 8 bytes
@@ -431,6 +436,24 @@ def endings_link(prev: bytes, seq: int, action: str, object_: str) -> bytes:
         return prev
     return hashlib.sha256(ENDINGS_TAG + prev + seq.to_bytes(8, "big") + action.encode() + b"\n"
                           + object_.encode()).digest()
+
+
+def veto_object(wallet_id: str, transaction: str, role: str, transfer_id: str) -> str:
+    """The object of a ``transfer.vetoed`` event: ``veto/WALLET/TRANSACTION/ROLE/TRANSFER``,
+    where TRANSACTION is the hex key of the vetoed transaction (what it would have signed);
+    everything a later submission of that transaction is held to is in the object, which the
+    checkpoints' endings digest commits to."""
+    obj = f"veto/{wallet_id}/{transaction}/{role}/{transfer_id}"
+    if parse_veto_object(obj) is None:
+        raise InvalidArgument(f"cannot name a veto by {wallet_id!r}, {transaction!r}, {role!r}, "
+                              f"{transfer_id!r}")
+    return obj
+
+
+def parse_veto_object(obj: str) -> tuple[str, str, str, str] | None:
+    """(wallet, transaction, role, transfer) of a ``transfer.vetoed`` event's object, or None."""
+    m = _VETO_OBJECT.fullmatch(obj)
+    return None if m is None else (m.group(1), m.group(2), m.group(3), m.group(4))
 
 
 def fold_endings(prev: bytes, events: Iterable[AuditEvent]) -> bytes:

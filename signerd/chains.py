@@ -40,6 +40,19 @@ class Ours:
     own: bool  # counts as own_wallet for the source wallet's policy
 
 
+def claims(movement: Movement, lock_key: str) -> bool:
+    """Whether a transfer of ``movement`` spends what ``lock_key`` (one of the adapters'
+    ``lock_keys``, of the same wallet) names: its Ethereum chain id and nonce, or a Bitcoin
+    outpoint of its inputs."""
+    kind, _, rest = lock_key.partition(":")
+    if kind == "eth":
+        return (movement.chain is Chain.ETHEREUM and movement.nonce is not None
+                and rest.endswith(f":{movement.chain_id}:{movement.nonce}"))
+    if kind == "btc":
+        return movement.chain is Chain.BITCOIN and rest.partition(":")[2] in movement.outpoints
+    return False
+
+
 def classify_outputs(movement: Movement, ours: Mapping[str, Ours],
                      allowlist: Iterable[str]) -> Movement:
     """Each output's destination class and, where the address is one of this signerd's

@@ -31,7 +31,7 @@ from google.protobuf.message import Message
 from signerd import approval, audit, config as config_mod, operator_keys
 from signerd.approval import format_amount, safe_text
 from signerd.config import Config, Limits
-from signerd.errors import SignerError
+from signerd.errors import InvalidArgument, SignerError
 from signerd.model import (Category, Chain, Decision, KeyRef, Movement, ScriptType, Wallet,
                            WalletStatus)
 from signerd.pki import is_valid_principal
@@ -275,18 +275,34 @@ def transfer_text(t: dict[str, Any], from_address: str = "") -> str:
         ("expires", fmt_time(t["expires_at"])), ("requirement", t["requirement"] or "-"),
         ("remaining", t["remaining"] or "-"), ("policy version", t["policy_version"]),
     ]
-    for label, key in (("category change", "category_change"), ("legal basis", "legal_basis"),
-                       ("replaces", "replaces"), ("tx hash", "tx_hash"), ("failure", "failure")):
+    for label, key in (("category change", "category_change"), ("legal basis", "legal_basis")):
         if t[key] and t[key] != "none":
             pairs.append((label, t[key]))
+    if t["replaces"]:
+        pairs.append(("replaces", replacement_text(t)))
+    for label, key in (("tx hash", "tx_hash"), ("failure", "failure")):
+        if t[key]:
+            pairs.append((label, t[key]))
     pairs += [("submitter", t["submitter"]), ("created", fmt_time(t["created_at"]))]
-    text = head + body + kv(pairs, LABEL_WIDTH)
+    text = head + body + kv(pairs, LABEL_WIDTH) + "".join(
+        line + "\n" for line in approval.veto_warnings(
+            (v["role"], v["transfer_id"]) for v in t.get("vetoed") or ()))
     if t["approvals"]:
         text += "approvals:\n" + "".join(
             f"  {safe(a['operator_id'])} {a['decision']}"
             f"{' (counted)' if a['counted'] else ''} {fmt_time(a['created_at'])}"
             f"{' ' + safe(a['reason']) if a['reason'] else ''}\n" for a in t["approvals"])
     return text
+
+
+def replacement_text(t: dict[str, Any]) -> str:
+    """``t_... (SIGNED), fee +4,500 sat``, as the daemon's rendering of the statement has it."""
+    asset = (t["movement"] or {}).get("fee_asset") or "BTC"
+    try:
+        delta = int(t["replaces_fee_delta"] or 0)
+    except ValueError:
+        return f"{t['replaces']} ({t['replaces_state']}), fee change {t['replaces_fee_delta']}"
+    return approval.replacement_summary(t["replaces"], t["replaces_state"], delta, asset)
 
 
 def generic_text(value: Any, indent: str = "") -> str:
@@ -978,13 +994,25 @@ def rebuild_statement(st: pb.Statement, transfer_id: str, decision: Decision, *,
             instance_id=t.instance_id, transfer_id=t.id, wallet_id=t.wallet_id,
             policy_version=t.policy_version, expires_at=t.expires_at_unix,
             payload_sha256=hashlib.sha256(t.payload).digest(), legal_basis=t.legal_basis,
-            category_change=t.category_change or "none", submitter=t.submitter)
+            category_change=t.category_change or "none", submitter=t.submitter,
+            replaces=t.replaces, replaces_state=t.replaces_state,
+            replaces_fee_delta=_signed_int(t.replaces_fee_delta or "0", "replaces_fee_delta"),
+            vetoed=tuple((v.role, v.transfer_id) for v in t.vetoed))
         statement = approval.build_statement(ctx, mv, decision)
     except SignerError as e:
         raise CliError(f"{MISMATCH}: {e}") from None
     if statement != bytes(st.statement):
         raise CliError(MISMATCH)
     return Rebuilt(statement, ctx, mv)
+
+
+def _signed_int(text: str, name: str) -> int:
+    """A signed decimal integer the daemon sent (as the statement spells it), or
+    InvalidArgument naming the field."""
+    body = text[1:] if text[:1] == "-" else text
+    if not (body.isascii() and body.isdigit()) or (len(body) > 1 and body[0] == "0"):
+        raise InvalidArgument(f"{name} must be a decimal integer, got {safe(text)}")
+    return int(text)
 
 
 def _allowed_sighash(names: list[str] | None) -> frozenset[int]:

@@ -16,6 +16,7 @@ transfer marked approved that never met its quorum).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import reduce
@@ -24,7 +25,7 @@ from typing import Any
 from . import approval as A
 from . import authority as AU
 from . import policy as P
-from .errors import AuthorityViolation, PolicyDenied
+from .errors import AuthorityViolation, InvalidArgument, PolicyDenied
 from .model import Decision, Movement, Wallet
 
 
@@ -94,15 +95,61 @@ def check_category_change(wallet: Wallet, movement: Movement, change: str,
             f"category change {change} needs a legal basis (court decision or order)")
 
 
+def transaction_key(movement: Movement) -> str:
+    """What identifies a transaction for the record of a veto: SHA-256 of the digests it would
+    have signed, in order (hex). Not the payload's hash: the same transaction has many payloads
+    (JSON spacing and key order, a PSBT in base64 or binary, with or without optional fields),
+    and every one of them signs these digests."""
+    return hashlib.sha256(b"".join(movement.digests)).hexdigest()
+
+
+def with_vetoes(requirement: P.Requirement, vetoed: Iterable[tuple[str, str]]
+                ) -> P.Requirement:
+    """``requirement`` and, for each role that vetoed the same transaction before, an approval
+    by that role (a role minimum of at least one)."""
+    roles = {role for role, _ in vetoed}
+    if not roles:
+        return requirement
+    return P.merge(requirement, P.Requirement(approvers=1, roles=tuple((r, 1) for r in roles),
+                                              expiry=requirement.expiry))
+
+
+def vetoes_of(row: Any) -> tuple[tuple[str, str], ...]:
+    """The (role, transfer) pairs a stored transfer's ``vetoed`` column records, sorted; a
+    column signerd did not write raises AuthorityViolation."""
+    try:
+        pairs = json.loads(row["vetoed"])
+        if not isinstance(pairs, list) or not all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) and x for x in p)
+                for p in pairs):
+            raise ValueError("not a list of [role, transfer] pairs")
+    except ValueError as e:
+        raise AuthorityViolation(f"transfer {row['id']}: its record of earlier vetoes is "
+                                 f"malformed ({e})", kind="approval") from None
+    return tuple(sorted((p[0], p[1]) for p in pairs))
+
+
+def vetoes_json(vetoed: Iterable[tuple[str, str]]) -> str:
+    return json.dumps([[role, tid] for role, tid in sorted(vetoed)], separators=(",", ":"))
+
+
 def context(instance_id: str, row: Any) -> A.StatementContext:
     """The statement context of a stored transfer (every field of it is bound, so a changed
-    row no longer matches the approvals' signatures)."""
-    return A.StatementContext(
-        instance_id=instance_id, transfer_id=row["id"], wallet_id=row["wallet_id"],
-        policy_version=int(row["policy_version"]), expires_at=int(row["expires_at"]),
-        payload_sha256=hashlib.sha256(bytes(row["payload"])).digest(),
-        legal_basis=row["legal_basis"], category_change=row["category_change"],
-        submitter=row["submitter"])
+    row no longer matches the approvals' signatures). A row that does not even make a
+    statement (signerd writes none such) raises AuthorityViolation."""
+    try:
+        return A.StatementContext(
+            instance_id=instance_id, transfer_id=row["id"], wallet_id=row["wallet_id"],
+            policy_version=int(row["policy_version"]), expires_at=int(row["expires_at"]),
+            payload_sha256=hashlib.sha256(bytes(row["payload"])).digest(),
+            legal_basis=row["legal_basis"], category_change=row["category_change"],
+            submitter=row["submitter"], replaces=row["replaces"],
+            replaces_state=row["replaces_state"],
+            replaces_fee_delta=int(row["replaces_fee_delta"]), vetoed=vetoes_of(row))
+    except (InvalidArgument, ValueError, TypeError) as e:
+        message = e.message if isinstance(e, InvalidArgument) else str(e)
+        raise AuthorityViolation(f"transfer {row['id']}: its stored metadata makes no approval "
+                                 f"statement ({message})", kind="approval") from None
 
 
 SIGN, WAIT, LOST, VIOLATION = "sign", "wait", "lost", "violation"
@@ -122,16 +169,29 @@ class Verdict:
 
 def judge(state: AU.AuthorityState, wallet: Wallet, ctx: A.StatementContext,
           movement: Movement, decisions: Iterable[A.SignedDecision], *,
-          approved: bool) -> Verdict:
+          approved: bool, verified_vetoes: Iterable[tuple[str, str]] = ()) -> Verdict:
     """Count a transfer's stored decisions toward what it needs now. ``approved``: the store
     says the quorum was met (then a quorum that is not met is either lost, when the approvals
-    did meet the bound policy with every approver counted, or a violation)."""
-    requirement = effective_requirement(state, wallet, movement, ctx.category_change,
-                                        ctx.policy_version)
+    did meet the bound policy with every approver counted, or a violation).
+
+    ``verified_vetoes``: the (role, transfer) of every veto of the same transaction in the same
+    wallet that the verified audit chain records (``App.vetoes``). Each must be bound in the
+    statement (``ctx.vetoed``), whose roles the transfer then needs on top of its policy; a
+    row that drops one (a store writer making a vetoed transaction lighter again) is a
+    violation, whatever the operators signed."""
+    unbound = sorted({v for v in verified_vetoes if v[1] != ctx.transfer_id} - set(ctx.vetoed))
+    requirement = with_vetoes(effective_requirement(state, wallet, movement,
+                                                    ctx.category_change, ctx.policy_version),
+                              ctx.vetoed)
     votes, bad = A.verified_votes(lambda d: A.build_statement(ctx, movement, d), decisions,
                                   state.keys())
     operators = state.operator_views()
     q = P.evaluate(requirement, votes, operators, ctx.submitter)
+    if unbound:
+        return Verdict(VIOLATION, q, requirement, AuthorityViolation(
+            f"transfer {ctx.transfer_id}: its transaction was vetoed before ("
+            + ", ".join(f"by {role} in {tid}" for role, tid in unbound)
+            + ") and its statement does not say so", kind="veto"))
     if bad:
         return Verdict(VIOLATION, q, requirement, AuthorityViolation(
             f"transfer {ctx.transfer_id}: " + "; ".join(bad), kind="approval"))
@@ -140,7 +200,8 @@ def judge(state: AU.AuthorityState, wallet: Wallet, ctx: A.StatementContext,
     if not approved:
         return Verdict(WAIT, q, requirement)
     policy, waived = policy_of(state, wallet, ctx.policy_version)
-    bound = requirement_of(policy, waived, movement, ctx.category_change)
+    bound = with_vetoes(requirement_of(policy, waived, movement, ctx.category_change),
+                        ctx.vetoed)
     everyone = {k: P.OperatorView(v.id, v.roles, True) for k, v in operators.items()}
     if P.evaluate(bound, votes, everyone, ctx.submitter).met:
         return Verdict(LOST, q, requirement)

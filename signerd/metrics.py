@@ -100,8 +100,8 @@ class Metrics:
             "signerd_authority_violations_total",
             "Acts refused because something they count does not trace back to the pinned "
             "genesis through approved governance proposals (a row signerd did not write), by "
-            "kind: genesis, ledger, approval, operator, wallet, policy, quorum.", ["kind"],
-            registry=r)
+            "kind: genesis, ledger, approval, operator, wallet, policy, quorum, ended, veto.",
+            ["kind"], registry=r)
         self.proposal_events = Counter(
             "signerd_proposal_transitions_total",
             "Governance proposals that entered a state, by kind and state.", ["kind", "state"],
@@ -114,7 +114,7 @@ class Metrics:
             "signerd_authority_ledger_seq",
             "The last authority ledger entry this daemon verified.", registry=r)
         for kind in ("genesis", "ledger", "approval", "operator", "wallet", "policy", "quorum",
-                     "ended"):
+                     "ended", "veto"):
             self.authority_violations.labels(kind)  # every series from 0: alerts see the first
         self.audit_violations = Counter(
             "signerd_audit_chain_violations_total",

@@ -579,6 +579,7 @@ class QuorumResult:
     reason: str
     counted: tuple[str, ...]  # approvers that count, in vote order
     remaining: str  # e.g. "1 more approver: custody_officer x1"; "" when met or rejected
+    veto: tuple[str, str] | None = None  # (operator, role) of the veto that rejected it
 
 
 def evaluate(requirement: Requirement, votes: list[Vote], operators: dict[str, OperatorView],
@@ -602,6 +603,7 @@ def evaluate(requirement: Requirement, votes: list[Vote], operators: dict[str, O
     approved: list[str] = []
     rejecters: set[str] = set()
     vetoed_by = ""
+    veto_of: tuple[str, str] | None = None
     for vote in votes:
         op = active(vote.operator_id)
         if op is None:
@@ -611,6 +613,7 @@ def evaluate(requirement: Requirement, votes: list[Vote], operators: dict[str, O
             veto = sorted(op.roles & requirement.veto)
             if veto and not vetoed_by:
                 vetoed_by = f"{vote.operator_id} ({veto[0]})"
+                veto_of = (vote.operator_id, veto[0])
         elif vote.operator_id not in approved:
             approved.append(vote.operator_id)
     counted = tuple(a for a in approved if a not in rejecters and may_count(a))
@@ -619,7 +622,8 @@ def evaluate(requirement: Requirement, votes: list[Vote], operators: dict[str, O
         return [operators[a].roles for a in ids]
 
     if vetoed_by:
-        return QuorumResult(False, True, f"rejected by veto of {vetoed_by}", counted, "")
+        return QuorumResult(False, True, f"rejected by veto of {vetoed_by}", counted, "",
+                            veto_of)
     more, unfilled = _shortfall(requirement, holders_of(counted))
     if more == 0:
         return QuorumResult(True, False, "quorum met by " + ", ".join(counted), counted, "")

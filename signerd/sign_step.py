@@ -442,7 +442,9 @@ class SignStep:
         except SignerError as e:
             raise AuthorityViolation(f"transfer {row['id']}: {e.message}", kind="policy") from None
         verdict = E.judge(state, wallet, self.service.context(row), movement,
-                          E.approvals_of(approvals), approved=True)
+                          E.approvals_of(approvals), approved=True,
+                          verified_vetoes=self.app.vetoes(
+                              wallet.id, E.transaction_key(movement), verify=False))
         stored = {(s["key_id"], bytes.fromhex(s["digest"])): (int(s["r"], 16), int(s["s"], 16))
                   for s in tx.signatures(row["id"])}
         last = max((float(a["created_at"]) for a in approvals), default=time.time())
@@ -475,7 +477,10 @@ class SignStep:
                 try:
                     wallet = L.load_wallet(tx, state, job.wallet.id)
                     verdict = E.judge(state, wallet, svc.context(row), job.movement,
-                                      E.approvals_of(approvals[job.id]), approved=True)
+                                      E.approvals_of(approvals[job.id]), approved=True,
+                                      verified_vetoes=self.app.vetoes(
+                                          wallet.id, E.transaction_key(job.movement),
+                                          verify=False))
                 except AuthorityViolation as e:
                     svc.violated(tx, row, e)
                     violations.append(e)

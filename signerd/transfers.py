@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import approval as A
+from . import audit as AUD
 from . import authority as AU
 from . import engine as E
 from . import ledger as L
 from . import policy as P
-from .chains import Decoded, Ours, adapter_for, classify_outputs
+from .chains import Decoded, Ours, adapter_for, claims, classify_outputs
 from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, HsmUnavailable,
-                     InvalidApproval, InvalidArgument, PermissionDenied, PolicyDenied,
+                     InvalidApproval, InvalidArgument, NotFound, PermissionDenied, PolicyDenied,
                      SignerError, WalletFrozen)
 from .sign_step import SignStep, ended_violation
 from .model import (Chain, Decision, DestinationClass, Movement, OperatorStatus, Output,
@@ -156,6 +157,15 @@ class TransferView:
     @property
     def state(self) -> TransferState:
         return TransferState(self.row["state"])
+
+    @property
+    def vetoed(self) -> tuple[tuple[str, str], ...]:
+        """The earlier vetoes of its transaction the row records (none for a malformed record,
+        which makes no statement: nobody can approve it, and the sign step fails it)."""
+        try:
+            return E.vetoes_of(self.row)
+        except SignerError:
+            return ()
 
 
 @dataclass(frozen=True)
@@ -343,6 +353,10 @@ class TransferService:
             req = E.requirement_of(policy, waived, movement, category_change)
         except PolicyDenied as e:
             raise PolicyDenied(f"wallet {wallet_id}: {e.message}") from None
+        # The same transaction vetoed before in this wallet, as the verified audit chain says
+        # (never the store's rows alone): it needs each vetoing role's approval this time.
+        vetoed = self.app.vetoes(wallet_id, E.transaction_key(movement))
+        req = E.with_vetoes(req, vetoed)
         if req.require_legal_basis and not legal_basis.strip():
             raise PolicyDenied(f"wallet {wallet_id}: the matching rule requires a legal basis")
         now = time.time()
@@ -354,7 +368,7 @@ class TransferService:
             "policy_version": version, "requirement": requirement_to_json(req),
             "expires_at": float(int(now + req.expiry)), "created_at": now, "updated_at": now,
             "replaces": replaces, "legal_basis": legal_basis, "category_change": category_change,
-            "idempotency_key": idempotency_key,
+            "idempotency_key": idempotency_key, "vetoed": E.vetoes_json(vetoed),
         }
         try:
             return self._insert(actor, wallet, row, decoded, movement, req, version, replaces,
@@ -379,15 +393,11 @@ class TransferService:
                     return self._view(tx, prior)
             old = None
             if replaces:
-                old = tx.get_transfer(replaces, lock=True)
-                if old["wallet_id"] != wallet_id or old["state"] not in (
-                        *LIVE, TransferState.SIGNED.value):
-                    raise FailedPrecondition(f"replaces: transfer {replaces} is neither live nor "
-                                             "signed, or belongs to another wallet")
-                held = set(tx.transfer_lock_keys(replaces))
-                if not held & set(decoded.lock_keys):
-                    raise FailedPrecondition(
-                        f"replaces: transfer {replaces} does not spend the same nonce or outputs")
+                old = self._replaced(tx, replaces, wallet_id, decoded)
+                # Bound in the statement: what is replaced, as it stood, and the fee change.
+                row["replaces_state"] = old["state"]
+                row["replaces_fee_delta"] = str(
+                    movement.fee - movement_from_json(old["movement"]).fee)
             tx.insert_transfer(row, list(decoded.lock_keys))
             if old is not None:
                 # The replacement takes over the nonce/outpoints; a pending original is superseded.
@@ -403,6 +413,9 @@ class TransferService:
                             for o in movement.outputs],
                 "fee": str(movement.fee), "requirement": req.describe(),
                 "policy_version": version, "replaces": replaces,
+                "replaces_state": row.get("replaces_state", ""),
+                "replaces_fee_delta": row.get("replaces_fee_delta", "0"),
+                "vetoed": json.loads(row["vetoed"]),
                 "category_change": category_change, "legal_basis": legal_basis})
             view = self._view(tx, tx.get_transfer(transfer_id))
         self.app.metrics.transfer_events.labels(wallet.chain.value, "PENDING_APPROVAL").inc()
@@ -410,6 +423,32 @@ class TransferService:
         log.info("transfer state", extra={"transfer_id": transfer_id, "wallet_id": wallet_id,
                                           "state": "PENDING_APPROVAL", "actor": actor})
         return view
+
+    def _replaced(self, tx: Tx, replaces: str, wallet_id: str, decoded: Decoded) -> Row:
+        """The transfer a new one replaces, locked: of the same wallet, live or signed, holding
+        a nonce or outpoint the new one spends; else the refusal names what is wrong."""
+        try:
+            old = tx.get_transfer(replaces, lock=True)
+        except NotFound:
+            raise NotFound(f"replaces: transfer {replaces} not found") from None
+        if old["wallet_id"] != wallet_id:
+            raise FailedPrecondition(f"replaces: transfer {replaces} belongs to wallet "
+                                     f"{old['wallet_id']}, not {wallet_id}")
+        if old["state"] not in (*LIVE, TransferState.SIGNED.value):
+            raise FailedPrecondition(f"replaces: transfer {replaces} is {old['state']}; only a "
+                                     "live or signed transfer can be replaced")
+        held = set(tx.transfer_lock_keys(replaces))
+        if held & set(decoded.lock_keys):
+            return old
+        mv = movement_from_json(old["movement"])
+        if not any(claims(mv, k) for k in decoded.lock_keys):
+            raise FailedPrecondition(
+                f"replaces: transfer {replaces} does not spend the same nonce or outputs")
+        holders = sorted({h for k in decoded.lock_keys if (h := tx.lock_holder(k))})
+        raise FailedPrecondition(
+            f"replaces: transfer {replaces} no longer holds its nonce or outputs: "
+            + (f"transfer {', '.join(holders)} replaced it; replace that one instead" if holders
+               else "nothing holds them"))
 
     # ---------------------------------------------------------------- statement
     def context(self, row: Row | dict[str, Any]) -> A.StatementContext:
@@ -540,7 +579,9 @@ class TransferService:
         try:
             wallet = L.load_wallet(tx, state, row["wallet_id"])
             verdict = E.judge(state, wallet, ctx, movement, E.approvals_of(
-                tx.approvals(transfer_id)), approved=False)
+                tx.approvals(transfer_id)), approved=False,
+                verified_vetoes=self.app.vetoes(wallet.id, E.transaction_key(movement),
+                                                verify=False))
         except AuthorityViolation as e:
             self.violated(tx, row, e)
             return False, e
@@ -550,6 +591,8 @@ class TransferService:
         q = verdict.quorum
         if q.rejected:
             self._finish(tx, row, TransferState.REJECTED, "signerd", q.reason)
+            if q.veto is not None:
+                self._record_veto(tx, row, movement, *q.veto)
         elif q.met:
             tx.update_transfer(transfer_id, state=TransferState.APPROVED.value,
                                requirement=requirement_to_json(verdict.requirement))
@@ -557,6 +600,29 @@ class TransferService:
                             {"counted": list(q.counted), "wallet_status": wallet.status.value})
             return True, None
         return False, None
+
+    @staticmethod
+    def _record_veto(tx: Tx, row: Row, movement: Movement, operator_id: str, role: str) -> None:
+        """The record that ``role`` vetoed this transaction in this wallet, which a later
+        submission of it (in any encoding) is held to: it needs an approval by that role.
+
+        Who could abuse the record, and why it is an audit event: a store writer deleting a
+        row would make the next submission lighter, so the record is the ``transfer.vetoed``
+        event itself, in the same transaction as the rejection. Its object names the wallet,
+        the transaction (``engine.transaction_key``), the role and the transfer, and it is one
+        of ``audit.ENDING_ACTIONS``: the hash chain and the endings digest each HSM-signed
+        checkpoint commits to hold it, and the daemon reads vetoes only from the chain it
+        verified (``App.vetoes``), at submission, at each decision and in the sign step. A
+        writer who deletes or alters it stops the chain verifying (nothing is submitted,
+        decided or signed) or, after a restart, no longer matches the latest checkpoint; one
+        who strips the record from a resubmission's row voids its approvals and is an
+        authority violation (``engine.judge``). A forged record can only add a demand."""
+        tx.append_audit("signerd", AUD.VETO_ACTION, AUD.veto_object(
+            row["wallet_id"], E.transaction_key(movement), role, row["id"]), {
+                "operator_id": operator_id, "role": role, "transfer_id": row["id"],
+                "wallet_id": row["wallet_id"],
+                "payload_sha256": hashlib.sha256(bytes(row["payload"])).hexdigest(),
+                "digests": [d.hex() for d in movement.digests]})
 
     def violated(self, tx: Tx, row: Row, e: AuthorityViolation) -> None:
         """A transfer whose authority does not trace to the genesis: FAILED, with the reason
@@ -570,12 +636,48 @@ class TransferService:
                                                 "reason": e.message})
 
     def _finish(self, tx: Tx, row: Row, state: TransferState, actor: str, why: str) -> None:
+        """End a transfer unsigned (REJECTED, EXPIRED, CANCELLED, FAILED), with its audit
+        event; the nonce or outpoints it holds follow the transaction (``_hand_back``)."""
         tx.update_transfer(row["id"], state=state.value, failure=why)
-        tx.release_locks(row["id"])
-        tx.append_audit(actor, f"transfer.{state.value.lower()}", row["id"], {"reason": why})
+        details: dict[str, Any] = {"reason": why}
+        returned = self._hand_back(tx, row)
+        if returned:
+            details["locks_returned"] = returned
+        tx.append_audit(actor, f"transfer.{state.value.lower()}", row["id"], details)
         self.app.metrics.transfer_events.labels(row["chain"], state.value).inc()
         log.info("transfer state", extra={"transfer_id": row["id"], "state": state.value,
                                           "actor": actor, "reason": why})
+
+    @staticmethod
+    def _hand_back(tx: Tx, row: Row) -> dict[str, builtins.list[str]]:
+        """The nonce or outpoints of a transfer that ends unsigned go back along its chain of
+        replacements: each to the nearest transfer it replaced (directly or through others)
+        that is signed or still live and spends it, which holds it again; only what no such
+        transfer claims is released. A signed transaction stays the only one for its nonce or
+        outpoints until an explicit, approved replacement is signed: cancelling a replacement
+        must not free them for a transaction not marked as one. Returns {transfer: keys} of
+        what went back."""
+        keys = tx.transfer_lock_keys(row["id"])
+        returned: dict[str, builtins.list[str]] = {}
+        seen = {row["id"]}
+        previous = row["replaces"]
+        while keys and previous and previous not in seen:
+            seen.add(previous)
+            try:
+                older = tx.get_transfer(previous, lock=True)
+            except NotFound:
+                break
+            if older["state"] in (*LIVE, TransferState.SIGNED.value):
+                spent = movement_from_json(older["movement"])
+                back = [k for k in keys if claims(spent, k)]
+                if back:
+                    tx.move_locks(row["id"], older["id"], back)
+                    returned[older["id"]] = back
+                    keys = [k for k in keys if k not in back]
+            previous = older["replaces"]
+        if keys:
+            tx.release_locks(row["id"])
+        return returned
 
     def cancel(self, actor: str, transfer_id: str, reason: str = "") -> TransferView:
         A.check_reason(reason)

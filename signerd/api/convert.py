@@ -72,7 +72,9 @@ def transfer_pb(v: TransferView) -> pb.Transfer:
         approvals=[approval_pb(a) for a in v.approvals],
         raw_tx=r["raw_tx"], psbt=r["psbt"], tx_hash=r["tx_hash"], failure=r["failure"],
         replaces=r["replaces"], legal_basis=r["legal_basis"],
-        category_change=r["category_change"], instance_id=v.instance_id)
+        category_change=r["category_change"], instance_id=v.instance_id,
+        replaces_state=r["replaces_state"], replaces_fee_delta=str(r["replaces_fee_delta"]),
+        vetoed=[pb.PriorVeto(role=role, transfer_id=tid) for role, tid in v.vetoed])
 
 
 def state_from_pb(value: int) -> str:

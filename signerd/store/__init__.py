@@ -241,7 +241,7 @@ class Tx:
             held = self.one("SELECT transfer_id FROM transfer_locks WHERE lock_key = ?"
                             + self.for_update, (key,))
             if held and held["transfer_id"] != replaces:
-                raise Conflict(f"{key} is already held by live transfer {held['transfer_id']}")
+                raise self._held(key, held["transfer_id"])
         cols = list(t)
         self.execute(f"INSERT INTO transfers ({', '.join(cols)}) VALUES"
                      f" ({', '.join('?' for _ in cols)})", [t[c] for c in cols])
@@ -252,16 +252,37 @@ class Tx:
                 self.execute("INSERT INTO transfer_locks (lock_key, transfer_id) VALUES (?, ?)",
                              (key, t["id"]))
             elif held["transfer_id"] != replaces:
-                raise Conflict(f"{key} is already held by live transfer {held['transfer_id']}")
+                raise self._held(key, held["transfer_id"])
             # else: still held by the transfer this one replaces
+
+    def _held(self, key: str, holder: str) -> Conflict:
+        """The refusal of a nonce or outpoint ``holder`` holds, naming it and its state."""
+        r = self.one("SELECT state FROM transfers WHERE id = ?", (holder,))
+        state = str(r["state"]) if r else ""
+        if state in ("PENDING_APPROVAL", "APPROVED"):
+            return Conflict(f"{key} is already held by live transfer {holder}")
+        return Conflict(f"{key} is already held by transfer {holder}, which is "
+                        f"{state or 'missing'}: another transaction for it must replace that "
+                        f"transfer (replaces = {holder})")
+
+    def lock_holder(self, lock_key: str) -> str:
+        """The transfer holding ``lock_key``, or ''."""
+        r = self.one("SELECT transfer_id FROM transfer_locks WHERE lock_key = ?", (lock_key,))
+        return str(r["transfer_id"]) if r else ""
 
     def transfer_lock_keys(self, transfer_id: str) -> list[str]:
         return [r["lock_key"] for r in
                 self.all("SELECT lock_key FROM transfer_locks WHERE transfer_id = ?", (transfer_id,))]
 
-    def move_locks(self, from_id: str, to_id: str) -> None:
-        self.execute("UPDATE transfer_locks SET transfer_id = ? WHERE transfer_id = ?",
-                     (to_id, from_id))
+    def move_locks(self, from_id: str, to_id: str, keys: Sequence[str] | None = None) -> None:
+        """Hand the locks ``from_id`` holds (only ``keys`` of them, when given) to ``to_id``."""
+        if keys is None:
+            self.execute("UPDATE transfer_locks SET transfer_id = ? WHERE transfer_id = ?",
+                         (to_id, from_id))
+            return
+        for key in keys:
+            self.execute("UPDATE transfer_locks SET transfer_id = ? WHERE transfer_id = ? AND"
+                         " lock_key = ?", (to_id, from_id, key))
 
     def release_locks(self, transfer_id: str) -> None:
         self.execute("DELETE FROM transfer_locks WHERE transfer_id = ?", (transfer_id,))
@@ -535,10 +556,10 @@ class Tx:
                       ) -> list[tuple[int, str, str]]:
         """(seq, action, object) of the events that ended a transfer or a proposal, with
         ``after_seq < seq <= upto_seq``, in seq order (read through their partial index)."""
-        marks = ", ".join("?" for _ in migrations.ENDING_ACTIONS)
+        marks = ", ".join("?" for _ in migrations.ENDING_ACTIONS_12)
         rows = self.all(f"SELECT seq, action, object FROM audit_events WHERE action IN ({marks})"
                         " AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-                        (*migrations.ENDING_ACTIONS, after_seq, upto_seq, limit))
+                        (*migrations.ENDING_ACTIONS_12, after_seq, upto_seq, limit))
         return [(int(r["seq"]), str(r["action"]), str(r["object"])) for r in rows]
 
 

@@ -18,6 +18,8 @@ GENESIS_HEX = "00" * 32  # audit.GENESIS, the prev_hash of seq 1
 ENDING_ACTIONS = ("proposal.applied", "proposal.cancelled", "proposal.expired", "proposal.failed",
                   "proposal.rejected", "transfer.cancelled", "transfer.expired",
                   "transfer.failed", "transfer.rejected", "transfer.signed")
+# ... and as migration 12 rewrote it, with the record of a veto (audit.VETO_ACTION)
+ENDING_ACTIONS_12 = tuple(sorted((*ENDING_ACTIONS, "transfer.vetoed")))
 MIGRATION_LOCK = 0x5369676E657264  # pg_advisory_xact_lock key ("Signerd")
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -226,6 +228,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # latest checkpoint at start (audit.ENDING_ACTIONS; keep the two lists alike).
         "CREATE INDEX audit_events_endings ON audit_events (seq) WHERE action IN ("
         + ", ".join(f"'{a}'" for a in ENDING_ACTIONS) + ")",
+    ]),
+    (11, "a replacement records what it replaces: that transfer's state and the fee change", [
+        # Bound in the approval statement (approval.StatementContext), so the statement is
+        # rebuilt from the row alone. The fee delta is a signed decimal: wei exceed 64 bits.
+        "ALTER TABLE transfers ADD COLUMN replaces_state TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE transfers ADD COLUMN replaces_fee_delta TEXT NOT NULL DEFAULT '0'",
+    ]),
+    (12, "a transaction vetoed before needs the vetoing role: the record, and the index over it", [
+        # [[role, transfer], ...] of the vetoes of the same transaction in the same wallet,
+        # taken at submission from the verified audit chain and bound in the statement.
+        "ALTER TABLE transfers ADD COLUMN vetoed TEXT NOT NULL DEFAULT '[]'",
+        # The record of a veto is an ending event (audit.ENDING_ACTIONS), read through the index
+        # at start like the others.
+        "DROP INDEX audit_events_endings",
+        "CREATE INDEX audit_events_endings ON audit_events (seq) WHERE action IN ("
+        + ", ".join(f"'{a}'" for a in ENDING_ACTIONS_12) + ")",
     ]),
 ]
 

@@ -210,7 +210,7 @@ class ApprovalRecord(_message.Message):
     def __init__(self, operator_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., signature: _Optional[bytes] = ..., reason: _Optional[str] = ..., created_at_unix: _Optional[int] = ..., counted: _Optional[bool] = ...) -> None: ...
 
 class Transfer(_message.Message):
-    __slots__ = ("id", "wallet_id", "chain", "state", "payload", "movement", "submitter", "policy_version", "requirement", "remaining", "expires_at_unix", "created_at_unix", "updated_at_unix", "approvals", "raw_tx", "psbt", "tx_hash", "failure", "replaces", "legal_basis", "category_change", "instance_id")
+    __slots__ = ("id", "wallet_id", "chain", "state", "payload", "movement", "submitter", "policy_version", "requirement", "remaining", "expires_at_unix", "created_at_unix", "updated_at_unix", "approvals", "raw_tx", "psbt", "tx_hash", "failure", "replaces", "legal_basis", "category_change", "instance_id", "replaces_state", "replaces_fee_delta", "vetoed")
     ID_FIELD_NUMBER: _ClassVar[int]
     WALLET_ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +233,9 @@ class Transfer(_message.Message):
     LEGAL_BASIS_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_CHANGE_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_STATE_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_FEE_DELTA_FIELD_NUMBER: _ClassVar[int]
+    VETOED_FIELD_NUMBER: _ClassVar[int]
     id: str
     wallet_id: str
     chain: Chain
@@ -255,7 +258,18 @@ class Transfer(_message.Message):
     legal_basis: str
     category_change: str
     instance_id: str
-    def __init__(self, id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., chain: _Optional[_Union[Chain, str]] = ..., state: _Optional[_Union[TransferState, str]] = ..., payload: _Optional[bytes] = ..., movement: _Optional[_Union[Movement, _Mapping]] = ..., submitter: _Optional[str] = ..., policy_version: _Optional[int] = ..., requirement: _Optional[str] = ..., remaining: _Optional[str] = ..., expires_at_unix: _Optional[int] = ..., created_at_unix: _Optional[int] = ..., updated_at_unix: _Optional[int] = ..., approvals: _Optional[_Iterable[_Union[ApprovalRecord, _Mapping]]] = ..., raw_tx: _Optional[str] = ..., psbt: _Optional[str] = ..., tx_hash: _Optional[str] = ..., failure: _Optional[str] = ..., replaces: _Optional[str] = ..., legal_basis: _Optional[str] = ..., category_change: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
+    replaces_state: str
+    replaces_fee_delta: str
+    vetoed: _containers.RepeatedCompositeFieldContainer[PriorVeto]
+    def __init__(self, id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., chain: _Optional[_Union[Chain, str]] = ..., state: _Optional[_Union[TransferState, str]] = ..., payload: _Optional[bytes] = ..., movement: _Optional[_Union[Movement, _Mapping]] = ..., submitter: _Optional[str] = ..., policy_version: _Optional[int] = ..., requirement: _Optional[str] = ..., remaining: _Optional[str] = ..., expires_at_unix: _Optional[int] = ..., created_at_unix: _Optional[int] = ..., updated_at_unix: _Optional[int] = ..., approvals: _Optional[_Iterable[_Union[ApprovalRecord, _Mapping]]] = ..., raw_tx: _Optional[str] = ..., psbt: _Optional[str] = ..., tx_hash: _Optional[str] = ..., failure: _Optional[str] = ..., replaces: _Optional[str] = ..., legal_basis: _Optional[str] = ..., category_change: _Optional[str] = ..., instance_id: _Optional[str] = ..., replaces_state: _Optional[str] = ..., replaces_fee_delta: _Optional[str] = ..., vetoed: _Optional[_Iterable[_Union[PriorVeto, _Mapping]]] = ...) -> None: ...
+
+class PriorVeto(_message.Message):
+    __slots__ = ("role", "transfer_id")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    transfer_id: str
+    def __init__(self, role: _Optional[str] = ..., transfer_id: _Optional[str] = ...) -> None: ...
 
 class Page(_message.Message):
     __slots__ = ("page_size", "page_token")

@@ -72,10 +72,25 @@ def test_statement_fields_and_big_integers():
         "digests",
         "outputs", "fee", "fee_asset", "nonce", "gas_limit", "max_fee_per_gas",
         "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints", "sighash",
-        "payload_sha256", "policy_version", "category_change", "legal_basis", "decision",
-        "expires_at"}
+        "payload_sha256", "policy_version", "category_change", "legal_basis", "replaces",
+        "vetoed", "decision", "expires_at"}
     assert doc["sighash"] == []
     assert body(build_statement(CTX, BTC, Decision.APPROVE))["sighash"] == ["ALL", "ALL"]
+    assert doc["replaces"] is None
+    bump = body(build_statement(REPLACING, ETH, Decision.APPROVE))
+    assert bump["replaces"] == {"transfer_id": "t-41", "state": "SIGNED",
+                                "fee_delta": str(-(2**70))}
+    assert doc["vetoed"] == []
+    again = body(build_statement(VETOED, ETH, Decision.APPROVE))
+    assert again["vetoed"] == [{"role": "judge", "transfer_id": "t-40"},
+                               {"role": "prosecutor", "transfer_id": "t-39"}]
+    # sorted: the order the context lists them in does not matter
+    assert build_statement(replace(VETOED, vetoed=VETOED.vetoed[::-1]), ETH,
+                           Decision.APPROVE) == build_statement(VETOED, ETH, Decision.APPROVE)
+
+
+REPLACING = replace(CTX, replaces="t-41", replaces_state="SIGNED", replaces_fee_delta=-(2**70))
+VETOED = replace(CTX, vetoed=(("prosecutor", "t-39"), ("judge", "t-40")))
 
 
 def _out(m: Movement, i: int = 0, **kw) -> Movement:
@@ -116,6 +131,24 @@ CHANGES = [
     ("legal basis", replace(CTX, legal_basis="court order 13/2024"), ETH, Decision.APPROVE),
     ("category change", replace(CTX, category_change="seized_to_returned"), ETH,
      Decision.APPROVE),
+    ("replaces", REPLACING, ETH, Decision.APPROVE),
+    ("vetoed before", VETOED, ETH, Decision.APPROVE),
+    ("vetoed by another role", replace(VETOED, vetoed=(("prosecutor", "t-39"),
+                                                      ("investigator", "t-40"))), ETH,
+     Decision.APPROVE),
+    ("vetoed in another transfer", replace(VETOED, vetoed=(("prosecutor", "t-39"),
+                                                          ("judge", "t-38"))), ETH,
+     Decision.APPROVE),
+    ("one veto less", replace(VETOED, vetoed=(("judge", "t-40"),)), ETH, Decision.APPROVE),
+]
+# What a replacement replaces is bound: each of its fields, against the replacement.
+REPLACEMENT_CHANGES = [
+    ("replaced transfer", replace(REPLACING, replaces="t-40")),
+    ("replaced state", replace(REPLACING, replaces_state="PENDING_APPROVAL")),
+    ("replaced state not recorded", replace(REPLACING, replaces_state="")),
+    ("fee delta", replace(REPLACING, replaces_fee_delta=-(2**70) + 1)),
+    ("fee delta sign", replace(REPLACING, replaces_fee_delta=2**70)),
+    ("not a replacement", CTX),
 ]
 
 
@@ -126,6 +159,13 @@ def test_any_change_changes_the_statement(ctx, movement, decision):
     changed = build_statement(ctx, movement, decision)
     assert changed != base
     assert statement_digest(changed) != statement_digest(base)
+
+
+@pytest.mark.parametrize("ctx", [c[1] for c in REPLACEMENT_CHANGES],
+                         ids=[c[0] for c in REPLACEMENT_CHANGES])
+def test_any_change_of_what_is_replaced_changes_the_statement(ctx):
+    assert build_statement(ctx, ETH, Decision.APPROVE) != build_statement(REPLACING, ETH,
+                                                                          Decision.APPROVE)
 
 
 @pytest.mark.parametrize("types", [("NONE", "ALL"), ("ALL", "SINGLE"),
@@ -152,6 +192,15 @@ def test_output_order_is_bound():
     ({}, {"nonce": True}, "nonce"),
     ({}, {"digests": ("00" * 32,)}, "digest"),
     ({}, {"sighash": (1,)}, "sighash"),
+    ({"replaces": "t-41", "replaces_state": "CANCELLED"}, {}, "replaces_state"),
+    ({"replaces": "t-41", "replaces_fee_delta": "5"}, {}, "replaces_fee_delta"),
+    ({"replaces": "t-41", "replaces_fee_delta": True}, {}, "replaces_fee_delta"),
+    ({"replaces_state": "SIGNED"}, {}, "need replaces"),
+    ({"replaces_fee_delta": 1}, {}, "need replaces"),
+    ({"replaces": 41}, {}, "replaces"),
+    ({"vetoed": (("judge",),)}, {}, "vetoed"),
+    ({"vetoed": (("judge", ""),)}, {}, "vetoed"),
+    ({"vetoed": [("judge", "t-1")]}, {}, "vetoed"),
 ])
 def test_bad_fields_are_refused(ctx_kw, mv_kw, named):
     with pytest.raises(InvalidArgument, match=named):
@@ -167,6 +216,30 @@ def test_render_bitcoin():
     assert "2023-11-14T22:13:20Z" in text
     assert ("aa" * 32 + ":0") in text and ("01" * 32) in text
     assert "court order 12/2024" in text and "seized_to_confiscated" in text
+
+
+@pytest.mark.parametrize("state, delta, shown", [
+    ("SIGNED", 4_500, "replaces:        t-41 (SIGNED), fee +4,500 sat"),
+    ("PENDING_APPROVAL", -120, "replaces:        t-41 (PENDING_APPROVAL), fee -120 sat"),
+    ("APPROVED", 0, "replaces:        t-41 (APPROVED), fee +0 sat"),
+    ("", 7, "replaces:        t-41 (state not recorded), fee +7 sat"),
+])
+def test_render_shows_what_a_replacement_replaces(state, delta, shown):
+    ctx = replace(CTX, replaces="t-41", replaces_state=state, replaces_fee_delta=delta)
+    assert f"\n{shown}\n" in render(ctx, BTC, Decision.APPROVE)
+    assert "replaces:" not in render(CTX, BTC, Decision.APPROVE)
+    eth = render(replace(ctx, replaces_fee_delta=21_000 * 10**9), ETH, Decision.APPROVE)
+    assert "fee +21,000,000,000,000 wei" in eth
+
+
+def test_render_warns_of_each_earlier_veto():
+    text = render(VETOED, BTC, Decision.APPROVE)
+    assert _warnings(text) == [
+        "WARNING: previously vetoed by judge in t-40; this transfer needs an approval by a "
+        "judge as well",
+        "WARNING: previously vetoed by prosecutor in t-39; this transfer needs an approval by a "
+        "prosecutor as well"]
+    assert not _warnings(render(CTX, BTC, Decision.APPROVE))
 
 
 def test_render_bitcoin_sighash_all_has_no_warning():

@@ -507,3 +507,18 @@ def test_endings_link_ignores_other_events_and_binds_position():
     assert a != audit.endings_link(audit.NO_ENDINGS, 8, "transfer.rejected", "t_1")
     assert a != audit.endings_link(audit.NO_ENDINGS, 7, "transfer.cancelled", "t_1")
     assert a != audit.endings_link(audit.NO_ENDINGS, 7, "transfer.rejected", "t_2")
+
+
+def test_a_veto_record_is_an_ending_event_whose_object_names_it() -> None:
+    from signerd.store import migrations
+
+    assert audit.VETO_ACTION in audit.ENDING_ACTIONS
+    assert set(migrations.ENDING_ACTIONS_12) == audit.ENDING_ACTIONS  # the index covers them
+    obj = audit.veto_object("w_1", "ab" * 32, "judge", "t_9")
+    assert obj == f"veto/w_1/{'ab' * 32}/judge/t_9"
+    assert audit.parse_veto_object(obj) == ("w_1", "ab" * 32, "judge", "t_9")
+    for bad in ("t_9", f"veto/w_1/{'ab' * 31}/judge/t_9", f"veto/w/1/{'ab' * 32}/judge/t_9",
+                f"veto/w_1/{'AB' * 32}/judge/t_9", f"veto/w_1/{'ab' * 32}/judge/t 9"):
+        assert audit.parse_veto_object(bad) is None, bad
+    with pytest.raises(InvalidArgument):
+        audit.veto_object("w/1", "ab" * 32, "judge", "t_9")

@@ -15,6 +15,7 @@ from signerd.approval import SignedDecision, StatementContext, build_statement, 
 from signerd.chains import Ours, classify_outputs
 from signerd.model import (Category, Chain, Decision, DestinationClass, KeyRef, Movement, Output,
                            ScriptType, Wallet, WalletStatus)
+from signerd.operator_keys import generate
 from tests.unit.test_authority import KEYS, STATE, applied, proposal, register
 
 AU_STATE = STATE
@@ -159,3 +160,35 @@ def test_a_stricter_policy_is_stricter_than_the_floor_it_replaces() -> None:
     assert old.distinct_roles == 2 and new.at_least_as_strict_as(old)
     assert not old.at_least_as_strict_as(new)
     assert new.describe() == "2 approvers (custody_officer x1, investigator x1)"
+
+
+def test_a_transaction_vetoed_before_needs_the_vetoing_role() -> None:
+    """On top of the policy (here two-key): an approval by each role that vetoed the same
+    transaction before, bound in the statement; a verified veto the statement leaves out is a
+    violation however many approve."""
+    KEYS.setdefault("judge9", generate())
+    judge = applied(STATE, register("judge9", ["judge"], KEYS["judge9"]), "admin1", "admin2")
+    again = replace(CTX, vetoed=(("judge", "t_0"),))
+    v = E.judge(judge, WALLET, again, MOVE, votes("inv1", "cust1", ctx=again), approved=False,
+                verified_vetoes=[("judge", "t_0")])
+    assert v.outcome == E.WAIT and v.quorum.remaining == "1 more approver: judge x1"
+    assert v.requirement.role_minimums == {"custody_officer": 1, "investigator": 1, "judge": 1}
+    v = E.judge(judge, WALLET, again, MOVE, votes("inv1", "cust1", "judge9", ctx=again),
+                approved=False, verified_vetoes=[("judge", "t_0")])
+    assert v.outcome == E.SIGN
+    # The row dropped the veto (a store writer): approvals over that statement do not count.
+    v = E.judge(judge, WALLET, CTX, MOVE, votes("inv1", "cust1"), approved=True,
+                verified_vetoes=[("judge", "t_0")])
+    assert v.outcome == E.VIOLATION and v.violation is not None and v.violation.kind == "veto"
+    assert "vetoed before (by judge in t_0)" in v.reason
+    # Its own veto is no earlier veto; a transaction nobody vetoed needs what the policy says.
+    v = E.judge(judge, WALLET, CTX, MOVE, votes("inv1", "cust1"), approved=False,
+                verified_vetoes=[("judge", CTX.transfer_id)])
+    assert v.outcome == E.SIGN
+    assert E.with_vetoes(v.requirement, ()) == v.requirement
+
+
+def test_the_transaction_key_is_what_would_be_signed() -> None:
+    assert E.transaction_key(MOVE) == hashlib.sha256(bytes(32)).hexdigest()
+    assert E.transaction_key(replace(MOVE, fee=1)) == E.transaction_key(MOVE)
+    assert E.transaction_key(replace(MOVE, digests=(b"\x01" * 32,))) != E.transaction_key(MOVE)
