@@ -44,6 +44,10 @@ class Limits:
     max_calldata_bytes: int = 131_072
     rate_per_second: float = 200.0
     rate_burst: int = 400
+    # Open server streams (WatchTransfer, StreamEvents, Export): each holds a thread of the
+    # stream pool, never one of [server] workers, while it is open.
+    max_streams: int = 128
+    max_streams_per_principal: int = 32
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,9 @@ def load(path: str | Path) -> Config:
     lim = doc.get("limits", {})
     _take(lim, "limits", set(Limits.__dataclass_fields__))
     limits = Limits(**{k: type(getattr(Limits(), k))(v) for k, v in lim.items()})
+    if limits.max_streams < 1 or limits.max_streams_per_principal < 1:
+        raise ConfigError("config: [limits] max_streams and max_streams_per_principal must be "
+                          "at least 1")
     lg = doc.get("log", {})
     _take(lg, "log", {"format"})
     gov = doc.get("governance", {})

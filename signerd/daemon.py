@@ -188,6 +188,10 @@ max_psbt_outputs = 5000
 max_calldata_bytes = 131072
 rate_per_second = 200.0
 rate_burst = 400
+# Open streams (WatchTransfer, StreamEvents, Export): on their own threads, never on the
+# workers that answer other calls; more are refused with RESOURCE_EXHAUSTED.
+max_streams = 128
+max_streams_per_principal = 32
 
 [log]
 format = "json"

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from .. import pki
 from ..admin import AdminService
@@ -84,6 +84,7 @@ DENIAL_REASONS = frozenset({"POLICY_DENIED", "WALLET_FROZEN", "CONFLICT", "QUORU
                             "AUTHORITY_VIOLATION"})
 PRINCIPAL_HEADER = "x-signerd-principal"  # insecure (plaintext) development mode only
 CERT_CACHE_SIZE = 1024  # client certificates whose principal name is kept
+STREAM_POOL_SPARE = 8  # stream-pool threads beyond [limits] max_streams: a refusal never waits
 
 
 class Caller:
@@ -123,6 +124,16 @@ class Gate:
     (e.g. an approval under another operator's id), is counted by method in
     ``signerd_grpc_permission_denied_total`` and audited as ``rpc.denied``; the rate limit
     comes first, so denied calls cannot flood the audit chain.
+
+    Server streams (WatchTransfer, StreamEvents, Export, and server reflection) never run on
+    the [server] workers that answer unary calls: grpcio's sync server runs a handler on the
+    executor its behaviour names (``experimental_thread_pool``), so each stream runs on the
+    gate's own stream pool, and the gate keeps at most [limits] max_streams of them open, at
+    most max_streams_per_principal per principal (RESOURCE_EXHAUSTED beyond). The pool has
+    STREAM_POOL_SPARE threads more than max_streams, so a refused stream is answered at once.
+    An open stream waits on the notifier in its own stream-pool thread: a stream costs a
+    blocked thread, never a worker, so no number of streams delays a health check or an
+    approval.
     """
 
     def __init__(self, app: App, admin: AdminService):
@@ -133,6 +144,10 @@ class Gate:
         self.insecure = app.config.server.insecure
         self._names: dict[bytes, str | None] = {}
         self._names_lock = threading.Lock()
+        self.stream_pool = futures.ThreadPoolExecutor(
+            max_workers=limits.max_streams + STREAM_POOL_SPARE, thread_name_prefix="stream")
+        self._streams: dict[str, int] = {}  # open streams by principal
+        self._streams_lock = threading.Lock()
 
     def identify(self, context: grpc.ServicerContext) -> Caller:
         """The caller's principal; its kind is "" when signerd does not know the name."""
@@ -178,18 +193,44 @@ class Gate:
             self._names[pem] = name
         return name
 
-    def _admit(self, method: str, caller: Caller) -> None:
-        """Raise unless ``caller`` is within its rate limit and may call ``method``."""
+    def _admit(self, method: str, caller: Caller, authorize: bool = True) -> None:
+        """Raise unless ``caller`` is within its rate limit and may call ``method`` (with
+        ``authorize`` false, any principal may: server reflection)."""
         if not self.limiter.allow(caller.name):
             limits = self.app.config.limits
             raise ResourceExhausted(
                 f"rate limit exceeded for principal {caller.name}: [limits] rate_per_second = "
                 f"{limits.rate_per_second:g}, rate_burst = {limits.rate_burst}; retry later",
                 reason="RATE_LIMITED")
+        if not authorize:
+            return
         if not caller.kind:
             raise PermissionDenied(f"principal {caller.name} is not known to this signerd")
         if caller.kind not in ALLOWED.get(method, frozenset()):
             raise PermissionDenied(f"{caller.kind} principal {caller.name} may not call {method}")
+
+    def _open_stream(self, caller: Caller) -> None:
+        """Count one more open stream of ``caller``; raise beyond the [limits] caps."""
+        limits = self.app.config.limits
+        with self._streams_lock:
+            mine = self._streams.get(caller.name, 0)
+            if mine >= limits.max_streams_per_principal:
+                raise ResourceExhausted(
+                    f"too many open streams for principal {caller.name}: {mine} open, "
+                    f"[limits] max_streams_per_principal = {limits.max_streams_per_principal}; "
+                    "close one or retry later", reason="STREAM_LIMIT")
+            total = sum(self._streams.values())
+            if total >= limits.max_streams:
+                raise ResourceExhausted(
+                    f"too many open streams on this signerd: {total} open, [limits] "
+                    f"max_streams = {limits.max_streams}; retry later", reason="STREAM_LIMIT")
+            self._streams[caller.name] = mine + 1
+
+    def _close_stream(self, caller: Caller) -> None:
+        with self._streams_lock:
+            left = self._streams.pop(caller.name, 1) - 1
+            if left > 0:
+                self._streams[caller.name] = left
 
     def _denied(self, method: str, caller: Caller | None, err: SignerError) -> None:
         self.app.metrics.grpc_denied.labels(method).inc()
@@ -254,7 +295,8 @@ class Gate:
             return handler
         return wrap
 
-    def stream(self, method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def stream(self, method: str, authorize: bool = True
+               ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def wrap(fn: Callable[..., Iterator[Any]]) -> Callable[..., Any]:
             @functools.wraps(fn)
             def handler(servicer: Any, request: Any, context: grpc.ServicerContext) -> Any:
@@ -263,8 +305,12 @@ class Gate:
                 caller: Caller | None = None
                 try:
                     caller = self.identify(context)
-                    self._admit(method, caller)
-                    yield from fn(servicer, request, context, caller)
+                    self._admit(method, caller, authorize)
+                    self._open_stream(caller)
+                    try:
+                        yield from fn(servicer, request, context, caller)
+                    finally:
+                        self._close_stream(caller)
                 except SignerError as e:
                     self._fail(context, method, caller, e, rid, t0)
                     return
@@ -272,6 +318,8 @@ class Gate:
                     self._internal(context, method, rid)
                     return
                 self._ok(method, caller, rid, t0)
+            # grpcio runs a handler on the executor its behaviour names: streams on their own.
+            handler.experimental_thread_pool = self.stream_pool  # type: ignore[attr-defined]
             return handler
         return wrap
 
@@ -638,8 +686,17 @@ def build_server(app: App) -> tuple[grpc.Server, health.HealthServicer, int]:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [pb.DESCRIPTOR.services_by_name[n].full_name
              for n in ("Custody", "Approval", "Admin", "Governance", "Audit")]
-    reflection.enable_server_reflection(names + [health.SERVICE_NAME, reflection.SERVICE_NAME],
-                                        server)
+
+    class Reflection(reflection.ReflectionServicer):
+        """Server reflection, for any authenticated principal as before; being a stream, it
+        runs on the stream pool within the stream caps."""
+
+        @gate.stream("ServerReflection/ServerReflectionInfo", authorize=False)
+        def ServerReflectionInfo(self, requests: Any, ctx: Any, caller: Caller) -> Any:
+            yield from reflection.ReflectionServicer.ServerReflectionInfo(self, requests, ctx)
+
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        Reflection(names + [health.SERVICE_NAME, reflection.SERVICE_NAME]), server)
 
     def publish(ok: bool) -> None:
         status = (health_pb2.HealthCheckResponse.SERVING if ok
