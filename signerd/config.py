@@ -1,6 +1,7 @@
 """The daemon's TOML configuration. Relative paths are relative to the config file's folder."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -83,6 +84,24 @@ class Config:
 
 
 def _path(base: Path, value: Any, key: str) -> Path:
+def is_loopback_listen(listen: str) -> bool:
+    """Whether a listen address is reachable from this host only (loopback or a Unix socket)."""
+    if listen.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = (listen.rsplit(":", 1)[0] if ":" in listen else listen).strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_listen_error(listen: str) -> str:
+    return (f"[server] insecure = true takes the principal from a request header, so it is "
+            f"allowed only on a loopback address; listen = {listen!r} is not one")
+
+
     if not isinstance(value, str) or not value:
         raise ConfigError(f"config: {key} must be a non-empty path string")
     p = Path(value)
@@ -138,6 +157,8 @@ def load(path: str | Path) -> Config:
     )
     if not insecure and not (server.tls_cert and server.tls_key and server.client_ca):
         raise ConfigError(
+    if insecure and not is_loopback_listen(server.listen):
+        raise ConfigError(f"config: {insecure_listen_error(server.listen)}")
             "config: [server] needs tls_cert, tls_key and client_ca (or insecure = true)"
         )
 

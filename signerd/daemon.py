@@ -232,7 +232,10 @@ def init_state(root: Path, *, listen: str = "127.0.0.1:7443", metrics: str = "12
     root = root.resolve()
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise SignerError(f"{root} already exists and is not empty; refusing to overwrite it")
+    from .config import insecure_listen_error, is_loopback_listen
     util = shutil.which("softhsm2-util")
+    if insecure and not is_loopback_listen(listen):
+        raise SignerError(insecure_listen_error(listen))
     if util is None:
         raise SignerError("softhsm2-util not found: install Debian's softhsm2 package")
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
