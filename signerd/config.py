@@ -20,6 +20,7 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_ca: Path | None = None
+    revoked: Path | None = None  # the revocation list of client certificates
     max_message_bytes: int = 4 * 1024 * 1024
     workers: int = 16
     grace_seconds: float = 10.0
@@ -83,7 +84,6 @@ class Config:
         return self.path.parent
 
 
-def _path(base: Path, value: Any, key: str) -> Path:
 def is_loopback_listen(listen: str) -> bool:
     """Whether a listen address is reachable from this host only (loopback or a Unix socket)."""
     if listen.startswith(("unix:", "unix-abstract:")):
@@ -102,6 +102,7 @@ def insecure_listen_error(listen: str) -> str:
             f"allowed only on a loopback address; listen = {listen!r} is not one")
 
 
+def _path(base: Path, value: Any, key: str) -> Path:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"config: {key} must be a non-empty path string")
     p = Path(value)
@@ -142,7 +143,7 @@ def load(path: str | Path) -> Config:
         raise ConfigError("config: instance_id must be set")
 
     s = doc.get("server", {})
-    _take(s, "server", {"listen", "insecure", "tls_cert", "tls_key", "client_ca",
+    _take(s, "server", {"listen", "insecure", "tls_cert", "tls_key", "client_ca", "revoked",
                         "max_message_bytes", "workers", "grace_seconds"})
     insecure = bool(s.get("insecure", False))
     server = ServerConfig(
@@ -151,14 +152,15 @@ def load(path: str | Path) -> Config:
         tls_cert=_path(base, s["tls_cert"], "server.tls_cert") if "tls_cert" in s else None,
         tls_key=_path(base, s["tls_key"], "server.tls_key") if "tls_key" in s else None,
         client_ca=_path(base, s["client_ca"], "server.client_ca") if "client_ca" in s else None,
+        revoked=_path(base, s["revoked"], "server.revoked") if "revoked" in s else None,
         max_message_bytes=int(s.get("max_message_bytes", 4 * 1024 * 1024)),
         workers=int(s.get("workers", 16)),
         grace_seconds=float(s.get("grace_seconds", 10.0)),
     )
-    if not insecure and not (server.tls_cert and server.tls_key and server.client_ca):
-        raise ConfigError(
     if insecure and not is_loopback_listen(server.listen):
         raise ConfigError(f"config: {insecure_listen_error(server.listen)}")
+    if not insecure and not (server.tls_cert and server.tls_key and server.client_ca):
+        raise ConfigError(
             "config: [server] needs tls_cert, tls_key and client_ca (or insecure = true)"
         )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -22,8 +23,8 @@ from .. import pki
 from ..admin import AdminService
 from ..app import App
 from ..errors import (InvalidArgument, PermissionDenied, ResourceExhausted, SignerError, Status,
-                      Unauthenticated)
-from ..model import Chain, Decision
+                      Unauthenticated, Unavailable)
+from ..model import Chain, Decision, OperatorStatus
 from ..v1 import signerd_pb2 as pb
 from ..v1 import signerd_pb2_grpc as rpc
 from ..wallets import WalletRequest
@@ -88,9 +89,10 @@ STREAM_POOL_SPARE = 8  # stream-pool threads beyond [limits] max_streams: a refu
 
 
 class Caller:
-    def __init__(self, name: str, kind: str):
+    def __init__(self, name: str, kind: str, status: str = ""):
         self.name = name
         self.kind = kind
+        self.status = status  # an operator's status in the authority ledger
 
 
 class RateLimiter:
@@ -142,8 +144,13 @@ class Gate:
         limits = app.config.limits
         self.limiter = RateLimiter(limits.rate_per_second, limits.rate_burst)
         self.insecure = app.config.server.insecure
-        self._names: dict[bytes, str | None] = {}
+        self._names: dict[bytes, tuple[str | None, str, int]] = {}
         self._names_lock = threading.Lock()
+        self._revoked_path = app.config.server.revoked
+        self._revoked_seen: tuple[int, ...] | None = None
+        self._revoked = pki.Revocations()
+        self._revoked_error = ""
+        self._revoked_lock = threading.Lock()
         self.stream_pool = futures.ThreadPoolExecutor(
             max_workers=limits.max_streams + STREAM_POOL_SPARE, thread_name_prefix="stream")
         self._streams: dict[str, int] = {}  # open streams by principal
@@ -161,21 +168,28 @@ class Gate:
             auth = context.auth_context()
             pems = auth.get("x509_pem_cert") or []
             if pems:
-                name = self._principal_of(pems[0])
+                name, fingerprint, serial = self._principal_of(pems[0])
+                if name and self._revoked_path is not None and \
+                        self._revocations().revoked(fingerprint, serial):
+                    raise Unauthenticated(
+                        f"client certificate sha256:{fingerprint} (principal {name}) is revoked: "
+                        "listed in the revocation list ([server] revoked)", reason="CERT_REVOKED")
         if not name:
             raise Unauthenticated("no client identity: a client certificate naming a principal "
                                   "is required")
         kind = self.app.config.principals.get(name)
+        status = ""
         if kind is None:
-            kind = OPERATOR if self.admin.operator_exists(name) else ""
-        return Caller(name, kind)
+            status = self.admin.operator_status(name) or ""
+            kind = OPERATOR if status else ""
+        return Caller(name, kind, status)
 
-    def _principal_of(self, pem: bytes) -> str | None:
-        """The principal a client certificate names. The TLS layer has verified the chain
-        against the configured CA before any handler runs; what a given certificate names never
-        changes, so the answer is kept (a bounded map). Whether that name is a known operator
-        is asked of the store on every call (and a revoked operator's decisions are refused
-        by the transfer service)."""
+    def _principal_of(self, pem: bytes) -> tuple[str | None, str, int]:
+        """The principal a client certificate names, with the certificate's SHA-256
+        fingerprint and serial number. The TLS layer has verified the chain against the
+        configured CA before any handler runs; what a given certificate names never changes,
+        so the answer is kept (a bounded map). Whether the certificate is revoked, and whether
+        that name is a known operator and its status, are asked on every call."""
         with self._names_lock:
             if pem in self._names:
                 return self._names[pem]
@@ -184,14 +198,43 @@ class Gate:
 
         try:
             cert = x509.load_pem_x509_certificate(pem)
-            name = pki.principal_from_cert_der(cert.public_bytes(Encoding.DER))
+            der = cert.public_bytes(Encoding.DER)
+            found = (pki.principal_from_cert_der(der), pki.fingerprint(cert),
+                     cert.serial_number)
         except ValueError:
-            name = None
+            found = (None, "", 0)
         with self._names_lock:
             if len(self._names) >= CERT_CACHE_SIZE:
                 self._names.pop(next(iter(self._names)))
-            self._names[pem] = name
-        return name
+            self._names[pem] = found
+        return found
+
+    def _revocations(self) -> pki.Revocations:
+        """The revocation list as its file says now: read again whenever the file changes
+        (one stat a call). While it cannot be read, no certificate is accepted."""
+        assert self._revoked_path is not None
+        try:
+            st = os.stat(self._revoked_path)
+            seen: tuple[int, ...] | None = (st.st_mtime_ns, st.st_ctime_ns, st.st_size,
+                                             st.st_ino)
+        except OSError:
+            seen = None
+        with self._revoked_lock:
+            if seen is None or seen != self._revoked_seen:
+                try:
+                    self._revoked = pki.load_revocations(
+                        self._revoked_path, "the revocation list ([server] revoked)")
+                    self._revoked_error = ""
+                except InvalidArgument as e:
+                    if e.message != self._revoked_error:
+                        log.error("%s (%s); no client certificate is accepted until it is "
+                                  "fixed", e.message, self._revoked_path)
+                    self._revoked_error = e.message
+                self._revoked_seen = seen
+            if self._revoked_error:
+                raise Unavailable(f"{self._revoked_error}; no client certificate is accepted "
+                                  "until it is fixed", reason="REVOCATION_LIST")
+            return self._revoked
 
     def _admit(self, method: str, caller: Caller, authorize: bool = True) -> None:
         """Raise unless ``caller`` is within its rate limit and may call ``method`` (with
@@ -202,6 +245,11 @@ class Gate:
                 f"rate limit exceeded for principal {caller.name}: [limits] rate_per_second = "
                 f"{limits.rate_per_second:g}, rate_burst = {limits.rate_burst}; retry later",
                 reason="RATE_LIMITED")
+        if caller.kind == OPERATOR and caller.status != OperatorStatus.ACTIVE.value:
+            raise PermissionDenied(
+                f"operator {caller.name} is {caller.status} in the authority ledger: a "
+                f"{caller.status} operator may call nothing",
+                reason=f"OPERATOR_{caller.status.upper()}")
         if not authorize:
             return
         if not caller.kind:
