@@ -122,6 +122,13 @@ class AdminService:
             return [self._info(tx, r) for r in sorted(state.operators.values(),
                                                       key=lambda r: r.id)]
 
+    def operator_status(self, op_id: str) -> str | None:
+        """The operator's status as the authority ledger proves it (active, suspended,
+        revoked), or None when the ledger does not know the id."""
+        with self.store.read() as tx:
+            rec = self.ledger.state(tx).operators.get(op_id)
+            return None if rec is None else rec.status.value
+
     def operator_exists(self, op_id: str) -> bool:
         """Whether the authority ledger knows this operator (any status: a suspended or revoked
         operator is refused by the services, with the reason)."""

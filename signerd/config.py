@@ -1,6 +1,7 @@
 """The daemon's TOML configuration. Relative paths are relative to the config file's folder."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_ca: Path | None = None
+    revoked: Path | None = None  # the revocation list of client certificates
     max_message_bytes: int = 4 * 1024 * 1024
     workers: int = 16
     grace_seconds: float = 10.0
@@ -44,6 +46,10 @@ class Limits:
     max_calldata_bytes: int = 131_072
     rate_per_second: float = 200.0
     rate_burst: int = 400
+    # Open server streams (WatchTransfer, StreamEvents, Export): each holds a thread of the
+    # stream pool, never one of [server] workers, while it is open.
+    max_streams: int = 128
+    max_streams_per_principal: int = 32
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,24 @@ class Config:
     @property
     def base(self) -> Path:
         return self.path.parent
+
+
+def is_loopback_listen(listen: str) -> bool:
+    """Whether a listen address is reachable from this host only (loopback or a Unix socket)."""
+    if listen.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = (listen.rsplit(":", 1)[0] if ":" in listen else listen).strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_listen_error(listen: str) -> str:
+    return (f"[server] insecure = true takes the principal from a request header, so it is "
+            f"allowed only on a loopback address; listen = {listen!r} is not one")
 
 
 def _path(base: Path, value: Any, key: str) -> Path:
@@ -119,7 +143,7 @@ def load(path: str | Path) -> Config:
         raise ConfigError("config: instance_id must be set")
 
     s = doc.get("server", {})
-    _take(s, "server", {"listen", "insecure", "tls_cert", "tls_key", "client_ca",
+    _take(s, "server", {"listen", "insecure", "tls_cert", "tls_key", "client_ca", "revoked",
                         "max_message_bytes", "workers", "grace_seconds"})
     insecure = bool(s.get("insecure", False))
     server = ServerConfig(
@@ -128,10 +152,13 @@ def load(path: str | Path) -> Config:
         tls_cert=_path(base, s["tls_cert"], "server.tls_cert") if "tls_cert" in s else None,
         tls_key=_path(base, s["tls_key"], "server.tls_key") if "tls_key" in s else None,
         client_ca=_path(base, s["client_ca"], "server.client_ca") if "client_ca" in s else None,
+        revoked=_path(base, s["revoked"], "server.revoked") if "revoked" in s else None,
         max_message_bytes=int(s.get("max_message_bytes", 4 * 1024 * 1024)),
         workers=int(s.get("workers", 16)),
         grace_seconds=float(s.get("grace_seconds", 10.0)),
     )
+    if insecure and not is_loopback_listen(server.listen):
+        raise ConfigError(f"config: {insecure_listen_error(server.listen)}")
     if not insecure and not (server.tls_cert and server.tls_key and server.client_ca):
         raise ConfigError(
             "config: [server] needs tls_cert, tls_key and client_ca (or insecure = true)"
@@ -172,6 +199,9 @@ def load(path: str | Path) -> Config:
     lim = doc.get("limits", {})
     _take(lim, "limits", set(Limits.__dataclass_fields__))
     limits = Limits(**{k: type(getattr(Limits(), k))(v) for k, v in lim.items()})
+    if limits.max_streams < 1 or limits.max_streams_per_principal < 1:
+        raise ConfigError("config: [limits] max_streams and max_streams_per_principal must be "
+                          "at least 1")
     lg = doc.get("log", {})
     _take(lg, "log", {"format"})
     gov = doc.get("governance", {})

@@ -155,6 +155,9 @@ insecure = {insecure}
 tls_cert = "pki/server.pem"
 tls_key = "pki/server.key"
 client_ca = "pki/ca.pem"
+# Revoked client certificates, one SHA-256 fingerprint a line (signerctl pki revoke CERT.pem);
+# read again whenever it changes.
+revoked = "pki/revoked.txt"
 max_message_bytes = 4194304
 
 [hsm]
@@ -188,6 +191,10 @@ max_psbt_outputs = 5000
 max_calldata_bytes = 131072
 rate_per_second = 200.0
 rate_burst = 400
+# Open streams (WatchTransfer, StreamEvents, Export): on their own threads, never on the
+# workers that answer other calls; more are refused with RESOURCE_EXHAUSTED.
+max_streams = 128
+max_streams_per_principal = 32
 
 [log]
 format = "json"
@@ -222,12 +229,19 @@ def _write_secret(path: Path, text: str) -> None:
 def init_state(root: Path, *, listen: str = "127.0.0.1:7443", metrics: str = "127.0.0.1:9464",
                insecure: bool = False, store_url: str = "sqlite:///signerd.db",
                token_label: str = "signerd") -> Path:
-    """Create a ready-to-run state folder. Refuses an existing, non-empty folder."""
+    """Create a ready-to-run state folder. Refuses an existing, non-empty folder. The
+    development CA's private key goes beside it (pki.dev_ca_key_path), never into it."""
     from . import operator_keys, pki
+    from .config import insecure_listen_error, is_loopback_listen
 
+    if insecure and not is_loopback_listen(listen):
+        raise SignerError(insecure_listen_error(listen))
     root = root.resolve()
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise SignerError(f"{root} already exists and is not empty; refusing to overwrite it")
+    ca_key = pki.dev_ca_key_path(root)
+    if ca_key.exists() or ca_key.is_symlink():
+        raise SignerError(f"{ca_key} already exists; refusing to overwrite it")
     util = shutil.which("softhsm2-util")
     if util is None:
         raise SignerError("softhsm2-util not found: install Debian's softhsm2 package")
@@ -249,7 +263,8 @@ def init_state(root: Path, *, listen: str = "127.0.0.1:7443", metrics: str = "12
         raise SignerError(f"softhsm2-util could not initialise the token: "
                           f"{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
     principals = list(SERVICE_PRINCIPALS) + list(DEMO_OPERATORS)
-    pki.make_dev_pki(root / "pki", principals)
+    pki.make_dev_pki(root / "pki", principals, ca_key)
+    (root / "pki" / "revoked.txt").write_text(pki.REVOKED_HEADER)
     ops = root / "operators"
     ops.mkdir(mode=0o700)
     keys = {}
@@ -360,6 +375,10 @@ def run(config_path: str) -> int:
     from .app import App
 
     cfg = C.load(config_path)
+    if cfg.server.revoked is not None and not cfg.server.insecure:
+        from . import pki
+
+        pki.load_revocations(cfg.server.revoked)  # refuse to start without a readable list
     logs.setup(cfg.log_format)
     if cfg.server.insecure:
         log.warning("INSECURE: listening without TLS; principals are taken from request metadata "
@@ -422,10 +441,14 @@ def main(argv: list[str] | None = None) -> int:
             cfg = init_state(Path(args.dir), listen=args.listen, metrics=args.metrics,
                              insecure=args.insecure, store_url=args.store_url)
             from . import config as C
+            from . import pki
 
             print(f"signerd state folder ready: {cfg}")
             print(f"genesis {C.load(cfg).genesis.hex()} (pinned in the config and in the HSM "
                   "token; keep a copy offline)")
+            print(f"development CA key: {pki.dev_ca_key_path(cfg.parent)} (the daemon never "
+                  "reads it; move it offline, signerctl pki issue --ca-key needs it only to "
+                  "issue a certificate)")
             print(f"start it with: signerd run --config {cfg}")
             return 0
         return run(args.config)

@@ -5,14 +5,21 @@ the SAN URI ``signerd:principal:<id>``; the URI is what the daemon reads (see
 :func:`principal_from_cert_der`). Private keys are written unencrypted, created 0600 with
 O_EXCL, so an existing file is never overwritten. This is for ``signerd init`` and tests; a
 production deployment brings certificates from its own CA.
+
+The CA's private key never sits in the daemon's state folder: ``signerd init DIR`` writes it
+beside it (``DIR.ca/ca.key``, see :func:`dev_ca_key_path`), to be moved offline; it is needed
+only to issue a certificate (``signerctl pki issue``). A certificate is named, e.g. in the
+revocation list, by its SHA-256 fingerprint (:func:`fingerprint`).
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -219,6 +226,100 @@ def load_cert(path: Path | str) -> x509.Certificate:
         raise InvalidArgument(f"{path}: not a PEM certificate ({exc})") from None
 
 
+def load_ca_key(path: Path | str, ca_cert: x509.Certificate) -> ec.EllipticCurvePrivateKey:
+    """The CA's private key from ``path`` (unencrypted PEM), checked to be the key of
+    ``ca_cert``."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InvalidArgument(f"{path}: no such file (the CA key that signerd init wrote "
+                              "beside the state folder)") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument(f"{path}: not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != ca_cert.public_key():
+        raise InvalidArgument(f"{path} is not the private key of the CA "
+                              f"{ca_cert.subject.rfc4514_string()}")
+    return key
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """The SHA-256 of the certificate's DER, as 64 lowercase hex digits."""
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def write_client(clients: Path, principal: str, key: ec.EllipticCurvePrivateKey,
+                 cert: x509.Certificate) -> tuple[Path, Path]:
+    """``clients/<principal>.key`` (0600) and ``.pem``; refuses to overwrite either."""
+    paths = clients / f"{principal}.key", clients / f"{principal}.pem"
+    present = [str(p) for p in paths if p.exists() or p.is_symlink()]
+    if present:
+        raise AlreadyExists(f"refusing to overwrite {', '.join(present)} (move the old files "
+                            "away first; revoke the old certificate if it may be misused)")
+    clients.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_pem_key(paths[0], key)
+    write_pem_cert(paths[1], cert)
+    return paths
+
+
+REVOKED_HEADER = """\
+# Revoked client certificates ([server] revoked). One a line: the SHA-256 fingerprint of a
+# certificate (64 hex digits, colons allowed), or serial:HEX for a serial number of the client
+# CA; '#' starts a comment. `signerctl pki revoke CERT.pem` appends to it; the daemon reads it
+# again whenever it changes, and accepts no certificate while it cannot read it.
+"""
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class Revocations:
+    fingerprints: frozenset[str] = frozenset()
+    serials: frozenset[int] = frozenset()
+
+    def revoked(self, fingerprint: str, serial: int) -> bool:
+        return fingerprint in self.fingerprints or serial in self.serials
+
+
+def parse_revocations(text: str, source: str) -> Revocations:
+    fps: set[str] = set()
+    serials: set[int] = set()
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip().lower()
+        if not line:
+            continue
+        if line.startswith("serial:"):
+            digits = line[len("serial:"):].replace(":", "").strip()
+            if digits and len(digits) <= 64 and set(digits) <= _HEX:
+                serials.add(int(digits, 16))
+                continue
+        else:
+            digits = line.replace(":", "")
+            if len(digits) == 64 and set(digits) <= _HEX:
+                fps.add(digits)
+                continue
+        raise InvalidArgument(f"{source} line {n}: {raw.strip()[:80]!r} is neither a SHA-256 "
+                              "fingerprint (64 hex digits) nor serial:HEX")
+    return Revocations(frozenset(fps), frozenset(serials))
+
+
+def load_revocations(path: Path | str, name: str = "") -> Revocations:
+    """The revocation list in ``path``; InvalidArgument naming it (``name``, else the path)
+    and the line when it is missing, unreadable or malformed."""
+    source = name or f"revocation list {path}"
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InvalidArgument(f"{source} does not exist") from None
+    except OSError as exc:
+        raise InvalidArgument(f"{source}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"{source} is not UTF-8 text") from None
+    return parse_revocations(text, source)
+
+
 def principal_from_cert_der(der: bytes) -> str | None:
     """The principal a client certificate names, or None if it names none or is ambiguous.
 
@@ -253,10 +354,19 @@ def principal_from_cert_der(der: bytes) -> str | None:
     return cn if isinstance(cn, str) and is_valid_principal(cn) else None
 
 
-def make_dev_pki(dir: Path, principals: list[str]) -> None:
-    """Write ca.pem/ca.key, server.pem/server.key and clients/<principal>.pem/.key under dir.
+def dev_ca_key_path(state: Path) -> Path:
+    """Where ``signerd init STATE`` writes the development CA's private key: beside the state
+    folder, never in it (``STATE.ca/ca.key``)."""
+    state = Path(state)
+    return state.parent / f"{state.name}.ca" / "ca.key"
 
-    dir may exist (``signerd init`` makes it first); no file in it is ever overwritten.
+
+def make_dev_pki(dir: Path, principals: list[str], ca_key_path: Path) -> None:
+    """Write ca.pem, server.pem/server.key and clients/<principal>.pem/.key under dir, and the
+    CA's private key at ``ca_key_path`` (its folder made 0700 when missing), which must be
+    outside the daemon's state folder: the daemon never needs it.
+
+    dir may exist (``signerd init`` makes it first); no file is ever overwritten.
     """
     bad = [p for p in principals if not is_valid_principal(p)]
     if bad:
@@ -265,15 +375,17 @@ def make_dev_pki(dir: Path, principals: list[str]) -> None:
         raise InvalidArgument("duplicate principal ids")
     dir = Path(dir)
     clients = dir / "clients"
-    targets = [dir / n for n in ("ca.key", "ca.pem", "server.key", "server.pem")]
+    ca_key_path = Path(ca_key_path)
+    targets = [ca_key_path] + [dir / n for n in ("ca.pem", "server.key", "server.pem")]
     targets += [clients / f"{p}.{ext}" for p in principals for ext in ("key", "pem")]
     present = [str(t) for t in targets if t.exists() or t.is_symlink()]
     if present:
         raise AlreadyExists(f"refusing to overwrite {', '.join(present)}")
     dir.mkdir(parents=True, exist_ok=True)
     clients.mkdir(mode=0o700, exist_ok=True)
+    ca_key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     ca_key, ca_cert = make_ca()
-    write_pem_key(dir / "ca.key", ca_key)
+    write_pem_key(ca_key_path, ca_key)
     write_pem_cert(dir / "ca.pem", ca_cert)
     server_key, server_cert = issue_server(ca_key, ca_cert)
     write_pem_key(dir / "server.key", server_key)

@@ -36,6 +36,15 @@ def init_state(path: Path, *extra: str) -> Path:
     return path / "signerd.toml"
 
 
+def dev_ca(state: Path) -> tuple[Any, Any]:
+    """The development CA of a state folder: its private key, which `signerd init` wrote
+    beside the folder (STATE.ca/ca.key), and its certificate (STATE/pki/ca.pem)."""
+    from signerd import pki
+
+    cert = pki.load_cert(state / "pki" / "ca.pem")
+    return pki.load_ca_key(pki.dev_ca_key_path(state), cert), cert
+
+
 def _toml_literal(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -168,7 +177,7 @@ def rpc_error(fn: Any, *args: Any, **kw: Any) -> grpc.RpcError:
     raise AssertionError("expected an RPC error")
 
 
-__all__ = ["Daemon", "init_state", "rpc_error", "pb", "rpc", "edit_config"]
+__all__ = ["Daemon", "init_state", "rpc_error", "pb", "rpc", "edit_config", "dev_ca"]
 
 
 def decide(d: Daemon, transfer_id: str, operator: str, decision: int = pb.APPROVE,

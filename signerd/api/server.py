@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -16,14 +17,14 @@ from typing import Any, Callable, Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from .. import pki
 from ..admin import AdminService
 from ..app import App
 from ..errors import (InvalidArgument, PermissionDenied, ResourceExhausted, SignerError, Status,
-                      Unauthenticated)
-from ..model import Chain, Decision
+                      Unauthenticated, Unavailable)
+from ..model import Chain, Decision, OperatorStatus
 from ..v1 import signerd_pb2 as pb
 from ..v1 import signerd_pb2_grpc as rpc
 from ..wallets import WalletRequest
@@ -84,12 +85,14 @@ DENIAL_REASONS = frozenset({"POLICY_DENIED", "WALLET_FROZEN", "CONFLICT", "QUORU
                             "AUTHORITY_VIOLATION"})
 PRINCIPAL_HEADER = "x-signerd-principal"  # insecure (plaintext) development mode only
 CERT_CACHE_SIZE = 1024  # client certificates whose principal name is kept
+STREAM_POOL_SPARE = 8  # stream-pool threads beyond [limits] max_streams: a refusal never waits
 
 
 class Caller:
-    def __init__(self, name: str, kind: str):
+    def __init__(self, name: str, kind: str, status: str = ""):
         self.name = name
         self.kind = kind
+        self.status = status  # an operator's status in the authority ledger
 
 
 class RateLimiter:
@@ -123,6 +126,16 @@ class Gate:
     (e.g. an approval under another operator's id), is counted by method in
     ``signerd_grpc_permission_denied_total`` and audited as ``rpc.denied``; the rate limit
     comes first, so denied calls cannot flood the audit chain.
+
+    Server streams (WatchTransfer, StreamEvents, Export, and server reflection) never run on
+    the [server] workers that answer unary calls: grpcio's sync server runs a handler on the
+    executor its behaviour names (``experimental_thread_pool``), so each stream runs on the
+    gate's own stream pool, and the gate keeps at most [limits] max_streams of them open, at
+    most max_streams_per_principal per principal (RESOURCE_EXHAUSTED beyond). The pool has
+    STREAM_POOL_SPARE threads more than max_streams, so a refused stream is answered at once.
+    An open stream waits on the notifier in its own stream-pool thread: a stream costs a
+    blocked thread, never a worker, so no number of streams delays a health check or an
+    approval.
     """
 
     def __init__(self, app: App, admin: AdminService):
@@ -131,8 +144,17 @@ class Gate:
         limits = app.config.limits
         self.limiter = RateLimiter(limits.rate_per_second, limits.rate_burst)
         self.insecure = app.config.server.insecure
-        self._names: dict[bytes, str | None] = {}
+        self._names: dict[bytes, tuple[str | None, str, int]] = {}
         self._names_lock = threading.Lock()
+        self._revoked_path = app.config.server.revoked
+        self._revoked_seen: tuple[int, ...] | None = None
+        self._revoked = pki.Revocations()
+        self._revoked_error = ""
+        self._revoked_lock = threading.Lock()
+        self.stream_pool = futures.ThreadPoolExecutor(
+            max_workers=limits.max_streams + STREAM_POOL_SPARE, thread_name_prefix="stream")
+        self._streams: dict[str, int] = {}  # open streams by principal
+        self._streams_lock = threading.Lock()
 
     def identify(self, context: grpc.ServicerContext) -> Caller:
         """The caller's principal; its kind is "" when signerd does not know the name."""
@@ -146,21 +168,28 @@ class Gate:
             auth = context.auth_context()
             pems = auth.get("x509_pem_cert") or []
             if pems:
-                name = self._principal_of(pems[0])
+                name, fingerprint, serial = self._principal_of(pems[0])
+                if name and self._revoked_path is not None and \
+                        self._revocations().revoked(fingerprint, serial):
+                    raise Unauthenticated(
+                        f"client certificate sha256:{fingerprint} (principal {name}) is revoked: "
+                        "listed in the revocation list ([server] revoked)", reason="CERT_REVOKED")
         if not name:
             raise Unauthenticated("no client identity: a client certificate naming a principal "
                                   "is required")
         kind = self.app.config.principals.get(name)
+        status = ""
         if kind is None:
-            kind = OPERATOR if self.admin.operator_exists(name) else ""
-        return Caller(name, kind)
+            status = self.admin.operator_status(name) or ""
+            kind = OPERATOR if status else ""
+        return Caller(name, kind, status)
 
-    def _principal_of(self, pem: bytes) -> str | None:
-        """The principal a client certificate names. The TLS layer has verified the chain
-        against the configured CA before any handler runs; what a given certificate names never
-        changes, so the answer is kept (a bounded map). Whether that name is a known operator
-        is asked of the store on every call (and a revoked operator's decisions are refused
-        by the transfer service)."""
+    def _principal_of(self, pem: bytes) -> tuple[str | None, str, int]:
+        """The principal a client certificate names, with the certificate's SHA-256
+        fingerprint and serial number. The TLS layer has verified the chain against the
+        configured CA before any handler runs; what a given certificate names never changes,
+        so the answer is kept (a bounded map). Whether the certificate is revoked, and whether
+        that name is a known operator and its status, are asked on every call."""
         with self._names_lock:
             if pem in self._names:
                 return self._names[pem]
@@ -169,27 +198,87 @@ class Gate:
 
         try:
             cert = x509.load_pem_x509_certificate(pem)
-            name = pki.principal_from_cert_der(cert.public_bytes(Encoding.DER))
+            der = cert.public_bytes(Encoding.DER)
+            found = (pki.principal_from_cert_der(der), pki.fingerprint(cert),
+                     cert.serial_number)
         except ValueError:
-            name = None
+            found = (None, "", 0)
         with self._names_lock:
             if len(self._names) >= CERT_CACHE_SIZE:
                 self._names.pop(next(iter(self._names)))
-            self._names[pem] = name
-        return name
+            self._names[pem] = found
+        return found
 
-    def _admit(self, method: str, caller: Caller) -> None:
-        """Raise unless ``caller`` is within its rate limit and may call ``method``."""
+    def _revocations(self) -> pki.Revocations:
+        """The revocation list as its file says now: read again whenever the file changes
+        (one stat a call). While it cannot be read, no certificate is accepted."""
+        assert self._revoked_path is not None
+        try:
+            st = os.stat(self._revoked_path)
+            seen: tuple[int, ...] | None = (st.st_mtime_ns, st.st_ctime_ns, st.st_size,
+                                             st.st_ino)
+        except OSError:
+            seen = None
+        with self._revoked_lock:
+            if seen is None or seen != self._revoked_seen:
+                try:
+                    self._revoked = pki.load_revocations(
+                        self._revoked_path, "the revocation list ([server] revoked)")
+                    self._revoked_error = ""
+                except InvalidArgument as e:
+                    if e.message != self._revoked_error:
+                        log.error("%s (%s); no client certificate is accepted until it is "
+                                  "fixed", e.message, self._revoked_path)
+                    self._revoked_error = e.message
+                self._revoked_seen = seen
+            if self._revoked_error:
+                raise Unavailable(f"{self._revoked_error}; no client certificate is accepted "
+                                  "until it is fixed", reason="REVOCATION_LIST")
+            return self._revoked
+
+    def _admit(self, method: str, caller: Caller, authorize: bool = True) -> None:
+        """Raise unless ``caller`` is within its rate limit and may call ``method`` (with
+        ``authorize`` false, any principal may: server reflection)."""
         if not self.limiter.allow(caller.name):
             limits = self.app.config.limits
             raise ResourceExhausted(
                 f"rate limit exceeded for principal {caller.name}: [limits] rate_per_second = "
                 f"{limits.rate_per_second:g}, rate_burst = {limits.rate_burst}; retry later",
                 reason="RATE_LIMITED")
+        if caller.kind == OPERATOR and caller.status != OperatorStatus.ACTIVE.value:
+            raise PermissionDenied(
+                f"operator {caller.name} is {caller.status} in the authority ledger: a "
+                f"{caller.status} operator may call nothing",
+                reason=f"OPERATOR_{caller.status.upper()}")
+        if not authorize:
+            return
         if not caller.kind:
             raise PermissionDenied(f"principal {caller.name} is not known to this signerd")
         if caller.kind not in ALLOWED.get(method, frozenset()):
             raise PermissionDenied(f"{caller.kind} principal {caller.name} may not call {method}")
+
+    def _open_stream(self, caller: Caller) -> None:
+        """Count one more open stream of ``caller``; raise beyond the [limits] caps."""
+        limits = self.app.config.limits
+        with self._streams_lock:
+            mine = self._streams.get(caller.name, 0)
+            if mine >= limits.max_streams_per_principal:
+                raise ResourceExhausted(
+                    f"too many open streams for principal {caller.name}: {mine} open, "
+                    f"[limits] max_streams_per_principal = {limits.max_streams_per_principal}; "
+                    "close one or retry later", reason="STREAM_LIMIT")
+            total = sum(self._streams.values())
+            if total >= limits.max_streams:
+                raise ResourceExhausted(
+                    f"too many open streams on this signerd: {total} open, [limits] "
+                    f"max_streams = {limits.max_streams}; retry later", reason="STREAM_LIMIT")
+            self._streams[caller.name] = mine + 1
+
+    def _close_stream(self, caller: Caller) -> None:
+        with self._streams_lock:
+            left = self._streams.pop(caller.name, 1) - 1
+            if left > 0:
+                self._streams[caller.name] = left
 
     def _denied(self, method: str, caller: Caller | None, err: SignerError) -> None:
         self.app.metrics.grpc_denied.labels(method).inc()
@@ -254,7 +343,8 @@ class Gate:
             return handler
         return wrap
 
-    def stream(self, method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def stream(self, method: str, authorize: bool = True
+               ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def wrap(fn: Callable[..., Iterator[Any]]) -> Callable[..., Any]:
             @functools.wraps(fn)
             def handler(servicer: Any, request: Any, context: grpc.ServicerContext) -> Any:
@@ -263,8 +353,12 @@ class Gate:
                 caller: Caller | None = None
                 try:
                     caller = self.identify(context)
-                    self._admit(method, caller)
-                    yield from fn(servicer, request, context, caller)
+                    self._admit(method, caller, authorize)
+                    self._open_stream(caller)
+                    try:
+                        yield from fn(servicer, request, context, caller)
+                    finally:
+                        self._close_stream(caller)
                 except SignerError as e:
                     self._fail(context, method, caller, e, rid, t0)
                     return
@@ -272,6 +366,8 @@ class Gate:
                     self._internal(context, method, rid)
                     return
                 self._ok(method, caller, rid, t0)
+            # grpcio runs a handler on the executor its behaviour names: streams on their own.
+            handler.experimental_thread_pool = self.stream_pool  # type: ignore[attr-defined]
             return handler
         return wrap
 
@@ -638,8 +734,17 @@ def build_server(app: App) -> tuple[grpc.Server, health.HealthServicer, int]:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [pb.DESCRIPTOR.services_by_name[n].full_name
              for n in ("Custody", "Approval", "Admin", "Governance", "Audit")]
-    reflection.enable_server_reflection(names + [health.SERVICE_NAME, reflection.SERVICE_NAME],
-                                        server)
+
+    class Reflection(reflection.ReflectionServicer):
+        """Server reflection, for any authenticated principal as before; being a stream, it
+        runs on the stream pool within the stream caps."""
+
+        @gate.stream("ServerReflection/ServerReflectionInfo", authorize=False)
+        def ServerReflectionInfo(self, requests: Any, ctx: Any, caller: Caller) -> Any:
+            yield from reflection.ReflectionServicer.ServerReflectionInfo(self, requests, ctx)
+
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        Reflection(names + [health.SERVICE_NAME, reflection.SERVICE_NAME]), server)
 
     def publish(ok: bool) -> None:
         status = (health_pb2.HealthCheckResponse.SERVING if ok

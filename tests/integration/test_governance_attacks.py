@@ -239,14 +239,10 @@ def insert_approval(db: StoreWriter, transfer_id: str, operator_id: str, signatu
 
 def operator_cert(d: Daemon, name: str) -> None:
     """A client certificate for ``name`` from the dev CA (as test_revoked_operator does)."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
     from signerd import pki
+    from tests.helpers import dev_ca
 
-    ca_key = load_pem_private_key((d.state / "pki" / "ca.key").read_bytes(), None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    key, cert = pki.issue_client(ca_key, pki.load_cert(d.state / "pki" / "ca.pem"), name)
+    key, cert = pki.issue_client(*dev_ca(d.state), name)
     pki.write_pem_key(d.state / "pki" / "clients" / f"{name}.key", key)
     pki.write_pem_cert(d.state / "pki" / "clients" / f"{name}.pem", cert)
 

@@ -123,12 +123,9 @@ def test_revoked_operator(daemon: Daemon, tmp_path) -> None:
     # cust9 needs a client certificate too: issue one from the dev CA.
     from signerd import pki
 
-    ca_key = pki.load_key(daemon.state / "pki" / "ca.key") if hasattr(pki, "load_key") else None
-    if ca_key is None:
-        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from tests.helpers import dev_ca
 
-        ca_key = load_pem_private_key((daemon.state / "pki" / "ca.key").read_bytes(), None)
-    ck, cc = pki.issue_client(ca_key, pki.load_cert(daemon.state / "pki" / "ca.pem"), "cust9")
+    ck, cc = pki.issue_client(*dev_ca(daemon.state), "cust9")
     pki.write_pem_key(daemon.state / "pki" / "clients" / "cust9.key", ck)
     pki.write_pem_cert(daemon.state / "pki" / "clients" / "cust9.pem", cc)
     register_operator(daemon, "cust9", ["custody_officer"], public_pem(key))

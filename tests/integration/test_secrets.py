@@ -153,14 +153,16 @@ def secrets_of(state: Path) -> dict[str, set[str]]:
         key = load_private(path)
         raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         out[f"operators/{path.name}"] = _binary_forms(raw) | _pem_forms(path.read_text())
-    for path in sorted(state.glob("pki/**/*.key")):
+    ca_key = state.parent / f"{state.name}.ca" / "ca.key"  # beside the state folder
+    for path in sorted(state.glob("pki/**/*.key")) + [ca_key]:
         key = load_pem_private_key(path.read_bytes(), None)
         if isinstance(key, ec.EllipticCurvePrivateKey):
             raw = key.private_numbers().private_value.to_bytes(32, "big")
         else:
             assert isinstance(key, ed25519.Ed25519PrivateKey)
             raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        out[str(path.relative_to(state))] = _binary_forms(raw) | _pem_forms(path.read_text())
+        out[str(path.relative_to(state.parent) if path == ca_key else path.relative_to(state))] \
+            = _binary_forms(raw) | _pem_forms(path.read_text())
     out["imported seized key"] = _binary_forms(bytes.fromhex(SEIZED_HEX))
     out["wrong PIN tried at reconnect"] = {"ffffffffffffffffffffffffffffffff"}
     return out
@@ -174,8 +176,8 @@ def leaks(haystack: str, secrets: dict[str, set[str]]) -> list[str]:
 
 def test_every_secret_of_the_state_folder_is_searched_for(run: Run) -> None:
     secrets = secrets_of(run.daemon.state)
-    assert {"hsm/pin", "hsm/so-pin", "pki/ca.key", "pki/server.key", "pki/clients/platform.key",
-            "operators/inv1.key", "imported seized key"} <= set(secrets)
+    assert {"hsm/pin", "hsm/so-pin", "state.ca/ca.key", "pki/server.key",
+            "pki/clients/platform.key", "operators/inv1.key", "imported seized key"} <= set(secrets)
     assert len([n for n in secrets if n.startswith("operators/")]) == 9
     assert all(len(f) >= 16 for forms in secrets.values() for f in forms)
 

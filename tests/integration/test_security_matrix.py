@@ -21,12 +21,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption, PrivateFormat,
-                                                          load_pem_private_key)
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from signerd import pki
 from signerd.api.server import ALLOWED
+from tests import helpers
 from tests.helpers import Daemon, edit_config, init_state, pb, rpc, signerd_cmd
 
 PRINCIPALS = {"platform": "platform", "inv1": "operator", "admin": "admin", "auditor": "auditor"}
@@ -126,8 +126,7 @@ def pem_pair(key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> tuple[b
 
 
 def dev_ca(d: Daemon) -> tuple[Any, x509.Certificate]:
-    return (load_pem_private_key((d.state / "pki" / "ca.key").read_bytes(), None),
-            pki.load_cert(d.state / "pki" / "ca.pem"))
+    return helpers.dev_ca(d.state)
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -57,7 +57,7 @@ def assert_one_line_failure(rc: int, err: str, starts: str) -> None:
 @pytest.fixture(scope="module")
 def state(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("state")
-    pki.make_dev_pki(d / "pki", PRINCIPALS)
+    pki.make_dev_pki(d / "pki", PRINCIPALS, d.parent / f"{d.name}.ca" / "ca.key")
     (d / "operators").mkdir()
     for op in ("inv1", "cust1"):
         operator_keys.write_keypair(operator_keys.generate(), d / "operators" / f"{op}.key",

@@ -33,7 +33,7 @@ def ca():
 @pytest.fixture(scope="module")
 def dev_pki(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("pki")
-    pki.make_dev_pki(d, PRINCIPALS)
+    pki.make_dev_pki(d, PRINCIPALS, pki.dev_ca_key_path(d))
     return d
 
 
@@ -182,12 +182,12 @@ def test_principal_from_garbage_is_none():
 
 
 def test_dev_pki_layout_and_modes(dev_pki):
-    expected = {"ca.pem", "ca.key", "server.pem", "server.key", "clients"}
+    expected = {"ca.pem", "server.pem", "server.key", "clients"}  # the CA key is not in it
     assert {p.name for p in dev_pki.iterdir()} == expected
     assert {p.name for p in (dev_pki / "clients").iterdir()} == {
         f"{p}.{ext}" for p in PRINCIPALS for ext in ("pem", "key")
     }
-    keys = [dev_pki / "ca.key", dev_pki / "server.key"]
+    keys = [pki.dev_ca_key_path(dev_pki), dev_pki / "server.key"]
     keys += [dev_pki / "clients" / f"{p}.key" for p in PRINCIPALS]
     for key in keys:
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
@@ -228,18 +228,35 @@ def test_write_key_mode_ignores_permissive_umask(tmp_path, ca):
     assert stat.S_IMODE((tmp_path / "k.pem").stat().st_mode) == 0o600
 
 
-def test_make_dev_pki_refuses_to_overwrite(dev_pki):
-    before = (dev_pki / "ca.key").read_bytes()
+def test_make_dev_pki_refuses_to_overwrite(dev_pki, tmp_path):
+    ca_key = pki.dev_ca_key_path(dev_pki)
+    before = ca_key.read_bytes()
     with pytest.raises(AlreadyExists):
-        pki.make_dev_pki(dev_pki, ["platform"])
-    assert (dev_pki / "ca.key").read_bytes() == before
+        pki.make_dev_pki(dev_pki, ["platform"], ca_key)
+    assert ca_key.read_bytes() == before
+    with pytest.raises(AlreadyExists):  # a fresh folder, but the CA key is there already
+        pki.make_dev_pki(tmp_path / "fresh", ["platform"], ca_key)
+    assert ca_key.read_bytes() == before and not (tmp_path / "fresh" / "ca.pem").exists()
+
+
+def test_the_ca_key_is_loaded_only_for_its_own_ca(dev_pki, tmp_path):
+    ca_cert = pki.load_cert(dev_pki / "ca.pem")
+    key = pki.load_ca_key(pki.dev_ca_key_path(dev_pki), ca_cert)
+    assert key.public_key() == ca_cert.public_key()
+    with pytest.raises(InvalidArgument, match="is not the private key of the CA"):
+        pki.load_ca_key(dev_pki / "server.key", ca_cert)
+    (tmp_path / "junk.key").write_text("junk")
+    with pytest.raises(InvalidArgument, match="not an unencrypted PEM private key"):
+        pki.load_ca_key(tmp_path / "junk.key", ca_cert)
+    with pytest.raises(InvalidArgument, match="no such file"):
+        pki.load_ca_key(tmp_path / "missing.key", ca_cert)
 
 
 def test_make_dev_pki_rejects_bad_principals(tmp_path):
     with pytest.raises(InvalidArgument):
-        pki.make_dev_pki(tmp_path / "x", ["ok", "Not OK"])
+        pki.make_dev_pki(tmp_path / "x", ["ok", "Not OK"], tmp_path / "x.ca" / "ca.key")
     with pytest.raises(InvalidArgument):
-        pki.make_dev_pki(tmp_path / "y", ["dup", "dup"])
+        pki.make_dev_pki(tmp_path / "y", ["dup", "dup"], tmp_path / "y.ca" / "ca.key")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
@@ -309,7 +326,7 @@ def test_mtls_client_with_cert_succeeds(mtls_server, dev_pki):
 
 def test_mtls_client_from_other_ca_fails(mtls_server, dev_pki, tmp_path):
     target, servicer = mtls_server
-    pki.make_dev_pki(tmp_path, ["inv1"])
+    pki.make_dev_pki(tmp_path, ["inv1"], pki.dev_ca_key_path(tmp_path))
     seen = len(servicer.principals)
     with pytest.raises(grpc.RpcError) as err:
         _check(
@@ -333,7 +350,7 @@ def test_mtls_client_without_cert_fails(mtls_server, dev_pki):
 
 def test_mtls_expired_client_cert_fails(mtls_server, dev_pki, tmp_path):
     target, _ = mtls_server
-    ca_key = serialization.load_pem_private_key((dev_pki / "ca.key").read_bytes(), None)
+    ca_key = serialization.load_pem_private_key(pki.dev_ca_key_path(dev_pki).read_bytes(), None)
     ca_cert = pki.load_cert(dev_pki / "ca.pem")
     now = dt.datetime.now(dt.timezone.utc)
     key, cert = pki.issue_client(
@@ -354,7 +371,7 @@ def test_mtls_expired_client_cert_fails(mtls_server, dev_pki, tmp_path):
 
 def test_mtls_client_rejects_server_from_other_ca(mtls_server, dev_pki, tmp_path):
     target, _ = mtls_server
-    pki.make_dev_pki(tmp_path, ["inv1"])
+    pki.make_dev_pki(tmp_path, ["inv1"], pki.dev_ca_key_path(tmp_path))
     with pytest.raises(grpc.RpcError) as err:
         _check(
             target,
