@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from signerd import canonical
 from signerd.errors import InvalidApproval, InvalidArgument, InvalidKey
+from signerd.legal_basis import parts as legal_basis_parts
 from signerd.model import Chain, Decision, Movement, Output
 from signerd.operator_keys import load_public_pem
 from signerd.policy import CATEGORY_CHANGES, Vote
@@ -294,10 +295,24 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
         f"payload sha256:  {ctx.payload_sha256.hex()}",
         f"policy version:  {ctx.policy_version}",
         f"category change: {ctx.category_change}",
-        f"legal basis:     {_safe(ctx.legal_basis) if ctx.legal_basis else '(none)'}",
+        *legal_basis_lines(ctx.legal_basis),
         f"expires:         {_utc(ctx.expires_at)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def legal_basis_lines(text: str) -> list[str]:
+    """The legal basis as bound, then its parts: the court, the case number and the date of the
+    decision (one stored before the structured form was required is marked as free text)."""
+    if not text:
+        return ["legal basis:     (none)"]
+    lines = [f"legal basis:     {_safe(text)}"]
+    basis = legal_basis_parts(text)
+    if basis is None:
+        return lines + ["  (free text, not a structured court reference)"]
+    return lines + [f"  court:         {_safe(basis.court)}",
+                    f"  case number:   {_safe(basis.case_number)}",
+                    f"  decided on:    {basis.decided.isoformat()}"]
 
 
 def _inputs(indices: Sequence[int]) -> str:

@@ -1540,7 +1540,8 @@ def build_parser() -> Parser:
     tx.add_argument("--psbt", metavar="FILE", help="PSBT, binary or base64")
     tx.add_argument("--eth-tx", metavar="FILE.json", help="EIP-1559 transaction as JSON")
     sp.add_argument("--replaces", metavar="ID")
-    sp.add_argument("--legal-basis", metavar="REF")
+    sp.add_argument("--legal-basis", metavar="REF",
+                    help="the court decision: 'COURT; CASE NUMBER; YYYY-MM-DD'")
     sp.add_argument("--category-change", choices=sorted(CATEGORY_CHANGES), metavar="KIND")
     sp.add_argument("--idempotency-key", metavar="K")
     sp = cmd(g, "list", cmd_transfer_list, "list transfers (an operator: those waiting)")

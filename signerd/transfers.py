@@ -26,12 +26,14 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from . import approval as A
 from . import authority as AU
 from . import engine as E
 from . import ledger as L
+from . import legal_basis as LB
 from . import policy as P
 from .chains import Decoded, Ours, adapter_for, classify_outputs
 from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, HsmUnavailable,
@@ -106,6 +108,16 @@ def requirement_from_json(text: str) -> P.Requirement:
                          rules=tuple(d["rules"]),
                          require_legal_basis=bool(d["require_legal_basis"]),
                          distinct_roles=int(d.get("distinct_roles", 0)))
+
+
+def structured_legal_basis(text: str) -> str:
+    """A submitted legal basis in its canonical form ('COURT; CASE NUMBER; YYYY-MM-DD', see
+    ``legal_basis``), "" for none; InvalidArgument names the field and the expected form. A
+    decision may be dated today anywhere on earth, so up to one day after today in UTC."""
+    if not text.strip():
+        return ""
+    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).date()
+    return LB.parse(text, today=tomorrow).text
 
 
 def live_transfers(tx: Tx, wallet_id: str, *, lock: bool = False
@@ -313,6 +325,7 @@ class TransferService:
             raise InvalidArgument(f"category_change: unknown movement {category_change!r}")
         if len(legal_basis) > MAX_REASON:
             raise InvalidArgument(f"legal_basis: at most {MAX_REASON} characters")
+        legal_basis = structured_legal_basis(legal_basis)
         with self.store.read() as tx:
             state = self.ledger.state(tx)
             if idempotency_key:
@@ -344,7 +357,8 @@ class TransferService:
         except PolicyDenied as e:
             raise PolicyDenied(f"wallet {wallet_id}: {e.message}") from None
         if req.require_legal_basis and not legal_basis.strip():
-            raise PolicyDenied(f"wallet {wallet_id}: the matching rule requires a legal basis")
+            raise PolicyDenied(f"wallet {wallet_id}: the matching rule requires a legal basis "
+                               f"(the court decision: {LB.FORM})")
         now = time.time()
         transfer_id = "t_" + secrets.token_hex(10)
         row = {

@@ -25,7 +25,7 @@ from signerd.model import Chain, Decision, DestinationClass, Movement, Output
 CTX = StatementContext(instance_id="signerd-1", transfer_id="t-42", wallet_id="w-7",
                        policy_version=3, expires_at=1_700_000_000,
                        payload_sha256=hashlib.sha256(b"payload").digest(),
-                       legal_basis="court order 12/2024", category_change="seized_to_confiscated")
+                       legal_basis="District Court Hamburg; 12 Js 77/24; 2024-12-02", category_change="seized_to_confiscated")
 ETH = Movement(
     chain=Chain.ETHEREUM, network="ethereum", chain_id=1,
     outputs=(Output("0x" + "11" * 20, 2**70 + 1, "ETH", False, DestinationClass.EXTERNAL),),
@@ -113,7 +113,7 @@ CHANGES = [
     ("policy version", replace(CTX, policy_version=4), ETH, Decision.APPROVE),
     ("payload", replace(CTX, payload_sha256=hashlib.sha256(b"payload2").digest()), ETH,
      Decision.APPROVE),
-    ("legal basis", replace(CTX, legal_basis="court order 13/2024"), ETH, Decision.APPROVE),
+    ("legal basis", replace(CTX, legal_basis="District Court Hamburg; 13 Js 77/24; 2024-12-02"), ETH, Decision.APPROVE),
     ("category change", replace(CTX, category_change="seized_to_returned"), ETH,
      Decision.APPROVE),
 ]
@@ -166,7 +166,19 @@ def test_render_bitcoin():
     assert "0.00001410 BTC (1410 sat), 141 vB" in text
     assert "2023-11-14T22:13:20Z" in text
     assert ("aa" * 32 + ":0") in text and ("01" * 32) in text
-    assert "court order 12/2024" in text and "seized_to_confiscated" in text
+    assert "seized_to_confiscated" in text
+    assert ("legal basis:     District Court Hamburg; 12 Js 77/24; 2024-12-02\n"
+            "  court:         District Court Hamburg\n"
+            "  case number:   12 Js 77/24\n"
+            "  decided on:    2024-12-02\n") in text
+
+
+def test_render_marks_a_free_text_legal_basis_and_none():
+    text = render(replace(CTX, legal_basis="court order 12/2024"), BTC, Decision.APPROVE)
+    assert ("legal basis:     court order 12/2024\n"
+            "  (free text, not a structured court reference)\n") in text
+    assert "legal basis:     (none)\n" in render(replace(CTX, legal_basis=""), BTC,
+                                                 Decision.APPROVE)
 
 
 def test_render_bitcoin_sighash_all_has_no_warning():

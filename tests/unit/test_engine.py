@@ -106,9 +106,9 @@ def test_category_changes_must_fit_the_destination_wallets() -> None:
         E.check_category_change(WALLET, mv, "none", "")
     with pytest.raises(P.PolicyDenied, match="needs a legal basis"):
         E.check_category_change(WALLET, mv, "seized_to_confiscated", " ")
-    E.check_category_change(WALLET, mv, "seized_to_confiscated", "Judgment 4 K 12/26")
+    E.check_category_change(WALLET, mv, "seized_to_confiscated", "Regional Court Berlin; 4 K 12/26; 2026-11-20")
     with pytest.raises(P.PolicyDenied, match="an output to a confiscated wallet"):
-        E.check_category_change(WALLET, MOVE, "seized_to_confiscated", "Judgment")
+        E.check_category_change(WALLET, MOVE, "seized_to_confiscated", "Regional Court Berlin; 4 K 12/26; 2026-11-20")
 
 
 def test_classify_outputs_marks_own_wallets_and_names_ours() -> None:
