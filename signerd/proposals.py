@@ -30,7 +30,8 @@ from .model import Decision, OperatorStatus, WalletStatus
 from .engine import effective_requirement
 from .runtime import Runtime
 from .store import Row, Tx
-from .transfers import ended_violation, live_transfers, tighten_live_transfers
+from .transfers import (LIVE as LIVE_STATES, ended_violation, live_transfers,
+                        movement_from_json, tighten_live_transfers)
 
 
 log = logging.getLogger("signerd.proposals")
@@ -185,6 +186,25 @@ class ProposalService:
                     raise FailedPrecondition(f"old_document is not wallet {wallet.id}'s policy "
                                              "version 1")
                 self._no_loosening(tx, state, wallet, c["document"])
+        if kind == "token.set" and c["old_token"]:
+            self._token_unused(tx, c["old_token"])
+
+    @staticmethod
+    def _token_unused(tx: Tx, old: dict[str, Any]) -> None:
+        """A registered token's entry does not change under a live transfer that moves it: the
+        statement its approvals signed shows the entry in force at submission."""
+        key = (old.get("chain_id"), str(old.get("address", "")).lower())
+        busy = []
+        for state in LIVE_STATES:
+            for row in tx.list_transfers(state=state, limit=1_000_000):
+                movement = movement_from_json(row["movement"])
+                if any(t.key == key for t in movement.tokens):
+                    busy.append(row["id"])
+        if busy:
+            raise FailedPrecondition(
+                f"token {old.get('address')} on chain {old.get('chain_id')} is moved by live "
+                f"transfer(s) {', '.join(sorted(busy)[:5])}{' ...' if len(busy) > 5 else ''}; "
+                "let them finish or cancel them first")
 
     def _no_loosening(self, tx: Tx, state: AU.AuthorityState, wallet: Any,
                       document: str) -> None:
@@ -390,6 +410,8 @@ class ProposalService:
 
 def _subject(doc: dict[str, Any]) -> str:
     c = doc["change"]
+    if doc["kind"] == "token.set":
+        return f"{c['token'].get('chain_id')}:{c['token'].get('address')}"
     for key in ("operator_id", "wallet_id", "name"):
         if key in c:
             return str(c[key])

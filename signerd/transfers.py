@@ -40,10 +40,11 @@ from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, HsmU
                      InvalidApproval, InvalidArgument, PermissionDenied, PolicyDenied,
                      SignerError, WalletFrozen)
 from .sign_step import SignStep, ended_violation
-from .model import (Chain, Decision, DestinationClass, Movement, OperatorStatus, Output,
+from .model import (Chain, Decision, DestinationClass, Movement, OperatorStatus, Output, Token,
                     TransferState, Wallet, WalletStatus)
 from .runtime import Runtime
 from .store import Row, Tx
+from .tokens import token_json
 
 
 log = logging.getLogger("signerd.transfers")
@@ -72,6 +73,7 @@ def movement_to_json(m: Movement) -> str:
                                      else str(m.max_priority_fee_per_gas)),
         "contract_call": m.contract_call, "vsize": m.vsize, "outpoints": list(m.outpoints),
         "sighash": list(m.sighash),
+        **({"tokens": [token_json(t) for t in m.tokens]} if m.tokens else {}),
     }, sort_keys=True)
 
 
@@ -89,7 +91,9 @@ def movement_from_json(text: str) -> Movement:
         max_priority_fee_per_gas=(None if d["max_priority_fee_per_gas"] is None
                                   else int(d["max_priority_fee_per_gas"])),
         contract_call=d["contract_call"], vsize=d["vsize"], outpoints=tuple(d["outpoints"]),
-        sighash=tuple(d.get("sighash", ())))
+        sighash=tuple(d.get("sighash", ())),
+        tokens=tuple(Token(int(t["chain_id"]), t["address"], t["standard"], t["symbol"],
+                           int(t["decimals"])) for t in d.get("tokens", ())))
 
 
 def requirement_to_json(r: P.Requirement) -> str:
@@ -296,12 +300,13 @@ class TransferService:
             return out
 
     # ---------------------------------------------------------------- submission
-    def _decode(self, wallet: Wallet, payload: bytes, policy: P.Policy) -> Decoded:
+    def _decode(self, wallet: Wallet, payload: bytes, policy: P.Policy,
+                state: AU.AuthorityState) -> Decoded:
         adapter = adapter_for(wallet.chain)
         if wallet.chain is Chain.BITCOIN:
             return adapter.decode(wallet, payload, self.limits,
                                   allowed_sighash=policy.sighash_types)
-        return adapter.decode(wallet, payload, self.limits)
+        return adapter.decode(wallet, payload, self.limits, tokens=state.tokens)
 
     def classify(self, tx: Tx, state: AU.AuthorityState, wallet: Wallet, decoded: Decoded,
                  policy: P.Policy) -> Movement:
@@ -349,7 +354,7 @@ class TransferService:
                                    "new transfers until unfrozen")
             version = state.wallet_policy_version(wallet.id)
             policy, waived = E.policy_of(state, wallet, version)
-            decoded = self._decode(wallet, payload, policy)
+            decoded = self._decode(wallet, payload, policy, state)
             movement = self.classify(tx, state, wallet, decoded, policy)
         E.check_category_change(wallet, movement, category_change, legal_basis)
         try:
