@@ -203,3 +203,26 @@ roles = { investigator = 1, custody_officer = 1, judge = 1 }
     assert not st.tokens and "(NOT decoded)" in st.rendered and "USDT" not in st.rendered
     assert cli.rebuild_statement(st, t.id, Decision.APPROVE,
                                  limits=Limits()).statement == st.statement
+
+
+def test_a_registered_token_transfer_executes_on_py_evm(daemon: Daemon) -> None:
+    """The signed transfer, mined on py-evm against a minimal ERC-20 deployed at the registered
+    address, moves the tokens it was approved to move."""
+    from tests.unit.evm_erc20 import mine_token_transfer, token_address
+
+    contract = token_address()
+    p = govern(daemon, daemon.admin().SetToken(pb.SetTokenRequest(
+        chain_id=CHAIN_ID, address=contract, symbol="TKN", decimals=6)))
+    assert p.state == "APPROVED", p.failure
+    w = eth_wallet(daemon)  # the two-key template: no contract calls, so it must decode
+    t = submit(daemon, w.id, tx_fields(nonce=0, to=contract, value=0, gas=100_000,
+                                       data=calldata(amount=250 * 10**6)))
+    assert [o.asset for o in t.movement.outputs] == [f"ERC20:{contract}"]
+    decide(daemon, t.id, "inv1")
+    t = decide(daemon, t.id, "cust1")
+    assert t.state == pb.SIGNED, t.failure
+    raw = bytes.fromhex(t.raw_tx)
+    assert Account.recover_transaction(raw) == w.address
+    receipt, balance_of = mine_token_transfer(raw, w.address, 1_000 * 10**6, 10**18)
+    assert receipt["status"] == 1
+    assert balance_of(RECIPIENT) == 250 * 10**6 and balance_of(w.address) == 750 * 10**6
