@@ -69,6 +69,32 @@ def test_seized_mnemonic_import_sweep_and_full_policy_elsewhere(daemon: Daemon) 
     assert "investigator" in t2.remaining and "prosecutor" in t2.remaining
 
 
+def test_a_one_officer_sweep_cannot_pay_a_large_fee(daemon: Daemon) -> None:
+    """The seized-sweep template caps the fee (2,500,000 sat) and the fee rate (200 sat/vB):
+    before, one custody officer could approve a sweep paying 495,000,000 sat in fees."""
+    seized = import_mnemonic(daemon, derivation_path="m/84'/0'/0'/0/9", case_ref="CASE-FEE")
+    assert seized.template == "seized-sweep"
+    custody = daemon.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.BITCOIN, network="mainnet", category=pb.SEIZED, case_ref="CASE-FEE"))
+    to_custody = address_to_script(custody.address, "mainnet")
+
+    def sweep(amount: int, keep: int) -> tuple[pb.Transfer, object]:
+        psbt, prev = build_psbt(seized, [amount], [(to_custody, keep)], network="mainnet")
+        return daemon.custody().SubmitTransfer(pb.SubmitTransferRequest(
+            wallet_id=seized.id, psbt=psbt.to_base64().encode())), prev
+
+    e = rpc_error(sweep, 500_000_000, 5_000_000)
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "fee 495000000 BTC exceeds max_fee.BTC 2500000" in e.details()
+    e = rpc_error(sweep, 1_000_000, 960_000)  # 40,000 sat for about 110 vB
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "exceeds max_fee_rate 200" in e.details()
+    t, prev = sweep(1_000_000, 998_000)
+    assert t.movement.fee == "2000" and t.requirement.startswith("1 approver")
+    t = decide(daemon, t.id, "cust1")
+    assert t.state == pb.SIGNED and verify_with_bitcointx(t.raw_tx, prev, "mainnet") == 1
+
+
 @pytest.mark.parametrize("kw,needle", [
     (dict(mnemonic=MNEMONIC.replace("about", "abandon")), "checksum"),
     (dict(mnemonic=MNEMONIC.replace("about", "aboutt")), "word"),
