@@ -1,8 +1,8 @@
 """The chain of authority: genesis, the authority ledger and governance proposals (pure: no
 I/O, no clock, no HSM).
 
-Every operator key and role, every policy text, every unfreeze and every wallet holding a key
-from outside is in force only through the **authority ledger**: an append-only, hash-chained list
+Every operator key and role, every policy text, every unfreeze, every wallet holding a key
+from outside and every token registry entry is in force only through the **authority ledger**: an append-only, hash-chained list
 of entries whose first entry is the genesis and whose later entries are
 
 - ``proposal``: a governance proposal (DESIGN §11) with the operators' signed decisions that
@@ -13,8 +13,8 @@ of entries whose first entry is the genesis and whose later entries are
 
 :func:`fold` replays entries onto a state and raises :class:`AuthorityViolation` at the first
 entry that does not verify, so a state returned by it is the one the entries prove. The genesis
-document names the initial operators, the governance policy, the policy templates and the
-daemon's audit key; each initial operator signs it, and the daemon pins its digest outside the
+document names the initial operators, the governance policy, the policy templates, the
+daemon's audit key and, optionally, the initial token registry (``tokens``); each initial operator signs it, and the daemon pins its digest outside the
 store (config and HSM). Nothing in this module trusts a stored row: it is handed entries and
 checks them.
 """
@@ -151,7 +151,9 @@ def parse_governance(text: str) -> GovernancePolicy:
         roles = ["admin", "investigator"]   # the roles operators may hold
         [[rule]]                            # at least one; every kind needs a matching rule
         name = "two-admins"
-        kinds = ["*"]                       # proposal kinds (operator.register, ...) or "*"
+        kinds = ["*"]                       # proposal kinds (operator.register, ...) or "*";
+                                            # a later kind (token.set) no rule names needs
+                                            # every rule's demands at once
         approvers = 2
         roles = { admin = 2 }               # as in transfer policies: minimums, group, veto
     """

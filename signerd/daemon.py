@@ -29,8 +29,8 @@ DEMO_OPERATORS: dict[str, list[str]] = {
 DEMO_GOVERNANCE = """\
 # Governance: who must approve a change to the rules. Every proposal (operators and their
 # roles, wallet policies and templates, unfreezes, seized-key imports, wallets with outside
-# keys, this policy itself) needs two distinct operators holding the admin role; the one who
-# proposed it never counts. Freezes and suspensions are immediate.
+# keys, token registry entries, this policy itself) needs two distinct operators holding the
+# admin role; the one who proposed it never counts. Freezes and suspensions are immediate.
 name = "governance"
 expiry = "72h"
 roles = ["investigator", "prosecutor", "custody_officer", "judge", "auditor", "admin"]

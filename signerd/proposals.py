@@ -169,8 +169,9 @@ class ProposalService:
 
     def _live_checks(self, tx: Tx, state: AU.AuthorityState, doc: dict[str, Any]) -> None:
         """What the pure checks cannot see: the wallet a change names exists and is one of
-        signerd's, its policy version 1 is the text the change replaces, and a new policy
-        loosens no live transfer of the wallet."""
+        signerd's, its policy version 1 is the text the change replaces, a new policy
+        loosens no live transfer of the wallet, and a token entry is neither added nor changed
+        under a live transfer that calls its contract."""
         kind, c = doc["kind"], doc["change"]
         if kind in ("wallet.policy", "wallet.unfreeze"):
             try:
@@ -186,23 +187,27 @@ class ProposalService:
                     raise FailedPrecondition(f"old_document is not wallet {wallet.id}'s policy "
                                              "version 1")
                 self._no_loosening(tx, state, wallet, c["document"])
-        if kind == "token.set" and c["old_token"]:
-            self._token_unused(tx, c["old_token"])
+        if kind == "token.set":
+            self._token_unused(tx, c["token"])
 
     @staticmethod
-    def _token_unused(tx: Tx, old: dict[str, Any]) -> None:
-        """A registered token's entry does not change under a live transfer that moves it: the
-        statement its approvals signed shows the entry in force at submission."""
-        key = (old.get("chain_id"), str(old.get("address", "")).lower())
+    def _token_unused(tx: Tx, token: dict[str, Any]) -> None:
+        """A token's registry entry is neither added nor changed under a live transfer that
+        calls its contract: the statement its approvals signed shows the call as decoded at
+        submission (a contract call, or the entry then in force)."""
+        chain_id, address = token.get("chain_id"), str(token.get("address", "")).lower()
         busy = []
         for state in LIVE_STATES:
             for row in tx.list_transfers(state=state, limit=1_000_000):
-                movement = movement_from_json(row["movement"])
-                if any(t.key == key for t in movement.tokens):
+                mv = movement_from_json(row["movement"])
+                if mv.chain_id == chain_id and (
+                        any(t.key == (chain_id, address) for t in mv.tokens)
+                        or (mv.contract_call and any(o.address.lower() == address
+                                                     for o in mv.outputs))):
                     busy.append(row["id"])
         if busy:
             raise FailedPrecondition(
-                f"token {old.get('address')} on chain {old.get('chain_id')} is moved by live "
+                f"token {token.get('address')} on chain {chain_id} is called by live "
                 f"transfer(s) {', '.join(sorted(busy)[:5])}{' ...' if len(busy) > 5 else ''}; "
                 "let them finish or cancel them first")
 

@@ -203,6 +203,11 @@ roles = { investigator = 1, custody_officer = 1, judge = 1 }
     assert not st.tokens and "(NOT decoded)" in st.rendered and "USDT" not in st.rendered
     assert cli.rebuild_statement(st, t.id, Decision.APPROVE,
                                  limits=Limits()).statement == st.statement
+    # Registering the contract now would decode the call differently than it was shown.
+    e = rpc_error(daemon.admin().SetToken, pb.SetTokenRequest(
+        chain_id=CHAIN_ID, address=other, symbol="OTHER", decimals=18))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"is called by live transfer(s) {t.id}" in e.details()
 
 
 def test_a_registered_token_transfer_executes_on_py_evm(daemon: Daemon) -> None:
@@ -226,3 +231,54 @@ def test_a_registered_token_transfer_executes_on_py_evm(daemon: Daemon) -> None:
     receipt, balance_of = mine_token_transfer(raw, w.address, 1_000 * 10**6, 10**18)
     assert receipt["status"] == 1
     assert balance_of(RECIPIENT) == 250 * 10**6 and balance_of(w.address) == 750 * 10**6
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory):
+    from signerd import config as C
+    from signerd import hsm
+    from signerd.app import App
+
+    cfg = C.load(init_state(tmp_path_factory.mktemp("tokens-app") / "state"))
+    a = App(cfg)
+    hsm._INITIALISED.pop(cfg.hsm.module, None)  # this module's token folder, not another test's
+    a.start()
+    yield a
+    a.stop()
+
+
+def test_the_sign_step_refuses_a_call_the_registry_now_decodes_otherwise(app) -> None:
+    """Should the registry entry change between submission and signature anyway (a race the
+    proposal check cannot see), the sign step decodes with the registry in force, finds other
+    token facts than the approved ones, and signs nothing: an authority violation."""
+    from signerd import ledger as L
+    from signerd.admin import AdminService
+    from signerd.errors import AuthorityViolation
+    from signerd.approval import sign_statement
+    from tests.helpers import app_govern, app_wallet
+
+    view = app_govern(app, AdminService(app).set_token(
+        "admin", chain_id=1, address=USDT, symbol="USDT", decimals=6))
+    assert view.state == "APPROVED"
+    w = app_wallet(app)
+    t = app.transfers.submit("platform", w.id, json.dumps(token_tx(0, chainId=1)).encode())
+    assert t.movement.tokens and t.movement.tokens[0].symbol == "USDT"
+    statement, _, _ = app.transfers.statement(t.id, Decision.APPROVE)
+    app.transfers.decide("inv1", t.id, "inv1", Decision.APPROVE,
+                         sign_statement(load_private(key_of(app, "inv1")), statement))
+    with app.store.read() as tx:
+        state = app.ledger.state(tx)
+        row, approvals = tx.get_transfer(t.id), tx.approvals(t.id)
+        wallet = L.load_wallet(tx, state, w.id)
+        job, verdict = app.transfers.signer._job(tx, state, row, wallet, approvals)
+        assert job.movement.tokens == t.movement.tokens  # as approved: it goes on
+        (entry,) = state.tokens.values()
+        moved = replace(state, tokens={entry.key: replace(entry, decimals=18)})
+        with pytest.raises(AuthorityViolation, match="token registry decodes its call"):
+            app.transfers.signer._job(tx, moved, row, wallet, approvals)
+
+
+def key_of(app, op: str) -> str:
+    from pathlib import Path
+
+    return str(Path(app.config.path).parent / "operators" / f"{op}.key")
