@@ -2,8 +2,9 @@
 I/O, no clock, no HSM).
 
 Every operator key and role, every policy text, every unfreeze, every wallet holding a key
-from outside and every token registry entry is in force only through the **authority ledger**: an append-only, hash-chained list
-of entries whose first entry is the genesis and whose later entries are
+from outside and every token registry entry is in force only through the **authority
+ledger**: an append-only, hash-chained list of entries whose first entry is the genesis and
+whose later entries are
 
 - ``proposal``: a governance proposal (DESIGN §11) with the operators' signed decisions that
   approved it. It verifies only if every signature verifies over the proposal's statement under
@@ -14,9 +15,9 @@ of entries whose first entry is the genesis and whose later entries are
 :func:`fold` replays entries onto a state and raises :class:`AuthorityViolation` at the first
 entry that does not verify, so a state returned by it is the one the entries prove. The genesis
 document names the initial operators, the governance policy, the policy templates, the
-daemon's audit key and, optionally, the initial token registry (``tokens``); each initial operator signs it, and the daemon pins its digest outside the
-store (config and HSM). Nothing in this module trusts a stored row: it is handed entries and
-checks them.
+daemon's audit key and, optionally, the initial token registry (``tokens``); each initial
+operator signs it, and the daemon pins its digest outside the store (config and HSM). Nothing
+in this module trusts a stored row: it is handed entries and checks them.
 """
 from __future__ import annotations
 

@@ -26,7 +26,8 @@ from signerd.tokens import format_units
 CTX = StatementContext(instance_id="signerd-1", transfer_id="t-42", wallet_id="w-7",
                        policy_version=3, expires_at=1_700_000_000,
                        payload_sha256=hashlib.sha256(b"payload").digest(),
-                       legal_basis="District Court Hamburg; 12 Js 77/24; 2024-12-02", category_change="seized_to_confiscated")
+                       legal_basis="District Court Hamburg; 12 Js 77/24; 2024-12-02",
+                       category_change="seized_to_confiscated")
 ETH = Movement(
     chain=Chain.ETHEREUM, network="ethereum", chain_id=1,
     outputs=(Output("0x" + "11" * 20, 2**70 + 1, "ETH", False, DestinationClass.EXTERNAL),),
