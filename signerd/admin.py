@@ -1,9 +1,9 @@
 """Administrative acts. Whatever could loosen a rule is a governance proposal (see
 ``signerd.proposals``): registering, revoking or re-rolling an operator, reinstating a suspended
 one, a wallet's policy, a policy template, the governance policy, an unfreeze, a seized-key
-import. Acts that only tighten are immediate for an admin and go into the authority ledger at
-once: a court-ordered freeze, the suspension of an operator. Every act is audited in the same
-store transaction as the change it makes."""
+import, a token registry entry. Acts that only tighten are immediate for an admin and go into
+the authority ledger at once: a court-ordered freeze, the suspension of an operator. Every act
+is audited in the same store transaction as the change it makes."""
 from __future__ import annotations
 
 import time
@@ -16,9 +16,10 @@ from . import ledger as L
 from . import seized
 from . import wallets as W
 from .errors import FailedPrecondition, InvalidArgument, NotFound
-from .model import OperatorStatus, ScriptType, Wallet, WalletStatus
+from .model import OperatorStatus, ScriptType, Token, Wallet, WalletStatus
 from .proposals import ProposalView, new_proposal_id
 from .runtime import Runtime
+from .tokens import make_token, token_json
 
 
 
@@ -191,6 +192,22 @@ class AdminService:
 
     def authority(self) -> AU.AuthorityState:
         return self._state()
+
+    # ---------------------------------------------------------------- token registry
+    def set_token(self, actor: str, *, chain_id: int, address: str, symbol: str,
+                  decimals: int, standard: str = "erc20") -> ProposalView:
+        """A proposal to register a token contract on a chain, or to change its entry."""
+        token = make_token(chain_id=chain_id, address=address, standard=standard or "erc20",
+                           symbol=symbol, decimals=decimals)
+        current = self._state().tokens.get(token.key)
+        return self._propose(actor, "token.set", {
+            "token": token_json(token),
+            "old_token": token_json(current) if current is not None else {}})
+
+    def tokens(self, chain_id: int = 0) -> list[Token]:
+        """The token registry the authority ledger proves (of one chain, with ``chain_id``)."""
+        return sorted((t for t in self._state().tokens.values()
+                       if not chain_id or t.chain_id == chain_id), key=lambda t: t.key)
 
     # ---------------------------------------------------------------- freezes
     def freeze(self, actor: str, wallet_id: str, order_ref: str) -> Wallet:

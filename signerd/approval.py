@@ -21,7 +21,8 @@ any JSON reader; absent optional integers are ``null``; bytes are lower-case hex
     fee_asset, nonce, gas_limit, max_fee_per_gas, max_priority_fee_per_gas, contract_call, vsize,
     outpoints[], sighash[], payload_sha256, policy_version, category_change, legal_basis,
     replaces{transfer_id, state, fee_delta} or null, vetoed[{role, transfer_id}], decision,
-    expires_at
+    expires_at, and tokens[{chain_id, address, standard, symbol, decimals}] when the movement
+    decodes a call to a registered token (only then: other statements are unchanged)
 
 ``replaces`` names the transfer this one replaces (a fee bump): its id, its state when this
 one was submitted (``PENDING_APPROVAL``, ``APPROVED`` or ``SIGNED``; empty for a transfer
@@ -34,6 +35,10 @@ transfer replaces nothing. ``render`` shows it as one line, ``replaces: t_... (S
 that vetoed it and the transfer it vetoed. The transfer then needs an approval by each such
 role on top of its policy, and ``render`` says so in a line ``WARNING: previously vetoed by
 judge in t_...``.
+
+``tokens`` are the entries of the governance's token registry the decoded movement used, so
+the symbol and decimals an operator was shown are what they signed: a tool told another symbol,
+other decimals or another contract signs a statement that does not verify.
 
 ``sighash`` is each Bitcoin input's sighash type by input index (``ALL``, ``NONE``, ``SINGLE``,
 each optionally ``|ANYONECANPAY``; empty for Ethereum): any type but ALL lets the transaction be
@@ -61,9 +66,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from signerd import canonical
 from signerd.errors import InvalidApproval, InvalidArgument, InvalidKey
-from signerd.model import Chain, Decision, Movement, Output
+from signerd.legal_basis import parts as legal_basis_parts
+from signerd.model import Chain, Decision, Movement, Output, Token
 from signerd.operator_keys import load_public_pem
 from signerd.policy import CATEGORY_CHANGES, Vote
+from signerd.tokens import format_amount as token_amount
+from signerd.tokens import lookup as lookup_token
 
 DOMAIN_TAG = b"signerd-approval/v1"
 PROPOSAL_TAG = b"signerd-proposal/v1"
@@ -124,7 +132,7 @@ class StatementContext:
 
 def build_statement(ctx: StatementContext, movement: Movement, decision: Decision) -> bytes:
     """The deterministic statement bytes for this transfer, movement and decision."""
-    doc = {
+    doc: dict[str, Any] = {
         "instance_id": ctx.instance_id,
         "transfer_id": ctx.transfer_id,
         "wallet_id": ctx.wallet_id,
@@ -169,6 +177,13 @@ def build_statement(ctx: StatementContext, movement: Movement, decision: Decisio
         "decision": Decision(decision).value,
         "expires_at": _dec(ctx.expires_at, "expires_at"),
     }
+    if movement.tokens:  # absent otherwise: statements without tokens are as they were
+        doc["tokens"] = [
+            {"chain_id": _dec(t.chain_id, "token chain_id"), "address": _text(t.address, "token"),
+             "standard": _text(t.standard, "token standard"),
+             "symbol": _text(t.symbol, "token symbol"),
+             "decimals": _dec(t.decimals, "token decimals")}
+            for t in sorted(movement.tokens, key=lambda t: t.key)]
     body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
                       allow_nan=False)
     return DOMAIN_TAG + b"\n" + body.encode("ascii")
@@ -315,7 +330,7 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
         f"chain:           {movement.chain.value} ({_safe(network)})",
         "outputs:",
     ]
-    lines += [f"  {i}. {_describe(o)}" for i, o in enumerate(movement.outputs, 1)]
+    lines += [f"  {i}. {_describe(o, movement)}" for i, o in enumerate(movement.outputs, 1)]
     if not movement.outputs:
         lines.append("  (none)")
     fee_label = "max fee:" if movement.chain is Chain.ETHEREUM else "fee:"
@@ -333,6 +348,10 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
                        ("priority fee/gas:", movement.max_priority_fee_per_gas)):
         if wei is not None:
             lines.append(f"{label:<16} {wei} wei")
+    for t in movement.tokens:
+        lines.append(f"token:           {_safe(t.symbol)} = {_safe(t.standard).upper()} contract "
+                     f"{_safe(t.address)} on chain {t.chain_id}, {t.decimals} decimals "
+                     "(governance token registry)")
     if movement.contract_call:
         lines.append(f"contract call:   {_safe(movement.contract_call)} (NOT decoded)")
     if movement.outpoints:
@@ -345,10 +364,24 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
         f"payload sha256:  {ctx.payload_sha256.hex()}",
         f"policy version:  {ctx.policy_version}",
         f"category change: {ctx.category_change}",
-        f"legal basis:     {_safe(ctx.legal_basis) if ctx.legal_basis else '(none)'}",
+        *legal_basis_lines(ctx.legal_basis),
         f"expires:         {_utc(ctx.expires_at)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def legal_basis_lines(text: str) -> list[str]:
+    """The legal basis as bound, then its parts: the court, the case number and the date of the
+    decision (one stored before the structured form was required is marked as free text)."""
+    if not text:
+        return ["legal basis:     (none)"]
+    lines = [f"legal basis:     {_safe(text)}"]
+    basis = legal_basis_parts(text)
+    if basis is None:
+        return lines + ["  (free text, not a structured court reference)"]
+    return lines + [f"  court:         {_safe(basis.court)}",
+                    f"  case number:   {_safe(basis.case_number)}",
+                    f"  decided on:    {basis.decided.isoformat()}"]
 
 
 def _inputs(indices: Sequence[int]) -> str:
@@ -419,16 +452,18 @@ def sighash_warnings(types: Sequence[str], outputs: int) -> list[str]:
     return lines
 
 
-def _describe(out: Output) -> str:
-    kind, _, token = out.asset.partition(":")
+def _describe(out: Output, movement: Movement) -> str:
+    kind, _, address = out.asset.partition(":")
+    token = lookup_token(movement.tokens, out.asset, movement.chain_id)
     to = _safe(out.address) if out.address else "(new contract)"
     ours = f" {_safe(out.category)} wallet {_safe(out.wallet_id)}" if out.wallet_id else ""
     where = f"[{out.destination_class.value}{ours}{', CHANGE' if out.is_change else ''}]"
     if kind.upper() == "ERC20-APPROVE":
-        return (f"approve spender {to} for {out.amount} base units of token {_safe(token)} "
-                f"{where}")
+        what = (f"an allowance of {token_amount(out.amount, token)}" if token is not None
+                else f"{out.amount} base units of token {_safe(address)}")
+        return f"approve spender {to} for {what} {where}"
     verb = "change" if out.is_change else "send"
-    return f"{verb} {_amount(out.amount, out.asset)} to {to} {where}"
+    return f"{verb} {_amount(out.amount, out.asset, token)} to {to} {where}"
 
 
 def replacement_summary(transfer_id: str, state: str, fee_delta: int, fee_asset: str) -> str:
@@ -447,18 +482,23 @@ def veto_warnings(vetoed: Iterable[tuple[str, str]]) -> list[str]:
             sorted(vetoed)]
 
 
-def format_amount(amount: int, asset: str) -> str:
-    """An amount for people: BTC with 8 decimals and sats, ETH with 18 and wei, tokens in base
-    units (signerd does not know token decimals)."""
+def format_amount(amount: int, asset: str, token: Token | None = None) -> str:
+    """An amount for people: BTC with 8 decimals and sats, ETH with 18 and wei, a registered
+    token (``token``, its registry entry) with its decimals and symbol and in base units, any
+    other token in base units only."""
     if asset == "BTC":
         return f"{amount // 10**8}.{amount % 10**8:08d} BTC ({amount} sat)"
     if asset == "ETH":
         return f"{amount // 10**18}.{amount % 10**18:018d} ETH ({amount} wei)"
-    kind, _, token = asset.partition(":")
+    kind, _, address = asset.partition(":")
     if kind.upper() == "ERC20":
-        return f"{amount} base units of token {safe_text(token)}"
+        if token is not None:
+            return token_amount(amount, token)
+        return f"{amount} base units of token {safe_text(address)}"
     if kind.upper() == "ERC20-APPROVE":
-        return f"an allowance of {amount} base units of token {safe_text(token)}"
+        if token is not None:
+            return f"an allowance of {token_amount(amount, token)}"
+        return f"an allowance of {amount} base units of token {safe_text(address)}"
     return f"{amount} base units of {safe_text(asset)}"
 
 

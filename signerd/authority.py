@@ -1,9 +1,10 @@
 """The chain of authority: genesis, the authority ledger and governance proposals (pure: no
 I/O, no clock, no HSM).
 
-Every operator key and role, every policy text, every unfreeze and every wallet holding a key
-from outside is in force only through the **authority ledger**: an append-only, hash-chained list
-of entries whose first entry is the genesis and whose later entries are
+Every operator key and role, every policy text, every unfreeze, every wallet holding a key
+from outside and every token registry entry is in force only through the **authority
+ledger**: an append-only, hash-chained list of entries whose first entry is the genesis and
+whose later entries are
 
 - ``proposal``: a governance proposal (DESIGN §11) with the operators' signed decisions that
   approved it. It verifies only if every signature verifies over the proposal's statement under
@@ -13,10 +14,10 @@ of entries whose first entry is the genesis and whose later entries are
 
 :func:`fold` replays entries onto a state and raises :class:`AuthorityViolation` at the first
 entry that does not verify, so a state returned by it is the one the entries prove. The genesis
-document names the initial operators, the governance policy, the policy templates and the
-daemon's audit key; each initial operator signs it, and the daemon pins its digest outside the
-store (config and HSM). Nothing in this module trusts a stored row: it is handed entries and
-checks them.
+document names the initial operators, the governance policy, the policy templates, the
+daemon's audit key and, optionally, the initial token registry (``tokens``); each initial
+operator signs it, and the daemon pins its digest outside the store (config and HSM). Nothing
+in this module trusts a stored row: it is handed entries and checks them.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import reduce
 from typing import Any
 
@@ -34,8 +35,9 @@ from .approval import (SignedDecision, genesis_statement, proposal_statement, sa
                        signature_valid, verified_votes)
 from .errors import (AuthorityViolation, FailedPrecondition, InvalidArgument, InvalidKey,
                      InvalidPolicy, PolicyDenied, SignerError)
-from .model import Decision, OperatorStatus
+from .model import Decision, OperatorStatus, Token
 from .operator_keys import fingerprint, load_public_pem
+from .tokens import token_from_json, token_json
 from .policy import (MAX_DOCUMENT_CHARS, OperatorView, Policy, QuorumResult, Requirement, Vote,
                      _duration, _names, _no_unknown, _text, can_be_met, evaluate, merge,
                      parse_policy, requirement_from_table)
@@ -52,8 +54,11 @@ ENTRY_KINDS = frozenset({GENESIS, PROPOSAL, FREEZE, SUSPEND})
 KINDS = (
     "operator.register", "operator.revoke", "operator.roles", "operator.reinstate",
     "wallet.policy", "template.set", "governance.set", "wallet.unfreeze", "wallet.import",
-    "wallet.create",
+    "wallet.create", "token.set",
 )
+# Kinds added after governance policies were first written: a policy whose rules name none of
+# them (and have no "*") still parses, and such a kind needs every rule's demands at once.
+LATER_KINDS = frozenset({"token.set"})
 OPERATOR_ID = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 ROLE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -77,6 +82,8 @@ _CHANGE_KEYS: dict[str, dict[str, type]] = {
     "wallet.import": {"wallet": dict, "seizure_record": str, "form": str,
                       "derivation_path": str},
     "wallet.create": {"wallet": dict},
+    # A token registry entry added or changed; old_token is the entry in force ({} for none).
+    "token.set": {"token": dict, "old_token": dict},
 }
 WALLET_KEYS = frozenset({"id", "chain", "network", "script_type", "category", "case_ref",
                          "legal_basis", "address", "descriptor", "threshold", "chain_ids",
@@ -84,6 +91,7 @@ WALLET_KEYS = frozenset({"id", "chain", "network", "script_type", "category", "c
                          "created_at"})
 _GENESIS_KEYS = frozenset({"instance_id", "created_at", "operators", "governance", "templates",
                            "audit_key"})
+_GENESIS_OPTIONAL = frozenset({"tokens"})  # absent in a genesis without initial tokens
 _GOV_KEYS = frozenset({"name", "expiry", "roles", "rule"})
 _GOV_RULE_KEYS = frozenset({"name", "kinds", "approvers", "roles", "group", "veto", "expiry"})
 
@@ -121,9 +129,16 @@ class GovernancePolicy:
     roles: frozenset[str]
     rules: tuple[GovernanceRule, ...]
 
+    def names(self, kind: str) -> bool:
+        """Whether a rule names ``kind`` (or ``*``)."""
+        return any(kind in r.kinds or "*" in r.kinds for r in self.rules)
+
     def requirement_for(self, kind: str) -> Requirement:
-        """The merged requirement of every rule naming ``kind`` (or ``*``)."""
+        """The merged requirement of every rule naming ``kind`` (or ``*``); for a kind of
+        :data:`LATER_KINDS` that no rule names, the merged requirement of every rule."""
         hits = [r.requirement for r in self.rules if kind in r.kinds or "*" in r.kinds]
+        if not hits and kind in LATER_KINDS:
+            hits = [r.requirement for r in self.rules]
         if not hits:
             raise PolicyDenied(f"the governance policy has no rule for {kind} proposals")
         return reduce(merge, hits)
@@ -137,7 +152,9 @@ def parse_governance(text: str) -> GovernancePolicy:
         roles = ["admin", "investigator"]   # the roles operators may hold
         [[rule]]                            # at least one; every kind needs a matching rule
         name = "two-admins"
-        kinds = ["*"]                       # proposal kinds (operator.register, ...) or "*"
+        kinds = ["*"]                       # proposal kinds (operator.register, ...) or "*";
+                                            # a later kind (token.set) no rule names needs
+                                            # every rule's demands at once
         approvers = 2
         roles = { admin = 2 }               # as in transfer policies: minimums, group, veto
     """
@@ -244,6 +261,8 @@ class AuthorityState:
     frozen: Mapping[str, str]  # wallet id -> the court order of the freeze in force
     approved_wallets: Mapping[str, str]  # wallet id -> SHA-256 of its approved record
     applied: Mapping[str, int]  # proposal id -> ledger seq
+    # The token registry: (chain id, lower-case contract address) -> entry
+    tokens: Mapping[tuple[int, str], Token] = field(default_factory=dict)
 
     @property
     def governance_text(self) -> str:
@@ -355,9 +374,12 @@ def genesis_digest(doc: Mapping[str, Any]) -> bytes:
 
 def make_genesis(*, instance_id: str, created_at: int, operators: list[dict[str, Any]],
                  governance: str, templates: Mapping[str, str], audit_key_id: str,
-                 audit_public_key: bytes) -> dict[str, Any]:
-    """The genesis document (checked as :func:`fold` will check it)."""
-    doc = {
+                 audit_public_key: bytes, tokens: Iterable[Mapping[str, Any]] = ()
+                 ) -> dict[str, Any]:
+    """The genesis document (checked as :func:`fold` will check it). ``tokens``: initial
+    token registry entries (chain_id, address, standard, symbol, decimals); without them the
+    document has no ``tokens`` key, as genesis documents made before the registry."""
+    doc: dict[str, Any] = {
         "instance_id": instance_id,
         "created_at": int(created_at),
         "operators": sorted(({"id": o["id"], "roles": sorted(set(o["roles"])),
@@ -367,14 +389,19 @@ def make_genesis(*, instance_id: str, created_at: int, operators: list[dict[str,
         "templates": dict(sorted(templates.items())),
         "audit_key": {"key_id": audit_key_id, "public_key": audit_public_key.hex()},
     }
+    entries = [token_json(token_from_json(dict(t), "genesis: tokens")) for t in tokens]
+    if entries:
+        doc["tokens"] = sorted(entries, key=lambda t: (t["chain_id"], t["address"].lower()))
     _genesis_state(doc, ZERO)
     return doc
 
 
 def _genesis_state(doc: Any, head: bytes) -> AuthorityState:
     """The state a genesis document establishes; InvalidArgument names what is wrong."""
-    if not isinstance(doc, dict) or set(doc) != _GENESIS_KEYS:
-        raise InvalidArgument(f"genesis: must have exactly the keys {sorted(_GENESIS_KEYS)}")
+    if (not isinstance(doc, dict) or not _GENESIS_KEYS <= set(doc)
+            or not set(doc) <= _GENESIS_KEYS | _GENESIS_OPTIONAL):
+        raise InvalidArgument(f"genesis: must have exactly the keys {sorted(_GENESIS_KEYS)} "
+                              f"(and optionally {', '.join(sorted(_GENESIS_OPTIONAL))})")
     if not isinstance(doc["instance_id"], str) or not doc["instance_id"]:
         raise InvalidArgument("genesis: instance_id must be a non-empty string")
     try:
@@ -412,8 +439,25 @@ def _genesis_state(doc: Any, head: bytes) -> AuthorityState:
         check_policy_text(state, text, f"genesis template {name!r}", template=True)
         templates[name] = Template(name, sha256_hex(text), 1)
         texts[sha256_hex(text)] = text
+    registry: dict[tuple[int, str], Token] = {}
+    raw_tokens = doc.get("tokens", [])
+    if not isinstance(raw_tokens, list) or ("tokens" in doc and not raw_tokens):
+        raise InvalidArgument("genesis: tokens, when present, must list token entries")
+    for raw in raw_tokens:
+        _add_token(registry, token_from_json(raw, "genesis: tokens"), "genesis: tokens")
     _check_governance_can_act(governance, operators.values(), "genesis")
-    return replace(state, templates=templates, texts=texts)
+    return replace(state, templates=templates, texts=texts, tokens=registry)
+
+
+def _add_token(registry: dict[tuple[int, str], Token], token: Token, where: str) -> None:
+    """Put ``token`` in ``registry`` (replacing its own entry): one entry per contract and
+    chain, and one contract per symbol and chain, so a symbol names one token."""
+    for other in registry.values():
+        if (other.chain_id == token.chain_id and other.symbol.upper() == token.symbol.upper()
+                and other.key != token.key):
+            raise InvalidArgument(f"{where}: symbol {token.symbol} is already the symbol of "
+                                  f"token {other.address} on chain {other.chain_id}")
+    registry[token.key] = token
 
 
 def _new_operator(op_id: Any, roles: Any, pem: Any, known_roles: frozenset[str],
@@ -481,6 +525,8 @@ def _check_governance_can_act(policy: GovernancePolicy, operators: Iterable[Oper
     to approve it: the governance must never lock itself out."""
     active = [o for o in operators if o.status is OperatorStatus.ACTIVE]
     for kind in KINDS:
+        if kind in LATER_KINDS and not policy.names(kind):
+            continue  # not a lock-out: a governance.set can still name it
         req = policy.requirement_for(kind)
         members = [o.roles for o in active if req.group is None or o.id in req.group]
         if not can_be_met(req, members):
@@ -677,6 +723,21 @@ def _apply_change(b: _Builder, doc: dict[str, Any], seq: int) -> None:
         if wid in b.get("approved_wallets"):
             raise FailedPrecondition(f"wallet {wid} was approved already")
         b.mut("approved_wallets")[wid] = wallet_digest(w)
+    elif kind == "token.set":
+        token = token_from_json(c["token"], "change.token")
+        if token_json(token) != c["token"]:
+            raise InvalidArgument("change.token: the address must be in its EIP-55 checksum "
+                                  "form and the fields as checked (propose with the admin API)")
+        current = b.get("tokens").get(token.key)
+        if (token_json(current) if current is not None else {}) != c["old_token"]:
+            raise FailedPrecondition(f"token {token.address} on chain {token.chain_id} changed "
+                                     "since this proposal was made; propose again")
+        if current == token:
+            raise InvalidArgument(f"token: {token.address} on chain {token.chain_id} is "
+                                  "registered with these fields already")
+        registry = dict(b.get("tokens"))
+        _add_token(registry, token, "change.token")
+        b.set("tokens", registry)
     b.mut("applied")[doc["id"]] = seq
 
 
@@ -925,6 +986,15 @@ def summary(doc: Mapping[str, Any]) -> str:
     if kind == "wallet.unfreeze":
         return (f"unfreeze wallet {s(c['wallet_id'])} (frozen by {s(c['freeze_order'])}) by "
                 f"order {s(c['order_ref'])}")
+    if kind == "token.set":
+        t, old = c["token"], c["old_token"]
+        what = (f"{s(t.get('standard', '')).upper()} token {s(t.get('symbol', ''))} "
+                f"({s(t.get('decimals', ''))} decimals) at {s(t.get('address', ''))} on chain "
+                f"{s(t.get('chain_id', ''))}")
+        if not old:
+            return "register " + what
+        return (f"change token {s(old.get('symbol', ''))} ({s(old.get('decimals', ''))} "
+                f"decimals) to " + what)
     w = c["wallet"]
     verb = "import a seized key as" if kind == "wallet.import" else "create"
     return (f"{verb} {s(w['category'])} {s(w['chain'])} wallet {s(w['id'])} at "
@@ -970,6 +1040,17 @@ def render_proposal(doc: Mapping[str, Any], decision: Decision, *,
         lines.append("old and new text side by side ('|' same, '*' changed, '<' removed, "
                      "'>' added):")
         lines += side_by_side(c["old_document"], c["document"], f"old ({old_label})", "new")
+    elif kind == "token.set":
+        t, old = c["token"], c["old_token"]
+        lines += [f"chain id:        {s(t.get('chain_id', ''))}",
+                  f"contract:        {s(t.get('address', ''))}",
+                  f"standard:        {s(t.get('standard', ''))}",
+                  f"symbol:          {s(t.get('symbol', ''))}"
+                  + (f" (was {s(old.get('symbol', ''))})" if old else " (new entry)"),
+                  f"decimals:        {s(t.get('decimals', ''))}"
+                  + (f" (was {s(old.get('decimals', ''))})" if old else ""),
+                  "effect:          calls to this contract on this chain are decoded as token "
+                  "transfers and approvals, shown with this symbol and decimals"]
     elif kind in ("wallet.import", "wallet.create"):
         w = c["wallet"]
         lines += [f"wallet:          {s(w['id'])} ({s(w['category'])}, case {s(w['case_ref'])})",

@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import Limits
 from .errors import FailedPrecondition, InvalidPsbt, InvalidTransaction
-from .model import BitcoinNetwork, Chain, DestinationClass, Movement, Wallet
+from .model import BitcoinNetwork, Chain, DestinationClass, Movement, Token, Wallet
 
 @dataclass(frozen=True)
 class Decoded:
@@ -106,12 +106,15 @@ class EthereumAdapter:
                 f"{', '.join(str(c) for c in wallet.chain_ids)})")
         return tx
 
-    def decode(self, wallet: Wallet, payload: bytes, limits: Limits) -> Decoded:
+    def decode(self, wallet: Wallet, payload: bytes, limits: Limits,
+               tokens: Mapping[tuple[int, str], Token] | None = None) -> Decoded:
+        """``tokens``: the governance's token registry (``AuthorityState.tokens``); calldata
+        to a contract it does not name is a contract call, never a token movement."""
         from .ethereum.signing import movement
 
         tx = self.parse(wallet, payload, limits)
         lock = f"eth:{wallet.address.lower()}:{tx.chain_id}:{tx.nonce}"
-        return Decoded(movement(tx), (lock,), tx)
+        return Decoded(movement(tx, tokens), (lock,), tx)
 
     def redecode(self, wallet: Wallet, payload: bytes, limits: Limits, submitted: Movement,
                  allowed_sighash: frozenset[int] = frozenset()) -> Decoded:

@@ -32,10 +32,12 @@ from signerd import approval, audit, config as config_mod, operator_keys
 from signerd.approval import format_amount, safe_text
 from signerd.config import Config, Limits
 from signerd.errors import InvalidArgument, SignerError
-from signerd.model import (Category, Chain, Decision, KeyRef, Movement, ScriptType, Wallet,
-                           WalletStatus)
+from signerd.model import (Category, Chain, Decision, KeyRef, Movement, ScriptType, Token,
+                           Wallet, WalletStatus)
 from signerd.pki import is_valid_principal
 from signerd.policy import CATEGORY_CHANGES, SIGHASH_TYPES
+from signerd.tokens import lookup as lookup_token
+from signerd.tokens import make_token, token_from_json, token_json
 from signerd.v1 import signerd_pb2 as pb
 from signerd.v1 import signerd_pb2_grpc as rpc
 
@@ -148,6 +150,7 @@ def movement_json(mv: Movement) -> dict[str, Any]:
         "max_priority_fee_per_gas": opt(mv.max_priority_fee_per_gas),
         "contract_call": mv.contract_call, "vsize": mv.vsize, "outpoints": list(mv.outpoints),
         "sighash": list(mv.sighash),
+        "tokens": [token_json(t) for t in mv.tokens],
     }
 
 
@@ -189,8 +192,8 @@ def fmt_time(unix: int | None) -> str:
     return datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def fmt_amount(amount: int | str, asset: str) -> str:
-    return format_amount(int(amount), asset)
+def fmt_amount(amount: int | str, asset: str, token: Token | None = None) -> str:
+    return format_amount(int(amount), asset, token)
 
 
 def kv(pairs: list[tuple[str, object]], width: int = 0) -> str:
@@ -240,11 +243,13 @@ def movement_text(mv: dict[str, Any], from_address: str = "") -> str:
     net = (f"{mv['network']}, chain id {mv['chain_id']}" if mv["chain_id"] else mv["network"])
     lines.append(f"chain:            {safe(mv['chain'])} ({safe(net)})")
     lines.append("outputs:")
+    tokens = [token_from_json(t) for t in mv.get("tokens", [])]
     for i, o in enumerate(mv["outputs"], 1):
         verb = "change" if o["is_change"] else "send"
         to = safe(o["address"]) if o["address"] else "(new contract)"
         mark = f"[{safe(o['destination_class'])}{', CHANGE' if o['is_change'] else ''}]"
-        lines.append(f"  {i}. {verb} {fmt_amount(o['amount'], o['asset'])} to {to} {mark}")
+        token = lookup_token(tokens, o["asset"], int(mv["chain_id"] or 0))
+        lines.append(f"  {i}. {verb} {fmt_amount(o['amount'], o['asset'], token)} to {to} {mark}")
     if not mv["outputs"]:
         lines.append("  (none)")
     label = "max fee:" if mv["chain"] == "ethereum" else "fee:"
@@ -257,6 +262,9 @@ def movement_text(mv: dict[str, Any], from_address: str = "") -> str:
                        ("priority fee/gas:", "max_priority_fee_per_gas")):
         if mv[key]:
             lines.append(f"{label:<18}{safe(mv[key])} wei")
+    for t in tokens:
+        lines.append(f"token:            {safe(t.symbol)} = {safe(t.standard).upper()} contract "
+                     f"{safe(t.address)} on chain {t.chain_id}, {t.decimals} decimals")
     if mv["contract_call"]:
         lines.append(f"contract call:    {safe(mv['contract_call'])} (NOT decoded)")
     if mv["outpoints"]:
@@ -700,6 +708,22 @@ def cmd_template_set(ctx: Context) -> int:
         name=ctx.args.name, toml=read_text(ctx.args.file, "template file"))))
 
 
+def cmd_token_set(ctx: Context) -> int:
+    a = ctx.args
+    return emit_proposal(ctx, ctx.call(ctx.admin().SetToken, pb.SetTokenRequest(
+        chain_id=a.chain_id, address=a.address, symbol=a.symbol, decimals=a.decimals,
+        standard=a.standard)))
+
+
+def cmd_token_list(ctx: Context) -> int:
+    resp = ctx.call(ctx.admin().ListTokens, pb.ListTokensRequest(chain_id=ctx.args.chain_id or 0))
+    ts = [to_dict(t) for t in resp.tokens]
+    ctx.emit({"tokens": ts}, lambda: table(
+        ["CHAIN ID", "ADDRESS", "STANDARD", "SYMBOL", "DECIMALS"],
+        [[t["chain_id"], t["address"], t["standard"], t["symbol"], t["decimals"]] for t in ts]))
+    return 0
+
+
 def cmd_governance_show(ctx: Context) -> int:
     au = ctx.call(ctx.governance().GetAuthority, pb.GetAuthorityRequest())
     doc = to_dict(au)
@@ -982,7 +1006,8 @@ def rebuild_statement(st: pb.Statement, transfer_id: str, decision: Decision, *,
             decoded = adapter.decode(wallet, bytes(t.payload), limits,
                                      allowed_sighash=allowed_sighash)
         else:
-            decoded = adapter.decode(wallet, bytes(t.payload), limits)
+            decoded = adapter.decode(wallet, bytes(t.payload), limits,
+                                     tokens=token_registry(st))
     except ImportError as e:
         raise CliError(f"cannot decode {wallet.chain.value} transactions here ({e})") from None
     except SignerError as e:
@@ -1013,6 +1038,22 @@ def _signed_int(text: str, name: str) -> int:
     if not (body.isascii() and body.isdigit()) or (len(body) > 1 and body[0] == "0"):
         raise InvalidArgument(f"{name} must be a decimal integer, got {safe(text)}")
     return int(text)
+
+
+def token_registry(st: pb.Statement) -> dict[tuple[int, str], Token]:
+    """The token registry entries the daemon says the transfer uses, checked as the daemon
+    checks them. They decide what decodes as a token here, and the statement binds them, so a
+    daemon that names a contract it did not register, or another symbol or decimals, gets a
+    statement that no operator's signature over the true one matches."""
+    out = {}
+    for t in st.tokens:
+        try:
+            token = make_token(chain_id=t.chain_id, address=t.address, standard=t.standard,
+                               symbol=t.symbol, decimals=t.decimals)
+        except SignerError as e:
+            raise CliError(f"the daemon sent a malformed token entry: {e}") from None
+        out[token.key] = token
+    return out
 
 
 def _allowed_sighash(names: list[str] | None) -> frozenset[int]:
@@ -1615,6 +1656,17 @@ def build_parser() -> Parser:
         sp = cmd(g, name, func, help, "admin")
         sp.add_argument("wallet")
 
+    # token registry
+    g = group("token", "the governance-approved token registry")
+    sp = cmd(g, "set", cmd_token_set, "propose a new or changed token entry", "admin")
+    sp.add_argument("--chain-id", required=True, type=_uint, metavar="N")
+    sp.add_argument("--address", required=True, metavar="0x..", help="the token contract")
+    sp.add_argument("--symbol", required=True, metavar="S")
+    sp.add_argument("--decimals", required=True, type=_uint, metavar="D")
+    sp.add_argument("--standard", default="erc20", choices=["erc20"])
+    sp = cmd(g, "list", cmd_token_list, "list the registered tokens", "admin")
+    sp.add_argument("--chain-id", type=_uint, metavar="N")
+
     # templates and governance
     g = group("template", "governance-approved policy templates")
     sp = cmd(g, "list", cmd_template_list, "list the templates", "admin")
@@ -1649,7 +1701,8 @@ def build_parser() -> Parser:
     tx.add_argument("--psbt", metavar="FILE", help="PSBT, binary or base64")
     tx.add_argument("--eth-tx", metavar="FILE.json", help="EIP-1559 transaction as JSON")
     sp.add_argument("--replaces", metavar="ID")
-    sp.add_argument("--legal-basis", metavar="REF")
+    sp.add_argument("--legal-basis", metavar="REF",
+                    help="the court decision: 'COURT; CASE NUMBER; YYYY-MM-DD'")
     sp.add_argument("--category-change", choices=sorted(CATEGORY_CHANGES), metavar="KIND")
     sp.add_argument("--idempotency-key", metavar="K")
     sp = cmd(g, "list", cmd_transfer_list, "list transfers (an operator: those waiting)")

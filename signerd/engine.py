@@ -26,6 +26,7 @@ from . import approval as A
 from . import authority as AU
 from . import policy as P
 from .errors import AuthorityViolation, InvalidArgument, PolicyDenied
+from .legal_basis import FORM as LEGAL_FORM
 from .model import Decision, Movement, Wallet
 
 
@@ -92,7 +93,8 @@ def check_category_change(wallet: Wallet, movement: Movement, change: str,
         raise PolicyDenied("only seized assets are returned to their owner")
     if change != "none" and not legal_basis.strip():
         raise PolicyDenied(
-            f"category change {change} needs a legal basis (court decision or order)")
+            f"category change {change} needs a legal basis (the court decision: "
+            f"{LEGAL_FORM})")
 
 
 def transaction_key(movement: Movement) -> str:

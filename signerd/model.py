@@ -112,12 +112,29 @@ class Wallet:
 
 
 @dataclass(frozen=True)
+class Token:
+    """A token contract the governance registered (``token.set``): only calls to it, on its
+    chain, are decoded as token movements; any other calldata is a contract call."""
+
+    chain_id: int
+    address: str  # EIP-55 checksummed contract address
+    standard: str  # "erc20"
+    symbol: str
+    decimals: int
+
+    @property
+    def key(self) -> tuple[int, str]:
+        """How the registry finds it: (chain id, lower-case 0x address)."""
+        return (self.chain_id, self.address.lower())
+
+
+@dataclass(frozen=True)
 class Output:
     """One movement of value decoded from a transaction by signerd itself."""
 
     address: str  # destination address ("" for Ethereum contract creation)
     amount: int  # base units (sats, wei, token base units)
-    asset: str  # "BTC", "ETH", or "ERC20:<checksummed contract address>"
+    asset: str  # "BTC", "ETH", or "ERC20:<checksummed contract address>" (a registered token)
     is_change: bool = False
     destination_class: DestinationClass = DestinationClass.EXTERNAL
     wallet_id: str = ""  # the destination is this signerd's wallet (own or another category)
@@ -149,6 +166,9 @@ class Movement:
     # SINGLE, each optionally "|ANYONECANPAY"); anything but ALL lets the transaction change
     # after signing, so it is bound, shown and warned about.
     sighash: tuple[str, ...] = ()
+    # Ethereum: the registered tokens whose calls were decoded into outputs (symbol, decimals
+    # and address are bound in the statement, so a tool that was told otherwise is caught).
+    tokens: tuple[Token, ...] = ()
     details: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def external_outputs(self) -> tuple[Output, ...]:

@@ -11,7 +11,11 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
     expiry = "24h"                        # default wait for approvals: <n>s|m|h|d, 1s..365d;
                                           # default 24h
     allowlist = ["0xabc...", "bc1q..."]   # destinations of class 'allowlisted'
-    max_fee = 0                           # fee bound in base units of the fee asset; 0 = none
+    max_fee = 0                           # fee bound in base units of the fee asset; 0 = none;
+                                          # or a table by fee asset, e.g.
+                                          # max_fee = { BTC = 1000000, ETH = "50000000000000000" }
+                                          # (sat and wei: one number cannot suit both); a fee
+                                          # asset the table does not name has no bound
     max_fee_rate = 0                      # sat/vB (integer or float), Bitcoin only; 0 = none
     sighash = ["ALL"]                     # allowed Bitcoin sighash types (ALL, NONE, SINGLE, each
                                           # optionally "|ANYONECANPAY"); default ["ALL"]
@@ -244,13 +248,18 @@ class Policy:
     name: str
     expiry: int
     allowlist: frozenset[str]  # normalised with normalize_address
-    max_fee: int
+    max_fee: int  # the bound for every fee asset the table below does not name; 0 = none
     max_fee_rate: Decimal
     sighash_types: frozenset[int]
     allow_contract_creation: bool
     allow_contract_calls: bool
     rules: tuple[Rule, ...]
     floor_waiver: str = ""
+    max_fees: tuple[tuple[str, int], ...] = ()  # (fee asset, bound) from a max_fee table
+
+    def fee_bound(self, fee_asset: str) -> int:
+        """The fee bound for ``fee_asset`` in its base units (sat, wei); 0 = none."""
+        return dict(self.max_fees).get(fee_asset, self.max_fee)
 
     def names(self) -> tuple[frozenset[str], frozenset[str]]:
         """(roles, operator ids) this policy names in its rules' minimums, vetoes and groups."""
@@ -318,9 +327,11 @@ class Policy:
         return req
 
     def _check_fee(self, movement: Movement) -> None:
-        if self.max_fee and movement.fee > self.max_fee:
-            raise PolicyDenied(f"fee {movement.fee} {movement.fee_asset} exceeds max_fee "
-                               f"{self.max_fee}")
+        bound = self.fee_bound(movement.fee_asset)
+        if bound and movement.fee > bound:
+            key = ("max_fee." + movement.fee_asset if movement.fee_asset in dict(self.max_fees)
+                   else "max_fee")
+            raise PolicyDenied(f"fee {movement.fee} {movement.fee_asset} exceeds {key} {bound}")
         if self.max_fee_rate and movement.chain is Chain.BITCOIN:
             if not movement.vsize:
                 raise PolicyDenied("fee rate cannot be checked against max_fee_rate: "
@@ -381,7 +392,9 @@ def _parse_policy_cached(text: str) -> Policy:
         name=name,
         expiry=expiry,
         allowlist=allowlist,
-        max_fee=_amount(doc.get("max_fee", 0), "policy key 'max_fee'"),
+        max_fee=0 if isinstance(doc.get("max_fee"), dict) else _amount(
+            doc.get("max_fee", 0), "policy key 'max_fee'"),
+        max_fees=_fee_table(doc.get("max_fee")),
         max_fee_rate=_rate(doc.get("max_fee_rate", 0), "policy key 'max_fee_rate'"),
         sighash_types=frozenset(SIGHASH_TYPES[s] for s in sighash),
         allow_contract_creation=_flag(doc.get("allow_contract_creation", False),
@@ -528,6 +541,26 @@ def _amount(value: Any, where: str) -> int:
     if isinstance(value, str) and _DIGITS.fullmatch(value):
         return int(value)
     raise InvalidPolicy(f"{where} must be a non-negative integer or a string of decimal digits")
+
+
+FEE_ASSETS = ("BTC", "ETH")
+
+
+def _fee_table(value: Any) -> tuple[tuple[str, int], ...]:
+    """``max_fee`` as a table of fee asset -> bound in its base units (sat for BTC, wei for
+    ETH); () when it is a single number."""
+    if not isinstance(value, dict):
+        return ()
+    if not value:
+        raise InvalidPolicy("policy key 'max_fee' must name at least one fee asset "
+                            f"({', '.join(FEE_ASSETS)})")
+    out = []
+    for asset, bound in sorted(value.items()):
+        if asset not in FEE_ASSETS:
+            raise InvalidPolicy(f"policy key 'max_fee': {asset!r} is not a fee asset "
+                                f"({', '.join(FEE_ASSETS)})")
+        out.append((asset, _amount(bound, f"policy key 'max_fee.{asset}'")))
+    return tuple(out)
 
 
 def _rate(value: Any, where: str) -> Decimal:

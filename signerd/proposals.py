@@ -30,7 +30,8 @@ from .model import Decision, OperatorStatus, WalletStatus
 from .engine import effective_requirement
 from .runtime import Runtime
 from .store import Row, Tx
-from .transfers import ended_violation, live_transfers, tighten_live_transfers
+from .transfers import (LIVE as LIVE_STATES, ended_violation, live_transfers,
+                        movement_from_json, tighten_live_transfers)
 
 
 log = logging.getLogger("signerd.proposals")
@@ -168,8 +169,9 @@ class ProposalService:
 
     def _live_checks(self, tx: Tx, state: AU.AuthorityState, doc: dict[str, Any]) -> None:
         """What the pure checks cannot see: the wallet a change names exists and is one of
-        signerd's, its policy version 1 is the text the change replaces, and a new policy
-        loosens no live transfer of the wallet."""
+        signerd's, its policy version 1 is the text the change replaces, a new policy
+        loosens no live transfer of the wallet, and a token entry is neither added nor changed
+        under a live transfer that calls its contract."""
         kind, c = doc["kind"], doc["change"]
         if kind in ("wallet.policy", "wallet.unfreeze"):
             try:
@@ -185,6 +187,29 @@ class ProposalService:
                     raise FailedPrecondition(f"old_document is not wallet {wallet.id}'s policy "
                                              "version 1")
                 self._no_loosening(tx, state, wallet, c["document"])
+        if kind == "token.set":
+            self._token_unused(tx, c["token"])
+
+    @staticmethod
+    def _token_unused(tx: Tx, token: dict[str, Any]) -> None:
+        """A token's registry entry is neither added nor changed under a live transfer that
+        calls its contract: the statement its approvals signed shows the call as decoded at
+        submission (a contract call, or the entry then in force)."""
+        chain_id, address = token.get("chain_id"), str(token.get("address", "")).lower()
+        busy = []
+        for state in LIVE_STATES:
+            for row in tx.list_transfers(state=state, limit=1_000_000):
+                mv = movement_from_json(row["movement"])
+                if mv.chain_id == chain_id and (
+                        any(t.key == (chain_id, address) for t in mv.tokens)
+                        or (mv.contract_call and any(o.address.lower() == address
+                                                     for o in mv.outputs))):
+                    busy.append(row["id"])
+        if busy:
+            raise FailedPrecondition(
+                f"token {token.get('address')} on chain {chain_id} is called by live "
+                f"transfer(s) {', '.join(sorted(busy)[:5])}{' ...' if len(busy) > 5 else ''}; "
+                "let them finish or cancel them first")
 
     def _no_loosening(self, tx: Tx, state: AU.AuthorityState, wallet: Any,
                       document: str) -> None:
@@ -391,6 +416,8 @@ class ProposalService:
 
 def _subject(doc: dict[str, Any]) -> str:
     c = doc["change"]
+    if doc["kind"] == "token.set":
+        return f"{c['token'].get('chain_id')}:{c['token'].get('address')}"
     for key in ("operator_id", "wallet_id", "name"):
         if key in c:
             return str(c[key])

@@ -35,6 +35,7 @@ Invariants kept here (DEVELOPERS.md):
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -57,6 +58,17 @@ def ended_violation(object_id: str) -> AuthorityViolation:
     return AuthorityViolation(
         f"{object_id} ended before (the verified audit chain records its end) and its row was "
         "set back to waiting by someone other than signerd", kind="ended")
+
+
+def submitted_tokens(row: Row) -> tuple[Any, ...]:
+    """The token registry entries the transfer's movement used at submission."""
+    from .tokens import token_from_json
+
+    try:
+        stored = json.loads(row["movement"]).get("tokens", ())
+        return tuple(token_from_json(t) for t in stored)
+    except (ValueError, TypeError, AttributeError, SignerError):
+        return (None,)  # unreadable: never equal to what decodes
 
 
 class SignHost(Protocol):
@@ -431,10 +443,15 @@ class SignStep:
                 decoded = adapter.decode(wallet, bytes(row["payload"]), self.service.limits,
                                          allowed_sighash=policy.sighash_types)
             else:
-                decoded = adapter.decode(wallet, bytes(row["payload"]), self.service.limits)
+                decoded = adapter.decode(wallet, bytes(row["payload"]), self.service.limits,
+                                         tokens=state.tokens)
         except SignerError as e:
             e.message = f"transfer {row['id']}: {e.message}"
             raise
+        if decoded.movement.tokens != submitted_tokens(row):
+            raise AuthorityViolation(
+                f"transfer {row['id']}: the token registry decodes its call differently than "
+                "when it was approved; the approvals do not stand for it", kind="policy")
         movement = self.service.classify(tx, state, wallet, decoded, policy)
         try:
             E.check_category_change(wallet, movement, row["category_change"],

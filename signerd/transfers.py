@@ -26,6 +26,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from . import approval as A
@@ -33,16 +34,18 @@ from . import audit as AUD
 from . import authority as AU
 from . import engine as E
 from . import ledger as L
+from . import legal_basis as LB
 from . import policy as P
 from .chains import Decoded, Ours, adapter_for, claims, classify_outputs
 from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, HsmUnavailable,
                      InvalidApproval, InvalidArgument, NotFound, PermissionDenied, PolicyDenied,
                      SignerError, WalletFrozen)
 from .sign_step import SignStep, ended_violation
-from .model import (Chain, Decision, DestinationClass, Movement, OperatorStatus, Output,
+from .model import (Chain, Decision, DestinationClass, Movement, OperatorStatus, Output, Token,
                     TransferState, Wallet, WalletStatus)
 from .runtime import Runtime
 from .store import Row, Tx
+from .tokens import token_json
 
 
 log = logging.getLogger("signerd.transfers")
@@ -71,6 +74,7 @@ def movement_to_json(m: Movement) -> str:
                                      else str(m.max_priority_fee_per_gas)),
         "contract_call": m.contract_call, "vsize": m.vsize, "outpoints": list(m.outpoints),
         "sighash": list(m.sighash),
+        **({"tokens": [token_json(t) for t in m.tokens]} if m.tokens else {}),
     }, sort_keys=True)
 
 
@@ -88,7 +92,9 @@ def movement_from_json(text: str) -> Movement:
         max_priority_fee_per_gas=(None if d["max_priority_fee_per_gas"] is None
                                   else int(d["max_priority_fee_per_gas"])),
         contract_call=d["contract_call"], vsize=d["vsize"], outpoints=tuple(d["outpoints"]),
-        sighash=tuple(d.get("sighash", ())))
+        sighash=tuple(d.get("sighash", ())),
+        tokens=tuple(Token(int(t["chain_id"]), t["address"], t["standard"], t["symbol"],
+                           int(t["decimals"])) for t in d.get("tokens", ())))
 
 
 def requirement_to_json(r: P.Requirement) -> str:
@@ -107,6 +113,16 @@ def requirement_from_json(text: str) -> P.Requirement:
                          rules=tuple(d["rules"]),
                          require_legal_basis=bool(d["require_legal_basis"]),
                          distinct_roles=int(d.get("distinct_roles", 0)))
+
+
+def structured_legal_basis(text: str) -> str:
+    """A submitted legal basis in its canonical form ('COURT; CASE NUMBER; YYYY-MM-DD', see
+    ``legal_basis``), "" for none; InvalidArgument names the field and the expected form. A
+    decision may be dated today anywhere on earth, so up to one day after today in UTC."""
+    if not text.strip():
+        return ""
+    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).date()
+    return LB.parse(text, today=tomorrow).text
 
 
 def live_transfers(tx: Tx, wallet_id: str, *, lock: bool = False
@@ -294,12 +310,13 @@ class TransferService:
             return out
 
     # ---------------------------------------------------------------- submission
-    def _decode(self, wallet: Wallet, payload: bytes, policy: P.Policy) -> Decoded:
+    def _decode(self, wallet: Wallet, payload: bytes, policy: P.Policy,
+                state: AU.AuthorityState) -> Decoded:
         adapter = adapter_for(wallet.chain)
         if wallet.chain is Chain.BITCOIN:
             return adapter.decode(wallet, payload, self.limits,
                                   allowed_sighash=policy.sighash_types)
-        return adapter.decode(wallet, payload, self.limits)
+        return adapter.decode(wallet, payload, self.limits, tokens=state.tokens)
 
     def classify(self, tx: Tx, state: AU.AuthorityState, wallet: Wallet, decoded: Decoded,
                  policy: P.Policy) -> Movement:
@@ -323,6 +340,7 @@ class TransferService:
             raise InvalidArgument(f"category_change: unknown movement {category_change!r}")
         if len(legal_basis) > MAX_REASON:
             raise InvalidArgument(f"legal_basis: at most {MAX_REASON} characters")
+        legal_basis = structured_legal_basis(legal_basis)
         with self.store.read() as tx:
             state = self.ledger.state(tx)
             if idempotency_key:
@@ -346,7 +364,7 @@ class TransferService:
                                    "new transfers until unfrozen")
             version = state.wallet_policy_version(wallet.id)
             policy, waived = E.policy_of(state, wallet, version)
-            decoded = self._decode(wallet, payload, policy)
+            decoded = self._decode(wallet, payload, policy, state)
             movement = self.classify(tx, state, wallet, decoded, policy)
         E.check_category_change(wallet, movement, category_change, legal_basis)
         try:
@@ -358,7 +376,8 @@ class TransferService:
         vetoed = self.app.vetoes(wallet_id, E.transaction_key(movement))
         req = E.with_vetoes(req, vetoed)
         if req.require_legal_basis and not legal_basis.strip():
-            raise PolicyDenied(f"wallet {wallet_id}: the matching rule requires a legal basis")
+            raise PolicyDenied(f"wallet {wallet_id}: the matching rule requires a legal basis "
+                               f"(the court decision: {LB.FORM})")
         now = time.time()
         transfer_id = "t_" + secrets.token_hex(10)
         row = {

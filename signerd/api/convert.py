@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 from .. import canonical
-from ..model import Category, Chain, Movement, ScriptType, Wallet, WalletStatus
+from ..model import Category, Chain, Movement, ScriptType, Token, Wallet, WalletStatus
 from ..proposals import ProposalView
 from ..transfers import TransferView
 from ..v1 import signerd_pb2 as pb
@@ -102,6 +102,11 @@ def proposal_pb(v: ProposalView) -> pb.Proposal:
         expires_at_unix=int(r["expires_at"]), created_at_unix=int(r["created_at"]),
         updated_at_unix=int(r["updated_at"]), applied_seq=int(r["applied_seq"]),
         failure=r["failure"], instance_id=v.doc["instance_id"])
+
+
+def token_pb(t: Token) -> pb.Token:
+    return pb.Token(chain_id=t.chain_id, address=t.address, standard=t.standard,
+                    symbol=t.symbol, decimals=t.decimals)
 
 
 def operator_pb(o: Any) -> pb.Operator:

@@ -68,6 +68,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "Admin/UnfreezeWallet": frozenset({ADMIN, OPERATOR}),
     "Admin/ImportKey": frozenset({ADMIN}),
     "Admin/KeyStatus": frozenset({ADMIN}),
+    "Admin/SetToken": frozenset({ADMIN, OPERATOR}),
+    "Admin/ListTokens": frozenset({ADMIN, PLATFORM}),
     "Governance/ListProposals": frozenset({ADMIN, OPERATOR, AUDITOR}),
     "Governance/GetProposal": frozenset({ADMIN, OPERATOR, AUDITOR, PLATFORM}),
     "Governance/GetProposalStatement": frozenset({OPERATOR}),
@@ -501,7 +503,8 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                 allowlist=sp.allowlist,
                 destinations=[pb.Destination(address=a, wallet_id=d.wallet_id,
                                              category=d.category, own=d.own)
-                              for a, d in sorted(sp.destinations.items())])
+                              for a, d in sorted(sp.destinations.items())],
+                tokens=[C.token_pb(t) for t in sp.view.movement.tokens])
 
         @gate.unary("Approval/SubmitApproval")
         def SubmitApproval(self, req: pb.SubmitApprovalRequest, ctx: Any, caller: Caller
@@ -599,6 +602,18 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                 case_ref=req.case_ref, seizure_record=req.seizure_record,
                 legal_basis=req.legal_basis, policy_toml=req.policy_toml,
                 template=req.template)))
+
+        @gate.unary("Admin/SetToken")
+        def SetToken(self, req: pb.SetTokenRequest, ctx: Any, caller: Caller) -> pb.Proposal:
+            return C.proposal_pb(admin.set_token(
+                caller.name, chain_id=req.chain_id, address=req.address, symbol=req.symbol,
+                decimals=req.decimals, standard=req.standard or "erc20"))
+
+        @gate.unary("Admin/ListTokens")
+        def ListTokens(self, req: pb.ListTokensRequest, ctx: Any, caller: Caller
+                       ) -> pb.ListTokensResponse:
+            return pb.ListTokensResponse(tokens=[C.token_pb(t)
+                                                 for t in admin.tokens(req.chain_id)])
 
         @gate.unary("Admin/KeyStatus")
         def KeyStatus(self, req: Any, ctx: Any, caller: Caller) -> pb.KeyStatusResponse:

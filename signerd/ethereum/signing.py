@@ -7,13 +7,15 @@ PKCS#11 does not return; it is found by recovering the public key from the signa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import coincurve
 
 from signerd.errors import SignerError
 from signerd.ethereum.address import to_checksum
 from signerd.ethereum.eip1559 import SECP256K1_N, Eip1559Tx, tx_hash
 from signerd.ethereum.erc20 import Erc20Method, decode_erc20_call
-from signerd.model import Chain, Movement, Output
+from signerd.model import Chain, Movement, Output, Token
 
 NETWORK = "ethereum"
 ETH = "ETH"
@@ -62,18 +64,22 @@ def assemble_signed(tx: Eip1559Tx, r: int, s: int, pubkey: bytes) -> tuple[bytes
     return raw, tx_hash(raw)
 
 
-def movement(tx: Eip1559Tx) -> Movement:
+def movement(tx: Eip1559Tx, tokens: Mapping[tuple[int, str], Token] | None = None) -> Movement:
     """What ``tx`` moves, decoded by signerd itself for policies and the approval statement.
 
-    An ERC-20 transfer becomes a token output ("ERC20:<contract>") to its recipient; an approve
-    becomes an "ERC20-APPROVE:<contract>" output to the spender with the allowance. The ETH
-    value is an output when it is non-zero or the calldata is not a decoded ERC-20 call (so a
-    plain transfer of 0 ETH and a contract call still show a destination). Undecoded calldata,
-    including contract-creation code, goes into ``contract_call``. The fee is the maximum:
-    gas * maxFeePerGas.
+    ``tokens`` is the governance's token registry, by (chain id, lower-case contract address):
+    only a call to a registered contract on the transaction's chain is decoded. There an ERC-20
+    transfer becomes a token output ("ERC20:<contract>") to its recipient and an approve an
+    "ERC20-APPROVE:<contract>" output to the spender with the allowance, and the entry goes
+    into ``tokens`` of the movement. The ETH value is an output when it is non-zero or the
+    calldata is not a decoded ERC-20 call (so a plain transfer of 0 ETH and a contract call
+    still show a destination). Any other calldata, ERC-20-shaped calldata to a contract the
+    registry does not know included, and contract-creation code go into ``contract_call``.
+    The fee is the maximum: gas * maxFeePerGas.
     """
     to = "" if tx.to is None else to_checksum(tx.to)
-    call = decode_erc20_call(tx.data) if tx.to is not None else None
+    token = None if tx.to is None else (tokens or {}).get((tx.chain_id, to.lower()))
+    call = decode_erc20_call(tx.data) if token is not None else None
     outputs: list[Output] = []
     if tx.value > 0 or call is None:
         outputs.append(Output(address=to, amount=tx.value, asset=ETH))
@@ -99,5 +105,6 @@ def movement(tx: Eip1559Tx) -> Movement:
         max_fee_per_gas=tx.max_fee_per_gas,
         max_priority_fee_per_gas=tx.max_priority_fee_per_gas,
         contract_call="" if call is not None or not tx.data else "0x" + tx.data.hex(),
+        tokens=() if call is None or token is None else (token,),
         details=details,
     )

@@ -422,7 +422,7 @@ class GetStatementRequest(_message.Message):
     def __init__(self, transfer_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ...) -> None: ...
 
 class Statement(_message.Message):
-    __slots__ = ("transfer", "wallet", "statement", "rendered", "own_addresses", "allowlist", "destinations")
+    __slots__ = ("transfer", "wallet", "statement", "rendered", "own_addresses", "allowlist", "destinations", "tokens")
     TRANSFER_FIELD_NUMBER: _ClassVar[int]
     WALLET_FIELD_NUMBER: _ClassVar[int]
     STATEMENT_FIELD_NUMBER: _ClassVar[int]
@@ -430,6 +430,7 @@ class Statement(_message.Message):
     OWN_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     ALLOWLIST_FIELD_NUMBER: _ClassVar[int]
     DESTINATIONS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
     transfer: Transfer
     wallet: Wallet
     statement: bytes
@@ -437,7 +438,8 @@ class Statement(_message.Message):
     own_addresses: _containers.RepeatedScalarFieldContainer[str]
     allowlist: _containers.RepeatedScalarFieldContainer[str]
     destinations: _containers.RepeatedCompositeFieldContainer[Destination]
-    def __init__(self, transfer: _Optional[_Union[Transfer, _Mapping]] = ..., wallet: _Optional[_Union[Wallet, _Mapping]] = ..., statement: _Optional[bytes] = ..., rendered: _Optional[str] = ..., own_addresses: _Optional[_Iterable[str]] = ..., allowlist: _Optional[_Iterable[str]] = ..., destinations: _Optional[_Iterable[_Union[Destination, _Mapping]]] = ...) -> None: ...
+    tokens: _containers.RepeatedCompositeFieldContainer[Token]
+    def __init__(self, transfer: _Optional[_Union[Transfer, _Mapping]] = ..., wallet: _Optional[_Union[Wallet, _Mapping]] = ..., statement: _Optional[bytes] = ..., rendered: _Optional[str] = ..., own_addresses: _Optional[_Iterable[str]] = ..., allowlist: _Optional[_Iterable[str]] = ..., destinations: _Optional[_Iterable[_Union[Destination, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ...) -> None: ...
 
 class Destination(_message.Message):
     __slots__ = ("address", "wallet_id", "category", "own")
@@ -630,6 +632,46 @@ class ImportKeyRequest(_message.Message):
     policy_toml: str
     template: str
     def __init__(self, hex: _Optional[str] = ..., wif: _Optional[str] = ..., mnemonic: _Optional[str] = ..., derivation_path: _Optional[str] = ..., passphrase: _Optional[str] = ..., chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_ids: _Optional[_Iterable[int]] = ..., script_type: _Optional[_Union[ScriptType, str]] = ..., case_ref: _Optional[str] = ..., seizure_record: _Optional[str] = ..., legal_basis: _Optional[str] = ..., policy_toml: _Optional[str] = ..., template: _Optional[str] = ...) -> None: ...
+
+class Token(_message.Message):
+    __slots__ = ("chain_id", "address", "standard", "symbol", "decimals")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    STANDARD_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    DECIMALS_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    address: str
+    standard: str
+    symbol: str
+    decimals: int
+    def __init__(self, chain_id: _Optional[int] = ..., address: _Optional[str] = ..., standard: _Optional[str] = ..., symbol: _Optional[str] = ..., decimals: _Optional[int] = ...) -> None: ...
+
+class SetTokenRequest(_message.Message):
+    __slots__ = ("chain_id", "address", "symbol", "decimals", "standard")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    DECIMALS_FIELD_NUMBER: _ClassVar[int]
+    STANDARD_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    address: str
+    symbol: str
+    decimals: int
+    standard: str
+    def __init__(self, chain_id: _Optional[int] = ..., address: _Optional[str] = ..., symbol: _Optional[str] = ..., decimals: _Optional[int] = ..., standard: _Optional[str] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ("chain_id",)
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    def __init__(self, chain_id: _Optional[int] = ...) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[Token]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ...) -> None: ...
 
 class KeyStatusRequest(_message.Message):
     __slots__ = ()

@@ -750,6 +750,16 @@ class AdminStub:
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.KeyStatusRequest.SerializeToString,
                 response_deserializer=signerd_dot_v1_dot_signerd__pb2.KeyStatusResponse.FromString,
                 _registered_method=True)
+        self.SetToken = channel.unary_unary(
+                '/signerd.v1.Admin/SetToken',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.SetTokenRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/signerd.v1.Admin/ListTokens',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -855,6 +865,19 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetToken(self, request, context):
+        """The token registry: only calls to a registered contract are decoded as token movements.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -937,6 +960,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.KeyStatus,
                     request_deserializer=signerd_dot_v1_dot_signerd__pb2.KeyStatusRequest.FromString,
                     response_serializer=signerd_dot_v1_dot_signerd__pb2.KeyStatusResponse.SerializeToString,
+            ),
+            'SetToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetToken,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.SetTokenRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.ListTokensRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.ListTokensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1375,6 +1408,60 @@ class Admin:
             '/signerd.v1.Admin/KeyStatus',
             signerd_dot_v1_dot_signerd__pb2.KeyStatusRequest.SerializeToString,
             signerd_dot_v1_dot_signerd__pb2.KeyStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/SetToken',
+            signerd_dot_v1_dot_signerd__pb2.SetTokenRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/ListTokens',
+            signerd_dot_v1_dot_signerd__pb2.ListTokensRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.ListTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,32 @@ def test_seized_mnemonic_import_sweep_and_full_policy_elsewhere(daemon: Daemon) 
     assert "investigator" in t2.remaining and "prosecutor" in t2.remaining
 
 
+def test_a_one_officer_sweep_cannot_pay_a_large_fee(daemon: Daemon) -> None:
+    """The seized-sweep template caps the fee (2,500,000 sat) and the fee rate (200 sat/vB):
+    before, one custody officer could approve a sweep paying 495,000,000 sat in fees."""
+    seized = import_mnemonic(daemon, derivation_path="m/84'/0'/0'/0/9", case_ref="CASE-FEE")
+    assert seized.template == "seized-sweep"
+    custody = daemon.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.BITCOIN, network="mainnet", category=pb.SEIZED, case_ref="CASE-FEE"))
+    to_custody = address_to_script(custody.address, "mainnet")
+
+    def sweep(amount: int, keep: int) -> tuple[pb.Transfer, object]:
+        psbt, prev = build_psbt(seized, [amount], [(to_custody, keep)], network="mainnet")
+        return daemon.custody().SubmitTransfer(pb.SubmitTransferRequest(
+            wallet_id=seized.id, psbt=psbt.to_base64().encode())), prev
+
+    e = rpc_error(sweep, 500_000_000, 5_000_000)
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "fee 495000000 BTC exceeds max_fee.BTC 2500000" in e.details()
+    e = rpc_error(sweep, 1_000_000, 960_000)  # 40,000 sat for about 110 vB
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "exceeds max_fee_rate 200" in e.details()
+    t, prev = sweep(1_000_000, 998_000)
+    assert t.movement.fee == "2000" and t.requirement.startswith("1 approver")
+    t = decide(daemon, t.id, "cust1")
+    assert t.state == pb.SIGNED and verify_with_bitcointx(t.raw_tx, prev, "mainnet") == 1
+
+
 @pytest.mark.parametrize("kw,needle", [
     (dict(mnemonic=MNEMONIC.replace("about", "abandon")), "checksum"),
     (dict(mnemonic=MNEMONIC.replace("about", "aboutt")), "word"),
@@ -152,13 +178,69 @@ def test_category_movement_needs_legal_basis_and_its_roles(daemon: Daemon) -> No
                                                 "seized_to_confiscated",
                                                 ethereum=pb.EthereumTransaction(json=fields)))
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "legal basis" in e.details()
+    assert "COURT; CASE NUMBER; YYYY-MM-DD" in e.details()
     t = sub(pb.SubmitTransferRequest(wallet_id=src.id, category_change="seized_to_confiscated",
-                                     legal_basis="Judgment 4 K 12/26, final 2026-11-20",
+                                     legal_basis="Regional Court Berlin; 4 K 12/26; 2026-11-20",
                                      ethereum=pb.EthereumTransaction(json=fields)))
     assert "judge x1" in t.requirement and "prosecutor x1" in t.requirement
     decide(daemon, t.id, "judge1")
     decide(daemon, t.id, "pros1")
     t = decide(daemon, t.id, "cust1")
+    assert t.state == pb.SIGNED
+    assert Account.recover_transaction(bytes.fromhex(t.raw_tx)) == src.address
+
+
+@pytest.mark.parametrize(("basis", "why"), [
+    (".", "1 part separated by ';', not 3"),
+    ("Judgment 4 K 12/26, final", "1 part separated by ';', not 3"),
+    ("Regional Court Berlin; ; 2026-11-20", "the case number is empty"),
+    ("Regional Court Berlin; 4 K 12/26; 20.11.2026", "the date of the decision"),
+    ("Regional Court Berlin; 4 K 12/26; 2999-01-01", "after today"),
+])
+def test_a_legal_basis_is_a_court_reference(daemon: Daemon, basis: str, why: str) -> None:
+    """Court; case number; date of the decision: anything else is refused at submission
+    (before, any text passed, "." included), naming the field and the expected form."""
+    src = daemon.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=[1], category=pb.SEIZED, case_ref="CASE-BASIS",
+        template="category-movement"))
+    dst = daemon.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=[1], category=pb.CONFISCATED, case_ref="CASE-BASIS"))
+    e = rpc_error(daemon.custody().SubmitTransfer, pb.SubmitTransferRequest(
+        wallet_id=src.id, category_change="seized_to_confiscated", legal_basis=basis,
+        ethereum=pb.EthereumTransaction(json=json.dumps(tx_fields(chainId=1, to=dst.address)))))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
+    assert e.details().startswith("legal_basis: ") and why in e.details()
+    if "after today" not in why:
+        assert "'COURT; CASE NUMBER; YYYY-MM-DD'" in e.details()
+
+
+def test_default_template_leaves_category_movements_to_the_judiciary(daemon: Daemon) -> None:
+    """The two-key template no longer lets an investigator and a custody officer move seized
+    assets into the confiscated category: a judge, a prosecutor and a custody officer must, and
+    the statement shows the legal basis part by part."""
+    src = daemon.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=[1], category=pb.SEIZED, case_ref="CASE-VERDICT"))
+    assert src.template == "two-key"
+    dst = daemon.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=[1], category=pb.CONFISCATED, case_ref="CASE-VERDICT"))
+    t = daemon.custody().SubmitTransfer(pb.SubmitTransferRequest(
+        wallet_id=src.id, category_change="seized_to_confiscated",
+        legal_basis=" Regional Court Berlin ;4 K 12/26;2026-11-20",
+        ethereum=pb.EthereumTransaction(json=json.dumps(tx_fields(chainId=1, to=dst.address)))))
+    assert t.legal_basis == "Regional Court Berlin; 4 K 12/26; 2026-11-20"  # canonical form
+    assert "judge x1" in t.requirement and "prosecutor x1" in t.requirement
+    assert "investigator" not in t.requirement
+    st = daemon.approval("judge1").GetStatement(pb.GetStatementRequest(
+        transfer_id=t.id, decision=pb.APPROVE))
+    assert ("legal basis:     Regional Court Berlin; 4 K 12/26; 2026-11-20\n"
+            "  court:         Regional Court Berlin\n"
+            "  case number:   4 K 12/26\n"
+            "  decided on:    2026-11-20\n") in st.rendered
+    decide(daemon, t.id, "inv1")
+    t = decide(daemon, t.id, "cust1")
+    assert t.state == pb.PENDING_APPROVAL and "judge" in t.remaining  # two keys are not enough
+    decide(daemon, t.id, "judge1")
+    t = decide(daemon, t.id, "pros1")
     assert t.state == pb.SIGNED
     assert Account.recover_transaction(bytes.fromhex(t.raw_tx)) == src.address
 

@@ -158,3 +158,14 @@ def test_signed_nonce_stays_held_until_an_explicit_replacement(daemon: Daemon) -
             json=json.dumps(tx_fields(nonce=90, maxFeePerGas=4 * GWEI)))))
     old = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=r.id))
     assert old.state == pb.CANCELLED and r2.id in old.failure
+
+
+def test_the_default_template_caps_the_fee_in_wei(daemon: Daemon) -> None:
+    """two-key bounds an Ethereum fee (gas x maxFeePerGas) at 0.05 ETH; before, any fee passed."""
+    w = eth_wallet(daemon)
+    e = rpc_error(submit, daemon, w.id, tx_fields(nonce=200, gas=500_000,
+                                                  maxFeePerGas=2_000 * GWEI))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "fee 1000000000000000000 ETH exceeds max_fee.ETH 50000000000000000" in e.details()
+    t = submit(daemon, w.id, tx_fields(nonce=200, gas=250_000, maxFeePerGas=200 * GWEI))
+    assert t.state == pb.PENDING_APPROVAL and t.movement.fee == str(5 * 10**16)

@@ -46,8 +46,9 @@ EXPECTED: dict[str, set[str]] = {
         "ImportKey", "KeyStatus")},
     **{f"Admin/{m}": {"admin", "operator"} for m in (
         "RegisterOperator", "RevokeOperator", "SetOperatorRoles", "ReinstateOperator",
-        "SetPolicy", "SetTemplate", "SetGovernance", "UnfreezeWallet")},
+        "SetPolicy", "SetTemplate", "SetGovernance", "UnfreezeWallet", "SetToken")},
     "Admin/ListTemplates": {"admin", "platform"},
+    "Admin/ListTokens": {"admin", "platform"},
     **{f"Governance/{m}": {"admin", "operator", "auditor"} for m in (
         "ListProposals", "GetAuthority")},
     "Governance/GetProposal": {"admin", "operator", "auditor", "platform"},

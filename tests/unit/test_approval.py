@@ -20,12 +20,14 @@ from signerd.approval import (
     verify_statement,
 )
 from signerd.errors import InvalidApproval, InvalidArgument, InvalidKey
-from signerd.model import Chain, Decision, DestinationClass, Movement, Output
+from signerd.model import Chain, Decision, DestinationClass, Movement, Output, Token
+from signerd.tokens import format_units
 
 CTX = StatementContext(instance_id="signerd-1", transfer_id="t-42", wallet_id="w-7",
                        policy_version=3, expires_at=1_700_000_000,
                        payload_sha256=hashlib.sha256(b"payload").digest(),
-                       legal_basis="court order 12/2024", category_change="seized_to_confiscated")
+                       legal_basis="District Court Hamburg; 12 Js 77/24; 2024-12-02",
+                       category_change="seized_to_confiscated")
 ETH = Movement(
     chain=Chain.ETHEREUM, network="ethereum", chain_id=1,
     outputs=(Output("0x" + "11" * 20, 2**70 + 1, "ETH", False, DestinationClass.EXTERNAL),),
@@ -128,7 +130,8 @@ CHANGES = [
     ("policy version", replace(CTX, policy_version=4), ETH, Decision.APPROVE),
     ("payload", replace(CTX, payload_sha256=hashlib.sha256(b"payload2").digest()), ETH,
      Decision.APPROVE),
-    ("legal basis", replace(CTX, legal_basis="court order 13/2024"), ETH, Decision.APPROVE),
+    ("legal basis", replace(CTX, legal_basis="District Court Hamburg; 13 Js 77/24; 2024-12-02"),
+     ETH, Decision.APPROVE),
     ("category change", replace(CTX, category_change="seized_to_returned"), ETH,
      Decision.APPROVE),
     ("replaces", REPLACING, ETH, Decision.APPROVE),
@@ -150,6 +153,45 @@ REPLACEMENT_CHANGES = [
     ("fee delta sign", replace(REPLACING, replaces_fee_delta=2**70)),
     ("not a replacement", CTX),
 ]
+
+
+USDT = Token(1, "0xdAC17F958D2ee523a2206206994597C13D831ec7", "erc20", "USDT", 6)
+ETH_USDT = replace(ETH, outputs=(Output("0x" + "11" * 20, 10**9, "ERC20:" + USDT.address),),
+                   tokens=(USDT,))
+TOKEN_CHANGES = [
+    ("token symbol", replace(ETH_USDT, tokens=(replace(USDT, symbol="USDC"),))),
+    ("token decimals", replace(ETH_USDT, tokens=(replace(USDT, decimals=18),))),
+    ("token address", replace(ETH_USDT, tokens=(replace(USDT, address="0x" + "22" * 20),))),
+    ("token chain", replace(ETH_USDT, tokens=(replace(USDT, chain_id=10),))),
+    ("token standard", replace(ETH_USDT, tokens=(replace(USDT, standard="erc777"),))),
+    ("token dropped", replace(ETH_USDT, tokens=())),
+]
+
+
+def test_statement_binds_the_registered_tokens_only_when_there_are_some():
+    assert "tokens" not in body(build_statement(CTX, ETH, Decision.APPROVE))
+    doc = body(build_statement(CTX, ETH_USDT, Decision.APPROVE))
+    assert doc["tokens"] == [{"chain_id": "1", "address": USDT.address, "standard": "erc20",
+                              "symbol": "USDT", "decimals": "6"}]
+
+
+@pytest.mark.parametrize("movement", [c[1] for c in TOKEN_CHANGES],
+                         ids=[c[0] for c in TOKEN_CHANGES])
+def test_a_token_entry_told_otherwise_changes_the_statement(movement):
+    assert (build_statement(CTX, movement, Decision.APPROVE)
+            != build_statement(CTX, ETH_USDT, Decision.APPROVE))
+
+
+def test_render_shows_a_registered_token_with_symbol_and_decimals():
+    approve = Output("0x" + "55" * 20, 2**256 - 1, "ERC20-APPROVE:" + USDT.address)
+    mv = replace(ETH_USDT, outputs=ETH_USDT.outputs + (approve,))
+    text = render(CTX, mv, Decision.APPROVE)
+    assert (f"1. send 1,000.00 USDT (1000000000 base units) to 0x{'11' * 20} [external]"
+            in text)
+    assert (f"approve spender 0x{'55' * 20} for an allowance of "
+            f"{format_units(2**256 - 1, 6)} USDT ({2**256 - 1} base units)") in text
+    assert (f"token:           USDT = ERC20 contract {USDT.address} on chain 1, 6 decimals "
+            "(governance token registry)") in text
 
 
 @pytest.mark.parametrize(("ctx", "movement", "decision"), [c[1:] for c in CHANGES],
@@ -215,7 +257,19 @@ def test_render_bitcoin():
     assert "0.00001410 BTC (1410 sat), 141 vB" in text
     assert "2023-11-14T22:13:20Z" in text
     assert ("aa" * 32 + ":0") in text and ("01" * 32) in text
-    assert "court order 12/2024" in text and "seized_to_confiscated" in text
+    assert "seized_to_confiscated" in text
+    assert ("legal basis:     District Court Hamburg; 12 Js 77/24; 2024-12-02\n"
+            "  court:         District Court Hamburg\n"
+            "  case number:   12 Js 77/24\n"
+            "  decided on:    2024-12-02\n") in text
+
+
+def test_render_marks_a_free_text_legal_basis_and_none():
+    text = render(replace(CTX, legal_basis="court order 12/2024"), BTC, Decision.APPROVE)
+    assert ("legal basis:     court order 12/2024\n"
+            "  (free text, not a structured court reference)\n") in text
+    assert "legal basis:     (none)\n" in render(replace(CTX, legal_basis=""), BTC,
+                                                 Decision.APPROVE)
 
 
 @pytest.mark.parametrize("state, delta, shown", [

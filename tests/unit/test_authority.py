@@ -368,3 +368,91 @@ def test_a_veto_holder_is_not_suspended_at_once() -> None:
     st = applied(st, register("judge1", ["judge"]), "admin1", "admin2")
     with pytest.raises(FailedPrecondition, match="veto role judge"):
         AU.advance(st, immediate(st, AU.SUSPEND, AU.suspend_body(st, "judge1", "", "admin", 1)))
+
+
+# --------------------------------------------------------------------------- token registry
+
+USDT = {"chain_id": 1, "address": "0xdAC17F958D2ee523a2206206994597C13D831ec7",
+        "standard": "erc20", "symbol": "USDT", "decimals": 6}
+
+
+def test_a_genesis_without_tokens_is_as_before_and_one_may_carry_them() -> None:
+    assert "tokens" not in DOC and STATE.tokens == {}
+    assert genesis_doc(tokens=()) == DOC  # the same document, so the same pinned digest
+    doc = genesis_doc(tokens=[dict(USDT, address=USDT["address"].lower())])
+    assert doc["tokens"] == [USDT]  # checksummed
+    state = AU.start(signed_genesis(doc), AU.genesis_digest(doc))
+    assert [(t.chain_id, t.address, t.symbol, t.decimals) for t in state.tokens.values()] == [
+        (1, USDT["address"], "USDT", 6)]
+
+
+@pytest.mark.parametrize(("tokens", "why"), [
+    ([dict(USDT, standard="erc721")], "standard"),
+    ([dict(USDT, decimals=37)], "decimals"),
+    ([dict(USDT, symbol="US DT")], "symbol"),
+    ([dict(USDT, chain_id=0)], "chain_id"),
+    ([dict(USDT, address="0x12")], "address"),
+    ([dict(USDT, extra=1)], "exactly the fields"),
+    ([USDT, dict(USDT, address="0x" + "11" * 20, symbol="usdt")], "already the symbol"),
+])
+def test_genesis_tokens_are_checked(tokens: list[dict[str, Any]], why: str) -> None:
+    with pytest.raises(InvalidArgument, match=why):
+        genesis_doc(tokens=tokens)
+
+
+def test_governance_policy_without_a_rule_for_token_set_still_parses() -> None:
+    """A governance policy written before token.set existed, naming each older kind, stays
+    valid; a token.set proposal then needs every rule's demands at once."""
+    old_kinds = [k for k in AU.KINDS if k not in AU.LATER_KINDS]
+    text = (GOV.replace('kinds = ["*"]', f"kinds = {old_kinds!r}".replace("'", '"'))
+            + '[[rule]]\nname = "judge"\nkinds = ["wallet.unfreeze"]\napprovers = 1\n'
+              'roles = { judge = 1 }\n')
+    gov = AU.parse_governance(text)
+    assert not gov.names("token.set")
+    req = gov.requirement_for("token.set")
+    assert dict(req.roles) == {"admin": 2, "judge": 1} and req.approvers == 3
+
+
+def token_set(token: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+    return proposal("token.set", {"token": token, "old_token": old or {}})
+
+
+def test_token_set_adds_and_changes_an_entry_through_the_governance_quorum() -> None:
+    doc = token_set(USDT)
+    assert AU.summary(doc) == ("register ERC20 token USDT (6 decimals) at "
+                               f"{USDT['address']} on chain 1")
+    text = AU.render_proposal(doc, Decision.APPROVE)
+    assert "symbol:          USDT (new entry)" in text and "decimals:        6" in text
+    with pytest.raises(AuthorityViolation, match="quorum"):
+        applied(STATE, doc, "admin1")
+    state = applied(STATE, doc, "admin1", "admin2")
+    (token,) = state.tokens.values()
+    assert token.key == (1, USDT["address"].lower()) and token.symbol == "USDT"
+    fixed = dict(USDT, symbol="USDT0", decimals=18)
+    with pytest.raises(FailedPrecondition, match="changed since this proposal"):
+        AU.check_proposal(state, token_set(fixed))  # old_token must be the entry in force
+    change = token_set(fixed, USDT)
+    assert AU.summary(change).startswith("change token USDT (6 decimals) to ERC20 token USDT0")
+    state = applied(state, change, "admin1", "admin3")
+    assert [t.symbol for t in state.tokens.values()] == ["USDT0"]
+    with pytest.raises(InvalidArgument, match="with these fields already"):
+        AU.check_proposal(state, token_set(fixed, fixed))
+
+
+@pytest.mark.parametrize(("token", "why"), [
+    (dict(USDT, address=USDT["address"].lower()), "EIP-55 checksum form"),
+    (dict(USDT, decimals="6"), "decimals"),
+    (dict(USDT, symbol="U\u0405DT"), "symbol"),
+    ({"chain_id": 1}, "exactly the fields"),
+])
+def test_token_set_refuses_a_malformed_entry(token: dict[str, Any], why: str) -> None:
+    with pytest.raises(InvalidArgument, match=why):
+        AU.check_proposal(STATE, token_set(token))
+
+
+def test_token_symbols_are_unique_per_chain() -> None:
+    state = applied(STATE, token_set(USDT), "admin1", "admin2")
+    fake = dict(USDT, address="0x" + "11" * 20)
+    with pytest.raises(InvalidArgument, match="symbol USDT is already the symbol"):
+        AU.check_proposal(state, token_set(fake))
+    AU.check_proposal(state, token_set(dict(fake, chain_id=10)))  # another chain: its own

@@ -28,6 +28,7 @@ from signerd.v1 import signerd_pb2_grpc as rpc
 
 PRINCIPALS = ["platform", "admin", "auditor", "inv1", "cust1"]
 INSTANCE = "signerd-cli-test"
+LEGAL_BASIS = "Regional Court Berlin; 4 K 12/26; 2026-11-20"
 BOGUS = ["--timeout", "2", "--insecure", "--server", "127.0.0.1:1"]
 WALLET_KEY = coincurve.PrivateKey(hashlib.sha256(b"signerctl test wallet").digest())
 WALLET_PUB = WALLET_KEY.public_key.format(compressed=True)
@@ -110,7 +111,7 @@ def command_lines(f: dict[str, str]) -> list[list[str]]:
         ["policy", "show", "w_1"],
         ["policy", "history", "w_1"],
         ["transfer", "submit", "w_1", "--psbt", f["psbt"], "--replaces", "t_0"],
-        ["transfer", "submit", "w_1", "--eth-tx", f["eth"], "--legal-basis", "verdict 1",
+        ["transfer", "submit", "w_1", "--eth-tx", f["eth"], "--legal-basis", LEGAL_BASIS,
          "--category-change", "seized_to_confiscated", "--idempotency-key", "k1"],
         ["transfer", "list", "--state", "pending_approval", "--wallet", "w_1"],
         ["transfer", "show", "t_1"],
@@ -436,7 +437,7 @@ class FakeDaemon(rpc.CustodyServicer, rpc.ApprovalServicer, rpc.AdminServicer,
                            state=pb.PENDING_APPROVAL, payload=payload, policy_version=3,
                            requirement="1 investigator and 1 custody_officer",
                            remaining="1 custody_officer", expires_at_unix=EXPIRES,
-                           instance_id=INSTANCE, legal_basis="order 5",
+                           instance_id=INSTANCE, legal_basis=LEGAL_BASIS,
                            category_change="none", submitter="platform")
 
     def statement(self, decision: Decision) -> bytes:

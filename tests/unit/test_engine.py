@@ -100,6 +100,9 @@ def test_effective_requirement_merges_the_bound_and_the_current_policy() -> None
     assert v.outcome == E.LOST  # met under the bound policy; the new one asks for a judge
 
 
+BASIS = "Regional Court Berlin; 4 K 12/26; 2026-11-20"
+
+
 def test_category_changes_must_fit_the_destination_wallets() -> None:
     to_conf = replace(OUT, wallet_id="w_" + "6" * 16, category="confiscated")
     mv = replace(MOVE, outputs=(to_conf,))
@@ -107,9 +110,9 @@ def test_category_changes_must_fit_the_destination_wallets() -> None:
         E.check_category_change(WALLET, mv, "none", "")
     with pytest.raises(P.PolicyDenied, match="needs a legal basis"):
         E.check_category_change(WALLET, mv, "seized_to_confiscated", " ")
-    E.check_category_change(WALLET, mv, "seized_to_confiscated", "Judgment 4 K 12/26")
+    E.check_category_change(WALLET, mv, "seized_to_confiscated", BASIS)
     with pytest.raises(P.PolicyDenied, match="an output to a confiscated wallet"):
-        E.check_category_change(WALLET, MOVE, "seized_to_confiscated", "Judgment")
+        E.check_category_change(WALLET, MOVE, "seized_to_confiscated", BASIS)
 
 
 def test_classify_outputs_marks_own_wallets_and_names_ours() -> None:

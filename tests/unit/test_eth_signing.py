@@ -29,7 +29,7 @@ from signerd.ethereum.signing import (
     movement,
     recover_y_parity,
 )
-from signerd.model import Chain, Output
+from signerd.model import Chain, Output, Token
 
 ETH_VECTORS = json.loads((VECTORS / "ethereum" / "eth-account-vectors.json").read_text())
 SIGN_CASES = [c for c in ETH_VECTORS["eth_test_transactions"]["cases"] if c.get("type") == "0x2"]
@@ -196,6 +196,8 @@ def test_access_list_and_calldata_mine_on_py_evm() -> None:
 # --- the decoded movement ---
 
 TOKEN = bytes.fromhex("a0b86991c6218b36c1d19d4a2e9eb0ce3606eb48")
+USDC = Token(CHAIN_ID, to_checksum(TOKEN), "erc20", "USDC", 6)
+REGISTRY = {USDC.key: USDC}  # the governance's token registry
 
 
 def erc20_data(selector: bytes, who: bytes, amount: int) -> str:
@@ -230,12 +232,24 @@ def test_movement_of_erc20_transfer() -> None:
         gas=60000,
         data=erc20_data(TRANSFER_SELECTOR, RECIPIENT, 123),
     )
-    m = movement(tx)
+    m = movement(tx, REGISTRY)
     assert m.outputs == (
         Output(address=to_checksum(RECIPIENT), amount=123, asset="ERC20:" + to_checksum(TOKEN)),
     )
-    assert m.contract_call == ""
+    assert m.contract_call == "" and m.tokens == (USDC,)
     assert m.details["erc20_method"] == "transfer"
+
+
+@pytest.mark.parametrize("registry", [None, {}, {(1, USDC.address.lower()): USDC}],
+                         ids=["no-registry", "empty", "other-chain"])
+def test_erc20_shaped_call_to_an_unregistered_contract_is_a_contract_call(registry) -> None:
+    """Tokens are known, not guessed: the same calldata to a contract the registry does not
+    name for this chain id is an undecoded contract call to that contract."""
+    data = erc20_data(TRANSFER_SELECTOR, RECIPIENT, 123)
+    m = movement(evm_tx(to=to_checksum(TOKEN), value=0, gas=60000, data=data), registry)
+    assert m.outputs == (Output(address=to_checksum(TOKEN), amount=0, asset="ETH"),)
+    assert m.contract_call == data and m.tokens == ()
+    assert "erc20_method" not in m.details
 
 
 def test_movement_of_erc20_transfer_with_eth_value_shows_both() -> None:
@@ -245,7 +259,7 @@ def test_movement_of_erc20_transfer_with_eth_value_shows_both() -> None:
         gas=60000,
         data=erc20_data(TRANSFER_SELECTOR, RECIPIENT, 123),
     )
-    assert movement(tx).outputs == (
+    assert movement(tx, REGISTRY).outputs == (
         Output(address=to_checksum(TOKEN), amount=7, asset="ETH"),
         Output(address=to_checksum(RECIPIENT), amount=123, asset="ERC20:" + to_checksum(TOKEN)),
     )
@@ -258,7 +272,7 @@ def test_movement_of_erc20_approve() -> None:
         gas=60000,
         data=erc20_data(APPROVE_SELECTOR, RECIPIENT, 2**256 - 1),
     )
-    m = movement(tx)
+    m = movement(tx, REGISTRY)
     assert m.outputs == (
         Output(
             address=to_checksum(RECIPIENT),
@@ -272,7 +286,7 @@ def test_movement_of_erc20_approve() -> None:
 def test_movement_of_other_contract_call() -> None:
     data = erc20_data(TRANSFER_SELECTOR, RECIPIENT, 1) + "00"  # one byte too long: not decoded
     tx = evm_tx(to=to_checksum(TOKEN), value=0, gas=60000, data=data)
-    m = movement(tx)
+    m = movement(tx, REGISTRY)
     assert m.outputs == (Output(address=to_checksum(TOKEN), amount=0, asset="ETH"),)
     assert m.contract_call == data
 
@@ -286,6 +300,6 @@ def test_movement_of_contract_creation() -> None:
 
 def test_erc20_shaped_creation_code_is_not_a_token_movement() -> None:
     tx = evm_tx(to=None, value=0, gas=100000, data=erc20_data(TRANSFER_SELECTOR, RECIPIENT, 1))
-    m = movement(tx)
+    m = movement(tx, REGISTRY)
     assert m.outputs == (Output(address="", amount=0, asset="ETH"),)
     assert m.contract_call != ""

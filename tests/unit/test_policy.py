@@ -285,6 +285,78 @@ def test_fee_bounds(policy):
         policy.requirement_for(btc(out(5), vsize=None))
 
 
+FEE_TABLE = ('name = "p"\nmax_fee = {{ {table} }}\n[[rule]]\nname = "r"\napprovers = 1\n')
+
+
+def test_max_fee_by_fee_asset():
+    """sat and wei differ by ten orders of magnitude: a table bounds each fee asset in its own
+    base units; a fee asset it does not name has no bound."""
+    p = parse_policy(FEE_TABLE.format(table='BTC = 1000000, ETH = "50000000000000000"'))
+    assert p.max_fees == (("BTC", 1_000_000), ("ETH", 5 * 10**16)) and p.max_fee == 0
+    assert p.fee_bound("BTC") == 1_000_000 and p.fee_bound("ETH") == 5 * 10**16
+    assert p.requirement_for(btc(out(5), fee=1_000_000, vsize=10_000)).rules == ("r",)
+    with pytest.raises(PolicyDenied, match="fee 1000001 BTC exceeds max_fee.BTC 1000000"):
+        p.requirement_for(btc(out(5), fee=1_000_001, vsize=10_000))
+    assert p.requirement_for(eth(out(5, "ETH"), fee=5 * 10**16)).rules == ("r",)
+    with pytest.raises(PolicyDenied, match="exceeds max_fee.ETH 50000000000000000"):
+        p.requirement_for(eth(out(5, "ETH"), fee=5 * 10**16 + 1))
+    only_btc = parse_policy(FEE_TABLE.format(table="BTC = 1000"))
+    assert only_btc.fee_bound("ETH") == 0
+    assert only_btc.requirement_for(eth(out(5, "ETH"), fee=10**18)).rules == ("r",)
+
+
+def test_max_fee_as_one_number_still_bounds_every_fee_asset():
+    p = parse_policy('name = "p"\nmax_fee = 1000\n[[rule]]\nname = "r"\napprovers = 1\n')
+    assert p.max_fee == 1000 and p.max_fees == ()
+    assert p.fee_bound("BTC") == p.fee_bound("ETH") == 1000
+    with pytest.raises(PolicyDenied, match="fee 1001 ETH exceeds max_fee 1000"):
+        p.requirement_for(eth(out(5, "ETH"), fee=1001))
+
+
+@pytest.mark.parametrize(("table", "named"), [
+    ("", "must name at least one fee asset"),
+    ("DOGE = 1", "'DOGE' is not a fee asset"),
+    ("btc = 1", "'btc' is not a fee asset"),
+    ("BTC = -1", "'max_fee.BTC'"),
+    ('ETH = "1e18"', "'max_fee.ETH'"),
+    ("BTC = true", "'max_fee.BTC'"),
+    ("BTC = 1.5", "'max_fee.BTC'"),
+])
+def test_max_fee_table_errors_name_the_key(table, named):
+    with pytest.raises(InvalidPolicy, match=named):
+        parse_policy(FEE_TABLE.format(table=table))
+
+
+def test_every_shipped_template_bounds_fees_and_gives_category_moves_to_the_judiciary():
+    """Each genesis template caps the fee of both chains and the Bitcoin fee rate; its ordinary
+    rules match no category movement, and every category movement needs a judge, a prosecutor
+    and a custody officer, with a legal basis."""
+    from signerd.daemon import DEMO_POLICIES
+
+    assert set(DEMO_POLICIES) == {"two-key.toml", "tiered.toml", "seized-sweep.toml",
+                                  "category-movement.toml"}
+    for name, text in DEMO_POLICIES.items():
+        p = parse_policy(text)
+        assert 0 < p.fee_bound("BTC") <= 2_500_000, name
+        assert 0 < p.fee_bound("ETH") <= 5 * 10**16, name
+        assert 0 < p.max_fee_rate <= 500, name
+        with pytest.raises(PolicyDenied, match="exceeds max_fee.BTC"):
+            p.requirement_for(btc(out(5, cls=OWN), fee=495_000_000, vsize=10**9))
+        with pytest.raises(PolicyDenied, match="exceeds max_fee_rate"):
+            p.requirement_for(btc(out(5, cls=OWN), fee=100_000, vsize=100))
+        with pytest.raises(PolicyDenied, match="exceeds max_fee.ETH"):
+            p.requirement_for(eth(out(5, "ETH", OWN), fee=10**18))
+        for change in ("seized_to_confiscated", "seized_to_returned", "sale_proceeds"):
+            for cls in (OWN, ALLOW, EXT):
+                req = p.requirement_for(btc(out(5, cls=cls)), category_change=change)
+                assert req.rules == ("verdict",), (name, change, cls)
+                assert dict(req.roles) == {"judge": 1, "prosecutor": 1, "custody_officer": 1}
+                assert req.require_legal_basis and req.approvers >= 3
+        for cls in (OWN, ALLOW, EXT):
+            req = p.requirement_for(btc(out(5, cls=cls)))
+            assert "verdict" not in req.rules and not req.require_legal_basis
+
+
 def test_fractional_fee_rate():
     p = parse_policy('name = "p"\nmax_fee_rate = 1.5\n[[rule]]\nname = "r"\napprovers = 1\n')
     assert p.requirement_for(btc(out(5), fee=3, vsize=2)).rules == ("r",)

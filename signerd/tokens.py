@@ -1,0 +1,98 @@
+"""The token registry: which contracts signerd decodes as tokens, with the symbol and decimals
+operators are shown (pure: no I/O).
+
+An entry names a chain id, a contract address, a standard (``erc20``), a symbol and a number of
+decimals. Entries come from the genesis (optional key ``tokens``) and from ``token.set``
+governance proposals, never from a client: calldata is decoded as an ERC-20 transfer or
+approve only when its contract is registered for the transaction's chain id; anything else is
+a contract call, which a policy must allow (``allow_contract_calls`` and a rule with
+``contract_call = true``).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import InvalidArgument
+from .ethereum.address import parse_address, to_checksum
+from .model import Token
+
+STANDARDS = ("erc20",)
+SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,15}")
+MAX_DECIMALS = 36
+MAX_CHAIN_ID = 2**64 - 1
+FIELDS = ("address", "chain_id", "decimals", "standard", "symbol")
+
+Registry = Mapping[tuple[int, str], Token]
+
+
+def _int(value: Any, name: str, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+        raise InvalidArgument(f"{name}: must be an integer from 0 to {high}")
+    return value
+
+
+def make_token(*, chain_id: Any, address: Any, standard: Any, symbol: Any, decimals: Any,
+               where: str = "") -> Token:
+    """A checked registry entry; InvalidArgument names the field (prefixed by ``where``)."""
+    pre = f"{where}." if where else ""
+    chain_id = _int(chain_id, pre + "chain_id", MAX_CHAIN_ID)
+    if chain_id == 0:
+        raise InvalidArgument(f"{pre}chain_id: must be an Ethereum chain id (not 0)")
+    try:
+        raw = parse_address(address, field=pre + "address")
+    except InvalidArgument as e:
+        raise InvalidArgument(e.message) from None
+    if not isinstance(address, str) or not address.startswith("0x"):
+        raise InvalidArgument(f"{pre}address: must be 0x followed by 40 hex digits")
+    if standard not in STANDARDS:
+        raise InvalidArgument(f"{pre}standard: {standard!r} is not a token standard signerd "
+                              f"decodes ({', '.join(STANDARDS)})")
+    if not isinstance(symbol, str) or not SYMBOL.fullmatch(symbol):
+        raise InvalidArgument(f"{pre}symbol: {symbol!r} is not a token symbol (1 to 16 ASCII "
+                              "letters, digits, '.', '_' or '-', starting with a letter or digit)")
+    decimals = _int(decimals, pre + "decimals", MAX_DECIMALS)
+    return Token(chain_id, to_checksum(raw), str(standard), symbol, decimals)
+
+
+def token_from_json(doc: Any, where: str = "token") -> Token:
+    """A registry entry from its JSON form (genesis, proposal, API)."""
+    if not isinstance(doc, dict) or set(doc) != set(FIELDS):
+        raise InvalidArgument(f"{where}: a token entry has exactly the fields "
+                              f"{', '.join(FIELDS)}")
+    return make_token(where=where, **doc)
+
+
+def token_json(token: Token) -> dict[str, Any]:
+    return {"chain_id": token.chain_id, "address": token.address, "standard": token.standard,
+            "symbol": token.symbol, "decimals": token.decimals}
+
+
+def registry(tokens: Iterable[Token]) -> dict[tuple[int, str], Token]:
+    return {t.key: t for t in tokens}
+
+
+def lookup(tokens: Iterable[Token], asset: str, chain_id: int) -> Token | None:
+    """The entry behind an asset name ``ERC20:<address>`` or ``ERC20-APPROVE:<address>``."""
+    _, sep, address = asset.partition(":")
+    if not sep:
+        return None
+    return next((t for t in tokens if t.key == (chain_id, address.lower())), None)
+
+
+def format_units(amount: int, decimals: int) -> str:
+    """``amount`` base units in whole tokens, grouped by thousands, every significant digit
+    kept and at least two decimals shown (``1,000.00``, ``0.000001``)."""
+    whole, frac = divmod(amount, 10**decimals) if decimals else (amount, 0)
+    text = f"{whole:,}"
+    if decimals:
+        digits = f"{frac:0{decimals}d}".rstrip("0")
+        text += "." + digits.ljust(min(2, decimals), "0")
+    return text
+
+
+def format_amount(amount: int, token: Token) -> str:
+    """E.g. ``1,000.00 USDT (1000000000 base units)``."""
+    unit = "base unit" if amount == 1 else "base units"
+    return f"{format_units(amount, token.decimals)} {token.symbol} ({amount} {unit})"
