@@ -10,6 +10,7 @@ import re
 import unicodedata
 
 from .errors import InvalidKey
+from .errors import echo
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HEX64 = re.compile(r"(?:0x)?[0-9a-fA-F]{64}")
@@ -46,7 +47,7 @@ def from_wif(text: str, network: str) -> bytearray:
         raise InvalidKey("WIF key: not valid base58") from None
     prefix = WIF_PREFIX.get(network)
     if prefix is None:
-        raise InvalidKey(f"WIF key: unknown network {network!r}")
+        raise InvalidKey(f"WIF key: unknown network {echo(network)}")
     if raw[:1] != prefix:
         raise InvalidKey(f"WIF key: not a {network} key (version byte 0x{raw[0]:02x})")
     if len(raw) == 33:
