@@ -23,6 +23,7 @@ from ..admin import AdminService
 from ..app import App
 from ..errors import (InvalidArgument, PermissionDenied, ResourceExhausted, SignerError, Status,
                       Unauthenticated, echo)
+from ..lifecycle import bind_error
 from ..model import Chain, Decision
 from ..v1 import signerd_pb2 as pb
 from ..v1 import signerd_pb2_grpc as rpc
@@ -629,7 +630,8 @@ def event_pb(e: Any) -> pb.AuditEvent:
 def build_server(app: App) -> tuple[grpc.Server, health.HealthServicer, int]:
     cfg = app.config.server
     options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
-               ("grpc.max_send_message_length", max(cfg.max_message_bytes, 16 << 20))]
+               ("grpc.max_send_message_length", max(cfg.max_message_bytes, 16 << 20)),
+               ("grpc.so_reuseport", 0)]  # a second process on the port fails to bind
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers), options=options,
                          interceptors=[validate.SafeDecoding()])
     admin = AdminService(app)
@@ -655,15 +657,18 @@ def build_server(app: App) -> tuple[grpc.Server, health.HealthServicer, int]:
 
     app.on_health(publish)
     publish(app.healthy())
-    if cfg.insecure:
-        port = server.add_insecure_port(cfg.listen)
-    else:
-        assert cfg.tls_cert and cfg.tls_key and cfg.client_ca
-        creds = grpc.ssl_server_credentials(
-            [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
-            root_certificates=cfg.client_ca.read_bytes(), require_client_auth=True)
-        port = server.add_secure_port(cfg.listen, creds)
+    try:
+        if cfg.insecure:
+            port = server.add_insecure_port(cfg.listen)
+        else:
+            assert cfg.tls_cert and cfg.tls_key and cfg.client_ca
+            creds = grpc.ssl_server_credentials(
+                [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
+                root_certificates=cfg.client_ca.read_bytes(), require_client_auth=True)
+            port = server.add_secure_port(cfg.listen, creds)
+    except RuntimeError:  # grpcio: "Failed to bind to address ..."
+        port = 0
     if port == 0:
-        raise InvalidArgument(f"cannot listen on {cfg.listen}")
+        raise bind_error("gRPC", cfg.listen)
     return server, health_servicer, port
 
