@@ -7,7 +7,8 @@ bound; bytes from real PSBTs, keys, signatures and digests, mutated or random; i
 edges of their wire type; enum values the API does not define, negative ones included. Three in
 ten requests are then mutated as raw bytes: invalid UTF-8 in a string field, a negative or
 oversized varint, a flipped bit, a truncation, unknown fields, an unterminated group. Each goes
-to the daemon as is (no client-side serialisation), from the principal allowed to call it.
+to the daemon as is (no client-side serialisation), from a principal allowed to call it (of
+each allowed kind in turn, at random).
 
 Asserted for every request: never INTERNAL or UNKNOWN, never a hang (a unary call answers
 within its deadline; only the two streams that stay open by design may run into theirs), an
@@ -40,11 +41,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from signerd.api import validate as V
+from signerd.api.server import ALLOWED
 from signerd.daemon import DEMO_GOVERNANCE, DEMO_POLICIES
 from tests.helpers import Daemon, edit_config, init_state, pb
 from tests.integration.test_bitcoin_e2e import EXTERNAL, build_psbt
 from tests.integration.test_ethereum_e2e import tx_fields
-from tests.rpc_raw import LONG_LIVED, METHODS, call, field_bytes, field_varint, tag, varint
+from tests.rpc_raw import (LONG_LIVED, METHODS, PRINCIPAL_OF_KIND, call, field_bytes,
+                           field_varint, tag, varint)
 
 SEED = int(os.environ.get("SIGNERD_FUZZ_SEED", "13"))
 ROUNDS = int(os.environ.get("SIGNERD_FUZZ_ROUNDS", "25"))
@@ -317,9 +320,10 @@ def _check(world: World, method: str, data: bytes, out: Any, failures: list[str]
                         f"{world.found / name}")
 
 
-def _send(world: World, method: str, data: bytes) -> Any:
+def _send(world: World, method: str, data: bytes, principal: str | None = None) -> Any:
     long = method in LONG_LIVED
-    return call(world.daemon, method, data, timeout=LONG_LIVED_DEADLINE if long else UNARY_DEADLINE,
+    return call(world.daemon, method, data, principal=principal,
+                timeout=LONG_LIVED_DEADLINE if long else UNARY_DEADLINE,
                 max_responses=1 if long else 3)
 
 
@@ -343,7 +347,8 @@ def test_every_rpc_survives_random_and_mutated_requests(world: World) -> None:
             break
         for method in methods:
             data = gen.request(METHODS[method].input_type)
-            out = _send(world, method, data)
+            kind = rng.choice(sorted(ALLOWED[method]))  # any principal kind allowed to call it
+            out = _send(world, method, data, PRINCIPAL_OF_KIND[kind])
             sent[method] += 1
             world.codes[out.code.name] += 1
             _check(world, method, data, out, failures)
