@@ -16,6 +16,7 @@ from . import ledger as L
 from . import seized
 from . import wallets as W
 from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .errors import echo
 from .model import OperatorStatus, ScriptType, Token, Wallet, WalletStatus
 from .proposals import ProposalView, new_proposal_id
 from .runtime import Runtime
@@ -107,7 +108,7 @@ class AdminService:
     def _operator(self, state: AU.AuthorityState, op_id: str) -> AU.OperatorRecord:
         rec = state.operators.get(op_id)
         if rec is None:
-            raise NotFound(f"operator {op_id} not found")
+            raise NotFound(f"operator {echo(op_id, quote=False)} not found")
         return rec
 
     def _info(self, tx: Any, rec: AU.OperatorRecord) -> OperatorInfo:

@@ -66,6 +66,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from signerd import canonical
 from signerd.errors import InvalidApproval, InvalidArgument, InvalidKey
+from signerd.errors import echo
 from signerd.legal_basis import parts as legal_basis_parts
 from signerd.model import Chain, Decision, Movement, Output, Token
 from signerd.operator_keys import load_public_pem
@@ -105,7 +106,7 @@ class StatementContext:
         if not isinstance(self.payload_sha256, bytes) or len(self.payload_sha256) != 32:
             raise InvalidArgument("payload_sha256 must be 32 bytes")
         if self.category_change not in CATEGORY_CHANGES:
-            raise InvalidArgument(f"unknown category change {self.category_change!r}")
+            raise InvalidArgument(f"unknown category change {echo(self.category_change)}")
         for name in ("instance_id", "transfer_id", "wallet_id", "legal_basis", "submitter",
                      "replaces", "replaces_state"):
             if not isinstance(getattr(self, name), str):

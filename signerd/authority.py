@@ -35,6 +35,7 @@ from .approval import (SignedDecision, genesis_statement, proposal_statement, sa
                        signature_valid, verified_votes)
 from .errors import (AuthorityViolation, FailedPrecondition, InvalidArgument, InvalidKey,
                      InvalidPolicy, PolicyDenied, SignerError)
+from .errors import echo
 from .model import Decision, OperatorStatus, Token
 from .operator_keys import fingerprint, load_public_pem
 from .tokens import token_from_json, token_json
@@ -182,21 +183,22 @@ def parse_governance(text: str) -> GovernancePolicy:
         if not isinstance(raw, dict) or "name" not in raw:
             raise InvalidPolicy(f"governance rule #{i}: must be a table with a 'name'")
         rname = _text(raw["name"], f"governance rule #{i}: key 'name'")
-        _no_unknown(raw, _GOV_RULE_KEYS, f"governance rule {rname!r}")
-        kinds = frozenset(_names(raw.get("kinds", ["*"]), f"governance rule {rname!r}: key "
+        _no_unknown(raw, _GOV_RULE_KEYS, f"governance rule {echo(rname)}")
+        kinds = frozenset(_names(raw.get("kinds", ["*"]), f"governance rule {echo(rname)}: key "
                                  "'kinds'", _text))
         unknown = sorted(kinds - set(KINDS) - {"*"})
         if unknown or not kinds:
-            raise InvalidPolicy(f"governance rule {rname!r}: key 'kinds': {unknown[0]!r} is not "
+            raise InvalidPolicy(f"governance rule {echo(rname)}: key 'kinds': "
+                                f"{echo(unknown[0])} is not "
                                 f"a proposal kind ({', '.join(KINDS)} or *)" if unknown else
-                                f"governance rule {rname!r}: key 'kinds' is empty")
+                                f"governance rule {echo(rname)}: key 'kinds' is empty")
         req = requirement_from_table(raw, rname, expiry)
         named = {r for r, _ in req.roles} | req.veto
         if named - roles:
-            raise InvalidPolicy(f"governance rule {rname!r} names role "
-                                f"{sorted(named - roles)[0]!r}, which is not in 'roles'")
+            raise InvalidPolicy(f"governance rule {echo(rname)} names role "
+                                f"{echo(sorted(named - roles)[0])}, which is not in 'roles'")
         if any(r.name == rname for r in rules):
-            raise InvalidPolicy(f"governance rule {rname!r}: name used by another rule")
+            raise InvalidPolicy(f"governance rule {echo(rname)}: name used by another rule")
         rules.append(GovernanceRule(rname, kinds, req))
     policy = GovernancePolicy(name, expiry, roles, tuple(rules))
     for kind in KINDS:
@@ -206,7 +208,7 @@ def parse_governance(text: str) -> GovernancePolicy:
 
 def _role(value: Any, where: str) -> str:
     if not isinstance(value, str) or not ROLE.fullmatch(value):
-        raise InvalidPolicy(f"{where}: {value!r} is not a role name ({ROLE.pattern})")
+        raise InvalidPolicy(f"{where}: {echo(value)} is not a role name ({ROLE.pattern})")
     return value
 
 
@@ -435,8 +437,8 @@ def _genesis_state(doc: Any, head: bytes) -> AuthorityState:
         wallet_policies={}, frozen={}, approved_wallets={}, applied={})
     for name, text in doc["templates"].items():
         if not isinstance(name, str) or not TEMPLATE_NAME.fullmatch(name):
-            raise InvalidArgument(f"genesis: {name!r} is not a template name")
-        check_policy_text(state, text, f"genesis template {name!r}", template=True)
+            raise InvalidArgument(f"genesis: {echo(name)} is not a template name")
+        check_policy_text(state, text, f"genesis template {echo(name)}", template=True)
         templates[name] = Template(name, sha256_hex(text), 1)
         texts[sha256_hex(text)] = text
     registry: dict[tuple[int, str], Token] = {}
@@ -464,7 +466,7 @@ def _new_operator(op_id: Any, roles: Any, pem: Any, known_roles: frozenset[str],
                   owners: Mapping[str, str], operators: Mapping[str, OperatorRecord], *,
                   since: int) -> OperatorRecord:
     if not isinstance(op_id, str) or not OPERATOR_ID.fullmatch(op_id):
-        raise InvalidArgument(f"operator_id: {op_id!r} is not an operator id "
+        raise InvalidArgument(f"operator_id: {echo(op_id)} is not an operator id "
                               f"({OPERATOR_ID.pattern})")
     if op_id in operators:
         raise FailedPrecondition(f"operator_id: operator {op_id} is already registered "
@@ -488,7 +490,7 @@ def _roles(roles: Any, known: frozenset[str]) -> frozenset[str]:
         raise InvalidArgument("roles: at least one role is required")
     for r in roles:
         if not isinstance(r, str) or r not in known:
-            raise InvalidArgument(f"roles: {r!r} is not a role of the governance policy "
+            raise InvalidArgument(f"roles: {echo(r)} is not a role of the governance policy "
                                   f"({', '.join(sorted(known))})")
     return frozenset(roles)
 
@@ -509,12 +511,12 @@ def check_policy_text(state: AuthorityState, text: Any, where: str, *,
     roles, operators = policy.names()
     unknown_roles = sorted(roles - state.governance.roles)
     if unknown_roles:
-        raise InvalidArgument(f"{where}: names role {unknown_roles[0]!r}, which the governance "
+        raise InvalidArgument(f"{where}: names role {echo(unknown_roles[0])}, which the governance "
                               f"policy does not know ({', '.join(sorted(state.governance.roles))})")
     for op in sorted(operators):
         rec = state.operators.get(op)
         if rec is None or rec.status is OperatorStatus.REVOKED:
-            raise InvalidArgument(f"{where}: names operator {op!r}, who is not a registered "
+            raise InvalidArgument(f"{where}: names operator {echo(op)}, who is not a registered "
                                   "operator")
     return policy
 
@@ -548,7 +550,7 @@ def check_document(doc: Any, instance_id: str) -> dict[str, Any]:
                               f"{instance_id!r}")
     kind = doc["kind"]
     if kind not in _CHANGE_KEYS:
-        raise InvalidArgument(f"kind: {kind!r} is not a proposal kind ({', '.join(KINDS)})")
+        raise InvalidArgument(f"kind: {echo(kind)} is not a proposal kind ({', '.join(KINDS)})")
     for key in ("created_at", "expires_at"):
         if isinstance(doc[key], bool) or not isinstance(doc[key], int) or doc[key] < 0:
             raise InvalidArgument(f"proposal: {key} must be a non-negative integer")
@@ -605,7 +607,7 @@ def _apply_change(b: _Builder, doc: dict[str, Any], seq: int) -> None:
     def operator(op_id: str) -> OperatorRecord:
         rec = ops.get(op_id)
         if rec is None:
-            raise InvalidArgument(f"operator_id: {op_id!r} is not a registered operator")
+            raise InvalidArgument(f"operator_id: {echo(op_id)} is not a registered operator")
         return rec
 
     if kind == "operator.register":
@@ -648,8 +650,8 @@ def _apply_change(b: _Builder, doc: dict[str, Any], seq: int) -> None:
         if c["template"]:
             tpl = b.get("templates").get(c["template"])
             if tpl is None or tpl.sha256 != sha256_hex(c["document"]):
-                raise InvalidArgument(f"template: {c['template']!r} is not a template with this "
-                                      "text")
+                raise InvalidArgument(f"template: {echo(c['template'])} is not a template "
+                                      "with this text")
         policy = check_policy_text(_state_of(b), c["document"], "document", template=False)
         sha = sha256_hex(c["document"])
         b.mut("texts")[sha] = c["document"]
@@ -658,7 +660,7 @@ def _apply_change(b: _Builder, doc: dict[str, Any], seq: int) -> None:
     elif kind == "template.set":
         name = c["name"]
         if not TEMPLATE_NAME.fullmatch(name):
-            raise InvalidArgument(f"name: {name!r} is not a template name "
+            raise InvalidArgument(f"name: {echo(name)} is not a template name "
                                   f"({TEMPLATE_NAME.pattern})")
         tpl = b.get("templates").get(name)
         if (tpl.sha256 if tpl else "") != c["base_sha256"]:
@@ -700,8 +702,8 @@ def _apply_change(b: _Builder, doc: dict[str, Any], seq: int) -> None:
         if order is None:
             raise FailedPrecondition(f"wallet {wid} is not frozen")
         if c["freeze_order"] != order:
-            raise FailedPrecondition(f"wallet {wid} is frozen by order {order!r}, not "
-                                     f"{c['freeze_order']!r}; propose again")
+            raise FailedPrecondition(f"wallet {wid} is frozen by order {echo(order)}, not "
+                                     f"{echo(c['freeze_order'])}; propose again")
         _order_ref(c["order_ref"], "order_ref")
         if c["order_ref"].strip() == order.strip():
             raise InvalidArgument("order_ref: the unfreeze must name its own court order, not "
@@ -753,7 +755,7 @@ def _set_operator(b: _Builder, rec: OperatorRecord, what: str) -> None:
 
 def _wallet_id(value: str) -> str:
     if not WALLET_ID.fullmatch(value):
-        raise InvalidArgument(f"wallet_id: {value!r} is not a wallet id")
+        raise InvalidArgument(f"wallet_id: {echo(value)} is not a wallet id")
     return value
 
 
@@ -833,7 +835,7 @@ def _apply_immediate(b: _Builder, kind: str, body: Mapping[str, Any]) -> None:
             raise InvalidArgument("a suspension names operator_id, reason, actor and at")
         rec = b.get("operators").get(body["operator_id"])
         if rec is None:
-            raise InvalidArgument(f"operator_id: {body['operator_id']!r} is not a registered "
+            raise InvalidArgument(f"operator_id: {echo(body['operator_id'])} is not a registered "
                                   "operator")
         if rec.status is not OperatorStatus.ACTIVE:
             raise FailedPrecondition(f"operator {rec.id} is {rec.status.value}, not active")

@@ -400,7 +400,7 @@ def sd_notify(message: str) -> None:
 
 def run(config_path: str) -> int:
     from . import config as C
-    from . import logs
+    from . import lifecycle, logs
     from .api.server import build_server
     from .app import App
 
@@ -409,19 +409,24 @@ def run(config_path: str) -> int:
         from . import pki
 
         pki.load_revocations(cfg.server.revoked)  # refuse to start without a readable list
+    folder = lifecycle.state_folder(cfg.store_url)
+    lock = lifecycle.lock_state(folder) if folder is not None else None  # held until exit
     logs.setup(cfg.log_format)
+    signal.signal(signal.SIGHUP, lifecycle.on_sighup)  # reloads nothing; keeps serving
     if cfg.server.insecure:
         log.warning("INSECURE: listening without TLS; principals are taken from request metadata "
                     "(development only)")
     app = App(cfg)
     app.start()
-    server, health_servicer, port = build_server(app)
+    try:
+        server, health_servicer, port = build_server(app)
+        msrv = lifecycle.start_metrics(cfg.metrics_listen, app.metrics.registry)
+    except BaseException:
+        app.stop()
+        raise
     server.start()
     host = cfg.server.listen.rsplit(":", 1)[0]
-    from prometheus_client import start_http_server
-
-    mhost, mport = cfg.metrics_listen.rsplit(":", 1)
-    msrv, _ = start_http_server(int(mport), addr=mhost.strip("[]"), registry=app.metrics.registry)
+    mhost = cfg.metrics_listen.rsplit(":", 1)[0]
     print(f"signerd {__version__} listening on {host}:{port} "
           f"({'plaintext' if cfg.server.insecure else 'mTLS'}); "
           f"metrics on http://{mhost}:{msrv.server_port}/metrics", flush=True)
@@ -449,6 +454,8 @@ def run(config_path: str) -> int:
     msrv.shutdown()
     app.stop()
     log.info("stopped")
+    if lock is not None:
+        lock.release()
     return 0
 
 

@@ -7,6 +7,25 @@ from __future__ import annotations
 
 from enum import Enum
 
+ECHO_CHARS = 80  # how much of a request's input an error message shows
+MAX_MESSAGE_CHARS = 2000  # no error message is longer, whatever it quotes
+
+
+def echo(value: object, *, quote: bool = True, limit: int = ECHO_CHARS) -> str:
+    """Input from outside as an error message shows it: its ``repr`` (the text itself with
+    ``quote=False``), cut after its first ``limit`` characters with an ellipsis and its full
+    length, so that no message grows with its input. Short input reads as ``{value!r}`` (or
+    ``{value}``) did: ``echo("w" * 100)`` is ``'wwww...w'... (100 characters)``."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value) if quote else value
+        head = value[:limit]
+        return f"{head!r}... ({len(value)} characters)" if quote else \
+            f"{head}... ({len(value)} characters)"
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 
 class Status(Enum):
     """The gRPC status a SignerError maps to (kept free of grpc imports)."""
@@ -28,6 +47,8 @@ class SignerError(Exception):
     reason: str = "INTERNAL"
 
     def __init__(self, message: str, *, reason: str | None = None):
+        if len(message) > MAX_MESSAGE_CHARS:  # a last bound, for input quoted without echo()
+            message = f"{message[:MAX_MESSAGE_CHARS]}... (message of {len(message)} characters)"
         super().__init__(message)
         self.message = message
         if reason is not None:

@@ -26,6 +26,7 @@ from . import authority as AU
 from . import canonical, seal
 from .authority import AuthorityState
 from .errors import AuthorityViolation, InvalidArgument, NotFound
+from .errors import echo
 from .model import Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus
 from .store import Row, Tx
 
@@ -250,7 +251,7 @@ def verified_key_share(state: AuthorityState, row: Row) -> Row:
 def operator_public(state: AuthorityState, op_id: str) -> AU.OperatorRecord:
     rec = state.operators.get(op_id)
     if rec is None:
-        raise NotFound(f"operator {op_id} not found")
+        raise NotFound(f"operator {echo(op_id, quote=False)} not found")
     return rec
 
 

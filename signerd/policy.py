@@ -69,6 +69,7 @@ from functools import reduce
 from typing import Any
 
 from signerd.errors import InvalidArgument, InvalidPolicy, PolicyDenied
+from signerd.errors import echo
 from signerd.model import Chain, Decision, DestinationClass, Movement
 
 CATEGORY_CHANGES = frozenset(
@@ -285,7 +286,7 @@ class Policy:
         the fee, fee-rate or contract bound the movement breaks.
         """
         if category_change not in CATEGORY_CHANGES:
-            raise InvalidArgument(f"unknown category change {category_change!r}")
+            raise InvalidArgument(f"unknown category change {echo(category_change)}")
         self._check_fee(movement)
         creates = any(o.address == "" for o in movement.external_outputs())
         calls = movement.contract_call != ""
@@ -386,7 +387,7 @@ def _parse_policy_cached(text: str) -> Policy:
     for i, raw in enumerate(raw_rules, 1):
         rule = _rule(raw, i, expiry)
         if any(r.name == rule.name for r in rules):
-            raise InvalidPolicy(f"rule {rule.name!r}: name used by another rule")
+            raise InvalidPolicy(f"rule {echo(rule.name)}: name used by another rule")
         rules.append(rule)
     return Policy(
         name=name,
@@ -413,12 +414,12 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
     if "name" not in raw:
         raise InvalidPolicy(f"rule #{index}: missing key 'name'")
     name = _text(raw["name"], f"rule #{index}: key 'name'")
-    where = f"rule {name!r}:"
-    _no_unknown(raw, _RULE_KEYS, f"rule {name!r}")
+    where = f"rule {echo(name)}:"
+    _no_unknown(raw, _RULE_KEYS, f"rule {echo(name)}")
 
     asset = _text(raw.get("asset", "*"), f"{where} key 'asset'")
     if not _ASSET.fullmatch(asset):
-        raise InvalidPolicy(f"{where} key 'asset': {asset!r} is not *, BTC, ETH, "
+        raise InvalidPolicy(f"{where} key 'asset': {echo(asset)} is not *, BTC, ETH, "
                             "ERC20:<address> or ERC20-APPROVE:<address>")
     low = _amount(raw.get("min_amount", 0), f"{where} key 'min_amount'")
     high = (_amount(raw["max_amount"], f"{where} key 'max_amount'")
@@ -444,7 +445,7 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
 def requirement_from_table(raw: Mapping[str, Any], name: str, default_expiry: int) -> Requirement:
     """The requirement of one rule table: ``approvers``, ``roles``, ``group``, ``veto``,
     ``expiry`` and ``require_legal_basis`` (shared by transfer and governance policies)."""
-    where = f"rule {name!r}:"
+    where = f"rule {echo(name)}:"
     if "approvers" not in raw:
         raise InvalidPolicy(f"{where} missing key 'approvers'")
     approvers = _int(raw["approvers"], f"{where} key 'approvers'", 1, MAX_APPROVERS)
@@ -484,7 +485,7 @@ def _asset_key(asset: str) -> str:
 def _no_unknown(table: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise InvalidPolicy(f"{where}: unknown key {unknown[0]!r}"
+        raise InvalidPolicy(f"{where}: unknown key {echo(unknown[0])}"
                             + (f" (and {', '.join(map(repr, unknown[1:]))})" if unknown[1:]
                                else ""))
 
@@ -499,7 +500,7 @@ def _text(value: Any, where: str) -> str:
 
 def _ident(value: Any, where: str) -> str:
     if not isinstance(value, str) or not _IDENT.fullmatch(value):
-        raise InvalidPolicy(f"{where}: {value!r} is not a valid role or operator id")
+        raise InvalidPolicy(f"{where}: {echo(value)} is not a valid role or operator id")
     return value
 
 
@@ -518,7 +519,7 @@ def _choices(value: Any, where: str, allowed: Iterable[str],
         raise InvalidPolicy(f"{where} must list at least one of " + ", ".join(names))
     for item in items:
         if item not in names:
-            raise InvalidPolicy(f"{where}: {item!r} is not one of " + ", ".join(names))
+            raise InvalidPolicy(f"{where}: {echo(item)} is not one of " + ", ".join(names))
     return items
 
 

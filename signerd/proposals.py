@@ -26,6 +26,7 @@ from . import ledger as L
 from . import policy as P
 from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, InvalidApproval,
                      InvalidArgument, NotFound, PermissionDenied, SignerError)
+from .errors import echo
 from .model import Decision, OperatorStatus, WalletStatus
 from .engine import effective_requirement
 from .runtime import Runtime
@@ -119,7 +120,7 @@ class ProposalService:
     def list(self, *, state: str = "", after: str = "", limit: int = 100
              ) -> builtins.list[ProposalView]:
         if state and state not in STATES:
-            raise InvalidArgument(f"state: {state!r} is not a proposal state "
+            raise InvalidArgument(f"state: {echo(state)} is not a proposal state "
                                   f"({', '.join(STATES)})")
         with self.store.read() as tx:
             st = self.ledger.state(tx)
@@ -177,7 +178,8 @@ class ProposalService:
             try:
                 wallet = L.load_wallet(tx, state, c["wallet_id"])
             except NotFound:
-                raise NotFound(f"wallet_id: wallet {c['wallet_id']} not found") from None
+                raise NotFound(f"wallet_id: wallet {echo(c['wallet_id'], quote=False)} "
+                               "not found") from None
             if wallet.status in (WalletStatus.AWAITING_APPROVAL, WalletStatus.RETIRED):
                 raise FailedPrecondition(f"wallet {wallet.id} is {wallet.status.value}")
             if kind == "wallet.policy":

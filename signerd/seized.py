@@ -10,6 +10,7 @@ import re
 import unicodedata
 
 from .errors import InvalidKey
+from .errors import echo
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HEX64 = re.compile(r"(?:0x)?[0-9a-fA-F]{64}")
@@ -47,7 +48,7 @@ def from_wif(text: str, network: str) -> bytearray:
         raise InvalidKey("WIF key: not valid base58") from None
     prefix = WIF_PREFIX.get(network)
     if prefix is None:
-        raise InvalidKey(f"WIF key: unknown network {network!r}")
+        raise InvalidKey(f"WIF key: unknown network {echo(network)}")
     if not raw:
         raise InvalidKey("WIF key: empty payload")
     if raw[:1] != prefix:

@@ -40,6 +40,7 @@ from .chains import Decoded, Ours, adapter_for, claims, classify_outputs
 from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, HsmUnavailable,
                      InvalidApproval, InvalidArgument, NotFound, PermissionDenied, PolicyDenied,
                      SignerError, WalletFrozen)
+from .errors import echo
 from .sign_step import SignStep, ended_violation
 from .model import (Chain, Decision, DestinationClass, Movement, OperatorStatus, Output, Token,
                     TransferState, Wallet, WalletStatus)
@@ -337,7 +338,7 @@ class TransferService:
             raise InvalidArgument("transaction: a PSBT or an Ethereum transaction is required")
         category_change = category_change or "none"
         if category_change not in P.CATEGORY_CHANGES:
-            raise InvalidArgument(f"category_change: unknown movement {category_change!r}")
+            raise InvalidArgument(f"category_change: unknown movement {echo(category_change)}")
         if len(legal_basis) > MAX_REASON:
             raise InvalidArgument(f"legal_basis: at most {MAX_REASON} characters")
         legal_basis = structured_legal_basis(legal_basis)

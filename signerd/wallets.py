@@ -19,7 +19,7 @@ from typing import Any
 from . import authority as AU
 from . import ledger as L
 from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, InvalidArgument,
-                     NotFound)
+                     NotFound, echo)
 from .hsm import KeyInfo
 from .model import (EXTERNAL_KEY_PREFIX, BitcoinNetwork, Category, Chain, ScriptType, Wallet,
                     WalletStatus)
@@ -32,6 +32,7 @@ log = logging.getLogger("signerd.wallets")
 
 MAX_CHAIN_ID = 2**64 - 1
 MAX_CASE_REF = 200
+MAX_MULTISIG_KEYS = 15
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,13 @@ def check_request(req: WalletRequest) -> CheckedWallet:
     try:
         chain = Chain(req.chain.lower())
     except ValueError:
-        raise InvalidArgument(f"chain: unknown chain {req.chain!r} (bitcoin or ethereum)") from None
+        raise InvalidArgument(f"chain: unknown chain {echo(req.chain)} (bitcoin or ethereum)"
+                              ) from None
     try:
         category = Category(req.category.lower())
     except ValueError:
         raise InvalidArgument(
-            f"category: unknown category {req.category!r} (seized, confiscated or strategic)"
+            f"category: unknown category {echo(req.category)} (seized, confiscated or strategic)"
         ) from None
     case_ref = req.case_ref.strip()
     if not case_ref:
@@ -94,7 +96,7 @@ def check_request(req: WalletRequest) -> CheckedWallet:
     if chain is Chain.ETHEREUM:
         if req.network not in ("", "ethereum", "mainnet"):
             raise InvalidArgument(
-                f"network: Ethereum wallets take chain ids, not network {req.network!r}")
+                f"network: Ethereum wallets take chain ids, not network {echo(req.network)}")
         if not req.chain_ids:
             raise InvalidArgument("chain_ids: an Ethereum wallet needs at least one allowed chain id")
         for cid in req.chain_ids:
@@ -111,19 +113,22 @@ def check_request(req: WalletRequest) -> CheckedWallet:
         network = BitcoinNetwork(req.network.lower()).value
     except ValueError:
         raise InvalidArgument(
-            f"network: unknown Bitcoin network {req.network!r} (mainnet, testnet, signet, regtest)"
+            f"network: unknown Bitcoin network {echo(req.network)} "
+            "(mainnet, testnet, signet, regtest)"
         ) from None
     if req.chain_ids:
         raise InvalidArgument("chain_ids: only Ethereum wallets have chain ids")
     try:
         st = ScriptType(req.script_type) if req.script_type else ScriptType.P2WPKH
     except ValueError:
-        raise InvalidArgument(f"script_type: unknown script type {req.script_type!r}") from None
+        raise InvalidArgument(f"script_type: unknown script type {echo(req.script_type)}") from None
     if st is ScriptType.EOA:
         raise InvalidArgument("script_type: eoa is for Ethereum wallets")
     threshold, hsm_keys = 1, 1
     cos_text: tuple[str, ...] = ()
     if st is ScriptType.P2WSH_SORTEDMULTI:
+        if len(req.cosigners) + len(req.hsm_key_ids) > MAX_MULTISIG_KEYS:  # before parsing any
+            raise InvalidArgument(f"multisig: at most {MAX_MULTISIG_KEYS} keys")
         cosigners = tuple(parse_cosigner(c, network) for c in req.cosigners)
         cos_text = tuple(req.cosigners)
         hsm_keys = req.hsm_keys or (0 if req.hsm_key_ids else 1)
@@ -131,8 +136,8 @@ def check_request(req: WalletRequest) -> CheckedWallet:
         threshold = req.threshold
         if not 1 <= threshold <= n:
             raise InvalidArgument(f"threshold: must be between 1 and the number of keys ({n})")
-        if n > 15:
-            raise InvalidArgument("multisig: at most 15 keys")
+        if n > MAX_MULTISIG_KEYS:
+            raise InvalidArgument(f"multisig: at most {MAX_MULTISIG_KEYS} keys")
         if hsm_keys + len(req.hsm_key_ids) < 1:
             raise InvalidArgument("hsm_keys: a multisig wallet needs at least one HSM key share")
     elif req.cosigners or req.threshold > 1 or req.hsm_keys > 1 or req.hsm_key_ids:
@@ -157,7 +162,9 @@ def derive_address(chain: Chain, network: str, script_type: ScriptType, threshol
 
 def parse_cosigner(text: str, network: str) -> bytes:
     """An external cosigner: a compressed public key in hex, or an xpub/tpub with an optional
-    non-hardened derivation path (``tpub.../0/7``); returns the compressed public key."""
+    non-hardened derivation path (``tpub.../0/7``); returns the compressed public key. Its text
+    and paths are bounded (``descriptor.MAX_KEY_CHARS``, ``MAX_PATH_STEPS``): a cosigner costs
+    at most a few dozen BIP-32 derivations."""
     from .bitcoin.descriptor import InvalidDescriptor, parse_descriptor, parse_key
 
     try:
@@ -221,7 +228,7 @@ def insert_wallet(tx: Tx, record: dict[str, Any], seal: str, status: WalletStatu
 def template_of(state: AU.AuthorityState, name: str) -> AU.Template:
     tpl = state.templates.get(name)
     if tpl is None:
-        raise InvalidArgument(f"template: {name!r} is not a policy template of the governance "
+        raise InvalidArgument(f"template: {echo(name)} is not a policy template of the governance "
                               f"(known: {', '.join(sorted(state.templates)) or 'none'})")
     return tpl
 
@@ -341,6 +348,6 @@ def _with_version(state: AU.AuthorityState, w: Wallet) -> Wallet:
 def _share(tx: Tx, key_id: str) -> Row:
     r = tx.one("SELECT * FROM key_shares WHERE key_id = ?", (key_id,))
     if r is None:
-        raise NotFound(f"key share {key_id} not found")
+        raise NotFound(f"key share {echo(key_id, quote=False)} not found")
     return r
 

@@ -23,12 +23,14 @@ from .. import pki
 from ..admin import AdminService
 from ..app import App
 from ..errors import (InvalidArgument, PermissionDenied, ResourceExhausted, SignerError, Status,
-                      Unauthenticated, Unavailable)
+                      Unauthenticated, Unavailable, echo)
+from ..lifecycle import bind_error
 from ..model import Chain, Decision, OperatorStatus
 from ..v1 import signerd_pb2 as pb
 from ..v1 import signerd_pb2_grpc as rpc
 from ..wallets import WalletRequest
 from . import convert as C
+from . import validate
 
 log = logging.getLogger("signerd.api")
 
@@ -124,7 +126,8 @@ class Gate:
 
     Order: the TLS layer has verified the client certificate against the configured CA; the
     gate reads its principal, applies that principal's rate limit, then checks the RPC's
-    allowed principal kinds. Every PERMISSION_DENIED answer, whether the gate's or a service's
+    allowed principal kinds, then the request's bounds (``validate.LIMITS``). Every
+    PERMISSION_DENIED answer, whether the gate's or a service's
     (e.g. an approval under another operator's id), is counted by method in
     ``signerd_grpc_permission_denied_total`` and audited as ``rpc.denied``; the rate limit
     comes first, so denied calls cannot flood the audit chain.
@@ -146,6 +149,7 @@ class Gate:
         limits = app.config.limits
         self.limiter = RateLimiter(limits.rate_per_second, limits.rate_burst)
         self.insecure = app.config.server.insecure
+        self.bounds = validate.Bounds(app.config.server.max_message_bytes)
         self._names: dict[bytes, tuple[str | None, str, int]] = {}
         self._names_lock = threading.Lock()
         self._revoked_path = app.config.server.revoked
@@ -333,6 +337,7 @@ class Gate:
                 try:
                     caller = self.identify(context)
                     self._admit(method, caller)
+                    self.bounds.check(request)
                     result = fn(servicer, request, context, caller)
                 except SignerError as e:
                     self._fail(context, method, caller, e, rid, t0)
@@ -356,6 +361,8 @@ class Gate:
                 try:
                     caller = self.identify(context)
                     self._admit(method, caller, authorize)
+                    if authorize:  # reflection's request is a stream of grpc's own messages
+                        self.bounds.check(request)
                     self._open_stream(caller)
                     try:
                         yield from fn(servicer, request, context, caller)
@@ -386,7 +393,7 @@ def operator_decision(req: Any, caller: Caller) -> Decision:
     (the approval signature counts; the TLS identity only says who sends it)."""
     if req.operator_id != caller.name:
         raise PermissionDenied(
-            f"operator_id {req.operator_id!r} does not match the caller {caller.name}")
+            f"operator_id {echo(req.operator_id)} does not match the caller {caller.name}")
     if req.decision not in (pb.APPROVE, pb.REJECT):
         raise InvalidArgument("decision: APPROVE or REJECT")
     return Decision.APPROVE if req.decision == pb.APPROVE else Decision.REJECT
@@ -735,8 +742,10 @@ def event_pb(e: Any) -> pb.AuditEvent:
 def build_server(app: App) -> tuple[grpc.Server, health.HealthServicer, int]:
     cfg = app.config.server
     options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
-               ("grpc.max_send_message_length", max(cfg.max_message_bytes, 16 << 20))]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers), options=options)
+               ("grpc.max_send_message_length", max(cfg.max_message_bytes, 16 << 20)),
+               ("grpc.so_reuseport", 0)]  # a second process on the port fails to bind
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers), options=options,
+                         interceptors=[validate.SafeDecoding()])
     admin = AdminService(app)
     gate = Gate(app, admin)
     s = build_servicers(app, gate)
@@ -769,15 +778,18 @@ def build_server(app: App) -> tuple[grpc.Server, health.HealthServicer, int]:
 
     app.on_health(publish)
     publish(app.healthy())
-    if cfg.insecure:
-        port = server.add_insecure_port(cfg.listen)
-    else:
-        assert cfg.tls_cert and cfg.tls_key and cfg.client_ca
-        creds = grpc.ssl_server_credentials(
-            [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
-            root_certificates=cfg.client_ca.read_bytes(), require_client_auth=True)
-        port = server.add_secure_port(cfg.listen, creds)
+    try:
+        if cfg.insecure:
+            port = server.add_insecure_port(cfg.listen)
+        else:
+            assert cfg.tls_cert and cfg.tls_key and cfg.client_ca
+            creds = grpc.ssl_server_credentials(
+                [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
+                root_certificates=cfg.client_ca.read_bytes(), require_client_auth=True)
+            port = server.add_secure_port(cfg.listen, creds)
+    except RuntimeError:  # grpcio: "Failed to bind to address ..."
+        port = 0
     if port == 0:
-        raise InvalidArgument(f"cannot listen on {cfg.listen}")
+        raise bind_error("gRPC", cfg.listen)
     return server, health_servicer, port
 

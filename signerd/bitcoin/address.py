@@ -26,6 +26,7 @@ from signerd.bitcoin.script import (
     witness_program,
 )
 from signerd.errors import InvalidArgument
+from signerd.errors import echo
 from signerd.model import BitcoinNetwork
 
 MAX_BECH32_LENGTH = 90
@@ -54,7 +55,7 @@ def network_params(network: BitcoinNetwork | str) -> NetworkParams:
     try:
         return NETWORKS[BitcoinNetwork(network)]
     except ValueError:
-        raise InvalidArgument(f"unknown bitcoin network {network!r}") from None
+        raise InvalidArgument(f"unknown bitcoin network {echo(network)}") from None
 
 
 def script_to_address(script: bytes, network: BitcoinNetwork | str) -> str:
@@ -80,23 +81,24 @@ def address_to_script(address: str, network: BitcoinNetwork | str) -> bytes:
     params = network_params(network)
     if address.lower().startswith(params.hrp + "1"):
         if len(address) > MAX_BECH32_LENGTH:
-            raise InvalidAddress(f"address {address!r} is longer than {MAX_BECH32_LENGTH} characters")
+            raise InvalidAddress(f"address {echo(address)} is longer than {MAX_BECH32_LENGTH} characters")
         try:
             version, program = SegwitBech32Decoder.Decode(params.hrp, address)
         except (ValueError, Bech32ChecksumError) as exc:
-            raise InvalidAddress(f"address {address!r} is not a valid segwit address: {exc}") from None
+            raise InvalidAddress(f"address {echo(address)} is not a valid segwit address: {exc}") from None
         op = OP_0 if version == 0 else OP_1 + version - 1
         return bytes((op, len(program))) + bytes(program)
     try:
         raw = Base58Decoder.CheckDecode(address)
     except (ValueError, Base58ChecksumError) as exc:
-        raise InvalidAddress(f"address {address!r} is not valid for {BitcoinNetwork(network).value}: {exc}") from None
+        raise InvalidAddress(f"address {echo(address)} is not valid for {BitcoinNetwork(network).value}: {exc}") from None
     if len(raw) != 21:
-        raise InvalidAddress(f"address {address!r} has a payload of {len(raw)} bytes, expected 21")
+        raise InvalidAddress(f"address {echo(address)} has a payload of {len(raw)} bytes, "
+                             "expected 21")
     prefix, payload = raw[0], bytes(raw[1:])
     if prefix == params.p2pkh_prefix:
         return p2pkh_script(payload)
     if prefix == params.p2sh_prefix:
         return p2sh_script_from_hash(payload)
-    raise InvalidAddress(f"address {address!r} is not for {BitcoinNetwork(network).value} "
+    raise InvalidAddress(f"address {echo(address)} is not for {BitcoinNetwork(network).value} "
                          f"(version byte {prefix:#04x})")

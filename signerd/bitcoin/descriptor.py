@@ -8,6 +8,10 @@ Supported forms (nothing else is accepted):
   followed by either a 33-byte compressed public key in hex, or an ``xpub``/``tpub`` extended
   public key with an optional fixed path of non-hardened steps (``xpub.../1/7``). The key used is
   the extended key's child at that path (the key itself when there is no path).
+* Bounded: a key expression has at most ``MAX_KEY_CHARS`` characters and each of its paths (the
+  origin's, the one after an extended key) at most ``MAX_PATH_STEPS`` steps, so a key costs at
+  most that many BIP-32 derivations; ``sortedmulti`` takes at most 16 keys, counted before any
+  is parsed.
 * Not supported: ranged keys (``/*``), multipath (``<0;1>``), hardened steps after an extended
   key, private keys, uncompressed keys, SLIP-132 versions (ypub, zpub, Vpub...), and every other
   script expression.
@@ -32,16 +36,20 @@ from signerd.bitcoin.script import (
     p2wpkh_script,
     p2wsh_script,
     sort_pubkeys,
+    MAX_MULTISIG_KEYS,
     sortedmulti_script,
     validate_compressed_pubkey,
 )
-from signerd.errors import InvalidArgument, InvalidKey
+from signerd.errors import InvalidArgument, InvalidKey, echo
 from signerd.model import BitcoinNetwork, ScriptType
 
 _INPUT_CHARSET = ("0123456789()[],'/*abcdefgh@:$%{}IJKLMNOPQRSTUVWXYZ&+-.;<=>?!^_|~"
                   "ijklmnopqrstuvwxyzABCDEFGH`#\"\\ ")
 _CHECKSUM_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _GENERATOR = (0xF5DEE51989, 0xA9FDCA3312, 0x1BAB10E32D, 0x3706B1677A, 0x644D626FFD)
+
+MAX_PATH_STEPS = 16  # steps of a key origin's path, and of the path after an extended key
+MAX_KEY_CHARS = 512  # one key expression: an origin and an xpub with paths of 16 steps fit
 
 _XPUB_VERSION = bytes.fromhex("0488b21e")
 _TPUB_VERSION = bytes.fromhex("043587cf")
@@ -185,44 +193,53 @@ def _parse_index(text: str, what: str, *, allow_hardened: bool) -> int:
     hardened = text[-1:] in ("'", "h", "H")
     digits = text[:-1] if hardened else text
     if not _NUM_RE.fullmatch(digits) or (len(digits) > 1 and digits[0] == "0"):
-        raise InvalidDescriptor(f"{what}: path step {text!r} is not a number")
+        raise InvalidDescriptor(f"{what}: path step {echo(text)} is not a number")
     value = int(digits)
     if value >= HARDENED:
-        raise InvalidDescriptor(f"{what}: path step {text!r} is out of range")
+        raise InvalidDescriptor(f"{what}: path step {echo(text)} is out of range")
     if hardened:
         if not allow_hardened:
-            raise InvalidDescriptor(f"{what}: hardened step {text!r} after an extended public key "
-                                    "cannot be derived")
+            raise InvalidDescriptor(f"{what}: hardened step {echo(text)} after an extended "
+                                    "public key cannot be derived")
         value += HARDENED
     return value
 
 
 def parse_key(text: str) -> DescriptorKey:
     """Parse one key expression (see the module docstring for what is supported)."""
+    if len(text) > MAX_KEY_CHARS:
+        raise InvalidDescriptor(f"key expression {echo(text)} is longer than {MAX_KEY_CHARS} "
+                                "characters")
     origin = None
     rest = text
     if rest.startswith("["):
         m = _ORIGIN_RE.match(rest)
         if m is None:
-            raise InvalidDescriptor(f"key origin in {text!r} is malformed")
+            raise InvalidDescriptor(f"key origin in {echo(text)} is malformed")
         steps = [s for s in m.group(2).split("/") if s]
+        if len(steps) > MAX_PATH_STEPS:
+            raise InvalidDescriptor(f"key origin: a path of {len(steps)} steps, more than "
+                                    f"{MAX_PATH_STEPS}")
         origin = KeyOrigin(bytes.fromhex(m.group(1)),
                            tuple(_parse_index(s, "key origin", allow_hardened=True) for s in steps))
         rest = rest[m.end():]
     if not rest:
-        raise InvalidDescriptor(f"key expression {text!r} has no key")
+        raise InvalidDescriptor(f"key expression {echo(text)} has no key")
     if "*" in rest or "<" in rest:
-        raise InvalidDescriptor(f"ranged or multipath key {text!r} is not supported")
+        raise InvalidDescriptor(f"ranged or multipath key {echo(text)} is not supported")
     if re.fullmatch(r"[0-9a-fA-F]+", rest):
         if len(rest) != 66:
-            raise InvalidDescriptor(f"public key {rest!r} must be 33 bytes (66 hex characters), "
-                                    "compressed")
+            raise InvalidDescriptor(f"public key {echo(rest)} must be 33 bytes (66 hex "
+                                    "characters), compressed")
         try:
             pubkey = validate_compressed_pubkey(bytes.fromhex(rest), f"public key {rest}")
         except InvalidKey as exc:
             raise InvalidDescriptor(str(exc)) from None
         return DescriptorKey(text, pubkey, origin)
     xpub, *steps = rest.split("/")
+    if len(steps) > MAX_PATH_STEPS:
+        raise InvalidDescriptor(f"key {xpub[:8]}...: a path of {len(steps)} steps, more than "
+                                f"{MAX_PATH_STEPS}")
     path = tuple(_parse_index(s, f"key {xpub[:8]}...", allow_hardened=False) for s in steps)
     return DescriptorKey(text, _derive_xpub(xpub, path), origin, xpub, path)
 
@@ -267,10 +284,10 @@ def parse_descriptor(text: str, *, require_checksum: bool = False) -> Descriptor
     if "#" in text:
         body, _, checksum = text.partition("#")
         if len(checksum) != 8:
-            raise InvalidDescriptor(f"descriptor checksum {checksum!r} must be 8 characters")
+            raise InvalidDescriptor(f"descriptor checksum {echo(checksum)} must be 8 characters")
         expected = descriptor_checksum(body)
         if checksum != expected:
-            raise InvalidDescriptor(f"descriptor checksum {checksum!r} does not match "
+            raise InvalidDescriptor(f"descriptor checksum {echo(checksum)} does not match "
                                     f"(expected {expected})")
     else:
         if require_checksum:
@@ -286,8 +303,11 @@ def parse_descriptor(text: str, *, require_checksum: bool = False) -> Descriptor
         args = _split_args(body[16:-2])
         if len(args) < 2:
             raise InvalidDescriptor("sortedmulti needs a threshold and at least one key")
+        if len(args) - 1 > MAX_MULTISIG_KEYS:
+            raise InvalidDescriptor(f"sortedmulti: {len(args) - 1} keys, more than "
+                                    f"{MAX_MULTISIG_KEYS}")
         if not _NUM_RE.fullmatch(args[0]) or (len(args[0]) > 1 and args[0][0] == "0"):
-            raise InvalidDescriptor(f"sortedmulti threshold {args[0]!r} is not a number")
+            raise InvalidDescriptor(f"sortedmulti threshold {echo(args[0])} is not a number")
         threshold = int(args[0])
         keys = tuple(parse_key(a) for a in args[1:])
         try:

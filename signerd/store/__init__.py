@@ -20,6 +20,7 @@ from .. import audit, authority, canonical
 from . import migrations
 from ..errors import (AlreadyExists, AuditChainViolation, AuthorityViolation, Conflict,
                       InvalidArgument, NotFound, SignerError, StoreUnavailable)
+from ..errors import echo
 
 
 class Cursor(Protocol):
@@ -128,7 +129,7 @@ class Tx:
         r = self.one("SELECT * FROM wallets WHERE id = ?" + (self.for_update if lock else ""),
                      (wallet_id,))
         if r is None:
-            raise NotFound(f"wallet {wallet_id} not found")
+            raise NotFound(f"wallet {echo(wallet_id, quote=False)} not found")
         return r
 
     def wallet_keys(self, wallet_id: str) -> list[Row]:
@@ -168,7 +169,7 @@ class Tx:
         """Claim an unassigned key share for a wallet (a key never serves two wallets)."""
         r = self.one("SELECT * FROM key_shares WHERE key_id = ?" + self.for_update, (key_id,))
         if r is None:
-            raise NotFound(f"key share {key_id} not found")
+            raise NotFound(f"key share {echo(key_id, quote=False)} not found")
         if r["wallet_id"]:
             raise AlreadyExists(f"key share {key_id} already serves wallet {r['wallet_id']}")
         self.execute("UPDATE key_shares SET wallet_id = ? WHERE key_id = ?", (wallet_id, key_id))
@@ -185,7 +186,7 @@ class Tx:
     def get_operator(self, op_id: str) -> Row:
         r = self.one("SELECT * FROM operators WHERE id = ?", (op_id,))
         if r is None:
-            raise NotFound(f"operator {op_id} not found")
+            raise NotFound(f"operator {echo(op_id, quote=False)} not found")
         return r
 
     def list_operators(self) -> list[Row]:
@@ -291,7 +292,7 @@ class Tx:
         r = self.one("SELECT * FROM transfers WHERE id = ?" + (self.for_update if lock else ""),
                      (transfer_id,))
         if r is None:
-            raise NotFound(f"transfer {transfer_id} not found")
+            raise NotFound(f"transfer {echo(transfer_id, quote=False)} not found")
         return r
 
     def find_idempotent(self, wallet_id: str, key: str) -> Row | None:
@@ -426,7 +427,7 @@ class Tx:
         r = self.one("SELECT * FROM proposals WHERE id = ?" + (self.for_update if lock else ""),
                      (proposal_id,))
         if r is None:
-            raise NotFound(f"proposal {proposal_id} not found")
+            raise NotFound(f"proposal {echo(proposal_id, quote=False)} not found")
         return r
 
     def list_proposals(self, *, state: str = "", after: str = "", limit: int = 100) -> list[Row]:

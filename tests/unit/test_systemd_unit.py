@@ -16,6 +16,14 @@ def test_unit_is_hardened() -> None:
         assert line in text, line
 
 
+def test_unit_sends_no_sighup() -> None:
+    """signerd reloads nothing on SIGHUP (it logs and keeps serving); the unit does not pretend
+    to reload it and says how to apply a change."""
+    text = UNIT.read_text()
+    assert not [line for line in text.splitlines() if line.startswith("ExecReload")]
+    assert "systemctl restart signerd" in text
+
+
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     tool = shutil.which("systemd-analyze")
     if tool is None:
