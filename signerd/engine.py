@@ -9,25 +9,36 @@ its payload under the operator's key in the ledger, and the verified votes are c
 
 A verdict is one of: sign (a valid quorum), wait (no quorum yet), lost (the quorum the approvals
 once met no longer holds because an approver was suspended or revoked, or the policy tightened:
-the transfer waits for approvals again) and violation (something counted does not trace to the
-genesis: a decision whose signature does not verify, an operator the ledger does not know, or a
-transfer marked approved that never met its quorum).
+the transfer waits for approvals again), denied (the wallet's policy in force, or its destinations
+as the ledger now classifies them, no longer allow the transfer at all: it ends) and violation
+(something counted does not trace to the genesis: a decision whose signature does not verify, an
+operator the ledger does not know, a transfer marked approved that never met its quorum, or a
+transfer row whose seal does not verify).
+
+A transfer's row is sealed by signerd at submission (``transfer_record``: the payload's hash,
+the decoded movement with each output's destination class as classified then, the submitter,
+the policy version, the window and everything else the approval statement binds). Approvals
+sign the statement of that sealed movement, so a destination allowlisted or a wallet of ours
+created while the transfer waits does not void them; what the destinations are *now* counts
+too: the transfer needs the strictest of what the policy demands of the movement as sealed and
+as classified again from the ledger (``judge``'s ``reclassify``).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Any
 
 from . import approval as A
 from . import authority as AU
 from . import policy as P
+from . import seal as SEAL
 from .errors import AuthorityViolation, InvalidArgument, PolicyDenied
 from .legal_basis import FORM as LEGAL_FORM
-from .model import Decision, Movement, Wallet
+from .model import Decision, DestinationClass, Movement, Wallet
 
 
 def policy_of(state: AU.AuthorityState, wallet: Wallet, version: int) -> tuple[P.Policy, bool]:
@@ -43,21 +54,51 @@ def requirement_of(policy: P.Policy, waived: bool, movement: Movement,
                         movement, waived=waived)
 
 
+Reclassify = Callable[[P.Policy], Movement]
+
+
 def effective_requirement(state: AU.AuthorityState, wallet: Wallet, movement: Movement,
-                          category_change: str, bound_version: int) -> P.Requirement:
-    """What a transfer needs now: the demands of the policy version its statement binds,
-    merged with those of the wallet's current policy where that one covers the movement (a
-    policy change tightens a live transfer, never loosens it)."""
+                          category_change: str, bound_version: int,
+                          reclassify: Reclassify | None = None) -> P.Requirement:
+    """What a transfer needs now: the demands of the policy version its statement binds on
+    ``movement`` (as sealed at submission), merged with those of the wallet's current policy,
+    and, with ``reclassify`` (the movement's outputs classified again from the ledger against a
+    policy's allowlist), with what each of them demands of the destinations as they are now. A
+    policy change or a new destination class tightens a live transfer, never loosens it; where
+    the policy in force, or the bound one on today's destinations, allows the transfer no more,
+    PolicyDenied says why (the transfer ends: ``judge`` says DENIED)."""
     current = state.wallet_policy_version(wallet.id)
     policy, waived = policy_of(state, wallet, bound_version)
     reqs = [requirement_of(policy, waived, movement, category_change)]
+    if reclassify is not None:
+        fresh = reclassify(policy)
+        if fresh != movement:
+            reqs.append(_denied_by(bound_version, requirement_of, policy, waived, fresh,
+                                   category_change))
     if current != bound_version:
         policy, waived = policy_of(state, wallet, current)
-        try:
-            reqs.append(requirement_of(policy, waived, movement, category_change))
-        except PolicyDenied:
-            pass  # the new policy does not cover it: the transfer keeps its own demands
+        fresh = reclassify(policy) if reclassify is not None else movement
+        reqs.append(_denied_by(current, requirement_of, policy, waived, fresh, category_change))
     return reduce(P.merge, reqs)
+
+
+def _denied_by(version: int, fn: Callable[..., P.Requirement], *args: Any) -> P.Requirement:
+    try:
+        return fn(*args)
+    except PolicyDenied as e:
+        raise PolicyDenied(f"the wallet's policy version {version} no longer allows this "
+                           f"transfer: {e.message}") from None
+
+
+def same_transaction(sealed: Movement, fresh: Movement) -> bool:
+    """Whether ``fresh`` (decoded again from the payload and classified now) is the sealed
+    movement but for the destination classes of its outputs (which the ledger may have
+    changed since submission: a destination allowlisted, a wallet of ours created)."""
+    def bare(m: Movement) -> Movement:
+        return replace(m, outputs=tuple(replace(o, destination_class=DestinationClass.EXTERNAL,
+                                                wallet_id="", category="")
+                                        for o in m.outputs))
+    return bare(sealed) == bare(fresh)
 
 
 CATEGORY_MOVES = {("seized", "confiscated"): "seized_to_confiscated",
@@ -154,24 +195,69 @@ def context(instance_id: str, row: Any) -> A.StatementContext:
                                  f"statement ({message})", kind="approval") from None
 
 
-SIGN, WAIT, LOST, VIOLATION = "sign", "wait", "lost", "violation"
+def transfer_record(row: Any) -> dict[str, Any]:
+    """What signerd's seal on a transfer row covers: everything written at submission that the
+    approval statement binds or that decides what the transfer needs (the payload by its hash,
+    the movement as decoded and classified then). A row that does not even make a record
+    raises AuthorityViolation."""
+    try:
+        return {
+            "id": str(row["id"]), "wallet_id": str(row["wallet_id"]), "chain": str(row["chain"]),
+            "payload_sha256": hashlib.sha256(bytes(row["payload"])).hexdigest(),
+            "movement": json.loads(row["movement"]), "submitter": str(row["submitter"]),
+            "policy_version": str(int(row["policy_version"])),
+            "expires_at": str(int(float(row["expires_at"]))),
+            "replaces": str(row["replaces"] or ""), "replaces_state": str(row["replaces_state"]),
+            "replaces_fee_delta": str(row["replaces_fee_delta"]),
+            "legal_basis": str(row["legal_basis"]),
+            "category_change": str(row["category_change"]),
+            "vetoed": json.loads(row["vetoed"]),
+            "idempotency_key": str(row["idempotency_key"] or ""),
+        }
+    except (KeyError, TypeError, ValueError) as e:
+        raise AuthorityViolation(f"transfer {row['id']}: its row makes no record ({e})",
+                                 kind="transfer") from None
+
+
+def check_transfer_seal(audit_public_key: bytes, row: Any) -> None:
+    """AuthorityViolation unless ``row`` carries signerd's seal over its record: a transfer a
+    store writer inserted, or one whose movement, destination classes, submitter, window or
+    payload were changed after submission, is never decided on, shown for signing or signed."""
+    try:
+        record = transfer_record(row)
+        sealed = str(row["seal"] or "")
+    except (KeyError, IndexError):
+        sealed, record = "", {}
+    if not sealed or not SEAL.valid(audit_public_key, "transfer", record, sealed):
+        raise AuthorityViolation(f"transfer {row['id']}: its row does not carry signerd's seal "
+                                 "over what was submitted (signerd did not write it as it "
+                                 "stands)", kind="transfer")
+
+
+SIGN, WAIT, LOST, DENIED, VIOLATION = "sign", "wait", "lost", "denied", "violation"
 
 
 @dataclass(frozen=True)
 class Verdict:
-    outcome: str  # SIGN, WAIT, LOST or VIOLATION
+    outcome: str  # SIGN, WAIT, LOST, DENIED or VIOLATION
     quorum: P.QuorumResult
     requirement: P.Requirement
     violation: AuthorityViolation | None = None
+    denial: PolicyDenied | None = None
 
     @property
     def reason(self) -> str:
-        return self.violation.message if self.violation is not None else self.quorum.reason
+        if self.violation is not None:
+            return self.violation.message
+        if self.denial is not None:
+            return self.denial.message
+        return self.quorum.reason
 
 
 def judge(state: AU.AuthorityState, wallet: Wallet, ctx: A.StatementContext,
           movement: Movement, decisions: Iterable[A.SignedDecision], *,
-          approved: bool, verified_vetoes: Iterable[tuple[str, str]] = ()) -> Verdict:
+          approved: bool, verified_vetoes: Iterable[tuple[str, str]] = (),
+          reclassify: Reclassify | None = None) -> Verdict:
     """Count a transfer's stored decisions toward what it needs now. ``approved``: the store
     says the quorum was met (then a quorum that is not met is either lost, when the approvals
     did meet the bound policy with every approver counted, or a violation).
@@ -180,11 +266,24 @@ def judge(state: AU.AuthorityState, wallet: Wallet, ctx: A.StatementContext,
     wallet that the verified audit chain records (``App.vetoes``). Each must be bound in the
     statement (``ctx.vetoed``), whose roles the transfer then needs on top of its policy; a
     row that drops one (a store writer making a vetoed transaction lighter again) is a
-    violation, whatever the operators signed."""
+    violation, whatever the operators signed.
+
+    ``movement`` is the sealed one the statement binds; ``reclassify`` classifies its outputs
+    again from the ledger (see ``effective_requirement``)."""
     unbound = sorted({v for v in verified_vetoes if v[1] != ctx.transfer_id} - set(ctx.vetoed))
-    requirement = with_vetoes(effective_requirement(state, wallet, movement,
-                                                    ctx.category_change, ctx.policy_version),
-                              ctx.vetoed)
+    denial: PolicyDenied | None = None
+    try:
+        requirement = effective_requirement(state, wallet, movement, ctx.category_change,
+                                            ctx.policy_version, reclassify)
+    except PolicyDenied as e:
+        denial = e
+        try:
+            policy, waived = policy_of(state, wallet, ctx.policy_version)
+            requirement = requirement_of(policy, waived, movement, ctx.category_change)
+        except PolicyDenied as e2:  # the bound policy allowed it at submission, sealed
+            raise AuthorityViolation(f"transfer {ctx.transfer_id}: the policy version it binds "
+                                     f"does not allow it ({e2.message})", kind="policy") from None
+    requirement = with_vetoes(requirement, ctx.vetoed)
     votes, bad = A.verified_votes(lambda d: A.build_statement(ctx, movement, d), decisions,
                                   state.keys())
     operators = state.operator_views()
@@ -197,6 +296,8 @@ def judge(state: AU.AuthorityState, wallet: Wallet, ctx: A.StatementContext,
     if bad:
         return Verdict(VIOLATION, q, requirement, AuthorityViolation(
             f"transfer {ctx.transfer_id}: " + "; ".join(bad), kind="approval"))
+    if denial is not None:
+        return Verdict(DENIED, q, requirement, denial=denial)
     if q.met:
         return Verdict(SIGN, q, requirement)
     if not approved:

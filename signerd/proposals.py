@@ -363,7 +363,7 @@ class ProposalService:
             tx.insert_policy(c["wallet_id"], c["document"], doc["submitter"], version=version,
                              proposal_id=doc["id"])
             wallet = L.load_wallet(tx, state, c["wallet_id"])
-            tighten_live_transfers(tx, state, wallet)
+            tighten_live_transfers(tx, state, wallet, self.app.transfers._finish)
         elif kind == "wallet.unfreeze":
             tx.set_wallet_status(c["wallet_id"], WalletStatus.ACTIVE.value, c["order_ref"])
             tx.append_audit(doc["submitter"], "wallet.unfrozen", c["wallet_id"],

@@ -47,6 +47,7 @@ class Runtime(Protocol):
     notifier: Notifier
     keystore: Keystore
     instance_id: str
+    audit_public_key: bytes  # signerd's audit key, pinned by the genesis: seals verify under it
     transfers: Any
     proposals: Any
     wallets: Any

@@ -47,6 +47,7 @@ from . import ledger as L
 from .chains import Decoded, Signed, adapter_for
 from .errors import AuthorityViolation, HsmUnavailable, NotFound, SignerError, WalletFrozen
 from .model import Chain, TransferState, Wallet, WalletStatus
+from .movement_json import movement_from_json
 from .approval import StatementContext
 from .config import Limits
 from .runtime import Runtime
@@ -87,6 +88,9 @@ class SignHost(Protocol):
 
     def classify(self, tx: Tx, state: Any, wallet: Wallet, decoded: Decoded,
                  policy: Any) -> Any: ...
+
+    def reclassifier(self, tx: Tx, state: Any, wallet: Wallet, movement: Any
+                     ) -> E.Reclassify: ...
 
     def violated(self, tx: Tx, row: Row, e: AuthorityViolation) -> None: ...
 
@@ -452,16 +456,24 @@ class SignStep:
             raise AuthorityViolation(
                 f"transfer {row['id']}: the token registry decodes its call differently than "
                 "when it was approved; the approvals do not stand for it", kind="policy")
-        movement = self.service.classify(tx, state, wallet, decoded, policy)
+        ctx = self.service.context(row)  # the row's seal verifies, or AuthorityViolation
+        fresh = self.service.classify(tx, state, wallet, decoded, policy)
+        movement = movement_from_json(row["movement"])  # sealed: what the approvals bind
+        if not E.same_transaction(movement, fresh):
+            raise AuthorityViolation(f"transfer {row['id']}: its payload decodes to another "
+                                     "movement than the one submitted and approved",
+                                     kind="transfer")
         try:
-            E.check_category_change(wallet, movement, row["category_change"],
+            E.check_category_change(wallet, fresh, row["category_change"],
                                     row["legal_basis"])
         except SignerError as e:
             raise AuthorityViolation(f"transfer {row['id']}: {e.message}", kind="policy") from None
-        verdict = E.judge(state, wallet, self.service.context(row), movement,
+        verdict = E.judge(state, wallet, ctx, movement,
                           E.approvals_of(approvals), approved=True,
                           verified_vetoes=self.app.vetoes(
-                              wallet.id, E.transaction_key(movement), verify=False))
+                              wallet.id, E.transaction_key(movement), verify=False),
+                          reclassify=lambda p: fresh if p is policy else
+                          self.service.reclassifier(tx, state, wallet, movement)(p))
         stored = {(s["key_id"], bytes.fromhex(s["digest"])): (int(s["r"], 16), int(s["s"], 16))
                   for s in tx.signatures(row["id"])}
         last = max((float(a["created_at"]) for a in approvals), default=time.time())
@@ -497,7 +509,9 @@ class SignStep:
                                       E.approvals_of(approvals[job.id]), approved=True,
                                       verified_vetoes=self.app.vetoes(
                                           wallet.id, E.transaction_key(job.movement),
-                                          verify=False))
+                                          verify=False),
+                                      reclassify=svc.reclassifier(tx, state, wallet,
+                                                                  job.movement))
                 except AuthorityViolation as e:
                     svc.violated(tx, row, e)
                     violations.append(e)
@@ -549,6 +563,9 @@ class SignStep:
         if violation is not None:
             self.service.violated(tx, row, violation)
             violations.append(violation)
+            return
+        if outcome.outcome == E.DENIED:  # the policy in force allows it no more
+            self.service._finish(tx, row, TransferState.CANCELLED, "signerd", outcome.reason)
             return
         why = f"its quorum no longer holds ({outcome.quorum.reason})"
         if time.time() >= float(row["expires_at"]):

@@ -27,7 +27,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 from . import approval as A
 from . import audit as AUD
@@ -41,12 +41,12 @@ from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, HsmU
                      InvalidApproval, InvalidArgument, NotFound, PermissionDenied, PolicyDenied,
                      SignerError, WalletFrozen)
 from .errors import echo
+from .movement_json import movement_from_json, movement_to_json
 from .sign_step import SignStep, ended_violation
-from .model import (Chain, Decision, DestinationClass, Movement, OperatorStatus, Output, Token,
-                    TransferState, Wallet, WalletStatus)
+from .model import (Chain, Decision, DestinationClass, Movement, OperatorStatus, TransferState,
+                    Wallet, WalletStatus)
 from .runtime import Runtime
 from .store import Row, Tx
-from .tokens import token_json
 
 
 log = logging.getLogger("signerd.transfers")
@@ -60,43 +60,6 @@ DECIDE_WAIT_SECONDS = 10.0  # how long a quorum-making approval waits for its si
 
 
 # ---------------------------------------------------------------- serialisation helpers
-
-def movement_to_json(m: Movement) -> str:
-    return json.dumps({
-        "chain": m.chain.value, "network": m.network, "chain_id": m.chain_id,
-        "outputs": [{"address": o.address, "amount": str(o.amount), "asset": o.asset,
-                     "is_change": o.is_change, "destination_class": o.destination_class.value,
-                     "wallet_id": o.wallet_id, "category": o.category}
-                    for o in m.outputs],
-        "fee": str(m.fee), "fee_asset": m.fee_asset, "digests": [d.hex() for d in m.digests],
-        "nonce": m.nonce, "gas_limit": m.gas_limit,
-        "max_fee_per_gas": None if m.max_fee_per_gas is None else str(m.max_fee_per_gas),
-        "max_priority_fee_per_gas": (None if m.max_priority_fee_per_gas is None
-                                     else str(m.max_priority_fee_per_gas)),
-        "contract_call": m.contract_call, "vsize": m.vsize, "outpoints": list(m.outpoints),
-        "sighash": list(m.sighash),
-        **({"tokens": [token_json(t) for t in m.tokens]} if m.tokens else {}),
-    }, sort_keys=True)
-
-
-def movement_from_json(text: str) -> Movement:
-    d = json.loads(text)
-    return Movement(
-        chain=Chain(d["chain"]), network=d["network"], chain_id=int(d["chain_id"]),
-        outputs=tuple(Output(o["address"], int(o["amount"]), o["asset"], bool(o["is_change"]),
-                             DestinationClass(o["destination_class"]), o.get("wallet_id", ""),
-                             o.get("category", "")) for o in d["outputs"]),
-        fee=int(d["fee"]), fee_asset=d["fee_asset"],
-        digests=tuple(bytes.fromhex(x) for x in d["digests"]), nonce=d["nonce"],
-        gas_limit=d["gas_limit"],
-        max_fee_per_gas=None if d["max_fee_per_gas"] is None else int(d["max_fee_per_gas"]),
-        max_priority_fee_per_gas=(None if d["max_priority_fee_per_gas"] is None
-                                  else int(d["max_priority_fee_per_gas"])),
-        contract_call=d["contract_call"], vsize=d["vsize"], outpoints=tuple(d["outpoints"]),
-        sighash=tuple(d.get("sighash", ())),
-        tokens=tuple(Token(int(t["chain_id"]), t["address"], t["standard"], t["symbol"],
-                           int(t["decimals"])) for t in d.get("tokens", ())))
-
 
 def requirement_to_json(r: P.Requirement) -> str:
     return json.dumps({"approvers": r.approvers, "roles": dict(r.roles),
@@ -128,32 +91,61 @@ def structured_legal_basis(text: str) -> str:
 
 def live_transfers(tx: Tx, wallet_id: str, *, lock: bool = False
                    ) -> builtins.list[tuple[Row, Movement]]:
-    """The live transfers of a wallet (locked, in id order, in a write that changes them)."""
+    """The live transfers of a wallet; with ``lock``, those no other transaction holds, locked
+    (a governance write holds the ledger head, and a decision or the sign step holding a
+    transfer waits for the head after it: waiting here could deadlock; a transfer skipped is
+    judged against the new ledger by that transaction)."""
     out = []
     for row in tx.list_transfers(wallet_id=wallet_id, limit=1_000_000):
         if row["state"] not in LIVE:
             continue
         if lock:
-            row = tx.get_transfer(row["id"], lock=True)
+            held = tx.lock_transfer_if_free(row["id"])
+            if held is None or held["state"] not in LIVE:
+                continue
+            row = held
         out.append((row, movement_from_json(row["movement"])))
     return out
 
 
-def tighten_live_transfers(tx: Tx, state: AU.AuthorityState, wallet: Wallet) -> list[str]:
+def tighten_live_transfers(tx: Tx, state: AU.AuthorityState, wallet: Wallet,
+                           finish: Callable[[Tx, Row, TransferState, str, str], None]
+                           ) -> tuple[list[str], list[str]]:
     """After a policy change, each live transfer of the wallet records the demands it now has
-    (for people: the sign step computes them again from the ledger)."""
-    tightened = []
-    for row, movement in live_transfers(tx, wallet.id):
-        try:
-            req = E.effective_requirement(state, wallet, movement, row["category_change"],
-                                          int(row["policy_version"]))
-        except SignerError:
+    (for people: every decision and the sign step judge them again from the ledger), and each
+    that the policy in force allows no more is cancelled (``finish``). Returns (tightened,
+    cancelled).
+
+    Only rows no other transaction holds are touched (``lock_transfer_if_free``): the caller
+    holds the ledger head, and a decision or the sign step holding a transfer waits for the
+    head after it, so waiting here could deadlock. A transfer skipped is being decided or
+    signed this moment, and that transaction judges it against this policy once it gets the
+    head: nothing is lost."""
+    tightened, cancelled = [], []
+    for row in tx.list_transfers(wallet_id=wallet.id, limit=1_000_000):
+        if row["state"] not in LIVE:
             continue
-        merged = P.merge(requirement_from_json(row["requirement"]), req)
-        if requirement_to_json(merged) != row["requirement"]:
-            tx.update_transfer(row["id"], requirement=requirement_to_json(merged))
-            tightened.append(row["id"])
-    return tightened
+        locked = tx.lock_transfer_if_free(row["id"])
+        if locked is None or locked["state"] not in LIVE:
+            continue
+        movement = movement_from_json(locked["movement"])
+        try:
+            E.check_transfer_seal(state.audit_public_key, locked)
+            req = E.effective_requirement(
+                state, wallet, movement, locked["category_change"],
+                int(locked["policy_version"]),
+                TransferService.reclassifier(tx, state, wallet, movement))
+        except PolicyDenied as e:
+            finish(tx, locked, TransferState.CANCELLED, "signerd", e.message)
+            cancelled.append(locked["id"])
+            continue
+        except SignerError:
+            continue  # judged, and ended, by its next decision or the sign step
+        merged = P.merge(requirement_from_json(locked["requirement"]), req)
+        if requirement_to_json(merged) != locked["requirement"]:
+            tx.update_transfer(locked["id"], requirement=requirement_to_json(merged))
+            tightened.append(locked["id"])
+    return tightened, cancelled
 
 
 @dataclass(frozen=True)
@@ -323,9 +315,16 @@ class TransferService:
                  policy: P.Policy) -> Movement:
         """The decoded movement with each output's destination class, and the wallet of ours
         it pays where it pays one, from verified wallets only."""
-        dests = L.destinations(tx, state, wallet, [o.address for o in decoded.movement.outputs])
+        return self.reclassifier(tx, state, wallet, decoded.movement)(policy)
+
+    @staticmethod
+    def reclassifier(tx: Tx, state: AU.AuthorityState, wallet: Wallet, movement: Movement
+                     ) -> E.Reclassify:
+        """``movement``'s outputs classified from the ledger as it is in ``tx`` (verified
+        wallets of ours), against a given policy's allowlist."""
+        dests = L.destinations(tx, state, wallet, [o.address for o in movement.outputs])
         ours = {a: Ours(d.wallet_id, d.category, d.own) for a, d in dests.items()}
-        return classify_outputs(decoded.movement, ours, tuple(policy.allowlist))
+        return lambda policy: classify_outputs(movement, ours, tuple(policy.allowlist))
 
     def submit(self, actor: str, wallet_id: str, payload: bytes, *, replaces: str = "",
                legal_basis: str = "", category_change: str = "", idempotency_key: str = "",
@@ -418,6 +417,12 @@ class TransferService:
                 row["replaces_state"] = old["state"]
                 row["replaces_fee_delta"] = str(
                     movement.fee - movement_from_json(old["movement"]).fee)
+            # signerd's seal over what was submitted: a row a store writer inserts or changes
+            # (its movement, destination classes, submitter, window) is never decided on,
+            # shown for signing or signed.
+            row["replaces_state"] = row.get("replaces_state", "")
+            row["replaces_fee_delta"] = row.get("replaces_fee_delta", "0")
+            row["seal"] = self.app.seal("transfer", E.transfer_record(row))
             tx.insert_transfer(row, list(decoded.lock_keys))
             if old is not None:
                 # The replacement takes over the nonce/outpoints; a pending original is superseded.
@@ -472,6 +477,9 @@ class TransferService:
 
     # ---------------------------------------------------------------- statement
     def context(self, row: Row | dict[str, Any]) -> A.StatementContext:
+        """The statement context of a stored transfer whose seal verifies (else
+        AuthorityViolation)."""
+        E.check_transfer_seal(self.app.audit_public_key, row)
         return E.context(self.app.instance_id, row)
 
     def statement(self, transfer_id: str, decision: Decision) -> tuple[bytes, str, TransferView]:
@@ -577,7 +585,11 @@ class TransferService:
         if operator_id == row["submitter"]:
             raise PermissionDenied(
                 f"operator {operator_id} submitted transfer {transfer_id} and cannot decide on it")
-        ctx = self.context(row)
+        try:
+            ctx = self.context(row)
+        except AuthorityViolation as e:  # a row signerd did not write as it stands
+            self.violated(tx, row, e)
+            return False, e
         movement = movement_from_json(row["movement"])
         statement = A.build_statement(ctx, movement, decision)
         digest = A.statement_digest(statement)
@@ -601,7 +613,8 @@ class TransferService:
             verdict = E.judge(state, wallet, ctx, movement, E.approvals_of(
                 tx.approvals(transfer_id)), approved=False,
                 verified_vetoes=self.app.vetoes(wallet.id, E.transaction_key(movement),
-                                                verify=False))
+                                                verify=False),
+                reclassify=self.reclassifier(tx, state, wallet, movement))
         except AuthorityViolation as e:
             self.violated(tx, row, e)
             return False, e
@@ -613,13 +626,26 @@ class TransferService:
             self._finish(tx, row, TransferState.REJECTED, "signerd", q.reason)
             if q.veto is not None:
                 self._record_veto(tx, row, movement, *q.veto)
-        elif q.met:
+        elif verdict.outcome == E.DENIED:
+            self._finish(tx, row, TransferState.CANCELLED, "signerd", verdict.reason)
+        elif not q.met:
+            self._record_requirement(tx, row, verdict.requirement)
+        else:
             tx.update_transfer(transfer_id, state=TransferState.APPROVED.value,
                                requirement=requirement_to_json(verdict.requirement))
             tx.append_audit("signerd", "transfer.approved", transfer_id,
                             {"counted": list(q.counted), "wallet_status": wallet.status.value})
             return True, None
         return False, None
+
+    @staticmethod
+    def _record_requirement(tx: Tx, row: Row, requirement: P.Requirement) -> None:
+        """What a waiting transfer needs now, for people (a policy change or a destination
+        reclassified since the row's requirement was written)."""
+        merged = requirement_to_json(P.merge(requirement_from_json(row["requirement"]),
+                                             requirement))
+        if merged != row["requirement"]:
+            tx.update_transfer(row["id"], requirement=merged)
 
     @staticmethod
     def _record_veto(tx: Tx, row: Row, movement: Movement, operator_id: str, role: str) -> None:

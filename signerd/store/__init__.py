@@ -295,6 +295,12 @@ class Tx:
             raise NotFound(f"transfer {echo(transfer_id, quote=False)} not found")
         return r
 
+    def lock_transfer_if_free(self, transfer_id: str) -> Row | None:
+        """The transfer, locked, unless another transaction holds it (PostgreSQL: ``FOR UPDATE
+        SKIP LOCKED``; SQLite has one writer, so it is always free); None when held or gone."""
+        skip = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+        return self.one("SELECT * FROM transfers WHERE id = ?" + skip, (transfer_id,))
+
     def find_idempotent(self, wallet_id: str, key: str) -> Row | None:
         return self.one("SELECT * FROM transfers WHERE wallet_id = ? AND idempotency_key = ?",
                         (wallet_id, key))

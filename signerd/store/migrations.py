@@ -245,6 +245,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX audit_events_endings ON audit_events (seq) WHERE action IN ("
         + ", ".join(f"'{a}'" for a in ENDING_ACTIONS_12) + ")",
     ]),
+    (13, "signerd seals each transfer it writes: what was submitted, as decoded then", [
+        # The audit key's seal over engine.transfer_record (seal.py): a row a store writer
+        # inserts or changes is never decided on, shown for signing or signed. Rows written
+        # before have none and are refused like forged ones.
+        "ALTER TABLE transfers ADD COLUMN seal TEXT NOT NULL DEFAULT ''",
+    ]),
 ]
 
 

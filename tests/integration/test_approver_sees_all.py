@@ -144,8 +144,8 @@ def test_replacement_fields_changed_after_approval_void_it(daemon: Daemon, db: S
                                                             value: str | None) -> None:
     """The replacement is approved while its wallet is frozen by court order (so the quorum is
     recorded and nothing is signed yet); a store writer changes one of the bound fields; once
-    the governance quorum unfreezes the wallet, the sign step rebuilds the statement from the
-    row, the approvals no longer verify over it, and the transfer ends FAILED unsigned."""
+    the governance quorum unfreezes the wallet, the sign step finds the row no longer carries
+    signerd's seal over what was submitted, and the transfer ends FAILED unsigned."""
     w = eth_wallet(daemon)
     nonce = next(_nonce)
     t1 = signed_eth(daemon, w, nonce)
@@ -154,7 +154,7 @@ def test_replacement_fields_changed_after_approval_void_it(daemon: Daemon, db: S
                                                        order_ref=f"ORDER-{next(_order)}"))
     decide(daemon, t2.id, "inv1")
     assert decide(daemon, t2.id, "cust1").state == pb.APPROVED
-    before = violation_metric(daemon, "approval")
+    before = violation_metric(daemon, "transfer")
     if column is not None:
         db.run((f"UPDATE transfers SET {column} = ? WHERE id = ?", (value, t2.id)))
     p = daemon.admin().UnfreezeWallet(pb.FreezeWalletRequest(wallet_id=w.id,
@@ -164,9 +164,9 @@ def test_replacement_fields_changed_after_approval_void_it(daemon: Daemon, db: S
         t2 = wait_state(daemon, t2.id, pb.SIGNED)
         assert Account.recover_transaction(bytes.fromhex(t2.raw_tx)) == w.address
         return
-    t = assert_violation(daemon, db, t2.id, "approval",
-                         "does not verify over this act's statement", before)
-    assert "inv1" in t.failure and "cust1" in t.failure
+    # signerd's seal over the submitted row no longer verifies (the approvals would not
+    # verify over the statement either: engine.judge, tests/unit/test_engine.py).
+    assert_violation(daemon, db, t2.id, "transfer", "does not carry signerd's seal", before)
 
 
 def test_bad_replacements_are_refused_naming_the_problem(daemon: Daemon) -> None:
@@ -397,23 +397,26 @@ def test_a_vetoed_transaction_in_another_encoding_is_the_same_transaction(
 def test_a_store_writer_strips_the_veto_from_the_resubmission(daemon: Daemon,
                                                              db: SqliteWriter) -> None:
     """The row of the resubmission loses its record of the veto and its judge demand, before
-    anyone approves (so the operators are shown, and sign, a statement without it). The
-    verified audit chain still records the veto: the first approval is refused as an
-    authority violation and the transfer ends FAILED, unsigned."""
+    anyone approves. The row no longer carries signerd's seal over what was submitted: the
+    operators are not even shown its statement, the first approval is refused as an authority
+    violation and the transfer ends FAILED, unsigned. (Behind the seal, the judge also holds
+    the statement to the vetoes the verified audit chain records: tests/unit/test_engine.py.)"""
     w = eth_wallet(daemon)
     payload = json.dumps(tx_fields(nonce=next(_nonce)))
     t1 = vetoed_by_judge(daemon, w, payload)
     t2 = resubmit(daemon, w, payload)
+    genuine = daemon.approval("inv1").GetStatement(pb.GetStatementRequest(
+        transfer_id=t2.id, decision=pb.APPROVE)).statement
     plain = db.one("SELECT requirement FROM transfers WHERE id = ?", (t1.id,))["requirement"]
     db.run(("UPDATE transfers SET vetoed = '[]', requirement = ? WHERE id = ?", (plain, t2.id)))
-    doc, rendered = statement_doc(daemon, t2.id)
-    assert doc["vetoed"] == [] and "vetoed" not in rendered  # what the operators are shown
-    before = violation_metric(daemon, "veto")
-    e = rpc_error(decide, daemon, t2.id, "inv1")
+    needle = "does not carry signerd's seal"
+    e = rpc_error(statement_doc, daemon, t2.id)
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and needle in e.details(), e.details()
+    before = violation_metric(daemon, "transfer")
+    e = rpc_error(decide, daemon, t2.id, "inv1", statement=genuine)
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
-    needle = f"its transaction was vetoed before (by judge in {t1.id})"
     assert needle in e.details(), e.details()
-    assert_violation(daemon, db, t2.id, "veto", needle, before)
+    assert_violation(daemon, db, t2.id, "transfer", needle, before)
 
 
 def test_a_store_writer_deletes_the_record_of_the_veto(daemon: Daemon, db: SqliteWriter) -> None:

@@ -10,7 +10,11 @@ The attacks are those of test_governance_attacks.py, run here against PostgreSQL
     signed by those keys over the real statement, the transfer set to APPROVED: FAILED ("not
     an operator in the chain of authority"), no signature;
 1d. a wallet frozen by FreezeWallet, then ``UPDATE wallets SET status = 'ACTIVE'``: approving
-    signs nothing until a governed unfreeze.
+    signs nothing until a governed unfreeze;
+and those of test_transfer_seal.py (a rewritten destination class, an inserted transfer row:
+no statement shown, FAILED, no signature). A policy change applied while another transaction
+holds a live transfer of the wallet does not wait for it (no deadlock with the sign step, which
+takes transfers before the ledger head): that transfer is judged by its next decision.
 
 Each legitimate counterpart is signed and checked with eth-account.
 """
@@ -23,11 +27,13 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.helpers import Daemon, edit_config, init_state
+from tests.helpers import Daemon, edit_config, init_state, pb
 from tests.integration.test_governance_attacks import (PROBE, StoreWriter,
                                                        attack_forged_operators,
                                                        attack_thawed_frozen_wallet,
                                                        attack_zero_signature_approvals)
+from tests.integration.test_transfer_seal import (attack_inserted_transfer_row,
+                                                  attack_reclassified_destination)
 
 pytestmark = [pytest.mark.postgres]
 
@@ -75,6 +81,34 @@ def test_pg_store_writer_forged_operators_with_every_role(daemon: Daemon, db: Pg
 
 def test_pg_store_writer_unfreezes_by_sql(daemon: Daemon, db: PgWriter) -> None:
     attack_thawed_frozen_wallet(daemon, db)
+
+
+def test_pg_store_writer_reclassifies_a_destination(daemon: Daemon, db: PgWriter) -> None:
+    attack_reclassified_destination(daemon, db)
+
+
+def test_pg_store_writer_inserts_a_transfer_row(daemon: Daemon, db: PgWriter) -> None:
+    attack_inserted_transfer_row(daemon, db)
+
+
+def test_pg_policy_change_passes_a_transfer_another_transaction_holds(daemon: Daemon,
+                                                                     pg_url: str) -> None:
+    from tests.helpers import decide, set_policy
+    from tests.integration.test_governance_attacks import eth_transfer, eth_wallet
+    from tests.integration.test_transfer_seal import TINY_ONLY
+
+    w = eth_wallet(daemon)
+    t = eth_transfer(daemon, w)
+    decide(daemon, t.id, "inv1")
+    with psycopg.connect(pg_url) as holder:  # another transaction holds the transfer's row
+        holder.execute("SELECT id FROM transfers WHERE id = %s FOR UPDATE", (t.id,))
+        set_policy(daemon, w.id, TINY_ONLY)  # applied without waiting for it
+        still = daemon.custody().GetTransfer(pb.GetTransferRequest(transfer_id=t.id))
+        assert still.state == pb.PENDING_APPROVAL
+    # Its next decision judges it against the policy in force: no longer allowed, it ends.
+    got = decide(daemon, t.id, "cust1")
+    assert got.state == pb.CANCELLED and "no longer allows this transfer" in got.failure, got
+    assert not got.raw_tx
 
 
 def test_pg_store_is_the_daemons(daemon: Daemon, db: PgWriter) -> None:

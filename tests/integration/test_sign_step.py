@@ -201,7 +201,7 @@ def test_one_batch_failures_stay_their_own(app: App) -> None:
         assert signature_count(app, tid) == 0
     # Rows no one but signerd writes do not stand: both end FAILED, with the reason.
     assert "never met its quorum" in app.transfers.get(no_quorum).row["failure"]
-    assert "does not verify" in app.transfers.get(tampered).row["failure"]
+    assert "does not carry signerd's seal" in app.transfers.get(tampered).row["failure"]
     with db(app) as c:
         c.execute("UPDATE wallets SET status = 'ACTIVE' WHERE id = ?", (w_frozen.id,))
     assert app.transfers.signer.sign_many([frozen, no_quorum]) == {}

@@ -195,3 +195,96 @@ def test_the_transaction_key_is_what_would_be_signed() -> None:
     assert E.transaction_key(MOVE) == hashlib.sha256(bytes(32)).hexdigest()
     assert E.transaction_key(replace(MOVE, fee=1)) == E.transaction_key(MOVE)
     assert E.transaction_key(replace(MOVE, digests=(b"\x01" * 32,))) != E.transaction_key(MOVE)
+
+
+TINY_ONLY = ('name = "tiny"\n[[rule]]\nname = "tiny"\nasset = "*"\nmax_amount = "1000"\n'
+             'approvers = 2\nroles = { investigator = 1, custody_officer = 1 }\n')
+
+
+def test_a_current_policy_that_no_longer_allows_the_movement_denies_it() -> None:
+    doc = proposal("wallet.policy", {"wallet_id": WALLET.id, "base_version": 1,
+                                     "old_document": STATE.texts[WALLET.policy_sha256],
+                                     "document": TINY_ONLY, "template": ""})
+    state = applied(STATE, doc, "admin1", "admin2")
+    with pytest.raises(P.PolicyDenied, match="policy version 2 no longer allows"):
+        E.effective_requirement(state, WALLET, MOVE, "none", 1)
+    for approved in (False, True):
+        v = E.judge(state, WALLET, CTX, MOVE, votes("inv1", "cust1"), approved=approved)
+        assert v.outcome == E.DENIED and "policy version 2 no longer allows" in v.reason
+    # A forged vote is still a violation first: a denial does not hide one.
+    v = E.judge(state, WALLET, CTX, MOVE, [SignedDecision("cust1", Decision.APPROVE, bytes(64))],
+                approved=True)
+    assert v.outcome == E.VIOLATION
+
+
+def test_destinations_classified_again_tighten_and_never_void_the_approvals() -> None:
+    """The statement binds the movement as sealed at submission; what its destinations are now
+    adds its demands. An own-wallet sweep whose destination is no longer ours needs the floor
+    (two roles); an external one whose destination became ours keeps needing it."""
+    one = 'name = "one"\n[[rule]]\nname = "all"\nasset = "*"\napprovers = 1\n'
+    doc = proposal("wallet.policy", {"wallet_id": WALLET.id, "base_version": 1,
+                                     "old_document": STATE.texts[WALLET.policy_sha256],
+                                     "document": one, "template": ""})
+    state = applied(STATE, doc, "admin1", "admin2")
+    wallet = WALLET
+    own = replace(MOVE, outputs=(replace(OUT, destination_class=DestinationClass.OWN_WALLET,
+                                         wallet_id="w_" + "7" * 16, category="seized"),))
+    ctx = replace(CTX, policy_version=2)
+    as_external = lambda policy: MOVE  # noqa: E731 - the destination is no wallet of ours now
+    as_own = lambda policy: own  # noqa: E731
+    v = E.judge(state, wallet, ctx, own, votes("cust1", ctx=ctx, movement=own), approved=False)
+    assert v.outcome == E.SIGN  # one approver for an own-wallet move
+    v = E.judge(state, wallet, ctx, own, votes("cust1", ctx=ctx, movement=own), approved=False,
+                reclassify=as_external)
+    assert v.outcome == E.WAIT and v.requirement.distinct_roles == 2, v
+    v = E.judge(state, wallet, ctx, own, votes("cust1", "inv1", ctx=ctx, movement=own),
+                approved=True, reclassify=as_external)
+    assert v.outcome == E.SIGN  # the approvals over the sealed statement count
+    v = E.judge(state, wallet, ctx, MOVE, votes("cust1", ctx=ctx), approved=False,
+                reclassify=as_own)
+    assert v.outcome == E.WAIT and v.requirement.distinct_roles == 2  # never lighter
+
+
+def test_same_transaction_ignores_only_destination_classes() -> None:
+    own = replace(MOVE, outputs=(replace(OUT, destination_class=DestinationClass.OWN_WALLET,
+                                         wallet_id="w_x", category="seized"),))
+    assert E.same_transaction(MOVE, own)
+    assert not E.same_transaction(MOVE, replace(MOVE, fee=MOVE.fee + 1))
+    assert not E.same_transaction(MOVE, replace(MOVE, outputs=(replace(OUT, amount=1),)))
+    assert not E.same_transaction(MOVE, replace(MOVE, digests=(b"\x01" * 32,)))
+
+
+def _transfer_row(**over: object) -> dict[str, object]:
+    from signerd.movement_json import movement_to_json
+
+    row: dict[str, object] = {
+        "id": "t_1", "wallet_id": WALLET.id, "chain": "ethereum", "payload": b"p",
+        "movement": movement_to_json(MOVE), "submitter": "platform", "policy_version": 1,
+        "expires_at": 2_000_000_000.0, "replaces": "", "replaces_state": "",
+        "replaces_fee_delta": "0", "legal_basis": "", "category_change": "none",
+        "vetoed": "[]", "idempotency_key": ""}
+    row.update(over)
+    return row
+
+
+def test_a_transfer_row_stands_only_with_signerds_seal_over_it() -> None:
+    key = coincurve.PrivateKey()
+    pub = key.public_key.format()
+    row = _transfer_row()
+    row["seal"] = seal.encode(*_sign(key, seal.digest("transfer", E.transfer_record(row))))
+    E.check_transfer_seal(pub, row)
+    own = replace(MOVE, outputs=(replace(OUT, destination_class=DestinationClass.OWN_WALLET),))
+    from signerd.movement_json import movement_to_json
+
+    for change in ({"movement": movement_to_json(own)}, {"submitter": "inv1"},
+                   {"expires_at": 2_000_086_400.0}, {"payload": b"q"}, {"vetoed": "[]  "},
+                   {"policy_version": 2}, {"seal": ""}, {"id": "t_2"}):
+        changed = {**row, **change}
+        if "vetoed" in change:  # the same JSON spelled otherwise is the same record
+            E.check_transfer_seal(pub, changed)
+            continue
+        with pytest.raises(E.AuthorityViolation, match="does not carry signerd's seal") as e:
+            E.check_transfer_seal(pub, changed)
+        assert e.value.kind == "transfer"
+    with pytest.raises(E.AuthorityViolation):
+        E.check_transfer_seal(coincurve.PrivateKey().public_key.format(), row)

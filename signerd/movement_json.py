@@ -1,0 +1,48 @@
+"""A decoded movement as signerd stores it in a transfer's row (JSON; pure).
+
+Integers that may exceed 2^53 (amounts, fees, gas prices) are decimal strings. The stored form
+is covered by signerd's seal on the row (``engine.transfer_record``).
+"""
+from __future__ import annotations
+
+import json
+
+from .model import Chain, DestinationClass, Movement, Output, Token
+from .tokens import token_json
+
+
+def movement_to_json(m: Movement) -> str:
+    return json.dumps({
+        "chain": m.chain.value, "network": m.network, "chain_id": m.chain_id,
+        "outputs": [{"address": o.address, "amount": str(o.amount), "asset": o.asset,
+                     "is_change": o.is_change, "destination_class": o.destination_class.value,
+                     "wallet_id": o.wallet_id, "category": o.category}
+                    for o in m.outputs],
+        "fee": str(m.fee), "fee_asset": m.fee_asset, "digests": [d.hex() for d in m.digests],
+        "nonce": m.nonce, "gas_limit": m.gas_limit,
+        "max_fee_per_gas": None if m.max_fee_per_gas is None else str(m.max_fee_per_gas),
+        "max_priority_fee_per_gas": (None if m.max_priority_fee_per_gas is None
+                                     else str(m.max_priority_fee_per_gas)),
+        "contract_call": m.contract_call, "vsize": m.vsize, "outpoints": list(m.outpoints),
+        "sighash": list(m.sighash),
+        **({"tokens": [token_json(t) for t in m.tokens]} if m.tokens else {}),
+    }, sort_keys=True)
+
+
+def movement_from_json(text: str) -> Movement:
+    d = json.loads(text)
+    return Movement(
+        chain=Chain(d["chain"]), network=d["network"], chain_id=int(d["chain_id"]),
+        outputs=tuple(Output(o["address"], int(o["amount"]), o["asset"], bool(o["is_change"]),
+                             DestinationClass(o["destination_class"]), o.get("wallet_id", ""),
+                             o.get("category", "")) for o in d["outputs"]),
+        fee=int(d["fee"]), fee_asset=d["fee_asset"],
+        digests=tuple(bytes.fromhex(x) for x in d["digests"]), nonce=d["nonce"],
+        gas_limit=d["gas_limit"],
+        max_fee_per_gas=None if d["max_fee_per_gas"] is None else int(d["max_fee_per_gas"]),
+        max_priority_fee_per_gas=(None if d["max_priority_fee_per_gas"] is None
+                                  else int(d["max_priority_fee_per_gas"])),
+        contract_call=d["contract_call"], vsize=d["vsize"], outpoints=tuple(d["outpoints"]),
+        sighash=tuple(d.get("sighash", ())),
+        tokens=tuple(Token(int(t["chain_id"]), t["address"], t["standard"], t["symbol"],
+                           int(t["decimals"])) for t in d.get("tokens", ())))
