@@ -27,6 +27,7 @@ from typing import Any, Union
 import coincurve
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from signerd import canonical as canonical_json
 from signerd.errors import InvalidArgument
 
 GENESIS = b"\x00" * 32
@@ -701,31 +702,9 @@ def export_document(
     return b"".join(line + b"\n" for line in lines)
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
-
-
-def _reject_float(text: str) -> Any:
-    raise ValueError(f"non-integer number {text} is not allowed")
-
-
 def _load_line(text: str, where: str) -> dict[str, Any]:
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
-            parse_float=_reject_float,
-        )
+        value = canonical_json.parse_strict(text)
     except RecursionError:
         raise InvalidArgument(f"{where}: nested too deeply") from None
     except ValueError as exc:

@@ -27,11 +27,18 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _no_float(text: str) -> Any:
-    raise ValueError(f"non-integer number {text}")
+    raise ValueError(f"non-integer number {text} is not allowed")
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
+
+
+def parse_strict(text: str) -> Any:
+    """JSON with duplicate keys, non-integer numbers, NaN and Infinity refused (ValueError;
+    RecursionError when nested too deeply); any spelling otherwise."""
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_no_float,
+                      parse_constant=_no_constant)
 
 
 def loads(data: bytes | str, what: str) -> Any:
@@ -39,8 +46,7 @@ def loads(data: bytes | str, what: str) -> Any:
     the canonical spelling of what it parses to."""
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     try:
-        value = json.loads(raw.decode("ascii"), object_pairs_hook=_no_duplicates,
-                           parse_float=_no_float, parse_constant=_no_constant)
+        value = parse_strict(raw.decode("ascii"))
     except UnicodeDecodeError:
         raise InvalidArgument(f"{what}: not ASCII") from None
     except RecursionError:
