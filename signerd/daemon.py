@@ -416,6 +416,16 @@ def run(config_path: str) -> int:
     if cfg.server.insecure:
         log.warning("INSECURE: listening without TLS; principals are taken from request metadata "
                     "(development only)")
+    # Before anything starts: a SIGTERM that arrives while signerd starts (or right after it
+    # prints that it listens) drains and exits 0 like any other.
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %s: draining", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     app = App(cfg)
     app.start()
     try:
@@ -433,14 +443,6 @@ def run(config_path: str) -> int:
     log.info("started", extra={"listen": f"{host}:{port}", "metrics_port": msrv.server_port,
                                "instance_id": cfg.instance_id,
                                "hsm_concurrency": app.keystore.concurrency})
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal %s: draining", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     if os.environ.get("WATCHDOG_USEC"):
         app.on_tick = lambda: sd_notify("WATCHDOG=1")
     monitor = threading.Thread(target=app.monitor, name="monitor", daemon=True)

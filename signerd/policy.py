@@ -242,6 +242,20 @@ class Rule:
         )
 
 
+_DECIMALS = {"BTC": (8, "sat"), "ETH": (18, "wei")}
+
+
+def units(amount: int, asset: str) -> str:
+    """An amount in an asset's base units, named, with the whole coin beside it for BTC and
+    ETH: ``495000000 sat (4.95 BTC)``, ``21000 wei (0.000000000000021 ETH)``, ``5 base units of
+    ERC20:0x...``."""
+    if asset.upper() in _DECIMALS:
+        places, unit = _DECIMALS[asset.upper()]
+        coins = (Decimal(amount).scaleb(-places)).normalize()
+        return f"{amount} {unit} ({coins:f} {asset.upper()})"
+    return f"{amount} base units of {asset}"
+
+
 @dataclass(frozen=True)
 class Policy:
     """A parsed, valid policy document. Build it with ``parse_policy``."""
@@ -313,9 +327,10 @@ class Policy:
         for asset, (total, worst) in totals.items():
             hits = {r.name for r in self.rules if r.matches(asset, total, worst, category_change)}
             if not hits:
+                article = "an" if worst.value[0] in "aeiou" else "a"
                 raise PolicyDenied(
-                    f"no policy rule covers {total} {asset} to a {worst.value} destination "
-                    f"(category change {category_change})")
+                    f"no policy rule covers {units(total, asset)} to {article} {worst.value} "
+                    f"destination (category change {category_change})")
             matched |= hits
         rules = [r for r in self.rules if r.name in matched]
         if (calls or creates) and not any(r.contract_call for r in rules):
@@ -332,7 +347,8 @@ class Policy:
         if bound and movement.fee > bound:
             key = ("max_fee." + movement.fee_asset if movement.fee_asset in dict(self.max_fees)
                    else "max_fee")
-            raise PolicyDenied(f"fee {movement.fee} {movement.fee_asset} exceeds {key} {bound}")
+            raise PolicyDenied(f"fee {units(movement.fee, movement.fee_asset)} exceeds {key} "
+                               f"{units(bound, movement.fee_asset)}")
         if self.max_fee_rate and movement.chain is Chain.BITCOIN:
             if not movement.vsize:
                 raise PolicyDenied("fee rate cannot be checked against max_fee_rate: "

@@ -85,7 +85,7 @@ def test_a_one_officer_sweep_cannot_pay_a_large_fee(daemon: Daemon) -> None:
 
     e = rpc_error(sweep, 500_000_000, 5_000_000)
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "fee 495000000 BTC exceeds max_fee.BTC 2500000" in e.details()
+    assert "fee 495000000 sat (4.95 BTC) exceeds max_fee.BTC 2500000 sat (0.025 BTC)" in e.details()
     e = rpc_error(sweep, 1_000_000, 960_000)  # 40,000 sat for about 110 vB
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "exceeds max_fee_rate 200" in e.details()

@@ -166,6 +166,6 @@ def test_the_default_template_caps_the_fee_in_wei(daemon: Daemon) -> None:
     e = rpc_error(submit, daemon, w.id, tx_fields(nonce=200, gas=500_000,
                                                   maxFeePerGas=2_000 * GWEI))
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "fee 1000000000000000000 ETH exceeds max_fee.ETH 50000000000000000" in e.details()
+    assert "fee 1000000000000000000 wei (1 ETH) exceeds max_fee.ETH 50000000000000000 wei (0.05 ETH)" in e.details()
     t = submit(daemon, w.id, tx_fields(nonce=200, gas=250_000, maxFeePerGas=200 * GWEI))
     assert t.state == pb.PENDING_APPROVAL and t.movement.fee == str(5 * 10**16)

@@ -118,3 +118,22 @@ def test_sighup_does_not_stop_the_daemon(daemon: Daemon) -> None:
     log = daemon.log_path.read_text()
     assert log.count("SIGHUP: signerd reloads nothing") == 2
     assert daemon.stop() == 0  # SIGTERM still drains and exits 0
+
+
+def test_sigterm_just_after_it_says_it_listens_drains_and_exits_0(tmp_path: Path) -> None:
+    """The handlers are in place before the HSM, the store and the server start: a supervisor
+    that stops signerd the moment it says it listens gets a drained exit 0, not a process
+    killed by the signal."""
+    cfg = init_state(tmp_path / "state")
+    p = subprocess.Popen(signerd_cmd("run", "--config", str(cfg)), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        assert "listening on" in line, line
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 0, p.stderr.read() if p.stderr else ""
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

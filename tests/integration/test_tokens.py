@@ -178,7 +178,7 @@ def test_token_rules_bound_the_amount(daemon: Daemon) -> None:
                     data=calldata(amount=10_000 * 10**6 + 1))
     e = rpc_error(submit, daemon, w.id, big)
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert f"no policy rule covers 10000000001 ERC20:{USDT.lower()}" in e.details()
+    assert f"no policy rule covers 10000000001 base units of ERC20:{USDT.lower()}" in e.details()
 
 
 def test_a_contract_call_the_policy_allows_stays_undecoded(daemon: Daemon) -> None:
