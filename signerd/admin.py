@@ -94,7 +94,8 @@ class AdminService:
             state = self.ledger.locked(tx)
             self._operator(state, op_id)
             body = AU.suspend_body(state, op_id, reason, actor, int(time.time()))
-            new = self.ledger.append(tx, state, AU.SUSPEND, self._seal(AU.SUSPEND, body))
+            new = self.ledger.append(tx, state, AU.SUSPEND, self._seal(AU.SUSPEND, body),
+                                     seal=self.app.seal)
             tx.update_operator(op_id, status=OperatorStatus.SUSPENDED.value)
             tx.append_audit(actor, "operator.suspended", op_id,
                             {"reason": reason, "ledger_seq": new.seq})
@@ -226,7 +227,8 @@ class AdminService:
             if wallet.status is not WalletStatus.ACTIVE:
                 raise FailedPrecondition(f"wallet {wallet_id} is {wallet.status.value}")
             body = AU.freeze_body(state, wallet_id, order_ref, actor, int(time.time()))
-            new = self.ledger.append(tx, state, AU.FREEZE, self._seal(AU.FREEZE, body))
+            new = self.ledger.append(tx, state, AU.FREEZE, self._seal(AU.FREEZE, body),
+                                     seal=self.app.seal)
             tx.set_wallet_status(wallet_id, WalletStatus.FROZEN.value, order_ref)
             tx.append_audit(actor, "wallet.frozen", wallet_id,
                             {"order_ref": order_ref, "ledger_seq": new.seq})

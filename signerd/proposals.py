@@ -24,8 +24,8 @@ from . import approval as A
 from . import canonical
 from . import ledger as L
 from . import policy as P
-from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, InvalidApproval,
-                     InvalidArgument, NotFound, PermissionDenied, SignerError)
+from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, HsmUnavailable,
+                     InvalidApproval, InvalidArgument, NotFound, PermissionDenied, SignerError)
 from .errors import echo
 from .model import Decision, OperatorStatus, WalletStatus
 from .engine import effective_requirement
@@ -330,7 +330,10 @@ class ProposalService:
                 return "", None  # the decision stays recorded; the proposal waits
             voted = {v.operator_id for v in votes}
             new = self.ledger.append(tx, state, AU.PROPOSAL, doc,
-                                     [d for d in decisions if d.operator_id in voted])
+                                     [d for d in decisions if d.operator_id in voted],
+                                     seal=self.app.seal)
+        except HsmUnavailable:
+            raise  # the entry cannot be sealed now: nothing is written, the decision is retried
         except AuthorityViolation as e:
             self._end(tx, row, doc, "FAILED", "signerd", e.message, violation=e)
             return "FAILED", e

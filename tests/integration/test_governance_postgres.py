@@ -10,7 +10,12 @@ The attacks are those of test_governance_attacks.py, run here against PostgreSQL
     signed by those keys over the real statement, the transfer set to APPROVED: FAILED ("not
     an operator in the chain of authority"), no signature;
 1d. a wallet frozen by FreezeWallet, then ``UPDATE wallets SET status = 'ACTIVE'``: approving
-    signs nothing until a governed unfreeze.
+    signs nothing until a governed unfreeze;
+
+and that of test_governance_seals.py: a reinstatement that gathered its quorum but ended
+FAILED, appended to the authority ledger (hash-chained, its genuine approvals, the seal of the
+entry before it) after the operator was suspended again: refused for want of signerd's seal at
+that place, nothing signed.
 
 Each legitimate counterpart is signed and checked with eth-account.
 """
@@ -28,6 +33,7 @@ from tests.integration.test_governance_attacks import (PROBE, StoreWriter,
                                                        attack_forged_operators,
                                                        attack_thawed_frozen_wallet,
                                                        attack_zero_signature_approvals)
+from tests.integration.test_governance_seals import attack_failed_proposal_appended
 
 pytestmark = [pytest.mark.postgres]
 
@@ -75,6 +81,11 @@ def test_pg_store_writer_forged_operators_with_every_role(daemon: Daemon, db: Pg
 
 def test_pg_store_writer_unfreezes_by_sql(daemon: Daemon, db: PgWriter) -> None:
     attack_thawed_frozen_wallet(daemon, db)
+
+
+def test_pg_store_writer_appends_a_failed_proposal_to_the_ledger(daemon: Daemon,
+                                                                 db: PgWriter) -> None:
+    attack_failed_proposal_appended(daemon, db)
 
 
 def test_pg_store_is_the_daemons(daemon: Daemon, db: PgWriter) -> None:
