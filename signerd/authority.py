@@ -61,6 +61,7 @@ FREEZE = "wallet.freeze"
 SUSPEND = "operator.suspend"
 ENTRY_KINDS = frozenset({GENESIS, PROPOSAL, FREEZE, SUSPEND})
 ENTRY_SEAL = "ledger/entry"  # signerd.seal's kind for the seal of a ledger entry's place
+PROPOSAL_SEAL = "proposal"  # ... and for a proposal document as signerd recorded it
 
 # Governance acts that take effect only through a proposal approved by the governance quorum.
 KINDS = (
@@ -397,6 +398,11 @@ def entry_sealed(state: AuthorityState, entry: Entry) -> bool:
     """Whether ``entry`` carries signerd's seal under the audit key ``state`` pins (verified
     by content, so the verdict cached for these exact bytes cannot be poisoned)."""
     return seal.valid(state.audit_public_key, ENTRY_SEAL, entry_seal_record(entry), entry.seal)
+
+
+def proposal_sealed(state: AuthorityState, doc: Mapping[str, Any], seal_hex: str) -> bool:
+    """Whether a proposal document carries signerd's seal (made when signerd recorded it)."""
+    return seal.valid(state.audit_public_key, PROPOSAL_SEAL, doc, seal_hex)
 
 
 # --------------------------------------------------------------------------- genesis

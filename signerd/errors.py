@@ -106,7 +106,8 @@ class AuthorityViolation(FailedPrecondition):
     """Something counted toward a signature does not trace back to the pinned genesis through
     approved governance proposals: a row signerd did not write. ``kind`` is a closed-set label
     (for the metric): genesis, ledger, approval, operator, wallet, policy, quorum, ended (an
-    act the verified audit chain says ended, set back to waiting in the store)."""
+    act the verified audit chain says ended, set back to waiting in the store), proposal (a
+    proposal row without signerd's seal)."""
 
     reason = "AUTHORITY_VIOLATION"
 

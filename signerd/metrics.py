@@ -100,7 +100,8 @@ class Metrics:
             "signerd_authority_violations_total",
             "Acts refused because something they count does not trace back to the pinned "
             "genesis through approved governance proposals (a row signerd did not write), by "
-            "kind: genesis, ledger, approval, operator, wallet, policy, quorum, ended, veto.",
+            "kind: genesis, ledger, approval, operator, wallet, policy, quorum, ended, veto, "
+            "proposal.",
             ["kind"], registry=r)
         self.proposal_events = Counter(
             "signerd_proposal_transitions_total",
@@ -114,7 +115,7 @@ class Metrics:
             "signerd_authority_ledger_seq",
             "The last authority ledger entry this daemon verified.", registry=r)
         for kind in ("genesis", "ledger", "approval", "operator", "wallet", "policy", "quorum",
-                     "ended", "veto"):
+                     "ended", "veto", "proposal"):
             self.authority_violations.labels(kind)  # every series from 0: alerts see the first
         self.audit_violations = Counter(
             "signerd_audit_chain_violations_total",

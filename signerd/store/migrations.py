@@ -245,11 +245,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX audit_events_endings ON audit_events (seq) WHERE action IN ("
         + ", ".join(f"'{a}'" for a in ENDING_ACTIONS_12) + ")",
     ]),
-    (14, "signerd's seal on every authority ledger entry after the genesis", [
+    (14, "signerd's seals: on every authority ledger entry after the genesis, on every proposal", [
         # The HSM audit key's seal over an entry's place (seq, the hash it follows, its hash):
         # a quorum alone no longer makes an entry (authority.advance). Entries before this
         # migration have none, and a ledger with such an entry after the genesis is refused.
         "ALTER TABLE authority_log ADD COLUMN seal TEXT NOT NULL DEFAULT ''",
+        # The seal over the proposal document signerd recorded (id, kind, change, submitter,
+        # window): a row without it is shown as not signerd's and never decided or applied.
+        "ALTER TABLE proposals ADD COLUMN seal TEXT NOT NULL DEFAULT ''",
     ]),
 ]
 

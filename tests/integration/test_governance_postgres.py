@@ -12,10 +12,13 @@ The attacks are those of test_governance_attacks.py, run here against PostgreSQL
 1d. a wallet frozen by FreezeWallet, then ``UPDATE wallets SET status = 'ACTIVE'``: approving
     signs nothing until a governed unfreeze;
 
-and that of test_governance_seals.py: a reinstatement that gathered its quorum but ended
-FAILED, appended to the authority ledger (hash-chained, its genuine approvals, the seal of the
-entry before it) after the operator was suspended again: refused for want of signerd's seal at
-that place, nothing signed.
+and those of test_governance_seals.py:
+
+- a reinstatement that gathered its quorum but ended FAILED, appended to the authority ledger
+  (hash-chained, its genuine approvals, the seal of the entry before it) after the operator
+  was suspended again: refused for want of signerd's seal at that place, nothing signed;
+- a pending proposal row inserted "by admin1": shown as not signerd's, ended FAILED by the
+  health monitor as a ``proposal`` violation, never decided.
 
 Each legitimate counterpart is signed and checked with eth-account.
 """
@@ -33,7 +36,8 @@ from tests.integration.test_governance_attacks import (PROBE, StoreWriter,
                                                        attack_forged_operators,
                                                        attack_thawed_frozen_wallet,
                                                        attack_zero_signature_approvals)
-from tests.integration.test_governance_seals import attack_failed_proposal_appended
+from tests.integration.test_governance_seals import (attack_failed_proposal_appended,
+                                                     attack_forged_proposal_row)
 
 pytestmark = [pytest.mark.postgres]
 
@@ -86,6 +90,10 @@ def test_pg_store_writer_unfreezes_by_sql(daemon: Daemon, db: PgWriter) -> None:
 def test_pg_store_writer_appends_a_failed_proposal_to_the_ledger(daemon: Daemon,
                                                                  db: PgWriter) -> None:
     attack_failed_proposal_appended(daemon, db)
+
+
+def test_pg_store_writer_inserts_a_proposal_by_admin1(daemon: Daemon, db: PgWriter) -> None:
+    attack_forged_proposal_row(daemon, db)
 
 
 def test_pg_store_is_the_daemons(daemon: Daemon, db: PgWriter) -> None:

@@ -1,5 +1,6 @@
-"""signerd's seal on the authority ledger: a real daemon (SoftHSM, gRPC over mTLS, SQLite store;
-PostgreSQL in test_governance_postgres.py).
+"""signerd's seals on the authority ledger and on proposals: real daemons (SoftHSM, gRPC over
+mTLS, SQLite store; PostgreSQL in test_governance_postgres.py) and a real in-process App for the
+paths the health monitor would race.
 
 1. A ledger entry needs signerd's seal at its place. A reinstatement that gathered its quorum
    but that signerd refused to apply (FAILED: the operator had been reinstated meanwhile) would
@@ -8,24 +9,37 @@ PostgreSQL in test_governance_postgres.py).
    that reads the ledger (the operator's approval included), signs nothing, counts a ``ledger``
    violation, and a restarted one refuses the store with one line. The legitimate counterpart:
    a new reinstatement through the quorum, then the operator's approval signs.
+2. A proposal row needs signerd's seal over its document. (a) A row inserted by the writer "by
+   admin1" is shown as not signerd's, ended FAILED by the health monitor as a ``proposal``
+   violation, and never decided; (b) a pending row whose submitter the writer changed, so that
+   the real submitter can vote, is refused its statement and its decision, and ends FAILED;
+   (c) the window and submitter are the sealed document's, whatever the columns say.
 """
 from __future__ import annotations
 
 import json
+import secrets
+import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
+from typing import Any, Iterator
 
 import grpc
+import pytest
 
 from signerd import authority as AU
-from signerd.approval import SignedDecision
+from signerd.approval import SignedDecision, proposal_statement, sign_statement
+from signerd.errors import AuthorityViolation, FailedPrecondition, PermissionDenied
 from signerd.model import Decision
+from signerd.operator_keys import generate, load_private, public_pem
 from tests.helpers import Daemon, decide, govern, pb, rpc_error
-from tests.integration.test_governance_attacks import (StoreWriter, assert_eth_signed,
-                                                       assert_no_signature, canon, eth_transfer,
+from tests.integration.test_governance_attacks import (ALL_ROLES, SqliteWriter, StoreWriter,
+                                                       assert_eth_signed, assert_no_signature,
+                                                       audit_events, canon, eth_transfer,
                                                        eth_wallet, fresh_daemon, monitor_ticks,
                                                        refused_start, sqlite_writer,
-                                                       violation_metric)
+                                                       violation_metric, wait_for)
 
 
 # ---------------------------------------------------------------- helpers
@@ -38,11 +52,19 @@ def reinstate(d: Daemon, op_id: str) -> pb.Proposal:
     return d.admin().ReinstateOperator(pb.RevokeOperatorRequest(id=op_id, reason="cleared"))
 
 
+def proposal(d: Daemon, proposal_id: str) -> pb.Proposal:
+    return d.governance().GetProposal(pb.GetProposalRequest(proposal_id=proposal_id))
+
+
 def stored_decisions(db: StoreWriter, proposal_id: str) -> list[SignedDecision]:
     return [SignedDecision(r["operator_id"], Decision(r["decision"]),
                            bytes.fromhex(r["signature"]))
             for r in db.rows("SELECT * FROM proposal_approvals WHERE proposal_id = ?",
                              (proposal_id,))]
+
+
+def operator_ids(d: Daemon) -> set[str]:
+    return {o.id for o in d.admin().ListOperators(pb.ListOperatorsRequest()).operators}
 
 
 def signature_rows(db: StoreWriter, transfer_id: str) -> int:
@@ -125,6 +147,104 @@ def attack_failed_proposal_appended(d: Daemon, db: StoreWriter, op_id: str = "cu
     assert_eth_signed(decide(d, t.id, op_id), w)
 
 
+def attack_forged_proposal_row(d: Daemon, db: StoreWriter) -> None:
+    """2a: a pending proposal row inserted by the writer, "submitted by admin1", registering an
+    operator with every role."""
+    instance = d.governance().GetAuthority(pb.GetAuthorityRequest()).instance_id
+    name = f"mallory{secrets.token_hex(3)}"
+    now = int(time.time())
+    doc = {"id": "p_" + secrets.token_hex(10), "instance_id": instance,
+           "kind": "operator.register", "submitter": "admin1", "created_at": now,
+           "expires_at": now + 3600,
+           "change": {"operator_id": name, "roles": ALL_ROLES,
+                      "public_key_pem": public_pem(generate()).decode()}}
+    before = violation_metric(d, "proposal")
+    db.run(("INSERT INTO proposals (id, kind, body, state, submitter, subject, expires_at,"
+            " created_at, updated_at) VALUES (?, ?, ?, 'PENDING_APPROVAL', 'admin1', ?, ?, ?, ?)",
+            (doc["id"], doc["kind"], canon(doc), name, float(now + 3600), float(now),
+             float(now))),)
+    # Shown as what it is from the first read on (pending until the monitor's next probe).
+    shown = proposal(d, doc["id"])
+    assert "does not carry signerd's seal" in shown.failure, shown
+    assert shown.summary.startswith("NOT SIGNERD'S PROPOSAL"), shown.summary
+    assert not shown.requirement and not any(a.counted for a in shown.approvals)
+    # The health monitor ends it FAILED as an authority violation.
+    got = wait_for(lambda: (lambda p: p if p.state == "FAILED" else None)(
+        proposal(d, doc["id"])), what=f"proposal {doc['id']} FAILED")
+    assert "does not carry signerd's seal" in got.failure
+    (event,) = audit_events(d, action="authority.violation", obj=doc["id"])
+    details = json.loads(event.details_json)
+    assert details["kind"] == "proposal" and "seal" in details["reason"] and \
+        event.actor == "signerd"
+    assert violation_metric(d, "proposal") >= before + 1
+    # Never decided: its statement is refused, a decision on it too.
+    e = rpc_error(d.governance("admin2").GetProposalStatement, pb.GetProposalStatementRequest(
+        proposal_id=doc["id"], decision=pb.APPROVE))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+    key = load_private(d.state / "operators" / "admin2.key")
+    e = rpc_error(d.governance("admin2").DecideProposal, pb.DecideProposalRequest(
+        proposal_id=doc["id"], operator_id="admin2", decision=pb.APPROVE,
+        signature=sign_statement(key, proposal_statement(doc, Decision.APPROVE))))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+    assert not db.rows("SELECT * FROM proposal_approvals WHERE proposal_id = ?", (doc["id"],))
+    assert name not in operator_ids(d)
+    # The legitimate counterpart: the same registration made through signerd, approved by the
+    # governance quorum.
+    p = d.admin().RegisterOperator(pb.RegisterOperatorRequest(
+        id=name, roles=["investigator"], public_key_pem=public_pem(generate())))
+    assert "seal" not in p.failure and not p.summary.startswith("NOT")
+    assert govern(d, p).state == "APPROVED" and name in operator_ids(d)
+    assert govern(d, d.admin().RevokeOperator(pb.RevokeOperatorRequest(
+        id=name, reason="test"))).state == "APPROVED"
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    d = fresh_daemon(tmp_path_factory.mktemp("govseal") / "state")
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def db(daemon: Daemon) -> SqliteWriter:
+    return sqlite_writer(daemon)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An in-process App on its own state folder: no health monitor runs, so what a decision
+    does with a row is seen before any probe could act on it."""
+    from signerd import config as C
+    from signerd import hsm
+    from signerd.app import App
+    from tests.helpers import init_state
+
+    cfg = C.load(init_state(tmp_path_factory.mktemp("govsealapp") / "state"))
+    a = App(cfg)
+    hsm._INITIALISED.pop(cfg.hsm.module, None)  # as in test_authority_property
+    a.start()
+    yield a
+    a.stop()
+    hsm._INITIALISED.pop(cfg.hsm.module, None)
+
+
+def app_sql(app: Any, query: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    with closing(sqlite3.connect(Path(app.config.store_url[len("sqlite:///"):]))) as c:
+        c.row_factory = sqlite3.Row
+        with c:
+            return c.execute(query, params).fetchall()
+
+
+def app_key(app: Any, op_id: str) -> Any:
+    return load_private(Path(app.config.path).parent / "operators" / f"{op_id}.key")
+
+
+def violations(app: Any, kind: str) -> float:
+    return float(app.metrics.authority_violations.labels(kind)._value.get())
+
+
 # ---------------------------------------------------------------- 1. ledger entries
 
 def test_store_writer_appends_a_failed_proposal_to_the_ledger(tmp_path: Path) -> None:
@@ -137,3 +257,94 @@ def test_store_writer_appends_a_failed_proposal_to_the_ledger(tmp_path: Path) ->
         assert all(len(r["seal"]) == 128 for r in rows[1:])
     finally:
         d.stop()
+
+
+# ---------------------------------------------------------------- 2. proposal rows
+
+def test_store_writer_inserts_a_proposal_by_admin1(daemon: Daemon, db: SqliteWriter) -> None:
+    attack_forged_proposal_row(daemon, db)
+
+
+def test_store_writer_changes_a_pending_proposals_submitter(app: Any) -> None:
+    """2b: admin1 proposes (and so cannot approve); the writer names another submitter in the
+    row's document and column, so that admin1's approval would count with admin2's."""
+    from signerd.admin import AdminService
+
+    name = f"friend{secrets.token_hex(3)}"
+    view = AdminService(app).register_operator("admin1", name, ALL_ROLES,
+                                               public_pem(generate()))
+    assert view.sealed and view.row["submitter"] == "admin1"
+    doc = dict(view.doc, submitter="admin")
+    app_sql(app, "UPDATE proposals SET body = ?, submitter = 'admin' WHERE id = ?",
+            (canon(doc), view.id))
+    shown = app.proposals.get(view.id)
+    assert not shown.sealed and shown.summary.startswith("NOT SIGNERD'S PROPOSAL")
+    assert "does not carry signerd's seal" in shown.row["failure"]
+    with pytest.raises(AuthorityViolation, match="does not carry signerd's seal") as e:
+        app.proposals.statement(view.id, Decision.APPROVE)
+    assert e.value.kind == "proposal"
+    before = violations(app, "proposal")
+    statement = proposal_statement(doc, Decision.APPROVE)  # what the writer would show admin1
+    with pytest.raises(AuthorityViolation, match="does not carry signerd's seal"):
+        app.proposals.decide("admin1", view.id, "admin1", Decision.APPROVE,
+                             sign_statement(app_key(app, "admin1"), statement))
+    assert violations(app, "proposal") == before + 1
+    ended = app.proposals.get(view.id)
+    assert ended.state == "FAILED" and "does not carry signerd's seal" in ended.row["failure"]
+    assert not ended.approvals
+    actions = [r["action"] for r in app_sql(
+        app, "SELECT action FROM audit_events WHERE object = ? ORDER BY seq", (view.id,))]
+    assert actions == ["proposal.created", "proposal.failed", "authority.violation"]
+    with app.store.read() as tx:
+        assert name not in app.ledger.state(tx).operators
+    # Put back as signerd wrote it, it stays ended: the verified audit chain records the end.
+    app_sql(app, "UPDATE proposals SET body = ?, submitter = 'admin1', state ="
+            " 'PENDING_APPROVAL', failure = '' WHERE id = ?", (canon(view.doc), view.id))
+    with pytest.raises(AuthorityViolation, match="ended before"):
+        app.proposals.decide("admin2", view.id, "admin2", Decision.APPROVE, sign_statement(
+            app_key(app, "admin2"), proposal_statement(view.doc, Decision.APPROVE)))
+    # The legitimate counterpart: proposed by the admin principal, approved by both admins.
+    ok = AdminService(app).register_operator("admin", name, ["investigator"],
+                                             public_pem(generate()))
+    for op in ("admin1", "admin2"):
+        statement, _, _ = app.proposals.statement(ok.id, Decision.APPROVE)
+        ok = app.proposals.decide(op, ok.id, op, Decision.APPROVE,
+                                  sign_statement(app_key(app, op), statement))
+    assert ok.state == "APPROVED"
+
+
+def test_the_sealed_document_names_the_window_and_the_submitter(app: Any) -> None:
+    """2c: the columns a writer can change without touching the document (the expiry, the
+    submitter) are not what signerd goes by."""
+    from signerd.admin import AdminService
+
+    old = time.time() - 4 * 24 * 3600  # made four days ago: its 72 h window has passed
+    view = app.proposals.propose("admin", "operator.revoke",
+                                 {"operator_id": "inv2", "reason": "left"}, now=old)
+    app_sql(app, "UPDATE proposals SET expires_at = ?, submitter = 'admin1' WHERE id = ?",
+            (time.time() + 3600, view.id))
+    shown = app.proposals.get(view.id)
+    assert shown.sealed and shown.row["submitter"] == "admin"
+    assert shown.row["expires_at"] == view.doc["expires_at"] < time.time()
+    with pytest.raises(PermissionDenied, match="only the submitter"):
+        app.proposals.cancel("admin1", view.id)
+    with pytest.raises(FailedPrecondition, match="has expired"):
+        app.proposals.decide("admin1", view.id, "admin1", Decision.APPROVE, sign_statement(
+            app_key(app, "admin1"), proposal_statement(view.doc, Decision.APPROVE)))
+    assert app.proposals.get(view.id).state == "EXPIRED"
+    with app.store.read() as tx:
+        assert app.ledger.state(tx).operators["inv2"].status.value == "active"
+    # A sealed proposal the monitor reaches is expired by its sealed window, a forged one
+    # ended as a violation; a live one is left alone.
+    live = AdminService(app).revoke_operator("admin", "inv2", "left")
+    forged = dict(live.doc, id="p_" + secrets.token_hex(10))
+    app_sql(app, "INSERT INTO proposals (id, kind, body, state, submitter, subject, expires_at,"
+            " created_at, updated_at, seal) SELECT ?, kind, ?, state, submitter, subject,"
+            " expires_at, created_at, updated_at, seal FROM proposals WHERE id = ?",
+            (forged["id"], canon(forged), live.id))
+    before = violations(app, "proposal")
+    app.proposals.tick()
+    assert app.proposals.get(forged["id"]).state == "FAILED"
+    assert violations(app, "proposal") == before + 1
+    assert app.proposals.get(live.id).state == "PENDING_APPROVAL"
+    app.proposals.cancel("admin", live.id, "done")

@@ -440,6 +440,18 @@ def test_a_proposal_signerd_refused_cannot_be_appended_later() -> None:
     assert st.operators["cust1"].status is OperatorStatus.SUSPENDED
 
 
+def test_proposal_documents_are_sealed_by_content() -> None:
+    doc = register("inv3v", ["investigator"])
+    stamp = sealer()(AU.PROPOSAL_SEAL, doc)
+    assert AU.proposal_sealed(STATE, doc, stamp)
+    assert not AU.proposal_sealed(STATE, {**doc, "submitter": "admin1"}, stamp)
+    assert not AU.proposal_sealed(STATE, doc, sealer(coincurve.PrivateKey())(AU.PROPOSAL_SEAL,
+                                                                             doc))
+    assert not AU.proposal_sealed(STATE, doc, "")
+    # A seal of the same bytes for another purpose (an entry, a wallet) is not a proposal's.
+    assert not AU.proposal_sealed(STATE, doc, sealer()("wallet", doc))
+
+
 def test_a_veto_holder_is_not_suspended_at_once() -> None:
     """Suspending the only judge would take the judge's veto away from every policy that has
     one: not an act that only tightens."""
