@@ -16,6 +16,13 @@ what signerd recorded. A row whose seal does not verify (inserted or altered by 
 to name another submitter, say) is shown as such, cannot be decided and is never applied: the
 health monitor, or the first decision on it, ends it FAILED as an authority violation (kind
 ``proposal``). The sealed document, not the row's columns, names the submitter and the window.
+
+Only the submitter may cancel a pending proposal; anyone else who wants it stopped rejects it
+with a signed decision (one person cannot quietly block a tightening another proposed). A
+``wallet.create`` or ``wallet.import`` proposal that ends without approval retires the wallet
+it would have made: the key shares that wallet took are released for another wallet, and a
+seized key can be imported again, which proposes the same wallet anew (see
+``admin.import_seized_key``).
 """
 from __future__ import annotations
 
@@ -447,7 +454,7 @@ class ProposalService:
         record, whose document names nothing signerd will touch)."""
         tx.update_proposal(row["id"], state=state, failure=why)
         if doc is not None and doc["kind"] in ("wallet.import", "wallet.create"):
-            tx.set_wallet_status(doc["change"]["wallet"]["id"], WalletStatus.RETIRED.value, "")
+            self._retire(tx, doc)
         tx.append_audit(actor, f"proposal.{state.lower()}", row["id"], {"reason": why})
         if violation is not None:
             tx.append_audit("signerd", "authority.violation", row["id"],
@@ -458,10 +465,46 @@ class ProposalService:
         log.info("proposal state", extra={"proposal_id": row["id"], "state": state,
                                           "reason": why})
 
-    def cancel(self, actor: str, proposal_id: str, reason: str = "",
-               *, admin: bool = False) -> ProposalView:
-        """The submitter (or an admin) withdraws a pending proposal; one signerd did not record
-        ends FAILED as an authority violation instead."""
+    def _retire(self, tx: Tx, doc: dict[str, Any]) -> None:
+        """A wallet proposal ended without approval: the wallet it would have made is RETIRED
+        (if it still awaits this proposal; it never comes into force), and the keys it
+        reserved that another wallet may use are free again: each key share it took goes back
+        to unassigned, and the wallet's rows for those shares and for its outside cosigners'
+        keys are removed (they guard "a key never serves two wallets"), so that another wallet
+        can take them, through its own proposal when it has outside keys. The keys generated
+        for it stay with it, unused. A seized key stays with its RETIRED wallet: importing it
+        again proposes that wallet anew (``admin.import_seized_key``). The retired wallet keeps
+        its address, so exactly the same key set cannot be proposed again."""
+        record = doc["change"]["wallet"]
+        wid = record["id"]
+        try:
+            row = tx.get_wallet(wid, lock=True)
+        except NotFound:
+            return
+        if row["proposal_id"] != doc["id"] or row["status"] not in (
+                WalletStatus.AWAITING_APPROVAL.value, WalletStatus.RETIRED.value):
+            return  # the wallet is another proposal's now (a seized key imported again)
+        tx.set_wallet_status(wid, WalletStatus.RETIRED.value, "")
+        if doc["kind"] != "wallet.create":
+            return
+        keys = {k["key_id"]: k for k in record["keys"]}
+        for share in tx.all("SELECT key_id FROM key_shares WHERE wallet_id = ?", (wid,)):
+            key_id = share["key_id"]
+            if key_id not in keys or not keys[key_id]["hsm_held"]:
+                continue
+            tx.execute("UPDATE key_shares SET wallet_id = '' WHERE key_id = ? AND wallet_id = ?",
+                       (key_id, wid))
+            tx.execute("DELETE FROM keys WHERE key_id = ? AND wallet_id = ?", (key_id, wid))
+            tx.append_audit("signerd", "key_share.released", key_id,
+                            {"wallet_id": wid, "proposal": doc["id"]})
+        for key_id, k in keys.items():
+            if not k["hsm_held"]:
+                tx.execute("DELETE FROM keys WHERE key_id = ? AND wallet_id = ?", (key_id, wid))
+
+    def cancel(self, actor: str, proposal_id: str, reason: str = "") -> ProposalView:
+        """The submitter withdraws a pending proposal. Nobody else may (PermissionDenied): one
+        person must not be able to block, say, the revocation of a compromised key that another
+        proposed; whoever wants a proposal stopped rejects it with a signed decision."""
         A.check_reason(reason)
         failure: AuthorityViolation | None = None
         with self.store.transaction() as tx:
@@ -476,9 +519,11 @@ class ProposalService:
                 failure = e
                 self._end(tx, row, None, "FAILED", "signerd", e.message, violation=e)
             else:
-                if not admin and doc["submitter"] != actor:
-                    raise PermissionDenied(f"only the submitter ({doc['submitter']}) or an admin "
-                                           f"may cancel proposal {proposal_id}")
+                if doc["submitter"] != actor:
+                    raise PermissionDenied(
+                        f"only the submitter of proposal {proposal_id} ({doc['submitter']}) may "
+                        "cancel it; to stop it, reject it with a signed decision (signerctl "
+                        f"proposal reject {proposal_id} --key KEY --reason TEXT)")
                 self._end(tx, row, doc, "CANCELLED", actor, reason or "cancelled")
         if failure is not None:
             self.app.metrics.proposal_events.labels(kind_label(row["kind"]), "FAILED").inc()

@@ -1,6 +1,7 @@
-"""signerd's seals on the authority ledger and on proposals: real daemons (SoftHSM, gRPC over
-mTLS, SQLite store; PostgreSQL in test_governance_postgres.py) and a real in-process App for the
-paths the health monitor would race.
+"""signerd's seals on the authority ledger and on proposals, and what one person can no longer
+do to a proposal: real daemons (SoftHSM, gRPC over mTLS, SQLite store; PostgreSQL in
+test_governance_postgres.py) and a real in-process App for the paths the health monitor would
+race.
 
 1. A ledger entry needs signerd's seal at its place. A reinstatement that gathered its quorum
    but that signerd refused to apply (FAILED: the operator had been reinstated meanwhile) would
@@ -14,6 +15,12 @@ paths the health monitor would race.
    violation, and never decided; (b) a pending row whose submitter the writer changed, so that
    the real submitter can vote, is refused its statement and its decision, and ends FAILED;
    (c) the window and submitter are the sealed document's, whatever the columns say.
+3. Only the submitter cancels: an admin cannot quietly block the revocation of a compromised
+   operator that someone else proposed (PERMISSION_DENIED naming the rule); a submitter can
+   withdraw their own. A seized key whose import ended without approval can be imported again
+   (the same wallet, proposed anew, the same HSM key), and a key share and an outside
+   cosigner's key taken by a wallet whose proposal ended without approval are free for another
+   wallet; none of these comes into force without a quorum.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator
 
+import coincurve
 import grpc
 import pytest
 
@@ -33,12 +41,14 @@ from signerd.approval import SignedDecision, proposal_statement, sign_statement
 from signerd.errors import AuthorityViolation, FailedPrecondition, PermissionDenied
 from signerd.model import Decision
 from signerd.operator_keys import generate, load_private, public_pem
-from tests.helpers import Daemon, decide, govern, pb, rpc_error
+from tests.helpers import (Daemon, decide, decide_proposal, govern, pb, register_operator,
+                           rpc_error)
+from tests.integration.test_bitcoin_e2e import verify_with_bitcointx
 from tests.integration.test_governance_attacks import (ALL_ROLES, SqliteWriter, StoreWriter,
                                                        assert_eth_signed, assert_no_signature,
                                                        audit_events, canon, eth_transfer,
                                                        eth_wallet, fresh_daemon, monitor_ticks,
-                                                       refused_start, sqlite_writer,
+                                                       refused_start, sqlite_writer, sweep,
                                                        violation_metric, wait_for)
 
 
@@ -348,3 +358,126 @@ def test_the_sealed_document_names_the_window_and_the_submitter(app: Any) -> Non
     assert violations(app, "proposal") == before + 1
     assert app.proposals.get(live.id).state == "PENDING_APPROVAL"
     app.proposals.cancel("admin", live.id, "done")
+
+
+# ---------------------------------------------------------------- 3. one person and a proposal
+
+def test_only_the_submitter_cancels_a_proposal(daemon: Daemon) -> None:
+    """An admin cannot block the revocation of a compromised operator that someone else
+    proposed; they can reject it with a signed decision, which the quorum then weighs."""
+    name = f"leaked{secrets.token_hex(3)}"
+    register_operator(daemon, name, ["investigator"], public_pem(generate()))
+    p = daemon.admin().RevokeOperator(pb.RevokeOperatorRequest(id=name, reason="key leaked"))
+    assert p.submitter == "admin" and p.state == "PENDING_APPROVAL"
+    rule = (f"only the submitter of proposal {p.id} (admin) may cancel it; to stop it, reject "
+            f"it with a signed decision (signerctl proposal reject {p.id} --key KEY --reason "
+            "TEXT)")
+    for who in ("admin1", "admin2", "inv1"):
+        e = rpc_error(daemon.governance(who).CancelProposal, pb.CancelProposalRequest(
+            proposal_id=p.id, reason="not now"))
+        assert e.code() == grpc.StatusCode.PERMISSION_DENIED and e.details() == rule, \
+            (who, e.details())
+    assert proposal(daemon, p.id).state == "PENDING_APPROVAL"
+    assert govern(daemon, p).state == "APPROVED"
+    assert {o.id: o.status for o in daemon.admin().ListOperators(
+        pb.ListOperatorsRequest()).operators}[name] == "revoked"
+    # The submitter may withdraw their own.
+    own = daemon.admin("admin1").RevokeOperator(pb.RevokeOperatorRequest(id="inv2", reason="x"))
+    e = rpc_error(daemon.governance().CancelProposal, pb.CancelProposalRequest(
+        proposal_id=own.id))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and "(admin1)" in e.details()
+    done = daemon.governance("admin1").CancelProposal(pb.CancelProposalRequest(
+        proposal_id=own.id, reason="typo"))
+    assert done.state == "CANCELLED" and done.failure == "typo"
+
+
+def test_a_seized_key_whose_import_was_rejected_can_be_imported_again(daemon: Daemon,
+                                                                      db: SqliteWriter) -> None:
+    secret = coincurve.PrivateKey(secrets.token_bytes(32)).secret.hex()
+    req = dict(hex=secret, chain=pb.BITCOIN, network="regtest", case_ref="CASE-AGAIN-1",
+               seizure_record="SR-AGAIN-1")
+    keys_before = daemon.admin().KeyStatus(pb.KeyStatusRequest()).key_count
+    first = daemon.admin().ImportKey(pb.ImportKeyRequest(**req))
+    wallet_id = json.loads(first.body_json)["change"]["wallet"]["id"]
+    assert daemon.admin().KeyStatus(pb.KeyStatusRequest()).key_count == keys_before + 1
+    # While its proposal is pending, the key is refused as held.
+    e = rpc_error(daemon.admin().ImportKey, pb.ImportKeyRequest(**req))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"already held by signerd (wallet {wallet_id}, AWAITING_APPROVAL)" in e.details()
+    rejected = decide_proposal(daemon, first.id, "admin1", pb.REJECT, reason="wrong case")
+    assert rejected.state == "REJECTED"
+    retired = daemon.custody().GetWallet(pb.GetWalletRequest(wallet_id=wallet_id))
+    assert retired.status == pb.RETIRED
+    # A writer who sets the retired wallet ACTIVE gets nothing: no proposal approved it.
+    db.run(("UPDATE wallets SET status = 'ACTIVE' WHERE id = ?", (wallet_id,)))
+    e = rpc_error(daemon.custody().GetWallet, pb.GetWalletRequest(wallet_id=wallet_id))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "no approved proposal" in \
+        e.details(), e.details()
+    db.run(("UPDATE wallets SET status = 'RETIRED' WHERE id = ?", (wallet_id,)))
+    # Imported again: the same wallet around the same HSM key, under a new proposal.
+    again = daemon.admin().ImportKey(pb.ImportKeyRequest(**dict(
+        req, case_ref="CASE-AGAIN-2", seizure_record="SR-AGAIN-2")))
+    record = json.loads(again.body_json)["change"]["wallet"]
+    assert again.state == "PENDING_APPROVAL" and again.id != first.id
+    assert record["id"] == wallet_id and record["address"] == retired.address
+    assert record["keys"][0]["key_id"] == retired.keys[0].key_id
+    assert record["case_ref"] == "CASE-AGAIN-2" and record["proposal"] == again.id
+    assert daemon.admin().KeyStatus(pb.KeyStatusRequest()).key_count == keys_before + 1
+    w = daemon.custody().GetWallet(pb.GetWalletRequest(wallet_id=wallet_id))
+    assert w.status == pb.AWAITING_APPROVAL and w.case_ref == "CASE-AGAIN-2"
+    assert govern(daemon, again).state == "APPROVED"
+    w = daemon.custody().GetWallet(pb.GetWalletRequest(wallet_id=wallet_id))
+    assert w.status == pb.ACTIVE and w.template == "seized-sweep"
+    # It signs: a sweep into a custody wallet of its own category, one custody officer.
+    own = daemon.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.BITCOIN, network="regtest", category=pb.SEIZED, case_ref="CASE-AGAIN-DEST"))
+    t, prev = sweep(daemon, w, own, 10**6)
+    t = decide(daemon, t.id, "cust1")
+    assert t.state == pb.SIGNED and verify_with_bitcointx(t.raw_tx, prev) == 1
+    # Approved once, the key is held for good.
+    e = rpc_error(daemon.admin().ImportKey, pb.ImportKeyRequest(**req))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"already held by signerd (wallet {wallet_id}, ACTIVE)" in e.details()
+
+
+def test_a_key_share_of_a_rejected_wallet_is_free_again(daemon: Daemon, db: SqliteWriter
+                                                        ) -> None:
+    share = daemon.custody().CreateKeyShare(pb.CreateKeyShareRequest(
+        category=pb.SEIZED, case_ref="CASE-SHARE"))
+    outside = coincurve.PrivateKey(secrets.token_bytes(32)).public_key.format().hex()
+    req = dict(chain=pb.BITCOIN, network="regtest", category=pb.SEIZED, case_ref="CASE-SHARE",
+               script_type=pb.P2WSH_SORTEDMULTI, threshold=2, hsm_key_ids=[share.key_id],
+               cosigners=[outside])
+    first = daemon.custody().CreateWallet(pb.CreateWalletRequest(**req))
+    assert first.status == pb.AWAITING_APPROVAL
+    assert db.one("SELECT wallet_id FROM key_shares WHERE key_id = ?",
+                  (share.key_id,))["wallet_id"] == first.id
+    p = proposal(daemon, first.proposal_id)
+    assert decide_proposal(daemon, p.id, "admin1", pb.REJECT, reason="wrong cosigner").state \
+        == "REJECTED"
+    assert daemon.custody().GetWallet(pb.GetWalletRequest(
+        wallet_id=first.id)).status == pb.RETIRED
+    assert db.one("SELECT wallet_id FROM key_shares WHERE key_id = ?",
+                  (share.key_id,))["wallet_id"] == ""
+    (released,) = audit_events(daemon, action="key_share.released", obj=share.key_id)
+    assert json.loads(released.details_json) == {"wallet_id": first.id, "proposal": p.id}
+    # The retired wallet keeps its address: exactly the same key set is not a new wallet.
+    e = rpc_error(daemon.custody().CreateWallet, pb.CreateWalletRequest(**req))
+    assert e.code() == grpc.StatusCode.ALREADY_EXISTS and first.address in e.details()
+    assert db.one("SELECT wallet_id FROM key_shares WHERE key_id = ?",
+                  (share.key_id,))["wallet_id"] == ""
+    # The share, and the outside key, serve a new wallet (with one more cosigner this time),
+    # which waits for its own proposal.
+    right = coincurve.PrivateKey(secrets.token_bytes(32)).public_key.format().hex()
+    second = daemon.custody().CreateWallet(pb.CreateWalletRequest(**dict(
+        req, cosigners=[outside, right])))
+    assert second.id != first.id and second.status == pb.AWAITING_APPROVAL
+    assert {share.public_key, bytes.fromhex(outside)} <= {k.public_key for k in second.keys}
+    assert govern(daemon, proposal(daemon, second.proposal_id)).state == "APPROVED"
+    assert daemon.custody().GetWallet(pb.GetWalletRequest(
+        wallet_id=second.id)).status == pb.ACTIVE
+    # Taken by an approved wallet, it stays taken.
+    third = coincurve.PrivateKey(secrets.token_bytes(32)).public_key.format().hex()
+    e = rpc_error(daemon.custody().CreateWallet, pb.CreateWalletRequest(**dict(
+        req, cosigners=[third])))
+    assert e.code() == grpc.StatusCode.ALREADY_EXISTS and second.id in e.details()
