@@ -337,7 +337,6 @@ def import_seized_key(app: Runtime, actor: str, req: ImportRequest) -> ProposalV
     return view  # type: ignore[no-any-return]
 
 
-
 def _unapproved_import(tx: Any, state: AU.AuthorityState, wallet_id: str, pub: bytes) -> Wallet:
     """The wallet signerd made around this seized key, if it never came into force: RETIRED,
     made by an import whose proposal the ledger never applied. Any other holder of the key is

@@ -4,9 +4,10 @@
 proves, in memory. Each reader brings it up to date inside its own store transaction: the
 ledger's head row is read, and entries after the head this process has already verified are
 read and verified (signatures, quorums, links, signerd's seal of each entry) by
-:func:`signerd.authority.fold` before they count. The cache lives only in this process, keyed by the verified head, so a store writer can
-neither poison it nor rewind it unseen: a ledger whose head is behind, or whose entry at the
-verified head differs, is an :class:`AuthorityViolation`.
+:func:`signerd.authority.fold` before they count. The cache lives only in this process, keyed
+by the verified head, so a store writer can neither poison it nor rewind it unseen: a ledger
+whose head is behind, or whose entry at the verified head differs, is an
+:class:`AuthorityViolation`.
 
 Stored rows that no quorum signs are verified against the state: a wallet is trusted only
 through its sealed record (and, when it holds an outside key or an imported one, the proposal
