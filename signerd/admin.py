@@ -6,6 +6,7 @@ the authority ledger at once: a court-ordered freeze, the suspension of an opera
 is audited in the same store transaction as the change it makes."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from . import authority as AU
 from . import ledger as L
 from . import seized
 from . import wallets as W
-from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .errors import AuthorityViolation, FailedPrecondition, InvalidArgument, InvalidKey, NotFound
 from .errors import echo
 from .model import OperatorStatus, ScriptType, Token, Wallet, WalletStatus
 from .proposals import ProposalView, new_proposal_id
@@ -94,7 +95,8 @@ class AdminService:
             state = self.ledger.locked(tx)
             self._operator(state, op_id)
             body = AU.suspend_body(state, op_id, reason, actor, int(time.time()))
-            new = self.ledger.append(tx, state, AU.SUSPEND, self._seal(AU.SUSPEND, body))
+            new = self.ledger.append(tx, state, AU.SUSPEND, self._seal(AU.SUSPEND, body),
+                                     seal=self.app.seal)
             tx.update_operator(op_id, status=OperatorStatus.SUSPENDED.value)
             tx.append_audit(actor, "operator.suspended", op_id,
                             {"reason": reason, "ledger_seq": new.seq})
@@ -226,7 +228,8 @@ class AdminService:
             if wallet.status is not WalletStatus.ACTIVE:
                 raise FailedPrecondition(f"wallet {wallet_id} is {wallet.status.value}")
             body = AU.freeze_body(state, wallet_id, order_ref, actor, int(time.time()))
-            new = self.ledger.append(tx, state, AU.FREEZE, self._seal(AU.FREEZE, body))
+            new = self.ledger.append(tx, state, AU.FREEZE, self._seal(AU.FREEZE, body),
+                                     seal=self.app.seal)
             tx.set_wallet_status(wallet_id, WalletStatus.FROZEN.value, order_ref)
             tx.append_audit(actor, "wallet.frozen", wallet_id,
                             {"order_ref": order_ref, "ledger_seq": new.seq})
@@ -285,6 +288,7 @@ def import_seized_key(app: Runtime, actor: str, req: ImportRequest) -> ProposalV
         raise InvalidArgument("secret: one of hex, wif or mnemonic is required")
     from coincurve import PrivateKey
 
+    earlier: Wallet | None = None
     try:
         with app.store.read() as tx:
             state = app.ledger.state(tx)
@@ -292,13 +296,19 @@ def import_seized_key(app: Runtime, actor: str, req: ImportRequest) -> ProposalV
                                         else app.wallets.default_template)
             tpl = W.template_of(state, template)
             pub = PrivateKey(bytes(secret)).public_key.format()
-            if tx.one("SELECT key_id FROM keys WHERE public_key = ?", (pub.hex(),)):
-                raise FailedPrecondition("this key is already held by signerd (a key never "
-                                         "serves two wallets)")
+            held = tx.one("SELECT key_id, wallet_id FROM keys WHERE public_key = ?",
+                          (pub.hex(),))
+            if held:
+                earlier = _unapproved_import(tx, state, str(held["wallet_id"]), pub)
     except BaseException:
         for i in range(len(secret)):
             secret[i] = 0
         raise
+    if earlier is not None:
+        for i in range(len(secret)):
+            secret[i] = 0  # the HSM holds it already
+        return _import_again(app, actor, req, checked, earlier, template, tpl.sha256,
+                             state.texts[tpl.sha256])
     wallet_id = W.new_wallet_id()
     key = app.keystore.import_key(secret, f"{wallet_id}/seized")  # wipes `secret`
     proposal = new_proposal_id()
@@ -326,3 +336,83 @@ def import_seized_key(app: Runtime, actor: str, req: ImportRequest) -> ProposalV
     app.refresh_gauges()
     return view  # type: ignore[no-any-return]
 
+
+def _unapproved_import(tx: Any, state: AU.AuthorityState, wallet_id: str, pub: bytes) -> Wallet:
+    """The wallet signerd made around this seized key, if it never came into force: RETIRED,
+    made by an import whose proposal the ledger never applied. Any other holder of the key is
+    FailedPrecondition (a key never serves two wallets)."""
+    try:
+        w = L.load_wallet(tx, state, wallet_id)
+    except (NotFound, AuthorityViolation):
+        raise FailedPrecondition(f"this key is already held by signerd (wallet {wallet_id}); a "
+                                 "key never serves two wallets") from None
+    if (w.status is not WalletStatus.RETIRED or not w.origin.startswith(L.IMPORTED)
+            or not w.proposal or w.id in state.approved_wallets
+            or [k.public_key for k in w.keys] != [pub]):
+        raise FailedPrecondition(f"this key is already held by signerd (wallet {w.id}, "
+                                 f"{w.status.value}); a key never serves two wallets")
+    return w
+
+
+def _import_again(app: Runtime, actor: str, req: ImportRequest, checked: W.CheckedWallet,
+                  earlier: Wallet, template: str, policy_sha256: str, policy_text: str
+                  ) -> ProposalView:
+    """A seized key whose import ended without approval (rejected, expired, cancelled,
+    failed), imported again: the same wallet, around the same HSM key, is proposed anew
+    under a new ``wallet.import`` proposal (with this request's case, legal basis, seizure
+    record and template). Without this the key would be wedged: held by the HSM, refused as
+    held, its wallet RETIRED. Nothing comes into force without the new proposal's quorum."""
+    from .hsm import KeyInfo
+
+    if not app.ended([earlier.proposal]):
+        raise FailedPrecondition(f"this key is held by wallet {earlier.id}, whose import "
+                                 f"proposal {earlier.proposal} has not ended")
+    ref = earlier.keys[0]
+    try:
+        in_hsm = app.keystore.public_key(ref.key_id)
+    except InvalidKey:
+        in_hsm = b""
+    if in_hsm != ref.public_key:
+        raise FailedPrecondition(f"the HSM does not hold the key of wallet {earlier.id} "
+                                 f"({ref.key_id}) any more")
+    proposal = new_proposal_id()
+    now = time.time()
+    record = W.make_record(checked, earlier.id, [KeyInfo(ref.key_id, ref.label, ref.public_key)],
+                           template=template, policy_sha256=policy_sha256,
+                           origin=f"{L.IMPORTED}; seizure record {req.seizure_record}",
+                           proposal=proposal, created_at=int(now))
+    if record["address"] != earlier.address:
+        raise FailedPrecondition(
+            f"this key was imported before as wallet {earlier.id} at {earlier.address} "
+            f"({earlier.chain.value}, {earlier.network}, {earlier.script_type.value}); import it "
+            "again with the same chain, network and script type")
+    seal = app.seal("wallet", record)
+
+    def store_it(tx: Any, _state: Any, _doc: Any) -> None:
+        row = tx.get_wallet(earlier.id, lock=True)
+        if row["status"] != WalletStatus.RETIRED.value or row["proposal_id"] != earlier.proposal:
+            raise FailedPrecondition(f"wallet {earlier.id} changed meanwhile (imported again by "
+                                     "another request?)")
+        tx.execute("UPDATE wallets SET case_ref = ?, legal_basis = ?, status = ?, origin = ?,"
+                   " chain_ids = ?, created_at = ?, record = ?, seal = ?, proposal_id = ?"
+                   " WHERE id = ?",
+                   (record["case_ref"], record["legal_basis"],
+                    WalletStatus.AWAITING_APPROVAL.value, record["origin"],
+                    json.dumps(record["chain_ids"]), float(record["created_at"]),
+                    L.record_json(record), seal, proposal, earlier.id))
+        tx.execute("UPDATE policies SET document = ?, actor = ?, created_at = ?"
+                   " WHERE wallet_id = ? AND version = 1", (policy_text, actor, now, earlier.id))
+        tx.append_audit(actor, "key.imported", earlier.id, {
+            "chain": record["chain"], "network": record["network"],
+            "address": record["address"], "case_ref": record["case_ref"],
+            "seizure_record": req.seizure_record, "form": req.kind,
+            "derivation_path": req.derivation_path, "key_id": ref.key_id,
+            "public_key": ref.public_key.hex(), "template": template, "proposal": proposal,
+            "again_after": earlier.proposal})
+
+    view = app.proposals.propose(actor, "wallet.import", {
+        "wallet": record, "seizure_record": req.seizure_record, "form": req.kind,
+        "derivation_path": req.derivation_path}, proposal_id=proposal, now=now,
+        with_tx=store_it)
+    app.refresh_gauges()
+    return view  # type: ignore[no-any-return]

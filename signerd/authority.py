@@ -12,6 +12,16 @@ whose later entries are
   policy in force then, never counting the submitter;
 - ``wallet.freeze`` and ``operator.suspend``: acts that only tighten, immediate for an admin.
 
+Every entry after the genesis carries **signerd's seal**: the HSM audit key (pinned in the
+genesis) signs the entry's place and content (its seq, the hash of the entry it follows and its
+own hash, see :func:`entry_seal_record`) when signerd appends it, after checking it as every
+reader will. Approvals alone do not make an entry: a proposal whose quorum signed it but which
+signerd refused to apply (it ended FAILED), or one moved to another place in the ledger, carries
+no valid seal, and a store writer who can compute the hash chain cannot make one. Nor does the
+seal alone: a sealed proposal entry still needs its quorum, so signerd's own key cannot invent a
+governance act. The genesis is not sealed: it is pinned outside the store and signed by every
+initial operator.
+
 :func:`fold` replays entries onto a state and raises :class:`AuthorityViolation` at the first
 entry that does not verify, so a state returned by it is the one the entries prove. The genesis
 document names the initial operators, the governance policy, the policy templates, the
@@ -25,12 +35,12 @@ import difflib
 import hashlib
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import reduce
 from typing import Any
 
-from . import canonical
+from . import canonical, seal
 from .approval import (SignedDecision, genesis_statement, proposal_statement, safe_text,
                        signature_valid, verified_votes)
 from .errors import (AuthorityViolation, FailedPrecondition, InvalidArgument, InvalidKey,
@@ -50,6 +60,8 @@ PROPOSAL = "proposal"
 FREEZE = "wallet.freeze"
 SUSPEND = "operator.suspend"
 ENTRY_KINDS = frozenset({GENESIS, PROPOSAL, FREEZE, SUSPEND})
+ENTRY_SEAL = "ledger/entry"  # signerd.seal's kind for the seal of a ledger entry's place
+PROPOSAL_SEAL = "proposal"  # ... and for a proposal document as signerd recorded it
 
 # Governance acts that take effect only through a proposal approved by the governance quorum.
 KINDS = (
@@ -310,7 +322,9 @@ class _Builder:
 
 @dataclass(frozen=True)
 class Entry:
-    """One link of the authority ledger."""
+    """One link of the authority ledger. ``seal`` is signerd's seal over
+    :func:`entry_seal_record` (hex; empty for the genesis): it signs the hash, so it is not part
+    of it."""
 
     seq: int
     kind: str
@@ -318,6 +332,7 @@ class Entry:
     decisions: tuple[SignedDecision, ...]
     prev_hash: bytes
     hash: bytes
+    seal: str = ""
 
     def approvals_json(self) -> list[dict[str, str]]:
         return decisions_json(self.decisions)
@@ -354,16 +369,40 @@ def entry_hash(prev_hash: bytes, seq: int, kind: str, body: Mapping[str, Any],
 
 
 def make_entry(prev_seq: int, prev_hash: bytes, kind: str, body: Mapping[str, Any],
-               decisions: Iterable[SignedDecision] = ()) -> Entry:
+               decisions: Iterable[SignedDecision] = (), seal_hex: str = "") -> Entry:
     seq = prev_seq + 1
     decisions = tuple(sorted(decisions, key=lambda d: d.operator_id))
     return Entry(seq, kind, dict(body), decisions, prev_hash,
-                 entry_hash(prev_hash, seq, kind, body, decisions))
+                 entry_hash(prev_hash, seq, kind, body, decisions), seal_hex)
 
 
 def next_entry(state: AuthorityState, kind: str, body: Mapping[str, Any],
                decisions: Iterable[SignedDecision] = ()) -> Entry:
+    """The unsealed entry that would follow ``state``'s head (see :func:`seal_entry`)."""
     return make_entry(state.seq, state.head, kind, body, decisions)
+
+
+def entry_seal_record(entry: Entry) -> dict[str, Any]:
+    """What signerd's seal of a ledger entry covers: its place (seq and the hash of the entry it
+    follows) and, through its hash, its kind, body and approvals."""
+    return {"seq": entry.seq, "prev_hash": entry.prev_hash.hex(), "hash": entry.hash.hex()}
+
+
+def seal_entry(entry: Entry, sealer: Callable[[str, dict[str, Any]], str]) -> Entry:
+    """``entry`` with signerd's seal; ``sealer(kind, record)`` is ``App.seal`` (the HSM's audit
+    key). signerd seals only an entry :func:`check_entry` accepted at its place."""
+    return replace(entry, seal=sealer(ENTRY_SEAL, entry_seal_record(entry)))
+
+
+def entry_sealed(state: AuthorityState, entry: Entry) -> bool:
+    """Whether ``entry`` carries signerd's seal under the audit key ``state`` pins (verified
+    by content, so the verdict cached for these exact bytes cannot be poisoned)."""
+    return seal.valid(state.audit_public_key, ENTRY_SEAL, entry_seal_record(entry), entry.seal)
+
+
+def proposal_sealed(state: AuthorityState, doc: Mapping[str, Any], seal_hex: str) -> bool:
+    """Whether a proposal document carries signerd's seal (made when signerd recorded it)."""
+    return seal.valid(state.audit_public_key, PROPOSAL_SEAL, doc, seal_hex)
 
 
 # --------------------------------------------------------------------------- genesis
@@ -770,7 +809,7 @@ def _order_ref(value: str, name: str) -> str:
 def freeze_body(state: AuthorityState, wallet_id: str, order_ref: str, actor: str,
                 at: int) -> dict[str, Any]:
     """The body of a freeze entry following ``state``'s head (to be sealed: see
-    :func:`immediate_seal_record`)."""
+    signerd.admin, which seals it with :func:`immediate_seal_kind`)."""
     return {"wallet_id": _wallet_id(wallet_id), "order_ref": _order_ref(order_ref, "order_ref"),
             "actor": actor, "at": int(at), "after": state.head.hex()}
 
@@ -793,9 +832,9 @@ def sealed(body: Mapping[str, Any], seal_hex: str) -> dict[str, Any]:
 def _check_immediate(state: AuthorityState, kind: str, body: Mapping[str, Any]) -> None:
     """An immediate act carries no operator's signature, so signerd seals it with its audit
     key, bound to the ledger head it follows: a store writer can neither forge one (a
-    suspension would take a vote away) nor replay one elsewhere in the ledger."""
-    from . import seal
-
+    suspension would take a vote away) nor replay one elsewhere in the ledger. (Every entry
+    also carries the entry seal :func:`advance` checks, which binds the same place; this seal of
+    the body is the older of the two, kept so that immediate entries keep their form.)"""
     record = {k: v for k, v in body.items() if k != "seal"}
     if record.get("after") != state.head.hex():
         raise AuthorityViolation(f"an immediate {kind} entry does not follow the ledger head it "
@@ -853,9 +892,20 @@ def _apply_immediate(b: _Builder, kind: str, body: Mapping[str, Any]) -> None:
 
 
 def advance(state: AuthorityState, entry: Entry) -> AuthorityState:
-    """The state after ``entry``. A signature, quorum or link that does not verify raises
+    """The state after ``entry``. A signature, quorum, seal or link that does not verify raises
     AuthorityViolation; a change that does not apply raises InvalidArgument or
     FailedPrecondition (at replay, :func:`fold` makes that a violation too)."""
+    return _advance(state, entry, require_seal=True)
+
+
+def check_entry(state: AuthorityState, entry: Entry) -> AuthorityState:
+    """Every check of :func:`advance` except signerd's seal: what signerd runs on an entry
+    before it seals it. The state returned is not proven by anything: only an entry that
+    :func:`advance` accepts counts."""
+    return _advance(state, entry, require_seal=False)
+
+
+def _advance(state: AuthorityState, entry: Entry, *, require_seal: bool) -> AuthorityState:
     if entry.seq != state.seq + 1 or entry.prev_hash != state.head:
         raise AuthorityViolation(f"authority ledger entry {entry.seq} does not follow entry "
                                  f"{state.seq}: the ledger was rewritten", kind="ledger")
@@ -863,6 +913,14 @@ def advance(state: AuthorityState, entry: Entry) -> AuthorityState:
                                 entry.decisions):
         raise AuthorityViolation(f"authority ledger entry {entry.seq}: its hash does not match "
                                  "its content (entry altered)", kind="ledger")
+    if require_seal and not entry_sealed(state, entry):
+        what = (f" (proposal {echo(entry.body.get('id'), quote=False)})"
+                if entry.kind == PROPOSAL and isinstance(entry.body, dict) else
+                f" ({echo(entry.kind, quote=False)})")
+        raise AuthorityViolation(
+            f"authority ledger entry {entry.seq}{what}: signerd's seal does not verify for this "
+            "entry at this place (signerd did not append it here: it was written, replayed or "
+            "moved by someone else)", kind="ledger")
     b = _Builder(state)
     if entry.kind == PROPOSAL:
         doc = entry.body

@@ -1689,7 +1689,8 @@ def build_parser() -> Parser:
     sp = cmd(g, "show", cmd_proposal_show, "show a proposal", "admin")
     sp.add_argument("id")
     decision_commands(g, "proposal", cmd_proposal_decide)
-    sp = cmd(g, "cancel", cmd_proposal_cancel, "withdraw a pending proposal", "admin")
+    sp = cmd(g, "cancel", cmd_proposal_cancel,
+             "withdraw a pending proposal you submitted (others reject it)", "admin")
     sp.add_argument("id")
     sp.add_argument("--reason", metavar="TEXT")
 

@@ -107,7 +107,8 @@ class AuthorityViolation(FailedPrecondition):
     approved governance proposals: a row signerd did not write. ``kind`` is a closed-set label
     (for the metric): genesis, ledger, approval, operator, wallet, policy, quorum, ended (an
     act the verified audit chain says ended, set back to waiting in the store), veto, transfer
-    (a transfer row without signerd's seal over what was submitted)."""
+    (a transfer row without signerd's seal over what was submitted), proposal (a proposal row
+    without signerd's seal)."""
 
     reason = "AUTHORITY_VIOLATION"
 

@@ -3,10 +3,11 @@
 :class:`Ledger` keeps the :class:`~signerd.authority.AuthorityState` that the store's ledger
 proves, in memory. Each reader brings it up to date inside its own store transaction: the
 ledger's head row is read, and entries after the head this process has already verified are
-read and verified (signatures, quorums, links) by :func:`signerd.authority.fold` before they
-count. The cache lives only in this process, keyed by the verified head, so a store writer can
-neither poison it nor rewind it unseen: a ledger whose head is behind, or whose entry at the
-verified head differs, is an :class:`AuthorityViolation`.
+read and verified (signatures, quorums, links, signerd's seal of each entry) by
+:func:`signerd.authority.fold` before they count. The cache lives only in this process, keyed
+by the verified head, so a store writer can neither poison it nor rewind it unseen: a ledger
+whose head is behind, or whose entry at the verified head differs, is an
+:class:`AuthorityViolation`.
 
 Stored rows that no quorum signs are verified against the state: a wallet is trusted only
 through its sealed record (and, when it holds an outside key or an imported one, the proposal
@@ -113,11 +114,16 @@ class Ledger:
         return self.state(tx)
 
     def append(self, tx: Tx, state: AuthorityState, kind: str, body: Mapping[str, Any],
-               decisions: Iterable[AU.SignedDecision] = ()) -> AuthorityState:
+               decisions: Iterable[AU.SignedDecision] = (), *,
+               seal: Callable[[str, dict[str, Any]], str]) -> AuthorityState:
         """Append an entry in ``tx`` and return the state it leads to. The entry is checked as
-        every reader will check it; a change that no longer applies raises InvalidArgument or
-        FailedPrecondition and nothing is written."""
+        every reader will check it (a change that no longer applies raises InvalidArgument or
+        FailedPrecondition, and nothing is sealed or written), then sealed at its place with
+        ``seal`` (``App.seal``: the HSM's audit key; an HSM that is down raises HsmUnavailable
+        and nothing is written), and checked again with its seal."""
         entry = AU.next_entry(state, kind, body, decisions)
+        AU.check_entry(state, entry)
+        entry = AU.seal_entry(entry, seal)
         new = AU.advance(state, entry)
         tx.append_authority(entry)
         return new

@@ -101,7 +101,8 @@ class Metrics:
             "Acts refused because something they count does not trace back to the pinned "
             "genesis through approved governance proposals (a row signerd did not write), by "
             "kind: genesis, ledger, approval, operator, wallet, policy, quorum, ended, veto, "
-            "transfer (a transfer row without signerd's seal over what was submitted).",
+            "transfer (a transfer row without signerd's seal over what was submitted), "
+            "proposal.",
             ["kind"], registry=r)
         self.proposal_events = Counter(
             "signerd_proposal_transitions_total",
@@ -115,7 +116,7 @@ class Metrics:
             "signerd_authority_ledger_seq",
             "The last authority ledger entry this daemon verified.", registry=r)
         for kind in ("genesis", "ledger", "approval", "operator", "wallet", "policy", "quorum",
-                     "ended", "veto", "transfer"):
+                     "ended", "veto", "transfer", "proposal"):
             self.authority_violations.labels(kind)  # every series from 0: alerts see the first
         self.audit_violations = Counter(
             "signerd_audit_chain_violations_total",

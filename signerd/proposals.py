@@ -9,6 +9,20 @@ tables for people and reports, and the audit event are written together or not a
 crash between the last approval and the effect leaves nothing half done, and the effect happens
 exactly once. The submitter never counts toward the quorum; a proposal that no longer applies
 when its quorum is met (the policy it changes moved on, say) ends FAILED with the reason.
+
+signerd seals the proposal document when it records it (the HSM audit key over the id, kind,
+change, submitter and window, ``authority.PROPOSAL_SEAL``): approvers are shown, and sign, only
+what signerd recorded. A row whose seal does not verify (inserted or altered by a store writer,
+to name another submitter, say) is shown as such, cannot be decided and is never applied: the
+health monitor, or the first decision on it, ends it FAILED as an authority violation (kind
+``proposal``). The sealed document, not the row's columns, names the submitter and the window.
+
+Only the submitter may cancel a pending proposal; anyone else who wants it stopped rejects it
+with a signed decision (one person cannot quietly block a tightening another proposed). A
+``wallet.create`` or ``wallet.import`` proposal that ends without approval retires the wallet
+it would have made: the key shares that wallet took are released for another wallet, and a
+seized key can be imported again, which proposes the same wallet anew (see
+``admin.import_seized_key``).
 """
 from __future__ import annotations
 
@@ -24,8 +38,8 @@ from . import approval as A
 from . import canonical
 from . import ledger as L
 from . import policy as P
-from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, InvalidApproval,
-                     InvalidArgument, NotFound, PermissionDenied, SignerError)
+from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, HsmUnavailable,
+                     InvalidApproval, InvalidArgument, NotFound, PermissionDenied, SignerError)
 from .errors import echo
 from .model import Decision, OperatorStatus, WalletStatus
 from .engine import effective_requirement
@@ -49,6 +63,7 @@ class ProposalView:
     approvals: tuple[dict[str, Any], ...]
     requirement: str
     remaining: str
+    sealed: bool = True  # the document carries signerd's seal (else: not signerd's, see failure)
 
     @property
     def id(self) -> str:
@@ -60,11 +75,23 @@ class ProposalView:
 
     @property
     def summary(self) -> str:
-        return AU.summary(self.doc)
+        try:
+            text = AU.summary(self.doc)
+        except (KeyError, TypeError, AttributeError):
+            text = "(malformed proposal document)"
+        return text if self.sealed else "NOT SIGNERD'S PROPOSAL (its seal does not verify): " + text
 
 
 def new_proposal_id() -> str:
     return "p_" + secrets.token_hex(10)
+
+
+def unsealed(proposal_id: str) -> AuthorityViolation:
+    """A proposal row whose document does not carry signerd's seal."""
+    return AuthorityViolation(
+        f"proposal {echo(proposal_id, quote=False)} does not carry signerd's seal: its row was "
+        "written or altered by someone other than signerd; it cannot be decided and is never "
+        "applied", kind="proposal")
 
 
 def decisions_of(rows: list[Row]) -> list[A.SignedDecision]:
@@ -87,14 +114,44 @@ class ProposalService:
         self.on_applied: list[Callable[[dict[str, Any]], None]] = []
 
     # ---------------------------------------------------------------- reading
-    def _doc(self, row: Row) -> dict[str, Any]:
-        return dict(canonical.loads(row["body"], f"proposal {row['id']}"))
+    @staticmethod
+    def _parsed(row: Row) -> dict[str, Any] | None:
+        """The row's proposal document, or None when it is not even a JSON object."""
+        try:
+            doc = canonical.loads(row["body"], f"proposal {row['id']}")
+        except (InvalidArgument, TypeError, ValueError):
+            return None
+        return dict(doc) if isinstance(doc, dict) else None
+
+    def _doc(self, row: Row, state: AU.AuthorityState) -> dict[str, Any]:
+        """The proposal document of ``row`` if signerd recorded it: its seal verifies under the
+        pinned audit key and it is the row's proposal. Else AuthorityViolation (``proposal``)."""
+        doc = self._parsed(row)
+        if (doc is None or doc.get("id") != row["id"] or doc.get("kind") != row["kind"]
+                or not AU.proposal_sealed(state, doc, row["seal"])):
+            raise unsealed(row["id"])
+        return doc
 
     def _view(self, tx: Tx, row: Row, state: AU.AuthorityState | None = None,
               approvals: list[Row] | None = None) -> ProposalView:
-        doc = self._doc(row)
         approvals = tx.proposal_approvals(row["id"]) if approvals is None else approvals
         state = self.ledger.state(tx) if state is None else state
+        data = dict(row.data)
+        try:
+            doc = self._doc(row, state)
+        except AuthorityViolation as e:  # shown as what it is; decided never
+            parsed = self._parsed(row)
+            doc = parsed if parsed is not None else {
+                "id": row["id"], "instance_id": "", "kind": row["kind"], "change": {},
+                "submitter": row["submitter"], "created_at": int(row["created_at"]),
+                "expires_at": int(row["expires_at"])}
+            data["failure"] = e.message
+            return ProposalView(row=data, doc=doc,
+                                approvals=tuple({**a.data, "counted": False} for a in approvals),
+                                requirement="", remaining="", sealed=False)
+        # The sealed document names the submitter and the window, whatever the columns say.
+        data.update(submitter=doc["submitter"], created_at=float(doc["created_at"]),
+                    expires_at=float(doc["expires_at"]))
         requirement = remaining = ""
         counted: tuple[str, ...] = ()
         try:
@@ -103,10 +160,10 @@ class ProposalService:
             if row["state"] == PENDING:
                 q, _, _ = AU.proposal_quorum(state, doc, decisions_of(approvals))
                 remaining, counted = q.remaining, q.counted
-        except SignerError:
+        except (SignerError, KeyError, TypeError):
             pass
         return ProposalView(
-            row=dict(row.data), doc=doc,
+            row=data, doc=doc,
             approvals=tuple({**a.data, "counted": a["operator_id"] in counted}
                             for a in approvals),
             requirement=requirement, remaining=remaining)
@@ -129,7 +186,11 @@ class ProposalService:
             return [self._view(tx, r, st, apps[r["id"]]) for r in rows]
 
     def statement(self, proposal_id: str, decision: Decision) -> tuple[bytes, str, ProposalView]:
+        """What an operator signs to decide on a proposal: refused (AuthorityViolation) for a
+        proposal signerd did not record, so nobody is shown one as if it were."""
         view = self.get(proposal_id)
+        if not view.sealed:
+            raise unsealed(proposal_id)
         return (A.proposal_statement(view.doc, decision),
                 AU.render_proposal(view.doc, decision, requirement_text=view.requirement), view)
 
@@ -152,10 +213,14 @@ class ProposalService:
             AU.check_document(doc, state.instance_id)
             AU.check_proposal(state, doc)
             self._live_checks(tx, state, doc)
+            # Sealed once checked (the HSM's audit key; an HSM that is down refuses the
+            # proposal, UNAVAILABLE, and nothing is written).
+            seal = self.app.seal(AU.PROPOSAL_SEAL, doc)
             tx.insert_proposal({
                 "id": doc["id"], "kind": kind, "body": canonical.dumps(doc).decode(),
                 "state": PENDING, "submitter": actor, "subject": _subject(doc),
-                "expires_at": float(doc["expires_at"]), "created_at": now, "updated_at": now})
+                "expires_at": float(doc["expires_at"]), "created_at": now, "updated_at": now,
+                "seal": seal})
             if with_tx is not None:
                 with_tx(tx, state, doc)
             tx.append_audit(actor, "proposal.created", doc["id"], {
@@ -249,16 +314,25 @@ class ProposalService:
             if row["state"] != PENDING:
                 raise FailedPrecondition(f"proposal {proposal_id} is {row['state']}, not waiting "
                                          "for approvals")
-            doc = self._doc(row)
-            if resurrected:
+            state = self.ledger.state(tx)
+            sealed: dict[str, Any] | None = None
+            try:
+                sealed = self._doc(row, state)
+            except AuthorityViolation as e:
+                failure = e
+            doc = sealed if sealed is not None else {"kind": kind_label(row["kind"])}
+            if sealed is None:  # not signerd's: ended, and nothing its document names touched
+                assert isinstance(failure, AuthorityViolation)
+                self._end(tx, row, None, "FAILED", "signerd", failure.message, violation=failure)
+                outcome = "FAILED"
+            elif resurrected:
                 failure = ended_violation(proposal_id)
                 self._end(tx, row, doc, "FAILED", "signerd", failure.message, violation=failure)
                 outcome = "FAILED"
-            elif now >= float(row["expires_at"]):  # committed, then refused below
+            elif now >= doc["expires_at"]:  # the sealed window; committed, then refused below
                 self._end(tx, row, doc, "EXPIRED", "signerd", "approval window passed")
                 outcome = "EXPIRED"
             else:
-                state = self.ledger.state(tx)
                 op = state.operators.get(operator_id)
                 if op is None:
                     raise PermissionDenied(f"operator {operator_id} is not an operator in the "
@@ -306,7 +380,7 @@ class ProposalService:
         if isinstance(failure, AuthorityViolation):
             self.app.metrics.authority_violations.labels(failure.kind).inc()
         self.app.notifier.notify()
-        if resurrected and failure is not None:
+        if isinstance(failure, AuthorityViolation) and failure.kind in ("ended", "proposal"):
             raise failure
         if outcome == "EXPIRED":
             raise FailedPrecondition(f"proposal {proposal_id} has expired")
@@ -330,7 +404,10 @@ class ProposalService:
                 return "", None  # the decision stays recorded; the proposal waits
             voted = {v.operator_id for v in votes}
             new = self.ledger.append(tx, state, AU.PROPOSAL, doc,
-                                     [d for d in decisions if d.operator_id in voted])
+                                     [d for d in decisions if d.operator_id in voted],
+                                     seal=self.app.seal)
+        except HsmUnavailable:
+            raise  # the entry cannot be sealed now: nothing is written, the decision is retried
         except AuthorityViolation as e:
             self._end(tx, row, doc, "FAILED", "signerd", e.message, violation=e)
             return "FAILED", e
@@ -371,49 +448,150 @@ class ProposalService:
         elif kind in ("wallet.import", "wallet.create"):
             tx.set_wallet_status(c["wallet"]["id"], WalletStatus.ACTIVE.value, "")
 
-    def _end(self, tx: Tx, row: Row, doc: dict[str, Any], state: str, actor: str, why: str,
-             *, violation: AuthorityViolation | None = None) -> None:
+    def _end(self, tx: Tx, row: Row, doc: dict[str, Any] | None, state: str, actor: str,
+             why: str, *, violation: AuthorityViolation | None = None) -> None:
+        """End a pending proposal (``doc`` is its sealed document; None for a row signerd did not
+        record, whose document names nothing signerd will touch)."""
         tx.update_proposal(row["id"], state=state, failure=why)
-        if doc["kind"] in ("wallet.import", "wallet.create"):
-            tx.set_wallet_status(doc["change"]["wallet"]["id"], WalletStatus.RETIRED.value, "")
+        if doc is not None and doc["kind"] in ("wallet.import", "wallet.create"):
+            self._retire(tx, doc)
         tx.append_audit(actor, f"proposal.{state.lower()}", row["id"], {"reason": why})
         if violation is not None:
             tx.append_audit("signerd", "authority.violation", row["id"],
                             {"kind": violation.kind, "reason": violation.message})
+            log.error("authority violation", extra={"proposal_id": row["id"],
+                                                    "kind": violation.kind,
+                                                    "reason": violation.message})
         log.info("proposal state", extra={"proposal_id": row["id"], "state": state,
                                           "reason": why})
 
-    def cancel(self, actor: str, proposal_id: str, reason: str = "",
-               *, admin: bool = False) -> ProposalView:
-        """The submitter (or an admin) withdraws a pending proposal."""
+    def _retire(self, tx: Tx, doc: dict[str, Any]) -> None:
+        """A wallet proposal ended without approval: the wallet it would have made is RETIRED
+        (if it still awaits this proposal; it never comes into force), and the keys it
+        reserved that another wallet may use are free again: each key share it took goes back
+        to unassigned, and the wallet's rows for those shares and for its outside cosigners'
+        keys are removed (they guard "a key never serves two wallets"), so that another wallet
+        can take them, through its own proposal when it has outside keys. The keys generated
+        for it stay with it, unused. A seized key stays with its RETIRED wallet: importing it
+        again proposes that wallet anew (``admin.import_seized_key``). The retired wallet keeps
+        its address, so exactly the same key set cannot be proposed again."""
+        record = doc["change"]["wallet"]
+        wid = record["id"]
+        try:
+            row = tx.get_wallet(wid, lock=True)
+        except NotFound:
+            return
+        if row["proposal_id"] != doc["id"] or row["status"] not in (
+                WalletStatus.AWAITING_APPROVAL.value, WalletStatus.RETIRED.value):
+            return  # the wallet is another proposal's now (a seized key imported again)
+        tx.set_wallet_status(wid, WalletStatus.RETIRED.value, "")
+        if doc["kind"] != "wallet.create":
+            return
+        keys = {k["key_id"]: k for k in record["keys"]}
+        for share in tx.all("SELECT key_id FROM key_shares WHERE wallet_id = ?", (wid,)):
+            key_id = share["key_id"]
+            if key_id not in keys or not keys[key_id]["hsm_held"]:
+                continue
+            tx.execute("UPDATE key_shares SET wallet_id = '' WHERE key_id = ? AND wallet_id = ?",
+                       (key_id, wid))
+            tx.execute("DELETE FROM keys WHERE key_id = ? AND wallet_id = ?", (key_id, wid))
+            tx.append_audit("signerd", "key_share.released", key_id,
+                            {"wallet_id": wid, "proposal": doc["id"]})
+        for key_id, k in keys.items():
+            if not k["hsm_held"]:
+                tx.execute("DELETE FROM keys WHERE key_id = ? AND wallet_id = ?", (key_id, wid))
+
+    def cancel(self, actor: str, proposal_id: str, reason: str = "") -> ProposalView:
+        """The submitter withdraws a pending proposal. Nobody else may (PermissionDenied): one
+        person must not be able to block, say, the revocation of a compromised key that another
+        proposed; whoever wants a proposal stopped rejects it with a signed decision."""
         A.check_reason(reason)
+        failure: AuthorityViolation | None = None
         with self.store.transaction() as tx:
             row = tx.get_proposal(proposal_id, lock=True)
             if row["state"] != PENDING:
                 raise FailedPrecondition(f"proposal {proposal_id} is {row['state']}; only a "
                                          "pending proposal can be cancelled")
-            if not admin and row["submitter"] != actor:
-                raise PermissionDenied(f"only the submitter ({row['submitter']}) or an admin "
-                                       f"may cancel proposal {proposal_id}")
-            doc = self._doc(row)
-            self._end(tx, row, doc, "CANCELLED", actor, reason or "cancelled")
+            state = self.ledger.state(tx)
+            try:
+                doc = self._doc(row, state)
+            except AuthorityViolation as e:
+                failure = e
+                self._end(tx, row, None, "FAILED", "signerd", e.message, violation=e)
+            else:
+                if doc["submitter"] != actor:
+                    raise PermissionDenied(
+                        f"only the submitter of proposal {proposal_id} ({doc['submitter']}) may "
+                        "cancel it; to stop it, reject it with a signed decision (signerctl "
+                        f"proposal reject {proposal_id} --key KEY --reason TEXT)")
+                self._end(tx, row, doc, "CANCELLED", actor, reason or "cancelled")
+        if failure is not None:
+            self.app.metrics.proposal_events.labels(kind_label(row["kind"]), "FAILED").inc()
+            self.app.metrics.authority_violations.labels(failure.kind).inc()
+            self.app.notifier.notify()
+            raise failure
         self.app.metrics.proposal_events.labels(doc["kind"], "CANCELLED").inc()
         self.app.notifier.notify()
         return self.get(proposal_id)
 
     def tick(self, now: float | None = None) -> None:
-        """Expire pending proposals whose window passed."""
+        """The health monitor's part: end FAILED, as authority violations, pending proposals
+        whose document does not carry signerd's seal (a row written by someone else), and
+        expire those whose sealed window passed."""
         now = time.time() if now is None else now
+        todo: builtins.list[str] = []
         with self.store.read() as tx:
-            due = [r["id"] for r in tx.due_proposals(now)]
-        for pid in due:
+            rows = self._pending(tx)
+            if not rows:
+                return
+            try:
+                state = self.ledger.state(tx)
+            except AuthorityViolation:
+                return  # counted and logged by the ledger; nothing can be decided meanwhile
+            for r in rows:
+                try:
+                    if now >= self._doc(r, state)["expires_at"]:
+                        todo.append(r["id"])
+                except AuthorityViolation:
+                    todo.append(r["id"])
+        for pid in todo:
+            failure: AuthorityViolation | None = None
             with self.store.transaction() as tx:
                 row = tx.get_proposal(pid, lock=True)
                 if row["state"] != PENDING:
                     continue
-                doc = self._doc(row)
-                self._end(tx, row, doc, "EXPIRED", "signerd", "approval window passed")
-            self.app.metrics.proposal_events.labels(doc["kind"], "EXPIRED").inc()
+                state = self.ledger.state(tx)
+                try:
+                    doc = self._doc(row, state)
+                except AuthorityViolation as e:
+                    failure = e
+                    self._end(tx, row, None, "FAILED", "signerd", e.message, violation=e)
+                else:
+                    if now < doc["expires_at"]:
+                        continue
+                    self._end(tx, row, doc, "EXPIRED", "signerd", "approval window passed")
+            if failure is not None:
+                self.app.metrics.proposal_events.labels(kind_label(row["kind"]), "FAILED").inc()
+                self.app.metrics.authority_violations.labels(failure.kind).inc()
+            else:
+                self.app.metrics.proposal_events.labels(doc["kind"], "EXPIRED").inc()
+            self.app.notifier.notify()
+
+    @staticmethod
+    def _pending(tx: Tx) -> builtins.list[Row]:
+        rows: builtins.list[Row] = []
+        while True:
+            page = tx.list_proposals(state=PENDING, after=rows[-1]["id"] if rows else "",
+                                     limit=1000)
+            rows += page
+            if len(page) < 1000:
+                return rows
+
+
+def kind_label(kind: Any) -> str:
+    """A proposal kind as a metric label: one of authority.KINDS, else ``unknown`` (a row's kind
+    column is not signerd's until its sealed document says so)."""
+    return kind if isinstance(kind, str) and kind in AU.KINDS else "unknown"
 
 
 def _subject(doc: dict[str, Any]) -> str:

@@ -665,8 +665,7 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
         @gate.unary("Governance/CancelProposal")
         def CancelProposal(self, req: pb.CancelProposalRequest, ctx: Any, caller: Caller
                            ) -> pb.Proposal:
-            return C.proposal_pb(app.proposals.cancel(caller.name, req.proposal_id, req.reason,
-                                                      admin=caller.kind == ADMIN))
+            return C.proposal_pb(app.proposals.cancel(caller.name, req.proposal_id, req.reason))
 
         @gate.unary("Governance/GetAuthority")
         def GetAuthority(self, req: Any, ctx: Any, caller: Caller) -> pb.Authority:

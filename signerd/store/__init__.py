@@ -403,7 +403,8 @@ class Tx:
                     body=canonical.loads(r["body"], where),
                     decisions=authority.decisions_from_json(
                         canonical.loads(r["approvals"], where), where),
-                    prev_hash=bytes.fromhex(r["prev_hash"]), hash=bytes.fromhex(r["hash"])))
+                    prev_hash=bytes.fromhex(r["prev_hash"]), hash=bytes.fromhex(r["hash"]),
+                    seal=str(r["seal"] or "")))
             except (InvalidArgument, ValueError) as e:
                 raise AuthorityViolation(f"{where} is malformed: {e}", kind="ledger") from None
         return out
@@ -416,10 +417,10 @@ class Tx:
             raise StoreUnavailable("the authority ledger moved on meanwhile (another replica "
                                    "appended to it); retry")
         self.execute("INSERT INTO authority_log (seq, kind, body, approvals, prev_hash, hash,"
-                     " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     " created_at, seal) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      (entry.seq, entry.kind, canonical.dumps(entry.body).decode(),
                       canonical.dumps(entry.approvals_json()).decode(), entry.prev_hash.hex(),
-                      entry.hash.hex(), time.time()))
+                      entry.hash.hex(), time.time(), entry.seal))
         self.execute("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
                      (entry.seq, entry.hash.hex()))
 

@@ -251,6 +251,15 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # before have none and are refused like forged ones.
         "ALTER TABLE transfers ADD COLUMN seal TEXT NOT NULL DEFAULT ''",
     ]),
+    (14, "signerd's seals: on every authority ledger entry after the genesis, on every proposal", [
+        # The HSM audit key's seal over an entry's place (seq, the hash it follows, its hash):
+        # a quorum alone no longer makes an entry (authority.advance). Entries before this
+        # migration have none, and a ledger with such an entry after the genesis is refused.
+        "ALTER TABLE authority_log ADD COLUMN seal TEXT NOT NULL DEFAULT ''",
+        # The seal over the proposal document signerd recorded (id, kind, change, submitter,
+        # window): a row without it is shown as not signerd's and never decided or applied.
+        "ALTER TABLE proposals ADD COLUMN seal TEXT NOT NULL DEFAULT ''",
+    ]),
 ]
 
 

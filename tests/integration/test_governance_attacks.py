@@ -947,7 +947,8 @@ def test_proposal_approved_by_its_own_submitter(daemon: Daemon) -> None:
     after = authority_snapshot(daemon)
     assert after[:-1] == before[:-1] and after[-1] == before[-1] + 1
     assert daemon.admin().GetPolicy(pb.GetPolicyRequest(wallet_id=w.id)).version == 1
-    daemon.governance().CancelProposal(pb.CancelProposalRequest(proposal_id=p.id, reason="x"))
+    daemon.governance("inv1").CancelProposal(pb.CancelProposalRequest(proposal_id=p.id,
+                                                                      reason="x"))
 
 
 # ---------------------------------------------------------------- 5. crash at the quorum

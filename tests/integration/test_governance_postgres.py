@@ -12,9 +12,17 @@ The attacks are those of test_governance_attacks.py, run here against PostgreSQL
 1d. a wallet frozen by FreezeWallet, then ``UPDATE wallets SET status = 'ACTIVE'``: approving
     signs nothing until a governed unfreeze;
 and those of test_transfer_seal.py (a rewritten destination class, an inserted transfer row:
-no statement shown, FAILED, no signature). A policy change applied while another transaction
-holds a live transfer of the wallet does not wait for it (no deadlock with the sign step, which
-takes transfers before the ledger head): that transfer is judged by its next decision.
+no statement shown, FAILED, no signature), and those of test_governance_seals.py:
+
+- a reinstatement that gathered its quorum but ended FAILED, appended to the authority ledger
+  (hash-chained, its genuine approvals, the seal of the entry before it) after the operator
+  was suspended again: refused for want of signerd's seal at that place, nothing signed;
+- a pending proposal row inserted "by admin1": shown as not signerd's, ended FAILED by the
+  health monitor as a ``proposal`` violation, never decided.
+
+A policy change applied while another transaction holds a live transfer of the wallet does not
+wait for it (no deadlock with the sign step, which takes transfers before the ledger head):
+that transfer is judged by its next decision.
 
 Each legitimate counterpart is signed and checked with eth-account.
 """
@@ -34,6 +42,8 @@ from tests.integration.test_governance_attacks import (PROBE, StoreWriter,
                                                        attack_zero_signature_approvals)
 from tests.integration.test_transfer_seal import (attack_inserted_transfer_row,
                                                   attack_reclassified_destination)
+from tests.integration.test_governance_seals import (attack_failed_proposal_appended,
+                                                     attack_forged_proposal_row)
 
 pytestmark = [pytest.mark.postgres]
 
@@ -109,6 +119,13 @@ def test_pg_policy_change_passes_a_transfer_another_transaction_holds(daemon: Da
     got = decide(daemon, t.id, "cust1")
     assert got.state == pb.CANCELLED and "no longer allows this transfer" in got.failure, got
     assert not got.raw_tx
+def test_pg_store_writer_appends_a_failed_proposal_to_the_ledger(daemon: Daemon,
+                                                                 db: PgWriter) -> None:
+    attack_failed_proposal_appended(daemon, db)
+
+
+def test_pg_store_writer_inserts_a_proposal_by_admin1(daemon: Daemon, db: PgWriter) -> None:
+    attack_forged_proposal_row(daemon, db)
 
 
 def test_pg_store_is_the_daemons(daemon: Daemon, db: PgWriter) -> None:

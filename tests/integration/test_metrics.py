@@ -147,9 +147,10 @@ EXACT_DELTAS = [
     ("signerd_submit_to_quorum_seconds_count", {}, 1),
     ("signerd_submit_to_signed_seconds_count", {}, 1),
     ("signerd_quorum_to_signed_seconds_count", {}, 1),
-    # the seals of the two wallets and the three transfers the run creates, and the signed
+    # the seals of the two wallets and the three transfers the run creates, of the policy
+    # proposal for one of them and of the ledger entry that applies it, and the signed
     # transfer's one digest
-    ("signerd_hsm_sign_seconds_count", {}, 6),
+    ("signerd_hsm_sign_seconds_count", {}, 8),
     ("signerd_grpc_requests_total", {"method": "Custody/CreateWallet", "code": "OK"}, 2),
     ("signerd_grpc_requests_total", {"method": "Custody/SubmitTransfer", "code": "OK"}, 3),
     ("signerd_grpc_requests_total",
@@ -206,9 +207,9 @@ def test_histograms_are_consistent(run: Run) -> None:
     # Ordering of the waits of the one signed transfer.
     assert (a.value("signerd_submit_to_quorum_seconds_sum")
             <= a.value("signerd_submit_to_signed_seconds_sum"))
-    # SoftHSM signs in milliseconds: the signatures (five seals, one transfer) landed in a
+    # SoftHSM signs in milliseconds: the signatures (seven seals, one transfer) landed in a
     # bucket at or under 1 s.
-    assert a.value("signerd_hsm_sign_seconds_bucket", le="1.0") == 6
+    assert a.value("signerd_hsm_sign_seconds_bucket", le="1.0") == 8
 
 
 def test_gauges_show_the_store(run: Run) -> None:
@@ -235,8 +236,9 @@ def test_counters_move_at_once(run: Run) -> None:
     """Counters and histograms are updated in the request itself, before the reply."""
     r = run.right_after_sign
     assert r.value("signerd_transfer_transitions_total", chain="ethereum", state="SIGNED") == 1
-    # two wallet seals, the signed transfer's seal and its digest (the others come later)
-    assert r.value("signerd_hsm_sign_seconds_count") == 4
+    # two wallet seals, a proposal's and its ledger entry's, the signed transfer's seal and its
+    # digest (the other transfers come later)
+    assert r.value("signerd_hsm_sign_seconds_count") == 6
     assert r.value("signerd_quorum_to_signed_seconds_count") == 1
 
 

@@ -1,5 +1,6 @@
 """The chain of authority, pure: genesis, proposals, immediate acts and the fold that verifies
-every ledger entry (signatures under the keys in force, the governance quorum, the links)."""
+every ledger entry (signatures under the keys in force, the governance quorum, the links, and
+signerd's seal of each entry after the genesis)."""
 from __future__ import annotations
 
 import dataclasses
@@ -78,20 +79,32 @@ def approvals(doc: dict[str, Any], *ops: str, decision: Decision = Decision.APPR
     return [SignedDecision(op, decision, sign_statement(KEYS[op], st)) for op in ops]
 
 
+def sealer(key: coincurve.PrivateKey = AUDIT_KEY) -> Any:
+    """``App.seal`` with a software key standing in for the HSM's audit key."""
+    from signerd import seal
+
+    def stamp(kind: str, record: dict[str, Any]) -> str:
+        r, s_ = decode_dss_signature(key.sign(seal.digest(kind, record), hasher=None))
+        return seal.encode(r, min(s_, seal.SECP256K1_N - s_))
+    return stamp
+
+
+def entry(state: AU.AuthorityState, kind: str, body: dict[str, Any],
+          decisions: Any = (), key: coincurve.PrivateKey = AUDIT_KEY) -> AU.Entry:
+    """The entry following ``state``'s head as signerd appends it: sealed at its place."""
+    return AU.seal_entry(AU.next_entry(state, kind, body, decisions), sealer(key))
+
+
 def applied(state: AU.AuthorityState, doc: dict[str, Any], *ops: str) -> AU.AuthorityState:
-    return AU.advance(state, AU.next_entry(state, AU.PROPOSAL, doc, approvals(doc, *ops)))
+    return AU.advance(state, entry(state, AU.PROPOSAL, doc, approvals(doc, *ops)))
 
 
 def immediate(state: AU.AuthorityState, kind: str, body: dict[str, Any],
               key: coincurve.PrivateKey = AUDIT_KEY) -> AU.Entry:
-    """An immediate entry as signerd makes it: sealed by the audit key (the HSM's, here a
-    software key standing in for it)."""
-    from signerd import seal
-
-    r, s_ = decode_dss_signature(key.sign(seal.digest(AU.immediate_seal_kind(kind), body),
-                                          hasher=None))
-    stamp = seal.encode(r, min(s_, seal.SECP256K1_N - s_))
-    return AU.next_entry(state, kind, AU.sealed(body, stamp))
+    """An immediate entry as signerd makes it: its body sealed by the audit key (the HSM's,
+    here a software key standing in for it; ``key`` for another), the entry sealed at its
+    place by the audit key."""
+    return entry(state, kind, AU.sealed(body, sealer(key)(AU.immediate_seal_kind(kind), body)))
 
 
 def register(op_id: str, roles: list[str], key: Any = None) -> dict[str, Any]:
@@ -168,14 +181,12 @@ def test_a_signature_over_another_statement_is_a_violation() -> None:
     forged = approvals(other, "admin1") + approvals(doc, "admin2")
     forged = [dataclasses.replace(d, operator_id="admin1") if d.operator_id == "admin1" else d
               for d in forged]
-    entry = AU.next_entry(STATE, AU.PROPOSAL, doc, forged)
     with pytest.raises(AuthorityViolation, match="admin1 does not verify") as e:
-        AU.advance(STATE, entry)
+        AU.advance(STATE, entry(STATE, AU.PROPOSAL, doc, forged))
     assert e.value.kind == "approval"
     stranger = [SignedDecision("mallory", Decision.APPROVE, bytes(64))]
     with pytest.raises(AuthorityViolation, match="mallory is not an operator"):
-        AU.advance(STATE, AU.next_entry(STATE, AU.PROPOSAL, doc,
-                                        approvals(doc, "admin1") + stranger))
+        AU.advance(STATE, entry(STATE, AU.PROPOSAL, doc, approvals(doc, "admin1") + stranger))
 
 
 def test_one_key_serves_one_identity_forever() -> None:
@@ -259,8 +270,8 @@ def test_freeze_is_immediate_and_unfreeze_needs_the_quorum() -> None:
     with pytest.raises(InvalidArgument, match="its own court order"):
         AU.check_proposal(st, same)
     with pytest.raises(AuthorityViolation, match="carries no approvals"):
-        AU.advance(st, AU.next_entry(st, AU.FREEZE, AU.freeze_body(st, wid, "x", "a", 1),
-                                     approvals(doc, "admin1")))
+        AU.advance(st, entry(st, AU.FREEZE, AU.freeze_body(st, wid, "x", "a", 1),
+                             approvals(doc, "admin1")))
 
 
 def test_suspension_is_immediate_and_reinstatement_needs_the_quorum() -> None:
@@ -286,9 +297,9 @@ def chain(*docs: dict[str, Any]) -> tuple[list[AU.Entry], AU.AuthorityState]:
     entries = [GENESIS]
     st = STATE
     for doc in docs:
-        entry = AU.next_entry(st, AU.PROPOSAL, doc, approvals(doc, "admin1", "admin2"))
-        st = AU.advance(st, entry)
-        entries.append(entry)
+        e = entry(st, AU.PROPOSAL, doc, approvals(doc, "admin1", "admin2"))
+        st = AU.advance(st, e)
+        entries.append(e)
     return entries, st
 
 
@@ -302,20 +313,25 @@ def test_fold_replays_to_the_same_state_and_catches_any_edit() -> None:
         AU.fold(None, [entries[0], entries[2]], pinned=PIN)
     with pytest.raises(AuthorityViolation, match="does not start with a genesis"):
         AU.fold(None, entries[1:], pinned=PIN)
-    # A consistent rewrite (hashes recomputed) still needs quorum signatures it cannot forge.
+    # A consistent rewrite (hashes recomputed) carries no seal of signerd's for its place ...
     doc = entries[2].body
-    fake = AU.make_entry(1, entries[0].hash, AU.PROPOSAL, doc,
-                         [SignedDecision("admin1", Decision.APPROVE, bytes(64)),
-                          SignedDecision("admin2", Decision.APPROVE, bytes(64))])
-    with pytest.raises(AuthorityViolation, match="does not verify"):
+    fakes = [SignedDecision("admin1", Decision.APPROVE, bytes(64)),
+             SignedDecision("admin2", Decision.APPROVE, bytes(64))]
+    fake = AU.make_entry(1, entries[0].hash, AU.PROPOSAL, doc, fakes)
+    with pytest.raises(AuthorityViolation, match="seal does not verify") as e:
         AU.fold(None, [entries[0], fake], pinned=PIN)
+    assert e.value.kind == "ledger"
+    # ... and even sealed it still needs quorum signatures it cannot forge.
+    with pytest.raises(AuthorityViolation, match="admin1 does not verify") as e:
+        AU.fold(None, [entries[0], entry(STATE, AU.PROPOSAL, doc, fakes)], pinned=PIN)
+    assert e.value.kind == "approval"
 
 
 def test_a_change_that_does_not_apply_is_a_violation_at_replay() -> None:
     doc = register("inv1", ["investigator"])  # inv1 exists already
-    entry = AU.next_entry(STATE, AU.PROPOSAL, doc, approvals(doc, "admin1", "admin2"))
+    e = entry(STATE, AU.PROPOSAL, doc, approvals(doc, "admin1", "admin2"))
     with pytest.raises(AuthorityViolation, match="does not apply"):
-        AU.fold(None, [GENESIS, entry], pinned=PIN)
+        AU.fold(None, [GENESIS, e], pinned=PIN)
 
 
 def test_render_shows_old_and_new_policy_side_by_side() -> None:
@@ -348,14 +364,92 @@ def test_immediate_entries_need_signerds_seal_at_their_place() -> None:
     suspension (taking a vote away) if signerd's seal, bound to the head it follows, were not
     required."""
     body = AU.suspend_body(STATE, "inv1", "inquiry", "admin", 1)
-    with pytest.raises(AuthorityViolation, match="seal"):
-        AU.advance(STATE, AU.next_entry(STATE, AU.SUSPEND, AU.sealed(body, "00" * 64)))
-    with pytest.raises(AuthorityViolation, match="seal"):
+    with pytest.raises(AuthorityViolation, match="does not carry signerd's seal"):
+        AU.advance(STATE, entry(STATE, AU.SUSPEND, AU.sealed(body, "00" * 64)))
+    with pytest.raises(AuthorityViolation, match="does not carry signerd's seal"):
         AU.advance(STATE, immediate(STATE, AU.SUSPEND, body, coincurve.PrivateKey()))
     st = applied(STATE, register("inv7x", ["investigator"]), "admin1", "admin2")
-    replayed = AU.next_entry(st, AU.SUSPEND, immediate(STATE, AU.SUSPEND, body).body)
+    replayed = entry(st, AU.SUSPEND, immediate(STATE, AU.SUSPEND, body).body)
     with pytest.raises(AuthorityViolation, match="replayed or moved"):
         AU.advance(st, replayed)
+    # The entry's own seal is required too: a correctly sealed body is not enough.
+    with pytest.raises(AuthorityViolation, match="seal does not verify"):
+        AU.advance(STATE, AU.next_entry(STATE, AU.SUSPEND, immediate(STATE, AU.SUSPEND,
+                                                                     body).body))
+
+
+def test_every_entry_after_the_genesis_needs_signerds_seal_at_its_place() -> None:
+    """A quorum alone does not make a ledger entry: signerd's seal, over the entry's seq, the
+    hash it follows and its own hash, is required too; a seal by another key, or one made for
+    another place, does not verify."""
+    doc = register("inv3s", ["investigator"])
+    votes = approvals(doc, "admin1", "admin2")
+    unsealed = AU.next_entry(STATE, AU.PROPOSAL, doc, votes)
+    assert AU.check_entry(STATE, unsealed).operators["inv3s"]  # everything else checks out
+    with pytest.raises(AuthorityViolation, match=r"entry 2 \(proposal p_\w+\): signerd's seal "
+                       "does not verify for this entry at this place") as e:
+        AU.advance(STATE, unsealed)
+    assert e.value.kind == "ledger"
+    with pytest.raises(AuthorityViolation, match="seal does not verify"):
+        AU.advance(STATE, entry(STATE, AU.PROPOSAL, doc, votes, key=coincurve.PrivateKey()))
+    assert AU.advance(STATE, entry(STATE, AU.PROPOSAL, doc, votes)).operators["inv3s"]
+    # The same proposal with the same approvals at a later place, carrying the seal it had at
+    # the first: its hash (which binds seq and predecessor) differs, and the seal with it.
+    first = entry(STATE, AU.PROPOSAL, doc, votes)
+    other = register("inv3t", ["investigator"])
+    st = applied(STATE, other, "admin1", "admin2")
+    moved = dataclasses.replace(AU.next_entry(st, AU.PROPOSAL, doc, votes), seal=first.seal)
+    assert AU.check_entry(st, moved).operators["inv3s"]
+    with pytest.raises(AuthorityViolation, match="seal does not verify"):
+        AU.advance(st, moved)
+    # The genesis is not sealed: it is pinned and signed by every initial operator.
+    assert GENESIS.seal == "" and AU.fold(None, [GENESIS], pinned=PIN) == STATE
+
+
+def test_a_seal_alone_never_suffices() -> None:
+    """signerd's own key cannot invent a governance act: a sealed proposal entry still needs
+    the governance quorum, under the keys in force."""
+    doc = register("inv3u", ["investigator"])
+    for votes in ((), approvals(doc, "admin1"), approvals(doc, "admin1", "inv1")):
+        with pytest.raises(AuthorityViolation, match="do not meet the governance quorum") as e:
+            AU.advance(STATE, entry(STATE, AU.PROPOSAL, doc, votes))
+        assert e.value.kind == "quorum"
+    made_up = [SignedDecision(op, Decision.APPROVE, bytes(64)) for op in ("admin1", "admin2")]
+    with pytest.raises(AuthorityViolation, match="does not verify") as e:
+        AU.advance(STATE, entry(STATE, AU.PROPOSAL, doc, made_up))
+    assert e.value.kind == "approval"
+
+
+def test_a_proposal_signerd_refused_cannot_be_appended_later() -> None:
+    """The finding: a reinstatement that gathered its quorum but ended FAILED (the operator was
+    reinstated by another proposal meanwhile) would apply again after a later suspension. A
+    store writer who appends it, hash-chained, with its genuine approvals, gets a violation."""
+    st = AU.advance(STATE, immediate(STATE, AU.SUSPEND,
+                                     AU.suspend_body(STATE, "cust1", "inquiry", "admin", 1)))
+    stale = proposal("operator.reinstate", {"operator_id": "cust1", "reason": "cleared"})
+    st = applied(st, proposal("operator.reinstate", {"operator_id": "cust1", "reason": "ok"}),
+                 "admin1", "admin2")
+    with pytest.raises(FailedPrecondition, match="not suspended"):
+        AU.check_proposal(st, stale)  # signerd ends it FAILED
+    st = AU.advance(st, immediate(st, AU.SUSPEND,
+                                  AU.suspend_body(st, "cust1", "key compromised", "admin", 2)))
+    forged = AU.next_entry(st, AU.PROPOSAL, stale, approvals(stale, "admin1", "admin2"))
+    assert AU.check_entry(st, forged).operators["cust1"].status is OperatorStatus.ACTIVE
+    with pytest.raises(AuthorityViolation, match="seal does not verify"):
+        AU.advance(st, forged)
+    assert st.operators["cust1"].status is OperatorStatus.SUSPENDED
+
+
+def test_proposal_documents_are_sealed_by_content() -> None:
+    doc = register("inv3v", ["investigator"])
+    stamp = sealer()(AU.PROPOSAL_SEAL, doc)
+    assert AU.proposal_sealed(STATE, doc, stamp)
+    assert not AU.proposal_sealed(STATE, {**doc, "submitter": "admin1"}, stamp)
+    assert not AU.proposal_sealed(STATE, doc, sealer(coincurve.PrivateKey())(AU.PROPOSAL_SEAL,
+                                                                             doc))
+    assert not AU.proposal_sealed(STATE, doc, "")
+    # A seal of the same bytes for another purpose (an entry, a wallet) is not a proposal's.
+    assert not AU.proposal_sealed(STATE, doc, sealer()("wallet", doc))
 
 
 def test_a_veto_holder_is_not_suspended_at_once() -> None:
