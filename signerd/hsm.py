@@ -646,9 +646,12 @@ class Keystore:
             self._call(collect)
         return out
 
-    def create_data(self, label: str, value: bytes) -> None:
-        """A private token data object that can be neither changed nor destroyed (CKA_MODIFIABLE
-        and CKA_DESTROYABLE false): an anchor outside the store, readable after login only."""
+    def create_data(self, label: str, value: bytes, *, destroyable: bool = False) -> None:
+        """A private token data object whose value cannot be changed (CKA_MODIFIABLE false):
+        readable and, with ``destroyable``, destroyable by a logged-in session only. Without
+        it, the object can be neither changed nor destroyed: an anchor outside the store (the
+        genesis pin). signerd's monotonic anchors (signerd.anchor) are destroyable, so that
+        the ones a later anchor supersedes can go."""
         from pkcs11 import Attribute, ObjectClass
 
         with self._session() as s:
@@ -657,24 +660,53 @@ class Keystore:
                 Attribute.TOKEN: True,
                 Attribute.PRIVATE: True,
                 Attribute.MODIFIABLE: False,
-                Attribute.DESTROYABLE: False,
+                Attribute.DESTROYABLE: destroyable,
                 Attribute.APPLICATION: "signerd",
                 Attribute.LABEL: label,
                 Attribute.VALUE: bytes(value),
             }))
 
     def read_data(self, label: str) -> list[bytes]:
-        """The values of every data object with this label (normally one)."""
+        """The values of every data object with this label (normally one). An object that
+        another process destroys while this one reads is left out."""
         from pkcs11 import Attribute, ObjectClass
+        from pkcs11 import exceptions as px
 
         out: list[bytes] = []
         with self._session() as s:
             def collect() -> None:
                 for obj in s.get_objects({Attribute.CLASS: ObjectClass.DATA,
                                           Attribute.LABEL: label}):
-                    out.append(bytes(obj[Attribute.VALUE]))
+                    try:
+                        out.append(bytes(obj[Attribute.VALUE]))
+                    except px.ObjectHandleInvalid:
+                        continue
             self._call(collect)
         return out
+
+    def destroy_data(self, label: str, values: Callable[[bytes], bool]) -> int:
+        """Destroy the data objects with this label whose value ``values`` selects; how many.
+        Objects that refuse (CKA_DESTROYABLE false) stay; one another process destroyed
+        meanwhile is skipped."""
+        from pkcs11 import Attribute, ObjectClass
+        from pkcs11 import exceptions as px
+
+        done = 0
+        with self._session() as s:
+            def destroy() -> None:
+                nonlocal done
+                for obj in list(s.get_objects({Attribute.CLASS: ObjectClass.DATA,
+                                               Attribute.LABEL: label})):
+                    try:
+                        if not values(bytes(obj[Attribute.VALUE])) \
+                                or not obj[Attribute.DESTROYABLE]:
+                            continue
+                        obj.destroy()
+                        done += 1
+                    except px.ObjectHandleInvalid:
+                        continue
+            self._call(destroy)
+        return done
 
     def sign_digest(self, key_id: str, digest: bytes) -> tuple[int, int]:
         """ECDSA over a 32-byte digest computed by signerd; returns (r, low-s), verified."""
