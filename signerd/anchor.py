@@ -20,14 +20,20 @@ the objects of its label: it only ever moves forward, in whatever order the repl
 one HSM write, with no lock between them (a late write adds a lower object, which changes
 nothing). Within a process the read-compare-write is serialised, so nothing lower than the
 token holds is written at all. Objects below the one just written are then destroyed; an object
-at the highest seq never is, so the highest is never lost.
+at the highest seq never is, so the highest is never lost. (SoftHSM's file store shows another
+process's creations and deletions late and in no fixed order: the HSM layer searches again when
+an object vanishes under it, and the start check reads each label twice and reads an empty one
+again before it counts as missing.)
 
 **When.** Only after the store commit (``App._committed`` for ledger appends, the checkpoint
 writer once its transaction committed), never inside it: a crash between the commit and the
 anchor write leaves the anchor behind the store, which is fine (it is brought forward at the
 next start and by the health monitor); an anchor ahead of the store would be a false alarm.
 Nothing is written per transfer: one object per ledger act and per checkpoint. Anchors are
-written only by a process whose start check (below) passed.
+written only by a process whose start check (below) passed. A daemon stopping on SIGTERM
+checkpoints the audit chain and anchors it before it exits, so an orderly restart leaves no
+ending (a veto, a cancellation) outside the anchors; after a crash, the events since the last
+checkpoint are defended by the hash chain alone.
 
 **The check** (:func:`check`). At start, and when the HSM was down at start and answers later
 (``App.check_hsm_anchor``; until it passes, the HSM signs nothing), the anchors are read first,
@@ -60,6 +66,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Union
 
@@ -76,6 +83,7 @@ AUDIT_LABEL = "signerd-anchor-audit"  # ... and the latest audit checkpoint
 TAG = b"signerd-anchor/v1\n"
 RUNBOOK = "restore it or see the runbook (README: Restoring the store)"
 PAGE = 1000
+EMPTY_READS = 3  # how often a label without objects is read before it counts as missing
 
 
 class Token(Protocol):
@@ -296,8 +304,8 @@ class Anchors:
         """The token's anchors, read now (raises a violation for objects signerd did not
         write, or that disagree)."""
         with self._lock:
-            ledger = self._read(LEDGER_LABEL)
-            cp = self._read(AUDIT_LABEL)
+            ledger = self._read(LEDGER_LABEL, twice=True)
+            cp = self._read(AUDIT_LABEL, twice=True)
         return Marks(ledger if isinstance(ledger, LedgerMark) else None,
                      cp if isinstance(cp, CheckpointMark) else None)
 
@@ -317,8 +325,20 @@ class Anchors:
         """Anchor audit checkpoint ``cp`` (committed, signed or verified)."""
         return self._advance(AUDIT_LABEL, CheckpointMark(cp.seq, cp.head_seq, cp.head_hash))
 
-    def _read(self, label: str) -> Mark | None:
-        top = highest(label, self.instance_id, self.token.read_data(label))
+    def _read(self, label: str, *, twice: bool = False) -> Mark | None:
+        """The highest mark of ``label`` in the token. A process that shares a file-backed token
+        (SoftHSM) with other writers may see its object list mid-change (a newer object not yet
+        there, an older one already gone): ``twice`` takes the higher of two reads, and a label
+        without objects is read again before it counts as missing."""
+        values = self.token.read_data(label)
+        if twice:
+            values += self.token.read_data(label)
+        for attempt in range(EMPTY_READS - 1):
+            if values:
+                break
+            time.sleep(0.02 * (attempt + 1))
+            values = self.token.read_data(label)
+        top = highest(label, self.instance_id, values)
         known = self._known.get(label)
         if top is not None and (known is None or top.seq > known.seq):
             self._known[label] = top
