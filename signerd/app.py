@@ -300,12 +300,22 @@ class App:
         if hsm_up and store_up and self._anchored:
             self.advance_anchors()
 
-    def stop(self) -> None:
+    def stop(self, *, checkpoint: bool = False) -> None:
+        """Stop the monitor and the sign step, then close the HSM and the store. With
+        ``checkpoint`` (the daemon draining on SIGTERM), the audit chain is checkpointed up to
+        its head and anchored in the HSM first, so that after an orderly restart no event of
+        this process (a veto, a cancellation) lies outside the anchors (signerd.anchor)."""
         self._stop.set()
         if self.started:
             self.transfers.signer.close()
         if self._sign_pool is not None:
             self._sign_pool.shutdown(wait=True)
+        if checkpoint and self.started and self.audit_key_id and self.healthy():
+            try:
+                self.checkpoint()
+                self.advance_anchors()
+            except SignerError as e:  # a refused checkpoint was logged and counted already
+                log.warning("no audit checkpoint at exit: %s", e.message)
         self.keystore.close()
         self.store.close()
 

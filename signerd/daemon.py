@@ -456,7 +456,7 @@ def run(config_path: str) -> int:
     health_servicer.enter_graceful_shutdown()
     server.stop(cfg.server.grace_seconds).wait()
     msrv.shutdown()
-    app.stop()
+    app.stop(checkpoint=True)
     log.info("stopped")
     if lock is not None:
         lock.release()

@@ -13,7 +13,9 @@ else (an online backup through SQLite's own backup API, or SQL).
 2. SQLite: a transfer cancelled and checkpointed; an older copy (from before the cancellation)
    put back, then the same by SQL (checkpoints, events and head cut back consistently, the
    transfer set back to PENDING_APPROVAL), then the audit events alone cut below the anchored
-   checkpoint: each refused at start, naming the checkpoint or the event.
+   checkpoint: each refused at start, naming the checkpoint or the event. A cancellation after
+   the latest checkpoint is anchored too when the daemon stops on SIGTERM (it checkpoints
+   before it exits).
 3. A restart without tampering starts, and the token's anchors are at the store's heads, one
    object each (the superseded ones destroyed).
 4. kill -9 between the commit of a freeze and its anchor write, and between the commit of a
@@ -276,6 +278,36 @@ def test_an_audit_checkpoint_rolled_back_or_truncated_does_not_start(daemon: Dae
     got = d.custody().GetTransfer(pb.GetTransferRequest(transfer_id=t.id))
     assert got.state == pb.CANCELLED
     no_signature(d, t.id)
+
+
+def test_sigterm_checkpoints_so_an_ending_since_the_last_checkpoint_is_anchored(
+        daemon: Daemon) -> None:
+    """A cancellation after the latest checkpoint, then an orderly stop (SIGTERM): the daemon
+    checkpoints and anchors the head before it exits, so the copy from before the cancellation
+    does not start either (after a kill -9, the events since the last checkpoint would be the
+    chain's alone to defend)."""
+    d = daemon
+    if d.proc is None:
+        d.start()
+    w = eth_wallet(d, "CASE-ANCHOR-SIGTERM")
+    t = eth_transfer(d, w)
+    d.audit().GetHead(pb.GetHeadRequest())
+    before = backup(d, "before-late-cancel")
+    checkpointed = heads(d)
+    d.custody().CancelTransfer(pb.CancelTransferRequest(transfer_id=t.id, reason="late"))
+    assert heads(d)[2] == checkpointed[2]  # not checkpointed while it runs
+    assert d.stop() == 0
+    real = backup(d, "after-late-cancel")
+    cp = heads(d)
+    assert cp[2] == checkpointed[2] + 1 and cp[3] > checkpointed[3]
+    assert marks(d)[0].checkpoint == A.CheckpointMark(cp[2], cp[3], bytes.fromhex(cp[4]))
+    put_back(d, before)
+    assert f"audit checkpoints end at checkpoint {checkpointed[2]} but the HSM anchor records " \
+           f"checkpoint {cp[2]} " in refused_start(d)
+    put_back(d, real)
+    d.start()
+    got = d.custody().GetTransfer(pb.GetTransferRequest(transfer_id=t.id))
+    assert got.state == pb.CANCELLED
 
 
 # ---------------------------------------------------------------- 3. an honest restart
