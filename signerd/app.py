@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from . import anchor
 from . import audit
 from . import seal as SEAL
 from . import wallets as W
@@ -23,7 +24,7 @@ from .ledger import Ledger
 from .metrics import Metrics
 from .proposals import ProposalService
 from .runtime import Notifier
-from .store import Store, open_store
+from .store import Store, Tx, open_store
 from .transfers import TransferService
 
 GENESIS_LABEL = "signerd-genesis"  # the HSM data object that pins the genesis digest
@@ -76,6 +77,10 @@ class App:
         self.store.on_commit = self._committed
         self._endings_known: tuple[int, bytes] = (0, audit.NO_ENDINGS)
         self._anchored = False  # the HSM token's genesis anchor was checked (check_hsm_anchor)
+        # How far the governance ledger and the audit checkpoints got, recorded in the HSM
+        # after each commit that moves them (signerd.anchor): a store rolled back behind them
+        # is refused at start.
+        self.anchors = anchor.Anchors(self.keystore, self.instance_id)
         self._anchor_lock = threading.Lock()
         self._stop = threading.Event()
         self._sign_pool: ThreadPoolExecutor | None = None
@@ -143,16 +148,21 @@ class App:
     def check_hsm_anchor(self) -> None:
         """The genesis digest is pinned twice outside the store: in the config and in a data
         object of the HSM token that can be neither changed nor destroyed; both must agree, and
-        the token must hold the audit key the genesis names. Until this has passed, the HSM
-        signs nothing (HsmUnavailable); a token that disagrees is a ConfigError."""
+        the token must hold the audit key the genesis names. The store must also hold all that
+        the token's monotonic anchors record (signerd.anchor: the ledger entry and the audit
+        checkpoint last anchored; read before the store). Until this has passed, the HSM signs
+        nothing (HsmUnavailable); a token that disagrees, or a store rolled back behind its
+        anchors, is a ConfigError."""
         pinned = self.config.genesis
         anchors = set(self.keystore.read_data(GENESIS_LABEL))
         if anchors != {pinned}:
             found = ", ".join(sorted(a.hex() for a in anchors)) or "none"
             raise ConfigError(f"the HSM token's genesis anchor ({found}) differs from the "
                               f"config's [governance] genesis {pinned.hex()}; refusing to sign")
+        marks = self._anchored_marks(self.anchors.read)  # before the store
         with self.store.read() as tx:
             state = self.ledger.state(tx)
+            self._anchored_marks(lambda: anchor.check(tx, state, marks))
         try:
             held = self.keystore.public_key(state.audit_key_id)
         except InvalidKeyError:
@@ -162,6 +172,68 @@ class App:
                               "in the HSM token (or differs): this is not the token the store "
                               "was made with")
         self._anchored = True
+        self.advance_anchors()
+
+    def _anchored_marks(self, fn: Callable[[], Any]) -> Any:
+        """``fn()``, with the violations of signerd.anchor counted and made a ConfigError (the
+        daemon refuses to start with its one line; later, the HSM signs nothing)."""
+        try:
+            return fn()
+        except AuthorityViolation as e:
+            self.metrics.authority_violations.labels(e.kind).inc()
+            raise ConfigError(e.message) from None
+        except AuditChainViolation as e:
+            self.metrics.audit_violations.labels(e.kind).inc()
+            raise ConfigError(e.message) from None
+
+    def advance_anchors(self) -> None:
+        """Bring the HSM anchors up to what this process has verified in the store (committed):
+        after a crash between a commit and its anchor, an anchor write the HSM refused, or
+        another replica's progress. Nothing is written while they are there already; nothing
+        at all before check_hsm_anchor passed. Failures are logged (the monitor tries again)."""
+        if not self._anchored:
+            return
+        try:
+            with self.store.read() as tx:
+                seq, head = tx.authority_head()
+        except SignerError as e:  # reported by the ledger's readers; the next tick tries again
+            log.debug("HSM anchor of the governance ledger not brought forward: %s", e.message)
+        else:
+            # The head this process verified, once the store's committed head is that one (a
+            # head not verified yet waits for a reader: nothing here counts violations twice).
+            state = self.ledger.cached
+            if state is not None and (state.seq, state.head) == (seq, head):
+                self._anchor_ledger(seq, head)
+        cp = self._audit_checkpoint
+        if cp is not None:
+            self._anchor_checkpoint(cp)
+
+    def _anchor_ledger(self, seq: int, head: bytes) -> None:
+        """Record a committed, verified ledger head in the HSM (forward only; never raises)."""
+        known = self.anchors.known.ledger
+        if not self._anchored or (known is not None and known.seq >= seq):
+            return
+        try:
+            if self.anchors.advance_ledger(seq, head):
+                log.info("governance ledger anchored in the HSM at entry %d", seq)
+        except SignerError as e:
+            log.warning("governance ledger entry %d not anchored in the HSM yet: %s", seq,
+                        e.message)
+        except Exception:  # a commit that happened must not look failed to its caller
+            log.exception("governance ledger entry %d not anchored in the HSM", seq)
+
+    def _anchor_checkpoint(self, cp: audit.Checkpoint) -> None:
+        """Record a committed audit checkpoint in the HSM (forward only; never raises)."""
+        known = self.anchors.known.checkpoint
+        if not self._anchored or (known is not None and known.seq >= cp.seq):
+            return
+        try:
+            self.anchors.advance_checkpoint(cp)
+        except SignerError as e:
+            log.warning("audit checkpoint %d not anchored in the HSM yet: %s", cp.seq,
+                        e.message)
+        except Exception:
+            log.exception("audit checkpoint %d not anchored in the HSM", cp.seq)
 
     def _require_anchor(self) -> None:
         if self._anchored:
@@ -225,13 +297,25 @@ class App:
             self.refresh_gauges()
         if hsm_up and store_up and self.audit_key_id:
             self.audit_tick()
+        if hsm_up and store_up and self._anchored:
+            self.advance_anchors()
 
-    def stop(self) -> None:
+    def stop(self, *, checkpoint: bool = False) -> None:
+        """Stop the monitor and the sign step, then close the HSM and the store. With
+        ``checkpoint`` (the daemon draining on SIGTERM), the audit chain is checkpointed up to
+        its head and anchored in the HSM first, so that after an orderly restart no event of
+        this process (a veto, a cancellation) lies outside the anchors (signerd.anchor)."""
         self._stop.set()
         if self.started:
             self.transfers.signer.close()
         if self._sign_pool is not None:
             self._sign_pool.shutdown(wait=True)
+        if checkpoint and self.started and self.audit_key_id and self.healthy():
+            try:
+                self.checkpoint()
+                self.advance_anchors()
+            except SignerError as e:  # a refused checkpoint was logged and counted already
+                log.warning("no audit checkpoint at exit: %s", e.message)
         self.keystore.close()
         self.store.close()
 
@@ -389,19 +473,27 @@ class App:
                     log.error("audit checkpoint refused, nothing signed: %s", e.message)
                     raise
                 if done:
-                    return cp
+                    break
                 if cp is not None or max_events is not None:
                     return None  # verified max_events; the next call goes on
-            raise StoreUnavailable("audit checkpoint: other replicas kept storing checkpoints "
-                                   "meanwhile; retry")
+            else:
+                raise StoreUnavailable("audit checkpoint: other replicas kept storing "
+                                       "checkpoints meanwhile; retry")
+        if cp is not None:  # committed, and signed or verified here: recorded in the HSM
+            self._anchor_checkpoint(cp)
+        return cp
 
-    def _committed(self, events: list[audit.AuditEvent]) -> None:
+    def _committed(self, tx: Tx) -> None:
         """A write of this process committed: the transfers and proposals it ended are known
-        ended at once (a store writer erasing the end before the chain is read again is seen)."""
-        ended = [e.object for e in events if e.action in audit.ENDING_ACTIONS]
+        ended at once (a store writer erasing the end before the chain is read again is seen),
+        and a new ledger head is anchored in the HSM (after the commit: see signerd.anchor)."""
+        ended = [e.object for e in tx.appended if e.action in audit.ENDING_ACTIONS]
         if ended:
             with self._checkpoint_lock:
                 self._ended.update(ended)
+        if tx.authority_appended:
+            last = tx.authority_appended[-1]
+            self._anchor_ledger(last.seq, last.hash)
 
     def ended(self, object_ids: Iterable[str]) -> set[str]:
         """Which of these transfers and proposals ended (signed, rejected, expired, cancelled,

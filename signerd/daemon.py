@@ -324,11 +324,13 @@ def make_genesis(root: Path, *, instance_id: str, module: str, token_label: str,
     """The genesis of a new state folder: the audit key generated in the HSM, the genesis
     document (demo operators, governance policy, templates, audit key) signed by every initial
     operator, written as the first entry of the store's authority ledger, and its digest
-    pinned in an HSM data object that can be neither changed nor destroyed. Returns the
-    digest, which the config pins too."""
+    pinned in an HSM data object that can be neither changed nor destroyed, and the ledger's
+    first monotonic anchor written beside it (signerd.anchor). Returns the digest, which the
+    config pins too."""
     import time
 
     from . import authority as AU
+    from .anchor import Anchors
     from .app import GENESIS_LABEL
     from .approval import SignedDecision, genesis_statement, sign_statement
     from .hsm import Keystore
@@ -381,6 +383,8 @@ def make_genesis(root: Path, *, instance_id: str, module: str, token_label: str,
         finally:
             store.close()
         keystore.create_data(GENESIS_LABEL, digest)
+        # The ledger's first anchor: from here on it only moves forward (signerd.anchor).
+        Anchors(keystore, instance_id).advance_ledger(entry.seq, entry.hash)
     finally:
         keystore.close()
     return digest
@@ -454,7 +458,7 @@ def run(config_path: str) -> int:
     health_servicer.enter_graceful_shutdown()
     server.stop(cfg.server.grace_seconds).wait()
     msrv.shutdown()
-    app.stop()
+    app.stop(checkpoint=True)
     log.info("stopped")
     if lock is not None:
         lock.release()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -174,6 +175,32 @@ def _ping(session: Any) -> None:
         session.generate_random(64)
     except (px.FunctionNotSupported, px.RandomNoRNG):
         pass
+
+
+CHURN_ATTEMPTS = 6
+
+
+@functools.lru_cache(maxsize=1)
+def _churn() -> tuple[type[BaseException], ...]:
+    """What SoftHSM's file store answers, now and then, to a process that looks up, creates or
+    destroys token objects while another process creates or destroys some (replicas writing
+    their anchors, signerd.anchor)."""
+    from pkcs11 import exceptions as px
+
+    return (px.ObjectHandleInvalid, px.GeneralError, px.FunctionFailed)
+
+
+def _despite_churn(fn: Callable[[], Any], what: str) -> Any:
+    """``fn()``, made again (up to CHURN_ATTEMPTS times, a few ms apart) when another process's
+    object churn got in its way; an HSM that keeps failing is down (HsmUnavailable)."""
+    last = ""
+    for attempt in range(CHURN_ATTEMPTS):
+        try:
+            return fn()
+        except _churn() as e:
+            last = type(e).__name__
+            time.sleep(0.005 * (attempt + 1))
+    raise HsmUnavailable(f"HSM call failed: {what} met {last} {CHURN_ATTEMPTS} times")
 
 
 @dataclass(frozen=True)
@@ -646,35 +673,74 @@ class Keystore:
             self._call(collect)
         return out
 
-    def create_data(self, label: str, value: bytes) -> None:
-        """A private token data object that can be neither changed nor destroyed (CKA_MODIFIABLE
-        and CKA_DESTROYABLE false): an anchor outside the store, readable after login only."""
+    def create_data(self, label: str, value: bytes, *, destroyable: bool = False) -> None:
+        """A private token data object whose value cannot be changed (CKA_MODIFIABLE false):
+        readable and, with ``destroyable``, destroyable by a logged-in session only. Without
+        it, the object can be neither changed nor destroyed: an anchor outside the store (the
+        genesis pin). signerd's monotonic anchors (signerd.anchor) are destroyable, so that
+        the ones a later anchor supersedes can go; their creation is tried again when it meets
+        another process's object churn (a repeated value is harmless there)."""
         from pkcs11 import Attribute, ObjectClass
 
+        template = {
+            Attribute.CLASS: ObjectClass.DATA,
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: True,
+            Attribute.MODIFIABLE: False,
+            Attribute.DESTROYABLE: destroyable,
+            Attribute.APPLICATION: "signerd",
+            Attribute.LABEL: label,
+            Attribute.VALUE: bytes(value),
+        }
         with self._session() as s:
-            self._call(lambda: s.create_object({
-                Attribute.CLASS: ObjectClass.DATA,
-                Attribute.TOKEN: True,
-                Attribute.PRIVATE: True,
-                Attribute.MODIFIABLE: False,
-                Attribute.DESTROYABLE: False,
-                Attribute.APPLICATION: "signerd",
-                Attribute.LABEL: label,
-                Attribute.VALUE: bytes(value),
-            }))
+            if not destroyable:
+                self._call(lambda: s.create_object(template))
+                return
+
+            def create() -> None:
+                _despite_churn(lambda: s.create_object(template), f"creating {label}")
+            self._call(create)
 
     def read_data(self, label: str) -> list[bytes]:
-        """The values of every data object with this label (normally one)."""
+        """The values of every data object with this label (normally one).
+
+        Several processes may share the token (replicas), and each destroys the anchors it has
+        superseded (signerd.anchor), always after writing a newer one. An object that vanishes
+        while this process reads means that a newer one exists, which this search may have
+        missed: the search is made again, so that a reader never misses the newest."""
         from pkcs11 import Attribute, ObjectClass
 
-        out: list[bytes] = []
         with self._session() as s:
-            def collect() -> None:
-                for obj in s.get_objects({Attribute.CLASS: ObjectClass.DATA,
-                                          Attribute.LABEL: label}):
-                    out.append(bytes(obj[Attribute.VALUE]))
-            self._call(collect)
+            def collect() -> list[bytes]:
+                return [bytes(obj[Attribute.VALUE]) for obj in
+                        s.get_objects({Attribute.CLASS: ObjectClass.DATA,
+                                       Attribute.LABEL: label})]
+            out: list[bytes] = self._call(
+                lambda: _despite_churn(collect, f"reading {label}"))
         return out
+
+    def destroy_data(self, label: str, values: Callable[[bytes], bool]) -> int:
+        """Destroy the data objects with this label whose value ``values`` selects; how many.
+        Objects that refuse (CKA_DESTROYABLE false) stay; one that another process destroyed
+        meanwhile is skipped."""
+        from pkcs11 import Attribute, ObjectClass
+
+        done = 0
+        with self._session() as s:
+            def destroy() -> None:
+                nonlocal done
+                objects = _despite_churn(lambda: list(s.get_objects({
+                    Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: label})),
+                    f"finding {label}")
+                for obj in objects:
+                    try:
+                        if values(bytes(obj[Attribute.VALUE])) and obj[Attribute.DESTROYABLE]:
+                            obj.destroy()
+                            done += 1
+                    except _churn():  # gone already: another process destroyed it
+                        continue
+            self._call(destroy)
+        return done
 
     def sign_digest(self, key_id: str, digest: bytes) -> tuple[int, int]:
         """ECDSA over a 32-byte digest computed by signerd; returns (r, low-s), verified."""

@@ -50,6 +50,7 @@ class Tx:
         self.cur = cur
         self.dialect = dialect
         self.appended: list[audit.AuditEvent] = []  # audit events this transaction appended
+        self.authority_appended: list[authority.Entry] = []  # and ledger entries
 
     # ---------------------------------------------------------------- plumbing
     def _sql(self, sql: str) -> str:
@@ -423,6 +424,7 @@ class Tx:
                       entry.hash.hex(), time.time(), entry.seal))
         self.execute("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
                      (entry.seq, entry.hash.hex()))
+        self.authority_appended.append(entry)
 
     # ---------------------------------------------------------------- proposals
     def insert_proposal(self, p: dict[str, Any]) -> None:
@@ -594,9 +596,11 @@ def row_to_checkpoint(r: Row) -> audit.Checkpoint:
 
 class Store(Protocol):
     dialect: str
-    # Told, after each committed write, of the audit events it appended (the daemon notes the
-    # transfers and proposals that ended at once; see App.ended).
-    on_commit: Callable[[list[audit.AuditEvent]], None] | None
+    # Told, after each committed write that appended audit events or ledger entries, of that
+    # transaction (its ``appended`` and ``authority_appended``): the daemon notes the transfers
+    # and proposals that ended at once (see App.ended) and anchors a new ledger head in the
+    # HSM (see signerd.anchor).
+    on_commit: Callable[["Tx"], None] | None
 
     def transaction(self) -> Any: ...
     def read(self) -> Any: ...

@@ -38,7 +38,6 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from ..audit import AuditEvent
 from ..errors import AlreadyExists, ConfigError, Conflict, InvalidArgument, StoreUnavailable
 from . import Tx
 from .migrations import migrate
@@ -91,7 +90,7 @@ class PgTx(Tx):
 
 class PostgresStore:
     dialect = "postgresql"
-    on_commit: Callable[[list[AuditEvent]], None] | None = None
+    on_commit: Callable[[Tx], None] | None = None
 
     def __init__(self, url: str):
         self.url = url
@@ -225,8 +224,8 @@ class PostgresStore:
                 raise err from None
         finally:
             self._local.depth = 0
-        if self.on_commit is not None and tx.appended:
-            self.on_commit(tx.appended)
+        if self.on_commit is not None and (tx.appended or tx.authority_appended):
+            self.on_commit(tx)
 
     def transaction(self) -> Any:
         """A write transaction at READ COMMITTED; callers lock what they decide on."""

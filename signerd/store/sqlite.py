@@ -8,7 +8,6 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from ..audit import AuditEvent
 from ..errors import AlreadyExists, StoreUnavailable
 from . import Tx
 from .migrations import migrate
@@ -19,7 +18,7 @@ _WRITERS: dict[str, threading.RLock] = {}
 
 class SqliteStore:
     dialect = "sqlite"
-    on_commit: Callable[[list[AuditEvent]], None] | None = None
+    on_commit: Callable[[Tx], None] | None = None
 
     def __init__(self, path: str):
         self.path = path
@@ -79,8 +78,8 @@ class SqliteStore:
         except sqlite3.Error as e:
             c.execute("ROLLBACK")
             raise StoreUnavailable(f"store commit failed: {e}") from None
-        if self.on_commit is not None and tx.appended:
-            self.on_commit(tx.appended)
+        if self.on_commit is not None and (tx.appended or tx.authority_appended):
+            self.on_commit(tx)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:

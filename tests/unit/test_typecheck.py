@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PURE = ["signerd/bitcoin", "signerd/ethereum", "signerd/policy.py", "signerd/approval.py",
         "signerd/audit.py", "signerd/operator_keys.py", "signerd/seized.py",
         "signerd/authority.py", "signerd/canonical.py", "signerd/seal.py", "signerd/tokens.py",
-        "signerd/legal_basis.py", "signerd/movement_json.py"]
+        "signerd/legal_basis.py", "signerd/movement_json.py", "signerd/anchor.py"]
 
 
 @pytest.mark.parametrize("args", [["--strict", *PURE], ["signerd"]], ids=["pure-strict", "all"])
