@@ -619,6 +619,21 @@ def requirement(state: AuthorityState, doc: Mapping[str, Any]) -> Requirement:
     return state.governance.requirement_for(doc["kind"])
 
 
+def check_approvable(state: AuthorityState, doc: Mapping[str, Any]) -> None:
+    """Refuse a proposal that can never pass: the active operators other than its submitter
+    (who never counts) cannot meet what its kind needs (FailedPrecondition naming both)."""
+    req = requirement(state, doc)
+    submitter = doc["submitter"]
+    members = [o.roles for o in state.operators.values()
+               if o.status is OperatorStatus.ACTIVE and o.id != submitter
+               and (req.group is None or o.id in req.group)]
+    if not can_be_met(req, members):
+        raise FailedPrecondition(
+            f"{doc['kind']} proposals need {req.describe()}, and the submitter never counts: "
+            f"the active operators other than {echo(submitter, quote=False)} cannot meet it, so "
+            "this proposal could never pass; let another operator propose it")
+
+
 def proposal_quorum(state: AuthorityState, doc: Mapping[str, Any],
                     decisions: Iterable[SignedDecision]) -> tuple[QuorumResult, list[Vote],
                                                                   list[str]]:

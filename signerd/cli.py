@@ -142,7 +142,8 @@ def movement_json(mv: Movement) -> dict[str, Any]:
     return {
         "chain": mv.chain.value, "network": mv.network, "chain_id": mv.chain_id,
         "outputs": [{"address": o.address, "amount": str(o.amount), "asset": o.asset,
-                     "is_change": o.is_change, "destination_class": o.destination_class.value}
+                     "is_change": o.is_change, "destination_class": o.destination_class.value,
+                     "wallet_id": o.wallet_id, "category": o.category}
                     for o in mv.outputs],
         "fee": str(mv.fee), "fee_asset": mv.fee_asset, "digests": [d.hex() for d in mv.digests],
         "nonce": mv.nonce, "gas_limit": mv.gas_limit,
@@ -247,7 +248,9 @@ def movement_text(mv: dict[str, Any], from_address: str = "") -> str:
     for i, o in enumerate(mv["outputs"], 1):
         verb = "change" if o["is_change"] else "send"
         to = safe(o["address"]) if o["address"] else "(new contract)"
-        mark = f"[{safe(o['destination_class'])}{', CHANGE' if o['is_change'] else ''}]"
+        ours = (f" {safe(o['category'])} wallet {safe(o['wallet_id'])}"
+                if o.get("wallet_id") and not o["is_change"] else "")
+        mark = f"[{safe(o['destination_class'])}{ours}{', CHANGE' if o['is_change'] else ''}]"
         token = lookup_token(tokens, o["asset"], int(mv["chain_id"] or 0))
         lines.append(f"  {i}. {verb} {fmt_amount(o['amount'], o['asset'], token)} to {to} {mark}")
     if not mv["outputs"]:

@@ -679,9 +679,19 @@ def evaluate(requirement: Requirement, votes: list[Vote], operators: dict[str, O
         return QuorumResult(True, False, "quorum met by " + ", ".join(counted), counted, "")
     able = [o for o in operators if may_count(o) and o not in rejecters]
     if _shortfall(requirement, [operators[o].roles for o in able])[0]:
+        needed = {role for role, _ in requirement.roles}
+        if needed:
+            holders = sorted(o for o in able if operators[o].roles & needed)
+            who = (f"{_count(len(holders), 'operator')} who may still approve "
+                   f"{'holds' if len(holders) == 1 else 'hold'} "
+                   f"{' or '.join(sorted(needed))}"
+                   + (f" ({', '.join(holders)})" if holders else ""))
+        else:
+            who = f"{_count(len(able), 'operator')} may still approve"
         return QuorumResult(False, True,
-                            f"quorum can no longer be met: {_count(len(able), 'operator')} "
-                            f"can still approve, {requirement.describe()} needed", counted, "")
+                            f"quorum can no longer be met: {requirement.describe()} needed, "
+                            f"and {who} (the submitter and those who rejected do not count)",
+                            counted, "")
     remaining = _count(more, "more approver")
     if unfilled:
         remaining += ": " + ", ".join(f"{r} x{n}" for r, n in unfilled.items())

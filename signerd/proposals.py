@@ -212,6 +212,7 @@ class ProposalService:
             }
             AU.check_document(doc, state.instance_id)
             AU.check_proposal(state, doc)
+            AU.check_approvable(state, doc)
             self._live_checks(tx, state, doc)
             # Sealed once checked (the HSM's audit key; an HSM that is down refuses the
             # proposal, UNAVAILABLE, and nothing is written).

@@ -588,8 +588,10 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
 
         @gate.unary("Admin/FreezeWallet")
         def FreezeWallet(self, req: pb.FreezeWalletRequest, ctx: Any, caller: Caller) -> pb.Wallet:
-            w = admin.freeze(caller.name, req.wallet_id, req.order_ref)
-            return C.wallet_pb(w, freeze_order=req.order_ref.strip())
+            admin.freeze(caller.name, req.wallet_id, req.order_ref)
+            # As GetWallet shows it (its policy version from the ledger), frozen.
+            return C.wallet_pb(app.wallets.get(req.wallet_id),
+                               freeze_order=req.order_ref.strip())
 
         @gate.unary("Admin/UnfreezeWallet")
         def UnfreezeWallet(self, req: pb.FreezeWalletRequest, ctx: Any, caller: Caller

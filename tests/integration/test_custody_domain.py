@@ -140,7 +140,9 @@ def test_frozen_wallet_refuses_and_signs_after_unfreeze(daemon: Daemon) -> None:
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "order" in e.details()
     frozen = daemon.admin().FreezeWallet(pb.FreezeWalletRequest(wallet_id=w.id,
                                                                 order_ref="ORDER-2026-17"))
-    assert frozen.status == pb.FROZEN
+    assert frozen.status == pb.FROZEN and frozen.freeze_order == "ORDER-2026-17"
+    got = daemon.custody().GetWallet(pb.GetWalletRequest(wallet_id=w.id))
+    assert frozen.policy_version == got.policy_version >= 1  # as GetWallet shows it
     e = rpc_error(daemon.custody().SubmitTransfer, pb.SubmitTransferRequest(
         wallet_id=w.id, ethereum=pb.EthereumTransaction(json=json.dumps(
             tx_fields(chainId=1, nonce=1)))))

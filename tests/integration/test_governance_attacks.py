@@ -774,22 +774,40 @@ def test_one_admin_registers_another_operators_key(daemon: Daemon) -> None:
     assert authority_snapshot(daemon) == before
 
 
-def test_one_admin_approves_their_own_proposal(daemon: Daemon) -> None:
-    before = authority_snapshot(daemon)
-    p = daemon.admin("admin1").RegisterOperator(pb.RegisterOperatorRequest(
-        id=f"friend{secrets.token_hex(3)}", roles=ALL_ROLES, public_key_pem=public_pem(generate())))
-    assert p.submitter == "admin1" and p.state == "PENDING_APPROVAL"
-    e = rpc_error(decide_proposal, daemon, p.id, "admin1")
-    assert e.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert e.details() == f"operator admin1 submitted proposal {p.id} and cannot decide on it"
-    assert not daemon.governance().GetProposal(pb.GetProposalRequest(
-        proposal_id=p.id)).approvals
-    # Without the submitter, admin2 is the only admin left of the two the governance needs:
-    # the proposal can never pass, and admin2's approval ends it.
-    p = decide_proposal(daemon, p.id, "admin2")
-    assert p.state == "REJECTED" and "quorum can no longer be met" in p.failure, p.failure
-    after = authority_snapshot(daemon)
-    assert after[:-1] == before[:-1] and after[-1] == before[-1] + 1  # one more proposal only
+def test_one_admin_approves_their_own_proposal(tmp_path: Path) -> None:
+    """With the demo governance (two of the two admins), a proposal by one of them could never
+    pass (the submitter never counts): refused at once, naming why. With a third admin, one
+    admin's proposal is made, its submitter's own decision is refused, and the other two pass
+    it."""
+    from signerd.operator_keys import write_keypair
+
+    d = fresh_daemon(tmp_path / "state")
+    try:
+        before = authority_snapshot(d)
+        request = pb.RegisterOperatorRequest(id=f"friend{secrets.token_hex(3)}", roles=ALL_ROLES,
+                                             public_key_pem=public_pem(generate()))
+        e = rpc_error(d.admin("admin1").RegisterOperator, request)
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+        assert e.details() == (
+            "operator.register proposals need 2 approvers (admin x2), and the submitter never "
+            "counts: the active operators other than admin1 cannot meet it, so this proposal "
+            "could never pass; let another operator propose it"), e.details()
+        assert authority_snapshot(d) == before
+        key = generate()
+        write_keypair(key, d.state / "operators" / "admin3.key",
+                      d.state / "operators" / "admin3.pub")
+        operator_cert(d, "admin3")
+        register_operator(d, "admin3", ["admin"], public_pem(key))
+        p = d.admin("admin1").RegisterOperator(request)
+        assert p.submitter == "admin1" and p.state == "PENDING_APPROVAL"
+        e = rpc_error(decide_proposal, d, p.id, "admin1")
+        assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert e.details() == f"operator admin1 submitted proposal {p.id} and cannot decide on it"
+        assert not d.governance().GetProposal(pb.GetProposalRequest(proposal_id=p.id)).approvals
+        assert decide_proposal(d, p.id, "admin2").state == "PENDING_APPROVAL"
+        assert decide_proposal(d, p.id, "admin3").state == "APPROVED"
+    finally:
+        d.stop()
 
 
 # ---------------------------------------------------------------- 3. the platform + one officer

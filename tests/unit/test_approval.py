@@ -422,3 +422,18 @@ def test_verify_refuses_non_ed25519_keys(key):
     statement = build_statement(CTX, BTC, Decision.APPROVE)
     with pytest.raises(InvalidKey, match="operator keys must be Ed25519"):
         verify_statement(p256, statement, sign_statement(key, statement))
+
+
+def test_signerctl_shows_the_wallet_of_ours_an_output_pays():
+    """`signerctl transfer show` names the destination wallet and its category where an output
+    pays one of signerd's wallets, as the statement does."""
+    from signerd import cli
+
+    ours = replace(BTC.outputs[0], destination_class=DestinationClass.EXTERNAL,
+                   wallet_id="w_" + "c" * 16, category="confiscated", is_change=False)
+    doc = cli.movement_json(replace(BTC, outputs=(ours,)))
+    line = next(x for x in cli.movement_text(doc).splitlines() if x.startswith("  1."))
+    assert line.endswith(f"[external confiscated wallet w_{'c' * 16}]"), line
+    plain = cli.movement_json(replace(BTC, outputs=(replace(ours, wallet_id="", category=""),)))
+    line = next(x for x in cli.movement_text(plain).splitlines() if x.startswith("  1."))
+    assert line.endswith("[external]"), line
