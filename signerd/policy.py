@@ -18,7 +18,8 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
                                           # asset the table does not name has no bound
     max_fee_rate = 0                      # sat/vB (integer or float), Bitcoin only; 0 = none
     sighash = ["ALL"]                     # allowed Bitcoin sighash types (ALL, NONE, SINGLE, each
-                                          # optionally "|ANYONECANPAY"); default ["ALL"]
+                                          # optionally "|ANYONECANPAY") for rules that do not
+                                          # name their own; default ["ALL"]
     allow_contract_creation = false
     allow_contract_calls = false          # undecoded calldata also needs a matching rule with
                                           # contract_call = true
@@ -43,6 +44,9 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
     veto = ["judge"]                      # a REJECT from one of these roles ends the transfer
     expiry = "4h"                         # optional override of the policy expiry
     require_legal_basis = false
+    sighash = ["ALL", "NONE"]             # optional: the sighash types this rule allows (else
+                                          # the policy's); any type but ALL must be allowed by
+                                          # every rule the transfer matches
 
 Matching: the non-change outputs are summed per asset; each asset's total, with the worst
 destination class among its outputs (external > allowlisted > own_wallet), must fall within at
@@ -100,7 +104,7 @@ FLOOR_APPROVERS = 2
 FLOOR_ROLES = 2
 _RULE_KEYS = frozenset({"name", "asset", "min_amount", "max_amount", "destination",
                         "category_change", "contract_call", "approvers", "roles", "group",
-                        "veto", "expiry", "require_legal_basis"})
+                        "veto", "expiry", "require_legal_basis", "sighash"})
 
 
 # --- requirements ---------------------------------------------------------------------------
@@ -230,6 +234,7 @@ class Rule:
     category_changes: frozenset[str]  # may contain "any"
     contract_call: bool
     requirement: Requirement
+    sighash: frozenset[int] | None = None  # Bitcoin sighash types it allows; None: the policy's
 
     def matches(self, asset: str, amount: int, worst: DestinationClass,
                 category_change: str) -> bool:
@@ -271,6 +276,9 @@ class Policy:
     rules: tuple[Rule, ...]
     floor_waiver: str = ""
     max_fees: tuple[tuple[str, int], ...] = ()  # (fee asset, bound) from a max_fee table
+    # The policy's own ``sighash``: what a rule without its own allows. ``sighash_types`` is
+    # what may be decoded at all (this and every rule's).
+    default_sighash: frozenset[int] = frozenset({0x01})
 
     def fee_bound(self, fee_asset: str) -> int:
         """The fee bound for ``fee_asset`` in its base units (sat, wei); 0 = none."""
@@ -336,11 +344,24 @@ class Policy:
         if (calls or creates) and not any(r.contract_call for r in rules):
             raise PolicyDenied("a contract call or creation needs a matching rule with "
                                "contract_call = true; matched: " + ", ".join(sorted(matched)))
+        self._check_rule_sighash(movement, rules)
         req = reduce(merge, (r.requirement for r in rules))
         if req.group is not None and len(req.group) < req.approvers:
             raise PolicyDenied(f"matching rules {', '.join(req.rules)} leave a group of "
                                f"{len(req.group)} operators for {req.approvers} approvers")
         return req
+
+    def _check_rule_sighash(self, movement: Movement, rules: list[Rule]) -> None:
+        """Any sighash type but ALL must be allowed by every rule the transfer matches (a
+        rule's own ``sighash``, else the policy's)."""
+        odd = sorted({s for s in movement.sighash if s != "ALL"})
+        for r in rules:
+            allowed = r.sighash if r.sighash is not None else self.default_sighash
+            bad = [s for s in odd if SIGHASH_TYPES.get(s) not in allowed]
+            if bad:
+                names = ", ".join(n for n, v in SIGHASH_TYPES.items() if v in allowed)
+                raise PolicyDenied(f"sighash {', '.join(bad)} is not allowed by matching rule "
+                                   f"{r.name} (sighash = [{names}])")
 
     def _check_fee(self, movement: Movement) -> None:
         bound = self.fee_bound(movement.fee_asset)
@@ -413,7 +434,9 @@ def _parse_policy_cached(text: str) -> Policy:
             doc.get("max_fee", 0), "policy key 'max_fee'"),
         max_fees=_fee_table(doc.get("max_fee")),
         max_fee_rate=_rate(doc.get("max_fee_rate", 0), "policy key 'max_fee_rate'"),
-        sighash_types=frozenset(SIGHASH_TYPES[s] for s in sighash),
+        sighash_types=frozenset(SIGHASH_TYPES[s] for s in sighash).union(
+            *(r.sighash for r in rules if r.sighash is not None)),
+        default_sighash=frozenset(SIGHASH_TYPES[s] for s in sighash),
         allow_contract_creation=_flag(doc.get("allow_contract_creation", False),
                                       "policy key 'allow_contract_creation'"),
         allow_contract_calls=_flag(doc.get("allow_contract_calls", False),
@@ -455,6 +478,9 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
         category_changes=frozenset(categories),
         contract_call=_flag(raw.get("contract_call", False), f"{where} key 'contract_call'"),
         requirement=requirement_from_table(raw, name, default_expiry),
+        sighash=(frozenset(SIGHASH_TYPES[t] for t in _choices(
+            raw["sighash"], f"{where} key 'sighash'", SIGHASH_TYPES,
+            fold=lambda t: t.upper().replace(" ", ""))) if "sighash" in raw else None),
     )
 
 

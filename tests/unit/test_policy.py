@@ -453,3 +453,38 @@ def test_merge_adds_up_to_strictest_of_each():
     assert m.group == {"y", "z"} and m.veto == {"judge", "auditor"} and m.expiry == 50
     assert m.rules == ("a", "b") and m.require_legal_basis
     assert merge(a, replace(b, group=None)).group == a.group
+
+
+RULE_SIGHASH = """
+name = "rule-sighash"
+[[rule]]
+name = "small"
+asset = "BTC"
+max_amount = 100000
+approvers = 2
+roles = { investigator = 1, custody_officer = 1 }
+sighash = ["ALL", "SINGLE|ANYONECANPAY"]
+
+[[rule]]
+name = "large"
+asset = "BTC"
+min_amount = 50000
+approvers = 3
+roles = { investigator = 1, custody_officer = 1, prosecutor = 1 }
+"""
+
+
+def test_a_sighash_other_than_all_needs_every_matching_rule_to_allow_it():
+    p = parse_policy(RULE_SIGHASH)
+    # Decodable at all: the policy's default (ALL) and what any rule names.
+    assert p.sighash_types == {0x01, 0x83}
+    small = replace(btc(out(10_000)), sighash=("ALL", "SINGLE|ANYONECANPAY"))
+    assert p.requirement_for(small).rules == ("small",)
+    # Matched by "large" too, which allows only the policy's default: refused, naming it.
+    both = replace(btc(out(60_000)), sighash=("SINGLE|ANYONECANPAY",))
+    with pytest.raises(PolicyDenied, match=r"sighash SINGLE\|ANYONECANPAY is not allowed by "
+                                           r"matching rule large \(sighash = \[ALL\]\)"):
+        p.requirement_for(both)
+    assert p.requirement_for(replace(both, sighash=("ALL",))).rules == ("small", "large")
+    with pytest.raises(InvalidPolicy, match="'sighash'"):
+        parse_policy(RULE_SIGHASH.replace('"SINGLE|ANYONECANPAY"]', '"BOGUS"]'))
