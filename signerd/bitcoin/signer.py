@@ -329,7 +329,9 @@ def _input_context(psbt: Psbt, i: int, spec: WalletSpec, cache: SegwitV0Cache,
         spent = _spent_output(psbt, i)
         _check_scripts_consistent(i, inp, spent.script_pubkey)
     if spent.script_pubkey != spec.script_pubkey:
-        raise PolicyDenied(f"input {i} does not belong to wallet")
+        raise PolicyDenied(f"input {i} does not belong to wallet: it spends script "
+                           f"{spent.script_pubkey.hex()}, the wallet's is "
+                           f"{spec.script_pubkey.hex()}")
     if inp.redeem_script is not None and inp.redeem_script != spec.redeem_script:
         raise InvalidPsbt(f"input {i}: redeem script is not the wallet's")
     if inp.witness_script is not None and inp.witness_script != spec.witness_script:
@@ -554,7 +556,9 @@ def finalize(psbt: Psbt, spec: WalletSpec) -> tuple[Psbt, bytes | None]:
         if inp.is_finalized:
             spent = _spent_output(psbt, i)
             if spent.script_pubkey != spec.script_pubkey:
-                raise PolicyDenied(f"input {i} does not belong to wallet")
+                raise PolicyDenied(f"input {i} does not belong to wallet: it spends script "
+                                   f"{spent.script_pubkey.hex()}, the wallet's is "
+                                   f"{spec.script_pubkey.hex()}")
             finalized.append(inp)
             continue
         ctx = _input_context(psbt, i, spec, cache)
