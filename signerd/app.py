@@ -339,15 +339,16 @@ class App:
 
     # ------------------------------------------------------------------ HSM with metrics
     def hsm_sign(self, key_id: str, digest: bytes) -> tuple[int, int]:
-        self._require_anchor()
-        t0 = time.perf_counter()
-        try:
-            rs = self.keystore.sign_digest(key_id, digest)
-        except HsmUnavailable:
-            self.metrics.hsm_errors.labels("sign").inc()
-            raise
-        self.metrics.hsm_sign_seconds.observe(time.perf_counter() - t0)
-        return rs
+        with self.metrics.hsm_signing.track_inprogress():
+            self._require_anchor()
+            t0 = time.perf_counter()
+            try:
+                rs = self.keystore.sign_digest(key_id, digest)
+            except HsmUnavailable:
+                self.metrics.hsm_errors.labels("sign").inc()
+                raise
+            self.metrics.hsm_sign_seconds.observe(time.perf_counter() - t0)
+            return rs
 
     def hsm_sign_many(self, jobs: list[tuple[str, bytes]]) -> list[tuple[int, int]]:
         """Sign ``(key_id, digest)`` jobs; the signatures in the same order (see

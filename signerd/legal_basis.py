@@ -1,5 +1,7 @@
-"""The legal basis of a transfer: a structured reference to a court decision, not free text
-(pure: no I/O; the caller passes today's date).
+"""The legal basis of an act: a structured reference to a court decision, not free text. A
+transfer's, a created wallet's and an imported seized key's are all given in this form (or not
+at all, where none is required) and stored in its canonical form. Pure: no I/O; the caller
+passes today's date, or :func:`given` reads the clock.
 
 Its one written form, which the approval statement binds and every tool parses the same way, is
 three parts separated by semicolons::
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 from .errors import InvalidArgument
 
@@ -85,3 +87,19 @@ def parts(text: str) -> LegalBasis | None:
         return parse(text)
     except InvalidArgument:
         return None
+
+
+def latest_date(now: datetime) -> date:
+    """The latest date a decision may bear at ``now``: it may be dated today anywhere on earth,
+    so up to one day after today in UTC."""
+    return (now.astimezone(timezone.utc) + timedelta(days=1)).date()
+
+
+def given(text: str, *, field: str = "legal_basis", now: datetime | None = None) -> str:
+    """A legal basis given with a request, in its canonical form; "" when none is given (empty
+    or blank). Otherwise InvalidArgument naming ``field``, what is wrong and the expected form,
+    also for a decision dated after :func:`latest_date` (of ``now``, by default the clock's)."""
+    if isinstance(text, str) and not text.strip():
+        return ""
+    when = now if now is not None else datetime.now(timezone.utc)
+    return parse(text, today=latest_date(when), field=field).text

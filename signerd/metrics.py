@@ -43,6 +43,10 @@ class Metrics:
             "signerd_hsm_sign_seconds",
             "Seconds one HSM ECDSA signature took (successful signatures only).",
             buckets=LATENCY_BUCKETS, registry=r)
+        self.hsm_signing = Gauge(
+            "signerd_hsm_signatures_in_flight",
+            "HSM ECDSA signatures asked for and not answered yet (the sign step's and signerd's "
+            "seals); one that stays up means an HSM that hangs.", registry=r)
         self.hsm_errors = Counter(
             "signerd_hsm_errors_total",
             "HSM operations that failed because the HSM was unavailable, by operation "

@@ -26,7 +26,6 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from . import approval as A
@@ -77,16 +76,6 @@ def requirement_from_json(text: str) -> P.Requirement:
                          rules=tuple(d["rules"]),
                          require_legal_basis=bool(d["require_legal_basis"]),
                          distinct_roles=int(d.get("distinct_roles", 0)))
-
-
-def structured_legal_basis(text: str) -> str:
-    """A submitted legal basis in its canonical form ('COURT; CASE NUMBER; YYYY-MM-DD', see
-    ``legal_basis``), "" for none; InvalidArgument names the field and the expected form. A
-    decision may be dated today anywhere on earth, so up to one day after today in UTC."""
-    if not text.strip():
-        return ""
-    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).date()
-    return LB.parse(text, today=tomorrow).text
 
 
 def live_transfers(tx: Tx, wallet_id: str, *, lock: bool = False
@@ -340,7 +329,7 @@ class TransferService:
             raise InvalidArgument(f"category_change: unknown movement {echo(category_change)}")
         if len(legal_basis) > MAX_REASON:
             raise InvalidArgument(f"legal_basis: at most {MAX_REASON} characters")
-        legal_basis = structured_legal_basis(legal_basis)
+        legal_basis = LB.given(legal_basis)
         with self.store.read() as tx:
             state = self.ledger.state(tx)
             if idempotency_key:

@@ -18,6 +18,7 @@ from typing import Any
 
 from . import authority as AU
 from . import ledger as L
+from . import legal_basis as LB
 from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, InvalidArgument,
                      NotFound, echo)
 from .hsm import KeyInfo
@@ -92,6 +93,7 @@ def check_request(req: WalletRequest) -> CheckedWallet:
         raise InvalidArgument(f"case_ref: at most {MAX_CASE_REF} printable characters")
     if len(req.legal_basis) > 1000:
         raise InvalidArgument("legal_basis: at most 1000 characters")
+    legal_basis = LB.given(req.legal_basis)  # the court decision, structured, or none
     cosigners: tuple[bytes, ...] = ()
     if chain is Chain.ETHEREUM:
         if req.network not in ("", "ethereum", "mainnet"):
@@ -107,7 +109,7 @@ def check_request(req: WalletRequest) -> CheckedWallet:
             raise InvalidArgument("script_type: Ethereum wallets are externally owned accounts (eoa)")
         if req.cosigners or req.threshold > 1 or req.hsm_keys > 1:
             raise InvalidArgument("multisig: Ethereum wallets are single-key accounts")
-        return CheckedWallet(chain, "ethereum", category, case_ref, req.legal_basis,
+        return CheckedWallet(chain, "ethereum", category, case_ref, legal_basis,
                              tuple(sorted(set(int(c) for c in req.chain_ids))), st, 1, 1, (), ())
     try:
         network = BitcoinNetwork(req.network.lower()).value
@@ -142,7 +144,7 @@ def check_request(req: WalletRequest) -> CheckedWallet:
             raise InvalidArgument("hsm_keys: a multisig wallet needs at least one HSM key share")
     elif req.cosigners or req.threshold > 1 or req.hsm_keys > 1 or req.hsm_key_ids:
         raise InvalidArgument(f"multisig: {st.value} wallets are single-key")
-    return CheckedWallet(chain, network, category, case_ref, req.legal_basis, (), st, threshold,
+    return CheckedWallet(chain, network, category, case_ref, legal_basis, (), st, threshold,
                          hsm_keys, cosigners, cos_text)
 
 

@@ -86,6 +86,34 @@ def test_audit_export_and_offline_verify(env: Daemon, tmp_path: Path) -> None:
     assert r.returncode != 0 and "3" in (r.stdout + r.stderr)
 
 
+def test_walkthrough_seized_key_import_names_its_legal_basis(env: Daemon, tmp_path: Path
+                                                              ) -> None:
+    """The README's seized-key import: the key from a file, the legal basis as the court
+    decision; free text there is refused in one line naming the field and the form."""
+    keys = env.state / "operators"
+    words = tmp_path / "seized-words.txt"
+    words.write_text("abandon abandon abandon abandon abandon abandon abandon abandon abandon "
+                     "abandon abandon about\n")
+    r = ctl(env, "key", "import", "CASE-2026-003", "--chain", "bitcoin", "--network", "mainnet",
+            "--seizure-record", "SR-0042", "--legal-basis", "seizure order of 2 March",
+            "--mnemonic", str(words), "--path", "m/84'/0'/0'/0/0", ok=False)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1, r.stderr
+    assert "legal_basis: " in lines[0] and "COURT; CASE NUMBER; YYYY-MM-DD" in lines[0]
+    p = json.loads(ctl(env, "--json", "key", "import", "CASE-2026-003", "--chain", "bitcoin",
+                       "--network", "mainnet", "--seizure-record", "SR-0042",
+                       "--legal-basis", "Local Court Munich; ER VI Gs 311/26; 2026-03-02",
+                       "--mnemonic", str(words), "--path", "m/84'/0'/0'/0/0").stdout)
+    assert p["kind"] == "wallet.import" and p["state"] == "PENDING_APPROVAL"
+    for admin in ("admin1", "admin2"):
+        ctl(env, "--as", admin, "proposal", "approve", p["id"], "--key",
+            str(keys / f"{admin}.key"), "--yes")
+    w = json.loads(ctl(env, "--json", "wallet", "show", p["change"]["wallet"]["id"]).stdout)
+    assert w["status"] == "ACTIVE" and w["category"] == "seized"
+    assert w["address"] == "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"  # BIP-84's vector
+    assert w["legal_basis"] == "Local Court Munich; ER VI Gs 311/26; 2026-03-02"
+
+
 def test_walkthrough_governance(env: Daemon, tmp_path: Path) -> None:
     """The README's governance steps: an admin proposes, two admins approve with their own
     keys, and only then does the change take effect."""

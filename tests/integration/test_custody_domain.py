@@ -3,6 +3,7 @@ and the holdings report. Signed output is checked by python-bitcointx and eth-ac
 from __future__ import annotations
 
 import json
+import secrets
 
 import grpc
 import pytest
@@ -214,6 +215,62 @@ def test_a_legal_basis_is_a_court_reference(daemon: Daemon, basis: str, why: str
     assert e.details().startswith("legal_basis: ") and why in e.details()
     if "after today" not in why:
         assert "'COURT; CASE NUMBER; YYYY-MM-DD'" in e.details()
+
+
+WALLET_BASES = [
+    ("seizure order 7 of the prosecutor", "1 part separated by ';', not 3"),
+    ("Local Court Munich; ; 2026-03-02", "the case number is empty"),
+    ("Local Court Munich; ER VI Gs 311/26; 02.03.2026", "the date of the decision"),
+    ("Local Court Munich; ER VI Gs 311/26; 2999-01-01", "after today"),
+]
+
+
+def seized_hex_import(basis: str, case: str) -> pb.ImportKeyRequest:
+    return pb.ImportKeyRequest(hex=secrets.token_bytes(32).hex(), chain=pb.BITCOIN,
+                               network="regtest", case_ref=case, seizure_record="SR-BASIS",
+                               legal_basis=basis)
+
+
+@pytest.mark.parametrize(("basis", "why"), WALLET_BASES)
+def test_a_wallets_legal_basis_is_a_court_reference(daemon: Daemon, basis: str, why: str
+                                                    ) -> None:
+    """A created wallet's and an imported seized key's legal basis, when given, is the court
+    decision in the same form as a transfer's: anything else is refused before a key is made
+    or imported, naming the field and the form."""
+    before = key_count(daemon)
+    e = rpc_error(daemon.custody().CreateWallet, pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=[1], category=pb.SEIZED, case_ref="CASE-WBASIS",
+        legal_basis=basis))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
+    assert e.details().startswith("legal_basis: ") and why in e.details(), e.details()
+    e = rpc_error(daemon.admin().ImportKey, seized_hex_import(basis, "CASE-WBASIS"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
+    assert e.details().startswith("legal_basis: ") and why in e.details(), e.details()
+    if "after today" not in why:
+        assert "'COURT; CASE NUMBER; YYYY-MM-DD'" in e.details()
+    assert key_count(daemon) == before  # nothing generated, imported or stored
+
+
+def test_a_wallets_legal_basis_is_stored_in_canonical_form(daemon: Daemon) -> None:
+    canonical = "Local Court Munich; ER VI Gs 311/26; 2026-03-02"
+    spaced = " Local Court Munich ;ER VI Gs 311/26;  2026-03-02 "
+    w = daemon.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=[1], category=pb.SEIZED, case_ref="CASE-WBASIS",
+        legal_basis=spaced))
+    assert w.legal_basis == canonical
+    assert daemon.custody().GetWallet(pb.GetWalletRequest(wallet_id=w.id)).legal_basis == \
+        canonical
+    p = daemon.admin().ImportKey(seized_hex_import(spaced, "CASE-WBASIS"))
+    record = json.loads(p.body_json)["change"]["wallet"]
+    assert record["legal_basis"] == canonical  # what the governance quorum approves
+    assert govern(daemon, p).state == "APPROVED"
+    assert daemon.custody().GetWallet(pb.GetWalletRequest(
+        wallet_id=record["id"])).legal_basis == canonical
+    # None given stays allowed: no legal basis, stored as none.
+    plain = daemon.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=[1], category=pb.SEIZED, case_ref="CASE-WBASIS",
+        legal_basis="  "))
+    assert plain.legal_basis == ""
 
 
 def test_default_template_leaves_category_movements_to_the_judiciary(daemon: Daemon) -> None:

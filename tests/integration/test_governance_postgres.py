@@ -9,8 +9,22 @@ The attacks are those of test_governance_attacks.py, run here against PostgreSQL
 1b. two ``operators`` rows with every role and the writer's own keys, approvals correctly
     signed by those keys over the real statement, the transfer set to APPROVED: FAILED ("not
     an operator in the chain of authority"), no signature;
+1c. a wallet's ``policies`` row rewritten to a one-approver policy: signerd reads the policy
+    from the authority ledger, two approvers are still needed;
 1d. a wallet frozen by FreezeWallet, then ``UPDATE wallets SET status = 'ACTIVE'``: approving
     signs nothing until a governed unfreeze;
+1e. a wallet row without a seal at a transfer's destination: still ``external``, the
+    requirement unchanged, not shown to the approvers as an own address;
+1f. a forged ``authority_log`` entry registering the writer with every role (fake admin
+    approvals, hash-chained, the head row moved to it): the quorum-making approval is refused,
+    nothing signed, and the restarted daemon refuses the store in one line naming the entry;
+1g. the genesis row replaced by one the writer signed with keys of their own: refused at once
+    ("rewound or rewritten"), and at start as differing from the pinned genesis;
+1h. a judge's veto erased (the REJECT row deleted, the state set back): the next approval is
+    refused as ended, FAILED; with the rejection's audit events deleted too, every decision is
+    refused until the chain is restored; across a restart, the ended transfers are known again
+    from the checkpointed chain, and an ending event altered to hide one no longer matches the
+    checkpoint; the same for a rejected governance proposal set back to pending;
 and those of test_transfer_seal.py (a rewritten destination class, an inserted transfer row:
 no statement shown, FAILED, no signature), and those of test_governance_seals.py:
 
@@ -24,7 +38,9 @@ A policy change applied while another transaction holds a live transfer of the w
 wait for it (no deadlock with the sign step, which takes transfers before the ledger head):
 that transfer is judged by its next decision.
 
-Each legitimate counterpart is signed and checked with eth-account.
+Each legitimate counterpart is signed and checked with eth-account. The attacks that stop and
+restart the daemon (1f, 1g, 1h across a restart) each get a daemon and a database of their own;
+the others share the module's.
 """
 from __future__ import annotations
 
@@ -36,14 +52,17 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.helpers import Daemon, edit_config, init_state, pb
-from tests.integration.test_governance_attacks import (PROBE, StoreWriter,
-                                                       attack_forged_operators,
-                                                       attack_thawed_frozen_wallet,
-                                                       attack_zero_signature_approvals)
+from tests.integration.test_governance_attacks import (
+    PROBE, StoreWriter, attack_erased_proposal_rejection, attack_erased_veto,
+    attack_erased_veto_across_a_restart, attack_erased_veto_and_its_audit_events,
+    attack_fake_wallet_at_the_destination, attack_forged_authority_ledger_entry,
+    attack_forged_operators, attack_one_approver_policy_row, attack_replaced_genesis,
+    attack_thawed_frozen_wallet, attack_zero_signature_approvals)
 from tests.integration.test_transfer_seal import (attack_inserted_transfer_row,
                                                   attack_reclassified_destination)
 from tests.integration.test_governance_seals import (attack_failed_proposal_appended,
                                                      attack_forged_proposal_row)
+from tests.pg import PgCluster
 
 pytestmark = [pytest.mark.postgres]
 
@@ -80,6 +99,23 @@ def db(pg_url: str) -> PgWriter:
     return PgWriter(pg_url)
 
 
+@pytest.fixture
+def own(pg_cluster: PgCluster, tmp_path: Path, request: pytest.FixtureRequest
+        ) -> Iterator[tuple[Daemon, PgWriter]]:
+    """A daemon and a database of their own, for an attack that stops and restarts it."""
+    url = pg_cluster.create_database(request.node.name.removeprefix("test_pg_store_writer_"))
+    try:
+        cfg = init_state(tmp_path / "state", "--store-url", url)
+        edit_config(cfg, "hsm", probe_seconds=PROBE)
+        d = Daemon(cfg).start()
+        try:
+            yield d, PgWriter(url)
+        finally:
+            d.stop()
+    finally:
+        pg_cluster.drop_database(url)
+
+
 def test_pg_store_writer_zero_signature_approvals(daemon: Daemon, db: PgWriter) -> None:
     attack_zero_signature_approvals(daemon, db)
 
@@ -89,8 +125,42 @@ def test_pg_store_writer_forged_operators_with_every_role(daemon: Daemon, db: Pg
     attack_forged_operators(daemon, db)
 
 
+def test_pg_store_writer_one_approver_policy_row(daemon: Daemon, db: PgWriter) -> None:
+    attack_one_approver_policy_row(daemon, db)
+
+
 def test_pg_store_writer_unfreezes_by_sql(daemon: Daemon, db: PgWriter) -> None:
     attack_thawed_frozen_wallet(daemon, db)
+
+
+def test_pg_store_writer_fake_wallet_at_the_destination(daemon: Daemon, db: PgWriter) -> None:
+    attack_fake_wallet_at_the_destination(daemon, db)
+
+
+def test_pg_store_writer_forged_authority_ledger_entry(own: tuple[Daemon, PgWriter]) -> None:
+    attack_forged_authority_ledger_entry(*own)
+
+
+def test_pg_store_writer_replaced_genesis(own: tuple[Daemon, PgWriter]) -> None:
+    attack_replaced_genesis(*own)
+
+
+def test_pg_store_writer_erases_a_veto(daemon: Daemon, db: PgWriter) -> None:
+    attack_erased_veto(daemon, db)
+
+
+def test_pg_store_writer_erases_a_veto_from_the_audit_chain_too(daemon: Daemon, db: PgWriter
+                                                              ) -> None:
+    attack_erased_veto_and_its_audit_events(daemon, db)
+
+
+def test_pg_store_writer_erases_a_veto_then_the_daemon_restarts(own: tuple[Daemon, PgWriter]
+                                                              ) -> None:
+    attack_erased_veto_across_a_restart(*own)
+
+
+def test_pg_store_writer_erases_a_proposal_rejection(daemon: Daemon, db: PgWriter) -> None:
+    attack_erased_proposal_rejection(daemon, db)
 
 
 def test_pg_store_writer_reclassifies_a_destination(daemon: Daemon, db: PgWriter) -> None:
@@ -119,6 +189,8 @@ def test_pg_policy_change_passes_a_transfer_another_transaction_holds(daemon: Da
     got = decide(daemon, t.id, "cust1")
     assert got.state == pb.CANCELLED and "no longer allows this transfer" in got.failure, got
     assert not got.raw_tx
+
+
 def test_pg_store_writer_appends_a_failed_proposal_to_the_ledger(daemon: Daemon,
                                                                  db: PgWriter) -> None:
     attack_failed_proposal_appended(daemon, db)

@@ -124,7 +124,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "mnemonic": [MNEMONIC], "derivation_path": ["m/84'/0'/0'/0/0", "m/44h/60h/0h/0/0"],
         "hex": ["11" * 32], "wif": ["cVt4o7BGAig1UXywgGSmARhxMdzP5qvQsxKkSsc1XEkw3tDTQFpy"],
         "passphrase": ["", "TREZOR"], "order_ref": ["ORDER-1"], "seizure_record": ["SEIZ-1"],
-        "legal_basis": ["court order 1"], "reason": ["fuzz"], "label": ["fuzz"],
+        "legal_basis": ["court order 1", "Regional Court Berlin; 4 K 12/26; 2026-11-20"],
+        "reason": ["fuzz"], "label": ["fuzz"],
     }
     found = tmp_path_factory.mktemp("rpcfuzz-found")
     yield World(d, seeds, [eth.id, btc.id], found)

@@ -99,7 +99,7 @@ def command_lines(f: dict[str, str]) -> list[list[str]]:
          "--category", "seized", "--case", "C-1", "--policy", f["policy"]],
         ["wallet", "create", "--chain", "bitcoin", "--network", "regtest", "--category",
          "confiscated", "--case", "C-1", "--multisig", "2", "--hsm-keys", "1", "--cosigner",
-         "02" + "11" * 32, "--legal-basis", "order 7"],
+         "02" + "11" * 32, "--legal-basis", LEGAL_BASIS],
         ["wallet", "list", "--category", "strategic", "--case", "C-1"],
         ["wallet", "show", "w_1"],
         ["wallet", "freeze", "w_1", "--order", "ORD-1"],

@@ -1,12 +1,13 @@
-"""The legal basis of a transfer is a structured court reference: court; case number; date."""
+"""The legal basis of a transfer, of a created wallet and of an imported seized key is a structured
+court reference: court; case number; date."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
 from signerd.errors import InvalidArgument
-from signerd.legal_basis import FORM, LegalBasis, parse, parts
+from signerd.legal_basis import FORM, LegalBasis, given, latest_date, parse, parts
 
 TODAY = date(2026, 11, 30)
 
@@ -62,3 +63,33 @@ def test_a_decision_dated_after_today_is_refused():
 def test_the_field_name_is_the_callers():
     with pytest.raises(InvalidArgument, match="^order: "):
         parse("x", field="order")
+
+
+NOON = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("text", ["", " ", "\t\n"])
+def test_none_given_is_none(text):
+    assert given(text, now=NOON) == ""
+
+
+def test_given_is_stored_in_canonical_form():
+    assert given("  BGH ;StR 1/99;1999-02-28 ", now=NOON) == "BGH; StR 1/99; 1999-02-28"
+    assert given("BGH; StR 1/99; 1999-02-28") == "BGH; StR 1/99; 1999-02-28"  # the clock's now
+
+
+@pytest.mark.parametrize("text", ["order 7", "Regional Court Berlin, 4 K 12/26",
+                                  "Regional Court Berlin; 4 K 12/26; 30.11.2026"])
+def test_free_text_given_is_refused_naming_the_field_and_the_form(text):
+    with pytest.raises(InvalidArgument) as err:
+        given(text, field="legal_basis", now=NOON)
+    assert err.value.message.startswith("legal_basis: ") and FORM in err.value.message
+
+
+def test_a_decision_may_be_dated_today_anywhere_on_earth():
+    # At noon UTC it is already the next day east of UTC+12: that date passes, no later one.
+    assert latest_date(NOON) == date(2026, 12, 1)
+    assert latest_date(NOON.astimezone(timezone(timedelta(hours=-10)))) == date(2026, 12, 1)
+    assert given("Court; 1 A 1/26; 2026-12-01", now=NOON) == "Court; 1 A 1/26; 2026-12-01"
+    with pytest.raises(InvalidArgument, match="dated 2026-12-02, after today"):
+        given("Court; 1 A 1/26; 2026-12-02", now=NOON)
