@@ -1604,7 +1604,8 @@ def build_parser() -> Parser:
     sp.add_argument("--chain-id", type=_uint, action="append", metavar="N")
     sp.add_argument("--category", required=True, choices=list(CATEGORIES))
     sp.add_argument("--case", required=True, metavar="REF")
-    sp.add_argument("--legal-basis", metavar="TEXT")
+    sp.add_argument("--legal-basis", metavar="REF",
+                    help="the court decision: 'COURT; CASE NUMBER; YYYY-MM-DD' (optional)")
     sp.add_argument("--template", metavar="NAME",
                     help="a governance-approved policy template (see: signerctl template list)")
     sp.add_argument("--policy", metavar="FILE_OR_NAME",
@@ -1741,7 +1742,8 @@ def build_parser() -> Parser:
     sp.add_argument("--chain-id", type=_uint, action="append", metavar="N")
     sp.add_argument("--case", metavar="REF")
     sp.add_argument("--seizure-record", required=True, metavar="REF")
-    sp.add_argument("--legal-basis", metavar="TEXT")
+    sp.add_argument("--legal-basis", metavar="REF",
+                    help="the court decision: 'COURT; CASE NUMBER; YYYY-MM-DD' (optional)")
     sp.add_argument("--script-type", choices=list(SCRIPT_TYPES))
     sp.add_argument("--template", metavar="NAME", help="policy template (default: seized-sweep)")
     secret = sp.add_mutually_exclusive_group(required=True)
