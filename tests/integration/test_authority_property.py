@@ -22,8 +22,9 @@ submitter approve every proposal; wallets start with the two-key template):
 The oracle (``Model``) replays the same history on its own, without signerd's policy,
 authority or engine code: which calls the services must refuse and how (an operator whose
 registration did not pass, or who is revoked or suspended, is refused with PermissionDenied and
-is never recorded), which proposals pass (two distinct active admins other than the submitter
-approved, and the change still applies), which operators hold which roles with which status,
+is never recorded; a proposal that two active admins other than its submitter could never
+approve is refused with FailedPrecondition), which proposals pass (two distinct active admins
+other than the submitter approved, and the change still applies), which operators hold which roles with which status,
 and which policy binds the transfer (the template unless a policy passed before submission;
 one passing after submission adds its demands, and must not loosen the pending transfer).
 After each recorded decision it judges the transfer by brute force over role slots: a veto
@@ -312,6 +313,15 @@ class Model:
 
     # ---- governance
     def propose(self, step: Any, op_id: str, roles: frozenset[str]) -> tuple[str, Any]:
+        got, proposal = self._propose(step, op_id, roles)
+        if got != "ok":
+            return got, proposal
+        admins = {o for o, r in self.active().items() if "admin" in r and o != step.submitter}
+        if len(admins) < 2:  # could never pass: refused at once, never recorded
+            return "FailedPrecondition", None
+        return got, proposal
+
+    def _propose(self, step: Any, op_id: str, roles: frozenset[str]) -> tuple[str, Any]:
         if isinstance(step, Register):
             def register() -> bool:
                 if op_id in self.ops:

@@ -40,7 +40,7 @@ from signerd import authority as AU
 from signerd.approval import SignedDecision, proposal_statement, sign_statement
 from signerd.errors import AuthorityViolation, FailedPrecondition, PermissionDenied
 from signerd.model import Decision
-from signerd.operator_keys import generate, load_private, public_pem
+from signerd.operator_keys import generate, load_private, public_pem, write_keypair
 from tests.helpers import (Daemon, decide, decide_proposal, govern, pb, register_operator,
                            rpc_error)
 from tests.integration.test_bitcoin_e2e import verify_with_bitcointx
@@ -48,6 +48,7 @@ from tests.integration.test_governance_attacks import (ALL_ROLES, SqliteWriter, 
                                                        assert_eth_signed, assert_no_signature,
                                                        audit_events, canon, eth_transfer,
                                                        eth_wallet, fresh_daemon, monitor_ticks,
+                                                       operator_cert,
                                                        refused_start, sqlite_writer, sweep,
                                                        violation_metric, wait_for)
 
@@ -251,6 +252,25 @@ def app_key(app: Any, op_id: str) -> Any:
     return load_private(Path(app.config.path).parent / "operators" / f"{op_id}.key")
 
 
+def third_admin(app: Any) -> None:
+    """Register admin3 (proposed by the admin principal, approved by admin1 and admin2), so
+    that admin1 may propose: a proposal its submitter alone could pass is refused at once."""
+    from signerd.admin import AdminService
+
+    with app.store.read() as tx:
+        if "admin3" in app.ledger.state(tx).operators:
+            return
+    key = generate()
+    folder = Path(app.config.path).parent / "operators"
+    write_keypair(key, folder / "admin3.key", folder / "admin3.pub")
+    view = AdminService(app).register_operator("admin", "admin3", ["admin"], public_pem(key))
+    for op in ("admin1", "admin2"):
+        statement, _, _ = app.proposals.statement(view.id, Decision.APPROVE)
+        view = app.proposals.decide(op, view.id, op, Decision.APPROVE,
+                                    sign_statement(app_key(app, op), statement))
+    assert view.state == "APPROVED", (view.state, view.row.get("failure"))
+
+
 def violations(app: Any, kind: str) -> float:
     return float(app.metrics.authority_violations.labels(kind)._value.get())
 
@@ -280,6 +300,7 @@ def test_store_writer_changes_a_pending_proposals_submitter(app: Any) -> None:
     row's document and column, so that admin1's approval would count with admin2's."""
     from signerd.admin import AdminService
 
+    third_admin(app)  # so that a proposal by admin1 could pass (admin2 and admin3)
     name = f"friend{secrets.token_hex(3)}"
     view = AdminService(app).register_operator("admin1", name, ALL_ROLES,
                                                public_pem(generate()))
@@ -381,7 +402,12 @@ def test_only_the_submitter_cancels_a_proposal(daemon: Daemon) -> None:
     assert govern(daemon, p).state == "APPROVED"
     assert {o.id: o.status for o in daemon.admin().ListOperators(
         pb.ListOperatorsRequest()).operators}[name] == "revoked"
-    # The submitter may withdraw their own.
+    # The submitter may withdraw their own (with a third admin, so that admin1 may propose).
+    key = generate()
+    write_keypair(key, daemon.state / "operators" / "admin3.key",
+                  daemon.state / "operators" / "admin3.pub")
+    operator_cert(daemon, "admin3")
+    register_operator(daemon, "admin3", ["admin"], public_pem(key))
     own = daemon.admin("admin1").RevokeOperator(pb.RevokeOperatorRequest(id="inv2", reason="x"))
     e = rpc_error(daemon.governance().CancelProposal, pb.CancelProposalRequest(
         proposal_id=own.id))
@@ -389,6 +415,9 @@ def test_only_the_submitter_cancels_a_proposal(daemon: Daemon) -> None:
     done = daemon.governance("admin1").CancelProposal(pb.CancelProposalRequest(
         proposal_id=own.id, reason="typo"))
     assert done.state == "CANCELLED" and done.failure == "typo"
+    # The module's daemon goes back to two admins (one rejection ends a proposal again).
+    assert govern(daemon, daemon.admin().RevokeOperator(pb.RevokeOperatorRequest(
+        id="admin3", reason="test over"))).state == "APPROVED"
 
 
 def test_a_seized_key_whose_import_was_rejected_can_be_imported_again(daemon: Daemon,
