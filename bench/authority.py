@@ -11,11 +11,11 @@ its tree is extracted with ``git archive`` into a temporary folder, or given wit
 --before-tree); "after" is this checkout's tree (the files as they are; --after-tree another).
 Runs alternate before, after, before, after, ... (--rounds pairs); each is a fresh process
 importing signerd from its tree only (the harness, this file and common.py, is the same for
-both) with its own ``signerd init`` state folder. Before each run the 1-minute load average is
-checked and the run waits (60 s at a time, up to --max-waits times) while it is above
---max-load; the load at start and end and the CPU other processes used during the run are
-recorded with it, and a run during which other processes used more than --busy cores is
-measured again (at most --retries times; the discarded runs stay in the JSON).
+both) with its own ``signerd init`` state folder. Before each run it waits (at most
+--max-waits minutes) until the 1-minute load average is at most --max-load and the machine kept
+at most --busy cores busy over 10 s; the load at start and end and the CPU other processes used
+during the run are recorded with it, and a run during which other processes used more than
+--busy cores is measured again (at most --retries times; the discarded runs stay in the JSON).
 
 One run, at one checkout:
 
@@ -26,7 +26,9 @@ One run, at one checkout:
    response with the signed PSBT and raw transaction. The daemon's CPU inside that span (the sum
    over its threads of /proc/<pid>/task/*/schedstat, in ns) and over the whole flow, and the
    daemon's own ``signerd_quorum_to_signed_seconds`` mean. The same RPCs exist at both commits,
-   so the client code is identical.
+   so the client code is identical. Every RPC has a 30 s deadline: one that is not answered is
+   an incident (the daemon runs with faulthandler on SIGUSR1, so its thread stacks and log tail
+   are kept), the daemon is restarted on the same state folder and the measurement goes on.
 2. The sign step in process (signerd's App on the same state folder, daemon stopped), as
    bench/hsm_rate.py measures it: transfers submitted and approved by the quorum with the sign
    step deferred, then signed one at a time through ``TransferService.sign`` (what a
@@ -69,7 +71,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
-from common import (CpuMeter, Daemon, Operator, bench_limits, build_psbt,  # noqa: E402
+from common import (Daemon, bench_limits, build_psbt,  # noqa: E402
                     eth_payload, fmt, loadavg, log, machine, operator_keys, percentiles,
                     proc_cpu_seconds, profile_top, signerd_init, signing_deferred, write_json)
 
@@ -108,59 +110,158 @@ def proc_cpu_ns(pid: int) -> int:
 
 # ---------------------------------------------------------------- 1. through the daemon
 
-def daemon_latency(d: Daemon, keys: dict[str, Any], btc_wallet: Any, count: int,
+RPC_DEADLINE = 30.0  # seconds: an RPC not answered by then is a hang, recorded as an incident
+
+# ``signerd run`` with Python's faulthandler registered on SIGUSR1 (thread stacks to the daemon's
+# stderr, its log file), so that a hang can be shown; signerd's own code is unchanged.
+LAUNCH = ("import faulthandler, runpy, signal; "
+          "faulthandler.register(signal.SIGUSR1, all_threads=True); "
+          "runpy.run_module('signerd.daemon', run_name='__main__', alter_sys=True)")
+
+
+class BenchDaemon(Daemon):
+    """common.Daemon started through LAUNCH; remembers its log file."""
+
+    log_path: Path | None = None
+
+    def start(self, timeout: float = 60) -> "BenchDaemon":
+        self.log_path = self.state / f"daemon-{int(time.time() * 1000)}.log"
+        logf = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCH, "run", "--config", str(self.config)],
+            stdout=subprocess.PIPE, stderr=logf, text=True, cwd=str(common.ROOT),
+            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        deadline = time.time() + timeout
+        assert self.proc.stdout is not None
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"daemon exited {self.proc.returncode}")
+                continue
+            m = common.LISTEN_RE.search(line)
+            if m:
+                self.port, self.metrics_port = int(m.group(2)), int(m.group(4))
+                return self
+        raise RuntimeError("daemon did not start in time")
+
+    def stacks(self) -> list[str]:
+        """The daemon's thread stacks (faulthandler, SIGUSR1), paths shortened."""
+        import signal
+
+        assert self.proc is not None and self.log_path is not None
+        size = self.log_path.stat().st_size
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        time.sleep(1.0)
+        text = self.log_path.read_text(errors="replace")[size:]
+        return [common._short_paths(x) for x in text.splitlines() if x.strip()][:200]
+
+    def log_tail(self, n: int = 8) -> list[str]:
+        assert self.log_path is not None
+        return [x[:400] for x in self.log_path.read_text(errors="replace").splitlines()[-n:]]
+
+
+def daemon_latency(d: BenchDaemon, keys: dict[str, Any], btc_wallet: Any, count: int,
                    warmup: int) -> dict[str, Any]:
+    from signerd.approval import sign_statement, statement_digest
     from signerd.bitcoin.signer import WalletSpec
     from signerd.model import BitcoinNetwork, ScriptType
     from signerd.v1 import signerd_pb2 as pb
+    from signerd.v1 import signerd_pb2_grpc as rpc
 
     pub = btc_wallet.keys[0].public_key
     spec = WalletSpec(ScriptType.P2WPKH, BitcoinNetwork.REGTEST, 1, (pub,), (pub,))
     payloads = [base64.b64encode(build_psbt(spec, 1, salt=1000 + i).serialize())
                 for i in range(warmup + count)]
-    custody = d.custody()
-    inv = Operator(d, "inv1", keys["inv1"])
-    cust = Operator(d, "cust1", keys["cust1"])
+    T = RPC_DEADLINE
+
+    def decide(op: str, tid: str, statement: bytes) -> Any:
+        return rpc.ApprovalStub(d.channel(op)).SubmitApproval(pb.SubmitApprovalRequest(
+            transfer_id=tid, operator_id=op, decision=pb.APPROVE,
+            signature=sign_statement(keys[op], statement),
+            statement_sha256=statement_digest(statement)), timeout=T)
+
+    def statement(op: str, tid: str) -> bytes:
+        return bytes(rpc.ApprovalStub(d.channel(op)).GetStatement(pb.GetStatementRequest(
+            transfer_id=tid, decision=pb.APPROVE), timeout=T).statement)
 
     def one(p: bytes) -> tuple[float, int, bool]:
-        t = custody.SubmitTransfer(pb.SubmitTransferRequest(wallet_id=btc_wallet.id, psbt=p))
-        inv.approve(t.id)
-        st = cust.statement(t.id)
+        t = rpc.CustodyStub(d.channel("platform")).SubmitTransfer(pb.SubmitTransferRequest(
+            wallet_id=btc_wallet.id, psbt=p), timeout=T)
+        decide("inv1", t.id, statement("inv1", t.id))
+        st = statement("cust1", t.id)
         c0 = proc_cpu_ns(d.pid)
         t0 = time.perf_counter()
-        done = cust.submit(t.id, st)
+        done = decide("cust1", t.id, st)
         t1 = time.perf_counter()
         c1 = proc_cpu_ns(d.pid)
         return t1 - t0, c1 - c0, done.state == pb.SIGNED and bool(done.raw_tx and done.psbt)
 
-    for p in payloads[:warmup]:
-        one(p)
+    incidents: list[dict[str, Any]] = []
+
+    def guarded(i: int, p: bytes) -> tuple[float, int, bool] | None:
+        """One transfer; an RPC error or a hang is an incident: the daemon's stacks and log
+        tail are kept, the daemon is stopped (killed if it does not stop) and started again on
+        the same state folder, and the measurement goes on with the next transfer."""
+        try:
+            return one(p)
+        except Exception as e:  # grpc.RpcError mostly
+            code = getattr(e, "code", lambda: None)()
+            inc = {"transfer_index": i, "error": f"{code}: {getattr(e, 'details', lambda: e)()}"
+                   [:300], "loadavg": loadavg()}
+            log(f"incident at transfer {i}: {inc['error']}")
+            try:
+                inc["daemon_stacks"] = d.stacks()
+            except Exception as e2:  # the daemon may be gone
+                inc["daemon_stacks"] = [f"(not available: {e2!r})"]
+            inc["daemon_log_tail"] = d.log_tail()
+            t0 = time.perf_counter()
+            inc["daemon_exit"] = d.stop(timeout=10)
+            inc["stop_seconds"] = round(time.perf_counter() - t0, 1)
+            d.start()
+            incidents.append(inc)
+            return None
+
+    for i, p in enumerate(payloads[:warmup]):
+        guarded(i - warmup, p)
     before = d.histogram("signerd_quorum_to_signed_seconds")
     samples: list[float] = []
     cpu_ns: list[int] = []
     bad = 0
     load0 = loadavg()
-    with CpuMeter(d.pid) as whole:
-        for p in payloads[warmup:]:
-            dt, dc, ok = one(p)
-            samples.append(dt)
-            cpu_ns.append(dc)
-            bad += not ok
+    pid0 = d.pid
+    w0, self0, daemon0 = time.perf_counter(), time.process_time(), proc_cpu_seconds(pid0)
+    for i, p in enumerate(payloads[warmup:]):
+        r = guarded(i, p)
+        if r is None:
+            continue
+        dt, dc, ok = r
+        samples.append(dt)
+        cpu_ns.append(dc)
+        bad += not ok
+    wall, self_cpu = time.perf_counter() - w0, time.process_time() - self0
+    same = d.pid == pid0  # no restart: the daemon's CPU over the whole loop is known
+    daemon_cpu = proc_cpu_seconds(pid0) - daemon0 if same else 0.0
     after = d.histogram("signerd_quorum_to_signed_seconds")
     n = after["count"] - before["count"]
+    done = len(samples)
     return {
-        "transfers": count, "warmup": warmup, "not_signed": bad,
+        "transfers": count, "measured": done, "warmup": warmup,
+        "quorum_making_rpc_not_signed": bad,
+        "incidents": incidents,
         "quorum_making_rpc_ms": percentiles(samples),
+        "samples_over_20_ms": sum(1 for x in samples if x > 0.020),
         "daemon_cpu_ms_in_quorum_making_rpc": {
-            "mean": round(sum(cpu_ns) / len(cpu_ns) / 1e6, 3),
+            "mean": round(sum(cpu_ns) / max(1, len(cpu_ns)) / 1e6, 3),
             **{k: v for k, v in percentiles([c / 1e9 for c in cpu_ns]).items()
                if k in ("p50", "p99")}},
         "daemon_sign_step_mean_ms (signerd_quorum_to_signed_seconds)":
-            round((after["sum"] - before["sum"]) / n * 1000, 3) if n else None,
+            round((after["sum"] - before["sum"]) / n * 1000, 3) if n and same else None,
         "whole_flow": {
-            "seconds": round(whole.wall, 2), "transfers_per_second": round(count / whole.wall, 1),
-            "daemon_cpu_ms_per_transfer": round(whole.other_cpu / count * 1000, 2),
-            "client_cpu_ms_per_transfer": round(whole.self_cpu / count * 1000, 2),
+            "seconds": round(wall, 2), "transfers_per_second": round(done / wall, 1),
+            "daemon_cpu_ms_per_transfer": round(daemon_cpu / max(1, done) * 1000, 2)
+            if same else None,
+            "client_cpu_ms_per_transfer": round(self_cpu / max(1, done) * 1000, 2),
             "note": "5 RPCs per transfer (submit, 2 x statement + approval), one at a time; "
                     "daemon CPU from /proc/<pid>/stat (clock ticks)"},
         "loadavg": {"start": load0, "end": loadavg()},
@@ -723,7 +824,7 @@ def measure(tree: Path, args: Any) -> dict[str, Any]:
         cfg = signerd_init(Path(wd) / "state")
         bench_limits(cfg)
         keys = operator_keys(cfg.parent)
-        d = Daemon(cfg).start()
+        d = BenchDaemon(cfg).start()
         try:
             custody = d.custody()
             bw = custody.CreateWallet(pb.CreateWalletRequest(
@@ -760,17 +861,32 @@ def git(*a: str) -> str:
                           check=True).stdout.strip()
 
 
-def wait_for_quiet(max_load: float, waits: int) -> dict[str, Any]:
-    waited = 0
-    while loadavg()[0] > max_load and waited < waits:
-        log(f"load average {loadavg()} above {max_load}: waiting 60 s")
-        time.sleep(60)
-        waited += 1
-    return {"waited_minutes": waited, "loadavg": loadavg()}
+def busy_cores(seconds: float = 10.0) -> float:
+    """Cores the whole machine kept busy over the next ``seconds`` (/proc/stat)."""
+    b0, t0 = cpu_busy_seconds(), time.perf_counter()
+    time.sleep(seconds)
+    return round((cpu_busy_seconds() - b0) / (time.perf_counter() - t0), 2)
+
+
+def wait_for_quiet(max_load: float, busy: float, minutes: int) -> dict[str, Any]:
+    """Wait (at most ``minutes``) until the 1-minute load average is at most ``max_load`` and
+    the machine kept at most ``busy`` cores busy over 10 s (nothing of ours runs meanwhile)."""
+    deadline = time.time() + 60 * minutes
+    t0 = time.time()
+    while True:
+        cores = busy_cores()
+        load = loadavg()
+        if (load[0] <= max_load and cores <= busy) or time.time() >= deadline:
+            break
+        log(f"load average {load}, {cores} cores busy: waiting (at most "
+            f"{(deadline - time.time()) / 60:.0f} more minutes)")
+        time.sleep(20)
+    return {"waited_seconds": round(time.time() - t0), "loadavg": load,
+            "busy_cores_over_10_s_before": cores}
 
 
 def run_one(label: str, tree: Path, args: Any, rnd: int) -> dict[str, Any]:
-    quiet = wait_for_quiet(args.max_load, args.max_waits)
+    quiet = wait_for_quiet(args.max_load, args.busy, args.max_waits)
     with tempfile.TemporaryDirectory(prefix="signerd-bench-authority-run-") as tmp:
         out = Path(tmp) / "out.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", str(tree),
@@ -810,7 +926,8 @@ def extract_tree(rev: str, dest: Path) -> None:
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
 
 
-def mean(xs: list[float]) -> float:
+def mean(xs: list[Any]) -> float:
+    xs = [x for x in xs if x is not None]
     return round(statistics.fmean(xs), 3) if xs else float("nan")
 
 
@@ -854,6 +971,9 @@ def digest_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
                                        ["p99"]),
             "decide_cpu_ms": each(lambda r: ip(r)["decide_quorum_making_psbt"]
                                   ["process_cpu_ms_per_call"]),
+            "incidents": each(lambda r: len(r["latency"]["incidents"])),
+            "not_signed": each(lambda r: r["latency"]["quorum_making_rpc_not_signed"]),
+            "samples_over_20_ms": each(lambda r: r["latency"]["samples_over_20_ms"]),
             "load_at_start": each(lambda r: r["_run"]["before_start"]["loadavg"][0]),
             "other_work_cores": each(lambda r: r["_run"]["cpu_cores_used_by_other_work"]),
         }
@@ -874,7 +994,8 @@ def table(dig: dict[str, Any], n_lat: int, n_sign: int) -> str:
                           .rstrip(".") for x in xs)
 
     def ratio(key: str) -> str:
-        return f"{mean(a[key]) / mean(b[key]):.2f}" if mean(b[key]) else "-"
+        ma, mb = mean(a[key]), mean(b[key])
+        return f"{ma / mb:.2f}" if mb and ma == ma and mb == mb else "-"
 
     L = [row("measure (per run; runs alternated before, after, ...)", "before", "after",
              "after / before (means)"),
@@ -888,6 +1009,11 @@ def table(dig: dict[str, Any], n_lat: int, n_sign: int) -> str:
                  f"{pb['p50']} / {pb['p99']} / {pb['max']}",
                  f"{pa['p50']} / {pa['p99']} / {pa['max']}", ""))
     rows = [
+        ("  quorum-making RPCs over 20 ms", "samples_over_20_ms"),
+        ("  quorum-making RPCs answered APPROVED without the signature (the 10 s bound)",
+         "not_signed"),
+        (f"  daemon hangs (an RPC unanswered after {RPC_DEADLINE:.0f} s: daemon restarted)",
+         "incidents"),
         ("daemon CPU inside that RPC, ms (all threads, schedstat)",
          "daemon_cpu_ms_in_quorum_making_rpc"),
         ("daemon's own quorum -> signed mean, ms (signerd_quorum_to_signed_seconds)",
@@ -908,7 +1034,8 @@ def table(dig: dict[str, Any], n_lat: int, n_sign: int) -> str:
     ]
     for label, key in rows:
         L.append(row(label, runs(b[key]), runs(a[key]),
-                     ratio(key) if not key.startswith(("load", "other")) else ""))
+                     ratio(key) if not key.startswith(("load", "other", "samples", "not_",
+                                                       "incidents")) else ""))
     own_b = [c - h for c, h in zip(b["sign_step_cpu_ms_psbt"], b["hsm_sign_cpu_ms"])]
     own_a = [c - h for c, h in zip(a["sign_step_cpu_ms_psbt"], a["hsm_sign_cpu_ms"])]
     L.append(row("  sign step CPU less App.hsm_sign (signerd's own), PSBT, ms",
@@ -938,7 +1065,8 @@ def main() -> None:
     ap.add_argument("--profile-transfers", type=int, default=300)
     ap.add_argument("--quick", action="store_true", help="a smoke run (small counts)")
     ap.add_argument("--max-load", type=float, default=1.5)
-    ap.add_argument("--max-waits", type=int, default=10, help="minutes to wait at most per run")
+    ap.add_argument("--max-waits", type=int, default=10,
+                    help="minutes to wait at most for a quiet machine before each run")
     ap.add_argument("--busy", type=float, default=0.3,
                     help="a run during which other processes used more cores than this is "
                          "measured again (kept in the JSON as discarded)")
