@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,144 +27,31 @@ DEMO_OPERATORS: dict[str, list[str]] = {
     "pros1": ["prosecutor"], "judge1": ["judge"],
     "admin1": ["admin"], "admin2": ["admin"], "audit1": ["auditor"],
 }
-DEMO_GOVERNANCE = """\
-# Governance: who must approve a change to the rules. Every proposal (operators and their
-# roles, wallet policies and templates, unfreezes, seized-key imports, wallets with outside
-# keys, token registry entries, this policy itself) needs two distinct operators holding the
-# admin role; the one who proposed it never counts. Freezes and suspensions are immediate.
-name = "governance"
-expiry = "72h"
-roles = ["investigator", "prosecutor", "custody_officer", "judge", "auditor", "admin"]
+# The demo governance policy and policy templates `signerd init` writes ship as files in the
+# package (signerd/templates/), so that one text serves init, the genesis and the tests. Every
+# template bounds fees: ``max_fee`` is per fee asset, in its base units (sat for Bitcoin, wei for
+# Ethereum: gas limit x maxFeePerGas, the most the transaction can pay); max_fee_rate is the
+# Bitcoin fee rate in sat/vB. A fee above them is refused at submission, whoever approves; a
+# wallet that must pay more (a very large sweep) gets a policy of its own from the governance.
+# Category movements (after a court decision) need the judicial roles and a legal basis in every
+# template: a judge, a prosecutor and a custody officer.
+TEMPLATE_FILES = ("two-key.toml", "tiered.toml", "seized-sweep.toml", "category-movement.toml")
+GOVERNANCE_FILE = "governance.toml"
 
-[[rule]]
-name = "two-admins"
-kinds = ["*"]
-approvers = 2
-roles = { admin = 2 }
-"""
+
+def shipped_template(name: str) -> str:
+    """The text of a file in signerd/templates/ (read from the installed package)."""
+    return (resources.files("signerd") / "templates" / name).read_text(encoding="utf-8")
+
+
+DEMO_GOVERNANCE = shipped_template(GOVERNANCE_FILE)
 SERVICE_PRINCIPALS = {"platform": "platform", "admin": "admin", "auditor": "auditor"}
 SOFTHSM_MODULE_CANDIDATES = ("/usr/lib/softhsm/libsofthsm2.so",
                              "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
                              "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
                              "/usr/local/lib/softhsm/libsofthsm2.so")
 
-# Every template bounds fees. ``max_fee`` is per fee asset, in its base units: sat for Bitcoin,
-# wei for Ethereum (gas limit x maxFeePerGas, the most the transaction can pay); max_fee_rate is
-# the Bitcoin fee rate in sat/vB. A fee above them is refused at submission, whoever approves.
-# A wallet that must pay more (a very large sweep) gets a policy of its own from the governance.
-_ORDINARY_FEES = """\
-# Fees: at most 0.01 BTC (1,000,000 sat) at no more than 500 sat/vB (several times a busy
-# mempool's rate), or 0.05 ETH (50,000,000,000,000,000 wei: 250,000 gas at 200 gwei).
-max_fee = { BTC = 1000000, ETH = 50000000000000000 }
-max_fee_rate = 500
-"""
-# Category movements (after a court decision) need the judicial roles and a legal basis in
-# every template: a judge, a prosecutor and a custody officer.
-_VERDICT_RULE = """
-[[rule]]
-name = "verdict"
-asset = "*"
-category_change = ["seized_to_confiscated", "confiscated_to_strategic", "seized_to_returned", \
-"sale_proceeds"]
-approvers = 3
-roles = { judge = 1, prosecutor = 1, custody_officer = 1 }
-require_legal_basis = true
-"""
-
-DEMO_POLICIES = {
-    "two-key.toml": '''\
-# Any ordinary transfer needs one investigator and one custody officer (the two-key rule); a
-# movement between categories needs a judge, a prosecutor and a custody officer, and a legal
-# basis.
-name = "two-key"
-expiry = "24h"
-''' + _ORDINARY_FEES + '''
-[[rule]]
-name = "two-key"
-asset = "*"
-category_change = ["none"]
-approvers = 2
-roles = { investigator = 1, custody_officer = 1 }
-veto = ["judge", "prosecutor"]
-''' + _VERDICT_RULE,
-    "tiered.toml": '''\
-# Amount tiers: small own-wallet moves need two keys; anything external or large needs three; a
-# movement between categories needs a judge, a prosecutor and a custody officer, and a legal
-# basis.
-name = "tiered"
-expiry = "24h"
-''' + _ORDINARY_FEES + '''
-[[rule]]
-name = "own-wallet"
-asset = "*"
-destination = ["own_wallet"]
-category_change = ["none"]
-approvers = 2
-roles = { investigator = 1, custody_officer = 1 }
-
-[[rule]]
-name = "external"
-asset = "*"
-destination = ["allowlisted", "external"]
-category_change = ["none"]
-approvers = 3
-roles = { investigator = 1, custody_officer = 1, prosecutor = 1 }
-veto = ["judge"]
-''' + _VERDICT_RULE,
-    "seized-sweep.toml": '''\
-# Imported seized keys: the suspect may still know the key, so a sweep to a custody wallet of the
-# same category needs one custody officer; any other destination needs the full two-key rule
-# and a prosecutor, with a judge's veto; a movement between categories needs a judge, a
-# prosecutor and a custody officer, and a legal basis.
-name = "seized-sweep"
-expiry = "2h"
-# Fees, tighter than the other templates because one officer may sweep: at most 0.025 BTC
-# (2,500,000 sat: a 400-input P2WPKH sweep of about 27,000 vB at 90 sat/vB) at no more than
-# 200 sat/vB, or 0.01 ETH (10,000,000,000,000,000 wei: a plain transfer's 21,000 gas at about
-# 476 gwei).
-max_fee = { BTC = 2500000, ETH = 10000000000000000 }
-max_fee_rate = 200
-
-[[rule]]
-name = "sweep-to-custody"
-asset = "*"
-destination = ["own_wallet"]
-category_change = ["none"]
-approvers = 1
-roles = { custody_officer = 1 }
-
-[[rule]]
-name = "anything-else"
-asset = "*"
-destination = ["allowlisted", "external"]
-category_change = ["none"]
-approvers = 3
-roles = { investigator = 1, custody_officer = 1, prosecutor = 1 }
-veto = ["judge"]
-
-[[rule]]
-name = "verdict"
-asset = "*"
-category_change = ["seized_to_confiscated", "seized_to_returned", "sale_proceeds"]
-approvers = 3
-roles = { judge = 1, prosecutor = 1, custody_officer = 1 }
-require_legal_basis = true
-''',
-    "category-movement.toml": '''\
-# Moving assets between categories after a court decision: a judge and a prosecutor approve, with
-# the legal basis named in the transfer; ordinary transfers keep the two-key rule.
-name = "category-movement"
-expiry = "72h"
-''' + _ORDINARY_FEES + '''
-[[rule]]
-name = "ordinary"
-asset = "*"
-category_change = ["none"]
-approvers = 2
-roles = { investigator = 1, custody_officer = 1 }
-veto = ["judge", "prosecutor"]
-''' + _VERDICT_RULE,
-}
+DEMO_POLICIES = {name: shipped_template(name) for name in TEMPLATE_FILES}
 
 SOFTHSM_CONF = """\
 # SoftHSM2 configuration for this signerd state folder (written by `signerd init`).
