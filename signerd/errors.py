@@ -94,10 +94,6 @@ class PolicyDenied(FailedPrecondition):
     reason = "POLICY_DENIED"
 
 
-class QuorumNotMet(FailedPrecondition):
-    reason = "QUORUM_NOT_MET"
-
-
 class WalletFrozen(FailedPrecondition):
     reason = "WALLET_FROZEN"
 
@@ -172,11 +168,6 @@ class StoreUnavailable(Unavailable):
 class ResourceExhausted(SignerError):
     status = Status.RESOURCE_EXHAUSTED
     reason = "RESOURCE_EXHAUSTED"
-
-
-class Unimplemented(SignerError):
-    status = Status.UNIMPLEMENTED
-    reason = "UNIMPLEMENTED"
 
 
 class ConfigError(SignerError):

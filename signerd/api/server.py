@@ -85,8 +85,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "Audit/Report": frozenset({AUDITOR}),
 }
 # Refusals by policy or custody state, counted by reason (a closed set of error reasons).
-DENIAL_REASONS = frozenset({"POLICY_DENIED", "WALLET_FROZEN", "CONFLICT", "QUORUM_NOT_MET",
-                            "AUTHORITY_VIOLATION"})
+DENIAL_REASONS = frozenset({"POLICY_DENIED", "WALLET_FROZEN", "CONFLICT", "AUTHORITY_VIOLATION"})
 PRINCIPAL_HEADER = "x-signerd-principal"  # insecure (plaintext) development mode only
 CERT_CACHE_SIZE = 1024  # client certificates whose principal name is kept
 STREAM_POOL_SPARE = 8  # stream-pool threads beyond [limits] max_streams: a refusal never waits
