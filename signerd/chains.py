@@ -171,10 +171,8 @@ class BitcoinAdapter:
     def parse(payload: bytes, limits: Limits) -> Any:
         from .bitcoin import psbt as P
 
-        lim = P.Limits(max_psbt_bytes=limits.max_psbt_bytes, max_inputs=limits.max_psbt_inputs,
-                       max_outputs=limits.max_psbt_outputs)
         raw = decode_psbt_bytes(payload, limits.max_psbt_bytes)
-        return P.parse_psbt(raw, lim)
+        return P.parse_psbt(raw, limits)
 
     def decode(self, wallet: Wallet, payload: bytes, limits: Limits,
                allowed_sighash: frozenset[int] = frozenset({1})) -> Decoded:

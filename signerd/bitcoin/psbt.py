@@ -29,6 +29,7 @@ from signerd.bitcoin.tx import (
     sha256,
     sha256d,
 )
+from signerd.config import Limits
 from signerd.errors import InvalidPsbt
 
 MAGIC = b"psbt\xff"
@@ -83,14 +84,10 @@ _OUT_KEPT = {
 }
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Bounds applied while parsing, before anything is allocated for a field."""
-
-    max_psbt_bytes: int = 4_000_000
-    max_inputs: int = 5_000
-    max_outputs: int = 5_000
-    max_field_bytes: int = 1_000_000
+# The bounds applied while parsing, before anything is allocated for a field, are the daemon's
+# [limits] (max_psbt_bytes, max_psbt_inputs, max_psbt_outputs); a key or value is at most
+# MAX_FIELD_BYTES long.
+MAX_FIELD_BYTES = 1_000_000
 
 
 class KeyOrigin(NamedTuple):
@@ -238,8 +235,7 @@ def combine(first: Psbt, *others: Psbt) -> Psbt:
         return [(_key_type(k), k, v) for k, v in merged.items()]
 
     psbts = (first, *others)
-    limits = Limits(max_psbt_bytes=2**62, max_inputs=2**32, max_outputs=2**32,
-                    max_field_bytes=MAX_SIZE)
+    limits = Limits(max_psbt_bytes=2**62, max_psbt_inputs=2**32, max_psbt_outputs=2**32)
     tx, xpubs, version, unknown = _parse_global(union([p.global_entries() for p in psbts]), limits)
     inputs = tuple(_parse_input(union([p.inputs[i].entries() for p in psbts]), i, tx)
                    for i in range(len(tx.inputs)))
@@ -298,7 +294,8 @@ def parse_psbt_base64(text: str | bytes, limits: Limits | None = None) -> Psbt:
     return parse_psbt(raw, limits)
 
 
-def parse_psbt(data: bytes, limits: Limits | None = None) -> Psbt:
+def parse_psbt(data: bytes, limits: Limits | None = None, *,
+               max_field_bytes: int = MAX_FIELD_BYTES) -> Psbt:
     """Parse a binary PSBT v0, rejecting everything BIP-174 calls invalid."""
     limits = limits or Limits()
     if len(data) > limits.max_psbt_bytes:
@@ -309,37 +306,37 @@ def parse_psbt(data: bytes, limits: Limits | None = None) -> Psbt:
         raise InvalidPsbt("PSBT does not start with the magic bytes 'psbt\\xff'")
     r.read(5, "magic")
 
-    global_pairs = _read_map(r, "global map", limits)
+    global_pairs = _read_map(r, "global map", max_field_bytes)
     tx, xpubs, version, g_unknown = _parse_global(global_pairs, limits)
 
     inputs = []
     for i in range(len(tx.inputs)):
         if r.at_end():
             raise InvalidPsbt(f"PSBT has {i} input maps, the unsigned tx has {len(tx.inputs)} inputs")
-        inputs.append(_parse_input(_read_map(r, f"input {i}", limits), i, tx))
+        inputs.append(_parse_input(_read_map(r, f"input {i}", max_field_bytes), i, tx))
     outputs = []
     for i in range(len(tx.outputs)):
         if r.at_end():
             raise InvalidPsbt(
                 f"PSBT has {i} output maps, the unsigned tx has {len(tx.outputs)} outputs")
-        outputs.append(_parse_output(_read_map(r, f"output {i}", limits), i))
+        outputs.append(_parse_output(_read_map(r, f"output {i}", max_field_bytes), i))
     if not r.at_end():
         raise InvalidPsbt(f"PSBT has {r.remaining} trailing bytes after the last output map")
     return Psbt(tx, tuple(inputs), tuple(outputs), xpubs, version, g_unknown)
 
 
-def _read_map(r: ByteReader, where: str, limits: Limits) -> list[tuple[int, bytes, bytes]]:
+def _read_map(r: ByteReader, where: str, max_field_bytes: int) -> list[tuple[int, bytes, bytes]]:
     """Read key-value pairs up to the 0x00 separator as ``(type, key, value)``; no duplicates."""
     pairs: list[tuple[int, bytes, bytes]] = []
     seen: set[bytes] = set()
     while True:
         if r.at_end():
             raise InvalidPsbt(f"{where}: map is not terminated by a 0x00 separator")
-        key_len = r.compact_size(f"{where} key length", max_value=limits.max_field_bytes)
+        key_len = r.compact_size(f"{where} key length", max_value=max_field_bytes)
         if key_len == 0:
             return pairs
         key = r.read(key_len, f"{where} key")
-        value = r.var_bytes(f"{where} value", max_len=min(limits.max_field_bytes, MAX_SIZE))
+        value = r.var_bytes(f"{where} value", max_len=min(max_field_bytes, MAX_SIZE))
         if key in seen:
             raise InvalidPsbt(f"{where}: duplicate key {key.hex()}")
         seen.add(key)
@@ -412,12 +409,12 @@ def _parse_unsigned_tx(value: bytes, limits: Limits) -> Transaction:
             raise
         raise InvalidPsbt(f"{what} is serialised in the witness (BIP-144) format; it must "
                           "use the legacy format") from None
-    if len(tx.inputs) > limits.max_inputs:
-        raise InvalidPsbt(f"{what} has {len(tx.inputs)} inputs, more than {limits.max_inputs} "
-                          "(limit max_psbt_inputs)")
-    if len(tx.outputs) > limits.max_outputs:
-        raise InvalidPsbt(f"{what} has {len(tx.outputs)} outputs, more than {limits.max_outputs} "
-                          "(limit max_psbt_outputs)")
+    if len(tx.inputs) > limits.max_psbt_inputs:
+        raise InvalidPsbt(f"{what} has {len(tx.inputs)} inputs, more than "
+                          f"{limits.max_psbt_inputs} (limit max_psbt_inputs)")
+    if len(tx.outputs) > limits.max_psbt_outputs:
+        raise InvalidPsbt(f"{what} has {len(tx.outputs)} outputs, more than "
+                          f"{limits.max_psbt_outputs} (limit max_psbt_outputs)")
     for i, txin in enumerate(tx.inputs):
         if txin.script_sig:
             raise InvalidPsbt(f"{what}: input {i} has a non-empty scriptSig")

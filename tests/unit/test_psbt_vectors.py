@@ -351,11 +351,11 @@ def test_limits() -> None:
     with pytest.raises(InvalidPsbt, match="larger than 100"):
         parse_psbt_base64(VALID[3]["base64"], Limits(max_psbt_bytes=100))
     with pytest.raises(InvalidPsbt, match="2 inputs, more than 1"):
-        parse_psbt(raw, Limits(max_inputs=1))
+        parse_psbt(raw, Limits(max_psbt_inputs=1))
     with pytest.raises(InvalidPsbt, match="2 outputs, more than 1"):
-        parse_psbt(raw, Limits(max_outputs=1))
+        parse_psbt(raw, Limits(max_psbt_outputs=1))
     with pytest.raises(InvalidPsbt, match="exceeds the limit 100"):
-        parse_psbt(raw, Limits(max_field_bytes=100))
+        parse_psbt(raw, max_field_bytes=100)
 
 
 # -- properties -----------------------------------------------------------------------------
