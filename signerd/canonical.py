@@ -1,4 +1,5 @@
-"""Canonical JSON: the one spelling of a document that signatures and hashes are taken over.
+"""Canonical JSON: the one spelling of a document that signatures and hashes are taken over; and
+strict base64, the one way signerd decodes base64 from outside.
 
 Keys sorted, no whitespace, ASCII only (other characters as ``\\uXXXX``), no NaN or infinity.
 Parsing is strict: duplicate keys, floats and non-canonical spellings are refused, so a document
@@ -6,6 +7,8 @@ read back from the store or from a person's terminal has exactly the bytes that 
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any
 
@@ -56,3 +59,26 @@ def loads(data: bytes | str, what: str) -> Any:
     if dumps(value) != raw:
         raise InvalidArgument(f"{what}: not in canonical form")
     return value
+
+
+def strict_b64decode(text: str | bytes, field: str, *,
+                     error: type[InvalidArgument] = InvalidArgument) -> bytes:
+    """Decode standard base64 (RFC 4648 alphabet, padded) in its one canonical spelling.
+
+    Whitespace (anywhere: callers strip what may surround a value), characters outside the
+    alphabet, missing or extra padding, and non-zero trailing bits are refused with ``error``
+    (InvalidArgument or a subclass) naming ``field``, so that one text decodes to one value."""
+    if isinstance(text, str):
+        try:
+            data = text.encode("ascii")
+        except UnicodeEncodeError:
+            raise error(f"{field}: base64 contains non-ASCII characters") from None
+    else:
+        data = bytes(text)
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise error(f"{field}: not valid base64 ({exc})") from None
+    if base64.b64encode(raw) != data:
+        raise error(f"{field}: base64 is not canonical (bad padding or trailing bits)")
+    return raw

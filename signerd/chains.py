@@ -5,8 +5,6 @@ the HSM through that callback and stores what comes back.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -147,10 +145,9 @@ def decode_psbt_bytes(payload: bytes, max_bytes: int = 4_000_000) -> bytes:
         raise InvalidPsbt(f"psbt: larger than the limit of {max_bytes} bytes")
     if payload[:5] == b"psbt\xff":
         return payload
-    try:
-        raw = base64.b64decode(payload.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidPsbt("psbt: neither a binary PSBT nor valid base64") from None
+    from signerd.canonical import strict_b64decode
+
+    raw = strict_b64decode(payload.strip(), "psbt", error=InvalidPsbt)
     if raw[:5] != b"psbt\xff":
         raise InvalidPsbt("psbt: missing the PSBT magic bytes 'psbt\\xff'")
     return raw

@@ -13,7 +13,6 @@ byte; a PSBT written in another order comes back with the same entries in this o
 from __future__ import annotations
 
 import base64
-import binascii
 import struct
 from dataclasses import dataclass, field, replace
 from typing import Iterable, NamedTuple
@@ -29,6 +28,7 @@ from signerd.bitcoin.tx import (
     sha256,
     sha256d,
 )
+from signerd.canonical import strict_b64decode
 from signerd.config import Limits
 from signerd.errors import InvalidPsbt
 
@@ -276,22 +276,10 @@ def _serialize_map(entries: list[tuple[bytes, bytes]]) -> bytes:
 def parse_psbt_base64(text: str | bytes, limits: Limits | None = None) -> Psbt:
     """Parse a base64 PSBT (strict alphabet and padding, surrounding whitespace ignored)."""
     limits = limits or Limits()
-    if isinstance(text, str):
-        try:
-            text = text.strip().encode("ascii")
-        except UnicodeEncodeError:
-            raise InvalidPsbt("base64 PSBT contains non-ASCII characters") from None
-    else:
-        text = text.strip()
+    text = text.strip()
     if len(text) > (limits.max_psbt_bytes + 2) // 3 * 4:
         raise InvalidPsbt(f"PSBT is larger than {limits.max_psbt_bytes} bytes")
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidPsbt(f"PSBT is not valid base64: {exc}") from None
-    if base64.b64encode(raw) != text:
-        raise InvalidPsbt("PSBT base64 is not canonical (bad padding or trailing bits)")
-    return parse_psbt(raw, limits)
+    return parse_psbt(strict_b64decode(text, "psbt", error=InvalidPsbt), limits)
 
 
 def parse_psbt(data: bytes, limits: Limits | None = None, *,
