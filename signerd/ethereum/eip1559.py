@@ -31,12 +31,8 @@ SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 AccessList = tuple[tuple[bytes, tuple[bytes, ...]], ...]
 
-_REQUIRED = ("chainId", "nonce", "maxPriorityFeePerGas", "maxFeePerGas", "gas", "to", "value")
-_OPTIONAL = ("type", "data", "accessList")
 _ACCESS_ENTRY_KEYS = frozenset({"address", "storageKeys"})
 _HEX_DIGITS = re.compile(r"[0-9a-fA-F]*")
-_UNSIGNED_ITEMS = 9
-_SIGNED_ITEMS = 12
 
 _BOUND_TEXT = {UINT64_MAX: "2^64-1", NONCE_MAX: "2^64-2", UINT256_MAX: "2^256-1"}
 
@@ -60,6 +56,108 @@ def _check_bytes(field: str, value: object, length: int | None = None) -> bytes:
     return value
 
 
+def tx_hash(raw: bytes) -> bytes:
+    """The transaction hash a node reports: keccak256 of the signed raw transaction."""
+    return keccak256(raw)
+
+
+@dataclass(frozen=True)
+class TxField:
+    """One field of the transaction: its JSON (eth-account) name, its ``Eip1559Tx`` attribute,
+    its kind and bounds. Its RLP position is its index in ``FIELDS`` (or, for the signature,
+    ``len(FIELDS)`` plus its index in ``SIGNATURE_FIELDS``).
+
+    ``kind`` is ``int`` (between ``low`` and ``high``, at most ``rlp_len`` bytes in RLP),
+    ``to`` (20 bytes, or none for a contract creation), ``data`` (bytes) or ``access_list``.
+    ``json_default`` is the JSON value of an optional field left out (None: the key is
+    required)."""
+
+    json: str
+    attr: str
+    kind: str
+    low: int = 0
+    high: int = 0
+    rlp_len: int = 0
+    json_default: object = None
+
+    def check(self, value: object) -> None:
+        """Refuse a value the field cannot hold (the access list is checked by the caller)."""
+        if self.kind == "int":
+            _check_int(self.json, value, self.low, self.high)
+        elif self.kind == "to":
+            if value is not None:
+                _check_bytes(self.json, value, ADDRESS_LEN)
+        elif self.kind == "data":
+            _check_bytes(self.json, value)
+
+    def from_json(self, fields: Mapping[str, object], max_data_bytes: int) -> Any:
+        value = fields.get(self.json, self.json_default)
+        if self.kind == "int":
+            return _json_int(self.json, value, self.low, self.high)
+        if self.kind == "to":
+            return None if value is None or value == "" else parse_address(value, field=self.json)
+        if self.kind == "data":
+            return _json_hex(self.json, value, max_data_bytes)
+        return _json_access_list(value, max_data_bytes)
+
+    def to_json(self, value: Any) -> Any:
+        if self.kind == "int":
+            return hex(value)
+        if self.kind == "to":
+            return None if value is None else to_checksum(value)
+        if self.kind == "data":
+            return "0x" + value.hex()
+        return [{"address": to_checksum(address), "storageKeys": ["0x" + k.hex() for k in keys]}
+                for address, keys in value]
+
+    def to_rlp(self, value: Any) -> Any:
+        if self.kind == "to":
+            return b"" if value is None else value
+        if self.kind == "access_list":
+            return [[address, list(keys)] for address, keys in value]
+        return value
+
+    def from_rlp(self, item: object, max_data_bytes: int) -> Any:
+        if self.kind == "int":
+            return _rlp_int(self.json, item, self.rlp_len)
+        if self.kind == "to":
+            to = _rlp_bytes(self.json, item)
+            if len(to) not in (0, ADDRESS_LEN):
+                raise InvalidTransaction(f"{self.json}: must be empty or 20 bytes")
+            return to or None
+        if self.kind == "data":
+            data = _rlp_bytes(self.json, item)
+            if len(data) > max_data_bytes:
+                raise InvalidTransaction(f"{self.json}: larger than {max_data_bytes} bytes")
+            return data
+        return _rlp_access_list(item, max_data_bytes)
+
+
+# The one list of the unsigned transaction's fields, in RLP order: what the JSON parser, the
+# renderer (to_fields), the RLP encoder and decoder and the constructor's checks go through.
+FIELDS = (
+    TxField("chainId", "chain_id", "int", 1, UINT64_MAX, 8),
+    TxField("nonce", "nonce", "int", 0, NONCE_MAX, 8),
+    TxField("maxPriorityFeePerGas", "max_priority_fee_per_gas", "int", 0, UINT256_MAX, 32),
+    TxField("maxFeePerGas", "max_fee_per_gas", "int", 0, UINT256_MAX, 32),
+    TxField("gas", "gas", "int", MIN_GAS, UINT64_MAX, 8),
+    TxField("to", "to", "to"),
+    TxField("value", "value", "int", 0, UINT256_MAX, 32),
+    TxField("data", "data", "data", json_default="0x"),
+    TxField("accessList", "access_list", "access_list", json_default=()),
+)
+# The signature after them in the signed form (s in the lower half of the curve order, EIP-2).
+SIGNATURE_FIELDS = (
+    TxField("yParity", "y_parity", "int", 0, 1, 1),
+    TxField("r", "r", "int", 1, SECP256K1_N - 1, 32),
+    TxField("s", "s", "int", 1, SECP256K1_N // 2, 32),
+)
+_JSON_KEYS = frozenset({"type"} | {f.json for f in FIELDS})
+_REQUIRED = tuple(f.json for f in FIELDS if f.json_default is None)
+_UNSIGNED_ITEMS = len(FIELDS)
+_SIGNED_ITEMS = len(FIELDS) + len(SIGNATURE_FIELDS)
+
+
 @dataclass(frozen=True)
 class Eip1559Tx:
     """An unsigned EIP-1559 transaction. ``to`` is None for a contract creation."""
@@ -75,15 +173,8 @@ class Eip1559Tx:
     access_list: AccessList = ()
 
     def __post_init__(self) -> None:
-        _check_int("chainId", self.chain_id, 1, UINT64_MAX)
-        _check_int("nonce", self.nonce, 0, NONCE_MAX)
-        _check_int("maxPriorityFeePerGas", self.max_priority_fee_per_gas, 0, UINT256_MAX)
-        _check_int("maxFeePerGas", self.max_fee_per_gas, 0, UINT256_MAX)
-        _check_int("gas", self.gas, MIN_GAS, UINT64_MAX)
-        _check_int("value", self.value, 0, UINT256_MAX)
-        if self.to is not None:
-            _check_bytes("to", self.to, ADDRESS_LEN)
-        _check_bytes("data", self.data)
+        for f in FIELDS:
+            f.check(getattr(self, f.attr))
         if self.max_priority_fee_per_gas > self.max_fee_per_gas:
             raise InvalidTransaction("maxPriorityFeePerGas: must not exceed maxFeePerGas")
         if not isinstance(self.access_list, tuple):
@@ -111,60 +202,25 @@ class Eip1559Tx:
         if not isinstance(fields, Mapping):
             raise InvalidTransaction("transaction: must be a JSON object")
         for key in fields:
-            if not isinstance(key, str) or key not in _REQUIRED + _OPTIONAL:
+            if not isinstance(key, str) or key not in _JSON_KEYS:
                 raise InvalidTransaction(f"{key!s:.64}: unknown field")
         for key in _REQUIRED:
             if key not in fields:
                 raise InvalidTransaction(f"{key}: missing")
         if "type" in fields and _json_int("type", fields["type"], 0, UINT64_MAX) != TX_TYPE:
             raise InvalidTransaction("type: must be 2 (EIP-1559)")
-        to_text = fields["to"]
-        return cls(
-            chain_id=_json_int("chainId", fields["chainId"], 1, UINT64_MAX),
-            nonce=_json_int("nonce", fields["nonce"], 0, NONCE_MAX),
-            max_priority_fee_per_gas=_json_int(
-                "maxPriorityFeePerGas", fields["maxPriorityFeePerGas"], 0, UINT256_MAX
-            ),
-            max_fee_per_gas=_json_int("maxFeePerGas", fields["maxFeePerGas"], 0, UINT256_MAX),
-            gas=_json_int("gas", fields["gas"], MIN_GAS, UINT64_MAX),
-            to=None if to_text is None or to_text == "" else parse_address(to_text, field="to"),
-            value=_json_int("value", fields["value"], 0, UINT256_MAX),
-            data=_json_hex("data", fields.get("data", "0x"), max_data_bytes),
-            access_list=_json_access_list(fields.get("accessList", []), max_data_bytes),
-        )
+        return cls(**{f.attr: f.from_json(fields, max_data_bytes) for f in FIELDS})
 
     def to_fields(self) -> dict[str, Any]:
         """The JSON dict form, integers as 0x-hex; ``from_fields`` of it gives this object back."""
-        return {
-            "type": hex(TX_TYPE),
-            "chainId": hex(self.chain_id),
-            "nonce": hex(self.nonce),
-            "maxPriorityFeePerGas": hex(self.max_priority_fee_per_gas),
-            "maxFeePerGas": hex(self.max_fee_per_gas),
-            "gas": hex(self.gas),
-            "to": None if self.to is None else to_checksum(self.to),
-            "value": hex(self.value),
-            "data": "0x" + self.data.hex(),
-            "accessList": [
-                {"address": to_checksum(address), "storageKeys": ["0x" + k.hex() for k in keys]}
-                for address, keys in self.access_list
-            ],
-        }
+        out: dict[str, Any] = {"type": hex(TX_TYPE)}
+        out.update((f.json, f.to_json(getattr(self, f.attr))) for f in FIELDS)
+        return out
 
     # --- encoding, digest, signed form ---
 
     def _rlp_items(self) -> list[Any]:
-        return [
-            self.chain_id,
-            self.nonce,
-            self.max_priority_fee_per_gas,
-            self.max_fee_per_gas,
-            self.gas,
-            b"" if self.to is None else self.to,
-            self.value,
-            self.data,
-            [[address, list(keys)] for address, keys in self.access_list],
-        ]
+        return [f.to_rlp(getattr(self, f.attr)) for f in FIELDS]
 
     @cached_property
     def _unsigned(self) -> bytes:
@@ -189,10 +245,7 @@ class Eip1559Tx:
         _check_signature(y_parity, r, s)
         return bytes([TX_TYPE]) + _rlp_encode(self._rlp_items() + [y_parity, r, s])
 
-    @staticmethod
-    def tx_hash(raw: bytes) -> bytes:
-        """The transaction hash a node reports: keccak256 of the signed raw transaction."""
-        return tx_hash(raw)
+    tx_hash = staticmethod(tx_hash)  # the module's function, as a method too
 
     @classmethod
     def decode_unsigned(
@@ -212,10 +265,9 @@ class Eip1559Tx:
         """Rebuild a signed transaction from its raw bytes; only canonical bytes are accepted."""
         items = _decode_envelope(raw, _SIGNED_ITEMS, max_data_bytes)
         tx = _tx_from_items(items[:_UNSIGNED_ITEMS], max_data_bytes)
-        y_parity = _rlp_int("yParity", items[9], 1)
-        r = _rlp_int("r", items[10], 32)
-        s = _rlp_int("s", items[11], 32)
-        signed = SignedEip1559Tx(tx, y_parity, r, s)
+        signature = {f.attr: f.from_rlp(item, max_data_bytes)
+                     for f, item in zip(SIGNATURE_FIELDS, items[_UNSIGNED_ITEMS:])}
+        signed = SignedEip1559Tx(tx, **signature)
         if signed.raw() != raw:
             raise InvalidTransaction("payload: not in canonical form")
         return signed
@@ -242,15 +294,9 @@ class SignedEip1559Tx:
         return tx_hash(self.raw())
 
 
-def tx_hash(raw: bytes) -> bytes:
-    """The transaction hash a node reports: keccak256 of the signed raw transaction."""
-    return keccak256(raw)
-
-
 def _check_signature(y_parity: object, r: object, s: object) -> None:
-    _check_int("yParity", y_parity, 0, 1)
-    _check_int("r", r, 1, SECP256K1_N - 1)
-    _check_int("s", s, 1, SECP256K1_N // 2)
+    for f, value in zip(SIGNATURE_FIELDS, (y_parity, r, s)):
+        f.check(value)
 
 
 # --- JSON field parsers ---
@@ -369,20 +415,4 @@ def _rlp_access_list(item: object, max_bytes: int) -> AccessList:
 
 
 def _tx_from_items(items: list[Any], max_data_bytes: int) -> Eip1559Tx:
-    to = _rlp_bytes("to", items[5])
-    if len(to) not in (0, ADDRESS_LEN):
-        raise InvalidTransaction("to: must be empty or 20 bytes")
-    data = _rlp_bytes("data", items[7])
-    if len(data) > max_data_bytes:
-        raise InvalidTransaction(f"data: larger than {max_data_bytes} bytes")
-    return Eip1559Tx(
-        chain_id=_rlp_int("chainId", items[0], 8),
-        nonce=_rlp_int("nonce", items[1], 8),
-        max_priority_fee_per_gas=_rlp_int("maxPriorityFeePerGas", items[2], 32),
-        max_fee_per_gas=_rlp_int("maxFeePerGas", items[3], 32),
-        gas=_rlp_int("gas", items[4], 8),
-        to=to or None,
-        value=_rlp_int("value", items[6], 32),
-        data=data,
-        access_list=_rlp_access_list(items[8], max_data_bytes),
-    )
+    return Eip1559Tx(**{f.attr: f.from_rlp(item, max_data_bytes) for f, item in zip(FIELDS, items)})

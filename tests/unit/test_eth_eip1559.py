@@ -382,3 +382,18 @@ def test_oversize_payload_refused_before_decoding() -> None:
 def test_decode_requires_bytes() -> None:
     with pytest.raises(InvalidTransaction, match="^payload: must be bytes$"):
         Eip1559Tx.decode_unsigned("02c0")  # type: ignore[arg-type]
+
+
+def test_one_field_table_covers_the_transaction() -> None:
+    """FIELDS (JSON name, attribute, RLP position) is the transaction's one list of fields: its
+    attributes are the dataclass's in RLP order, its JSON names what to_fields writes."""
+    import dataclasses
+
+    from signerd.ethereum.eip1559 import FIELDS, SIGNATURE_FIELDS
+
+    assert [f.attr for f in FIELDS] == [f.name for f in dataclasses.fields(Eip1559Tx)]
+    assert [f.attr for f in SIGNATURE_FIELDS] == [
+        f.name for f in dataclasses.fields(SignedEip1559Tx)][1:]
+    tx = Eip1559Tx.from_fields(with_())
+    assert list(tx.to_fields()) == ["type"] + [f.json for f in FIELDS]
+    assert len(rlp.decode(tx.unsigned_payload()[1:])) == len(FIELDS)
