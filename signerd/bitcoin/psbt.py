@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import struct
 from dataclasses import dataclass, field, replace
-from typing import Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 from signerd.bitcoin.script import hash160, is_valid_pubkey
 from signerd.bitcoin.tx import (
@@ -84,6 +84,51 @@ _OUT_KEPT = {
 }
 
 
+class KeyType(NamedTuple):
+    """A key type signerd models: its number, its BIP-174 name, the attribute of the map's class
+    that holds it, and its value's encoding (``codec``): bytes (verbatim), u32 (4 bytes little
+    endian), version (a u32 that must be 0), witness (a witness stack), unsigned_tx, prev_tx (a
+    transaction that must hash to the input's outpoint), txout, origin (a BIP-32 key origin).
+    A type with ``key_data`` (pubkey: a valid 33- or 65-byte public key; xpub: a 78-byte
+    extended key) may occur once per key and fills a dict; the others have a 1-byte key and
+    hold one value or None."""
+
+    type: int
+    name: str
+    attr: str
+    codec: str
+    key_data: str = ""
+
+
+# One table per map: what the parser and the serialiser both go through, in serialisation order.
+GLOBAL_KEYS = (
+    KeyType(GLOBAL_UNSIGNED_TX, "PSBT_GLOBAL_UNSIGNED_TX", "tx", "unsigned_tx"),
+    KeyType(GLOBAL_XPUB, "PSBT_GLOBAL_XPUB", "xpubs", "origin", "xpub"),
+    KeyType(GLOBAL_VERSION, "PSBT_GLOBAL_VERSION", "version", "version"),
+)
+INPUT_KEYS = (
+    KeyType(IN_NON_WITNESS_UTXO, "PSBT_IN_NON_WITNESS_UTXO", "non_witness_utxo", "prev_tx"),
+    KeyType(IN_WITNESS_UTXO, "PSBT_IN_WITNESS_UTXO", "witness_utxo", "txout"),
+    KeyType(IN_PARTIAL_SIG, "PSBT_IN_PARTIAL_SIG", "partial_sigs", "bytes", "pubkey"),
+    KeyType(IN_SIGHASH_TYPE, "PSBT_IN_SIGHASH_TYPE", "sighash_type", "u32"),
+    KeyType(IN_REDEEM_SCRIPT, "PSBT_IN_REDEEM_SCRIPT", "redeem_script", "bytes"),
+    KeyType(IN_WITNESS_SCRIPT, "PSBT_IN_WITNESS_SCRIPT", "witness_script", "bytes"),
+    KeyType(IN_BIP32_DERIVATION, "PSBT_IN_BIP32_DERIVATION", "bip32_derivs", "origin", "pubkey"),
+    KeyType(IN_FINAL_SCRIPTSIG, "PSBT_IN_FINAL_SCRIPTSIG", "final_scriptsig", "bytes"),
+    KeyType(IN_FINAL_SCRIPTWITNESS, "PSBT_IN_FINAL_SCRIPTWITNESS", "final_scriptwitness",
+            "witness"),
+)
+OUTPUT_KEYS = (
+    KeyType(OUT_REDEEM_SCRIPT, "PSBT_OUT_REDEEM_SCRIPT", "redeem_script", "bytes"),
+    KeyType(OUT_WITNESS_SCRIPT, "PSBT_OUT_WITNESS_SCRIPT", "witness_script", "bytes"),
+    KeyType(OUT_BIP32_DERIVATION, "PSBT_OUT_BIP32_DERIVATION", "bip32_derivs", "origin",
+            "pubkey"),
+)
+_GLOBAL_BY_TYPE = {k.type: k for k in GLOBAL_KEYS}
+_INPUT_BY_TYPE = {k.type: k for k in INPUT_KEYS}
+_OUTPUT_BY_TYPE = {k.type: k for k in OUTPUT_KEYS}
+
+
 # The bounds applied while parsing, before anything is allocated for a field, are the daemon's
 # [limits] (max_psbt_bytes, max_psbt_inputs, max_psbt_outputs); a key or value is at most
 # MAX_FIELD_BYTES long.
@@ -130,24 +175,7 @@ class PsbtInput:
 
     def entries(self) -> list[tuple[bytes, bytes]]:
         """The map's key-value pairs in serialisation order."""
-        out: list[tuple[bytes, bytes]] = []
-        if self.non_witness_utxo is not None:
-            out.append((b"\x00", self.non_witness_utxo.serialize()))
-        if self.witness_utxo is not None:
-            out.append((b"\x01", self.witness_utxo.serialize()))
-        out.extend((b"\x02" + pk, sig) for pk, sig in self.partial_sigs.items())
-        if self.sighash_type is not None:
-            out.append((b"\x03", struct.pack("<I", self.sighash_type)))
-        if self.redeem_script is not None:
-            out.append((b"\x04", self.redeem_script))
-        if self.witness_script is not None:
-            out.append((b"\x05", self.witness_script))
-        out.extend((b"\x06" + pk, o.serialize()) for pk, o in self.bip32_derivs.items())
-        if self.final_scriptsig is not None:
-            out.append((b"\x07", self.final_scriptsig))
-        if self.final_scriptwitness is not None:
-            out.append((b"\x08", serialize_witness(self.final_scriptwitness)))
-        return _merge_unknown(out, self.unknown)
+        return _merge_unknown(_known_entries(self, INPUT_KEYS), self.unknown)
 
 
 @dataclass(frozen=True)
@@ -158,13 +186,7 @@ class PsbtOutput:
     unknown: dict[bytes, bytes] = field(default_factory=dict)
 
     def entries(self) -> list[tuple[bytes, bytes]]:
-        out: list[tuple[bytes, bytes]] = []
-        if self.redeem_script is not None:
-            out.append((b"\x00", self.redeem_script))
-        if self.witness_script is not None:
-            out.append((b"\x01", self.witness_script))
-        out.extend((b"\x02" + pk, o.serialize()) for pk, o in self.bip32_derivs.items())
-        return _merge_unknown(out, self.unknown)
+        return _merge_unknown(_known_entries(self, OUTPUT_KEYS), self.unknown)
 
 
 @dataclass(frozen=True)
@@ -193,11 +215,7 @@ class Psbt:
         return parse_psbt_base64(text, limits)
 
     def global_entries(self) -> list[tuple[bytes, bytes]]:
-        out = [(b"\x00", self.tx.serialize(include_witness=False))]
-        out.extend((b"\x01" + xpub, o.serialize()) for xpub, o in self.xpubs.items())
-        if self.version is not None:
-            out.append((b"\xfb", struct.pack("<I", self.version)))
-        return _merge_unknown(out, self.unknown)
+        return _merge_unknown(_known_entries(self, GLOBAL_KEYS), self.unknown)
 
     def serialize(self) -> bytes:
         parts = [MAGIC, _serialize_map(self.global_entries())]
@@ -249,6 +267,30 @@ def combine(first: Psbt, *others: Psbt) -> Psbt:
 def serialize_witness(stack: Iterable[bytes]) -> bytes:
     items = list(stack)
     return encode_compact_size(len(items)) + b"".join(encode_var_bytes(i) for i in items)
+
+
+def _encode_value(kt: KeyType, value: Any) -> bytes:
+    if kt.codec == "bytes":
+        return bytes(value)
+    if kt.codec in ("u32", "version"):
+        return struct.pack("<I", value)
+    if kt.codec == "witness":
+        return serialize_witness(value)
+    if kt.codec == "unsigned_tx":
+        return bytes(value.serialize(include_witness=False))
+    return bytes(value.serialize())  # prev_tx, txout, origin
+
+
+def _known_entries(fields: object, table: tuple[KeyType, ...]) -> list[tuple[bytes, bytes]]:
+    """The entries of the modelled key types a map holds, in the table's order."""
+    out: list[tuple[bytes, bytes]] = []
+    for kt in table:
+        value = getattr(fields, kt.attr)
+        if kt.key_data:
+            out.extend((bytes([kt.type]) + k, _encode_value(kt, v)) for k, v in value.items())
+        elif value is not None:
+            out.append((bytes([kt.type]), _encode_value(kt, value)))
+    return out
 
 
 def _key_type(key: bytes) -> int:
@@ -353,39 +395,71 @@ def _pubkey_key(key: bytes, where: str, name: str) -> bytes:
     return pubkey
 
 
+def _empty_fields(table: tuple[KeyType, ...]) -> dict[str, Any]:
+    return {kt.attr: {} if kt.key_data else None for kt in table}
+
+
+def _parse_known(kt: KeyType, key: bytes, value: bytes, where: str, fields: dict[str, Any], *,
+                 limits: Limits | None = None, tx: Transaction | None = None,
+                 index: int = 0) -> None:
+    """Check an entry of a modelled key type and put its value into ``fields``."""
+    data = b""
+    if kt.key_data == "pubkey":
+        data = _pubkey_key(key, where, kt.name)
+    elif kt.key_data == "xpub":
+        data = _key_data(key)
+        if len(data) != 78:
+            raise InvalidPsbt(f"{where}: {kt.name} key holds {len(data)} bytes, "
+                              "expected a 78-byte extended public key")
+    else:
+        _expect_no_key_data(key, where, kt.name)
+    decoded: Any
+    if kt.codec == "bytes":
+        decoded = value
+    elif kt.codec in ("u32", "version"):
+        if len(value) != 4:
+            raise InvalidPsbt(f"{where}: {kt.name} value is {len(value)} bytes, expected 4")
+        decoded = struct.unpack("<I", value)[0]
+        if kt.codec == "version" and decoded != 0:
+            raise InvalidPsbt(f"{where}: unsupported PSBT version {decoded} (only 0)")
+    elif kt.codec == "witness":
+        decoded = _parse_witness(value, where)
+    elif kt.codec == "unsigned_tx":
+        assert limits is not None
+        decoded = _parse_unsigned_tx(value, limits)
+    elif kt.codec == "prev_tx":
+        assert tx is not None
+        decoded = Transaction.parse(value, allow_witness=True, error=InvalidPsbt,
+                                    what=f"{where} {kt.name}")
+        if decoded.txid() != tx.inputs[index].prevout.txid:
+            raise InvalidPsbt(f"{where}: non-witness UTXO does not hash to the outpoint's txid")
+    elif kt.codec == "txout":
+        decoded = TxOut.parse(value, error=InvalidPsbt, what=f"{where} {kt.name}")
+    else:  # origin
+        decoded = KeyOrigin.parse(value, f"{where} {kt.name}")
+    if kt.key_data:
+        fields[kt.attr][data] = decoded
+    else:
+        fields[kt.attr] = decoded
+
+
 def _parse_global(pairs: list[tuple[int, bytes, bytes]], limits: Limits
                   ) -> tuple[Transaction, dict[bytes, KeyOrigin], int | None, dict[bytes, bytes]]:
     where = "global map"
-    tx: Transaction | None = None
-    xpubs: dict[bytes, KeyOrigin] = {}
-    version: int | None = None
+    f = _empty_fields(GLOBAL_KEYS)
     unknown: dict[bytes, bytes] = {}
     for key_type, key, value in pairs:
-        if key_type == GLOBAL_UNSIGNED_TX:
-            _expect_no_key_data(key, where, "PSBT_GLOBAL_UNSIGNED_TX")
-            tx = _parse_unsigned_tx(value, limits)
-        elif key_type == GLOBAL_XPUB:
-            xpub = _key_data(key)
-            if len(xpub) != 78:
-                raise InvalidPsbt(f"{where}: PSBT_GLOBAL_XPUB key holds {len(xpub)} bytes, "
-                                  "expected a 78-byte extended public key")
-            xpubs[xpub] = KeyOrigin.parse(value, f"{where} PSBT_GLOBAL_XPUB")
-        elif key_type == GLOBAL_VERSION:
-            _expect_no_key_data(key, where, "PSBT_GLOBAL_VERSION")
-            if len(value) != 4:
-                raise InvalidPsbt(f"{where}: PSBT_GLOBAL_VERSION value is {len(value)} bytes, "
-                                  "expected 4")
-            version = struct.unpack("<I", value)[0]
-            if version != 0:
-                raise InvalidPsbt(f"{where}: unsupported PSBT version {version} (only 0)")
+        kt = _GLOBAL_BY_TYPE.get(key_type)
+        if kt is not None:
+            _parse_known(kt, key, value, where, f, limits=limits)
         elif key_type in _GLOBAL_V2_ONLY:
             raise InvalidPsbt(f"{where}: {_GLOBAL_V2_ONLY[key_type]} is not allowed in a "
                               "version 0 PSBT")
         else:
             unknown[key] = value
-    if tx is None:
+    if f["tx"] is None:
         raise InvalidPsbt(f"{where}: no PSBT_GLOBAL_UNSIGNED_TX (unsigned transaction missing)")
-    return tx, xpubs, version, unknown
+    return f["tx"], f["xpubs"], f["version"], unknown
 
 
 def _parse_unsigned_tx(value: bytes, limits: Limits) -> Transaction:
@@ -420,46 +494,12 @@ def _is_witness_serialised(value: bytes) -> bool:
 
 def _parse_input(pairs: list[tuple[int, bytes, bytes]], index: int, tx: Transaction) -> PsbtInput:
     where = f"input {index}"
-    f: dict[str, object] = {}
-    partial_sigs: dict[bytes, bytes] = {}
-    derivs: dict[bytes, KeyOrigin] = {}
+    f = _empty_fields(INPUT_KEYS)
     unknown: dict[bytes, bytes] = {}
     for key_type, key, value in pairs:
-        if key_type == IN_NON_WITNESS_UTXO:
-            _expect_no_key_data(key, where, "PSBT_IN_NON_WITNESS_UTXO")
-            prev = Transaction.parse(value, allow_witness=True, error=InvalidPsbt,
-                                     what=f"{where} PSBT_IN_NON_WITNESS_UTXO")
-            if prev.txid() != tx.inputs[index].prevout.txid:
-                raise InvalidPsbt(f"{where}: non-witness UTXO does not hash to the outpoint's txid")
-            f["non_witness_utxo"] = prev
-        elif key_type == IN_WITNESS_UTXO:
-            _expect_no_key_data(key, where, "PSBT_IN_WITNESS_UTXO")
-            f["witness_utxo"] = TxOut.parse(value, error=InvalidPsbt,
-                                            what=f"{where} PSBT_IN_WITNESS_UTXO")
-        elif key_type == IN_PARTIAL_SIG:
-            pubkey = _pubkey_key(key, where, "PSBT_IN_PARTIAL_SIG")
-            partial_sigs[pubkey] = value
-        elif key_type == IN_SIGHASH_TYPE:
-            _expect_no_key_data(key, where, "PSBT_IN_SIGHASH_TYPE")
-            if len(value) != 4:
-                raise InvalidPsbt(f"{where}: PSBT_IN_SIGHASH_TYPE value is {len(value)} bytes, "
-                                  "expected 4")
-            f["sighash_type"] = struct.unpack("<I", value)[0]
-        elif key_type == IN_REDEEM_SCRIPT:
-            _expect_no_key_data(key, where, "PSBT_IN_REDEEM_SCRIPT")
-            f["redeem_script"] = value
-        elif key_type == IN_WITNESS_SCRIPT:
-            _expect_no_key_data(key, where, "PSBT_IN_WITNESS_SCRIPT")
-            f["witness_script"] = value
-        elif key_type == IN_BIP32_DERIVATION:
-            pubkey = _pubkey_key(key, where, "PSBT_IN_BIP32_DERIVATION")
-            derivs[pubkey] = KeyOrigin.parse(value, f"{where} PSBT_IN_BIP32_DERIVATION")
-        elif key_type == IN_FINAL_SCRIPTSIG:
-            _expect_no_key_data(key, where, "PSBT_IN_FINAL_SCRIPTSIG")
-            f["final_scriptsig"] = value
-        elif key_type == IN_FINAL_SCRIPTWITNESS:
-            _expect_no_key_data(key, where, "PSBT_IN_FINAL_SCRIPTWITNESS")
-            f["final_scriptwitness"] = _parse_witness(value, where)
+        kt = _INPUT_BY_TYPE.get(key_type)
+        if kt is not None:
+            _parse_known(kt, key, value, where, f, tx=tx, index=index)
         elif key_type in _IN_V2_ONLY:
             raise InvalidPsbt(f"{where}: {_IN_V2_ONLY[key_type]} is not allowed in a version 0 PSBT")
         elif key_type in _IN_PREIMAGES:
@@ -475,25 +515,17 @@ def _parse_input(pairs: list[tuple[int, bytes, bytes]], index: int, tx: Transact
             unknown[key] = value
         else:
             unknown[key] = value
-    return PsbtInput(partial_sigs=partial_sigs, bip32_derivs=derivs, unknown=unknown,
-                     **f)  # type: ignore[arg-type]
+    return PsbtInput(unknown=unknown, **f)
 
 
 def _parse_output(pairs: list[tuple[int, bytes, bytes]], index: int) -> PsbtOutput:
     where = f"output {index}"
-    f: dict[str, bytes] = {}
-    derivs: dict[bytes, KeyOrigin] = {}
+    f = _empty_fields(OUTPUT_KEYS)
     unknown: dict[bytes, bytes] = {}
     for key_type, key, value in pairs:
-        if key_type == OUT_REDEEM_SCRIPT:
-            _expect_no_key_data(key, where, "PSBT_OUT_REDEEM_SCRIPT")
-            f["redeem_script"] = value
-        elif key_type == OUT_WITNESS_SCRIPT:
-            _expect_no_key_data(key, where, "PSBT_OUT_WITNESS_SCRIPT")
-            f["witness_script"] = value
-        elif key_type == OUT_BIP32_DERIVATION:
-            pubkey = _pubkey_key(key, where, "PSBT_OUT_BIP32_DERIVATION")
-            derivs[pubkey] = KeyOrigin.parse(value, f"{where} PSBT_OUT_BIP32_DERIVATION")
+        kt = _OUTPUT_BY_TYPE.get(key_type)
+        if kt is not None:
+            _parse_known(kt, key, value, where, f)
         elif key_type in _OUT_V2_ONLY:
             raise InvalidPsbt(f"{where}: {_OUT_V2_ONLY[key_type]} is not allowed in a version 0 PSBT")
         elif key_type in _OUT_KEPT:
@@ -501,7 +533,7 @@ def _parse_output(pairs: list[tuple[int, bytes, bytes]], index: int) -> PsbtOutp
             unknown[key] = value
         else:
             unknown[key] = value
-    return PsbtOutput(bip32_derivs=derivs, unknown=unknown, **f)
+    return PsbtOutput(unknown=unknown, **f)
 
 
 def _check_kept(spec: tuple[str, int, tuple[int, ...] | None], key: bytes, value: bytes,

@@ -460,3 +460,20 @@ def test_mutations_only_raise_invalid_psbt(data: bytes) -> None:
     again = parse_psbt(psbt.serialize())
     assert again == psbt
     assert again.serialize() == psbt.serialize()
+
+
+def test_one_key_table_per_map() -> None:
+    """GLOBAL_KEYS, INPUT_KEYS and OUTPUT_KEYS are the one list of each map's modelled key
+    types: every attribute of the map's class but ``unknown`` (and the global map's input and
+    output maps) is in its table, once, in ascending key type (the serialisation order)."""
+    import dataclasses
+
+    from signerd.bitcoin.psbt import GLOBAL_KEYS, INPUT_KEYS, OUTPUT_KEYS
+
+    for cls, table, skip in ((Psbt, GLOBAL_KEYS, {"inputs", "outputs", "unknown"}),
+                             (PsbtInput, INPUT_KEYS, {"unknown"}),
+                             (PsbtOutput, OUTPUT_KEYS, {"unknown"})):
+        assert sorted(k.attr for k in table) == sorted(
+            f.name for f in dataclasses.fields(cls) if f.name not in skip), cls
+        assert [k.type for k in table] == sorted({k.type for k in table}), cls
+        assert all(k.name.startswith("PSBT_") for k in table), cls
