@@ -35,25 +35,12 @@ from signerd.errors import InvalidPsbt
 MAGIC = b"psbt\xff"
 HARDENED = 0x80000000
 
-# Global types
-GLOBAL_UNSIGNED_TX = 0x00
-GLOBAL_XPUB = 0x01
-GLOBAL_VERSION = 0xFB
-GLOBAL_PROPRIETARY = 0xFC
+# Global types (the modelled ones: GLOBAL_KEYS below)
 _GLOBAL_V2_ONLY = {0x02: "PSBT_GLOBAL_TX_VERSION", 0x03: "PSBT_GLOBAL_FALLBACK_LOCKTIME",
                    0x04: "PSBT_GLOBAL_INPUT_COUNT", 0x05: "PSBT_GLOBAL_OUTPUT_COUNT",
                    0x06: "PSBT_GLOBAL_TX_MODIFIABLE"}
 
-# Input types
-IN_NON_WITNESS_UTXO = 0x00
-IN_WITNESS_UTXO = 0x01
-IN_PARTIAL_SIG = 0x02
-IN_SIGHASH_TYPE = 0x03
-IN_REDEEM_SCRIPT = 0x04
-IN_WITNESS_SCRIPT = 0x05
-IN_BIP32_DERIVATION = 0x06
-IN_FINAL_SCRIPTSIG = 0x07
-IN_FINAL_SCRIPTWITNESS = 0x08
+# Input types (the modelled ones: INPUT_KEYS below)
 _IN_V2_ONLY = {0x0E: "PSBT_IN_PREVIOUS_TXID", 0x0F: "PSBT_IN_OUTPUT_INDEX",
                0x10: "PSBT_IN_SEQUENCE", 0x11: "PSBT_IN_REQUIRED_TIME_LOCKTIME",
                0x12: "PSBT_IN_REQUIRED_HEIGHT_LOCKTIME"}
@@ -73,10 +60,7 @@ _IN_KEPT = {
     0x18: ("PSBT_IN_TAP_MERKLE_ROOT", 0, (32,)),
 }
 
-# Output types
-OUT_REDEEM_SCRIPT = 0x00
-OUT_WITNESS_SCRIPT = 0x01
-OUT_BIP32_DERIVATION = 0x02
+# Output types (the modelled ones: OUTPUT_KEYS below)
 _OUT_V2_ONLY = {0x03: "PSBT_OUT_AMOUNT", 0x04: "PSBT_OUT_SCRIPT"}
 _OUT_KEPT = {
     0x05: ("PSBT_OUT_TAP_INTERNAL_KEY", 0, (32,)),
@@ -102,27 +86,25 @@ class KeyType(NamedTuple):
 
 # One table per map: what the parser and the serialiser both go through, in serialisation order.
 GLOBAL_KEYS = (
-    KeyType(GLOBAL_UNSIGNED_TX, "PSBT_GLOBAL_UNSIGNED_TX", "tx", "unsigned_tx"),
-    KeyType(GLOBAL_XPUB, "PSBT_GLOBAL_XPUB", "xpubs", "origin", "xpub"),
-    KeyType(GLOBAL_VERSION, "PSBT_GLOBAL_VERSION", "version", "version"),
+    KeyType(0x00, "PSBT_GLOBAL_UNSIGNED_TX", "tx", "unsigned_tx"),
+    KeyType(0x01, "PSBT_GLOBAL_XPUB", "xpubs", "origin", "xpub"),
+    KeyType(0xFB, "PSBT_GLOBAL_VERSION", "version", "version"),
 )
 INPUT_KEYS = (
-    KeyType(IN_NON_WITNESS_UTXO, "PSBT_IN_NON_WITNESS_UTXO", "non_witness_utxo", "prev_tx"),
-    KeyType(IN_WITNESS_UTXO, "PSBT_IN_WITNESS_UTXO", "witness_utxo", "txout"),
-    KeyType(IN_PARTIAL_SIG, "PSBT_IN_PARTIAL_SIG", "partial_sigs", "bytes", "pubkey"),
-    KeyType(IN_SIGHASH_TYPE, "PSBT_IN_SIGHASH_TYPE", "sighash_type", "u32"),
-    KeyType(IN_REDEEM_SCRIPT, "PSBT_IN_REDEEM_SCRIPT", "redeem_script", "bytes"),
-    KeyType(IN_WITNESS_SCRIPT, "PSBT_IN_WITNESS_SCRIPT", "witness_script", "bytes"),
-    KeyType(IN_BIP32_DERIVATION, "PSBT_IN_BIP32_DERIVATION", "bip32_derivs", "origin", "pubkey"),
-    KeyType(IN_FINAL_SCRIPTSIG, "PSBT_IN_FINAL_SCRIPTSIG", "final_scriptsig", "bytes"),
-    KeyType(IN_FINAL_SCRIPTWITNESS, "PSBT_IN_FINAL_SCRIPTWITNESS", "final_scriptwitness",
-            "witness"),
+    KeyType(0x00, "PSBT_IN_NON_WITNESS_UTXO", "non_witness_utxo", "prev_tx"),
+    KeyType(0x01, "PSBT_IN_WITNESS_UTXO", "witness_utxo", "txout"),
+    KeyType(0x02, "PSBT_IN_PARTIAL_SIG", "partial_sigs", "bytes", "pubkey"),
+    KeyType(0x03, "PSBT_IN_SIGHASH_TYPE", "sighash_type", "u32"),
+    KeyType(0x04, "PSBT_IN_REDEEM_SCRIPT", "redeem_script", "bytes"),
+    KeyType(0x05, "PSBT_IN_WITNESS_SCRIPT", "witness_script", "bytes"),
+    KeyType(0x06, "PSBT_IN_BIP32_DERIVATION", "bip32_derivs", "origin", "pubkey"),
+    KeyType(0x07, "PSBT_IN_FINAL_SCRIPTSIG", "final_scriptsig", "bytes"),
+    KeyType(0x08, "PSBT_IN_FINAL_SCRIPTWITNESS", "final_scriptwitness", "witness"),
 )
 OUTPUT_KEYS = (
-    KeyType(OUT_REDEEM_SCRIPT, "PSBT_OUT_REDEEM_SCRIPT", "redeem_script", "bytes"),
-    KeyType(OUT_WITNESS_SCRIPT, "PSBT_OUT_WITNESS_SCRIPT", "witness_script", "bytes"),
-    KeyType(OUT_BIP32_DERIVATION, "PSBT_OUT_BIP32_DERIVATION", "bip32_derivs", "origin",
-            "pubkey"),
+    KeyType(0x00, "PSBT_OUT_REDEEM_SCRIPT", "redeem_script", "bytes"),
+    KeyType(0x01, "PSBT_OUT_WITNESS_SCRIPT", "witness_script", "bytes"),
+    KeyType(0x02, "PSBT_OUT_BIP32_DERIVATION", "bip32_derivs", "origin", "pubkey"),
 )
 _GLOBAL_BY_TYPE = {k.type: k for k in GLOBAL_KEYS}
 _INPUT_BY_TYPE = {k.type: k for k in INPUT_KEYS}
