@@ -139,7 +139,7 @@ class EthereumAdapter:
 
 # ---------------------------------------------------------------- Bitcoin
 
-def decode_psbt_bytes(payload: bytes, max_bytes: int = 4_000_000) -> bytes:
+def decode_psbt_bytes(payload: bytes, max_bytes: int = Limits.max_psbt_bytes) -> bytes:
     """A PSBT arrives as binary or as base64 text; return the binary form."""
     if len(payload) > max_bytes * 4 // 3 + 4:
         raise InvalidPsbt(f"psbt: larger than the limit of {max_bytes} bytes")

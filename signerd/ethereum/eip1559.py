@@ -16,6 +16,7 @@ from typing import Any
 
 import rlp
 
+from signerd.config import Limits
 from signerd.errors import InvalidTransaction
 from signerd.ethereum.address import ADDRESS_LEN, parse_address, to_checksum
 from signerd.ethereum.keccak import keccak256
@@ -26,7 +27,7 @@ UINT256_MAX = 2**256 - 1
 NONCE_MAX = 2**64 - 2  # EIP-2681: a nonce of 2^64-1 can never be valid
 MIN_GAS = 21000
 STORAGE_KEY_LEN = 32
-DEFAULT_MAX_DATA_BYTES = 131072
+DEFAULT_MAX_DATA_BYTES = Limits.max_calldata_bytes  # the default of [limits] max_calldata_bytes
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 AccessList = tuple[tuple[bytes, tuple[bytes, ...]], ...]
