@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import canonical
-from ..model import Category, Chain, Movement, ScriptType, Token, Wallet, WalletStatus
-from ..proposals import ProposalView
-from ..transfers import TransferView
+from signerd.core import canonical
+from signerd.core.model import Category, Chain, Movement, ScriptType, Token, Wallet, WalletStatus
+from signerd.services.proposals import ProposalView
+from signerd.services.transfers import TransferView
 from ..v1 import signerd_pb2 as pb
 
 CHAIN_TO_PB = {Chain.BITCOIN: pb.BITCOIN, Chain.ETHEREUM: pb.ETHEREUM}

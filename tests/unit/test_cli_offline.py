@@ -18,11 +18,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from signerd import approval, audit, cli, operator_keys, pki
-from signerd.chains import adapter_for, classify_outputs
-from signerd.config import Limits
-from signerd.ethereum.address import address_from_pubkey
-from signerd.model import Decision
+from signerd.core import approval, audit, operator_keys
+from signerd import cli
+from signerd.adapters import pki
+from signerd.core.chains import adapter_for, classify_outputs
+from signerd.adapters.config import Limits
+from signerd.core.ethereum.address import address_from_pubkey
+from signerd.core.model import Decision
 from signerd.v1 import signerd_pb2 as pb
 from signerd.v1 import signerd_pb2_grpc as rpc
 

@@ -11,8 +11,8 @@ from _vectors import VECTORS
 from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
 
-from signerd.errors import InvalidTransaction
-from signerd.ethereum.eip1559 import Eip1559Tx, SignedEip1559Tx, tx_hash
+from signerd.core.errors import InvalidTransaction
+from signerd.core.ethereum.eip1559 import Eip1559Tx, SignedEip1559Tx, tx_hash
 
 ETH_VECTORS = json.loads((VECTORS / "ethereum" / "eth-account-vectors.json").read_text())
 TYPE2_CASES = [

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from signerd import operator_keys
-from signerd.errors import AlreadyExists, InvalidKey
+from signerd.core import operator_keys
+from signerd.core.errors import AlreadyExists, InvalidKey
 
 
 def raw(public_key) -> bytes:
@@ -171,7 +171,7 @@ def test_small_order_keys_are_refused(raw: str) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from signerd.operator_keys import load_public_pem
+    from signerd.core.operator_keys import load_public_pem
 
     key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(raw))
     pem = key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
@@ -182,7 +182,7 @@ def test_small_order_keys_are_refused(raw: str) -> None:
 
 
 def test_keys_of_full_order_load() -> None:
-    from signerd.operator_keys import generate, load_public_pem, public_pem
+    from signerd.core.operator_keys import generate, load_public_pem, public_pem
 
     for _ in range(20):
         load_public_pem(public_pem(generate()))
