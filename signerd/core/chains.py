@@ -10,11 +10,34 @@ import binascii
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
-from signerd.adapters.config import Limits
+from .bitcoin import psbt as P
+from .bitcoin import signer
+from .bitcoin.address import script_to_address
+from .bitcoin.descriptor import make_descriptor, parse_descriptor
+from .bitcoin.signer import WalletSpec
 from .errors import FailedPrecondition, InvalidPsbt, InvalidTransaction
-from .model import BitcoinNetwork, Chain, DestinationClass, Movement, Token, Wallet
+from .ethereum import signing as eth_signing
+from .ethereum.address import address_from_pubkey
+from .ethereum.eip1559 import Eip1559Tx
+from .model import BitcoinNetwork, Chain, DestinationClass, Movement, ScriptType, Token, Wallet
+from .policy import normalize_address
+
+
+class PayloadLimits(Protocol):
+    """The bounds on a submitted payload the adapters apply (``[limits]`` of the daemon's
+    configuration: signerd.adapters.config.Limits, handed in by the caller)."""
+
+    @property
+    def max_psbt_bytes(self) -> int: ...
+    @property
+    def max_psbt_inputs(self) -> int: ...
+    @property
+    def max_psbt_outputs(self) -> int: ...
+    @property
+    def max_calldata_bytes(self) -> int: ...
+
 
 @dataclass(frozen=True)
 class Decoded:
@@ -59,8 +82,6 @@ def classify_outputs(movement: Movement, ours: Mapping[str, Ours],
     wallets, that wallet's id and category. Change is own_wallet; a wallet of ours counts as
     own_wallet only when ``ours`` says so (same category, no outside spend); then the policy's
     allowlist; else external."""
-    from .policy import normalize_address
-
     allowed = {normalize_address(a) for a in allowlist}
     outs = []
     for o in movement.outputs:
@@ -80,10 +101,8 @@ def classify_outputs(movement: Movement, ours: Mapping[str, Ours],
 # ---------------------------------------------------------------- Ethereum
 
 class EthereumAdapter:
-    def parse(self, wallet: Wallet, payload: bytes, limits: Limits) -> Any:
+    def parse(self, wallet: Wallet, payload: bytes, limits: PayloadLimits) -> Any:
         """The EIP-1559 transaction of a submitted JSON payload, checked against the wallet."""
-        from .ethereum.eip1559 import Eip1559Tx
-
         if len(payload) > limits.max_calldata_bytes * 2 + 65536:
             raise InvalidTransaction(
                 f"data: the transaction is larger than the calldata limit of "
@@ -106,18 +125,16 @@ class EthereumAdapter:
                 f"{', '.join(str(c) for c in wallet.chain_ids)})")
         return tx
 
-    def decode(self, wallet: Wallet, payload: bytes, limits: Limits,
+    def decode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
                tokens: Mapping[tuple[int, str], Token] | None = None) -> Decoded:
         """``tokens``: the governance's token registry (``AuthorityState.tokens``); calldata
         to a contract it does not name is a contract call, never a token movement."""
-        from .ethereum.signing import movement
-
         tx = self.parse(wallet, payload, limits)
         lock = f"eth:{wallet.address.lower()}:{tx.chain_id}:{tx.nonce}"
-        return Decoded(movement(tx, tokens), (lock,), tx)
+        return Decoded(eth_signing.movement(tx, tokens), (lock,), tx)
 
-    def redecode(self, wallet: Wallet, payload: bytes, limits: Limits, submitted: Movement,
-                 allowed_sighash: frozenset[int] = frozenset()) -> Decoded:
+    def redecode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
+                 submitted: Movement, allowed_sighash: frozenset[int] = frozenset()) -> Decoded:
         """The stored payload decoded again for the sign step: the transaction and its digest
         are recomputed from the bytes and must be those the approvals saw at submission (the
         decoded movement is the submitted one: the digest binds every field)."""
@@ -131,11 +148,9 @@ class EthereumAdapter:
 
     def assemble(self, wallet: Wallet, decoded: Decoded,
                  signatures: dict[tuple[str, bytes], tuple[int, int]]) -> Signed:
-        from .ethereum.signing import assemble_signed
-
         key = wallet.keys[0]
         r, s = signatures[(key.key_id, decoded.tx.signing_hash())]
-        raw, tx_hash = assemble_signed(decoded.tx, r, s, key.public_key)
+        raw, tx_hash = eth_signing.assemble_signed(decoded.tx, r, s, key.public_key)
         return Signed(raw_tx=raw.hex(), tx_hash="0x" + tx_hash.hex())
 
 
@@ -159,8 +174,6 @@ def decode_psbt_bytes(payload: bytes, max_bytes: int = 4_000_000) -> bytes:
 class BitcoinAdapter:
     @staticmethod
     def spec(wallet: Wallet) -> Any:
-        from .bitcoin.signer import WalletSpec
-
         hsm = [k.public_key for k in wallet.keys if k.hsm_held]
         return WalletSpec(script_type=wallet.script_type, network=BitcoinNetwork(wallet.network),
                           threshold=wallet.threshold,
@@ -168,25 +181,21 @@ class BitcoinAdapter:
                           own_pubkeys=tuple(hsm))
 
     @staticmethod
-    def parse(payload: bytes, limits: Limits) -> Any:
-        from .bitcoin import psbt as P
-
+    def parse(payload: bytes, limits: PayloadLimits) -> Any:
         lim = P.Limits(max_psbt_bytes=limits.max_psbt_bytes, max_inputs=limits.max_psbt_inputs,
                        max_outputs=limits.max_psbt_outputs)
         raw = decode_psbt_bytes(payload, limits.max_psbt_bytes)
         return P.parse_psbt(raw, lim)
 
-    def decode(self, wallet: Wallet, payload: bytes, limits: Limits,
+    def decode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
                allowed_sighash: frozenset[int] = frozenset({1})) -> Decoded:
-        from .bitcoin import signer
-
         parsed = self.parse(payload, limits)
         analysis = signer.analyze(parsed, self.spec(wallet), allowed_sighash=allowed_sighash)
         locks = tuple(f"btc:{wallet.network}:{op}" for op in analysis.movement.outpoints)
         return Decoded(analysis.movement, locks, (parsed, analysis))
 
-    def redecode(self, wallet: Wallet, payload: bytes, limits: Limits, submitted: Movement,
-                 allowed_sighash: frozenset[int] = frozenset({1})) -> Decoded:
+    def redecode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
+                 submitted: Movement, allowed_sighash: frozenset[int] = frozenset({1})) -> Decoded:
         """The stored PSBT parsed and analysed again for the sign step (UTXO proofs, scripts,
         digests); its digests must be those the approvals saw at submission."""
         decoded = self.decode(wallet, payload, limits, allowed_sighash=allowed_sighash)
@@ -205,8 +214,6 @@ class BitcoinAdapter:
 
     def assemble(self, wallet: Wallet, decoded: Decoded,
                  signatures: dict[tuple[str, bytes], tuple[int, int]]) -> Signed:
-        from .bitcoin import signer
-
         psbt, analysis = decoded.tx
         by_pub = self._key_ids(wallet)
         items = []
@@ -225,18 +232,15 @@ class BitcoinAdapter:
 
     def finish(self, wallet: Wallet, psbt: Any) -> Signed:
         """Finalize and extract when the wallet's threshold is met, else return the PSBT."""
-        from .bitcoin import signer
-
         final, raw = signer.finalize(psbt, self.spec(wallet))
         if raw is None:
             return Signed(psbt=psbt.to_base64(), complete=False)
         return Signed(raw_tx=raw.hex(), psbt=final.to_base64(),
                       tx_hash=signer.extract(final).txid_hex)
 
-    def combine(self, wallet: Wallet, ours_b64: str, theirs: bytes, limits: Limits) -> Signed:
+    def combine(self, wallet: Wallet, ours_b64: str, theirs: bytes,
+                limits: PayloadLimits) -> Signed:
         """Add a cosigner's verified partial signatures to our signed PSBT."""
-        from .bitcoin import signer
-
         ours = self.parse(ours_b64.encode(), limits)
         merged = signer.combine_verified(ours, self.parse(theirs, limits), self.spec(wallet))
         return self.finish(wallet, merged)
@@ -245,3 +249,12 @@ class BitcoinAdapter:
 def adapter_for(chain: Chain) -> Any:
     return EthereumAdapter() if chain is Chain.ETHEREUM else BitcoinAdapter()
 
+
+
+def derive_address(chain: Chain, network: str, script_type: ScriptType, threshold: int,
+                   pubkeys: list[bytes]) -> tuple[str, str]:
+    """(address, descriptor) of a wallet, computed from its public keys."""
+    if chain is Chain.ETHEREUM:
+        return address_from_pubkey(pubkeys[0]), ""
+    desc = make_descriptor(script_type, threshold, pubkeys)
+    return script_to_address(parse_descriptor(desc).script_pubkey(), network), desc

@@ -13,12 +13,14 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from signerd.core import authority as AU
 from . import ledger as L
 from signerd.core import legal_basis as LB
+from signerd.core.bitcoin.descriptor import InvalidDescriptor, parse_descriptor, parse_key
+from signerd.core.chains import derive_address
 from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
                                  InvalidArgument, NotFound, echo)
 from signerd.adapters.hsm import KeyInfo
@@ -148,27 +150,11 @@ def check_request(req: WalletRequest) -> CheckedWallet:
                          hsm_keys, cosigners, cos_text)
 
 
-def derive_address(chain: Chain, network: str, script_type: ScriptType, threshold: int,
-                   pubkeys: list[bytes]) -> tuple[str, str]:
-    """(address, descriptor) of a wallet, computed from its public keys."""
-    if chain is Chain.ETHEREUM:
-        from signerd.core.ethereum.address import address_from_pubkey
-
-        return address_from_pubkey(pubkeys[0]), ""
-    from signerd.core.bitcoin.address import script_to_address
-    from signerd.core.bitcoin.descriptor import make_descriptor, parse_descriptor
-
-    desc = make_descriptor(script_type, threshold, pubkeys)
-    return script_to_address(parse_descriptor(desc).script_pubkey(), network), desc
-
-
 def parse_cosigner(text: str, network: str) -> bytes:
     """An external cosigner: a compressed public key in hex, or an xpub/tpub with an optional
     non-hardened derivation path (``tpub.../0/7``); returns the compressed public key. Its text
     and paths are bounded (``descriptor.MAX_KEY_CHARS``, ``MAX_PATH_STEPS``): a cosigner costs
     at most a few dozen BIP-32 derivations."""
-    from signerd.core.bitcoin.descriptor import InvalidDescriptor, parse_descriptor, parse_key
-
     try:
         key = parse_key(text.strip())
         parse_descriptor(f"wpkh({text.strip()})").check_network(network)
@@ -342,8 +328,6 @@ class WalletService:
 
 
 def _with_version(state: AU.AuthorityState, w: Wallet) -> Wallet:
-    from dataclasses import replace
-
     return replace(w, policy_version=state.wallet_policy_version(w.id))
 
 
