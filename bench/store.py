@@ -82,7 +82,7 @@ def sample_round_robin(ops: dict[str, Callable[[], Any]], rounds: int) -> dict[s
 
 
 def fill_audit(store_url: str, target: int, batch: int = 1000) -> dict[str, Any]:
-    from signerd.adapters.store import open_store
+    from signerd.adapters.store.factory import open_store
 
     store = open_store(store_url)
     with store.read() as tx:

@@ -25,7 +25,8 @@ from signerd.services.ledger import Ledger
 from signerd.adapters.metrics import Metrics
 from signerd.services.proposals import ProposalService
 from signerd.services.runtime import Notifier
-from signerd.adapters.store import Store, Tx, open_store
+from signerd.adapters.store import Store, Tx
+from signerd.adapters.store.factory import open_store
 from signerd.services.transfers import TransferService
 
 GENESIS_LABEL = "signerd-genesis"  # the HSM data object that pins the genesis digest

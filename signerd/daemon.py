@@ -337,7 +337,7 @@ def make_genesis(root: Path, *, instance_id: str, module: str, token_label: str,
     from signerd.adapters.hsm import Keystore
     from signerd.core.model import Decision
     from signerd.core.operator_keys import fingerprint, load_public_pem, public_pem
-    from signerd.adapters.store import open_store
+    from signerd.adapters.store.factory import open_store
 
     keystore = Keystore(module, token_label=token_label, pin_file=root / "hsm" / "pin",
                         concurrency="serialized", pool_size=1,

@@ -21,7 +21,7 @@ import grpc
 import pytest
 
 from signerd.core import audit
-from signerd.adapters.store import open_store
+from signerd.adapters.store.factory import open_store
 from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc_error, signerctl_cmd
 from tests.integration.test_ethereum_e2e import tx_fields
 

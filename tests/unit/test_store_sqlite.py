@@ -11,7 +11,8 @@ import pytest
 
 from signerd.core import audit
 from signerd.core.errors import Conflict, SignerError
-from signerd.adapters.store import Tx, open_store
+from signerd.adapters.store import Tx
+from signerd.adapters.store.factory import open_store
 from signerd.adapters.store.migrations import MIGRATIONS, migrate
 from signerd.adapters.store.sqlite import SqliteStore
 

@@ -607,15 +607,3 @@ class Store(Protocol):
     def ping(self) -> bool: ...
     def close(self) -> None: ...
 
-
-def open_store(url: str) -> Store:
-    if url.startswith("sqlite:///"):
-        from .sqlite import SqliteStore
-
-        return SqliteStore(url[len("sqlite:///"):])
-    if url.startswith(("postgresql://", "postgres://")):
-        from .postgres import PostgresStore
-
-        return PostgresStore(url)
-    raise StoreUnavailable(f"unsupported store URL scheme in {url.split(':', 1)[0]!r}")
-

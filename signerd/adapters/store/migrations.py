@@ -8,10 +8,17 @@ apply each migration once.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol, Sequence
 
-if TYPE_CHECKING:
-    from . import Tx
+
+class Tx(Protocol):
+    """What :func:`migrate` needs of a transaction (signerd.adapters.store.Tx has it): the
+    package imports this module, so this module does not import the package."""
+
+    dialect: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+    def one(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
 
 GENESIS_HEX = "00" * 32  # audit.GENESIS, the prev_hash of seq 1
 # audit.ENDING_ACTIONS as the migration wrote it (a migration never changes once published)
@@ -263,7 +270,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 ]
 
 
-def migrate(tx: "Tx") -> int:
+def migrate(tx: Tx) -> int:
     """Bring the schema to the newest version inside ``tx``; returns that version."""
     if tx.dialect == "postgresql":
         tx.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
