@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -20,6 +21,7 @@ from signerd.core.errors import (AlreadyExists, AuditChainViolation, AuthorityVi
                                  ConfigError, HsmUnavailable, InvalidArgument, SignerError,
                                  StoreUnavailable)
 from signerd.core.errors import InvalidKey as InvalidKeyError
+from signerd.core.model import Category, Chain, TransferState
 from signerd.adapters.hsm import Keystore, KeyInfo
 from signerd.services.ledger import Ledger
 from signerd.adapters.metrics import Metrics
@@ -35,6 +37,17 @@ GENESIS_LABEL = "signerd-genesis"  # the HSM data object that pins the genesis d
 MONITOR_VERIFY_EVENTS = 20_000
 
 log = logging.getLogger("signerd.app")
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    """The audit chain's head with the audit key's signature over it (GetHead)."""
+
+    seq: int
+    hash: bytes
+    signature: bytes  # r || s, 32 bytes each
+    audit_public_key: bytes
+    instance_id: str
 
 
 class App:
@@ -324,8 +337,6 @@ class App:
     def refresh_gauges(self) -> None:
         """Set every chain x state and chain x category series, zeros included, so a scrape
         never sees a series vanish and reappear."""
-        from signerd.core.model import Category, Chain, TransferState
-
         with self.store.read() as tx:
             wallets = {(r["chain"], r["category"]): r["n"] for r in tx.count_wallets()}
             transfers = {(r["chain"], r["state"]): r["n"] for r in tx.count_transfers()}
@@ -721,18 +732,16 @@ class App:
                 return
             after = batch[-1].seq
 
-    def audit_head(self) -> Any:
+    def audit_head(self) -> SignedHead:
         """The head, signed only after checkpoint() verified the chain up to it: the head is
         that of the checkpoint (a new one, or the latest when the head has not moved)."""
-        from .v1 import signerd_pb2 as pb
-
         cp = self.checkpoint()
         seq, head = (cp.head_seq, cp.head_hash) if cp is not None else (0, audit.GENESIS)
         r, s = self.hsm_sign(self.audit_key_id, audit.head_digest(self.instance_id, seq, head))
-        return pb.AuditHead(seq=seq, hash=head,
-                            signature=r.to_bytes(32, "big") + s.to_bytes(32, "big"),
-                            audit_public_key=self.audit_public_key,
-                            instance_id=self.instance_id)
+        return SignedHead(seq=seq, hash=head,
+                          signature=r.to_bytes(32, "big") + s.to_bytes(32, "big"),
+                          audit_public_key=self.audit_public_key,
+                          instance_id=self.instance_id)
 
     def audit_export(self) -> bytes:
         """A v2 export up to the head of a checkpoint made (or found current) just before, with

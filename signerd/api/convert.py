@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from signerd.app import SignedHead
 from signerd.core import canonical
 from signerd.core.model import Category, Chain, Movement, ScriptType, Token, Wallet, WalletStatus
 from signerd.services.proposals import ProposalView
@@ -118,3 +119,8 @@ def operator_pb(o: Any) -> pb.Operator:
 def policy_pb(p: Any) -> pb.PolicyVersion:
     return pb.PolicyVersion(wallet_id=p.wallet_id, version=p.version, toml=p.document,
                             actor=p.actor, created_at_unix=int(p.created_at))
+
+
+def audit_head_pb(h: SignedHead) -> pb.AuditHead:
+    return pb.AuditHead(seq=h.seq, hash=h.hash, signature=h.signature,
+                        audit_public_key=h.audit_public_key, instance_id=h.instance_id)

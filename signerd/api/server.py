@@ -20,8 +20,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from signerd.adapters import pki
-from signerd.services.admin import AdminService
-from ..app import App
+from signerd.services.admin import AdminService, ImportRequest, import_seized_key
+from signerd.services.report import holdings_report
+from signerd.services.transfers import FINAL
+from signerd.app import App
 from signerd.core.errors import (InvalidArgument, PermissionDenied, ResourceExhausted, SignerError,
                                  Status, Unauthenticated, Unavailable, echo)
 from signerd.adapters.lifecycle import bind_error
@@ -467,8 +469,6 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
         @gate.stream("Custody/WatchTransfer")
         def WatchTransfer(self, req: pb.WatchTransferRequest, ctx: Any, caller: Caller
                           ) -> Iterator[pb.Transfer]:
-            from signerd.services.transfers import FINAL
-
             last = None
             seen = -1
             while ctx.is_active():
@@ -600,8 +600,6 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
 
         @gate.unary("Admin/ImportKey")
         def ImportKey(self, req: pb.ImportKeyRequest, ctx: Any, caller: Caller) -> pb.Proposal:
-            from signerd.services.admin import ImportRequest, import_seized_key
-
             kind = req.WhichOneof("secret") or ""
             return C.proposal_pb(import_seized_key(app, caller.name, ImportRequest(
                 kind=kind, secret=getattr(req, kind) if kind else "",
@@ -712,7 +710,7 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
 
         @gate.unary("Audit/GetHead")
         def GetHead(self, req: Any, ctx: Any, caller: Caller) -> pb.AuditHead:
-            return app.audit_head()
+            return C.audit_head_pb(app.audit_head())
 
         @gate.stream("Audit/Export")
         def Export(self, req: Any, ctx: Any, caller: Caller) -> Iterator[pb.ExportChunk]:
@@ -722,8 +720,6 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
 
         @gate.unary("Audit/Report")
         def Report(self, req: pb.ReportRequest, ctx: Any, caller: Caller) -> pb.ReportResponse:
-            from signerd.services.report import holdings_report
-
             with app.store.read() as tx:
                 doc = holdings_report(tx, instance_id=app.instance_id,
                                       category=C.CATEGORY_FROM_PB.get(req.category, ""),
