@@ -23,6 +23,7 @@ from signerd.core.model import OperatorStatus, ScriptType, Token, Wallet, Wallet
 from .proposals import ProposalView, new_proposal_id
 from .runtime import Runtime
 from signerd.core.tokens import make_token, token_json
+from signerd.adapters.hsm import KeyInfo
 
 
 
@@ -363,8 +364,6 @@ def _import_again(app: Runtime, actor: str, req: ImportRequest, checked: W.Check
     under a new ``wallet.import`` proposal (with this request's case, legal basis, seizure
     record and template). Without this the key would be wedged: held by the HSM, refused as
     held, its wallet RETIRED. Nothing comes into force without the new proposal's quorum."""
-    from signerd.adapters.hsm import KeyInfo
-
     if not app.ended([earlier.proposal]):
         raise FailedPrecondition(f"this key is held by wallet {earlier.id}, whose import "
                                  f"proposal {earlier.proposal} has not ended")

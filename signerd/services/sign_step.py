@@ -49,6 +49,7 @@ from signerd.core.errors import (AuthorityViolation, HsmUnavailable, NotFound, S
                                  WalletFrozen)
 from signerd.core.model import Chain, TransferState, Wallet, WalletStatus
 from signerd.core.movement_json import movement_from_json
+from signerd.core.tokens import token_from_json
 from signerd.core.approval import StatementContext
 from signerd.adapters.config import Limits
 from .runtime import Runtime
@@ -64,8 +65,6 @@ def ended_violation(object_id: str) -> AuthorityViolation:
 
 def submitted_tokens(row: Row) -> tuple[Any, ...]:
     """The token registry entries the transfer's movement used at submission."""
-    from signerd.core.tokens import token_from_json
-
     try:
         stored = json.loads(row["movement"]).get("tokens", ())
         return tuple(token_from_json(t) for t in stored)

@@ -35,7 +35,8 @@ from signerd.core import engine as E
 from . import ledger as L
 from signerd.core import legal_basis as LB
 from signerd.core import policy as P
-from signerd.core.chains import Decoded, Ours, adapter_for, claims, classify_outputs
+from signerd.core.chains import (BitcoinAdapter, Decoded, Ours, adapter_for, claims,
+                                 classify_outputs)
 from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
                                  HsmUnavailable, InvalidApproval, InvalidArgument, NotFound,
                                  PermissionDenied, PolicyDenied, SignerError, WalletFrozen)
@@ -742,8 +743,6 @@ class TransferService:
         transaction that spends from it. Its status is read from the verified ledger, and again
         in the write with the ledger head share-locked (as the sign step's commit does), so a
         freeze that commits meanwhile is seen and wins."""
-        from signerd.core.chains import BitcoinAdapter
-
         if not psbt:
             raise InvalidArgument("psbt: required")
         with self.store.read() as tx:
