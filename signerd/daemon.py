@@ -20,6 +20,10 @@ from signerd.core.errors import SignerError
 
 log = logging.getLogger("signerd")
 
+# The functions below import the rest of signerd when they run, not here: deliberately, so that
+# `signerd --help` and `signerd init` load neither gRPC nor the app, and a daemon only what it
+# uses. None of these late imports hides a cycle (tests/unit/test_architecture.py).
+
 DEMO_OPERATORS: dict[str, list[str]] = {
     "inv1": ["investigator"], "inv2": ["investigator"],
     "cust1": ["custody_officer"], "cust2": ["custody_officer"],
@@ -261,6 +265,7 @@ def init_state(root: Path, *, listen: str = "127.0.0.1:7443", metrics: str = "12
                token_label: str = "signerd") -> Path:
     """Create a ready-to-run state folder. Refuses an existing, non-empty folder. The
     development CA's private key goes beside it (pki.dev_ca_key_path), never into it."""
+    # late: start-up stays light (see the note at the top)
     from signerd.core import operator_keys
     from signerd.adapters import pki
     from signerd.adapters.config import insecure_listen_error, is_loopback_listen
@@ -330,6 +335,7 @@ def make_genesis(root: Path, *, instance_id: str, module: str, token_label: str,
     config pins too."""
     import time
 
+    # late: start-up stays light (see the note at the top)
     from signerd.core import authority as AU
     from signerd.core.anchor import Anchors
     from .app import GENESIS_LABEL
@@ -404,6 +410,7 @@ def sd_notify(message: str) -> None:
 
 
 def run(config_path: str) -> int:
+    # late: start-up stays light (see the note at the top)
     from signerd.adapters import config as C
     from signerd.adapters import lifecycle, logs
     from .api.server import build_server
