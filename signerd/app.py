@@ -12,23 +12,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from signerd.adapters.config import Config
+from signerd.adapters.hsm import Keystore, KeyInfo
+from signerd.adapters.metrics import Metrics
+from signerd.adapters.store import Store, Tx
+from signerd.adapters.store.factory import open_store
 from signerd.core import anchor
 from signerd.core import audit
 from signerd.core import seal as SEAL
-from signerd.services import wallets as W
-from signerd.adapters.config import Config
 from signerd.core.errors import (AlreadyExists, AuditChainViolation, AuthorityViolation,
                                  ConfigError, HsmUnavailable, InvalidArgument, SignerError,
                                  StoreUnavailable)
 from signerd.core.errors import InvalidKey as InvalidKeyError
 from signerd.core.model import Category, Chain, TransferState
-from signerd.adapters.hsm import Keystore, KeyInfo
+from signerd.services import wallets as W
 from signerd.services.ledger import Ledger
-from signerd.adapters.metrics import Metrics
 from signerd.services.proposals import ProposalService
 from signerd.services.runtime import Notifier
-from signerd.adapters.store import Store, Tx
-from signerd.adapters.store.factory import open_store
 from signerd.services.transfers import TransferService
 
 GENESIS_LABEL = "signerd-genesis"  # the HSM data object that pins the genesis digest

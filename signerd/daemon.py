@@ -15,8 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from signerd.core.errors import SignerError
+from . import __version__
 
 log = logging.getLogger("signerd")
 

@@ -20,19 +20,19 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from signerd.adapters import pki
-from signerd.services.admin import AdminService, ImportRequest, import_seized_key
-from signerd.services.report import holdings_report
-from signerd.services.transfers import FINAL
+from signerd.adapters.lifecycle import bind_error
 from signerd.app import App
 from signerd.core.errors import (InvalidArgument, PermissionDenied, ResourceExhausted, SignerError,
                                  Status, Unauthenticated, Unavailable, echo)
-from signerd.adapters.lifecycle import bind_error
 from signerd.core.model import Chain, Decision, OperatorStatus
-from ..v1 import signerd_pb2 as pb
-from ..v1 import signerd_pb2_grpc as rpc
+from signerd.services.admin import AdminService, ImportRequest, import_seized_key
+from signerd.services.report import holdings_report
+from signerd.services.transfers import FINAL
 from signerd.services.wallets import WalletRequest
 from . import convert as C
 from . import validate
+from ..v1 import signerd_pb2 as pb
+from ..v1 import signerd_pb2_grpc as rpc
 
 log = logging.getLogger("signerd.api")
 

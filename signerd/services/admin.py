@@ -11,19 +11,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from signerd.adapters.hsm import KeyInfo
 from signerd.core import approval as A
 from signerd.core import authority as AU
-from . import ledger as L
 from signerd.core import seized
-from . import wallets as W
 from signerd.core.errors import (AuthorityViolation, FailedPrecondition, InvalidArgument,
                                  InvalidKey, NotFound)
 from signerd.core.errors import echo
 from signerd.core.model import OperatorStatus, ScriptType, Token, Wallet, WalletStatus
+from signerd.core.tokens import make_token, token_json
+from . import ledger as L
+from . import wallets as W
 from .proposals import ProposalView, new_proposal_id
 from .runtime import Runtime
-from signerd.core.tokens import make_token, token_json
-from signerd.adapters.hsm import KeyInfo
 
 
 

@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from signerd.adapters.store import Row, Tx
 from signerd.core import authority as AU
 from signerd.core import canonical, seal
 from signerd.core.authority import AuthorityState
 from signerd.core.errors import AuthorityViolation, InvalidArgument, NotFound
 from signerd.core.errors import echo
 from signerd.core.model import Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus
-from signerd.adapters.store import Row, Tx
 
 log = logging.getLogger("signerd.ledger")
 

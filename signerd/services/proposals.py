@@ -33,19 +33,19 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from signerd.core import authority as AU
+from signerd.adapters.store import Row, Tx
 from signerd.core import approval as A
+from signerd.core import authority as AU
 from signerd.core import canonical
-from . import ledger as L
 from signerd.core import policy as P
+from signerd.core.engine import effective_requirement
 from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
                                  HsmUnavailable, InvalidApproval, InvalidArgument, NotFound,
                                  PermissionDenied, SignerError)
 from signerd.core.errors import echo
 from signerd.core.model import Decision, OperatorStatus, WalletStatus
-from signerd.core.engine import effective_requirement
+from . import ledger as L
 from .runtime import Runtime
-from signerd.adapters.store import Row, Tx
 from .transfers import (LIVE as LIVE_STATES, ended_violation, live_transfers,
                         movement_from_json, tighten_live_transfers)
 

@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from typing import Any, Callable, Protocol
 
 from signerd.adapters.config import Config
-from signerd.core.errors import SignerError
 from signerd.adapters.hsm import KeyInfo, Keystore
-from .ledger import Ledger
 from signerd.adapters.metrics import Metrics
 from signerd.adapters.store import Store
+from signerd.core.errors import SignerError
+from .ledger import Ledger
 
 
 class Notifier:

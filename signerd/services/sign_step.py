@@ -42,18 +42,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from signerd.adapters.config import Limits
+from signerd.adapters.store import Row, Store, Tx
 from signerd.core import engine as E
-from . import ledger as L
+from signerd.core.approval import StatementContext
 from signerd.core.chains import Decoded, Signed, adapter_for
 from signerd.core.errors import (AuthorityViolation, HsmUnavailable, NotFound, SignerError,
                                  WalletFrozen)
 from signerd.core.model import Chain, TransferState, Wallet, WalletStatus
 from signerd.core.movement_json import movement_from_json
 from signerd.core.tokens import token_from_json
-from signerd.core.approval import StatementContext
-from signerd.adapters.config import Limits
+from . import ledger as L
 from .runtime import Runtime
-from signerd.adapters.store import Row, Store, Tx
 
 
 def ended_violation(object_id: str) -> AuthorityViolation:

@@ -28,11 +28,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from signerd.adapters.store import Row, Tx
 from signerd.core import approval as A
 from signerd.core import audit as AUD
 from signerd.core import authority as AU
 from signerd.core import engine as E
-from . import ledger as L
 from signerd.core import legal_basis as LB
 from signerd.core import policy as P
 from signerd.core.chains import (BitcoinAdapter, Decoded, Ours, adapter_for, claims,
@@ -41,12 +41,12 @@ from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecon
                                  HsmUnavailable, InvalidApproval, InvalidArgument, NotFound,
                                  PermissionDenied, PolicyDenied, SignerError, WalletFrozen)
 from signerd.core.errors import echo
-from signerd.core.movement_json import movement_from_json, movement_to_json
-from .sign_step import SignStep, ended_violation
 from signerd.core.model import (Chain, Decision, DestinationClass, Movement, OperatorStatus,
                                 TransferState, Wallet, WalletStatus)
+from signerd.core.movement_json import movement_from_json, movement_to_json
+from . import ledger as L
 from .runtime import Runtime
-from signerd.adapters.store import Row, Tx
+from .sign_step import SignStep, ended_violation
 
 
 log = logging.getLogger("signerd.transfers")

@@ -16,19 +16,19 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from signerd.adapters.hsm import KeyInfo
+from signerd.adapters.store import Row, Tx
 from signerd.core import authority as AU
-from . import ledger as L
 from signerd.core import legal_basis as LB
 from signerd.core.bitcoin.descriptor import InvalidDescriptor, parse_descriptor, parse_key
 from signerd.core.chains import derive_address
 from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
                                  InvalidArgument, NotFound, echo)
-from signerd.adapters.hsm import KeyInfo
 from signerd.core.model import (EXTERNAL_KEY_PREFIX, BitcoinNetwork, Category, Chain, ScriptType,
                                 Wallet, WalletStatus)
+from . import ledger as L
 from .proposals import new_proposal_id
 from .runtime import Runtime
-from signerd.adapters.store import Row, Tx
 
 
 log = logging.getLogger("signerd.wallets")

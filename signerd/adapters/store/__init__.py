@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 from signerd.core import audit, authority, canonical
-from . import migrations
 from signerd.core.errors import (AlreadyExists, AuditChainViolation, AuthorityViolation, Conflict,
                                  InvalidArgument, NotFound, SignerError, StoreUnavailable)
 from signerd.core.errors import echo
+from . import migrations
 
 
 class Cursor(Protocol):
