@@ -73,8 +73,8 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 from common import (Daemon, bench_limits, build_psbt,  # noqa: E402
                     eth_payload, flat_path, fmt, loadavg, log, machine, operator_keys,
-                    percentiles, proc_cpu_seconds, profile_top, sd, signerd_init,
-                    signing_deferred, write_json)
+                    percentiles, proc_cpu_seconds, profile_top, signerd_init,
+                    signerd_module, signing_deferred, write_json)
 
 BEFORE = "91a50dd"
 
@@ -164,9 +164,9 @@ class BenchDaemon(Daemon):
 
 def daemon_latency(d: BenchDaemon, keys: dict[str, Any], btc_wallet: Any, count: int,
                    warmup: int) -> dict[str, Any]:
-    A, M = sd("approval"), sd("model")
+    A, M = signerd_module("approval"), signerd_module("model")
     sign_statement, statement_digest = A.sign_statement, A.statement_digest
-    WalletSpec = sd("bitcoin.signer").WalletSpec
+    WalletSpec = signerd_module("bitcoin.signer").WalletSpec
     BitcoinNetwork, ScriptType = M.BitcoinNetwork, M.ScriptType
     from signerd.v1 import signerd_pb2 as pb
     from signerd.v1 import signerd_pb2_grpc as rpc
@@ -320,7 +320,7 @@ def cache_infos() -> dict[str, tuple[int, int, int]]:
     out = {}
     for label, (mod, name) in CACHED.items():
         try:
-            fn = getattr(sd(mod), name)
+            fn = getattr(signerd_module(mod), name)
             ci = fn.cache_info()
         except (ImportError, AttributeError):
             continue
@@ -356,9 +356,9 @@ def decide_quorum_making(app: Any, keys: dict[str, Any], ids: list[str],
                          ) -> dict[str, Any]:
     """cust1's quorum-making decision on transfers inv1 has approved: wall and process CPU of
     the decide call alone (it includes the sign step)."""
-    A = sd("approval")
+    A = signerd_module("approval")
     sign_statement, statement_digest = A.sign_statement, A.statement_digest
-    Decision = sd("model").Decision
+    Decision = signerd_module("model").Decision
 
     walls, cpus = [], []
     signed = 0
@@ -427,7 +427,7 @@ def stage_cpu(app: Any, ids: list[str]) -> dict[str, Any]:
         else:
             undo.append(lambda: setattr(obj, attr, orig))
 
-    chains = sd("chains")
+    chains = signerd_module("chains")
 
     step, svc = app.transfers.signer, app.transfers
     wrap(step, "_pipeline", "pipeline (the worker's whole CPU)")
@@ -446,7 +446,7 @@ def stage_cpu(app: Any, ids: list[str]) -> dict[str, Any]:
         wrap(svc, "context", "context (statement context)")
         for mod, fn, label in (("engine", "judge", "judge (engine.judge)"),
                                ("ledger", "load_wallet", "load_wallet (sealed record)")):
-            wrap(sd(mod), fn, label, instance=False)
+            wrap(signerd_module(mod), fn, label, instance=False)
     else:  # before: the quorum check
         wrap(svc, "_quorum", "quorum (TransferService._quorum: before)")
         wrap(svc, "_operators", "operators (TransferService._operators: before)")
@@ -577,7 +577,7 @@ def unit_cost(fn: Callable[[], Any], reps: int = 200, rounds: int = 5) -> float:
 def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
     """The sign step's checks one by one, on a signed one-input PSBT transfer (and decoding a
     signed EIP-1559 one), no profiler (whichever exist at this commit)."""
-    adapter_for = sd("chains").adapter_for
+    adapter_for = signerd_module("chains").adapter_for
 
     svc = app.transfers
     out: dict[str, float] = {}
@@ -598,7 +598,7 @@ def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
     out["store.read() + get_transfer + approvals_for (both commits read these)"] = unit_cost(
         in_read(lambda tx: (tx.get_transfer(tid), tx.approvals_for([tid]))))
     if hasattr(app, "ledger"):  # after: the authority checks
-        E, L, seal = sd("engine"), sd("ledger"), sd("seal")
+        E, L, seal = signerd_module("engine"), signerd_module("ledger"), signerd_module("seal")
 
         with store.read() as tx:
             state = app.ledger.state(tx)
@@ -646,8 +646,8 @@ def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
         out["  engine.effective_requirement"] = unit_cost(
             lambda: E.effective_requirement(state, wallet, movement, ctx.category_change,
                                             ctx.policy_version))
-        A = sd("approval")
-        Decision = sd("model").Decision
+        A = signerd_module("approval")
+        Decision = signerd_module("model").Decision
 
         out["  approval.build_statement"] = unit_cost(
             lambda: A.build_statement(ctx, movement, Decision.APPROVE))
@@ -662,7 +662,7 @@ def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
         out["  Ed25519 verify of one approval, uncached (approval._valid miss)"] = unit_cost(
             lambda: raw_valid(pem, sd, sig))
     else:  # before
-        movement_from_json = sd("transfers").movement_from_json
+        movement_from_json = signerd_module("transfers").movement_from_json
 
         with store.read() as tx:
             wallet = svc._wallet(tx, row["wallet_id"])
@@ -690,8 +690,8 @@ def in_process(cfg: Path, keys: dict[str, Any], btc_id: str, eth_id: str, btc_pu
                eth_key: str, n_sign: int, n_decide: int, n_profile: int) -> dict[str, Any]:
     import secrets
 
-    WalletSpec = sd("bitcoin.signer").WalletSpec
-    M = sd("model")
+    WalletSpec = signerd_module("bitcoin.signer").WalletSpec
+    M = signerd_module("model")
     BitcoinNetwork, ScriptType = M.BitcoinNetwork, M.ScriptType
 
     app = common.open_app(cfg)

@@ -43,7 +43,7 @@ NPROC = os.cpu_count() or 1
 LAYERS = ("core", "adapters", "services")  # signerd's layer packages (none at 91a50dd)
 
 
-def sd(name: str) -> Any:
+def signerd_module(name: str) -> Any:
     """signerd's module ``name`` as the flat layout named it ("approval", "bitcoin.signer",
     "store"): ``signerd.<layer>.<name>`` in the layered tree, else ``signerd.<name>`` (the
     flat tree, e.g. 91a50dd), so one harness measures both."""
@@ -487,7 +487,7 @@ def open_app(cfg: Path) -> Any:
     migrated, transfer service ready), logging quiet."""
     import logging
 
-    C = sd("config")
+    C = signerd_module("config")
     from signerd.app import App
 
     logging.getLogger("signerd").setLevel(logging.WARNING)
@@ -497,7 +497,7 @@ def open_app(cfg: Path) -> Any:
 
 
 def operator_keys(state: Path) -> dict[str, Any]:
-    load_private = sd("operator_keys").load_private
+    load_private = signerd_module("operator_keys").load_private
 
     return {p.stem: load_private(p) for p in (state / "operators").glob("*.key")}
 
@@ -526,7 +526,8 @@ def build_psbt(spec: Any, n_inputs: int, *, salt: int = 0, value: int = 20_000) 
     funding transaction of its own, carried as both non-witness and witness UTXO (as Bitcoin
     Core writes segwit v0 PSBTs), with a BIP-32 origin for the wallet key; one external output
     and one change output."""
-    P, S, T = sd("bitcoin.psbt"), sd("bitcoin.script"), sd("bitcoin.tx")
+    P, S = signerd_module("bitcoin.psbt"), signerd_module("bitcoin.script")
+    T = signerd_module("bitcoin.tx")
     KeyOrigin, Psbt, PsbtInput, PsbtOutput = P.KeyOrigin, P.Psbt, P.PsbtInput, P.PsbtOutput
     p2wpkh_script = S.p2wpkh_script
     OutPoint, Transaction, TxIn, TxOut = T.OutPoint, T.Transaction, T.TxIn, T.TxOut
@@ -676,8 +677,8 @@ class Operator:
             transfer_id=transfer_id, decision=pb.APPROVE)).statement
 
     def submit(self, transfer_id: str, statement: bytes) -> Any:
-        sign_statement, statement_digest = (sd("approval").sign_statement,
-                                            sd("approval").statement_digest)
+        sign_statement, statement_digest = (signerd_module("approval").sign_statement,
+                                            signerd_module("approval").statement_digest)
         from signerd.v1 import signerd_pb2 as pb
 
         return self.stub.SubmitApproval(pb.SubmitApprovalRequest(
@@ -691,9 +692,9 @@ class Operator:
 
 def in_process_approve(app: Any, keys: dict[str, Any], transfer_id: str, op: str) -> Any:
     """An approval through TransferService.decide, signed with the operator's own key."""
-    A = sd("approval")
+    A = signerd_module("approval")
     sign_statement, statement_digest = A.sign_statement, A.statement_digest
-    Decision = sd("model").Decision
+    Decision = signerd_module("model").Decision
 
     statement = app.transfers.statement(transfer_id, Decision.APPROVE)[0]
     return app.transfers.decide(op, transfer_id, op, Decision.APPROVE,
