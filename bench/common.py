@@ -370,7 +370,7 @@ class _InitArgs(ctypes.Structure):
 
 
 def init_with_os_locking(module: str) -> int:
-    """What signerd.hsm does once per process: python-pkcs11 initialised the module with
+    """What signerd's HSM adapter does once per process: python-pkcs11 initialised the module with
     C_Initialize(NULL) (SoftHSM then turns its own locking off); finalize it and initialise
     it again with CKF_OS_LOCKING_OK on the same function list. Returns the CKR of the
     second C_Initialize (0 = OS locking on)."""
