@@ -29,7 +29,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from signerd.adapters import config as config_mod
-from signerd.adapters import pki
+from signerd.adapters import key_files, pki
 from signerd.adapters.config import Config, Limits
 from signerd.adapters.pki import is_valid_principal
 from signerd.core import approval, audit, canonical, operator_keys
@@ -402,7 +402,7 @@ def load_operator_key(path: str, passphrase_file: str | None,
         stdin = sys.stdin if stdin is None else stdin
         if b"ENCRYPTED PRIVATE KEY" in head and stdin is not None and stdin.isatty():
             passphrase = getpass.getpass(f"Passphrase for {path}: ").encode() or None
-    return operator_keys.load_private(path, passphrase)
+    return key_files.load_private(path, passphrase)
 
 
 # ---------------------------------------------------------------- connection
@@ -630,7 +630,7 @@ def cmd_operator_keygen(ctx: Context) -> int:
     passphrase = read_passphrase(a.passphrase_file) if a.passphrase_file else None
     pub = pub_path_for(a.out)
     key = operator_keys.generate()
-    operator_keys.write_keypair(key, a.out, pub, passphrase)
+    key_files.write_keypair(key, a.out, pub, passphrase)
     fp = operator_keys.fingerprint(key.public_key())
     doc = {"key": a.out, "public_key": pub, "fingerprint": fp, "encrypted": bool(passphrase)}
     ctx.emit(doc, f"wrote {a.out} (private, 0600) and {pub}\nfingerprint: {fp}\n")

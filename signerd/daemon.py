@@ -267,6 +267,7 @@ def init_state(root: Path, *, listen: str = "127.0.0.1:7443", metrics: str = "12
     development CA's private key goes beside it (pki.dev_ca_key_path), never into it."""
     # late: start-up stays light (see the note at the top)
     from signerd.core import operator_keys
+    from signerd.adapters import key_files
     from signerd.adapters import pki
     from signerd.adapters.config import insecure_listen_error, is_loopback_listen
 
@@ -306,7 +307,7 @@ def init_state(root: Path, *, listen: str = "127.0.0.1:7443", metrics: str = "12
     keys = {}
     for op_id in DEMO_OPERATORS:
         key = operator_keys.generate()
-        operator_keys.write_keypair(key, ops / f"{op_id}.key", ops / f"{op_id}.pub", None)
+        key_files.write_keypair(key, ops / f"{op_id}.key", ops / f"{op_id}.pub", None)
         keys[op_id] = key
     pol = root / "policies"
     pol.mkdir()

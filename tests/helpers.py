@@ -185,7 +185,7 @@ def decide(d: Daemon, transfer_id: str, operator: str, decision: int = pb.APPROV
     """An operator's approval as signerctl makes it: fetch the statement, sign SHA-256 of it
     with the operator's own Ed25519 key from the state folder, send it."""
     from signerd.core.approval import sign_statement, statement_digest
-    from signerd.core.operator_keys import load_private
+    from signerd.adapters.key_files import load_private
 
     if statement is None:
         st = d.approval(operator).GetStatement(pb.GetStatementRequest(
@@ -206,7 +206,7 @@ def decide_proposal(d: Daemon, proposal_id: str, operator: str, decision: int = 
     """An operator's decision on a governance proposal, as signerctl makes it: the statement
     from the daemon, signed with the operator's own key from the state folder."""
     from signerd.core.approval import sign_statement, statement_digest
-    from signerd.core.operator_keys import load_private
+    from signerd.adapters.key_files import load_private
 
     st = d.governance(operator).GetProposalStatement(pb.GetProposalStatementRequest(
         proposal_id=proposal_id, decision=decision))
@@ -249,7 +249,7 @@ def app_govern(app: Any, view: Any, approvers: tuple[str, ...] = GOVERNORS) -> A
     folder (the path the gRPC DecideProposal takes)."""
     from signerd.core.approval import sign_statement
     from signerd.core.model import Decision
-    from signerd.core.operator_keys import load_private
+    from signerd.adapters.key_files import load_private
 
     state = Path(app.config.path).parent
     for op in approvers:

@@ -58,7 +58,8 @@ from signerd.core.approval import sign_statement
 from signerd.core.authority import fold
 from signerd.core.errors import SignerError
 from signerd.core.model import Decision
-from signerd.core.operator_keys import generate, load_private, public_pem
+from signerd.adapters.key_files import load_private
+from signerd.core.operator_keys import generate, public_pem
 from tests.helpers import app_govern, app_wallet, init_state
 from tests.integration.test_ethereum_e2e import tx_fields
 

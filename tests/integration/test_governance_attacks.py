@@ -63,7 +63,8 @@ from signerd.core.approval import (SignedDecision, build_statement, genesis_stat
                                    proposal_statement, sign_statement, statement_digest)
 from signerd.core.bitcoin.address import address_to_script
 from signerd.core.model import Decision
-from signerd.core.operator_keys import generate, load_private, public_pem
+from signerd.adapters.key_files import load_private
+from signerd.core.operator_keys import generate, public_pem
 from signerd.services.transfers import movement_from_json
 from tests.helpers import (Daemon, decide, decide_proposal, edit_config, govern, init_state, pb,
                            register_operator, rpc_error, set_policy, signerd_cmd)
@@ -824,7 +825,7 @@ def test_one_admin_approves_their_own_proposal(tmp_path: Path) -> None:
     pass (the submitter never counts): refused at once, naming why. With a third admin, one
     admin's proposal is made, its submitter's own decision is refused, and the other two pass
     it."""
-    from signerd.core.operator_keys import write_keypair
+    from signerd.adapters.key_files import write_keypair
 
     d = fresh_daemon(tmp_path / "state")
     try:

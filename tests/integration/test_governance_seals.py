@@ -40,7 +40,8 @@ from signerd.core import authority as AU
 from signerd.core.approval import SignedDecision, proposal_statement, sign_statement
 from signerd.core.errors import AuthorityViolation, FailedPrecondition, PermissionDenied
 from signerd.core.model import Decision
-from signerd.core.operator_keys import generate, load_private, public_pem, write_keypair
+from signerd.adapters.key_files import load_private, write_keypair
+from signerd.core.operator_keys import generate, public_pem
 from tests.helpers import (Daemon, decide, decide_proposal, govern, pb, register_operator,
                            rpc_error)
 from tests.integration.test_bitcoin_e2e import verify_with_bitcointx

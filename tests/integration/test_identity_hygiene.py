@@ -94,7 +94,8 @@ def test_init_refuses_to_overwrite_a_ca_key(tmp_path: Path) -> None:
 
 def test_pki_issue_gives_a_new_operator_a_certificate(offline: dict[str, Any],
                                                       daemon: Daemon) -> None:
-    from signerd.core.operator_keys import generate, public_pem, write_keypair
+    from signerd.adapters.key_files import write_keypair
+    from signerd.core.operator_keys import generate, public_pem
 
     key = generate()
     write_keypair(key, daemon.state / "operators" / "cust7.key",

@@ -29,7 +29,7 @@ from eth_account import Account
 from signerd.core import audit
 from signerd.core.approval import sign_statement, statement_digest
 from signerd.core.errors import AlreadyExists, Conflict, InvalidArgument, StoreUnavailable
-from signerd.core.operator_keys import load_private
+from signerd.adapters.key_files import load_private
 from signerd.adapters.store.factory import open_store
 from signerd.adapters.store.postgres import PostgresStore
 from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc, rpc_error

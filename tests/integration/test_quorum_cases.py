@@ -15,7 +15,7 @@ from signerd.core.approval import (StatementContext, build_statement, sign_state
 from signerd.core.chains import EthereumAdapter, classify_outputs
 from signerd.adapters.config import Limits
 from signerd.core.model import Decision
-from signerd.core.operator_keys import load_private
+from signerd.adapters.key_files import load_private
 from tests.helpers import Daemon, decide, govern, init_state, pb, register_operator, rpc_error
 from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
 
@@ -116,7 +116,8 @@ def _wallet_model(w: pb.Wallet):
 
 
 def test_revoked_operator(daemon: Daemon, tmp_path) -> None:
-    from signerd.core.operator_keys import generate, public_pem, write_keypair
+    from signerd.adapters.key_files import write_keypair
+    from signerd.core.operator_keys import generate, public_pem
 
     key = generate()
     write_keypair(key, daemon.state / "operators" / "cust9.key",

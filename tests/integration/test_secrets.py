@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption
                                                           load_pem_private_key)
 
 from signerd.core.approval import sign_statement
-from signerd.core.operator_keys import load_private
+from signerd.adapters.key_files import load_private
 from tests.helpers import Daemon, decide, edit_config, init_state, pb
 from tests.integration.test_bitcoin_e2e import EXTERNAL, build_psbt, wallet
 from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields

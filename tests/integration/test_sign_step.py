@@ -21,7 +21,7 @@ from signerd.app import App
 from signerd.core.approval import sign_statement
 from signerd.core.errors import FailedPrecondition, WalletFrozen
 from signerd.core.model import Decision
-from signerd.core.operator_keys import load_private
+from signerd.adapters.key_files import load_private
 from signerd.services.wallets import WalletRequest
 from tests.helpers import app_govern, init_state
 from tests.integration.test_ethereum_e2e import tx_fields

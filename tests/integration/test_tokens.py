@@ -18,7 +18,7 @@ from signerd.core import approval
 from signerd import cli
 from signerd.adapters.config import Limits
 from signerd.core.model import Decision
-from signerd.core.operator_keys import load_private
+from signerd.adapters.key_files import load_private
 from tests.helpers import (Daemon, decide, govern, init_state, pb, rpc_error, set_policy,
                            signerctl_cmd)
 from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields

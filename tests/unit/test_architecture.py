@@ -44,7 +44,8 @@ LAYERS: dict[str, tuple[int, frozenset[str]]] = {
 
 # Modules the core may not import (I/O edges); a prefix match on the dotted name.
 IO_MODULES = ("sqlite3", "psycopg", "psycopg2", "grpc", "grpc_health", "grpc_reflection",
-              "pkcs11", "socket", "subprocess", "prometheus_client", "signerd.v1")
+              "pkcs11", "socket", "subprocess", "prometheus_client", "signerd.v1",
+              "os", "stat", "shutil", "tempfile", "pathlib")
 
 
 def layer_of(module: str) -> str:
