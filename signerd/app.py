@@ -462,7 +462,7 @@ class App:
         (None while the chain is empty, or when ``max_events`` were verified without reaching
         the head: the next call goes on from there).
 
-        Verified before anything is signed (DESIGN §11):
+        Verified before anything is signed (docs/ARCHITECTURE.md, "Flow of a governance proposal"):
         - the store's checkpoints are not behind, and do not differ from, the latest one this
           process signed or verified (a deleted or replaced checkpoint);
         - each checkpoint after that one (another replica's; after a restart, the latest and
