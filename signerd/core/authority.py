@@ -6,8 +6,8 @@ from outside and every token registry entry is in force only through the **autho
 ledger**: an append-only, hash-chained list of entries whose first entry is the genesis and
 whose later entries are
 
-- ``proposal``: a governance proposal (docs/ARCHITECTURE.md, "Flow of a governance proposal") with the operators' signed decisions that
-  approved it. It verifies only if every signature verifies over the proposal's statement under
+- ``proposal``: a governance proposal (docs/ARCHITECTURE.md, "Flow of a governance proposal")
+  with the operators' signed decisions that approved it. It verifies only if every signature verifies over the proposal's statement under
   the key the operator held just before the entry, and the decisions meet the governance
   policy in force then, never counting the submitter;
 - ``wallet.freeze`` and ``operator.suspend``: acts that only tighten, immediate for an admin.
