@@ -521,20 +521,25 @@ class Keystore:
 
     def _private_key(self, s: Any, key_id: str) -> Any:
         from pkcs11 import ObjectClass
-        from pkcs11 import exceptions as px
 
         cache_key = (id(s), key_id)
         k = self._key_cache.get(cache_key)
         if k is None:
-            try:
-                k = self._call(
-                    lambda: s.get_key(object_class=ObjectClass.PRIVATE_KEY, id=bytes.fromhex(key_id))
-                )
-            except (px.NoSuchKey, px.MultipleObjectsReturned):
-                self._call(self._find_token)  # a removed token also "has no such key"
-                raise InvalidKey(f"key {key_id} is not in the HSM token") from None
+            k = self._key_object(s, ObjectClass.PRIVATE_KEY, key_id)
             self._key_cache[cache_key] = k
         return k
+
+    def _key_object(self, s: Any, object_class: Any, key_id: str) -> Any:
+        """The token's one key of ``object_class`` with CKA_ID ``key_id``; InvalidKey when the
+        token has none (or, wrongly, several)."""
+        from pkcs11 import exceptions as px
+
+        try:
+            return self._call(lambda: s.get_key(object_class=object_class,
+                                                id=bytes.fromhex(key_id)))
+        except (px.NoSuchKey, px.MultipleObjectsReturned):
+            self._call(self._find_token)  # a removed token also "has no such key"
+            raise InvalidKey(f"key {key_id} is not in the HSM token") from None
 
     # ------------------------------------------------------------------ keys
 
@@ -642,18 +647,11 @@ class Keystore:
 
     def public_key(self, key_id: str) -> bytes:
         from pkcs11 import Attribute, ObjectClass
-        from pkcs11 import exceptions as px
 
         if key_id in self._pub_cache:
             return self._pub_cache[key_id]
         with self._session() as s:
-            try:
-                pub = self._call(
-                    lambda: s.get_key(object_class=ObjectClass.PUBLIC_KEY, id=bytes.fromhex(key_id))
-                )
-            except (px.NoSuchKey, px.MultipleObjectsReturned):
-                self._call(self._find_token)  # a removed token also "has no such key"
-                raise InvalidKey(f"key {key_id} is not in the HSM token") from None
+            pub = self._key_object(s, ObjectClass.PUBLIC_KEY, key_id)
             point = self._call(lambda: pub[Attribute.EC_POINT])
         pk = _decode_ec_point(point)
         self._pub_cache[key_id] = pk
