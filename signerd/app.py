@@ -23,7 +23,6 @@ from signerd.core import seal as SEAL
 from signerd.core.errors import (AlreadyExists, AuditChainViolation, AuthorityViolation,
                                  ConfigError, HsmUnavailable, InvalidArgument, SignerError,
                                  StoreUnavailable)
-from signerd.core.errors import InvalidKey as InvalidKeyError
 from signerd.core.model import Category, Chain, TransferState
 from signerd.services import wallets as W
 from signerd.services.ledger import Ledger
@@ -178,11 +177,7 @@ class App:
         with self.store.read() as tx:
             state = self.ledger.state(tx)
             self._anchored_marks(lambda: anchor.check(tx, state, marks))
-        try:
-            held = self.keystore.public_key(state.audit_key_id)
-        except InvalidKeyError:
-            held = b""
-        if held != state.audit_public_key:
+        if self.keystore.held_public_key(state.audit_key_id) != state.audit_public_key:
             raise ConfigError(f"the audit key {state.audit_key_id} named by the genesis is not "
                               "in the HSM token (or differs): this is not the token the store "
                               "was made with")

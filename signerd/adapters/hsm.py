@@ -645,6 +645,14 @@ class Keystore:
         self._pub_cache[info.key_id] = pub33
         return info
 
+    def held_public_key(self, key_id: str) -> bytes:
+        """The public key of ``key_id`` if the token holds that key, else b"" (for comparing
+        with the key a record names)."""
+        try:
+            return self.public_key(key_id)
+        except InvalidKey:
+            return b""
+
     def public_key(self, key_id: str) -> bytes:
         from pkcs11 import Attribute, ObjectClass
 

@@ -16,7 +16,7 @@ from signerd.core import approval as A
 from signerd.core import authority as AU
 from signerd.core import seized
 from signerd.core.errors import (AuthorityViolation, FailedPrecondition, InvalidArgument,
-                                 InvalidKey, NotFound)
+                                 NotFound)
 from signerd.core.errors import echo
 from signerd.core.model import OperatorStatus, ScriptType, Token, Wallet, WalletStatus
 from signerd.core.tokens import make_token, token_json
@@ -368,11 +368,7 @@ def _import_again(app: Runtime, actor: str, req: ImportRequest, checked: W.Check
         raise FailedPrecondition(f"this key is held by wallet {earlier.id}, whose import "
                                  f"proposal {earlier.proposal} has not ended")
     ref = earlier.keys[0]
-    try:
-        in_hsm = app.keystore.public_key(ref.key_id)
-    except InvalidKey:
-        in_hsm = b""
-    if in_hsm != ref.public_key:
+    if app.keystore.held_public_key(ref.key_id) != ref.public_key:
         raise FailedPrecondition(f"the HSM does not hold the key of wallet {earlier.id} "
                                  f"({ref.key_id}) any more")
     proposal = new_proposal_id()
