@@ -72,8 +72,9 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 from common import (Daemon, bench_limits, build_psbt,  # noqa: E402
-                    eth_payload, fmt, loadavg, log, machine, operator_keys, percentiles,
-                    proc_cpu_seconds, profile_top, signerd_init, signing_deferred, write_json)
+                    eth_payload, flat_path, fmt, loadavg, log, machine, operator_keys,
+                    percentiles, proc_cpu_seconds, profile_top, signerd_init,
+                    signerd_module, signing_deferred, write_json)
 
 BEFORE = "91a50dd"
 
@@ -163,9 +164,10 @@ class BenchDaemon(Daemon):
 
 def daemon_latency(d: BenchDaemon, keys: dict[str, Any], btc_wallet: Any, count: int,
                    warmup: int) -> dict[str, Any]:
-    from signerd.approval import sign_statement, statement_digest
-    from signerd.bitcoin.signer import WalletSpec
-    from signerd.model import BitcoinNetwork, ScriptType
+    A, M = signerd_module("approval"), signerd_module("model")
+    sign_statement, statement_digest = A.sign_statement, A.statement_digest
+    WalletSpec = signerd_module("bitcoin.signer").WalletSpec
+    BitcoinNetwork, ScriptType = M.BitcoinNetwork, M.ScriptType
     from signerd.v1 import signerd_pb2 as pb
     from signerd.v1 import signerd_pb2_grpc as rpc
 
@@ -307,20 +309,18 @@ def states(app: Any, ids: list[str]) -> dict[str, int]:
 
 
 CACHED = {  # content-keyed caches (functools.lru_cache) the sign step may use, where present
-    "approval._valid (Ed25519 over a statement digest)": ("signerd.approval", "_valid"),
-    "seal._valid (audit key's seal over a record digest)": ("signerd.seal", "_valid"),
-    "operator_keys._load_public_pem": ("signerd.operator_keys", "_load_public_pem"),
-    "policy._parse_policy_cached": ("signerd.policy", "_parse_policy_cached"),
+    "approval._valid (Ed25519 over a statement digest)": ("approval", "_valid"),
+    "seal._valid (audit key's seal over a record digest)": ("seal", "_valid"),
+    "operator_keys._load_public_pem": ("operator_keys", "_load_public_pem"),
+    "policy._parse_policy_cached": ("policy", "_parse_policy_cached"),
 }
 
 
 def cache_infos() -> dict[str, tuple[int, int, int]]:
-    import importlib
-
     out = {}
     for label, (mod, name) in CACHED.items():
         try:
-            fn = getattr(importlib.import_module(mod), name)
+            fn = getattr(signerd_module(mod), name)
             ci = fn.cache_info()
         except (ImportError, AttributeError):
             continue
@@ -356,8 +356,9 @@ def decide_quorum_making(app: Any, keys: dict[str, Any], ids: list[str],
                          ) -> dict[str, Any]:
     """cust1's quorum-making decision on transfers inv1 has approved: wall and process CPU of
     the decide call alone (it includes the sign step)."""
-    from signerd.approval import sign_statement, statement_digest
-    from signerd.model import Decision
+    A = signerd_module("approval")
+    sign_statement, statement_digest = A.sign_statement, A.statement_digest
+    Decision = signerd_module("model").Decision
 
     walls, cpus = [], []
     signed = 0
@@ -404,8 +405,6 @@ def stage_cpu(app: Any, ids: list[str]) -> dict[str, Any]:
     stage's function. Stages nest (``load`` holds ``ended``, ``judge``, ``decode`` ...; ``judge``
     and ``load_wallet`` run in ``load`` and again in ``commit``), so they do not add up; the
     worker's whole ``pipeline`` and the process's CPU do."""
-    import importlib
-
     acc: dict[str, float] = {}
     calls: dict[str, int] = {}
     undo: list[Callable[[], None]] = []
@@ -428,7 +427,7 @@ def stage_cpu(app: Any, ids: list[str]) -> dict[str, Any]:
         else:
             undo.append(lambda: setattr(obj, attr, orig))
 
-    from signerd import chains
+    chains = signerd_module("chains")
 
     step, svc = app.transfers.signer, app.transfers
     wrap(step, "_pipeline", "pipeline (the worker's whole CPU)")
@@ -445,9 +444,9 @@ def stage_cpu(app: Any, ids: list[str]) -> dict[str, Any]:
         wrap(app.ledger, "state", "ledger_state (Ledger.state)")
         wrap(svc, "classify", "classify (destinations)")
         wrap(svc, "context", "context (statement context)")
-        for mod, fn, label in (("signerd.engine", "judge", "judge (engine.judge)"),
-                               ("signerd.ledger", "load_wallet", "load_wallet (sealed record)")):
-            wrap(importlib.import_module(mod), fn, label, instance=False)
+        for mod, fn, label in (("engine", "judge", "judge (engine.judge)"),
+                               ("ledger", "load_wallet", "load_wallet (sealed record)")):
+            wrap(signerd_module(mod), fn, label, instance=False)
     else:  # before: the quorum check
         wrap(svc, "_quorum", "quorum (TransferService._quorum: before)")
         wrap(svc, "_operators", "operators (TransferService._operators: before)")
@@ -468,7 +467,8 @@ def stage_cpu(app: Any, ids: list[str]) -> dict[str, Any]:
 
 
 # Functions whose cumulative time the profiles report, per transfer (absent at a commit: not
-# listed). Cumulative: a function's time includes what it calls, so rows overlap.
+# listed). Cumulative: a function's time includes what it calls, so rows overlap. Paths as the
+# flat layout names them; summary() matches the layered tree's through common.flat_path.
 FUNCS = {
     # the worker and its stages
     "SignStep._pipeline (the worker, whole)": "signerd/sign_step.py:_pipeline",
@@ -554,7 +554,7 @@ def summary(prof: cProfile.Profile, per: int) -> dict[str, Any]:
         fsuffix, func = spec.rsplit(":", 1)
         ct, nc = 0.0, 0
         for (fname, _l, fn), (_cc, ncalls, _tt, cum, _c) in stats.items():
-            if fn == func and fname.endswith(fsuffix):
+            if fn == func and flat_path(fname).endswith(fsuffix):
                 ct += cum
                 nc += ncalls
         if nc:
@@ -577,7 +577,7 @@ def unit_cost(fn: Callable[[], Any], reps: int = 200, rounds: int = 5) -> float:
 def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
     """The sign step's checks one by one, on a signed one-input PSBT transfer (and decoding a
     signed EIP-1559 one), no profiler (whichever exist at this commit)."""
-    from signerd.chains import adapter_for
+    adapter_for = signerd_module("chains").adapter_for
 
     svc = app.transfers
     out: dict[str, float] = {}
@@ -598,9 +598,7 @@ def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
     out["store.read() + get_transfer + approvals_for (both commits read these)"] = unit_cost(
         in_read(lambda tx: (tx.get_transfer(tid), tx.approvals_for([tid]))))
     if hasattr(app, "ledger"):  # after: the authority checks
-        from signerd import engine as E
-        from signerd import ledger as L
-        from signerd import seal
+        E, L, seal = signerd_module("engine"), signerd_module("ledger"), signerd_module("seal")
 
         with store.read() as tx:
             state = app.ledger.state(tx)
@@ -648,8 +646,8 @@ def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
         out["  engine.effective_requirement"] = unit_cost(
             lambda: E.effective_requirement(state, wallet, movement, ctx.category_change,
                                             ctx.policy_version))
-        from signerd import approval as A
-        from signerd.model import Decision
+        A = signerd_module("approval")
+        Decision = signerd_module("model").Decision
 
         out["  approval.build_statement"] = unit_cost(
             lambda: A.build_statement(ctx, movement, Decision.APPROVE))
@@ -664,7 +662,7 @@ def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
         out["  Ed25519 verify of one approval, uncached (approval._valid miss)"] = unit_cost(
             lambda: raw_valid(pem, sd, sig))
     else:  # before
-        from signerd.transfers import movement_from_json
+        movement_from_json = signerd_module("transfers").movement_from_json
 
         with store.read() as tx:
             wallet = svc._wallet(tx, row["wallet_id"])
@@ -692,8 +690,9 @@ def in_process(cfg: Path, keys: dict[str, Any], btc_id: str, eth_id: str, btc_pu
                eth_key: str, n_sign: int, n_decide: int, n_profile: int) -> dict[str, Any]:
     import secrets
 
-    from signerd.bitcoin.signer import WalletSpec
-    from signerd.model import BitcoinNetwork, ScriptType
+    WalletSpec = signerd_module("bitcoin.signer").WalletSpec
+    M = signerd_module("model")
+    BitcoinNetwork, ScriptType = M.BitcoinNetwork, M.ScriptType
 
     app = common.open_app(cfg)
     out: dict[str, Any] = {}

@@ -44,10 +44,10 @@ def eth_baseline(seconds: float, keystore: Any) -> dict[str, Any]:
     import coincurve
     from eth_account import Account
 
-    from signerd.chains import EthereumAdapter
-    from signerd.config import Limits
-    from signerd.ethereum.eip1559 import Eip1559Tx
-    from signerd.ethereum.signing import assemble_signed
+    from signerd.core.chains import EthereumAdapter
+    from signerd.adapters.config import Limits
+    from signerd.core.ethereum.eip1559 import Eip1559Tx
+    from signerd.core.ethereum.signing import assemble_signed
 
     priv = secrets.token_bytes(32)
     sk = coincurve.PrivateKey(priv)
@@ -84,7 +84,7 @@ def eth_baseline(seconds: float, keystore: Any) -> dict[str, Any]:
 
     raw = ours_hsm()
     recovered = Account.recover_transaction(raw)
-    from signerd.ethereum.address import address_from_pubkey
+    from signerd.core.ethereum.address import address_from_pubkey
 
     hsm_ok = recovered.lower() == address_from_pubkey(info.public_key).lower()
     p = per_call(peer, seconds)
@@ -105,9 +105,9 @@ def btc_baseline(seconds: float) -> dict[int, Any]:
     from bitcointx.core.script import (SIGHASH_ALL, SIGVERSION_WITNESS_V0, CScript,
                                        SignatureHash)
 
-    from signerd.bitcoin.sighash import SegwitV0Cache, bip143_sighash
-    from signerd.bitcoin.signer import WalletSpec
-    from signerd.model import BitcoinNetwork, ScriptType
+    from signerd.core.bitcoin.sighash import SegwitV0Cache, bip143_sighash
+    from signerd.core.bitcoin.signer import WalletSpec
+    from signerd.core.model import BitcoinNetwork, ScriptType
 
     pub = coincurve.PrivateKey(secrets.token_bytes(32)).public_key.format(compressed=True)
     spec = WalletSpec(ScriptType.P2WPKH, BitcoinNetwork.REGTEST, 1, (pub,), (pub,))
@@ -154,7 +154,7 @@ def main() -> None:
     with workdir(args.workdir) as wd:
         cfg = signerd_init(wd / "state-baselines")
         tok = token_of(cfg)
-        from signerd.hsm import Keystore
+        from signerd.adapters.hsm import Keystore
 
         ks = Keystore(tok.module, token_label=tok.label, pin_file=cfg.parent / "hsm" / "pin",
                       env={"SOFTHSM2_CONF": str(tok.conf)})

@@ -129,8 +129,8 @@ def throughput(flow: Flow, clients: int, seconds: float, perf_out: Path | None =
 
 
 def latency(d: Daemon, keys: dict[str, Any], btc_wallet: Any, count: int) -> dict[str, Any]:
-    from signerd.bitcoin.signer import WalletSpec
-    from signerd.model import BitcoinNetwork, ScriptType
+    from signerd.core.bitcoin.signer import WalletSpec
+    from signerd.core.model import BitcoinNetwork, ScriptType
     from signerd.v1 import signerd_pb2 as pb
 
     pub = btc_wallet.keys[0].public_key
@@ -162,7 +162,7 @@ def latency(d: Daemon, keys: dict[str, Any], btc_wallet: Any, count: int) -> dic
 
 def approval_crypto_cost(state: Path, seconds: float) -> dict[str, Any]:
     """Per approval: Ed25519 verification of the statement signature, as decide() does it."""
-    from signerd import approval as A
+    from signerd.core import approval as A
 
     keys = operator_keys(state)
     pem = (state / "operators" / "inv1.pub").read_bytes()
@@ -197,11 +197,11 @@ def hotspots(app: Any, cfg: Path, transfer_id: str) -> dict[str, Any]:
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from signerd import approval as A
-    from signerd import pki
-    from signerd import policy as P
-    from signerd.ethereum.eip1559 import Eip1559Tx
-    from signerd.store import row_to_event
+    from signerd.core import approval as A
+    from signerd.adapters import pki
+    from signerd.core import policy as P
+    from signerd.core.ethereum.eip1559 import Eip1559Tx
+    from signerd.adapters.store import row_to_event
 
     svc = app.transfers
     with app.store.read() as tx:
@@ -212,7 +212,7 @@ def hotspots(app: Any, cfg: Path, transfer_id: str) -> dict[str, Any]:
     tx = Eip1559Tx.from_fields(eth_fields(1))
     op_pem = (cfg.parent / "operators" / "inv1.pub").read_bytes()
     keys = operator_keys(cfg.parent)
-    from signerd.model import Decision
+    from signerd.core.model import Decision
 
     statement = svc.statement(transfer_id, Decision.APPROVE)[0]
     sig = A.sign_statement(keys["inv1"], statement)
@@ -223,7 +223,7 @@ def hotspots(app: Any, cfg: Path, transfer_id: str) -> dict[str, Any]:
         lambda: pki.principal_from_cert_der(
             x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)))
     out["pki.principal_from_cert_der alone"] = unit_cost(lambda: pki.principal_from_cert_der(der))
-    from signerd.admin import AdminService
+    from signerd.services.admin import AdminService
 
     admin = AdminService(app)
     out["AdminService.operator_exists (store read)"] = unit_cost(
@@ -320,7 +320,7 @@ def profile_rpcs(cfg: Path, keys: dict[str, Any], eth_wallet: str, nonce0: int,
     import logging
     import types
 
-    from signerd import config as C
+    from signerd.adapters import config as C
     from signerd.api import server as S
     from signerd.app import App
 
@@ -398,40 +398,40 @@ def profile_rpcs(cfg: Path, keys: dict[str, Any], eth_wallet: str, nonce0: int,
     funcs = {
         "Gate handler (whole RPC)": "signerd/api/server.py:handler",
         "Gate.identify (client cert -> principal)": "signerd/api/server.py:identify",
-        "TransferService.decide": "signerd/transfers.py:decide",
-        "  approval.verify_statement (Ed25519)": "signerd/approval.py:verify_statement",
-        "  approval.build_statement": "signerd/approval.py:build_statement",
-        "  TransferService.sign (waiting for the sign step)": "signerd/transfers.py:sign",
-        "sign step worker (SignStep._pipeline)": "signerd/sign_step.py:_pipeline",
-        "  SignStep._load (read, quorum, decode)": "signerd/sign_step.py:_load",
-        "  SignStep._commit (write)": "signerd/sign_step.py:_commit",
-        "  chain adapter assemble": "signerd/chains.py:assemble",
-        "    Keystore.sign_digest": "signerd/hsm.py:sign_digest",
-        "    policy.parse_policy": "signerd/policy.py:parse_policy",
-        "    Eip1559Tx.signing_hash": "signerd/ethereum/eip1559.py:signing_hash",
-        "  TransferService.get (response view)": "signerd/transfers.py:get",
-        "store.transaction (incl. commit)": "signerd/store/sqlite.py:transaction",
-        "Tx.append_audit": "signerd/store/__init__.py:append_audit",
-        "TransferService._quorum": "signerd/transfers.py:_quorum",
+        "TransferService.decide": "signerd/services/transfers.py:decide",
+        "  approval.verify_statement (Ed25519)": "signerd/core/approval.py:verify_statement",
+        "  approval.build_statement": "signerd/core/approval.py:build_statement",
+        "  TransferService.sign (waiting for the sign step)": "signerd/services/transfers.py:sign",
+        "sign step worker (SignStep._pipeline)": "signerd/services/sign_step.py:_pipeline",
+        "  SignStep._load (read, quorum, decode)": "signerd/services/sign_step.py:_load",
+        "  SignStep._commit (write)": "signerd/services/sign_step.py:_commit",
+        "  chain adapter assemble": "signerd/core/chains.py:assemble",
+        "    Keystore.sign_digest": "signerd/adapters/hsm.py:sign_digest",
+        "    policy.parse_policy": "signerd/core/policy.py:parse_policy",
+        "    Eip1559Tx.signing_hash": "signerd/core/ethereum/eip1559.py:signing_hash",
+        "  TransferService.get (response view)": "signerd/services/transfers.py:get",
+        "store.transaction (incl. commit)": "signerd/adapters/store/sqlite.py:transaction",
+        "Tx.append_audit": "signerd/adapters/store/__init__.py:append_audit",
+        "TransferService._quorum": "signerd/services/transfers.py:_quorum",
         "api.convert.transfer_pb": "signerd/api/convert.py:transfer_pb",
-        "TransferService.submit": "signerd/transfers.py:submit",
+        "TransferService.submit": "signerd/services/transfers.py:submit",
         "TransferService.statement_package (GetStatement)":
-            "signerd/transfers.py:statement_package",
+            "signerd/services/transfers.py:statement_package",
         "App.refresh_gauges": "signerd/app.py:refresh_gauges",
     }
     more_funcs = {
         "logging (Logger._log)": "logging/__init__.py:_log",
         "grpc server poll loop (_serve)": "grpc/_server.py:_serve",
         "grpc _unary_response_in_pool": "grpc/_server.py:_unary_response_in_pool",
-        "policy.evaluate (quorum)": "signerd/policy.py:evaluate",
-        "TransferService._operators": "signerd/transfers.py:_operators",
-        "TransferService._view": "signerd/transfers.py:_view",
-        "AdminService.operator_exists": "signerd/admin.py:operator_exists",
-        "pki.principal_from_cert_der": "signerd/pki.py:principal_from_cert_der",
+        "policy.evaluate (quorum)": "signerd/core/policy.py:evaluate",
+        "TransferService._operators": "signerd/services/transfers.py:_operators",
+        "TransferService._view": "signerd/services/transfers.py:_view",
+        "AdminService.operator_exists": "signerd/services/admin.py:operator_exists",
+        "pki.principal_from_cert_der": "signerd/adapters/pki.py:principal_from_cert_der",
         "x509 load_pem_x509_certificate": "~:<built-in method _rust.x509.load_pem_x509_certificate>",
-        "store.row_to_event": "signerd/store/__init__.py:row_to_event",
-        "audit.new_event": "signerd/audit.py:new_event",
-        "chains.EthereumAdapter.decode": "signerd/chains.py:decode",
+        "store.row_to_event": "signerd/adapters/store/__init__.py:row_to_event",
+        "audit.new_event": "signerd/core/audit.py:new_event",
+        "chains.EthereumAdapter.decode": "signerd/core/chains.py:decode",
     }
     return {
         "transfers": count,
@@ -467,13 +467,19 @@ def profile_rpcs(cfg: Path, keys: dict[str, Any], eth_wallet: str, nonce0: int,
 
 def calls_per_transfer(stats: Any, count: int) -> dict[str, float]:
     """How often the whole flow calls each hot function, per transfer (from the profile)."""
-    names = {"parse_policy": "signerd/policy.py", "signing_hash": "signerd/ethereum/eip1559.py",
-             "identify": "signerd/api/server.py", "append_audit": "signerd/store/__init__.py",
-             "_operators": "signerd/transfers.py", "_quorum": "signerd/transfers.py",
-             "_view": "signerd/transfers.py", "verify_statement": "signerd/approval.py",
-             "build_statement": "signerd/approval.py", "sign_digest": "signerd/hsm.py",
-             "transaction": "signerd/store/sqlite.py", "read": "signerd/store/sqlite.py",
-             "wallet_addresses": "signerd/store/__init__.py"}
+    names = {"parse_policy": "signerd/core/policy.py",
+             "signing_hash": "signerd/core/ethereum/eip1559.py",
+             "identify": "signerd/api/server.py",
+             "append_audit": "signerd/adapters/store/__init__.py",
+             "_operators": "signerd/services/transfers.py",
+             "_quorum": "signerd/services/transfers.py",
+             "_view": "signerd/services/transfers.py",
+             "verify_statement": "signerd/core/approval.py",
+             "build_statement": "signerd/core/approval.py",
+             "sign_digest": "signerd/adapters/hsm.py",
+             "transaction": "signerd/adapters/store/sqlite.py",
+             "read": "signerd/adapters/store/sqlite.py",
+             "wallet_addresses": "signerd/adapters/store/__init__.py"}
     out: dict[str, float] = {}
     for (fname, _l, fn), (_cc, nc, _tt, _ct, _c) in stats.stats.items():
         if fn in names and fname.endswith(names[fn]):

@@ -4,12 +4,13 @@ same token, in the same process and the same run.
 Layers, from the bottom:
   raw        python-pkcs11 alone: one session per thread, module initialised with OS locking
              (the same C_Finalize/C_Initialize(CKF_OS_LOCKING_OK) signerd does), CKM_ECDSA
-  keystore   signerd.hsm.Keystore.sign_digest from N threads (session pool, shared lock,
+  keystore   signerd.adapters.hsm.Keystore.sign_digest from N threads (session pool, shared lock,
              low-S, verification against the cached public key)
   hsm_sign   App.hsm_sign (keystore + the Prometheus histogram)
   sign step  TransferService.sign on APPROVED one-digest Ethereum transfers from N threads
              (1, 2, 4, 16): store read, quorum re-check, decode, HSM, assemble, store commit,
-             audit event; concurrent callers share group-committed batches (signerd.sign_step)
+             audit event; concurrent callers share group-committed batches
+             (signerd.services.sign_step)
   backlog    the same sign step draining a backlog of APPROVED transfers the way the monitor
              does after an HSM outage (SignStep.sign_many: batches of up to 256 transfers)
   psbt step  TransferService.sign of one many-input PSBT: signatures per second of one sign step
@@ -170,7 +171,7 @@ def main() -> None:
         app = open_app(cfg)
         ks = app.keystore
         results["keystore"] = {"concurrency": ks.concurrency, "pool_size": ks.pool_size}
-        from signerd.wallets import WalletRequest
+        from signerd.services.wallets import WalletRequest
 
         w = app.wallets.create("platform", WalletRequest(
             chain="ethereum", network="", category="seized", case_ref="BENCH-HSM",
@@ -261,22 +262,24 @@ def main() -> None:
         results["profile_sign_step"] = {
             "transfers": len(rest), "seconds": round(prof_s, 3),
             "summary_cumulative_s": profile_summary(prof, {
-                "SignStep._pipeline (the worker, per burst)": "signerd/sign_step.py:_pipeline",
-                "SignStep._start (read, quorum, decode, HSM)": "signerd/sign_step.py:_start",
-                "SignStep._load (read, quorum, decode)": "signerd/sign_step.py:_load",
-                "SignStep._finish (assemble, write)": "signerd/sign_step.py:_finish",
-                "SignStep._commit (write)": "signerd/sign_step.py:_commit",
+                "SignStep._pipeline (the worker, per burst)":
+                    "signerd/services/sign_step.py:_pipeline",
+                "SignStep._start (read, quorum, decode, HSM)":
+                    "signerd/services/sign_step.py:_start",
+                "SignStep._load (read, quorum, decode)": "signerd/services/sign_step.py:_load",
+                "SignStep._finish (assemble, write)": "signerd/services/sign_step.py:_finish",
+                "SignStep._commit (write)": "signerd/services/sign_step.py:_commit",
                 "App.hsm_sign": "signerd/app.py:hsm_sign",
-                "Keystore.sign_digest": "signerd/hsm.py:sign_digest",
-                "PKCS#11 C_Sign (key.sign)": "signerd/hsm.py:<lambda>",
+                "Keystore.sign_digest": "signerd/adapters/hsm.py:sign_digest",
+                "PKCS#11 C_Sign (key.sign)": "signerd/adapters/hsm.py:<lambda>",
                 "coincurve verify": "coincurve/keys.py:verify",
-                "store.transaction (commit)": "signerd/store/sqlite.py:transaction",
-                "store.read": "signerd/store/sqlite.py:read",
-                "Tx.append_audit": "signerd/store/__init__.py:append_audit",
-                "chain adapter redecode": "signerd/chains.py:redecode",
-                "policy.parse_policy": "signerd/policy.py:parse_policy",
-                "TransferService._quorum": "signerd/transfers.py:_quorum",
-                "assemble (eth)": "signerd/chains.py:assemble",
+                "store.transaction (commit)": "signerd/adapters/store/sqlite.py:transaction",
+                "store.read": "signerd/adapters/store/sqlite.py:read",
+                "Tx.append_audit": "signerd/adapters/store/__init__.py:append_audit",
+                "chain adapter redecode": "signerd/core/chains.py:redecode",
+                "policy.parse_policy": "signerd/core/policy.py:parse_policy",
+                "TransferService._quorum": "signerd/services/transfers.py:_quorum",
+                "assemble (eth)": "signerd/core/chains.py:assemble",
                 "PKCS#11 C_Sign (python-pkcs11)": "pkcs11/types.py:sign",
             }),
             "top_tottime": profile_top(prof, 18, "tottime"),
@@ -298,7 +301,7 @@ def main() -> None:
         bw = app.wallets.create("platform", WalletRequest(
             chain="bitcoin", network="regtest", category="seized", case_ref="BENCH-HSM-BTC",
             script_type="p2wpkh"))
-        from signerd.chains import BitcoinAdapter
+        from signerd.core.chains import BitcoinAdapter
 
         psbt_rounds = []
         for r in range(n_rounds):  # fresh PSBTs (their own outpoints), best of the rounds

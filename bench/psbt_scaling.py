@@ -68,10 +68,10 @@ def main() -> None:
         cfg = signerd_init(wd / "state-psbt")
         app = open_app(cfg)
         keys = operator_keys(cfg.parent)
-        from signerd.bitcoin import signer
-        from signerd.bitcoin.sighash import SIGHASH_ALL, SegwitV0Cache, bip143_sighash
-        from signerd.chains import BitcoinAdapter
-        from signerd.wallets import WalletRequest
+        from signerd.core.bitcoin import signer
+        from signerd.core.bitcoin.sighash import SIGHASH_ALL, SegwitV0Cache, bip143_sighash
+        from signerd.core.chains import BitcoinAdapter
+        from signerd.services.wallets import WalletRequest
 
         w = app.wallets.create("platform", WalletRequest(
             chain="bitcoin", network="regtest", category="seized", case_ref="BENCH-PSBT",

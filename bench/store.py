@@ -82,7 +82,7 @@ def sample_round_robin(ops: dict[str, Callable[[], Any]], rounds: int) -> dict[s
 
 
 def fill_audit(store_url: str, target: int, batch: int = 1000) -> dict[str, Any]:
-    from signerd.store import open_store
+    from signerd.adapters.store.factory import open_store
 
     store = open_store(store_url)
     with store.read() as tx:
@@ -118,7 +118,7 @@ def main() -> None:
     n_events = 10_000 if args.quick else 100_000
     rounds = 40 if args.quick else 150
     results: dict[str, Any] = {"pending_transfers": n_transfers, "audit_events": n_events}
-    from signerd import audit
+    from signerd.core import audit
     from signerd.v1 import signerd_pb2 as pb
 
     with workdir(args.workdir) as wd:
@@ -270,7 +270,7 @@ def in_process_costs(cfg: Path) -> dict[str, Any]:
 
 
 def store_url(cfg: Path) -> str:
-    from signerd import config as C
+    from signerd.adapters import config as C
 
     return C.load(cfg).store_url
 

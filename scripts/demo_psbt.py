@@ -17,11 +17,11 @@ from pathlib import Path
 
 import coincurve
 
-from signerd.bitcoin.address import address_to_script
-from signerd.bitcoin.descriptor import parse_descriptor
-from signerd.bitcoin.psbt import Psbt, PsbtInput, PsbtOutput
-from signerd.bitcoin.script import p2sh_p2wpkh_scripts, p2wpkh_script
-from signerd.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
+from signerd.core.bitcoin.address import address_to_script
+from signerd.core.bitcoin.descriptor import parse_descriptor
+from signerd.core.bitcoin.psbt import Psbt, PsbtInput, PsbtOutput
+from signerd.core.bitcoin.script import p2sh_p2wpkh_scripts, p2wpkh_script
+from signerd.core.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
 
 
 def main() -> int:

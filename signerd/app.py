@@ -8,24 +8,27 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from . import anchor
-from . import audit
-from . import seal as SEAL
-from . import wallets as W
-from .config import Config
-from .errors import (AlreadyExists, AuditChainViolation, AuthorityViolation, ConfigError,
-                     HsmUnavailable, InvalidArgument, SignerError, StoreUnavailable)
-from .errors import InvalidKey as InvalidKeyError
-from .hsm import Keystore, KeyInfo
-from .ledger import Ledger
-from .metrics import Metrics
-from .proposals import ProposalService
-from .runtime import Notifier
-from .store import Store, Tx, open_store
-from .transfers import TransferService
+from signerd.adapters.config import Config
+from signerd.adapters.hsm import Keystore, KeyInfo
+from signerd.adapters.metrics import Metrics
+from signerd.adapters.store import Store, Tx
+from signerd.adapters.store.factory import open_store
+from signerd.core import anchor
+from signerd.core import audit
+from signerd.core import seal as SEAL
+from signerd.core.errors import (AlreadyExists, AuditChainViolation, AuthorityViolation,
+                                 ConfigError, HsmUnavailable, InvalidArgument, SignerError,
+                                 StoreUnavailable)
+from signerd.core.model import Category, Chain, TransferState
+from signerd.services import wallets as W
+from signerd.services.ledger import Ledger
+from signerd.services.proposals import ProposalService
+from signerd.services.runtime import Notifier
+from signerd.services.transfers import TransferService
 
 GENESIS_LABEL = "signerd-genesis"  # the HSM data object that pins the genesis digest
 # Audit events one monitor tick verifies at most (about a second of work): a first checkpoint
@@ -33,6 +36,17 @@ GENESIS_LABEL = "signerd-genesis"  # the HSM data object that pins the genesis d
 MONITOR_VERIFY_EVENTS = 20_000
 
 log = logging.getLogger("signerd.app")
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    """The audit chain's head with the audit key's signature over it (GetHead)."""
+
+    seq: int
+    hash: bytes
+    signature: bytes  # r || s, 32 bytes each
+    audit_public_key: bytes
+    instance_id: str
 
 
 class App:
@@ -78,7 +92,7 @@ class App:
         self._endings_known: tuple[int, bytes] = (0, audit.NO_ENDINGS)
         self._anchored = False  # the HSM token's genesis anchor was checked (check_hsm_anchor)
         # How far the governance ledger and the audit checkpoints got, recorded in the HSM
-        # after each commit that moves them (signerd.anchor): a store rolled back behind them
+        # after each commit that moves them (signerd.core.anchor): a store rolled back behind them
         # is refused at start.
         self.anchors = anchor.Anchors(self.keystore, self.instance_id)
         self._anchor_lock = threading.Lock()
@@ -149,7 +163,7 @@ class App:
         """The genesis digest is pinned twice outside the store: in the config and in a data
         object of the HSM token that can be neither changed nor destroyed; both must agree, and
         the token must hold the audit key the genesis names. The store must also hold all that
-        the token's monotonic anchors record (signerd.anchor: the ledger entry and the audit
+        the token's monotonic anchors record (signerd.core.anchor: the ledger entry and the audit
         checkpoint last anchored; read before the store). Until this has passed, the HSM signs
         nothing (HsmUnavailable); a token that disagrees, or a store rolled back behind its
         anchors, is a ConfigError."""
@@ -163,11 +177,7 @@ class App:
         with self.store.read() as tx:
             state = self.ledger.state(tx)
             self._anchored_marks(lambda: anchor.check(tx, state, marks))
-        try:
-            held = self.keystore.public_key(state.audit_key_id)
-        except InvalidKeyError:
-            held = b""
-        if held != state.audit_public_key:
+        if self.keystore.held_public_key(state.audit_key_id) != state.audit_public_key:
             raise ConfigError(f"the audit key {state.audit_key_id} named by the genesis is not "
                               "in the HSM token (or differs): this is not the token the store "
                               "was made with")
@@ -175,7 +185,7 @@ class App:
         self.advance_anchors()
 
     def _anchored_marks(self, fn: Callable[[], Any]) -> Any:
-        """``fn()``, with the violations of signerd.anchor counted and made a ConfigError (the
+        """``fn()``, with the violations of signerd.core.anchor counted and made a ConfigError (the
         daemon refuses to start with its one line; later, the HSM signs nothing)."""
         try:
             return fn()
@@ -253,7 +263,7 @@ class App:
             self.refresh_gauges()
 
     def seal(self, kind: str, record: dict[str, Any]) -> str:
-        """signerd's seal over a record it writes that no quorum signs (see signerd.seal)."""
+        """signerd's seal over a record it writes that no quorum signs (see signerd.core.seal)."""
         r, s = self.hsm_sign(self.audit_key_id, SEAL.digest(kind, record))
         return SEAL.encode(r, s)
 
@@ -304,7 +314,7 @@ class App:
         """Stop the monitor and the sign step, then close the HSM and the store. With
         ``checkpoint`` (the daemon draining on SIGTERM), the audit chain is checkpointed up to
         its head and anchored in the HSM first, so that after an orderly restart no event of
-        this process (a veto, a cancellation) lies outside the anchors (signerd.anchor)."""
+        this process (a veto, a cancellation) lies outside the anchors (signerd.core.anchor)."""
         self._stop.set()
         if self.started:
             self.transfers.signer.close()
@@ -322,8 +332,6 @@ class App:
     def refresh_gauges(self) -> None:
         """Set every chain x state and chain x category series, zeros included, so a scrape
         never sees a series vanish and reappear."""
-        from .model import Category, Chain, TransferState
-
         with self.store.read() as tx:
             wallets = {(r["chain"], r["category"]): r["n"] for r in tx.count_wallets()}
             transfers = {(r["chain"], r["state"]): r["n"] for r in tx.count_transfers()}
@@ -449,7 +457,7 @@ class App:
         (None while the chain is empty, or when ``max_events`` were verified without reaching
         the head: the next call goes on from there).
 
-        Verified before anything is signed (DESIGN §11):
+        Verified before anything is signed (docs/ARCHITECTURE.md, "Flow of a governance proposal"):
         - the store's checkpoints are not behind, and do not differ from, the latest one this
           process signed or verified (a deleted or replaced checkpoint);
         - each checkpoint after that one (another replica's; after a restart, the latest and
@@ -487,7 +495,7 @@ class App:
     def _committed(self, tx: Tx) -> None:
         """A write of this process committed: the transfers and proposals it ended are known
         ended at once (a store writer erasing the end before the chain is read again is seen),
-        and a new ledger head is anchored in the HSM (after the commit: see signerd.anchor)."""
+        and a new ledger head is anchored in the HSM (after the commit: see signerd.core.anchor)."""
         ended = [e.object for e in tx.appended if e.action in audit.ENDING_ACTIONS]
         if ended:
             with self._checkpoint_lock:
@@ -719,18 +727,16 @@ class App:
                 return
             after = batch[-1].seq
 
-    def audit_head(self) -> Any:
+    def audit_head(self) -> SignedHead:
         """The head, signed only after checkpoint() verified the chain up to it: the head is
         that of the checkpoint (a new one, or the latest when the head has not moved)."""
-        from .v1 import signerd_pb2 as pb
-
         cp = self.checkpoint()
         seq, head = (cp.head_seq, cp.head_hash) if cp is not None else (0, audit.GENESIS)
         r, s = self.hsm_sign(self.audit_key_id, audit.head_digest(self.instance_id, seq, head))
-        return pb.AuditHead(seq=seq, hash=head,
-                            signature=r.to_bytes(32, "big") + s.to_bytes(32, "big"),
-                            audit_public_key=self.audit_public_key,
-                            instance_id=self.instance_id)
+        return SignedHead(seq=seq, hash=head,
+                          signature=r.to_bytes(32, "big") + s.to_bytes(32, "big"),
+                          audit_public_key=self.audit_public_key,
+                          instance_id=self.instance_id)
 
     def audit_export(self) -> bytes:
         """A v2 export up to the head of a checkpoint made (or found current) just before, with

@@ -28,16 +28,20 @@ import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from signerd import approval, audit, config as config_mod, operator_keys
-from signerd.approval import format_amount, safe_text
-from signerd.config import Config, Limits
-from signerd.errors import InvalidArgument, SignerError
-from signerd.model import (Category, Chain, Decision, KeyRef, Movement, ScriptType, Token,
-                           Wallet, WalletStatus)
-from signerd.pki import is_valid_principal
-from signerd.policy import CATEGORY_CHANGES, SIGHASH_TYPES
-from signerd.tokens import lookup as lookup_token
-from signerd.tokens import make_token, token_from_json, token_json
+from signerd.adapters import config as config_mod
+from signerd.adapters import key_files, pki
+from signerd.adapters.config import Config, Limits
+from signerd.adapters.pki import is_valid_principal
+from signerd.core import approval, audit, canonical, operator_keys
+from signerd.core import authority as AU
+from signerd.core.approval import format_amount, safe_text
+from signerd.core.chains import Ours, adapter_for, classify_outputs, derive_address
+from signerd.core.errors import InvalidArgument, SignerError
+from signerd.core.model import (Category, Chain, Decision, KeyRef, Movement, ScriptType, Token,
+                                Wallet, WalletStatus)
+from signerd.core.policy import CATEGORY_CHANGES, SIGHASH_TYPES, parse_policy
+from signerd.core.tokens import lookup as lookup_token
+from signerd.core.tokens import make_token, token_from_json, token_json
 from signerd.v1 import signerd_pb2 as pb
 from signerd.v1 import signerd_pb2_grpc as rpc
 
@@ -398,7 +402,7 @@ def load_operator_key(path: str, passphrase_file: str | None,
         stdin = sys.stdin if stdin is None else stdin
         if b"ENCRYPTED PRIVATE KEY" in head and stdin is not None and stdin.isatty():
             passphrase = getpass.getpass(f"Passphrase for {path}: ").encode() or None
-    return operator_keys.load_private(path, passphrase)
+    return key_files.load_private(path, passphrase)
 
 
 # ---------------------------------------------------------------- connection
@@ -626,7 +630,7 @@ def cmd_operator_keygen(ctx: Context) -> int:
     passphrase = read_passphrase(a.passphrase_file) if a.passphrase_file else None
     pub = pub_path_for(a.out)
     key = operator_keys.generate()
-    operator_keys.write_keypair(key, a.out, pub, passphrase)
+    key_files.write_keypair(key, a.out, pub, passphrase)
     fp = operator_keys.fingerprint(key.public_key())
     doc = {"key": a.out, "public_key": pub, "fingerprint": fp, "encrypted": bool(passphrase)}
     ctx.emit(doc, f"wrote {a.out} (private, 0600) and {pub}\nfingerprint: {fp}\n")
@@ -819,9 +823,6 @@ def verify_proposal_statement(st: pb.ProposalStatement, proposal_id: str, decisi
     canonical form, that it is this proposal and this decision, and what can be recomputed
     from its own content (a wallet's address from its keys, a key's fingerprint, that a
     policy parses). Returns the proposal document the person is shown."""
-    from signerd import authority as AU
-    from signerd import canonical
-
     raw = bytes(st.statement)
     prefix = approval.PROPOSAL_TAG + b"\n"
     if not raw.startswith(prefix):
@@ -853,8 +854,6 @@ def verify_proposal_statement(st: pb.ProposalStatement, proposal_id: str, decisi
         if doc["kind"] == "operator.register":
             operator_keys.load_public_pem(c["public_key_pem"].encode())
         elif doc["kind"] in ("wallet.policy", "template.set"):
-            from signerd.policy import parse_policy
-
             parse_policy(c["document"])
         elif doc["kind"] == "governance.set":
             AU.parse_governance(c["document"])
@@ -867,8 +866,6 @@ def verify_proposal_statement(st: pb.ProposalStatement, proposal_id: str, decisi
 
 def check_wallet_record(w: dict[str, Any]) -> None:
     """A proposed wallet's address and descriptor, derived here from its keys."""
-    from signerd.wallets import derive_address
-
     keys = sorted(w["keys"], key=lambda k: k["position"])
     address, desc = derive_address(Chain(w["chain"]), w["network"], ScriptType(w["script_type"]),
                                    int(w["threshold"]),
@@ -893,8 +890,6 @@ def cmd_proposal_decide(ctx: Context) -> int:
         doc = verify_proposal_statement(st, a.id, decision, instance_id=instance)
     except CliError as e:
         raise CliError(f"{e}; refusing to sign") from None
-    from signerd import authority as AU
-
     shown = AU.render_proposal(doc, decision, requirement_text=st.proposal.requirement)
     if not ctx.args.json:
         sys.stdout.write(shown)
@@ -989,8 +984,6 @@ def rebuild_statement(st: pb.Statement, transfer_id: str, decision: Decision, *,
                       ) -> Rebuilt:
     """Rebuild the approval statement here from the raw payload and the transfer's metadata;
     raise CliError unless it is byte for byte the statement the daemon asks to be signed."""
-    from signerd.chains import Ours, adapter_for, classify_outputs
-
     t = st.transfer
     if t.id != transfer_id:
         raise CliError(f"the daemon answered for transfer {safe(t.id)}, not {safe(transfer_id)}")
@@ -1435,8 +1428,6 @@ def _state_config(ctx: Context) -> Config:
 def cmd_pki_issue(ctx: Context) -> int:
     """A client certificate for a newly registered operator or a service principal, from the
     offline development CA, into the state folder's pki/clients/."""
-    from signerd import pki
-
     a = ctx.args
     cfg = _state_config(ctx)
     if not is_valid_principal(a.name):
@@ -1461,8 +1452,6 @@ def cmd_pki_revoke(ctx: Context) -> int:
     """Append a certificate's SHA-256 fingerprint to the revocation list the config names; the
     daemon refuses the certificate from its next call."""
     from cryptography.hazmat.primitives.serialization import Encoding
-
-    from signerd import pki
 
     a = ctx.args
     cfg = _state_config(ctx)

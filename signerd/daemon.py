@@ -16,10 +16,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from signerd.core.errors import SignerError
 from . import __version__
-from .errors import SignerError
 
 log = logging.getLogger("signerd")
+
+# The functions below import the rest of signerd when they run, not here: deliberately, so that
+# `signerd --help` and `signerd init` load neither gRPC nor the app, and a daemon only what it
+# uses. None of these late imports hides a cycle (tests/unit/test_architecture.py).
 
 DEMO_OPERATORS: dict[str, list[str]] = {
     "inv1": ["investigator"], "inv2": ["investigator"],
@@ -149,8 +153,11 @@ def init_state(root: Path, *, listen: str = "127.0.0.1:7443", metrics: str = "12
                token_label: str = "signerd") -> Path:
     """Create a ready-to-run state folder. Refuses an existing, non-empty folder. The
     development CA's private key goes beside it (pki.dev_ca_key_path), never into it."""
-    from . import operator_keys, pki
-    from .config import insecure_listen_error, is_loopback_listen
+    # late: start-up stays light (see the note at the top)
+    from signerd.core import operator_keys
+    from signerd.adapters import key_files
+    from signerd.adapters import pki
+    from signerd.adapters.config import insecure_listen_error, is_loopback_listen
 
     if insecure and not is_loopback_listen(listen):
         raise SignerError(insecure_listen_error(listen))
@@ -188,7 +195,7 @@ def init_state(root: Path, *, listen: str = "127.0.0.1:7443", metrics: str = "12
     keys = {}
     for op_id in DEMO_OPERATORS:
         key = operator_keys.generate()
-        operator_keys.write_keypair(key, ops / f"{op_id}.key", ops / f"{op_id}.pub", None)
+        key_files.write_keypair(key, ops / f"{op_id}.key", ops / f"{op_id}.pub", None)
         keys[op_id] = key
     pol = root / "policies"
     pol.mkdir()
@@ -213,18 +220,19 @@ def make_genesis(root: Path, *, instance_id: str, module: str, token_label: str,
     document (demo operators, governance policy, templates, audit key) signed by every initial
     operator, written as the first entry of the store's authority ledger, and its digest
     pinned in an HSM data object that can be neither changed nor destroyed, and the ledger's
-    first monotonic anchor written beside it (signerd.anchor). Returns the digest, which the
+    first monotonic anchor written beside it (signerd.core.anchor). Returns the digest, which the
     config pins too."""
     import time
 
-    from . import authority as AU
-    from .anchor import Anchors
+    # late: start-up stays light (see the note at the top)
+    from signerd.core import authority as AU
+    from signerd.core.anchor import Anchors
     from .app import GENESIS_LABEL
-    from .approval import SignedDecision, genesis_statement, sign_statement
-    from .hsm import Keystore
-    from .model import Decision
-    from .operator_keys import fingerprint, load_public_pem, public_pem
-    from .store import open_store
+    from signerd.core.approval import SignedDecision, genesis_statement, sign_statement
+    from signerd.adapters.hsm import Keystore
+    from signerd.core.model import Decision
+    from signerd.core.operator_keys import fingerprint, load_public_pem, public_pem
+    from signerd.adapters.store.factory import open_store
 
     keystore = Keystore(module, token_label=token_label, pin_file=root / "hsm" / "pin",
                         concurrency="serialized", pool_size=1,
@@ -271,7 +279,7 @@ def make_genesis(root: Path, *, instance_id: str, module: str, token_label: str,
         finally:
             store.close()
         keystore.create_data(GENESIS_LABEL, digest)
-        # The ledger's first anchor: from here on it only moves forward (signerd.anchor).
+        # The ledger's first anchor: from here on it only moves forward (signerd.core.anchor).
         Anchors(keystore, instance_id).advance_ledger(entry.seq, entry.hash)
     finally:
         keystore.close()
@@ -291,14 +299,15 @@ def sd_notify(message: str) -> None:
 
 
 def run(config_path: str) -> int:
-    from . import config as C
-    from . import lifecycle, logs
+    # late: start-up stays light (see the note at the top)
+    from signerd.adapters import config as C
+    from signerd.adapters import lifecycle, logs
     from .api.server import build_server
     from .app import App
 
     cfg = C.load(config_path)
     if cfg.server.revoked is not None and not cfg.server.insecure:
-        from . import pki
+        from signerd.adapters import pki
 
         pki.load_revocations(cfg.server.revoked)  # refuse to start without a readable list
     folder = lifecycle.state_folder(cfg.store_url)
@@ -371,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "init":
             cfg = init_state(Path(args.dir), listen=args.listen, metrics=args.metrics,
                              insecure=args.insecure, store_url=args.store_url)
-            from . import config as C
-            from . import pki
+            from signerd.adapters import config as C
+            from signerd.adapters import pki
 
             print(f"signerd state folder ready: {cfg}")
             print(f"genesis {C.load(cfg).genesis.hex()} (pinned in the config and in the HSM "

@@ -39,7 +39,7 @@ def init_state(path: Path, *extra: str) -> Path:
 def dev_ca(state: Path) -> tuple[Any, Any]:
     """The development CA of a state folder: its private key, which `signerd init` wrote
     beside the folder (STATE.ca/ca.key), and its certificate (STATE/pki/ca.pem)."""
-    from signerd import pki
+    from signerd.adapters import pki
 
     cert = pki.load_cert(state / "pki" / "ca.pem")
     return pki.load_ca_key(pki.dev_ca_key_path(state), cert), cert
@@ -184,8 +184,8 @@ def decide(d: Daemon, transfer_id: str, operator: str, decision: int = pb.APPROV
            reason: str = "", statement: bytes | None = None) -> pb.Transfer:
     """An operator's approval as signerctl makes it: fetch the statement, sign SHA-256 of it
     with the operator's own Ed25519 key from the state folder, send it."""
-    from signerd.approval import sign_statement, statement_digest
-    from signerd.operator_keys import load_private
+    from signerd.core.approval import sign_statement, statement_digest
+    from signerd.adapters.key_files import load_private
 
     if statement is None:
         st = d.approval(operator).GetStatement(pb.GetStatementRequest(
@@ -205,8 +205,8 @@ def decide_proposal(d: Daemon, proposal_id: str, operator: str, decision: int = 
                     reason: str = "") -> pb.Proposal:
     """An operator's decision on a governance proposal, as signerctl makes it: the statement
     from the daemon, signed with the operator's own key from the state folder."""
-    from signerd.approval import sign_statement, statement_digest
-    from signerd.operator_keys import load_private
+    from signerd.core.approval import sign_statement, statement_digest
+    from signerd.adapters.key_files import load_private
 
     st = d.governance(operator).GetProposalStatement(pb.GetProposalStatementRequest(
         proposal_id=proposal_id, decision=decision))
@@ -247,9 +247,9 @@ def register_operator(d: Daemon, op_id: str, roles: list[str], pem: bytes) -> pb
 def app_govern(app: Any, view: Any, approvers: tuple[str, ...] = GOVERNORS) -> Any:
     """In-process: approve a proposal with the demo governance quorum's keys from the state
     folder (the path the gRPC DecideProposal takes)."""
-    from signerd.approval import sign_statement
-    from signerd.model import Decision
-    from signerd.operator_keys import load_private
+    from signerd.core.approval import sign_statement
+    from signerd.core.model import Decision
+    from signerd.adapters.key_files import load_private
 
     state = Path(app.config.path).parent
     for op in approvers:
@@ -265,8 +265,8 @@ def app_govern(app: Any, view: Any, approvers: tuple[str, ...] = GOVERNORS) -> A
 def app_wallet(app: Any, policy: str = "", **kw: Any) -> Any:
     """In-process: a platform Ethereum wallet (chain id 1); with ``policy``, that text becomes
     its policy through an approved proposal."""
-    from signerd.admin import AdminService
-    from signerd.wallets import WalletRequest
+    from signerd.services.admin import AdminService
+    from signerd.services.wallets import WalletRequest
 
     req = dict(chain="ethereum", network="", category="seized", case_ref="APP", chain_ids=(1,))
     req.update(kw)

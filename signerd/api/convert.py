@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import canonical
-from ..model import Category, Chain, Movement, ScriptType, Token, Wallet, WalletStatus
-from ..proposals import ProposalView
-from ..transfers import TransferView
+from signerd.app import SignedHead
+from signerd.core import canonical
+from signerd.core.model import Category, Chain, Movement, ScriptType, Token, Wallet, WalletStatus
+from signerd.services.proposals import ProposalView
+from signerd.services.transfers import TransferView
 from ..v1 import signerd_pb2 as pb
 
 CHAIN_TO_PB = {Chain.BITCOIN: pb.BITCOIN, Chain.ETHEREUM: pb.ETHEREUM}
@@ -118,3 +119,8 @@ def operator_pb(o: Any) -> pb.Operator:
 def policy_pb(p: Any) -> pb.PolicyVersion:
     return pb.PolicyVersion(wallet_id=p.wallet_id, version=p.version, toml=p.document,
                             actor=p.actor, created_at_unix=int(p.created_at))
+
+
+def audit_head_pb(h: SignedHead) -> pb.AuditHead:
+    return pb.AuditHead(seq=h.seq, hash=h.hash, signature=h.signature,
+                        audit_public_key=h.audit_public_key, instance_id=h.instance_id)

@@ -19,18 +19,20 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from .. import pki
-from ..admin import AdminService
-from ..app import App
-from ..errors import (InvalidArgument, PermissionDenied, ResourceExhausted, SignerError, Status,
-                      Unauthenticated, Unavailable, echo)
-from ..lifecycle import bind_error
-from ..model import Chain, Decision, OperatorStatus
-from ..v1 import signerd_pb2 as pb
-from ..v1 import signerd_pb2_grpc as rpc
-from ..wallets import WalletRequest
+from signerd.adapters import pki
+from signerd.adapters.lifecycle import bind_error
+from signerd.app import App
+from signerd.core.errors import (InvalidArgument, PermissionDenied, ResourceExhausted, SignerError,
+                                 Status, Unauthenticated, Unavailable, echo)
+from signerd.core.model import Chain, Decision, OperatorStatus
+from signerd.services.admin import AdminService, ImportRequest, import_seized_key
+from signerd.services.report import holdings_report
+from signerd.services.transfers import FINAL
+from signerd.services.wallets import WalletRequest
 from . import convert as C
 from . import validate
+from ..v1 import signerd_pb2 as pb
+from ..v1 import signerd_pb2_grpc as rpc
 
 log = logging.getLogger("signerd.api")
 
@@ -466,8 +468,6 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
         @gate.stream("Custody/WatchTransfer")
         def WatchTransfer(self, req: pb.WatchTransferRequest, ctx: Any, caller: Caller
                           ) -> Iterator[pb.Transfer]:
-            from ..transfers import FINAL
-
             last = None
             seen = -1
             while ctx.is_active():
@@ -599,8 +599,6 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
 
         @gate.unary("Admin/ImportKey")
         def ImportKey(self, req: pb.ImportKeyRequest, ctx: Any, caller: Caller) -> pb.Proposal:
-            from ..admin import ImportRequest, import_seized_key
-
             kind = req.WhichOneof("secret") or ""
             return C.proposal_pb(import_seized_key(app, caller.name, ImportRequest(
                 kind=kind, secret=getattr(req, kind) if kind else "",
@@ -711,7 +709,7 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
 
         @gate.unary("Audit/GetHead")
         def GetHead(self, req: Any, ctx: Any, caller: Caller) -> pb.AuditHead:
-            return app.audit_head()
+            return C.audit_head_pb(app.audit_head())
 
         @gate.stream("Audit/Export")
         def Export(self, req: Any, ctx: Any, caller: Caller) -> Iterator[pb.ExportChunk]:
@@ -721,8 +719,6 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
 
         @gate.unary("Audit/Report")
         def Report(self, req: pb.ReportRequest, ctx: Any, caller: Caller) -> pb.ReportResponse:
-            from ..report import holdings_report
-
             with app.store.read() as tx:
                 doc = holdings_report(tx, instance_id=app.instance_id,
                                       category=C.CATEGORY_FROM_PB.get(req.category, ""),

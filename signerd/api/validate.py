@@ -21,7 +21,7 @@ import grpc
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from ..errors import InvalidArgument
+from signerd.core.errors import InvalidArgument
 from ..v1 import signerd_pb2 as pb
 
 PACKAGE = pb.DESCRIPTOR.package
@@ -33,7 +33,7 @@ TEXT = 1000        # case references, legal bases, reasons, court orders, labels
 DOCUMENT = 65_536  # policy, template and governance TOML (policy.MAX_DOCUMENT_CHARS)
 SECRET = 1024      # an imported key: hex, WIF, mnemonic, BIP-39 passphrase
 PATH = 256         # a BIP-32 derivation path
-COSIGNER = 512     # one cosigner key expression (signerd.bitcoin.descriptor caps its paths)
+COSIGNER = 512     # one cosigner key expression (signerd.core.bitcoin.descriptor caps its paths)
 SIGNATURE = 1024   # an operator's signature (Ed25519: 64 bytes)
 DIGEST = 64        # statement_sha256 (32 bytes)
 PEM = 65_536       # an operator's public key (operator_keys.MAX_KEY_FILE)

@@ -1,4 +1,4 @@
-"""Rollback after a restart: the HSM's monotonic anchors (signerd.anchor).
+"""Rollback after a restart: the HSM's monotonic anchors (signerd.core.anchor).
 
 A database administrator who restores an older copy of the store (or cuts the tails of the
 governance ledger and of the audit chain consistently) and waits for a restart must not erase a
@@ -43,11 +43,11 @@ import grpc
 import psycopg
 import pytest
 
-from signerd import anchor as A
-from signerd import hsm
-from signerd.config import load
-from signerd.errors import ConfigError, HsmUnavailable, SignerError
-from signerd.hsm import Keystore
+from signerd.core import anchor as A
+from signerd.adapters import hsm
+from signerd.adapters.config import load
+from signerd.core.errors import ConfigError, HsmUnavailable, SignerError
+from signerd.adapters.hsm import Keystore
 from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc_error
 from tests.integration.test_ethereum_e2e import submit, tx_fields
 

@@ -31,8 +31,8 @@ from eth_account import Account
 from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
 
-from signerd.bitcoin.psbt import Psbt, PsbtOutput
-from signerd.bitcoin.tx import Transaction, TxOut
+from signerd.core.bitcoin.psbt import Psbt, PsbtOutput
+from signerd.core.bitcoin.tx import Transaction, TxOut
 from tests.helpers import Daemon, decide, govern, pb, rpc_error, set_policy
 from tests.integration import test_bitcoin_e2e as btc
 from tests.integration.test_cli_walkthrough import ctl

@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterator
 import grpc
 import pytest
 
-from signerd import audit
-from signerd.store import open_store
+from signerd.core import audit
+from signerd.adapters.store.factory import open_store
 from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc_error, signerctl_cmd
 from tests.integration.test_ethereum_e2e import tx_fields
 
@@ -289,11 +289,11 @@ def test_rewritten_history_gets_no_signature(intact: tuple[Daemon, str, bytes],
 def hsm_signed_export(d: Daemon, url: str) -> bytes:
     """The store as it is, every checkpoint, and the head signed by the daemon's HSM key (the
     test opens the token itself, with the daemon stopped)."""
-    from signerd import hsm
-    from signerd.config import load
+    from signerd.adapters import hsm
+    from signerd.adapters.config import load
     from signerd.daemon import find_softhsm_module
-    from signerd.hsm import Keystore
-    from signerd.ledger import Ledger
+    from signerd.adapters.hsm import Keystore
+    from signerd.services.ledger import Ledger
 
     cfg = load(d.config)
     (seq, head), cps, events = store_state(url)
@@ -425,8 +425,8 @@ def test_postgres_replicas_checkpoint_one_chain_and_refuse_a_rewrite(
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Any]:
-    from signerd import config as C
-    from signerd import hsm
+    from signerd.adapters import config as C
+    from signerd.adapters import hsm
     from signerd.app import App
 
     cfg = C.load(init_state(tmp_path / "state"))
@@ -477,7 +477,7 @@ def test_a_long_chain_is_verified_over_several_ticks(app: Any, monkeypatch) -> N
 def test_another_replicas_checkpoint_first_is_verified_and_adopted(app: Any) -> None:
     """Two replicas checkpoint the same head: the one that stores second finds the other's
     checkpoint, verifies it and returns it, signing nothing more."""
-    from signerd import audit as AU
+    from signerd.core import audit as AU
 
     append_events(app, 5)
     first = app.checkpoint()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from signerd.audit import verify_chain
-from signerd.store import row_to_event
-from signerd.store.sqlite import SqliteStore
+from signerd.core.audit import verify_chain
+from signerd.adapters.store import row_to_event
+from signerd.adapters.store.sqlite import SqliteStore
 from tests.helpers import Daemon, decide, init_state, pb, signerctl_cmd
 from tests.integration.test_ethereum_e2e import tx_fields
 

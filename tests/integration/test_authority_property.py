@@ -51,14 +51,15 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from signerd import config as C
-from signerd.admin import AdminService
+from signerd.adapters import config as C
+from signerd.services.admin import AdminService
 from signerd.app import App
-from signerd.approval import sign_statement
-from signerd.authority import fold
-from signerd.errors import SignerError
-from signerd.model import Decision
-from signerd.operator_keys import generate, load_private, public_pem
+from signerd.core.approval import sign_statement
+from signerd.core.authority import fold
+from signerd.core.errors import SignerError
+from signerd.core.model import Decision
+from signerd.adapters.key_files import load_private
+from signerd.core.operator_keys import generate, public_pem
 from tests.helpers import app_govern, app_wallet, init_state
 from tests.integration.test_ethereum_e2e import tx_fields
 
@@ -432,7 +433,7 @@ class Model:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory):
-    from signerd import hsm
+    from signerd.adapters import hsm
 
     cfg = C.load(init_state(tmp_path_factory.mktemp("authprop") / "state"))
     a = App(cfg)  # sets SOFTHSM2_CONF to this state folder's token

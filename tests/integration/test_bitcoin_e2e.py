@@ -18,10 +18,10 @@ from bitcointx.core.scripteval import (SCRIPT_VERIFY_CLEANSTACK, SCRIPT_VERIFY_D
                                        SCRIPT_VERIFY_WITNESS_PUBKEYTYPE, VerifyScript)
 import coincurve
 
-from signerd.bitcoin.address import address_to_script
-from signerd.bitcoin.psbt import Psbt, PsbtInput, PsbtOutput, parse_psbt
-from signerd.bitcoin.script import p2wpkh_script
-from signerd.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
+from signerd.core.bitcoin.address import address_to_script
+from signerd.core.bitcoin.psbt import Psbt, PsbtInput, PsbtOutput, parse_psbt
+from signerd.core.bitcoin.script import p2wpkh_script
+from signerd.core.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
 from tests.helpers import Daemon, decide, govern, init_state, pb, rpc_error, set_policy
 
 FLAGS = {SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS, SCRIPT_VERIFY_DERSIG, SCRIPT_VERIFY_LOW_S,
@@ -97,12 +97,12 @@ def build_psbt(w: pb.Wallet, amounts: list[int], outputs: list[tuple[bytes, int]
 
 
 def scripts_for(w: pb.Wallet) -> dict:
-    from signerd.bitcoin.descriptor import parse_descriptor
+    from signerd.core.bitcoin.descriptor import parse_descriptor
 
     desc = parse_descriptor(w.descriptor, require_checksum=True)
     out: dict = {}
     if w.script_type == pb.P2SH_P2WPKH:
-        from signerd.bitcoin.script import p2sh_p2wpkh_scripts
+        from signerd.core.bitcoin.script import p2sh_p2wpkh_scripts
 
         out["redeem"] = p2sh_p2wpkh_scripts(desc.keys[0].pubkey)[1]
     if w.script_type == pb.P2WSH_SORTEDMULTI:
@@ -354,8 +354,8 @@ def test_sighash_none_is_bound_shown_with_a_warning_that_holds(daemon: Daemon) -
     from bitcointx.core.scripteval import VerifyScriptError
 
     from signerd import cli
-    from signerd.config import Limits
-    from signerd.model import Decision
+    from signerd.adapters.config import Limits
+    from signerd.core.model import Decision
     from tests.integration.test_cli_walkthrough import ctl
 
     w = wallet(daemon)
@@ -424,8 +424,8 @@ def test_returned_psbt_with_a_cold_key_signature_finalizes(daemon: Daemon) -> No
     """signerd signs its share; the cold key signs offline; the PSBT comes back and is final."""
     from dataclasses import replace
 
-    from signerd.bitcoin.signer import analyze, der_encode
-    from signerd.chains import BitcoinAdapter
+    from signerd.core.bitcoin.signer import analyze, der_encode
+    from signerd.core.chains import BitcoinAdapter
 
     n = next(_cold)
     cold_priv = coincurve.PrivateKey(b"\x0a" * 28 + n.to_bytes(4, "big"))
@@ -449,8 +449,8 @@ def test_returned_psbt_with_a_cold_key_signature_finalizes(daemon: Daemon) -> No
 
 def _cold_signed(half: Psbt, w: pb.Wallet, cold_priv: coincurve.PrivateKey) -> Psbt:
     """``half`` with the cold key's signature on every input, made offline."""
-    from signerd.bitcoin.signer import analyze
-    from signerd.chains import BitcoinAdapter
+    from signerd.core.bitcoin.signer import analyze
+    from signerd.core.chains import BitcoinAdapter
 
     cold = cold_priv.public_key.format()
     spec = replace(BitcoinAdapter.spec(_model(w)), own_pubkeys=(cold,))
@@ -522,7 +522,7 @@ def _psbt_of(t: pb.Transfer) -> Psbt:
 
 
 def _model(w: pb.Wallet):
-    from signerd.model import Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus
+    from signerd.core.model import Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus
 
     return Wallet(id=w.id, chain=Chain.BITCOIN, network=w.network,
                   script_type=ScriptType.P2WSH_SORTEDMULTI, category=Category.CONFISCATED,
@@ -542,7 +542,7 @@ def test_returned_psbt_with_a_bogus_signature_is_refused(daemon: Daemon) -> None
     half = parse_psbt(base64.b64decode(t.psbt))
     from dataclasses import replace
 
-    from signerd.bitcoin.signer import der_encode
+    from signerd.core.bitcoin.signer import der_encode
 
     forged = der_encode(12345, 67890) + b"\x01"
     inp = replace(half.inputs[0], partial_sigs={**half.inputs[0].partial_sigs, cold: forged})

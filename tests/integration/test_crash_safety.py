@@ -14,7 +14,7 @@ import grpc
 import pytest
 from eth_account import Account
 
-from signerd.audit import verify_export
+from signerd.core.audit import verify_export
 from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc_error
 from tests.integration.test_ethereum_e2e import tx_fields
 

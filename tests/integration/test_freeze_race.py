@@ -3,7 +3,7 @@
 The sign step reads an APPROVED transfer (wallet ACTIVE, quorum holding), asks the HSM for its
 signature, then stores it in a second transaction that locks the transfer's row, share-locks
 the authority ledger head and reads the wallet again from the verified ledger
-(signerd.sign_step). A freeze that commits between that read and that commit wins: the
+(signerd.services.sign_step). A freeze that commits between that read and that commit wins: the
 transfer stays APPROVED with no signature, the audit trail shows ``wallet.frozen`` after
 ``transfer.approved`` and no ``transfer.signed``; only a governed unfreeze lets it be signed.
 

@@ -56,15 +56,16 @@ import grpc
 import pytest
 from eth_account import Account
 
-from signerd import authority as AU
-from signerd import canonical
-from signerd import engine as E
-from signerd.approval import (SignedDecision, build_statement, genesis_statement,
-                              proposal_statement, sign_statement, statement_digest)
-from signerd.bitcoin.address import address_to_script
-from signerd.model import Decision
-from signerd.operator_keys import generate, load_private, public_pem
-from signerd.transfers import movement_from_json
+from signerd.core import authority as AU
+from signerd.core import canonical
+from signerd.core import engine as E
+from signerd.core.approval import (SignedDecision, build_statement, genesis_statement,
+                                   proposal_statement, sign_statement, statement_digest)
+from signerd.core.bitcoin.address import address_to_script
+from signerd.core.model import Decision
+from signerd.adapters.key_files import load_private
+from signerd.core.operator_keys import generate, public_pem
+from signerd.services.transfers import movement_from_json
 from tests.helpers import (Daemon, decide, decide_proposal, edit_config, govern, init_state, pb,
                            register_operator, rpc_error, set_policy, signerd_cmd)
 from tests.integration.test_bitcoin_e2e import build_psbt, verify_with_bitcointx
@@ -250,7 +251,7 @@ def insert_approval(db: StoreWriter, transfer_id: str, operator_id: str, signatu
 
 def operator_cert(d: Daemon, name: str) -> None:
     """A client certificate for ``name`` from the dev CA (as test_revoked_operator does)."""
-    from signerd import pki
+    from signerd.adapters import pki
     from tests.helpers import dev_ca
 
     key, cert = pki.issue_client(*dev_ca(d.state), name)
@@ -824,7 +825,7 @@ def test_one_admin_approves_their_own_proposal(tmp_path: Path) -> None:
     pass (the submitter never counts): refused at once, naming why. With a third admin, one
     admin's proposal is made, its submitter's own decision is refused, and the other two pass
     it."""
-    from signerd.operator_keys import write_keypair
+    from signerd.adapters.key_files import write_keypair
 
     d = fresh_daemon(tmp_path / "state")
     try:

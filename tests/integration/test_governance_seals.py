@@ -36,11 +36,12 @@ import coincurve
 import grpc
 import pytest
 
-from signerd import authority as AU
-from signerd.approval import SignedDecision, proposal_statement, sign_statement
-from signerd.errors import AuthorityViolation, FailedPrecondition, PermissionDenied
-from signerd.model import Decision
-from signerd.operator_keys import generate, load_private, public_pem, write_keypair
+from signerd.core import authority as AU
+from signerd.core.approval import SignedDecision, proposal_statement, sign_statement
+from signerd.core.errors import AuthorityViolation, FailedPrecondition, PermissionDenied
+from signerd.core.model import Decision
+from signerd.adapters.key_files import load_private, write_keypair
+from signerd.core.operator_keys import generate, public_pem
 from tests.helpers import (Daemon, decide, decide_proposal, govern, pb, register_operator,
                            rpc_error)
 from tests.integration.test_bitcoin_e2e import verify_with_bitcointx
@@ -227,8 +228,8 @@ def db(daemon: Daemon) -> SqliteWriter:
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """An in-process App on its own state folder: no health monitor runs, so what a decision
     does with a row is seen before any probe could act on it."""
-    from signerd import config as C
-    from signerd import hsm
+    from signerd.adapters import config as C
+    from signerd.adapters import hsm
     from signerd.app import App
     from tests.helpers import init_state
 
@@ -255,7 +256,7 @@ def app_key(app: Any, op_id: str) -> Any:
 def third_admin(app: Any) -> None:
     """Register admin3 (proposed by the admin principal, approved by admin1 and admin2), so
     that admin1 may propose: a proposal its submitter alone could pass is refused at once."""
-    from signerd.admin import AdminService
+    from signerd.services.admin import AdminService
 
     with app.store.read() as tx:
         if "admin3" in app.ledger.state(tx).operators:
@@ -298,7 +299,7 @@ def test_store_writer_inserts_a_proposal_by_admin1(daemon: Daemon, db: SqliteWri
 def test_store_writer_changes_a_pending_proposals_submitter(app: Any) -> None:
     """2b: admin1 proposes (and so cannot approve); the writer names another submitter in the
     row's document and column, so that admin1's approval would count with admin2's."""
-    from signerd.admin import AdminService
+    from signerd.services.admin import AdminService
 
     third_admin(app)  # so that a proposal by admin1 could pass (admin2 and admin3)
     name = f"friend{secrets.token_hex(3)}"
@@ -347,7 +348,7 @@ def test_store_writer_changes_a_pending_proposals_submitter(app: Any) -> None:
 def test_the_sealed_document_names_the_window_and_the_submitter(app: Any) -> None:
     """2c: the columns a writer can change without touching the document (the expiry, the
     submitter) are not what signerd goes by."""
-    from signerd.admin import AdminService
+    from signerd.services.admin import AdminService
 
     old = time.time() - 4 * 24 * 3600  # made four days ago: its 72 h window has passed
     view = app.proposals.propose("admin", "operator.revoke",

@@ -27,7 +27,7 @@ from eth_account import Account
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from signerd.daemon import find_softhsm_module
-from signerd.hsm import DEFAULT_CALL_TIMEOUT
+from signerd.adapters.hsm import DEFAULT_CALL_TIMEOUT
 from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc_error, signerd_cmd
 from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import coincurve
 import pytest
 
-from signerd.errors import ConfigError, InvalidArgument
-from signerd.hsm import SECP256K1_N, Keystore, read_pin_file
+from signerd.core.errors import ConfigError, InvalidArgument
+from signerd.adapters.hsm import SECP256K1_N, Keystore, read_pin_file
 from tests.helpers import init_state
 
 N_HALF = SECP256K1_N // 2
@@ -21,7 +21,7 @@ N_HALF = SECP256K1_N // 2
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from signerd import hsm
+    from signerd.adapters import hsm
     from signerd.daemon import find_softhsm_module
 
     # SoftHSM reads its token folder when the module is initialised: an in-process test before

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 import pytest
 
-from signerd import pki
+from signerd.adapters import pki
 from tests.helpers import (Daemon, edit_config, govern, pb, register_operator, rpc, rpc_error,
                            signerctl_cmd, signerd_cmd)
 from tests.integration.test_security_matrix import (EXPECTED, METHODS, call, channel_with,
@@ -94,7 +94,8 @@ def test_init_refuses_to_overwrite_a_ca_key(tmp_path: Path) -> None:
 
 def test_pki_issue_gives_a_new_operator_a_certificate(offline: dict[str, Any],
                                                       daemon: Daemon) -> None:
-    from signerd.operator_keys import generate, public_pem, write_keypair
+    from signerd.adapters.key_files import write_keypair
+    from signerd.core.operator_keys import generate, public_pem
 
     key = generate()
     write_keypair(key, daemon.state / "operators" / "cust7.key",
@@ -274,7 +275,7 @@ def test_insecure_mode_only_on_a_loopback_address(tmp_path: Path) -> None:
             "signerd: config: [server] insecure = true takes the principal from a request "
             f"header, so it is allowed only on a loopback address; listen = {listen!r} is not "
             "one"]
-    from signerd import config
+    from signerd.adapters import config
 
     for listen in ("127.0.0.1:0", "127.0.0.2:7443", "[::1]:0", "localhost:7443",
                    "unix:/run/signerd.sock"):

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from signerd.bitcoin.psbt import PsbtOutput
+from signerd.core.bitcoin.psbt import PsbtOutput
 from tests.helpers import Daemon, edit_config, init_state, pb, rpc_error
 from tests.integration.test_bitcoin_e2e import EXTERNAL, build_psbt, wallet
 from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
@@ -122,7 +122,7 @@ def test_rate_limit_per_principal(daemon: Daemon) -> None:
 
 
 def test_limits_are_read_from_the_config(daemon: Daemon) -> None:
-    from signerd import config
+    from signerd.adapters import config
 
     conf = config.load(daemon.config)
     assert conf.server.max_message_bytes == MAX_MESSAGE

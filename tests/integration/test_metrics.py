@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import signerd
-from signerd.metrics import Metrics
+from signerd.adapters.metrics import Metrics
 from tests.helpers import Daemon, decide, init_state, pb, rpc_error
 from tests.unit.eth_oracle import CHAIN_ID
 

@@ -26,12 +26,12 @@ import psycopg
 import pytest
 from eth_account import Account
 
-from signerd import audit
-from signerd.approval import sign_statement, statement_digest
-from signerd.errors import AlreadyExists, Conflict, InvalidArgument, StoreUnavailable
-from signerd.operator_keys import load_private
-from signerd.store import open_store
-from signerd.store.postgres import PostgresStore
+from signerd.core import audit
+from signerd.core.approval import sign_statement, statement_digest
+from signerd.core.errors import AlreadyExists, Conflict, InvalidArgument, StoreUnavailable
+from signerd.adapters.key_files import load_private
+from signerd.adapters.store.factory import open_store
+from signerd.adapters.store.postgres import PostgresStore
 from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc, rpc_error
 from tests.pg import PgCluster
 from tests.unit.eth_oracle import CHAIN_ID
@@ -127,7 +127,7 @@ def test_schema_is_migrated_once_and_the_audit_head_exists(pg_url: str) -> None:
     again = open_store(pg_url)  # a second open finds nothing to do
     again.close()
     rows = sql(pg_url, "SELECT version FROM schema_version ORDER BY version")
-    from signerd.store.migrations import MIGRATIONS
+    from signerd.adapters.store.migrations import MIGRATIONS
 
     assert [r[0] for r in rows] == [v for v, _, _ in MIGRATIONS]
     try:
@@ -160,7 +160,7 @@ def test_replicas_starting_together_migrate_once(pg_cluster: PgCluster) -> None:
     for s in stores:
         s.close()
     assert not errors
-    from signerd.store.migrations import MIGRATIONS
+    from signerd.adapters.store.migrations import MIGRATIONS
 
     assert sql(url, "SELECT version FROM schema_version ORDER BY version") == [
         (v,) for v, _, _ in MIGRATIONS]

@@ -10,11 +10,12 @@ import time
 import grpc
 import pytest
 
-from signerd.approval import StatementContext, build_statement, sign_statement, statement_digest
-from signerd.chains import EthereumAdapter, classify_outputs
-from signerd.config import Limits
-from signerd.model import Decision
-from signerd.operator_keys import load_private
+from signerd.core.approval import (StatementContext, build_statement, sign_statement,
+                                   statement_digest)
+from signerd.core.chains import EthereumAdapter, classify_outputs
+from signerd.adapters.config import Limits
+from signerd.core.model import Decision
+from signerd.adapters.key_files import load_private
 from tests.helpers import Daemon, decide, govern, init_state, pb, register_operator, rpc_error
 from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
 
@@ -105,7 +106,7 @@ def test_statement_off_by_one_unit_is_refused(daemon: Daemon, field: str, delta)
 
 
 def _wallet_model(w: pb.Wallet):
-    from signerd.model import Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus
+    from signerd.core.model import Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus
 
     return Wallet(id=w.id, chain=Chain.ETHEREUM, network="ethereum", script_type=ScriptType.EOA,
                   category=Category.SEIZED, case_ref=w.case_ref, legal_basis="",
@@ -115,13 +116,14 @@ def _wallet_model(w: pb.Wallet):
 
 
 def test_revoked_operator(daemon: Daemon, tmp_path) -> None:
-    from signerd.operator_keys import generate, public_pem, write_keypair
+    from signerd.adapters.key_files import write_keypair
+    from signerd.core.operator_keys import generate, public_pem
 
     key = generate()
     write_keypair(key, daemon.state / "operators" / "cust9.key",
                   daemon.state / "operators" / "cust9.pub", None)
     # cust9 needs a client certificate too: issue one from the dev CA.
-    from signerd import pki
+    from signerd.adapters import pki
 
     from tests.helpers import dev_ca
 

@@ -1,7 +1,7 @@
 """Property: through the real transfer service (SoftHSM, SQLite), a signature exists if and only
 if a valid quorum was recorded, over random policies, operator sets and decision sequences.
 
-The oracle below is written independently of signerd.policy: it tries every subset of the
+The oracle below is written independently of signerd.core.policy: it tries every subset of the
 counted approvers and every assignment of them to role slots."""
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from signerd import config as C
-from signerd.admin import AdminService
+from signerd.adapters import config as C
+from signerd.services.admin import AdminService
 from signerd.app import App
-from signerd.approval import sign_statement
-from signerd.errors import SignerError
-from signerd.model import Decision
-from signerd.operator_keys import generate, public_pem
-from signerd.wallets import WalletRequest
+from signerd.core.approval import sign_statement
+from signerd.core.errors import SignerError
+from signerd.core.model import Decision
+from signerd.core.operator_keys import generate, public_pem
+from signerd.services.wallets import WalletRequest
 from tests.helpers import app_govern, app_wallet, init_state
 from tests.integration.test_ethereum_e2e import tx_fields
 
@@ -30,7 +30,7 @@ ROLES = ["investigator", "custody_officer", "prosecutor"]
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory):
-    from signerd import hsm
+    from signerd.adapters import hsm
 
     cfg = C.load(init_state(tmp_path_factory.mktemp("prop") / "state"))
     a = App(cfg)  # sets SOFTHSM2_CONF to this state folder's token

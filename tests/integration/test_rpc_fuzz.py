@@ -80,7 +80,8 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A daemon with a little of everything to aim at: an Ethereum and a Bitcoin wallet, a
     pending transfer on each, a pending governance proposal, a key share."""
-    from signerd.operator_keys import generate, load_private, public_pem
+    from signerd.adapters.key_files import load_private
+    from signerd.core.operator_keys import generate, public_pem
 
     cfg = init_state(tmp_path_factory.mktemp("rpcfuzz") / "state")
     edit_config(cfg, "limits", rate_per_second=100000.0, rate_burst=100000)

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption, PrivateFormat,
                                                           load_pem_private_key)
 
-from signerd.approval import sign_statement
-from signerd.operator_keys import load_private
+from signerd.core.approval import sign_statement
+from signerd.adapters.key_files import load_private
 from tests.helpers import Daemon, decide, edit_config, init_state, pb
 from tests.integration.test_bitcoin_e2e import EXTERNAL, build_psbt, wallet
 from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields

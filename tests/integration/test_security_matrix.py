@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from signerd import pki
+from signerd.adapters import pki
 from signerd.api.server import ALLOWED
 from tests import helpers
 from tests.helpers import Daemon, edit_config, init_state, pb, rpc, signerd_cmd

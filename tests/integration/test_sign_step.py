@@ -1,8 +1,8 @@
-"""The sign step's batches (signerd.sign_step) through the real transfer service: SoftHSM and
-SQLite, in process. Concurrent callers share batches and still sign every transfer exactly once;
-one transfer's failure stays its own; a transfer without a valid quorum is never signed, even
-when the store says APPROVED and it rides in a batch with signable ones. Signed transactions are
-checked by eth-account."""
+"""The sign step's batches (signerd.services.sign_step) through the real transfer service:
+SoftHSM and SQLite, in process. Concurrent callers share batches and still sign every transfer
+exactly once; one transfer's failure stays its own; a transfer without a valid quorum is never
+signed, even when the store says APPROVED and it rides in a batch with signable ones. Signed
+transactions are checked by eth-account."""
 from __future__ import annotations
 
 import contextlib
@@ -16,20 +16,20 @@ from typing import Any, Iterator
 import pytest
 from eth_account import Account
 
-from signerd import config as C
+from signerd.adapters import config as C
 from signerd.app import App
-from signerd.approval import sign_statement
-from signerd.errors import FailedPrecondition, WalletFrozen
-from signerd.model import Decision
-from signerd.operator_keys import load_private
-from signerd.wallets import WalletRequest
+from signerd.core.approval import sign_statement
+from signerd.core.errors import FailedPrecondition, WalletFrozen
+from signerd.core.model import Decision
+from signerd.adapters.key_files import load_private
+from signerd.services.wallets import WalletRequest
 from tests.helpers import app_govern, init_state
 from tests.integration.test_ethereum_e2e import tx_fields
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    from signerd import hsm
+    from signerd.adapters import hsm
 
     cfg = C.load(init_state(tmp_path_factory.mktemp("signstep") / "state"))
     a = App(cfg)
@@ -235,8 +235,8 @@ def test_hsm_signs_a_batch_in_parallel_in_order(app: App) -> None:
 
 def test_a_failing_write_spoils_only_its_own_transfer(app: App,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from signerd.errors import StoreUnavailable
-    from signerd.store import Tx
+    from signerd.core.errors import StoreUnavailable
+    from signerd.adapters.store import Tx
 
     w = wallet(app)
     ids = [submitted(app, w.id) for _ in range(4)]
@@ -278,7 +278,7 @@ def test_a_failing_write_spoils_only_its_own_transfer(app: App,
 
 def test_backlog_runs_through_the_pipeline_in_batches(app: App,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from signerd import sign_step
+    from signerd.services import sign_step
 
     monkeypatch.setattr(sign_step, "BATCH", 8)
     w, w_frozen = wallet(app), wallet(app)
@@ -351,7 +351,7 @@ def test_a_bounded_wait_returns_and_the_worker_finishes(app: App) -> None:
 
 
 def test_a_missing_key_fails_only_its_own_transfer(app: App) -> None:
-    from signerd.errors import InvalidKey
+    from signerd.core.errors import InvalidKey
 
     from pkcs11 import ObjectClass
 
@@ -422,8 +422,8 @@ def test_asked_again_while_in_a_batch_gets_one_more_pass(app: App) -> None:
 
 
 def test_close_answers_the_queue_unavailable_and_finishes_what_is_taken(app: App) -> None:
-    from signerd.errors import HsmUnavailable
-    from signerd.sign_step import SignStep
+    from signerd.core.errors import HsmUnavailable
+    from signerd.services.sign_step import SignStep
 
     w = wallet(app)
     ids = [submitted(app, w.id) for _ in range(4)]
@@ -448,9 +448,9 @@ def test_close_answers_the_queue_unavailable_and_finishes_what_is_taken(app: App
 def test_quorum_lost_between_read_and_write_is_not_signed(app: App) -> None:
     """An approver revoked after the batch read the transfer: the write re-evaluates the
     quorum under the row lock and stores nothing."""
-    from signerd.admin import AdminService
-    from signerd.approval import sign_statement
-    from signerd.operator_keys import generate, public_pem
+    from signerd.services.admin import AdminService
+    from signerd.core.approval import sign_statement
+    from signerd.core.operator_keys import generate, public_pem
 
     admin = AdminService(app)
     key = generate()
@@ -496,12 +496,12 @@ def test_freeze_committed_during_a_cosigners_combine_wins(app: App,
 
     import coincurve
 
-    from signerd.admin import AdminService
-    from signerd.bitcoin.psbt import Psbt, PsbtInput, PsbtOutput, parse_psbt
-    from signerd.bitcoin.script import p2wpkh_script
-    from signerd.bitcoin.signer import analyze
-    from signerd.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
-    from signerd.chains import BitcoinAdapter
+    from signerd.services.admin import AdminService
+    from signerd.core.bitcoin.psbt import Psbt, PsbtInput, PsbtOutput, parse_psbt
+    from signerd.core.bitcoin.script import p2wpkh_script
+    from signerd.core.bitcoin.signer import analyze
+    from signerd.core.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
+    from signerd.core.chains import BitcoinAdapter
     from tests.integration.test_bitcoin_e2e import verify_with_bitcointx
 
     cold = coincurve.PrivateKey(b"\x0d" * 31 + bytes([next(_case) % 200 + 1]))

@@ -134,8 +134,8 @@ def test_reflection_streams_are_within_the_caps(daemon: Daemon) -> None:
 
 
 def test_stream_limits_are_checked_in_the_config(tmp_path: Any) -> None:
-    from signerd import config
-    from signerd.errors import ConfigError
+    from signerd.adapters import config
+    from signerd.core.errors import ConfigError
 
     cfg = tmp_path / "signerd.toml"
     cfg.write_text('instance_id = "x"\n[server]\ninsecure = true\n')

@@ -14,10 +14,11 @@ import pytest
 import rlp
 from eth_account import Account
 
-from signerd import approval, cli
-from signerd.config import Limits
-from signerd.model import Decision
-from signerd.operator_keys import load_private
+from signerd.core import approval
+from signerd import cli
+from signerd.adapters.config import Limits
+from signerd.core.model import Decision
+from signerd.adapters.key_files import load_private
 from tests.helpers import (Daemon, decide, govern, init_state, pb, rpc_error, set_policy,
                            signerctl_cmd)
 from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
@@ -235,8 +236,8 @@ def test_a_registered_token_transfer_executes_on_py_evm(daemon: Daemon) -> None:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory):
-    from signerd import config as C
-    from signerd import hsm
+    from signerd.adapters import config as C
+    from signerd.adapters import hsm
     from signerd.app import App
 
     cfg = C.load(init_state(tmp_path_factory.mktemp("tokens-app") / "state"))
@@ -251,10 +252,10 @@ def test_the_sign_step_refuses_a_call_the_registry_now_decodes_otherwise(app) ->
     """Should the registry entry change between submission and signature anyway (a race the
     proposal check cannot see), the sign step decodes with the registry in force, finds other
     token facts than the approved ones, and signs nothing: an authority violation."""
-    from signerd import ledger as L
-    from signerd.admin import AdminService
-    from signerd.errors import AuthorityViolation
-    from signerd.approval import sign_statement
+    from signerd.services import ledger as L
+    from signerd.services.admin import AdminService
+    from signerd.core.errors import AuthorityViolation
+    from signerd.core.approval import sign_statement
     from tests.helpers import app_govern, app_wallet
 
     view = app_govern(app, AdminService(app).set_token(

@@ -9,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from signerd import operator_keys
-from signerd.approval import (
+from signerd.core import operator_keys
+from signerd.core.approval import (
     DOMAIN_TAG,
     StatementContext,
     build_statement,
@@ -19,9 +19,9 @@ from signerd.approval import (
     statement_digest,
     verify_statement,
 )
-from signerd.errors import InvalidApproval, InvalidArgument, InvalidKey
-from signerd.model import Chain, Decision, DestinationClass, Movement, Output, Token
-from signerd.tokens import format_units
+from signerd.core.errors import InvalidApproval, InvalidArgument, InvalidKey
+from signerd.core.model import Chain, Decision, DestinationClass, Movement, Output, Token
+from signerd.core.tokens import format_units
 
 CTX = StatementContext(instance_id="signerd-1", transfer_id="t-42", wallet_id="w-7",
                        policy_version=3, expires_at=1_700_000_000,

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signerd import audit
-from signerd.audit import GENESIS, AuditEvent, new_event, verify_chain
-from signerd.errors import InvalidArgument
+from signerd.core import audit
+from signerd.core.audit import GENESIS, AuditEvent, new_event, verify_chain
+from signerd.core.errors import InvalidArgument
 
 N_EVENTS = 50
 INSTANCE = "signerd-test-0001"

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signerd import audit
-from signerd.audit import GENESIS, AuditEvent, Checkpoint, new_event, verify_chain
-from signerd.errors import InvalidArgument
+from signerd.core import audit
+from signerd.core.audit import GENESIS, AuditEvent, Checkpoint, new_event, verify_chain
+from signerd.core.errors import InvalidArgument
 
 INSTANCE = "signerd-test-0001"
 T0 = 1_700_000_000_000_000
@@ -510,7 +510,7 @@ def test_endings_link_ignores_other_events_and_binds_position():
 
 
 def test_a_veto_record_is_an_ending_event_whose_object_names_it() -> None:
-    from signerd.store import migrations
+    from signerd.adapters.store import migrations
 
     assert audit.VETO_ACTION in audit.ENDING_ACTIONS
     assert set(migrations.ENDING_ACTIONS_12) == audit.ENDING_ACTIONS  # the index covers them

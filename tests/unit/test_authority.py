@@ -12,12 +12,12 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 import pytest
 
-from signerd import authority as AU
-from signerd.approval import (SignedDecision, genesis_statement, proposal_statement,
-                              sign_statement)
-from signerd.errors import AuthorityViolation, FailedPrecondition, InvalidArgument
-from signerd.model import Decision, OperatorStatus
-from signerd.operator_keys import generate, public_pem
+from signerd.core import authority as AU
+from signerd.core.approval import (SignedDecision, genesis_statement, proposal_statement,
+                                   sign_statement)
+from signerd.core.errors import AuthorityViolation, FailedPrecondition, InvalidArgument
+from signerd.core.model import Decision, OperatorStatus
+from signerd.core.operator_keys import generate, public_pem
 
 GOV = """name = "governance"
 expiry = "72h"
@@ -81,7 +81,7 @@ def approvals(doc: dict[str, Any], *ops: str, decision: Decision = Decision.APPR
 
 def sealer(key: coincurve.PrivateKey = AUDIT_KEY) -> Any:
     """``App.seal`` with a software key standing in for the HSM's audit key."""
-    from signerd import seal
+    from signerd.core import seal
 
     def stamp(kind: str, record: dict[str, Any]) -> str:
         r, s_ = decode_dss_signature(key.sign(seal.digest(kind, record), hasher=None))

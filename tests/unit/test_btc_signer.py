@@ -33,10 +33,10 @@ from bitcointx.core.scripteval import (
 )
 
 from _vectors import case_id, load
-from signerd.bitcoin.psbt import KeyOrigin, Psbt, PsbtInput, PsbtOutput, parse_psbt
-from signerd.bitcoin.script import p2wpkh_script, p2wsh_script, sortedmulti_script
-from signerd.bitcoin.sighash import SIGHASH_ALL
-from signerd.bitcoin.signer import (
+from signerd.core.bitcoin.psbt import KeyOrigin, Psbt, PsbtInput, PsbtOutput, parse_psbt
+from signerd.core.bitcoin.script import p2wpkh_script, p2wsh_script, sortedmulti_script
+from signerd.core.bitcoin.sighash import SIGHASH_ALL
+from signerd.core.bitcoin.signer import (
     SECP256K1_N,
     WalletSpec,
     add_signature,
@@ -49,8 +49,8 @@ from signerd.bitcoin.signer import (
     extract,
     finalize,
 )
-from signerd.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
-from signerd.errors import (
+from signerd.core.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
+from signerd.core.errors import (
     FailedPrecondition,
     InvalidArgument,
     InvalidKey,
@@ -58,7 +58,7 @@ from signerd.errors import (
     InvalidTransaction,
     PolicyDenied,
 )
-from signerd.model import BitcoinNetwork, Chain, DestinationClass, ScriptType
+from signerd.core.model import BitcoinNetwork, Chain, DestinationClass, ScriptType
 
 FLAGS = {SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS, SCRIPT_VERIFY_DERSIG, SCRIPT_VERIFY_LOW_S,
          SCRIPT_VERIFY_NULLDUMMY, SCRIPT_VERIFY_NULLFAIL, SCRIPT_VERIFY_STRICTENC,
@@ -563,7 +563,7 @@ def test_add_signatures_equals_one_by_one_and_checks_each() -> None:
 
 def test_add_signatures_copies_the_inputs_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """n signatures, one tuple of inputs built: O(n), not the O(n^2) of n with_input calls."""
-    import signerd.bitcoin.signer as S
+    import signerd.core.bitcoin.signer as S
 
     spec = spec_for(ScriptType.P2WPKH)
     psbt = make_psbt(spec, [10_000 + i for i in range(40)], [(EXTERNAL_SPK, 390_000)])

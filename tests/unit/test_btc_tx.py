@@ -5,7 +5,7 @@ import pytest
 from bitcointx.core import CTransaction
 
 from _vectors import load
-from signerd.bitcoin.tx import (
+from signerd.core.bitcoin.tx import (
     MAX_SIZE,
     ByteReader,
     OutPoint,
@@ -15,7 +15,7 @@ from signerd.bitcoin.tx import (
     check_amounts,
     encode_compact_size,
 )
-from signerd.errors import InvalidTransaction
+from signerd.core.errors import InvalidTransaction
 
 SIGHASH_CASES = load("sighash-legacy/sighash.json")[1:]
 BIP143 = load("bip143/examples.json")["examples"]

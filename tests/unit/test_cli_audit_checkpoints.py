@@ -10,7 +10,8 @@ from pathlib import Path
 import coincurve
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from signerd import audit, cli
+from signerd.core import audit
+from signerd import cli
 
 INSTANCE = "signerd-cli-test"
 KEY = coincurve.PrivateKey(hashlib.sha256(b"signerctl checkpoint test key").digest())

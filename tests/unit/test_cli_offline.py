@@ -18,11 +18,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from signerd import approval, audit, cli, operator_keys, pki
-from signerd.chains import adapter_for, classify_outputs
-from signerd.config import Limits
-from signerd.ethereum.address import address_from_pubkey
-from signerd.model import Decision
+from signerd.adapters import key_files
+from signerd.core import approval, audit, operator_keys
+from signerd import cli
+from signerd.adapters import pki
+from signerd.core.chains import adapter_for, classify_outputs
+from signerd.adapters.config import Limits
+from signerd.core.ethereum.address import address_from_pubkey
+from signerd.core.model import Decision
 from signerd.v1 import signerd_pb2 as pb
 from signerd.v1 import signerd_pb2_grpc as rpc
 
@@ -61,7 +64,7 @@ def state(tmp_path_factory) -> Path:
     pki.make_dev_pki(d / "pki", PRINCIPALS, d.parent / f"{d.name}.ca" / "ca.key")
     (d / "operators").mkdir()
     for op in ("inv1", "cust1"):
-        operator_keys.write_keypair(operator_keys.generate(), d / "operators" / f"{op}.key",
+        key_files.write_keypair(operator_keys.generate(), d / "operators" / f"{op}.key",
                                     d / "operators" / f"{op}.pub")
     (d / "policies").mkdir()
     (d / "policies" / "two-key.toml").write_text('name = "two-key"\n')
@@ -243,7 +246,7 @@ def test_keygen_writes_private_0600_and_public(capsys, tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     pub = tmp_path / "alice.pub"
     public = operator_keys.load_public_pem(pub.read_bytes())
-    assert public == operator_keys.load_private(out).public_key()
+    assert public == key_files.load_private(out).public_key()
     fp = operator_keys.fingerprint(public)
     assert f"fingerprint: {fp}" in text
     assert "PRIVATE" not in text
@@ -258,7 +261,7 @@ def test_keygen_with_passphrase_and_json(capsys, tmp_path):
                                "--passphrase-file", str(tmp_path / "pass")])
     doc = json.loads(text)
     assert rc == 0 and doc["public_key"] == str(out) + ".pub" and doc["encrypted"] is True
-    assert operator_keys.load_private(out, b"correct horse")
+    assert key_files.load_private(out, b"correct horse")
     (tmp_path / "empty").write_text("\n")
     rc, _, err = run(capsys, ["operator", "keygen", "--out", str(tmp_path / "c.key"),
                               "--passphrase-file", str(tmp_path / "empty")])

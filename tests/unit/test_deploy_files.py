@@ -1,7 +1,7 @@
-"""The operations kit under deploy/: alert rules, their promtool unit tests, the scrape example and
-the Grafana dashboard only query series that signerd/metrics.py defines, with labels and label
-values those series really have. promtool checks run when promtool is on PATH (Debian's
-`prometheus` package ships it; scripts/install.sh installs it)."""
+"""The operations kit under deploy/: alert rules, their promtool unit tests, the scrape example
+and the Grafana dashboard only query series that signerd/adapters/metrics.py defines, with
+labels and label values those series really have. promtool checks run when promtool is on PATH
+(Debian's `prometheus` package ships it; scripts/install.sh installs it)."""
 from __future__ import annotations
 
 import json
@@ -15,8 +15,8 @@ import grpc
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-from signerd.metrics import Metrics
-from signerd.model import Category, Chain, Decision, TransferState
+from signerd.adapters.metrics import Metrics
+from signerd.core.model import Category, Chain, Decision, TransferState
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -99,7 +99,7 @@ def check_promql(expr: str, where: str, series: dict[str, set[str]]) -> set[str]
     labels_in_scope: set[str] = set(TARGET_LABELS)
     for m in SELECTOR.finditer(expr):
         name = m.group(1)
-        assert name in series, f"{where}: {name} is not a series of signerd/metrics.py"
+        assert name in series, f"{where}: {name} is not a series of signerd/adapters/metrics.py"
         used.add(name)
         labels_in_scope |= series[name]
         for label, op, value in MATCHER.findall(m.group(3) or ""):

@@ -8,8 +8,8 @@ import pytest
 from bip_utils import Base58Decoder
 
 from _vectors import VECTORS, load
-from signerd.bitcoin.address import InvalidAddress, address_to_script, script_to_address
-from signerd.bitcoin.descriptor import (
+from signerd.core.bitcoin.address import InvalidAddress, address_to_script, script_to_address
+from signerd.core.bitcoin.descriptor import (
     InvalidDescriptor,
     descriptor_checksum,
     make_descriptor,
@@ -17,14 +17,14 @@ from signerd.bitcoin.descriptor import (
     parse_key,
     xpub_child_pubkey,
 )
-from signerd.bitcoin.script import (
+from signerd.core.bitcoin.script import (
     ScriptKind,
     classify,
     parse_multisig,
     sortedmulti_script,
 )
-from signerd.errors import InvalidKey
-from signerd.model import BitcoinNetwork, ScriptType
+from signerd.core.errors import InvalidKey
+from signerd.core.model import BitcoinNetwork, ScriptType
 
 XPUB_A = ("xpub661MyMwAqRbcFW31YEwpkMuc5THy2PSt5bDMsktWQcFF8syAmRUapSCGu8ED9W6oDMSgv6Zz8idoc4a6mr8"
           "BDzTJY47LJhkJ8UB7WEGuduB")

@@ -8,14 +8,14 @@ from dataclasses import replace
 import coincurve
 import pytest
 
-from signerd import engine as E
-from signerd import policy as P
-from signerd import seal
-from signerd.approval import SignedDecision, StatementContext, build_statement, sign_statement
-from signerd.chains import Ours, classify_outputs
-from signerd.model import (Category, Chain, Decision, DestinationClass, KeyRef, Movement, Output,
-                           ScriptType, Wallet, WalletStatus)
-from signerd.operator_keys import generate
+from signerd.core import engine as E
+from signerd.core import policy as P
+from signerd.core import seal
+from signerd.core.approval import SignedDecision, StatementContext, build_statement, sign_statement
+from signerd.core.chains import Ours, classify_outputs
+from signerd.core.model import (Category, Chain, Decision, DestinationClass, KeyRef, Movement,
+                                Output, ScriptType, Wallet, WalletStatus)
+from signerd.core.operator_keys import generate
 from tests.unit.test_authority import KEYS, STATE, applied, proposal, register
 
 AU_STATE = STATE
@@ -255,7 +255,7 @@ def test_same_transaction_ignores_only_destination_classes() -> None:
 
 
 def _transfer_row(**over: object) -> dict[str, object]:
-    from signerd.movement_json import movement_to_json
+    from signerd.core.movement_json import movement_to_json
 
     row: dict[str, object] = {
         "id": "t_1", "wallet_id": WALLET.id, "chain": "ethereum", "payload": b"p",
@@ -274,7 +274,7 @@ def test_a_transfer_row_stands_only_with_signerds_seal_over_it() -> None:
     row["seal"] = seal.encode(*_sign(key, seal.digest("transfer", E.transfer_record(row))))
     E.check_transfer_seal(pub, row)
     own = replace(MOVE, outputs=(replace(OUT, destination_class=DestinationClass.OWN_WALLET),))
-    from signerd.movement_json import movement_to_json
+    from signerd.core.movement_json import movement_to_json
 
     for change in ({"movement": movement_to_json(own)}, {"submitter": "inv1"},
                    {"expires_at": 2_000_086_400.0}, {"payload": b"q"}, {"vetoed": "[]  "},

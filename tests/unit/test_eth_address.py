@@ -14,9 +14,9 @@ from eth_utils import to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signerd.errors import InvalidKey, InvalidTransaction
-from signerd.ethereum.address import address_from_pubkey, parse_address, to_checksum
-from signerd.ethereum.keccak import keccak256
+from signerd.core.errors import InvalidKey, InvalidTransaction
+from signerd.core.ethereum.address import address_from_pubkey, parse_address, to_checksum
+from signerd.core.ethereum.keccak import keccak256
 
 ETH_VECTORS = json.loads((VECTORS / "ethereum" / "eth-account-vectors.json").read_text())
 KEY_CASES = ETH_VECTORS["key_to_address"]

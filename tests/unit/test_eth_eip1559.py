@@ -11,8 +11,8 @@ from _vectors import VECTORS
 from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
 
-from signerd.errors import InvalidTransaction
-from signerd.ethereum.eip1559 import Eip1559Tx, SignedEip1559Tx, tx_hash
+from signerd.core.errors import InvalidTransaction
+from signerd.core.ethereum.eip1559 import Eip1559Tx, SignedEip1559Tx, tx_hash
 
 ETH_VECTORS = json.loads((VECTORS / "ethereum" / "eth-account-vectors.json").read_text())
 TYPE2_CASES = [
@@ -389,7 +389,7 @@ def test_one_field_table_covers_the_transaction() -> None:
     attributes are the dataclass's in RLP order, its JSON names what to_fields writes."""
     import dataclasses
 
-    from signerd.ethereum.eip1559 import FIELDS, SIGNATURE_FIELDS
+    from signerd.core.ethereum.eip1559 import FIELDS, SIGNATURE_FIELDS
 
     assert [f.attr for f in FIELDS] == [f.name for f in dataclasses.fields(Eip1559Tx)]
     assert [f.attr for f in SIGNATURE_FIELDS] == [

@@ -7,7 +7,7 @@ from eth_abi import encode as abi_encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signerd.ethereum.erc20 import (
+from signerd.core.ethereum.erc20 import (
     APPROVE_SELECTOR,
     TRANSFER_SELECTOR,
     Erc20Call,
@@ -23,7 +23,7 @@ def call(selector: bytes, address: bytes, amount: int) -> bytes:
 
 
 def test_selectors_are_the_abi_ones() -> None:
-    from signerd.ethereum.keccak import keccak256
+    from signerd.core.ethereum.keccak import keccak256
 
     assert keccak256(b"transfer(address,uint256)")[:4] == TRANSFER_SELECTOR
     assert keccak256(b"approve(address,uint256)")[:4] == APPROVE_SELECTOR

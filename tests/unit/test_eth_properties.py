@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signerd.errors import InvalidTransaction
-from signerd.ethereum.eip1559 import Eip1559Tx
+from signerd.core.errors import InvalidTransaction
+from signerd.core.ethereum.eip1559 import Eip1559Tx
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -19,17 +19,17 @@ from eth_utils import keccak as eth_utils_keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signerd.ethereum.address import address_from_pubkey, to_checksum
-from signerd.ethereum.eip1559 import SECP256K1_N, Eip1559Tx, tx_hash
-from signerd.ethereum.erc20 import APPROVE_SELECTOR, TRANSFER_SELECTOR
-from signerd.ethereum.signing import (
+from signerd.core.ethereum.address import address_from_pubkey, to_checksum
+from signerd.core.ethereum.eip1559 import SECP256K1_N, Eip1559Tx, tx_hash
+from signerd.core.ethereum.erc20 import APPROVE_SELECTOR, TRANSFER_SELECTOR
+from signerd.core.ethereum.signing import (
     SignatureMismatch,
     assemble_signed,
     low_s,
     movement,
     recover_y_parity,
 )
-from signerd.model import Chain, Output, Token
+from signerd.core.model import Chain, Output, Token
 
 ETH_VECTORS = json.loads((VECTORS / "ethereum" / "eth-account-vectors.json").read_text())
 SIGN_CASES = [c for c in ETH_VECTORS["eth_test_transactions"]["cases"] if c.get("type") == "0x2"]

@@ -36,18 +36,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _vectors import load
-from signerd.approval import sign_statement, verify_statement
-from signerd.bitcoin.psbt import MAGIC, parse_psbt
-from signerd.bitcoin.signer import analyze
-from signerd.chains import BitcoinAdapter, EthereumAdapter, decode_psbt_bytes
-from signerd.config import Limits
+from signerd.core.approval import sign_statement, verify_statement
+from signerd.core.bitcoin.psbt import MAGIC, parse_psbt
+from signerd.core.bitcoin.signer import analyze
+from signerd.core.chains import BitcoinAdapter, EthereumAdapter, decode_psbt_bytes
+from signerd.adapters.config import Limits
 from signerd.daemon import DEMO_POLICIES
-from signerd.errors import InvalidApproval, SignerError
-from signerd.ethereum.eip1559 import SECP256K1_N, Eip1559Tx
-from signerd.model import (Category, Chain, DestinationClass, KeyRef, Movement, Output, ScriptType,
-                           Wallet, WalletStatus)
-from signerd.operator_keys import load_public_pem, public_pem
-from signerd.policy import parse_policy
+from signerd.core.errors import InvalidApproval, SignerError
+from signerd.core.ethereum.eip1559 import SECP256K1_N, Eip1559Tx
+from signerd.core.model import (Category, Chain, DestinationClass, KeyRef, Movement, Output,
+                                ScriptType, Wallet, WalletStatus)
+from signerd.core.operator_keys import load_public_pem, public_pem
+from signerd.core.policy import parse_policy
 from test_btc_signer import ALL_TYPES, EXTERNAL_SPK, make_psbt, spec_for
 
 EXAMPLES = 500

@@ -6,8 +6,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from signerd.errors import InvalidArgument
-from signerd.legal_basis import FORM, LegalBasis, given, latest_date, parse, parts
+from signerd.core.errors import InvalidArgument
+from signerd.core.legal_basis import FORM, LegalBasis, given, latest_date, parse, parts
 
 TODAY = date(2026, 11, 30)
 

@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from signerd import operator_keys
-from signerd.errors import AlreadyExists, InvalidKey
+from signerd.core import operator_keys
+from signerd.adapters import key_files
+from signerd.core.errors import AlreadyExists, InvalidKey
 
 
 def raw(public_key) -> bytes:
@@ -37,13 +38,13 @@ def test_write_and_load_plain(paths, umask):
     key = operator_keys.generate()
     old = os.umask(umask)
     try:
-        operator_keys.write_keypair(key, key_path, pub_path, None)
+        key_files.write_keypair(key, key_path, pub_path, None)
     finally:
         os.umask(old)
     assert mode(key_path) == 0o600 and mode(pub_path) == 0o644
     assert key_path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
     assert pub_path.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
-    loaded = operator_keys.load_private(key_path)
+    loaded = key_files.load_private(key_path)
     assert raw(loaded.public_key()) == raw(key.public_key())
     assert raw(operator_keys.load_public_pem(pub_path.read_bytes())) == raw(key.public_key())
 
@@ -51,33 +52,33 @@ def test_write_and_load_plain(paths, umask):
 def test_encrypted_key(paths):
     key_path, pub_path = paths
     key = operator_keys.generate()
-    operator_keys.write_keypair(key, key_path, pub_path, b"correct horse")
+    key_files.write_keypair(key, key_path, pub_path, b"correct horse")
     assert b"ENCRYPTED PRIVATE KEY" in key_path.read_bytes()
-    loaded = operator_keys.load_private(key_path, b"correct horse")
+    loaded = key_files.load_private(key_path, b"correct horse")
     assert raw(loaded.public_key()) == raw(key.public_key())
     with pytest.raises(InvalidKey, match=f"wrong passphrase for key file {key_path}"):
-        operator_keys.load_private(key_path, b"battery staple")
+        key_files.load_private(key_path, b"battery staple")
     with pytest.raises(InvalidKey, match="passphrase is needed"):
-        operator_keys.load_private(key_path)
+        key_files.load_private(key_path)
 
 
 def test_empty_passphrase_refused(paths):
     with pytest.raises(InvalidKey, match="passphrase"):
-        operator_keys.write_keypair(operator_keys.generate(), *paths, b"")
+        key_files.write_keypair(operator_keys.generate(), *paths, b"")
     assert not paths[0].exists() and not paths[1].exists()
 
 
 def test_passphrase_for_plain_key(paths):
-    operator_keys.write_keypair(operator_keys.generate(), *paths, None)
+    key_files.write_keypair(operator_keys.generate(), *paths, None)
     with pytest.raises(InvalidKey, match="not encrypted"):
-        operator_keys.load_private(paths[0], b"x")
+        key_files.load_private(paths[0], b"x")
 
 
 def test_refuses_to_overwrite_private_key(paths):
     key_path, pub_path = paths
     key_path.write_bytes(b"precious")
     with pytest.raises(AlreadyExists, match=str(key_path)):
-        operator_keys.write_keypair(operator_keys.generate(), key_path, pub_path)
+        key_files.write_keypair(operator_keys.generate(), key_path, pub_path)
     assert key_path.read_bytes() == b"precious" and not pub_path.exists()
 
 
@@ -85,7 +86,7 @@ def test_refuses_to_overwrite_public_key(paths):
     key_path, pub_path = paths
     pub_path.write_bytes(b"precious")
     with pytest.raises(AlreadyExists, match=str(pub_path)):
-        operator_keys.write_keypair(operator_keys.generate(), key_path, pub_path)
+        key_files.write_keypair(operator_keys.generate(), key_path, pub_path)
     assert pub_path.read_bytes() == b"precious" and not key_path.exists()
 
 
@@ -93,29 +94,29 @@ def test_refuses_dangling_symlink(paths, tmp_path):
     key_path, pub_path = paths
     key_path.symlink_to(tmp_path / "elsewhere")
     with pytest.raises(AlreadyExists):
-        operator_keys.write_keypair(operator_keys.generate(), key_path, pub_path)
+        key_files.write_keypair(operator_keys.generate(), key_path, pub_path)
     assert not (tmp_path / "elsewhere").exists()
 
 
 @pytest.mark.parametrize("bad_mode", [0o640, 0o604, 0o620, 0o644])
 def test_refuses_key_readable_by_others(paths, bad_mode):
-    operator_keys.write_keypair(operator_keys.generate(), *paths)
+    key_files.write_keypair(operator_keys.generate(), *paths)
     os.chmod(paths[0], bad_mode)
     with pytest.raises(InvalidKey, match=f"key file {paths[0]} is accessible by group or others"):
-        operator_keys.load_private(paths[0])
+        key_files.load_private(paths[0])
 
 
 def test_missing_and_malformed_key_files(tmp_path):
     with pytest.raises(InvalidKey, match="nope.key"):
-        operator_keys.load_private(tmp_path / "nope.key")
+        key_files.load_private(tmp_path / "nope.key")
     junk = tmp_path / "junk.key"
     junk.write_bytes(b"not a key")
     junk.chmod(0o600)
     with pytest.raises(InvalidKey, match="junk.key is not a PEM private key"):
-        operator_keys.load_private(junk)
+        key_files.load_private(junk)
     with pytest.raises(InvalidKey, match="not a regular file"):
         (tmp_path / "dir.key").mkdir(mode=0o700)
-        operator_keys.load_private(tmp_path / "dir.key")
+        key_files.load_private(tmp_path / "dir.key")
 
 
 def test_non_ed25519_private_key_refused(tmp_path):
@@ -125,7 +126,7 @@ def test_non_ed25519_private_key_refused(tmp_path):
     path.write_bytes(pem)
     path.chmod(0o600)
     with pytest.raises(InvalidKey, match="operator keys must be Ed25519"):
-        operator_keys.load_private(path)
+        key_files.load_private(path)
 
 
 def test_load_public_pem_only_ed25519():
@@ -171,7 +172,7 @@ def test_small_order_keys_are_refused(raw: str) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from signerd.operator_keys import load_public_pem
+    from signerd.core.operator_keys import load_public_pem
 
     key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(raw))
     pem = key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
@@ -182,7 +183,7 @@ def test_small_order_keys_are_refused(raw: str) -> None:
 
 
 def test_keys_of_full_order_load() -> None:
-    from signerd.operator_keys import generate, load_public_pem, public_pem
+    from signerd.core.operator_keys import generate, load_public_pem, public_pem
 
     for _ in range(20):
         load_public_pem(public_pem(generate()))

@@ -15,8 +15,8 @@ from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from signerd import pki
-from signerd.errors import AlreadyExists, InvalidArgument
+from signerd.adapters import pki
+from signerd.core.errors import AlreadyExists, InvalidArgument
 
 PRINCIPALS = ["platform", "admin", "auditor", "inv1", "cust1"]
 

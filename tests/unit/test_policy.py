@@ -5,9 +5,9 @@ from dataclasses import replace
 
 import pytest
 
-from signerd.errors import InvalidArgument, InvalidPolicy, PolicyDenied
-from signerd.model import Chain, DestinationClass, Movement, Output
-from signerd.policy import (
+from signerd.core.errors import InvalidArgument, InvalidPolicy, PolicyDenied
+from signerd.core.model import Chain, DestinationClass, Movement, Output
+from signerd.core.policy import (
     Requirement,
     is_stricter_or_equal,
     merge,

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _vectors import case_id, load
-from signerd.bitcoin.psbt import (
+from signerd.core.bitcoin.psbt import (
     HARDENED,
     KeyOrigin,
     Limits,
@@ -23,11 +23,11 @@ from signerd.bitcoin.psbt import (
     parse_psbt,
     parse_psbt_base64,
 )
-from signerd.bitcoin.script import hash160
-from signerd.bitcoin.sighash import bip143_sighash, legacy_sighash
-from signerd.bitcoin.signer import add_signature, extract
-from signerd.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut, encode_var_bytes
-from signerd.errors import InvalidPsbt
+from signerd.core.bitcoin.script import hash160
+from signerd.core.bitcoin.sighash import bip143_sighash, legacy_sighash
+from signerd.core.bitcoin.signer import add_signature, extract
+from signerd.core.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut, encode_var_bytes
+from signerd.core.errors import InvalidPsbt
 
 VALID = load("bip174/valid.json")
 INVALID = load("bip174/invalid.json")
@@ -468,7 +468,7 @@ def test_one_key_table_per_map() -> None:
     output maps) is in its table, once, in ascending key type (the serialisation order)."""
     import dataclasses
 
-    from signerd.bitcoin.psbt import GLOBAL_KEYS, INPUT_KEYS, OUTPUT_KEYS
+    from signerd.core.bitcoin.psbt import GLOBAL_KEYS, INPUT_KEYS, OUTPUT_KEYS
 
     for cls, table, skip in ((Psbt, GLOBAL_KEYS, {"inputs", "outputs", "unknown"}),
                              (PsbtInput, INPUT_KEYS, {"unknown"}),

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from signerd.errors import InvalidPolicy
-from signerd.model import Chain, Decision, DestinationClass, Movement, Output
-from signerd.policy import OperatorView, Requirement, Vote, evaluate, parse_policy
+from signerd.core.errors import InvalidPolicy
+from signerd.core.model import Chain, Decision, DestinationClass, Movement, Output
+from signerd.core.policy import OperatorView, Requirement, Vote, evaluate, parse_policy
 
 A, R = Decision.APPROVE, Decision.REJECT
 

@@ -7,10 +7,10 @@ import ecdsa
 import pytest
 from ecdsa.util import sigdecode_der
 
-import signerd.bitcoin.sighash as sighash_mod
+import signerd.core.bitcoin.sighash as sighash_mod
 from _vectors import load
-from signerd.bitcoin.script import p2pkh_script, witness_program
-from signerd.bitcoin.sighash import (
+from signerd.core.bitcoin.script import p2pkh_script, witness_program
+from signerd.core.bitcoin.sighash import (
     SIGHASH_ALL,
     SegwitV0Cache,
     bip143_preimage,
@@ -19,7 +19,7 @@ from signerd.bitcoin.sighash import (
     script_code_after_codeseparator,
     sighash_name,
 )
-from signerd.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut, encode_var_bytes
+from signerd.core.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut, encode_var_bytes
 
 LEGACY = load("sighash-legacy/sighash.json")[1:]  # first row is the header
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from signerd import audit
-from signerd.errors import Conflict, SignerError
-from signerd.store import Tx, open_store
-from signerd.store.migrations import MIGRATIONS, migrate
-from signerd.store.sqlite import SqliteStore
+from signerd.core import audit
+from signerd.core.errors import Conflict, SignerError
+from signerd.adapters.store import Tx
+from signerd.adapters.store.factory import open_store
+from signerd.adapters.store.migrations import MIGRATIONS, migrate
+from signerd.adapters.store.sqlite import SqliteStore
 
 
 def _store(tmp_path: Path) -> Any:
@@ -143,7 +144,7 @@ def test_audit_checkpoints_append_in_order_and_read_back(tmp_path: Path) -> None
     import coincurve
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-    from signerd.errors import AuditChainViolation, StoreUnavailable
+    from signerd.core.errors import AuditChainViolation, StoreUnavailable
 
     key = coincurve.PrivateKey(b"\x01" * 32)
     st = _store(tmp_path)

@@ -1,4 +1,4 @@
-"""One strict base64 entry point (signerd.canonical.strict_b64decode), and the call sites that
+"""One strict base64 entry point (signerd.core.canonical.strict_b64decode), and the call sites that
 decode base64 from outside through it: the Bitcoin adapter's PSBT payload and parse_psbt_base64."""
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import base64
 import pytest
 
 from _vectors import load
-from signerd.bitcoin.psbt import parse_psbt_base64
-from signerd.canonical import strict_b64decode
-from signerd.chains import decode_psbt_bytes
-from signerd.config import Limits
-from signerd.errors import InvalidArgument, InvalidPsbt
+from signerd.core.bitcoin.psbt import parse_psbt_base64
+from signerd.core.canonical import strict_b64decode
+from signerd.core.chains import decode_psbt_bytes
+from signerd.core.limits import Limits
+from signerd.core.errors import InvalidArgument, InvalidPsbt
 
 PSBT = next(raw for raw in (bytes.fromhex(v["hex"]) for v in load("bip174/valid.json"))
             if len(raw) % 3)  # its base64 ends in padding
@@ -76,7 +76,7 @@ def test_parse_psbt_base64_refuses_non_canonical_base64_naming_psbt() -> None:
 
 def test_the_adapter_and_the_parser_agree() -> None:
     """Both call sites accept and refuse the same texts (the adapter's parse is what runs)."""
-    from signerd.chains import BitcoinAdapter
+    from signerd.core.chains import BitcoinAdapter
 
     for text in (GOOD, _non_canonical_padding(GOOD), GOOD + "=", GOOD[:-1]):
         results = []

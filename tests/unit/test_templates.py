@@ -8,8 +8,8 @@ from importlib import resources
 from pathlib import Path
 
 from signerd import daemon
-from signerd.authority import parse_governance
-from signerd.policy import parse_policy
+from signerd.core.authority import parse_governance
+from signerd.core.policy import parse_policy
 from tests.helpers import init_state
 
 ROOT = Path(__file__).resolve().parents[2]

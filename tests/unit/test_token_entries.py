@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from signerd.errors import InvalidArgument
-from signerd.model import Token
-from signerd.tokens import format_amount, format_units, lookup, make_token, token_from_json, \
-    token_json
+from signerd.core.errors import InvalidArgument
+from signerd.core.model import Token
+from signerd.core.tokens import (format_amount, format_units, lookup, make_token, token_from_json,
+                                 token_json)
 
 USDT = dict(chain_id=1, address="0xdac17f958d2ee523a2206206994597c13d831ec7", standard="erc20",
             symbol="USDT", decimals=6)

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from signerd.api import validate as V
-from signerd.bitcoin.descriptor import (MAX_KEY_CHARS, MAX_PATH_STEPS, InvalidDescriptor,
-                                        parse_descriptor, parse_key)
-from signerd.errors import MAX_MESSAGE_CHARS, InvalidArgument, NotFound, echo
+from signerd.core.bitcoin.descriptor import (MAX_KEY_CHARS, MAX_PATH_STEPS, InvalidDescriptor,
+                                             parse_descriptor, parse_key)
+from signerd.core.errors import MAX_MESSAGE_CHARS, InvalidArgument, NotFound, echo
 from signerd.v1 import signerd_pb2 as pb
 
 XPUB = ("xpub661MyMwAqRbcFW31YEwpkMuc5THy2PSt5bDMsktWQcFF8syAmRUapSCGu8ED9W6oDMSgv6Zz8idoc4a6mr8"

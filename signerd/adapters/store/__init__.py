@@ -1,0 +1,609 @@
+"""The store edge: one interface over SQLite (embedded default) and PostgreSQL (replicas).
+
+All writes happen in ``store.transaction()``; the audit event of a state change is appended in the
+same transaction as the change, so either both are durable or neither is. SQLite runs in WAL mode
+with ``synchronous=FULL`` and takes its write lock at ``BEGIN IMMEDIATE``; PostgreSQL (several
+replicas on one database) runs READ COMMITTED and serialises conflicting writers with row locks
+(``SELECT ... FOR UPDATE``, emitted by ``Tx.for_update``) on the transfer, the wallet, the nonce
+locks, the audit head and the latest audit checkpoint, with primary keys as the last fence (see
+``postgres.py``). Queries are
+written once with ``?`` placeholders; the schema is shared (``migrations.py``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+from signerd.core import audit, authority, canonical
+from signerd.core.errors import (AlreadyExists, AuditChainViolation, AuthorityViolation, Conflict,
+                                 InvalidArgument, NotFound, SignerError, StoreUnavailable)
+from signerd.core.errors import echo
+from . import migrations
+
+
+class Cursor(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+@dataclass
+class Row:
+    """A plain mapping of column name to value."""
+
+    data: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+class Tx:
+    """One database transaction with the queries signerd needs. Dialect differences live in
+    ``_sql`` (placeholders) and ``for_update`` (row locks)."""
+
+    def __init__(self, cur: Any, dialect: str):
+        self.cur = cur
+        self.dialect = dialect
+        self.appended: list[audit.AuditEvent] = []  # audit events this transaction appended
+        self.authority_appended: list[authority.Entry] = []  # and ledger entries
+
+    # ---------------------------------------------------------------- plumbing
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.cur.execute(self._sql(sql), tuple(params))
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        self.execute(sql, params)
+        r = self.cur.fetchone()
+        if r is None:
+            return None
+        cols = [d[0] for d in self.cur.description]
+        return Row(dict(zip(cols, r)))
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self.execute(sql, params)
+        cols = [d[0] for d in self.cur.description]
+        return [Row(dict(zip(cols, r))) for r in self.cur.fetchall()]
+
+    @property
+    def for_update(self) -> str:
+        return " FOR UPDATE" if self.dialect == "postgresql" else ""
+
+    # ---------------------------------------------------------------- meta
+    def get_meta(self, key: str) -> str | None:
+        r = self.one("SELECT value FROM meta WHERE key = ?", (key,))
+        return r["value"] if r else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        # One statement (SQLite 3.24+ and PostgreSQL): no window between the check and the write
+        # in which another replica's insert of the same key could slip.
+        self.execute("INSERT INTO meta (key, value) VALUES (?, ?)"
+                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # ---------------------------------------------------------------- wallets and keys
+    def insert_wallet(self, w: dict[str, Any]) -> None:
+        if self.one("SELECT id FROM wallets WHERE address = ?", (w["address"],)):
+            raise AlreadyExists(f"a wallet with address {w['address']} already exists")
+        self.execute(
+            "INSERT INTO wallets (id, chain, network, script_type, category, case_ref, legal_basis,"
+            " status, address, descriptor, threshold, chain_ids, cosigners, freeze_order, origin,"
+            " created_at, record, seal, proposal_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (w["id"], w["chain"], w["network"], w["script_type"], w["category"], w["case_ref"],
+             w["legal_basis"], w["status"], w["address"], w["descriptor"], w["threshold"],
+             json.dumps(w["chain_ids"]), json.dumps(w["cosigners"]), "", w.get("origin", ""),
+             w["created_at"], w.get("record", ""), w.get("seal", ""), w.get("proposal_id", "")),
+        )
+
+    def wallet_by_address(self, address: str) -> Row | None:
+        return self.one("SELECT * FROM wallets WHERE address = ?", (address,))
+
+    def wallets_by_address(self, addresses: Sequence[str]) -> dict[str, Row]:
+        """The wallets at these addresses (exact spelling), in one query."""
+        out: dict[str, Row] = {}
+        items = sorted(set(addresses))
+        for i in range(0, len(items), 500):
+            chunk = items[i:i + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for r in self.all(f"SELECT * FROM wallets WHERE address IN ({marks})", chunk):
+                out[r["address"]] = r
+        return out
+
+    def insert_key(self, k: dict[str, Any]) -> None:
+        if self.one("SELECT key_id FROM keys WHERE public_key = ?", (k["public_key"],)):
+            raise AlreadyExists("this key already serves another wallet; a key never serves two")
+        self.execute(
+            "INSERT INTO keys (key_id, wallet_id, position, label, public_key, hsm_held, category,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (k["key_id"], k["wallet_id"], k["position"], k["label"], k["public_key"],
+             1 if k["hsm_held"] else 0, k["category"], k["created_at"]),
+        )
+
+    def get_wallet(self, wallet_id: str, *, lock: bool = False) -> Row:
+        r = self.one("SELECT * FROM wallets WHERE id = ?" + (self.for_update if lock else ""),
+                     (wallet_id,))
+        if r is None:
+            raise NotFound(f"wallet {echo(wallet_id, quote=False)} not found")
+        return r
+
+    def wallet_keys(self, wallet_id: str) -> list[Row]:
+        return self.all("SELECT * FROM keys WHERE wallet_id = ? ORDER BY position", (wallet_id,))
+
+    def list_wallets(self, *, category: str = "", case_ref: str = "", after: str = "",
+                     limit: int = 100) -> list[Row]:
+        sql = "SELECT * FROM wallets WHERE id > ?"
+        params: list[Any] = [after]
+        if category:
+            sql += " AND category = ?"
+            params.append(category)
+        if case_ref:
+            sql += " AND case_ref = ?"
+            params.append(case_ref)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        return self.all(sql, params)
+
+    def wallet_addresses(self) -> dict[str, str]:
+        return {r["address"]: r["id"] for r in self.all("SELECT id, address FROM wallets")}
+
+    def count_wallets(self) -> list[Row]:
+        return self.all("SELECT chain, category, COUNT(*) AS n FROM wallets GROUP BY chain, category")
+
+    def set_wallet_status(self, wallet_id: str, status: str, order: str) -> None:
+        self.execute("UPDATE wallets SET status = ?, freeze_order = ? WHERE id = ?",
+                     (status, order, wallet_id))
+
+    def insert_key_share(self, key_id: str, public_key: str, label: str, category: str,
+                         case_ref: str, seal: str = "") -> None:
+        self.execute("INSERT INTO key_shares (key_id, public_key, label, category, case_ref,"
+                     " created_at, seal) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (key_id, public_key, label, category, case_ref, time.time(), seal))
+
+    def take_key_share(self, key_id: str, wallet_id: str) -> Row:
+        """Claim an unassigned key share for a wallet (a key never serves two wallets)."""
+        r = self.one("SELECT * FROM key_shares WHERE key_id = ?" + self.for_update, (key_id,))
+        if r is None:
+            raise NotFound(f"key share {echo(key_id, quote=False)} not found")
+        if r["wallet_id"]:
+            raise AlreadyExists(f"key share {key_id} already serves wallet {r['wallet_id']}")
+        self.execute("UPDATE key_shares SET wallet_id = ? WHERE key_id = ?", (wallet_id, key_id))
+        return r
+
+    # ---------------------------------------------------------------- operators
+    def insert_operator(self, op_id: str, roles: list[str], pem: str) -> None:
+        if self.one("SELECT id FROM operators WHERE id = ?", (op_id,)):
+            raise AlreadyExists(f"operator {op_id} already exists")
+        self.execute(
+            "INSERT INTO operators (id, roles, public_key_pem, status, created_at)"
+            " VALUES (?, ?, ?, 'active', ?)", (op_id, json.dumps(sorted(roles)), pem, time.time()))
+
+    def get_operator(self, op_id: str) -> Row:
+        r = self.one("SELECT * FROM operators WHERE id = ?", (op_id,))
+        if r is None:
+            raise NotFound(f"operator {echo(op_id, quote=False)} not found")
+        return r
+
+    def list_operators(self) -> list[Row]:
+        return self.all("SELECT * FROM operators ORDER BY id")
+
+    def revoke_operator(self, op_id: str) -> None:
+        self.execute("UPDATE operators SET status = 'revoked', revoked_at = ? WHERE id = ?",
+                     (time.time(), op_id))
+
+    def update_operator(self, op_id: str, *, roles: list[str] | None = None,
+                        status: str | None = None) -> None:
+        if roles is not None:
+            self.execute("UPDATE operators SET roles = ? WHERE id = ?",
+                         (json.dumps(sorted(roles)), op_id))
+        if status is not None:
+            self.execute("UPDATE operators SET status = ? WHERE id = ?", (status, op_id))
+
+    # ---------------------------------------------------------------- policies
+    def insert_policy(self, wallet_id: str, document: str, actor: str, *,
+                      version: int | None = None, proposal_id: str = "") -> int:
+        """A policy version of a wallet (a copy for readers: the ledger and the wallet's sealed
+        record are what signerd trusts)."""
+        if version is None:
+            if self.for_update:  # serialise version numbering per wallet across replicas
+                self.one("SELECT id FROM wallets WHERE id = ?" + self.for_update, (wallet_id,))
+            r = self.one("SELECT MAX(version) AS v FROM policies WHERE wallet_id = ?",
+                         (wallet_id,))
+            version = int(r["v"] or 0) + 1 if r else 1
+        self.execute("INSERT INTO policies (wallet_id, version, document, actor, created_at,"
+                     " proposal_id) VALUES (?, ?, ?, ?, ?, ?)",
+                     (wallet_id, version, document, actor, time.time(), proposal_id))
+        return version
+
+    def latest_policy(self, wallet_id: str) -> Row | None:
+        return self.one("SELECT * FROM policies WHERE wallet_id = ? ORDER BY version DESC LIMIT 1",
+                        (wallet_id,))
+
+    def policy_version(self, wallet_id: str, version: int) -> Row | None:
+        return self.one("SELECT * FROM policies WHERE wallet_id = ? AND version = ?",
+                        (wallet_id, version))
+
+    def policy_history(self, wallet_id: str) -> list[Row]:
+        return self.all("SELECT * FROM policies WHERE wallet_id = ? ORDER BY version", (wallet_id,))
+
+    # ---------------------------------------------------------------- transfers
+    def insert_transfer(self, t: dict[str, Any], lock_keys: list[str]) -> None:
+        """Insert a transfer holding its nonce/outpoint locks. A key may already be held only
+        by the transfer this one replaces (it stays held by that one). On PostgreSQL another
+        replica can take a free key between the first check and the insert: the second check
+        and the primary key of transfer_locks (unique violation -> Conflict) catch that."""
+        replaces = t.get("replaces") or None
+        for key in lock_keys:
+            held = self.one("SELECT transfer_id FROM transfer_locks WHERE lock_key = ?"
+                            + self.for_update, (key,))
+            if held and held["transfer_id"] != replaces:
+                raise self._held(key, held["transfer_id"])
+        cols = list(t)
+        self.execute(f"INSERT INTO transfers ({', '.join(cols)}) VALUES"
+                     f" ({', '.join('?' for _ in cols)})", [t[c] for c in cols])
+        for key in lock_keys:
+            held = self.one("SELECT transfer_id FROM transfer_locks WHERE lock_key = ?"
+                            + self.for_update, (key,))
+            if held is None:
+                self.execute("INSERT INTO transfer_locks (lock_key, transfer_id) VALUES (?, ?)",
+                             (key, t["id"]))
+            elif held["transfer_id"] != replaces:
+                raise self._held(key, held["transfer_id"])
+            # else: still held by the transfer this one replaces
+
+    def _held(self, key: str, holder: str) -> Conflict:
+        """The refusal of a nonce or outpoint ``holder`` holds, naming it and its state."""
+        r = self.one("SELECT state FROM transfers WHERE id = ?", (holder,))
+        state = str(r["state"]) if r else ""
+        if state in ("PENDING_APPROVAL", "APPROVED"):
+            return Conflict(f"{key} is already held by live transfer {holder}")
+        return Conflict(f"{key} is already held by transfer {holder}, which is "
+                        f"{state or 'missing'}: another transaction for it must replace that "
+                        f"transfer (replaces = {holder})")
+
+    def lock_holder(self, lock_key: str) -> str:
+        """The transfer holding ``lock_key``, or ''."""
+        r = self.one("SELECT transfer_id FROM transfer_locks WHERE lock_key = ?", (lock_key,))
+        return str(r["transfer_id"]) if r else ""
+
+    def transfer_lock_keys(self, transfer_id: str) -> list[str]:
+        return [r["lock_key"] for r in
+                self.all("SELECT lock_key FROM transfer_locks WHERE transfer_id = ?", (transfer_id,))]
+
+    def move_locks(self, from_id: str, to_id: str, keys: Sequence[str] | None = None) -> None:
+        """Hand the locks ``from_id`` holds (only ``keys`` of them, when given) to ``to_id``."""
+        if keys is None:
+            self.execute("UPDATE transfer_locks SET transfer_id = ? WHERE transfer_id = ?",
+                         (to_id, from_id))
+            return
+        for key in keys:
+            self.execute("UPDATE transfer_locks SET transfer_id = ? WHERE transfer_id = ? AND"
+                         " lock_key = ?", (to_id, from_id, key))
+
+    def release_locks(self, transfer_id: str) -> None:
+        self.execute("DELETE FROM transfer_locks WHERE transfer_id = ?", (transfer_id,))
+
+    def get_transfer(self, transfer_id: str, *, lock: bool = False) -> Row:
+        r = self.one("SELECT * FROM transfers WHERE id = ?" + (self.for_update if lock else ""),
+                     (transfer_id,))
+        if r is None:
+            raise NotFound(f"transfer {echo(transfer_id, quote=False)} not found")
+        return r
+
+    def lock_transfer_if_free(self, transfer_id: str) -> Row | None:
+        """The transfer, locked, unless another transaction holds it (PostgreSQL: ``FOR UPDATE
+        SKIP LOCKED``; SQLite has one writer, so it is always free); None when held or gone."""
+        skip = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+        return self.one("SELECT * FROM transfers WHERE id = ?" + skip, (transfer_id,))
+
+    def find_idempotent(self, wallet_id: str, key: str) -> Row | None:
+        return self.one("SELECT * FROM transfers WHERE wallet_id = ? AND idempotency_key = ?",
+                        (wallet_id, key))
+
+    def list_transfers(self, *, wallet_id: str = "", state: str = "", after: str = "",
+                       limit: int = 100) -> list[Row]:
+        sql = "SELECT * FROM transfers WHERE id > ?"
+        params: list[Any] = [after]
+        if wallet_id:
+            sql += " AND wallet_id = ?"
+            params.append(wallet_id)
+        if state:
+            sql += " AND state = ?"
+            params.append(state)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        return self.all(sql, params)
+
+    def due_transfers(self, now: float) -> list[Row]:
+        """Ids the monitor must act on: pending past expiry, and approved (to sign)."""
+        return self.all("SELECT id, state, expires_at FROM transfers WHERE (state = ? AND"
+                        " expires_at <= ?) OR state = ? ORDER BY created_at",
+                        ("PENDING_APPROVAL", now, "APPROVED"))
+
+    def count_past_expiry(self, now: float) -> int:
+        r = self.one("SELECT COUNT(*) AS n FROM transfers WHERE state IN (?, ?) AND"
+                     " expires_at <= ?", ("PENDING_APPROVAL", "APPROVED", now))
+        return int(r["n"]) if r else 0
+
+    def update_transfer(self, transfer_id: str, **fields: Any) -> None:
+        fields["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self.execute(f"UPDATE transfers SET {sets} WHERE id = ?", [*fields.values(), transfer_id])
+
+    def count_transfers(self) -> list[Row]:
+        return self.all("SELECT chain, state, COUNT(*) AS n FROM transfers GROUP BY chain, state")
+
+    # ---------------------------------------------------------------- approvals and signatures
+    def insert_approval(self, a: dict[str, Any]) -> None:
+        if self.one("SELECT operator_id FROM approvals WHERE transfer_id = ? AND operator_id = ?",
+                    (a["transfer_id"], a["operator_id"])):
+            raise AlreadyExists(
+                f"operator {a['operator_id']} has already decided on transfer {a['transfer_id']}")
+        cols = list(a)
+        self.execute(f"INSERT INTO approvals ({', '.join(cols)}) VALUES"
+                     f" ({', '.join('?' for _ in cols)})", [a[c] for c in cols])
+
+    def approvals(self, transfer_id: str) -> list[Row]:
+        return self.all("SELECT * FROM approvals WHERE transfer_id = ? ORDER BY created_at",
+                        (transfer_id,))
+
+    def approvals_for(self, transfer_ids: Sequence[str]) -> dict[str, list[Row]]:
+        """Approvals of several transfers in one query (a list page)."""
+        return self._grouped("approvals", "transfer_id", transfer_ids)
+
+    def _grouped(self, table: str, column: str, ids: Sequence[str]) -> dict[str, list[Row]]:
+        """The rows of ``table`` whose ``column`` is one of ``ids``, by id, oldest first, in
+        queries of at most 500 ids."""
+        out: dict[str, list[Row]] = {i: [] for i in ids}
+        for i in range(0, len(ids), 500):
+            chunk = list(ids[i:i + 500])
+            marks = ", ".join("?" for _ in chunk)
+            for r in self.all(f"SELECT * FROM {table} WHERE {column} IN ({marks})"
+                              " ORDER BY created_at", chunk):
+                out[r[column]].append(r)
+        return out
+
+    def insert_signature(self, transfer_id: str, digest: bytes, key_id: str, r: int, s: int) -> None:
+        self.execute("INSERT INTO signatures (transfer_id, digest, key_id, r, s, created_at)"
+                     " VALUES (?, ?, ?, ?, ?, ?)",
+                     (transfer_id, digest.hex(), key_id, format(r, "064x"), format(s, "064x"),
+                      time.time()))
+
+    def signatures(self, transfer_id: str) -> list[Row]:
+        return self.all("SELECT * FROM signatures WHERE transfer_id = ? ORDER BY digest, key_id",
+                        (transfer_id,))
+
+    # ---------------------------------------------------------------- authority ledger
+    def authority_head(self, *, lock: bool = False, share: bool = False) -> tuple[int, bytes]:
+        """The ledger head; ``lock`` for an append, ``share`` for a writer whose act must not
+        cross an append (the sign step's commit against a freeze), on PostgreSQL."""
+        suffix = (self.for_update if lock else
+                  " FOR SHARE" if share and self.dialect == "postgresql" else "")
+        r = self.one("SELECT seq, hash FROM authority_head WHERE id = 1" + suffix)
+        if r is None:
+            raise AuthorityViolation("the authority ledger's head row is missing: the store was "
+                                     "not migrated or was tampered with", kind="ledger")
+        return int(r["seq"]), bytes.fromhex(r["hash"])
+
+    def authority_entries(self, after_seq: int = 0, limit: int = 1000) -> list[authority.Entry]:
+        """Ledger entries after ``after_seq`` as stored; a row that does not even parse is a
+        violation (signerd writes only canonical rows)."""
+        out = []
+        for r in self.all("SELECT * FROM authority_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                          (after_seq, limit)):
+            where = f"authority ledger entry {r['seq']}"
+            try:
+                out.append(authority.Entry(
+                    seq=int(r["seq"]), kind=str(r["kind"]),
+                    body=canonical.loads(r["body"], where),
+                    decisions=authority.decisions_from_json(
+                        canonical.loads(r["approvals"], where), where),
+                    prev_hash=bytes.fromhex(r["prev_hash"]), hash=bytes.fromhex(r["hash"]),
+                    seal=str(r["seal"] or "")))
+            except (InvalidArgument, ValueError) as e:
+                raise AuthorityViolation(f"{where} is malformed: {e}", kind="ledger") from None
+        return out
+
+    def append_authority(self, entry: authority.Entry) -> None:
+        """Append one ledger entry; the head is locked and must be the entry's predecessor
+        (a concurrent append by another replica makes this one fail, not fork the ledger)."""
+        seq, head = self.authority_head(lock=True)
+        if entry.seq != seq + 1 or entry.prev_hash != head:
+            raise StoreUnavailable("the authority ledger moved on meanwhile (another replica "
+                                   "appended to it); retry")
+        self.execute("INSERT INTO authority_log (seq, kind, body, approvals, prev_hash, hash,"
+                     " created_at, seal) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (entry.seq, entry.kind, canonical.dumps(entry.body).decode(),
+                      canonical.dumps(entry.approvals_json()).decode(), entry.prev_hash.hex(),
+                      entry.hash.hex(), time.time(), entry.seal))
+        self.execute("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
+                     (entry.seq, entry.hash.hex()))
+        self.authority_appended.append(entry)
+
+    # ---------------------------------------------------------------- proposals
+    def insert_proposal(self, p: dict[str, Any]) -> None:
+        cols = list(p)
+        self.execute(f"INSERT INTO proposals ({', '.join(cols)}) VALUES"
+                     f" ({', '.join('?' for _ in cols)})", [p[c] for c in cols])
+
+    def get_proposal(self, proposal_id: str, *, lock: bool = False) -> Row:
+        r = self.one("SELECT * FROM proposals WHERE id = ?" + (self.for_update if lock else ""),
+                     (proposal_id,))
+        if r is None:
+            raise NotFound(f"proposal {echo(proposal_id, quote=False)} not found")
+        return r
+
+    def list_proposals(self, *, state: str = "", after: str = "", limit: int = 100) -> list[Row]:
+        sql = "SELECT * FROM proposals WHERE id > ?"
+        params: list[Any] = [after]
+        if state:
+            sql += " AND state = ?"
+            params.append(state)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        return self.all(sql, params)
+
+    def due_proposals(self, now: float) -> list[Row]:
+        return self.all("SELECT id FROM proposals WHERE state = ? AND expires_at <= ?"
+                        " ORDER BY id", ("PENDING_APPROVAL", now))
+
+    def update_proposal(self, proposal_id: str, **fields: Any) -> None:
+        fields["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self.execute(f"UPDATE proposals SET {sets} WHERE id = ?", [*fields.values(), proposal_id])
+
+    def insert_proposal_approval(self, a: dict[str, Any]) -> None:
+        if self.one("SELECT operator_id FROM proposal_approvals WHERE proposal_id = ? AND"
+                    " operator_id = ?", (a["proposal_id"], a["operator_id"])):
+            raise AlreadyExists(f"operator {a['operator_id']} has already decided on proposal "
+                                f"{a['proposal_id']}")
+        cols = list(a)
+        self.execute(f"INSERT INTO proposal_approvals ({', '.join(cols)}) VALUES"
+                     f" ({', '.join('?' for _ in cols)})", [a[c] for c in cols])
+
+    def proposal_approvals(self, proposal_id: str) -> list[Row]:
+        return self.all("SELECT * FROM proposal_approvals WHERE proposal_id = ?"
+                        " ORDER BY created_at", (proposal_id,))
+
+    def proposal_approvals_for(self, ids: Sequence[str]) -> dict[str, list[Row]]:
+        return self._grouped("proposal_approvals", "proposal_id", ids)
+
+    # ---------------------------------------------------------------- audit
+    def append_audit(self, actor: str, action: str, obj: str,
+                     details: dict[str, Any]) -> audit.AuditEvent:
+        """Append one event to the chain. The head row (created by migration 3 at seq 0) is
+        locked first and always updated, so concurrent appenders on any number of replicas
+        queue on it and each links to the event committed before it."""
+        head = self.one("SELECT seq, hash FROM audit_head WHERE id = 1" + self.for_update)
+        if head is None:
+            raise SignerError("the audit head row is missing: the store was not migrated or "
+                              "was tampered with; refusing to start a second chain",
+                              reason="AUDIT_HEAD_MISSING")
+        seq, prev_hash = int(head["seq"]), audit.GENESIS
+        if seq > 0:
+            last = self.one("SELECT hash FROM audit_events WHERE seq = ?", (seq,))
+            if last is None or last["hash"] != head["hash"]:
+                raise SignerError(f"audit event seq {seq} (the head) is missing from the store "
+                                  "or differs from the head: the chain was tampered with",
+                                  reason="AUDIT_HEAD_MISSING")
+            prev_hash = bytes.fromhex(last["hash"])
+        now = int(time.time() * 1_000_000)
+        ev = audit.AuditEvent(seq + 1, now, actor, action, obj, dict(details), prev_hash,
+                              audit.chain_hash(prev_hash, seq + 1, now, actor, action, obj,
+                                               dict(details)))
+        self.execute(
+            "INSERT INTO audit_events (seq, time_micros, actor, action, object, details, prev_hash,"
+            " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (ev.seq, ev.time, ev.actor, ev.action, ev.object,
+             json.dumps(ev.details, sort_keys=True, separators=(",", ":")), ev.prev_hash.hex(),
+             ev.hash.hex()))
+        self.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
+                     (ev.seq, ev.hash.hex()))
+        self.appended.append(ev)
+        return ev
+
+    def audit_events(self, after_seq: int = 0, limit: int = 100) -> list[audit.AuditEvent]:
+        rows = self.all("SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?",
+                        (after_seq, limit))
+        return [row_to_event(r) for r in rows]
+
+    def audit_head(self) -> tuple[int, bytes]:
+        r = self.one("SELECT seq, hash FROM audit_head WHERE id = 1")
+        return (0, audit.GENESIS) if r is None else (int(r["seq"]), bytes.fromhex(r["hash"]))
+
+    def audit_events_at(self, seqs: Sequence[int]) -> list[audit.AuditEvent]:
+        """The events at these seqs (those that exist), ascending."""
+        out: list[audit.AuditEvent] = []
+        items = sorted(set(seqs))
+        for i in range(0, len(items), 500):
+            chunk = items[i:i + 500]
+            marks = ", ".join("?" for _ in chunk)
+            out += [row_to_event(r) for r in
+                    self.all(f"SELECT * FROM audit_events WHERE seq IN ({marks}) ORDER BY seq",
+                             chunk)]
+        return out
+
+    # ---------------------------------------------------------------- audit checkpoints
+    def latest_audit_checkpoint(self, *, lock: bool = False) -> audit.Checkpoint | None:
+        """The checkpoint with the highest seq; ``lock`` for an append (PostgreSQL)."""
+        r = self.one("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
+                     + (self.for_update if lock else ""))
+        return None if r is None else row_to_checkpoint(r)
+
+    def audit_checkpoints(self, after_seq: int = 0, upto_seq: int = audit.MAX_SEQ
+                          ) -> list[audit.Checkpoint]:
+        """Checkpoints with ``after_seq < seq <= upto_seq`` in seq order, as stored."""
+        return [row_to_checkpoint(r) for r in
+                self.all("SELECT * FROM audit_checkpoints WHERE seq > ? AND seq <= ?"
+                         " ORDER BY seq", (after_seq, upto_seq))]
+
+    def audit_checkpoint(self, seq: int) -> audit.Checkpoint | None:
+        r = self.one("SELECT * FROM audit_checkpoints WHERE seq = ?", (seq,))
+        return None if r is None else row_to_checkpoint(r)
+
+    def append_audit_checkpoint(self, cp: audit.Checkpoint) -> None:
+        """Store the checkpoint that follows the latest one. The latest row is locked and must be
+        ``cp``'s predecessor; if another replica stored a checkpoint meanwhile this raises
+        StoreUnavailable (or the primary key does, as AlreadyExists), never forks the list."""
+        latest = self.latest_audit_checkpoint(lock=True)
+        expected = latest.seq + 1 if latest is not None else 1
+        if cp.seq != expected:
+            raise StoreUnavailable(f"audit checkpoint {cp.seq} cannot follow checkpoint "
+                                   f"{expected - 1}: another replica checkpointed meanwhile; "
+                                   "retry")
+        self.execute("INSERT INTO audit_checkpoints (seq, head_seq, head_hash, prev, time_micros,"
+                     " endings, signature) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (cp.seq, cp.head_seq, cp.head_hash.hex(), cp.prev.hex(), cp.time,
+                      cp.endings.hex(), cp.signature.hex()))
+
+    def ending_events(self, after_seq: int, upto_seq: int, limit: int = 10_000
+                      ) -> list[tuple[int, str, str]]:
+        """(seq, action, object) of the events that ended a transfer or a proposal, with
+        ``after_seq < seq <= upto_seq``, in seq order (read through their partial index)."""
+        marks = ", ".join("?" for _ in migrations.ENDING_ACTIONS_12)
+        rows = self.all(f"SELECT seq, action, object FROM audit_events WHERE action IN ({marks})"
+                        " AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                        (*migrations.ENDING_ACTIONS_12, after_seq, upto_seq, limit))
+        return [(int(r["seq"]), str(r["action"]), str(r["object"])) for r in rows]
+
+
+def row_to_event(r: Row) -> audit.AuditEvent:
+    return audit.AuditEvent(
+        seq=int(r["seq"]), time=int(r["time_micros"]), actor=r["actor"], action=r["action"],
+        object=r["object"], details=json.loads(r["details"]),
+        prev_hash=bytes.fromhex(r["prev_hash"]), hash=bytes.fromhex(r["hash"]))
+
+
+def row_to_checkpoint(r: Row) -> audit.Checkpoint:
+    """A stored checkpoint row; one that does not even parse is tampering (signerd writes only
+    well-formed rows), reported as an AuditChainViolation."""
+    try:
+        return audit.Checkpoint(
+            seq=int(r["seq"]), head_seq=int(r["head_seq"]),
+            head_hash=bytes.fromhex(r["head_hash"]), prev=bytes.fromhex(r["prev"]),
+            time=int(r["time_micros"]), endings=bytes.fromhex(r["endings"]),
+            signature=bytes.fromhex(r["signature"]))
+    except (InvalidArgument, ValueError, TypeError) as e:
+        raise AuditChainViolation(f"audit checkpoint {r.get('seq')} is malformed in the store: "
+                                  f"{e}", kind="checkpoint") from None
+
+
+class Store(Protocol):
+    dialect: str
+    # Told, after each committed write that appended audit events or ledger entries, of that
+    # transaction (its ``appended`` and ``authority_appended``): the daemon notes the transfers
+    # and proposals that ended at once (see App.ended) and anchors a new ledger head in the
+    # HSM (see signerd.core.anchor).
+    on_commit: Callable[["Tx"], None] | None
+
+    def transaction(self) -> Any: ...
+    def read(self) -> Any: ...
+    def ping(self) -> bool: ...
+    def close(self) -> None: ...
+

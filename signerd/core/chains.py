@@ -1,0 +1,246 @@
+"""Chain adapters: decode a submitted payload into a Movement, and assemble signed output.
+
+Each adapter is pure apart from the ``sign`` callback it is handed; the transfer service supplies
+the HSM through that callback and stores what comes back.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .bitcoin import psbt as P
+from .bitcoin import signer
+from .bitcoin.address import script_to_address
+from .bitcoin.descriptor import make_descriptor, parse_descriptor
+from .bitcoin.signer import WalletSpec
+from .canonical import strict_b64decode
+from .errors import FailedPrecondition, InvalidPsbt, InvalidTransaction
+from .ethereum import signing as eth_signing
+from .ethereum.address import address_from_pubkey
+from .ethereum.eip1559 import Eip1559Tx
+from .limits import Limits
+from .model import BitcoinNetwork, Chain, DestinationClass, Movement, ScriptType, Token, Wallet
+from .policy import normalize_address
+
+
+# The bounds on a submitted payload the adapters apply: the daemon's [limits], handed in by the
+# caller (the one Limits, signerd.core.limits).
+PayloadLimits = Limits
+
+
+@dataclass(frozen=True)
+class Decoded:
+    movement: Movement
+    lock_keys: tuple[str, ...]  # nonces / outpoints this transfer holds while live
+    tx: Any  # the parsed transaction object of the chain module
+
+
+@dataclass(frozen=True)
+class Signed:
+    raw_tx: str = ""  # hex, when a network transaction exists
+    psbt: str = ""  # base64
+    tx_hash: str = ""
+    complete: bool = True
+
+
+@dataclass(frozen=True)
+class Ours:
+    """A wallet of this signerd at a destination address (see ``ledger.destinations``)."""
+
+    wallet_id: str
+    category: str
+    own: bool  # counts as own_wallet for the source wallet's policy
+
+
+def claims(movement: Movement, lock_key: str) -> bool:
+    """Whether a transfer of ``movement`` spends what ``lock_key`` (one of the adapters'
+    ``lock_keys``, of the same wallet) names: its Ethereum chain id and nonce, or a Bitcoin
+    outpoint of its inputs."""
+    kind, _, rest = lock_key.partition(":")
+    if kind == "eth":
+        return (movement.chain is Chain.ETHEREUM and movement.nonce is not None
+                and rest.endswith(f":{movement.chain_id}:{movement.nonce}"))
+    if kind == "btc":
+        return movement.chain is Chain.BITCOIN and rest.partition(":")[2] in movement.outpoints
+    return False
+
+
+def classify_outputs(movement: Movement, ours: Mapping[str, Ours],
+                     allowlist: Iterable[str]) -> Movement:
+    """Each output's destination class and, where the address is one of this signerd's
+    wallets, that wallet's id and category. Change is own_wallet; a wallet of ours counts as
+    own_wallet only when ``ours`` says so (same category, no outside spend); then the policy's
+    allowlist; else external."""
+    allowed = {normalize_address(a) for a in allowlist}
+    outs = []
+    for o in movement.outputs:
+        dest = ours.get(o.address) if o.address else None
+        if o.is_change or (dest is not None and dest.own):
+            cls = DestinationClass.OWN_WALLET
+        elif o.address and normalize_address(o.address) in allowed:
+            cls = DestinationClass.ALLOWLISTED
+        else:
+            cls = DestinationClass.EXTERNAL
+        outs.append(replace(o, destination_class=cls,
+                            wallet_id="" if dest is None or o.is_change else dest.wallet_id,
+                            category="" if dest is None or o.is_change else dest.category))
+    return replace(movement, outputs=tuple(outs))
+
+
+# ---------------------------------------------------------------- Ethereum
+
+class EthereumAdapter:
+    def parse(self, wallet: Wallet, payload: bytes, limits: PayloadLimits) -> Any:
+        """The EIP-1559 transaction of a submitted JSON payload, checked against the wallet."""
+        if len(payload) > limits.max_calldata_bytes * 2 + 65536:
+            raise InvalidTransaction(
+                f"data: the transaction is larger than the calldata limit of "
+                f"{limits.max_calldata_bytes} bytes")
+        try:
+            fields = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InvalidTransaction(f"ethereum transaction: not valid JSON ({e})") from None
+        except ValueError:  # an integer literal beyond Python's limit on digits
+            raise InvalidTransaction("ethereum transaction: a number has too many digits") from None
+        except RecursionError:
+            raise InvalidTransaction("ethereum transaction: not valid JSON (nested too deeply)"
+                                     ) from None
+        if not isinstance(fields, dict):
+            raise InvalidTransaction("ethereum transaction: must be a JSON object")
+        tx = Eip1559Tx.from_fields(fields, max_data_bytes=limits.max_calldata_bytes)
+        if tx.chain_id not in wallet.chain_ids:
+            raise InvalidTransaction(
+                f"chainId: {tx.chain_id} is not allowed for wallet {wallet.id} (allowed: "
+                f"{', '.join(str(c) for c in wallet.chain_ids)})")
+        return tx
+
+    def decode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
+               tokens: Mapping[tuple[int, str], Token] | None = None) -> Decoded:
+        """``tokens``: the governance's token registry (``AuthorityState.tokens``); calldata
+        to a contract it does not name is a contract call, never a token movement."""
+        tx = self.parse(wallet, payload, limits)
+        lock = f"eth:{wallet.address.lower()}:{tx.chain_id}:{tx.nonce}"
+        return Decoded(eth_signing.movement(tx, tokens), (lock,), tx)
+
+    def redecode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
+                 submitted: Movement, allowed_sighash: frozenset[int] = frozenset()) -> Decoded:
+        """The stored payload decoded again for the sign step: the transaction and its digest
+        are recomputed from the bytes and must be those the approvals saw at submission (the
+        decoded movement is the submitted one: the digest binds every field)."""
+        tx = self.parse(wallet, payload, limits)
+        if (tx.signing_hash(),) != submitted.digests:
+            raise FailedPrecondition("the transaction's digest differs from the one approved")
+        return Decoded(submitted, (), tx)
+
+    def digests_to_sign(self, wallet: Wallet, decoded: Decoded) -> list[tuple[str, bytes]]:
+        return [(wallet.keys[0].key_id, decoded.tx.signing_hash())]
+
+    def assemble(self, wallet: Wallet, decoded: Decoded,
+                 signatures: dict[tuple[str, bytes], tuple[int, int]]) -> Signed:
+        key = wallet.keys[0]
+        r, s = signatures[(key.key_id, decoded.tx.signing_hash())]
+        raw, tx_hash = eth_signing.assemble_signed(decoded.tx, r, s, key.public_key)
+        return Signed(raw_tx=raw.hex(), tx_hash="0x" + tx_hash.hex())
+
+
+# ---------------------------------------------------------------- Bitcoin
+
+def decode_psbt_bytes(payload: bytes, max_bytes: int = Limits.max_psbt_bytes) -> bytes:
+    """A PSBT arrives as binary or as base64 text; return the binary form."""
+    if len(payload) > max_bytes * 4 // 3 + 4:
+        raise InvalidPsbt(f"psbt: larger than the limit of {max_bytes} bytes")
+    if payload[:5] == b"psbt\xff":
+        return payload
+    raw = strict_b64decode(payload.strip(), "psbt", error=InvalidPsbt)
+    if raw[:5] != b"psbt\xff":
+        raise InvalidPsbt("psbt: missing the PSBT magic bytes 'psbt\\xff'")
+    return raw
+
+
+class BitcoinAdapter:
+    @staticmethod
+    def spec(wallet: Wallet) -> Any:
+        hsm = [k.public_key for k in wallet.keys if k.hsm_held]
+        return WalletSpec(script_type=wallet.script_type, network=BitcoinNetwork(wallet.network),
+                          threshold=wallet.threshold,
+                          pubkeys=tuple(k.public_key for k in wallet.keys),
+                          own_pubkeys=tuple(hsm))
+
+    @staticmethod
+    def parse(payload: bytes, limits: PayloadLimits) -> Any:
+        raw = decode_psbt_bytes(payload, limits.max_psbt_bytes)
+        return P.parse_psbt(raw, limits)
+
+    def decode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
+               allowed_sighash: frozenset[int] = frozenset({1})) -> Decoded:
+        parsed = self.parse(payload, limits)
+        analysis = signer.analyze(parsed, self.spec(wallet), allowed_sighash=allowed_sighash)
+        locks = tuple(f"btc:{wallet.network}:{op}" for op in analysis.movement.outpoints)
+        return Decoded(analysis.movement, locks, (parsed, analysis))
+
+    def redecode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
+                 submitted: Movement, allowed_sighash: frozenset[int] = frozenset({1})) -> Decoded:
+        """The stored PSBT parsed and analysed again for the sign step (UTXO proofs, scripts,
+        digests); its digests must be those the approvals saw at submission."""
+        decoded = self.decode(wallet, payload, limits, allowed_sighash=allowed_sighash)
+        if decoded.movement.digests != submitted.digests:
+            raise FailedPrecondition("the transaction's digests differ from those approved")
+        return decoded
+
+    @staticmethod
+    def _key_ids(wallet: Wallet) -> dict[bytes, str]:
+        return {k.public_key: k.key_id for k in wallet.keys if k.hsm_held}
+
+    def digests_to_sign(self, wallet: Wallet, decoded: Decoded) -> list[tuple[str, bytes]]:
+        _, analysis = decoded.tx
+        by_pub = self._key_ids(wallet)
+        return [(by_pub[r.pubkey], r.digest) for r in analysis.to_sign if r.pubkey in by_pub]
+
+    def assemble(self, wallet: Wallet, decoded: Decoded,
+                 signatures: dict[tuple[str, bytes], tuple[int, int]]) -> Signed:
+        psbt, analysis = decoded.tx
+        by_pub = self._key_ids(wallet)
+        items = []
+        for req in analysis.to_sign:
+            key_id = by_pub.get(req.pubkey)
+            if key_id is None or (key_id, req.digest) not in signatures:
+                continue
+            r, s = signatures[(key_id, req.digest)]
+            inp = psbt.inputs[req.input_index]
+            sighash = 1 if inp.sighash_type is None else inp.sighash_type
+            # Each signature was verified against this digest by the keystore (and stored ones
+            # when they were made); finalize verifies every partial signature once more.
+            items.append((req.input_index, req.pubkey,
+                          signer.der_encode(r, s) + bytes([sighash & 0xFF]), None))
+        return self.finish(wallet, signer.add_signatures(psbt, items))
+
+    def finish(self, wallet: Wallet, psbt: Any) -> Signed:
+        """Finalize and extract when the wallet's threshold is met, else return the PSBT."""
+        final, raw = signer.finalize(psbt, self.spec(wallet))
+        if raw is None:
+            return Signed(psbt=psbt.to_base64(), complete=False)
+        return Signed(raw_tx=raw.hex(), psbt=final.to_base64(),
+                      tx_hash=signer.extract(final).txid_hex)
+
+    def combine(self, wallet: Wallet, ours_b64: str, theirs: bytes,
+                limits: PayloadLimits) -> Signed:
+        """Add a cosigner's verified partial signatures to our signed PSBT."""
+        ours = self.parse(ours_b64.encode(), limits)
+        merged = signer.combine_verified(ours, self.parse(theirs, limits), self.spec(wallet))
+        return self.finish(wallet, merged)
+
+
+def adapter_for(chain: Chain) -> Any:
+    return EthereumAdapter() if chain is Chain.ETHEREUM else BitcoinAdapter()
+
+
+
+def derive_address(chain: Chain, network: str, script_type: ScriptType, threshold: int,
+                   pubkeys: list[bytes]) -> tuple[str, str]:
+    """(address, descriptor) of a wallet, computed from its public keys."""
+    if chain is Chain.ETHEREUM:
+        return address_from_pubkey(pubkeys[0]), ""
+    desc = make_descriptor(script_type, threshold, pubkeys)
+    return script_to_address(parse_descriptor(desc).script_pubkey(), network), desc

@@ -1,0 +1,266 @@
+"""The authority ledger as this process has verified it, and what it proves about stored rows.
+
+:class:`Ledger` keeps the :class:`~signerd.core.authority.AuthorityState` that the store's ledger
+proves, in memory. Each reader brings it up to date inside its own store transaction: the
+ledger's head row is read, and entries after the head this process has already verified are
+read and verified (signatures, quorums, links, signerd's seal of each entry) by
+:func:`signerd.core.authority.fold` before they count. The cache lives only in this process, keyed
+by the verified head, so a store writer can neither poison it nor rewind it unseen: a ledger
+whose head is behind, or whose entry at the verified head differs, is an
+:class:`AuthorityViolation`.
+
+Stored rows that no quorum signs are verified against the state: a wallet is trusted only
+through its sealed record (and, when it holds an outside key or an imported one, the proposal
+that approved exactly that record); a wallet's policy text only as a template or a proposal of
+the ledger. Operators, their keys and roles, freezes and policies are read from the state,
+never from the store's tables, which are kept for people and reports.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from signerd.adapters.store import Row, Tx
+from signerd.core import authority as AU
+from signerd.core import canonical, seal
+from signerd.core.authority import AuthorityState
+from signerd.core.errors import AuthorityViolation, InvalidArgument, NotFound
+from signerd.core.errors import echo
+from signerd.core.model import Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus
+
+log = logging.getLogger("signerd.ledger")
+
+PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A verified wallet of this signerd at an output's address."""
+
+    wallet_id: str
+    category: str
+    own: bool  # same category as the source, and no outside keys can spend without ours
+
+
+class Ledger:
+    def __init__(self, pinned: bytes,
+                 on_violation: Callable[[AuthorityViolation], None] | None = None):
+        self.pinned = pinned
+        self._state: AuthorityState | None = None
+        self._lock = threading.Lock()
+        # Told of every AuthorityViolation :meth:`state` raises (the app counts it in
+        # signerd_authority_violations_total): a ledger that does not verify refuses every act
+        # that reads it, in a running daemon as at start.
+        self.on_violation = on_violation
+
+    @property
+    def cached(self) -> AuthorityState | None:
+        return self._state
+
+    def state(self, tx: Tx) -> AuthorityState:
+        """The verified state at the store's current ledger head (read in ``tx``). A ledger
+        that does not verify raises AuthorityViolation: kind ``genesis`` for its first entry,
+        ``ledger`` for anything after it (a forged entry, whatever in it fails to verify)."""
+        try:
+            return self._verified(tx)
+        except AuthorityViolation as e:
+            if self.on_violation is not None:
+                self.on_violation(e)
+            raise
+
+    def _verified(self, tx: Tx) -> AuthorityState:
+        # What this process verified is read before the head: another thread may move it on
+        # meanwhile, never back, so a head read afterwards is never behind it unless rewound.
+        known = self._state
+        seq, head = tx.authority_head()
+        if known is not None and known.seq == seq and known.head == head:
+            return known
+        if known is not None and (seq < known.seq or (seq == known.seq and head != known.head)):
+            raise AuthorityViolation(
+                f"the authority ledger was rewound or rewritten: this process verified entry "
+                f"{known.seq} ({known.head.hex()[:16]}...), the store's head is entry {seq} "
+                f"({head.hex()[:16]}...)", kind="ledger")
+        state = known
+        after = known.seq if known is not None else 0
+        while after < seq:  # entries up to the head read (PostgreSQL reads each statement anew)
+            entries = [e for e in tx.authority_entries(after, PAGE) if e.seq <= seq]
+            if not entries:
+                break
+            try:
+                state = AU.fold(state, entries, pinned=self.pinned)
+            except AuthorityViolation as e:
+                if e.kind in ("genesis", "ledger"):
+                    raise
+                raise AuthorityViolation(e.message, kind="ledger") from None
+            after = entries[-1].seq
+        if state is None:
+            raise AuthorityViolation("the store has no genesis: it was not made by `signerd "
+                                     "init`, or its authority ledger was deleted", kind="genesis")
+        if state.seq != seq or state.head != head:
+            raise AuthorityViolation(f"the authority ledger's head row (entry {seq}) does not "
+                                     f"match its entries (entry {state.seq})", kind="ledger")
+        with self._lock:
+            if self._state is None or state.seq > self._state.seq:
+                self._state = state
+        return state
+
+    def locked(self, tx: Tx) -> AuthorityState:
+        """The verified state with the ledger's head locked for an append (replicas append one
+        after another; take other row locks, such as transfers, before this one)."""
+        tx.authority_head(lock=True)
+        return self.state(tx)
+
+    def append(self, tx: Tx, state: AuthorityState, kind: str, body: Mapping[str, Any],
+               decisions: Iterable[AU.SignedDecision] = (), *,
+               seal: Callable[[str, dict[str, Any]], str]) -> AuthorityState:
+        """Append an entry in ``tx`` and return the state it leads to. The entry is checked as
+        every reader will check it (a change that no longer applies raises InvalidArgument or
+        FailedPrecondition, and nothing is sealed or written), then sealed at its place with
+        ``seal`` (``App.seal``: the HSM's audit key; an HSM that is down raises HsmUnavailable
+        and nothing is written), and checked again with its seal."""
+        entry = AU.next_entry(state, kind, body, decisions)
+        AU.check_entry(state, entry)
+        entry = AU.seal_entry(entry, seal)
+        new = AU.advance(state, entry)
+        tx.append_authority(entry)
+        return new
+
+
+# --------------------------------------------------------------------------- wallets
+
+
+def wallet_record(row: Row | Mapping[str, Any]) -> dict[str, Any]:
+    """The canonical record stored with a wallet (raises AuthorityViolation if unreadable)."""
+    text = row["record"]
+    if not text:
+        raise AuthorityViolation(f"wallet {row['id']} has no sealed record: signerd did not "
+                                 "make it", kind="wallet")
+    try:
+        record = canonical.loads(text, f"wallet {row['id']} record")
+    except InvalidArgument as e:
+        raise AuthorityViolation(str(e), kind="wallet") from None
+    if not isinstance(record, dict) or set(record) != AU.WALLET_KEYS:
+        raise AuthorityViolation(f"wallet {row['id']}: its record is malformed", kind="wallet")
+    return record
+
+
+def wallet_from_record(record: Mapping[str, Any], status: WalletStatus) -> Wallet:
+    return Wallet(
+        id=record["id"], chain=Chain(record["chain"]), network=record["network"],
+        script_type=ScriptType(record["script_type"]), category=Category(record["category"]),
+        case_ref=record["case_ref"], legal_basis=record["legal_basis"], status=status,
+        address=record["address"],
+        keys=tuple(KeyRef(k["key_id"], k["label"], bytes.fromhex(k["public_key"]))
+                   for k in sorted(record["keys"], key=lambda k: k["position"])),
+        chain_ids=tuple(record["chain_ids"]), descriptor=record["descriptor"],
+        threshold=int(record["threshold"]), cosigners=tuple(record["cosigners"]),
+        created_at=float(record["created_at"]), template=record["template"],
+        policy_sha256=record["policy_sha256"], proposal=record["proposal"],
+        origin=record["origin"])
+
+
+def verified_wallet(state: AuthorityState, row: Row) -> Wallet:
+    """The wallet a stored row holds, if signerd made it: its record carries the audit key's
+    seal and matches the row's identity columns; a wallet with an outside or imported key was
+    approved, exactly as recorded, by a governance proposal of the ledger. Its status is the
+    stricter of the row's and the ledger's (a freeze in the ledger holds whatever the row
+    says)."""
+    record = wallet_record(row)
+    wid = row["id"]
+    if not seal.valid(state.audit_public_key, "wallet", record, row["seal"]):
+        raise AuthorityViolation(f"wallet {wid}: its seal does not verify under signerd's audit "
+                                 "key (the record was written by someone else)", kind="wallet")
+    if record["id"] != wid or record["address"] != row["address"]:
+        raise AuthorityViolation(f"wallet {wid}: its row does not match its sealed record",
+                                 kind="wallet")
+    if record["proposal"]:
+        approved = state.approved_wallets.get(wid)
+        if approved is None:
+            status = WalletStatus(row["status"])
+            if status in (WalletStatus.AWAITING_APPROVAL, WalletStatus.RETIRED):
+                return wallet_from_record(record, status)
+            raise AuthorityViolation(f"wallet {wid} is {status.value} in the store, but no "
+                                     f"approved proposal of the authority ledger made it "
+                                     f"(proposal {record['proposal']})", kind="wallet")
+        if approved != AU.wallet_digest(record):
+            raise AuthorityViolation(f"wallet {wid}: its record differs from the one proposal "
+                                     f"{record['proposal']} approved", kind="wallet")
+    try:
+        status = WalletStatus(row["status"])
+    except ValueError:
+        raise AuthorityViolation(f"wallet {wid}: unknown status {row['status']!r}",
+                                 kind="wallet") from None
+    if wid in state.frozen and status is not WalletStatus.RETIRED:
+        status = WalletStatus.FROZEN
+    elif status is WalletStatus.AWAITING_APPROVAL and state.approved_wallets.get(wid):
+        status = WalletStatus.ACTIVE
+    return wallet_from_record(record, status)
+
+
+def load_wallet(tx: Tx, state: AuthorityState, wallet_id: str, *, lock: bool = False) -> Wallet:
+    if not wallet_id:
+        raise InvalidArgument("wallet_id: required")
+    return verified_wallet(state, tx.get_wallet(wallet_id, lock=lock))
+
+
+def freeze_order(state: AuthorityState, wallet_id: str) -> str:
+    return state.frozen.get(wallet_id, "")
+
+
+IMPORTED = "imported"  # the origin of a wallet built around a seized key (admin.import_...)
+
+
+def outside_keys(wallet: Wallet) -> int:
+    """Keys that someone other than this signerd holds or may hold: cosigners' keys, and an
+    imported seized key (the suspect, or whoever handled it, may still know it)."""
+    if wallet.origin.startswith(IMPORTED):
+        return len(wallet.keys)
+    return sum(1 for k in wallet.keys if not k.hsm_held)
+
+
+def destinations(tx: Tx, state: AuthorityState, source: Wallet,
+                 addresses: Iterable[str]) -> dict[str, Destination]:
+    """The verified wallets of this signerd among ``addresses``. A destination is ``own``
+    only when it has the source's category and its outside keys are fewer than its threshold
+    (they cannot spend without signerd's keys; an imported seized key counts as outside), and
+    it is approved and not retired. A row that
+    does not verify is no wallet of ours (and is logged)."""
+    out: dict[str, Destination] = {}
+    wanted = [a for a in set(addresses) if a and a != source.address]
+    for address, row in tx.wallets_by_address(wanted).items():
+        try:
+            w = verified_wallet(state, row)
+        except AuthorityViolation as e:
+            log.error("destination %s is not one of signerd's wallets: %s", address, e.message)
+            continue
+        live = w.status in (WalletStatus.ACTIVE, WalletStatus.FROZEN)
+        own = (live and w.category is source.category and outside_keys(w) < w.threshold)
+        out[address] = Destination(w.id, w.category.value, own)
+    return out
+
+
+def key_share_record(row: Row) -> dict[str, Any]:
+    return {"key_id": row["key_id"], "public_key": row["public_key"],
+            "category": row["category"], "case_ref": row["case_ref"]}
+
+
+def verified_key_share(state: AuthorityState, row: Row) -> Row:
+    if not seal.valid(state.audit_public_key, "key_share", key_share_record(row), row["seal"]):
+        raise AuthorityViolation(f"key share {row['key_id']}: its seal does not verify (signerd "
+                                 "did not make it)", kind="wallet")
+    return row
+
+
+def operator_public(state: AuthorityState, op_id: str) -> AU.OperatorRecord:
+    rec = state.operators.get(op_id)
+    if rec is None:
+        raise NotFound(f"operator {echo(op_id, quote=False)} not found")
+    return rec
+
+
+def record_json(record: Mapping[str, Any]) -> str:
+    return canonical.dumps(dict(record)).decode()
+

@@ -1,0 +1,74 @@
+"""Holdings and activity report per category and case, for publication and for auditors.
+
+signerd knows what it holds keys for and what it signed; it does not watch any chain. So the
+report states exactly that: wallets and addresses, signed transfers with their amounts (money
+that left, once broadcast), pending transfers, and freezes. On-chain balances are not known to
+signerd and must come from the platform's chain watchers.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from typing import Any
+
+from signerd.adapters.store import Tx
+from .transfers import movement_from_json
+
+KNOWN = ("wallets and addresses whose keys signerd holds; every transfer it signed, with the "
+         "amounts and fees it decoded itself; pending transfers; court-ordered freezes")
+NOT_KNOWN = ("on-chain balances and incoming payments (signerd watches no chain); whether a "
+             "signed transaction was broadcast or confirmed (the platform reports that)")
+
+
+def holdings_report(tx: Tx, *, instance_id: str, category: str = "", case_ref: str = ""
+                    ) -> dict[str, Any]:
+    wallets = tx.list_wallets(category=category, case_ref=case_ref, limit=10**9)
+    ids = {w["id"] for w in wallets}
+    cats: dict[str, dict[str, Any]] = defaultdict(lambda: {"cases": {}})
+
+    def case(w: Any) -> dict[str, Any]:
+        c = cats[w["category"]]["cases"]
+        return c.setdefault(w["case_ref"], {"wallets": [], "signed_transfers": [],
+                                           "pending_transfers": [], "freezes": [],
+                                           "signed_outflows": {}})
+
+    by_id = {w["id"]: w for w in wallets}
+    for w in wallets:
+        case(w)["wallets"].append({
+            "id": w["id"], "chain": w["chain"], "network": w["network"],
+            "address": w["address"], "script_type": w["script_type"], "status": w["status"],
+            "freeze_order": w["freeze_order"], "legal_basis": w["legal_basis"],
+            "origin": w["origin"] or "generated in the HSM",
+            "chain_ids": json.loads(w["chain_ids"])})
+    for t in tx.list_transfers(limit=10**9):
+        if t["wallet_id"] not in ids:
+            continue
+        w = by_id[t["wallet_id"]]
+        mv = movement_from_json(t["movement"])
+        entry = {"id": t["id"], "wallet_id": t["wallet_id"], "state": t["state"],
+                 "outputs": [{"address": o.address, "amount": str(o.amount), "asset": o.asset,
+                              "change": o.is_change} for o in mv.outputs],
+                 "fee": str(mv.fee), "fee_asset": mv.fee_asset,
+                 "category_change": t["category_change"], "legal_basis": t["legal_basis"],
+                 "tx_hash": t["tx_hash"], "updated_at": int(t["updated_at"])}
+        if t["state"] == "SIGNED":
+            case(w)["signed_transfers"].append(entry)
+            flows = case(w)["signed_outflows"]
+            for o in mv.external_outputs():
+                flows[o.asset] = str(int(flows.get(o.asset, "0")) + o.amount)
+            flows[f"fee:{mv.fee_asset}"] = str(int(flows.get(f"fee:{mv.fee_asset}", "0"))
+                                               + mv.fee)
+        elif t["state"] in ("PENDING_APPROVAL", "APPROVED"):
+            case(w)["pending_transfers"].append(entry)
+    for e in tx.all("SELECT * FROM audit_events WHERE action IN (?, ?) ORDER BY seq",
+                    ("wallet.frozen", "wallet.unfrozen")):
+        frozen = by_id.get(e["object"])
+        if frozen is not None:
+            case(frozen)["freezes"].append({
+                "wallet_id": e["object"], "action": e["action"].split(".")[1],
+                "order_ref": json.loads(e["details"]).get("order_ref", ""),
+                "time": int(e["time_micros"]) // 1_000_000, "audit_seq": int(e["seq"])})
+    return {"generated_at": int(time.time()), "instance_id": instance_id,
+            "filter": {"category": category, "case_ref": case_ref},
+            "known": KNOWN, "not_known": NOT_KNOWN, "categories": dict(cats)}

@@ -1,0 +1,597 @@
+"""The sign step: APPROVED transfers signed exactly once, in group-committed batches.
+
+Whoever asks for transfers to be signed (the approval that completed a quorum, the monitor
+resuming a backlog) queues their ids and waits; one worker thread signs what is queued, in
+batches of up to BATCH transfers and two batches at a time: while the HSM's sessions sign batch
+k (PKCS#11 calls run without the GIL), the worker reads and decodes batch k+1, then assembles
+batch k, writes it in one durable transaction (group commit) and answers its callers. Callers
+do not compete with each other for the GIL and the store, a burst of quorum-making approvals
+shares reads and commits, and a backlog drains with the HSM kept busy. With nothing else
+queued, a transfer is signed at once in the worker's thread, so a lone approval waits no longer
+than it must.
+
+Invariants kept here (DEVELOPERS.md):
+- No signature without quorum, and no quorum without authority: only transfers in state APPROVED
+  are signed, and the state is not taken on trust. In the batch's read transaction, before the
+  HSM is asked, each transfer is judged again (``engine.judge``): its payload decoded, its outputs
+  classified against verified wallets, its statement rebuilt, every stored decision verified
+  over it under the operator's key in the verified authority ledger, and the votes counted
+  toward what the ledger's policy for the wallet demands, never below the floor. The judgement
+  is repeated under the transfer's row lock in the write that would store the signature, with
+  the ledger head share-locked so that no freeze commits in between. A transfer whose wallet,
+  approvals or quorum do not trace to the genesis goes FAILED (audit event, metric); one whose
+  quorum was lost legitimately (an approver suspended, a policy tightened) waits for approvals
+  again.
+- Digests come from the stored payload, decoded again here; the approvals bind them through the
+  statement. Nothing a client sends is signed.
+- Exactly one stored signature per (transfer, digest, key): signatures are made outside the store
+  transaction, then stored in one write transaction that first locks every transfer of the
+  batch (in id order, so replicas queue instead of deadlocking) and re-reads its state; a
+  transfer another worker or replica finished meanwhile is skipped and our signatures for it are
+  discarded unseen. A crash before the commit leaves the transfers APPROVED, and recovery signs
+  the same digests again.
+- One transfer's failure (frozen wallet, missing key, a payload that no longer decodes) is its
+  own: the others of the batch go on. If the batch's write fails, each transfer is written alone.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from signerd.adapters.config import Limits
+from signerd.adapters.store import Row, Store, Tx
+from signerd.core import engine as E
+from signerd.core.approval import StatementContext
+from signerd.core.chains import Decoded, Signed, adapter_for
+from signerd.core.errors import (AuthorityViolation, HsmUnavailable, NotFound, SignerError,
+                                 WalletFrozen)
+from signerd.core.model import Chain, TransferState, Wallet, WalletStatus
+from signerd.core.movement_json import movement_from_json
+from signerd.core.tokens import token_from_json
+from . import ledger as L
+from .runtime import Runtime
+
+
+def ended_violation(object_id: str) -> AuthorityViolation:
+    """An act the verified audit chain says ended, whose row someone set back to waiting."""
+    return AuthorityViolation(
+        f"{object_id} ended before (the verified audit chain records its end) and its row was "
+        "set back to waiting by someone other than signerd", kind="ended")
+
+
+def submitted_tokens(row: Row) -> tuple[Any, ...]:
+    """The token registry entries the transfer's movement used at submission."""
+    try:
+        stored = json.loads(row["movement"]).get("tokens", ())
+        return tuple(token_from_json(t) for t in stored)
+    except (ValueError, TypeError, AttributeError, SignerError):
+        return (None,)  # unreadable: never equal to what decodes
+
+
+class SignHost(Protocol):
+    """What the sign step uses of the service that owns it (the transfer service): the
+    daemon, the store and ledger, how a transfer's statement context and outputs are made, and
+    how a transfer is ended."""
+
+    app: Runtime
+    store: Store
+    limits: Limits
+
+    @property
+    def ledger(self) -> L.Ledger: ...
+
+    def context(self, row: Any) -> StatementContext: ...
+
+    def classify(self, tx: Tx, state: Any, wallet: Wallet, decoded: Decoded,
+                 policy: Any) -> Any: ...
+
+    def reclassifier(self, tx: Tx, state: Any, wallet: Wallet, movement: Any
+                     ) -> E.Reclassify: ...
+
+    def violated(self, tx: Tx, row: Row, e: AuthorityViolation) -> None: ...
+
+    def _finish(self, tx: Tx, row: Row, state: TransferState, actor: str, why: str) -> None: ...
+
+    def _fault(self, point: str) -> None: ...
+
+log = logging.getLogger("signerd.transfers")
+
+APPROVED = TransferState.APPROVED.value
+BATCH = 64  # transfers per batch: one read, one HSM fan-out, one write
+STOPPING = "signerd is stopping; the transfer stays APPROVED and is signed after the restart"
+
+Signatures = dict[tuple[str, bytes], tuple[int, int]]
+
+
+@dataclass
+class _Ticket:
+    """One queued transfer id; every caller asking for it waits on the same ticket."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+@dataclass
+class _Job:
+    """One transfer of a batch, from load to commit."""
+
+    row: Row
+    wallet: Wallet
+    adapter: Any
+    decoded: Decoded
+    movement: Any
+    stored: Signatures
+    last_approval: float
+    fresh: Signatures = field(default_factory=dict)
+    signed: Signed | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self.row["id"])
+
+
+@dataclass
+class _Batch:
+    """Up to BATCH transfers on their way through the pipeline."""
+
+    ids: list[str]
+    jobs: list[_Job] = field(default_factory=list)
+    expired: list[Row] = field(default_factory=list)
+    ends: list[tuple[Row, E.Verdict | AuthorityViolation]] = field(default_factory=list)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+    todo: list[tuple[_Job, str, bytes]] = field(default_factory=list)
+    signatures: Callable[[], list[tuple[int, int] | SignerError]] | None = None
+
+    def fail(self, e: BaseException) -> None:
+        for tid in self.ids:
+            self.errors.setdefault(tid, e)
+
+
+class SignStep:
+    def __init__(self, service: SignHost):
+        self.service = service
+        self.app = service.app
+        self.store = service.store
+        # One lock guards the queue, the tickets and the worker. A transfer id is queued or
+        # taken (in a batch of the worker) at most once; a request for a taken id gets a
+        # follow-up ticket, queued when the batch holding the id is done.
+        self._cond = threading.Condition()
+        self._queue: list[str] = []
+        self._tickets: dict[str, _Ticket] = {}
+        self._taken: set[str] = set()
+        self._followups: dict[str, _Ticket] = {}
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        self._violations: list[AuthorityViolation] = []  # written, counted after the commit
+
+    # ---------------------------------------------------------------- entry points
+    def sign(self, transfer_id: str, *, timeout: float | None = None,
+             urgent: bool = False) -> None:
+        """Run the sign step for one transfer; raises what kept it from being signed. See
+        :meth:`sign_many` for ``timeout`` and ``urgent``."""
+        error = self.sign_many([transfer_id], timeout=timeout, urgent=urgent).get(transfer_id)
+        if error is not None:
+            raise error
+
+    def sign_many(self, transfer_ids: list[str], *, timeout: float | None = None,
+                  urgent: bool = False) -> dict[str, BaseException]:
+        """Run the sign step for these transfers and wait for it (at most ``timeout`` seconds:
+        what is not done by then goes on in the worker); returns, by id, the error that kept a
+        finished transfer from being signed. A transfer that is not APPROVED (already signed,
+        expired, ...) is no error: there is nothing to do. A transfer already queued is not
+        queued twice: its callers share the outcome. ``urgent`` transfers go to the front of
+        the queue (an approval that just completed a quorum does not wait behind a backlog).
+
+        Never call this from the worker's own thread or inside a store transaction: the
+        worker needs the store to answer."""
+        mine: dict[str, _Ticket] = {}
+        with self._cond:
+            if self._closed:
+                raise HsmUnavailable(STOPPING)
+            front: list[str] = []
+            for tid in dict.fromkeys(transfer_ids):
+                if tid in self._taken:  # in a batch now, which may have read it already
+                    ticket = self._followups.get(tid)
+                    if ticket is None:
+                        ticket = self._followups[tid] = _Ticket()
+                    mine[tid] = ticket
+                    continue
+                ticket = self._tickets.get(tid)
+                if ticket is None:
+                    ticket = self._tickets[tid] = _Ticket()
+                    (front if urgent else self._queue).append(tid)
+                elif urgent:
+                    self._queue.remove(tid)
+                    front.append(tid)
+                mine[tid] = ticket
+            self._queue[:0] = front
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="sign-step",
+                                                 daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for ticket in mine.values():
+            if not ticket.done.wait(None if deadline is None
+                                    else max(0.0, deadline - time.monotonic())):
+                break
+        return {tid: t.error for tid, t in mine.items()
+                if t.done.is_set() and t.error is not None}
+
+    def close(self) -> None:
+        """Stop: transfers queued but not yet taken are answered UNAVAILABLE (they stay
+        APPROVED and are signed after the restart); the batches in flight are finished."""
+        with self._cond:
+            self._closed = True
+            stopping = HsmUnavailable(STOPPING)
+            for tid in self._queue:
+                ticket = self._tickets.pop(tid)
+                ticket.error = stopping
+                ticket.done.set()
+            self._queue.clear()
+            for ticket in self._followups.values():
+                ticket.error = stopping
+                ticket.done.set()
+            self._followups.clear()
+            self._cond.notify_all()
+            worker = self._worker
+        if worker is not None:
+            worker.join(30)
+
+    # ---------------------------------------------------------------- the worker
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+            try:
+                self._pipeline()
+            except BaseException:  # every batch settles its own tickets; keep serving
+                log.exception("sign step: the worker's pipeline failed")
+
+    def _take(self) -> tuple[list[str], bool]:
+        """The next batch of queued ids, and whether more are queued after it."""
+        with self._cond:
+            batch = self._queue[:BATCH]
+            del self._queue[:BATCH]
+            self._taken.update(batch)
+            return batch, bool(self._queue)
+
+    def _pipeline(self) -> None:
+        """Batches until the queue is empty, two at a time: batch k+1 is read and decoded, and
+        its signing started, while the HSM signs batch k; then batch k is assembled and
+        written, and its callers answered."""
+        prev: _Batch | None = None
+        try:
+            while True:
+                ids, more = self._take()
+                cur = self._start(ids, background=more or prev is not None) if ids else None
+                if prev is not None:
+                    self._finish(prev)
+                prev = cur
+                if cur is None:
+                    return
+        finally:
+            if prev is not None:
+                self._finish(prev)
+
+    def _start(self, ids: list[str], *, background: bool) -> _Batch:
+        """Read, check the quorum, decode, and start signing the digests no stored signature
+        covers (in the HSM's sessions while this thread goes on when ``background``)."""
+        batch = _Batch(ids)
+        try:
+            batch.jobs, batch.expired, batch.ends = self._load(sorted(ids), batch.errors)
+            for job in batch.jobs:
+                seen: set[tuple[str, bytes]] = set()
+                for key_id, digest in job.adapter.digests_to_sign(job.wallet, job.decoded):
+                    if (key_id, digest) in job.stored or (key_id, digest) in seen:
+                        continue
+                    seen.add((key_id, digest))
+                    batch.todo.append((job, key_id, digest))
+            if batch.todo:
+                batch.signatures = self.app.hsm_sign_start(
+                    [(k, d) for _, k, d in batch.todo], background=background)
+        except BaseException as e:
+            if not isinstance(e, SignerError):
+                log.exception("sign step: preparing a batch of %d transfers failed", len(ids))
+            batch.fail(e)
+        return batch
+
+    def _finish(self, batch: _Batch) -> None:
+        """Collect the signatures, assemble, write, and answer every caller of the batch."""
+        written: list[_Job] = []
+        try:
+            if batch.signatures is not None:
+                for (job, key_id, digest), result in zip(batch.todo, batch.signatures()):
+                    if isinstance(result, SignerError):  # this job's own failure
+                        batch.errors.setdefault(job.id, result)
+                    else:
+                        job.fresh[(key_id, digest)] = result
+            ready = []
+            for job in batch.jobs:
+                if job.id in batch.errors:
+                    continue
+                try:
+                    job.signed = job.adapter.assemble(job.wallet, job.decoded,
+                                                      {**job.stored, **job.fresh})
+                except SignerError as e:
+                    batch.errors[job.id] = e
+                    continue
+                ready.append(job)
+            self.service._fault("after_hsm_signed")
+            if ready or batch.expired or batch.ends:
+                written = self._write(ready, batch.expired, batch.ends, batch.errors)
+                self._after_commit(written, bool(batch.expired or batch.ends))
+        except BaseException as e:
+            if not isinstance(e, SignerError):
+                log.exception("sign step: finishing a batch of %d transfers failed",
+                              len(batch.ids))
+            done = {j.id for j in written}
+            for tid in batch.ids:
+                if tid not in done:
+                    batch.errors.setdefault(tid, e)
+        finally:
+            with self._cond:
+                for tid in batch.ids:
+                    ticket = self._tickets.pop(tid)
+                    ticket.error = batch.errors.get(tid)
+                    ticket.done.set()
+                    self._taken.discard(tid)
+                    followup = self._followups.pop(tid, None)
+                    if followup is not None:  # asked for again meanwhile: one more pass
+                        self._tickets[tid] = followup
+                        self._queue.append(tid)
+                self._cond.notify_all()
+
+    def _write(self, jobs: list[_Job], expired: list[Row], ends: list[tuple[Row, Any]],
+               errors: dict[str, BaseException]) -> list[_Job]:
+        """One transaction for the batch; if it fails, one per transfer, so that one
+        transfer's failed write is its own."""
+        try:
+            return self._commit(jobs, expired, ends)
+        except SignerError as e:
+            if len(jobs) + len(expired) + len(ends) == 1:
+                one = jobs[0].id if jobs else (expired[0] if expired else ends[0][0])["id"]
+                errors[str(one)] = e
+                return []
+        written: list[_Job] = []
+        for job in jobs:
+            try:
+                written += self._commit([job], [], [])
+            except SignerError as e1:
+                errors[job.id] = e1
+        for row in expired:
+            try:
+                self._commit([], [row], [])
+            except SignerError as e1:
+                errors[row["id"]] = e1
+        for end in ends:
+            try:
+                self._commit([], [], [end])
+            except SignerError as e1:
+                errors[end[0]["id"]] = e1
+        return written
+
+    def _load(self, ids: list[str], errors: dict[str, BaseException]
+              ) -> tuple[list[_Job], list[Row], list[tuple[Row, Any]]]:
+        """One read transaction: the APPROVED transfers among ``ids`` whose quorum holds,
+        judged from the verified authority state and decoded again, with the signatures
+        already stored for them; the expired ones; and those that end otherwise (an authority
+        violation: FAILED; a quorum lost: back to PENDING_APPROVAL)."""
+        jobs: list[_Job] = []
+        expired: list[Row] = []
+        ends: list[tuple[Row, Any]] = []
+        now = time.time()
+        ended = self.app.ended(ids)  # by the audit chain, verified to its head first
+        with self.store.read() as tx:
+            state = self.service.ledger.state(tx)
+            approvals = tx.approvals_for(ids)
+            wallets: dict[str, Wallet | AuthorityViolation] = {}
+            for tid in ids:
+                try:
+                    row = tx.get_transfer(tid)
+                except NotFound as e:
+                    errors[tid] = e
+                    continue
+                if row["state"] != APPROVED:
+                    continue
+                if tid in ended:
+                    ends.append((row, ended_violation(tid)))
+                    continue
+                wid = row["wallet_id"]
+                if wid not in wallets:
+                    try:
+                        wallets[wid] = L.load_wallet(tx, state, wid)
+                    except AuthorityViolation as e:
+                        wallets[wid] = e
+                wallet = wallets[wid]
+                if isinstance(wallet, AuthorityViolation):
+                    ends.append((row, wallet))
+                    continue
+                if wallet.status is not WalletStatus.ACTIVE:
+                    errors[tid] = WalletFrozen(
+                        f"wallet {wallet.id} is {wallet.status.value}; signing waits")
+                    continue
+                if now >= float(row["expires_at"]):
+                    expired.append(row)
+                    continue
+                try:
+                    job, verdict = self._job(tx, state, row, wallet, approvals[tid])
+                except AuthorityViolation as e:
+                    ends.append((row, e))
+                    continue
+                except SignerError as e:
+                    errors[tid] = e
+                    continue
+                if verdict.outcome == E.SIGN:
+                    jobs.append(job)
+                else:
+                    ends.append((row, verdict))
+        return jobs, expired, ends
+
+    def _job(self, tx: Tx, state: Any, row: Row, wallet: Wallet, approvals: list[Row]
+             ) -> tuple[_Job, E.Verdict]:
+        """Decode the stored payload, classify its outputs against verified wallets, rebuild
+        the statement and judge the stored decisions (raises AuthorityViolation when the
+        movement no longer fits its category change: the approvals cannot stand for it)."""
+        adapter = adapter_for(wallet.chain)
+        policy, _ = E.policy_of(state, wallet, int(row["policy_version"]))
+        try:
+            if wallet.chain is Chain.BITCOIN:
+                decoded = adapter.decode(wallet, bytes(row["payload"]), self.service.limits,
+                                         allowed_sighash=policy.sighash_types)
+            else:
+                decoded = adapter.decode(wallet, bytes(row["payload"]), self.service.limits,
+                                         tokens=state.tokens)
+        except SignerError as e:
+            e.message = f"transfer {row['id']}: {e.message}"
+            raise
+        if decoded.movement.tokens != submitted_tokens(row):
+            raise AuthorityViolation(
+                f"transfer {row['id']}: the token registry decodes its call differently than "
+                "when it was approved; the approvals do not stand for it", kind="policy")
+        ctx = self.service.context(row)  # the row's seal verifies, or AuthorityViolation
+        fresh = self.service.classify(tx, state, wallet, decoded, policy)
+        movement = movement_from_json(row["movement"])  # sealed: what the approvals bind
+        if not E.same_transaction(movement, fresh):
+            raise AuthorityViolation(f"transfer {row['id']}: its payload decodes to another "
+                                     "movement than the one submitted and approved",
+                                     kind="transfer")
+        try:
+            E.check_category_change(wallet, fresh, row["category_change"],
+                                    row["legal_basis"])
+        except SignerError as e:
+            raise AuthorityViolation(f"transfer {row['id']}: {e.message}", kind="policy") from None
+        verdict = E.judge(state, wallet, ctx, movement,
+                          E.approvals_of(approvals), approved=True,
+                          verified_vetoes=self.app.vetoes(
+                              wallet.id, E.transaction_key(movement), verify=False),
+                          reclassify=lambda p: fresh if p is policy else
+                          self.service.reclassifier(tx, state, wallet, movement)(p))
+        stored = {(s["key_id"], bytes.fromhex(s["digest"])): (int(s["r"], 16), int(s["s"], 16))
+                  for s in tx.signatures(row["id"])}
+        last = max((float(a["created_at"]) for a in approvals), default=time.time())
+        return _Job(row, wallet, adapter, decoded, movement, stored, last), verdict
+
+    def _commit(self, jobs: list[_Job], expired: list[Row], ends: list[tuple[Row, Any]]
+                ) -> list[_Job]:
+        """One write transaction. Every transfer of the batch is locked first, in id order
+        (replicas writing overlapping batches queue instead of deadlocking), then the ledger
+        head is share-locked (a freeze or a governance act commits before or after this write,
+        never in between; the audit head is locked after them). Each transfer still APPROVED,
+        whose wallet is still active and whose quorum still holds under those locks, judged
+        from the ledger again, and whose stored signatures are those we read, gets its new
+        signatures and its result; the expired ones are closed; the ones that end otherwise
+        are written as such. Returns the jobs written."""
+        svc = self.service
+        written = []
+        violations: list[AuthorityViolation] = []
+        with self.store.transaction() as tx:
+            ids = sorted({j.id for j in jobs} | {str(r["id"]) for r in expired}
+                         | {str(r["id"]) for r, _ in ends})
+            rows = {tid: tx.get_transfer(tid, lock=True) for tid in ids}
+            tx.authority_head(share=True)
+            state = svc.ledger.state(tx)
+            approvals = tx.approvals_for([j.id for j in jobs]) if jobs else {}
+            for job in jobs:
+                row = rows[job.id]
+                if row["state"] != APPROVED:
+                    continue  # another worker finished it; our signatures are discarded unseen
+                try:
+                    wallet = L.load_wallet(tx, state, job.wallet.id)
+                    verdict = E.judge(state, wallet, svc.context(row), job.movement,
+                                      E.approvals_of(approvals[job.id]), approved=True,
+                                      verified_vetoes=self.app.vetoes(
+                                          wallet.id, E.transaction_key(job.movement),
+                                          verify=False),
+                                      reclassify=svc.reclassifier(tx, state, wallet,
+                                                                  job.movement))
+                except AuthorityViolation as e:
+                    svc.violated(tx, row, e)
+                    violations.append(e)
+                    continue
+                if wallet.status is not WalletStatus.ACTIVE:
+                    log.warning("transfer %s: wallet %s became %s before its signature was "
+                                "stored; not signed", job.id, wallet.id, wallet.status.value)
+                    continue
+                if verdict.outcome != E.SIGN:
+                    self._end(tx, row, verdict, violations)
+                    continue
+                have = {(s["key_id"], bytes.fromhex(s["digest"])) for s in tx.signatures(job.id)}
+                if have != set(job.stored):
+                    log.warning("transfer %s: its stored signatures changed since they were "
+                                "read; the next sign step redoes it", job.id)
+                    continue
+                for (key_id, digest), (r, s) in job.fresh.items():
+                    tx.insert_signature(job.id, digest, key_id, r, s)
+                self.service._fault("before_result_stored")
+                signed = job.signed
+                assert signed is not None
+                # The nonce / outpoints stay held by the signed transfer: another transaction
+                # for them needs an explicit, approved replacement (``replaces``).
+                tx.update_transfer(job.id, state=TransferState.SIGNED.value,
+                                   raw_tx=signed.raw_tx, psbt=signed.psbt, tx_hash=signed.tx_hash)
+                keys = {k for k, _ in job.stored} | {k for k, _ in job.fresh}
+                tx.append_audit("signerd", "transfer.signed", job.id, {
+                    "tx_hash": signed.tx_hash, "complete": signed.complete,
+                    "signatures": len(job.stored) + len(job.fresh), "key_ids": sorted(keys),
+                    "counted": list(verdict.quorum.counted)})
+                written.append(job)
+            for old in expired:
+                row = rows[str(old["id"])]
+                if row["state"] == APPROVED:
+                    svc._finish(tx, row, TransferState.EXPIRED, "signerd",
+                                "approval window passed before signing")
+            for old, outcome in ends:
+                row = rows[str(old["id"])]
+                if row["state"] == APPROVED:
+                    self._end(tx, row, outcome, violations)
+        self._violations.extend(violations)
+        return written
+
+    def _end(self, tx: Tx, row: Row, outcome: Any, violations: list[AuthorityViolation]
+             ) -> None:
+        """An APPROVED transfer that is not signed: a violation goes FAILED; a quorum lost
+        legitimately goes back to PENDING_APPROVAL (or EXPIRED, past its window)."""
+        violation = outcome if isinstance(outcome, AuthorityViolation) else outcome.violation
+        if violation is not None:
+            self.service.violated(tx, row, violation)
+            violations.append(violation)
+            return
+        if outcome.outcome == E.DENIED:  # the policy in force allows it no more
+            self.service._finish(tx, row, TransferState.CANCELLED, "signerd", outcome.reason)
+            return
+        why = f"its quorum no longer holds ({outcome.quorum.reason})"
+        if time.time() >= float(row["expires_at"]):
+            self.service._finish(tx, row, TransferState.EXPIRED, "signerd",
+                                 f"approval window passed; {why}")
+            return
+        tx.update_transfer(row["id"], state=TransferState.PENDING_APPROVAL.value)
+        tx.append_audit("signerd", "transfer.quorum_lost", row["id"], {"reason": why})
+        log.warning("transfer %s returns to PENDING_APPROVAL: %s", row["id"], why)
+
+    def _after_commit(self, done: list[_Job], notify: bool) -> None:
+        if done:
+            self.service._fault("after_result_stored")
+        metrics = self.app.metrics
+        violations, self._violations = self._violations, []
+        for v in violations:
+            metrics.authority_violations.labels(v.kind).inc()
+        now = time.time()
+        for job in done:
+            signed = job.signed
+            assert signed is not None
+            metrics.transfer_events.labels(job.row["chain"], "SIGNED").inc()
+            metrics.signed_seconds.observe(now - float(job.row["created_at"]))
+            metrics.quorum_to_signed_seconds.observe(max(0.0, now - job.last_approval))
+            log.info("transfer state", extra={"transfer_id": job.id, "state": "SIGNED",
+                                              "tx_hash": signed.tx_hash,
+                                              "complete": signed.complete})
+        if done or notify:
+            self.app.notifier.notify()
