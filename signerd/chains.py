@@ -14,7 +14,8 @@ from typing import Any
 
 from .config import Limits
 from .errors import FailedPrecondition, InvalidPsbt, InvalidTransaction
-from .model import BitcoinNetwork, Chain, DestinationClass, Movement, Token, Wallet
+from .model import (BitcoinNetwork, Chain, DestinationClass, Movement, ScriptType, Token,
+                    Wallet)
 
 @dataclass(frozen=True)
 class Decoded:
@@ -244,4 +245,30 @@ class BitcoinAdapter:
 
 def adapter_for(chain: Chain) -> Any:
     return EthereumAdapter() if chain is Chain.ETHEREUM else BitcoinAdapter()
+
+
+def decode_payload(adapter: Any, wallet: Wallet, payload: bytes, limits: Limits, *,
+                   allowed_sighash: frozenset[int],
+                   tokens: Mapping[tuple[int, str], Token]) -> Decoded:
+    """A submitted payload decoded against its wallet, the one way the daemon decodes it (at
+    submission and again at the sign step) and signerctl decodes it to rebuild a statement: a
+    Bitcoin PSBT accepting the ``allowed_sighash`` types, an Ethereum transaction whose calldata
+    is a token movement only for a contract in ``tokens`` (the governance's registry)."""
+    if wallet.chain is Chain.BITCOIN:
+        return adapter.decode(wallet, payload, limits, allowed_sighash=allowed_sighash)
+    return adapter.decode(wallet, payload, limits, tokens=tokens)
+
+
+def derive_address(chain: Chain, network: str, script_type: ScriptType, threshold: int,
+                   pubkeys: list[bytes]) -> tuple[str, str]:
+    """(address, descriptor) of a wallet, computed from its public keys."""
+    if chain is Chain.ETHEREUM:
+        from .ethereum.address import address_from_pubkey
+
+        return address_from_pubkey(pubkeys[0]), ""
+    from .bitcoin.address import script_to_address
+    from .bitcoin.descriptor import make_descriptor, parse_descriptor
+
+    desc = make_descriptor(script_type, threshold, pubkeys)
+    return script_to_address(parse_descriptor(desc).script_pubkey(), network), desc
 

@@ -44,9 +44,9 @@ from typing import Any, Callable, Protocol
 
 from . import engine as E
 from . import ledger as L
-from .chains import Decoded, Signed, adapter_for
+from .chains import Decoded, Signed, adapter_for, decode_payload
 from .errors import AuthorityViolation, HsmUnavailable, NotFound, SignerError, WalletFrozen
-from .model import Chain, TransferState, Wallet, WalletStatus
+from .model import TransferState, Wallet, WalletStatus
 from .movement_json import movement_from_json
 from .approval import StatementContext
 from .config import Limits
@@ -443,12 +443,8 @@ class SignStep:
         adapter = adapter_for(wallet.chain)
         policy, _ = E.policy_of(state, wallet, int(row["policy_version"]))
         try:
-            if wallet.chain is Chain.BITCOIN:
-                decoded = adapter.decode(wallet, bytes(row["payload"]), self.service.limits,
-                                         allowed_sighash=policy.sighash_types)
-            else:
-                decoded = adapter.decode(wallet, bytes(row["payload"]), self.service.limits,
-                                         tokens=state.tokens)
+            decoded = decode_payload(adapter, wallet, bytes(row["payload"]), self.service.limits,
+                                     allowed_sighash=policy.sighash_types, tokens=state.tokens)
         except SignerError as e:
             e.message = f"transfer {row['id']}: {e.message}"
             raise

@@ -19,6 +19,7 @@ from typing import Any
 from . import authority as AU
 from . import ledger as L
 from . import legal_basis as LB
+from .chains import derive_address
 from .errors import (AlreadyExists, AuthorityViolation, FailedPrecondition, InvalidArgument,
                      NotFound, echo)
 from .hsm import KeyInfo
@@ -146,20 +147,6 @@ def check_request(req: WalletRequest) -> CheckedWallet:
         raise InvalidArgument(f"multisig: {st.value} wallets are single-key")
     return CheckedWallet(chain, network, category, case_ref, legal_basis, (), st, threshold,
                          hsm_keys, cosigners, cos_text)
-
-
-def derive_address(chain: Chain, network: str, script_type: ScriptType, threshold: int,
-                   pubkeys: list[bytes]) -> tuple[str, str]:
-    """(address, descriptor) of a wallet, computed from its public keys."""
-    if chain is Chain.ETHEREUM:
-        from .ethereum.address import address_from_pubkey
-
-        return address_from_pubkey(pubkeys[0]), ""
-    from .bitcoin.address import script_to_address
-    from .bitcoin.descriptor import make_descriptor, parse_descriptor
-
-    desc = make_descriptor(script_type, threshold, pubkeys)
-    return script_to_address(parse_descriptor(desc).script_pubkey(), network), desc
 
 
 def parse_cosigner(text: str, network: str) -> bytes:
