@@ -131,6 +131,24 @@ class StatementContext:
             raise InvalidArgument("expires_at is beyond the year 9999")
 
 
+def statement_context(*, instance_id: str, transfer_id: str, wallet_id: str,
+                      policy_version: int, expires_at: int, payload: bytes, legal_basis: str,
+                      category_change: str, submitter: str, replaces: str, replaces_state: str,
+                      replaces_fee_delta: int, vetoed: Iterable[tuple[str, str]]
+                      ) -> StatementContext:
+    """The statement context of a transfer from its fields, the one way the daemon makes it
+    from its stored row (``engine.context``) and signerctl from the transfer the daemon sends:
+    the raw payload bound by its SHA-256, the earlier vetoes as (role, transfer) pairs. Raises
+    InvalidArgument for fields that make no statement."""
+    return StatementContext(
+        instance_id=instance_id, transfer_id=transfer_id, wallet_id=wallet_id,
+        policy_version=policy_version, expires_at=expires_at,
+        payload_sha256=hashlib.sha256(payload).digest(), legal_basis=legal_basis,
+        category_change=category_change, submitter=submitter, replaces=replaces,
+        replaces_state=replaces_state, replaces_fee_delta=replaces_fee_delta,
+        vetoed=tuple(vetoed))
+
+
 def build_statement(ctx: StatementContext, movement: Movement, decision: Decision) -> bytes:
     """The deterministic statement bytes for this transfer, movement and decision."""
     doc: dict[str, Any] = {

@@ -236,6 +236,17 @@ def adapter_for(chain: Chain) -> Any:
     return EthereumAdapter() if chain is Chain.ETHEREUM else BitcoinAdapter()
 
 
+def decode_payload(adapter: Any, wallet: Wallet, payload: bytes, limits: PayloadLimits, *,
+                   allowed_sighash: frozenset[int],
+                   tokens: Mapping[tuple[int, str], Token]) -> Decoded:
+    """A submitted payload decoded against its wallet, the one way the daemon decodes it (at
+    submission and again at the sign step) and signerctl decodes it to rebuild a statement: a
+    Bitcoin PSBT accepting the ``allowed_sighash`` types, an Ethereum transaction whose calldata
+    is a token movement only for a contract in ``tokens`` (the governance's registry)."""
+    if wallet.chain is Chain.BITCOIN:
+        return adapter.decode(wallet, payload, limits, allowed_sighash=allowed_sighash)
+    return adapter.decode(wallet, payload, limits, tokens=tokens)
+
 
 def derive_address(chain: Chain, network: str, script_type: ScriptType, threshold: int,
                    pubkeys: list[bytes]) -> tuple[str, str]:

@@ -181,10 +181,10 @@ def context(instance_id: str, row: Any) -> A.StatementContext:
     row no longer matches the approvals' signatures). A row that does not even make a
     statement (signerd writes none such) raises AuthorityViolation."""
     try:
-        return A.StatementContext(
+        return A.statement_context(
             instance_id=instance_id, transfer_id=row["id"], wallet_id=row["wallet_id"],
             policy_version=int(row["policy_version"]), expires_at=int(row["expires_at"]),
-            payload_sha256=hashlib.sha256(bytes(row["payload"])).digest(),
+            payload=bytes(row["payload"]),
             legal_basis=row["legal_basis"], category_change=row["category_change"],
             submitter=row["submitter"], replaces=row["replaces"],
             replaces_state=row["replaces_state"],

@@ -107,8 +107,14 @@ _RULE_KEYS = frozenset({"name", "asset", "min_amount", "max_amount", "destinatio
                         "veto", "expiry", "require_legal_basis", "sighash"})
 
 
-# --- requirements ---------------------------------------------------------------------------
+def sighash_numbers(names: Iterable[str]) -> frozenset[int]:
+    """The Bitcoin sighash types named (``SIGHASH_TYPES`` keys) as the numbers a PSBT decode
+    accepts: a policy's ``sighash`` and its rules' (the daemon decodes with the policy's
+    ``sighash_types``), and what signerctl's ``--allow-sighash`` adds to ALL."""
+    return frozenset(SIGHASH_TYPES[n] for n in names)
 
+
+# --- requirements ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Requirement:
@@ -434,9 +440,9 @@ def _parse_policy_cached(text: str) -> Policy:
             doc.get("max_fee", 0), "policy key 'max_fee'"),
         max_fees=_fee_table(doc.get("max_fee")),
         max_fee_rate=_rate(doc.get("max_fee_rate", 0), "policy key 'max_fee_rate'"),
-        sighash_types=frozenset(SIGHASH_TYPES[s] for s in sighash).union(
+        sighash_types=sighash_numbers(sighash).union(
             *(r.sighash for r in rules if r.sighash is not None)),
-        default_sighash=frozenset(SIGHASH_TYPES[s] for s in sighash),
+        default_sighash=sighash_numbers(sighash),
         allow_contract_creation=_flag(doc.get("allow_contract_creation", False),
                                       "policy key 'allow_contract_creation'"),
         allow_contract_calls=_flag(doc.get("allow_contract_calls", False),
@@ -478,7 +484,7 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
         category_changes=frozenset(categories),
         contract_call=_flag(raw.get("contract_call", False), f"{where} key 'contract_call'"),
         requirement=requirement_from_table(raw, name, default_expiry),
-        sighash=(frozenset(SIGHASH_TYPES[t] for t in _choices(
+        sighash=(sighash_numbers(_choices(
             raw["sighash"], f"{where} key 'sighash'", SIGHASH_TYPES,
             fold=lambda t: t.upper().replace(" ", ""))) if "sighash" in raw else None),
     )

@@ -46,7 +46,7 @@ from signerd.adapters.config import Limits
 from signerd.adapters.store import Row, Store, Tx
 from signerd.core import engine as E
 from signerd.core.approval import StatementContext
-from signerd.core.chains import Decoded, Signed, adapter_for
+from signerd.core.chains import Decoded, Signed, adapter_for, decode_payload
 from signerd.core.errors import (AuthorityViolation, HsmUnavailable, NotFound, SignerError,
                                  WalletFrozen)
 from signerd.core.model import Chain, TransferState, Wallet, WalletStatus
@@ -443,12 +443,8 @@ class SignStep:
         adapter = adapter_for(wallet.chain)
         policy, _ = E.policy_of(state, wallet, int(row["policy_version"]))
         try:
-            if wallet.chain is Chain.BITCOIN:
-                decoded = adapter.decode(wallet, bytes(row["payload"]), self.service.limits,
-                                         allowed_sighash=policy.sighash_types)
-            else:
-                decoded = adapter.decode(wallet, bytes(row["payload"]), self.service.limits,
-                                         tokens=state.tokens)
+            decoded = decode_payload(adapter, wallet, bytes(row["payload"]), self.service.limits,
+                                     allowed_sighash=policy.sighash_types, tokens=state.tokens)
         except SignerError as e:
             e.message = f"transfer {row['id']}: {e.message}"
             raise

@@ -36,7 +36,7 @@ from signerd.core import engine as E
 from signerd.core import legal_basis as LB
 from signerd.core import policy as P
 from signerd.core.chains import (BitcoinAdapter, Decoded, Ours, adapter_for, claims,
-                                 classify_outputs)
+                                 classify_outputs, decode_payload)
 from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
                                  HsmUnavailable, InvalidApproval, InvalidArgument, NotFound,
                                  PermissionDenied, PolicyDenied, SignerError, WalletFrozen)
@@ -295,11 +295,8 @@ class TransferService:
     # ---------------------------------------------------------------- submission
     def _decode(self, wallet: Wallet, payload: bytes, policy: P.Policy,
                 state: AU.AuthorityState) -> Decoded:
-        adapter = adapter_for(wallet.chain)
-        if wallet.chain is Chain.BITCOIN:
-            return adapter.decode(wallet, payload, self.limits,
-                                  allowed_sighash=policy.sighash_types)
-        return adapter.decode(wallet, payload, self.limits, tokens=state.tokens)
+        return decode_payload(adapter_for(wallet.chain), wallet, payload, self.limits,
+                              allowed_sighash=policy.sighash_types, tokens=state.tokens)
 
     def classify(self, tx: Tx, state: AU.AuthorityState, wallet: Wallet, decoded: Decoded,
                  policy: P.Policy) -> Movement:

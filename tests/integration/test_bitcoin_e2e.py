@@ -353,7 +353,7 @@ def test_sighash_none_is_bound_shown_with_a_warning_that_holds(daemon: Daemon) -
 
     from bitcointx.core.scripteval import VerifyScriptError
 
-    from signerd import cli
+    from signerd.cli.verify import rebuild_statement
     from signerd.adapters.config import Limits
     from signerd.core.model import Decision
     from tests.integration.test_cli_walkthrough import ctl
@@ -369,8 +369,8 @@ def test_sighash_none_is_bound_shown_with_a_warning_that_holds(daemon: Daemon) -
     assert "\nsighash:         input 0 NONE\n" in st.rendered
     assert NONE_WARNING in st.rendered.splitlines()
     # signerctl decodes the payload itself and rebuilds the same bytes
-    rebuilt = cli.rebuild_statement(st, t.id, Decision.APPROVE, limits=Limits(),
-                                    allowed_sighash=frozenset({0x01, 0x02}))
+    rebuilt = rebuild_statement(st, t.id, Decision.APPROVE, limits=Limits(),
+                                allowed_sighash=frozenset({0x01, 0x02}))
     assert rebuilt.statement == st.statement and rebuilt.movement.sighash == ("NONE",)
     show = ctl(daemon, "--as", "inv1", "transfer", "show", t.id).stdout
     assert NONE_WARNING in show.splitlines() and "it matches" in show

@@ -15,7 +15,8 @@ import rlp
 from eth_account import Account
 
 from signerd.core import approval
-from signerd import cli
+from signerd.cli.errors import CliError
+from signerd.cli.verify import rebuild_statement
 from signerd.adapters.config import Limits
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
@@ -129,7 +130,7 @@ def test_registered_token_transfer_is_judged_by_token_rules_and_signed(daemon: D
         (CHAIN_ID, USDT, "USDT", 6)]
     assert f"send 1,000.00 USDT (1000000000 base units) to {RECIPIENT}" in st.rendered
     assert f"token:           USDT = ERC20 contract {USDT} on chain {CHAIN_ID}" in st.rendered
-    rebuilt = cli.rebuild_statement(st, t.id, Decision.APPROVE, limits=Limits())
+    rebuilt = rebuild_statement(st, t.id, Decision.APPROVE, limits=Limits())
     assert rebuilt.statement == st.statement
 
     # A daemon (or anything between it and the operator) telling other token facts: signerctl
@@ -139,8 +140,8 @@ def test_registered_token_transfer_is_judged_by_token_rules_and_signed(daemon: D
         bad.CopyFrom(st)
         for k, v in lie.items():
             setattr(bad.tokens[0], k, v)
-        with pytest.raises(cli.CliError, match="does not match"):
-            cli.rebuild_statement(bad, t.id, Decision.APPROVE, limits=Limits())
+        with pytest.raises(CliError, match="does not match"):
+            rebuild_statement(bad, t.id, Decision.APPROVE, limits=Limits())
         mv = rebuilt.movement
         lying = approval.build_statement(
             rebuilt.context, replace(mv, tokens=(replace(mv.tokens[0], **lie),)),
@@ -152,8 +153,8 @@ def test_registered_token_transfer_is_judged_by_token_rules_and_signed(daemon: D
     dropped = pb.Statement()
     dropped.CopyFrom(st)
     del dropped.tokens[:]
-    with pytest.raises(cli.CliError, match="does not match"):
-        cli.rebuild_statement(dropped, t.id, Decision.APPROVE, limits=Limits())
+    with pytest.raises(CliError, match="does not match"):
+        rebuild_statement(dropped, t.id, Decision.APPROVE, limits=Limits())
 
     # Its entry does not change under it.
     e = rpc_error(daemon.admin().SetToken, pb.SetTokenRequest(
@@ -202,8 +203,8 @@ roles = { investigator = 1, custody_officer = 1, judge = 1 }
     st = daemon.approval("inv1").GetStatement(pb.GetStatementRequest(transfer_id=t.id,
                                                                      decision=pb.APPROVE))
     assert not st.tokens and "(NOT decoded)" in st.rendered and "USDT" not in st.rendered
-    assert cli.rebuild_statement(st, t.id, Decision.APPROVE,
-                                 limits=Limits()).statement == st.statement
+    assert rebuild_statement(st, t.id, Decision.APPROVE,
+                             limits=Limits()).statement == st.statement
     # Registering the contract now would decode the call differently than it was shown.
     e = rpc_error(daemon.admin().SetToken, pb.SetTokenRequest(
         chain_id=CHAIN_ID, address=other, symbol="OTHER", decimals=18))

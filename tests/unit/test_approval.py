@@ -334,11 +334,12 @@ def test_render_shows_each_inputs_sighash_and_warns_of_any_but_all(types, shown,
     assert f"\nsighash:         {shown}\n" in text
     assert _warnings(text) == warnings
     # signerctl shows the same lines from the movement it decodes itself
-    from signerd import cli
+    from signerd.cli.documents import movement_json
+    from signerd.cli.render import movement_text
 
-    doc = cli.movement_json(mv)
-    assert _warnings(cli.movement_text(doc)) == warnings
-    assert f"\nsighash:          {shown}\n" in cli.movement_text(doc)
+    doc = movement_json(mv)
+    assert _warnings(movement_text(doc)) == warnings
+    assert f"\nsighash:          {shown}\n" in movement_text(doc)
 
 
 def test_render_ethereum_and_tokens():
@@ -427,13 +428,14 @@ def test_verify_refuses_non_ed25519_keys(key):
 def test_signerctl_shows_the_wallet_of_ours_an_output_pays():
     """`signerctl transfer show` names the destination wallet and its category where an output
     pays one of signerd's wallets, as the statement does."""
-    from signerd import cli
+    from signerd.cli.documents import movement_json
+    from signerd.cli.render import movement_text
 
     ours = replace(BTC.outputs[0], destination_class=DestinationClass.EXTERNAL,
                    wallet_id="w_" + "c" * 16, category="confiscated", is_change=False)
-    doc = cli.movement_json(replace(BTC, outputs=(ours,)))
-    line = next(x for x in cli.movement_text(doc).splitlines() if x.startswith("  1."))
+    doc = movement_json(replace(BTC, outputs=(ours,)))
+    line = next(x for x in movement_text(doc).splitlines() if x.startswith("  1."))
     assert line.endswith(f"[external confiscated wallet w_{'c' * 16}]"), line
-    plain = cli.movement_json(replace(BTC, outputs=(replace(ours, wallet_id="", category=""),)))
-    line = next(x for x in cli.movement_text(plain).splitlines() if x.startswith("  1."))
+    plain = movement_json(replace(BTC, outputs=(replace(ours, wallet_id="", category=""),)))
+    line = next(x for x in movement_text(plain).splitlines() if x.startswith("  1."))
     assert line.endswith("[external]"), line

@@ -19,10 +19,15 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from signerd.adapters import key_files
-from signerd.core import approval, audit, operator_keys
 from signerd import cli
 from signerd.adapters import pki
+from signerd.core import approval, audit, operator_keys
 from signerd.core.chains import adapter_for, classify_outputs
+from signerd.cli.documents import transfer_json, wallet_json
+from signerd.cli.errors import CliError
+from signerd.cli.inputs import confirm
+from signerd.cli.render import fmt_amount, safe
+from signerd.cli.verify import rebuild_statement, wallet_model
 from signerd.adapters.config import Limits
 from signerd.core.ethereum.address import address_from_pubkey
 from signerd.core.model import Decision
@@ -340,10 +345,10 @@ class Tty(io.StringIO):
 
 
 def test_confirm_refuses_without_a_terminal():
-    with pytest.raises(cli.CliError, match="refusing to ask for confirmation without a "
+    with pytest.raises(CliError, match="refusing to ask for confirmation without a "
                                           "terminal; pass --yes"):
-        cli.confirm("Sign?", assume_yes=False, stdin=io.StringIO("y\n"))
-    cli.confirm("Sign?", assume_yes=True, stdin=io.StringIO(""))
+        confirm("Sign?", assume_yes=False, stdin=io.StringIO("y\n"))
+    confirm("Sign?", assume_yes=True, stdin=io.StringIO(""))
 
 
 @pytest.mark.parametrize("answer, ok", [("y\n", True), ("YES\n", True), ("n\n", False),
@@ -351,11 +356,11 @@ def test_confirm_refuses_without_a_terminal():
 def test_confirm_on_a_terminal(answer, ok):
     prompt = io.StringIO()
     if ok:
-        cli.confirm("Sign this approval?", assume_yes=False, stdin=Tty(answer), prompt_to=prompt)
+        confirm("Sign this approval?", assume_yes=False, stdin=Tty(answer), prompt_to=prompt)
     else:
-        with pytest.raises(cli.CliError, match="not confirmed"):
-            cli.confirm("Sign this approval?", assume_yes=False, stdin=Tty(answer),
-                        prompt_to=prompt)
+        with pytest.raises(CliError, match="not confirmed"):
+            confirm("Sign this approval?", assume_yes=False, stdin=Tty(answer),
+                    prompt_to=prompt)
     assert prompt.getvalue() == "Sign this approval? [y/N] "
 
 
@@ -382,7 +387,7 @@ def test_transfer_and_wallet_json_shapes():
                                          fee="150", digests=[b"\x01" * 32], vsize=141),
                     approvals=[pb.ApprovalRecord(operator_id="inv1", decision=pb.APPROVE,
                                                  signature=b"\xff", counted=True)])
-    d = cli.transfer_json(t)
+    d = transfer_json(t)
     assert d["state"] == "SIGNED" and d["chain"] == "bitcoin" and d["expires_at"] == EXPIRES
     assert d["raw_tx"] == "0200" and d["psbt"] == "cHNidP8=" and "payload" not in d
     assert d["payload_sha256"] == hashlib.sha256(b"psbt").hexdigest()
@@ -392,20 +397,20 @@ def test_transfer_and_wallet_json_shapes():
     assert d["movement"]["vsize"] == 141
     assert d["approvals"][0] == {"operator_id": "inv1", "decision": "APPROVE", "signature": "ff",
                                  "reason": "", "created_at": 0, "counted": True}
-    w = cli.wallet_json(pb.Wallet(id="w_1", chain=pb.ETHEREUM, network="ethereum",
-                                  chain_ids=[1, 5], script_type=pb.P2SH_P2WPKH,
-                                  category=pb.CONFISCATED, status=pb.FROZEN))
+    w = wallet_json(pb.Wallet(id="w_1", chain=pb.ETHEREUM, network="ethereum",
+                              chain_ids=[1, 5], script_type=pb.P2SH_P2WPKH,
+                              category=pb.CONFISCATED, status=pb.FROZEN))
     assert (w["chain"], w["chain_id"], w["chain_ids"]) == ("ethereum", 1, [1, 5])
     assert (w["category"], w["status"], w["script_type"]) == ("confiscated", "FROZEN",
                                                               "p2sh-p2wpkh")
 
 
 def test_amounts_are_shown_in_units_and_base_units():
-    assert cli.fmt_amount("1500000000000000000", "ETH") == \
+    assert fmt_amount("1500000000000000000", "ETH") == \
         "1.500000000000000000 ETH (1500000000000000000 wei)"
-    assert cli.fmt_amount(123456789, "BTC") == "1.23456789 BTC (123456789 sat)"
-    assert cli.fmt_amount(5, "ERC20:0xToken") == "5 base units of token 0xToken"
-    assert cli.safe("evil\x1b[2Jline") == "'evil\\x1b[2Jline'"
+    assert fmt_amount(123456789, "BTC") == "1.23456789 BTC (123456789 sat)"
+    assert fmt_amount(5, "ERC20:0xToken") == "5 base units of token 0xToken"
+    assert safe("evil\x1b[2Jline") == "'evil\\x1b[2Jline'"
 
 
 # ---------------------------------------------------------------- against a fake daemon
@@ -448,7 +453,7 @@ class FakeDaemon(rpc.CustodyServicer, rpc.ApprovalServicer, rpc.AdminServicer,
         if self.lie == "statement":  # the daemon describes another transaction
             payload = json.dumps({**ETH_TX, "to": "0x" + "66" * 20}).encode()
         t = self.transfer()
-        wallet = cli.wallet_model(self.wallet)
+        wallet = wallet_model(self.wallet)
         mv = adapter_for(wallet.chain).decode(wallet, payload, Limits()).movement
         mv = classify_outputs(mv, {}, ())
         ctx = approval.StatementContext(INSTANCE, t.id, t.wallet_id, t.policy_version,
@@ -595,19 +600,19 @@ def test_rebuild_detects_any_changed_metadata(daemon):
     fake, _ = daemon
     st = fake.GetStatement(pb.GetStatementRequest(transfer_id="t_1", decision=pb.APPROVE),
                            type("C", (), {"auth_context": lambda self: {}})())
-    ok = cli.rebuild_statement(st, "t_1", Decision.APPROVE, limits=Limits())
+    ok = rebuild_statement(st, "t_1", Decision.APPROVE, limits=Limits())
     assert ok.statement == st.statement
-    with pytest.raises(cli.CliError, match="does not match"):
-        cli.rebuild_statement(st, "t_1", Decision.REJECT, limits=Limits())
+    with pytest.raises(CliError, match="does not match"):
+        rebuild_statement(st, "t_1", Decision.REJECT, limits=Limits())
     for field, value in (("policy_version", 2), ("expires_at_unix", EXPIRES + 1),
                          ("legal_basis", "other"), ("payload", PAYLOAD + b" ")):
         bad = pb.Statement()
         bad.CopyFrom(st)
         setattr(bad.transfer, field, value)
-        with pytest.raises(cli.CliError, match="does not match"):
-            cli.rebuild_statement(bad, "t_1", Decision.APPROVE, limits=Limits())
-    with pytest.raises(cli.CliError, match="answered for transfer t_1, not t_2"):
-        cli.rebuild_statement(st, "t_2", Decision.APPROVE, limits=Limits())
+        with pytest.raises(CliError, match="does not match"):
+            rebuild_statement(bad, "t_1", Decision.APPROVE, limits=Limits())
+    with pytest.raises(CliError, match="answered for transfer t_1, not t_2"):
+        rebuild_statement(st, "t_2", Decision.APPROVE, limits=Limits())
 
 
 def test_show_as_operator_and_as_platform(capsys, daemon):

@@ -1,0 +1,210 @@
+"""``signerctl transfer``: transfers. Show, approve and reject rebuild the statement here from
+the raw transaction (``verify``) and show and sign only the rebuilt one."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from signerd.core import approval
+from signerd.cli.args import Commands, command, decision_commands, group, transfer_state
+from signerd.cli.context import Context, operator_principal
+from signerd.cli.documents import movement_json, transfer_json
+from signerd.cli.errors import CliError
+from signerd.cli.inputs import can_confirm, confirm, load_operator_key, read_file, read_text
+from signerd.cli.render import Output, fmt_time, safe, table, transfer_text
+from signerd.cli.verify import Rebuilt, accepted_sighash, rebuild_statement
+from signerd.core.model import Decision
+from signerd.core.policy import CATEGORY_CHANGES, SIGHASH_TYPES
+from signerd.v1 import signerd_pb2 as pb
+
+
+FINAL_STATES = frozenset({pb.SIGNED, pb.REJECTED, pb.EXPIRED, pb.CANCELLED, pb.FAILED})
+
+
+def transfer_summary(t: dict[str, Any]) -> str:
+    line = f"transfer {safe(t['id'])}: {t['state']}"
+    if t["remaining"] and t["state"] == "PENDING_APPROVAL":
+        line += f"; remaining: {safe(t['remaining'])}"
+    return line + "\n"
+
+
+def cmd_transfer_submit(ctx: Context) -> Output:
+    a = ctx.args
+    req = pb.SubmitTransferRequest(wallet_id=a.wallet, replaces=a.replaces or "",
+                                   legal_basis=a.legal_basis or "",
+                                   category_change=a.category_change or "",
+                                   idempotency_key=a.idempotency_key or "")
+    if a.psbt:
+        req.psbt = read_file(a.psbt, "PSBT file")
+    else:
+        req.ethereum.json = read_text(a.eth_tx, "transaction file")
+    t = transfer_json(ctx.call(ctx.custody().SubmitTransfer, req))
+    return Output(t, lambda: transfer_text(t))
+
+
+def cmd_transfer_list(ctx: Context) -> Output:
+    a = ctx.args
+    state = pb.TransferState.Value(a.state) if a.state else pb.TRANSFER_STATE_UNSPECIFIED
+    if ctx.is_operator:  # an operator sees what waits for them
+        found = ctx.pages(ctx.approval().ListPending,
+                          lambda page: pb.ListPendingRequest(page=page), "transfers")
+        found = (t for t in found if (not a.wallet or t.wallet_id == a.wallet)
+                 and (not a.state or t.state == state))
+    else:
+        found = ctx.pages(ctx.custody().ListTransfers, lambda page: pb.ListTransfersRequest(
+            wallet_id=a.wallet or "", state=state, page=page), "transfers")
+    ts = [transfer_json(t) for t in found]
+    return Output({"transfers": ts}, lambda: table(
+        ["ID", "WALLET", "CHAIN", "STATE", "CREATED", "EXPIRES", "REMAINING"],
+        [[t["id"], t["wallet_id"], t["chain"], t["state"], fmt_time(t["created_at"]),
+          fmt_time(t["expires_at"]), t["remaining"] if t["state"] == "PENDING_APPROVAL" else ""]
+         for t in ts]))
+
+
+def _verified(ctx: Context, decision: Decision, allowed_sighash: frozenset[int]
+              ) -> tuple[pb.Statement, Rebuilt]:
+    a = ctx.args
+    st = ctx.call(ctx.approval().GetStatement, pb.GetStatementRequest(
+        transfer_id=a.id, decision=pb.Decision.Value(decision.value)))
+    instance = ctx.config.instance_id if ctx.config is not None else None
+    rebuilt = rebuild_statement(st, a.id, decision, limits=ctx.limits, instance_id=instance,
+                                allowed_sighash=allowed_sighash)
+    return st, rebuilt
+
+
+def cmd_transfer_show(ctx: Context) -> Output:
+    a = ctx.args
+    if ctx.is_operator:
+        # Showing signs nothing: every standard sighash type decodes, and the movement shows
+        # each input's type with a WARNING for any but ALL. Approving one but ALL still needs
+        # --allow-sighash.
+        st, rebuilt = _verified(ctx, Decision.APPROVE, frozenset(SIGHASH_TYPES.values()))
+        t = transfer_json(st.transfer)
+        t["movement"] = movement_json(rebuilt.movement)
+        t["statement_verified"] = True
+        address = st.wallet.address
+    else:
+        tr = ctx.call(ctx.custody().GetTransfer, pb.GetTransferRequest(transfer_id=a.id))
+        t = transfer_json(tr)
+        address = ctx.call(ctx.custody().GetWallet,
+                           pb.GetWalletRequest(wallet_id=tr.wallet_id)).address
+    t["from_address"] = address
+    return Output(t, lambda: transfer_text(t, address)
+                  + ("statement:        rebuilt here from the raw transaction; it matches\n"
+                     if t.get("statement_verified") else ""))
+
+
+def cmd_transfer_decide(ctx: Context) -> Output:
+    a = ctx.args
+    decision = Decision.APPROVE if a.decision == "approve" else Decision.REJECT
+    operator_principal(ctx)
+    if decision is Decision.REJECT and not a.reason.strip():
+        raise CliError("transfer reject: --reason must not be empty")
+    can_confirm(assume_yes=a.yes)  # without a terminal, refuse before fetching anything
+    key = load_operator_key(a.key, a.passphrase_file)
+    try:
+        _, rebuilt = _verified(ctx, decision, accepted_sighash(a.allow_sighash))
+    except CliError as e:
+        raise CliError(f"{e}; refusing to sign") from None
+    shown = approval.render(rebuilt.context, rebuilt.movement, decision)
+    if not ctx.args.json:
+        sys.stdout.write(shown)
+        sys.stdout.flush()
+    elif not a.yes:
+        sys.stderr.write(shown)
+    confirm(f"{'Sign this approval?' if decision is Decision.APPROVE else 'Sign this rejection?'}",
+            assume_yes=a.yes)
+    signature = approval.sign_statement(key, rebuilt.statement)
+    t = transfer_json(ctx.call(ctx.approval().SubmitApproval, pb.SubmitApprovalRequest(
+        transfer_id=a.id, operator_id=ctx.principal,
+        decision=pb.Decision.Value(decision.value), signature=signature,
+        reason=a.reason or "", statement_sha256=approval.statement_digest(rebuilt.statement))))
+    verb = "approved" if decision is Decision.APPROVE else "rejected"
+    return Output(t, lambda: f"{verb} as {ctx.principal}; " + transfer_summary(t))
+
+
+def cmd_transfer_cancel(ctx: Context) -> Output:
+    t = transfer_json(ctx.call(ctx.custody().CancelTransfer, pb.CancelTransferRequest(
+        transfer_id=ctx.args.id, reason=ctx.args.reason or "")))
+    return Output(t, lambda: transfer_summary(t))
+
+
+def cmd_transfer_result(ctx: Context) -> Output:
+    t = transfer_json(ctx.call(ctx.custody().GetTransfer,
+                               pb.GetTransferRequest(transfer_id=ctx.args.id)))
+    if not (t["raw_tx"] or t["psbt"]):
+        raise CliError(f"transfer {safe(t['id'])} has no signed result (state {t['state']})",
+                       doc=t)
+    if t["chain"] == "ethereum":
+        human = f"{t['raw_tx']}\n"
+    else:
+        human = "".join(f"{v}\n" for v in (t["psbt"], t["raw_tx"]) if v)
+    return Output(t, human)
+
+
+def cmd_transfer_watch(ctx: Context) -> Output:
+    stream = ctx.custody().WatchTransfer(pb.WatchTransferRequest(transfer_id=ctx.args.id))
+    last: pb.Transfer | None = None
+    seen: tuple[int, str] | None = None
+    try:
+        for t in stream:
+            last = t
+            if not ctx.args.json and (t.state, t.remaining) != seen:
+                sys.stdout.write(f"{fmt_time(t.updated_at_unix)} " + transfer_summary(
+                    transfer_json(t)))
+                sys.stdout.flush()
+            seen = (t.state, t.remaining)
+            if t.state in FINAL_STATES:
+                break
+    finally:
+        stream.cancel()
+    if last is None or last.state not in FINAL_STATES:
+        raise CliError("the daemon ended the watch before the transfer reached a final state",
+                       doc=None if last is None else transfer_json(last))
+    doc = transfer_json(last)
+    if last.state != pb.SIGNED:
+        why = f": {safe(last.failure)}" if last.failure else ""
+        raise CliError(f"transfer {safe(last.id)} ended {doc['state']}{why}", doc=doc)
+    return Output(doc)  # the lines above were the text
+
+
+def cmd_transfer_combine(ctx: Context) -> Output:
+    t = transfer_json(ctx.call(ctx.custody().CombinePsbt, pb.CombinePsbtRequest(
+        transfer_id=ctx.args.id, psbt=read_file(ctx.args.psbt, "PSBT file"))))
+    return Output(t, lambda: transfer_summary(t))
+
+
+def register(commands: Commands) -> None:
+    g = group(commands, "transfer", "transfers")
+    sp = command(g, "submit", cmd_transfer_submit, "submit a transaction to be signed")
+    sp.add_argument("wallet")
+    tx = sp.add_mutually_exclusive_group(required=True)
+    tx.add_argument("--psbt", metavar="FILE", help="PSBT, binary or base64")
+    tx.add_argument("--eth-tx", metavar="FILE.json", help="EIP-1559 transaction as JSON")
+    sp.add_argument("--replaces", metavar="ID")
+    sp.add_argument("--legal-basis", metavar="REF",
+                    help="the court decision: 'COURT; CASE NUMBER; YYYY-MM-DD'")
+    sp.add_argument("--category-change", choices=sorted(CATEGORY_CHANGES), metavar="KIND")
+    sp.add_argument("--idempotency-key", metavar="K")
+    sp = command(g, "list", cmd_transfer_list, "list transfers (an operator: those waiting)")
+    sp.add_argument("--state", type=transfer_state, metavar="STATE")
+    sp.add_argument("--wallet", metavar="ID")
+    sp = command(g, "show", cmd_transfer_show, "show a transfer and what it moves")
+    sp.add_argument("id")
+    # Accepted as before; show decodes every standard sighash type and warns of any but ALL.
+    sp.add_argument("--allow-sighash", action="append", choices=sorted(SIGHASH_TYPES),
+                    help=argparse.SUPPRESS)
+    for sp in decision_commands(g, "transfer", cmd_transfer_decide):
+        sp.add_argument("--allow-sighash", action="append", choices=sorted(SIGHASH_TYPES),
+                        metavar="TYPE", help="also accept this Bitcoin sighash type")
+    sp = command(g, "cancel", cmd_transfer_cancel, "cancel a live transfer")
+    sp.add_argument("id")
+    sp.add_argument("--reason", metavar="TEXT")
+    sp = command(g, "result", cmd_transfer_result, "print the signed transaction")
+    sp.add_argument("id")
+    sp = command(g, "watch", cmd_transfer_watch, "follow a transfer until it ends")
+    sp.add_argument("id")
+    sp = command(g, "combine", cmd_transfer_combine, "add cosigners' signatures from a PSBT")
+    sp.add_argument("id")
+    sp.add_argument("--psbt", required=True, metavar="FILE")
