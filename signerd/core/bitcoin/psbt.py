@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import struct
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Mapping, NamedTuple
 
 from signerd.core.bitcoin.script import hash160, is_valid_pubkey
 from signerd.core.bitcoin.tx import (
@@ -425,20 +425,41 @@ def _parse_known(kt: KeyType, key: bytes, value: bytes, where: str, fields: dict
         fields[kt.attr] = decoded
 
 
+def _parse_map(pairs: list[tuple[int, bytes, bytes]], where: str,
+               by_type: dict[int, KeyType], v2_only: dict[int, str], *,
+               preimages: Mapping[int, tuple[str, int, Any]] | None = None,
+               kept: Mapping[int, tuple[str, int, tuple[int, ...] | None]] | None = None,
+               limits: Limits | None = None, tx: Transaction | None = None,
+               index: int = 0) -> tuple[dict[str, Any], dict[bytes, bytes]]:
+    """One map's entries: the modelled key types into their fields (through the map's table),
+    version 2 types refused, hash preimages and other known types checked and kept verbatim
+    with the unknown ones."""
+    f = _empty_fields(tuple(by_type.values()))
+    unknown: dict[bytes, bytes] = {}
+    for key_type, key, value in pairs:
+        kt = by_type.get(key_type)
+        if kt is not None:
+            _parse_known(kt, key, value, where, f, limits=limits, tx=tx, index=index)
+            continue
+        if key_type in v2_only:
+            raise InvalidPsbt(f"{where}: {v2_only[key_type]} is not allowed in a version 0 PSBT")
+        if preimages is not None and key_type in preimages:
+            name, size, fn = preimages[key_type]
+            digest = _key_data(key)
+            if len(digest) != size:
+                raise InvalidPsbt(f"{where}: {name} key holds {len(digest)} bytes, expected {size}")
+            if fn is not None and fn(value) != digest:
+                raise InvalidPsbt(f"{where}: {name} preimage does not match its hash")
+        elif kept is not None and key_type in kept:
+            _check_kept(kept[key_type], key, value, where)
+        unknown[key] = value
+    return f, unknown
+
+
 def _parse_global(pairs: list[tuple[int, bytes, bytes]], limits: Limits
                   ) -> tuple[Transaction, dict[bytes, KeyOrigin], int | None, dict[bytes, bytes]]:
     where = "global map"
-    f = _empty_fields(GLOBAL_KEYS)
-    unknown: dict[bytes, bytes] = {}
-    for key_type, key, value in pairs:
-        kt = _GLOBAL_BY_TYPE.get(key_type)
-        if kt is not None:
-            _parse_known(kt, key, value, where, f, limits=limits)
-        elif key_type in _GLOBAL_V2_ONLY:
-            raise InvalidPsbt(f"{where}: {_GLOBAL_V2_ONLY[key_type]} is not allowed in a "
-                              "version 0 PSBT")
-        else:
-            unknown[key] = value
+    f, unknown = _parse_map(pairs, where, _GLOBAL_BY_TYPE, _GLOBAL_V2_ONLY, limits=limits)
     if f["tx"] is None:
         raise InvalidPsbt(f"{where}: no PSBT_GLOBAL_UNSIGNED_TX (unsigned transaction missing)")
     return f["tx"], f["xpubs"], f["version"], unknown
@@ -475,46 +496,14 @@ def _is_witness_serialised(value: bytes) -> bool:
 
 
 def _parse_input(pairs: list[tuple[int, bytes, bytes]], index: int, tx: Transaction) -> PsbtInput:
-    where = f"input {index}"
-    f = _empty_fields(INPUT_KEYS)
-    unknown: dict[bytes, bytes] = {}
-    for key_type, key, value in pairs:
-        kt = _INPUT_BY_TYPE.get(key_type)
-        if kt is not None:
-            _parse_known(kt, key, value, where, f, tx=tx, index=index)
-        elif key_type in _IN_V2_ONLY:
-            raise InvalidPsbt(f"{where}: {_IN_V2_ONLY[key_type]} is not allowed in a version 0 PSBT")
-        elif key_type in _IN_PREIMAGES:
-            name, size, fn = _IN_PREIMAGES[key_type]
-            digest = _key_data(key)
-            if len(digest) != size:
-                raise InvalidPsbt(f"{where}: {name} key holds {len(digest)} bytes, expected {size}")
-            if fn is not None and fn(value) != digest:
-                raise InvalidPsbt(f"{where}: {name} preimage does not match its hash")
-            unknown[key] = value
-        elif key_type in _IN_KEPT:
-            _check_kept(_IN_KEPT[key_type], key, value, where)
-            unknown[key] = value
-        else:
-            unknown[key] = value
+    f, unknown = _parse_map(pairs, f"input {index}", _INPUT_BY_TYPE, _IN_V2_ONLY,
+                            preimages=_IN_PREIMAGES, kept=_IN_KEPT, tx=tx, index=index)
     return PsbtInput(unknown=unknown, **f)
 
 
 def _parse_output(pairs: list[tuple[int, bytes, bytes]], index: int) -> PsbtOutput:
-    where = f"output {index}"
-    f = _empty_fields(OUTPUT_KEYS)
-    unknown: dict[bytes, bytes] = {}
-    for key_type, key, value in pairs:
-        kt = _OUTPUT_BY_TYPE.get(key_type)
-        if kt is not None:
-            _parse_known(kt, key, value, where, f)
-        elif key_type in _OUT_V2_ONLY:
-            raise InvalidPsbt(f"{where}: {_OUT_V2_ONLY[key_type]} is not allowed in a version 0 PSBT")
-        elif key_type in _OUT_KEPT:
-            _check_kept(_OUT_KEPT[key_type], key, value, where)
-            unknown[key] = value
-        else:
-            unknown[key] = value
+    f, unknown = _parse_map(pairs, f"output {index}", _OUTPUT_BY_TYPE, _OUT_V2_ONLY,
+                            kept=_OUT_KEPT)
     return PsbtOutput(unknown=unknown, **f)
 
 
