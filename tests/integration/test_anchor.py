@@ -48,7 +48,9 @@ from signerd.adapters import hsm
 from signerd.adapters.config import load
 from signerd.core.errors import ConfigError, HsmUnavailable, SignerError
 from signerd.adapters.hsm import Keystore
-from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc_error
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.governance import decide
+from tests.support.rpc import pb, rpc_error
 from tests.integration.test_ethereum_e2e import submit, tx_fields
 
 PROBE = 0.5

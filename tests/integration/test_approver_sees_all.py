@@ -33,7 +33,9 @@ from hexbytes import HexBytes
 
 from signerd.core.bitcoin.psbt import Psbt, PsbtOutput
 from signerd.core.bitcoin.tx import Transaction, TxOut
-from tests.helpers import Daemon, decide, govern, pb, rpc_error, set_policy
+from tests.support.daemon import Daemon
+from tests.support.governance import decide, govern, set_policy
+from tests.support.rpc import pb, rpc_error
 from tests.integration import test_bitcoin_e2e as btc
 from tests.integration.test_cli_walkthrough import ctl
 from tests.integration.test_ethereum_e2e import submit, tx_fields

@@ -22,7 +22,9 @@ import pytest
 
 from signerd.core import audit
 from signerd.adapters.store.factory import open_store
-from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc_error, signerctl_cmd
+from tests.support.daemon import Daemon, edit_config, init_state, signerctl_cmd
+from tests.support.governance import decide
+from tests.support.rpc import pb, rpc_error
 from tests.integration.test_ethereum_e2e import tx_fields
 
 CHECKPOINT_SECONDS = 0.5

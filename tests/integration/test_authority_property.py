@@ -60,7 +60,8 @@ from signerd.core.errors import SignerError
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
 from signerd.core.operator_keys import generate, public_pem
-from tests.helpers import app_govern, app_wallet, init_state
+from tests.support.daemon import init_state
+from tests.support.governance import app_govern, app_wallet
 from tests.integration.test_ethereum_e2e import tx_fields
 
 ROLES = ("custody_officer", "investigator", "prosecutor")

@@ -22,7 +22,9 @@ from signerd.core.bitcoin.address import address_to_script
 from signerd.core.bitcoin.psbt import Psbt, PsbtInput, PsbtOutput, parse_psbt
 from signerd.core.bitcoin.script import p2wpkh_script
 from signerd.core.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
-from tests.helpers import Daemon, decide, govern, init_state, pb, rpc_error, set_policy
+from tests.support.daemon import Daemon, init_state
+from tests.support.governance import decide, govern, set_policy
+from tests.support.rpc import pb, rpc_error
 
 FLAGS = {SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_WITNESS, SCRIPT_VERIFY_DERSIG, SCRIPT_VERIFY_LOW_S,
          SCRIPT_VERIFY_NULLDUMMY, SCRIPT_VERIFY_NULLFAIL, SCRIPT_VERIFY_STRICTENC,

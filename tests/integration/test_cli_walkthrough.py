@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from tests.helpers import Daemon, init_state, signerctl_cmd
+from tests.support.daemon import Daemon, init_state, signerctl_cmd
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,9 @@ import pytest
 from eth_account import Account
 
 from signerd.core.bitcoin.address import address_to_script
-from tests.helpers import Daemon, decide, govern, init_state, pb, rpc_error
+from tests.support.daemon import Daemon, init_state
+from tests.support.governance import decide, govern
+from tests.support.rpc import pb, rpc_error
 from tests.integration.test_bitcoin_e2e import EXTERNAL, build_psbt, verify_with_bitcointx
 from tests.integration.test_ethereum_e2e import tx_fields
 

@@ -13,7 +13,8 @@ from Crypto.Hash import keccak
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.helpers import Daemon, init_state, pb, rpc_error, signerd_cmd
+from tests.support.daemon import Daemon, init_state, signerd_cmd
+from tests.support.rpc import pb, rpc_error
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ import pytest
 from eth_account import Account
 
 from tests.unit.eth_oracle import CHAIN_ID, mine_raw_tx
-from tests.helpers import Daemon, decide, init_state, pb, rpc_error, set_policy
+from tests.support.daemon import Daemon, init_state
+from tests.support.governance import decide, set_policy
+from tests.support.rpc import pb, rpc_error
 
 GWEI = 10**9
 

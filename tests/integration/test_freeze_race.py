@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import Daemon, decide, edit_config, govern, init_state, pb
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.governance import decide, govern
+from tests.support.rpc import pb
 from tests.integration.test_governance_attacks import (assert_eth_signed, assert_no_signature,
                                                        audit_events, eth_transfer, eth_wallet,
                                                        sqlite_writer, transfer, wait_for,

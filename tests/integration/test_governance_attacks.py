@@ -66,8 +66,9 @@ from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
 from signerd.core.operator_keys import generate, public_pem
 from signerd.services.transfers import movement_from_json
-from tests.helpers import (Daemon, decide, decide_proposal, edit_config, govern, init_state, pb,
-                           register_operator, rpc_error, set_policy, signerd_cmd)
+from tests.support.daemon import Daemon, edit_config, init_state, signerd_cmd
+from tests.support.governance import decide, decide_proposal, govern, register_operator, set_policy
+from tests.support.rpc import pb, rpc_error
 from tests.integration.test_bitcoin_e2e import build_psbt, verify_with_bitcointx
 from tests.integration.test_ethereum_e2e import submit, tx_fields
 
@@ -252,7 +253,7 @@ def insert_approval(db: StoreWriter, transfer_id: str, operator_id: str, signatu
 def operator_cert(d: Daemon, name: str) -> None:
     """A client certificate for ``name`` from the dev CA (as test_revoked_operator does)."""
     from signerd.adapters import pki
-    from tests.helpers import dev_ca
+    from tests.support.daemon import dev_ca
 
     key, cert = pki.issue_client(*dev_ca(d.state), name)
     pki.write_pem_key(d.state / "pki" / "clients" / f"{name}.key", key)

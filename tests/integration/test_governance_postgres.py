@@ -51,7 +51,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.helpers import Daemon, edit_config, init_state, pb
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.rpc import pb
 from tests.integration.test_governance_attacks import (
     PROBE, StoreWriter, attack_erased_proposal_rejection, attack_erased_veto,
     attack_erased_veto_across_a_restart, attack_erased_veto_and_its_audit_events,
@@ -173,7 +174,7 @@ def test_pg_store_writer_inserts_a_transfer_row(daemon: Daemon, db: PgWriter) ->
 
 def test_pg_policy_change_passes_a_transfer_another_transaction_holds(daemon: Daemon,
                                                                      pg_url: str) -> None:
-    from tests.helpers import decide, set_policy
+    from tests.support.governance import decide, set_policy
     from tests.integration.test_governance_attacks import eth_transfer, eth_wallet
     from tests.integration.test_transfer_seal import TINY_ONLY
 

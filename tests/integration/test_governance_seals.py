@@ -42,8 +42,9 @@ from signerd.core.errors import AuthorityViolation, FailedPrecondition, Permissi
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private, write_keypair
 from signerd.core.operator_keys import generate, public_pem
-from tests.helpers import (Daemon, decide, decide_proposal, govern, pb, register_operator,
-                           rpc_error)
+from tests.support.daemon import Daemon
+from tests.support.governance import decide, decide_proposal, govern, register_operator
+from tests.support.rpc import pb, rpc_error
 from tests.integration.test_bitcoin_e2e import verify_with_bitcointx
 from tests.integration.test_governance_attacks import (ALL_ROLES, SqliteWriter, StoreWriter,
                                                        assert_eth_signed, assert_no_signature,
@@ -231,7 +232,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from signerd.adapters import config as C
     from signerd.adapters import hsm
     from signerd.app import App
-    from tests.helpers import init_state
+    from tests.support.daemon import init_state
 
     cfg = C.load(init_state(tmp_path_factory.mktemp("govsealapp") / "state"))
     a = App(cfg)

@@ -28,7 +28,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from signerd.daemon import find_softhsm_module
 from signerd.adapters.hsm import DEFAULT_CALL_TIMEOUT
-from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc_error, signerd_cmd
+from tests.support.daemon import Daemon, edit_config, init_state, signerd_cmd
+from tests.support.governance import decide
+from tests.support.rpc import pb, rpc_error
 from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

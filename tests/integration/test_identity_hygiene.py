@@ -19,8 +19,9 @@ import grpc
 import pytest
 
 from signerd.adapters import pki
-from tests.helpers import (Daemon, edit_config, govern, pb, register_operator, rpc, rpc_error,
-                           signerctl_cmd, signerd_cmd)
+from tests.support.daemon import Daemon, edit_config, signerctl_cmd, signerd_cmd
+from tests.support.governance import govern, register_operator
+from tests.support.rpc import pb, rpc, rpc_error
 from tests.integration.test_security_matrix import (EXPECTED, METHODS, call, channel_with,
                                                     details)
 

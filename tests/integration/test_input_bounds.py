@@ -17,7 +17,8 @@ import pytest
 
 from signerd.api import validate as V
 from signerd.v1 import signerd_pb2 as pb
-from tests.helpers import Daemon, edit_config, init_state, rpc_error
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.rpc import rpc_error
 from tests.rpc_raw import METHODS, call, field_bytes, field_varint
 
 XPUB = ("xpub661MyMwAqRbcFW31YEwpkMuc5THy2PSt5bDMsktWQcFF8syAmRUapSCGu8ED9W6oDMSgv6Zz8idoc4a6mr8"

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.helpers import Daemon, edit_config, init_state, pb, signerd_cmd
+from tests.support.daemon import Daemon, edit_config, init_state, signerd_cmd
+from tests.support.rpc import pb
 
 
 def serving(d: Daemon) -> bool:

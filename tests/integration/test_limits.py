@@ -12,7 +12,8 @@ import grpc
 import pytest
 
 from signerd.core.bitcoin.psbt import PsbtOutput
-from tests.helpers import Daemon, edit_config, init_state, pb, rpc_error
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.rpc import pb, rpc_error
 from tests.integration.test_bitcoin_e2e import EXTERNAL, build_psbt, wallet
 from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
 

@@ -32,7 +32,9 @@ from signerd.core.errors import AlreadyExists, Conflict, InvalidArgument, StoreU
 from signerd.adapters.key_files import load_private
 from signerd.adapters.store.factory import open_store
 from signerd.adapters.store.postgres import PostgresStore
-from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc, rpc_error
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.governance import decide
+from tests.support.rpc import pb, rpc, rpc_error
 from tests.pg import PgCluster
 from tests.unit.eth_oracle import CHAIN_ID
 

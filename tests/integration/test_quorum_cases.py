@@ -16,7 +16,9 @@ from signerd.core.chains import EthereumAdapter, classify_outputs
 from signerd.adapters.config import Limits
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
-from tests.helpers import Daemon, decide, govern, init_state, pb, register_operator, rpc_error
+from tests.support.daemon import Daemon, init_state
+from tests.support.governance import decide, govern, register_operator
+from tests.support.rpc import pb, rpc_error
 from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
 
 
@@ -125,7 +127,7 @@ def test_revoked_operator(daemon: Daemon, tmp_path) -> None:
     # cust9 needs a client certificate too: issue one from the dev CA.
     from signerd.adapters import pki
 
-    from tests.helpers import dev_ca
+    from tests.support.daemon import dev_ca
 
     ck, cc = pki.issue_client(*dev_ca(daemon.state), "cust9")
     pki.write_pem_key(daemon.state / "pki" / "clients" / "cust9.key", ck)

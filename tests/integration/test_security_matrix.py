@@ -26,8 +26,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from signerd.adapters import pki
 from signerd.api.server import ALLOWED
-from tests import helpers
-from tests.helpers import Daemon, edit_config, init_state, pb, rpc, signerd_cmd
+from tests.support import daemon as helpers
+from tests.support.daemon import Daemon, edit_config, init_state, signerd_cmd
+from tests.support.rpc import pb, rpc
 
 PRINCIPALS = {"platform": "platform", "inv1": "operator", "admin": "admin", "auditor": "auditor"}
 SERVICES = ("Custody", "Approval", "Admin", "Governance", "Audit")

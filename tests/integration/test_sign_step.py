@@ -23,7 +23,8 @@ from signerd.core.errors import FailedPrecondition, WalletFrozen
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
 from signerd.services.wallets import WalletRequest
-from tests.helpers import app_govern, init_state
+from tests.support.daemon import init_state
+from tests.support.governance import app_govern
 from tests.integration.test_ethereum_e2e import tx_fields
 
 

@@ -14,7 +14,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.helpers import Daemon, decide, edit_config, init_state, pb
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.governance import decide
+from tests.support.rpc import pb
 from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
 
 PER_PRINCIPAL, TOTAL = 60, 100

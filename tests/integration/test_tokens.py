@@ -19,8 +19,9 @@ from signerd import cli
 from signerd.adapters.config import Limits
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
-from tests.helpers import (Daemon, decide, govern, init_state, pb, rpc_error, set_policy,
-                           signerctl_cmd)
+from tests.support.daemon import Daemon, init_state, signerctl_cmd
+from tests.support.governance import decide, govern, set_policy
+from tests.support.rpc import pb, rpc_error
 from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
 from tests.unit.eth_oracle import CHAIN_ID
 
@@ -256,7 +257,7 @@ def test_the_sign_step_refuses_a_call_the_registry_now_decodes_otherwise(app) ->
     from signerd.services.admin import AdminService
     from signerd.core.errors import AuthorityViolation
     from signerd.core.approval import sign_statement
-    from tests.helpers import app_govern, app_wallet
+    from tests.support.governance import app_govern, app_wallet
 
     view = app_govern(app, AdminService(app).set_token(
         "admin", chain_id=1, address=USDT, symbol="USDT", decimals=6))

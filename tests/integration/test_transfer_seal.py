@@ -23,7 +23,9 @@ from typing import Iterator
 import grpc
 import pytest
 
-from tests.helpers import Daemon, decide, govern, pb, rpc_error, set_policy
+from tests.support.daemon import Daemon
+from tests.support.governance import decide, govern, set_policy
+from tests.support.rpc import pb, rpc_error
 from tests.integration.test_bitcoin_e2e import verify_with_bitcointx
 from tests.integration.test_ethereum_e2e import submit, tx_fields
 from tests.integration.test_governance_attacks import (StoreWriter, _nonce, assert_eth_signed,
