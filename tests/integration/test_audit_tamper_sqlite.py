@@ -16,7 +16,7 @@ from signerd.adapters.store.sqlite import SqliteStore
 from tests.support.daemon import Daemon, init_state, signerctl_cmd
 from tests.support.governance import decide
 from tests.support.rpc import pb
-from tests.integration.test_ethereum_e2e import tx_fields
+from tests.support.ethereum import tx_fields
 
 
 @pytest.fixture(scope="module")

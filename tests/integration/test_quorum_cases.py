@@ -19,15 +19,14 @@ from signerd.adapters.key_files import load_private
 from tests.support.daemon import Daemon, init_state
 from tests.support.governance import decide, govern, register_operator
 from tests.support.rpc import pb, rpc_error
-from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
+from tests.support.ethereum import eth_wallet, submit, tx_fields
+from tests.support.fixtures import DaemonFactory
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    d = Daemon(init_state(tmp_path_factory.mktemp("quorum") / "state")).start()
+def daemon(daemon_factory: DaemonFactory):
+    yield from daemon_factory.run("quorum")
     # inv1, inv2 investigators; cust1, cust2 custody officers; judge1 judge (veto)
-    yield d
-    d.stop()
 
 
 def signature_rows(d: Daemon, transfer_id: str) -> int:

@@ -24,7 +24,7 @@ from signerd.core.operator_keys import generate, public_pem
 from signerd.services.wallets import WalletRequest
 from tests.support.daemon import init_state
 from tests.support.governance import app_govern, app_wallet
-from tests.integration.test_ethereum_e2e import tx_fields
+from tests.support.ethereum import tx_fields
 
 ROLES = ["investigator", "custody_officer", "prosecutor"]
 

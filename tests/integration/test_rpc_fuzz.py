@@ -45,8 +45,8 @@ from signerd.api.server import ALLOWED
 from signerd.daemon import DEMO_GOVERNANCE, DEMO_POLICIES
 from tests.support.daemon import Daemon, edit_config, init_state
 from tests.support.rpc import pb
-from tests.integration.test_bitcoin_e2e import EXTERNAL, build_psbt
-from tests.integration.test_ethereum_e2e import tx_fields
+from tests.support.bitcoin import EXTERNAL, build_psbt
+from tests.support.ethereum import tx_fields
 from tests.rpc_raw import (LONG_LIVED, METHODS, PRINCIPAL_OF_KIND, call, field_bytes,
                            field_varint, tag, varint)
 

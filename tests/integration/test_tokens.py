@@ -22,8 +22,9 @@ from signerd.adapters.key_files import load_private
 from tests.support.daemon import Daemon, init_state, signerctl_cmd
 from tests.support.governance import decide, govern, set_policy
 from tests.support.rpc import pb, rpc_error
-from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
+from tests.support.ethereum import eth_wallet, submit, tx_fields
 from tests.unit.eth_oracle import CHAIN_ID
+from tests.support.fixtures import DaemonFactory
 
 USDT = "0xdAC17F958D2ee523a2206206994597C13D831ec7"  # any contract address will do
 RECIPIENT = "0x" + "35" * 20
@@ -59,10 +60,8 @@ roles = {{ investigator = 1, custody_officer = 1, prosecutor = 1 }}
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    d = Daemon(init_state(tmp_path_factory.mktemp("tokens") / "state")).start()
-    yield d
-    d.stop()
+def daemon(daemon_factory: DaemonFactory):
+    yield from daemon_factory.run("tokens")
 
 
 def ctl(d: Daemon, *args: str, ok: bool = True) -> subprocess.CompletedProcess:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -181,3 +182,14 @@ class Daemon:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
                                     timeout=10) as r:
             return r.read().decode()
+
+
+# ---------------------------------------------------------------- from test_postgres.py
+
+def replica_config(cfg: Path, name: str) -> Path:
+    """Another replica of the same instance: the same file (instance id, HSM token and PIN,
+    PKI, store URL), in the same folder so its relative paths name the same files. Both listen
+    on port 0, so each gets its own free gRPC and metrics port."""
+    other = cfg.with_name(f"signerd-{name}.toml")
+    shutil.copyfile(cfg, other)
+    return other
