@@ -15,7 +15,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import grpc
 
@@ -33,12 +33,24 @@ def signerctl_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "signerd.cli", *args]
 
 
-def init_state(path: Path, *extra: str) -> Path:
+def init_state(path: Path, *extra: str, cwd: Path | None = None, timeout: float = 120) -> Path:
+    """A state folder made by ``signerd init`` (its own SoftHSM token, PKI, operators and their
+    keys, SQLite unless ``extra`` names another store), listening on free ports; returns its
+    config file. ``cwd``: the folder ``signerd`` runs in (``python -m`` imports signerd from
+    there first; bench/authority.py points it at the checkout under test)."""
     r = subprocess.run(signerd_cmd("init", str(path), "--listen", "127.0.0.1:0", "--metrics",
                                    "127.0.0.1:0", *extra), capture_output=True, text=True,
-                       timeout=120)
+                       timeout=timeout, cwd=cwd)
     assert r.returncode == 0, r.stderr
     return path / "signerd.toml"
+
+
+def operator_keys(state: Path) -> dict[str, Any]:
+    """The operators' Ed25519 private keys that ``signerd init`` wrote (STATE/operators/*.key),
+    by operator id."""
+    from signerd.adapters.key_files import load_private
+
+    return {p.stem: load_private(p) for p in sorted((state / "operators").glob("*.key"))}
 
 
 def dev_ca(state: Path) -> tuple[Any, Any]:
@@ -88,12 +100,18 @@ def edit_config(cfg: Path, section: str, **values: Any) -> None:
 
 @dataclass
 class Daemon:
+    """``signerd run`` as a subprocess on a state folder, with an mTLS channel per principal.
+    ``cwd``: the folder it runs in (see :func:`init_state`); ``channel_options``: more gRPC
+    options of the client channels (the benchmarks take larger messages)."""
+
     config: Path
     proc: subprocess.Popen[str] | None = None
     port: int = 0
     metrics_port: int = 0
     log_path: Path | None = None
     channels: dict[str, grpc.Channel] = field(default_factory=dict)
+    cwd: Path | None = None
+    channel_options: ClassVar[tuple[tuple[str, Any], ...]] = ()
 
     @property
     def state(self) -> Path:
@@ -103,7 +121,7 @@ class Daemon:
         self.log_path = self.state / f"daemon-{int(time.time() * 1000)}.log"
         log = open(self.log_path, "w")
         self.proc = subprocess.Popen(signerd_cmd("run", "--config", str(self.config)),
-                                     stdout=subprocess.PIPE, stderr=log, text=True,
+                                     stdout=subprocess.PIPE, stderr=log, text=True, cwd=self.cwd,
                                      env=dict(os.environ, PYTHONUNBUFFERED="1"))
         deadline = time.time() + timeout
         assert self.proc.stdout is not None
@@ -148,7 +166,8 @@ class Daemon:
                 certificate_chain=(pki / "clients" / f"{principal}.pem").read_bytes())
             self.channels[principal] = grpc.secure_channel(
                 f"127.0.0.1:{self.port}", creds,
-                options=[("grpc.ssl_target_name_override", "localhost")])
+                options=[("grpc.ssl_target_name_override", "localhost"),
+                         *self.channel_options])
         return self.channels[principal]
 
     def custody(self, principal: str = "platform") -> rpc.CustodyStub:
