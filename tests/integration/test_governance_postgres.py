@@ -63,7 +63,7 @@ from tests.support.attacks import (FRESH, PROBE, StoreWriter, attack_erased_prop
                                    attack_one_approver_policy_row, attack_reclassified_destination,
                                    attack_replaced_genesis, attack_thawed_frozen_wallet,
                                    attack_zero_signature_approvals)
-from tests.pg import PgCluster
+from tests.support.pg import PgCluster
 from tests.support.fixtures import DaemonFactory
 
 pytestmark = [pytest.mark.postgres]

@@ -19,7 +19,7 @@ from signerd.api import validate as V
 from signerd.v1 import signerd_pb2 as pb
 from tests.support.daemon import Daemon, edit_config, init_state
 from tests.support.rpc import rpc_error
-from tests.rpc_raw import METHODS, call, field_bytes, field_varint
+from tests.support.rpc_raw import METHODS, call, field_bytes, field_varint
 from tests.support.fixtures import DaemonFactory
 
 XPUB = ("xpub661MyMwAqRbcFW31YEwpkMuc5THy2PSt5bDMsktWQcFF8syAmRUapSCGu8ED9W6oDMSgv6Zz8idoc4a6mr8"

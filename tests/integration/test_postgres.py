@@ -35,7 +35,7 @@ from signerd.adapters.store.postgres import PostgresStore
 from tests.support.daemon import Daemon, edit_config, init_state, replica_config
 from tests.support.governance import decide
 from tests.support.rpc import pb, rpc, rpc_error
-from tests.pg import PgCluster
+from tests.support.pg import PgCluster
 from tests.unit.eth_oracle import CHAIN_ID
 
 pytestmark = [pytest.mark.postgres]

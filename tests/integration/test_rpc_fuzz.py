@@ -47,8 +47,8 @@ from tests.support.daemon import Daemon, edit_config, init_state
 from tests.support.rpc import pb
 from tests.support.bitcoin import EXTERNAL, build_psbt
 from tests.support.ethereum import tx_fields
-from tests.rpc_raw import (LONG_LIVED, METHODS, PRINCIPAL_OF_KIND, call, field_bytes,
-                           field_varint, tag, varint)
+from tests.support.rpc_raw import (LONG_LIVED, METHODS, PRINCIPAL_OF_KIND, call, field_bytes,
+                                   field_varint, tag, varint)
 
 SEED = int(os.environ.get("SIGNERD_FUZZ_SEED", "13"))
 ROUNDS = int(os.environ.get("SIGNERD_FUZZ_ROUNDS", "25"))
