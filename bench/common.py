@@ -1,6 +1,10 @@
 """Shared pieces of the benchmarks: state folders, the raw PKCS#11 token, a daemon runner,
 time-bounded loops, percentiles, CPU and memory readings, and the machine description.
 
+The state folder (``signerd init``), config edits, the daemon runner and the operators' keys
+are the tests' own harness, tests/support/daemon.py, taken from this checkout (it imports no
+signerd module when imported, so bench/authority.py can still choose the tree signerd comes from).
+
 Nothing here asserts anything about time; the parts measure and report.
 """
 from __future__ import annotations
@@ -15,20 +19,22 @@ import platform
 import pstats
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from tests.support import daemon as harness  # noqa: E402  (the tests' harness: ROOT above)
+from tests.support.daemon import LISTEN_RE, edit_config  # noqa: E402,F401
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 SECP256K1_OID = "1.3.132.0.10"
@@ -46,17 +52,25 @@ LAYERS = ("core", "adapters", "services")  # signerd's layer packages (none at 9
 def signerd_module(name: str) -> Any:
     """signerd's module ``name`` as the flat layout named it ("approval", "bitcoin.signer",
     "store"): ``signerd.<layer>.<name>`` in the layered tree, else ``signerd.<name>`` (the
-    flat tree, e.g. 91a50dd), so one harness measures both."""
+    flat tree, e.g. 91a50dd), so one harness measures both.
+
+    Which one is decided by the files of the signerd package imported, not by trying imports:
+    an editable install of another checkout (a .venv made by scripts/install.sh) would answer
+    an import the imported tree cannot, with that checkout's module."""
     import importlib
 
     for layer in LAYERS:
-        target = f"signerd.{layer}.{name}"
-        try:
-            return importlib.import_module(target)
-        except ModuleNotFoundError as e:  # only a module of the other layout missing
-            if e.name is None or not target.startswith(e.name):
-                raise
+        if _in_tree(f"{layer}.{name}"):
+            return importlib.import_module(f"signerd.{layer}.{name}")
     return importlib.import_module(f"signerd.{name}")
+
+
+def _in_tree(dotted: str) -> bool:
+    """Whether the signerd package imported has module or package ``signerd.<dotted>``."""
+    import signerd
+
+    path = Path(signerd.__file__).resolve().parent.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def flat_path(path: str) -> str:
@@ -305,34 +319,14 @@ def profile_summary(prof: Any, names: dict[str, str]) -> dict[str, float]:
 # ---------------------------------------------------------------- state folders and config
 
 def signerd_init(path: Path, *extra: str) -> Path:
-    """A state folder made by ``signerd init`` (own SoftHSM token, SQLite, PKI, operators)."""
-    r = subprocess.run([sys.executable, "-m", "signerd.daemon", "init", str(path), "--listen",
-                        "127.0.0.1:0", "--metrics", "127.0.0.1:0", *extra],
-                       capture_output=True, text=True, timeout=180, cwd=str(ROOT))
-    if r.returncode != 0:
-        raise RuntimeError(f"signerd init failed: {r.stderr}")
-    return path / "signerd.toml"
+    """A state folder made by ``signerd init`` (own SoftHSM token, SQLite, PKI, operators),
+    run from ROOT (the checkout signerd is imported from)."""
+    return harness.init_state(path, *extra, cwd=ROOT, timeout=180)
 
 
 def set_config(cfg: Path, section: str, **values: Any) -> None:
-    """Set keys of one [section] of a signerd TOML config (a simple textual edit)."""
-    text = cfg.read_text()
-    doc = tomllib.loads(text)
-
-    def lit(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        return f'"{v}"' if isinstance(v, str) else repr(v)
-
-    if section in doc:
-        for k in values:
-            text = re.sub(rf"(?m)^{k} = .*\n", "", text) if k in doc[section] else text
-        block = "".join(f"{k} = {lit(v)}\n" for k, v in values.items())
-        text = text.replace(f"[{section}]\n", f"[{section}]\n" + block, 1)
-    else:
-        text += f"\n[{section}]\n" + "".join(f"{k} = {lit(v)}\n" for k, v in values.items())
-    cfg.write_text(text)
-    tomllib.loads(cfg.read_text())
+    """Set keys of one [section] of a signerd TOML config (the tests' ``edit_config``)."""
+    edit_config(cfg, section, **values)
 
 
 def bench_limits(cfg: Path) -> None:
@@ -497,9 +491,13 @@ def open_app(cfg: Path) -> Any:
 
 
 def operator_keys(state: Path) -> dict[str, Any]:
+    """The operators' private keys of a state folder, by operator id (the tests' harness; a
+    tree from before signerd.adapters.key_files, such as 91a50dd, loads them with its own
+    operator_keys.load_private)."""
+    if _in_tree("adapters.key_files"):
+        return harness.operator_keys(state)
     load_private = signerd_module("operator_keys").load_private
-
-    return {p.stem: load_private(p) for p in (state / "operators").glob("*.key")}
+    return {p.stem: load_private(p) for p in sorted((state / "operators").glob("*.key"))}
 
 
 GWEI = 10**9
@@ -555,100 +553,21 @@ def build_psbt(spec: Any, n_inputs: int, *, salt: int = 0, value: int = 20_000) 
 
 # ---------------------------------------------------------------- a daemon of its own
 
-LISTEN_RE = re.compile(r"listening on (\S+):(\d+) .*metrics on http://(\S+):(\d+)/metrics")
+class Daemon(harness.Daemon):
+    """The tests' daemon runner (``signerd run`` as a subprocess, mTLS channels per principal),
+    run from ROOT, with client channels that take messages up to 64 MiB."""
 
+    channel_options = (("grpc.max_receive_message_length", 64 << 20),)
 
-@dataclass
-class Daemon:
-    """``signerd run`` as a subprocess on a state folder, with mTLS channels per principal."""
-
-    config: Path
-    proc: subprocess.Popen[str] | None = None
-    port: int = 0
-    metrics_port: int = 0
-    channels: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def state(self) -> Path:
-        return self.config.parent
+    def start(self, timeout: float = 60) -> "Daemon":
+        self.cwd = ROOT
+        super().start(timeout)
+        return self
 
     @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
-
-    def start(self, timeout: float = 60) -> "Daemon":
-        logf = open(self.state / f"daemon-{int(time.time() * 1000)}.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "signerd.daemon", "run", "--config",
-                                      str(self.config)], stdout=subprocess.PIPE, stderr=logf,
-                                     text=True, cwd=str(ROOT),
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        deadline = time.time() + timeout
-        assert self.proc.stdout is not None
-        while time.time() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"daemon exited {self.proc.returncode}")
-                continue
-            m = LISTEN_RE.search(line)
-            if m:
-                self.port, self.metrics_port = int(m.group(2)), int(m.group(4))
-                return self
-        raise RuntimeError("daemon did not start in time")
-
-    def stop(self, timeout: float = 30) -> int:
-        for ch in self.channels.values():
-            ch.close()
-        self.channels.clear()
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self.proc = None
-        return rc
-
-    def channel(self, principal: str = "platform") -> Any:
-        import grpc
-
-        if principal not in self.channels:
-            pki = self.state / "pki"
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=(pki / "ca.pem").read_bytes(),
-                private_key=(pki / "clients" / f"{principal}.key").read_bytes(),
-                certificate_chain=(pki / "clients" / f"{principal}.pem").read_bytes())
-            self.channels[principal] = grpc.secure_channel(
-                f"127.0.0.1:{self.port}", creds,
-                options=[("grpc.ssl_target_name_override", "localhost"),
-                         ("grpc.max_receive_message_length", 64 << 20)])
-        return self.channels[principal]
-
-    def custody(self, principal: str = "platform") -> Any:
-        from signerd.v1 import signerd_pb2_grpc as rpc
-
-        return rpc.CustodyStub(self.channel(principal))
-
-    def approval(self, principal: str) -> Any:
-        from signerd.v1 import signerd_pb2_grpc as rpc
-
-        return rpc.ApprovalStub(self.channel(principal))
-
-    def audit(self, principal: str = "auditor") -> Any:
-        from signerd.v1 import signerd_pb2_grpc as rpc
-
-        return rpc.AuditStub(self.channel(principal))
-
-    def metrics(self) -> str:
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
-                                    timeout=10) as r:
-            return r.read().decode()
 
     def histogram(self, name: str) -> dict[str, float]:
         """Sum and count of one Prometheus histogram of the daemon."""

@@ -11,6 +11,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+# The shared harness asserts too (the attack helpers above all): rewrite its asserts as pytest
+# does a test module's, before anything imports it.
+pytest.register_assert_rewrite("tests.support")
+
+from tests.support.fixtures import daemon_factory  # noqa: E402,F401  (the one daemon factory)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:

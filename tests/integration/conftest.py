@@ -1,6 +1,6 @@
 """PostgreSQL fixtures for the integration tests, and the CI rule that they may not be skipped.
 
-``pg_cluster`` starts one throwaway cluster per session (tests/pg.py) and removes it at the end;
+``pg_cluster`` starts one throwaway cluster per session (tests/support/pg.py) and removes it at the end;
 ``pg_url`` gives each test module its own empty database. When the cluster cannot start, the
 tests that need it are skipped with the reason -- except under ``SIGNERD_CI=1`` (set by .ci/run),
 where the fixture fails instead, and any other skip of a ``postgres``-marked test is reported as
@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.pg import PgCluster, PgUnavailable
+from tests.support.pg import PgCluster, PgUnavailable
 
 
 def _in_ci() -> bool:

@@ -48,8 +48,11 @@ from signerd.adapters import hsm
 from signerd.adapters.config import load
 from signerd.core.errors import ConfigError, HsmUnavailable, SignerError
 from signerd.adapters.hsm import Keystore
-from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc_error
-from tests.integration.test_ethereum_e2e import submit, tx_fields
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.governance import decide
+from tests.support.rpc import pb, rpc_error
+from tests.support.ethereum import submit, tx_fields
+from tests.support.fixtures import DaemonFactory
 
 PROBE = 0.5
 EXTERNAL_ETH = "0x000000000000000000000000000000000000dEaD"
@@ -173,10 +176,10 @@ def app_on(d: Daemon) -> Any:
 # ---------------------------------------------------------------- 1. a freeze rolled back
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = daemon_for(tmp_path_factory.mktemp("anchor") / "state").start()
-    yield d
-    d.stop()
+def daemon(daemon_factory: DaemonFactory, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Daemon]:
+    yield from daemon_factory.run(config=daemon_for(tmp_path_factory.mktemp("anchor") / "state")
+                                  .config)
 
 
 def test_a_backup_from_before_a_freeze_does_not_start(daemon: Daemon) -> None:

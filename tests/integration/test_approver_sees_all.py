@@ -33,16 +33,17 @@ from hexbytes import HexBytes
 
 from signerd.core.bitcoin.psbt import Psbt, PsbtOutput
 from signerd.core.bitcoin.tx import Transaction, TxOut
-from tests.helpers import Daemon, decide, govern, pb, rpc_error, set_policy
-from tests.integration import test_bitcoin_e2e as btc
-from tests.integration.test_cli_walkthrough import ctl
-from tests.integration.test_ethereum_e2e import submit, tx_fields
-from tests.integration.test_governance_attacks import (SqliteWriter, assert_no_signature,
-                                                       assert_violation, audit_events,
-                                                       eth_wallet, fresh_daemon, insert_approval,
-                                                       monitor_ticks, sqlite_writer,
-                                                       store_statement, violation_metric,
-                                                       wait_state)
+from tests.support.daemon import Daemon
+from tests.support.governance import decide, govern, set_policy
+from tests.support.rpc import pb, rpc_error
+from tests.support import bitcoin as btc
+from tests.support.cli import ctl
+from tests.support.ethereum import submit, tx_fields
+from tests.support.attacks import (FRESH, SqliteWriter, assert_no_signature, assert_violation,
+                                   audit_events, eth_wallet, fresh_daemon, insert_approval,
+                                   monitor_ticks, sqlite_writer, store_statement, violation_metric,
+                                   wait_state)
+from tests.support.fixtures import DaemonFactory
 
 GWEI = 10**9
 _nonce = iter(range(1, 10**6))
@@ -50,10 +51,8 @@ _order = iter(range(1, 10**6))
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = fresh_daemon(tmp_path_factory.mktemp("sees") / "state")
-    yield d
-    d.stop()
+def daemon(daemon_factory: DaemonFactory) -> Iterator[Daemon]:
+    yield from daemon_factory.run("sees", **FRESH)
 
 
 @pytest.fixture

@@ -22,8 +22,10 @@ import pytest
 
 from signerd.core import audit
 from signerd.adapters.store.factory import open_store
-from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc_error, signerctl_cmd
-from tests.integration.test_ethereum_e2e import tx_fields
+from tests.support.daemon import Daemon, edit_config, init_state, signerctl_cmd
+from tests.support.governance import decide
+from tests.support.rpc import pb, rpc_error
+from tests.support.ethereum import tx_fields
 
 CHECKPOINT_SECONDS = 0.5
 
@@ -367,7 +369,7 @@ def test_a_replaced_checkpoint_or_a_missing_middle_one_is_found(
 @pytest.mark.postgres
 def test_postgres_replicas_checkpoint_one_chain_and_refuse_a_rewrite(
         pg_url: str, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
-    from tests.integration.test_postgres import replica_config
+    from tests.support.daemon import replica_config
 
     cfg = fast_config(init_state(tmp_path_factory.mktemp("ckpt-pg") / "state",
                                  "--store-url", pg_url))

@@ -13,8 +13,10 @@ import pytest
 from signerd.core.audit import verify_chain
 from signerd.adapters.store import row_to_event
 from signerd.adapters.store.sqlite import SqliteStore
-from tests.helpers import Daemon, decide, init_state, pb, signerctl_cmd
-from tests.integration.test_ethereum_e2e import tx_fields
+from tests.support.daemon import Daemon, init_state, signerctl_cmd
+from tests.support.governance import decide
+from tests.support.rpc import pb
+from tests.support.ethereum import tx_fields
 
 
 @pytest.fixture(scope="module")

@@ -60,8 +60,9 @@ from signerd.core.errors import SignerError
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
 from signerd.core.operator_keys import generate, public_pem
-from tests.helpers import app_govern, app_wallet, init_state
-from tests.integration.test_ethereum_e2e import tx_fields
+from tests.support.daemon import init_state
+from tests.support.governance import app_govern, app_wallet
+from tests.support.ethereum import tx_fields
 
 ROLES = ("custody_officer", "investigator", "prosecutor")
 # The demo genesis `signerd init` writes (checked against the ledger by the fixture).

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from tests.helpers import Daemon, init_state, signerctl_cmd
+from tests.support.daemon import Daemon, init_state, signerctl_cmd
+from tests.support.cli import ctl
 
 
 @pytest.fixture(scope="module")
@@ -17,17 +18,6 @@ def env(tmp_path_factory: pytest.TempPathFactory):
     d = Daemon(init_state(tmp_path_factory.mktemp("cli") / "signerd-state")).start()
     yield d
     d.stop()
-
-
-def ctl(d: Daemon, *args: str, ok: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
-    # The config names port 0; point signerctl at the port the daemon printed.
-    r = subprocess.run(
-        signerctl_cmd("--config", str(d.config), "--server", f"127.0.0.1:{d.port}", *args),
-        capture_output=True, text=True, timeout=60, input=stdin, cwd=d.state.parent,
-        env=dict(os.environ))
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
 
 
 def test_walkthrough_ethereum(env: Daemon, tmp_path: Path) -> None:

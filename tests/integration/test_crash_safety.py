@@ -15,8 +15,10 @@ import pytest
 from eth_account import Account
 
 from signerd.core.audit import verify_export
-from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc_error
-from tests.integration.test_ethereum_e2e import tx_fields
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.governance import decide
+from tests.support.rpc import pb, rpc_error
+from tests.support.ethereum import tx_fields
 
 POINTS = ["after_approval_stored", "after_hsm_signed", "before_result_stored",
           "after_result_stored"]

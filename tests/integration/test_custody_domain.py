@@ -10,9 +10,12 @@ import pytest
 from eth_account import Account
 
 from signerd.core.bitcoin.address import address_to_script
-from tests.helpers import Daemon, decide, govern, init_state, pb, rpc_error
-from tests.integration.test_bitcoin_e2e import EXTERNAL, build_psbt, verify_with_bitcointx
-from tests.integration.test_ethereum_e2e import tx_fields
+from tests.support.daemon import Daemon, init_state
+from tests.support.governance import decide, govern
+from tests.support.rpc import pb, rpc_error
+from tests.support.bitcoin import EXTERNAL, build_psbt, verify_with_bitcointx
+from tests.support.ethereum import tx_fields
+from tests.support.fixtures import DaemonFactory
 
 MNEMONIC = ("abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon "
             "abandon about")
@@ -20,10 +23,8 @@ BIP84_ADDRESS = "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"  # m/84'/0'/0'/0/0 
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    d = Daemon(init_state(tmp_path_factory.mktemp("custody") / "state")).start()
-    yield d
-    d.stop()
+def daemon(daemon_factory: DaemonFactory):
+    yield from daemon_factory.run("custody")
 
 
 def key_count(d: Daemon) -> tuple[int, int]:

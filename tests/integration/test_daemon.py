@@ -13,14 +13,14 @@ from Crypto.Hash import keccak
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.helpers import Daemon, init_state, pb, rpc_error, signerd_cmd
+from tests.support.daemon import Daemon, init_state, signerd_cmd
+from tests.support.rpc import pb, rpc_error
+from tests.support.fixtures import DaemonFactory
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    d = Daemon(init_state(tmp_path_factory.mktemp("daemon") / "state")).start()
-    yield d
-    assert d.stop() == 0  # SIGTERM drains and exits 0
+def daemon(daemon_factory: DaemonFactory):
+    yield from daemon_factory.run("daemon", clean_exit=True)  # SIGTERM drains and exits 0
 
 
 def independent_eth_address(pub33: bytes) -> str:

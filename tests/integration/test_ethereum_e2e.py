@@ -9,42 +9,16 @@ import pytest
 from eth_account import Account
 
 from tests.unit.eth_oracle import CHAIN_ID, mine_raw_tx
-from tests.helpers import Daemon, decide, init_state, pb, rpc_error, set_policy
-
-GWEI = 10**9
+from tests.support.daemon import Daemon, init_state
+from tests.support.governance import decide, set_policy
+from tests.support.rpc import pb, rpc_error
+from tests.support.ethereum import GWEI, eth_wallet, submit, tx_fields
+from tests.support.fixtures import DaemonFactory
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    d = Daemon(init_state(tmp_path_factory.mktemp("eth") / "state")).start()
-    yield d
-    d.stop()
-
-
-def eth_wallet(d: Daemon, chain_ids=(CHAIN_ID,), policy: str = "",
-               category: int = pb.SEIZED) -> pb.Wallet:
-    """A platform wallet (default template); with ``policy``, that text becomes its policy
-    version 2 through a proposal the demo governance quorum approves."""
-    w = d.custody().CreateWallet(pb.CreateWalletRequest(
-        chain=pb.ETHEREUM, chain_ids=list(chain_ids), category=category, case_ref="CASE-ETH"))
-    if policy:
-        set_policy(d, w.id, policy)
-        w = d.custody().GetWallet(pb.GetWalletRequest(wallet_id=w.id))
-    return w
-
-
-def tx_fields(nonce: int = 0, **over) -> dict:
-    f = {"chainId": CHAIN_ID, "nonce": nonce, "maxPriorityFeePerGas": 1 * GWEI,
-         "maxFeePerGas": 2 * GWEI, "gas": 21000,
-         "to": "0x000000000000000000000000000000000000dEaD", "value": 10**15, "data": "0x",
-         "accessList": []}
-    f.update(over)
-    return f
-
-
-def submit(d: Daemon, wallet_id: str, fields: dict) -> pb.Transfer:
-    return d.custody().SubmitTransfer(pb.SubmitTransferRequest(
-        wallet_id=wallet_id, ethereum=pb.EthereumTransaction(json=json.dumps(fields))))
+def daemon(daemon_factory: DaemonFactory):
+    yield from daemon_factory.run("eth")
 
 
 def test_two_key_transfer_is_signed_once_and_mines(daemon: Daemon) -> None:

@@ -25,11 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import Daemon, decide, edit_config, govern, init_state, pb
-from tests.integration.test_governance_attacks import (assert_eth_signed, assert_no_signature,
-                                                       audit_events, eth_transfer, eth_wallet,
-                                                       sqlite_writer, transfer, wait_for,
-                                                       wait_state)
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.governance import decide, govern
+from tests.support.rpc import pb
+from tests.support.attacks import (assert_eth_signed, assert_no_signature, audit_events,
+                                   eth_transfer, eth_wallet, sqlite_writer, transfer, wait_for,
+                                   wait_state)
 
 HSM_DELAY = 0.4  # seconds added to every PKCS#11 call: the sign step's HSM part takes >= 2x
 OVERTAKEN = "before its signature was stored; not signed"  # the sign step's commit, in the log

@@ -51,18 +51,20 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.helpers import Daemon, edit_config, init_state, pb
-from tests.integration.test_governance_attacks import (
-    PROBE, StoreWriter, attack_erased_proposal_rejection, attack_erased_veto,
-    attack_erased_veto_across_a_restart, attack_erased_veto_and_its_audit_events,
-    attack_fake_wallet_at_the_destination, attack_forged_authority_ledger_entry,
-    attack_forged_operators, attack_one_approver_policy_row, attack_replaced_genesis,
-    attack_thawed_frozen_wallet, attack_zero_signature_approvals)
-from tests.integration.test_transfer_seal import (attack_inserted_transfer_row,
-                                                  attack_reclassified_destination)
-from tests.integration.test_governance_seals import (attack_failed_proposal_appended,
-                                                     attack_forged_proposal_row)
-from tests.pg import PgCluster
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.rpc import pb
+from tests.support.attacks import (FRESH, PROBE, StoreWriter, attack_erased_proposal_rejection,
+                                   attack_erased_veto, attack_erased_veto_across_a_restart,
+                                   attack_erased_veto_and_its_audit_events,
+                                   attack_failed_proposal_appended,
+                                   attack_fake_wallet_at_the_destination,
+                                   attack_forged_authority_ledger_entry, attack_forged_operators,
+                                   attack_forged_proposal_row, attack_inserted_transfer_row,
+                                   attack_one_approver_policy_row, attack_reclassified_destination,
+                                   attack_replaced_genesis, attack_thawed_frozen_wallet,
+                                   attack_zero_signature_approvals)
+from tests.support.pg import PgCluster
+from tests.support.fixtures import DaemonFactory
 
 pytestmark = [pytest.mark.postgres]
 
@@ -86,12 +88,8 @@ class PgWriter(StoreWriter):
 
 
 @pytest.fixture(scope="module")
-def daemon(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    cfg = init_state(tmp_path_factory.mktemp("govpg") / "state", "--store-url", pg_url)
-    edit_config(cfg, "hsm", probe_seconds=PROBE)
-    d = Daemon(cfg).start()
-    yield d
-    d.stop()
+def daemon(daemon_factory: DaemonFactory, pg_url: str) -> Iterator[Daemon]:
+    yield from daemon_factory.run("govpg", store_url=pg_url, **FRESH)
 
 
 @pytest.fixture
@@ -173,9 +171,9 @@ def test_pg_store_writer_inserts_a_transfer_row(daemon: Daemon, db: PgWriter) ->
 
 def test_pg_policy_change_passes_a_transfer_another_transaction_holds(daemon: Daemon,
                                                                      pg_url: str) -> None:
-    from tests.helpers import decide, set_policy
-    from tests.integration.test_governance_attacks import eth_transfer, eth_wallet
-    from tests.integration.test_transfer_seal import TINY_ONLY
+    from tests.support.governance import decide, set_policy
+    from tests.support.attacks import eth_transfer, eth_wallet
+    from tests.support.attacks import TINY_ONLY
 
     w = eth_wallet(daemon)
     t = eth_transfer(daemon, w)

@@ -42,181 +42,23 @@ from signerd.core.errors import AuthorityViolation, FailedPrecondition, Permissi
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private, write_keypair
 from signerd.core.operator_keys import generate, public_pem
-from tests.helpers import (Daemon, decide, decide_proposal, govern, pb, register_operator,
-                           rpc_error)
-from tests.integration.test_bitcoin_e2e import verify_with_bitcointx
-from tests.integration.test_governance_attacks import (ALL_ROLES, SqliteWriter, StoreWriter,
-                                                       assert_eth_signed, assert_no_signature,
-                                                       audit_events, canon, eth_transfer,
-                                                       eth_wallet, fresh_daemon, monitor_ticks,
-                                                       operator_cert,
-                                                       refused_start, sqlite_writer, sweep,
-                                                       violation_metric, wait_for)
-
-
-# ---------------------------------------------------------------- helpers
-
-def suspend(d: Daemon, op_id: str, reason: str) -> None:
-    d.admin().SuspendOperator(pb.RevokeOperatorRequest(id=op_id, reason=reason))
-
-
-def reinstate(d: Daemon, op_id: str) -> pb.Proposal:
-    return d.admin().ReinstateOperator(pb.RevokeOperatorRequest(id=op_id, reason="cleared"))
-
-
-def proposal(d: Daemon, proposal_id: str) -> pb.Proposal:
-    return d.governance().GetProposal(pb.GetProposalRequest(proposal_id=proposal_id))
-
-
-def stored_decisions(db: StoreWriter, proposal_id: str) -> list[SignedDecision]:
-    return [SignedDecision(r["operator_id"], Decision(r["decision"]),
-                           bytes.fromhex(r["signature"]))
-            for r in db.rows("SELECT * FROM proposal_approvals WHERE proposal_id = ?",
-                             (proposal_id,))]
-
-
-def operator_ids(d: Daemon) -> set[str]:
-    return {o.id for o in d.admin().ListOperators(pb.ListOperatorsRequest()).operators}
-
-
-def signature_rows(db: StoreWriter, transfer_id: str) -> int:
-    return int(db.one("SELECT COUNT(*) AS n FROM signatures WHERE transfer_id = ?",
-                      (transfer_id,))["n"])
-
-
-# ---------------------------------------------------------------- attacks shared with PostgreSQL
-
-def attack_failed_proposal_appended(d: Daemon, db: StoreWriter, op_id: str = "cust2", *,
-                                    restart: bool = False) -> None:
-    """1: a FAILED reinstatement, with its genuine quorum, appended to the ledger after the
-    operator was suspended again."""
-    w = eth_wallet(d)
-    suspend(d, op_id, "inquiry")
-    stale, fresh = reinstate(d, op_id), reinstate(d, op_id)
-    assert govern(d, fresh).state == "APPROVED"
-    failed = govern(d, stale)
-    assert failed.state == "FAILED" and "not suspended" in failed.failure, failed.failure
-    assert len(stored_decisions(db, stale.id)) == 2  # its quorum, signed, is in the store
-    suspend(d, op_id, "key compromised")
-    t = eth_transfer(d, w)
-    decide(d, t.id, "inv1")
-    before = violation_metric(d, "ledger")
-    # The writer: the reinstatement as the store holds it, its approvals, hashed and linked
-    # exactly as signerd would, carrying the seal of the genuine entry before it; the head row
-    # moved to it and the copies in the tables made to match.
-    head = db.one("SELECT seq, hash FROM authority_head WHERE id = 1")
-    last = db.one("SELECT seal FROM authority_log WHERE seq = ?", (head["seq"],))
-    assert last["seal"]  # signerd sealed the suspension
-    doc = json.loads(db.one("SELECT body FROM proposals WHERE id = ?", (stale.id,))["body"])
-    entry = AU.make_entry(int(head["seq"]), bytes.fromhex(head["hash"]), AU.PROPOSAL, doc,
-                          stored_decisions(db, stale.id))
-    db.run(("INSERT INTO authority_log (seq, kind, body, approvals, prev_hash, hash,"
-            " created_at, seal) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (entry.seq, entry.kind, canon(doc), canon(entry.approvals_json()),
-             entry.prev_hash.hex(), entry.hash.hex(), time.time(), last["seal"])),
-           ("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
-            (entry.seq, entry.hash.hex())),
-           ("UPDATE operators SET status = 'active' WHERE id = ?", (op_id,)),
-           ("UPDATE proposals SET state = 'APPROVED', failure = '', applied_seq = ?"
-            " WHERE id = ?", (entry.seq, stale.id)))
-    needle = (f"authority ledger entry {entry.seq} (proposal {stale.id}): signerd's seal does "
-              "not verify for this entry at this place")
-    stopped = False
-    try:
-        # The reinstated-by-SQL operator's approval is refused, and so is every act reading the
-        # ledger; nothing is signed.
-        e = rpc_error(decide, d, t.id, op_id)
-        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
-        assert needle in e.details(), e.details()
-        e = rpc_error(d.governance().GetAuthority, pb.GetAuthorityRequest())
-        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and needle in e.details()
-        monitor_ticks()
-        assert signature_rows(db, t.id) == 0
-        assert db.one("SELECT state, raw_tx FROM transfers WHERE id = ?", (t.id,)) == {
-            "state": "PENDING_APPROVAL", "raw_tx": ""}
-        assert violation_metric(d, "ledger") >= before + 1
-        if restart:
-            stopped = True
-            assert d.stop() == 0
-            r = refused_start(d.config)
-            lines = r.stderr.strip().splitlines()
-            assert r.returncode == 2 and len(lines) == 1, r.stderr
-            assert lines[0].startswith("signerd: refusing to serve this store: " + needle), lines
-    finally:  # the writer's rows gone, the ledger is the one signerd wrote
-        db.run(("DELETE FROM authority_log WHERE seq = ?", (entry.seq,)),
-               ("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
-                (head["seq"], head["hash"])),
-               ("UPDATE operators SET status = 'suspended' WHERE id = ?", (op_id,)),
-               ("UPDATE proposals SET state = 'FAILED', failure = ?, applied_seq = 0"
-                " WHERE id = ?", (failed.failure, stale.id)))
-        if stopped:
-            d.start()
-    assert_no_signature(d, db, t.id)
-    assert {o.id: o.status for o in d.admin().ListOperators(
-        pb.ListOperatorsRequest()).operators}[op_id] == "suspended"
-    # The legitimate counterpart: a reinstatement the quorum approves now; then it counts.
-    assert govern(d, reinstate(d, op_id)).state == "APPROVED"
-    assert_eth_signed(decide(d, t.id, op_id), w)
-
-
-def attack_forged_proposal_row(d: Daemon, db: StoreWriter) -> None:
-    """2a: a pending proposal row inserted by the writer, "submitted by admin1", registering an
-    operator with every role."""
-    instance = d.governance().GetAuthority(pb.GetAuthorityRequest()).instance_id
-    name = f"mallory{secrets.token_hex(3)}"
-    now = int(time.time())
-    doc = {"id": "p_" + secrets.token_hex(10), "instance_id": instance,
-           "kind": "operator.register", "submitter": "admin1", "created_at": now,
-           "expires_at": now + 3600,
-           "change": {"operator_id": name, "roles": ALL_ROLES,
-                      "public_key_pem": public_pem(generate()).decode()}}
-    before = violation_metric(d, "proposal")
-    db.run(("INSERT INTO proposals (id, kind, body, state, submitter, subject, expires_at,"
-            " created_at, updated_at) VALUES (?, ?, ?, 'PENDING_APPROVAL', 'admin1', ?, ?, ?, ?)",
-            (doc["id"], doc["kind"], canon(doc), name, float(now + 3600), float(now),
-             float(now))),)
-    # Shown as what it is from the first read on (pending until the monitor's next probe).
-    shown = proposal(d, doc["id"])
-    assert "does not carry signerd's seal" in shown.failure, shown
-    assert shown.summary.startswith("NOT SIGNERD'S PROPOSAL"), shown.summary
-    assert not shown.requirement and not any(a.counted for a in shown.approvals)
-    # The health monitor ends it FAILED as an authority violation.
-    got = wait_for(lambda: (lambda p: p if p.state == "FAILED" else None)(
-        proposal(d, doc["id"])), what=f"proposal {doc['id']} FAILED")
-    assert "does not carry signerd's seal" in got.failure
-    (event,) = audit_events(d, action="authority.violation", obj=doc["id"])
-    details = json.loads(event.details_json)
-    assert details["kind"] == "proposal" and "seal" in details["reason"] and \
-        event.actor == "signerd"
-    assert violation_metric(d, "proposal") >= before + 1
-    # Never decided: its statement is refused, a decision on it too.
-    e = rpc_error(d.governance("admin2").GetProposalStatement, pb.GetProposalStatementRequest(
-        proposal_id=doc["id"], decision=pb.APPROVE))
-    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
-    key = load_private(d.state / "operators" / "admin2.key")
-    e = rpc_error(d.governance("admin2").DecideProposal, pb.DecideProposalRequest(
-        proposal_id=doc["id"], operator_id="admin2", decision=pb.APPROVE,
-        signature=sign_statement(key, proposal_statement(doc, Decision.APPROVE))))
-    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
-    assert not db.rows("SELECT * FROM proposal_approvals WHERE proposal_id = ?", (doc["id"],))
-    assert name not in operator_ids(d)
-    # The legitimate counterpart: the same registration made through signerd, approved by the
-    # governance quorum.
-    p = d.admin().RegisterOperator(pb.RegisterOperatorRequest(
-        id=name, roles=["investigator"], public_key_pem=public_pem(generate())))
-    assert "seal" not in p.failure and not p.summary.startswith("NOT")
-    assert govern(d, p).state == "APPROVED" and name in operator_ids(d)
-    assert govern(d, d.admin().RevokeOperator(pb.RevokeOperatorRequest(
-        id=name, reason="test"))).state == "APPROVED"
+from tests.support.daemon import Daemon
+from tests.support.governance import decide, decide_proposal, govern, register_operator
+from tests.support.rpc import pb, rpc_error
+from tests.support.bitcoin import verify_with_bitcointx
+from tests.support.attacks import (ALL_ROLES, FRESH, SqliteWriter, StoreWriter, assert_eth_signed,
+                                   assert_no_signature, attack_failed_proposal_appended,
+                                   attack_forged_proposal_row, audit_events, canon, eth_transfer,
+                                   eth_wallet, fresh_daemon, monitor_ticks, operator_cert, proposal,
+                                   refused_start, sqlite_writer, sweep, violation_metric, wait_for)
+from tests.support.fixtures import DaemonFactory
 
 
 # ---------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = fresh_daemon(tmp_path_factory.mktemp("govseal") / "state")
-    yield d
-    d.stop()
+def daemon(daemon_factory: DaemonFactory) -> Iterator[Daemon]:
+    yield from daemon_factory.run("govseal", **FRESH)
 
 
 @pytest.fixture
@@ -231,7 +73,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from signerd.adapters import config as C
     from signerd.adapters import hsm
     from signerd.app import App
-    from tests.helpers import init_state
+    from tests.support.daemon import init_state
 
     cfg = C.load(init_state(tmp_path_factory.mktemp("govsealapp") / "state"))
     a = App(cfg)

@@ -28,26 +28,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from signerd.daemon import find_softhsm_module
 from signerd.adapters.hsm import DEFAULT_CALL_TIMEOUT
-from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc_error, signerd_cmd
-from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
+from tests.support.daemon import Daemon, edit_config, init_state, signerd_cmd
+from tests.support.governance import decide
+from tests.support.rpc import pb, rpc_error
+from tests.support.ethereum import eth_wallet, submit, tx_fields
+from tests.support.hsm import (NOT_SERVING, SERVING, health, remove_token, return_token, wait_for,
+                               write_pin)
+from tests.support.fixtures import DaemonFactory
 
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 PROBE = 0.5
-
-
-def health(d: Daemon) -> int:
-    return health_pb2_grpc.HealthStub(d.channel()).Check(
-        health_pb2.HealthCheckRequest(service="signerd.v1.Custody"), timeout=10).status
-
-
-def wait_for(what: str, pred: Callable[[], bool], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def stays(what: str, pred: Callable[[], bool], seconds: float) -> None:
@@ -121,30 +110,9 @@ def log_messages(d: Daemon) -> list[str]:
             if line.startswith("{")]
 
 
-def remove_token(d: Daemon) -> None:
-    (d.state / "hsm" / "tokens").rename(d.state / "hsm" / "tokens.away")
-
-
-def return_token(d: Daemon) -> None:
-    (d.state / "hsm" / "tokens.away").rename(d.state / "hsm" / "tokens")
-
-
-def write_pin(path: Path, text: str, mode: int = 0o600) -> None:
-    tmp = path.with_name("pin.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    cfg = init_state(tmp_path_factory.mktemp("hsmfault") / "state")
-    edit_config(cfg, "hsm", probe_seconds=PROBE)
-    d = Daemon(cfg).start()
-    yield d
-    assert d.stop() == 0
+def daemon(daemon_factory: DaemonFactory):
+    yield from daemon_factory.run("hsmfault", hsm={"probe_seconds": PROBE}, clean_exit=True)
 
 
 def test_token_removed_while_running_then_back(daemon: Daemon) -> None:

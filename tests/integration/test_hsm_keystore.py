@@ -14,7 +14,7 @@ import pytest
 
 from signerd.core.errors import ConfigError, InvalidArgument
 from signerd.adapters.hsm import SECP256K1_N, Keystore, read_pin_file
-from tests.helpers import init_state
+from tests.support.daemon import init_state
 
 N_HALF = SECP256K1_N // 2
 

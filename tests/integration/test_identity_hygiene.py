@@ -19,10 +19,11 @@ import grpc
 import pytest
 
 from signerd.adapters import pki
-from tests.helpers import (Daemon, edit_config, govern, pb, register_operator, rpc, rpc_error,
-                           signerctl_cmd, signerd_cmd)
-from tests.integration.test_security_matrix import (EXPECTED, METHODS, call, channel_with,
-                                                    details)
+from tests.support.daemon import Daemon, edit_config, signerctl_cmd, signerd_cmd
+from tests.support.governance import govern, register_operator
+from tests.support.rpc import pb, rpc, rpc_error
+from tests.support.matrix import EXPECTED, METHODS, call, channel_with, details
+from tests.support.fixtures import DaemonFactory
 
 
 def signerd_init(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -53,10 +54,8 @@ def offline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def daemon(offline: dict[str, Any]):
-    d = Daemon(offline["state"] / "signerd.toml").start()
-    yield d
-    assert d.stop() == 0
+def daemon(daemon_factory: DaemonFactory, offline: dict[str, Any]):
+    yield from daemon_factory.run(config=offline["state"] / "signerd.toml", clean_exit=True)
 
 
 def fresh_channel(d: Daemon, principal: str) -> None:

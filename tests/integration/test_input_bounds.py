@@ -17,8 +17,10 @@ import pytest
 
 from signerd.api import validate as V
 from signerd.v1 import signerd_pb2 as pb
-from tests.helpers import Daemon, edit_config, init_state, rpc_error
-from tests.rpc_raw import METHODS, call, field_bytes, field_varint
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.rpc import rpc_error
+from tests.support.rpc_raw import METHODS, call, field_bytes, field_varint
+from tests.support.fixtures import DaemonFactory
 
 XPUB = ("xpub661MyMwAqRbcFW31YEwpkMuc5THy2PSt5bDMsktWQcFF8syAmRUapSCGu8ED9W6oDMSgv6Zz8idoc4a6mr8"
         "BDzTJY47LJhkJ8UB7WEGuduB")
@@ -27,12 +29,9 @@ NEVER = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    cfg = init_state(tmp_path_factory.mktemp("bounds") / "state")
-    edit_config(cfg, "limits", rate_per_second=100000.0, rate_burst=100000)
-    d = Daemon(cfg).start()
-    yield d
-    assert d.stop() == 0
+def daemon(daemon_factory: DaemonFactory) -> Iterator[Daemon]:
+    yield from daemon_factory.run("bounds", limits={"rate_per_second": 100000.0,
+                                                    "rate_burst": 100000}, clean_exit=True)
 
 
 def multisig(**kw: Any) -> pb.CreateWalletRequest:

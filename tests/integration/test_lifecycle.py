@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.helpers import Daemon, edit_config, init_state, pb, signerd_cmd
+from tests.support.daemon import Daemon, edit_config, init_state, signerd_cmd
+from tests.support.rpc import pb
+from tests.support.fixtures import DaemonFactory
 
 
 def serving(d: Daemon) -> bool:
@@ -33,10 +35,8 @@ def run_once(cfg: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path):
-    d = Daemon(init_state(tmp_path / "state")).start()
-    yield d
-    d.stop()
+def daemon(daemon_factory: DaemonFactory, tmp_path: Path):
+    yield from daemon_factory.run(path=tmp_path / "state")
 
 
 def test_a_second_daemon_on_the_same_state_folder_exits_2_naming_the_holder(

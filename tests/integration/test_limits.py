@@ -12,9 +12,11 @@ import grpc
 import pytest
 
 from signerd.core.bitcoin.psbt import PsbtOutput
-from tests.helpers import Daemon, edit_config, init_state, pb, rpc_error
-from tests.integration.test_bitcoin_e2e import EXTERNAL, build_psbt, wallet
-from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.rpc import pb, rpc_error
+from tests.support.bitcoin import EXTERNAL, build_psbt, wallet
+from tests.support.ethereum import eth_wallet, submit, tx_fields
+from tests.support.fixtures import DaemonFactory
 
 MAX_MESSAGE = 200_000
 LIMITS = dict(max_psbt_bytes=60_000, max_psbt_inputs=3, max_psbt_outputs=2,
@@ -22,13 +24,9 @@ LIMITS = dict(max_psbt_bytes=60_000, max_psbt_inputs=3, max_psbt_outputs=2,
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    cfg = init_state(tmp_path_factory.mktemp("limits") / "state")
-    edit_config(cfg, "limits", **LIMITS)
-    edit_config(cfg, "server", max_message_bytes=MAX_MESSAGE)
-    d = Daemon(cfg).start()
-    yield d
-    assert d.stop() == 0
+def daemon(daemon_factory: DaemonFactory):
+    yield from daemon_factory.run("limits", limits=LIMITS,
+                                  server={"max_message_bytes": MAX_MESSAGE}, clean_exit=True)
 
 
 def submit_psbt(d: Daemon, wallet_id: str, psbt: bytes) -> pb.Transfer:

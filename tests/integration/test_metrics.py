@@ -14,7 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import signerd
 from signerd.adapters.metrics import Metrics
-from tests.helpers import Daemon, decide, init_state, pb, rpc_error
+from tests.support.daemon import Daemon, init_state
+from tests.support.governance import decide
+from tests.support.rpc import pb, rpc_error
 from tests.unit.eth_oracle import CHAIN_ID
 
 GWEI = 10**9
@@ -68,7 +70,7 @@ def submit(d: Daemon, wallet_id: str, fields: dict) -> pb.Transfer:
 
 
 def eth_wallet(d: Daemon, policy: str = "") -> pb.Wallet:
-    from tests.helpers import set_policy
+    from tests.support.governance import set_policy
 
     w = d.custody().CreateWallet(pb.CreateWalletRequest(
         chain=pb.ETHEREUM, chain_ids=[CHAIN_ID], category=pb.SEIZED, case_ref="CASE-METRICS"))

@@ -32,8 +32,10 @@ from signerd.core.errors import AlreadyExists, Conflict, InvalidArgument, StoreU
 from signerd.adapters.key_files import load_private
 from signerd.adapters.store.factory import open_store
 from signerd.adapters.store.postgres import PostgresStore
-from tests.helpers import Daemon, decide, edit_config, init_state, pb, rpc, rpc_error
-from tests.pg import PgCluster
+from tests.support.daemon import Daemon, edit_config, init_state, replica_config
+from tests.support.governance import decide
+from tests.support.rpc import pb, rpc, rpc_error
+from tests.support.pg import PgCluster
 from tests.unit.eth_oracle import CHAIN_ID
 
 pytestmark = [pytest.mark.postgres]
@@ -86,15 +88,6 @@ def metric(text: str, name: str) -> float:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-def replica_config(cfg: Path, name: str) -> Path:
-    """Another replica of the same instance: the same file (instance id, HSM token and PIN,
-    PKI, store URL), in the same folder so its relative paths name the same files. Both listen
-    on port 0, so each gets its own free gRPC and metrics port."""
-    other = cfg.with_name(f"signerd-{name}.toml")
-    shutil.copyfile(cfg, other)
-    return other
 
 
 # ---------------------------------------------------------------- fixtures

@@ -16,16 +16,17 @@ from signerd.core.chains import EthereumAdapter, classify_outputs
 from signerd.adapters.config import Limits
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
-from tests.helpers import Daemon, decide, govern, init_state, pb, register_operator, rpc_error
-from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
+from tests.support.daemon import Daemon, init_state
+from tests.support.governance import decide, govern, register_operator
+from tests.support.rpc import pb, rpc_error
+from tests.support.ethereum import eth_wallet, submit, tx_fields
+from tests.support.fixtures import DaemonFactory
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    d = Daemon(init_state(tmp_path_factory.mktemp("quorum") / "state")).start()
+def daemon(daemon_factory: DaemonFactory):
+    yield from daemon_factory.run("quorum")
     # inv1, inv2 investigators; cust1, cust2 custody officers; judge1 judge (veto)
-    yield d
-    d.stop()
 
 
 def signature_rows(d: Daemon, transfer_id: str) -> int:
@@ -125,7 +126,7 @@ def test_revoked_operator(daemon: Daemon, tmp_path) -> None:
     # cust9 needs a client certificate too: issue one from the dev CA.
     from signerd.adapters import pki
 
-    from tests.helpers import dev_ca
+    from tests.support.daemon import dev_ca
 
     ck, cc = pki.issue_client(*dev_ca(daemon.state), "cust9")
     pki.write_pem_key(daemon.state / "pki" / "clients" / "cust9.key", ck)

@@ -22,8 +22,9 @@ from signerd.core.errors import SignerError
 from signerd.core.model import Decision
 from signerd.core.operator_keys import generate, public_pem
 from signerd.services.wallets import WalletRequest
-from tests.helpers import app_govern, app_wallet, init_state
-from tests.integration.test_ethereum_e2e import tx_fields
+from tests.support.daemon import init_state
+from tests.support.governance import app_govern, app_wallet
+from tests.support.ethereum import tx_fields
 
 ROLES = ["investigator", "custody_officer", "prosecutor"]
 

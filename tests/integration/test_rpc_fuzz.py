@@ -43,11 +43,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from signerd.api import validate as V
 from signerd.api.server import ALLOWED
 from signerd.daemon import DEMO_GOVERNANCE, DEMO_POLICIES
-from tests.helpers import Daemon, edit_config, init_state, pb
-from tests.integration.test_bitcoin_e2e import EXTERNAL, build_psbt
-from tests.integration.test_ethereum_e2e import tx_fields
-from tests.rpc_raw import (LONG_LIVED, METHODS, PRINCIPAL_OF_KIND, call, field_bytes,
-                           field_varint, tag, varint)
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.rpc import pb
+from tests.support.bitcoin import EXTERNAL, build_psbt
+from tests.support.ethereum import tx_fields
+from tests.support.rpc_raw import (LONG_LIVED, METHODS, PRINCIPAL_OF_KIND, call, field_bytes,
+                                   field_varint, tag, varint)
 
 SEED = int(os.environ.get("SIGNERD_FUZZ_SEED", "13"))
 ROUNDS = int(os.environ.get("SIGNERD_FUZZ_ROUNDS", "25"))

@@ -24,11 +24,13 @@ from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption
 
 from signerd.core.approval import sign_statement
 from signerd.adapters.key_files import load_private
-from tests.helpers import Daemon, decide, edit_config, init_state, pb
-from tests.integration.test_bitcoin_e2e import EXTERNAL, build_psbt, wallet
-from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
-from tests.integration.test_hsm_faults import (NOT_SERVING, SERVING, health, remove_token,
-                                               return_token, wait_for, write_pin)
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.governance import decide
+from tests.support.rpc import pb
+from tests.support.bitcoin import EXTERNAL, build_psbt, wallet
+from tests.support.ethereum import eth_wallet, submit, tx_fields
+from tests.support.hsm import (NOT_SERVING, SERVING, health, remove_token, return_token, wait_for,
+                               write_pin)
 
 SEIZED_HEX = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
 

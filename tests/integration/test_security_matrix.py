@@ -26,99 +26,21 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from signerd.adapters import pki
 from signerd.api.server import ALLOWED
-from tests import helpers
-from tests.helpers import Daemon, edit_config, init_state, pb, rpc, signerd_cmd
+from tests.support import daemon as helpers
+from tests.support.daemon import Daemon, edit_config, init_state, signerd_cmd
+from tests.support.rpc import pb, rpc
+from tests.support.matrix import EXPECTED, METHODS, call, channel_with, details
+from tests.support.fixtures import DaemonFactory
 
 PRINCIPALS = {"platform": "platform", "inv1": "operator", "admin": "admin", "auditor": "auditor"}
-SERVICES = ("Custody", "Approval", "Admin", "Governance", "Audit")
-# Design §6 and §11: each service for its principals; admins may also read wallets. Acts that
-# need the governance quorum may be proposed by an admin or an operator (who then cannot count
-# toward it); acts that only tighten (freeze, suspend) and reads are the admin's.
-EXPECTED: dict[str, set[str]] = {
-    **{f"Custody/{m}": {"platform"} for m in (
-        "CreateWallet", "CreateKeyShare", "SubmitTransfer", "GetTransfer", "ListTransfers",
-        "WatchTransfer", "CancelTransfer", "CombinePsbt")},
-    "Custody/GetWallet": {"platform", "admin"},
-    "Custody/ListWallets": {"platform", "admin"},
-    **{f"Approval/{m}": {"operator"} for m in ("ListPending", "GetStatement", "SubmitApproval")},
-    **{f"Admin/{m}": {"admin"} for m in (
-        "ListOperators", "GetPolicy", "PolicyHistory", "FreezeWallet", "SuspendOperator",
-        "ImportKey", "KeyStatus")},
-    **{f"Admin/{m}": {"admin", "operator"} for m in (
-        "RegisterOperator", "RevokeOperator", "SetOperatorRoles", "ReinstateOperator",
-        "SetPolicy", "SetTemplate", "SetGovernance", "UnfreezeWallet", "SetToken")},
-    "Admin/ListTemplates": {"admin", "platform"},
-    "Admin/ListTokens": {"admin", "platform"},
-    **{f"Governance/{m}": {"admin", "operator", "auditor"} for m in (
-        "ListProposals", "GetAuthority")},
-    "Governance/GetProposal": {"admin", "operator", "auditor", "platform"},
-    **{f"Governance/{m}": {"operator"} for m in ("GetProposalStatement", "DecideProposal")},
-    "Governance/CancelProposal": {"admin", "operator"},
-    **{f"Audit/{m}": {"auditor"} for m in ("ListEvents", "StreamEvents", "GetHead", "Export",
-                                           "Report")},
-}
 # What an allowed call may answer for an empty request: anything but an authorization failure.
 PASSED_GATE = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
                grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED}
 
 
-def methods() -> list[tuple[str, Any]]:
-    out = []
-    for svc in SERVICES:
-        for m in pb.DESCRIPTOR.services_by_name[svc].methods:
-            out.append((f"{svc}/{m.name}", m))
-    return out
-
-
-METHODS = methods()
-
-
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    d = Daemon(init_state(tmp_path_factory.mktemp("matrix") / "state")).start()
-    yield d
-    d.stop()
-
-
-def call(channel: grpc.Channel, method: str, desc: Any, principal: str = "",
-         timeout: float = 10) -> grpc.StatusCode:
-    """Call ``method`` with an empty request; the status code it ends with."""
-    svc, name = method.split("/")
-    stub = getattr(rpc, f"{svc}Stub")(channel)
-    req = getattr(pb, desc.input_type.name)()
-    if method in ("Approval/SubmitApproval", "Governance/DecideProposal"):
-        req.operator_id = principal  # the gate, not the operator-id check, must decide
-    try:
-        if desc.server_streaming:
-            list(getattr(stub, name)(req, timeout=timeout))
-        else:
-            getattr(stub, name)(req, timeout=timeout)
-    except grpc.RpcError as e:
-        return e.code()
-    return grpc.StatusCode.OK
-
-
-def details(channel: grpc.Channel, method: str, desc: Any, principal: str = "") -> str:
-    svc, name = method.split("/")
-    stub = getattr(rpc, f"{svc}Stub")(channel)
-    req = getattr(pb, desc.input_type.name)()
-    if method in ("Approval/SubmitApproval", "Governance/DecideProposal"):
-        req.operator_id = principal
-    try:
-        r = getattr(stub, name)(req, timeout=10)
-        list(r) if desc.server_streaming else None
-    except grpc.RpcError as e:
-        return e.details() or ""
-    return ""
-
-
-def channel_with(d: Daemon, key: bytes | None, cert: bytes | None,
-                 root: bytes | None = None) -> grpc.Channel:
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=root or (d.state / "pki" / "ca.pem").read_bytes(),
-        private_key=key, certificate_chain=cert)
-    return grpc.secure_channel(f"127.0.0.1:{d.port}", creds,
-                               options=[("grpc.ssl_target_name_override", "localhost")])
+def daemon(daemon_factory: DaemonFactory):
+    yield from daemon_factory.run("matrix")
 
 
 def pem_pair(key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> tuple[bytes, bytes]:

@@ -23,8 +23,9 @@ from signerd.core.errors import FailedPrecondition, WalletFrozen
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
 from signerd.services.wallets import WalletRequest
-from tests.helpers import app_govern, init_state
-from tests.integration.test_ethereum_e2e import tx_fields
+from tests.support.daemon import init_state
+from tests.support.governance import app_govern
+from tests.support.ethereum import tx_fields
 
 
 @pytest.fixture(scope="module")
@@ -502,7 +503,7 @@ def test_freeze_committed_during_a_cosigners_combine_wins(app: App,
     from signerd.core.bitcoin.signer import analyze
     from signerd.core.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
     from signerd.core.chains import BitcoinAdapter
-    from tests.integration.test_bitcoin_e2e import verify_with_bitcointx
+    from tests.support.bitcoin import verify_with_bitcointx
 
     cold = coincurve.PrivateKey(b"\x0d" * 31 + bytes([next(_case) % 200 + 1]))
     w = app.wallets.create("platform", WalletRequest(

@@ -14,20 +14,20 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.helpers import Daemon, decide, edit_config, init_state, pb
-from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
+from tests.support.daemon import Daemon, edit_config, init_state
+from tests.support.governance import decide
+from tests.support.rpc import pb
+from tests.support.ethereum import eth_wallet, submit, tx_fields
+from tests.support.fixtures import DaemonFactory
 
 PER_PRINCIPAL, TOTAL = 60, 100
 PLATFORM_STREAMS, AUDITOR_STREAMS = 60, 40  # 100 open, each principal at or within its cap
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    cfg = init_state(tmp_path_factory.mktemp("streams") / "state")
-    edit_config(cfg, "limits", max_streams_per_principal=PER_PRINCIPAL, max_streams=TOTAL)
-    d = Daemon(cfg).start()
-    yield d
-    assert d.stop() == 0
+def daemon(daemon_factory: DaemonFactory):
+    yield from daemon_factory.run("streams", limits={"max_streams_per_principal": PER_PRINCIPAL,
+                                                       "max_streams": TOTAL}, clean_exit=True)
 
 
 def watch(d: Daemon, transfer_id: str) -> Any:

@@ -20,10 +20,12 @@ from signerd.cli.verify import rebuild_statement
 from signerd.adapters.config import Limits
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
-from tests.helpers import (Daemon, decide, govern, init_state, pb, rpc_error, set_policy,
-                           signerctl_cmd)
-from tests.integration.test_ethereum_e2e import eth_wallet, submit, tx_fields
+from tests.support.daemon import Daemon, init_state, signerctl_cmd
+from tests.support.governance import decide, govern, set_policy
+from tests.support.rpc import pb, rpc_error
+from tests.support.ethereum import eth_wallet, submit, tx_fields
 from tests.unit.eth_oracle import CHAIN_ID
+from tests.support.fixtures import DaemonFactory
 
 USDT = "0xdAC17F958D2ee523a2206206994597C13D831ec7"  # any contract address will do
 RECIPIENT = "0x" + "35" * 20
@@ -59,10 +61,8 @@ roles = {{ investigator = 1, custody_officer = 1, prosecutor = 1 }}
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    d = Daemon(init_state(tmp_path_factory.mktemp("tokens") / "state")).start()
-    yield d
-    d.stop()
+def daemon(daemon_factory: DaemonFactory):
+    yield from daemon_factory.run("tokens")
 
 
 def ctl(d: Daemon, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
@@ -257,7 +257,7 @@ def test_the_sign_step_refuses_a_call_the_registry_now_decodes_otherwise(app) ->
     from signerd.services.admin import AdminService
     from signerd.core.errors import AuthorityViolation
     from signerd.core.approval import sign_statement
-    from tests.helpers import app_govern, app_wallet
+    from tests.support.governance import app_govern, app_wallet
 
     view = app_govern(app, AdminService(app).set_token(
         "admin", chain_id=1, address=USDT, symbol="USDT", decimals=6))

@@ -23,25 +23,24 @@ from typing import Iterator
 import grpc
 import pytest
 
-from tests.helpers import Daemon, decide, govern, pb, rpc_error, set_policy
-from tests.integration.test_bitcoin_e2e import verify_with_bitcointx
-from tests.integration.test_ethereum_e2e import submit, tx_fields
-from tests.integration.test_governance_attacks import (StoreWriter, _nonce, assert_eth_signed,
-                                                       assert_no_signature, assert_violation,
-                                                       eth_transfer, eth_wallet, fresh_daemon,
-                                                       monitor_ticks, multisig,
-                                                       seized_btc_wallet, sqlite_writer, sweep,
-                                                       violation_metric)
+from tests.support.daemon import Daemon
+from tests.support.governance import decide, govern, set_policy
+from tests.support.rpc import pb, rpc_error
+from tests.support.bitcoin import verify_with_bitcointx
+from tests.support.ethereum import submit, tx_fields
+from tests.support.attacks import (FRESH, SEAL, StoreWriter, TINY_ONLY, _nonce, assert_eth_signed,
+                                   assert_no_signature, assert_violation,
+                                   attack_inserted_transfer_row, attack_reclassified_destination,
+                                   eth_transfer, eth_wallet, fresh_daemon, monitor_ticks, multisig,
+                                   seized_btc_wallet, sqlite_writer, sweep, violation_metric)
+from tests.support.fixtures import DaemonFactory
 
-SEAL = "does not carry signerd's seal"
 _order = iter(range(1, 10**6))
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = fresh_daemon(tmp_path_factory.mktemp("seal") / "state")
-    yield d
-    d.stop()
+def daemon(daemon_factory: DaemonFactory) -> Iterator[Daemon]:
+    yield from daemon_factory.run("seal", **FRESH)
 
 
 @pytest.fixture
@@ -50,72 +49,6 @@ def db(daemon: Daemon) -> StoreWriter:
 
 
 # ---------------------------------------------------------------- a store writer alone
-
-def attack_reclassified_destination(d: Daemon, db: StoreWriter) -> None:
-    """A seized-sweep wallet: one custody officer may sweep into signerd's own wallets, an
-    outside address needs three approvers with a prosecutor. The writer rewrites the pending
-    transfer's stored movement so the outside address reads as own_wallet, and its
-    requirement to one officer."""
-    w = eth_wallet(d, template="seized-sweep")
-    own = eth_wallet(d)
-    t = eth_transfer(d, w)
-    assert t.movement.outputs[0].destination_class == "external"
-    assert t.requirement.startswith("3 approvers"), t.requirement
-    genuine = d.approval("cust1").GetStatement(pb.GetStatementRequest(
-        transfer_id=t.id, decision=pb.APPROVE)).statement
-    row = db.one("SELECT movement, requirement FROM transfers WHERE id = ?", (t.id,))
-    sweep_row = eth_transfer(d, w, to=own.address)  # a genuine one-officer requirement
-    one_officer = db.one("SELECT requirement FROM transfers WHERE id = ?",
-                         (sweep_row.id,))["requirement"]
-    movement = json.loads(row["movement"])
-    movement["outputs"][0].update(destination_class="own_wallet", wallet_id=own.id,
-                                  category="seized")
-    db.run(("UPDATE transfers SET movement = ?, requirement = ? WHERE id = ?",
-            (json.dumps(movement, sort_keys=True), one_officer, t.id)))
-    # No operator is shown the rewritten statement.
-    e = rpc_error(d.approval("cust1").GetStatement, pb.GetStatementRequest(
-        transfer_id=t.id, decision=pb.APPROVE))
-    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and SEAL in e.details(), e.details()
-    # An officer's approval (over the statement they were shown before) is refused, and the
-    # transfer ends FAILED as an authority violation.
-    before = violation_metric(d, "transfer")
-    e = rpc_error(decide, d, t.id, "cust1", statement=genuine)
-    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and SEAL in e.details(), e.details()
-    assert_violation(d, db, t.id, "transfer", SEAL, before)
-    # The legitimate counterpart: the genuine sweep into the own wallet, one officer.
-    assert sweep_row.requirement.startswith("1 approver"), sweep_row.requirement
-    assert_eth_signed(decide(d, sweep_row.id, "cust1"), w)
-
-
-def attack_inserted_transfer_row(d: Daemon, db: StoreWriter) -> None:
-    """The writer copies a genuine pending transfer into a new row of their own, with another
-    destination in its payload and movement: nobody is shown it, nothing is signed."""
-    w = eth_wallet(d)
-    t = eth_transfer(d, w)
-    row = db.one("SELECT * FROM transfers WHERE id = ?", (t.id,))
-    fake_id = "t_" + secrets.token_hex(10)
-    mine = "0x" + "ab" * 20
-    payload = json.loads(bytes(row["payload"]))
-    payload.update(to=mine, nonce=payload["nonce"] + 10_000)
-    movement = json.loads(row["movement"])
-    movement["outputs"][0]["address"] = mine
-    row.update(id=fake_id, payload=json.dumps(payload).encode(),
-               movement=json.dumps(movement, sort_keys=True), idempotency_key=fake_id)
-    cols = list(row)
-    db.run((f"INSERT INTO transfers ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-            tuple(row[c] for c in cols)))
-    e = rpc_error(d.approval("inv1").GetStatement, pb.GetStatementRequest(
-        transfer_id=fake_id, decision=pb.APPROVE))
-    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and SEAL in e.details(), e.details()
-    before = violation_metric(d, "transfer")
-    genuine = d.approval("inv1").GetStatement(pb.GetStatementRequest(
-        transfer_id=t.id, decision=pb.APPROVE)).statement
-    e = rpc_error(decide, d, fake_id, "inv1", statement=genuine)
-    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and SEAL in e.details(), e.details()
-    assert_violation(d, db, fake_id, "transfer", SEAL, before)
-    # The genuine transfer is untouched by it and is signed by its quorum.
-    decide(d, t.id, "inv1")
-    assert_eth_signed(decide(d, t.id, "cust1"), w)
 
 
 def test_store_writer_reclassifies_a_destination(daemon: Daemon, db: StoreWriter) -> None:
@@ -166,21 +99,6 @@ def test_a_destination_that_becomes_our_own_wallet_meanwhile(daemon: Daemon,
     t = decide(daemon, t.id, "pros1")
     assert t.state == pb.SIGNED, (t.state, t.failure)
     assert verify_with_bitcointx(t.raw_tx, prev) == 1
-
-
-# A policy that covers only tiny amounts: a waiting transfer of 0.001 ETH is no longer allowed.
-TINY_ONLY = """\
-name = "tiny-only"
-expiry = "24h"
-
-[[rule]]
-name = "tiny"
-asset = "*"
-max_amount = "1000"
-category_change = ["none"]
-approvers = 2
-roles = { investigator = 1, custody_officer = 1 }
-"""
 
 
 def test_a_policy_that_no_longer_allows_a_waiting_transfer_ends_it(daemon: Daemon,

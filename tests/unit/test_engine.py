@@ -16,7 +16,7 @@ from signerd.core.chains import Ours, classify_outputs
 from signerd.core.model import (Category, Chain, Decision, DestinationClass, KeyRef, Movement,
                                 Output, ScriptType, Wallet, WalletStatus)
 from signerd.core.operator_keys import generate
-from tests.unit.test_authority import KEYS, STATE, applied, proposal, register
+from tests.support.authority import KEYS, STATE, applied, proposal, register
 
 AU_STATE = STATE
 WALLET = Wallet(id="w_" + "5" * 16, chain=Chain.ETHEREUM, network="ethereum",

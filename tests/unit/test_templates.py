@@ -10,7 +10,7 @@ from pathlib import Path
 from signerd import daemon
 from signerd.core.authority import parse_governance
 from signerd.core.policy import parse_policy
-from tests.helpers import init_state
+from tests.support.daemon import init_state
 
 ROOT = Path(__file__).resolve().parents[2]
 

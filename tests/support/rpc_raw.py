@@ -13,7 +13,7 @@ import grpc
 
 from signerd.api.server import ALLOWED
 from signerd.api.validate import pb_message, rpc_methods
-from tests.helpers import Daemon
+from tests.support.daemon import Daemon
 
 # One principal of each kind from the demo state folder; operators approve with their own ids.
 PRINCIPAL_OF_KIND = {"platform": "platform", "admin": "admin", "auditor": "auditor",

@@ -1,8 +1,13 @@
-"""Test helpers: run a real signerd daemon from a state folder made by `signerd init`."""
+"""A real signerd daemon from a state folder made by `signerd init`: the state folder, its
+configuration, the daemon subprocess and its mTLS channels.
+
+Shared by the tests and the benchmarks (bench/common.py). It imports no signerd module at module
+level: bench/authority.py imports it before it chooses which checkout signerd comes from."""
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,12 +15,12 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import grpc
 
-from signerd.v1 import signerd_pb2 as pb
-from signerd.v1 import signerd_pb2_grpc as rpc
+if TYPE_CHECKING:
+    from signerd.v1 import signerd_pb2_grpc as rpc
 
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+) .*metrics on http://(\S+):(\d+)/metrics")
 
@@ -28,12 +33,24 @@ def signerctl_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "signerd.cli", *args]
 
 
-def init_state(path: Path, *extra: str) -> Path:
+def init_state(path: Path, *extra: str, cwd: Path | None = None, timeout: float = 120) -> Path:
+    """A state folder made by ``signerd init`` (its own SoftHSM token, PKI, operators and their
+    keys, SQLite unless ``extra`` names another store), listening on free ports; returns its
+    config file. ``cwd``: the folder ``signerd`` runs in (``python -m`` imports signerd from
+    there first; bench/authority.py points it at the checkout under test)."""
     r = subprocess.run(signerd_cmd("init", str(path), "--listen", "127.0.0.1:0", "--metrics",
                                    "127.0.0.1:0", *extra), capture_output=True, text=True,
-                       timeout=120)
+                       timeout=timeout, cwd=cwd)
     assert r.returncode == 0, r.stderr
     return path / "signerd.toml"
+
+
+def operator_keys(state: Path) -> dict[str, Any]:
+    """The operators' Ed25519 private keys that ``signerd init`` wrote (STATE/operators/*.key),
+    by operator id."""
+    from signerd.adapters.key_files import load_private
+
+    return {p.stem: load_private(p) for p in sorted((state / "operators").glob("*.key"))}
 
 
 def dev_ca(state: Path) -> tuple[Any, Any]:
@@ -83,12 +100,18 @@ def edit_config(cfg: Path, section: str, **values: Any) -> None:
 
 @dataclass
 class Daemon:
+    """``signerd run`` as a subprocess on a state folder, with an mTLS channel per principal.
+    ``cwd``: the folder it runs in (see :func:`init_state`); ``channel_options``: more gRPC
+    options of the client channels (the benchmarks take larger messages)."""
+
     config: Path
     proc: subprocess.Popen[str] | None = None
     port: int = 0
     metrics_port: int = 0
     log_path: Path | None = None
     channels: dict[str, grpc.Channel] = field(default_factory=dict)
+    cwd: Path | None = None
+    channel_options: ClassVar[tuple[tuple[str, Any], ...]] = ()
 
     @property
     def state(self) -> Path:
@@ -98,7 +121,7 @@ class Daemon:
         self.log_path = self.state / f"daemon-{int(time.time() * 1000)}.log"
         log = open(self.log_path, "w")
         self.proc = subprocess.Popen(signerd_cmd("run", "--config", str(self.config)),
-                                     stdout=subprocess.PIPE, stderr=log, text=True,
+                                     stdout=subprocess.PIPE, stderr=log, text=True, cwd=self.cwd,
                                      env=dict(os.environ, PYTHONUNBUFFERED="1"))
         deadline = time.time() + timeout
         assert self.proc.stdout is not None
@@ -143,22 +166,33 @@ class Daemon:
                 certificate_chain=(pki / "clients" / f"{principal}.pem").read_bytes())
             self.channels[principal] = grpc.secure_channel(
                 f"127.0.0.1:{self.port}", creds,
-                options=[("grpc.ssl_target_name_override", "localhost")])
+                options=[("grpc.ssl_target_name_override", "localhost"),
+                         *self.channel_options])
         return self.channels[principal]
 
     def custody(self, principal: str = "platform") -> rpc.CustodyStub:
+        from signerd.v1 import signerd_pb2_grpc as rpc
+
         return rpc.CustodyStub(self.channel(principal))
 
     def approval(self, principal: str) -> rpc.ApprovalStub:
+        from signerd.v1 import signerd_pb2_grpc as rpc
+
         return rpc.ApprovalStub(self.channel(principal))
 
     def admin(self, principal: str = "admin") -> rpc.AdminStub:
+        from signerd.v1 import signerd_pb2_grpc as rpc
+
         return rpc.AdminStub(self.channel(principal))
 
     def audit(self, principal: str = "auditor") -> rpc.AuditStub:
+        from signerd.v1 import signerd_pb2_grpc as rpc
+
         return rpc.AuditStub(self.channel(principal))
 
     def governance(self, principal: str = "admin") -> rpc.GovernanceStub:
+        from signerd.v1 import signerd_pb2_grpc as rpc
+
         return rpc.GovernanceStub(self.channel(principal))
 
     def metrics(self) -> str:
@@ -169,109 +203,12 @@ class Daemon:
             return r.read().decode()
 
 
-def rpc_error(fn: Any, *args: Any, **kw: Any) -> grpc.RpcError:
-    try:
-        fn(*args, **kw)
-    except grpc.RpcError as e:
-        return e
-    raise AssertionError("expected an RPC error")
+# ---------------------------------------------------------------- from test_postgres.py
 
-
-__all__ = ["Daemon", "init_state", "rpc_error", "pb", "rpc", "edit_config", "dev_ca"]
-
-
-def decide(d: Daemon, transfer_id: str, operator: str, decision: int = pb.APPROVE,
-           reason: str = "", statement: bytes | None = None) -> pb.Transfer:
-    """An operator's approval as signerctl makes it: fetch the statement, sign SHA-256 of it
-    with the operator's own Ed25519 key from the state folder, send it."""
-    from signerd.core.approval import sign_statement, statement_digest
-    from signerd.adapters.key_files import load_private
-
-    if statement is None:
-        st = d.approval(operator).GetStatement(pb.GetStatementRequest(
-            transfer_id=transfer_id, decision=decision))
-        statement = st.statement
-    key = load_private(d.state / "operators" / f"{operator}.key")
-    return d.approval(operator).SubmitApproval(pb.SubmitApprovalRequest(
-        transfer_id=transfer_id, operator_id=operator, decision=decision,
-        signature=sign_statement(key, statement), reason=reason,
-        statement_sha256=statement_digest(statement)))
-
-
-GOVERNORS = ("admin1", "admin2")  # the demo governance quorum (two operators with the admin role)
-
-
-def decide_proposal(d: Daemon, proposal_id: str, operator: str, decision: int = pb.APPROVE,
-                    reason: str = "") -> pb.Proposal:
-    """An operator's decision on a governance proposal, as signerctl makes it: the statement
-    from the daemon, signed with the operator's own key from the state folder."""
-    from signerd.core.approval import sign_statement, statement_digest
-    from signerd.adapters.key_files import load_private
-
-    st = d.governance(operator).GetProposalStatement(pb.GetProposalStatementRequest(
-        proposal_id=proposal_id, decision=decision))
-    key = load_private(d.state / "operators" / f"{operator}.key")
-    return d.governance(operator).DecideProposal(pb.DecideProposalRequest(
-        proposal_id=proposal_id, operator_id=operator, decision=decision,
-        signature=sign_statement(key, st.statement), reason=reason,
-        statement_sha256=statement_digest(st.statement)))
-
-
-def govern(d: Daemon, proposal: pb.Proposal, approvers: tuple[str, ...] = GOVERNORS
-           ) -> pb.Proposal:
-    """Approve a proposal with the demo governance quorum; returns it as the last decision
-    left it (APPROVED when it applied)."""
-    p = proposal
-    for op in approvers:
-        if op == proposal.submitter:
-            continue
-        p = decide_proposal(d, proposal.id, op)
-    return p
-
-
-def set_policy(d: Daemon, wallet_id: str, toml: str = "", template: str = "") -> pb.Proposal:
-    """A wallet's next policy, through a proposal the demo governance quorum approves."""
-    p = govern(d, d.admin().SetPolicy(pb.SetPolicyRequest(wallet_id=wallet_id, toml=toml,
-                                                          template=template)))
-    assert p.state == "APPROVED", (p.state, p.failure)
-    return p
-
-
-def register_operator(d: Daemon, op_id: str, roles: list[str], pem: bytes) -> pb.Proposal:
-    p = govern(d, d.admin().RegisterOperator(pb.RegisterOperatorRequest(
-        id=op_id, roles=roles, public_key_pem=pem)))
-    assert p.state == "APPROVED", (p.state, p.failure)
-    return p
-
-
-def app_govern(app: Any, view: Any, approvers: tuple[str, ...] = GOVERNORS) -> Any:
-    """In-process: approve a proposal with the demo governance quorum's keys from the state
-    folder (the path the gRPC DecideProposal takes)."""
-    from signerd.core.approval import sign_statement
-    from signerd.core.model import Decision
-    from signerd.adapters.key_files import load_private
-
-    state = Path(app.config.path).parent
-    for op in approvers:
-        if op == view.row["submitter"]:
-            continue
-        statement, _, _ = app.proposals.statement(view.id, Decision.APPROVE)
-        key = load_private(state / "operators" / f"{op}.key")
-        view = app.proposals.decide(op, view.id, op, Decision.APPROVE,
-                                    sign_statement(key, statement))
-    return view
-
-
-def app_wallet(app: Any, policy: str = "", **kw: Any) -> Any:
-    """In-process: a platform Ethereum wallet (chain id 1); with ``policy``, that text becomes
-    its policy through an approved proposal."""
-    from signerd.services.admin import AdminService
-    from signerd.services.wallets import WalletRequest
-
-    req = dict(chain="ethereum", network="", category="seized", case_ref="APP", chain_ids=(1,))
-    req.update(kw)
-    w = app.wallets.create("platform", WalletRequest(**req))
-    if policy:
-        v = app_govern(app, AdminService(app).set_policy("admin", w.id, policy))
-        assert v.state == "APPROVED", (v.state, v.row["failure"])
-    return w
+def replica_config(cfg: Path, name: str) -> Path:
+    """Another replica of the same instance: the same file (instance id, HSM token and PIN,
+    PKI, store URL), in the same folder so its relative paths name the same files. Both listen
+    on port 0, so each gets its own free gRPC and metrics port."""
+    other = cfg.with_name(f"signerd-{name}.toml")
+    shutil.copyfile(cfg, other)
+    return other

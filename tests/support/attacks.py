@@ -1,0 +1,869 @@
+"""The store-writer attacks: an insider with write access to the store (SQLite or PostgreSQL)
+rewrites rows behind signerd's back, and each attack ends with no signature. Each
+``attack_*`` takes the daemon and the store writer for its database, so the SQLite tests
+(test_governance_attacks, test_transfer_seal, test_governance_seals) and the PostgreSQL ones
+(test_governance_postgres) run the same attack; and the helpers they share: store writers,
+wallets, transfers, waits, audit events, violation metrics."""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import coincurve
+import grpc
+from eth_account import Account
+
+from signerd.adapters.key_files import load_private
+from signerd.core import authority as AU
+from signerd.core import canonical
+from signerd.core import engine as E
+from signerd.core.approval import (SignedDecision, build_statement, genesis_statement,
+                                   proposal_statement, sign_statement, statement_digest)
+from signerd.core.bitcoin.address import address_to_script
+from signerd.core.model import Decision
+from signerd.core.operator_keys import generate, public_pem
+from signerd.services.transfers import movement_from_json
+
+from tests.support.bitcoin import build_psbt
+from tests.support.daemon import Daemon, edit_config, init_state, signerd_cmd
+from tests.support.ethereum import submit, tx_fields
+from tests.support.governance import decide, decide_proposal, govern, register_operator, set_policy
+from tests.support.rpc import pb, rpc_error
+
+PROBE = 0.5  # [hsm] probe_seconds: the monitor picks up APPROVED transfers this often
+EXTERNAL_ETH = "0x000000000000000000000000000000000000dEaD"
+ALL_ROLES = ["admin", "auditor", "custody_officer", "investigator", "judge", "prosecutor"]
+ONE_APPROVER = 'name = "one"\n[[rule]]\nname = "all"\nasset = "*"\napprovers = 1\n'
+
+
+def canon(value: Any) -> str:
+    return canonical.dumps(value).decode()
+
+
+class StoreWriter:
+    """Direct SQL on a daemon's database with nothing else: no HSM, no operator key, no RPC.
+    Queries use ``?`` placeholders; rows come back as dicts."""
+
+    def rows(self, query: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def run(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
+        """Run the statements in one transaction."""
+        raise NotImplementedError
+
+    def one(self, query: str, params: tuple[Any, ...] = ()) -> dict[str, Any]:
+        (row,) = self.rows(query, params)
+        return row
+
+    def insert(self, table: str, row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+        """The statement that inserts ``row`` (every column named) into ``table``, for
+        :meth:`run`."""
+        cols = list(row)
+        return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES"
+                f" ({', '.join('?' for _ in cols)})", tuple(row[c] for c in cols))
+
+
+class SqliteWriter(StoreWriter):
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _connect(self) -> sqlite3.Connection:
+        c = sqlite3.connect(self.path, timeout=30)
+        c.row_factory = sqlite3.Row
+        return c
+
+    def rows(self, query: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        c = self._connect()
+        try:
+            return [dict(r) for r in c.execute(query, params).fetchall()]
+        finally:
+            c.close()
+
+    def run(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
+        c = self._connect()
+        try:
+            with c:
+                for query, params in statements:
+                    c.execute(query, params)
+        finally:
+            c.close()
+
+
+def sqlite_writer(d: Daemon) -> SqliteWriter:
+    return SqliteWriter(d.state / "signerd.db")
+
+
+def transfer(d: Daemon, transfer_id: str) -> pb.Transfer:
+    return d.custody().GetTransfer(pb.GetTransferRequest(transfer_id=transfer_id))
+
+
+def assert_no_signature(d: Daemon, db: StoreWriter, transfer_id: str) -> pb.Transfer:
+    """No signature in the store for the transfer, no signed transaction, not SIGNED."""
+    t = transfer(d, transfer_id)
+    assert t.state != pb.SIGNED and not t.raw_tx and not t.psbt, t
+    assert db.one("SELECT COUNT(*) AS n FROM signatures WHERE transfer_id = ?",
+                  (transfer_id,))["n"] == 0
+    row = db.one("SELECT state, raw_tx, psbt FROM transfers WHERE id = ?", (transfer_id,))
+    assert row["state"] != "SIGNED" and row["raw_tx"] == "" and row["psbt"] == "", row
+    return t
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout}s: {what}")
+        time.sleep(0.05)
+
+
+def wait_state(d: Daemon, transfer_id: str, state: int, timeout: float = 15) -> pb.Transfer:
+    return wait_for(lambda: (lambda t: t if t.state == state else None)(transfer(d, transfer_id)),
+                    timeout, f"transfer {transfer_id} {pb.TransferState.Name(state)}")
+
+
+def monitor_ticks(n: int = 3) -> None:
+    """Give the monitor ``n`` probes to act on an APPROVED transfer (for "nothing happens")."""
+    time.sleep(n * PROBE)
+
+
+def violation_metric(d: Daemon, kind: str) -> float:
+    m = re.search(r'^signerd_authority_violations_total\{kind="%s"\} (\S+)$' % kind,
+                  d.metrics(), re.M)
+    assert m, f"no signerd_authority_violations_total series for kind {kind}"
+    return float(m.group(1))
+
+
+def audit_events(d: Daemon, *, action: str = "", obj: str = "") -> list[pb.AuditEvent]:
+    """Audit events through Audit/ListEvents as the auditor, filtered."""
+    out: list[pb.AuditEvent] = []
+    after = 0
+    while True:
+        page = d.audit("auditor").ListEvents(pb.ListEventsRequest(after_seq=after, limit=1000))
+        out += [e for e in page.events if (not action or e.action == action)
+                and (not obj or e.object == obj)]
+        if len(page.events) < 1000:
+            return out
+        after = page.events[-1].seq
+
+
+def assert_violation(d: Daemon, db: StoreWriter, transfer_id: str, kind: str, needle: str,
+                     metric_before: float, timeout: float = 15) -> pb.Transfer:
+    """The transfer ended FAILED as an authority violation: reason, audit event, metric; and
+    nothing was signed."""
+    t = wait_state(d, transfer_id, pb.FAILED, timeout)
+    assert t.failure.startswith("authority violation: ") and needle in t.failure, t.failure
+    (event,) = audit_events(d, action="authority.violation", obj=transfer_id)
+    details = json.loads(event.details_json)
+    assert details["kind"] == kind and needle in details["reason"], details
+    assert event.actor == "signerd"
+    assert violation_metric(d, kind) >= metric_before + 1
+    assert_no_signature(d, db, transfer_id)
+    return t
+
+
+_nonce = iter(range(1, 10**6))
+_case = iter(range(1, 10**6))
+
+
+def eth_wallet(d: Daemon, template: str = "", category: Any = pb.SEIZED) -> pb.Wallet:
+    from tests.unit.eth_oracle import CHAIN_ID
+
+    return d.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=[CHAIN_ID], category=category,
+        case_ref=f"CASE-GOV-{next(_case)}", template=template))
+
+
+def eth_transfer(d: Daemon, w: pb.Wallet, to: str = EXTERNAL_ETH) -> pb.Transfer:
+    return submit(d, w.id, tx_fields(nonce=next(_nonce), to=to))
+
+
+def assert_eth_signed(t: pb.Transfer, w: pb.Wallet) -> None:
+    assert t.state == pb.SIGNED and t.raw_tx, t
+    assert Account.recover_transaction(bytes.fromhex(t.raw_tx)) == w.address
+
+
+def store_statement(db: StoreWriter, instance_id: str, transfer_id: str,
+                    decision: Decision = Decision.APPROVE) -> bytes:
+    """The transfer's approval statement, rebuilt by signerd's own code from the store's row
+    alone (what a store writer can do without any RPC)."""
+    row = db.one("SELECT * FROM transfers WHERE id = ?", (transfer_id,))
+    return build_statement(E.context(instance_id, row), movement_from_json(row["movement"]),
+                           decision)
+
+
+def insert_approval(db: StoreWriter, transfer_id: str, operator_id: str, signature: bytes,
+                    statement: bytes) -> tuple[str, tuple[Any, ...]]:
+    return ("INSERT INTO approvals (transfer_id, operator_id, decision, signature,"
+            " statement_sha256, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (transfer_id, operator_id, "APPROVE", signature.hex(),
+             statement_digest(statement).hex(), "", time.time()))
+
+
+def operator_cert(d: Daemon, name: str) -> None:
+    """A client certificate for ``name`` from the dev CA (as test_revoked_operator does)."""
+    from signerd.adapters import pki
+    from tests.support.daemon import dev_ca
+
+    key, cert = pki.issue_client(*dev_ca(d.state), name)
+    pki.write_pem_key(d.state / "pki" / "clients" / f"{name}.key", key)
+    pki.write_pem_cert(d.state / "pki" / "clients" / f"{name}.pem", cert)
+
+
+def refused_start(cfg: Path) -> subprocess.CompletedProcess[str]:
+    """`signerd run` on a store it must refuse: exits at once."""
+    return subprocess.run(signerd_cmd("run", "--config", str(cfg)), capture_output=True,
+                          text=True, timeout=60)
+
+
+# The config of a daemon these tests start: the monitor signs APPROVED transfers every PROBE s.
+FRESH: dict[str, dict[str, Any]] = {"hsm": {"probe_seconds": PROBE}}
+
+
+def fresh_daemon(path: Path) -> Daemon:
+    cfg = init_state(path)
+    for section, values in FRESH.items():
+        edit_config(cfg, section, **values)
+    return Daemon(cfg).start()
+
+
+def attack_zero_signature_approvals(d: Daemon, db: StoreWriter) -> None:
+    """1a: two approval rows with all-zero signatures, state set to APPROVED."""
+    w = eth_wallet(d)
+    t = eth_transfer(d, w)
+    before = violation_metric(d, "approval")
+    statement = store_statement(db, t.instance_id, t.id)
+    db.run(insert_approval(db, t.id, "inv1", bytes(64), statement),
+           insert_approval(db, t.id, "cust1", bytes(64), statement),
+           ("UPDATE transfers SET state = ? WHERE id = ?", ("APPROVED", t.id)))
+    written = time.monotonic()
+    t = assert_violation(d, db, t.id, "approval", "does not verify over this act's statement",
+                         before)
+    assert time.monotonic() - written < 10 * PROBE  # the monitor's next probes found it
+    assert "inv1" in t.failure and "cust1" in t.failure
+    # The legitimate counterpart: the same two operators, their own signatures.
+    ok = eth_transfer(d, w)
+    decide(d, ok.id, "inv1")
+    assert_eth_signed(decide(d, ok.id, "cust1"), w)
+
+
+def attack_forged_operators(d: Daemon, db: StoreWriter) -> None:
+    """1b: operators rows with every role and the writer's own keys; approvals correctly
+    signed by those keys over the real statement; state set to APPROVED."""
+    w = eth_wallet(d)
+    t = eth_transfer(d, w)
+    before = violation_metric(d, "approval")
+    statement = store_statement(db, t.instance_id, t.id)
+    # It is the statement the operators are shown (GetStatement as a real operator).
+    assert statement == d.approval("inv2").GetStatement(pb.GetStatementRequest(
+        transfer_id=t.id, decision=pb.APPROVE)).statement
+    writes = []
+    for name in (f"mallory{secrets.token_hex(3)}", f"mallory{secrets.token_hex(3)}"):
+        key = generate()
+        writes += [("INSERT INTO operators (id, roles, public_key_pem, status, created_at)"
+                    " VALUES (?, ?, ?, 'active', ?)",
+                    (name, json.dumps(ALL_ROLES), public_pem(key).decode(), time.time())),
+                   insert_approval(db, t.id, name, sign_statement(key, statement), statement)]
+    db.run(*writes, ("UPDATE transfers SET state = ? WHERE id = ?", ("APPROVED", t.id)))
+    assert_violation(d, db, t.id, "approval", "is not an operator in the chain of authority",
+                     before)
+    names = {o.id for o in d.admin().ListOperators(pb.ListOperatorsRequest()).operators}
+    assert not any(n.startswith("mallory") for n in names)
+    # The legitimate counterpart: an operator registered through the governance quorum, with
+    # their own key, counts.
+    name = f"cust{secrets.token_hex(3)}"
+    key = generate()
+    operator_cert(d, name)
+    register_operator(d, name, ["custody_officer"], public_pem(key))
+    ok = eth_transfer(d, w)
+    decide(d, ok.id, "inv1")
+    statement = d.approval(name).GetStatement(pb.GetStatementRequest(
+        transfer_id=ok.id, decision=pb.APPROVE)).statement
+    assert_eth_signed(d.approval(name).SubmitApproval(pb.SubmitApprovalRequest(
+        transfer_id=ok.id, operator_id=name, decision=pb.APPROVE,
+        signature=sign_statement(key, statement),
+        statement_sha256=statement_digest(statement))), w)
+
+
+def attack_thawed_frozen_wallet(d: Daemon, db: StoreWriter) -> None:
+    """1d: FreezeWallet (a ledger entry), then the wallet row set ACTIVE again by SQL."""
+    w = eth_wallet(d)
+    t = eth_transfer(d, w)
+    d.admin().FreezeWallet(pb.FreezeWalletRequest(wallet_id=w.id, order_ref="ORDER-FRZ-1"))
+    db.run(("UPDATE wallets SET status = 'ACTIVE', freeze_order = '' WHERE id = ?", (w.id,)))
+    assert d.custody().GetWallet(pb.GetWalletRequest(wallet_id=w.id)).status == pb.FROZEN
+    e = rpc_error(eth_transfer, d, w)
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "frozen by court order" in e.details(), e.details()
+    decide(d, t.id, "inv1")
+    got = decide(d, t.id, "cust1")
+    assert got.state == pb.APPROVED and not got.raw_tx  # quorum recorded, nothing signed
+    monitor_ticks()
+    assert assert_no_signature(d, db, t.id).state == pb.APPROVED
+    # Only a governed unfreeze lets it go: then it is signed.
+    p = d.admin().UnfreezeWallet(pb.FreezeWalletRequest(wallet_id=w.id,
+                                                        order_ref="ORDER-UNFRZ-1"))
+    assert p.state == "PENDING_APPROVAL"
+    assert govern(d, p).state == "APPROVED"
+    assert_eth_signed(wait_state(d, t.id, pb.SIGNED), w)
+
+
+def attack_one_approver_policy_row(d: Daemon, db: StoreWriter) -> None:
+    """1c: the wallet's ``policies`` row rewritten to a one-approver policy."""
+    w, own = eth_wallet(d), eth_wallet(d)  # `own`: same category, all keys ours
+    genuine = d.admin().GetPolicy(pb.GetPolicyRequest(wallet_id=w.id))
+    db.run(("UPDATE policies SET document = ? WHERE wallet_id = ?", (ONE_APPROVER, w.id)))
+    # signerd reads the policy from the authority ledger, not from the row.
+    assert d.admin().GetPolicy(pb.GetPolicyRequest(wallet_id=w.id)).toml == genuine.toml
+    t = eth_transfer(d, w, to=own.address)
+    assert t.movement.outputs[0].destination_class == "own_wallet"
+    assert t.requirement.startswith("2 approvers"), t.requirement
+    t = decide(d, t.id, "cust1")
+    assert t.state == pb.PENDING_APPROVAL and "investigator x1" in t.remaining
+    monitor_ticks(1)
+    assert assert_no_signature(d, db, t.id).state == pb.PENDING_APPROVAL
+    # The legitimate counterpart: the governance quorum sets that same text; then one
+    # approval signs an own-wallet move (after the pending transfer is cancelled, since the
+    # new policy would loosen it).
+    e = rpc_error(d.admin().SetPolicy, pb.SetPolicyRequest(wallet_id=w.id, toml=ONE_APPROVER))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and t.id in e.details()
+    d.custody().CancelTransfer(pb.CancelTransferRequest(transfer_id=t.id, reason="x"))
+    set_policy(d, w.id, ONE_APPROVER)
+    ok = eth_transfer(d, w, to=own.address)
+    assert ok.requirement.startswith("1 approver"), ok.requirement
+    assert_eth_signed(decide(d, ok.id, "cust1"), w)
+
+
+def attack_fake_wallet_at_the_destination(d: Daemon, db: StoreWriter) -> None:
+    """1e: a wallet row without a seal at a transfer's destination, to make it
+    ``own_wallet``."""
+    # seized-sweep: one custody officer may sweep into own wallets; anything else needs three.
+    w = eth_wallet(d, template="seized-sweep")
+    real = eth_wallet(d)  # copied for the fake row's columns
+    fake_address = Account.create().address
+    plain = eth_transfer(d, w, to=fake_address)  # before the fake row: external
+    assert plain.movement.outputs[0].destination_class == "external"
+    row = db.one("SELECT * FROM wallets WHERE id = ?", (real.id,))
+    row.update(id="w_" + secrets.token_hex(8), address=fake_address, record="", seal="",
+               proposal_id="")
+    db.run(db.insert("wallets", row))
+    t = eth_transfer(d, w, to=fake_address)
+    (out,) = t.movement.outputs
+    assert out.destination_class == "external" and not out.wallet_id, out
+    assert t.requirement == plain.requirement  # unchanged by the row
+    assert t.requirement.startswith("3 approvers") and "prosecutor x1" in t.requirement
+    t = decide(d, t.id, "cust1")
+    assert t.state == pb.PENDING_APPROVAL and "investigator x1" in t.remaining
+    assert assert_no_signature(d, db, t.id).state == pb.PENDING_APPROVAL
+    statement = d.approval("inv1").GetStatement(pb.GetStatementRequest(
+        transfer_id=t.id, decision=pb.APPROVE))
+    assert fake_address not in statement.own_addresses and not statement.destinations
+    # The legitimate counterpart: the real (sealed) wallet is own_wallet; one officer signs.
+    ok = eth_transfer(d, w, to=real.address)
+    assert ok.movement.outputs[0].destination_class == "own_wallet"
+    assert ok.requirement.startswith("1 approver"), ok.requirement
+    assert_eth_signed(decide(d, ok.id, "cust1"), w)
+
+
+def attack_forged_authority_ledger_entry(d: Daemon, db: StoreWriter) -> None:
+    """1f: a forged ``authority_log`` entry (a proposal registering the writer as an operator
+    with fake admin approvals, the head row moved to it). Stops and restarts ``d``: a daemon
+    of its own."""
+    w = eth_wallet(d)
+    t = eth_transfer(d, w)
+    decide(d, t.id, "inv1")
+    cust1 = d.approval("cust1").GetStatement(pb.GetStatementRequest(
+        transfer_id=t.id, decision=pb.APPROVE)).statement
+    # The forger: a proposal registering mallory with every role, "approved" by admin1 and
+    # admin2 with signatures of the forger's key, hashed and linked exactly as signerd
+    # would, the head row moved to it, and the operators row to match.
+    head = db.one("SELECT seq, hash FROM authority_head WHERE id = 1")
+    instance = d.governance().GetAuthority(pb.GetAuthorityRequest()).instance_id
+    mallory = generate()
+    now = int(time.time())
+    doc = {"id": "p_" + secrets.token_hex(10), "instance_id": instance,
+           "kind": "operator.register", "submitter": "admin", "created_at": now,
+           "expires_at": now + 3600,
+           "change": {"operator_id": "mallory", "roles": ALL_ROLES,
+                      "public_key_pem": public_pem(mallory).decode()}}
+    fakes = [SignedDecision(op, Decision.APPROVE,
+                            sign_statement(mallory, proposal_statement(doc, Decision.APPROVE)))
+             for op in ("admin1", "admin2")]
+    entry = AU.make_entry(int(head["seq"]), bytes.fromhex(head["hash"]), AU.PROPOSAL, doc,
+                          fakes)
+    before = violation_metric(d, "ledger")
+    db.run(("INSERT INTO authority_log (seq, kind, body, approvals, prev_hash, hash,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (entry.seq, entry.kind, canon(doc),
+             canon(entry.approvals_json()),
+             entry.prev_hash.hex(), entry.hash.hex(), time.time())),
+           ("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
+            (entry.seq, entry.hash.hex())),
+           ("INSERT INTO operators (id, roles, public_key_pem, status, created_at)"
+            " VALUES ('mallory', ?, ?, 'active', ?)",
+            (json.dumps(ALL_ROLES), public_pem(mallory).decode(), time.time())))
+    # The running daemon refuses: the quorum-making approval is not recorded, nothing signs.
+    key = load_private(d.state / "operators" / "cust1.key")
+    e = rpc_error(d.approval("cust1").SubmitApproval, pb.SubmitApprovalRequest(
+        transfer_id=t.id, operator_id="cust1", decision=pb.APPROVE,
+        signature=sign_statement(key, cust1), statement_sha256=statement_digest(cust1)))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+    assert f"authority ledger entry {entry.seq}" in e.details()
+    assert "does not verify" in e.details()
+    monitor_ticks()
+    assert db.one("SELECT COUNT(*) AS n FROM signatures WHERE transfer_id = ?",
+                  (t.id,))["n"] == 0
+    row = db.one("SELECT state, raw_tx FROM transfers WHERE id = ?", (t.id,))
+    assert row == {"state": "PENDING_APPROVAL", "raw_tx": ""}
+    assert violation_metric(d, "ledger") >= before + 1
+    assert "authority ledger does not verify" in d.log_path.read_text()  # type: ignore
+    # A restarted daemon refuses to start, with one line naming the entry.
+    assert d.stop() == 0
+    r = refused_start(d.config)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0].startswith("signerd: refusing to serve this store: authority ledger "
+                               f"entry {entry.seq} (proposal {doc['id']})"), lines[0]
+    # The legitimate counterpart: the ledger as signerd wrote it serves and signs.
+    db.run(("DELETE FROM authority_log WHERE seq = ?", (entry.seq,)),
+           ("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
+            (head["seq"], head["hash"])),
+           ("DELETE FROM operators WHERE id = 'mallory'", ()))
+    d.start()
+    assert_eth_signed(decide(d, t.id, "cust1"), w)
+
+
+def attack_replaced_genesis(d: Daemon, db: StoreWriter) -> None:
+    """1g: the genesis row replaced by a genesis the writer made and signed with keys of their
+    own. ``d`` has made nothing but its genesis yet; it is stopped and restarted."""
+    w = eth_wallet(d)
+    genesis = db.one("SELECT * FROM authority_log WHERE seq = 1")
+    head = db.one("SELECT seq, hash FROM authority_head WHERE id = 1")
+    assert head["seq"] == 1  # nothing after the genesis yet
+    # The writer's own genesis: the same document with every operator's key replaced by
+    # one of theirs, signed by all of them, hashed as signerd would.
+    doc = json.loads(genesis["body"])
+    keys = {o["id"]: generate() for o in doc["operators"]}
+    for o in doc["operators"]:
+        o["public_key_pem"] = public_pem(keys[o["id"]]).decode()
+    statement = genesis_statement(doc)
+    entry = AU.genesis_entry(doc, [SignedDecision(op, Decision.APPROVE,
+                                                  sign_statement(k, statement))
+                                   for op, k in keys.items()])
+    pinned = d.governance().GetAuthority(pb.GetAuthorityRequest()).genesis
+    db.run(("UPDATE authority_log SET body = ?, approvals = ?, hash = ? WHERE seq = 1",
+            (canon(doc),
+             canon(entry.approvals_json()),
+             entry.hash.hex())),
+           ("UPDATE authority_head SET hash = ? WHERE id = 1", (entry.hash.hex(),)))
+    # The running daemon notices the rewrite before anything else.
+    before = violation_metric(d, "ledger")
+    e = rpc_error(eth_transfer, d, w)
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "rewound or rewritten" in e.details(), e.details()
+    assert violation_metric(d, "ledger") >= before + 1
+    assert d.stop() == 0
+    r = refused_start(d.config)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0] == (f"signerd: refusing to serve this store: the store's genesis "
+                        f"{AU.genesis_digest(doc).hex()} differs from the pinned genesis "
+                        f"{pinned.hex()}"), lines[0]
+    # The legitimate counterpart: the genesis signerd wrote serves and signs.
+    db.run(("UPDATE authority_log SET body = ?, approvals = ?, hash = ? WHERE seq = 1",
+            (genesis["body"], genesis["approvals"], genesis["hash"])),
+           ("UPDATE authority_head SET hash = ? WHERE id = 1", (head["hash"],)))
+    d.start()
+    t = eth_transfer(d, w)
+    decide(d, t.id, "inv1")
+    assert_eth_signed(decide(d, t.id, "cust1"), w)
+
+
+def vetoed(d: Daemon) -> pb.Transfer:
+    w = eth_wallet(d)
+    t = eth_transfer(d, w)
+    decide(d, t.id, "inv1")
+    t = decide(d, t.id, "judge1", pb.REJECT, reason="court order pending")
+    assert t.state == pb.REJECTED and "veto of judge1" in t.failure
+    return t
+
+
+def resurrect(db: StoreWriter, transfer_id: str) -> None:
+    """The writer deletes the judge's veto and sets the transfer back to waiting."""
+    db.run(("DELETE FROM approvals WHERE transfer_id = ? AND operator_id = 'judge1'",
+            (transfer_id,)),
+           ("UPDATE transfers SET state = 'PENDING_APPROVAL', failure = '' WHERE id = ?",
+            (transfer_id,)))
+
+
+def assert_refused_as_ended(d: Daemon, db: StoreWriter, transfer_id: str) -> None:
+    before = violation_metric(d, "ended")
+    e = rpc_error(decide, d, transfer_id, "cust1")
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+    assert "ended before" in e.details() and transfer_id in e.details()
+    assert_violation(d, db, transfer_id, "ended", "ended before", before)
+    monitor_ticks(1)
+    assert_no_signature(d, db, transfer_id)
+
+
+def attack_erased_veto(d: Daemon, db: StoreWriter) -> None:
+    """1h: the judge's veto is a row in ``approvals`` and the state REJECTED; the writer
+    deletes the row and sets the state back to PENDING_APPROVAL. The audit chain the daemon
+    verified records the rejection, so the next honest approval is refused and the transfer
+    ends FAILED, unsigned."""
+    t = vetoed(d)
+    resurrect(db, t.id)
+    assert transfer(d, t.id).state == pb.PENDING_APPROVAL  # what cust1 is shown
+    assert_refused_as_ended(d, db, t.id)
+
+
+def attack_erased_veto_and_its_audit_events(d: Daemon, db: StoreWriter) -> None:
+    """1h, and the rejection's audit events deleted too: the chain no longer verifies, and the
+    daemon refuses every decision and signs nothing until it is restored (restored here, for
+    the other attacks on the same daemon)."""
+    t = vetoed(d)
+    rows = db.rows("SELECT * FROM audit_events WHERE object = ? AND action IN"
+                   " ('transfer.reject', 'transfer.rejected')", (t.id,))
+    assert len(rows) == 2
+    resurrect(db, t.id)
+    db.run(*[("DELETE FROM audit_events WHERE seq = ?", (r["seq"],)) for r in rows])
+    try:
+        e = rpc_error(decide, d, t.id, "cust1")
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+        assert "audit" in e.details() and "does not verify" in e.details(), e.details()
+        monitor_ticks(1)
+        assert_no_signature(d, db, t.id)
+    finally:  # restore the chain for the other attacks on this daemon
+        for r in rows:
+            db.run(db.insert("audit_events", r))
+    # Restored, the rejection stands: the transfer is refused as ended.
+    assert_refused_as_ended(d, db, t.id)
+
+
+def attack_erased_veto_across_a_restart(d: Daemon, db: StoreWriter) -> None:
+    """1h across a restart of ``d`` (a daemon of its own): the daemon knows the ended transfers
+    again, read through their index and checked against the latest HSM-signed audit
+    checkpoint, which commits to them; an ending event altered to hide it no longer matches
+    that checkpoint."""
+    t = vetoed(d)
+    t2 = vetoed(d)
+    eth_wallet(d)  # so that neither veto is the checkpoint's head event
+    d.audit("auditor").GetHead(pb.GetHeadRequest())  # a checkpoint covering both vetoes
+    d.stop()
+    resurrect(db, t.id)
+    d.start()
+    assert_refused_as_ended(d, db, t.id)
+    d.stop()
+    resurrect(db, t2.id)
+    db.run(("UPDATE audit_events SET action = 'transfer.revived' WHERE object = ? AND"
+            " action = 'transfer.rejected'", (t2.id,)))
+    d.start()
+    e = rpc_error(decide, d, t2.id, "cust1")
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+    assert "ended transfers and proposals" in e.details() and "not those it signed" in \
+        e.details(), e.details()
+    monitor_ticks(1)
+    assert_no_signature(d, db, t2.id)
+
+
+def attack_erased_proposal_rejection(d: Daemon, db: StoreWriter) -> None:
+    """1h for a governance proposal: a rejected registration set back to pending by SQL is
+    refused as ended, and the operator is not registered."""
+    p = d.admin().RegisterOperator(pb.RegisterOperatorRequest(
+        id=f"late{next(_case)}", roles=["investigator"], public_key_pem=public_pem(generate())))
+    p = decide_proposal(d, p.id, "admin1", pb.REJECT, reason="not vetted")
+    assert p.state == "REJECTED"
+    db.run(("DELETE FROM proposal_approvals WHERE proposal_id = ?", (p.id,)),
+           ("UPDATE proposals SET state = 'PENDING_APPROVAL', failure = '' WHERE id = ?",
+            (p.id,)))
+    before = violation_metric(d, "ended")
+    e = rpc_error(decide_proposal, d, p.id, "admin1")
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "ended before" in e.details()
+    assert violation_metric(d, "ended") == before + 1
+    got = d.governance().GetProposal(pb.GetProposalRequest(proposal_id=p.id))
+    assert got.state == "FAILED" and "ended before" in got.failure
+    ops = d.admin().ListOperators(pb.ListOperatorsRequest()).operators
+    assert json.loads(p.body_json)["change"]["operator_id"] not in [o.id for o in ops]
+
+
+def seized_btc_wallet(d: Daemon) -> pb.Wallet:
+    """A seized key (hex) imported into the HSM and approved by the governance quorum (template
+    seized-sweep: one custody officer may sweep into own wallets)."""
+    secret = coincurve.PrivateKey(secrets.token_bytes(32)).secret.hex()
+    p = d.admin().ImportKey(pb.ImportKeyRequest(
+        hex=secret, chain=pb.BITCOIN, network="regtest", case_ref=f"CASE-SZ-{next(_case)}",
+        seizure_record=f"SR-{next(_case)}"))
+    assert p.kind == "wallet.import" and p.state == "PENDING_APPROVAL"
+    assert govern(d, p).state == "APPROVED"
+    w = d.custody().GetWallet(pb.GetWalletRequest(
+        wallet_id=json.loads(p.body_json)["change"]["wallet"]["id"]))
+    assert w.status == pb.ACTIVE and w.template == "seized-sweep"
+    return w
+
+
+def multisig(d: Daemon, threshold: int) -> pb.Wallet:
+    """A seized P2WSH sortedmulti with one HSM key and one outside cosigner key."""
+    outside = coincurve.PrivateKey(secrets.token_bytes(32)).public_key.format()
+    w = d.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.BITCOIN, network="regtest", category=pb.SEIZED, case_ref="CASE-MS",
+        script_type=pb.P2WSH_SORTEDMULTI, threshold=threshold, hsm_keys=1,
+        cosigners=[outside.hex()]))
+    assert w.status == pb.AWAITING_APPROVAL and w.proposal_id
+    return w
+
+
+def sweep(d: Daemon, source: pb.Wallet, dest: pb.Wallet, sats: int
+          ) -> tuple[pb.Transfer, Any]:
+    psbt, prev = build_psbt(source, [sats + 1_000],
+                            [(address_to_script(dest.address, "regtest"), sats)])
+    return d.custody().SubmitTransfer(pb.SubmitTransferRequest(
+        wallet_id=source.id, psbt=psbt.to_base64().encode())), prev
+
+
+# ---------------------------------------------------------------- from test_transfer_seal.py
+
+SEAL = "does not carry signerd's seal"
+
+
+def attack_reclassified_destination(d: Daemon, db: StoreWriter) -> None:
+    """A seized-sweep wallet: one custody officer may sweep into signerd's own wallets, an
+    outside address needs three approvers with a prosecutor. The writer rewrites the pending
+    transfer's stored movement so the outside address reads as own_wallet, and its
+    requirement to one officer."""
+    w = eth_wallet(d, template="seized-sweep")
+    own = eth_wallet(d)
+    t = eth_transfer(d, w)
+    assert t.movement.outputs[0].destination_class == "external"
+    assert t.requirement.startswith("3 approvers"), t.requirement
+    genuine = d.approval("cust1").GetStatement(pb.GetStatementRequest(
+        transfer_id=t.id, decision=pb.APPROVE)).statement
+    row = db.one("SELECT movement, requirement FROM transfers WHERE id = ?", (t.id,))
+    sweep_row = eth_transfer(d, w, to=own.address)  # a genuine one-officer requirement
+    one_officer = db.one("SELECT requirement FROM transfers WHERE id = ?",
+                         (sweep_row.id,))["requirement"]
+    movement = json.loads(row["movement"])
+    movement["outputs"][0].update(destination_class="own_wallet", wallet_id=own.id,
+                                  category="seized")
+    db.run(("UPDATE transfers SET movement = ?, requirement = ? WHERE id = ?",
+            (json.dumps(movement, sort_keys=True), one_officer, t.id)))
+    # No operator is shown the rewritten statement.
+    e = rpc_error(d.approval("cust1").GetStatement, pb.GetStatementRequest(
+        transfer_id=t.id, decision=pb.APPROVE))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and SEAL in e.details(), e.details()
+    # An officer's approval (over the statement they were shown before) is refused, and the
+    # transfer ends FAILED as an authority violation.
+    before = violation_metric(d, "transfer")
+    e = rpc_error(decide, d, t.id, "cust1", statement=genuine)
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and SEAL in e.details(), e.details()
+    assert_violation(d, db, t.id, "transfer", SEAL, before)
+    # The legitimate counterpart: the genuine sweep into the own wallet, one officer.
+    assert sweep_row.requirement.startswith("1 approver"), sweep_row.requirement
+    assert_eth_signed(decide(d, sweep_row.id, "cust1"), w)
+
+
+def attack_inserted_transfer_row(d: Daemon, db: StoreWriter) -> None:
+    """The writer copies a genuine pending transfer into a new row of their own, with another
+    destination in its payload and movement: nobody is shown it, nothing is signed."""
+    w = eth_wallet(d)
+    t = eth_transfer(d, w)
+    row = db.one("SELECT * FROM transfers WHERE id = ?", (t.id,))
+    fake_id = "t_" + secrets.token_hex(10)
+    mine = "0x" + "ab" * 20
+    payload = json.loads(bytes(row["payload"]))
+    payload.update(to=mine, nonce=payload["nonce"] + 10_000)
+    movement = json.loads(row["movement"])
+    movement["outputs"][0]["address"] = mine
+    row.update(id=fake_id, payload=json.dumps(payload).encode(),
+               movement=json.dumps(movement, sort_keys=True), idempotency_key=fake_id)
+    cols = list(row)
+    db.run((f"INSERT INTO transfers ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+            tuple(row[c] for c in cols)))
+    e = rpc_error(d.approval("inv1").GetStatement, pb.GetStatementRequest(
+        transfer_id=fake_id, decision=pb.APPROVE))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and SEAL in e.details(), e.details()
+    before = violation_metric(d, "transfer")
+    genuine = d.approval("inv1").GetStatement(pb.GetStatementRequest(
+        transfer_id=t.id, decision=pb.APPROVE)).statement
+    e = rpc_error(decide, d, fake_id, "inv1", statement=genuine)
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and SEAL in e.details(), e.details()
+    assert_violation(d, db, fake_id, "transfer", SEAL, before)
+    # The genuine transfer is untouched by it and is signed by its quorum.
+    decide(d, t.id, "inv1")
+    assert_eth_signed(decide(d, t.id, "cust1"), w)
+
+
+# A policy that covers only tiny amounts: a waiting transfer of 0.001 ETH is no longer allowed.
+TINY_ONLY = """\
+name = "tiny-only"
+expiry = "24h"
+
+[[rule]]
+name = "tiny"
+asset = "*"
+max_amount = "1000"
+category_change = ["none"]
+approvers = 2
+roles = { investigator = 1, custody_officer = 1 }
+"""
+
+
+# ---------------------------------------------------------------- from test_governance_seals.py
+
+def suspend(d: Daemon, op_id: str, reason: str) -> None:
+    d.admin().SuspendOperator(pb.RevokeOperatorRequest(id=op_id, reason=reason))
+
+
+def reinstate(d: Daemon, op_id: str) -> pb.Proposal:
+    return d.admin().ReinstateOperator(pb.RevokeOperatorRequest(id=op_id, reason="cleared"))
+
+
+def proposal(d: Daemon, proposal_id: str) -> pb.Proposal:
+    return d.governance().GetProposal(pb.GetProposalRequest(proposal_id=proposal_id))
+
+
+def stored_decisions(db: StoreWriter, proposal_id: str) -> list[SignedDecision]:
+    return [SignedDecision(r["operator_id"], Decision(r["decision"]),
+                           bytes.fromhex(r["signature"]))
+            for r in db.rows("SELECT * FROM proposal_approvals WHERE proposal_id = ?",
+                             (proposal_id,))]
+
+
+def operator_ids(d: Daemon) -> set[str]:
+    return {o.id for o in d.admin().ListOperators(pb.ListOperatorsRequest()).operators}
+
+
+def signature_rows(db: StoreWriter, transfer_id: str) -> int:
+    return int(db.one("SELECT COUNT(*) AS n FROM signatures WHERE transfer_id = ?",
+                      (transfer_id,))["n"])
+
+
+def attack_failed_proposal_appended(d: Daemon, db: StoreWriter, op_id: str = "cust2", *,
+                                    restart: bool = False) -> None:
+    """1: a FAILED reinstatement, with its genuine quorum, appended to the ledger after the
+    operator was suspended again."""
+    w = eth_wallet(d)
+    suspend(d, op_id, "inquiry")
+    stale, fresh = reinstate(d, op_id), reinstate(d, op_id)
+    assert govern(d, fresh).state == "APPROVED"
+    failed = govern(d, stale)
+    assert failed.state == "FAILED" and "not suspended" in failed.failure, failed.failure
+    assert len(stored_decisions(db, stale.id)) == 2  # its quorum, signed, is in the store
+    suspend(d, op_id, "key compromised")
+    t = eth_transfer(d, w)
+    decide(d, t.id, "inv1")
+    before = violation_metric(d, "ledger")
+    # The writer: the reinstatement as the store holds it, its approvals, hashed and linked
+    # exactly as signerd would, carrying the seal of the genuine entry before it; the head row
+    # moved to it and the copies in the tables made to match.
+    head = db.one("SELECT seq, hash FROM authority_head WHERE id = 1")
+    last = db.one("SELECT seal FROM authority_log WHERE seq = ?", (head["seq"],))
+    assert last["seal"]  # signerd sealed the suspension
+    doc = json.loads(db.one("SELECT body FROM proposals WHERE id = ?", (stale.id,))["body"])
+    entry = AU.make_entry(int(head["seq"]), bytes.fromhex(head["hash"]), AU.PROPOSAL, doc,
+                          stored_decisions(db, stale.id))
+    db.run(("INSERT INTO authority_log (seq, kind, body, approvals, prev_hash, hash,"
+            " created_at, seal) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.seq, entry.kind, canon(doc), canon(entry.approvals_json()),
+             entry.prev_hash.hex(), entry.hash.hex(), time.time(), last["seal"])),
+           ("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
+            (entry.seq, entry.hash.hex())),
+           ("UPDATE operators SET status = 'active' WHERE id = ?", (op_id,)),
+           ("UPDATE proposals SET state = 'APPROVED', failure = '', applied_seq = ?"
+            " WHERE id = ?", (entry.seq, stale.id)))
+    needle = (f"authority ledger entry {entry.seq} (proposal {stale.id}): signerd's seal does "
+              "not verify for this entry at this place")
+    stopped = False
+    try:
+        # The reinstated-by-SQL operator's approval is refused, and so is every act reading the
+        # ledger; nothing is signed.
+        e = rpc_error(decide, d, t.id, op_id)
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+        assert needle in e.details(), e.details()
+        e = rpc_error(d.governance().GetAuthority, pb.GetAuthorityRequest())
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and needle in e.details()
+        monitor_ticks()
+        assert signature_rows(db, t.id) == 0
+        assert db.one("SELECT state, raw_tx FROM transfers WHERE id = ?", (t.id,)) == {
+            "state": "PENDING_APPROVAL", "raw_tx": ""}
+        assert violation_metric(d, "ledger") >= before + 1
+        if restart:
+            stopped = True
+            assert d.stop() == 0
+            r = refused_start(d.config)
+            lines = r.stderr.strip().splitlines()
+            assert r.returncode == 2 and len(lines) == 1, r.stderr
+            assert lines[0].startswith("signerd: refusing to serve this store: " + needle), lines
+    finally:  # the writer's rows gone, the ledger is the one signerd wrote
+        db.run(("DELETE FROM authority_log WHERE seq = ?", (entry.seq,)),
+               ("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
+                (head["seq"], head["hash"])),
+               ("UPDATE operators SET status = 'suspended' WHERE id = ?", (op_id,)),
+               ("UPDATE proposals SET state = 'FAILED', failure = ?, applied_seq = 0"
+                " WHERE id = ?", (failed.failure, stale.id)))
+        if stopped:
+            d.start()
+    assert_no_signature(d, db, t.id)
+    assert {o.id: o.status for o in d.admin().ListOperators(
+        pb.ListOperatorsRequest()).operators}[op_id] == "suspended"
+    # The legitimate counterpart: a reinstatement the quorum approves now; then it counts.
+    assert govern(d, reinstate(d, op_id)).state == "APPROVED"
+    assert_eth_signed(decide(d, t.id, op_id), w)
+
+
+def attack_forged_proposal_row(d: Daemon, db: StoreWriter) -> None:
+    """2a: a pending proposal row inserted by the writer, "submitted by admin1", registering an
+    operator with every role."""
+    instance = d.governance().GetAuthority(pb.GetAuthorityRequest()).instance_id
+    name = f"mallory{secrets.token_hex(3)}"
+    now = int(time.time())
+    doc = {"id": "p_" + secrets.token_hex(10), "instance_id": instance,
+           "kind": "operator.register", "submitter": "admin1", "created_at": now,
+           "expires_at": now + 3600,
+           "change": {"operator_id": name, "roles": ALL_ROLES,
+                      "public_key_pem": public_pem(generate()).decode()}}
+    before = violation_metric(d, "proposal")
+    db.run(("INSERT INTO proposals (id, kind, body, state, submitter, subject, expires_at,"
+            " created_at, updated_at) VALUES (?, ?, ?, 'PENDING_APPROVAL', 'admin1', ?, ?, ?, ?)",
+            (doc["id"], doc["kind"], canon(doc), name, float(now + 3600), float(now),
+             float(now))),)
+    # Shown as what it is from the first read on (pending until the monitor's next probe).
+    shown = proposal(d, doc["id"])
+    assert "does not carry signerd's seal" in shown.failure, shown
+    assert shown.summary.startswith("NOT SIGNERD'S PROPOSAL"), shown.summary
+    assert not shown.requirement and not any(a.counted for a in shown.approvals)
+    # The health monitor ends it FAILED as an authority violation.
+    got = wait_for(lambda: (lambda p: p if p.state == "FAILED" else None)(
+        proposal(d, doc["id"])), what=f"proposal {doc['id']} FAILED")
+    assert "does not carry signerd's seal" in got.failure
+    (event,) = audit_events(d, action="authority.violation", obj=doc["id"])
+    details = json.loads(event.details_json)
+    assert details["kind"] == "proposal" and "seal" in details["reason"] and \
+        event.actor == "signerd"
+    assert violation_metric(d, "proposal") >= before + 1
+    # Never decided: its statement is refused, a decision on it too.
+    e = rpc_error(d.governance("admin2").GetProposalStatement, pb.GetProposalStatementRequest(
+        proposal_id=doc["id"], decision=pb.APPROVE))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+    key = load_private(d.state / "operators" / "admin2.key")
+    e = rpc_error(d.governance("admin2").DecideProposal, pb.DecideProposalRequest(
+        proposal_id=doc["id"], operator_id="admin2", decision=pb.APPROVE,
+        signature=sign_statement(key, proposal_statement(doc, Decision.APPROVE))))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+    assert not db.rows("SELECT * FROM proposal_approvals WHERE proposal_id = ?", (doc["id"],))
+    assert name not in operator_ids(d)
+    # The legitimate counterpart: the same registration made through signerd, approved by the
+    # governance quorum.
+    p = d.admin().RegisterOperator(pb.RegisterOperatorRequest(
+        id=name, roles=["investigator"], public_key_pem=public_pem(generate())))
+    assert "seal" not in p.failure and not p.summary.startswith("NOT")
+    assert govern(d, p).state == "APPROVED" and name in operator_ids(d)
+    assert govern(d, d.admin().RevokeOperator(pb.RevokeOperatorRequest(
+        id=name, reason="test"))).state == "APPROVED"
