@@ -8,7 +8,7 @@ from signerd.app import SignedHead
 from signerd.core import canonical
 from signerd.core.model import Category, Chain, Movement, ScriptType, Token, Wallet, WalletStatus
 from signerd.services.proposals import ProposalView
-from signerd.services.transfers import TransferView
+from signerd.services.transfers import ShownApproval, TransferView
 from ..v1 import signerd_pb2 as pb
 
 CHAIN_TO_PB = {Chain.BITCOIN: pb.BITCOIN, Chain.ETHEREUM: pb.ETHEREUM}
@@ -62,20 +62,28 @@ def movement_pb(m: Movement) -> pb.Movement:
 
 
 def transfer_pb(v: TransferView) -> pb.Transfer:
-    r = v.row
+    t = v.transfer
     return pb.Transfer(
-        id=r["id"], wallet_id=r["wallet_id"], chain=CHAIN_TO_PB[Chain(r["chain"])],
-        state=pb.TransferState.Value(r["state"]), payload=bytes(r["payload"]),
-        movement=movement_pb(v.movement), submitter=r["submitter"],
-        policy_version=int(r["policy_version"]), requirement=v.requirement,
-        remaining=v.remaining, expires_at_unix=int(r["expires_at"]),
-        created_at_unix=int(r["created_at"]), updated_at_unix=int(r["updated_at"]),
-        approvals=[approval_pb(a) for a in v.approvals],
-        raw_tx=r["raw_tx"], psbt=r["psbt"], tx_hash=r["tx_hash"], failure=r["failure"],
-        replaces=r["replaces"], legal_basis=r["legal_basis"],
-        category_change=r["category_change"], instance_id=v.instance_id,
-        replaces_state=r["replaces_state"], replaces_fee_delta=str(r["replaces_fee_delta"]),
+        id=t.id, wallet_id=t.wallet_id, chain=CHAIN_TO_PB[t.chain],
+        state=pb.TransferState.Value(t.state.value), payload=t.payload,
+        movement=movement_pb(v.movement), submitter=t.submitter,
+        policy_version=t.policy_version, requirement=v.requirement,
+        remaining=v.remaining, expires_at_unix=int(t.expires_at),
+        created_at_unix=int(t.created_at), updated_at_unix=int(t.updated_at),
+        approvals=[transfer_approval_pb(a) for a in v.approvals],
+        raw_tx=t.raw_tx, psbt=t.psbt, tx_hash=t.tx_hash, failure=t.failure,
+        replaces=t.replaces, legal_basis=t.legal_basis,
+        category_change=t.category_change, instance_id=v.instance_id,
+        replaces_state=t.replaces_state, replaces_fee_delta=t.replaces_fee_delta,
         vetoed=[pb.PriorVeto(role=role, transfer_id=tid) for role, tid in v.vetoed])
+
+
+def transfer_approval_pb(a: ShownApproval) -> pb.ApprovalRecord:
+    r = a.record
+    return pb.ApprovalRecord(
+        operator_id=r.operator_id, decision=pb.Decision.Value(r.decision.value),
+        signature=bytes.fromhex(r.signature), reason=r.reason,
+        created_at_unix=int(r.created_at), counted=a.counted)
 
 
 def state_from_pb(value: int) -> str:

@@ -474,7 +474,7 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
             while ctx.is_active():
                 seen = app.notifier.wait(seen, 1.0)
                 v = app.transfers.get(req.transfer_id)
-                key = (v.row["state"], len(v.approvals), v.row["updated_at"])
+                key = (v.state, len(v.approvals), v.transfer.updated_at)
                 if key != last:
                     last = key
                     yield C.transfer_pb(v)

@@ -99,7 +99,7 @@ class AdminService:
             body = AU.suspend_body(state, op_id, reason, actor, int(time.time()))
             new = self.ledger.append(tx, state, AU.SUSPEND, self._seal(AU.SUSPEND, body),
                                      seal=self.app.seal)
-            tx.update_operator(op_id, status=OperatorStatus.SUSPENDED.value)
+            tx.update_operator(op_id, status=OperatorStatus.SUSPENDED)
             tx.append_audit(actor, "operator.suspended", op_id,
                             {"reason": reason, "ledger_seq": new.seq})
             return self._info(tx, new.operators[op_id])

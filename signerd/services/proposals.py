@@ -267,13 +267,13 @@ class ProposalService:
         chain_id, address = token.get("chain_id"), str(token.get("address", "")).lower()
         busy = []
         for state in LIVE_STATES:
-            for row in tx.list_transfers(state=state, limit=1_000_000):
-                mv = movement_from_json(row["movement"])
+            for row in tx.list_transfers(state=state.value, limit=1_000_000):
+                mv = movement_from_json(row.movement)
                 if mv.chain_id == chain_id and (
                         any(t.key == (chain_id, address) for t in mv.tokens)
                         or (mv.contract_call and any(o.address.lower() == address
                                                      for o in mv.outputs))):
-                    busy.append(row["id"])
+                    busy.append(row.id)
         if busy:
             raise FailedPrecondition(
                 f"token {token.get('address')} on chain {chain_id} is called by live "
@@ -285,16 +285,16 @@ class ProposalService:
         new = P.parse_policy(document)
         loosened = []
         for row, movement in live_transfers(tx, wallet.id, lock=True):
-            old = effective_requirement(state, wallet, movement, row["category_change"],
-                                        int(row["policy_version"]))
+            old = effective_requirement(state, wallet, movement, row.category_change,
+                                        row.policy_version)
             try:
                 req = P.with_floor(new.requirement_for(movement,
-                                                       category_change=row["category_change"]),
+                                                       category_change=row.category_change),
                                    movement, waived=bool(new.floor_waiver))
             except SignerError:
                 continue  # the new policy does not cover it: it keeps its demands
             if not req.at_least_as_strict_as(old):
-                loosened.append(row["id"])
+                loosened.append(row.id)
         if loosened:
             raise FailedPrecondition(
                 f"document: the new policy would loosen live transfer(s) "
@@ -436,7 +436,7 @@ class ProposalService:
         elif kind == "operator.roles":
             tx.update_operator(c["operator_id"], roles=c["roles"])
         elif kind == "operator.reinstate":
-            tx.update_operator(c["operator_id"], status=OperatorStatus.ACTIVE.value)
+            tx.update_operator(c["operator_id"], status=OperatorStatus.ACTIVE)
         elif kind == "wallet.policy":
             version = c["base_version"] + 1
             tx.insert_policy(c["wallet_id"], c["document"], doc["submitter"], version=version,

@@ -64,6 +64,7 @@ from signerd.core.approval import (SignedDecision, build_statement, genesis_stat
 from signerd.core.bitcoin.address import address_to_script
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
+from signerd.adapters.store.codec import transfer_from_row
 from signerd.core.operator_keys import generate, public_pem
 from signerd.services.transfers import movement_from_json
 from tests.helpers import (Daemon, decide, decide_proposal, edit_config, govern, init_state, pb,
@@ -237,7 +238,8 @@ def store_statement(db: StoreWriter, instance_id: str, transfer_id: str,
     """The transfer's approval statement, rebuilt by signerd's own code from the store's row
     alone (what a store writer can do without any RPC)."""
     row = db.one("SELECT * FROM transfers WHERE id = ?", (transfer_id,))
-    return build_statement(E.context(instance_id, row), movement_from_json(row["movement"]),
+    return build_statement(E.context(instance_id, transfer_from_row(row)),
+                           movement_from_json(row["movement"]),
                            decision)
 
 
