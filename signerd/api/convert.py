@@ -120,7 +120,7 @@ def token_pb(t: Token) -> pb.Token:
 
 def operator_pb(o: Any) -> pb.Operator:
     return pb.Operator(id=o.id, roles=list(o.roles), public_key_pem=o.public_key_pem,
-                       status=o.status, fingerprint=o.fingerprint,
+                       status=o.status.value, fingerprint=o.fingerprint,
                        created_at_unix=int(o.created_at))
 
 
