@@ -7,7 +7,7 @@ from typing import Any
 from signerd.app import SignedHead
 from signerd.core import canonical
 from signerd.core.model import Category, Chain, Movement, ScriptType, Token, Wallet, WalletStatus
-from signerd.services.proposals import ProposalView
+from signerd.services.proposals import ProposalView, ShownDecision
 from signerd.services.transfers import ShownApproval, TransferView
 from ..v1 import signerd_pb2 as pb
 
@@ -95,22 +95,23 @@ def json_details(details: dict[str, Any]) -> str:
 
 
 
-def approval_pb(a: dict[str, Any]) -> pb.ApprovalRecord:
+def proposal_approval_pb(a: ShownDecision) -> pb.ApprovalRecord:
+    r = a.record
     return pb.ApprovalRecord(
-        operator_id=a["operator_id"], decision=pb.Decision.Value(a["decision"]),
-        signature=bytes.fromhex(a["signature"]), reason=a["reason"],
-        created_at_unix=int(a["created_at"]), counted=bool(a["counted"]))
+        operator_id=r.operator_id, decision=pb.Decision.Value(r.decision.value),
+        signature=bytes.fromhex(r.signature), reason=r.reason,
+        created_at_unix=int(r.created_at), counted=a.counted)
 
 
 def proposal_pb(v: ProposalView) -> pb.Proposal:
-    r = v.row
+    p = v.proposal
     return pb.Proposal(
-        id=r["id"], kind=r["kind"], state=r["state"], submitter=r["submitter"],
+        id=p.id, kind=p.kind, state=p.state.value, submitter=p.submitter,
         summary=v.summary, body_json=canonical.dumps(v.doc).decode(), requirement=v.requirement,
-        remaining=v.remaining, approvals=[approval_pb(a) for a in v.approvals],
-        expires_at_unix=int(r["expires_at"]), created_at_unix=int(r["created_at"]),
-        updated_at_unix=int(r["updated_at"]), applied_seq=int(r["applied_seq"]),
-        failure=r["failure"], instance_id=v.doc["instance_id"])
+        remaining=v.remaining, approvals=[proposal_approval_pb(a) for a in v.approvals],
+        expires_at_unix=int(p.expires_at), created_at_unix=int(p.created_at),
+        updated_at_unix=int(p.updated_at), applied_seq=p.applied_seq,
+        failure=p.failure, instance_id=v.doc["instance_id"])
 
 
 def token_pb(t: Token) -> pb.Token:

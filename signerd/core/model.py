@@ -101,6 +101,15 @@ def check_transition(transfer_id: str, old: TransferState | None, new: TransferS
                           "(not a transition of a transfer)", reason="TRANSFER_TRANSITION")
 
 
+class ProposalState(str, Enum):
+    PENDING_APPROVAL = "PENDING_APPROVAL"
+    APPROVED = "APPROVED"  # applied: its ledger entry is written
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+
+
 class Decision(str, Enum):
     APPROVE = "APPROVE"
     REJECT = "REJECT"

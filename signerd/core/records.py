@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import Chain, Decision, TransferState
+from .model import Chain, Decision, ProposalState, TransferState
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,38 @@ class ApprovalRecord:
     operator_id: str
     decision: Decision
     signature: str  # hex of the Ed25519 signature over the statement (checked when judged)
+    statement_sha256: str  # hex
+    reason: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ProposalRecord:
+    """One row of ``proposals``. Only ``body`` with its ``seal`` is signerd's word on a
+    proposal (``ProposalService._doc``); the other columns are copies for queries."""
+
+    id: str
+    kind: str  # a kind of authority.KINDS once the sealed document says so
+    body: str  # canonical JSON of the proposal document
+    state: ProposalState
+    submitter: str
+    subject: str
+    expires_at: float
+    created_at: float
+    updated_at: float
+    applied_seq: int = 0
+    failure: str = ""
+    seal: str = ""
+
+
+@dataclass(frozen=True)
+class ProposalApprovalRecord:
+    """One row of ``proposal_approvals``: an operator's signed decision on a proposal."""
+
+    proposal_id: str
+    operator_id: str
+    decision: Decision
+    signature: str  # hex (checked when counted)
     statement_sha256: str  # hex
     reason: str
     created_at: float

@@ -651,7 +651,8 @@ class TransferService:
             tx.update_transfer(row.id, requirement=merged)
 
     @staticmethod
-    def _record_veto(tx: Tx, row: TransferRecord, movement: Movement, operator_id: str, role: str) -> None:
+    def _record_veto(tx: Tx, row: TransferRecord, movement: Movement, operator_id: str,
+                     role: str) -> None:
         """The record that ``role`` vetoed this transaction in this wallet, which a later
         submission of it (in any encoding) is held to: it needs an approval by that role.
 
@@ -684,7 +685,8 @@ class TransferService:
         log.error("authority violation", extra={"transfer_id": row.id, "kind": e.kind,
                                                 "reason": e.message})
 
-    def _finish(self, tx: Tx, row: TransferRecord, state: TransferState, actor: str, why: str) -> None:
+    def _finish(self, tx: Tx, row: TransferRecord, state: TransferState, actor: str,
+                why: str) -> None:
         """End a transfer unsigned (REJECTED, EXPIRED, CANCELLED, FAILED), with its audit
         event; the nonce or outpoints it holds follow the transaction (``_hand_back``)."""
         tx.update_transfer(row.id, state=state, failure=why)
@@ -733,8 +735,8 @@ class TransferService:
         with self.store.transaction() as tx:
             row = tx.get_transfer(transfer_id, lock=True)
             if not row.live:
-                raise FailedPrecondition(f"transfer {transfer_id} is {row.state.value}; only a live "
-                                         "transfer can be cancelled")
+                raise FailedPrecondition(f"transfer {transfer_id} is {row.state.value}; only a "
+                                         "live transfer can be cancelled")
             self._finish(tx, row, TransferState.CANCELLED, actor, reason or "cancelled")
         self.app.notifier.notify()
         return self.get(transfer_id)

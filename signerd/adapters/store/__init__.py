@@ -20,10 +20,12 @@ from signerd.core import audit, authority, canonical
 from signerd.core.errors import (AlreadyExists, AuditChainViolation, AuthorityViolation, Conflict,
                                  InvalidArgument, NotFound, SignerError, StoreUnavailable)
 from signerd.core.errors import echo
-from signerd.core.model import OperatorStatus, TransferState, check_transition
-from signerd.core.records import ApprovalRecord, TransferRecord
+from signerd.core.model import OperatorStatus, ProposalState, TransferState, check_transition
+from signerd.core.records import (ApprovalRecord, ProposalApprovalRecord, ProposalRecord,
+                                  TransferRecord)
 from . import migrations
-from .codec import approval_from_row, transfer_from_row
+from .codec import (approval_from_row, proposal_approval_from_row, proposal_from_row,
+                    transfer_from_row)
 
 
 class Cursor(Protocol):
@@ -462,28 +464,33 @@ class Tx:
         self.execute(f"INSERT INTO proposals ({', '.join(cols)}) VALUES"
                      f" ({', '.join('?' for _ in cols)})", [p[c] for c in cols])
 
-    def get_proposal(self, proposal_id: str, *, lock: bool = False) -> Row:
+    def get_proposal(self, proposal_id: str, *, lock: bool = False) -> ProposalRecord:
         r = self.one("SELECT * FROM proposals WHERE id = ?" + (self.for_update if lock else ""),
                      (proposal_id,))
         if r is None:
             raise NotFound(f"proposal {echo(proposal_id, quote=False)} not found")
-        return r
+        return proposal_from_row(r)
 
-    def list_proposals(self, *, state: str = "", after: str = "", limit: int = 100) -> list[Row]:
+    def list_proposals(self, *, state: ProposalState | str = "", after: str = "",
+                       limit: int = 100) -> list[ProposalRecord]:
         sql = "SELECT * FROM proposals WHERE id > ?"
         params: list[Any] = [after]
         if state:
             sql += " AND state = ?"
-            params.append(state)
+            params.append(state.value if isinstance(state, ProposalState) else state)
         sql += " ORDER BY id LIMIT ?"
         params.append(limit)
-        return self.all(sql, params)
+        return [proposal_from_row(r) for r in self.all(sql, params)]
 
-    def due_proposals(self, now: float) -> list[Row]:
-        return self.all("SELECT id FROM proposals WHERE state = ? AND expires_at <= ?"
-                        " ORDER BY id", ("PENDING_APPROVAL", now))
+    def due_proposals(self, now: float) -> list[str]:
+        """Ids of the pending proposals whose window (as the row says) passed."""
+        return [str(r["id"]) for r in
+                self.all("SELECT id FROM proposals WHERE state = ? AND expires_at <= ?"
+                         " ORDER BY id", (ProposalState.PENDING_APPROVAL.value, now))]
 
     def update_proposal(self, proposal_id: str, **fields: Any) -> None:
+        if "state" in fields:
+            fields["state"] = ProposalState(fields["state"]).value
         fields["updated_at"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in fields)
         self.execute(f"UPDATE proposals SET {sets} WHERE id = ?", [*fields.values(), proposal_id])
@@ -497,12 +504,15 @@ class Tx:
         self.execute(f"INSERT INTO proposal_approvals ({', '.join(cols)}) VALUES"
                      f" ({', '.join('?' for _ in cols)})", [a[c] for c in cols])
 
-    def proposal_approvals(self, proposal_id: str) -> list[Row]:
-        return self.all("SELECT * FROM proposal_approvals WHERE proposal_id = ?"
-                        " ORDER BY created_at", (proposal_id,))
+    def proposal_approvals(self, proposal_id: str) -> list[ProposalApprovalRecord]:
+        return [proposal_approval_from_row(r) for r in
+                self.all("SELECT * FROM proposal_approvals WHERE proposal_id = ?"
+                         " ORDER BY created_at", (proposal_id,))]
 
-    def proposal_approvals_for(self, ids: Sequence[str]) -> dict[str, list[Row]]:
-        return self._grouped("proposal_approvals", "proposal_id", ids)
+    def proposal_approvals_for(self, ids: Sequence[str]
+                               ) -> dict[str, list[ProposalApprovalRecord]]:
+        return {pid: [proposal_approval_from_row(r) for r in rows] for pid, rows in
+                self._grouped("proposal_approvals", "proposal_id", ids).items()}
 
     # ---------------------------------------------------------------- audit
     def append_audit(self, actor: str, action: str, obj: str,

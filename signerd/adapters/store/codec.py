@@ -11,8 +11,9 @@ import dataclasses
 from typing import Any, Protocol
 
 from signerd.core.errors import AuthorityViolation
-from signerd.core.model import Chain, Decision, TransferState
-from signerd.core.records import ApprovalRecord, TransferRecord
+from signerd.core.model import Chain, Decision, ProposalState, TransferState
+from signerd.core.records import (ApprovalRecord, ProposalApprovalRecord, ProposalRecord,
+                                  TransferRecord)
 
 
 class Columns(Protocol):
@@ -57,6 +58,32 @@ def approval_from_row(r: Columns) -> ApprovalRecord:
                                  f"malformed ({e})", kind="approval") from None
 
 
+def proposal_from_row(r: Columns) -> ProposalRecord:
+    try:
+        return ProposalRecord(
+            id=_text(r["id"]), kind=_text(r["kind"]), body=_text(r["body"]),
+            state=ProposalState(r["state"]), submitter=_text(r["submitter"]),
+            subject=_text(r["subject"]), expires_at=float(r["expires_at"]),
+            created_at=float(r["created_at"]), updated_at=float(r["updated_at"]),
+            applied_seq=int(r["applied_seq"]), failure=_text(r["failure"]),
+            seal=_text(r["seal"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise AuthorityViolation(f"proposal {_where(r)}: its row is malformed in the store "
+                                 f"({e})", kind="proposal") from None
+
+
+def proposal_approval_from_row(r: Columns) -> ProposalApprovalRecord:
+    try:
+        return ProposalApprovalRecord(
+            proposal_id=_text(r["proposal_id"]), operator_id=_text(r["operator_id"]),
+            decision=Decision(r["decision"]), signature=_text(r["signature"]),
+            statement_sha256=_text(r["statement_sha256"]), reason=_text(r["reason"]),
+            created_at=float(r["created_at"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise AuthorityViolation(f"proposal {_where(r, 'proposal_id')}: a stored decision is "
+                                 f"malformed ({e})", kind="approval") from None
+
+
 def transfer_columns(t: TransferRecord) -> dict[str, Any]:
     """The columns of a record, as written (enum members by value)."""
     out = dataclasses.asdict(t)
@@ -65,6 +92,18 @@ def transfer_columns(t: TransferRecord) -> dict[str, Any]:
 
 
 def approval_columns(a: ApprovalRecord) -> dict[str, Any]:
+    out = dataclasses.asdict(a)
+    out["decision"] = a.decision.value
+    return out
+
+
+def proposal_columns(p: ProposalRecord) -> dict[str, Any]:
+    out = dataclasses.asdict(p)
+    out["state"] = p.state.value
+    return out
+
+
+def proposal_approval_columns(a: ProposalApprovalRecord) -> dict[str, Any]:
     out = dataclasses.asdict(a)
     out["decision"] = a.decision.value
     return out
