@@ -303,7 +303,7 @@ def states(app: Any, ids: list[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     with app.store.read() as tx:
         for tid in ids:
-            s = tx.get_transfer(tid)["state"]
+            s = common.transfer_state(tx.get_transfer(tid))
             out[s] = out.get(s, 0) + 1
     return out
 
@@ -593,7 +593,7 @@ def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
     with store.read() as tx:
         row = tx.get_transfer(tid)
         approvals = tx.approvals_for([tid])[tid]
-        wrow = tx.get_wallet(row["wallet_id"])
+        wrow = tx.get_wallet(common.col(row, "wallet_id"))
         erow = tx.get_transfer(eth_tid)
     out["store.read() + get_transfer + approvals_for (both commits read these)"] = unit_cost(
         in_read(lambda tx: (tx.get_transfer(tid), tx.approvals_for([tid]))))
@@ -602,10 +602,10 @@ def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
 
         with store.read() as tx:
             state = app.ledger.state(tx)
-            wallet = L.load_wallet(tx, state, row["wallet_id"])
-            policy, _ = E.policy_of(state, wallet, int(row["policy_version"]))
+            wallet = L.load_wallet(tx, state, common.col(row, "wallet_id"))
+            policy, _ = E.policy_of(state, wallet, int(common.col(row, "policy_version")))
             adapter = adapter_for(wallet.chain)
-            decoded = adapter.decode(wallet, bytes(row["payload"]), svc.limits,
+            decoded = adapter.decode(wallet, bytes(common.col(row, "payload")), svc.limits,
                                      allowed_sighash=policy.sighash_types)
             movement = svc.classify(tx, state, wallet, decoded, policy)
         ctx = svc.context(row)
@@ -615,7 +615,7 @@ def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
         out["store.read() + Ledger.state (head unchanged)"] = unit_cost(
             in_read(lambda tx: app.ledger.state(tx)))
         out["store.read() + ledger.load_wallet"] = unit_cost(
-            in_read(lambda tx: L.load_wallet(tx, state, row["wallet_id"])))
+            in_read(lambda tx: L.load_wallet(tx, state, common.col(row, "wallet_id"))))
         out["ledger.verified_wallet (row in hand)"] = unit_cost(
             lambda: L.verified_wallet(state, wrow))
         out["  ledger.wallet_record (canonical JSON parse)"] = unit_cost(
@@ -626,15 +626,15 @@ def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
         out["  seal.valid (digest + cache hit)"] = unit_cost(
             lambda: seal.valid(state.audit_public_key, "wallet", record, wrow["seal"]))
         out["engine.policy_of (cached parse)"] = unit_cost(
-            lambda: E.policy_of(state, wallet, int(row["policy_version"])))
+            lambda: E.policy_of(state, wallet, int(common.col(row, "policy_version"))))
         out["adapter.decode (one-input PSBT: parse + analyze)"] = unit_cost(
-            lambda: adapter.decode(wallet, bytes(row["payload"]), svc.limits,
+            lambda: adapter.decode(wallet, bytes(common.col(row, "payload")), svc.limits,
                                    allowed_sighash=policy.sighash_types))
         with store.read() as tx:
-            ewallet = L.load_wallet(tx, state, erow["wallet_id"])
+            ewallet = L.load_wallet(tx, state, common.col(erow, "wallet_id"))
         eadapter = adapter_for(ewallet.chain)
         out["adapter.decode (EIP-1559: parse + movement with the token registry)"] = unit_cost(
-            lambda: eadapter.decode(ewallet, bytes(erow["payload"]), svc.limits,
+            lambda: eadapter.decode(ewallet, bytes(common.col(erow, "payload")), svc.limits,
                                     tokens=state.tokens))
         out["store.read() + TransferService.classify (destinations)"] = unit_cost(
             in_read(lambda tx: svc.classify(tx, state, wallet, decoded, policy)))
@@ -665,24 +665,24 @@ def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
         movement_from_json = signerd_module("transfers").movement_from_json
 
         with store.read() as tx:
-            wallet = svc._wallet(tx, row["wallet_id"])
+            wallet = svc._wallet(tx, common.col(row, "wallet_id"))
         adapter = adapter_for(wallet.chain)
         out["store.read() + TransferService._operators"] = unit_cost(
             in_read(lambda tx: svc._operators(tx)))
         out["store.read() + TransferService._wallet"] = unit_cost(
-            in_read(lambda tx: svc._wallet(tx, row["wallet_id"])))
+            in_read(lambda tx: svc._wallet(tx, common.col(row, "wallet_id"))))
         out["store.read() + TransferService._quorum"] = unit_cost(
             in_read(lambda tx: svc._quorum(tx, row, None, approvals)))
-        mv = movement_from_json(row["movement"])
+        mv = movement_from_json(common.col(row, "movement"))
         out["adapter.redecode (one-input PSBT: parse + analyze + compare)"] = unit_cost(
-            lambda: adapter.redecode(wallet, bytes(row["payload"]), svc.limits, mv,
+            lambda: adapter.redecode(wallet, bytes(common.col(row, "payload")), svc.limits, mv,
                                      allowed_sighash=frozenset({1})))
         with store.read() as tx:
-            ewallet = svc._wallet(tx, erow["wallet_id"])
+            ewallet = svc._wallet(tx, common.col(erow, "wallet_id"))
         eadapter = adapter_for(ewallet.chain)
-        emv = movement_from_json(erow["movement"])
+        emv = movement_from_json(common.col(erow, "movement"))
         out["adapter.redecode (EIP-1559: parse + digest compare)"] = unit_cost(
-            lambda: eadapter.redecode(ewallet, bytes(erow["payload"]), svc.limits, emv))
+            lambda: eadapter.redecode(ewallet, bytes(common.col(erow, "payload")), svc.limits, emv))
     return out
 
 

@@ -690,3 +690,20 @@ def perf_report(proc: subprocess.Popen[bytes] | None, out: Path, top: int = 12
     return {"available": True, "samples": samples,
             "by_shared_object_pct": [[p, n] for p, n in report("dso")],
             "by_symbol_pct": [[p, n] for p, n in report("dso,sym")]}
+
+
+def transfer_state(row: Any) -> str:
+    """A stored transfer's state name, whether the store hands back a row mapping (older
+    layouts) or a typed record (TransferRecord)."""
+    state = getattr(row, "state", None)  # a record; a row (sqlite3.Row, dict) has none
+    if state is None:
+        return str(row["state"])
+    return str(getattr(state, "value", state))
+
+
+def col(row: Any, name: str) -> Any:
+    """A stored transfer's column, from a row mapping (older layouts) or a typed record."""
+    try:
+        return row[name]
+    except TypeError:  # a record is not subscriptable
+        return getattr(row, name)

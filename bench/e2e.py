@@ -263,7 +263,7 @@ def hotspots(app: Any, cfg: Path, transfer_id: str) -> dict[str, Any]:
     out["approval.verify_statement (PEM load + Ed25519 verify)"] = unit_cost(
         lambda: A.verify_statement(op_pem, statement, sig, operator_id="inv1"))
     view0 = app.transfers.get(transfer_id)
-    ctx = svc.context(view0.row)
+    ctx = svc.context(view0.transfer)
     out["approval.build_statement"] = unit_cost(
         lambda: A.build_statement(ctx, view0.movement, Decision.APPROVE))
     return out

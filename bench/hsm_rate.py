@@ -38,7 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (NPROC, RawToken, eth_payload, in_process_approve, log,  # noqa: E402
                     open_app, operator_keys, part_args, profile_summary, profile_top, rate,
-                    raw_rate, run_threads, signerd_init, signing_deferred, token_of, workdir,
+                    transfer_state, raw_rate, run_threads, signerd_init, signing_deferred, token_of, workdir,
                     write_json, build_psbt)
 
 
@@ -135,7 +135,7 @@ def states_of(app: Any, ids: list[str]) -> dict[str, int]:
     states: dict[str, int] = {}
     with app.store.read() as tx:
         for tid in ids:
-            s = tx.get_transfer(tid)["state"]
+            s = transfer_state(tx.get_transfer(tid))
             states[s] = states.get(s, 0) + 1
     return states
 

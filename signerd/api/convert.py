@@ -7,8 +7,8 @@ from typing import Any
 from signerd.app import SignedHead
 from signerd.core import canonical
 from signerd.core.model import Category, Chain, Movement, ScriptType, Token, Wallet, WalletStatus
-from signerd.services.proposals import ProposalView
-from signerd.services.transfers import TransferView
+from signerd.services.proposals import ProposalView, ShownDecision
+from signerd.services.transfers import ShownApproval, TransferView
 from ..v1 import signerd_pb2 as pb
 
 CHAIN_TO_PB = {Chain.BITCOIN: pb.BITCOIN, Chain.ETHEREUM: pb.ETHEREUM}
@@ -62,20 +62,28 @@ def movement_pb(m: Movement) -> pb.Movement:
 
 
 def transfer_pb(v: TransferView) -> pb.Transfer:
-    r = v.row
+    t = v.transfer
     return pb.Transfer(
-        id=r["id"], wallet_id=r["wallet_id"], chain=CHAIN_TO_PB[Chain(r["chain"])],
-        state=pb.TransferState.Value(r["state"]), payload=bytes(r["payload"]),
-        movement=movement_pb(v.movement), submitter=r["submitter"],
-        policy_version=int(r["policy_version"]), requirement=v.requirement,
-        remaining=v.remaining, expires_at_unix=int(r["expires_at"]),
-        created_at_unix=int(r["created_at"]), updated_at_unix=int(r["updated_at"]),
-        approvals=[approval_pb(a) for a in v.approvals],
-        raw_tx=r["raw_tx"], psbt=r["psbt"], tx_hash=r["tx_hash"], failure=r["failure"],
-        replaces=r["replaces"], legal_basis=r["legal_basis"],
-        category_change=r["category_change"], instance_id=v.instance_id,
-        replaces_state=r["replaces_state"], replaces_fee_delta=str(r["replaces_fee_delta"]),
+        id=t.id, wallet_id=t.wallet_id, chain=CHAIN_TO_PB[t.chain],
+        state=pb.TransferState.Value(t.state.value), payload=t.payload,
+        movement=movement_pb(v.movement), submitter=t.submitter,
+        policy_version=t.policy_version, requirement=v.requirement,
+        remaining=v.remaining, expires_at_unix=int(t.expires_at),
+        created_at_unix=int(t.created_at), updated_at_unix=int(t.updated_at),
+        approvals=[transfer_approval_pb(a) for a in v.approvals],
+        raw_tx=t.raw_tx, psbt=t.psbt, tx_hash=t.tx_hash, failure=t.failure,
+        replaces=t.replaces, legal_basis=t.legal_basis,
+        category_change=t.category_change, instance_id=v.instance_id,
+        replaces_state=t.replaces_state, replaces_fee_delta=t.replaces_fee_delta,
         vetoed=[pb.PriorVeto(role=role, transfer_id=tid) for role, tid in v.vetoed])
+
+
+def transfer_approval_pb(a: ShownApproval) -> pb.ApprovalRecord:
+    r = a.record
+    return pb.ApprovalRecord(
+        operator_id=r.operator_id, decision=pb.Decision.Value(r.decision.value),
+        signature=bytes.fromhex(r.signature), reason=r.reason,
+        created_at_unix=int(r.created_at), counted=a.counted)
 
 
 def state_from_pb(value: int) -> str:
@@ -87,22 +95,23 @@ def json_details(details: dict[str, Any]) -> str:
 
 
 
-def approval_pb(a: dict[str, Any]) -> pb.ApprovalRecord:
+def proposal_approval_pb(a: ShownDecision) -> pb.ApprovalRecord:
+    r = a.record
     return pb.ApprovalRecord(
-        operator_id=a["operator_id"], decision=pb.Decision.Value(a["decision"]),
-        signature=bytes.fromhex(a["signature"]), reason=a["reason"],
-        created_at_unix=int(a["created_at"]), counted=bool(a["counted"]))
+        operator_id=r.operator_id, decision=pb.Decision.Value(r.decision.value),
+        signature=bytes.fromhex(r.signature), reason=r.reason,
+        created_at_unix=int(r.created_at), counted=a.counted)
 
 
 def proposal_pb(v: ProposalView) -> pb.Proposal:
-    r = v.row
+    p = v.proposal
     return pb.Proposal(
-        id=r["id"], kind=r["kind"], state=r["state"], submitter=r["submitter"],
+        id=p.id, kind=p.kind, state=p.state.value, submitter=p.submitter,
         summary=v.summary, body_json=canonical.dumps(v.doc).decode(), requirement=v.requirement,
-        remaining=v.remaining, approvals=[approval_pb(a) for a in v.approvals],
-        expires_at_unix=int(r["expires_at"]), created_at_unix=int(r["created_at"]),
-        updated_at_unix=int(r["updated_at"]), applied_seq=int(r["applied_seq"]),
-        failure=r["failure"], instance_id=v.doc["instance_id"])
+        remaining=v.remaining, approvals=[proposal_approval_pb(a) for a in v.approvals],
+        expires_at_unix=int(p.expires_at), created_at_unix=int(p.created_at),
+        updated_at_unix=int(p.updated_at), applied_seq=p.applied_seq,
+        failure=p.failure, instance_id=v.doc["instance_id"])
 
 
 def token_pb(t: Token) -> pb.Token:
@@ -112,7 +121,7 @@ def token_pb(t: Token) -> pb.Token:
 
 def operator_pb(o: Any) -> pb.Operator:
     return pb.Operator(id=o.id, roles=list(o.roles), public_key_pem=o.public_key_pem,
-                       status=o.status, fingerprint=o.fingerprint,
+                       status=o.status.value, fingerprint=o.fingerprint,
                        created_at_unix=int(o.created_at))
 
 

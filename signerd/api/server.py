@@ -94,7 +94,7 @@ STREAM_POOL_SPARE = 8  # stream-pool threads beyond [limits] max_streams: a refu
 
 
 class Caller:
-    def __init__(self, name: str, kind: str, status: str = ""):
+    def __init__(self, name: str, kind: str, status: OperatorStatus | None = None):
         self.name = name
         self.kind = kind
         self.status = status  # an operator's status in the authority ledger
@@ -185,10 +185,10 @@ class Gate:
             raise Unauthenticated("no client identity: a client certificate naming a principal "
                                   "is required")
         kind = self.app.config.principals.get(name)
-        status = ""
+        status = None
         if kind is None:
-            status = self.admin.operator_status(name) or ""
-            kind = OPERATOR if status else ""
+            status = self.admin.operator_status(name)
+            kind = OPERATOR if status is not None else ""
         return Caller(name, kind, status)
 
     def _principal_of(self, pem: bytes) -> tuple[str | None, str, int]:
@@ -252,11 +252,12 @@ class Gate:
                 f"rate limit exceeded for principal {caller.name}: [limits] rate_per_second = "
                 f"{limits.rate_per_second:g}, rate_burst = {limits.rate_burst}; retry later",
                 reason="RATE_LIMITED")
-        if caller.kind == OPERATOR and caller.status != OperatorStatus.ACTIVE.value:
+        if caller.kind == OPERATOR and caller.status is not OperatorStatus.ACTIVE:
+            status = caller.status.value if caller.status is not None else "unknown"
             raise PermissionDenied(
-                f"operator {caller.name} is {caller.status} in the authority ledger: a "
-                f"{caller.status} operator may call nothing",
-                reason=f"OPERATOR_{caller.status.upper()}")
+                f"operator {caller.name} is {status} in the authority ledger: a "
+                f"{status} operator may call nothing",
+                reason=f"OPERATOR_{status.upper()}")
         if not authorize:
             return
         if not caller.kind:
@@ -473,7 +474,7 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
             while ctx.is_active():
                 seen = app.notifier.wait(seen, 1.0)
                 v = app.transfers.get(req.transfer_id)
-                key = (v.row["state"], len(v.approvals), v.row["updated_at"])
+                key = (v.state, len(v.approvals), v.transfer.updated_at)
                 if key != last:
                     last = key
                     yield C.transfer_pb(v)

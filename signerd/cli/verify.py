@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from signerd.core import approval, authority, canonical, operator_keys
-from signerd.core.chains import Ours, adapter_for, classify_outputs, decode_payload, derive_address
+from signerd.core.chains import Ours, adapter_for, classify_outputs, derive_address
 from signerd.cli.documents import to_dict
 from signerd.cli.errors import CliError
 from signerd.cli.render import safe
@@ -75,8 +75,8 @@ def rebuild_statement(st: pb.Statement, transfer_id: str, decision: Decision, *,
     # The token registry only decides what Ethereum calldata is; a Bitcoin transfer's is unread.
     tokens = token_registry(st) if wallet.chain is Chain.ETHEREUM else {}
     try:
-        decoded = decode_payload(adapter_for(wallet.chain), wallet, bytes(t.payload), limits,
-                                 allowed_sighash=allowed_sighash, tokens=tokens)
+        decoded = adapter_for(wallet.chain).decode(wallet, bytes(t.payload), limits,
+                                                   allowed_sighash=allowed_sighash, tokens=tokens)
     except ImportError as e:
         raise CliError(f"cannot decode {wallet.chain.value} transactions here ({e})") from None
     except SignerError as e:

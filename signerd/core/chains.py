@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .bitcoin import psbt as P
 from .bitcoin import signer
@@ -43,6 +43,36 @@ class Signed:
     psbt: str = ""  # base64
     tx_hash: str = ""
     complete: bool = True
+
+
+Signatures = dict[tuple[str, bytes], tuple[int, int]]  # (key id, digest) -> (r, s)
+
+
+class ChainAdapter(Protocol):
+    """What every chain adapter provides (``adapter_for``; see docs/ARCHITECTURE.md, "Adding
+    a chain"). ``decode`` takes each chain's own arguments by keyword, and an adapter ignores
+    those of other chains: the Bitcoin sighash types the policy allows, the governance's
+    Ethereum token registry."""
+
+    def decode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits, *,
+               allowed_sighash: frozenset[int] = ...,
+               tokens: Mapping[tuple[int, str], Token] | None = ...) -> Decoded:
+        """The payload parsed strictly and decoded: the movement with every digest signerd
+        will sign, computed from the transaction, and the lock keys it holds while live."""
+        ...
+
+    def redecode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
+                 submitted: Movement, allowed_sighash: frozenset[int] = ...) -> Decoded:
+        """The stored payload decoded again, its digests required to equal ``submitted``'s."""
+        ...
+
+    def digests_to_sign(self, wallet: Wallet, decoded: Decoded) -> list[tuple[str, bytes]]:
+        """(key id, digest) for each signature the wallet's HSM keys make."""
+        ...
+
+    def assemble(self, wallet: Wallet, decoded: Decoded, signatures: Signatures) -> Signed:
+        """The signed transaction (or PSBT) from signatures the keystore verified."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -117,9 +147,11 @@ class EthereumAdapter:
         return tx
 
     def decode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
-               tokens: Mapping[tuple[int, str], Token] | None = None) -> Decoded:
+               tokens: Mapping[tuple[int, str], Token] | None = None, *,
+               allowed_sighash: frozenset[int] = frozenset({1})) -> Decoded:
         """``tokens``: the governance's token registry (``AuthorityState.tokens``); calldata
-        to a contract it does not name is a contract call, never a token movement."""
+        to a contract it does not name is a contract call, never a token movement.
+        ``allowed_sighash`` is Bitcoin's (an Ethereum transaction has one digest)."""
         tx = self.parse(wallet, payload, limits)
         lock = f"eth:{wallet.address.lower()}:{tx.chain_id}:{tx.nonce}"
         return Decoded(eth_signing.movement(tx, tokens), (lock,), tx)
@@ -138,7 +170,7 @@ class EthereumAdapter:
         return [(wallet.keys[0].key_id, decoded.tx.signing_hash())]
 
     def assemble(self, wallet: Wallet, decoded: Decoded,
-                 signatures: dict[tuple[str, bytes], tuple[int, int]]) -> Signed:
+                 signatures: Signatures) -> Signed:
         key = wallet.keys[0]
         r, s = signatures[(key.key_id, decoded.tx.signing_hash())]
         raw, tx_hash = eth_signing.assemble_signed(decoded.tx, r, s, key.public_key)
@@ -174,7 +206,9 @@ class BitcoinAdapter:
         return P.parse_psbt(raw, limits)
 
     def decode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
-               allowed_sighash: frozenset[int] = frozenset({1})) -> Decoded:
+               allowed_sighash: frozenset[int] = frozenset({1}), *,
+               tokens: Mapping[tuple[int, str], Token] | None = None) -> Decoded:
+        """``tokens`` is Ethereum's (Bitcoin moves no registered tokens)."""
         parsed = self.parse(payload, limits)
         analysis = signer.analyze(parsed, self.spec(wallet), allowed_sighash=allowed_sighash)
         locks = tuple(f"btc:{wallet.network}:{op}" for op in analysis.movement.outpoints)
@@ -199,7 +233,7 @@ class BitcoinAdapter:
         return [(by_pub[r.pubkey], r.digest) for r in analysis.to_sign if r.pubkey in by_pub]
 
     def assemble(self, wallet: Wallet, decoded: Decoded,
-                 signatures: dict[tuple[str, bytes], tuple[int, int]]) -> Signed:
+                 signatures: Signatures) -> Signed:
         psbt, analysis = decoded.tx
         by_pub = self._key_ids(wallet)
         items = []
@@ -232,20 +266,14 @@ class BitcoinAdapter:
         return self.finish(wallet, merged)
 
 
-def adapter_for(chain: Chain) -> Any:
+def adapter_for(chain: Chain) -> ChainAdapter:
     return EthereumAdapter() if chain is Chain.ETHEREUM else BitcoinAdapter()
 
 
-def decode_payload(adapter: Any, wallet: Wallet, payload: bytes, limits: PayloadLimits, *,
-                   allowed_sighash: frozenset[int],
-                   tokens: Mapping[tuple[int, str], Token]) -> Decoded:
-    """A submitted payload decoded against its wallet, the one way the daemon decodes it (at
-    submission and again at the sign step) and signerctl decodes it to rebuild a statement: a
-    Bitcoin PSBT accepting the ``allowed_sighash`` types, an Ethereum transaction whose calldata
-    is a token movement only for a contract in ``tokens`` (the governance's registry)."""
-    if wallet.chain is Chain.BITCOIN:
-        return adapter.decode(wallet, payload, limits, allowed_sighash=allowed_sighash)
-    return adapter.decode(wallet, payload, limits, tokens=tokens)
+if TYPE_CHECKING:  # both adapters are ChainAdapters (checked by mypy)
+    _ETHEREUM: ChainAdapter = EthereumAdapter()
+    _BITCOIN: ChainAdapter = BitcoinAdapter()
+
 
 
 def derive_address(chain: Chain, network: str, script_type: ScriptType, threshold: int,

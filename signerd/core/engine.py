@@ -38,7 +38,8 @@ from . import policy as P
 from . import seal as SEAL
 from .errors import AuthorityViolation, InvalidArgument, PolicyDenied
 from .legal_basis import FORM as LEGAL_FORM
-from .model import Decision, DestinationClass, Movement, Wallet
+from .model import DestinationClass, Movement, Wallet
+from .records import ApprovalRecord, TransferRecord
 
 
 def policy_of(state: AU.AuthorityState, wallet: Wallet, version: int) -> tuple[P.Policy, bool]:
@@ -157,17 +158,17 @@ def with_vetoes(requirement: P.Requirement, vetoed: Iterable[tuple[str, str]]
                                               expiry=requirement.expiry))
 
 
-def vetoes_of(row: Any) -> tuple[tuple[str, str], ...]:
+def vetoes_of(row: TransferRecord) -> tuple[tuple[str, str], ...]:
     """The (role, transfer) pairs a stored transfer's ``vetoed`` column records, sorted; a
     column signerd did not write raises AuthorityViolation."""
     try:
-        pairs = json.loads(row["vetoed"])
+        pairs = json.loads(row.vetoed)
         if not isinstance(pairs, list) or not all(
                 isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) and x for x in p)
                 for p in pairs):
             raise ValueError("not a list of [role, transfer] pairs")
     except ValueError as e:
-        raise AuthorityViolation(f"transfer {row['id']}: its record of earlier vetoes is "
+        raise AuthorityViolation(f"transfer {row.id}: its record of earlier vetoes is "
                                  f"malformed ({e})", kind="approval") from None
     return tuple(sorted((p[0], p[1]) for p in pairs))
 
@@ -176,60 +177,56 @@ def vetoes_json(vetoed: Iterable[tuple[str, str]]) -> str:
     return json.dumps([[role, tid] for role, tid in sorted(vetoed)], separators=(",", ":"))
 
 
-def context(instance_id: str, row: Any) -> A.StatementContext:
+def context(instance_id: str, row: TransferRecord) -> A.StatementContext:
     """The statement context of a stored transfer (every field of it is bound, so a changed
     row no longer matches the approvals' signatures). A row that does not even make a
     statement (signerd writes none such) raises AuthorityViolation."""
     try:
         return A.statement_context(
-            instance_id=instance_id, transfer_id=row["id"], wallet_id=row["wallet_id"],
-            policy_version=int(row["policy_version"]), expires_at=int(row["expires_at"]),
-            payload=bytes(row["payload"]),
-            legal_basis=row["legal_basis"], category_change=row["category_change"],
-            submitter=row["submitter"], replaces=row["replaces"],
-            replaces_state=row["replaces_state"],
-            replaces_fee_delta=int(row["replaces_fee_delta"]), vetoed=vetoes_of(row))
-    except (InvalidArgument, ValueError, TypeError) as e:
+            instance_id=instance_id, transfer_id=row.id, wallet_id=row.wallet_id,
+            policy_version=row.policy_version, expires_at=int(row.expires_at),
+            payload=row.payload,
+            legal_basis=row.legal_basis, category_change=row.category_change,
+            submitter=row.submitter, replaces=row.replaces,
+            replaces_state=row.replaces_state,
+            replaces_fee_delta=int(row.replaces_fee_delta), vetoed=vetoes_of(row))
+    except (InvalidArgument, ValueError, TypeError, OverflowError) as e:
         message = e.message if isinstance(e, InvalidArgument) else str(e)
-        raise AuthorityViolation(f"transfer {row['id']}: its stored metadata makes no approval "
+        raise AuthorityViolation(f"transfer {row.id}: its stored metadata makes no approval "
                                  f"statement ({message})", kind="approval") from None
 
 
-def transfer_record(row: Any) -> dict[str, Any]:
+def transfer_record(row: TransferRecord) -> dict[str, Any]:
     """What signerd's seal on a transfer row covers: everything written at submission that the
     approval statement binds or that decides what the transfer needs (the payload by its hash,
     the movement as decoded and classified then). A row that does not even make a record
     raises AuthorityViolation."""
     try:
         return {
-            "id": str(row["id"]), "wallet_id": str(row["wallet_id"]), "chain": str(row["chain"]),
-            "payload_sha256": hashlib.sha256(bytes(row["payload"])).hexdigest(),
-            "movement": json.loads(row["movement"]), "submitter": str(row["submitter"]),
-            "policy_version": str(int(row["policy_version"])),
-            "expires_at": str(int(float(row["expires_at"]))),
-            "replaces": str(row["replaces"] or ""), "replaces_state": str(row["replaces_state"]),
-            "replaces_fee_delta": str(row["replaces_fee_delta"]),
-            "legal_basis": str(row["legal_basis"]),
-            "category_change": str(row["category_change"]),
-            "vetoed": json.loads(row["vetoed"]),
-            "idempotency_key": str(row["idempotency_key"] or ""),
+            "id": row.id, "wallet_id": row.wallet_id, "chain": row.chain.value,
+            "payload_sha256": hashlib.sha256(row.payload).hexdigest(),
+            "movement": json.loads(row.movement), "submitter": row.submitter,
+            "policy_version": str(row.policy_version),
+            "expires_at": str(int(row.expires_at)),
+            "replaces": row.replaces, "replaces_state": row.replaces_state,
+            "replaces_fee_delta": row.replaces_fee_delta,
+            "legal_basis": row.legal_basis,
+            "category_change": row.category_change,
+            "vetoed": json.loads(row.vetoed),
+            "idempotency_key": row.idempotency_key,
         }
-    except (KeyError, TypeError, ValueError) as e:
-        raise AuthorityViolation(f"transfer {row['id']}: its row makes no record ({e})",
+    except (TypeError, ValueError, OverflowError) as e:
+        raise AuthorityViolation(f"transfer {row.id}: its row makes no record ({e})",
                                  kind="transfer") from None
 
 
-def check_transfer_seal(audit_public_key: bytes, row: Any) -> None:
+def check_transfer_seal(audit_public_key: bytes, row: TransferRecord) -> None:
     """AuthorityViolation unless ``row`` carries signerd's seal over its record: a transfer a
     store writer inserted, or one whose movement, destination classes, submitter, window or
     payload were changed after submission, is never decided on, shown for signing or signed."""
-    try:
-        record = transfer_record(row)
-        sealed = str(row["seal"] or "")
-    except (KeyError, IndexError):
-        sealed, record = "", {}
-    if not sealed or not SEAL.valid(audit_public_key, "transfer", record, sealed):
-        raise AuthorityViolation(f"transfer {row['id']}: its row does not carry signerd's seal "
+    record = transfer_record(row)
+    if not row.seal or not SEAL.valid(audit_public_key, "transfer", record, row.seal):
+        raise AuthorityViolation(f"transfer {row.id}: its row does not carry signerd's seal "
                                  "over what was submitted (signerd did not write it as it "
                                  "stands)", kind="transfer")
 
@@ -313,18 +310,13 @@ def judge(state: AU.AuthorityState, wallet: Wallet, ctx: A.StatementContext,
         f"its quorum ({q.reason})", kind="quorum"))
 
 
-def approvals_of(rows: Iterable[Any]) -> list[A.SignedDecision]:
-    """Stored decision rows as signed decisions (a malformed signature verifies as nothing)."""
+def approvals_of(rows: Iterable[ApprovalRecord]) -> list[A.SignedDecision]:
+    """Stored decisions as signed decisions (a malformed signature verifies as nothing)."""
     out = []
     for r in rows:
         try:
-            sig = bytes.fromhex(r["signature"])
+            sig = bytes.fromhex(r.signature)
         except ValueError:
             sig = b""
-        try:
-            decision = Decision(r["decision"])
-        except ValueError:
-            decision = Decision.APPROVE
-            sig = b""
-        out.append(A.SignedDecision(r["operator_id"], decision, sig))
+        out.append(A.SignedDecision(r.operator_id, r.decision, sig))
     return out

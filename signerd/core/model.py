@@ -1,8 +1,12 @@
 """Typed, immutable domain values shared by the pure core, the store and the API."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from types import MappingProxyType
+
+from .errors import SignerError
 
 
 class Chain(str, Enum):
@@ -50,6 +54,60 @@ class TransferState(str, Enum):
     @property
     def live(self) -> bool:
         return self in (TransferState.PENDING_APPROVAL, TransferState.APPROVED)
+
+
+# Which state a transfer may move to from each state: the one table every write of a
+# transfer's state is checked against (``check_transition``; the store's ``update_transfer``).
+# A transfer is born PENDING_APPROVAL; SIGNED, REJECTED, EXPIRED, CANCELLED and FAILED are final.
+TRANSFER_TRANSITIONS: Mapping[TransferState, frozenset[TransferState]] = MappingProxyType({
+    TransferState.PENDING_APPROVAL: frozenset({
+        TransferState.APPROVED,  # the quorum-making approval
+        TransferState.REJECTED,  # a veto, or rejections that leave the quorum unreachable
+        TransferState.EXPIRED,  # the window passed
+        TransferState.CANCELLED,  # by its submitter or an admin, replaced, or denied by policy
+        TransferState.FAILED,  # an authority violation
+    }),
+    TransferState.APPROVED: frozenset({
+        TransferState.SIGNED,  # the sign step
+        TransferState.PENDING_APPROVAL,  # its quorum lost legitimately (an approver suspended)
+        TransferState.EXPIRED,
+        TransferState.CANCELLED,
+        TransferState.FAILED,
+    }),
+    TransferState.SIGNED: frozenset(),
+    TransferState.REJECTED: frozenset(),
+    TransferState.EXPIRED: frozenset(),
+    TransferState.CANCELLED: frozenset(),
+    TransferState.FAILED: frozenset(),
+})
+
+
+NEW_TRANSFER = TransferState.PENDING_APPROVAL  # the only state a transfer is inserted in
+
+
+def may_move(old: TransferState | None, new: TransferState) -> bool:
+    """Whether a transfer in state ``old`` (None: not yet written) may be written as ``new``
+    (``TRANSFER_TRANSITIONS``)."""
+    return new is NEW_TRANSFER if old is None else new in TRANSFER_TRANSITIONS[old]
+
+
+def check_transition(transfer_id: str, old: TransferState | None, new: TransferState) -> None:
+    """Raise an internal error unless a transfer may move from ``old`` (None: a new transfer)
+    to ``new``: signerd never writes a transition the table does not list (that would be a
+    bug, refused before anything is written)."""
+    if not may_move(old, new):
+        raise SignerError(f"transfer {transfer_id}: signerd refuses to write it "
+                          f"{new.value} when it is {'new' if old is None else old.value} "
+                          "(not a transition of a transfer)", reason="TRANSFER_TRANSITION")
+
+
+class ProposalState(str, Enum):
+    PENDING_APPROVAL = "PENDING_APPROVAL"
+    APPROVED = "APPROVED"  # applied: its ledger entry is written
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
 
 
 class Decision(str, Enum):

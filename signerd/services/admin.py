@@ -32,7 +32,7 @@ class OperatorInfo:
     id: str
     roles: tuple[str, ...]
     public_key_pem: bytes
-    status: str
+    status: OperatorStatus
     fingerprint: str
     created_at: float
 
@@ -99,7 +99,7 @@ class AdminService:
             body = AU.suspend_body(state, op_id, reason, actor, int(time.time()))
             new = self.ledger.append(tx, state, AU.SUSPEND, self._seal(AU.SUSPEND, body),
                                      seal=self.app.seal)
-            tx.update_operator(op_id, status=OperatorStatus.SUSPENDED.value)
+            tx.update_operator(op_id, status=OperatorStatus.SUSPENDED)
             tx.append_audit(actor, "operator.suspended", op_id,
                             {"reason": reason, "ledger_seq": new.seq})
             return self._info(tx, new.operators[op_id])
@@ -118,7 +118,7 @@ class AdminService:
     def _info(self, tx: Any, rec: AU.OperatorRecord) -> OperatorInfo:
         row = tx.one("SELECT created_at FROM operators WHERE id = ?", (rec.id,))
         return OperatorInfo(rec.id, tuple(sorted(rec.roles)), rec.public_key_pem.encode(),
-                            rec.status.value, rec.fingerprint,
+                            rec.status, rec.fingerprint,
                             float(row["created_at"]) if row else 0.0)
 
     def list_operators(self) -> list[OperatorInfo]:
@@ -128,12 +128,12 @@ class AdminService:
             return [self._info(tx, r) for r in sorted(state.operators.values(),
                                                       key=lambda r: r.id)]
 
-    def operator_status(self, op_id: str) -> str | None:
+    def operator_status(self, op_id: str) -> OperatorStatus | None:
         """The operator's status as the authority ledger proves it (active, suspended,
         revoked), or None when the ledger does not know the id."""
         with self.store.read() as tx:
             rec = self.ledger.state(tx).operators.get(op_id)
-            return None if rec is None else rec.status.value
+            return None if rec is None else rec.status
 
     def operator_exists(self, op_id: str) -> bool:
         """Whether the authority ledger knows this operator (any status: a suspended or revoked

@@ -27,13 +27,15 @@ seized key can be imported again, which proposes the same wallet anew (see
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import logging
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from signerd.adapters.store import Row, Tx
+from signerd.adapters.store import Tx
+from signerd.adapters.store.codec import proposal_approval_columns, proposal_columns
 from signerd.core import approval as A
 from signerd.core import authority as AU
 from signerd.core import canonical
@@ -43,7 +45,8 @@ from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecon
                                  HsmUnavailable, InvalidApproval, InvalidArgument, NotFound,
                                  PermissionDenied, SignerError)
 from signerd.core.errors import echo
-from signerd.core.model import Decision, OperatorStatus, WalletStatus
+from signerd.core.model import Decision, OperatorStatus, ProposalState, WalletStatus
+from signerd.core.records import ProposalApprovalRecord, ProposalRecord
 from . import ledger as L
 from .runtime import Runtime
 from .transfers import (LIVE as LIVE_STATES, ended_violation, live_transfers,
@@ -52,27 +55,40 @@ from .transfers import (LIVE as LIVE_STATES, ended_violation, live_transfers,
 
 log = logging.getLogger("signerd.proposals")
 
-PENDING = "PENDING_APPROVAL"
-APPROVED = "APPROVED"
-STATES = ("PENDING_APPROVAL", "APPROVED", "REJECTED", "EXPIRED", "CANCELLED", "FAILED")
+PENDING = ProposalState.PENDING_APPROVAL.value  # plain text: metric labels, log fields
+APPROVED = ProposalState.APPROVED.value
+STATES = tuple(s.value for s in ProposalState)
+
+
+@dataclass(frozen=True)
+class ShownDecision:
+    """A stored decision on a proposal as the API shows it: whether it counts now."""
+
+    record: ProposalApprovalRecord
+    counted: bool
 
 
 @dataclass(frozen=True)
 class ProposalView:
-    row: dict[str, Any]
+    proposal: ProposalRecord  # its submitter and window as the sealed document says
     doc: dict[str, Any]
-    approvals: tuple[dict[str, Any], ...]
+    approvals: tuple[ShownDecision, ...]
     requirement: str
     remaining: str
     sealed: bool = True  # the document carries signerd's seal (else: not signerd's, see failure)
 
     @property
     def id(self) -> str:
-        return str(self.row["id"])
+        return self.proposal.id
 
     @property
     def state(self) -> str:
-        return str(self.row["state"])
+        return self.proposal.state.value
+
+    @property
+    def row(self) -> dict[str, Any]:
+        """The proposal's columns as shown (for scripts and tests that read them by name)."""
+        return proposal_columns(self.proposal)
 
     @property
     def summary(self) -> str:
@@ -95,14 +111,14 @@ def unsealed(proposal_id: str) -> AuthorityViolation:
         "applied", kind="proposal")
 
 
-def decisions_of(rows: list[Row]) -> list[A.SignedDecision]:
+def decisions_of(rows: list[ProposalApprovalRecord]) -> list[A.SignedDecision]:
+    """Stored decisions as signed decisions (a malformed signature verifies as nothing)."""
     out = []
     for r in rows:
         try:
-            out.append(A.SignedDecision(r["operator_id"], Decision(r["decision"]),
-                                        bytes.fromhex(r["signature"])))
+            out.append(A.SignedDecision(r.operator_id, r.decision, bytes.fromhex(r.signature)))
         except ValueError:
-            out.append(A.SignedDecision(r["operator_id"], Decision.APPROVE, b""))
+            out.append(A.SignedDecision(r.operator_id, r.decision, b""))
     return out
 
 
@@ -116,57 +132,55 @@ class ProposalService:
 
     # ---------------------------------------------------------------- reading
     @staticmethod
-    def _parsed(row: Row) -> dict[str, Any] | None:
+    def _parsed(row: ProposalRecord) -> dict[str, Any] | None:
         """The row's proposal document, or None when it is not even a JSON object."""
         try:
-            doc = canonical.loads(row["body"], f"proposal {row['id']}")
+            doc = canonical.loads(row.body, f"proposal {row.id}")
         except (InvalidArgument, TypeError, ValueError):
             return None
         return dict(doc) if isinstance(doc, dict) else None
 
-    def _doc(self, row: Row, state: AU.AuthorityState) -> dict[str, Any]:
+    def _doc(self, row: ProposalRecord, state: AU.AuthorityState) -> dict[str, Any]:
         """The proposal document of ``row`` if signerd recorded it: its seal verifies under the
         pinned audit key and it is the row's proposal. Else AuthorityViolation (``proposal``)."""
         doc = self._parsed(row)
-        if (doc is None or doc.get("id") != row["id"] or doc.get("kind") != row["kind"]
-                or not AU.proposal_sealed(state, doc, row["seal"])):
-            raise unsealed(row["id"])
+        if (doc is None or doc.get("id") != row.id or doc.get("kind") != row.kind
+                or not AU.proposal_sealed(state, doc, row.seal)):
+            raise unsealed(row.id)
         return doc
 
-    def _view(self, tx: Tx, row: Row, state: AU.AuthorityState | None = None,
-              approvals: list[Row] | None = None) -> ProposalView:
-        approvals = tx.proposal_approvals(row["id"]) if approvals is None else approvals
+    def _view(self, tx: Tx, row: ProposalRecord, state: AU.AuthorityState | None = None,
+              approvals: list[ProposalApprovalRecord] | None = None) -> ProposalView:
+        approvals = tx.proposal_approvals(row.id) if approvals is None else approvals
         state = self.ledger.state(tx) if state is None else state
-        data = dict(row.data)
         try:
             doc = self._doc(row, state)
         except AuthorityViolation as e:  # shown as what it is; decided never
             parsed = self._parsed(row)
             doc = parsed if parsed is not None else {
-                "id": row["id"], "instance_id": "", "kind": row["kind"], "change": {},
-                "submitter": row["submitter"], "created_at": int(row["created_at"]),
-                "expires_at": int(row["expires_at"])}
-            data["failure"] = e.message
-            return ProposalView(row=data, doc=doc,
-                                approvals=tuple({**a.data, "counted": False} for a in approvals),
+                "id": row.id, "instance_id": "", "kind": row.kind, "change": {},
+                "submitter": row.submitter, "created_at": int(row.created_at),
+                "expires_at": int(row.expires_at)}
+            return ProposalView(proposal=dataclasses.replace(row, failure=e.message), doc=doc,
+                                approvals=tuple(ShownDecision(a, False) for a in approvals),
                                 requirement="", remaining="", sealed=False)
         # The sealed document names the submitter and the window, whatever the columns say.
-        data.update(submitter=doc["submitter"], created_at=float(doc["created_at"]),
-                    expires_at=float(doc["expires_at"]))
+        shown = dataclasses.replace(row, submitter=doc["submitter"],
+                                    created_at=float(doc["created_at"]),
+                                    expires_at=float(doc["expires_at"]))
         requirement = remaining = ""
         counted: tuple[str, ...] = ()
         try:
             req = AU.requirement(state, doc)
             requirement = req.describe()
-            if row["state"] == PENDING:
+            if row.state == PENDING:
                 q, _, _ = AU.proposal_quorum(state, doc, decisions_of(approvals))
                 remaining, counted = q.remaining, q.counted
         except (SignerError, KeyError, TypeError):
             pass
         return ProposalView(
-            row=data, doc=doc,
-            approvals=tuple({**a.data, "counted": a["operator_id"] in counted}
-                            for a in approvals),
+            proposal=shown, doc=doc,
+            approvals=tuple(ShownDecision(a, a.operator_id in counted) for a in approvals),
             requirement=requirement, remaining=remaining)
 
     def get(self, proposal_id: str) -> ProposalView:
@@ -183,8 +197,8 @@ class ProposalService:
         with self.store.read() as tx:
             st = self.ledger.state(tx)
             rows = tx.list_proposals(state=state, after=after, limit=limit)
-            apps = tx.proposal_approvals_for([r["id"] for r in rows])
-            return [self._view(tx, r, st, apps[r["id"]]) for r in rows]
+            apps = tx.proposal_approvals_for([r.id for r in rows])
+            return [self._view(tx, r, st, apps[r.id]) for r in rows]
 
     def statement(self, proposal_id: str, decision: Decision) -> tuple[bytes, str, ProposalView]:
         """What an operator signs to decide on a proposal: refused (AuthorityViolation) for a
@@ -218,11 +232,11 @@ class ProposalService:
             # Sealed once checked (the HSM's audit key; an HSM that is down refuses the
             # proposal, UNAVAILABLE, and nothing is written).
             seal = self.app.seal(AU.PROPOSAL_SEAL, doc)
-            tx.insert_proposal({
-                "id": doc["id"], "kind": kind, "body": canonical.dumps(doc).decode(),
-                "state": PENDING, "submitter": actor, "subject": _subject(doc),
-                "expires_at": float(doc["expires_at"]), "created_at": now, "updated_at": now,
-                "seal": seal})
+            tx.insert_proposal(proposal_columns(ProposalRecord(
+                id=doc["id"], kind=kind, body=canonical.dumps(doc).decode(),
+                state=ProposalState.PENDING_APPROVAL,
+                submitter=actor, subject=_subject(doc), expires_at=float(doc["expires_at"]),
+                created_at=now, updated_at=now, seal=seal)))
             if with_tx is not None:
                 with_tx(tx, state, doc)
             tx.append_audit(actor, "proposal.created", doc["id"], {
@@ -267,13 +281,13 @@ class ProposalService:
         chain_id, address = token.get("chain_id"), str(token.get("address", "")).lower()
         busy = []
         for state in LIVE_STATES:
-            for row in tx.list_transfers(state=state, limit=1_000_000):
-                mv = movement_from_json(row["movement"])
+            for row in tx.list_transfers(state=state.value, limit=1_000_000):
+                mv = movement_from_json(row.movement)
                 if mv.chain_id == chain_id and (
                         any(t.key == (chain_id, address) for t in mv.tokens)
                         or (mv.contract_call and any(o.address.lower() == address
                                                      for o in mv.outputs))):
-                    busy.append(row["id"])
+                    busy.append(row.id)
         if busy:
             raise FailedPrecondition(
                 f"token {token.get('address')} on chain {chain_id} is called by live "
@@ -285,16 +299,16 @@ class ProposalService:
         new = P.parse_policy(document)
         loosened = []
         for row, movement in live_transfers(tx, wallet.id, lock=True):
-            old = effective_requirement(state, wallet, movement, row["category_change"],
-                                        int(row["policy_version"]))
+            old = effective_requirement(state, wallet, movement, row.category_change,
+                                        row.policy_version)
             try:
                 req = P.with_floor(new.requirement_for(movement,
-                                                       category_change=row["category_change"]),
+                                                       category_change=row.category_change),
                                    movement, waived=bool(new.floor_waiver))
             except SignerError:
                 continue  # the new policy does not cover it: it keeps its demands
             if not req.at_least_as_strict_as(old):
-                loosened.append(row["id"])
+                loosened.append(row.id)
         if loosened:
             raise FailedPrecondition(
                 f"document: the new policy would loosen live transfer(s) "
@@ -313,16 +327,16 @@ class ProposalService:
         resurrected = bool(self.app.ended([proposal_id]))
         with self.store.transaction() as tx:
             row = tx.get_proposal(proposal_id, lock=True)
-            if row["state"] != PENDING:
-                raise FailedPrecondition(f"proposal {proposal_id} is {row['state']}, not waiting "
-                                         "for approvals")
+            if row.state != PENDING:
+                raise FailedPrecondition(f"proposal {proposal_id} is {row.state.value}, not "
+                                         "waiting for approvals")
             state = self.ledger.state(tx)
             sealed: dict[str, Any] | None = None
             try:
                 sealed = self._doc(row, state)
             except AuthorityViolation as e:
                 failure = e
-            doc = sealed if sealed is not None else {"kind": kind_label(row["kind"])}
+            doc = sealed if sealed is not None else {"kind": kind_label(row.kind)}
             if sealed is None:  # not signerd's: ended, and nothing its document names touched
                 assert isinstance(failure, AuthorityViolation)
                 self._end(tx, row, None, "FAILED", "signerd", failure.message, violation=failure)
@@ -352,10 +366,10 @@ class ProposalService:
                 A.verify_statement(op.public_key_pem.encode(), statement, signature,
                                    operator_id=operator_id)
                 try:
-                    tx.insert_proposal_approval({
-                        "proposal_id": proposal_id, "operator_id": operator_id,
-                        "decision": decision.value, "signature": signature.hex(),
-                        "statement_sha256": digest.hex(), "reason": reason, "created_at": now})
+                    tx.insert_proposal_approval(proposal_approval_columns(ProposalApprovalRecord(
+                        proposal_id=proposal_id, operator_id=operator_id, decision=decision,
+                        signature=signature.hex(), statement_sha256=digest.hex(), reason=reason,
+                        created_at=now)))
                 except AlreadyExists as e:
                     raise FailedPrecondition(e.message) from None
                 tx.append_audit(actor, f"proposal.{decision.value.lower()}", proposal_id, {
@@ -392,7 +406,7 @@ class ProposalService:
                 fn(doc)
         return self.get(proposal_id)
 
-    def _apply(self, tx: Tx, state: AU.AuthorityState, row: Row, doc: dict[str, Any],
+    def _apply(self, tx: Tx, state: AU.AuthorityState, row: ProposalRecord, doc: dict[str, Any],
                decisions: builtins.list[A.SignedDecision]) -> tuple[str, SignerError | None]:
         """The quorum is met: append the ledger entry and make the change, in ``tx``. The
         ledger's head is locked first (after the transfers a policy change locks), the state
@@ -417,8 +431,8 @@ class ProposalService:
             self._end(tx, row, doc, "FAILED", "signerd", f"no longer applies: {e.message}")
             return "FAILED", e
         self._materialize(tx, new, doc)
-        tx.update_proposal(row["id"], state=APPROVED, applied_seq=new.seq)
-        tx.append_audit("signerd", "proposal.applied", row["id"], {
+        tx.update_proposal(row.id, state=APPROVED, applied_seq=new.seq)
+        tx.append_audit("signerd", "proposal.applied", row.id, {
             "kind": doc["kind"], "summary": AU.summary(doc), "ledger_seq": new.seq,
             "ledger_hash": new.head.hex(),
             "approved_by": sorted(d.operator_id for d in decisions
@@ -436,7 +450,7 @@ class ProposalService:
         elif kind == "operator.roles":
             tx.update_operator(c["operator_id"], roles=c["roles"])
         elif kind == "operator.reinstate":
-            tx.update_operator(c["operator_id"], status=OperatorStatus.ACTIVE.value)
+            tx.update_operator(c["operator_id"], status=OperatorStatus.ACTIVE)
         elif kind == "wallet.policy":
             version = c["base_version"] + 1
             tx.insert_policy(c["wallet_id"], c["document"], doc["submitter"], version=version,
@@ -450,21 +464,21 @@ class ProposalService:
         elif kind in ("wallet.import", "wallet.create"):
             tx.set_wallet_status(c["wallet"]["id"], WalletStatus.ACTIVE.value, "")
 
-    def _end(self, tx: Tx, row: Row, doc: dict[str, Any] | None, state: str, actor: str,
+    def _end(self, tx: Tx, row: ProposalRecord, doc: dict[str, Any] | None, state: str, actor: str,
              why: str, *, violation: AuthorityViolation | None = None) -> None:
         """End a pending proposal (``doc`` is its sealed document; None for a row signerd did not
         record, whose document names nothing signerd will touch)."""
-        tx.update_proposal(row["id"], state=state, failure=why)
+        tx.update_proposal(row.id, state=state, failure=why)
         if doc is not None and doc["kind"] in ("wallet.import", "wallet.create"):
             self._retire(tx, doc)
-        tx.append_audit(actor, f"proposal.{state.lower()}", row["id"], {"reason": why})
+        tx.append_audit(actor, f"proposal.{state.lower()}", row.id, {"reason": why})
         if violation is not None:
-            tx.append_audit("signerd", "authority.violation", row["id"],
+            tx.append_audit("signerd", "authority.violation", row.id,
                             {"kind": violation.kind, "reason": violation.message})
-            log.error("authority violation", extra={"proposal_id": row["id"],
+            log.error("authority violation", extra={"proposal_id": row.id,
                                                     "kind": violation.kind,
                                                     "reason": violation.message})
-        log.info("proposal state", extra={"proposal_id": row["id"], "state": state,
+        log.info("proposal state", extra={"proposal_id": row.id, "state": state,
                                           "reason": why})
 
     def _retire(self, tx: Tx, doc: dict[str, Any]) -> None:
@@ -511,8 +525,8 @@ class ProposalService:
         failure: AuthorityViolation | None = None
         with self.store.transaction() as tx:
             row = tx.get_proposal(proposal_id, lock=True)
-            if row["state"] != PENDING:
-                raise FailedPrecondition(f"proposal {proposal_id} is {row['state']}; only a "
+            if row.state != PENDING:
+                raise FailedPrecondition(f"proposal {proposal_id} is {row.state.value}; only a "
                                          "pending proposal can be cancelled")
             state = self.ledger.state(tx)
             try:
@@ -528,7 +542,7 @@ class ProposalService:
                         f"proposal reject {proposal_id} --key KEY --reason TEXT)")
                 self._end(tx, row, doc, "CANCELLED", actor, reason or "cancelled")
         if failure is not None:
-            self.app.metrics.proposal_events.labels(kind_label(row["kind"]), "FAILED").inc()
+            self.app.metrics.proposal_events.labels(kind_label(row.kind), "FAILED").inc()
             self.app.metrics.authority_violations.labels(failure.kind).inc()
             self.app.notifier.notify()
             raise failure
@@ -553,14 +567,14 @@ class ProposalService:
             for r in rows:
                 try:
                     if now >= self._doc(r, state)["expires_at"]:
-                        todo.append(r["id"])
+                        todo.append(r.id)
                 except AuthorityViolation:
-                    todo.append(r["id"])
+                    todo.append(r.id)
         for pid in todo:
             failure: AuthorityViolation | None = None
             with self.store.transaction() as tx:
                 row = tx.get_proposal(pid, lock=True)
-                if row["state"] != PENDING:
+                if row.state != PENDING:
                     continue
                 state = self.ledger.state(tx)
                 try:
@@ -573,17 +587,17 @@ class ProposalService:
                         continue
                     self._end(tx, row, doc, "EXPIRED", "signerd", "approval window passed")
             if failure is not None:
-                self.app.metrics.proposal_events.labels(kind_label(row["kind"]), "FAILED").inc()
+                self.app.metrics.proposal_events.labels(kind_label(row.kind), "FAILED").inc()
                 self.app.metrics.authority_violations.labels(failure.kind).inc()
             else:
                 self.app.metrics.proposal_events.labels(doc["kind"], "EXPIRED").inc()
             self.app.notifier.notify()
 
     @staticmethod
-    def _pending(tx: Tx) -> builtins.list[Row]:
-        rows: builtins.list[Row] = []
+    def _pending(tx: Tx) -> builtins.list[ProposalRecord]:
+        rows: builtins.list[ProposalRecord] = []
         while True:
-            page = tx.list_proposals(state=PENDING, after=rows[-1]["id"] if rows else "",
+            page = tx.list_proposals(state=PENDING, after=rows[-1].id if rows else "",
                                      limit=1000)
             rows += page
             if len(page) < 1000:

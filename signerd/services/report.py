@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from signerd.adapters.store import Tx
+from signerd.core.model import TransferState
 from .transfers import movement_from_json
 
 KNOWN = ("wallets and addresses whose keys signerd holds; every transfer it signed, with the "
@@ -42,24 +43,24 @@ def holdings_report(tx: Tx, *, instance_id: str, category: str = "", case_ref: s
             "origin": w["origin"] or "generated in the HSM",
             "chain_ids": json.loads(w["chain_ids"])})
     for t in tx.list_transfers(limit=10**9):
-        if t["wallet_id"] not in ids:
+        if t.wallet_id not in ids:
             continue
-        w = by_id[t["wallet_id"]]
-        mv = movement_from_json(t["movement"])
-        entry = {"id": t["id"], "wallet_id": t["wallet_id"], "state": t["state"],
+        w = by_id[t.wallet_id]
+        mv = movement_from_json(t.movement)
+        entry = {"id": t.id, "wallet_id": t.wallet_id, "state": t.state.value,
                  "outputs": [{"address": o.address, "amount": str(o.amount), "asset": o.asset,
                               "change": o.is_change} for o in mv.outputs],
                  "fee": str(mv.fee), "fee_asset": mv.fee_asset,
-                 "category_change": t["category_change"], "legal_basis": t["legal_basis"],
-                 "tx_hash": t["tx_hash"], "updated_at": int(t["updated_at"])}
-        if t["state"] == "SIGNED":
+                 "category_change": t.category_change, "legal_basis": t.legal_basis,
+                 "tx_hash": t.tx_hash, "updated_at": int(t.updated_at)}
+        if t.state is TransferState.SIGNED:
             case(w)["signed_transfers"].append(entry)
             flows = case(w)["signed_outflows"]
             for o in mv.external_outputs():
                 flows[o.asset] = str(int(flows.get(o.asset, "0")) + o.amount)
             flows[f"fee:{mv.fee_asset}"] = str(int(flows.get(f"fee:{mv.fee_asset}", "0"))
                                                + mv.fee)
-        elif t["state"] in ("PENDING_APPROVAL", "APPROVED"):
+        elif t.live:
             case(w)["pending_transfers"].append(entry)
     for e in tx.all("SELECT * FROM audit_events WHERE action IN (?, ?) ORDER BY seq",
                     ("wallet.frozen", "wallet.unfrozen")):

@@ -43,14 +43,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from signerd.adapters.config import Limits
-from signerd.adapters.store import Row, Store, Tx
+from signerd.adapters.store import Store, Tx
 from signerd.core import engine as E
 from signerd.core.approval import StatementContext
-from signerd.core.chains import Decoded, Signed, adapter_for, decode_payload
+from signerd.core.chains import ChainAdapter, Decoded, Signed, adapter_for
 from signerd.core.errors import (AuthorityViolation, HsmUnavailable, NotFound, SignerError,
                                  WalletFrozen)
 from signerd.core.model import Chain, TransferState, Wallet, WalletStatus
 from signerd.core.movement_json import movement_from_json
+from signerd.core.records import ApprovalRecord, TransferRecord
 from signerd.core.tokens import token_from_json
 from . import ledger as L
 from .runtime import Runtime
@@ -63,10 +64,10 @@ def ended_violation(object_id: str) -> AuthorityViolation:
         "set back to waiting by someone other than signerd", kind="ended")
 
 
-def submitted_tokens(row: Row) -> tuple[Any, ...]:
+def submitted_tokens(row: TransferRecord) -> tuple[Any, ...]:
     """The token registry entries the transfer's movement used at submission."""
     try:
-        stored = json.loads(row["movement"]).get("tokens", ())
+        stored = json.loads(row.movement).get("tokens", ())
         return tuple(token_from_json(t) for t in stored)
     except (ValueError, TypeError, AttributeError, SignerError):
         return (None,)  # unreadable: never equal to what decodes
@@ -84,7 +85,7 @@ class SignHost(Protocol):
     @property
     def ledger(self) -> L.Ledger: ...
 
-    def context(self, row: Any) -> StatementContext: ...
+    def context(self, row: TransferRecord) -> StatementContext: ...
 
     def classify(self, tx: Tx, state: Any, wallet: Wallet, decoded: Decoded,
                  policy: Any) -> Any: ...
@@ -92,15 +93,16 @@ class SignHost(Protocol):
     def reclassifier(self, tx: Tx, state: Any, wallet: Wallet, movement: Any
                      ) -> E.Reclassify: ...
 
-    def violated(self, tx: Tx, row: Row, e: AuthorityViolation) -> None: ...
+    def violated(self, tx: Tx, row: TransferRecord, e: AuthorityViolation) -> None: ...
 
-    def _finish(self, tx: Tx, row: Row, state: TransferState, actor: str, why: str) -> None: ...
+    def _finish(self, tx: Tx, row: TransferRecord, state: TransferState, actor: str,
+                why: str) -> None: ...
 
     def _fault(self, point: str) -> None: ...
 
 log = logging.getLogger("signerd.transfers")
 
-APPROVED = TransferState.APPROVED.value
+APPROVED = TransferState.APPROVED
 BATCH = 64  # transfers per batch: one read, one HSM fan-out, one write
 STOPPING = "signerd is stopping; the transfer stays APPROVED and is signed after the restart"
 
@@ -119,9 +121,9 @@ class _Ticket:
 class _Job:
     """One transfer of a batch, from load to commit."""
 
-    row: Row
+    row: TransferRecord
     wallet: Wallet
-    adapter: Any
+    adapter: ChainAdapter
     decoded: Decoded
     movement: Any
     stored: Signatures
@@ -131,7 +133,7 @@ class _Job:
 
     @property
     def id(self) -> str:
-        return str(self.row["id"])
+        return self.row.id
 
 
 @dataclass
@@ -140,8 +142,8 @@ class _Batch:
 
     ids: list[str]
     jobs: list[_Job] = field(default_factory=list)
-    expired: list[Row] = field(default_factory=list)
-    ends: list[tuple[Row, E.Verdict | AuthorityViolation]] = field(default_factory=list)
+    expired: list[TransferRecord] = field(default_factory=list)
+    ends: list[tuple[TransferRecord, E.Verdict | AuthorityViolation]] = field(default_factory=list)
     errors: dict[str, BaseException] = field(default_factory=dict)
     todo: list[tuple[_Job, str, bytes]] = field(default_factory=list)
     signatures: Callable[[], list[tuple[int, int] | SignerError]] | None = None
@@ -349,7 +351,8 @@ class SignStep:
                         self._queue.append(tid)
                 self._cond.notify_all()
 
-    def _write(self, jobs: list[_Job], expired: list[Row], ends: list[tuple[Row, Any]],
+    def _write(self, jobs: list[_Job], expired: list[TransferRecord],
+               ends: list[tuple[TransferRecord, Any]],
                errors: dict[str, BaseException]) -> list[_Job]:
         """One transaction for the batch; if it fails, one per transfer, so that one
         transfer's failed write is its own."""
@@ -357,8 +360,8 @@ class SignStep:
             return self._commit(jobs, expired, ends)
         except SignerError as e:
             if len(jobs) + len(expired) + len(ends) == 1:
-                one = jobs[0].id if jobs else (expired[0] if expired else ends[0][0])["id"]
-                errors[str(one)] = e
+                one = jobs[0].id if jobs else (expired[0] if expired else ends[0][0]).id
+                errors[one] = e
                 return []
         written: list[_Job] = []
         for job in jobs:
@@ -370,28 +373,37 @@ class SignStep:
             try:
                 self._commit([], [row], [])
             except SignerError as e1:
-                errors[row["id"]] = e1
+                errors[row.id] = e1
         for end in ends:
             try:
                 self._commit([], [], [end])
             except SignerError as e1:
-                errors[end[0]["id"]] = e1
+                errors[end[0].id] = e1
         return written
 
     def _load(self, ids: list[str], errors: dict[str, BaseException]
-              ) -> tuple[list[_Job], list[Row], list[tuple[Row, Any]]]:
+              ) -> tuple[list[_Job], list[TransferRecord], list[tuple[TransferRecord, Any]]]:
         """One read transaction: the APPROVED transfers among ``ids`` whose quorum holds,
         judged from the verified authority state and decoded again, with the signatures
         already stored for them; the expired ones; and those that end otherwise (an authority
         violation: FAILED; a quorum lost: back to PENDING_APPROVAL)."""
         jobs: list[_Job] = []
-        expired: list[Row] = []
-        ends: list[tuple[Row, Any]] = []
+        expired: list[TransferRecord] = []
+        ends: list[tuple[TransferRecord, Any]] = []
         now = time.time()
         ended = self.app.ended(ids)  # by the audit chain, verified to its head first
         with self.store.read() as tx:
             state = self.service.ledger.state(tx)
-            approvals = tx.approvals_for(ids)
+            try:
+                approvals: dict[str, list[ApprovalRecord] | AuthorityViolation] = {
+                    **tx.approvals_for(ids)}
+            except AuthorityViolation:  # a malformed decision: its transfer alone ends FAILED
+                approvals = {}
+                for tid in ids:
+                    try:
+                        approvals[tid] = tx.approvals(tid)
+                    except AuthorityViolation as e:
+                        approvals[tid] = e
             wallets: dict[str, Wallet | AuthorityViolation] = {}
             for tid in ids:
                 try:
@@ -399,12 +411,12 @@ class SignStep:
                 except NotFound as e:
                     errors[tid] = e
                     continue
-                if row["state"] != APPROVED:
+                if row.state is not APPROVED:
                     continue
                 if tid in ended:
                     ends.append((row, ended_violation(tid)))
                     continue
-                wid = row["wallet_id"]
+                wid = row.wallet_id
                 if wid not in wallets:
                     try:
                         wallets[wid] = L.load_wallet(tx, state, wid)
@@ -418,11 +430,15 @@ class SignStep:
                     errors[tid] = WalletFrozen(
                         f"wallet {wallet.id} is {wallet.status.value}; signing waits")
                     continue
-                if now >= float(row["expires_at"]):
+                if now >= row.expires_at:
                     expired.append(row)
                     continue
+                decisions = approvals[tid]
+                if isinstance(decisions, AuthorityViolation):
+                    ends.append((row, decisions))
+                    continue
                 try:
-                    job, verdict = self._job(tx, state, row, wallet, approvals[tid])
+                    job, verdict = self._job(tx, state, row, wallet, decisions)
                 except AuthorityViolation as e:
                     ends.append((row, e))
                     continue
@@ -435,35 +451,36 @@ class SignStep:
                     ends.append((row, verdict))
         return jobs, expired, ends
 
-    def _job(self, tx: Tx, state: Any, row: Row, wallet: Wallet, approvals: list[Row]
+    def _job(self, tx: Tx, state: Any, row: TransferRecord, wallet: Wallet,
+             approvals: list[ApprovalRecord]
              ) -> tuple[_Job, E.Verdict]:
         """Decode the stored payload, classify its outputs against verified wallets, rebuild
         the statement and judge the stored decisions (raises AuthorityViolation when the
         movement no longer fits its category change: the approvals cannot stand for it)."""
         adapter = adapter_for(wallet.chain)
-        policy, _ = E.policy_of(state, wallet, int(row["policy_version"]))
+        policy, _ = E.policy_of(state, wallet, row.policy_version)
         try:
-            decoded = decode_payload(adapter, wallet, bytes(row["payload"]), self.service.limits,
+            decoded = adapter.decode(wallet, row.payload, self.service.limits,
                                      allowed_sighash=policy.sighash_types, tokens=state.tokens)
         except SignerError as e:
-            e.message = f"transfer {row['id']}: {e.message}"
+            e.message = f"transfer {row.id}: {e.message}"
             raise
         if decoded.movement.tokens != submitted_tokens(row):
             raise AuthorityViolation(
-                f"transfer {row['id']}: the token registry decodes its call differently than "
+                f"transfer {row.id}: the token registry decodes its call differently than "
                 "when it was approved; the approvals do not stand for it", kind="policy")
         ctx = self.service.context(row)  # the row's seal verifies, or AuthorityViolation
         fresh = self.service.classify(tx, state, wallet, decoded, policy)
-        movement = movement_from_json(row["movement"])  # sealed: what the approvals bind
+        movement = movement_from_json(row.movement)  # sealed: what the approvals bind
         if not E.same_transaction(movement, fresh):
-            raise AuthorityViolation(f"transfer {row['id']}: its payload decodes to another "
+            raise AuthorityViolation(f"transfer {row.id}: its payload decodes to another "
                                      "movement than the one submitted and approved",
                                      kind="transfer")
         try:
-            E.check_category_change(wallet, fresh, row["category_change"],
-                                    row["legal_basis"])
+            E.check_category_change(wallet, fresh, row.category_change,
+                                    row.legal_basis)
         except SignerError as e:
-            raise AuthorityViolation(f"transfer {row['id']}: {e.message}", kind="policy") from None
+            raise AuthorityViolation(f"transfer {row.id}: {e.message}", kind="policy") from None
         verdict = E.judge(state, wallet, ctx, movement,
                           E.approvals_of(approvals), approved=True,
                           verified_vetoes=self.app.vetoes(
@@ -471,12 +488,12 @@ class SignStep:
                           reclassify=lambda p: fresh if p is policy else
                           self.service.reclassifier(tx, state, wallet, movement)(p))
         stored = {(s["key_id"], bytes.fromhex(s["digest"])): (int(s["r"], 16), int(s["s"], 16))
-                  for s in tx.signatures(row["id"])}
-        last = max((float(a["created_at"]) for a in approvals), default=time.time())
+                  for s in tx.signatures(row.id)}
+        last = max((a.created_at for a in approvals), default=time.time())
         return _Job(row, wallet, adapter, decoded, movement, stored, last), verdict
 
-    def _commit(self, jobs: list[_Job], expired: list[Row], ends: list[tuple[Row, Any]]
-                ) -> list[_Job]:
+    def _commit(self, jobs: list[_Job], expired: list[TransferRecord],
+                ends: list[tuple[TransferRecord, Any]]) -> list[_Job]:
         """One write transaction. Every transfer of the batch is locked first, in id order
         (replicas writing overlapping batches queue instead of deadlocking), then the ledger
         head is share-locked (a freeze or a governance act commits before or after this write,
@@ -489,15 +506,15 @@ class SignStep:
         written = []
         violations: list[AuthorityViolation] = []
         with self.store.transaction() as tx:
-            ids = sorted({j.id for j in jobs} | {str(r["id"]) for r in expired}
-                         | {str(r["id"]) for r, _ in ends})
+            ids = sorted({j.id for j in jobs} | {r.id for r in expired}
+                         | {r.id for r, _ in ends})
             rows = {tid: tx.get_transfer(tid, lock=True) for tid in ids}
             tx.authority_head(share=True)
             state = svc.ledger.state(tx)
             approvals = tx.approvals_for([j.id for j in jobs]) if jobs else {}
             for job in jobs:
                 row = rows[job.id]
-                if row["state"] != APPROVED:
+                if row.state is not APPROVED:
                     continue  # another worker finished it; our signatures are discarded unseen
                 try:
                     wallet = L.load_wallet(tx, state, job.wallet.id)
@@ -531,7 +548,7 @@ class SignStep:
                 assert signed is not None
                 # The nonce / outpoints stay held by the signed transfer: another transaction
                 # for them needs an explicit, approved replacement (``replaces``).
-                tx.update_transfer(job.id, state=TransferState.SIGNED.value,
+                tx.update_transfer(job.id, state=TransferState.SIGNED,
                                    raw_tx=signed.raw_tx, psbt=signed.psbt, tx_hash=signed.tx_hash)
                 keys = {k for k, _ in job.stored} | {k for k, _ in job.fresh}
                 tx.append_audit("signerd", "transfer.signed", job.id, {
@@ -540,18 +557,18 @@ class SignStep:
                     "counted": list(verdict.quorum.counted)})
                 written.append(job)
             for old in expired:
-                row = rows[str(old["id"])]
-                if row["state"] == APPROVED:
+                row = rows[old.id]
+                if row.state is APPROVED:
                     svc._finish(tx, row, TransferState.EXPIRED, "signerd",
                                 "approval window passed before signing")
             for old, outcome in ends:
-                row = rows[str(old["id"])]
-                if row["state"] == APPROVED:
+                row = rows[old.id]
+                if row.state is APPROVED:
                     self._end(tx, row, outcome, violations)
         self._violations.extend(violations)
         return written
 
-    def _end(self, tx: Tx, row: Row, outcome: Any, violations: list[AuthorityViolation]
+    def _end(self, tx: Tx, row: TransferRecord, outcome: Any, violations: list[AuthorityViolation]
              ) -> None:
         """An APPROVED transfer that is not signed: a violation goes FAILED; a quorum lost
         legitimately goes back to PENDING_APPROVAL (or EXPIRED, past its window)."""
@@ -564,13 +581,13 @@ class SignStep:
             self.service._finish(tx, row, TransferState.CANCELLED, "signerd", outcome.reason)
             return
         why = f"its quorum no longer holds ({outcome.quorum.reason})"
-        if time.time() >= float(row["expires_at"]):
+        if time.time() >= row.expires_at:
             self.service._finish(tx, row, TransferState.EXPIRED, "signerd",
                                  f"approval window passed; {why}")
             return
-        tx.update_transfer(row["id"], state=TransferState.PENDING_APPROVAL.value)
-        tx.append_audit("signerd", "transfer.quorum_lost", row["id"], {"reason": why})
-        log.warning("transfer %s returns to PENDING_APPROVAL: %s", row["id"], why)
+        tx.update_transfer(row.id, state=TransferState.PENDING_APPROVAL)
+        tx.append_audit("signerd", "transfer.quorum_lost", row.id, {"reason": why})
+        log.warning("transfer %s returns to PENDING_APPROVAL: %s", row.id, why)
 
     def _after_commit(self, done: list[_Job], notify: bool) -> None:
         if done:
@@ -583,8 +600,8 @@ class SignStep:
         for job in done:
             signed = job.signed
             assert signed is not None
-            metrics.transfer_events.labels(job.row["chain"], "SIGNED").inc()
-            metrics.signed_seconds.observe(now - float(job.row["created_at"]))
+            metrics.transfer_events.labels(job.row.chain.value, "SIGNED").inc()
+            metrics.signed_seconds.observe(now - job.row.created_at)
             metrics.quorum_to_signed_seconds.observe(max(0.0, now - job.last_approval))
             log.info("transfer state", extra={"transfer_id": job.id, "state": "SIGNED",
                                               "tx_hash": signed.tx_hash,

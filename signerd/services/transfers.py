@@ -19,6 +19,7 @@ Invariants kept here (DEVELOPERS.md):
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import hashlib
 import json
 import logging
@@ -28,7 +29,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from signerd.adapters.store import Row, Tx
+from signerd.adapters.store import Tx
+from signerd.adapters.store.codec import approval_columns, transfer_columns
 from signerd.core import approval as A
 from signerd.core import audit as AUD
 from signerd.core import authority as AU
@@ -36,7 +38,7 @@ from signerd.core import engine as E
 from signerd.core import legal_basis as LB
 from signerd.core import policy as P
 from signerd.core.chains import (BitcoinAdapter, Decoded, Ours, adapter_for, claims,
-                                 classify_outputs, decode_payload)
+                                 classify_outputs)
 from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
                                  HsmUnavailable, InvalidApproval, InvalidArgument, NotFound,
                                  PermissionDenied, PolicyDenied, SignerError, WalletFrozen)
@@ -44,6 +46,7 @@ from signerd.core.errors import echo
 from signerd.core.model import (Chain, Decision, DestinationClass, Movement, OperatorStatus,
                                 TransferState, Wallet, WalletStatus)
 from signerd.core.movement_json import movement_from_json, movement_to_json
+from signerd.core.records import ApprovalRecord, TransferRecord
 from . import ledger as L
 from .runtime import Runtime
 from .sign_step import SignStep, ended_violation
@@ -51,7 +54,7 @@ from .sign_step import SignStep, ended_violation
 
 log = logging.getLogger("signerd.transfers")
 
-LIVE = (TransferState.PENDING_APPROVAL.value, TransferState.APPROVED.value)
+LIVE = (TransferState.PENDING_APPROVAL, TransferState.APPROVED)
 FINAL = (TransferState.SIGNED, TransferState.REJECTED, TransferState.EXPIRED,
          TransferState.CANCELLED, TransferState.FAILED)
 MAX_REASON = 1000
@@ -80,26 +83,26 @@ def requirement_from_json(text: str) -> P.Requirement:
 
 
 def live_transfers(tx: Tx, wallet_id: str, *, lock: bool = False
-                   ) -> builtins.list[tuple[Row, Movement]]:
+                   ) -> builtins.list[tuple[TransferRecord, Movement]]:
     """The live transfers of a wallet; with ``lock``, those no other transaction holds, locked
     (a governance write holds the ledger head, and a decision or the sign step holding a
     transfer waits for the head after it: waiting here could deadlock; a transfer skipped is
     judged against the new ledger by that transaction)."""
     out = []
     for row in tx.list_transfers(wallet_id=wallet_id, limit=1_000_000):
-        if row["state"] not in LIVE:
+        if not row.live:
             continue
         if lock:
-            held = tx.lock_transfer_if_free(row["id"])
-            if held is None or held["state"] not in LIVE:
+            held = tx.lock_transfer_if_free(row.id)
+            if held is None or not held.live:
                 continue
             row = held
-        out.append((row, movement_from_json(row["movement"])))
+        out.append((row, movement_from_json(row.movement)))
     return out
 
 
 def tighten_live_transfers(tx: Tx, state: AU.AuthorityState, wallet: Wallet,
-                           finish: Callable[[Tx, Row, TransferState, str, str], None]
+                           finish: Callable[[Tx, TransferRecord, TransferState, str, str], None]
                            ) -> tuple[list[str], list[str]]:
     """After a policy change, each live transfer of the wallet records the demands it now has
     (for people: every decision and the sign step judge them again from the ledger), and each
@@ -113,56 +116,68 @@ def tighten_live_transfers(tx: Tx, state: AU.AuthorityState, wallet: Wallet,
     head: nothing is lost."""
     tightened, cancelled = [], []
     for row in tx.list_transfers(wallet_id=wallet.id, limit=1_000_000):
-        if row["state"] not in LIVE:
+        if not row.live:
             continue
-        locked = tx.lock_transfer_if_free(row["id"])
-        if locked is None or locked["state"] not in LIVE:
+        locked = tx.lock_transfer_if_free(row.id)
+        if locked is None or not locked.live:
             continue
-        movement = movement_from_json(locked["movement"])
+        movement = movement_from_json(locked.movement)
         try:
             E.check_transfer_seal(state.audit_public_key, locked)
             req = E.effective_requirement(
-                state, wallet, movement, locked["category_change"],
-                int(locked["policy_version"]),
+                state, wallet, movement, locked.category_change, locked.policy_version,
                 TransferService.reclassifier(tx, state, wallet, movement))
         except PolicyDenied as e:
             finish(tx, locked, TransferState.CANCELLED, "signerd", e.message)
-            cancelled.append(locked["id"])
+            cancelled.append(locked.id)
             continue
         except SignerError:
             continue  # judged, and ended, by its next decision or the sign step
-        merged = P.merge(requirement_from_json(locked["requirement"]), req)
-        if requirement_to_json(merged) != locked["requirement"]:
-            tx.update_transfer(locked["id"], requirement=requirement_to_json(merged))
-            tightened.append(locked["id"])
+        merged = P.merge(requirement_from_json(locked.requirement), req)
+        if requirement_to_json(merged) != locked.requirement:
+            tx.update_transfer(locked.id, requirement=requirement_to_json(merged))
+            tightened.append(locked.id)
     return tightened, cancelled
+
+
+@dataclass(frozen=True)
+class ShownApproval:
+    """A stored decision as the API shows it: whether it counts toward the quorum now."""
+
+    record: ApprovalRecord
+    counted: bool
 
 
 @dataclass(frozen=True)
 class TransferView:
     """A transfer as the API shows it."""
 
-    row: dict[str, Any]
+    transfer: TransferRecord
     movement: Movement
-    approvals: tuple[dict[str, Any], ...]
+    approvals: tuple[ShownApproval, ...]
     requirement: str
     remaining: str
     instance_id: str
 
     @property
     def id(self) -> str:
-        return self.row["id"]
+        return self.transfer.id
 
     @property
     def state(self) -> TransferState:
-        return TransferState(self.row["state"])
+        return self.transfer.state
+
+    @property
+    def row(self) -> dict[str, Any]:
+        """The transfer's columns as stored (for scripts and tests that read them by name)."""
+        return transfer_columns(self.transfer)
 
     @property
     def vetoed(self) -> tuple[tuple[str, str], ...]:
         """The earlier vetoes of its transaction the row records (none for a malformed record,
         which makes no statement: nobody can approve it, and the sign step fails it)."""
         try:
-            return E.vetoes_of(self.row)
+            return E.vetoes_of(self.transfer)
         except SignerError:
             return ()
 
@@ -203,25 +218,26 @@ class TransferService:
     def _operators(self, tx: Tx) -> dict[str, P.OperatorView]:
         return self.ledger.state(tx).operator_views()
 
-    def _quorum(self, tx: Tx, row: Row, operators: dict[str, P.OperatorView] | None = None,
-                approvals: builtins.list[Row] | None = None,
+    def _quorum(self, tx: Tx, row: TransferRecord,
+                operators: dict[str, P.OperatorView] | None = None,
+                approvals: builtins.list[ApprovalRecord] | None = None,
                 memo: dict[Any, Any] | None = None) -> P.QuorumResult:
         """The quorum of ``row`` from its approvals. ``memo`` (one list page, whose rows all
         use the same ``operators``) shares results between rows with the same requirement,
         submitter and votes: ``P.evaluate`` is pure, so they are equal."""
-        rows = tx.approvals(row["id"]) if approvals is None else approvals
-        votes = [P.Vote(a["operator_id"], Decision(a["decision"])) for a in rows]
+        rows = tx.approvals(row.id) if approvals is None else approvals
+        votes = [P.Vote(a.operator_id, a.decision) for a in rows]
         if memo is None:
-            return P.evaluate(requirement_from_json(row["requirement"]), votes,
+            return P.evaluate(requirement_from_json(row.requirement), votes,
                               self._operators(tx) if operators is None else operators,
-                              row["submitter"])
-        text = row["requirement"]
-        key = (text, row["submitter"], tuple((v.operator_id, v.decision) for v in votes))
+                              row.submitter)
+        text = row.requirement
+        key = (text, row.submitter, tuple((v.operator_id, v.decision) for v in votes))
         q = memo.get(key)
         if q is None:
             q = memo[key] = P.evaluate(
                 self._requirement(text, memo)[0], votes,
-                self._operators(tx) if operators is None else operators, row["submitter"])
+                self._operators(tx) if operators is None else operators, row.submitter)
         return q
 
     @staticmethod
@@ -236,22 +252,22 @@ class TransferService:
                 memo[text] = parsed
         return parsed
 
-    def _view(self, tx: Tx, row: Row, operators: dict[str, P.OperatorView] | None = None,
-              approvals: builtins.list[Row] | None = None,
+    def _view(self, tx: Tx, row: TransferRecord,
+              operators: dict[str, P.OperatorView] | None = None,
+              approvals: builtins.list[ApprovalRecord] | None = None,
               memo: dict[Any, Any] | None = None) -> TransferView:
         """``memo``: shared by the rows of one list page (see ``list``)."""
-        described = self._requirement(row["requirement"], memo)[1]
+        described = self._requirement(row.requirement, memo)[1]
         if approvals is None:
-            approvals = tx.approvals(row["id"])
+            approvals = tx.approvals(row.id)
         remaining = ""
         counted: tuple[str, ...] = ()
-        if row["state"] in LIVE:
+        if row.live:
             q = self._quorum(tx, row, operators, approvals, memo)
             remaining, counted = q.remaining, q.counted
         return TransferView(
-            row=dict(row.data), movement=movement_from_json(row["movement"]),
-            approvals=tuple({**a.data, "counted": a["operator_id"] in counted}
-                            for a in approvals),
+            transfer=row, movement=movement_from_json(row.movement),
+            approvals=tuple(ShownApproval(a, a.operator_id in counted) for a in approvals),
             requirement=described, remaining=remaining, instance_id=self.app.instance_id)
 
     def get(self, transfer_id: str) -> TransferView:
@@ -265,11 +281,11 @@ class TransferService:
         with self.store.read() as tx:
             ops = self._operators(tx)
             rows = tx.list_transfers(wallet_id=wallet_id, state=state, after=after, limit=limit)
-            apps = tx.approvals_for([r["id"] for r in rows])
+            apps = tx.approvals_for([r.id for r in rows])
             # One page: every row sees the same operators, so a requirement is parsed and a
             # quorum of the same (requirement, submitter, votes) evaluated once per page.
             memo: dict[Any, Any] = {}
-            return [self._view(tx, r, ops, apps[r["id"]], memo) for r in rows]
+            return [self._view(tx, r, ops, apps[r.id], memo) for r in rows]
 
     def pending_for(self, operator_id: str, *, after: str = "", limit: int = 100
                     ) -> builtins.list[TransferView]:
@@ -278,25 +294,26 @@ class TransferService:
             ops = self._operators(tx)
             rows = tx.list_transfers(state=TransferState.PENDING_APPROVAL.value, after=after,
                                      limit=limit)
-            apps = tx.approvals_for([r["id"] for r in rows])
+            apps = tx.approvals_for([r.id for r in rows])
             memo: dict[Any, Any] = {}  # as in list
             out = []
             for r in rows:
-                if r["submitter"] == operator_id:
+                if r.submitter == operator_id:
                     continue
-                if any(a["operator_id"] == operator_id for a in apps[r["id"]]):
+                if any(a.operator_id == operator_id for a in apps[r.id]):
                     continue
-                req = self._requirement(r["requirement"], memo)[0]
+                req = self._requirement(r.requirement, memo)[0]
                 if req.group is not None and operator_id not in req.group:
                     continue
-                out.append(self._view(tx, r, ops, apps[r["id"]], memo))
+                out.append(self._view(tx, r, ops, apps[r.id], memo))
             return out
 
     # ---------------------------------------------------------------- submission
     def _decode(self, wallet: Wallet, payload: bytes, policy: P.Policy,
                 state: AU.AuthorityState) -> Decoded:
-        return decode_payload(adapter_for(wallet.chain), wallet, payload, self.limits,
-                              allowed_sighash=policy.sighash_types, tokens=state.tokens)
+        return adapter_for(wallet.chain).decode(wallet, payload, self.limits,
+                                                allowed_sighash=policy.sighash_types,
+                                                tokens=state.tokens)
 
     def classify(self, tx: Tx, state: AU.AuthorityState, wallet: Wallet, decoded: Decoded,
                  policy: P.Policy) -> Movement:
@@ -367,15 +384,14 @@ class TransferService:
                                f"(the court decision: {LB.FORM})")
         now = time.time()
         transfer_id = "t_" + secrets.token_hex(10)
-        row = {
-            "id": transfer_id, "wallet_id": wallet_id, "chain": wallet.chain.value,
-            "state": TransferState.PENDING_APPROVAL.value, "payload": payload,
-            "movement": movement_to_json(movement), "submitter": actor,
-            "policy_version": version, "requirement": requirement_to_json(req),
-            "expires_at": float(int(now + req.expiry)), "created_at": now, "updated_at": now,
-            "replaces": replaces, "legal_basis": legal_basis, "category_change": category_change,
-            "idempotency_key": idempotency_key, "vetoed": E.vetoes_json(vetoed),
-        }
+        row = TransferRecord(
+            id=transfer_id, wallet_id=wallet_id, chain=wallet.chain,
+            state=TransferState.PENDING_APPROVAL, payload=payload,
+            movement=movement_to_json(movement), submitter=actor,
+            policy_version=version, requirement=requirement_to_json(req),
+            expires_at=float(int(now + req.expiry)), created_at=now, updated_at=now,
+            replaces=replaces, legal_basis=legal_basis, category_change=category_change,
+            idempotency_key=idempotency_key, vetoed=E.vetoes_json(vetoed))
         try:
             return self._insert(actor, wallet, row, decoded, movement, req, version, replaces,
                                 category_change, legal_basis, payload)
@@ -388,33 +404,31 @@ class TransferService:
                     raise
                 return self._view(tx, prior)
 
-    def _insert(self, actor: str, wallet: Wallet, row: dict[str, Any], decoded: Decoded,
+    def _insert(self, actor: str, wallet: Wallet, row: TransferRecord, decoded: Decoded,
                 movement: Movement, req: P.Requirement, version: int, replaces: str,
                 category_change: str, legal_basis: str, payload: bytes) -> TransferView:
-        transfer_id, wallet_id = row["id"], wallet.id
+        transfer_id, wallet_id = row.id, wallet.id
         with self.store.transaction() as tx:
-            if row["idempotency_key"]:
-                prior = tx.find_idempotent(wallet_id, row["idempotency_key"])
+            if row.idempotency_key:
+                prior = tx.find_idempotent(wallet_id, row.idempotency_key)
                 if prior is not None:
                     return self._view(tx, prior)
             old = None
             if replaces:
                 old = self._replaced(tx, replaces, wallet_id, decoded)
                 # Bound in the statement: what is replaced, as it stood, and the fee change.
-                row["replaces_state"] = old["state"]
-                row["replaces_fee_delta"] = str(
-                    movement.fee - movement_from_json(old["movement"]).fee)
+                row = dataclasses.replace(
+                    row, replaces_state=old.state.value, replaces_fee_delta=str(
+                        movement.fee - movement_from_json(old.movement).fee))
             # signerd's seal over what was submitted: a row a store writer inserts or changes
             # (its movement, destination classes, submitter, window) is never decided on,
             # shown for signing or signed.
-            row["replaces_state"] = row.get("replaces_state", "")
-            row["replaces_fee_delta"] = row.get("replaces_fee_delta", "0")
-            row["seal"] = self.app.seal("transfer", E.transfer_record(row))
-            tx.insert_transfer(row, list(decoded.lock_keys))
+            row = dataclasses.replace(row, seal=self.app.seal("transfer", E.transfer_record(row)))
+            tx.insert_transfer(transfer_columns(row), list(decoded.lock_keys))
             if old is not None:
                 # The replacement takes over the nonce/outpoints; a pending original is superseded.
                 tx.move_locks(replaces, transfer_id)
-                if old["state"] in LIVE:
+                if old.state in LIVE:
                     self._finish(tx, old, TransferState.CANCELLED, actor,
                                  f"replaced by {transfer_id}")
             tx.append_audit(actor, "transfer.submitted", transfer_id, {
@@ -425,9 +439,9 @@ class TransferService:
                             for o in movement.outputs],
                 "fee": str(movement.fee), "requirement": req.describe(),
                 "policy_version": version, "replaces": replaces,
-                "replaces_state": row.get("replaces_state", ""),
-                "replaces_fee_delta": row.get("replaces_fee_delta", "0"),
-                "vetoed": json.loads(row["vetoed"]),
+                "replaces_state": row.replaces_state,
+                "replaces_fee_delta": row.replaces_fee_delta,
+                "vetoed": json.loads(row.vetoed),
                 "category_change": category_change, "legal_basis": legal_basis})
             view = self._view(tx, tx.get_transfer(transfer_id))
         self.app.metrics.transfer_events.labels(wallet.chain.value, "PENDING_APPROVAL").inc()
@@ -436,23 +450,24 @@ class TransferService:
                                           "state": "PENDING_APPROVAL", "actor": actor})
         return view
 
-    def _replaced(self, tx: Tx, replaces: str, wallet_id: str, decoded: Decoded) -> Row:
+    def _replaced(self, tx: Tx, replaces: str, wallet_id: str, decoded: Decoded
+                  ) -> TransferRecord:
         """The transfer a new one replaces, locked: of the same wallet, live or signed, holding
         a nonce or outpoint the new one spends; else the refusal names what is wrong."""
         try:
             old = tx.get_transfer(replaces, lock=True)
         except NotFound:
             raise NotFound(f"replaces: transfer {replaces} not found") from None
-        if old["wallet_id"] != wallet_id:
+        if old.wallet_id != wallet_id:
             raise FailedPrecondition(f"replaces: transfer {replaces} belongs to wallet "
-                                     f"{old['wallet_id']}, not {wallet_id}")
-        if old["state"] not in (*LIVE, TransferState.SIGNED.value):
-            raise FailedPrecondition(f"replaces: transfer {replaces} is {old['state']}; only a "
+                                     f"{old.wallet_id}, not {wallet_id}")
+        if old.state not in (*LIVE, TransferState.SIGNED):
+            raise FailedPrecondition(f"replaces: transfer {replaces} is {old.state.value}; only a "
                                      "live or signed transfer can be replaced")
         held = set(tx.transfer_lock_keys(replaces))
         if held & set(decoded.lock_keys):
             return old
-        mv = movement_from_json(old["movement"])
+        mv = movement_from_json(old.movement)
         if not any(claims(mv, k) for k in decoded.lock_keys):
             raise FailedPrecondition(
                 f"replaces: transfer {replaces} does not spend the same nonce or outputs")
@@ -463,7 +478,7 @@ class TransferService:
                else "nothing holds them"))
 
     # ---------------------------------------------------------------- statement
-    def context(self, row: Row | dict[str, Any]) -> A.StatementContext:
+    def context(self, row: TransferRecord) -> A.StatementContext:
         """The statement context of a stored transfer whose seal verifies (else
         AuthorityViolation)."""
         E.check_transfer_seal(self.app.audit_public_key, row)
@@ -475,7 +490,8 @@ class TransferService:
             view = self._view(tx, row)
         return (*self._statement(row, view, decision), view)
 
-    def _statement(self, row: Row, view: TransferView, decision: Decision) -> tuple[bytes, str]:
+    def _statement(self, row: TransferRecord, view: TransferView, decision: Decision
+                   ) -> tuple[bytes, str]:
         """The approval statement of a decision on ``row``, and its rendering for a person."""
         ctx = self.context(row)
         return (A.build_statement(ctx, view.movement, decision),
@@ -489,8 +505,8 @@ class TransferService:
             row = tx.get_transfer(transfer_id)
             view = self._view(tx, row)
             state = self.ledger.state(tx)
-            wallet = L.load_wallet(tx, state, row["wallet_id"])
-            policy, _ = E.policy_of(state, wallet, int(row["policy_version"]))
+            wallet = L.load_wallet(tx, state, row.wallet_id)
+            policy, _ = E.policy_of(state, wallet, row.policy_version)
         ours = {o.address: Ours(o.wallet_id, o.category,
                                 o.destination_class is DestinationClass.OWN_WALLET)
                 for o in view.movement.outputs if o.wallet_id and not o.is_change}
@@ -508,11 +524,11 @@ class TransferService:
         resurrected = bool(self.app.ended([transfer_id]))
         with self.store.transaction() as tx:
             row = tx.get_transfer(transfer_id, lock=True)
-            state = TransferState(row["state"])
+            state = row.state
             if state is not TransferState.PENDING_APPROVAL:
                 raise FailedPrecondition(
                     f"transfer {transfer_id} is {state.value}, not waiting for approvals")
-            expired = now >= float(row["expires_at"])
+            expired = now >= row.expires_at
             if resurrected:
                 violation = ended_violation(transfer_id)
                 self.violated(tx, row, violation)
@@ -537,8 +553,8 @@ class TransferService:
                                              "state": "APPROVED" if became_approved else
                                              "PENDING_APPROVAL"})
         if became_approved:
-            self.app.metrics.transfer_events.labels(row["chain"], "APPROVED").inc()
-            self.app.metrics.quorum_seconds.observe(now - float(row["created_at"]))
+            self.app.metrics.transfer_events.labels(row.chain.value, "APPROVED").inc()
+            self.app.metrics.quorum_seconds.observe(now - row.created_at)
         self.app.notifier.notify()
         self._fault("after_approval_stored")
         if became_approved:
@@ -554,14 +570,14 @@ class TransferService:
                     f"signed once the HSM is back ({e.message})") from None
         return self.get(transfer_id)
 
-    def _record_decision(self, tx: Tx, row: Row, actor: str, operator_id: str,
+    def _record_decision(self, tx: Tx, row: TransferRecord, actor: str, operator_id: str,
                          decision: Decision, signature: bytes, reason: str,
                          statement_sha256: bytes, now: float
                          ) -> tuple[bool, AuthorityViolation | None]:
         """Verify and store one operator's decision, then judge the quorum from every stored
         decision, each verified under the ledger's keys: (whether this decision completed the
         quorum, the violation that ended the transfer FAILED instead)."""
-        transfer_id = row["id"]
+        transfer_id = row.id
         state = self.ledger.state(tx)
         op = state.operators.get(operator_id)
         if op is None:
@@ -569,7 +585,7 @@ class TransferService:
                                    "authority")
         if op.status is not OperatorStatus.ACTIVE:
             raise PermissionDenied(f"operator {operator_id} is {op.status.value}")
-        if operator_id == row["submitter"]:
+        if operator_id == row.submitter:
             raise PermissionDenied(
                 f"operator {operator_id} submitted transfer {transfer_id} and cannot decide on it")
         try:
@@ -577,7 +593,7 @@ class TransferService:
         except AuthorityViolation as e:  # a row signerd did not write as it stands
             self.violated(tx, row, e)
             return False, e
-        movement = movement_from_json(row["movement"])
+        movement = movement_from_json(row.movement)
         statement = A.build_statement(ctx, movement, decision)
         digest = A.statement_digest(statement)
         if statement_sha256 and statement_sha256 != digest:
@@ -587,16 +603,16 @@ class TransferService:
         A.verify_statement(op.public_key_pem.encode(), statement, signature,
                            operator_id=operator_id)
         try:
-            tx.insert_approval({
-                "transfer_id": transfer_id, "operator_id": operator_id,
-                "decision": decision.value, "signature": signature.hex(),
-                "statement_sha256": digest.hex(), "reason": reason, "created_at": now})
+            tx.insert_approval(approval_columns(ApprovalRecord(
+                transfer_id=transfer_id, operator_id=operator_id, decision=decision,
+                signature=signature.hex(), statement_sha256=digest.hex(), reason=reason,
+                created_at=now)))
         except AlreadyExists as e:
             raise FailedPrecondition(e.message) from None
         tx.append_audit(actor, f"transfer.{decision.value.lower()}", transfer_id, {
             "operator_id": operator_id, "statement_sha256": digest.hex(), "reason": reason})
         try:
-            wallet = L.load_wallet(tx, state, row["wallet_id"])
+            wallet = L.load_wallet(tx, state, row.wallet_id)
             verdict = E.judge(state, wallet, ctx, movement, E.approvals_of(
                 tx.approvals(transfer_id)), approved=False,
                 verified_vetoes=self.app.vetoes(wallet.id, E.transaction_key(movement),
@@ -618,7 +634,7 @@ class TransferService:
         elif not q.met:
             self._record_requirement(tx, row, verdict.requirement)
         else:
-            tx.update_transfer(transfer_id, state=TransferState.APPROVED.value,
+            tx.update_transfer(transfer_id, state=TransferState.APPROVED,
                                requirement=requirement_to_json(verdict.requirement))
             tx.append_audit("signerd", "transfer.approved", transfer_id,
                             {"counted": list(q.counted), "wallet_status": wallet.status.value})
@@ -626,16 +642,17 @@ class TransferService:
         return False, None
 
     @staticmethod
-    def _record_requirement(tx: Tx, row: Row, requirement: P.Requirement) -> None:
+    def _record_requirement(tx: Tx, row: TransferRecord, requirement: P.Requirement) -> None:
         """What a waiting transfer needs now, for people (a policy change or a destination
         reclassified since the row's requirement was written)."""
-        merged = requirement_to_json(P.merge(requirement_from_json(row["requirement"]),
+        merged = requirement_to_json(P.merge(requirement_from_json(row.requirement),
                                              requirement))
-        if merged != row["requirement"]:
-            tx.update_transfer(row["id"], requirement=merged)
+        if merged != row.requirement:
+            tx.update_transfer(row.id, requirement=merged)
 
     @staticmethod
-    def _record_veto(tx: Tx, row: Row, movement: Movement, operator_id: str, role: str) -> None:
+    def _record_veto(tx: Tx, row: TransferRecord, movement: Movement, operator_id: str,
+                     role: str) -> None:
         """The record that ``role`` vetoed this transaction in this wallet, which a later
         submission of it (in any encoding) is held to: it needs an approval by that role.
 
@@ -651,38 +668,39 @@ class TransferService:
         who strips the record from a resubmission's row voids its approvals and is an
         authority violation (``engine.judge``). A forged record can only add a demand."""
         tx.append_audit("signerd", AUD.VETO_ACTION, AUD.veto_object(
-            row["wallet_id"], E.transaction_key(movement), role, row["id"]), {
-                "operator_id": operator_id, "role": role, "transfer_id": row["id"],
-                "wallet_id": row["wallet_id"],
-                "payload_sha256": hashlib.sha256(bytes(row["payload"])).hexdigest(),
+            row.wallet_id, E.transaction_key(movement), role, row.id), {
+                "operator_id": operator_id, "role": role, "transfer_id": row.id,
+                "wallet_id": row.wallet_id,
+                "payload_sha256": hashlib.sha256(row.payload).hexdigest(),
                 "digests": [d.hex() for d in movement.digests]})
 
-    def violated(self, tx: Tx, row: Row, e: AuthorityViolation) -> None:
+    def violated(self, tx: Tx, row: TransferRecord, e: AuthorityViolation) -> None:
         """A transfer whose authority does not trace to the genesis: FAILED, with the reason
         and an ``authority.violation`` audit event (the caller counts the metric after the
         commit)."""
         self._finish(tx, row, TransferState.FAILED, "signerd",
                      f"authority violation: {e.message}")
-        tx.append_audit("signerd", "authority.violation", row["id"],
+        tx.append_audit("signerd", "authority.violation", row.id,
                         {"kind": e.kind, "reason": e.message})
-        log.error("authority violation", extra={"transfer_id": row["id"], "kind": e.kind,
+        log.error("authority violation", extra={"transfer_id": row.id, "kind": e.kind,
                                                 "reason": e.message})
 
-    def _finish(self, tx: Tx, row: Row, state: TransferState, actor: str, why: str) -> None:
+    def _finish(self, tx: Tx, row: TransferRecord, state: TransferState, actor: str,
+                why: str) -> None:
         """End a transfer unsigned (REJECTED, EXPIRED, CANCELLED, FAILED), with its audit
         event; the nonce or outpoints it holds follow the transaction (``_hand_back``)."""
-        tx.update_transfer(row["id"], state=state.value, failure=why)
+        tx.update_transfer(row.id, state=state, failure=why)
         details: dict[str, Any] = {"reason": why}
         returned = self._hand_back(tx, row)
         if returned:
             details["locks_returned"] = returned
-        tx.append_audit(actor, f"transfer.{state.value.lower()}", row["id"], details)
-        self.app.metrics.transfer_events.labels(row["chain"], state.value).inc()
-        log.info("transfer state", extra={"transfer_id": row["id"], "state": state.value,
+        tx.append_audit(actor, f"transfer.{state.value.lower()}", row.id, details)
+        self.app.metrics.transfer_events.labels(row.chain.value, state.value).inc()
+        log.info("transfer state", extra={"transfer_id": row.id, "state": state.value,
                                           "actor": actor, "reason": why})
 
     @staticmethod
-    def _hand_back(tx: Tx, row: Row) -> dict[str, builtins.list[str]]:
+    def _hand_back(tx: Tx, row: TransferRecord) -> dict[str, builtins.list[str]]:
         """The nonce or outpoints of a transfer that ends unsigned go back along its chain of
         replacements: each to the nearest transfer it replaced (directly or through others)
         that is signed or still live and spends it, which holds it again; only what no such
@@ -690,35 +708,35 @@ class TransferService:
         outpoints until an explicit, approved replacement is signed: cancelling a replacement
         must not free them for a transaction not marked as one. Returns {transfer: keys} of
         what went back."""
-        keys = tx.transfer_lock_keys(row["id"])
+        keys = tx.transfer_lock_keys(row.id)
         returned: dict[str, builtins.list[str]] = {}
-        seen = {row["id"]}
-        previous = row["replaces"]
+        seen = {row.id}
+        previous = row.replaces
         while keys and previous and previous not in seen:
             seen.add(previous)
             try:
                 older = tx.get_transfer(previous, lock=True)
             except NotFound:
                 break
-            if older["state"] in (*LIVE, TransferState.SIGNED.value):
-                spent = movement_from_json(older["movement"])
+            if older.state in (*LIVE, TransferState.SIGNED):
+                spent = movement_from_json(older.movement)
                 back = [k for k in keys if claims(spent, k)]
                 if back:
-                    tx.move_locks(row["id"], older["id"], back)
-                    returned[older["id"]] = back
+                    tx.move_locks(row.id, older.id, back)
+                    returned[older.id] = back
                     keys = [k for k in keys if k not in back]
-            previous = older["replaces"]
+            previous = older.replaces
         if keys:
-            tx.release_locks(row["id"])
+            tx.release_locks(row.id)
         return returned
 
     def cancel(self, actor: str, transfer_id: str, reason: str = "") -> TransferView:
         A.check_reason(reason)
         with self.store.transaction() as tx:
             row = tx.get_transfer(transfer_id, lock=True)
-            if row["state"] not in LIVE:
-                raise FailedPrecondition(f"transfer {transfer_id} is {row['state']}; only a live "
-                                         "transfer can be cancelled")
+            if not row.live:
+                raise FailedPrecondition(f"transfer {transfer_id} is {row.state.value}; only a "
+                                         "live transfer can be cancelled")
             self._finish(tx, row, TransferState.CANCELLED, actor, reason or "cancelled")
         self.app.notifier.notify()
         return self.get(transfer_id)
@@ -744,21 +762,21 @@ class TransferService:
             raise InvalidArgument("psbt: required")
         with self.store.read() as tx:
             row = tx.get_transfer(transfer_id)
-            wallet = self._wallet(tx, row["wallet_id"])
+            wallet = self._wallet(tx, row.wallet_id)
         if wallet.chain is not Chain.BITCOIN:
             raise FailedPrecondition(f"transfer {transfer_id} is not a Bitcoin transfer")
         self._refuse_frozen_cosigning(wallet)
-        if row["state"] != TransferState.SIGNED.value or not row["psbt"]:
-            raise FailedPrecondition(f"transfer {transfer_id} is {row['state']}; only a signed "
+        if row.state is not TransferState.SIGNED or not row.psbt:
+            raise FailedPrecondition(f"transfer {transfer_id} is {row.state.value}; only a signed "
                                      "transfer takes cosigners' signatures")
-        if row["raw_tx"]:
+        if row.raw_tx:
             raise FailedPrecondition(f"transfer {transfer_id} is already final")
-        signed = BitcoinAdapter().combine(wallet, row["psbt"], psbt, self.limits)
+        signed = BitcoinAdapter().combine(wallet, row.psbt, psbt, self.limits)
         with self.store.transaction() as tx:
             current = tx.get_transfer(transfer_id, lock=True)
             tx.authority_head(share=True)  # after the transfer's row lock, as the sign step
-            self._refuse_frozen_cosigning(self._wallet(tx, row["wallet_id"]))
-            if current["psbt"] != row["psbt"]:
+            self._refuse_frozen_cosigning(self._wallet(tx, row.wallet_id))
+            if current.psbt != row.psbt:
                 raise FailedPrecondition(f"transfer {transfer_id} changed meanwhile; retry")
             tx.update_transfer(transfer_id, psbt=signed.psbt, raw_tx=signed.raw_tx,
                                tx_hash=signed.tx_hash)
@@ -782,15 +800,15 @@ class TransferService:
         now = time.time()
         with self.store.read() as tx:
             live = tx.due_transfers(now)
-        for r in live:
-            if r["state"] == TransferState.PENDING_APPROVAL.value and now >= float(r["expires_at"]):
+        for tid, st, expires_at in live:
+            if st is TransferState.PENDING_APPROVAL and now >= expires_at:
                 with self.store.transaction() as tx:
-                    row = tx.get_transfer(r["id"], lock=True)
-                    if row["state"] == TransferState.PENDING_APPROVAL.value:
+                    row = tx.get_transfer(tid, lock=True)
+                    if row.state is TransferState.PENDING_APPROVAL:
                         self._finish(tx, row, TransferState.EXPIRED, "signerd",
                                      "approval window passed before quorum")
                 self.app.notifier.notify()
-        approved = [r["id"] for r in live if r["state"] == TransferState.APPROVED.value]
+        approved = [tid for tid, st, _ in live if st is TransferState.APPROVED]
         if approved:
             # Bounded, so the monitor keeps probing (and pinging systemd's watchdog) while a
             # large backlog drains in the sign step's worker.

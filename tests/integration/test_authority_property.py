@@ -583,7 +583,7 @@ def test_signature_iff_quorums_trace_to_genesis(app: App, genesis_keys: dict[str
             {o: (set(op.roles), op.status) for o, op in model.ops.items()}
         # The decisions the store holds are the oracle's, and a signature exists iff it signed.
         view = app.transfers.get(transfer)
-        assert sorted((a["operator_id"], a["decision"]) for a in view.approvals) == \
+        assert sorted((a.record.operator_id, a.record.decision) for a in view.approvals) == \
             sorted(model.votes)
         with closing(sqlite3.connect(Path(app.config.store_url[len("sqlite:///"):]))) as c:
             sigs = c.execute("SELECT COUNT(*) FROM signatures WHERE transfer_id = ?",

@@ -209,7 +209,7 @@ def test_unique_violations_map_to_signerd_errors(pg_cluster: PgCluster) -> None:
         with st.transaction() as tx:
             tx.insert_transfer({**base, "id": "t1"}, ["eth:w1:1:0"])
         with st.read() as tx:
-            assert bytes(tx.get_transfer("t1")["payload"]) == b"\x00\x01\xff"
+            assert tx.get_transfer("t1").payload == b"\x00\x01\xff"
 
         # a second writer inserting the same nonce lock (as if it had checked before t1 existed)
         with pytest.raises(Conflict, match="already held"):

@@ -19,6 +19,7 @@ import coincurve
 import grpc
 from eth_account import Account
 
+from signerd.adapters.store.codec import transfer_from_row
 from signerd.adapters.key_files import load_private
 from signerd.core import authority as AU
 from signerd.core import canonical
@@ -196,8 +197,8 @@ def store_statement(db: StoreWriter, instance_id: str, transfer_id: str,
     """The transfer's approval statement, rebuilt by signerd's own code from the store's row
     alone (what a store writer can do without any RPC)."""
     row = db.one("SELECT * FROM transfers WHERE id = ?", (transfer_id,))
-    return build_statement(E.context(instance_id, row), movement_from_json(row["movement"]),
-                           decision)
+    return build_statement(E.context(instance_id, transfer_from_row(row)),
+                           movement_from_json(row["movement"]), decision)
 
 
 def insert_approval(db: StoreWriter, transfer_id: str, operator_id: str, signature: bytes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from typing import Any
 
 import coincurve
 import pytest
@@ -14,8 +15,9 @@ from signerd.core import seal
 from signerd.core.approval import SignedDecision, StatementContext, build_statement, sign_statement
 from signerd.core.chains import Ours, classify_outputs
 from signerd.core.model import (Category, Chain, Decision, DestinationClass, KeyRef, Movement,
-                                Output, ScriptType, Wallet, WalletStatus)
+                                Output, ScriptType, TransferState, Wallet, WalletStatus)
 from signerd.core.operator_keys import generate
+from signerd.core.records import TransferRecord
 from tests.support.authority import KEYS, STATE, applied, proposal, register
 
 AU_STATE = STATE
@@ -254,24 +256,24 @@ def test_same_transaction_ignores_only_destination_classes() -> None:
     assert not E.same_transaction(MOVE, replace(MOVE, digests=(b"\x01" * 32,)))
 
 
-def _transfer_row(**over: object) -> dict[str, object]:
+def _transfer_row(**over: Any) -> TransferRecord:
     from signerd.core.movement_json import movement_to_json
 
-    row: dict[str, object] = {
-        "id": "t_1", "wallet_id": WALLET.id, "chain": "ethereum", "payload": b"p",
-        "movement": movement_to_json(MOVE), "submitter": "platform", "policy_version": 1,
-        "expires_at": 2_000_000_000.0, "replaces": "", "replaces_state": "",
-        "replaces_fee_delta": "0", "legal_basis": "", "category_change": "none",
-        "vetoed": "[]", "idempotency_key": ""}
-    row.update(over)
-    return row
+    row = TransferRecord(
+        id="t_1", wallet_id=WALLET.id, chain=Chain.ETHEREUM, state=TransferState.APPROVED,
+        payload=b"p", movement=movement_to_json(MOVE), submitter="platform", policy_version=1,
+        requirement="{}", expires_at=2_000_000_000.0, created_at=0.0, updated_at=0.0,
+        replaces="", replaces_state="", replaces_fee_delta="0", legal_basis="",
+        category_change="none", vetoed="[]", idempotency_key="")
+    return replace(row, **over)
 
 
 def test_a_transfer_row_stands_only_with_signerds_seal_over_it() -> None:
     key = coincurve.PrivateKey()
     pub = key.public_key.format()
     row = _transfer_row()
-    row["seal"] = seal.encode(*_sign(key, seal.digest("transfer", E.transfer_record(row))))
+    row = replace(row, seal=seal.encode(*_sign(key, seal.digest("transfer",
+                                                                E.transfer_record(row)))))
     E.check_transfer_seal(pub, row)
     own = replace(MOVE, outputs=(replace(OUT, destination_class=DestinationClass.OWN_WALLET),))
     from signerd.core.movement_json import movement_to_json
@@ -279,7 +281,7 @@ def test_a_transfer_row_stands_only_with_signerds_seal_over_it() -> None:
     for change in ({"movement": movement_to_json(own)}, {"submitter": "inv1"},
                    {"expires_at": 2_000_086_400.0}, {"payload": b"q"}, {"vetoed": "[]  "},
                    {"policy_version": 2}, {"seal": ""}, {"id": "t_2"}):
-        changed = {**row, **change}
+        changed = replace(row, **change)
         if "vetoed" in change:  # the same JSON spelled otherwise is the same record
             E.check_transfer_seal(pub, changed)
             continue

@@ -134,7 +134,7 @@ def test_nonce_locks_conflict_except_for_the_replaced_transfer(tmp_path: Path) -
         assert tx.transfer_lock_keys("t1") == ["eth:w1:1:0"]
         assert tx.transfer_lock_keys("t3") == ["eth:w1:1:1"]
         assert tx.one("SELECT id FROM transfers WHERE id = 't2'") is None
-        assert bytes(tx.get_transfer("t1")["payload"]) == b"\x00p"
+        assert tx.get_transfer("t1").payload == b"\x00p"
     st.close()
 
 

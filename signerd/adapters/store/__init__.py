@@ -20,7 +20,12 @@ from signerd.core import audit, authority, canonical
 from signerd.core.errors import (AlreadyExists, AuditChainViolation, AuthorityViolation, Conflict,
                                  InvalidArgument, NotFound, SignerError, StoreUnavailable)
 from signerd.core.errors import echo
+from signerd.core.model import OperatorStatus, ProposalState, TransferState, check_transition
+from signerd.core.records import (ApprovalRecord, ProposalApprovalRecord, ProposalRecord,
+                                  TransferRecord)
 from . import migrations
+from .codec import (approval_from_row, proposal_approval_from_row, proposal_from_row,
+                    transfer_from_row)
 
 
 class Cursor(Protocol):
@@ -182,7 +187,8 @@ class Tx:
             raise AlreadyExists(f"operator {op_id} already exists")
         self.execute(
             "INSERT INTO operators (id, roles, public_key_pem, status, created_at)"
-            " VALUES (?, ?, ?, 'active', ?)", (op_id, json.dumps(sorted(roles)), pem, time.time()))
+            " VALUES (?, ?, ?, ?, ?)", (op_id, json.dumps(sorted(roles)), pem,
+                                        OperatorStatus.ACTIVE.value, time.time()))
 
     def get_operator(self, op_id: str) -> Row:
         r = self.one("SELECT * FROM operators WHERE id = ?", (op_id,))
@@ -194,16 +200,17 @@ class Tx:
         return self.all("SELECT * FROM operators ORDER BY id")
 
     def revoke_operator(self, op_id: str) -> None:
-        self.execute("UPDATE operators SET status = 'revoked', revoked_at = ? WHERE id = ?",
-                     (time.time(), op_id))
+        self.execute("UPDATE operators SET status = ?, revoked_at = ? WHERE id = ?",
+                     (OperatorStatus.REVOKED.value, time.time(), op_id))
 
     def update_operator(self, op_id: str, *, roles: list[str] | None = None,
-                        status: str | None = None) -> None:
+                        status: OperatorStatus | None = None) -> None:
         if roles is not None:
             self.execute("UPDATE operators SET roles = ? WHERE id = ?",
                          (json.dumps(sorted(roles)), op_id))
         if status is not None:
-            self.execute("UPDATE operators SET status = ? WHERE id = ?", (status, op_id))
+            self.execute("UPDATE operators SET status = ? WHERE id = ?",
+                         (OperatorStatus(status).value, op_id))
 
     # ---------------------------------------------------------------- policies
     def insert_policy(self, wallet_id: str, document: str, actor: str, *,
@@ -238,6 +245,7 @@ class Tx:
         by the transfer this one replaces (it stays held by that one). On PostgreSQL another
         replica can take a free key between the first check and the insert: the second check
         and the primary key of transfer_locks (unique violation -> Conflict) catch that."""
+        check_transition(str(t["id"]), None, TransferState(t["state"]))
         replaces = t.get("replaces") or None
         for key in lock_keys:
             held = self.one("SELECT transfer_id FROM transfer_locks WHERE lock_key = ?"
@@ -261,7 +269,7 @@ class Tx:
         """The refusal of a nonce or outpoint ``holder`` holds, naming it and its state."""
         r = self.one("SELECT state FROM transfers WHERE id = ?", (holder,))
         state = str(r["state"]) if r else ""
-        if state in ("PENDING_APPROVAL", "APPROVED"):
+        if state in (TransferState.PENDING_APPROVAL.value, TransferState.APPROVED.value):
             return Conflict(f"{key} is already held by live transfer {holder}")
         return Conflict(f"{key} is already held by transfer {holder}, which is "
                         f"{state or 'missing'}: another transaction for it must replace that "
@@ -289,25 +297,27 @@ class Tx:
     def release_locks(self, transfer_id: str) -> None:
         self.execute("DELETE FROM transfer_locks WHERE transfer_id = ?", (transfer_id,))
 
-    def get_transfer(self, transfer_id: str, *, lock: bool = False) -> Row:
+    def get_transfer(self, transfer_id: str, *, lock: bool = False) -> TransferRecord:
         r = self.one("SELECT * FROM transfers WHERE id = ?" + (self.for_update if lock else ""),
                      (transfer_id,))
         if r is None:
             raise NotFound(f"transfer {echo(transfer_id, quote=False)} not found")
-        return r
+        return transfer_from_row(r)
 
-    def lock_transfer_if_free(self, transfer_id: str) -> Row | None:
+    def lock_transfer_if_free(self, transfer_id: str) -> TransferRecord | None:
         """The transfer, locked, unless another transaction holds it (PostgreSQL: ``FOR UPDATE
         SKIP LOCKED``; SQLite has one writer, so it is always free); None when held or gone."""
         skip = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
-        return self.one("SELECT * FROM transfers WHERE id = ?" + skip, (transfer_id,))
+        r = self.one("SELECT * FROM transfers WHERE id = ?" + skip, (transfer_id,))
+        return None if r is None else transfer_from_row(r)
 
-    def find_idempotent(self, wallet_id: str, key: str) -> Row | None:
-        return self.one("SELECT * FROM transfers WHERE wallet_id = ? AND idempotency_key = ?",
-                        (wallet_id, key))
+    def find_idempotent(self, wallet_id: str, key: str) -> TransferRecord | None:
+        r = self.one("SELECT * FROM transfers WHERE wallet_id = ? AND idempotency_key = ?",
+                     (wallet_id, key))
+        return None if r is None else transfer_from_row(r)
 
-    def list_transfers(self, *, wallet_id: str = "", state: str = "", after: str = "",
-                       limit: int = 100) -> list[Row]:
+    def list_transfers(self, *, wallet_id: str = "", state: TransferState | str = "",
+                       after: str = "", limit: int = 100) -> list[TransferRecord]:
         sql = "SELECT * FROM transfers WHERE id > ?"
         params: list[Any] = [after]
         if wallet_id:
@@ -315,23 +325,43 @@ class Tx:
             params.append(wallet_id)
         if state:
             sql += " AND state = ?"
-            params.append(state)
+            params.append(state.value if isinstance(state, TransferState) else state)
         sql += " ORDER BY id LIMIT ?"
         params.append(limit)
-        return self.all(sql, params)
+        return [transfer_from_row(r) for r in self.all(sql, params)]
 
-    def due_transfers(self, now: float) -> list[Row]:
-        """Ids the monitor must act on: pending past expiry, and approved (to sign)."""
-        return self.all("SELECT id, state, expires_at FROM transfers WHERE (state = ? AND"
+    def due_transfers(self, now: float) -> list[tuple[str, TransferState, float]]:
+        """(id, state, expires_at) of the transfers the monitor must act on: pending past
+        expiry, and approved (to sign)."""
+        rows = self.all("SELECT id, state, expires_at FROM transfers WHERE (state = ? AND"
                         " expires_at <= ?) OR state = ? ORDER BY created_at",
-                        ("PENDING_APPROVAL", now, "APPROVED"))
+                        (TransferState.PENDING_APPROVAL.value, now,
+                         TransferState.APPROVED.value))
+        return [(str(r["id"]), TransferState(r["state"]), float(r["expires_at"])) for r in rows]
 
     def count_past_expiry(self, now: float) -> int:
         r = self.one("SELECT COUNT(*) AS n FROM transfers WHERE state IN (?, ?) AND"
-                     " expires_at <= ?", ("PENDING_APPROVAL", "APPROVED", now))
+                     " expires_at <= ?", (TransferState.PENDING_APPROVAL.value,
+                                          TransferState.APPROVED.value, now))
         return int(r["n"]) if r else 0
 
     def update_transfer(self, transfer_id: str, **fields: Any) -> None:
+        """Change a transfer's columns. A new ``state`` is checked against the transfer's
+        state as stored (``model.check_transition``; the caller holds the row's lock), so
+        signerd never writes a transition the table does not list."""
+        if "state" in fields:
+            new = TransferState(fields["state"])
+            r = self.one("SELECT state FROM transfers WHERE id = ?", (transfer_id,))
+            if r is None:
+                raise NotFound(f"transfer {echo(transfer_id, quote=False)} not found")
+            try:
+                old = TransferState(r["state"])
+            except ValueError:
+                raise AuthorityViolation(f"transfer {transfer_id}: its stored state "
+                                         f"{echo(str(r['state']))} is no state",
+                                         kind="transfer") from None
+            check_transition(transfer_id, old, new)
+            fields["state"] = new.value
         fields["updated_at"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in fields)
         self.execute(f"UPDATE transfers SET {sets} WHERE id = ?", [*fields.values(), transfer_id])
@@ -349,13 +379,15 @@ class Tx:
         self.execute(f"INSERT INTO approvals ({', '.join(cols)}) VALUES"
                      f" ({', '.join('?' for _ in cols)})", [a[c] for c in cols])
 
-    def approvals(self, transfer_id: str) -> list[Row]:
-        return self.all("SELECT * FROM approvals WHERE transfer_id = ? ORDER BY created_at",
-                        (transfer_id,))
+    def approvals(self, transfer_id: str) -> list[ApprovalRecord]:
+        return [approval_from_row(r) for r in
+                self.all("SELECT * FROM approvals WHERE transfer_id = ? ORDER BY created_at",
+                         (transfer_id,))]
 
-    def approvals_for(self, transfer_ids: Sequence[str]) -> dict[str, list[Row]]:
+    def approvals_for(self, transfer_ids: Sequence[str]) -> dict[str, list[ApprovalRecord]]:
         """Approvals of several transfers in one query (a list page)."""
-        return self._grouped("approvals", "transfer_id", transfer_ids)
+        return {tid: [approval_from_row(r) for r in rows] for tid, rows in
+                self._grouped("approvals", "transfer_id", transfer_ids).items()}
 
     def _grouped(self, table: str, column: str, ids: Sequence[str]) -> dict[str, list[Row]]:
         """The rows of ``table`` whose ``column`` is one of ``ids``, by id, oldest first, in
@@ -432,28 +464,33 @@ class Tx:
         self.execute(f"INSERT INTO proposals ({', '.join(cols)}) VALUES"
                      f" ({', '.join('?' for _ in cols)})", [p[c] for c in cols])
 
-    def get_proposal(self, proposal_id: str, *, lock: bool = False) -> Row:
+    def get_proposal(self, proposal_id: str, *, lock: bool = False) -> ProposalRecord:
         r = self.one("SELECT * FROM proposals WHERE id = ?" + (self.for_update if lock else ""),
                      (proposal_id,))
         if r is None:
             raise NotFound(f"proposal {echo(proposal_id, quote=False)} not found")
-        return r
+        return proposal_from_row(r)
 
-    def list_proposals(self, *, state: str = "", after: str = "", limit: int = 100) -> list[Row]:
+    def list_proposals(self, *, state: ProposalState | str = "", after: str = "",
+                       limit: int = 100) -> list[ProposalRecord]:
         sql = "SELECT * FROM proposals WHERE id > ?"
         params: list[Any] = [after]
         if state:
             sql += " AND state = ?"
-            params.append(state)
+            params.append(state.value if isinstance(state, ProposalState) else state)
         sql += " ORDER BY id LIMIT ?"
         params.append(limit)
-        return self.all(sql, params)
+        return [proposal_from_row(r) for r in self.all(sql, params)]
 
-    def due_proposals(self, now: float) -> list[Row]:
-        return self.all("SELECT id FROM proposals WHERE state = ? AND expires_at <= ?"
-                        " ORDER BY id", ("PENDING_APPROVAL", now))
+    def due_proposals(self, now: float) -> list[str]:
+        """Ids of the pending proposals whose window (as the row says) passed."""
+        return [str(r["id"]) for r in
+                self.all("SELECT id FROM proposals WHERE state = ? AND expires_at <= ?"
+                         " ORDER BY id", (ProposalState.PENDING_APPROVAL.value, now))]
 
     def update_proposal(self, proposal_id: str, **fields: Any) -> None:
+        if "state" in fields:
+            fields["state"] = ProposalState(fields["state"]).value
         fields["updated_at"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in fields)
         self.execute(f"UPDATE proposals SET {sets} WHERE id = ?", [*fields.values(), proposal_id])
@@ -467,12 +504,15 @@ class Tx:
         self.execute(f"INSERT INTO proposal_approvals ({', '.join(cols)}) VALUES"
                      f" ({', '.join('?' for _ in cols)})", [a[c] for c in cols])
 
-    def proposal_approvals(self, proposal_id: str) -> list[Row]:
-        return self.all("SELECT * FROM proposal_approvals WHERE proposal_id = ?"
-                        " ORDER BY created_at", (proposal_id,))
+    def proposal_approvals(self, proposal_id: str) -> list[ProposalApprovalRecord]:
+        return [proposal_approval_from_row(r) for r in
+                self.all("SELECT * FROM proposal_approvals WHERE proposal_id = ?"
+                         " ORDER BY created_at", (proposal_id,))]
 
-    def proposal_approvals_for(self, ids: Sequence[str]) -> dict[str, list[Row]]:
-        return self._grouped("proposal_approvals", "proposal_id", ids)
+    def proposal_approvals_for(self, ids: Sequence[str]
+                               ) -> dict[str, list[ProposalApprovalRecord]]:
+        return {pid: [proposal_approval_from_row(r) for r in rows] for pid, rows in
+                self._grouped("proposal_approvals", "proposal_id", ids).items()}
 
     # ---------------------------------------------------------------- audit
     def append_audit(self, actor: str, action: str, obj: str,
