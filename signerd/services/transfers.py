@@ -40,8 +40,8 @@ from signerd.core import policy as P
 from signerd.core.chains import (BitcoinAdapter, Decoded, Ours, adapter_for, claims,
                                  classify_outputs)
 from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
-                                 HsmUnavailable, InvalidApproval, InvalidArgument, NotFound,
-                                 PermissionDenied, PolicyDenied, SignerError, WalletFrozen)
+                                 HsmUnavailable, InvalidArgument, NotFound, PermissionDenied,
+                                 PolicyDenied, SignerError, WalletFrozen)
 from signerd.core.errors import echo
 from signerd.core.model import (Chain, Decision, DestinationClass, Movement, OperatorStatus,
                                 TransferState, Wallet, WalletStatus)
@@ -138,6 +138,20 @@ def tighten_live_transfers(tx: Tx, state: AU.AuthorityState, wallet: Wallet,
             tx.update_transfer(locked.id, requirement=requirement_to_json(merged))
             tightened.append(locked.id)
     return tightened, cancelled
+
+
+def record_decision(tx: Tx, actor: str, subject: str, subject_id: str, digest: bytes,
+                    insert: Callable[[], None], *, operator_id: str, decision: Decision,
+                    reason: str) -> None:
+    """Store an operator's verified decision on a transfer or a proposal (``insert``; a second
+    decision by the same operator is FailedPrecondition) and its audit event
+    ``{subject}.approve|reject``."""
+    try:
+        insert()
+    except AlreadyExists as e:
+        raise FailedPrecondition(e.message) from None
+    tx.append_audit(actor, f"{subject}.{decision.value.lower()}", subject_id, {
+        "operator_id": operator_id, "statement_sha256": digest.hex(), "reason": reason})
 
 
 @dataclass(frozen=True)
@@ -595,22 +609,16 @@ class TransferService:
             return False, e
         movement = movement_from_json(row.movement)
         statement = A.build_statement(ctx, movement, decision)
-        digest = A.statement_digest(statement)
-        if statement_sha256 and statement_sha256 != digest:
-            raise InvalidApproval(
-                "statement_sha256: the operator signed a different statement than this "
-                "transfer's (transaction or metadata changed)")
-        A.verify_statement(op.public_key_pem.encode(), statement, signature,
-                           operator_id=operator_id)
-        try:
+        digest = A.verify_decision(
+            op.public_key_pem.encode(), statement, signature, operator_id=operator_id,
+            statement_sha256=statement_sha256,
+            mismatch="statement_sha256: the operator signed a different statement than this "
+            "transfer's (transaction or metadata changed)")
+        record_decision(tx, actor, "transfer", transfer_id, digest, lambda: (
             tx.insert_approval(approval_columns(ApprovalRecord(
                 transfer_id=transfer_id, operator_id=operator_id, decision=decision,
                 signature=signature.hex(), statement_sha256=digest.hex(), reason=reason,
-                created_at=now)))
-        except AlreadyExists as e:
-            raise FailedPrecondition(e.message) from None
-        tx.append_audit(actor, f"transfer.{decision.value.lower()}", transfer_id, {
-            "operator_id": operator_id, "statement_sha256": digest.hex(), "reason": reason})
+                created_at=now)))), operator_id=operator_id, decision=decision, reason=reason)
         try:
             wallet = L.load_wallet(tx, state, row.wallet_id)
             verdict = E.judge(state, wallet, ctx, movement, E.approvals_of(
