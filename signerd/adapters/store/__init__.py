@@ -77,6 +77,20 @@ class Tx:
         cols = [d[0] for d in self.cur.description]
         return [Row(dict(zip(cols, r))) for r in self.cur.fetchall()]
 
+    def _page(self, table: str, after: str, limit: int, **equal: str) -> list[Row]:
+        """Up to ``limit`` rows of ``table`` with an id after ``after``, in id order, whose
+        columns equal the values given (an empty value filters nothing). ``table`` and the
+        column names are signerd's own, never a caller's."""
+        sql = f"SELECT * FROM {table} WHERE id > ?"
+        params: list[Any] = [after]
+        for column, value in equal.items():
+            if value:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        return self.all(sql, params)
+
     @property
     def for_update(self) -> str:
         return " FOR UPDATE" if self.dialect == "postgresql" else ""
@@ -143,17 +157,7 @@ class Tx:
 
     def list_wallets(self, *, category: str = "", case_ref: str = "", after: str = "",
                      limit: int = 100) -> list[Row]:
-        sql = "SELECT * FROM wallets WHERE id > ?"
-        params: list[Any] = [after]
-        if category:
-            sql += " AND category = ?"
-            params.append(category)
-        if case_ref:
-            sql += " AND case_ref = ?"
-            params.append(case_ref)
-        sql += " ORDER BY id LIMIT ?"
-        params.append(limit)
-        return self.all(sql, params)
+        return self._page("wallets", after, limit, category=category, case_ref=case_ref)
 
     def wallet_addresses(self) -> dict[str, str]:
         return {r["address"]: r["id"] for r in self.all("SELECT id, address FROM wallets")}
@@ -318,17 +322,9 @@ class Tx:
 
     def list_transfers(self, *, wallet_id: str = "", state: TransferState | str = "",
                        after: str = "", limit: int = 100) -> list[TransferRecord]:
-        sql = "SELECT * FROM transfers WHERE id > ?"
-        params: list[Any] = [after]
-        if wallet_id:
-            sql += " AND wallet_id = ?"
-            params.append(wallet_id)
-        if state:
-            sql += " AND state = ?"
-            params.append(state.value if isinstance(state, TransferState) else state)
-        sql += " ORDER BY id LIMIT ?"
-        params.append(limit)
-        return [transfer_from_row(r) for r in self.all(sql, params)]
+        return [transfer_from_row(r) for r in self._page(
+            "transfers", after, limit, wallet_id=wallet_id,
+            state=state.value if isinstance(state, TransferState) else state)]
 
     def due_transfers(self, now: float) -> list[tuple[str, TransferState, float]]:
         """(id, state, expires_at) of the transfers the monitor must act on: pending past
@@ -473,14 +469,9 @@ class Tx:
 
     def list_proposals(self, *, state: ProposalState | str = "", after: str = "",
                        limit: int = 100) -> list[ProposalRecord]:
-        sql = "SELECT * FROM proposals WHERE id > ?"
-        params: list[Any] = [after]
-        if state:
-            sql += " AND state = ?"
-            params.append(state.value if isinstance(state, ProposalState) else state)
-        sql += " ORDER BY id LIMIT ?"
-        params.append(limit)
-        return [proposal_from_row(r) for r in self.all(sql, params)]
+        return [proposal_from_row(r) for r in self._page(
+            "proposals", after, limit,
+            state=state.value if isinstance(state, ProposalState) else state)]
 
     def due_proposals(self, now: float) -> list[str]:
         """Ids of the pending proposals whose window (as the row says) passed."""
