@@ -91,6 +91,24 @@ class Tx:
         params.append(limit)
         return self.all(sql, params)
 
+    def _insert_row(self, table: str, row: dict[str, Any]) -> None:
+        """Insert ``row``, its keys being column names of ``table`` (signerd's own)."""
+        cols = list(row)
+        self.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES"
+                     f" ({', '.join('?' for _ in cols)})", [row[c] for c in cols])
+
+    def _insert_decision(self, table: str, subject: str, key: str, a: dict[str, Any]) -> None:
+        """An operator's decision on the ``subject`` whose id is column ``key``; AlreadyExists
+        when the operator has decided on it already."""
+        if self.one(f"SELECT operator_id FROM {table} WHERE {key} = ? AND operator_id = ?",
+                    (a[key], a["operator_id"])):
+            raise AlreadyExists(f"operator {a['operator_id']} has already decided on {subject} "
+                                f"{a[key]}")
+        self._insert_row(table, a)
+
+    def _decision_rows(self, table: str, key: str, value: str) -> list[Row]:
+        return self.all(f"SELECT * FROM {table} WHERE {key} = ? ORDER BY created_at", (value,))
+
     @property
     def for_update(self) -> str:
         return " FOR UPDATE" if self.dialect == "postgresql" else ""
@@ -256,9 +274,7 @@ class Tx:
                             + self.for_update, (key,))
             if held and held["transfer_id"] != replaces:
                 raise self._held(key, held["transfer_id"])
-        cols = list(t)
-        self.execute(f"INSERT INTO transfers ({', '.join(cols)}) VALUES"
-                     f" ({', '.join('?' for _ in cols)})", [t[c] for c in cols])
+        self._insert_row("transfers", t)
         for key in lock_keys:
             held = self.one("SELECT transfer_id FROM transfer_locks WHERE lock_key = ?"
                             + self.for_update, (key,))
@@ -367,18 +383,11 @@ class Tx:
 
     # ---------------------------------------------------------------- approvals and signatures
     def insert_approval(self, a: dict[str, Any]) -> None:
-        if self.one("SELECT operator_id FROM approvals WHERE transfer_id = ? AND operator_id = ?",
-                    (a["transfer_id"], a["operator_id"])):
-            raise AlreadyExists(
-                f"operator {a['operator_id']} has already decided on transfer {a['transfer_id']}")
-        cols = list(a)
-        self.execute(f"INSERT INTO approvals ({', '.join(cols)}) VALUES"
-                     f" ({', '.join('?' for _ in cols)})", [a[c] for c in cols])
+        self._insert_decision("approvals", "transfer", "transfer_id", a)
 
     def approvals(self, transfer_id: str) -> list[ApprovalRecord]:
         return [approval_from_row(r) for r in
-                self.all("SELECT * FROM approvals WHERE transfer_id = ? ORDER BY created_at",
-                         (transfer_id,))]
+                self._decision_rows("approvals", "transfer_id", transfer_id)]
 
     def approvals_for(self, transfer_ids: Sequence[str]) -> dict[str, list[ApprovalRecord]]:
         """Approvals of several transfers in one query (a list page)."""
@@ -456,9 +465,7 @@ class Tx:
 
     # ---------------------------------------------------------------- proposals
     def insert_proposal(self, p: dict[str, Any]) -> None:
-        cols = list(p)
-        self.execute(f"INSERT INTO proposals ({', '.join(cols)}) VALUES"
-                     f" ({', '.join('?' for _ in cols)})", [p[c] for c in cols])
+        self._insert_row("proposals", p)
 
     def get_proposal(self, proposal_id: str, *, lock: bool = False) -> ProposalRecord:
         r = self.one("SELECT * FROM proposals WHERE id = ?" + (self.for_update if lock else ""),
@@ -487,18 +494,11 @@ class Tx:
         self.execute(f"UPDATE proposals SET {sets} WHERE id = ?", [*fields.values(), proposal_id])
 
     def insert_proposal_approval(self, a: dict[str, Any]) -> None:
-        if self.one("SELECT operator_id FROM proposal_approvals WHERE proposal_id = ? AND"
-                    " operator_id = ?", (a["proposal_id"], a["operator_id"])):
-            raise AlreadyExists(f"operator {a['operator_id']} has already decided on proposal "
-                                f"{a['proposal_id']}")
-        cols = list(a)
-        self.execute(f"INSERT INTO proposal_approvals ({', '.join(cols)}) VALUES"
-                     f" ({', '.join('?' for _ in cols)})", [a[c] for c in cols])
+        self._insert_decision("proposal_approvals", "proposal", "proposal_id", a)
 
     def proposal_approvals(self, proposal_id: str) -> list[ProposalApprovalRecord]:
         return [proposal_approval_from_row(r) for r in
-                self.all("SELECT * FROM proposal_approvals WHERE proposal_id = ?"
-                         " ORDER BY created_at", (proposal_id,))]
+                self._decision_rows("proposal_approvals", "proposal_id", proposal_id)]
 
     def proposal_approvals_for(self, ids: Sequence[str]
                                ) -> dict[str, list[ProposalApprovalRecord]]:
