@@ -45,7 +45,7 @@ from signerd.core.errors import (AuthorityViolation, FailedPrecondition, HsmUnav
                                  InvalidArgument, NotFound, PermissionDenied, SignerError)
 from signerd.core.errors import echo
 from signerd.core.model import Decision, OperatorStatus, ProposalState, WalletStatus
-from signerd.core.records import ProposalApprovalRecord, ProposalRecord
+from signerd.core.records import ProposalApprovalRecord, ProposalRecord, Shown
 from . import ledger as L
 from .runtime import Runtime
 from .transfers import (LIVE as LIVE_STATES, ended_violation, live_transfers,
@@ -59,12 +59,7 @@ APPROVED = ProposalState.APPROVED.value
 STATES = tuple(s.value for s in ProposalState)
 
 
-@dataclass(frozen=True)
-class ShownDecision:
-    """A stored decision on a proposal as the API shows it: whether it counts now."""
-
-    record: ProposalApprovalRecord
-    counted: bool
+ShownDecision = Shown[ProposalApprovalRecord]  # a decision on a proposal as the API shows it
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from signerd.core.errors import echo
 from signerd.core.model import (Chain, Decision, DestinationClass, Movement, OperatorStatus,
                                 TransferState, Wallet, WalletStatus)
 from signerd.core.movement_json import movement_from_json, movement_to_json
-from signerd.core.records import ApprovalRecord, TransferRecord
+from signerd.core.records import ApprovalRecord, Shown, TransferRecord
 from . import ledger as L
 from .runtime import Runtime
 from .sign_step import SignStep, ended_violation
@@ -154,12 +154,7 @@ def record_decision(tx: Tx, actor: str, subject: str, subject_id: str, digest: b
         "operator_id": operator_id, "statement_sha256": digest.hex(), "reason": reason})
 
 
-@dataclass(frozen=True)
-class ShownApproval:
-    """A stored decision as the API shows it: whether it counts toward the quorum now."""
-
-    record: ApprovalRecord
-    counted: bool
+ShownApproval = Shown[ApprovalRecord]  # a decision on a transfer as the API shows it
 
 
 @dataclass(frozen=True)
