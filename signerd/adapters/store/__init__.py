@@ -91,6 +91,15 @@ class Tx:
         params.append(limit)
         return self.all(sql, params)
 
+    def _by_id(self, table: str, subject: str, row_id: str, *, lock: bool = False) -> Row:
+        """The row of ``table`` with this id, locked when ``lock`` (NotFound naming the
+        ``subject`` when there is none)."""
+        r = self.one(f"SELECT * FROM {table} WHERE id = ?" + (self.for_update if lock else ""),
+                     (row_id,))
+        if r is None:
+            raise NotFound(f"{subject} {echo(row_id, quote=False)} not found")
+        return r
+
     def _insert_row(self, table: str, row: dict[str, Any]) -> None:
         """Insert ``row``, its keys being column names of ``table`` (signerd's own)."""
         cols = list(row)
@@ -164,11 +173,7 @@ class Tx:
         )
 
     def get_wallet(self, wallet_id: str, *, lock: bool = False) -> Row:
-        r = self.one("SELECT * FROM wallets WHERE id = ?" + (self.for_update if lock else ""),
-                     (wallet_id,))
-        if r is None:
-            raise NotFound(f"wallet {echo(wallet_id, quote=False)} not found")
-        return r
+        return self._by_id("wallets", "wallet", wallet_id, lock=lock)
 
     def wallet_keys(self, wallet_id: str) -> list[Row]:
         return self.all("SELECT * FROM keys WHERE wallet_id = ? ORDER BY position", (wallet_id,))
@@ -213,10 +218,7 @@ class Tx:
                                         OperatorStatus.ACTIVE.value, time.time()))
 
     def get_operator(self, op_id: str) -> Row:
-        r = self.one("SELECT * FROM operators WHERE id = ?", (op_id,))
-        if r is None:
-            raise NotFound(f"operator {echo(op_id, quote=False)} not found")
-        return r
+        return self._by_id("operators", "operator", op_id)
 
     def list_operators(self) -> list[Row]:
         return self.all("SELECT * FROM operators ORDER BY id")
@@ -318,11 +320,7 @@ class Tx:
         self.execute("DELETE FROM transfer_locks WHERE transfer_id = ?", (transfer_id,))
 
     def get_transfer(self, transfer_id: str, *, lock: bool = False) -> TransferRecord:
-        r = self.one("SELECT * FROM transfers WHERE id = ?" + (self.for_update if lock else ""),
-                     (transfer_id,))
-        if r is None:
-            raise NotFound(f"transfer {echo(transfer_id, quote=False)} not found")
-        return transfer_from_row(r)
+        return transfer_from_row(self._by_id("transfers", "transfer", transfer_id, lock=lock))
 
     def lock_transfer_if_free(self, transfer_id: str) -> TransferRecord | None:
         """The transfer, locked, unless another transaction holds it (PostgreSQL: ``FOR UPDATE
@@ -468,11 +466,7 @@ class Tx:
         self._insert_row("proposals", p)
 
     def get_proposal(self, proposal_id: str, *, lock: bool = False) -> ProposalRecord:
-        r = self.one("SELECT * FROM proposals WHERE id = ?" + (self.for_update if lock else ""),
-                     (proposal_id,))
-        if r is None:
-            raise NotFound(f"proposal {echo(proposal_id, quote=False)} not found")
-        return proposal_from_row(r)
+        return proposal_from_row(self._by_id("proposals", "proposal", proposal_id, lock=lock))
 
     def list_proposals(self, *, state: ProposalState | str = "", after: str = "",
                        limit: int = 100) -> list[ProposalRecord]:
