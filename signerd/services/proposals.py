@@ -353,17 +353,13 @@ class ProposalService:
                     raise PermissionDenied(f"operator {operator_id} submitted proposal "
                                            f"{proposal_id} and cannot decide on it")
                 statement = A.proposal_statement(doc, decision)
-                digest = A.verify_decision(
-                    op.public_key_pem.encode(), statement, signature, operator_id=operator_id,
-                    statement_sha256=statement_sha256,
-                    mismatch="statement_sha256: the operator signed a different statement than "
-                    "this proposal's")
-                record_decision(tx, actor, "proposal", proposal_id, digest, lambda: (
-                    tx.insert_proposal_approval(proposal_approval_columns(ProposalApprovalRecord(
-                        proposal_id=proposal_id, operator_id=operator_id, decision=decision,
-                        signature=signature.hex(), statement_sha256=digest.hex(), reason=reason,
-                        created_at=now)))), operator_id=operator_id, decision=decision,
-                    reason=reason)
+                record_decision(
+                    tx, actor, "proposal", proposal_id, operator_id, op.public_key_pem, statement,
+                    signature, statement_sha256=statement_sha256, decision=decision,
+                    reason=reason, now=now,
+                    mismatch="this proposal's", insert=lambda fields: (
+                        tx.insert_proposal_approval(proposal_approval_columns(
+                            ProposalApprovalRecord(proposal_id=proposal_id, **fields)))))
                 decisions = decisions_of(tx.proposal_approvals(proposal_id))
                 q, votes, bad = AU.proposal_quorum(state, doc, decisions)
                 if bad:

@@ -140,14 +140,22 @@ def tighten_live_transfers(tx: Tx, state: AU.AuthorityState, wallet: Wallet,
     return tightened, cancelled
 
 
-def record_decision(tx: Tx, actor: str, subject: str, subject_id: str, digest: bytes,
-                    insert: Callable[[], None], *, operator_id: str, decision: Decision,
-                    reason: str) -> None:
-    """Store an operator's verified decision on a transfer or a proposal (``insert``; a second
-    decision by the same operator is FailedPrecondition) and its audit event
+def record_decision(tx: Tx, actor: str, subject: str, subject_id: str, operator_id: str,
+                    public_key_pem: str, statement: bytes, signature: bytes, *,
+                    statement_sha256: bytes, decision: Decision, reason: str, now: float,
+                    mismatch: str, insert: Callable[[dict[str, Any]], None]) -> None:
+    """An operator's decision on a transfer or a proposal: its signature over ``statement``
+    verified (``approval.verify_decision``; ``mismatch`` names the statement the operator
+    should have signed), then stored by ``insert`` from the fields every decision has (a
+    second decision by the same operator is FailedPrecondition), and audited as
     ``{subject}.approve|reject``."""
+    digest = A.verify_decision(
+        public_key_pem.encode(), statement, signature, operator_id=operator_id,
+        statement_sha256=statement_sha256,
+        mismatch=f"statement_sha256: the operator signed a different statement than {mismatch}")
     try:
-        insert()
+        insert(dict(operator_id=operator_id, decision=decision, signature=signature.hex(),
+                    statement_sha256=digest.hex(), reason=reason, created_at=now))
     except AlreadyExists as e:
         raise FailedPrecondition(e.message) from None
     tx.append_audit(actor, f"{subject}.{decision.value.lower()}", subject_id, {
@@ -604,16 +612,13 @@ class TransferService:
             return False, e
         movement = movement_from_json(row.movement)
         statement = A.build_statement(ctx, movement, decision)
-        digest = A.verify_decision(
-            op.public_key_pem.encode(), statement, signature, operator_id=operator_id,
-            statement_sha256=statement_sha256,
-            mismatch="statement_sha256: the operator signed a different statement than this "
-            "transfer's (transaction or metadata changed)")
-        record_decision(tx, actor, "transfer", transfer_id, digest, lambda: (
-            tx.insert_approval(approval_columns(ApprovalRecord(
-                transfer_id=transfer_id, operator_id=operator_id, decision=decision,
-                signature=signature.hex(), statement_sha256=digest.hex(), reason=reason,
-                created_at=now)))), operator_id=operator_id, decision=decision, reason=reason)
+        record_decision(
+            tx, actor, "transfer", transfer_id, operator_id, op.public_key_pem, statement,
+            signature, statement_sha256=statement_sha256, decision=decision, reason=reason,
+            now=now,
+            mismatch="this transfer's (transaction or metadata changed)",
+            insert=lambda fields: tx.insert_approval(approval_columns(ApprovalRecord(
+                transfer_id=transfer_id, **fields))))
         try:
             wallet = L.load_wallet(tx, state, row.wallet_id)
             verdict = E.judge(state, wallet, ctx, movement, E.approvals_of(
