@@ -343,15 +343,8 @@ class ProposalService:
                 self._end(tx, row, doc, "EXPIRED", "signerd", "approval window passed")
                 outcome = "EXPIRED"
             else:
-                op = state.operators.get(operator_id)
-                if op is None:
-                    raise PermissionDenied(f"operator {operator_id} is not an operator in the "
-                                           "chain of authority")
-                if op.status is not OperatorStatus.ACTIVE:
-                    raise PermissionDenied(f"operator {operator_id} is {op.status.value}")
-                if operator_id == doc["submitter"]:
-                    raise PermissionDenied(f"operator {operator_id} submitted proposal "
-                                           f"{proposal_id} and cannot decide on it")
+                op = state.deciding_operator(operator_id, doc["submitter"],
+                                             f"proposal {proposal_id}")
                 statement = A.proposal_statement(doc, decision)
                 record_decision(
                     tx, actor, "proposal", proposal_id, operator_id, op.public_key_pem, statement,

@@ -40,11 +40,11 @@ from signerd.core import policy as P
 from signerd.core.chains import (BitcoinAdapter, Decoded, Ours, adapter_for, claims,
                                  classify_outputs)
 from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
-                                 HsmUnavailable, InvalidArgument, NotFound, PermissionDenied,
-                                 PolicyDenied, SignerError, WalletFrozen)
+                                 HsmUnavailable, InvalidArgument, NotFound, PolicyDenied,
+                                 SignerError, WalletFrozen)
 from signerd.core.errors import echo
-from signerd.core.model import (Chain, Decision, DestinationClass, Movement, OperatorStatus,
-                                TransferState, Wallet, WalletStatus)
+from signerd.core.model import (Chain, Decision, DestinationClass, Movement, TransferState,
+                                Wallet, WalletStatus)
 from signerd.core.movement_json import movement_from_json, movement_to_json
 from signerd.core.records import ApprovalRecord, Shown, TransferRecord
 from . import ledger as L
@@ -596,15 +596,7 @@ class TransferService:
         quorum, the violation that ended the transfer FAILED instead)."""
         transfer_id = row.id
         state = self.ledger.state(tx)
-        op = state.operators.get(operator_id)
-        if op is None:
-            raise PermissionDenied(f"operator {operator_id} is not an operator in the chain of "
-                                   "authority")
-        if op.status is not OperatorStatus.ACTIVE:
-            raise PermissionDenied(f"operator {operator_id} is {op.status.value}")
-        if operator_id == row.submitter:
-            raise PermissionDenied(
-                f"operator {operator_id} submitted transfer {transfer_id} and cannot decide on it")
+        op = state.deciding_operator(operator_id, row.submitter, f"transfer {transfer_id}")
         try:
             ctx = self.context(row)
         except AuthorityViolation as e:  # a row signerd did not write as it stands
