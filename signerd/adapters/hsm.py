@@ -210,6 +210,31 @@ class KeyInfo:
     public_key: bytes
 
 
+def _private_key_attributes(attribute: Any) -> dict[Any, Any]:
+    """The attributes every secp256k1 private key signerd puts in the token has: a sensitive,
+    non-extractable token object that may sign and may not derive (``attribute``: pkcs11's
+    ``Attribute``, imported where the HSM is used)."""
+    return {
+        attribute.TOKEN: True,
+        attribute.PRIVATE: True,
+        attribute.SENSITIVE: True,
+        attribute.EXTRACTABLE: False,
+        attribute.DERIVE: False,
+        attribute.SIGN: True,
+    }
+
+
+def _public_key_attributes(attribute: Any, kid: bytes, label: str) -> dict[Any, Any]:
+    """The public half of a key pair: a public token object that verifies."""
+    return {
+        attribute.TOKEN: True,
+        attribute.PRIVATE: False,
+        attribute.VERIFY: True,
+        attribute.ID: kid,
+        attribute.LABEL: label,
+    }
+
+
 class Keystore:
     """One PKCS#11 token, logged in once for the life of the process."""
 
@@ -559,20 +584,9 @@ class Keystore:
                 return params.generate_keypair(
                     mechanism=Mechanism.EC_KEY_PAIR_GEN,
                     store=True,
-                    public_template={
-                        Attribute.TOKEN: True,
-                        Attribute.PRIVATE: False,
-                        Attribute.VERIFY: True,
-                        Attribute.ID: kid,
-                        Attribute.LABEL: label,
-                    },
+                    public_template=_public_key_attributes(Attribute, kid, label),
                     private_template={
-                        Attribute.TOKEN: True,
-                        Attribute.PRIVATE: True,
-                        Attribute.SENSITIVE: True,
-                        Attribute.EXTRACTABLE: False,
-                        Attribute.DERIVE: False,
-                        Attribute.SIGN: True,
+                        **_private_key_attributes(Attribute),
                         Attribute.DECRYPT: False,
                         Attribute.UNWRAP: False,
                         Attribute.ID: kid,
@@ -610,12 +624,7 @@ class Keystore:
                         {
                             Attribute.CLASS: ObjectClass.PRIVATE_KEY,
                             Attribute.KEY_TYPE: KeyType.EC,
-                            Attribute.TOKEN: True,
-                            Attribute.PRIVATE: True,
-                            Attribute.SENSITIVE: True,
-                            Attribute.EXTRACTABLE: False,
-                            Attribute.DERIVE: False,
-                            Attribute.SIGN: True,
+                            **_private_key_attributes(Attribute),
                             Attribute.ID: kid,
                             Attribute.LABEL: label,
                             Attribute.EC_PARAMS: params,
@@ -628,11 +637,7 @@ class Keystore:
                         {
                             Attribute.CLASS: ObjectClass.PUBLIC_KEY,
                             Attribute.KEY_TYPE: KeyType.EC,
-                            Attribute.TOKEN: True,
-                            Attribute.PRIVATE: False,
-                            Attribute.VERIFY: True,
-                            Attribute.ID: kid,
-                            Attribute.LABEL: label,
+                            **_public_key_attributes(Attribute, kid, label),
                             Attribute.EC_PARAMS: params,
                             Attribute.EC_POINT: b"\x04\x41" + pub65,
                         }

@@ -140,19 +140,9 @@ def issue_server(
         raise InvalidArgument("issue_server: at least one hostname or IP address is required")
     sans: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
     sans += [x509.IPAddress(a) for a in addresses]
-    key = _new_key()
     cn = hostnames[0] if hostnames else str(addresses[0])
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     start, end = _validity(days, None, None)
-    cert = (
-        _builder(subject, ca_cert.subject, key.public_key(), ca_key.public_key(), start, end)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_leaf_key_usage(), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return key, cert
+    return _leaf(ca_key, ca_cert, cn, start, end, ExtendedKeyUsageOID.SERVER_AUTH, sans)
 
 
 def issue_client(
@@ -169,20 +159,24 @@ def issue_client(
         raise InvalidArgument(
             f"invalid principal id {principal!r}: must match {PRINCIPAL_RE.pattern}"
         )
-    key = _new_key()
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, principal)])
     start, end = _validity(days, not_before, not_after)
+    return _leaf(ca_key, ca_cert, principal, start, end, ExtendedKeyUsageOID.CLIENT_AUTH,
+                 [x509.UniformResourceIdentifier(PRINCIPAL_URI_PREFIX + principal)])
+
+
+def _leaf(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, common_name: str,
+          start: dt.datetime, end: dt.datetime, usage: x509.ObjectIdentifier,
+          sans: list[x509.GeneralName]) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A new key and its leaf certificate signed by the CA, for ``usage`` (server or client
+    authentication) and the names ``sans``."""
+    key = _new_key()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (
         _builder(subject, ca_cert.subject, key.public_key(), ca_key.public_key(), start, end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_leaf_key_usage(), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.UniformResourceIdentifier(PRINCIPAL_URI_PREFIX + principal)]
-            ),
-            critical=False,
-        )
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return key, cert

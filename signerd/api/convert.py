@@ -70,7 +70,7 @@ def transfer_pb(v: TransferView) -> pb.Transfer:
         policy_version=t.policy_version, requirement=v.requirement,
         remaining=v.remaining, expires_at_unix=int(t.expires_at),
         created_at_unix=int(t.created_at), updated_at_unix=int(t.updated_at),
-        approvals=[transfer_approval_pb(a) for a in v.approvals],
+        approvals=[approval_pb(a) for a in v.approvals],
         raw_tx=t.raw_tx, psbt=t.psbt, tx_hash=t.tx_hash, failure=t.failure,
         replaces=t.replaces, legal_basis=t.legal_basis,
         category_change=t.category_change, instance_id=v.instance_id,
@@ -78,7 +78,8 @@ def transfer_pb(v: TransferView) -> pb.Transfer:
         vetoed=[pb.PriorVeto(role=role, transfer_id=tid) for role, tid in v.vetoed])
 
 
-def transfer_approval_pb(a: ShownApproval) -> pb.ApprovalRecord:
+def approval_pb(a: ShownApproval | ShownDecision) -> pb.ApprovalRecord:
+    """A stored decision, on a transfer or on a proposal (the same message for both)."""
     r = a.record
     return pb.ApprovalRecord(
         operator_id=r.operator_id, decision=pb.Decision.Value(r.decision.value),
@@ -94,21 +95,12 @@ def json_details(details: dict[str, Any]) -> str:
     return json.dumps(details, sort_keys=True, separators=(",", ":"))
 
 
-
-def proposal_approval_pb(a: ShownDecision) -> pb.ApprovalRecord:
-    r = a.record
-    return pb.ApprovalRecord(
-        operator_id=r.operator_id, decision=pb.Decision.Value(r.decision.value),
-        signature=bytes.fromhex(r.signature), reason=r.reason,
-        created_at_unix=int(r.created_at), counted=a.counted)
-
-
 def proposal_pb(v: ProposalView) -> pb.Proposal:
     p = v.proposal
     return pb.Proposal(
         id=p.id, kind=p.kind, state=p.state.value, submitter=p.submitter,
         summary=v.summary, body_json=canonical.dumps(v.doc).decode(), requirement=v.requirement,
-        remaining=v.remaining, approvals=[proposal_approval_pb(a) for a in v.approvals],
+        remaining=v.remaining, approvals=[approval_pb(a) for a in v.approvals],
         expires_at_unix=int(p.expires_at), created_at_unix=int(p.created_at),
         updated_at_unix=int(p.updated_at), applied_seq=p.applied_seq,
         failure=p.failure, instance_id=v.doc["instance_id"])

@@ -10,7 +10,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from signerd.core.model import Movement
-from signerd.core.tokens import token_json
+from signerd.core.movement_json import movement_dict
 from signerd.v1 import signerd_pb2 as pb
 
 _LOWERCASE_ENUMS = frozenset({"Chain", "Category", "ScriptType"})  # spelled as on the CLI
@@ -75,23 +75,7 @@ def operator_json(o: pb.Operator) -> dict[str, Any]:
 
 def movement_json(mv: Movement) -> dict[str, Any]:
     """A decoded movement in the same shape as ``to_dict(pb.Movement)``."""
-    def opt(v: int | None) -> str | None:
-        return None if v is None else str(v)
-
-    return {
-        "chain": mv.chain.value, "network": mv.network, "chain_id": mv.chain_id,
-        "outputs": [{"address": o.address, "amount": str(o.amount), "asset": o.asset,
-                     "is_change": o.is_change, "destination_class": o.destination_class.value,
-                     "wallet_id": o.wallet_id, "category": o.category}
-                    for o in mv.outputs],
-        "fee": str(mv.fee), "fee_asset": mv.fee_asset, "digests": [d.hex() for d in mv.digests],
-        "nonce": mv.nonce, "gas_limit": mv.gas_limit,
-        "max_fee_per_gas": opt(mv.max_fee_per_gas),
-        "max_priority_fee_per_gas": opt(mv.max_priority_fee_per_gas),
-        "contract_call": mv.contract_call, "vsize": mv.vsize, "outpoints": list(mv.outpoints),
-        "sighash": list(mv.sighash),
-        "tokens": [token_json(t) for t in mv.tokens],
-    }
+    return movement_dict(mv)
 
 
 def proposal_json(p: pb.Proposal) -> dict[str, Any]:

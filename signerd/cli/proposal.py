@@ -2,14 +2,12 @@
 the proposal statement checks out here (``verify``)."""
 from __future__ import annotations
 
-import sys
-
 from signerd.core import approval, authority
 from signerd.cli.args import Commands, command, decision_commands, group
-from signerd.cli.context import Context, operator_principal
+from signerd.cli.context import Context
+from signerd.cli.deciding import confirm_shown, start_decision
 from signerd.cli.documents import proposal_json
 from signerd.cli.errors import CliError
-from signerd.cli.inputs import can_confirm, confirm, load_operator_key
 from signerd.cli.render import Output, proposal_output, proposal_text, safe, table
 from signerd.cli.verify import verify_proposal_statement
 from signerd.core.model import Decision
@@ -40,12 +38,7 @@ def cmd_proposal_cancel(ctx: Context) -> Output:
 
 def cmd_proposal_decide(ctx: Context) -> Output:
     a = ctx.args
-    decision = Decision.APPROVE if a.decision == "approve" else Decision.REJECT
-    operator_principal(ctx)
-    if decision is Decision.REJECT and not a.reason.strip():
-        raise CliError("proposal reject: --reason must not be empty")
-    can_confirm(assume_yes=a.yes)
-    key = load_operator_key(a.key, a.passphrase_file)
+    decision, key = start_decision(ctx, "proposal")
     st = ctx.call(ctx.governance().GetProposalStatement, pb.GetProposalStatementRequest(
         proposal_id=a.id, decision=pb.Decision.Value(decision.value)))
     instance = ctx.config.instance_id if ctx.config is not None else None
@@ -54,13 +47,7 @@ def cmd_proposal_decide(ctx: Context) -> Output:
     except CliError as e:
         raise CliError(f"{e}; refusing to sign") from None
     shown = authority.render_proposal(doc, decision, requirement_text=st.proposal.requirement)
-    if not ctx.args.json:
-        sys.stdout.write(shown)
-        sys.stdout.flush()
-    elif not a.yes:
-        sys.stderr.write(shown)
-    confirm("Sign this approval?" if decision is Decision.APPROVE else "Sign this rejection?",
-            assume_yes=a.yes)
+    confirm_shown(ctx, shown, decision)
     statement = bytes(st.statement)
     p = proposal_json(ctx.call(ctx.governance().DecideProposal, pb.DecideProposalRequest(
         proposal_id=a.id, operator_id=ctx.principal,

@@ -161,12 +161,17 @@ def transfer_text(t: dict[str, Any], from_address: str = "") -> str:
     text = head + body + kv(pairs, LABEL_WIDTH) + "".join(
         line + "\n" for line in approval.veto_warnings(
             (v["role"], v["transfer_id"]) for v in t.get("vetoed") or ()))
-    if t["approvals"]:
-        text += "approvals:\n" + "".join(
-            f"  {safe(a['operator_id'])} {a['decision']}"
-            f"{' (counted)' if a['counted'] else ''} {fmt_time(a['created_at'])}"
-            f"{' ' + safe(a['reason']) if a['reason'] else ''}\n" for a in t["approvals"])
-    return text
+    return text + decisions_text("approvals", t["approvals"])
+
+
+def decisions_text(title: str, approvals: list[dict[str, Any]]) -> str:
+    """The operators' decisions on a transfer or a proposal, one a line; nothing when none."""
+    if not approvals:
+        return ""
+    return f"{title}:\n" + "".join(
+        f"  {safe(a['operator_id'])} {a['decision']}"
+        f"{' (counted)' if a['counted'] else ''} {fmt_time(a['created_at'])}"
+        f"{' ' + safe(a['reason']) if a['reason'] else ''}\n" for a in approvals)
 
 
 def replacement_text(t: dict[str, Any]) -> str:
@@ -213,12 +218,7 @@ def proposal_text(p: dict[str, Any]) -> str:
     if p["failure"]:
         pairs.append(("failure", p["failure"]))
     text = kv(pairs, LABEL_WIDTH)
-    if p["approvals"]:
-        text += "decisions:\n" + "".join(
-            f"  {safe(a['operator_id'])} {a['decision']}"
-            f"{' (counted)' if a['counted'] else ''} {fmt_time(a['created_at'])}"
-            f"{' ' + safe(a['reason']) if a['reason'] else ''}\n" for a in p["approvals"])
-    return text
+    return text + decisions_text("decisions", p["approvals"])
 
 
 def proposal_output(p: pb.Proposal) -> Output:

@@ -8,10 +8,11 @@ from typing import Any
 
 from signerd.core import approval
 from signerd.cli.args import Commands, command, decision_commands, group, transfer_state
-from signerd.cli.context import Context, operator_principal
+from signerd.cli.context import Context
+from signerd.cli.deciding import confirm_shown, start_decision
 from signerd.cli.documents import movement_json, transfer_json
 from signerd.cli.errors import CliError
-from signerd.cli.inputs import can_confirm, confirm, load_operator_key, read_file, read_text
+from signerd.cli.inputs import read_file, read_text
 from signerd.cli.render import Output, fmt_time, safe, table, transfer_text
 from signerd.cli.verify import Rebuilt, accepted_sighash, rebuild_statement
 from signerd.core.model import Decision
@@ -97,24 +98,13 @@ def cmd_transfer_show(ctx: Context) -> Output:
 
 def cmd_transfer_decide(ctx: Context) -> Output:
     a = ctx.args
-    decision = Decision.APPROVE if a.decision == "approve" else Decision.REJECT
-    operator_principal(ctx)
-    if decision is Decision.REJECT and not a.reason.strip():
-        raise CliError("transfer reject: --reason must not be empty")
-    can_confirm(assume_yes=a.yes)  # without a terminal, refuse before fetching anything
-    key = load_operator_key(a.key, a.passphrase_file)
+    decision, key = start_decision(ctx, "transfer")
     try:
         _, rebuilt = _verified(ctx, decision, accepted_sighash(a.allow_sighash))
     except CliError as e:
         raise CliError(f"{e}; refusing to sign") from None
     shown = approval.render(rebuilt.context, rebuilt.movement, decision)
-    if not ctx.args.json:
-        sys.stdout.write(shown)
-        sys.stdout.flush()
-    elif not a.yes:
-        sys.stderr.write(shown)
-    confirm(f"{'Sign this approval?' if decision is Decision.APPROVE else 'Sign this rejection?'}",
-            assume_yes=a.yes)
+    confirm_shown(ctx, shown, decision)
     signature = approval.sign_statement(key, rebuilt.statement)
     t = transfer_json(ctx.call(ctx.approval().SubmitApproval, pb.SubmitApprovalRequest(
         transfer_id=a.id, operator_id=ctx.principal,

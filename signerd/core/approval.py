@@ -236,6 +236,18 @@ def verify_statement(public_key_pem: bytes, statement: bytes, signature: bytes, 
         raise InvalidApproval(f"signature does not verify{who}") from None
 
 
+def verify_decision(public_key_pem: bytes, statement: bytes, signature: bytes, *,
+                    operator_id: str, statement_sha256: bytes, mismatch: str) -> bytes:
+    """The statement's digest, once ``signature`` verifies over it (``verify_statement``);
+    InvalidApproval with ``mismatch`` when the caller says it signed another statement
+    (``statement_sha256``, when given, differs)."""
+    digest = statement_digest(statement)
+    if statement_sha256 and statement_sha256 != digest:
+        raise InvalidApproval(mismatch)
+    verify_statement(public_key_pem, statement, signature, operator_id=operator_id)
+    return digest
+
+
 def proposal_statement(doc: Mapping[str, Any], decision: Decision) -> bytes:
     """What an operator signs to approve or reject a governance proposal: the whole proposal
     document (its kind, the exact change, the submitter, its id and window) and the decision."""

@@ -44,7 +44,7 @@ from . import canonical, seal
 from .approval import (SignedDecision, genesis_statement, proposal_statement, safe_text,
                        signature_valid, verified_votes)
 from .errors import (AuthorityViolation, FailedPrecondition, InvalidArgument, InvalidKey,
-                     InvalidPolicy, PolicyDenied, SignerError)
+                     InvalidPolicy, PermissionDenied, PolicyDenied, SignerError)
 from .errors import echo
 from .model import Decision, OperatorStatus, Token
 from .operator_keys import fingerprint, load_public_pem
@@ -285,6 +285,22 @@ class AuthorityState:
     def operator_views(self) -> dict[str, OperatorView]:
         return {o.id: OperatorView(o.id, o.roles, o.status is OperatorStatus.ACTIVE)
                 for o in self.operators.values()}
+
+    def deciding_operator(self, operator_id: str, submitter: str, subject: str
+                          ) -> OperatorRecord:
+        """The operator deciding on ``subject`` (``transfer ID``, ``proposal ID``), which
+        ``submitter`` submitted: registered and active, and not its submitter
+        (PermissionDenied)."""
+        op = self.operators.get(operator_id)
+        if op is None:
+            raise PermissionDenied(f"operator {operator_id} is not an operator in the chain of "
+                                   "authority")
+        if op.status is not OperatorStatus.ACTIVE:
+            raise PermissionDenied(f"operator {operator_id} is {op.status.value}")
+        if operator_id == submitter:
+            raise PermissionDenied(
+                f"operator {operator_id} submitted {subject} and cannot decide on it")
+        return op
 
     def keys(self) -> dict[str, bytes]:
         """Operator id -> public key PEM, for every operator the ledger knows (a suspended or

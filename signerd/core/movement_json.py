@@ -6,13 +6,15 @@ is covered by signerd's seal on the row (``engine.transfer_record``).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from .model import Chain, DestinationClass, Movement, Output, Token
 from .tokens import token_json
 
 
-def movement_to_json(m: Movement) -> str:
-    return json.dumps({
+def movement_dict(m: Movement) -> dict[str, Any]:
+    """The movement as a JSON object, ``tokens`` always present (signerctl shows it so)."""
+    return {
         "chain": m.chain.value, "network": m.network, "chain_id": m.chain_id,
         "outputs": [{"address": o.address, "amount": str(o.amount), "asset": o.asset,
                      "is_change": o.is_change, "destination_class": o.destination_class.value,
@@ -25,8 +27,16 @@ def movement_to_json(m: Movement) -> str:
                                      else str(m.max_priority_fee_per_gas)),
         "contract_call": m.contract_call, "vsize": m.vsize, "outpoints": list(m.outpoints),
         "sighash": list(m.sighash),
-        **({"tokens": [token_json(t) for t in m.tokens]} if m.tokens else {}),
-    }, sort_keys=True)
+        "tokens": [token_json(t) for t in m.tokens],
+    }
+
+
+def movement_to_json(m: Movement) -> str:
+    """The stored form (sorted keys; ``tokens`` only when there are any)."""
+    d = movement_dict(m)
+    if not m.tokens:
+        del d["tokens"]
+    return json.dumps(d, sort_keys=True)
 
 
 def movement_from_json(text: str) -> Movement:

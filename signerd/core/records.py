@@ -11,6 +11,7 @@ AuthorityViolation (signerd writes none such).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from .model import Chain, Decision, ProposalState, TransferState
 
@@ -92,3 +93,15 @@ class ProposalApprovalRecord:
     statement_sha256: str  # hex
     reason: str
     created_at: float
+
+
+D = TypeVar("D", ApprovalRecord, ProposalApprovalRecord)
+
+
+@dataclass(frozen=True)
+class Shown(Generic[D]):
+    """A stored decision, on a transfer or on a proposal, as the API shows it: whether it
+    counts toward the quorum now."""
+
+    record: D
+    counted: bool

@@ -324,13 +324,27 @@ def import_seized_key(app: Runtime, actor: str, req: ImportRequest) -> ProposalV
     def store_it(tx: Any, _state: Any, _doc: Any) -> None:
         W.insert_wallet(tx, record, seal, WalletStatus.AWAITING_APPROVAL,
                         state.texts[tpl.sha256], actor)
-        tx.append_audit(actor, "key.imported", wallet_id, {
-            "chain": record["chain"], "network": record["network"],
-            "address": record["address"], "case_ref": record["case_ref"],
-            "seizure_record": req.seizure_record, "form": req.kind,
-            "derivation_path": req.derivation_path, "key_id": key.key_id,
-            "public_key": key.public_key.hex(), "template": template, "proposal": proposal})
+        tx.append_audit(actor, "key.imported", wallet_id, _imported_details(
+            req, record, key.key_id, key.public_key, template, proposal))
 
+    return _propose_import(app, actor, req, record, proposal, now, store_it)
+
+
+def _imported_details(req: ImportRequest, record: dict[str, Any], key_id: str,
+                      public_key: bytes, template: str, proposal: str) -> dict[str, Any]:
+    """The details of a ``key.imported`` audit event."""
+    return {
+        "chain": record["chain"], "network": record["network"],
+        "address": record["address"], "case_ref": record["case_ref"],
+        "seizure_record": req.seizure_record, "form": req.kind,
+        "derivation_path": req.derivation_path, "key_id": key_id,
+        "public_key": public_key.hex(), "template": template, "proposal": proposal}
+
+
+def _propose_import(app: Runtime, actor: str, req: ImportRequest, record: dict[str, Any],
+                    proposal: str, now: float, store_it: Any) -> ProposalView:
+    """The ``wallet.import`` proposal of an imported key's wallet, stored by ``store_it`` in
+    the proposal's own transaction."""
     view = app.proposals.propose(actor, "wallet.import", {
         "wallet": record, "seizure_record": req.seizure_record, "form": req.kind,
         "derivation_path": req.derivation_path}, proposal_id=proposal, now=now,
@@ -398,17 +412,8 @@ def _import_again(app: Runtime, actor: str, req: ImportRequest, checked: W.Check
                     L.record_json(record), seal, proposal, earlier.id))
         tx.execute("UPDATE policies SET document = ?, actor = ?, created_at = ?"
                    " WHERE wallet_id = ? AND version = 1", (policy_text, actor, now, earlier.id))
-        tx.append_audit(actor, "key.imported", earlier.id, {
-            "chain": record["chain"], "network": record["network"],
-            "address": record["address"], "case_ref": record["case_ref"],
-            "seizure_record": req.seizure_record, "form": req.kind,
-            "derivation_path": req.derivation_path, "key_id": ref.key_id,
-            "public_key": ref.public_key.hex(), "template": template, "proposal": proposal,
+        tx.append_audit(actor, "key.imported", earlier.id, {**_imported_details(
+            req, record, ref.key_id, ref.public_key, template, proposal),
             "again_after": earlier.proposal})
 
-    view = app.proposals.propose(actor, "wallet.import", {
-        "wallet": record, "seizure_record": req.seizure_record, "form": req.kind,
-        "derivation_path": req.derivation_path}, proposal_id=proposal, now=now,
-        with_tx=store_it)
-    app.refresh_gauges()
-    return view  # type: ignore[no-any-return]
+    return _propose_import(app, actor, req, record, proposal, now, store_it)

@@ -41,16 +41,15 @@ from signerd.core import authority as AU
 from signerd.core import canonical
 from signerd.core import policy as P
 from signerd.core.engine import effective_requirement
-from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
-                                 HsmUnavailable, InvalidApproval, InvalidArgument, NotFound,
-                                 PermissionDenied, SignerError)
+from signerd.core.errors import (AuthorityViolation, FailedPrecondition, HsmUnavailable,
+                                 InvalidArgument, NotFound, PermissionDenied, SignerError)
 from signerd.core.errors import echo
 from signerd.core.model import Decision, OperatorStatus, ProposalState, WalletStatus
-from signerd.core.records import ProposalApprovalRecord, ProposalRecord
+from signerd.core.records import ProposalApprovalRecord, ProposalRecord, Shown
 from . import ledger as L
 from .runtime import Runtime
 from .transfers import (LIVE as LIVE_STATES, ended_violation, live_transfers,
-                        movement_from_json, tighten_live_transfers)
+                        movement_from_json, record_decision, tighten_live_transfers)
 
 
 log = logging.getLogger("signerd.proposals")
@@ -60,12 +59,7 @@ APPROVED = ProposalState.APPROVED.value
 STATES = tuple(s.value for s in ProposalState)
 
 
-@dataclass(frozen=True)
-class ShownDecision:
-    """A stored decision on a proposal as the API shows it: whether it counts now."""
-
-    record: ProposalApprovalRecord
-    counted: bool
+ShownDecision = Shown[ProposalApprovalRecord]  # a decision on a proposal as the API shows it
 
 
 @dataclass(frozen=True)
@@ -349,32 +343,16 @@ class ProposalService:
                 self._end(tx, row, doc, "EXPIRED", "signerd", "approval window passed")
                 outcome = "EXPIRED"
             else:
-                op = state.operators.get(operator_id)
-                if op is None:
-                    raise PermissionDenied(f"operator {operator_id} is not an operator in the "
-                                           "chain of authority")
-                if op.status is not OperatorStatus.ACTIVE:
-                    raise PermissionDenied(f"operator {operator_id} is {op.status.value}")
-                if operator_id == doc["submitter"]:
-                    raise PermissionDenied(f"operator {operator_id} submitted proposal "
-                                           f"{proposal_id} and cannot decide on it")
+                op = state.deciding_operator(operator_id, doc["submitter"],
+                                             f"proposal {proposal_id}")
                 statement = A.proposal_statement(doc, decision)
-                digest = A.statement_digest(statement)
-                if statement_sha256 and statement_sha256 != digest:
-                    raise InvalidApproval("statement_sha256: the operator signed a different "
-                                          "statement than this proposal's")
-                A.verify_statement(op.public_key_pem.encode(), statement, signature,
-                                   operator_id=operator_id)
-                try:
-                    tx.insert_proposal_approval(proposal_approval_columns(ProposalApprovalRecord(
-                        proposal_id=proposal_id, operator_id=operator_id, decision=decision,
-                        signature=signature.hex(), statement_sha256=digest.hex(), reason=reason,
-                        created_at=now)))
-                except AlreadyExists as e:
-                    raise FailedPrecondition(e.message) from None
-                tx.append_audit(actor, f"proposal.{decision.value.lower()}", proposal_id, {
-                    "operator_id": operator_id, "statement_sha256": digest.hex(),
-                    "reason": reason})
+                record_decision(
+                    tx, actor, "proposal", proposal_id, operator_id, op.public_key_pem, statement,
+                    signature, statement_sha256=statement_sha256, decision=decision,
+                    reason=reason, now=now,
+                    mismatch="this proposal's", insert=lambda fields: (
+                        tx.insert_proposal_approval(proposal_approval_columns(
+                            ProposalApprovalRecord(proposal_id=proposal_id, **fields)))))
                 decisions = decisions_of(tx.proposal_approvals(proposal_id))
                 q, votes, bad = AU.proposal_quorum(state, doc, decisions)
                 if bad:
@@ -522,19 +500,13 @@ class ProposalService:
         person must not be able to block, say, the revocation of a compromised key that another
         proposed; whoever wants a proposal stopped rejects it with a signed decision."""
         A.check_reason(reason)
-        failure: AuthorityViolation | None = None
         with self.store.transaction() as tx:
             row = tx.get_proposal(proposal_id, lock=True)
             if row.state != PENDING:
                 raise FailedPrecondition(f"proposal {proposal_id} is {row.state.value}; only a "
                                          "pending proposal can be cancelled")
-            state = self.ledger.state(tx)
-            try:
-                doc = self._doc(row, state)
-            except AuthorityViolation as e:
-                failure = e
-                self._end(tx, row, None, "FAILED", "signerd", e.message, violation=e)
-            else:
+            doc, failure = self._doc_or_fail(tx, row)
+            if doc is not None:
                 if doc["submitter"] != actor:
                     raise PermissionDenied(
                         f"only the submitter of proposal {proposal_id} ({doc['submitter']}) may "
@@ -542,10 +514,10 @@ class ProposalService:
                         f"proposal reject {proposal_id} --key KEY --reason TEXT)")
                 self._end(tx, row, doc, "CANCELLED", actor, reason or "cancelled")
         if failure is not None:
-            self.app.metrics.proposal_events.labels(kind_label(row.kind), "FAILED").inc()
-            self.app.metrics.authority_violations.labels(failure.kind).inc()
+            self._count_failure(row, failure)
             self.app.notifier.notify()
             raise failure
+        assert doc is not None
         self.app.metrics.proposal_events.labels(doc["kind"], "CANCELLED").inc()
         self.app.notifier.notify()
         return self.get(proposal_id)
@@ -571,27 +543,36 @@ class ProposalService:
                 except AuthorityViolation:
                     todo.append(r.id)
         for pid in todo:
-            failure: AuthorityViolation | None = None
             with self.store.transaction() as tx:
                 row = tx.get_proposal(pid, lock=True)
                 if row.state != PENDING:
                     continue
-                state = self.ledger.state(tx)
-                try:
-                    doc = self._doc(row, state)
-                except AuthorityViolation as e:
-                    failure = e
-                    self._end(tx, row, None, "FAILED", "signerd", e.message, violation=e)
-                else:
+                doc, failure = self._doc_or_fail(tx, row)
+                if doc is not None:
                     if now < doc["expires_at"]:
                         continue
                     self._end(tx, row, doc, "EXPIRED", "signerd", "approval window passed")
             if failure is not None:
-                self.app.metrics.proposal_events.labels(kind_label(row.kind), "FAILED").inc()
-                self.app.metrics.authority_violations.labels(failure.kind).inc()
+                self._count_failure(row, failure)
             else:
+                assert doc is not None
                 self.app.metrics.proposal_events.labels(doc["kind"], "EXPIRED").inc()
             self.app.notifier.notify()
+
+    def _doc_or_fail(self, tx: Tx, row: ProposalRecord
+                     ) -> tuple[dict[str, Any] | None, AuthorityViolation | None]:
+        """A pending proposal's sealed document; or, when it does not verify, the proposal
+        ended FAILED as an authority violation, and the violation."""
+        state = self.ledger.state(tx)  # a ledger that does not verify ends nothing
+        try:
+            return self._doc(row, state), None
+        except AuthorityViolation as e:
+            self._end(tx, row, None, "FAILED", "signerd", e.message, violation=e)
+            return None, e
+
+    def _count_failure(self, row: ProposalRecord, failure: AuthorityViolation) -> None:
+        self.app.metrics.proposal_events.labels(kind_label(row.kind), "FAILED").inc()
+        self.app.metrics.authority_violations.labels(failure.kind).inc()
 
     @staticmethod
     def _pending(tx: Tx) -> builtins.list[ProposalRecord]:

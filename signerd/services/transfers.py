@@ -40,13 +40,13 @@ from signerd.core import policy as P
 from signerd.core.chains import (BitcoinAdapter, Decoded, Ours, adapter_for, claims,
                                  classify_outputs)
 from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
-                                 HsmUnavailable, InvalidApproval, InvalidArgument, NotFound,
-                                 PermissionDenied, PolicyDenied, SignerError, WalletFrozen)
+                                 HsmUnavailable, InvalidArgument, NotFound, PolicyDenied,
+                                 SignerError, WalletFrozen)
 from signerd.core.errors import echo
-from signerd.core.model import (Chain, Decision, DestinationClass, Movement, OperatorStatus,
-                                TransferState, Wallet, WalletStatus)
+from signerd.core.model import (Chain, Decision, DestinationClass, Movement, TransferState,
+                                Wallet, WalletStatus)
 from signerd.core.movement_json import movement_from_json, movement_to_json
-from signerd.core.records import ApprovalRecord, TransferRecord
+from signerd.core.records import ApprovalRecord, Shown, TransferRecord
 from . import ledger as L
 from .runtime import Runtime
 from .sign_step import SignStep, ended_violation
@@ -140,12 +140,29 @@ def tighten_live_transfers(tx: Tx, state: AU.AuthorityState, wallet: Wallet,
     return tightened, cancelled
 
 
-@dataclass(frozen=True)
-class ShownApproval:
-    """A stored decision as the API shows it: whether it counts toward the quorum now."""
+def record_decision(tx: Tx, actor: str, subject: str, subject_id: str, operator_id: str,
+                    public_key_pem: str, statement: bytes, signature: bytes, *,
+                    statement_sha256: bytes, decision: Decision, reason: str, now: float,
+                    mismatch: str, insert: Callable[[dict[str, Any]], None]) -> None:
+    """An operator's decision on a transfer or a proposal: its signature over ``statement``
+    verified (``approval.verify_decision``; ``mismatch`` names the statement the operator
+    should have signed), then stored by ``insert`` from the fields every decision has (a
+    second decision by the same operator is FailedPrecondition), and audited as
+    ``{subject}.approve|reject``."""
+    digest = A.verify_decision(
+        public_key_pem.encode(), statement, signature, operator_id=operator_id,
+        statement_sha256=statement_sha256,
+        mismatch=f"statement_sha256: the operator signed a different statement than {mismatch}")
+    try:
+        insert(dict(operator_id=operator_id, decision=decision, signature=signature.hex(),
+                    statement_sha256=digest.hex(), reason=reason, created_at=now))
+    except AlreadyExists as e:
+        raise FailedPrecondition(e.message) from None
+    tx.append_audit(actor, f"{subject}.{decision.value.lower()}", subject_id, {
+        "operator_id": operator_id, "statement_sha256": digest.hex(), "reason": reason})
 
-    record: ApprovalRecord
-    counted: bool
+
+ShownApproval = Shown[ApprovalRecord]  # a decision on a transfer as the API shows it
 
 
 @dataclass(frozen=True)
@@ -579,15 +596,7 @@ class TransferService:
         quorum, the violation that ended the transfer FAILED instead)."""
         transfer_id = row.id
         state = self.ledger.state(tx)
-        op = state.operators.get(operator_id)
-        if op is None:
-            raise PermissionDenied(f"operator {operator_id} is not an operator in the chain of "
-                                   "authority")
-        if op.status is not OperatorStatus.ACTIVE:
-            raise PermissionDenied(f"operator {operator_id} is {op.status.value}")
-        if operator_id == row.submitter:
-            raise PermissionDenied(
-                f"operator {operator_id} submitted transfer {transfer_id} and cannot decide on it")
+        op = state.deciding_operator(operator_id, row.submitter, f"transfer {transfer_id}")
         try:
             ctx = self.context(row)
         except AuthorityViolation as e:  # a row signerd did not write as it stands
@@ -595,22 +604,13 @@ class TransferService:
             return False, e
         movement = movement_from_json(row.movement)
         statement = A.build_statement(ctx, movement, decision)
-        digest = A.statement_digest(statement)
-        if statement_sha256 and statement_sha256 != digest:
-            raise InvalidApproval(
-                "statement_sha256: the operator signed a different statement than this "
-                "transfer's (transaction or metadata changed)")
-        A.verify_statement(op.public_key_pem.encode(), statement, signature,
-                           operator_id=operator_id)
-        try:
-            tx.insert_approval(approval_columns(ApprovalRecord(
-                transfer_id=transfer_id, operator_id=operator_id, decision=decision,
-                signature=signature.hex(), statement_sha256=digest.hex(), reason=reason,
-                created_at=now)))
-        except AlreadyExists as e:
-            raise FailedPrecondition(e.message) from None
-        tx.append_audit(actor, f"transfer.{decision.value.lower()}", transfer_id, {
-            "operator_id": operator_id, "statement_sha256": digest.hex(), "reason": reason})
+        record_decision(
+            tx, actor, "transfer", transfer_id, operator_id, op.public_key_pem, statement,
+            signature, statement_sha256=statement_sha256, decision=decision, reason=reason,
+            now=now,
+            mismatch="this transfer's (transaction or metadata changed)",
+            insert=lambda fields: tx.insert_approval(approval_columns(ApprovalRecord(
+                transfer_id=transfer_id, **fields))))
         try:
             wallet = L.load_wallet(tx, state, row.wallet_id)
             verdict = E.judge(state, wallet, ctx, movement, E.approvals_of(

@@ -77,6 +77,47 @@ class Tx:
         cols = [d[0] for d in self.cur.description]
         return [Row(dict(zip(cols, r))) for r in self.cur.fetchall()]
 
+    def _page(self, table: str, after: str, limit: int, **equal: str) -> list[Row]:
+        """Up to ``limit`` rows of ``table`` with an id after ``after``, in id order, whose
+        columns equal the values given (an empty value filters nothing). ``table`` and the
+        column names are signerd's own, never a caller's."""
+        sql = f"SELECT * FROM {table} WHERE id > ?"
+        params: list[Any] = [after]
+        for column, value in equal.items():
+            if value:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        return self.all(sql, params)
+
+    def _by_id(self, table: str, subject: str, row_id: str, *, lock: bool = False) -> Row:
+        """The row of ``table`` with this id, locked when ``lock`` (NotFound naming the
+        ``subject`` when there is none)."""
+        r = self.one(f"SELECT * FROM {table} WHERE id = ?" + (self.for_update if lock else ""),
+                     (row_id,))
+        if r is None:
+            raise NotFound(f"{subject} {echo(row_id, quote=False)} not found")
+        return r
+
+    def _insert_row(self, table: str, row: dict[str, Any]) -> None:
+        """Insert ``row``, its keys being column names of ``table`` (signerd's own)."""
+        cols = list(row)
+        self.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES"
+                     f" ({', '.join('?' for _ in cols)})", [row[c] for c in cols])
+
+    def _insert_decision(self, table: str, subject: str, key: str, a: dict[str, Any]) -> None:
+        """An operator's decision on the ``subject`` whose id is column ``key``; AlreadyExists
+        when the operator has decided on it already."""
+        if self.one(f"SELECT operator_id FROM {table} WHERE {key} = ? AND operator_id = ?",
+                    (a[key], a["operator_id"])):
+            raise AlreadyExists(f"operator {a['operator_id']} has already decided on {subject} "
+                                f"{a[key]}")
+        self._insert_row(table, a)
+
+    def _decision_rows(self, table: str, key: str, value: str) -> list[Row]:
+        return self.all(f"SELECT * FROM {table} WHERE {key} = ? ORDER BY created_at", (value,))
+
     @property
     def for_update(self) -> str:
         return " FOR UPDATE" if self.dialect == "postgresql" else ""
@@ -132,28 +173,14 @@ class Tx:
         )
 
     def get_wallet(self, wallet_id: str, *, lock: bool = False) -> Row:
-        r = self.one("SELECT * FROM wallets WHERE id = ?" + (self.for_update if lock else ""),
-                     (wallet_id,))
-        if r is None:
-            raise NotFound(f"wallet {echo(wallet_id, quote=False)} not found")
-        return r
+        return self._by_id("wallets", "wallet", wallet_id, lock=lock)
 
     def wallet_keys(self, wallet_id: str) -> list[Row]:
         return self.all("SELECT * FROM keys WHERE wallet_id = ? ORDER BY position", (wallet_id,))
 
     def list_wallets(self, *, category: str = "", case_ref: str = "", after: str = "",
                      limit: int = 100) -> list[Row]:
-        sql = "SELECT * FROM wallets WHERE id > ?"
-        params: list[Any] = [after]
-        if category:
-            sql += " AND category = ?"
-            params.append(category)
-        if case_ref:
-            sql += " AND case_ref = ?"
-            params.append(case_ref)
-        sql += " ORDER BY id LIMIT ?"
-        params.append(limit)
-        return self.all(sql, params)
+        return self._page("wallets", after, limit, category=category, case_ref=case_ref)
 
     def wallet_addresses(self) -> dict[str, str]:
         return {r["address"]: r["id"] for r in self.all("SELECT id, address FROM wallets")}
@@ -191,10 +218,7 @@ class Tx:
                                         OperatorStatus.ACTIVE.value, time.time()))
 
     def get_operator(self, op_id: str) -> Row:
-        r = self.one("SELECT * FROM operators WHERE id = ?", (op_id,))
-        if r is None:
-            raise NotFound(f"operator {echo(op_id, quote=False)} not found")
-        return r
+        return self._by_id("operators", "operator", op_id)
 
     def list_operators(self) -> list[Row]:
         return self.all("SELECT * FROM operators ORDER BY id")
@@ -252,9 +276,7 @@ class Tx:
                             + self.for_update, (key,))
             if held and held["transfer_id"] != replaces:
                 raise self._held(key, held["transfer_id"])
-        cols = list(t)
-        self.execute(f"INSERT INTO transfers ({', '.join(cols)}) VALUES"
-                     f" ({', '.join('?' for _ in cols)})", [t[c] for c in cols])
+        self._insert_row("transfers", t)
         for key in lock_keys:
             held = self.one("SELECT transfer_id FROM transfer_locks WHERE lock_key = ?"
                             + self.for_update, (key,))
@@ -298,11 +320,7 @@ class Tx:
         self.execute("DELETE FROM transfer_locks WHERE transfer_id = ?", (transfer_id,))
 
     def get_transfer(self, transfer_id: str, *, lock: bool = False) -> TransferRecord:
-        r = self.one("SELECT * FROM transfers WHERE id = ?" + (self.for_update if lock else ""),
-                     (transfer_id,))
-        if r is None:
-            raise NotFound(f"transfer {echo(transfer_id, quote=False)} not found")
-        return transfer_from_row(r)
+        return transfer_from_row(self._by_id("transfers", "transfer", transfer_id, lock=lock))
 
     def lock_transfer_if_free(self, transfer_id: str) -> TransferRecord | None:
         """The transfer, locked, unless another transaction holds it (PostgreSQL: ``FOR UPDATE
@@ -318,17 +336,9 @@ class Tx:
 
     def list_transfers(self, *, wallet_id: str = "", state: TransferState | str = "",
                        after: str = "", limit: int = 100) -> list[TransferRecord]:
-        sql = "SELECT * FROM transfers WHERE id > ?"
-        params: list[Any] = [after]
-        if wallet_id:
-            sql += " AND wallet_id = ?"
-            params.append(wallet_id)
-        if state:
-            sql += " AND state = ?"
-            params.append(state.value if isinstance(state, TransferState) else state)
-        sql += " ORDER BY id LIMIT ?"
-        params.append(limit)
-        return [transfer_from_row(r) for r in self.all(sql, params)]
+        return [transfer_from_row(r) for r in self._page(
+            "transfers", after, limit, wallet_id=wallet_id,
+            state=state.value if isinstance(state, TransferState) else state)]
 
     def due_transfers(self, now: float) -> list[tuple[str, TransferState, float]]:
         """(id, state, expires_at) of the transfers the monitor must act on: pending past
@@ -371,18 +381,11 @@ class Tx:
 
     # ---------------------------------------------------------------- approvals and signatures
     def insert_approval(self, a: dict[str, Any]) -> None:
-        if self.one("SELECT operator_id FROM approvals WHERE transfer_id = ? AND operator_id = ?",
-                    (a["transfer_id"], a["operator_id"])):
-            raise AlreadyExists(
-                f"operator {a['operator_id']} has already decided on transfer {a['transfer_id']}")
-        cols = list(a)
-        self.execute(f"INSERT INTO approvals ({', '.join(cols)}) VALUES"
-                     f" ({', '.join('?' for _ in cols)})", [a[c] for c in cols])
+        self._insert_decision("approvals", "transfer", "transfer_id", a)
 
     def approvals(self, transfer_id: str) -> list[ApprovalRecord]:
         return [approval_from_row(r) for r in
-                self.all("SELECT * FROM approvals WHERE transfer_id = ? ORDER BY created_at",
-                         (transfer_id,))]
+                self._decision_rows("approvals", "transfer_id", transfer_id)]
 
     def approvals_for(self, transfer_ids: Sequence[str]) -> dict[str, list[ApprovalRecord]]:
         """Approvals of several transfers in one query (a list page)."""
@@ -460,27 +463,16 @@ class Tx:
 
     # ---------------------------------------------------------------- proposals
     def insert_proposal(self, p: dict[str, Any]) -> None:
-        cols = list(p)
-        self.execute(f"INSERT INTO proposals ({', '.join(cols)}) VALUES"
-                     f" ({', '.join('?' for _ in cols)})", [p[c] for c in cols])
+        self._insert_row("proposals", p)
 
     def get_proposal(self, proposal_id: str, *, lock: bool = False) -> ProposalRecord:
-        r = self.one("SELECT * FROM proposals WHERE id = ?" + (self.for_update if lock else ""),
-                     (proposal_id,))
-        if r is None:
-            raise NotFound(f"proposal {echo(proposal_id, quote=False)} not found")
-        return proposal_from_row(r)
+        return proposal_from_row(self._by_id("proposals", "proposal", proposal_id, lock=lock))
 
     def list_proposals(self, *, state: ProposalState | str = "", after: str = "",
                        limit: int = 100) -> list[ProposalRecord]:
-        sql = "SELECT * FROM proposals WHERE id > ?"
-        params: list[Any] = [after]
-        if state:
-            sql += " AND state = ?"
-            params.append(state.value if isinstance(state, ProposalState) else state)
-        sql += " ORDER BY id LIMIT ?"
-        params.append(limit)
-        return [proposal_from_row(r) for r in self.all(sql, params)]
+        return [proposal_from_row(r) for r in self._page(
+            "proposals", after, limit,
+            state=state.value if isinstance(state, ProposalState) else state)]
 
     def due_proposals(self, now: float) -> list[str]:
         """Ids of the pending proposals whose window (as the row says) passed."""
@@ -496,18 +488,11 @@ class Tx:
         self.execute(f"UPDATE proposals SET {sets} WHERE id = ?", [*fields.values(), proposal_id])
 
     def insert_proposal_approval(self, a: dict[str, Any]) -> None:
-        if self.one("SELECT operator_id FROM proposal_approvals WHERE proposal_id = ? AND"
-                    " operator_id = ?", (a["proposal_id"], a["operator_id"])):
-            raise AlreadyExists(f"operator {a['operator_id']} has already decided on proposal "
-                                f"{a['proposal_id']}")
-        cols = list(a)
-        self.execute(f"INSERT INTO proposal_approvals ({', '.join(cols)}) VALUES"
-                     f" ({', '.join('?' for _ in cols)})", [a[c] for c in cols])
+        self._insert_decision("proposal_approvals", "proposal", "proposal_id", a)
 
     def proposal_approvals(self, proposal_id: str) -> list[ProposalApprovalRecord]:
         return [proposal_approval_from_row(r) for r in
-                self.all("SELECT * FROM proposal_approvals WHERE proposal_id = ?"
-                         " ORDER BY created_at", (proposal_id,))]
+                self._decision_rows("proposal_approvals", "proposal_id", proposal_id)]
 
     def proposal_approvals_for(self, ids: Sequence[str]
                                ) -> dict[str, list[ProposalApprovalRecord]]:

@@ -1,6 +1,7 @@
 """The store's codec: one function per record, from a row as read to the typed record of
 ``signerd.core.records`` (and back to columns, for an insert). Every store method that reads a
 transfer or an approval builds its record here, once; nothing above the store indexes a row.
+The field's type in the record decides how its column is read (``_DECODERS``).
 
 A row whose columns do not have their types makes no record: AuthorityViolation, naming the
 row (signerd writes none such; a store writer's row is refused like any other forgery).
@@ -8,7 +9,9 @@ row (signerd writes none such; a store writer's row is refused like any other fo
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+import typing
+from enum import Enum
+from typing import Any, Callable, Protocol, TypeVar
 
 from signerd.core.errors import AuthorityViolation
 from signerd.core.model import Chain, Decision, ProposalState, TransferState
@@ -27,86 +30,78 @@ def _text(value: Any) -> str:
 
 
 def transfer_from_row(r: Columns) -> TransferRecord:
-    try:
-        return TransferRecord(
-            id=_text(r["id"]), wallet_id=_text(r["wallet_id"]), chain=Chain(r["chain"]),
-            state=TransferState(r["state"]), payload=bytes(r["payload"]),
-            movement=_text(r["movement"]), submitter=_text(r["submitter"]),
-            policy_version=int(r["policy_version"]), requirement=_text(r["requirement"]),
-            expires_at=float(r["expires_at"]), created_at=float(r["created_at"]),
-            updated_at=float(r["updated_at"]), replaces=_text(r["replaces"]),
-            legal_basis=_text(r["legal_basis"]), category_change=_text(r["category_change"]),
-            raw_tx=_text(r["raw_tx"]), psbt=_text(r["psbt"]), tx_hash=_text(r["tx_hash"]),
-            failure=_text(r["failure"]), idempotency_key=_text(r["idempotency_key"]),
-            replaces_state=_text(r["replaces_state"]),
-            replaces_fee_delta=_text(r["replaces_fee_delta"]), vetoed=_text(r["vetoed"]),
-            seal=_text(r["seal"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise AuthorityViolation(f"transfer {_where(r)}: its row is malformed in the store "
-                                 f"({e})", kind="transfer") from None
+    return _record(TransferRecord, r, "transfer", "id", "its row is malformed in the store",
+                   "transfer")
 
 
 def approval_from_row(r: Columns) -> ApprovalRecord:
-    try:
-        return ApprovalRecord(
-            transfer_id=_text(r["transfer_id"]), operator_id=_text(r["operator_id"]),
-            decision=Decision(r["decision"]), signature=_text(r["signature"]),
-            statement_sha256=_text(r["statement_sha256"]), reason=_text(r["reason"]),
-            created_at=float(r["created_at"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise AuthorityViolation(f"transfer {_where(r, 'transfer_id')}: a stored decision is "
-                                 f"malformed ({e})", kind="approval") from None
+    return _record(ApprovalRecord, r, "transfer", "transfer_id",
+                   "a stored decision is malformed", "approval")
 
 
 def proposal_from_row(r: Columns) -> ProposalRecord:
-    try:
-        return ProposalRecord(
-            id=_text(r["id"]), kind=_text(r["kind"]), body=_text(r["body"]),
-            state=ProposalState(r["state"]), submitter=_text(r["submitter"]),
-            subject=_text(r["subject"]), expires_at=float(r["expires_at"]),
-            created_at=float(r["created_at"]), updated_at=float(r["updated_at"]),
-            applied_seq=int(r["applied_seq"]), failure=_text(r["failure"]),
-            seal=_text(r["seal"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise AuthorityViolation(f"proposal {_where(r)}: its row is malformed in the store "
-                                 f"({e})", kind="proposal") from None
+    return _record(ProposalRecord, r, "proposal", "id", "its row is malformed in the store",
+                   "proposal")
 
 
 def proposal_approval_from_row(r: Columns) -> ProposalApprovalRecord:
-    try:
-        return ProposalApprovalRecord(
-            proposal_id=_text(r["proposal_id"]), operator_id=_text(r["operator_id"]),
-            decision=Decision(r["decision"]), signature=_text(r["signature"]),
-            statement_sha256=_text(r["statement_sha256"]), reason=_text(r["reason"]),
-            created_at=float(r["created_at"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise AuthorityViolation(f"proposal {_where(r, 'proposal_id')}: a stored decision is "
-                                 f"malformed ({e})", kind="approval") from None
+    return _record(ProposalApprovalRecord, r, "proposal", "proposal_id",
+                   "a stored decision is malformed", "approval")
 
 
 def transfer_columns(t: TransferRecord) -> dict[str, Any]:
     """The columns of a record, as written (enum members by value)."""
-    out = dataclasses.asdict(t)
-    out["chain"], out["state"] = t.chain.value, t.state.value
-    return out
+    return _columns(t)
 
 
 def approval_columns(a: ApprovalRecord) -> dict[str, Any]:
-    out = dataclasses.asdict(a)
-    out["decision"] = a.decision.value
-    return out
+    return _columns(a)
 
 
 def proposal_columns(p: ProposalRecord) -> dict[str, Any]:
-    out = dataclasses.asdict(p)
-    out["state"] = p.state.value
-    return out
+    return _columns(p)
 
 
 def proposal_approval_columns(a: ProposalApprovalRecord) -> dict[str, Any]:
-    out = dataclasses.asdict(a)
-    out["decision"] = a.decision.value
+    return _columns(a)
+
+
+# How a column's value becomes a field's, by the field's type (field names are column names).
+_DECODERS: dict[Any, Callable[[Any], Any]] = {
+    str: _text, int: int, float: float, bytes: bytes,
+    Chain: Chain, TransferState: TransferState, ProposalState: ProposalState, Decision: Decision,
+}
+
+R = TypeVar("R")
+
+
+_FIELD_DECODERS: dict[type, tuple[tuple[str, Callable[[Any], Any]], ...]] = {}
+
+
+def _field_decoders(cls: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    """Each field of the record class ``cls`` with the decoder of its type."""
+    out = _FIELD_DECODERS.get(cls)
+    if out is None:
+        hints = typing.get_type_hints(cls)
+        out = _FIELD_DECODERS[cls] = tuple(
+            (f.name, _DECODERS[hints[f.name]]) for f in dataclasses.fields(cls))
     return out
+
+
+def _record(cls: type[R], r: Columns, subject: str, key: str, what: str, kind: str) -> R:
+    """The record ``cls`` of row ``r``, every field from its column; AuthorityViolation
+    (``{subject} {id}: {what}``) when a column is missing or is not of its type."""
+    try:
+        return cls(**{name: decode(r[name]) for name, decode in _field_decoders(cls)})
+    except (KeyError, TypeError, ValueError) as e:
+        raise AuthorityViolation(f"{subject} {_where(r, key)}: {what} ({e})",
+                                 kind=kind) from None
+
+
+def _columns(record: Any) -> dict[str, Any]:
+    """A record's columns, as written (enum members by value)."""
+    return {f.name: (v.value if isinstance(v := getattr(record, f.name), Enum) else v)
+            for f in dataclasses.fields(record)}
 
 
 def _where(r: Columns, key: str = "id") -> str:
