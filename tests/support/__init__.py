@@ -11,6 +11,7 @@ hsm         the health service and the SoftHSM token taken away and given back
 matrix      the access matrix and a raw call of any method by name
 rpc_raw     hand-made protobuf bytes sent to any method
 authority   a governance ledger in process (pure core), for the unit tests
+audit       audit chains made in memory, export documents edited line by line (unit tests)
 cli         signerctl against a running daemon
 pg          a throwaway PostgreSQL cluster
 

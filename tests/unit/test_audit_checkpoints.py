@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from signerd.core import audit
 from signerd.core.audit import GENESIS, AuditEvent, Checkpoint, new_event, verify_chain
 from signerd.core.errors import InvalidArgument
+from tests.support.audit import edit_line, join, lines_of
 
 INSTANCE = "signerd-test-0001"
 T0 = 1_700_000_000_000_000
@@ -90,22 +91,6 @@ def cps(chain) -> list[Checkpoint]:
 @pytest.fixture(scope="module")
 def doc(chain, cps) -> bytes:
     return v2_export(chain, cps)
-
-
-def lines_of(data: bytes) -> list[bytes]:
-    return data.split(b"\n")[:-1]
-
-
-def join(lines: list[bytes]) -> bytes:
-    return b"".join(line + b"\n" for line in lines)
-
-
-def edit_line(data: bytes, number: int, **changes) -> bytes:
-    lines = lines_of(data)
-    obj = json.loads(lines[number - 1])
-    obj.update(changes)
-    lines[number - 1] = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-    return join(lines)
 
 
 # --- building and signing ------------------------------------------------------------------
