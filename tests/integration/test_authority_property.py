@@ -98,17 +98,20 @@ TEMPLATE = Need(2, (("custody_officer", 1), ("investigator", 1)),
 
 
 @dataclass(frozen=True)
-class Register:
+class OperatorProposal:
+    """A proposal about generated operator ``op``, by ``submitter``, with these decisions."""
+
     op: int
     submitter: str
     decisions: tuple[tuple[Any, str], ...]
 
 
-@dataclass(frozen=True)
-class Revoke:
-    op: int
-    submitter: str
-    decisions: tuple[tuple[Any, str], ...]
+class Register(OperatorProposal):
+    pass
+
+
+class Revoke(OperatorProposal):
+    pass
 
 
 @dataclass(frozen=True)
