@@ -20,7 +20,6 @@ import json
 import secrets
 
 import grpc
-import pytest
 
 from tests.support.daemon import Daemon
 from tests.support.governance import decide, govern, set_policy
