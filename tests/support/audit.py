@@ -3,6 +3,9 @@ the audit chain, its checkpoints and ``signerctl audit verify``)."""
 from __future__ import annotations
 
 import json
+from typing import Any
+
+from hypothesis import strategies as st
 
 from signerd.core import audit
 
@@ -33,3 +36,11 @@ def edit_line(doc: bytes, number: int, **changes) -> bytes:
     obj.update(changes)
     lines[number - 1] = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
     return join(lines)
+
+
+def one_byte_changed(doc: bytes, data: Any) -> tuple[bytes, int, int]:
+    """``doc`` with one byte changed (hypothesis's ``data`` draws where and to what); and that
+    position and byte."""
+    position = data.draw(st.integers(0, len(doc) - 1), label="position")
+    byte = data.draw(st.integers(0, 255).filter(lambda b: b != doc[position]), label="byte")
+    return doc[:position] + bytes([byte]) + doc[position + 1:], position, byte

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from signerd.core import audit
 from signerd.core.audit import GENESIS, AuditEvent, Checkpoint, new_event, verify_chain
 from signerd.core.errors import InvalidArgument
-from tests.support.audit import edit_line, join, lines_of
+from tests.support.audit import edit_line, join, lines_of, one_byte_changed
 
 INSTANCE = "signerd-test-0001"
 T0 = 1_700_000_000_000_000
@@ -393,9 +393,7 @@ def small_doc() -> bytes:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_single_byte_change_of_a_v2_export_is_detected(small_doc, data):
-    position = data.draw(st.integers(0, len(small_doc) - 1), label="position")
-    byte = data.draw(st.integers(0, 255).filter(lambda b: b != small_doc[position]), label="byte")
-    mutated = small_doc[:position] + bytes([byte]) + small_doc[position + 1:]
+    mutated, position, byte = one_byte_changed(small_doc, data)
     try:
         result = audit.verify_export(mutated)
     except InvalidArgument:
