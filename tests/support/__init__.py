@@ -3,7 +3,8 @@
 daemon      the state folder (`signerd init`), config edits, the daemon subprocess, its channels
 rpc         pb, rpc (generated code) and rpc_error
 governance  operators' decisions as signerctl makes them; governance through the demo quorum
-fixtures    pytest fixtures (tests/conftest.py imports them): daemon_factory
+fixtures    pytest fixtures (tests/conftest.py imports them): daemon_factory; in_process_app, a
+            module's in-process App
 bitcoin     wallets, PSBTs, submission, and python-bitcointx's check of a final transaction
 ethereum    wallets, EIP-1559 fields, submission
 attacks     the store-writer attacks, run on SQLite and on PostgreSQL, and their helpers

@@ -11,6 +11,9 @@ use it. A test module's own ``daemon`` fixture keeps its scope and its options a
 ``run`` starts the daemon, yields it, and stops it when the fixture ends (at the end of the
 fixture's own scope); ``start`` gives a started daemon the factory stops at the end of the
 session if nothing stopped it before.
+
+``in_process_app`` is the same for a module's ``app`` fixture: signerd's App in this process on
+a fresh state folder.
 """
 from __future__ import annotations
 
