@@ -71,10 +71,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
-from common import (Daemon, bench_limits, build_psbt,  # noqa: E402
-                    eth_payload, flat_path, fmt, loadavg, log, machine, operator_keys,
-                    percentiles, proc_cpu_seconds, profile_top, signerd_init,
-                    signerd_module, signing_deferred, write_json)
+from common import (Daemon, bench_state, build_psbt, child_result, cpu_busy_seconds,  # noqa: E402
+                    eth_payload, flat_path, fmt, loadavg, log, machine, operator_keys, percentiles,
+                    proc_cpu_seconds, profile_top, profiled_worker, run_measured, signerd_module,
+                    signing_deferred, unit_cost, write_json)
 
 BEFORE = "91a50dd"
 
@@ -121,30 +121,11 @@ LAUNCH = ("import faulthandler, runpy, signal; "
 
 
 class BenchDaemon(Daemon):
-    """common.Daemon started through LAUNCH; remembers its log file."""
+    """common.Daemon (run from common.ROOT, its log file in the state folder) started through
+    LAUNCH."""
 
-    log_path: Path | None = None
-
-    def start(self, timeout: float = 60) -> "BenchDaemon":
-        self.log_path = self.state / f"daemon-{int(time.time() * 1000)}.log"
-        logf = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", LAUNCH, "run", "--config", str(self.config)],
-            stdout=subprocess.PIPE, stderr=logf, text=True, cwd=str(common.ROOT),
-            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        deadline = time.time() + timeout
-        assert self.proc.stdout is not None
-        while time.time() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"daemon exited {self.proc.returncode}")
-                continue
-            m = common.LISTEN_RE.search(line)
-            if m:
-                self.port, self.metrics_port = int(m.group(2)), int(m.group(4))
-                return self
-        raise RuntimeError("daemon did not start in time")
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-c", LAUNCH, *args]
 
     def stacks(self) -> list[str]:
         """The daemon's thread stacks (faulthandler, SIGUSR1), paths shortened."""
@@ -380,23 +361,19 @@ def decide_quorum_making(app: Any, keys: dict[str, Any], ids: list[str],
             "process_cpu_ms_per_call": round(sum(cpus) / len(ids) * 1000, 3)}
 
 
-def profiled_worker(app: Any, prof: cProfile.Profile) -> Callable[[], None]:
-    """Record the sign step's worker thread (SignStep._pipeline) in ``prof``; returns undo."""
-    step = app.transfers.signer
-    run = step._pipeline
-
-    def profiled() -> None:
-        prof.enable()
-        try:
-            run()
-        finally:
-            prof.disable()
-
-    step._pipeline = profiled
-
-    def undo() -> None:
-        del step._pipeline
-    return undo
+def profile_sign_step(app: Any, ids: list[str]) -> dict[str, Any]:
+    """cProfile (CPU of the worker thread) of the sign step for each transfer in turn."""
+    worker = cProfile.Profile(time.thread_time)
+    undo = profiled_worker(app, worker)
+    try:
+        for tid in ids:
+            app.transfers.sign(tid)
+    finally:
+        undo()
+    return {"transfers": len(ids), "timer": "CPU of the worker thread (time.thread_time)",
+            "per_transfer": summary(worker, len(ids)),
+            "top_tottime": profile_top(worker, 25, "tottime"),
+            "top_cumulative": profile_top(worker, 40, "cumulative")}
 
 
 def stage_cpu(app: Any, ids: list[str]) -> dict[str, Any]:
@@ -561,17 +538,6 @@ def summary(prof: cProfile.Profile, per: int) -> dict[str, Any]:
             out[label] = {"ms": round(ct / per * 1000, 4), "calls": round(nc / per, 2)}
     out["_total_ms (sum of tottime)"] = round(sum(v[2] for v in stats.values()) / per * 1000, 4)
     return out
-
-
-def unit_cost(fn: Callable[[], Any], reps: int = 200, rounds: int = 5) -> float:
-    """Microseconds per call: the best of ``rounds`` rounds of ``reps`` calls."""
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / reps)
-    return round(best * 1e6, 1)
 
 
 def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
@@ -754,30 +720,8 @@ def in_process(cfg: Path, keys: dict[str, Any], btc_id: str, eth_id: str, btc_pu
             out["decide_quorum_making_psbt"]["process_cpu_ms_per_call"]))
 
         # 4. profiles
-        worker = cProfile.Profile(time.thread_time)
-        undo = profiled_worker(app, worker)
-        try:
-            for tid in prof_b:
-                app.transfers.sign(tid)
-        finally:
-            undo()
-        out["profile_sign_step_psbt"] = {
-            "transfers": len(prof_b), "timer": "CPU of the worker thread (time.thread_time)",
-            "per_transfer": summary(worker, len(prof_b)),
-            "top_tottime": profile_top(worker, 25, "tottime"),
-            "top_cumulative": profile_top(worker, 40, "cumulative")}
-        worker = cProfile.Profile(time.thread_time)
-        undo = profiled_worker(app, worker)
-        try:
-            for tid in prof_e:
-                app.transfers.sign(tid)
-        finally:
-            undo()
-        out["profile_sign_step_eth"] = {
-            "transfers": len(prof_e), "timer": "CPU of the worker thread (time.thread_time)",
-            "per_transfer": summary(worker, len(prof_e)),
-            "top_tottime": profile_top(worker, 25, "tottime"),
-            "top_cumulative": profile_top(worker, 40, "cumulative")}
+        out["profile_sign_step_psbt"] = profile_sign_step(app, prof_b)
+        out["profile_sign_step_eth"] = profile_sign_step(app, prof_e)
         caller, worker = cProfile.Profile(), cProfile.Profile()
         undo = profiled_worker(app, worker)
         try:
@@ -820,9 +764,7 @@ def measure(tree: Path, args: Any) -> dict[str, Any]:
     res: dict[str, Any] = {"signerd_version": signerd_version(),
                            "loadavg_start": loadavg()}
     with tempfile.TemporaryDirectory(prefix="signerd-bench-authority-") as wd:
-        cfg = signerd_init(Path(wd) / "state")
-        bench_limits(cfg)
-        keys = operator_keys(cfg.parent)
+        cfg, keys = bench_state(Path(wd) / "state")
         d = BenchDaemon(cfg).start()
         try:
             custody = d.custody()
@@ -848,12 +790,6 @@ def measure(tree: Path, args: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- the driver
-
-def cpu_busy_seconds() -> float:
-    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] if len(f) > 7 else 0)) / os.sysconf(
-        "SC_CLK_TCK")
-
 
 def git(*a: str) -> str:
     return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True,
@@ -891,23 +827,12 @@ def run_one(label: str, tree: Path, args: Any, rnd: int) -> dict[str, Any]:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", str(tree),
                "--json", str(out), *child_args(args)]
         log(f"== round {rnd}: {label} ({tree if label == 'before' else 'this checkout'})")
-        busy0, t0 = cpu_busy_seconds(), time.perf_counter()
-        self0 = os.times()
-        p = subprocess.run(cmd, cwd=str(REPO))
-        wall = time.perf_counter() - t0
-        self1 = os.times()
-        ours = (self1.children_user + self1.children_system
-                - self0.children_user - self0.children_system)
-        busy = cpu_busy_seconds() - busy0
-        meta = {"label": label, "round": rnd, "seconds": round(wall, 1), "exit": p.returncode,
+        p, m = run_measured(cmd, cwd=str(REPO))
+        meta = {"label": label, "round": rnd, "seconds": m["seconds"], "exit": p.returncode,
                 "before_start": quiet, "loadavg_end": loadavg(),
-                "cpu_cores_used_by_this_run": round(ours / wall, 2),
-                "cpu_cores_used_by_other_work": round(max(0.0, busy - ours) / wall, 2)}
-        if p.returncode != 0 or not out.exists():
-            return {"_run": meta, "error": f"exit {p.returncode}"}
-        data = json.loads(out.read_text())
-        data["_run"] = meta
-        return data
+                "cpu_cores_used_by_this_run": m["cores"],
+                "cpu_cores_used_by_other_work": m["other_cores"]}
+        return child_result(p, out, meta, f"exit {p.returncode}")
 
 
 def child_args(args: Any) -> list[str]:

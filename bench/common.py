@@ -207,6 +207,41 @@ def loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
+def cpu_busy_seconds() -> float:
+    """CPU-seconds the whole machine has spent busy (all cores) since boot."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] if len(f) > 7 else 0)) / os.sysconf(
+        "SC_CLK_TCK")
+
+
+def run_measured(cmd: list[str], **kw: Any) -> tuple[subprocess.CompletedProcess[Any],
+                                                       dict[str, float]]:
+    """``subprocess.run(cmd, **kw)``, measured: its wall seconds, the cores it used (the CPU of
+    the child processes it waited for, over the wall time) and the cores other work on the
+    machine used meanwhile (/proc/stat's busy time less its own)."""
+    busy0, t0 = cpu_busy_seconds(), time.perf_counter()
+    before = os.times()
+    p = subprocess.run(cmd, **kw)
+    wall = time.perf_counter() - t0
+    after = os.times()
+    ours = (after.children_user + after.children_system
+            - before.children_user - before.children_system)
+    busy = cpu_busy_seconds() - busy0
+    return p, {"seconds": round(wall, 1), "cores": round(ours / wall, 2),
+               "other_cores": round(max(0.0, busy - ours) / wall, 2)}
+
+
+def child_result(p: subprocess.CompletedProcess[Any], out: Path, meta: dict[str, Any],
+                 error: str) -> dict[str, Any]:
+    """The JSON a benchmark child process wrote to ``out``, with ``meta`` as its "_run"; or
+    ``error`` if it failed or wrote nothing."""
+    if p.returncode != 0 or not out.exists():
+        return {"_run": meta, "error": error}
+    data = json.loads(out.read_text())
+    data["_run"] = meta
+    return data
+
+
 class CpuMeter:
     """CPU seconds used by this process and (optionally) another one over a measured span."""
 
@@ -334,6 +369,14 @@ def bench_limits(cfg: Path) -> None:
     daemon, not the limiter. The default (200/s, burst 400 per principal) would cap the
     five-RPC transfer flow at 100 transfers/s (each operator makes two RPCs per transfer)."""
     set_config(cfg, "limits", rate_per_second=0.0)
+
+
+def bench_state(path: Path) -> tuple[Path, dict[str, Any]]:
+    """A state folder for a benchmark daemon at ``path`` (signerd_init, bench_limits): its
+    config file and the demo operators' keys."""
+    cfg = signerd_init(path)
+    bench_limits(cfg)
+    return cfg, operator_keys(cfg.parent)
 
 
 @dataclass
@@ -619,6 +662,37 @@ def in_process_approve(app: Any, keys: dict[str, Any], transfer_id: str, op: str
     return app.transfers.decide(op, transfer_id, op, Decision.APPROVE,
                                 sign_statement(keys[op], statement),
                                 statement_sha256=statement_digest(statement))
+
+
+def profiled_worker(app: Any, prof: cProfile.Profile) -> Callable[[], None]:
+    """Record the sign step's worker thread (SignStep._pipeline) in ``prof``; returns undo."""
+    step = app.transfers.signer
+    run = step._pipeline
+
+    def profiled() -> None:
+        prof.enable()
+        try:
+            run()
+        finally:
+            prof.disable()
+
+    step._pipeline = profiled
+
+    def undo() -> None:
+        del step._pipeline
+    return undo
+
+
+def unit_cost(fn: Callable[[], Any], reps: int = 200, rounds: int = 5) -> float:
+    """Microseconds per call: the best of ``rounds`` rounds of ``reps`` calls (the minimum
+    filters out time lost to other work on a shared machine)."""
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return round(best * 1e6, 1)
 
 
 @contextlib.contextmanager

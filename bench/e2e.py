@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (CpuMeter, Daemon, Operator, as_stats, bench_limits, build_psbt,  # noqa: E402
-                    eth_fields,
-                    log, operator_keys, part_args, percentiles, perf_report, perf_start,
-                    profile_summary, profile_top, proc_rss_mib, rate, signerd_init, workdir,
-                    write_json)
+from common import (CpuMeter, Daemon, Operator, as_stats, bench_state, build_psbt,  # noqa: E402
+                    eth_fields, log, operator_keys, part_args, percentiles, perf_report,
+                    perf_start, proc_rss_mib, profile_summary, profile_top, rate, unit_cost,
+                    workdir, write_json)
 
 
 class Flow:
@@ -176,18 +175,6 @@ def approval_crypto_cost(state: Path, seconds: float) -> dict[str, Any]:
     per = (time.perf_counter() - t0) / n
     return {"verify_statement_us": round(per * 1e6, 1),
             "two_approvals_cap_per_core": round(1 / (2 * per), 0)}
-
-
-def unit_cost(fn: Any, reps: int = 200, rounds: int = 5) -> float:
-    """Microseconds per call: the best of ``rounds`` rounds of ``reps`` calls (the minimum
-    filters out time lost to other work on a shared machine)."""
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / reps)
-    return round(best * 1e6, 1)
 
 
 def hotspots(app: Any, cfg: Path, transfer_id: str) -> dict[str, Any]:
@@ -496,9 +483,7 @@ def main() -> None:
     from signerd.v1 import signerd_pb2 as pb
 
     with workdir(args.workdir) as wd:
-        cfg = signerd_init(wd / "state-e2e")
-        bench_limits(cfg)
-        keys = operator_keys(cfg.parent)
+        cfg, keys = bench_state(wd / "state-e2e")
         d = Daemon(cfg).start()
         try:
             custody = d.custody()

@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (NPROC, RawToken, eth_payload, in_process_approve, log,  # noqa: E402
-                    open_app, operator_keys, part_args, profile_summary, profile_top, rate,
-                    transfer_state, raw_rate, run_threads, signerd_init, signing_deferred, token_of, workdir,
-                    write_json, build_psbt)
+from common import (NPROC, RawToken, build_psbt, eth_payload, in_process_approve,  # noqa: E402
+                    log, open_app, operator_keys, part_args, profile_summary, profile_top,
+                    profiled_worker, rate, raw_rate, run_threads, signerd_init, signing_deferred,
+                    token_of, transfer_state, workdir, write_json)
 
 
 def thread_levels() -> list[int]:
@@ -243,22 +243,12 @@ def main() -> None:
         # profile of the sign step (one thread) on the rest
         rest = pool[at:]
         prof = cProfile.Profile()  # of the sign step's worker thread, where signing happens
-        step = app.transfers.signer
-        run = step._pipeline
-
-        def profiled() -> None:
-            prof.enable()
-            try:
-                run()
-            finally:
-                prof.disable()
-
-        step._pipeline = profiled
+        undo = profiled_worker(app, prof)
         t0 = time.perf_counter()
         for tid in rest:
             app.transfers.sign(tid)
         prof_s = time.perf_counter() - t0
-        del step._pipeline
+        undo()
         results["profile_sign_step"] = {
             "transfers": len(rest), "seconds": round(prof_s, 3),
             "summary_cumulative_s": profile_summary(prof, {

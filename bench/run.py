@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,22 +27,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import fmt, machine  # noqa: E402
+from common import child_result, fmt, loadavg, machine, run_measured  # noqa: E402
 
 PARTS = ("hsm_rate", "e2e", "psbt_scaling", "store", "baselines")
-
-
-def cpu_busy_seconds() -> float:
-    """CPU-seconds the whole machine has spent busy (all cores) since boot."""
-    f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    v = [int(x) for x in f]
-    busy = v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def run_part(name: str, quick: bool) -> dict[str, Any]:
@@ -54,20 +39,12 @@ def run_part(name: str, quick: bool) -> dict[str, Any]:
         if quick:
             cmd.append("--quick")
         print(f"== {name}", file=sys.stderr, flush=True)
-        busy0, ours0, t0 = cpu_busy_seconds(), children_cpu(), time.perf_counter()
-        load0 = Path("/proc/loadavg").read_text().split()[:3]
-        p = subprocess.run(cmd, stderr=None, stdout=subprocess.PIPE, text=True)
-        wall = time.perf_counter() - t0
-        busy, ours = cpu_busy_seconds() - busy0, children_cpu() - ours0
-        meta = {"seconds": round(wall, 1), "exit": p.returncode,
-                "loadavg_at_start": [float(x) for x in load0],
-                "cpu_cores_used_by_this_part": round(ours / wall, 2),
-                "cpu_cores_used_by_other_work": round(max(0.0, busy - ours) / wall, 2)}
-        if p.returncode != 0 or not out.exists():
-            return {"_run": meta, "error": f"{name} exited {p.returncode}"}
-        data = json.loads(out.read_text())
-        data["_run"] = meta
-        return data
+        load0 = loadavg()
+        p, m = run_measured(cmd, stderr=None, stdout=subprocess.PIPE, text=True)
+        meta = {"seconds": m["seconds"], "exit": p.returncode, "loadavg_at_start": load0,
+                "cpu_cores_used_by_this_part": m["cores"],
+                "cpu_cores_used_by_other_work": m["other_cores"]}
+        return child_result(p, out, meta, f"{name} exited {p.returncode}")
 
 
 # ---------------------------------------------------------------- the table

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (CpuMeter, Daemon, Operator, bench_limits, eth_fields, log,  # noqa: E402
-                    operator_keys, part_args, percentiles, proc_rss_mib, rate, signerd_init,
-                    workdir, write_json)
+from common import (CpuMeter, Daemon, Operator, bench_state, eth_fields, log,  # noqa: E402
+                    part_args, percentiles, proc_rss_mib, rate, workdir, write_json)
 
 
 def fill_transfers(d: Daemon, wallet_id: str, count: int, threads: int = 4) -> dict[str, Any]:
@@ -122,9 +121,7 @@ def main() -> None:
     from signerd.v1 import signerd_pb2 as pb
 
     with workdir(args.workdir) as wd:
-        cfg = signerd_init(wd / "state-store")
-        bench_limits(cfg)
-        keys = operator_keys(cfg.parent)
+        cfg, keys = bench_state(wd / "state-store")
         d = Daemon(cfg).start()
         try:
             custody = d.custody()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -39,25 +39,17 @@ from tests.support.rpc import pb, rpc_error
 from tests.support import bitcoin as btc
 from tests.support.cli import ctl
 from tests.support.ethereum import submit, tx_fields
-from tests.support.attacks import (FRESH, SqliteWriter, assert_no_signature, assert_violation,
-                                   audit_events, eth_wallet, fresh_daemon, insert_approval,
-                                   monitor_ticks, sqlite_writer, store_statement, violation_metric,
-                                   wait_state)
-from tests.support.fixtures import DaemonFactory
+from tests.support.attacks import (SqliteWriter, assert_no_signature, assert_violation,
+                                   audit_events, daemon_and_writer_fixtures, eth_wallet,
+                                   fresh_daemon, insert_approval, monitor_ticks, sqlite_writer,
+                                   store_statement, violation_metric, wait_state)
 
 GWEI = 10**9
 _nonce = iter(range(1, 10**6))
 _order = iter(range(1, 10**6))
 
 
-@pytest.fixture(scope="module")
-def daemon(daemon_factory: DaemonFactory) -> Iterator[Daemon]:
-    yield from daemon_factory.run("sees", **FRESH)
-
-
-@pytest.fixture
-def db(daemon: Daemon) -> SqliteWriter:
-    return sqlite_writer(daemon)
+daemon, db = daemon_and_writer_fixtures("sees")
 
 
 def statement_doc(d: Daemon, transfer_id: str, operator: str = "cust1") -> tuple[dict[str, Any],

@@ -51,7 +51,6 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from signerd.adapters import config as C
 from signerd.services.admin import AdminService
 from signerd.app import App
 from signerd.core.approval import sign_statement
@@ -60,7 +59,7 @@ from signerd.core.errors import SignerError
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
 from signerd.core.operator_keys import generate, public_pem
-from tests.support.daemon import init_state
+from tests.support.fixtures import in_process_app
 from tests.support.governance import app_govern, app_wallet
 from tests.support.ethereum import tx_fields
 
@@ -99,17 +98,20 @@ TEMPLATE = Need(2, (("custody_officer", 1), ("investigator", 1)),
 
 
 @dataclass(frozen=True)
-class Register:
+class OperatorProposal:
+    """A proposal about generated operator ``op``, by ``submitter``, with these decisions."""
+
     op: int
     submitter: str
     decisions: tuple[tuple[Any, str], ...]
 
 
-@dataclass(frozen=True)
-class Revoke:
-    op: int
-    submitter: str
-    decisions: tuple[tuple[Any, str], ...]
+class Register(OperatorProposal):
+    pass
+
+
+class Revoke(OperatorProposal):
+    pass
 
 
 @dataclass(frozen=True)
@@ -434,16 +436,7 @@ class Model:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory):
-    from signerd.adapters import hsm
-
-    cfg = C.load(init_state(tmp_path_factory.mktemp("authprop") / "state"))
-    a = App(cfg)  # sets SOFTHSM2_CONF to this state folder's token
-    # As in test_quorum_property: have the keystore initialise SoftHSM again for this token.
-    hsm._INITIALISED.pop(cfg.hsm.module, None)
-    a.start()
-    yield a
-    a.stop()
-    hsm._INITIALISED.pop(cfg.hsm.module, None)  # the next in-process user initialises its own
+    yield from in_process_app(tmp_path_factory.mktemp("authprop") / "state")
 
 
 @pytest.fixture(scope="module")

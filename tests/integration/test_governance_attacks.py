@@ -49,7 +49,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import coincurve
 import grpc
@@ -71,8 +71,8 @@ from tests.support.governance import decide, decide_proposal, govern, register_o
 from tests.support.rpc import pb, rpc_error
 from tests.support.bitcoin import build_psbt, verify_with_bitcointx
 from tests.support.ethereum import submit, tx_fields
-from tests.support.attacks import (ALL_ROLES, FRESH, ONE_APPROVER, SqliteWriter, StoreWriter,
-                                   assert_eth_signed, assert_no_signature,
+from tests.support.attacks import (ALL_ROLES, ONE_APPROVER, SqliteWriter, StoreWriter,
+                                   approve_with_key, assert_eth_signed, assert_no_signature,
                                    attack_erased_proposal_rejection, attack_erased_veto,
                                    attack_erased_veto_across_a_restart,
                                    attack_erased_veto_and_its_audit_events,
@@ -80,10 +80,10 @@ from tests.support.attacks import (ALL_ROLES, FRESH, ONE_APPROVER, SqliteWriter,
                                    attack_forged_authority_ledger_entry, attack_forged_operators,
                                    attack_one_approver_policy_row, attack_replaced_genesis,
                                    attack_thawed_frozen_wallet, attack_zero_signature_approvals,
-                                   audit_events, eth_transfer, eth_wallet, fresh_daemon,
-                                   monitor_ticks, multisig, operator_cert, seized_btc_wallet,
+                                   audit_events, daemon_and_writer_fixtures, eth_transfer,
+                                   eth_wallet, fresh_daemon, monitor_ticks, multisig,
+                                   operator_cert, run_on_a_fresh_daemon, seized_btc_wallet,
                                    sqlite_writer, sweep, transfer, wait_state)
-from tests.support.fixtures import DaemonFactory
 
 
 # ---------------------------------------------------------------- making things
@@ -104,14 +104,7 @@ def authority_snapshot(d: Daemon) -> tuple[Any, ...]:
 
 # ---------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module")
-def daemon(daemon_factory: DaemonFactory) -> Iterator[Daemon]:
-    yield from daemon_factory.run("govattack", **FRESH)
-
-
-@pytest.fixture
-def db(daemon: Daemon) -> SqliteWriter:
-    return sqlite_writer(daemon)
+daemon, db = daemon_and_writer_fixtures("govattack")
 
 
 # ---------------------------------------------------------------- 1. a store writer alone
@@ -148,11 +141,7 @@ def test_store_writer_erases_a_veto_from_the_audit_chain_too(daemon: Daemon,
 
 
 def test_store_writer_erases_a_veto_then_the_daemon_restarts(tmp_path: Path) -> None:
-    d = fresh_daemon(tmp_path / "state")
-    try:
-        attack_erased_veto_across_a_restart(d, sqlite_writer(d))
-    finally:
-        d.stop()
+    run_on_a_fresh_daemon(tmp_path / "state", attack_erased_veto_across_a_restart)
 
 
 def test_store_writer_erases_a_proposal_rejection(daemon: Daemon, db: SqliteWriter) -> None:
@@ -160,19 +149,11 @@ def test_store_writer_erases_a_proposal_rejection(daemon: Daemon, db: SqliteWrit
 
 
 def test_store_writer_forged_authority_ledger_entry(tmp_path: Path) -> None:
-    d = fresh_daemon(tmp_path / "state")
-    try:
-        attack_forged_authority_ledger_entry(d, sqlite_writer(d))
-    finally:
-        d.stop()
+    run_on_a_fresh_daemon(tmp_path / "state", attack_forged_authority_ledger_entry)
 
 
 def test_store_writer_replaced_genesis(tmp_path: Path) -> None:
-    d = fresh_daemon(tmp_path / "state")
-    try:
-        attack_replaced_genesis(d, sqlite_writer(d))
-    finally:
-        d.stop()
+    run_on_a_fresh_daemon(tmp_path / "state", attack_replaced_genesis)
 
 
 # ---------------------------------------------------------------- 2. one admin alone
@@ -214,12 +195,7 @@ def test_one_admin_registers_an_operator_with_every_role(daemon: Daemon, db: Sql
     assert db.one("SELECT COUNT(*) AS n FROM operators WHERE id = ?", (name,))["n"] == 0
     # The legitimate counterpart: the governance quorum approves; then their approval counts.
     assert govern(daemon, p).state == "APPROVED"
-    statement = daemon.approval(name).GetStatement(pb.GetStatementRequest(
-        transfer_id=t.id, decision=pb.APPROVE)).statement
-    assert_eth_signed(daemon.approval(name).SubmitApproval(pb.SubmitApprovalRequest(
-        transfer_id=t.id, operator_id=name, decision=pb.APPROVE,
-        signature=sign_statement(key, statement),
-        statement_sha256=statement_digest(statement))), w)
+    assert_eth_signed(approve_with_key(daemon, t.id, name, key), w)
     revoke = daemon.admin().RevokeOperator(pb.RevokeOperatorRequest(id=name, reason="test"))
     assert govern(daemon, revoke).state == "APPROVED"  # leave the shared daemon as it was
 

@@ -114,59 +114,26 @@ def own(pg_cluster: PgCluster, tmp_path: Path, request: pytest.FixtureRequest
         pg_cluster.drop_database(url)
 
 
-def test_pg_store_writer_zero_signature_approvals(daemon: Daemon, db: PgWriter) -> None:
-    attack_zero_signature_approvals(daemon, db)
+def attack_id(attack: Any) -> str:
+    return attack.__name__.removeprefix("attack_")
 
 
-def test_pg_store_writer_forged_operators_with_every_role(daemon: Daemon, db: PgWriter
-                                                          ) -> None:
-    attack_forged_operators(daemon, db)
+@pytest.mark.parametrize("attack", [  # on the module's daemon, in this order
+    attack_zero_signature_approvals, attack_forged_operators, attack_one_approver_policy_row,
+    attack_thawed_frozen_wallet, attack_fake_wallet_at_the_destination, attack_erased_veto,
+    attack_erased_veto_and_its_audit_events, attack_erased_proposal_rejection,
+    attack_reclassified_destination, attack_inserted_transfer_row,
+], ids=attack_id)
+def test_pg_store_writer(daemon: Daemon, db: PgWriter, attack: Any) -> None:
+    attack(daemon, db)
 
 
-def test_pg_store_writer_one_approver_policy_row(daemon: Daemon, db: PgWriter) -> None:
-    attack_one_approver_policy_row(daemon, db)
-
-
-def test_pg_store_writer_unfreezes_by_sql(daemon: Daemon, db: PgWriter) -> None:
-    attack_thawed_frozen_wallet(daemon, db)
-
-
-def test_pg_store_writer_fake_wallet_at_the_destination(daemon: Daemon, db: PgWriter) -> None:
-    attack_fake_wallet_at_the_destination(daemon, db)
-
-
-def test_pg_store_writer_forged_authority_ledger_entry(own: tuple[Daemon, PgWriter]) -> None:
-    attack_forged_authority_ledger_entry(*own)
-
-
-def test_pg_store_writer_replaced_genesis(own: tuple[Daemon, PgWriter]) -> None:
-    attack_replaced_genesis(*own)
-
-
-def test_pg_store_writer_erases_a_veto(daemon: Daemon, db: PgWriter) -> None:
-    attack_erased_veto(daemon, db)
-
-
-def test_pg_store_writer_erases_a_veto_from_the_audit_chain_too(daemon: Daemon, db: PgWriter
-                                                              ) -> None:
-    attack_erased_veto_and_its_audit_events(daemon, db)
-
-
-def test_pg_store_writer_erases_a_veto_then_the_daemon_restarts(own: tuple[Daemon, PgWriter]
-                                                              ) -> None:
-    attack_erased_veto_across_a_restart(*own)
-
-
-def test_pg_store_writer_erases_a_proposal_rejection(daemon: Daemon, db: PgWriter) -> None:
-    attack_erased_proposal_rejection(daemon, db)
-
-
-def test_pg_store_writer_reclassifies_a_destination(daemon: Daemon, db: PgWriter) -> None:
-    attack_reclassified_destination(daemon, db)
-
-
-def test_pg_store_writer_inserts_a_transfer_row(daemon: Daemon, db: PgWriter) -> None:
-    attack_inserted_transfer_row(daemon, db)
+@pytest.mark.parametrize("attack", [
+    attack_forged_authority_ledger_entry, attack_replaced_genesis,
+    attack_erased_veto_across_a_restart,
+], ids=attack_id)
+def test_pg_store_writer_on_its_own_daemon(own: tuple[Daemon, PgWriter], attack: Any) -> None:
+    attack(*own)
 
 
 def test_pg_policy_change_passes_a_transfer_another_transaction_holds(daemon: Daemon,

@@ -46,42 +46,23 @@ from tests.support.daemon import Daemon
 from tests.support.governance import decide, decide_proposal, govern, register_operator
 from tests.support.rpc import pb, rpc_error
 from tests.support.bitcoin import verify_with_bitcointx
-from tests.support.attacks import (ALL_ROLES, FRESH, SqliteWriter, StoreWriter, assert_eth_signed,
-                                   assert_no_signature, attack_failed_proposal_appended,
-                                   attack_forged_proposal_row, audit_events, canon, eth_transfer,
-                                   eth_wallet, fresh_daemon, monitor_ticks, operator_cert, proposal,
-                                   refused_start, sqlite_writer, sweep, violation_metric, wait_for)
-from tests.support.fixtures import DaemonFactory
+from tests.support.attacks import (ALL_ROLES, SqliteWriter, attack_failed_proposal_appended,
+                                   attack_forged_proposal_row, audit_events, canon,
+                                   daemon_and_writer_fixtures, fresh_daemon, operator_cert,
+                                   proposal, sqlite_writer, sweep)
+from tests.support.fixtures import in_process_app
 
 
 # ---------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module")
-def daemon(daemon_factory: DaemonFactory) -> Iterator[Daemon]:
-    yield from daemon_factory.run("govseal", **FRESH)
-
-
-@pytest.fixture
-def db(daemon: Daemon) -> SqliteWriter:
-    return sqlite_writer(daemon)
+daemon, db = daemon_and_writer_fixtures("govseal")
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """An in-process App on its own state folder: no health monitor runs, so what a decision
     does with a row is seen before any probe could act on it."""
-    from signerd.adapters import config as C
-    from signerd.adapters import hsm
-    from signerd.app import App
-    from tests.support.daemon import init_state
-
-    cfg = C.load(init_state(tmp_path_factory.mktemp("govsealapp") / "state"))
-    a = App(cfg)
-    hsm._INITIALISED.pop(cfg.hsm.module, None)  # as in test_authority_property
-    a.start()
-    yield a
-    a.stop()
-    hsm._INITIALISED.pop(cfg.hsm.module, None)
+    yield from in_process_app(tmp_path_factory.mktemp("govsealapp") / "state")
 
 
 def app_sql(app: Any, query: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:

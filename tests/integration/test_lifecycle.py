@@ -70,26 +70,19 @@ def test_the_lock_goes_with_the_process_however_it_ends(daemon: Daemon) -> None:
     assert d.stop() == 0
 
 
-def test_the_grpc_port_is_not_shared_and_a_busy_one_is_named(daemon: Daemon,
-                                                             tmp_path: Path) -> None:
+@pytest.mark.parametrize("section, port, what", [
+    ("server", "port", "gRPC"),  # the gRPC port is not shared, and a busy one is named
+    ("metrics", "metrics_port", "metrics"),
+], ids=["grpc", "metrics"])
+def test_a_busy_listen_address_is_named(daemon: Daemon, tmp_path: Path, section: str, port: str,
+                                        what: str) -> None:
     cfg = init_state(tmp_path / "other")
-    address = f"127.0.0.1:{daemon.port}"
-    edit_config(cfg, "server", listen=address)
+    address = f"127.0.0.1:{getattr(daemon, port)}"
+    edit_config(cfg, section, listen=address)
     r = run_once(cfg)
     assert r.returncode == 2, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1] == \
-        f"signerd: cannot listen on {address} (gRPC): Address already in use"
-    assert serving(daemon)
-
-
-def test_a_busy_metrics_address_is_named(daemon: Daemon, tmp_path: Path) -> None:
-    cfg = init_state(tmp_path / "other")
-    address = f"127.0.0.1:{daemon.metrics_port}"
-    edit_config(cfg, "metrics", listen=address)
-    r = run_once(cfg)
-    assert r.returncode == 2, r.stderr[-2000:]
-    assert r.stderr.strip().splitlines()[-1] == \
-        f"signerd: cannot listen on {address} (metrics): Address already in use"
+        f"signerd: cannot listen on {address} ({what}): Address already in use"
     assert serving(daemon)
 
 

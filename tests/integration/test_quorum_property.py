@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from signerd.adapters import config as C
 from signerd.services.admin import AdminService
 from signerd.app import App
 from signerd.core.approval import sign_statement
@@ -22,7 +21,7 @@ from signerd.core.errors import SignerError
 from signerd.core.model import Decision
 from signerd.core.operator_keys import generate, public_pem
 from signerd.services.wallets import WalletRequest
-from tests.support.daemon import init_state
+from tests.support.fixtures import in_process_app
 from tests.support.governance import app_govern, app_wallet
 from tests.support.ethereum import tx_fields
 
@@ -31,16 +30,7 @@ ROLES = ["investigator", "custody_officer", "prosecutor"]
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory):
-    from signerd.adapters import hsm
-
-    cfg = C.load(init_state(tmp_path_factory.mktemp("prop") / "state"))
-    a = App(cfg)  # sets SOFTHSM2_CONF to this state folder's token
-    # Another test of this process may have initialised SoftHSM with another token folder; the
-    # library reads its config at C_Initialize, so have the keystore initialise it again.
-    hsm._INITIALISED.pop(cfg.hsm.module, None)
-    a.start()
-    yield a
-    a.stop()
+    yield from in_process_app(tmp_path_factory.mktemp("prop") / "state")
 
 
 def oracle(m: int, mins: dict[str, int], approvers: list[frozenset[str]]) -> bool:

@@ -16,28 +16,20 @@ from typing import Any, Iterator
 import pytest
 from eth_account import Account
 
-from signerd.adapters import config as C
 from signerd.app import App
 from signerd.core.approval import sign_statement
 from signerd.core.errors import FailedPrecondition, WalletFrozen
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
 from signerd.services.wallets import WalletRequest
-from tests.support.daemon import init_state
+from tests.support.fixtures import in_process_app
 from tests.support.governance import app_govern
 from tests.support.ethereum import tx_fields
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    from signerd.adapters import hsm
-
-    cfg = C.load(init_state(tmp_path_factory.mktemp("signstep") / "state"))
-    a = App(cfg)
-    hsm._INITIALISED.pop(cfg.hsm.module, None)  # this module's token folder, not another test's
-    a.start()
-    yield a
-    a.stop()
+    yield from in_process_app(tmp_path_factory.mktemp("signstep") / "state")
 
 
 def state_dir(app: App) -> Path:

@@ -20,12 +20,12 @@ from signerd.cli.verify import rebuild_statement
 from signerd.adapters.config import Limits
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
-from tests.support.daemon import Daemon, init_state, signerctl_cmd
+from tests.support.daemon import Daemon, signerctl_cmd
 from tests.support.governance import decide, govern, set_policy
 from tests.support.rpc import pb, rpc_error
 from tests.support.ethereum import eth_wallet, submit, tx_fields
 from tests.unit.eth_oracle import CHAIN_ID
-from tests.support.fixtures import DaemonFactory
+from tests.support.fixtures import DaemonFactory, in_process_app
 
 USDT = "0xdAC17F958D2ee523a2206206994597C13D831ec7"  # any contract address will do
 RECIPIENT = "0x" + "35" * 20
@@ -237,16 +237,7 @@ def test_a_registered_token_transfer_executes_on_py_evm(daemon: Daemon) -> None:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory):
-    from signerd.adapters import config as C
-    from signerd.adapters import hsm
-    from signerd.app import App
-
-    cfg = C.load(init_state(tmp_path_factory.mktemp("tokens-app") / "state"))
-    a = App(cfg)
-    hsm._INITIALISED.pop(cfg.hsm.module, None)  # this module's token folder, not another test's
-    a.start()
-    yield a
-    a.stop()
+    yield from in_process_app(tmp_path_factory.mktemp("tokens-app") / "state")
 
 
 def test_the_sign_step_refuses_a_call_the_registry_now_decodes_otherwise(app) -> None:

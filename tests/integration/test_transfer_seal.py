@@ -18,34 +18,25 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Iterator
 
 import grpc
-import pytest
 
 from tests.support.daemon import Daemon
 from tests.support.governance import decide, govern, set_policy
 from tests.support.rpc import pb, rpc_error
 from tests.support.bitcoin import verify_with_bitcointx
 from tests.support.ethereum import submit, tx_fields
-from tests.support.attacks import (FRESH, SEAL, StoreWriter, TINY_ONLY, _nonce, assert_eth_signed,
+from tests.support.attacks import (SEAL, StoreWriter, TINY_ONLY, _nonce, assert_eth_signed,
                                    assert_no_signature, assert_violation,
                                    attack_inserted_transfer_row, attack_reclassified_destination,
-                                   eth_transfer, eth_wallet, fresh_daemon, monitor_ticks, multisig,
-                                   seized_btc_wallet, sqlite_writer, sweep, violation_metric)
-from tests.support.fixtures import DaemonFactory
+                                   daemon_and_writer_fixtures, eth_transfer, eth_wallet,
+                                   monitor_ticks, multisig, seized_btc_wallet, sweep,
+                                   violation_metric)
 
 _order = iter(range(1, 10**6))
 
 
-@pytest.fixture(scope="module")
-def daemon(daemon_factory: DaemonFactory) -> Iterator[Daemon]:
-    yield from daemon_factory.run("seal", **FRESH)
-
-
-@pytest.fixture
-def db(daemon: Daemon) -> StoreWriter:
-    return sqlite_writer(daemon)
+daemon, db = daemon_and_writer_fixtures("seal")
 
 
 # ---------------------------------------------------------------- a store writer alone

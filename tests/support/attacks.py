@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import coincurve
 import grpc
@@ -236,6 +236,45 @@ def fresh_daemon(path: Path) -> Daemon:
     return Daemon(cfg).start()
 
 
+def run_on_a_fresh_daemon(path: Path, attack: Callable[[Daemon, StoreWriter], None]) -> None:
+    """``attack`` on a daemon of its own (fresh_daemon at ``path``) and its SQLite writer; the
+    daemon is stopped afterwards."""
+    d = fresh_daemon(path)
+    try:
+        attack(d, sqlite_writer(d))
+    finally:
+        d.stop()
+
+
+def daemon_and_writer_fixtures(name: str) -> tuple[Any, Any]:
+    """A test module's ``daemon`` (module scope: one FRESH daemon, state folder named ``name``)
+    and ``db`` (its SQLite writer) fixtures, as ``daemon, db = daemon_and_writer_fixtures(...)``
+    at the module's top level."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def daemon(daemon_factory: Any) -> Iterator[Daemon]:
+        yield from daemon_factory.run(name, **FRESH)
+
+    @pytest.fixture
+    def db(daemon: Daemon) -> SqliteWriter:
+        return sqlite_writer(daemon)
+
+    return daemon, db
+
+
+def approve_with_key(d: Daemon, transfer_id: str, name: str,
+                     key: Any) -> pb.Transfer:
+    """Operator ``name`` approves ``transfer_id`` with their own ``key``: the statement fetched,
+    signed and submitted."""
+    statement = d.approval(name).GetStatement(pb.GetStatementRequest(
+        transfer_id=transfer_id, decision=pb.APPROVE)).statement
+    return d.approval(name).SubmitApproval(pb.SubmitApprovalRequest(
+        transfer_id=transfer_id, operator_id=name, decision=pb.APPROVE,
+        signature=sign_statement(key, statement),
+        statement_sha256=statement_digest(statement)))
+
+
 def attack_zero_signature_approvals(d: Daemon, db: StoreWriter) -> None:
     """1a: two approval rows with all-zero signatures, state set to APPROVED."""
     w = eth_wallet(d)
@@ -286,12 +325,7 @@ def attack_forged_operators(d: Daemon, db: StoreWriter) -> None:
     register_operator(d, name, ["custody_officer"], public_pem(key))
     ok = eth_transfer(d, w)
     decide(d, ok.id, "inv1")
-    statement = d.approval(name).GetStatement(pb.GetStatementRequest(
-        transfer_id=ok.id, decision=pb.APPROVE)).statement
-    assert_eth_signed(d.approval(name).SubmitApproval(pb.SubmitApprovalRequest(
-        transfer_id=ok.id, operator_id=name, decision=pb.APPROVE,
-        signature=sign_statement(key, statement),
-        statement_sha256=statement_digest(statement))), w)
+    assert_eth_signed(approve_with_key(d, ok.id, name, key), w)
 
 
 def attack_thawed_frozen_wallet(d: Daemon, db: StoreWriter) -> None:

@@ -117,10 +117,14 @@ class Daemon:
     def state(self) -> Path:
         return self.config.parent
 
+    def command(self, *args: str) -> list[str]:
+        """The command line of ``signerd *args`` (the benchmarks run it another way)."""
+        return signerd_cmd(*args)
+
     def start(self, timeout: float = 60) -> "Daemon":
         self.log_path = self.state / f"daemon-{int(time.time() * 1000)}.log"
         log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(signerd_cmd("run", "--config", str(self.config)),
+        self.proc = subprocess.Popen(self.command("run", "--config", str(self.config)),
                                      stdout=subprocess.PIPE, stderr=log, text=True, cwd=self.cwd,
                                      env=dict(os.environ, PYTHONUNBUFFERED="1"))
         deadline = time.time() + timeout

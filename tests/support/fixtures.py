@@ -11,6 +11,9 @@ use it. A test module's own ``daemon`` fixture keeps its scope and its options a
 ``run`` starts the daemon, yields it, and stops it when the fixture ends (at the end of the
 fixture's own scope); ``start`` gives a started daemon the factory stops at the end of the
 session if nothing stopped it before.
+
+``in_process_app`` is the same for a module's ``app`` fixture: signerd's App in this process on
+a fresh state folder.
 """
 from __future__ import annotations
 
@@ -80,3 +83,25 @@ def daemon_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonF
     factory = DaemonFactory(tmp_path_factory)
     yield factory
     factory.stop_all()
+
+
+def in_process_app(path: Path) -> Iterator[Any]:
+    """For a module's ``app`` fixture (``yield from in_process_app(folder / "state")``):
+    signerd's App in this process, started, on a fresh state folder at ``path`` (``signerd
+    init``); stopped when the fixture ends. Another test of this process may have initialised
+    SoftHSM with another token folder, and the library reads its config at C_Initialize, so the
+    keystore is made to initialise it again for this token, and afterwards too for the next
+    in-process user's."""
+    from signerd.adapters import config as C
+    from signerd.adapters import hsm
+    from signerd.app import App
+
+    cfg = C.load(init_state(path))
+    a = App(cfg)  # sets SOFTHSM2_CONF to this state folder's token
+    hsm._INITIALISED.pop(cfg.hsm.module, None)
+    a.start()
+    try:
+        yield a
+    finally:
+        a.stop()
+        hsm._INITIALISED.pop(cfg.hsm.module, None)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -288,28 +289,22 @@ def test_every_module_is_in_a_layer(tree: tuple[set[str], list[Import]]) -> None
             "signerd.app", "signerd.api.server", "signerd.cli", "signerd.daemon"} <= modules
 
 
-def test_layers(tree: tuple[set[str], list[Import]]) -> None:
+@pytest.mark.parametrize("check, broken", [
+    (layer_violations, "layer rule broken:\n"),
+    (core_io_violations, "core purity rule broken:\n"),
+    (late_violations, "function-level imports of signerd outside LATE_ALLOWED:\n"),
+], ids=["layers", "core_does_no_io", "late_imports_are_deliberate"])
+def test_import_rule(tree: tuple[set[str], list[Import]],
+                     check: Callable[[list[Import]], list[str]], broken: str) -> None:
     _, imports = tree
-    bad = layer_violations(imports)
-    assert not bad, "layer rule broken:\n" + "\n".join(bad)
+    bad = check(imports)
+    assert not bad, broken + "\n".join(bad)
 
 
 def test_no_import_cycles(tree: tuple[set[str], list[Import]]) -> None:
     modules, imports = tree
     cycles = find_cycles(modules, imports)
     assert not cycles, "\n".join(cycle_message(c, imports) for c in cycles)
-
-
-def test_core_does_no_io(tree: tuple[set[str], list[Import]]) -> None:
-    _, imports = tree
-    bad = core_io_violations(imports)
-    assert not bad, "core purity rule broken:\n" + "\n".join(bad)
-
-
-def test_late_imports_are_deliberate(tree: tuple[set[str], list[Import]]) -> None:
-    _, imports = tree
-    bad = late_violations(imports)
-    assert not bad, "function-level imports of signerd outside LATE_ALLOWED:\n" + "\n".join(bad)
 
 
 def test_the_checks_catch_violations(tmp_path: Path) -> None:

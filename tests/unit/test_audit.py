@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from signerd.core import audit
 from signerd.core.audit import GENESIS, AuditEvent, new_event, verify_chain
 from signerd.core.errors import InvalidArgument
+from tests.support.audit import edit_line, join, lines_of, one_byte_changed
 
 N_EVENTS = 50
 INSTANCE = "signerd-test-0001"
@@ -66,23 +67,6 @@ def chain() -> list[AuditEvent]:
 @pytest.fixture(scope="module")
 def doc(chain) -> bytes:
     return export(chain)
-
-
-def lines_of(doc: bytes) -> list[bytes]:
-    return doc.split(b"\n")[:-1]
-
-
-def join(lines: list[bytes]) -> bytes:
-    return b"".join(line + b"\n" for line in lines)
-
-
-def edit_line(doc: bytes, number: int, **changes) -> bytes:
-    """Change fields of the JSON object on 1-based line `number`, keeping canonical form."""
-    lines = lines_of(doc)
-    obj = json.loads(lines[number - 1])
-    obj.update(changes)
-    lines[number - 1] = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-    return join(lines)
 
 
 def forge(prev: AuditEvent, seq: int, **fields) -> AuditEvent:
@@ -470,9 +454,7 @@ def small_doc() -> bytes:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_single_byte_change_is_detected(small_doc, data):
-    position = data.draw(st.integers(0, len(small_doc) - 1), label="position")
-    byte = data.draw(st.integers(0, 255).filter(lambda b: b != small_doc[position]), label="byte")
-    mutated = small_doc[:position] + bytes([byte]) + small_doc[position + 1 :]
+    mutated, position, byte = one_byte_changed(small_doc, data)
     try:
         result = audit.verify_export(mutated)
     except InvalidArgument:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from signerd.core import audit
 from signerd.core.audit import GENESIS, AuditEvent, Checkpoint, new_event, verify_chain
 from signerd.core.errors import InvalidArgument
+from tests.support.audit import edit_line, join, lines_of, one_byte_changed
 
 INSTANCE = "signerd-test-0001"
 T0 = 1_700_000_000_000_000
@@ -90,22 +91,6 @@ def cps(chain) -> list[Checkpoint]:
 @pytest.fixture(scope="module")
 def doc(chain, cps) -> bytes:
     return v2_export(chain, cps)
-
-
-def lines_of(data: bytes) -> list[bytes]:
-    return data.split(b"\n")[:-1]
-
-
-def join(lines: list[bytes]) -> bytes:
-    return b"".join(line + b"\n" for line in lines)
-
-
-def edit_line(data: bytes, number: int, **changes) -> bytes:
-    lines = lines_of(data)
-    obj = json.loads(lines[number - 1])
-    obj.update(changes)
-    lines[number - 1] = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-    return join(lines)
 
 
 # --- building and signing ------------------------------------------------------------------
@@ -408,9 +393,7 @@ def small_doc() -> bytes:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_single_byte_change_of_a_v2_export_is_detected(small_doc, data):
-    position = data.draw(st.integers(0, len(small_doc) - 1), label="position")
-    byte = data.draw(st.integers(0, 255).filter(lambda b: b != small_doc[position]), label="byte")
-    mutated = small_doc[:position] + bytes([byte]) + small_doc[position + 1:]
+    mutated, position, byte = one_byte_changed(small_doc, data)
     try:
         result = audit.verify_export(mutated)
     except InvalidArgument:

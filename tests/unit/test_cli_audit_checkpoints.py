@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from signerd.core import audit
 from signerd import cli
+from tests.support.audit import approvals_chain
 
 INSTANCE = "signerd-cli-test"
 KEY = coincurve.PrivateKey(hashlib.sha256(b"signerctl checkpoint test key").digest())
@@ -36,13 +37,7 @@ def rs(digest: bytes) -> bytes:
 
 
 def chain(n: int = 12) -> list[audit.AuditEvent]:
-    events, prev = [], None
-    for i in range(1, n + 1):
-        prev = audit.new_event(prev, time=1_700_000_000_000_000 + i, actor="inv1",
-                               action="transfer.approve", object=f"transfer/t_{i}",
-                               details={"n": i})
-        events.append(prev)
-    return events
+    return approvals_chain(n)
 
 
 def make_export(events: list[audit.AuditEvent], heads=(4, 8, 12),

@@ -33,6 +33,7 @@ from signerd.core.ethereum.address import address_from_pubkey
 from signerd.core.model import Decision
 from signerd.v1 import signerd_pb2 as pb
 from signerd.v1 import signerd_pb2_grpc as rpc
+from tests.support.audit import approvals_chain
 
 PRINCIPALS = ["platform", "admin", "auditor", "inv1", "cust1"]
 INSTANCE = "signerd-cli-test"
@@ -279,12 +280,7 @@ AUDIT_KEY = coincurve.PrivateKey(hashlib.sha256(b"signerctl audit test key").dig
 
 
 def make_export(n: int = 5) -> bytes:
-    events, prev = [], None
-    for i in range(1, n + 1):
-        prev = audit.new_event(prev, time=1_700_000_000_000_000 + i, actor="inv1",
-                               action="transfer.approve", object=f"transfer/t_{i}",
-                               details={"n": i})
-        events.append(prev)
+    events = approvals_chain(n)
     digest = audit.head_digest(INSTANCE, events[-1].seq, events[-1].hash)
     r, s = decode_dss_signature(AUDIT_KEY.sign(digest, hasher=None))
     sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
