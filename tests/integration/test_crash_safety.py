@@ -122,8 +122,11 @@ def test_soak_concurrent_approvals_with_kills_and_restarts(tmp_path: Path) -> No
                 raise
             except ValueError as e:
                 # The kill below closes this test's channels; a client that took a stub just
-                # before gets grpc's "closed channel" instead of UNAVAILABLE: the same event.
-                if "closed channel" in str(e) and time.time() < deadline:
+                # before gets grpc's "closed channel" (or, racing the close, "Channel closed!")
+                # instead of UNAVAILABLE: the same event.
+                text = str(e).lower()
+                if ("closed channel" in text or "channel closed" in text) \
+                        and time.time() < deadline:
                     time.sleep(0.2)
                     continue
                 raise
