@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import secrets
@@ -314,6 +315,9 @@ def run(config_path: str) -> int:
     lock = lifecycle.lock_state(folder) if folder is not None else None  # held until exit
     logs.setup(cfg.log_format)
     signal.signal(signal.SIGHUP, lifecycle.on_sighup)  # reloads nothing; keeps serving
+    # SIGUSR1 writes every thread's stack to stderr (the journal) and signerd goes on: what an
+    # SRE needs from a daemon that stops answering, before restarting it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if cfg.server.insecure:
         log.warning("INSECURE: listening without TLS; principals are taken from request metadata "
                     "(development only)")

@@ -113,6 +113,22 @@ def test_sighup_does_not_stop_the_daemon(daemon: Daemon) -> None:
     assert daemon.stop() == 0  # SIGTERM still drains and exits 0
 
 
+def test_sigusr1_writes_every_threads_stack_and_the_daemon_goes_on(daemon: Daemon) -> None:
+    """For a daemon that stops answering: SIGUSR1 puts each thread's stack on stderr (the
+    journal under systemd), and signerd keeps serving."""
+    assert daemon.proc is not None and daemon.log_path is not None
+    daemon.proc.send_signal(signal.SIGUSR1)
+    deadline = time.time() + 10
+    while "daemon.py" not in daemon.log_path.read_text() and time.time() < deadline:
+        time.sleep(0.1)  # the main thread's stack (in daemon.py's run loop) comes last
+    time.sleep(0.2)
+    log = daemon.log_path.read_text()
+    assert log.count("most recent call first") >= 3, log[-2000:]  # main, gRPC and own threads
+    assert "signerd" in log and "daemon.py" in log
+    assert daemon.proc.poll() is None and serving(daemon)
+    assert daemon.stop() == 0
+
+
 def test_sigterm_just_after_it_says_it_listens_drains_and_exits_0(tmp_path: Path) -> None:
     """The handlers are in place before the HSM, the store and the server start: a supervisor
     that stops signerd the moment it says it listens gets a drained exit 0, not a process
