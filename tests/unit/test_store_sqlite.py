@@ -180,3 +180,30 @@ def test_audit_checkpoints_append_in_order_and_read_back(tmp_path: Path) -> None
         with pytest.raises(AuditChainViolation, match="audit checkpoint 2 is malformed"):
             tx.latest_audit_checkpoint()
     st.close()
+
+
+def test_on_commit_runs_after_the_write_lock_is_released(tmp_path: Path) -> None:
+    """What runs on commit takes the daemon's own locks (the ended set under the checkpoint
+    lock, the HSM anchors), and the audit checkpoint holds that lock while it waits for a
+    write: run under the write lock, the two deadlocked (every gRPC thread then waited). So
+    another thread must be able to write while the on-commit hook runs."""
+    import threading
+
+    st = _store(tmp_path)
+    seen: list[str] = []
+
+    def other_writer() -> None:
+        with st.transaction() as tx:
+            tx.set_meta("other", "written")
+        seen.append("other wrote")
+
+    def on_commit(tx: Tx) -> None:
+        t = threading.Thread(target=other_writer)
+        t.start()
+        t.join(timeout=5)
+        seen.append("joined" if not t.is_alive() else "blocked")
+
+    st.on_commit = on_commit
+    with st.transaction() as tx:
+        tx.append_audit("t", "a", "o", {})
+    assert seen == ["other wrote", "joined"]

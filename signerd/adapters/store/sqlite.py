@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Generator, Iterator
 
 from signerd.core.errors import AlreadyExists, StoreUnavailable
 from . import Tx
@@ -49,9 +49,14 @@ class SqliteStore:
         Writers of this process queue on one lock per database instead of polling SQLite's
         busy lock, which keeps the latency tail short under concurrent clients."""
         with self._writer:
-            yield from self._write(self._conn())
+            tx = yield from self._write(self._conn())
+        # After the write lock is released, as on PostgreSQL: what runs on commit takes the
+        # daemon's own locks (the ended set under the checkpoint lock, HSM anchors), and a
+        # thread holding one of those may be waiting for this write lock (the audit checkpoint).
+        if self.on_commit is not None and (tx.appended or tx.authority_appended):
+            self.on_commit(tx)
 
-    def _write(self, c: sqlite3.Connection) -> Iterator[Tx]:
+    def _write(self, c: sqlite3.Connection) -> Generator[Tx, None, Tx]:
         for attempt in range(50):
             try:
                 c.execute("BEGIN IMMEDIATE")
@@ -78,8 +83,7 @@ class SqliteStore:
         except sqlite3.Error as e:
             c.execute("ROLLBACK")
             raise StoreUnavailable(f"store commit failed: {e}") from None
-        if self.on_commit is not None and (tx.appended or tx.authority_appended):
-            self.on_commit(tx)
+        return tx
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
