@@ -91,6 +91,12 @@ def may_move(old: TransferState | None, new: TransferState) -> bool:
     return new is NEW_TRANSFER if old is None else new in TRANSFER_TRANSITIONS[old]
 
 
+def predecessors(new: TransferState) -> tuple[TransferState, ...]:
+    """The states a transfer may be in when it is written as ``new`` (``TRANSFER_TRANSITIONS``
+    read backwards), in the table's order."""
+    return tuple(old for old, nxt in TRANSFER_TRANSITIONS.items() if new in nxt)
+
+
 def check_transition(transfer_id: str, old: TransferState | None, new: TransferState) -> None:
     """Raise an internal error unless a transfer may move from ``old`` (None: a new transfer)
     to ``new``: signerd never writes a transition the table does not list (that would be a

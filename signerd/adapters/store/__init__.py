@@ -20,7 +20,8 @@ from signerd.core import audit, authority, canonical
 from signerd.core.errors import (AlreadyExists, AuditChainViolation, AuthorityViolation, Conflict,
                                  InvalidArgument, NotFound, SignerError, StoreUnavailable)
 from signerd.core.errors import echo
-from signerd.core.model import OperatorStatus, ProposalState, TransferState, check_transition
+from signerd.core.model import (OperatorStatus, ProposalState, TransferState, check_transition,
+                                 predecessors)
 from signerd.core.records import (ApprovalRecord, ProposalApprovalRecord, ProposalRecord,
                                   TransferRecord)
 from . import migrations
@@ -356,25 +357,35 @@ class Tx:
         return int(r["n"]) if r else 0
 
     def update_transfer(self, transfer_id: str, **fields: Any) -> None:
-        """Change a transfer's columns. A new ``state`` is checked against the transfer's
-        state as stored (``model.check_transition``; the caller holds the row's lock), so
-        signerd never writes a transition the table does not list."""
-        if "state" in fields:
-            new = TransferState(fields["state"])
-            r = self.one("SELECT state FROM transfers WHERE id = ?", (transfer_id,))
-            if r is None:
-                raise NotFound(f"transfer {echo(transfer_id, quote=False)} not found")
-            try:
-                old = TransferState(r["state"])
-            except ValueError:
-                raise AuthorityViolation(f"transfer {transfer_id}: its stored state "
-                                         f"{echo(str(r['state']))} is no state",
-                                         kind="transfer") from None
-            check_transition(transfer_id, old, new)
-            fields["state"] = new.value
+        """Change a transfer's columns. A new ``state`` is written only over a state the
+        transitions table lets it follow (``model.TRANSFER_TRANSITIONS``; the caller holds the
+        row's lock), in the UPDATE itself, so signerd never writes a transition the table does
+        not list; when nothing was written, the stored state says why."""
         fields["updated_at"] = time.time()
+        if "state" not in fields:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            self.execute(f"UPDATE transfers SET {sets} WHERE id = ?",
+                         [*fields.values(), transfer_id])
+            return
+        new = TransferState(fields["state"])
+        fields["state"] = new.value
+        prior = [s.value for s in predecessors(new)]
         sets = ", ".join(f"{k} = ?" for k in fields)
-        self.execute(f"UPDATE transfers SET {sets} WHERE id = ?", [*fields.values(), transfer_id])
+        marks = ", ".join("?" for _ in prior)
+        cur = self.execute(f"UPDATE transfers SET {sets} WHERE id = ? AND state IN ({marks})",
+                           [*fields.values(), transfer_id, *prior])
+        if cur.rowcount == 1:
+            return
+        r = self.one("SELECT state FROM transfers WHERE id = ?", (transfer_id,))
+        if r is None:
+            raise NotFound(f"transfer {echo(transfer_id, quote=False)} not found")
+        try:
+            old = TransferState(r["state"])
+        except ValueError:
+            raise AuthorityViolation(f"transfer {transfer_id}: its stored state "
+                                     f"{echo(str(r['state']))} is no state",
+                                     kind="transfer") from None
+        check_transition(transfer_id, old, new)  # raises: old is not among ``prior``
 
     def count_transfers(self) -> list[Row]:
         return self.all("SELECT chain, state, COUNT(*) AS n FROM transfers GROUP BY chain, state")
