@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator
 from signerd.adapters.config import Config
 from signerd.adapters.hsm import Keystore, KeyInfo
 from signerd.adapters.metrics import Metrics
+from signerd.adapters import observe
 from signerd.adapters.store import Store, Tx
 from signerd.adapters.store.factory import open_store
 from signerd.core import anchor
@@ -493,9 +494,12 @@ class App:
         return cp
 
     def _committed(self, tx: Tx) -> None:
-        """A write of this process committed: the transfers and proposals it ended are known
-        ended at once (a store writer erasing the end before the chain is read again is seen),
-        and a new ledger head is anchored in the HSM (after the commit: see signerd.core.anchor)."""
+        """A write of this process committed: its facts are counted and logged
+        (signerd.adapters.observe), the transfers and proposals it ended are known ended at
+        once (a store writer erasing the end before the chain is read again is seen), and a new
+        ledger head is anchored in the HSM (after the commit: see signerd.core.anchor)."""
+        if tx.events:
+            observe.report(self.metrics, tx.events)
         ended = [e.object for e in tx.appended if e.action in audit.ENDING_ACTIONS]
         if ended:
             with self._checkpoint_lock:

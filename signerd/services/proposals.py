@@ -39,6 +39,7 @@ from signerd.adapters.store.codec import proposal_approval_columns, proposal_col
 from signerd.core import approval as A
 from signerd.core import authority as AU
 from signerd.core import canonical
+from signerd.core import events as EV
 from signerd.core import policy as P
 from signerd.core.engine import effective_requirement
 from signerd.core.errors import (AuthorityViolation, FailedPrecondition, HsmUnavailable,
@@ -236,10 +237,8 @@ class ProposalService:
             tx.append_audit(actor, "proposal.created", doc["id"], {
                 "kind": kind, "summary": AU.summary(doc),
                 "body_sha256": A.statement_digest(canonical.dumps(doc)).hex()})
+            tx.emit(EV.ProposalEntered(doc["id"], kind, PENDING, actor))
             view = self._view(tx, tx.get_proposal(doc["id"]), state)
-        self.app.metrics.proposal_events.labels(kind, PENDING).inc()
-        log.info("proposal created", extra={"proposal_id": doc["id"], "kind": kind,
-                                            "actor": actor})
         self.app.notifier.notify()
         return view
 
@@ -330,7 +329,7 @@ class ProposalService:
                 sealed = self._doc(row, state)
             except AuthorityViolation as e:
                 failure = e
-            doc = sealed if sealed is not None else {"kind": kind_label(row.kind)}
+            doc = sealed if sealed is not None else {}
             if sealed is None:  # not signerd's: ended, and nothing its document names touched
                 assert isinstance(failure, AuthorityViolation)
                 self._end(tx, row, None, "FAILED", "signerd", failure.message, violation=failure)
@@ -353,6 +352,7 @@ class ProposalService:
                     mismatch="this proposal's", insert=lambda fields: (
                         tx.insert_proposal_approval(proposal_approval_columns(
                             ProposalApprovalRecord(proposal_id=proposal_id, **fields)))))
+                tx.emit(EV.ProposalDecided(proposal_id, operator_id, decision))
                 decisions = decisions_of(tx.proposal_approvals(proposal_id))
                 q, votes, bad = AU.proposal_quorum(state, doc, decisions)
                 if bad:
@@ -368,18 +368,12 @@ class ProposalService:
                     voted = {v.operator_id for v in votes}
                     outcome, failure = self._apply(
                         tx, state, row, doc, [d for d in decisions if d.operator_id in voted])
-        self.app.metrics.proposal_approvals.labels(decision.value).inc()
-        if outcome:
-            self.app.metrics.proposal_events.labels(doc["kind"], outcome).inc()
-        if isinstance(failure, AuthorityViolation):
-            self.app.metrics.authority_violations.labels(failure.kind).inc()
         self.app.notifier.notify()
         if isinstance(failure, AuthorityViolation) and failure.kind in ("ended", "proposal"):
             raise failure
         if outcome == "EXPIRED":
             raise FailedPrecondition(f"proposal {proposal_id} has expired")
         if outcome == APPROVED:
-            log.info("proposal applied", extra={"proposal_id": proposal_id, "kind": doc["kind"]})
             for fn in self.on_applied:
                 fn(doc)
         return self.get(proposal_id)
@@ -410,6 +404,8 @@ class ProposalService:
             return "FAILED", e
         self._materialize(tx, new, doc)
         tx.update_proposal(row.id, state=APPROVED, applied_seq=new.seq)
+        tx.emit(EV.ProposalEntered(row.id, doc["kind"], APPROVED,
+                                   reason=f"applied as ledger entry {new.seq}"))
         tx.append_audit("signerd", "proposal.applied", row.id, {
             "kind": doc["kind"], "summary": AU.summary(doc), "ledger_seq": new.seq,
             "ledger_hash": new.head.hex(),
@@ -450,14 +446,12 @@ class ProposalService:
         if doc is not None and doc["kind"] in ("wallet.import", "wallet.create"):
             self._retire(tx, doc)
         tx.append_audit(actor, f"proposal.{state.lower()}", row.id, {"reason": why})
+        tx.emit(EV.ProposalEntered(row.id, doc["kind"] if doc is not None else row.kind, state,
+                                   actor, why))
         if violation is not None:
             tx.append_audit("signerd", "authority.violation", row.id,
                             {"kind": violation.kind, "reason": violation.message})
-            log.error("authority violation", extra={"proposal_id": row.id,
-                                                    "kind": violation.kind,
-                                                    "reason": violation.message})
-        log.info("proposal state", extra={"proposal_id": row.id, "state": state,
-                                          "reason": why})
+            tx.emit(EV.AuthorityViolated("proposal", row.id, violation.kind, violation.message))
 
     def _retire(self, tx: Tx, doc: dict[str, Any]) -> None:
         """A wallet proposal ended without approval: the wallet it would have made is RETIRED
@@ -513,13 +507,9 @@ class ProposalService:
                         "cancel it; to stop it, reject it with a signed decision (signerctl "
                         f"proposal reject {proposal_id} --key KEY --reason TEXT)")
                 self._end(tx, row, doc, "CANCELLED", actor, reason or "cancelled")
-        if failure is not None:
-            self._count_failure(row, failure)
-            self.app.notifier.notify()
-            raise failure
-        assert doc is not None
-        self.app.metrics.proposal_events.labels(doc["kind"], "CANCELLED").inc()
         self.app.notifier.notify()
+        if failure is not None:
+            raise failure
         return self.get(proposal_id)
 
     def tick(self, now: float | None = None) -> None:
@@ -547,16 +537,11 @@ class ProposalService:
                 row = tx.get_proposal(pid, lock=True)
                 if row.state != PENDING:
                     continue
-                doc, failure = self._doc_or_fail(tx, row)
+                doc, _ = self._doc_or_fail(tx, row)  # a failure is reported from the tx
                 if doc is not None:
                     if now < doc["expires_at"]:
                         continue
                     self._end(tx, row, doc, "EXPIRED", "signerd", "approval window passed")
-            if failure is not None:
-                self._count_failure(row, failure)
-            else:
-                assert doc is not None
-                self.app.metrics.proposal_events.labels(doc["kind"], "EXPIRED").inc()
             self.app.notifier.notify()
 
     def _doc_or_fail(self, tx: Tx, row: ProposalRecord
@@ -570,10 +555,6 @@ class ProposalService:
             self._end(tx, row, None, "FAILED", "signerd", e.message, violation=e)
             return None, e
 
-    def _count_failure(self, row: ProposalRecord, failure: AuthorityViolation) -> None:
-        self.app.metrics.proposal_events.labels(kind_label(row.kind), "FAILED").inc()
-        self.app.metrics.authority_violations.labels(failure.kind).inc()
-
     @staticmethod
     def _pending(tx: Tx) -> builtins.list[ProposalRecord]:
         rows: builtins.list[ProposalRecord] = []
@@ -583,12 +564,6 @@ class ProposalService:
             rows += page
             if len(page) < 1000:
                 return rows
-
-
-def kind_label(kind: Any) -> str:
-    """A proposal kind as a metric label: one of authority.KINDS, else ``unknown`` (a row's kind
-    column is not signerd's until its sealed document says so)."""
-    return kind if isinstance(kind, str) and kind in AU.KINDS else "unknown"
 
 
 def _subject(doc: dict[str, Any]) -> str:

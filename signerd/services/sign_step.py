@@ -45,6 +45,7 @@ from typing import Any, Callable, Protocol
 from signerd.adapters.config import Limits
 from signerd.adapters.store import Store, Tx
 from signerd.core import engine as E
+from signerd.core import events as EV
 from signerd.core.approval import StatementContext
 from signerd.core.chains import ChainAdapter, Decoded, Signed, adapter_for
 from signerd.core.errors import (AuthorityViolation, HsmUnavailable, NotFound, SignerError,
@@ -168,7 +169,6 @@ class SignStep:
         self._followups: dict[str, _Ticket] = {}
         self._worker: threading.Thread | None = None
         self._closed = False
-        self._violations: list[AuthorityViolation] = []  # written, counted after the commit
 
     # ---------------------------------------------------------------- entry points
     def sign(self, transfer_id: str, *, timeout: float | None = None,
@@ -504,7 +504,6 @@ class SignStep:
         are written as such. Returns the jobs written."""
         svc = self.service
         written = []
-        violations: list[AuthorityViolation] = []
         with self.store.transaction() as tx:
             ids = sorted({j.id for j in jobs} | {r.id for r in expired}
                          | {r.id for r, _ in ends})
@@ -527,14 +526,13 @@ class SignStep:
                                                                   job.movement))
                 except AuthorityViolation as e:
                     svc.violated(tx, row, e)
-                    violations.append(e)
                     continue
                 if wallet.status is not WalletStatus.ACTIVE:
                     log.warning("transfer %s: wallet %s became %s before its signature was "
                                 "stored; not signed", job.id, wallet.id, wallet.status.value)
                     continue
                 if verdict.outcome != E.SIGN:
-                    self._end(tx, row, verdict, violations)
+                    self._end(tx, row, verdict)
                     continue
                 have = {(s["key_id"], bytes.fromhex(s["digest"])) for s in tx.signatures(job.id)}
                 if have != set(job.stored):
@@ -555,6 +553,10 @@ class SignStep:
                     "tx_hash": signed.tx_hash, "complete": signed.complete,
                     "signatures": len(job.stored) + len(job.fresh), "key_ids": sorted(keys),
                     "counted": list(verdict.quorum.counted)})
+                tx.emit(EV.TransferEntered(
+                    job.id, row.chain, TransferState.SIGNED, submitted_at=row.created_at,
+                    quorum_at=job.last_approval, tx_hash=signed.tx_hash,
+                    complete=signed.complete))
                 written.append(job)
             for old in expired:
                 row = rows[old.id]
@@ -564,18 +566,15 @@ class SignStep:
             for old, outcome in ends:
                 row = rows[old.id]
                 if row.state is APPROVED:
-                    self._end(tx, row, outcome, violations)
-        self._violations.extend(violations)
+                    self._end(tx, row, outcome)
         return written
 
-    def _end(self, tx: Tx, row: TransferRecord, outcome: Any, violations: list[AuthorityViolation]
-             ) -> None:
+    def _end(self, tx: Tx, row: TransferRecord, outcome: Any) -> None:
         """An APPROVED transfer that is not signed: a violation goes FAILED; a quorum lost
         legitimately goes back to PENDING_APPROVAL (or EXPIRED, past its window)."""
         violation = outcome if isinstance(outcome, AuthorityViolation) else outcome.violation
         if violation is not None:
             self.service.violated(tx, row, violation)
-            violations.append(violation)
             return
         if outcome.outcome == E.DENIED:  # the policy in force allows it no more
             self.service._finish(tx, row, TransferState.CANCELLED, "signerd", outcome.reason)
@@ -587,24 +586,12 @@ class SignStep:
             return
         tx.update_transfer(row.id, state=TransferState.PENDING_APPROVAL)
         tx.append_audit("signerd", "transfer.quorum_lost", row.id, {"reason": why})
-        log.warning("transfer %s returns to PENDING_APPROVAL: %s", row.id, why)
+        tx.emit(EV.TransferEntered(row.id, row.chain, TransferState.PENDING_APPROVAL,
+                                   reason=why))
 
     def _after_commit(self, done: list[_Job], notify: bool) -> None:
+        """The batch's write committed (its facts are reported by then: App._committed)."""
         if done:
             self.service._fault("after_result_stored")
-        metrics = self.app.metrics
-        violations, self._violations = self._violations, []
-        for v in violations:
-            metrics.authority_violations.labels(v.kind).inc()
-        now = time.time()
-        for job in done:
-            signed = job.signed
-            assert signed is not None
-            metrics.transfer_events.labels(job.row.chain.value, "SIGNED").inc()
-            metrics.signed_seconds.observe(now - job.row.created_at)
-            metrics.quorum_to_signed_seconds.observe(max(0.0, now - job.last_approval))
-            log.info("transfer state", extra={"transfer_id": job.id, "state": "SIGNED",
-                                              "tx_hash": signed.tx_hash,
-                                              "complete": signed.complete})
         if done or notify:
             self.app.notifier.notify()

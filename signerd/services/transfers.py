@@ -37,6 +37,7 @@ from signerd.core import authority as AU
 from signerd.core import engine as E
 from signerd.core import legal_basis as LB
 from signerd.core import policy as P
+from signerd.core import events as EV
 from signerd.core.chains import (BitcoinAdapter, Decoded, Ours, adapter_for, claims,
                                  classify_outputs)
 from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
@@ -460,11 +461,10 @@ class TransferService:
                 "replaces_fee_delta": row.replaces_fee_delta,
                 "vetoed": json.loads(row.vetoed),
                 "category_change": category_change, "legal_basis": legal_basis})
+            tx.emit(EV.TransferEntered(transfer_id, wallet.chain, TransferState.PENDING_APPROVAL,
+                                       actor, wallet_id=wallet_id))
             view = self._view(tx, tx.get_transfer(transfer_id))
-        self.app.metrics.transfer_events.labels(wallet.chain.value, "PENDING_APPROVAL").inc()
         self.app.notifier.notify()
-        log.info("transfer state", extra={"transfer_id": transfer_id, "wallet_id": wallet_id,
-                                          "state": "PENDING_APPROVAL", "actor": actor})
         return view
 
     def _replaced(self, tx: Tx, replaces: str, wallet_id: str, decoded: Decoded
@@ -560,19 +560,9 @@ class TransferService:
         if expired:
             self.app.notifier.notify()
             raise FailedPrecondition(f"transfer {transfer_id} has expired")
-        self.app.metrics.approvals.labels(decision.value).inc()
-        if violation is not None:
-            self.app.metrics.authority_violations.labels(violation.kind).inc()
-            self.app.notifier.notify()
-            raise violation
-        log.info("transfer decision", extra={"transfer_id": transfer_id, "operator": operator_id,
-                                             "decision": decision.value,
-                                             "state": "APPROVED" if became_approved else
-                                             "PENDING_APPROVAL"})
-        if became_approved:
-            self.app.metrics.transfer_events.labels(row.chain.value, "APPROVED").inc()
-            self.app.metrics.quorum_seconds.observe(now - row.created_at)
         self.app.notifier.notify()
+        if violation is not None:
+            raise violation
         self._fault("after_approval_stored")
         if became_approved:
             try:
@@ -611,6 +601,7 @@ class TransferService:
             mismatch="this transfer's (transaction or metadata changed)",
             insert=lambda fields: tx.insert_approval(approval_columns(ApprovalRecord(
                 transfer_id=transfer_id, **fields))))
+        tx.emit(EV.TransferDecided(transfer_id, operator_id, decision))
         try:
             wallet = L.load_wallet(tx, state, row.wallet_id)
             verdict = E.judge(state, wallet, ctx, movement, E.approvals_of(
@@ -638,6 +629,8 @@ class TransferService:
                                requirement=requirement_to_json(verdict.requirement))
             tx.append_audit("signerd", "transfer.approved", transfer_id,
                             {"counted": list(q.counted), "wallet_status": wallet.status.value})
+            tx.emit(EV.TransferEntered(transfer_id, row.chain, TransferState.APPROVED,
+                                       submitted_at=row.created_at))
             return True, None
         return False, None
 
@@ -676,14 +669,12 @@ class TransferService:
 
     def violated(self, tx: Tx, row: TransferRecord, e: AuthorityViolation) -> None:
         """A transfer whose authority does not trace to the genesis: FAILED, with the reason
-        and an ``authority.violation`` audit event (the caller counts the metric after the
-        commit)."""
+        and an ``authority.violation`` audit event."""
         self._finish(tx, row, TransferState.FAILED, "signerd",
                      f"authority violation: {e.message}")
         tx.append_audit("signerd", "authority.violation", row.id,
                         {"kind": e.kind, "reason": e.message})
-        log.error("authority violation", extra={"transfer_id": row.id, "kind": e.kind,
-                                                "reason": e.message})
+        tx.emit(EV.AuthorityViolated("transfer", row.id, e.kind, e.message))
 
     def _finish(self, tx: Tx, row: TransferRecord, state: TransferState, actor: str,
                 why: str) -> None:
@@ -695,9 +686,7 @@ class TransferService:
         if returned:
             details["locks_returned"] = returned
         tx.append_audit(actor, f"transfer.{state.value.lower()}", row.id, details)
-        self.app.metrics.transfer_events.labels(row.chain.value, state.value).inc()
-        log.info("transfer state", extra={"transfer_id": row.id, "state": state.value,
-                                          "actor": actor, "reason": why})
+        tx.emit(EV.TransferEntered(row.id, row.chain, state, actor, why))
 
     @staticmethod
     def _hand_back(tx: Tx, row: TransferRecord) -> dict[str, builtins.list[str]]:

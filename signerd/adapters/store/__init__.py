@@ -20,6 +20,7 @@ from signerd.core import audit, authority, canonical
 from signerd.core.errors import (AlreadyExists, AuditChainViolation, AuthorityViolation, Conflict,
                                  InvalidArgument, NotFound, SignerError, StoreUnavailable)
 from signerd.core.errors import echo
+from signerd.core.events import Event
 from signerd.core.model import (OperatorStatus, ProposalState, TransferState, check_transition,
                                  predecessors)
 from signerd.core.records import (ApprovalRecord, ProposalApprovalRecord, ProposalRecord,
@@ -57,6 +58,12 @@ class Tx:
         self.dialect = dialect
         self.appended: list[audit.AuditEvent] = []  # audit events this transaction appended
         self.authority_appended: list[authority.Entry] = []  # and ledger entries
+        self.events: list[Event] = []  # facts for metrics and logs, reported once committed
+
+    def emit(self, event: Event) -> None:
+        """Record a fact of this write (``signerd.core.events``): the daemon counts and logs it
+        after the commit, and never if the transaction rolls back."""
+        self.events.append(event)
 
     # ---------------------------------------------------------------- plumbing
     def _sql(self, sql: str) -> str:
@@ -632,10 +639,11 @@ def row_to_checkpoint(r: Row) -> audit.Checkpoint:
 
 class Store(Protocol):
     dialect: str
-    # Told, after each committed write that appended audit events or ledger entries, of that
-    # transaction (its ``appended`` and ``authority_appended``): the daemon notes the transfers
-    # and proposals that ended at once (see App.ended) and anchors a new ledger head in the
-    # HSM (see signerd.core.anchor).
+    # Told, after each committed write that appended audit events, ledger entries or facts, of
+    # that transaction (its ``appended``, ``authority_appended`` and ``events``): the daemon
+    # reports the facts (signerd.adapters.observe), notes the transfers and proposals that
+    # ended at once (see App.ended) and anchors a new ledger head in the HSM (see
+    # signerd.core.anchor).
     on_commit: Callable[["Tx"], None] | None
 
     def transaction(self) -> Any: ...

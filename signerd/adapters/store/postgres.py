@@ -225,7 +225,7 @@ class PostgresStore:
                 raise err from None
         finally:
             self._local.depth = 0
-        if self.on_commit is not None and (tx.appended or tx.authority_appended):
+        if self.on_commit is not None and (tx.appended or tx.authority_appended or tx.events):
             self.on_commit(tx)
 
     def transaction(self) -> Any:

@@ -53,7 +53,7 @@ class SqliteStore:
         # After the write lock is released, as on PostgreSQL: what runs on commit takes the
         # daemon's own locks (the ended set under the checkpoint lock, HSM anchors), and a
         # thread holding one of those may be waiting for this write lock (the audit checkpoint).
-        if self.on_commit is not None and (tx.appended or tx.authority_appended):
+        if self.on_commit is not None and (tx.appended or tx.authority_appended or tx.events):
             self.on_commit(tx)
 
     def _write(self, c: sqlite3.Connection) -> Generator[Tx, None, Tx]:

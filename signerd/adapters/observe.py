@@ -1,0 +1,80 @@
+"""Metrics and logs of committed writes: each fact a transaction recorded
+(``signerd.core.events``), reported once the transaction committed.
+
+One place says what every fact counts and logs, so a transfer's state is counted the same way
+whichever path moved it (an operator's decision, the sign step, the monitor's expiry, a
+tightened policy) and never for a write that rolled back.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterable
+
+from signerd.core import authority as AU
+from signerd.core.events import (AuthorityViolated, Event, ProposalDecided, ProposalEntered,
+                                 TransferDecided, TransferEntered)
+from signerd.core.model import TransferState
+
+from .metrics import Metrics
+
+transfers_log = logging.getLogger("signerd.transfers")
+proposals_log = logging.getLogger("signerd.proposals")
+
+
+def kind_label(kind: object) -> str:
+    """A proposal kind as a metric label: one of authority.KINDS, else ``unknown`` (a row's
+    kind column is not signerd's until its sealed document says so)."""
+    return kind if isinstance(kind, str) and kind in AU.KINDS else "unknown"
+
+
+def report(metrics: Metrics, events: Iterable[Event], now: float | None = None) -> None:
+    """Count and log each fact of a committed transaction, in the order it was recorded."""
+    now = time.time() if now is None else now
+    for e in events:
+        if isinstance(e, TransferEntered):
+            _transfer_entered(metrics, e, now)
+        elif isinstance(e, TransferDecided):
+            metrics.approvals.labels(e.decision.value).inc()
+            transfers_log.info("transfer decision", extra={
+                "transfer_id": e.transfer_id, "operator": e.operator_id,
+                "decision": e.decision.value})
+        elif isinstance(e, ProposalEntered):
+            metrics.proposal_events.labels(kind_label(e.kind), e.state).inc()
+            extra = {"proposal_id": e.proposal_id, "kind": kind_label(e.kind),
+                     "state": e.state, "actor": e.actor}
+            if e.reason:
+                extra["reason"] = e.reason
+            proposals_log.info("proposal state", extra=extra)
+        elif isinstance(e, ProposalDecided):
+            metrics.proposal_approvals.labels(e.decision.value).inc()
+            proposals_log.info("proposal decision", extra={
+                "proposal_id": e.proposal_id, "operator": e.operator_id,
+                "decision": e.decision.value})
+        elif isinstance(e, AuthorityViolated):
+            metrics.authority_violations.labels(e.kind).inc()
+            log = transfers_log if e.subject == "transfer" else proposals_log
+            log.error("authority violation", extra={
+                f"{e.subject}_id": e.subject_id, "kind": e.kind, "reason": e.reason})
+
+
+def _transfer_entered(metrics: Metrics, e: TransferEntered, now: float) -> None:
+    metrics.transfer_events.labels(e.chain.value, e.state.value).inc()
+    extra: dict[str, object] = {"transfer_id": e.transfer_id, "state": e.state.value,
+                                "actor": e.actor}
+    if e.wallet_id:
+        extra["wallet_id"] = e.wallet_id
+    if e.reason:
+        extra["reason"] = e.reason
+    if e.state is TransferState.APPROVED:
+        metrics.quorum_seconds.observe(max(0.0, now - e.submitted_at))
+    elif e.state is TransferState.SIGNED:
+        metrics.signed_seconds.observe(max(0.0, now - e.submitted_at))
+        metrics.quorum_to_signed_seconds.observe(max(0.0, now - e.quorum_at))
+        extra.update(tx_hash=e.tx_hash, complete=e.complete)
+    elif e.state is TransferState.PENDING_APPROVAL and e.reason:
+        # An approved transfer whose quorum no longer holds: operators must decide again.
+        transfers_log.warning("transfer %s returns to PENDING_APPROVAL: %s", e.transfer_id,
+                              e.reason, extra=extra)
+        return
+    transfers_log.info("transfer state", extra=extra)
