@@ -334,8 +334,8 @@ class App:
         """Set every chain x state and chain x category series, zeros included, so a scrape
         never sees a series vanish and reappear."""
         with self.store.read() as tx:
-            wallets = {(r["chain"], r["category"]): r["n"] for r in tx.count_wallets()}
-            transfers = {(r["chain"], r["state"]): r["n"] for r in tx.count_transfers()}
+            wallets = tx.count_wallets()
+            transfers = tx.count_transfers()
             overdue = tx.count_past_expiry(time.time())
         for chain in Chain:
             for cat in Category:

@@ -721,7 +721,7 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
         @gate.unary("Audit/Report")
         def Report(self, req: pb.ReportRequest, ctx: Any, caller: Caller) -> pb.ReportResponse:
             with app.store.read() as tx:
-                doc = holdings_report(tx, instance_id=app.instance_id,
+                doc = holdings_report(tx, app.ledger.state(tx), instance_id=app.instance_id,
                                       category=C.CATEGORY_FROM_PB.get(req.category, ""),
                                       case_ref=req.case_ref)
             return pb.ReportResponse(json=json.dumps(doc, sort_keys=True))
