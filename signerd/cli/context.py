@@ -100,7 +100,8 @@ class Context:
         key = pki / "clients" / f"{self.principal}.key"
         if not cert.exists() or not key.exists():
             raise CliError(f"no client certificate for principal {self.principal!r} at {cert} "
-                           "(pick another with --as, or pass --cert and --key)")
+                           f"(issue one: signerctl pki issue {self.principal} --ca-key CA_KEY; "
+                           "or pick another with --as, or pass --tls-cert and --tls-key)")
         return ca, str(cert), str(key)
 
     def channel(self) -> grpc.Channel:

@@ -12,7 +12,7 @@ from signerd.cli.context import Context
 from signerd.cli.deciding import confirm_shown, start_decision
 from signerd.cli.documents import movement_json, transfer_json
 from signerd.cli.errors import CliError
-from signerd.cli.inputs import read_file, read_text
+from signerd.cli.inputs import read_file
 from signerd.cli.render import Output, fmt_time, safe, table, transfer_text
 from signerd.cli.verify import Rebuilt, accepted_sighash, rebuild_statement
 from signerd.core.model import Decision
@@ -30,6 +30,20 @@ def transfer_summary(t: dict[str, Any]) -> str:
     return line + "\n"
 
 
+def _looks_like_psbt(data: bytes) -> bool:
+    """BIP-174's magic, binary (``psbt\\xff``) or base64 (``cHNidP``)."""
+    return data.startswith(b"psbt\xff") or data.lstrip().startswith(b"cHNidP")
+
+
+def _read_psbt(path: str) -> bytes:
+    data = read_file(path, "PSBT file")
+    if data.lstrip()[:1] in (b"{", b"["):
+        raise CliError(f"--psbt {path}: this file looks like an Ethereum transaction (JSON), "
+                       f"not a PSBT; an Ethereum transaction goes in with transfer submit WALLET "
+                       f"--eth-tx {path}")
+    return data
+
+
 def cmd_transfer_submit(ctx: Context) -> Output:
     a = ctx.args
     req = pb.SubmitTransferRequest(wallet_id=a.wallet, replaces=a.replaces or "",
@@ -37,9 +51,16 @@ def cmd_transfer_submit(ctx: Context) -> Output:
                                    category_change=a.category_change or "",
                                    idempotency_key=a.idempotency_key or "")
     if a.psbt:
-        req.psbt = read_file(a.psbt, "PSBT file")
+        req.psbt = _read_psbt(a.psbt)
     else:
-        req.ethereum.json = read_text(a.eth_tx, "transaction file")
+        data = read_file(a.eth_tx, "transaction file")
+        if _looks_like_psbt(data):
+            raise CliError(f"--eth-tx {a.eth_tx}: this file looks like a Bitcoin PSBT, not an "
+                           f"Ethereum transaction (JSON); submit it with --psbt {a.eth_tx}")
+        try:
+            req.ethereum.json = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CliError(f"transaction file {a.eth_tx} is not UTF-8 text") from None
     t = transfer_json(ctx.call(ctx.custody().SubmitTransfer, req))
     return Output(t, lambda: transfer_text(t))
 
@@ -161,7 +182,7 @@ def cmd_transfer_watch(ctx: Context) -> Output:
 
 def cmd_transfer_combine(ctx: Context) -> Output:
     t = transfer_json(ctx.call(ctx.custody().CombinePsbt, pb.CombinePsbtRequest(
-        transfer_id=ctx.args.id, psbt=read_file(ctx.args.psbt, "PSBT file"))))
+        transfer_id=ctx.args.id, psbt=_read_psbt(ctx.args.psbt))))
     return Output(t, lambda: transfer_summary(t))
 
 

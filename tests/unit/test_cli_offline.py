@@ -675,3 +675,29 @@ def test_key_import_sends_the_secret_from_the_file_only(capsys, daemon, files):
     assert mnemonic.mnemonic == "abandon " * 11 + "about"
     assert mnemonic.derivation_path == "m/44'/60'/0'/0/0" and list(mnemonic.chain_ids) == [1]
     assert fake.calls[-1] == ("ImportKey", "admin")
+
+
+# ---------------------------------------------------------------- inputs mixed up
+
+def test_a_public_key_given_as_the_operator_key_is_named(capsys, daemon, files):
+    fake, base = daemon
+    assert stat.S_IMODE(os.stat(files["pub"]).st_mode) == 0o644  # as keygen writes it
+    rc, out, err = run(capsys, base + ["transfer", "approve", "t_1", "--key", files["pub"],
+                                       "--yes"])
+    assert_one_line_failure(rc, err, f"{files['pub']} is a public key; --key needs the "
+                                     f"operator's private key file (the one beside it: "
+                                     f"{files['key']})")
+    assert (out, fake.calls) == ("", [])  # refused before anything was fetched
+
+
+def test_a_transaction_given_to_the_wrong_option_is_named(capsys, files, tmp_path):
+    b64 = tmp_path / "transfer.psbt"
+    b64.write_text("cHNidP8BAHECAAAAAQ==\n")
+    for psbt in (files["psbt"], str(b64)):
+        rc, _, err = run(capsys, BOGUS + ["transfer", "submit", "w_1", "--eth-tx", psbt])
+        assert_one_line_failure(rc, err, f"--eth-tx {psbt}: this file looks like a Bitcoin "
+                                         f"PSBT, not an Ethereum transaction (JSON); submit it "
+                                         f"with --psbt {psbt}")
+    rc, _, err = run(capsys, BOGUS + ["transfer", "submit", "w_1", "--psbt", files["eth"]])
+    assert_one_line_failure(rc, err, f"--psbt {files['eth']}: this file looks like an Ethereum "
+                                     "transaction (JSON), not a PSBT")
