@@ -23,6 +23,6 @@ def cmd_report(ctx: Context) -> Output:
 
 def register(commands: Commands) -> None:
     sp = command(commands, "report", cmd_report, "holdings and activity per category and case",
-                 "auditor")
-    sp.add_argument("--category", choices=list(CATEGORIES))
-    sp.add_argument("--case", metavar="REF")
+                 "auditor", ids=False)
+    sp.add_argument("--category", choices=list(CATEGORIES), help="only this category")
+    sp.add_argument("--case", metavar="REF", help="only this case")

@@ -235,7 +235,7 @@ def test_principal_selection(capsys, state, files, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SIGNERD_CONFIG", raising=False)
     rc, _, err = run(capsys, ["--server", "127.0.0.1:1", "health"])
-    assert_one_line_failure(rc, err, "--server without a state folder needs --ca")
+    assert_one_line_failure(rc, err, "--server without a state folder needs --tls-ca")
     rc, _, err = run(capsys, ["health"])
     assert_one_line_failure(rc, err, "config file")
     monkeypatch.setenv("SIGNERD_CONFIG", cfg)
@@ -628,6 +628,8 @@ def test_result_watch_health_and_admin_default(capsys, daemon):
     fake, base = daemon
     rc, out, _ = run(capsys, base + ["transfer", "result", "t_1"])
     assert (rc, out) == (0, "02f8\n")
+    rc, out, _ = run(capsys, base + ["-q", "transfer", "result", "t_1"])
+    assert (rc, out) == (0, "02f8\n")  # the transaction alone, for a script
     rc, out, _ = run(capsys, base + ["transfer", "watch", "t_1"])
     assert rc == 0 and out.count("\n") == 2 and out.splitlines()[-1].endswith("t_1: SIGNED")
     rc, out, _ = run(capsys, base + ["--json", "transfer", "watch", "t_1"])
@@ -675,6 +677,52 @@ def test_key_import_sends_the_secret_from_the_file_only(capsys, daemon, files):
     assert mnemonic.mnemonic == "abandon " * 11 + "about"
     assert mnemonic.derivation_path == "m/44'/60'/0'/0/0" and list(mnemonic.chain_ids) == [1]
     assert fake.calls[-1] == ("ImportKey", "admin")
+
+
+# ---------------------------------------------------------------- what scripts capture
+
+def test_id_only_prints_just_the_ids(capsys, daemon, files):
+    fake, base = daemon
+    for argv in (["-q", "transfer", "show", "t_1"], ["transfer", "show", "t_1", "--id-only"],
+                 ["-q", "--as", "inv1", "transfer", "approve", "t_1", "--key", files["key"],
+                  "--yes"]):
+        rc, out, err = run(capsys, base + argv)
+        assert (rc, out, err) == (0, "t_1\n", ""), argv  # no statement shown, no label
+    rc, out, _ = run(capsys, base + ["-q", "operator", "list"])
+    assert (rc, out) == (0, "inv1\n")  # a listing: one id a line
+
+
+def test_id_only_is_refused_before_a_command_without_an_id_runs(capsys, tmp_path):
+    rc, out, err = run(capsys, ["-q", "operator", "keygen", "--out", str(tmp_path / "x.key")])
+    assert_one_line_failure(rc, err, "-q/--id-only: signerctl operator keygen prints no id; "
+                                     "leave -q out")
+    assert (rc, out, list(tmp_path.iterdir())) == (2, "", [])
+    for argv in (["--json", "-q", "wallet", "list"], ["--json", "wallet", "list", "-q"]):
+        rc, out, err = run(capsys, BOGUS + argv)
+        assert rc == 2 and out == "" and "--json" in err and "-q/--id-only" in err, argv
+
+
+def test_json_output_ends_with_a_newline(capsys, daemon):
+    _, base = daemon
+    rc, out, _ = run(capsys, base + ["--json", "transfer", "show", "t_1"])
+    assert rc == 0 and out.endswith("}\n") and json.loads(out)["id"] == "t_1"
+
+
+def test_the_old_global_key_option_still_works_with_a_warning(capsys, state):
+    clients = state / "pki" / "clients"
+    tls = ["--cert", str(clients / "platform.pem"), "--timeout", "2", "health"]
+    for old, warned in ((["--key", str(clients / "platform.key")], True),
+                        (["--tls-key", str(clients / "platform.key")], False)):
+        rc, _, err = run(capsys, ["--config", str(state / "signerd.toml")] + old + tls)
+        lines = err.splitlines()
+        assert rc == 1 and lines[-1].startswith("signerctl: UNAVAILABLE"), err
+        assert (len(lines) == 2) is warned, err
+        if warned:
+            assert lines[0].startswith("signerctl: warning: the global option --key is "
+                                       "deprecated, use --tls-key")
+    rc, _, err = run(capsys, ["--tls-cert", str(clients / "platform.pem"), "--server",
+                              "127.0.0.1:1", "health"])
+    assert_one_line_failure(rc, err, "--tls-cert and --tls-key go together")
 
 
 # ---------------------------------------------------------------- inputs mixed up
