@@ -14,7 +14,7 @@ from signerd.cli.deciding import confirm_shown, start_decision
 from signerd.cli.documents import movement_json, transfer_json
 from signerd.cli.errors import CliError
 from signerd.cli.inputs import read_file
-from signerd.cli.render import Output, fmt_time, safe, table, transfer_text
+from signerd.cli.render import Output, fmt_time, kv, safe, table, transfer_text
 from signerd.cli.verify import Rebuilt, accepted_sighash, rebuild_statement
 from signerd.core.model import Decision
 from signerd.core.policy import CATEGORY_CHANGES, SIGHASH_TYPES
@@ -148,11 +148,20 @@ def cmd_transfer_result(ctx: Context) -> Output:
     if not (t["raw_tx"] or t["psbt"]):
         raise CliError(f"transfer {safe(t['id'])} has no signed result (state {t['state']})",
                        doc=t)
-    if t["chain"] == "ethereum":
-        human = f"{t['raw_tx']}\n"
-    else:
-        human = "".join(f"{v}\n" for v in (t["psbt"], t["raw_tx"]) if v)
-    return Output(t, human, quiet=t["raw_tx"] or t["psbt"])
+    return Output(t, result_text(t), quiet=t["raw_tx"] or t["psbt"])
+
+
+def result_text(t: dict[str, Any]) -> str:
+    """A signed transfer's result, one labelled line each: the PSBT (Bitcoin; partially signed
+    while a multisig wallet's threshold is not met), the raw transaction and its hash."""
+    pairs: list[tuple[str, object]] = []
+    if t["psbt"]:
+        pairs.append(("signed PSBT" if t["raw_tx"] else "partially signed PSBT", t["psbt"]))
+    if t["raw_tx"]:
+        pairs.append(("raw transaction", t["raw_tx"]))
+    if t["tx_hash"]:
+        pairs.append(("tx hash" if t["chain"] == "ethereum" else "txid", t["tx_hash"]))
+    return kv(pairs)
 
 
 def cmd_transfer_watch(ctx: Context) -> Output:
@@ -225,8 +234,8 @@ def register(commands: Commands) -> None:
     sp = command(g, "cancel", cmd_transfer_cancel, "cancel a live transfer")
     sp.add_argument("id", help="the transfer's id (t_...)")
     sp.add_argument("--reason", metavar="TEXT", help="why, kept in the audit trail")
-    sp = command(g, "result", cmd_transfer_result, "print the signed transaction (-q: the raw "
-                 "transaction alone)")
+    sp = command(g, "result", cmd_transfer_result, "print the signed transaction, labelled "
+                 "(-q: the raw transaction alone)")
     sp.add_argument("id", help="the transfer's id (t_...)")
     sp = command(g, "watch", cmd_transfer_watch, "follow a transfer until it ends")
     sp.add_argument("id", help="the transfer's id (t_...)")
