@@ -31,11 +31,29 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
+if [ "$TARGET" = . ]; then
+  # The daemon runs the venv's interpreter as the signerd user under ProtectHome=yes: it must
+  # be the system's (Debian's /usr/bin/python3), not one in a home folder (pyenv and the like).
+  PY=${PYTHON:-/usr/bin/python3}
+  base=$(readlink -f "$(command -v "$PY")")
+  case "$base" in
+    /root/*|/home/*|/run/user/*)
+      echo "install.sh: $PY is $base, in a home folder the signerd user cannot reach" \
+           "(ProtectHome=yes); use the system's Python (PYTHON=/usr/bin/python3)" >&2
+      exit 1 ;;
+  esac
+fi
 "$PY" - <<'PYCHECK'
 import sys
 if sys.version_info < (3, 11):
     sys.exit(f"signerd needs Python 3.11 or newer, found {sys.version.split()[0]}")
 PYCHECK
+if [ -x .venv/bin/python ] && [ "$TARGET" = . ] && \
+   [ "$(readlink -f .venv/bin/python)" != "$(readlink -f "$(command -v "$PY")")" ]; then
+  echo "install.sh: .venv was made with $(readlink -f .venv/bin/python), not $PY; remove .venv" \
+       "and run this again" >&2
+  exit 1
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
