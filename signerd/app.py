@@ -19,6 +19,7 @@ from signerd.adapters import observe
 from signerd.adapters.store import Store, Tx
 from signerd.adapters.store.factory import open_store
 from signerd.core import anchor
+from signerd.core.anchor import GENESIS_LABEL
 from signerd.core import audit
 from signerd.core import seal as SEAL
 from signerd.core.errors import (AlreadyExists, AuditChainViolation, AuthorityViolation,
@@ -31,7 +32,6 @@ from signerd.services.proposals import ProposalService
 from signerd.services.runtime import Notifier
 from signerd.services.transfers import TransferService
 
-GENESIS_LABEL = "signerd-genesis"  # the HSM data object that pins the genesis digest
 # Audit events one monitor tick verifies at most (about a second of work): a first checkpoint
 # over a long chain is spread over ticks instead of stalling the monitor and its watchdog ping.
 MONITOR_VERIFY_EVENTS = 20_000

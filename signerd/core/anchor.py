@@ -76,6 +76,8 @@ from .audit import Checkpoint
 from .authority import AuthorityState
 from .errors import AuditChainViolation, AuthorityViolation, InvalidArgument, SignerError
 
+GENESIS_LABEL = "signerd-genesis"  # the HSM data object that pins the genesis digest
+
 log = logging.getLogger("signerd.anchor")
 
 LEDGER_LABEL = "signerd-anchor-ledger"  # the token data objects that anchor the ledger head
