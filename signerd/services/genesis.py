@@ -284,17 +284,24 @@ def init_production(config_path: str, *, operators: list[dict[str, Any]], govern
     return digest
 
 
-def read_request(path: Path) -> tuple[dict[str, Any], bytes]:
-    """A genesis request (init --production): its document, checked as the daemon will check
-    it, and its digest, which must be the document's."""
+def _read_document(path: Path, what: str, fmt: str) -> dict[str, Any]:
+    """A JSON document of format ``fmt`` from ``path``; SignerError naming ``what`` it is not."""
     try:
-        request = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise SignerError(f"{path} cannot be read ({e.strerror})") from None
     except (ValueError, UnicodeDecodeError):
-        raise SignerError(f"{path} is not a genesis request (not JSON)") from None
-    if not isinstance(request, dict) or request.get("format") != REQUEST_FORMAT or \
-            not isinstance(request.get("genesis"), dict):
+        raise SignerError(f"{path} is not a {what} (not JSON)") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise SignerError(f"{path} is not a {what} ({fmt})")
+    return doc
+
+
+def read_request(path: Path) -> tuple[dict[str, Any], bytes]:
+    """A genesis request (init --production): its document, checked as the daemon will check
+    it, and its digest, which must be the document's."""
+    request = _read_document(path, "genesis request", REQUEST_FORMAT)
+    if not isinstance(request.get("genesis"), dict):
         raise SignerError(f"{path} is not a genesis request ({REQUEST_FORMAT})")
     doc = request["genesis"]
     try:
@@ -342,14 +349,8 @@ def read_approvals(paths: list[Path], doc: dict[str, Any], digest: bytes) -> lis
     keys = {o["id"]: o["public_key_pem"].encode() for o in doc["operators"]}
     got: dict[str, Any] = {}
     for path in paths:
-        try:
-            a = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise SignerError(f"{path} cannot be read ({e.strerror})") from None
-        except (ValueError, UnicodeDecodeError):
-            raise SignerError(f"{path} is not a genesis approval (not JSON)") from None
-        if not isinstance(a, dict) or a.get("format") != APPROVAL_FORMAT or \
-                not all(isinstance(a.get(k), str) for k in ("operator_id", "digest", "signature")):
+        a = _read_document(path, "genesis approval", APPROVAL_FORMAT)
+        if not all(isinstance(a.get(k), str) for k in ("operator_id", "digest", "signature")):
             raise SignerError(f"{path} is not a genesis approval ({APPROVAL_FORMAT})")
         op = a["operator_id"]
         if a["digest"] != digest.hex():
