@@ -51,3 +51,26 @@ def test_a_decision_that_is_no_decision_makes_no_record() -> None:
     assert e.value.kind == "approval"
     with pytest.raises(AuthorityViolation, match="proposal p_1: its row is malformed"):
         proposal_from_row({**PROPOSAL, "state": "DONE"})
+
+
+def test_wallet_and_key_share_rows() -> None:
+    """A wallet row's columns are all text (its status and sealed record mean something only
+    once ledger.verified_wallet checks them); a key share's creation time is a number. A row
+    without a column makes no record, naming the row."""
+    from signerd.adapters.store.codec import key_share_from_row, wallet_from_row
+
+    wallet = {"id": "w_1", "chain": "ethereum", "network": "", "script_type": "eoa",
+              "category": "seized", "case_ref": "C-1", "legal_basis": "", "status": "NOT A STATE",
+              "address": "0xab", "freeze_order": None, "origin": "", "chain_ids": "[1]",
+              "record": "{}", "seal": "s", "proposal_id": "", "threshold": 1}
+    w = wallet_from_row(wallet)
+    assert (w.status, w.freeze_order, w.record) == ("NOT A STATE", "", "{}")
+    share = {"key_id": "k_1", "public_key": "02" * 33, "label": "l", "category": "seized",
+             "case_ref": "C-1", "wallet_id": None, "seal": "s", "created_at": "12.5"}
+    k = key_share_from_row(share)
+    assert (k.wallet_id, k.created_at) == ("", 12.5)
+    with pytest.raises(AuthorityViolation, match="wallet w_1: its row is malformed"):
+        wallet_from_row({k: v for k, v in wallet.items() if k != "record"})
+    with pytest.raises(AuthorityViolation, match="key share k_1: its row is malformed") as e:
+        key_share_from_row({**share, "created_at": "yesterday"})
+    assert e.value.kind == "wallet"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from enum import Enum
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Generic, Protocol, TypeVar
 
 from signerd.core.errors import AuthorityViolation
 from signerd.core.model import Chain, Decision, ProposalState, TransferState
@@ -26,38 +26,35 @@ class Columns(Protocol):
     def __getitem__(self, key: str) -> Any: ...
 
 
+R = TypeVar("R")
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def transfer_from_row(r: Columns) -> TransferRecord:
-    return _record(TransferRecord, r, "transfer", "id", "its row is malformed in the store",
-                   "transfer")
+class Reader(Generic[R]):
+    """Builds the record ``cls`` from a row; a row that makes none is AuthorityViolation
+    ``{subject} {row[key]}: {what} ({cause})`` of kind ``kind``."""
+
+    def __init__(self, cls: type[R], subject: str, key: str, what: str, kind: str):
+        self.cls, self.subject, self.key, self.what, self.kind = cls, subject, key, what, kind
+
+    def __call__(self, r: Columns) -> R:
+        return _record(self.cls, r, self.subject, self.key, self.what, self.kind)
 
 
-def approval_from_row(r: Columns) -> ApprovalRecord:
-    return _record(ApprovalRecord, r, "transfer", "transfer_id",
-                   "a stored decision is malformed", "approval")
+MALFORMED_ROW = "its row is malformed in the store"
+MALFORMED_DECISION = "a stored decision is malformed"
 
-
-def proposal_from_row(r: Columns) -> ProposalRecord:
-    return _record(ProposalRecord, r, "proposal", "id", "its row is malformed in the store",
-                   "proposal")
-
-
-def proposal_approval_from_row(r: Columns) -> ProposalApprovalRecord:
-    return _record(ProposalApprovalRecord, r, "proposal", "proposal_id",
-                   "a stored decision is malformed", "approval")
-
-
-def wallet_from_row(r: Columns) -> WalletRecord:
-    return _record(WalletRecord, r, "wallet", "id", "its row is malformed in the store",
-                   "wallet")
-
-
-def key_share_from_row(r: Columns) -> KeyShareRecord:
-    return _record(KeyShareRecord, r, "key share", "key_id", "its row is malformed in the store",
-                   "wallet")
+transfer_from_row = Reader(TransferRecord, "transfer", "id", MALFORMED_ROW, "transfer")
+approval_from_row = Reader(ApprovalRecord, "transfer", "transfer_id", MALFORMED_DECISION,
+                           "approval")
+proposal_from_row = Reader(ProposalRecord, "proposal", "id", MALFORMED_ROW, "proposal")
+proposal_approval_from_row = Reader(ProposalApprovalRecord, "proposal", "proposal_id",
+                                    MALFORMED_DECISION, "approval")
+wallet_from_row = Reader(WalletRecord, "wallet", "id", MALFORMED_ROW, "wallet")
+key_share_from_row = Reader(KeyShareRecord, "key share", "key_id", MALFORMED_ROW, "wallet")
 
 
 def transfer_columns(t: TransferRecord) -> dict[str, Any]:
@@ -83,7 +80,6 @@ _DECODERS: dict[Any, Callable[[Any], Any]] = {
     Chain: Chain, TransferState: TransferState, ProposalState: ProposalState, Decision: Decision,
 }
 
-R = TypeVar("R")
 
 
 _FIELD_DECODERS: dict[type, tuple[tuple[str, Callable[[Any], Any]], ...]] = {}
