@@ -44,3 +44,17 @@ def one_byte_changed(doc: bytes, data: Any) -> tuple[bytes, int, int]:
     position = data.draw(st.integers(0, len(doc) - 1), label="position")
     byte = data.draw(st.integers(0, 255).filter(lambda b: b != doc[position]), label="byte")
     return doc[:position] + bytes([byte]) + doc[position + 1:], position, byte
+
+
+def assert_one_byte_change_detected(doc: bytes, data: Any) -> None:
+    """An export with any one byte changed is refused: it does not parse (InvalidArgument) or
+    it does not verify."""
+    from signerd.core import audit
+    from signerd.core.errors import InvalidArgument
+
+    mutated, position, byte = one_byte_changed(doc, data)
+    try:
+        result = audit.verify_export(mutated)
+    except InvalidArgument:
+        return
+    assert not result.ok, (position, byte)
