@@ -722,9 +722,16 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
 
         @gate.stream("Audit/Export")
         def Export(self, req: Any, ctx: Any, caller: Caller) -> Iterator[pb.ExportChunk]:
-            data = app.audit_export()
-            for i in range(0, len(data), 1 << 20):
-                yield pb.ExportChunk(data=data[i:i + (1 << 20)])
+            chunk: list[bytes] = []
+            size = 0
+            for line in app.audit_export():
+                chunk.append(line)
+                size += len(line)
+                if size >= 1 << 20:
+                    yield pb.ExportChunk(data=b"".join(chunk))
+                    chunk, size = [], 0
+            if chunk:
+                yield pb.ExportChunk(data=b"".join(chunk))
 
         @gate.unary("Audit/Report")
         def Report(self, req: pb.ReportRequest, ctx: Any, caller: Caller) -> pb.ReportResponse:
