@@ -229,7 +229,8 @@ def open_share(doc: Mapping[str, Any], private_key: Any, where: str) -> tuple[in
 
     if fingerprint(private_key.public_key()) != doc["fingerprint"]:
         raise BackupRefused(f"{where}: this share is sealed to custodian "
-                            f"{echo(doc['custodian'])}'s key, not to the key given with it")
+                            f"{echo(doc['custodian'], quote=False)}'s key, not to the key given "
+                            "with it")
     try:
         raw = bytearray(SealedBox(_x25519_private(private_key)).decrypt(
             canonical.strict_b64decode(str(doc["sealed"]), f"{where}: sealed")))
