@@ -299,6 +299,8 @@ class BackupToken(Keystore):
                     if token:
                         created.append(obj)
                     if obj[A.EC_PARAMS] != _ec_params() or not _proves(obj, k.public_key):
+                        if not token:
+                            obj.destroy()
                         raise BK.BackupRefused(
                             f"key {k.key_id} ({k.label}) does not match its public key "
                             f"{k.public_key.hex()} in the bundle: nothing was restored")

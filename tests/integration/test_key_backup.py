@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import grpc
@@ -452,3 +453,51 @@ def test_store_writer_cannot_start_a_backup(drill: Drill) -> None:
     # The approved backup still makes its bundle.
     assert d.admin().GetBackupBundle(pb.GetBackupBundleRequest(
         proposal_id=drill.backup_proposal)).keys == 3
+
+
+CLEAR_EXTRACTABLE = """
+import os, sys, pkcs11
+from pkcs11 import Attribute as A, ObjectClass as OC
+state, module, key_id = sys.argv[1:4]
+tok = pkcs11.lib(module).get_token(token_label="signerd")
+pin = open(os.path.join(state, "hsm", "pin")).read().strip()
+with tok.open(rw=True, user_pin=pin) as s:
+    s.get_key(object_class=OC.PRIVATE_KEY, id=bytes.fromhex(key_id))[A.EXTRACTABLE] = False
+"""
+
+
+def test_a_key_made_before_is_listed_as_not_backed_up_with_what_to_do(
+        daemon_factory: Any, tmp_path: Path) -> None:
+    """A wallet key the token cannot export (as every key made before keys were
+    backup-capable: CKA_EXTRACTABLE false) is left out of the bundle and named, with the way to
+    move its funds; the other keys are backed up."""
+    from signerd.daemon import find_softhsm_module
+
+    d = daemon_factory.start("backup-old")
+    state = d.state
+    old, new = eth_wallet(d), eth_wallet(d)
+    (old_key,) = d.custody().GetWallet(pb.GetWalletRequest(wallet_id=old.id)).keys
+    subprocess.run([sys.executable, "-c", CLEAR_EXTRACTABLE, str(state), find_softhsm_module(),
+                    old_key.key_id], check=True, capture_output=True, timeout=60,
+                   env=dict(os.environ, SOFTHSM2_CONF=str(state / "hsm" / "softhsm2.conf")))
+    made = json.loads(signerctl(d.config, "--json", "backup", "ceremony", "--so-pin-file",
+                                str(state / "hsm" / "so-pin"), "--threshold", "2",
+                                "--custodian", "inv1", "--custodian", "cust1",
+                                "--out", str(tmp_path / "c")).stdout)
+    assert govern(d, proposal(d, signerctl(d.config, "--json", "backup", "register",
+                                           made["ceremony_file"], port=d.port).stdout)
+                  ).state == "APPROVED"
+    p = proposal(d, signerctl(d.config, "--json", "backup", "create", port=d.port).stdout)
+    assert govern(d, p).state == "APPROVED"
+    r = signerctl(d.config, "--json", "backup", "bundle", p.id, "--out", str(tmp_path / "b.json"),
+                  port=d.port)
+    assert json.loads(r.stdout)["not_backed_up"] == [old_key.key_id]
+    body = json.loads((tmp_path / "b.json").read_bytes())["body"]
+    assert {k["key_id"] for k in body["keys"]} == {
+        body["genesis_document"]["audit_key"]["key_id"],
+        d.custody().GetWallet(pb.GetWalletRequest(wallet_id=new.id)).keys[0].key_id}
+    (listed,) = body["not_backed_up"]
+    assert listed["wallets"] == [old.id] and "ordinary transfer" in listed["reason"]
+    status = signerctl(d.config, "backup", "status", port=d.port).stdout
+    assert f"{old_key.key_id}: made before keys were backup-capable" in status
+    assert "NOT BACKED UP" in status
