@@ -228,6 +228,18 @@ class BackupToken(Keystore):
             finally:
                 session.close()
 
+    def check_value_of(self, so_pin: str, key: bytearray) -> str:
+        """The check value of ``key``, computed by the token on a session copy of it (nothing is
+        installed): the ceremony writes the shares before it installs the key."""
+        A = _pk().Attribute
+        with self.security_officer(so_pin) as s:
+            probe = s.create_object({**_backup_key_template(b"probe", "probe", bytes(key)),
+                                     A.TOKEN: False, A.TRUSTED: False, A.DESTROYABLE: True})
+            try:
+                return check_value(s, probe)
+            finally:
+                probe.destroy()
+
     def install_backup_key(self, so_pin: str, key: bytearray, key_id: bytes,
                            label: str = BACKUP_KEY_LABEL, *, expect: str = "") -> str:
         """Install ``key`` as the token's trusted backup key (as the security officer) and return

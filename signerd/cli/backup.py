@@ -95,7 +95,9 @@ def cmd_ceremony(ctx: Context) -> Output:
     key = BK.new_backup_key()
     token = _token(cfg)
     try:
-        value = token.install_backup_key(so_pin, key, key_id, BACKUP_KEY_LABEL)
+        # The shares are written before the key is installed: a ceremony that fails leaves no
+        # trusted key behind (the token would keep it: it cannot be destroyed).
+        value = token.check_value_of(so_pin, key)
         record = BK.ceremony_record(
             ceremony_id=ceremony_id, instance_id=cfg.instance_id, created_at=int(time.time()),
             threshold=a.threshold, custodians=custodians, key_id=key_id.hex(),
@@ -111,11 +113,12 @@ def cmd_ceremony(ctx: Context) -> Output:
         finally:
             for _, share in shares:
                 BK.wipe(share)
+        path = out / "ceremony.json"
+        _write_new(path, canonical.dumps(record), 0o644)
+        token.install_backup_key(so_pin, key, key_id, BACKUP_KEY_LABEL, expect=value)
     finally:
         BK.wipe(key)
         token.close()
-    path = out / "ceremony.json"
-    _write_new(path, canonical.dumps(record), 0o644)
     doc = {"ceremony": record, "ceremony_file": str(path), "shares": files}
     return Output(doc, lambda: kv([
         ("ceremony", ceremony_id), ("backup key", f"HSM key id {key_id.hex()} (trusted)"),
