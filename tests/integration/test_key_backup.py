@@ -450,9 +450,21 @@ def test_store_writer_cannot_start_a_backup(drill: Drill) -> None:
                ("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
                 (head["seq"], head["hash"])),
                ("DELETE FROM proposals WHERE id = ?", (forged_id,)))
-    # The approved backup still makes its bundle.
-    assert d.admin().GetBackupBundle(pb.GetBackupBundleRequest(
-        proposal_id=drill.backup_proposal)).keys == 3
+    # The approved backup's row rewritten to name the other ceremony's key: the bundle is made
+    # under the key the ledger approved, whatever the row says.
+    other = json.loads(drill.other_shares["inv1"].read_text())
+    body = json.loads(row["body"])
+    body["change"] = {"ceremony_id": other["ceremony_id"], "check_value": other["check_value"]}
+    db.run(("UPDATE proposals SET body = ? WHERE id = ?",
+            (canonical.dumps(body).decode(), drill.backup_proposal)))
+    try:
+        made = d.admin().GetBackupBundle(pb.GetBackupBundleRequest(
+            proposal_id=drill.backup_proposal))
+    finally:
+        db.run(("UPDATE proposals SET body = ? WHERE id = ?", (row["body"], drill.backup_proposal)))
+    assert made.keys == 3
+    assert json.loads(made.bundle)["body"]["ceremony"]["ceremony_id"] == \
+        drill.ceremony["ceremony_id"]
 
 
 CLEAR_EXTRACTABLE = """
