@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Install what signerd needs on Debian 12, as root: system packages (SoftHSM2, OpenSC's
 # pkcs11-tool, libsecp256k1) and a virtual environment in .venv with signerd and its test
-# dependencies. With --test, also what only the test suite uses: PostgreSQL (replica tests),
-# Prometheus' promtool (alert rules) and systemd-analyze (unit check). Idempotent.
+# dependencies, editable. With --test, also what only the test suite uses: PostgreSQL (replica
+# tests), Prometheus' promtool (alert rules) and systemd-analyze (unit check). With
+# --production (deploy/DEPLOY.md: a checkout in /opt/signerd), signerd alone, not editable and
+# without the test dependencies. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(softhsm2 opensc libsecp256k1-1 python3-venv python3-pip)
-if [ "${1:-}" = "--test" ]; then
-  PKGS+=(postgresql prometheus systemd)  # prometheus: promtool; systemd: systemd-analyze
-fi
+TARGET='.[test]'
+case "${1:-}" in
+  --test) PKGS+=(postgresql prometheus systemd) ;;  # prometheus: promtool; systemd-analyze
+  --production) TARGET=. ;;
+  "") ;;
+  *) echo "usage: install.sh [--test | --production]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -25,14 +31,36 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
+if [ "$TARGET" = . ]; then
+  # The daemon runs the venv's interpreter as the signerd user under ProtectHome=yes: it must
+  # be the system's (Debian's /usr/bin/python3), not one in a home folder (pyenv and the like).
+  PY=${PYTHON:-/usr/bin/python3}
+  base=$(readlink -f "$(command -v "$PY")")
+  case "$base" in
+    /root/*|/home/*|/run/user/*)
+      echo "install.sh: $PY is $base, in a home folder the signerd user cannot reach" \
+           "(ProtectHome=yes); use the system's Python (PYTHON=/usr/bin/python3)" >&2
+      exit 1 ;;
+  esac
+fi
 "$PY" - <<'PYCHECK'
 import sys
 if sys.version_info < (3, 11):
     sys.exit(f"signerd needs Python 3.11 or newer, found {sys.version.split()[0]}")
 PYCHECK
+if [ -x .venv/bin/python ] && [ "$TARGET" = . ] && \
+   [ "$(readlink -f .venv/bin/python)" != "$(readlink -f "$(command -v "$PY")")" ]; then
+  echo "install.sh: .venv was made with $(readlink -f .venv/bin/python), not $PY; remove .venv" \
+       "and run this again" >&2
+  exit 1
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test]'
+if [ "$TARGET" = . ]; then
+  .venv/bin/python -m pip install -q .
+else
+  .venv/bin/python -m pip install -q -e "$TARGET"
+fi
 echo "install.sh: ready (.venv/bin/signerd, .venv/bin/signerctl)"

@@ -118,8 +118,9 @@ class App:
         and nothing else on stderr), open the HSM (errors are fatal at start), prepare the
         audit key."""
         if not self.config.genesis:
-            raise ConfigError("config: [governance] genesis is not set: this state folder "
-                              "predates governance; make a new one with `signerd init`")
+            raise ConfigError("config: [governance] genesis is not set: pin the digest that "
+                              "`signerd genesis seal` printed (a state folder made before "
+                              "governance: make a new one with `signerd init`)")
         with self.store.transaction() as tx:
             known = tx.get_meta("instance_id")
             if known is None:
@@ -301,7 +302,7 @@ class App:
         self._publish_health()
         if hsm_up and store_up and self.started:
             if not was_hsm:
-                log.warning("hsm back: resuming approved transfers")
+                log.info("hsm back: resuming approved transfers")
             self.proposals.tick()
             self.transfers.tick()
         if store_up:
@@ -334,8 +335,8 @@ class App:
         """Set every chain x state and chain x category series, zeros included, so a scrape
         never sees a series vanish and reappear."""
         with self.store.read() as tx:
-            wallets = {(r["chain"], r["category"]): r["n"] for r in tx.count_wallets()}
-            transfers = {(r["chain"], r["state"]): r["n"] for r in tx.count_transfers()}
+            wallets = tx.count_wallets()
+            transfers = tx.count_transfers()
             overdue = tx.count_past_expiry(time.time())
         for chain in Chain:
             for cat in Category:

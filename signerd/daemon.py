@@ -58,16 +58,6 @@ SOFTHSM_MODULE_CANDIDATES = ("/usr/lib/softhsm/libsofthsm2.so",
 
 DEMO_POLICIES = {name: shipped_template(name) for name in TEMPLATE_FILES}
 
-SOFTHSM_CONF = """\
-# SoftHSM2 configuration for this signerd state folder (written by `signerd init`).
-directories.tokendir = {tokendir}
-objectstore.backend = file
-log.level = ERROR
-slots.removable = false
-slots.mechanisms = ALL
-library.reset_on_fork = false
-"""
-
 CONFIG = """\
 # signerd configuration (written by `signerd init`). Relative paths are relative to this file.
 instance_id = "{instance_id}"
@@ -159,6 +149,7 @@ def init_state(root: Path, *, listen: str = "127.0.0.1:7443", metrics: str = "12
     from signerd.adapters import key_files
     from signerd.adapters import pki
     from signerd.adapters.config import insecure_listen_error, is_loopback_listen
+    from signerd.adapters.hsm import softhsm_conf_text
 
     if insecure and not is_loopback_listen(listen):
         raise SignerError(insecure_listen_error(listen))
@@ -176,7 +167,7 @@ def init_state(root: Path, *, listen: str = "127.0.0.1:7443", metrics: str = "12
     hsm = root / "hsm"
     (hsm / "tokens").mkdir(parents=True, mode=0o700)
     conf = hsm / "softhsm2.conf"
-    conf.write_text(SOFTHSM_CONF.format(tokendir=hsm / "tokens"))
+    conf.write_text(softhsm_conf_text(hsm / "tokens"))
     pin = secrets.token_hex(16)
     so_pin = secrets.token_hex(16)
     _write_secret(hsm / "pin", pin)
@@ -217,23 +208,18 @@ def init_state(root: Path, *, listen: str = "127.0.0.1:7443", metrics: str = "12
 
 def make_genesis(root: Path, *, instance_id: str, module: str, token_label: str,
                  store_url: str, keys: dict[str, Any]) -> bytes:
-    """The genesis of a new state folder: the audit key generated in the HSM, the genesis
-    document (demo operators, governance policy, templates, audit key) signed by every initial
-    operator, written as the first entry of the store's authority ledger, and its digest
-    pinned in an HSM data object that can be neither changed nor destroyed, and the ledger's
-    first monotonic anchor written beside it (signerd.core.anchor). Returns the digest, which the
-    config pins too."""
+    """The genesis of a new development state folder: the audit key generated in the HSM, the
+    genesis document (demo operators, governance policy, templates, audit key) signed by every
+    demo operator, committed by :func:`commit_genesis`. Returns the digest, which the config
+    pins too."""
     import time
 
     # late: start-up stays light (see the note at the top)
     from signerd.core import authority as AU
-    from signerd.core.anchor import Anchors
-    from .app import GENESIS_LABEL
     from signerd.core.approval import SignedDecision, genesis_statement, sign_statement
     from signerd.adapters.hsm import Keystore
     from signerd.core.model import Decision
-    from signerd.core.operator_keys import fingerprint, load_public_pem, public_pem
-    from signerd.adapters.store.factory import open_store
+    from signerd.core.operator_keys import public_pem
 
     keystore = Keystore(module, token_label=token_label, pin_file=root / "hsm" / "pin",
                         concurrency="serialized", pool_size=1,
@@ -253,38 +239,485 @@ def make_genesis(root: Path, *, instance_id: str, module: str, token_label: str,
         entry = AU.genesis_entry(doc, [
             SignedDecision(op_id, Decision.APPROVE, sign_statement(keys[op_id], statement))
             for op_id in DEMO_OPERATORS])
-        digest = AU.genesis_digest(doc)
-        AU.start(entry, digest)  # exactly what the daemon will check
         url = store_url
         if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_absolute():
             url = "sqlite:///" + str(root / url[len("sqlite:///"):])
-        store = open_store(url)
+        return commit_genesis(entry, url, keystore)
+    finally:
+        keystore.close()
+
+
+def commit_genesis(entry: Any, store_url: str, keystore: Any) -> bytes:
+    """Start a chain of authority: the genesis entry (its document approved by every initial
+    operator) written as the first entry of the store's authority ledger, with its audit
+    events; then its digest pinned in an HSM data object that can be neither changed nor
+    destroyed, and the ledger's first monotonic anchor written beside it
+    (signerd.core.anchor). Refuses a store that already has a genesis. Returns the digest."""
+    # late: start-up stays light (see the note at the top)
+    from signerd.core import authority as AU
+    from signerd.core.anchor import Anchors
+    from .app import GENESIS_LABEL
+    from signerd.core.operator_keys import fingerprint, load_public_pem
+    from signerd.adapters.store.factory import open_store
+
+    doc = entry.body
+    digest = AU.genesis_digest(doc)
+    AU.start(entry, digest)  # exactly what the daemon will check
+    instance_id = doc["instance_id"]
+    audit_key_id = doc["audit_key"]["key_id"]
+    store = open_store(store_url)
+    try:
+        with store.transaction() as tx:
+            if tx.authority_head()[0] != 0:
+                raise SignerError("the store already has a genesis; refusing to start a "
+                                  "second chain of authority in it")
+            tx.set_meta("instance_id", instance_id)
+            tx.set_meta("audit_key_id", audit_key_id)
+            tx.set_meta("genesis", digest.hex())
+            tx.append_authority(entry)
+            tx.append_audit("signerd-init", "instance.created", instance_id, {})
+            tx.append_audit("signerd-init", "genesis", digest.hex(), {
+                "operators": sorted(o["id"] for o in doc["operators"]),
+                "templates": sorted(doc["templates"]),
+                "audit_public_key": doc["audit_key"]["public_key"]})
+            for o in doc["operators"]:
+                tx.insert_operator(o["id"], o["roles"], o["public_key_pem"])
+                tx.append_audit("signerd-init", "operator.registered", o["id"], {
+                    "roles": o["roles"],
+                    "fingerprint": fingerprint(load_public_pem(o["public_key_pem"].encode()))})
+    finally:
+        store.close()
+    keystore.create_data(GENESIS_LABEL, digest)
+    # The ledger's first anchor: from here on it only moves forward (signerd.core.anchor).
+    Anchors(keystore, instance_id).advance_ledger(entry.seq, entry.hash)
+    return digest
+
+
+# ---------------------------------------------------------------- a production genesis
+#
+# In production nobody at the install holds an operator's private key: `signerd init
+# --production` takes the initial operators' public keys, the governance policy and the
+# templates, generates the audit key in the HSM and writes a genesis request (the document and
+# its digest); each operator checks it and signs it on their own machine (`signerd genesis
+# sign`); `signerd genesis seal` verifies that every initial operator approved and starts the
+# chain of authority. The digest is the genesis pin: it goes into the config, and the HSM token
+# pins it too.
+
+REQUEST_FORMAT = "signerd-genesis-request/v1"
+APPROVAL_FORMAT = "signerd-genesis-approval/v1"
+# No one person may be a governance quorum: every kind of proposal needs this many operators.
+MIN_GOVERNANCE_APPROVERS = 2
+
+
+def _read_operator_key(path: Path, op_id: str) -> str:
+    """An initial operator's Ed25519 public key (PEM) from ``path``; a private key is refused."""
+    from signerd.core.errors import InvalidKey
+    from signerd.core.operator_keys import MAX_KEY_FILE, load_public_pem
+
+    try:
+        data = path.read_bytes()[:MAX_KEY_FILE + 1]
+    except OSError as e:
+        raise SignerError(f"operator {op_id}: public key file {path} cannot be read "
+                          f"({e.strerror})") from None
+    if b"PRIVATE KEY" in data:
+        raise SignerError(f"operator {op_id}: {path} is a private key; give the operator's public "
+                          "key (signerctl operator keygen writes it beside the key, as .pub): the "
+                          "private key never leaves its operator")
+    try:
+        load_public_pem(data)
+    except InvalidKey as e:
+        raise SignerError(f"operator {op_id}: {path}: {e.message}") from None
+    return data.decode("ascii")
+
+
+def parse_operator_spec(spec: str, base: Path = Path(".")) -> dict[str, Any]:
+    """``ID:ROLE[,ROLE...]:PUBKEY.pem`` (one --operator of init --production)."""
+    parts = spec.split(":", 2)
+    if len(parts) != 3 or not all(parts):
+        raise SignerError(f"--operator {spec!r}: expected ID:ROLE[,ROLE...]:PUBKEY.pem, e.g. "
+                          "alice:admin,custody_officer:alice.pub")
+    op_id, roles, key = parts
+    return {"id": op_id, "roles": [r.strip() for r in roles.split(",") if r.strip()],
+            "public_key_pem": _read_operator_key(base / key, op_id)}
+
+
+def read_operators_file(path: Path) -> list[dict[str, Any]]:
+    """The initial operators listed in a TOML file, one ``[[operator]]`` table each with ``id``,
+    ``roles`` and ``public_key`` (a PEM file, relative to this file)."""
+    import tomllib
+
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SignerError(f"--operators {path} cannot be read ({e.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise SignerError(f"--operators {path} is not valid TOML: {e}") from None
+    items = doc.get("operator")
+    if set(doc) != {"operator"} or not isinstance(items, list) or not items:
+        raise SignerError(f"--operators {path}: expected [[operator]] tables (id, roles, "
+                          "public_key) and nothing else")
+    out = []
+    for i, item in enumerate(items, 1):
+        if not isinstance(item, dict) or set(item) != {"id", "roles", "public_key"} or \
+                not isinstance(item["id"], str) or not isinstance(item["public_key"], str) or \
+                not isinstance(item["roles"], list):
+            raise SignerError(f"--operators {path}: operator #{i} needs exactly id, roles (a "
+                              "list) and public_key (a file)")
+        out.append({"id": item["id"], "roles": item["roles"],
+                    "public_key_pem": _read_operator_key(path.parent / item["public_key"],
+                                                         item["id"])})
+    return out
+
+
+def check_production_operators(operators: list[dict[str, Any]], governance: Any) -> None:
+    """At least two operators, each named once, with a key of their own and roles the
+    governance policy knows."""
+    from signerd.core import authority as AU
+
+    if not operators:
+        raise SignerError("init --production: name the initial operators (--operator "
+                          "ID:ROLE[,ROLE...]:PUBKEY.pem, repeated, or --operators FILE); a "
+                          "production state has no demo operators")
+    seen: dict[str, str] = {}
+    keys: dict[str, str] = {}
+    for o in operators:
+        op_id = o["id"]
+        if not AU.OPERATOR_ID.fullmatch(op_id):
+            raise SignerError(f"operator {op_id!r}: not an operator id ({AU.OPERATOR_ID.pattern})")
+        if op_id in seen:
+            raise SignerError(f"operator {op_id} is named twice")
+        seen[op_id] = op_id
+        known = ", ".join(sorted(governance.roles))
+        if not o["roles"]:
+            raise SignerError(f"operator {op_id}: no role given (the governance policy's roles: "
+                              f"{known})")
+        unknown = [r for r in o["roles"] if not isinstance(r, str) or r not in governance.roles]
+        if unknown:
+            raise SignerError(f"operator {op_id}: role {unknown[0]!r} is not a role of the "
+                              f"governance policy ({known})")
+        digest = AU.key_digest(o["public_key_pem"])
+        if digest in keys:
+            raise SignerError(f"operators {keys[digest]} and {op_id} have the same public key; "
+                              "one key serves one identity")
+        keys[digest] = op_id
+
+
+def check_production_governance(text: str, source: str) -> Any:
+    """The governance policy of a production genesis: it parses, and no kind of proposal can be
+    decided by fewer than MIN_GOVERNANCE_APPROVERS distinct operators."""
+    from signerd.core import authority as AU
+    from signerd.core.errors import InvalidPolicy
+
+    try:
+        policy = AU.parse_governance(text)
+    except InvalidPolicy as e:
+        raise SignerError(f"--governance {source}: {e.message}") from None
+    for kind in AU.KINDS:
+        req = policy.requirement_for(kind)
+        if req.approvers < MIN_GOVERNANCE_APPROVERS:
+            raise SignerError(
+                f"--governance {source}: {kind} proposals need only {req.describe()}; a "
+                f"production genesis needs at least {MIN_GOVERNANCE_APPROVERS} distinct "
+                "operators for every kind, so that no one person is a governance quorum")
+    return policy
+
+
+def read_templates(folder: Path) -> dict[str, str]:
+    """The policy templates of a production genesis: every ``*.toml`` of ``folder``, by stem."""
+    try:
+        files = sorted(folder.glob("*.toml")) if folder.is_dir() else None
+    except OSError:
+        files = None
+    if files is None:
+        raise SignerError(f"--templates {folder} is not a folder")
+    if not files:
+        raise SignerError(f"--templates {folder} holds no policy template (*.toml); start from "
+                          "the ones signerd ships (signerd/templates/) and review them")
+    return {f.stem: f.read_text(encoding="utf-8") for f in files}
+
+
+def _keystore_for(cfg: Any) -> Any:
+    """The HSM keystore a config names (as the daemon opens it), for one-off ceremonies."""
+    from signerd.adapters.hsm import Keystore
+
+    uri = cfg.hsm.token if cfg.hsm.token.startswith("pkcs11:") else None
+    return Keystore(cfg.hsm.module, token_uri=uri, token_label=None if uri else cfg.hsm.token,
+                    pin_file=cfg.hsm.pin_file, concurrency="serialized", pool_size=1,
+                    env={"SOFTHSM2_CONF": str(cfg.hsm.softhsm_conf)}
+                    if cfg.hsm.softhsm_conf else None, call_timeout=cfg.hsm.call_timeout)
+
+
+def _production_config(config_path: str) -> Any:
+    """A config fit for a production genesis: TLS on, no genesis pinned yet."""
+    from signerd.adapters import config as C
+
+    cfg = C.load(config_path)
+    if cfg.server.insecure:
+        raise SignerError(f"{cfg.path}: [server] insecure = true is for development; a "
+                          "production config names tls_cert, tls_key and client_ca")
+    if cfg.genesis:
+        raise SignerError(f"{cfg.path} already pins genesis {cfg.genesis.hex()}; a production "
+                          "genesis starts a new instance: leave [governance] genesis empty "
+                          "until `signerd genesis seal` prints it")
+    return cfg
+
+
+def _no_genesis_yet(cfg: Any, keystore: Any) -> None:
+    """The store and the HSM token of ``cfg`` serve no instance yet."""
+    from signerd.adapters.store.factory import open_store
+    from .app import GENESIS_LABEL
+
+    url = cfg.store_url
+    if not (url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists()):
+        store = open_store(url)  # (a SQLite file is made only by the seal)
         try:
-            with store.transaction() as tx:
+            with store.read() as tx:
                 if tx.authority_head()[0] != 0:
                     raise SignerError("the store already has a genesis; refusing to start a "
                                       "second chain of authority in it")
-                tx.set_meta("instance_id", instance_id)
-                tx.set_meta("audit_key_id", audit_key.key_id)
-                tx.set_meta("genesis", digest.hex())
-                tx.append_authority(entry)
-                tx.append_audit("signerd-init", "instance.created", instance_id, {})
-                tx.append_audit("signerd-init", "genesis", digest.hex(), {
-                    "operators": sorted(DEMO_OPERATORS), "templates": sorted(doc["templates"]),
-                    "audit_public_key": audit_key.public_key.hex()})
-                for o in operators:
-                    tx.insert_operator(o["id"], o["roles"], o["public_key_pem"])
-                    tx.append_audit("signerd-init", "operator.registered", o["id"], {
-                        "roles": o["roles"],
-                        "fingerprint": fingerprint(load_public_pem(o["public_key_pem"].encode()))})
         finally:
             store.close()
-        keystore.create_data(GENESIS_LABEL, digest)
-        # The ledger's first anchor: from here on it only moves forward (signerd.core.anchor).
-        Anchors(keystore, instance_id).advance_ledger(entry.seq, entry.hash)
+    pinned = keystore.read_data(GENESIS_LABEL)
+    if pinned:
+        raise SignerError(f"the HSM token already pins genesis {pinned[0].hex()}: one token "
+                          "serves one instance")
+
+
+def init_production(config_path: str, *, operators: list[dict[str, Any]], governance: Path | None,
+                    templates: Path | None, out: Path) -> bytes:
+    """Stage one of a production genesis: check the operators, the governance policy and the
+    templates, generate the audit key in the config's HSM, and write the genesis request
+    ``out`` (the document and its digest) for the operators to sign. Creates no operator key,
+    no certificate and no demo policy. Returns the digest."""
+    import json
+    import time
+
+    from signerd.core import authority as AU
+    from signerd.core.errors import InvalidArgument
+
+    if governance is None:
+        raise SignerError("init --production: --governance FILE is required: the governance "
+                          "policy says who approves a change to the rules (signerd ships no "
+                          "production default)")
+    if templates is None:
+        raise SignerError("init --production: --templates DIR is required: the policy "
+                          "templates wallets get (review the ones signerd ships in "
+                          "signerd/templates/ and copy those you keep)")
+    try:
+        gov_text = governance.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SignerError(f"--governance {governance} cannot be read ({e.strerror})") from None
+    policy = check_production_governance(gov_text, str(governance))
+    check_production_operators(operators, policy)
+    texts = read_templates(templates)
+    cfg = _production_config(config_path)
+    default = cfg.default_policy.removesuffix(".toml")
+    if default not in texts:
+        raise SignerError(f"{cfg.path}: [policies] default = {cfg.default_policy!r} is not among "
+                          f"the templates in {templates} ({', '.join(sorted(texts))})")
+    if out.exists() or out.is_symlink():
+        raise SignerError(f"{out} already exists; refusing to overwrite it")
+    keystore = _keystore_for(cfg)
+    keystore.open()
+    try:
+        _no_genesis_yet(cfg, keystore)
+        # Checked before the audit key is made: an invalid document makes nothing.
+        try:
+            AU.make_genesis(instance_id=cfg.instance_id, created_at=0, operators=operators,
+                            governance=gov_text, templates=texts, audit_key_id="check",
+                            audit_public_key=b"\2" * 33)
+        except (InvalidArgument, SignerError) as e:
+            raise SignerError(f"the genesis would not verify: {e.message}") from None
+        audit_key = keystore.generate_key("signerd-audit")
     finally:
         keystore.close()
+    doc = AU.make_genesis(instance_id=cfg.instance_id, created_at=int(time.time()),
+                          operators=operators, governance=gov_text, templates=texts,
+                          audit_key_id=audit_key.key_id, audit_public_key=audit_key.public_key)
+    digest = AU.genesis_digest(doc)
+    request = {"format": REQUEST_FORMAT, "digest": digest.hex(), "genesis": doc}
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(request, indent=1, sort_keys=True) + "\n")
     return digest
+
+
+def read_request(path: Path) -> tuple[dict[str, Any], bytes]:
+    """A genesis request (init --production): its document, checked as the daemon will check
+    it, and its digest, which must be the document's."""
+    import json
+
+    from signerd.core import authority as AU
+    from signerd.core.errors import InvalidArgument
+
+    try:
+        request = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SignerError(f"{path} cannot be read ({e.strerror})") from None
+    except (ValueError, UnicodeDecodeError):
+        raise SignerError(f"{path} is not a genesis request (not JSON)") from None
+    if not isinstance(request, dict) or request.get("format") != REQUEST_FORMAT or \
+            not isinstance(request.get("genesis"), dict):
+        raise SignerError(f"{path} is not a genesis request ({REQUEST_FORMAT})")
+    doc = request["genesis"]
+    try:
+        again = AU.make_genesis(
+            instance_id=doc["instance_id"], created_at=doc["created_at"],
+            operators=doc["operators"], governance=doc["governance"],
+            templates=doc["templates"], audit_key_id=doc["audit_key"]["key_id"],
+            audit_public_key=bytes.fromhex(doc["audit_key"]["public_key"]),
+            tokens=doc.get("tokens", ()))
+    except (KeyError, TypeError, ValueError) as e:
+        raise SignerError(f"{path}: the genesis document is malformed ({e})") from None
+    except (InvalidArgument, SignerError) as e:
+        raise SignerError(f"{path}: the genesis does not verify: {e.message}") from None
+    digest = AU.genesis_digest(again)
+    if again != doc or request.get("digest") != digest.hex():
+        raise SignerError(f"{path}: its digest is not its document's ({digest.hex()}): the "
+                          "request was altered")
+    return doc, digest
+
+
+def render_genesis(doc: dict[str, Any], digest: bytes, you: str = "") -> str:
+    """What an operator reads before signing a genesis: every field of the document."""
+    import datetime as dt
+
+    from signerd.core import authority as AU
+    from signerd.core.operator_keys import fingerprint, load_public_pem
+
+    when = dt.datetime.fromtimestamp(doc["created_at"], dt.timezone.utc)
+    lines = [f"genesis {digest.hex()}", f"  instance    {doc['instance_id']}",
+             f"  created     {when.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+             f"  audit key   {doc['audit_key']['key_id']} "
+             f"(public {doc['audit_key']['public_key']})", "  operators"]
+    for o in doc["operators"]:
+        fp = fingerprint(load_public_pem(o["public_key_pem"].encode()))
+        mark = "   <- you" if o["id"] == you else ""
+        lines.append(f"    {o['id']:<16} key {fp}  roles {', '.join(o['roles'])}{mark}")
+    lines.append("  templates")
+    for name, text in doc["templates"].items():
+        lines.append(f"    {name:<24} sha256 {AU.sha256_hex(text)}")
+    for t in doc.get("tokens", []):
+        lines.append(f"  token       {t}")
+    lines.append("  governance policy")
+    lines += [f"    | {line}" for line in doc["governance"].splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def sign_genesis(request_path: Path, *, operator_id: str, key: str, out: Path | None,
+                 passphrase_file: str | None, yes: bool) -> Path:
+    """Stage two, on an operator's own machine: show the genesis request, check that ``key``
+    is this operator's key in it, ask, and write the operator's approval. Returns its path."""
+    import json
+
+    from signerd.cli.errors import CliError
+    from signerd.cli.inputs import can_confirm, confirm, load_operator_key
+    from signerd.core import authority as AU
+    from signerd.core.approval import genesis_statement, sign_statement
+    from signerd.core.operator_keys import fingerprint, load_public_pem, public_pem
+
+    doc, digest = read_request(request_path)
+    mine = {o["id"]: o for o in doc["operators"]}.get(operator_id)
+    if mine is None:
+        raise SignerError(f"{operator_id} is not an initial operator of this genesis "
+                          f"({', '.join(o['id'] for o in doc['operators'])})")
+    target = out or Path(f"genesis-approval-{operator_id}.json")
+    if target.exists() or target.is_symlink():
+        raise SignerError(f"{target} already exists; refusing to overwrite it")
+    try:
+        can_confirm(assume_yes=yes)  # without a terminal, refuse before asking for a passphrase
+        private = load_operator_key(key, passphrase_file)
+    except CliError as e:
+        raise SignerError(str(e)) from None
+    if AU.key_digest(public_pem(private).decode()) != AU.key_digest(mine["public_key_pem"]):
+        raise SignerError(
+            f"{key} is not operator {operator_id}'s key in this genesis (it lists key "
+            f"{fingerprint(load_public_pem(mine['public_key_pem'].encode()))}, this is "
+            f"{fingerprint(private.public_key())})")
+    sys.stdout.write(render_genesis(doc, digest, operator_id))
+    sys.stdout.flush()
+    try:
+        confirm(f"Approve this genesis as {operator_id}?", assume_yes=yes)
+    except CliError as e:
+        raise SignerError(str(e)) from None
+    signature = sign_statement(private, genesis_statement(doc))
+    approval = {"format": APPROVAL_FORMAT, "operator_id": operator_id, "digest": digest.hex(),
+                "signature": signature.hex()}
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(approval, sort_keys=True) + "\n")
+    return target
+
+
+def read_approvals(paths: list[Path], doc: dict[str, Any], digest: bytes) -> list[Any]:
+    """One verified approval of ``doc`` per initial operator, from the files ``paths``."""
+    import json
+
+    from signerd.core.approval import SignedDecision, genesis_statement, signature_valid
+    from signerd.core.model import Decision
+
+    statement = genesis_statement(doc)
+    keys = {o["id"]: o["public_key_pem"].encode() for o in doc["operators"]}
+    got: dict[str, Any] = {}
+    for path in paths:
+        try:
+            a = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise SignerError(f"{path} cannot be read ({e.strerror})") from None
+        except (ValueError, UnicodeDecodeError):
+            raise SignerError(f"{path} is not a genesis approval (not JSON)") from None
+        if not isinstance(a, dict) or a.get("format") != APPROVAL_FORMAT or \
+                not all(isinstance(a.get(k), str) for k in ("operator_id", "digest", "signature")):
+            raise SignerError(f"{path} is not a genesis approval ({APPROVAL_FORMAT})")
+        op = a["operator_id"]
+        if a["digest"] != digest.hex():
+            raise SignerError(f"{path}: {op} approved genesis {a['digest']}, not this one "
+                              f"({digest.hex()})")
+        if op not in keys:
+            raise SignerError(f"{path}: {op} is not an initial operator of this genesis")
+        if op in got:
+            raise SignerError(f"{path}: a second approval by {op}")
+        try:
+            signature = bytes.fromhex(a["signature"])
+        except ValueError:
+            signature = b""
+        if not signature_valid(keys[op], statement, signature):
+            raise SignerError(f"{path}: the signature is not {op}'s over this genesis")
+        got[op] = SignedDecision(op, Decision.APPROVE, signature)
+    missing = [o for o in keys if o not in got]
+    if missing:
+        raise SignerError(f"every initial operator must approve the genesis; missing: "
+                          f"{', '.join(missing)} (signerd genesis sign)")
+    return [got[o] for o in keys]
+
+
+def seal_genesis(config_path: str, request_path: Path, approvals: list[Path]) -> bytes:
+    """Stage three: with every initial operator's approval, start the chain of authority in the
+    config's store and pin the genesis in its HSM token (:func:`commit_genesis`)."""
+    from signerd.adapters import config as C
+    from signerd.core import authority as AU
+
+    doc, digest = read_request(request_path)
+    cfg = C.load(config_path)
+    if doc["instance_id"] != cfg.instance_id:
+        raise SignerError(f"{request_path} is for instance {doc['instance_id']}; {cfg.path} "
+                          f"says {cfg.instance_id}")
+    if cfg.genesis and cfg.genesis != digest:
+        raise SignerError(f"{cfg.path} pins genesis {cfg.genesis.hex()}, not this one "
+                          f"({digest.hex()})")
+    entry = AU.genesis_entry(doc, read_approvals(approvals, doc, digest))
+    keystore = _keystore_for(cfg)
+    keystore.open()
+    try:
+        _no_genesis_yet(cfg, keystore)
+        held = keystore.held_public_key(doc["audit_key"]["key_id"])
+        if held.hex() != doc["audit_key"]["public_key"]:
+            raise SignerError(f"the HSM token does not hold the audit key "
+                              f"{doc['audit_key']['key_id']} the genesis names: this is not "
+                              "the token init --production used")
+        return commit_genesis(entry, cfg.store_url, keystore)
+    finally:
+        keystore.close()
 
 
 def sd_notify(message: str) -> None:
@@ -302,11 +735,12 @@ def sd_notify(message: str) -> None:
 def run(config_path: str) -> int:
     # late: start-up stays light (see the note at the top)
     from signerd.adapters import config as C
-    from signerd.adapters import lifecycle, logs
+    from signerd.adapters import hsm, lifecycle, logs
     from .api.server import build_server
     from .app import App
 
     cfg = C.load(config_path)
+    moved_from = hsm.place_softhsm_conf(cfg.hsm.softhsm_conf) if cfg.hsm.softhsm_conf else None
     if cfg.server.revoked is not None and not cfg.server.insecure:
         from signerd.adapters import pki
 
@@ -318,6 +752,9 @@ def run(config_path: str) -> int:
     # SIGUSR1 writes every thread's stack to stderr (the journal) and signerd goes on: what an
     # SRE needs from a daemon that stops answering, before restarting it.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    if moved_from is not None:
+        log.info("the state folder moved: %s names the token folder beside it again (it named "
+                 "%s)", cfg.hsm.softhsm_conf, moved_from)
     if cfg.server.insecure:
         log.warning("INSECURE: listening without TLS; principals are taken from request metadata "
                     "(development only)")
@@ -366,34 +803,95 @@ def run(config_path: str) -> int:
     return 0
 
 
+# The defaults of a development state folder; init --production refuses them changed.
+DEV_DEFAULTS = {"listen": "127.0.0.1:7443", "metrics": "127.0.0.1:9464",
+                "store_url": "sqlite:///signerd.db"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="signerd", description="signerd custody signing daemon")
     ap.add_argument("--version", action="version", version=f"signerd {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p_init = sub.add_parser("init", help="create a ready-to-run state folder")
-    p_init.add_argument("dir")
-    p_init.add_argument("--listen", default="127.0.0.1:7443")
-    p_init.add_argument("--metrics", default="127.0.0.1:9464")
+    p_init = sub.add_parser(
+        "init", help="create a ready-to-run development state folder, or (--production) the "
+        "genesis request of a production instance",
+        description="signerd init DIR: a development state folder (SoftHSM token, SQLite, "
+        "development PKI, demo operators and policies). signerd init --production --config "
+        "FILE ...: stage one of a production genesis (deploy/DEPLOY.md).")
+    p_init.add_argument("dir", nargs="?", help="the development state folder to create")
+    p_init.add_argument("--listen", default=DEV_DEFAULTS["listen"],
+                        help="gRPC address (development)")
+    p_init.add_argument("--metrics", default=DEV_DEFAULTS["metrics"],
+                        help="Prometheus address (development)")
     p_init.add_argument("--insecure", action="store_true",
                         help="plaintext gRPC (development only; logs a warning at every start)")
-    p_init.add_argument("--store-url", default="sqlite:///signerd.db")
+    p_init.add_argument("--store-url", default=DEV_DEFAULTS["store_url"],
+                        help="store of a development state folder")
+    prod = p_init.add_argument_group("production (deploy/DEPLOY.md)")
+    prod.add_argument("--production", action="store_true",
+                      help="no demo operators, keys, PKI or policies: write a genesis request "
+                      "from the operators' public keys for them to sign")
+    prod.add_argument("--config", metavar="FILE",
+                      help="the production config (its HSM, store and instance_id)")
+    prod.add_argument("--operator", action="append", default=[], metavar="ID:ROLES:PUBKEY",
+                      help="an initial operator: ID:ROLE[,ROLE...]:PUBKEY.pem (repeat it)")
+    prod.add_argument("--operators", metavar="FILE", type=Path,
+                      help="TOML file of [[operator]] tables: id, roles, public_key")
+    prod.add_argument("--governance", metavar="FILE", type=Path,
+                      help="the governance policy (every kind of proposal needs at least 2 "
+                      "distinct operators)")
+    prod.add_argument("--templates", metavar="DIR", type=Path,
+                      help="folder of the policy templates (*.toml) wallets get")
+    prod.add_argument("--out", metavar="FILE", type=Path, default=Path("genesis.json"),
+                      help="where to write the genesis request (default genesis.json)")
     p_run = sub.add_parser("run", help="run the daemon in the foreground")
     p_run.add_argument("--config", required=True)
+    p_gen = sub.add_parser("genesis", help="a production genesis: sign (each initial operator) "
+                           "and seal (the installer)")
+    gsub = p_gen.add_subparsers(dest="genesis_cmd", required=True)
+    p_sign = gsub.add_parser("sign", help="show a genesis request and approve it with your "
+                             "operator key (on your own machine)")
+    p_sign.add_argument("request", type=Path, help="the genesis request init --production wrote")
+    p_sign.add_argument("--operator", required=True, metavar="ID", help="your operator id")
+    p_sign.add_argument("--key", required=True, metavar="FILE", help="your operator private key")
+    p_sign.add_argument("--passphrase-file", metavar="FILE",
+                        help="the key's passphrase (else asked on the terminal)")
+    p_sign.add_argument("--out", type=Path, metavar="FILE",
+                        help="where to write the approval (default genesis-approval-ID.json)")
+    p_sign.add_argument("--yes", action="store_true",
+                        help="approve without asking (the document is still printed)")
+    p_seal = gsub.add_parser("seal", help="with every initial operator's approval, start the "
+                             "chain of authority in the store and pin it in the HSM token")
+    p_seal.add_argument("--config", required=True, metavar="FILE", help="the production config")
+    p_seal.add_argument("request", type=Path, help="the genesis request")
+    p_seal.add_argument("approvals", type=Path, nargs="+", metavar="APPROVAL",
+                        help="one approval file per initial operator")
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "init" and args.production:
+            return _init_production(args)
         if args.cmd == "init":
-            cfg = init_state(Path(args.dir), listen=args.listen, metrics=args.metrics,
-                             insecure=args.insecure, store_url=args.store_url)
-            from signerd.adapters import config as C
-            from signerd.adapters import pki
-
-            print(f"signerd state folder ready: {cfg}")
-            print(f"genesis {C.load(cfg).genesis.hex()} (pinned in the config and in the HSM "
-                  "token; keep a copy offline)")
-            print(f"development CA key: {pki.dev_ca_key_path(cfg.parent)} (the daemon never "
-                  "reads it; move it offline, signerctl pki issue --ca-key needs it only to "
-                  "issue a certificate)")
-            print(f"start it with: signerd run --config {cfg}")
+            extra = [f"--{n}" for n in ("config", "operators", "governance", "templates")
+                     if getattr(args, n) is not None] + (["--operator"] if args.operator else [])
+            if extra:
+                raise SignerError(f"{', '.join(extra)}: only with init --production")
+            if args.dir is None:
+                raise SignerError("init: give the state folder to create (signerd init DIR), "
+                                  "or --production (deploy/DEPLOY.md)")
+            return _init_development(args)
+        if args.cmd == "genesis" and args.genesis_cmd == "sign":
+            path = sign_genesis(args.request, operator_id=args.operator, key=args.key,
+                                out=args.out, passphrase_file=args.passphrase_file,
+                                yes=args.yes)
+            print(f"approval written: {path} (give it to whoever seals the genesis)")
+            return 0
+        if args.cmd == "genesis":
+            digest = seal_genesis(args.config, args.request, args.approvals)
+            print(f"genesis {digest.hex()} sealed: the store's authority ledger starts with it "
+                  "and the HSM token pins it")
+            print(f'pin it in {args.config}: [governance] genesis = "{digest.hex()}"')
+            print("each operator checks that pin against the digest they signed, and later "
+                  "the daemon's (signerctl governance show)")
             return 0
         return run(args.config)
     except SignerError as e:
@@ -402,6 +900,50 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"signerd: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
+
+
+def _init_development(args: argparse.Namespace) -> int:
+    cfg = init_state(Path(args.dir), listen=args.listen, metrics=args.metrics,
+                     insecure=args.insecure, store_url=args.store_url)
+    from signerd.adapters import config as C
+    from signerd.adapters import pki
+
+    print(f"signerd state folder ready: {cfg}")
+    print(f"genesis {C.load(cfg).genesis.hex()} (pinned in the config and in the HSM "
+          "token; keep a copy offline)")
+    print(f"development CA key: {pki.dev_ca_key_path(cfg.parent)} (the daemon never "
+          "reads it; move it offline, signerctl pki issue --ca-key needs it only to "
+          "issue a certificate)")
+    print(f"start it with: signerd run --config {cfg}")
+    return 0
+
+
+def _init_production(args: argparse.Namespace) -> int:
+    if args.dir is not None:
+        raise SignerError(f"init --production takes no state folder ({args.dir}): the config "
+                          "names the store and the HSM")
+    dev = [f"--{n.replace('_', '-')}" for n in ("listen", "metrics", "store_url")
+           if getattr(args, n) != DEV_DEFAULTS[n]] + (["--insecure"] if args.insecure else [])
+    if dev:
+        raise SignerError(f"{', '.join(dev)}: only for a development state folder; a "
+                          "production config names its addresses and store")
+    if args.config is None:
+        raise SignerError("init --production: --config FILE is required (start from "
+                          "deploy/signerd.toml)")
+    operators = [parse_operator_spec(s) for s in args.operator]
+    if args.operators is not None:
+        operators += read_operators_file(args.operators)
+    digest = init_production(args.config, operators=operators, governance=args.governance,
+                             templates=args.templates, out=args.out)
+    ids = [o["id"] for o in operators]
+    print(f"genesis request written: {args.out}")
+    print(f"genesis {digest.hex()} (the pin: each operator checks it before signing)")
+    print(f"next, each of {', '.join(ids)} on their own machine:")
+    print(f"  signerd genesis sign {args.out.name} --operator ID --key ID.key")
+    print("then, with every approval:")
+    print(f"  signerd genesis seal --config {args.config} {args.out.name} "
+          "genesis-approval-*.json")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""The daemon's TOML configuration. Relative paths are relative to the config file's folder."""
+"""The daemon's TOML configuration. Relative paths are relative to the config file's folder
+(a state folder made by ``signerd init DIR``); a production configuration in /etc/signerd names
+absolute paths, and its secrets (HSM PIN, server TLS key, PostgreSQL URL) as ``credential:NAME``,
+systemd credentials."""
 from __future__ import annotations
 
 import ipaddress
@@ -96,15 +99,56 @@ def _path(base: Path, value: Any, key: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def _pin_path(base: Path, value: Any) -> Path:
+CREDENTIAL = "credential:"
+
+
+def _credential(value: str, key: str) -> Path:
+    """The file of the systemd credential ``credential:NAME`` (LoadCredential=NAME:SOURCE in
+    the unit: systemd hands it to the daemon alone, in $CREDENTIALS_DIRECTORY)."""
+    name = value[len(CREDENTIAL):]
+    if not name or "/" in name or name in (".", ".."):
+        raise ConfigError(f"config: {key} = {value!r}: {name!r} is not a credential name")
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not creds:
+        raise ConfigError(f"config: {key} = {value!r} needs systemd's CREDENTIALS_DIRECTORY "
+                          "(LoadCredential= in the unit; outside systemd, as root, set "
+                          "CREDENTIALS_DIRECTORY to the folder of the credential files)")
+    return Path(creds) / name
+
+
+def _secret_path(base: Path, value: Any, key: str) -> Path:
     """``credential:NAME`` is a systemd credential (LoadCredential=); anything else a path."""
-    if isinstance(value, str) and value.startswith("credential:"):
-        creds = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not creds:
-            raise ConfigError(f"hsm.pin_file = {value!r} needs systemd's CREDENTIALS_DIRECTORY "
-                              "(LoadCredential= in the unit)")
-        return Path(creds) / value[len("credential:"):]
-    return _path(base, value, "hsm.pin_file")
+    if isinstance(value, str) and value.startswith(CREDENTIAL):
+        return _credential(value, key)
+    return _path(base, value, key)
+
+
+def _store_url(base: Path, value: Any) -> str:
+    """``[store] url``: ``sqlite:///PATH`` (relative to the config's folder), a PostgreSQL URL,
+    or ``credential:NAME``, a systemd credential holding the PostgreSQL URL (its password stays
+    out of the config file). Never quoted in an error: it may hold a password."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError("config: store.url must be sqlite:///PATH, postgresql://... or "
+                          "credential:NAME")
+    if value.startswith(CREDENTIAL):
+        path = _credential(value, "store.url")
+        try:
+            url = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else "not text"
+            raise ConfigError(f"config: store.url: the credential {path} cannot be read "
+                              f"({why})") from None
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"config: store.url: the credential {path} must hold one "
+                              "postgresql://... URL")
+        return url
+    if value.startswith("sqlite:///"):
+        db = Path(value[len("sqlite:///"):])
+        return "sqlite:///" + str(db if db.is_absolute() else base / db)
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("config: store.url must be sqlite:///PATH, postgresql://... or "
+                          "credential:NAME")
+    return value
 
 
 def _take(section: dict[str, Any], name: str, allowed: set[str]) -> None:
@@ -137,7 +181,7 @@ def load(path: str | Path) -> Config:
         listen=str(s.get("listen", "127.0.0.1:7443")),
         insecure=insecure,
         tls_cert=_path(base, s["tls_cert"], "server.tls_cert") if "tls_cert" in s else None,
-        tls_key=_path(base, s["tls_key"], "server.tls_key") if "tls_key" in s else None,
+        tls_key=_secret_path(base, s["tls_key"], "server.tls_key") if "tls_key" in s else None,
         client_ca=_path(base, s["client_ca"], "server.client_ca") if "client_ca" in s else None,
         revoked=_path(base, s["revoked"], "server.revoked") if "revoked" in s else None,
         max_message_bytes=int(s.get("max_message_bytes", 4 * 1024 * 1024)),
@@ -157,7 +201,7 @@ def load(path: str | Path) -> Config:
     hsm = HsmConfig(
         module=str(h.get("module", DEFAULT_MODULE)),
         token=str(h.get("token", "pkcs11:token=signerd")),
-        pin_file=_pin_path(base, h.get("pin_file", "hsm/pin")),
+        pin_file=_secret_path(base, h.get("pin_file", "hsm/pin"), "hsm.pin_file"),
         softhsm_conf=_path(base, h["softhsm_conf"], "hsm.softhsm_conf") if "softhsm_conf" in h else None,
         concurrency=str(h.get("concurrency", "os-locking")),
         sessions=int(h.get("sessions", 4)),
@@ -167,12 +211,7 @@ def load(path: str | Path) -> Config:
 
     st = doc.get("store", {})
     _take(st, "store", {"url"})
-    url = str(st.get("url", "sqlite:///signerd.db"))
-    if url.startswith("sqlite:///"):
-        db = Path(url[len("sqlite:///"):])
-        url = "sqlite:///" + str(db if db.is_absolute() else base / db)
-    elif not url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("config: store.url must be sqlite:///PATH or postgresql://...")
+    url = _store_url(base, st.get("url", "sqlite:///signerd.db"))
 
     m = doc.get("metrics", {})
     _take(m, "metrics", {"listen"})

@@ -29,6 +29,7 @@ import hashlib
 import logging
 import os
 import queue
+import re
 import secrets
 import stat
 import threading
@@ -131,6 +132,61 @@ def read_pin_file(path: str | Path) -> str:
     if not pin:
         raise ConfigError(f"PIN file {p} is empty")
     return pin
+
+
+# The SoftHSM2 configuration of a state folder (hsm/softhsm-config/softhsm2.conf.template).
+# SoftHSM reads a relative directories.tokendir against the process's working directory, not
+# against this file, so the token folder is written absolute, and place_softhsm_conf writes it
+# again whenever the state folder has moved.
+SOFTHSM_CONF = """\
+# SoftHSM2 configuration for this signerd state folder (written by `signerd init`).
+directories.tokendir = {tokendir}
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+slots.mechanisms = ALL
+library.reset_on_fork = false
+"""
+_TOKENDIR = re.compile(r"^directories\.tokendir\s*=\s*(.*?)\s*$", re.M)
+
+
+def softhsm_conf_text(tokendir: Path) -> str:
+    return SOFTHSM_CONF.format(tokendir=tokendir)
+
+
+def place_softhsm_conf(conf: Path) -> Path | None:
+    """Make a SoftHSM configuration that signerd wrote name the ``tokens`` folder beside it.
+
+    A state folder that was moved (or copied) still names its old token folder; the copy would
+    then sign with the original's token, or find none. When ``conf`` is signerd's own text
+    (the template, whatever token folder it names) and a ``tokens`` folder sits beside it, a
+    token folder named elsewhere is replaced by that one, atomically. Returns the token folder
+    it named before, or None when nothing changed (any other configuration, e.g. one for an
+    HSM elsewhere, is left as it is)."""
+    try:
+        text = conf.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None  # the keystore reports what it cannot read
+    m = _TOKENDIR.search(text)
+    here = conf.parent.resolve() / "tokens"
+    if m is None or not here.is_dir():
+        return None
+    named = Path(m.group(1))
+    if text != softhsm_conf_text(named) or (named.is_absolute() and named.resolve() == here):
+        return None
+    tmp = conf.with_name(f".{conf.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IMODE(conf.stat().st_mode))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(softhsm_conf_text(here))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, conf)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return named
 
 
 def parse_pkcs11_uri(uri: str) -> dict[str, str]:

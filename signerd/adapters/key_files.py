@@ -54,12 +54,15 @@ def load_private(path: StrPath, passphrase: bytes | None = None) -> Ed25519Priva
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise InvalidKey(f"key file {name} is not a regular file")
-        if st.st_mode & 0o077:
-            raise InvalidKey(f"key file {name} is accessible by group or others "
-                             f"(mode {stat.S_IMODE(st.st_mode):04o}); chmod 600 it")
         data = os.read(fd, MAX_KEY_FILE + 1)
     finally:
         os.close(fd)
+    if b"-----BEGIN PUBLIC KEY-----" in data[:64]:  # not a secret: what it is, not its mode
+        raise InvalidKey(f"key file {name} is a public key; an operator's private key file "
+                         "(PKCS#8 PEM, the .key that operator keygen wrote) is needed")
+    if st.st_mode & 0o077:
+        raise InvalidKey(f"key file {name} is accessible by group or others "
+                         f"(mode {stat.S_IMODE(st.st_mode):04o}); chmod 600 it")
     if len(data) > MAX_KEY_FILE:
         raise InvalidKey(f"key file {name} is too large to be a key")
     try:

@@ -65,7 +65,12 @@ def lock_state(folder: Path) -> StateLock:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as e:
-        raise StateInUse(f"cannot open the state folder lock {path}: {e.strerror}") from None
+        hint = ""
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            hint = ("; signerd writes its store and this lock there, so the folder must be "
+                    "writable by it (under systemd /etc is read-only: give [store] url an "
+                    "absolute path in the unit's StateDirectory, /var/lib/signerd)")
+        raise StateInUse(f"cannot open the state folder lock {path}: {e.strerror}{hint}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:

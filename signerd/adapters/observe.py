@@ -12,8 +12,8 @@ import time
 from typing import Iterable
 
 from signerd.core import authority as AU
-from signerd.core.events import (AuthorityViolated, Event, ProposalDecided, ProposalEntered,
-                                 TransferDecided, TransferEntered)
+from signerd.core.events import (AuthorityViolated, Decided, Event, ProposalEntered,
+                                 TransferEntered)
 from signerd.core.model import TransferState
 
 from .metrics import Metrics
@@ -34,10 +34,11 @@ def report(metrics: Metrics, events: Iterable[Event], now: float | None = None) 
     for e in events:
         if isinstance(e, TransferEntered):
             _transfer_entered(metrics, e, now)
-        elif isinstance(e, TransferDecided):
-            metrics.approvals.labels(e.decision.value).inc()
-            transfers_log.info("transfer decision", extra={
-                "transfer_id": e.transfer_id, "operator": e.operator_id,
+        elif isinstance(e, Decided):
+            counter = metrics.approvals if e.subject == "transfer" else metrics.proposal_approvals
+            counter.labels(e.decision.value).inc()
+            _log(e.subject).info(f"{e.subject} decision", extra={
+                f"{e.subject}_id": e.subject_id, "operator": e.operator_id,
                 "decision": e.decision.value})
         elif isinstance(e, ProposalEntered):
             metrics.proposal_events.labels(kind_label(e.kind), e.state).inc()
@@ -46,16 +47,14 @@ def report(metrics: Metrics, events: Iterable[Event], now: float | None = None) 
             if e.reason:
                 extra["reason"] = e.reason
             proposals_log.info("proposal state", extra=extra)
-        elif isinstance(e, ProposalDecided):
-            metrics.proposal_approvals.labels(e.decision.value).inc()
-            proposals_log.info("proposal decision", extra={
-                "proposal_id": e.proposal_id, "operator": e.operator_id,
-                "decision": e.decision.value})
         elif isinstance(e, AuthorityViolated):
             metrics.authority_violations.labels(e.kind).inc()
-            log = transfers_log if e.subject == "transfer" else proposals_log
-            log.error("authority violation", extra={
+            _log(e.subject).error("authority violation", extra={
                 f"{e.subject}_id": e.subject_id, "kind": e.kind, "reason": e.reason})
+
+
+def _log(subject: str) -> logging.Logger:
+    return transfers_log if subject == "transfer" else proposals_log
 
 
 def _transfer_entered(metrics: Metrics, e: TransferEntered, now: float) -> None:

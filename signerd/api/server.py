@@ -24,7 +24,7 @@ from signerd.adapters.lifecycle import bind_error
 from signerd.app import App
 from signerd.core.errors import (InvalidArgument, PermissionDenied, ResourceExhausted, SignerError,
                                  Status, Unauthenticated, Unavailable, echo)
-from signerd.core.model import Chain, Decision, OperatorStatus
+from signerd.core.model import Chain, Decision, OperatorStatus, Wallet, WalletStatus
 from signerd.services.admin import AdminService, ImportRequest, import_seized_key
 from signerd.services.backup import BackupService
 from signerd.services.report import holdings_report
@@ -410,6 +410,14 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
     admin = gate.admin
     backups = BackupService(app)
 
+    def shown_wallet(w: Wallet) -> pb.Wallet:
+        """A wallet as GetWallet and ListWallets show it: while frozen, with the order that froze
+        it (from the verified ledger, which reading the wallet brought up to date)."""
+        state = app.ledger.cached
+        if state is None or w.status is not WalletStatus.FROZEN:
+            return C.wallet_pb(w)
+        return C.wallet_pb(w, freeze_order=state.frozen.get(w.id, ""))
+
     class Custody(rpc.CustodyServicer):
         @gate.unary("Custody/CreateWallet")
         def CreateWallet(self, req: pb.CreateWalletRequest, ctx: Any, caller: Caller) -> pb.Wallet:
@@ -433,7 +441,7 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
 
         @gate.unary("Custody/GetWallet")
         def GetWallet(self, req: pb.GetWalletRequest, ctx: Any, caller: Caller) -> pb.Wallet:
-            return C.wallet_pb(app.wallets.get(req.wallet_id))
+            return shown_wallet(app.wallets.get(req.wallet_id))
 
         @gate.unary("Custody/ListWallets")
         def ListWallets(self, req: pb.ListWalletsRequest, ctx: Any, caller: Caller
@@ -442,7 +450,7 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
             ws = app.wallets.list(category=C.CATEGORY_FROM_PB.get(req.category, ""),
                                   case_ref=req.case_ref, after=after, limit=size)
             return pb.ListWalletsResponse(
-                wallets=[C.wallet_pb(w) for w in ws],
+                wallets=[shown_wallet(w) for w in ws],
                 next_page_token=ws[-1].id if len(ws) == size else "")
 
         @gate.unary("Custody/SubmitTransfer")
@@ -748,7 +756,7 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
         @gate.unary("Audit/Report")
         def Report(self, req: pb.ReportRequest, ctx: Any, caller: Caller) -> pb.ReportResponse:
             with app.store.read() as tx:
-                doc = holdings_report(tx, instance_id=app.instance_id,
+                doc = holdings_report(tx, app.ledger.state(tx), instance_id=app.instance_id,
                                       category=C.CATEGORY_FROM_PB.get(req.category, ""),
                                       case_ref=req.case_ref)
             return pb.ReportResponse(json=json.dumps(doc, sort_keys=True))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from signerd.cli.context import Context
 from signerd.cli.errors import PROG, UsageError
 from signerd.cli.render import Output
+from signerd.core.model import BitcoinNetwork
 from signerd.v1 import signerd_pb2 as pb
 
 Handler = Callable[[Context], Output]
@@ -18,6 +19,7 @@ CHAINS = {"bitcoin": pb.BITCOIN, "ethereum": pb.ETHEREUM}
 CATEGORIES = {"seized": pb.SEIZED, "confiscated": pb.CONFISCATED, "strategic": pb.STRATEGIC}
 SCRIPT_TYPES = {"p2wpkh": pb.P2WPKH, "p2sh-p2wpkh": pb.P2SH_P2WPKH,
                 "p2wsh-sortedmulti": pb.P2WSH_SORTEDMULTI, "eoa": pb.EOA}
+BITCOIN_NETWORKS = [n.value for n in BitcoinNetwork]
 STATES = [n for n in pb.TransferState.keys() if not n.endswith("UNSPECIFIED")]
 
 
@@ -56,6 +58,24 @@ def transfer_state(text: str) -> str:
 
 # ---------------------------------------------------------------- registering commands
 
+ID_ONLY_HELP = ("print only the id of what the command made, changed or shows, one line (a "
+                "listing: one id a line; transfer result: the signed transaction), for shell "
+                "variables: ID=$(signerctl -q ...)")
+
+
+def add_output_options(p: argparse.ArgumentParser, *, hidden: bool) -> None:
+    """--json and -q/--id-only, before the command (listed in --help) or after it (``hidden``:
+    accepted, not listed again)."""
+    default: Any = argparse.SUPPRESS if hidden else False
+    # Hidden options stay out of a mutually exclusive group (argparse cannot lay out the usage
+    # of one with suppressed members); main refuses the two together wherever they are given.
+    out = p if hidden else p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", default=default,
+                     help=argparse.SUPPRESS if hidden else "print one JSON document")
+    out.add_argument("-q", "--id-only", dest="id_only", action="store_true", default=default,
+                     help=argparse.SUPPRESS if hidden else ID_ONLY_HELP)
+
+
 def group(commands: Commands, name: str, help: str) -> Commands:
     """A command group (``signerctl wallet ...``): its subcommands are added to what it returns."""
     sub = commands.add_parser(name, help=help)
@@ -63,12 +83,12 @@ def group(commands: Commands, name: str, help: str) -> Commands:
 
 
 def command(parent: Commands, name: str, func: Handler, help: str,
-            principal: str = "platform") -> Parser:
-    """A command run by ``func``, as ``principal`` unless --as names another."""
-    sp = parent.add_parser(name, help=help)
-    sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                    help=argparse.SUPPRESS)
-    sp.set_defaults(func=func, default_principal=principal)
+            principal: str = "platform", ids: bool = True) -> Parser:
+    """A command run by ``func``, as ``principal`` unless --as names another; ``ids``: whether
+    what it prints has an id for -q/--id-only."""
+    sp = parent.add_parser(name, help=help, description=help)
+    add_output_options(sp, hidden=True)
+    sp.set_defaults(func=func, default_principal=principal, prints_id=ids)
     return sp
 
 
@@ -77,11 +97,21 @@ def decision_commands(parent: Commands, what: str, func: Handler) -> list[Parser
     out = []
     for name in ("approve", "reject"):
         sp = command(parent, name, func, f"{name} a {what} with your operator key", "platform")
-        sp.add_argument("id")
-        sp.add_argument("--key", required=True, metavar="FILE", help="operator private key")
-        sp.add_argument("--passphrase-file", metavar="FILE")
-        sp.add_argument("--reason", required=name == "reject", default="", metavar="TEXT")
-        sp.add_argument("--yes", action="store_true", help="sign without asking")
+        sp.add_argument("id", help=f"the {what}'s id")
+        sp.add_argument("--key", required=True, metavar="FILE",
+                        help="your operator private key, the Ed25519 .key file (not the .pub "
+                             "beside it, not a TLS key); the operator is the file's name "
+                             "unless --as names one")
+        sp.add_argument("--passphrase-file", metavar="FILE",
+                        help="the key's passphrase (asked on the terminal when the key is "
+                             "encrypted and this is not given)")
+        sp.add_argument("--reason", required=name == "reject", default="", metavar="TEXT",
+                        help="why (required to reject)" if name == "reject"
+                        else "a note kept with the decision")
+        sp.add_argument("--yes", action="store_true",
+                        help=f"answer yes to the question asked after the {what} is shown "
+                             f"(\"Sign this {'approval' if name == 'approve' else 'rejection'}?"
+                             " [y/N]\"); without a terminal, signerctl refuses unless given")
         sp.set_defaults(decision=name)
         out.append(sp)
     return out

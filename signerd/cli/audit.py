@@ -185,13 +185,15 @@ def _verify_extends(ctx: Context, data: bytes, pinned_key: bytes | None,
 
 def register(commands: Commands) -> None:
     g = group(commands, "audit", "the audit chain")
-    sp = command(g, "export", cmd_audit_export, "export the audit chain to a file", "auditor")
-    sp.add_argument("file")
+    sp = command(g, "export", cmd_audit_export, "export the audit chain to a file", "auditor",
+                 ids=False)
+    sp.add_argument("file", help="the file to write (never overwritten)")
     sp = command(g, "verify", cmd_audit_verify, "verify an export offline: the signed head, the "
-                 "chain and every HSM-signed checkpoint")
-    sp.add_argument("file")
+                 "chain and every HSM-signed checkpoint", ids=False)
+    sp.add_argument("file", help="an export written by audit export")
     sp.add_argument("--audit-key", metavar="HEX", help="the daemon's audit key, known out of band")
-    sp.add_argument("--instance-id", metavar="ID")
+    sp.add_argument("--instance-id", metavar="ID",
+                    help="the daemon's instance id the export must name")
     sp.add_argument("--earlier", metavar="FILE",
                     help="an export kept from before: check that this one extends it")
-    command(g, "head", cmd_audit_head, "show the signed head of the chain", "auditor")
+    command(g, "head", cmd_audit_head, "show the signed head of the chain", "auditor", ids=False)

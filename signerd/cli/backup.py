@@ -259,22 +259,25 @@ def register(commands: Commands) -> None:
                     help="an empty folder for the ceremony record and the share files")
     sp = command(g, "register", cmd_register, "propose a ceremony's backup key to the "
                  "governance", "admin")
-    sp.add_argument("ceremony", metavar="CEREMONY.json")
+    sp.add_argument("ceremony", metavar="CEREMONY.json",
+                    help="the record `backup ceremony` wrote (no secret in it)")
     sp = command(g, "create", cmd_create, "propose a backup of every custody key", "admin")
     sp.add_argument("--ceremony", metavar="ID", help="the approved backup key (default: the "
                                                      "only one)")
     sp = command(g, "bundle", cmd_bundle, "write the bundle of an approved backup proposal",
                  "admin")
-    sp.add_argument("proposal_id", metavar="PROPOSAL_ID")
-    sp.add_argument("--out", required=True, metavar="FILE")
+    sp.add_argument("proposal_id", metavar="PROPOSAL_ID",
+                    help="the backup.create proposal the governance approved")
+    sp.add_argument("--out", required=True, metavar="FILE",
+                    help="where to write the bundle (a new file, mode 600)")
     command(g, "status", cmd_status, "the approved backup keys and which keys are backed up",
             "admin")
     sp = command(g, "verify", cmd_verify, "offline: check a bundle against the pinned genesis",
                  "admin")
-    sp.add_argument("bundle", metavar="BUNDLE")
+    sp.add_argument("bundle", metavar="BUNDLE", help="a bundle `backup bundle` wrote")
     sp = command(g, "restore", cmd_restore, "offline: rebuild the backup key from custodians' "
                  "shares and import every key of a bundle into a new token", "admin")
-    sp.add_argument("bundle", metavar="BUNDLE")
+    sp.add_argument("bundle", metavar="BUNDLE", help="the bundle to restore")
     sp.add_argument("--share", required=True, action="append", metavar="FILE",
                     help="a custodian's share file; repeat for each custodian present")
     sp.add_argument("--key", required=True, action="append", metavar="FILE",

@@ -78,6 +78,11 @@ class Context:
         return who
 
     @property
+    def machine_output(self) -> bool:
+        """Whether stdout is for a program (--json or -q): no progress, no statement shown."""
+        return bool(self.args.json or self.args.id_only)
+
+    @property
     def is_operator(self) -> bool:
         return self.principal not in SERVICE_PRINCIPALS
 
@@ -88,19 +93,21 @@ class Context:
     def _tls_files(self) -> tuple[str, str, str]:
         a = self.args
         if bool(a.tls_cert) != bool(a.tls_key):
-            raise CliError("--cert and --key go together")
+            raise CliError("--tls-cert and --tls-key go together (the client certificate and "
+                           "its TLS key)")
         pki = self.config.base / "pki" if self.config is not None else None
         ca = a.tls_ca or (str(pki / "ca.pem") if pki is not None else None)
         if a.tls_cert and ca:
             return ca, a.tls_cert, a.tls_key
         if pki is None or ca is None:
-            raise CliError("--server without a state folder needs --ca, --cert and --key "
-                           "(or --insecure for a plaintext daemon)")
+            raise CliError("--server without a state folder needs --tls-ca, --tls-cert and "
+                           "--tls-key (or --insecure for a plaintext daemon)")
         cert = pki / "clients" / f"{self.principal}.pem"
         key = pki / "clients" / f"{self.principal}.key"
         if not cert.exists() or not key.exists():
             raise CliError(f"no client certificate for principal {self.principal!r} at {cert} "
-                           "(pick another with --as, or pass --cert and --key)")
+                           f"(issue one: signerctl pki issue {self.principal} --ca-key CA_KEY; "
+                           "or pick another with --as, or pass --tls-cert and --tls-key)")
         return ca, str(cert), str(key)
 
     def channel(self) -> grpc.Channel:

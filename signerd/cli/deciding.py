@@ -24,8 +24,8 @@ def start_decision(ctx: Context, group: str) -> tuple[Decision, Any]:
 
 
 def confirm_shown(ctx: Context, shown: str, decision: Decision) -> None:
-    """Show what is about to be signed (on stderr under --json, unless --yes) and ask."""
-    if not ctx.args.json:
+    """Show what is about to be signed (on stderr under --json or -q, unless --yes) and ask."""
+    if not ctx.machine_output:
         sys.stdout.write(shown)
         sys.stdout.flush()
     elif not ctx.args.yes:

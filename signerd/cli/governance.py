@@ -36,6 +36,7 @@ def cmd_governance_set(ctx: Context) -> Output:
 
 def register(commands: Commands) -> None:
     g = group(commands, "governance", "the governance policy and the chain of authority")
-    command(g, "show", cmd_governance_show, "genesis, ledger head, governance policy", "admin")
+    command(g, "show", cmd_governance_show, "genesis, ledger head, governance policy", "admin",
+            ids=False)
     sp = command(g, "set", cmd_governance_set, "propose a new governance policy", "admin")
-    sp.add_argument("file")
+    sp.add_argument("file", help="the governance policy TOML")

@@ -20,5 +20,6 @@ def cmd_health(ctx: Context) -> Output:
 
 
 def register(commands: Commands) -> None:
-    sp = command(commands, "health", cmd_health, "ask the daemon whether it is serving")
+    sp = command(commands, "health", cmd_health, "ask the daemon whether it is serving",
+                 ids=False)
     sp.add_argument("--service", default="", help=argparse.SUPPRESS)

@@ -3,6 +3,7 @@ a person's confirmation on the terminal."""
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 from typing import Any, TextIO
 
@@ -66,10 +67,23 @@ def confirm(question: str, *, assume_yes: bool, stdin: TextIO | None = None,
 
 def load_operator_key(path: str, passphrase_file: str | None,
                       stdin: TextIO | None = None) -> Any:
+    head = read_file(path, "key file", operator_keys.MAX_KEY_FILE)[:64]
+    if b"PUBLIC KEY-----" in head:  # a public key is no secret: say so before its mode
+        raise CliError(f"{path} is a public key; --key needs the operator's private key file"
+                       f"{private_beside(path)}")
     passphrase = read_passphrase(passphrase_file) if passphrase_file else None
     if passphrase is None:
-        head = read_file(path, "key file", operator_keys.MAX_KEY_FILE)[:64]
         stdin = sys.stdin if stdin is None else stdin
         if b"ENCRYPTED PRIVATE KEY" in head and stdin is not None and stdin.isatty():
             passphrase = getpass.getpass(f"Passphrase for {path}: ").encode() or None
     return key_files.load_private(path, passphrase)
+
+
+def private_beside(pub_path: str) -> str:
+    """Where the private key of a public key file is, as operator keygen names the pair
+    (NAME.key and NAME.pub, or FILE and FILE.pub), when that file is there."""
+    if pub_path.endswith(".pub"):
+        for candidate in (pub_path.removesuffix(".pub") + ".key", pub_path.removesuffix(".pub")):
+            if os.path.isfile(candidate):
+                return f" (the one beside it: {candidate})"
+    return " (the one operator keygen wrote beside it)"

@@ -1,7 +1,8 @@
 """``signerctl key``: HSM keys."""
 from __future__ import annotations
 
-from signerd.cli.args import CHAINS, SCRIPT_TYPES, Commands, command, group, uint
+from signerd.cli.args import (BITCOIN_NETWORKS, CHAINS, SCRIPT_TYPES, Commands, command,
+                              group, uint)
 from signerd.cli.context import Context
 from signerd.cli.documents import to_dict
 from signerd.cli.errors import CliError
@@ -51,22 +52,30 @@ def cmd_key_status(ctx: Context) -> Output:
 
 def register(commands: Commands) -> None:
     g = group(commands, "key", "HSM keys")
-    sp = command(g, "import", cmd_key_import, "import a seized key into the HSM", "admin")
+    sp = command(g, "import", cmd_key_import, "import a seized key into the HSM (its wallet "
+                 "waits for the governance quorum)", "admin")
     sp.add_argument("wallet_spec", nargs="?", metavar="CASE_REF",
                     help="the case reference (same as --case)")
-    sp.add_argument("--chain", required=True, choices=sorted(CHAINS))
-    sp.add_argument("--network")
-    sp.add_argument("--chain-id", type=uint, action="append", metavar="N")
-    sp.add_argument("--case", metavar="REF")
-    sp.add_argument("--seizure-record", required=True, metavar="REF")
+    sp.add_argument("--chain", required=True, choices=sorted(CHAINS), help="the key's chain")
+    sp.add_argument("--network", choices=BITCOIN_NETWORKS, type=str.lower,
+                    help="the Bitcoin network (required for bitcoin)")
+    sp.add_argument("--chain-id", type=uint, action="append", metavar="N",
+                    help="an Ethereum chain id the wallet may sign for (repeat for several)")
+    sp.add_argument("--case", metavar="REF", help="the case reference")
+    sp.add_argument("--seizure-record", required=True, metavar="REF",
+                    help="the record of the seizure the key comes from")
     sp.add_argument("--legal-basis", metavar="REF",
                     help="the court decision: 'COURT; CASE NUMBER; YYYY-MM-DD' (optional)")
-    sp.add_argument("--script-type", choices=list(SCRIPT_TYPES))
+    sp.add_argument("--script-type", choices=["p2wpkh", "p2sh-p2wpkh", "eoa"],
+                    help="the single-key wallet it makes (default: p2wpkh for bitcoin, eoa for "
+                         "ethereum)")
     sp.add_argument("--template", metavar="NAME", help="policy template (default: seized-sweep)")
     secret = sp.add_mutually_exclusive_group(required=True)
-    secret.add_argument("--wif", metavar="FILE")
-    secret.add_argument("--hex", metavar="FILE")
-    secret.add_argument("--mnemonic", metavar="FILE")
+    secret.add_argument("--wif", metavar="FILE", help="a file holding the key as WIF")
+    secret.add_argument("--hex", metavar="FILE", help="a file holding the key as 64 hex digits")
+    secret.add_argument("--mnemonic", metavar="FILE",
+                        help="a file holding a BIP-39 mnemonic (with --path)")
     sp.add_argument("--path", metavar="PATH", help="BIP-32 derivation path for --mnemonic")
-    sp.add_argument("--passphrase-file", metavar="FILE", help="BIP-39 passphrase")
-    command(g, "status", cmd_key_status, "HSM and token status", "admin")
+    sp.add_argument("--passphrase-file", metavar="FILE",
+                    help="a file holding the mnemonic's BIP-39 passphrase")
+    command(g, "status", cmd_key_status, "HSM and token status", "admin", ids=False)

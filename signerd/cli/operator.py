@@ -68,23 +68,36 @@ def cmd_operator_list(ctx: Context) -> Output:
         [[o["id"], ",".join(o["roles"]), o["status"], o["fingerprint"]] for o in ops]))
 
 
+ROLE_HELP = ("one or more roles the governance policy defines (the demo's: investigator, "
+             "custody_officer, judge, prosecutor, admin, auditor)")
+
+
 def register(commands: Commands) -> None:
     g = group(commands, "operator", "operators and their keys")
-    sp = command(g, "keygen", cmd_operator_keygen, "make an Ed25519 operator key pair (offline)")
-    sp.add_argument("--out", required=True, metavar="FILE")
-    sp.add_argument("--passphrase-file", metavar="FILE")
-    sp = command(g, "add", cmd_operator_add, "register an operator", "admin")
-    sp.add_argument("id")
-    sp.add_argument("--role", required=True, action="extend", nargs="+", metavar="ROLE")
-    sp.add_argument("--pubkey", required=True, metavar="FILE")
+    sp = command(g, "keygen", cmd_operator_keygen, "make an Ed25519 operator key pair (offline)",
+                 ids=False)
+    sp.add_argument("--out", required=True, metavar="FILE",
+                    help="the private key file to write (0600); the public key goes beside it, "
+                         "NAME.key -> NAME.pub, any other FILE -> FILE.pub")
+    sp.add_argument("--passphrase-file", metavar="FILE",
+                    help="encrypt the private key with the passphrase in this file")
+    sp = command(g, "add", cmd_operator_add, "propose to register an operator", "admin")
+    sp.add_argument("id", help="the new operator's id (also the name of their client "
+                               "certificate: signerctl pki issue ID)")
+    sp.add_argument("--role", required=True, action="extend", nargs="+", metavar="ROLE",
+                    help=ROLE_HELP)
+    sp.add_argument("--pubkey", required=True, metavar="FILE",
+                    help="the operator's public key (the .pub that operator keygen wrote)")
     for action, help in (("revoke", "propose to revoke an operator for good"),
                          ("suspend", "suspend an operator at once (reinstated by a proposal)"),
                          ("reinstate", "propose to reinstate a suspended operator")):
         sp = command(g, action, cmd_operator_revoke, help, "admin")
-        sp.add_argument("id")
-        sp.add_argument("--reason", metavar="TEXT")
+        sp.add_argument("id", help="the operator's id")
+        sp.add_argument("--reason", metavar="TEXT", help="why, kept in the ledger and the audit "
+                                                         "trail")
         sp.set_defaults(action=action)
     sp = command(g, "roles", cmd_operator_roles, "propose an operator's new roles", "admin")
-    sp.add_argument("id")
-    sp.add_argument("--role", required=True, action="extend", nargs="+", metavar="ROLE")
+    sp.add_argument("id", help="the operator's id")
+    sp.add_argument("--role", required=True, action="extend", nargs="+", metavar="ROLE",
+                    help=ROLE_HELP)
     command(g, "list", cmd_operator_list, "list operators", "admin")

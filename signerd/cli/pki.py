@@ -89,13 +89,15 @@ def cmd_pki_revoke(ctx: Context) -> Output:
 def register(commands: Commands) -> None:
     g = group(commands, "pki", "client certificates of the development CA (offline)")
     sp = command(g, "issue", cmd_pki_issue, "issue a client certificate for a principal into the "
-                 "state folder's pki/clients/, from the CA key kept offline")
+                 "state folder's pki/clients/, from the CA key kept offline", ids=False)
     sp.add_argument("name", help="an operator id, or platform, admin or auditor")
     sp.add_argument("--ca-key", required=True, metavar="FILE",
                     help="the CA's private key (signerd init wrote it beside the state folder)")
-    sp.add_argument("--days", type=uint, default=825, metavar="N")
-    sp = command(g, "revoke", cmd_pki_revoke, "add a client certificate to the revocation list")
+    sp.add_argument("--days", type=uint, default=825, metavar="N",
+                    help="how long the certificate is valid (default: 825 days)")
+    sp = command(g, "revoke", cmd_pki_revoke, "add a client certificate to the revocation list",
+                 ids=False)
     which = sp.add_mutually_exclusive_group(required=True)
-    which.add_argument("cert", nargs="?", metavar="CERT.pem")
+    which.add_argument("cert", nargs="?", metavar="CERT.pem", help="the certificate to revoke")
     which.add_argument("--fingerprint", metavar="HEX", help="its SHA-256 fingerprint instead")
-    sp.add_argument("--reason", metavar="TEXT")
+    sp.add_argument("--reason", metavar="TEXT", help="why, written beside it in the list")

@@ -44,10 +44,10 @@ def register(commands: Commands) -> None:
     g = group(commands, "policy", "wallet policies")
     sp = command(g, "set", cmd_policy_set,
                  "propose a wallet's next policy: a TOML file, or a template", "admin")
-    sp.add_argument("wallet")
+    sp.add_argument("wallet", help="the wallet's id (w_...)")
     sp.add_argument("file", nargs="?", help="the policy TOML (omit with --template)")
     sp.add_argument("--template", metavar="NAME", help="a governance-approved template")
     for name, func, help in (("show", cmd_policy_show, "show a wallet's current policy"),
                              ("history", cmd_policy_history, "list a wallet's policy versions")):
-        sp = command(g, name, func, help, "admin")
-        sp.add_argument("wallet")
+        sp = command(g, name, func, help, "admin", ids=False)
+        sp.add_argument("wallet", help="the wallet's id (w_...)")

@@ -64,12 +64,13 @@ def cmd_proposal_decide(ctx: Context) -> Output:
 def register(commands: Commands) -> None:
     g = group(commands, "proposal", "governance proposals")
     sp = command(g, "list", cmd_proposal_list, "list proposals", "admin")
-    sp.add_argument("--state", choices=["PENDING_APPROVAL", "APPROVED", "REJECTED", "EXPIRED",
-                                        "CANCELLED", "FAILED"], type=str.upper)
+    states = ["PENDING_APPROVAL", "APPROVED", "REJECTED", "EXPIRED", "CANCELLED", "FAILED"]
+    sp.add_argument("--state", choices=states, type=str.upper, metavar="STATE",
+                    help="only this state: " + ", ".join(states) + " (any case)")
     sp = command(g, "show", cmd_proposal_show, "show a proposal", "admin")
-    sp.add_argument("id")
+    sp.add_argument("id", help="the proposal's id (p_...)")
     decision_commands(g, "proposal", cmd_proposal_decide)
     sp = command(g, "cancel", cmd_proposal_cancel,
                  "withdraw a pending proposal you submitted (others reject it)", "admin")
-    sp.add_argument("id")
-    sp.add_argument("--reason", metavar="TEXT")
+    sp.add_argument("id", help="the proposal's id (p_...)")
+    sp.add_argument("--reason", metavar="TEXT", help="why, kept with the proposal")

@@ -31,12 +31,33 @@ class Output:
     doc: Any
     text: str | Callable[[], str] = ""
     error: CliError | None = None
+    quiet: str | None = None  # what -q prints instead of the ids in ``doc``
+
+    def ids(self) -> list[str]:
+        """What -q/--id-only prints: ``quiet``, else the document's id, else the ids of the
+        one listing it holds (``{"wallets": [...]}``)."""
+        if self.quiet is not None:
+            return [self.quiet]
+        doc = self.doc
+        if isinstance(doc, dict) and isinstance(doc.get("id"), str):
+            return [doc["id"]]
+        if isinstance(doc, dict) and len(doc) == 1:
+            (items,) = doc.values()
+            if isinstance(items, list) and all(isinstance(i, dict) and "id" in i
+                                               for i in items):
+                return [str(i["id"]) for i in items]
+        raise CliError("-q/--id-only: this command's answer has no id; leave -q out")
 
 
-def emit(out: Output, as_json: bool, stdout: TextIO | None = None) -> None:
+def emit(out: Output, as_json: bool, stdout: TextIO | None = None, *,
+         id_only: bool = False) -> None:
+    """Print what a command handed back: one JSON document (ending in a newline), its ids one a
+    line, or its text."""
     stream = sys.stdout if stdout is None else stdout
     if as_json:
         stream.write(json.dumps(out.doc, indent=2) + "\n")
+    elif id_only:
+        stream.write("".join(f"{safe(i)}\n" for i in out.ids()))
     else:
         stream.write(out.text() if callable(out.text) else out.text)
 

@@ -31,10 +31,10 @@ def cmd_template_set(ctx: Context) -> Output:
 
 def register(commands: Commands) -> None:
     g = group(commands, "template", "governance-approved policy templates")
-    sp = command(g, "list", cmd_template_list, "list the templates", "admin")
+    sp = command(g, "list", cmd_template_list, "list the templates", "admin", ids=False)
     sp.set_defaults(name="")
-    sp = command(g, "show", cmd_template_list, "show a template's text", "admin")
-    sp.add_argument("name")
+    sp = command(g, "show", cmd_template_list, "show a template's text", "admin", ids=False)
+    sp.add_argument("name", help="the template's name (signerctl template list)")
     sp = command(g, "set", cmd_template_set, "propose a new or changed template", "admin")
-    sp.add_argument("name")
-    sp.add_argument("file")
+    sp.add_argument("name", help="the template's name")
+    sp.add_argument("file", help="the template's policy TOML")

@@ -7,13 +7,14 @@ import sys
 from typing import Any
 
 from signerd.core import approval
-from signerd.cli.args import Commands, command, decision_commands, group, transfer_state
+from signerd.cli.args import (STATES, Commands, command, decision_commands, group,
+                              transfer_state)
 from signerd.cli.context import Context
 from signerd.cli.deciding import confirm_shown, start_decision
 from signerd.cli.documents import movement_json, transfer_json
 from signerd.cli.errors import CliError
-from signerd.cli.inputs import read_file, read_text
-from signerd.cli.render import Output, fmt_time, safe, table, transfer_text
+from signerd.cli.inputs import read_file
+from signerd.cli.render import Output, fmt_time, kv, safe, table, transfer_text
 from signerd.cli.verify import Rebuilt, accepted_sighash, rebuild_statement
 from signerd.core.model import Decision
 from signerd.core.policy import CATEGORY_CHANGES, SIGHASH_TYPES
@@ -30,6 +31,20 @@ def transfer_summary(t: dict[str, Any]) -> str:
     return line + "\n"
 
 
+def _looks_like_psbt(data: bytes) -> bool:
+    """BIP-174's magic, binary (``psbt\\xff``) or base64 (``cHNidP``)."""
+    return data.startswith(b"psbt\xff") or data.lstrip().startswith(b"cHNidP")
+
+
+def _read_psbt(path: str) -> bytes:
+    data = read_file(path, "PSBT file")
+    if data.lstrip()[:1] in (b"{", b"["):
+        raise CliError(f"--psbt {path}: this file looks like an Ethereum transaction (JSON), "
+                       f"not a PSBT; an Ethereum transaction goes in with transfer submit WALLET "
+                       f"--eth-tx {path}")
+    return data
+
+
 def cmd_transfer_submit(ctx: Context) -> Output:
     a = ctx.args
     req = pb.SubmitTransferRequest(wallet_id=a.wallet, replaces=a.replaces or "",
@@ -37,9 +52,16 @@ def cmd_transfer_submit(ctx: Context) -> Output:
                                    category_change=a.category_change or "",
                                    idempotency_key=a.idempotency_key or "")
     if a.psbt:
-        req.psbt = read_file(a.psbt, "PSBT file")
+        req.psbt = _read_psbt(a.psbt)
     else:
-        req.ethereum.json = read_text(a.eth_tx, "transaction file")
+        data = read_file(a.eth_tx, "transaction file")
+        if _looks_like_psbt(data):
+            raise CliError(f"--eth-tx {a.eth_tx}: this file looks like a Bitcoin PSBT, not an "
+                           f"Ethereum transaction (JSON); submit it with --psbt {a.eth_tx}")
+        try:
+            req.ethereum.json = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CliError(f"transaction file {a.eth_tx} is not UTF-8 text") from None
     t = transfer_json(ctx.call(ctx.custody().SubmitTransfer, req))
     return Output(t, lambda: transfer_text(t))
 
@@ -126,11 +148,20 @@ def cmd_transfer_result(ctx: Context) -> Output:
     if not (t["raw_tx"] or t["psbt"]):
         raise CliError(f"transfer {safe(t['id'])} has no signed result (state {t['state']})",
                        doc=t)
-    if t["chain"] == "ethereum":
-        human = f"{t['raw_tx']}\n"
-    else:
-        human = "".join(f"{v}\n" for v in (t["psbt"], t["raw_tx"]) if v)
-    return Output(t, human)
+    return Output(t, result_text(t), quiet=t["raw_tx"] or t["psbt"])
+
+
+def result_text(t: dict[str, Any]) -> str:
+    """A signed transfer's result, one labelled line each: the PSBT (Bitcoin; partially signed
+    while a multisig wallet's threshold is not met), the raw transaction and its hash."""
+    pairs: list[tuple[str, object]] = []
+    if t["psbt"]:
+        pairs.append(("signed PSBT" if t["raw_tx"] else "partially signed PSBT", t["psbt"]))
+    if t["raw_tx"]:
+        pairs.append(("raw transaction", t["raw_tx"]))
+    if t["tx_hash"]:
+        pairs.append(("tx hash" if t["chain"] == "ethereum" else "txid", t["tx_hash"]))
+    return kv(pairs)
 
 
 def cmd_transfer_watch(ctx: Context) -> Output:
@@ -140,7 +171,7 @@ def cmd_transfer_watch(ctx: Context) -> Output:
     try:
         for t in stream:
             last = t
-            if not ctx.args.json and (t.state, t.remaining) != seen:
+            if not ctx.machine_output and (t.state, t.remaining) != seen:
                 sys.stdout.write(f"{fmt_time(t.updated_at_unix)} " + transfer_summary(
                     transfer_json(t)))
                 sys.stdout.flush()
@@ -161,40 +192,54 @@ def cmd_transfer_watch(ctx: Context) -> Output:
 
 def cmd_transfer_combine(ctx: Context) -> Output:
     t = transfer_json(ctx.call(ctx.custody().CombinePsbt, pb.CombinePsbtRequest(
-        transfer_id=ctx.args.id, psbt=read_file(ctx.args.psbt, "PSBT file"))))
+        transfer_id=ctx.args.id, psbt=_read_psbt(ctx.args.psbt))))
     return Output(t, lambda: transfer_summary(t))
 
 
 def register(commands: Commands) -> None:
     g = group(commands, "transfer", "transfers")
     sp = command(g, "submit", cmd_transfer_submit, "submit a transaction to be signed")
-    sp.add_argument("wallet")
+    sp.add_argument("wallet", help="the id of the wallet that signs (w_...)")
     tx = sp.add_mutually_exclusive_group(required=True)
-    tx.add_argument("--psbt", metavar="FILE", help="PSBT, binary or base64")
-    tx.add_argument("--eth-tx", metavar="FILE.json", help="EIP-1559 transaction as JSON")
-    sp.add_argument("--replaces", metavar="ID")
+    tx.add_argument("--psbt", metavar="FILE", help="a Bitcoin PSBT, binary or base64")
+    tx.add_argument("--eth-tx", metavar="FILE.json",
+                    help="an Ethereum EIP-1559 transaction as JSON (eth-account's dict form)")
+    sp.add_argument("--replaces", metavar="ID",
+                    help="the transfer this one replaces (a fee bump of the same nonce or "
+                         "outpoints)")
     sp.add_argument("--legal-basis", metavar="REF",
-                    help="the court decision: 'COURT; CASE NUMBER; YYYY-MM-DD'")
-    sp.add_argument("--category-change", choices=sorted(CATEGORY_CHANGES), metavar="KIND")
-    sp.add_argument("--idempotency-key", metavar="K")
+                    help="the court decision: 'COURT; CASE NUMBER; YYYY-MM-DD' (required with "
+                         "--category-change)")
+    changes = sorted(CATEGORY_CHANGES)
+    sp.add_argument("--category-change", choices=changes, metavar="KIND",
+                    help="declare a movement between categories: " + ", ".join(changes)
+                         + " (default none); it goes to a wallet of this signerd of the target "
+                           "category")
+    sp.add_argument("--idempotency-key", metavar="K",
+                    help="a retry with the same key for the wallet returns the transfer the "
+                         "first one made instead of a new one")
     sp = command(g, "list", cmd_transfer_list, "list transfers (an operator: those waiting)")
-    sp.add_argument("--state", type=transfer_state, metavar="STATE")
-    sp.add_argument("--wallet", metavar="ID")
+    sp.add_argument("--state", type=transfer_state, metavar="STATE",
+                    help="only this state: " + ", ".join(STATES))
+    sp.add_argument("--wallet", metavar="ID", help="only this wallet's")
     sp = command(g, "show", cmd_transfer_show, "show a transfer and what it moves")
-    sp.add_argument("id")
+    sp.add_argument("id", help="the transfer's id (t_...)")
     # Accepted as before; show decodes every standard sighash type and warns of any but ALL.
     sp.add_argument("--allow-sighash", action="append", choices=sorted(SIGHASH_TYPES),
                     help=argparse.SUPPRESS)
     for sp in decision_commands(g, "transfer", cmd_transfer_decide):
         sp.add_argument("--allow-sighash", action="append", choices=sorted(SIGHASH_TYPES),
-                        metavar="TYPE", help="also accept this Bitcoin sighash type")
+                        metavar="TYPE", help="also accept this Bitcoin sighash type (repeat for "
+                                             "several): " + ", ".join(sorted(SIGHASH_TYPES)))
     sp = command(g, "cancel", cmd_transfer_cancel, "cancel a live transfer")
-    sp.add_argument("id")
-    sp.add_argument("--reason", metavar="TEXT")
-    sp = command(g, "result", cmd_transfer_result, "print the signed transaction")
-    sp.add_argument("id")
+    sp.add_argument("id", help="the transfer's id (t_...)")
+    sp.add_argument("--reason", metavar="TEXT", help="why, kept in the audit trail")
+    sp = command(g, "result", cmd_transfer_result, "print the signed transaction, labelled "
+                 "(-q: the raw transaction alone)")
+    sp.add_argument("id", help="the transfer's id (t_...)")
     sp = command(g, "watch", cmd_transfer_watch, "follow a transfer until it ends")
-    sp.add_argument("id")
+    sp.add_argument("id", help="the transfer's id (t_...)")
     sp = command(g, "combine", cmd_transfer_combine, "add cosigners' signatures from a PSBT")
-    sp.add_argument("id")
-    sp.add_argument("--psbt", required=True, metavar="FILE")
+    sp.add_argument("id", help="the transfer's id (t_...)")
+    sp.add_argument("--psbt", required=True, metavar="FILE",
+                    help="the PSBT with the cosigners' signatures, binary or base64")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 
-from signerd.cli.args import CATEGORIES, CHAINS, SCRIPT_TYPES, Commands, command, group, uint
+from signerd.cli.args import (BITCOIN_NETWORKS, CATEGORIES, CHAINS, SCRIPT_TYPES, Commands,
+                              command, group, uint)
 from signerd.cli.context import Context
 from signerd.cli.documents import wallet_json
 from signerd.cli.errors import CliError
@@ -82,11 +83,15 @@ def cmd_wallet_freeze(ctx: Context) -> Output:
 def register(commands: Commands) -> None:
     g = group(commands, "wallet", "custody wallets")
     sp = command(g, "create", cmd_wallet_create, "create a wallet with keys made in the HSM")
-    sp.add_argument("--chain", required=True, choices=sorted(CHAINS))
-    sp.add_argument("--network")
-    sp.add_argument("--chain-id", type=uint, action="append", metavar="N")
-    sp.add_argument("--category", required=True, choices=list(CATEGORIES))
-    sp.add_argument("--case", required=True, metavar="REF")
+    sp.add_argument("--chain", required=True, choices=sorted(CHAINS), help="the wallet's chain")
+    sp.add_argument("--network", choices=BITCOIN_NETWORKS, type=str.lower,
+                    help="the Bitcoin network (required for bitcoin)")
+    sp.add_argument("--chain-id", type=uint, action="append", metavar="N",
+                    help="an Ethereum chain id the wallet may sign for (required for ethereum; "
+                         "repeat for several)")
+    sp.add_argument("--category", required=True, choices=list(CATEGORIES),
+                    help="the category of the assets it holds; categories never share a wallet")
+    sp.add_argument("--case", required=True, metavar="REF", help="the case reference")
     sp.add_argument("--legal-basis", metavar="REF",
                     help="the court decision: 'COURT; CASE NUMBER; YYYY-MM-DD' (optional)")
     sp.add_argument("--template", metavar="NAME",
@@ -94,18 +99,26 @@ def register(commands: Commands) -> None:
     sp.add_argument("--policy", metavar="FILE_OR_NAME",
                     help="the wallet's initial policy: a template's name, or a file holding a "
                          "template's exact text")
-    sp.add_argument("--script-type", choices=[s for s in SCRIPT_TYPES if s != "eoa"])
-    sp.add_argument("--multisig", type=uint, metavar="M")
-    sp.add_argument("--hsm-keys", type=uint, metavar="K")
-    sp.add_argument("--cosigner", action="append", metavar="PUBKEY_OR_XPUB")
-    sp.add_argument("--label")
+    sp.add_argument("--script-type", choices=[s for s in SCRIPT_TYPES if s != "eoa"],
+                    help="Bitcoin output script (default p2wpkh; p2wsh-sortedmulti with "
+                         "--multisig)")
+    sp.add_argument("--multisig", type=uint, metavar="M",
+                    help="Bitcoin multisig: M signatures of the HSM's and the cosigners' keys")
+    sp.add_argument("--hsm-keys", type=uint, metavar="K",
+                    help="multisig: how many of the keys the HSM makes and holds")
+    sp.add_argument("--cosigner", action="append", metavar="PUBKEY_OR_XPUB",
+                    help="multisig: an outside cosigner's public key (repeat for several); the "
+                         "wallet then waits for the governance quorum")
+    sp.add_argument("--label", metavar="TEXT", help="a free-text label")
     sp = command(g, "list", cmd_wallet_list, "list wallets")
-    sp.add_argument("--category", choices=list(CATEGORIES))
-    sp.add_argument("--case", metavar="REF")
+    sp.add_argument("--category", choices=list(CATEGORIES), help="only this category")
+    sp.add_argument("--case", metavar="REF", help="only this case")
     sp = command(g, "show", cmd_wallet_show, "show a wallet")
-    sp.add_argument("id")
-    for action in ("freeze", "unfreeze"):
+    sp.add_argument("id", help="the wallet's id (w_...)")
+    for action, what in (("freeze", "freezes it at once"),
+                         ("unfreeze", "lifts the freeze; a proposal for the governance quorum")):
         sp = command(g, action, cmd_wallet_freeze, f"{action} a wallet by court order", "admin")
-        sp.add_argument("id")
-        sp.add_argument("--order", required=True, metavar="REF")
+        sp.add_argument("id", help="the wallet's id (w_...)")
+        sp.add_argument("--order", required=True, metavar="REF",
+                        help=f"the court order that {what}")
         sp.set_defaults(action=action)

@@ -37,10 +37,11 @@ class TransferEntered:
 
 
 @dataclass(frozen=True)
-class TransferDecided:
-    """An operator's signed decision on a transfer was verified and stored."""
+class Decided:
+    """An operator's signed decision on a transfer or a proposal was verified and stored."""
 
-    transfer_id: str
+    subject: str  # "transfer" or "proposal"
+    subject_id: str
     operator_id: str
     decision: Decision
 
@@ -59,15 +60,6 @@ class ProposalEntered:
 
 
 @dataclass(frozen=True)
-class ProposalDecided:
-    """An operator's signed decision on a proposal was verified and stored."""
-
-    proposal_id: str
-    operator_id: str
-    decision: Decision
-
-
-@dataclass(frozen=True)
 class AuthorityViolated:
     """An act was refused and its transfer or proposal ended FAILED: something it counts does
     not trace back to the pinned genesis (``kind`` as AuthorityViolation's)."""
@@ -78,5 +70,4 @@ class AuthorityViolated:
     reason: str
 
 
-Event = Union[TransferEntered, TransferDecided, ProposalEntered, ProposalDecided,
-              AuthorityViolated]
+Event = Union[TransferEntered, Decided, ProposalEntered, AuthorityViolated]

@@ -95,6 +95,48 @@ class ProposalApprovalRecord:
     created_at: float
 
 
+@dataclass(frozen=True)
+class WalletRecord:
+    """One row of ``wallets``. Only ``record`` with its ``seal`` (and, for a wallet with outside
+    or imported keys, the ledger's approval of that record) is signerd's word on a wallet
+    (``ledger.verified_wallet``); ``status`` and ``freeze_order`` are the row's, the rest are
+    copies for queries. Every column is read as text: what a value means (an unknown status, a
+    record that does not parse) is decided where the row is verified, so a row a store writer
+    made is refused there with its reason, or left out of a listing and logged."""
+
+    id: str
+    chain: str
+    network: str
+    script_type: str
+    category: str
+    case_ref: str
+    legal_basis: str
+    status: str
+    address: str
+    freeze_order: str
+    origin: str
+    chain_ids: str  # JSON list of chain ids (a copy: the record holds them)
+    record: str  # canonical JSON of the wallet's sealed record
+    seal: str
+    proposal_id: str
+
+
+@dataclass(frozen=True)
+class KeyShareRecord:
+    """One row of ``key_shares``: a cosigner key share made in the HSM for a multisig wallet
+    yet to be created, sealed over its key id, public key, category and case
+    (``ledger.verified_key_share``); ``wallet_id`` is the wallet that took it, if any."""
+
+    key_id: str
+    public_key: str  # hex, compressed
+    label: str
+    category: str
+    case_ref: str
+    wallet_id: str
+    seal: str
+    created_at: float
+
+
 D = TypeVar("D", ApprovalRecord, ProposalApprovalRecord)
 
 

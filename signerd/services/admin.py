@@ -6,12 +6,12 @@ go into the authority ledger at once: a court-ordered freeze, the suspension of 
 Every act is audited in the same store transaction as the change it makes."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from signerd.adapters.hsm import KeyInfo
+from signerd.adapters.store import Tx
 from signerd.core import approval as A
 from signerd.core import authority as AU
 from signerd.core import seized
@@ -115,11 +115,9 @@ class AdminService:
             raise NotFound(f"operator {echo(op_id, quote=False)} not found")
         return rec
 
-    def _info(self, tx: Any, rec: AU.OperatorRecord) -> OperatorInfo:
-        row = tx.one("SELECT created_at FROM operators WHERE id = ?", (rec.id,))
+    def _info(self, tx: Tx, rec: AU.OperatorRecord) -> OperatorInfo:
         return OperatorInfo(rec.id, tuple(sorted(rec.roles)), rec.public_key_pem.encode(),
-                            rec.status, rec.fingerprint,
-                            float(row["created_at"]) if row else 0.0)
+                            rec.status, rec.fingerprint, tx.operator_created_at(rec.id))
 
     def list_operators(self) -> list[OperatorInfo]:
         """The operators the authority ledger proves (not the store's copy)."""
@@ -167,8 +165,7 @@ class AdminService:
         with self.store.read() as tx:
             state = self.ledger.state(tx)
             wallet = L.load_wallet(tx, state, wallet_id)
-            created = {int(r["version"]): float(r["created_at"])
-                       for r in tx.policy_history(wallet_id)}
+            created = tx.policy_times(wallet_id)
         out = [PolicyInfo(wallet.id, 1, AU.wallet_policy_text(state, wallet.id,
                                                               wallet.policy_sha256, 1)[0],
                           f"template {wallet.template}", created.get(1, wallet.created_at))]
@@ -298,10 +295,9 @@ def import_seized_key(app: Runtime, actor: str, req: ImportRequest) -> ProposalV
                                         else app.wallets.default_template)
             tpl = W.template_of(state, template)
             pub = PrivateKey(bytes(secret)).public_key.format()
-            held = tx.one("SELECT key_id, wallet_id FROM keys WHERE public_key = ?",
-                          (pub.hex(),))
-            if held:
-                earlier = _unapproved_import(tx, state, str(held["wallet_id"]), pub)
+            holder = tx.key_holder(pub.hex())
+            if holder is not None:
+                earlier = _unapproved_import(tx, state, holder, pub)
     except BaseException:
         for i in range(len(secret)):
             secret[i] = 0
@@ -321,7 +317,7 @@ def import_seized_key(app: Runtime, actor: str, req: ImportRequest) -> ProposalV
                            proposal=proposal, created_at=int(now))
     seal = app.seal("wallet", record)
 
-    def store_it(tx: Any, _state: Any, _doc: Any) -> None:
+    def store_it(tx: Tx, _state: Any, _doc: Any) -> None:
         W.insert_wallet(tx, record, seal, WalletStatus.AWAITING_APPROVAL,
                         state.texts[tpl.sha256], actor)
         tx.append_audit(actor, "key.imported", wallet_id, _imported_details(
@@ -353,7 +349,7 @@ def _propose_import(app: Runtime, actor: str, req: ImportRequest, record: dict[s
     return view  # type: ignore[no-any-return]
 
 
-def _unapproved_import(tx: Any, state: AU.AuthorityState, wallet_id: str, pub: bytes) -> Wallet:
+def _unapproved_import(tx: Tx, state: AU.AuthorityState, wallet_id: str, pub: bytes) -> Wallet:
     """The wallet signerd made around this seized key, if it never came into force: RETIRED,
     made by an import whose proposal the ledger never applied. Any other holder of the key is
     FailedPrecondition (a key never serves two wallets)."""
@@ -398,20 +394,14 @@ def _import_again(app: Runtime, actor: str, req: ImportRequest, checked: W.Check
             "again with the same chain, network and script type")
     seal = app.seal("wallet", record)
 
-    def store_it(tx: Any, _state: Any, _doc: Any) -> None:
+    def store_it(tx: Tx, _state: Any, _doc: Any) -> None:
         row = tx.get_wallet(earlier.id, lock=True)
-        if row["status"] != WalletStatus.RETIRED.value or row["proposal_id"] != earlier.proposal:
+        if row.status != WalletStatus.RETIRED.value or row.proposal_id != earlier.proposal:
             raise FailedPrecondition(f"wallet {earlier.id} changed meanwhile (imported again by "
                                      "another request?)")
-        tx.execute("UPDATE wallets SET case_ref = ?, legal_basis = ?, status = ?, origin = ?,"
-                   " chain_ids = ?, created_at = ?, record = ?, seal = ?, proposal_id = ?"
-                   " WHERE id = ?",
-                   (record["case_ref"], record["legal_basis"],
-                    WalletStatus.AWAITING_APPROVAL.value, record["origin"],
-                    json.dumps(record["chain_ids"]), float(record["created_at"]),
-                    L.record_json(record), seal, proposal, earlier.id))
-        tx.execute("UPDATE policies SET document = ?, actor = ?, created_at = ?"
-                   " WHERE wallet_id = ? AND version = 1", (policy_text, actor, now, earlier.id))
+        tx.propose_wallet_again(earlier.id, record, L.record_json(record), seal,
+                                WalletStatus.AWAITING_APPROVAL.value)
+        tx.replace_policy_text(earlier.id, 1, policy_text, actor, now)
         tx.append_audit(actor, "key.imported", earlier.id, {**_imported_details(
             req, record, ref.key_id, ref.public_key, template, proposal),
             "again_after": earlier.proposal})

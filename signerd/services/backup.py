@@ -119,7 +119,7 @@ class BackupService:
                 try:
                     w = L.verified_wallet(state, row)
                 except AuthorityViolation as e:
-                    log.error("wallet %s left out of the backup: %s", row["id"], e.message)
+                    log.error("wallet %s left out of the backup: %s", row.id, e.message)
                     continue
                 for k in w.keys:
                     if not k.hsm_held:
@@ -130,17 +130,16 @@ class BackupService:
                                                old.use if old else "wallet", wallets)
             if len(rows) < PAGE:
                 break
-            after = rows[-1]["id"]
-        for row in tx.all("SELECT * FROM key_shares ORDER BY key_id"):
+            after = rows[-1].id
+        for share in tx.key_shares():
             try:
-                L.verified_key_share(state, row)
+                L.verified_key_share(state, share)
             except AuthorityViolation as e:
-                log.error("key share %s left out of the backup: %s", row["key_id"], e.message)
+                log.error("key share %s left out of the backup: %s", share.key_id, e.message)
                 continue
-            kid = row["key_id"]
-            if kid not in found:
-                found[kid] = KeyEntry(kid, str(row["label"]), bytes.fromhex(row["public_key"]),
-                                      "key_share", ())
+            if share.key_id not in found:
+                found[share.key_id] = KeyEntry(share.key_id, share.label,
+                                               bytes.fromhex(share.public_key), "key_share", ())
         return sorted(found.values(), key=lambda k: (k.use != "audit", k.key_id))
 
     def bundle(self, actor: str, proposal_id: str, *, now: float | None = None) -> Made:
@@ -223,7 +222,7 @@ class BackupService:
                             "key_ids": [k.key_id for k in w.keys]})
             if len(rows) < PAGE:
                 return out
-            after = rows[-1]["id"]
+            after = rows[-1].id
 
     # ---------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:

@@ -23,13 +23,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from signerd.adapters.store import Row, Tx
+from signerd.adapters.store import Tx
 from signerd.core import authority as AU
 from signerd.core import canonical, seal
 from signerd.core.authority import AuthorityState
 from signerd.core.errors import AuthorityViolation, InvalidArgument, NotFound
 from signerd.core.errors import echo
 from signerd.core.model import Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus
+from signerd.core.records import KeyShareRecord, WalletRecord
 
 log = logging.getLogger("signerd.ledger")
 
@@ -132,18 +133,17 @@ class Ledger:
 # --------------------------------------------------------------------------- wallets
 
 
-def wallet_record(row: Row | Mapping[str, Any]) -> dict[str, Any]:
+def wallet_record(row: WalletRecord) -> dict[str, Any]:
     """The canonical record stored with a wallet (raises AuthorityViolation if unreadable)."""
-    text = row["record"]
-    if not text:
-        raise AuthorityViolation(f"wallet {row['id']} has no sealed record: signerd did not "
+    if not row.record:
+        raise AuthorityViolation(f"wallet {row.id} has no sealed record: signerd did not "
                                  "make it", kind="wallet")
     try:
-        record = canonical.loads(text, f"wallet {row['id']} record")
+        record = canonical.loads(row.record, f"wallet {row.id} record")
     except InvalidArgument as e:
         raise AuthorityViolation(str(e), kind="wallet") from None
     if not isinstance(record, dict) or set(record) != AU.WALLET_KEYS:
-        raise AuthorityViolation(f"wallet {row['id']}: its record is malformed", kind="wallet")
+        raise AuthorityViolation(f"wallet {row.id}: its record is malformed", kind="wallet")
     return record
 
 
@@ -162,24 +162,24 @@ def wallet_from_record(record: Mapping[str, Any], status: WalletStatus) -> Walle
         origin=record["origin"])
 
 
-def verified_wallet(state: AuthorityState, row: Row) -> Wallet:
+def verified_wallet(state: AuthorityState, row: WalletRecord) -> Wallet:
     """The wallet a stored row holds, if signerd made it: its record carries the audit key's
     seal and matches the row's identity columns; a wallet with an outside or imported key was
     approved, exactly as recorded, by a governance proposal of the ledger. Its status is the
     stricter of the row's and the ledger's (a freeze in the ledger holds whatever the row
     says)."""
     record = wallet_record(row)
-    wid = row["id"]
-    if not seal.valid(state.audit_public_key, "wallet", record, row["seal"]):
+    wid = row.id
+    if not seal.valid(state.audit_public_key, "wallet", record, row.seal):
         raise AuthorityViolation(f"wallet {wid}: its seal does not verify under signerd's audit "
                                  "key (the record was written by someone else)", kind="wallet")
-    if record["id"] != wid or record["address"] != row["address"]:
+    if record["id"] != wid or record["address"] != row.address:
         raise AuthorityViolation(f"wallet {wid}: its row does not match its sealed record",
                                  kind="wallet")
     if record["proposal"]:
         approved = state.approved_wallets.get(wid)
         if approved is None:
-            status = WalletStatus(row["status"])
+            status = WalletStatus(row.status)
             if status in (WalletStatus.AWAITING_APPROVAL, WalletStatus.RETIRED):
                 return wallet_from_record(record, status)
             raise AuthorityViolation(f"wallet {wid} is {status.value} in the store, but no "
@@ -189,9 +189,9 @@ def verified_wallet(state: AuthorityState, row: Row) -> Wallet:
             raise AuthorityViolation(f"wallet {wid}: its record differs from the one proposal "
                                      f"{record['proposal']} approved", kind="wallet")
     try:
-        status = WalletStatus(row["status"])
+        status = WalletStatus(row.status)
     except ValueError:
-        raise AuthorityViolation(f"wallet {wid}: unknown status {row['status']!r}",
+        raise AuthorityViolation(f"wallet {wid}: unknown status {row.status!r}",
                                  kind="wallet") from None
     if wid in state.frozen and status is not WalletStatus.RETIRED:
         status = WalletStatus.FROZEN
@@ -242,16 +242,17 @@ def destinations(tx: Tx, state: AuthorityState, source: Wallet,
     return out
 
 
-def key_share_record(row: Row) -> dict[str, Any]:
-    return {"key_id": row["key_id"], "public_key": row["public_key"],
-            "category": row["category"], "case_ref": row["case_ref"]}
+def key_share_record(share: KeyShareRecord) -> dict[str, Any]:
+    """What signerd seals of a key share."""
+    return {"key_id": share.key_id, "public_key": share.public_key,
+            "category": share.category, "case_ref": share.case_ref}
 
 
-def verified_key_share(state: AuthorityState, row: Row) -> Row:
-    if not seal.valid(state.audit_public_key, "key_share", key_share_record(row), row["seal"]):
-        raise AuthorityViolation(f"key share {row['key_id']}: its seal does not verify (signerd "
+def verified_key_share(state: AuthorityState, share: KeyShareRecord) -> KeyShareRecord:
+    if not seal.valid(state.audit_public_key, "key_share", key_share_record(share), share.seal):
+        raise AuthorityViolation(f"key share {share.key_id}: its seal does not verify (signerd "
                                  "did not make it)", kind="wallet")
-    return row
+    return share
 
 
 def operator_public(state: AuthorityState, op_id: str) -> AU.OperatorRecord:

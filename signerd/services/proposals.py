@@ -352,7 +352,7 @@ class ProposalService:
                     mismatch="this proposal's", insert=lambda fields: (
                         tx.insert_proposal_approval(proposal_approval_columns(
                             ProposalApprovalRecord(proposal_id=proposal_id, **fields)))))
-                tx.emit(EV.ProposalDecided(proposal_id, operator_id, decision))
+                tx.emit(EV.Decided("proposal", proposal_id, operator_id, decision))
                 decisions = decisions_of(tx.proposal_approvals(proposal_id))
                 q, votes, bad = AU.proposal_quorum(state, doc, decisions)
                 if bad:
@@ -469,25 +469,22 @@ class ProposalService:
             row = tx.get_wallet(wid, lock=True)
         except NotFound:
             return
-        if row["proposal_id"] != doc["id"] or row["status"] not in (
+        if row.proposal_id != doc["id"] or row.status not in (
                 WalletStatus.AWAITING_APPROVAL.value, WalletStatus.RETIRED.value):
             return  # the wallet is another proposal's now (a seized key imported again)
         tx.set_wallet_status(wid, WalletStatus.RETIRED.value, "")
         if doc["kind"] != "wallet.create":
             return
         keys = {k["key_id"]: k for k in record["keys"]}
-        for share in tx.all("SELECT key_id FROM key_shares WHERE wallet_id = ?", (wid,)):
-            key_id = share["key_id"]
+        for key_id in tx.wallet_key_shares(wid):
             if key_id not in keys or not keys[key_id]["hsm_held"]:
                 continue
-            tx.execute("UPDATE key_shares SET wallet_id = '' WHERE key_id = ? AND wallet_id = ?",
-                       (key_id, wid))
-            tx.execute("DELETE FROM keys WHERE key_id = ? AND wallet_id = ?", (key_id, wid))
+            tx.release_key_share(key_id, wid)
             tx.append_audit("signerd", "key_share.released", key_id,
                             {"wallet_id": wid, "proposal": doc["id"]})
         for key_id, k in keys.items():
             if not k["hsm_held"]:
-                tx.execute("DELETE FROM keys WHERE key_id = ? AND wallet_id = ?", (key_id, wid))
+                tx.delete_wallet_key(key_id, wid)
 
     def cancel(self, actor: str, proposal_id: str, reason: str = "") -> ProposalView:
         """The submitter withdraws a pending proposal. Nobody else may (PermissionDenied): one

@@ -7,14 +7,19 @@ signerd and must come from the platform's chain watchers.
 """
 from __future__ import annotations
 
-import json
+import logging
 import time
 from collections import defaultdict
 from typing import Any
 
 from signerd.adapters.store import Tx
-from signerd.core.model import TransferState
+from signerd.core.authority import AuthorityState
+from signerd.core.errors import AuthorityViolation
+from signerd.core.model import TransferState, Wallet
+from . import ledger as L
 from .transfers import movement_from_json
+
+log = logging.getLogger("signerd.report")
 
 KNOWN = ("wallets and addresses whose keys signerd holds; every transfer it signed, with the "
          "amounts and fees it decoded itself; pending transfers; court-ordered freezes")
@@ -22,26 +27,36 @@ NOT_KNOWN = ("on-chain balances and incoming payments (signerd watches no chain)
              "signed transaction was broadcast or confirmed (the platform reports that)")
 
 
-def holdings_report(tx: Tx, *, instance_id: str, category: str = "", case_ref: str = ""
-                    ) -> dict[str, Any]:
-    wallets = tx.list_wallets(category=category, case_ref=case_ref, limit=10**9)
-    ids = {w["id"] for w in wallets}
+def holdings_report(tx: Tx, state: AuthorityState, *, instance_id: str, category: str = "",
+                    case_ref: str = "") -> dict[str, Any]:
+    """The report, from the wallets that verify (``ledger.verified_wallet``) and their
+    transfers. A wallet row signerd did not make is left out, and the report says so (its id
+    and why), as a listing does."""
+    wallets: list[Wallet] = []
+    left_out: list[dict[str, str]] = []
+    for row in tx.list_wallets(category=category, case_ref=case_ref, limit=10**9):
+        try:
+            wallets.append(L.verified_wallet(state, row))
+        except AuthorityViolation as e:
+            log.error("wallet %s left out of a report: %s", row.id, e.message)
+            left_out.append({"id": row.id, "reason": e.message})
+    ids = {w.id for w in wallets}
     cats: dict[str, dict[str, Any]] = defaultdict(lambda: {"cases": {}})
 
-    def case(w: Any) -> dict[str, Any]:
-        c = cats[w["category"]]["cases"]
-        return c.setdefault(w["case_ref"], {"wallets": [], "signed_transfers": [],
-                                           "pending_transfers": [], "freezes": [],
-                                           "signed_outflows": {}})
+    def case(w: Wallet) -> dict[str, Any]:
+        c = cats[w.category.value]["cases"]
+        return c.setdefault(w.case_ref, {"wallets": [], "signed_transfers": [],
+                                         "pending_transfers": [], "freezes": [],
+                                         "signed_outflows": {}})
 
-    by_id = {w["id"]: w for w in wallets}
+    by_id = {w.id: w for w in wallets}
     for w in wallets:
         case(w)["wallets"].append({
-            "id": w["id"], "chain": w["chain"], "network": w["network"],
-            "address": w["address"], "script_type": w["script_type"], "status": w["status"],
-            "freeze_order": w["freeze_order"], "legal_basis": w["legal_basis"],
-            "origin": w["origin"] or "generated in the HSM",
-            "chain_ids": json.loads(w["chain_ids"])})
+            "id": w.id, "chain": w.chain.value, "network": w.network,
+            "address": w.address, "script_type": w.script_type.value,
+            "status": w.status.value, "freeze_order": L.freeze_order(state, w.id),
+            "legal_basis": w.legal_basis, "origin": w.origin or "generated in the HSM",
+            "chain_ids": list(w.chain_ids)})
     for t in tx.list_transfers(limit=10**9):
         if t.wallet_id not in ids:
             continue
@@ -62,14 +77,15 @@ def holdings_report(tx: Tx, *, instance_id: str, category: str = "", case_ref: s
                                                + mv.fee)
         elif t.live:
             case(w)["pending_transfers"].append(entry)
-    for e in tx.all("SELECT * FROM audit_events WHERE action IN (?, ?) ORDER BY seq",
-                    ("wallet.frozen", "wallet.unfrozen")):
-        frozen = by_id.get(e["object"])
+    for ev in tx.audit_events_of(("wallet.frozen", "wallet.unfrozen")):
+        frozen = by_id.get(ev.object)
         if frozen is not None:
+            order = ev.details.get("order_ref", "")
             case(frozen)["freezes"].append({
-                "wallet_id": e["object"], "action": e["action"].split(".")[1],
-                "order_ref": json.loads(e["details"]).get("order_ref", ""),
-                "time": int(e["time_micros"]) // 1_000_000, "audit_seq": int(e["seq"])})
+                "wallet_id": ev.object, "action": ev.action.split(".")[1],
+                "order_ref": order if isinstance(order, str) else "",
+                "time": ev.time // 1_000_000, "audit_seq": ev.seq})
     return {"generated_at": int(time.time()), "instance_id": instance_id,
             "filter": {"category": category, "case_ref": case_ref},
-            "known": KNOWN, "not_known": NOT_KNOWN, "categories": dict(cats)}
+            "known": KNOWN, "not_known": NOT_KNOWN, "categories": dict(cats),
+            "left_out": left_out}

@@ -487,8 +487,7 @@ class SignStep:
                               wallet.id, E.transaction_key(movement), verify=False),
                           reclassify=lambda p: fresh if p is policy else
                           self.service.reclassifier(tx, state, wallet, movement)(p))
-        stored = {(s["key_id"], bytes.fromhex(s["digest"])): (int(s["r"], 16), int(s["s"], 16))
-                  for s in tx.signatures(row.id)}
+        stored = tx.signatures(row.id)
         last = max((a.created_at for a in approvals), default=time.time())
         return _Job(row, wallet, adapter, decoded, movement, stored, last), verdict
 
@@ -534,8 +533,7 @@ class SignStep:
                 if verdict.outcome != E.SIGN:
                     self._end(tx, row, verdict)
                     continue
-                have = {(s["key_id"], bytes.fromhex(s["digest"])) for s in tx.signatures(job.id)}
-                if have != set(job.stored):
+                if set(tx.signatures(job.id)) != set(job.stored):
                     log.warning("transfer %s: its stored signatures changed since they were "
                                 "read; the next sign step redoes it", job.id)
                     continue

@@ -601,7 +601,7 @@ class TransferService:
             mismatch="this transfer's (transaction or metadata changed)",
             insert=lambda fields: tx.insert_approval(approval_columns(ApprovalRecord(
                 transfer_id=transfer_id, **fields))))
-        tx.emit(EV.TransferDecided(transfer_id, operator_id, decision))
+        tx.emit(EV.Decided("transfer", transfer_id, operator_id, decision))
         try:
             wallet = L.load_wallet(tx, state, row.wallet_id)
             verdict = E.judge(state, wallet, ctx, movement, E.approvals_of(

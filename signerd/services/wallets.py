@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from signerd.adapters.hsm import KeyInfo
-from signerd.adapters.store import Row, Tx
+from signerd.adapters.store import Tx
 from signerd.core import authority as AU
 from signerd.core import legal_basis as LB
 from signerd.core.bitcoin.descriptor import InvalidDescriptor, parse_descriptor, parse_key
@@ -238,21 +238,20 @@ class WalletService:
         checked = check_request(req)
         with self.store.read() as tx:
             state = self.ledger.state(tx)
-            shares = [L.verified_key_share(state, _share(tx, k)) for k in req.hsm_key_ids]
+            shares = [L.verified_key_share(state, tx.key_share(k)) for k in req.hsm_key_ids]
         template = req.template or self.default_template
         tpl = template_of(state, template)
         for share in shares:
-            if share["wallet_id"]:
-                raise AlreadyExists(f"key share {share['key_id']} already serves wallet "
-                                    f"{share['wallet_id']}")
-            if share["category"] != checked.category.value:
-                raise InvalidArgument(f"hsm_key_ids: key share {share['key_id']} belongs to "
-                                      f"category {share['category']}; categories never share "
+            if share.wallet_id:
+                raise AlreadyExists(f"key share {share.key_id} already serves wallet "
+                                    f"{share.wallet_id}")
+            if share.category != checked.category.value:
+                raise InvalidArgument(f"hsm_key_ids: key share {share.key_id} belongs to "
+                                      f"category {share.category}; categories never share "
                                       "a key")
         wallet_id = new_wallet_id()
         keys = [self.app.hsm_generate(f"{wallet_id}/{i}") for i in range(checked.hsm_keys)]
-        keys += [KeyInfo(sh["key_id"], sh["label"], bytes.fromhex(sh["public_key"]))
-                 for sh in shares]
+        keys += [KeyInfo(sh.key_id, sh.label, bytes.fromhex(sh.public_key)) for sh in shares]
         outside = bool(checked.cosigners)
         proposal = new_proposal_id() if outside else ""
         now = time.time()
@@ -263,9 +262,9 @@ class WalletService:
 
         def store_it(tx: Tx, _state: Any = None, _doc: Any = None) -> None:
             for share in shares:
-                taken = tx.take_key_share(share["key_id"], wallet_id)
-                if taken["public_key"] != share["public_key"]:
-                    raise FailedPrecondition(f"key share {share['key_id']} changed meanwhile")
+                taken = tx.take_key_share(share.key_id, wallet_id)
+                if taken.public_key != share.public_key:
+                    raise FailedPrecondition(f"key share {share.key_id} changed meanwhile")
             insert_wallet(tx, record, seal,
                           WalletStatus.AWAITING_APPROVAL if outside else WalletStatus.ACTIVE,
                           text, actor)
@@ -322,18 +321,10 @@ class WalletService:
                 try:
                     out.append(_with_version(state, L.verified_wallet(state, r)))
                 except AuthorityViolation as e:
-                    log.error("wallet %s left out of a listing: %s", r["id"], e.message)
+                    log.error("wallet %s left out of a listing: %s", r.id, e.message)
                     self.app.metrics.authority_violations.labels(e.kind).inc()
         return out
 
 
 def _with_version(state: AU.AuthorityState, w: Wallet) -> Wallet:
     return replace(w, policy_version=state.wallet_policy_version(w.id))
-
-
-def _share(tx: Tx, key_id: str) -> Row:
-    r = tx.one("SELECT * FROM key_shares WHERE key_id = ?", (key_id,))
-    if r is None:
-        raise NotFound(f"key share {echo(key_id, quote=False)} not found")
-    return r
-

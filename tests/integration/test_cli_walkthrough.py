@@ -43,10 +43,25 @@ def test_walkthrough_ethereum(env: Daemon, tmp_path: Path) -> None:
         str(env.state / "operators/inv1.key"), "--yes")
     ctl(env, "--as", "cust1", "transfer", "approve", t["id"], "--key",
         str(env.state / "operators/cust1.key"), "--yes")
-    raw = ctl(env, "transfer", "result", t["id"]).stdout.strip()
+    raw = ctl(env, "-q", "transfer", "result", t["id"]).stdout.strip()  # the transaction alone
     assert Account.recover_transaction(bytes.fromhex(raw.removeprefix("0x"))) == w["address"]
     final = json.loads(ctl(env, "--json", "transfer", "show", t["id"]).stdout)
     assert final["state"] == "SIGNED" and final["raw_tx"].removeprefix("0x") == raw.removeprefix("0x")
+    labelled = ctl(env, "transfer", "result", t["id"]).stdout
+    assert labelled == f"raw transaction: {raw}\ntx hash:         {final['tx_hash']}\n"
+    # The same transaction again: its nonce is held by the signed transfer, and the refusal
+    # says so (not "live") and what would be accepted instead.
+    r = ctl(env, "transfer", "submit", w["id"], "--eth-tx", str(tx), ok=False)
+    assert r.returncode == 1 and r.stderr.startswith("signerctl: FAILED_PRECONDITION: "), r.stderr
+    assert f"is already held by transfer {t['id']}, which is SIGNED: another transaction for " \
+           f"it must replace that transfer" in r.stderr
+    # A category change that the destinations do not fit names what would fit.
+    r = ctl(env, "transfer", "submit", w["id"], "--eth-tx", str(tx), "--category-change",
+            "seized_to_confiscated", "--legal-basis", "Regional Court Berlin; 4 K 12/26; "
+            "2026-11-20", ok=False)
+    assert r.returncode == 1 and "FAILED_PRECONDITION: category change seized_to_confiscated " \
+        "needs a seized source wallet and an output to a confiscated wallet of this signerd; " \
+        "this transfer goes from a seized wallet to outside" in r.stderr, r.stderr
 
 
 def test_failures_are_one_line_and_nonzero(env: Daemon) -> None:
@@ -157,7 +172,10 @@ def test_walkthrough_governance(env: Daemon, tmp_path: Path) -> None:
     p = json.loads(ctl(env, "--json", "wallet", "unfreeze", w["id"], "--order",
                        "ORDER 2026/18").stdout)
     assert p["state"] == "PENDING_APPROVAL" and p["kind"] == "wallet.unfreeze"
-    assert json.loads(ctl(env, "--json", "wallet", "show", w["id"]).stdout)["status"] == "FROZEN"
+    shown = json.loads(ctl(env, "--json", "wallet", "show", w["id"]).stdout)
+    assert (shown["status"], shown["freeze_order"]) == ("FROZEN", "ORDER 2026/17")
+    listed = json.loads(ctl(env, "--json", "wallet", "list", "--case", "CASE-GOV").stdout)
+    assert listed["wallets"] == [shown]  # list and show say the same, policy version included
     r = ctl(env, "--as", "admin1", "proposal", "reject", p["id"], "--key",
             str(keys / "admin1.key"), "--reason", "the order is not final", "--yes")
     assert "rejected as admin1" in r.stdout

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -236,3 +237,15 @@ def test_systemd_readiness_is_notified_once_serving(tmp_path: Path) -> None:
         if "STOPPING=1" in m:
             break
     srv.close()
+
+
+def test_a_normal_start_and_stop_log_nothing_above_info(tmp_path: Path) -> None:
+    """Warnings are for what an operator should look at: a normal start (HSM up, listening)
+    and a drained stop are info."""
+    d = Daemon(init_state(tmp_path / "state")).start()
+    assert d.stop() == 0
+    assert d.log_path is not None
+    lines = [json.loads(line) for line in d.log_path.read_text().splitlines()
+             if line.startswith("{")]
+    assert {"hsm up", "started", "stopped"} <= {line["msg"] for line in lines}
+    assert [line for line in lines if line["level"] != "info"] == []

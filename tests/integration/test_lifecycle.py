@@ -7,6 +7,7 @@ the daemon without draining.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
@@ -18,6 +19,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.daemon import Daemon, edit_config, init_state, signerd_cmd
+from tests.support.ethereum import eth_wallet, submit, tx_fields
+from tests.support.governance import decide
 from tests.support.rpc import pb
 from tests.support.fixtures import DaemonFactory
 
@@ -146,3 +149,97 @@ def test_sigterm_just_after_it_says_it_listens_drains_and_exits_0(tmp_path: Path
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+# ---------------------------------------------------------------- a state folder moves
+
+def absolute_paths_inside(state: Path) -> dict[str, str]:
+    """Every text file of ``state`` that names the folder's own absolute path, by file."""
+    found = {}
+    for p in sorted(state.rglob("*")):
+        if p.is_file() and p.suffix != ".log":
+            text = p.read_bytes().decode("utf-8", "replace")
+            if str(state) in text:
+                found[str(p.relative_to(state))] = text
+    return found
+
+
+def log_levels(d: Daemon) -> list[str]:
+    assert d.log_path is not None
+    return [json.loads(line)["level"] for line in d.log_path.read_text().splitlines()
+            if line.startswith("{")]
+
+
+def sign_one_transfer(d: Daemon) -> None:
+    """A key made in the HSM, a transfer approved by two operators and signed by the HSM."""
+    w = eth_wallet(d)
+    t = submit(d, w.id, tx_fields())
+    decide(d, t.id, "inv1")
+    t = decide(d, t.id, "cust1")
+    assert t.state == pb.SIGNED and t.raw_tx
+
+
+def test_a_moved_state_folder_starts_from_its_new_place_and_signs(tmp_path: Path) -> None:
+    """SoftHSM reads a relative token folder against the process's working directory, so
+    softhsm2.conf names it absolute: the one absolute path of the state folder inside it.
+    signerd writes it again at start when the folder has moved, and everything else in the
+    folder is relative to it."""
+    old = tmp_path / "old" / "state"
+    init_state(old)
+    assert set(absolute_paths_inside(old)) == {"hsm/softhsm2.conf"}
+    new = tmp_path / "moved" / "state"
+    new.parent.mkdir()
+    shutil.move(old, new)
+    assert not old.exists()
+    d = Daemon(new / "signerd.toml").start()
+    try:
+        assert serving(d)
+        sign_one_transfer(d)
+        conf = (new / "hsm" / "softhsm2.conf").read_text()
+        assert f"directories.tokendir = {new / 'hsm' / 'tokens'}\n" in conf
+        assert str(old) not in conf
+        assert "the state folder moved" in d.log_path.read_text()  # type: ignore[union-attr]
+        assert "warning" not in log_levels(d) and "error" not in log_levels(d)
+    finally:
+        assert d.stop() == 0
+    d = Daemon(new / "signerd.toml").start()  # and once in place, nothing more to do
+    try:
+        assert serving(d)
+        assert "the state folder moved" not in d.log_path.read_text()  # type: ignore[union-attr]
+    finally:
+        assert d.stop() == 0
+
+
+def test_a_copied_state_folder_uses_its_own_token_not_the_originals(tmp_path: Path) -> None:
+    """A copy started beside its original (a restore test, say) must not sign with the
+    original's token: the copy's config is written to name the copy's own token folder."""
+    original = tmp_path / "original"
+    init_state(original)
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    before = sorted(p.name for p in (original / "hsm" / "tokens").rglob("*"))
+    d = Daemon(copy / "signerd.toml").start()
+    try:
+        eth_wallet(d)  # a key generated in the copy's token
+    finally:
+        assert d.stop() == 0
+    assert sorted(p.name for p in (original / "hsm" / "tokens").rglob("*")) == before
+    assert sorted(p.name for p in (copy / "hsm" / "tokens").rglob("*")) != before
+    assert str(original) not in (copy / "hsm" / "softhsm2.conf").read_text()
+
+
+def test_a_hand_written_softhsm_config_is_left_as_it_is(tmp_path: Path) -> None:
+    """Only signerd's own SoftHSM config is written again; one an operator edited (another
+    token folder on purpose, another log level) is theirs."""
+    from signerd.adapters.hsm import place_softhsm_conf, softhsm_conf_text
+
+    hsm = tmp_path / "hsm"
+    (hsm / "tokens").mkdir(parents=True)
+    conf = hsm / "softhsm2.conf"
+    edited = softhsm_conf_text(Path("/elsewhere/tokens")).replace("ERROR", "INFO")
+    conf.write_text(edited)
+    assert place_softhsm_conf(conf) is None and conf.read_text() == edited
+    conf.write_text(softhsm_conf_text(Path("/elsewhere/tokens")))
+    assert place_softhsm_conf(conf) == Path("/elsewhere/tokens")
+    assert conf.read_text() == softhsm_conf_text(hsm.resolve() / "tokens")
+    assert place_softhsm_conf(conf) is None  # in place: nothing to do

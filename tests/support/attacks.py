@@ -401,6 +401,13 @@ def attack_fake_wallet_at_the_destination(d: Daemon, db: StoreWriter) -> None:
     statement = d.approval("inv1").GetStatement(pb.GetStatementRequest(
         transfer_id=t.id, decision=pb.APPROVE))
     assert fake_address not in statement.own_addresses and not statement.destinations
+    # Nor is it a holding of the state's in the auditors' report: left out, and named.
+    report = json.loads(d.audit().Report(pb.ReportRequest()).json)
+    listed = {w["address"] for c in report["categories"].values()
+              for case in c["cases"].values() for w in case["wallets"]}
+    assert fake_address not in listed and real.address in listed
+    left_out = {x["id"]: x["reason"] for x in report["left_out"]}
+    assert "no sealed record" in left_out[row["id"]], report["left_out"]
     # The legitimate counterpart: the real (sealed) wallet is own_wallet; one officer signs.
     ok = eth_transfer(d, w, to=real.address)
     assert ok.movement.outputs[0].destination_class == "own_wallet"

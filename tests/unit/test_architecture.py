@@ -355,3 +355,38 @@ def test_the_checks_catch_violations(tmp_path: Path) -> None:
     modules, imports = scan(tmp_path)
     assert find_cycles(modules, imports) == [
         ["signerd.adapters.hsm", "signerd.core.model", "signerd.adapters.hsm"]]
+
+
+SQL_METHODS = frozenset({"one", "all", "execute"})
+
+
+def sql_outside_the_store(root: Path) -> list[str]:
+    """Calls of a store transaction's raw SQL methods (``tx.one``, ``tx.all``, ``tx.execute``)
+    outside ``signerd/adapters/store``: every query of the services is a ``Tx`` method, so the
+    schema and the row codec live in one place."""
+    out = []
+    for p in sorted((root / "signerd").rglob("*.py")):
+        rel = p.relative_to(root)
+        if rel.parts[:3] == ("signerd", "adapters", "store") or "_pb2" in p.name:
+            continue
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in SQL_METHODS
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "tx"):
+                out.append(f"{rel}:{node.lineno}: tx.{node.func.attr}(...)")
+    return out
+
+
+def test_queries_live_in_the_store() -> None:
+    bad = sql_outside_the_store(ROOT)
+    assert not bad, "SQL outside signerd/adapters/store (add a Tx method):\n" + "\n".join(bad)
+
+
+def test_the_sql_check_catches_a_query(tmp_path: Path) -> None:
+    (tmp_path / "signerd/services").mkdir(parents=True)
+    (tmp_path / "signerd/adapters/store").mkdir(parents=True)
+    (tmp_path / "signerd/services/a.py").write_text(
+        "def f(tx):\n    return tx.one('SELECT * FROM wallets')\n")
+    (tmp_path / "signerd/adapters/store/__init__.py").write_text(
+        "def g(tx):\n    return tx.execute('SELECT 1')\n")
+    assert sql_outside_the_store(tmp_path) == ["signerd/services/a.py:2: tx.one(...)"]

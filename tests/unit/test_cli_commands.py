@@ -17,7 +17,8 @@ from signerd.cli.args import Parser
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # Global options that take a value, as the README may put them before the command.
-VALUED_OPTIONS = {"--as", "--config", "--server", "--ca", "--cert", "--key", "--timeout"}
+VALUED_OPTIONS = {"--as", "--config", "--server", "--ca", "--cert", "--key", "--tls-ca",
+                  "--tls-cert", "--tls-key", "--timeout"}
 SERVICES = {"transfers", "wallets", "admin", "proposals", "sign_step", "ledger", "report",
             "runtime", "app", "daemon", "api", "store", "hsm"}
 
@@ -37,11 +38,11 @@ def readme_commands() -> set[tuple[str, ...]]:
     for block in re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.M | re.S):
         for line in block.splitlines():
             code = re.sub(r"(^|\s)#.*", "", line)
-            found += re.findall(r"(?:^|&&\s*)signerctl ([^&]+)", code)
+            found += re.findall(r"(?:^|&&\s*|\$\(|;\s*)signerctl ([^&)|;]+)", code)
     out = set()
     for line in found:
         words = line.split()
-        while words and words[0].startswith("--"):
+        while words and words[0].startswith("-"):
             words = words[2:] if words[0] in VALUED_OPTIONS else words[1:]
         if words:
             out.add(tuple(words[:2]))
@@ -87,3 +88,51 @@ def test_the_cli_loads_no_daemon_service():
                        timeout=60, check=True)
     loaded = {m.split(".")[1] for m in json.loads(r.stdout)}
     assert not loaded & SERVICES, sorted(loaded & SERVICES)
+
+
+def parsers(p: argparse.ArgumentParser, path: tuple[str, ...] = ()
+            ) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every parser of the tree: signerctl's own, then each command's, depth first."""
+    out = [(path, p)]
+    for name, sp in subcommands(p).items():
+        out += parsers(sp, path + (name,))
+    return out
+
+
+def test_every_option_has_help_that_names_its_allowed_values(monkeypatch):
+    """``signerctl ... --help`` explains every option and argument, and one whose values are
+    fixed lists them (argparse shows {a,b} itself unless a metavar hides them)."""
+    monkeypatch.setenv("COLUMNS", "80")  # the width --help wraps at on a terminal
+    found: list[str] = []
+    for path, p in parsers(cli_parser.build_parser()):
+        where = " ".join(("signerctl",) + path)
+        assert p.format_help(), where  # what --help prints is laid out
+        for action in p._actions:
+            if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+                continue
+            name = "/".join(action.option_strings) or action.dest
+            if isinstance(action, argparse._SubParsersAction):
+                found += [f"{where} {c.dest}: no help" for c in action._choices_actions
+                          if not c.help]
+                continue
+            if not (action.help or "").strip():
+                found.append(f"{where} {name}: no help")
+            elif action.choices and action.metavar is not None:
+                hidden = [c for c in action.choices if str(c) not in action.help]
+                if hidden:
+                    found.append(f"{where} {name}: help does not list {hidden}")
+    assert not found, "\n".join(found)
+
+
+def test_the_tls_key_and_the_operator_key_have_different_names(capsys):
+    """--tls-key is the client certificate's key; approve's --key the operator's signing key.
+    The old global --key still works, with a warning on stderr."""
+    p = cli_parser.build_parser()
+    args = p.parse_args(["--tls-key", "c.key", "--as", "inv1", "transfer", "approve", "t_1",
+                         "--key", "inv1.key"])
+    assert (args.tls_key, args.key) == ("c.key", "inv1.key")
+    old = p.parse_args(["--key", "c.key", "health"])
+    cli_parser._deprecated_options(old)
+    assert old.tls_key == "c.key"
+    assert "the global option --key is deprecated, use --tls-key" in capsys.readouterr().err
+

@@ -235,7 +235,7 @@ def test_principal_selection(capsys, state, files, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SIGNERD_CONFIG", raising=False)
     rc, _, err = run(capsys, ["--server", "127.0.0.1:1", "health"])
-    assert_one_line_failure(rc, err, "--server without a state folder needs --ca")
+    assert_one_line_failure(rc, err, "--server without a state folder needs --tls-ca")
     rc, _, err = run(capsys, ["health"])
     assert_one_line_failure(rc, err, "config file")
     monkeypatch.setenv("SIGNERD_CONFIG", cfg)
@@ -430,6 +430,7 @@ class FakeDaemon(rpc.CustodyServicer, rpc.ApprovalServicer, rpc.AdminServicer,
         self.approvals: list[pb.SubmitApprovalRequest] = []
         self.imports: list[pb.ImportKeyRequest] = []
         self.export = make_export(7)
+        self.report: dict | None = None  # what Report answers (None: a document of another shape)
         self.wallet = pb.Wallet(
             id="w_eth", chain=pb.ETHEREUM, network="ethereum", chain_ids=[1],
             script_type=pb.EOA, category=pb.SEIZED, case_ref="C-1", status=pb.ACTIVE,
@@ -521,7 +522,7 @@ class FakeDaemon(rpc.CustodyServicer, rpc.ApprovalServicer, rpc.AdminServicer,
                             instance_id=header["instance_id"])
 
     def Report(self, request, context):
-        return pb.ReportResponse(json=json.dumps({"categories": [
+        return pb.ReportResponse(json=json.dumps(self.report or {"categories": [
             {"category": "seized", "case_ref": "C-1", "wallets": 2, "BTC": "150000"}]}))
 
     def ListOperators(self, request, context):
@@ -627,7 +628,9 @@ def test_show_as_operator_and_as_platform(capsys, daemon):
 def test_result_watch_health_and_admin_default(capsys, daemon):
     fake, base = daemon
     rc, out, _ = run(capsys, base + ["transfer", "result", "t_1"])
-    assert (rc, out) == (0, "02f8\n")
+    assert (rc, out) == (0, "raw transaction: 02f8\ntx hash:         0x" + "12" * 32 + "\n")
+    rc, out, _ = run(capsys, base + ["-q", "transfer", "result", "t_1"])
+    assert (rc, out) == (0, "02f8\n")  # the transaction alone, for a script
     rc, out, _ = run(capsys, base + ["transfer", "watch", "t_1"])
     assert rc == 0 and out.count("\n") == 2 and out.splitlines()[-1].endswith("t_1: SIGNED")
     rc, out, _ = run(capsys, base + ["--json", "transfer", "watch", "t_1"])
@@ -675,3 +678,136 @@ def test_key_import_sends_the_secret_from_the_file_only(capsys, daemon, files):
     assert mnemonic.mnemonic == "abandon " * 11 + "about"
     assert mnemonic.derivation_path == "m/44'/60'/0'/0/0" and list(mnemonic.chain_ids) == [1]
     assert fake.calls[-1] == ("ImportKey", "admin")
+
+
+# ---------------------------------------------------------------- what scripts capture
+
+def test_id_only_prints_just_the_ids(capsys, daemon, files):
+    fake, base = daemon
+    for argv in (["-q", "transfer", "show", "t_1"], ["transfer", "show", "t_1", "--id-only"],
+                 ["-q", "--as", "inv1", "transfer", "approve", "t_1", "--key", files["key"],
+                  "--yes"]):
+        rc, out, err = run(capsys, base + argv)
+        assert (rc, out, err) == (0, "t_1\n", ""), argv  # no statement shown, no label
+    rc, out, _ = run(capsys, base + ["-q", "operator", "list"])
+    assert (rc, out) == (0, "inv1\n")  # a listing: one id a line
+
+
+def test_id_only_is_refused_before_a_command_without_an_id_runs(capsys, tmp_path):
+    rc, out, err = run(capsys, ["-q", "operator", "keygen", "--out", str(tmp_path / "x.key")])
+    assert_one_line_failure(rc, err, "-q/--id-only: signerctl operator keygen prints no id; "
+                                     "leave -q out")
+    assert (rc, out, list(tmp_path.iterdir())) == (2, "", [])
+    for argv in (["--json", "-q", "wallet", "list"], ["--json", "wallet", "list", "-q"]):
+        rc, out, err = run(capsys, BOGUS + argv)
+        assert rc == 2 and out == "" and "--json" in err and "-q/--id-only" in err, argv
+
+
+def test_json_output_ends_with_a_newline(capsys, daemon):
+    _, base = daemon
+    rc, out, _ = run(capsys, base + ["--json", "transfer", "show", "t_1"])
+    assert rc == 0 and out.endswith("}\n") and json.loads(out)["id"] == "t_1"
+
+
+def test_the_old_global_key_option_still_works_with_a_warning(capsys, state):
+    clients = state / "pki" / "clients"
+    tls = ["--cert", str(clients / "platform.pem"), "--timeout", "2", "health"]
+    for old, warned in ((["--key", str(clients / "platform.key")], True),
+                        (["--tls-key", str(clients / "platform.key")], False)):
+        rc, _, err = run(capsys, ["--config", str(state / "signerd.toml")] + old + tls)
+        lines = err.splitlines()
+        assert rc == 1 and lines[-1].startswith("signerctl: UNAVAILABLE"), err
+        assert (len(lines) == 2) is warned, err
+        if warned:
+            assert lines[0].startswith("signerctl: warning: the global option --key is "
+                                       "deprecated, use --tls-key")
+    rc, _, err = run(capsys, ["--tls-cert", str(clients / "platform.pem"), "--server",
+                              "127.0.0.1:1", "health"])
+    assert_one_line_failure(rc, err, "--tls-cert and --tls-key go together")
+
+
+# ---------------------------------------------------------------- inputs mixed up
+
+def test_a_public_key_given_as_the_operator_key_is_named(capsys, daemon, files):
+    fake, base = daemon
+    assert stat.S_IMODE(os.stat(files["pub"]).st_mode) == 0o644  # as keygen writes it
+    rc, out, err = run(capsys, base + ["transfer", "approve", "t_1", "--key", files["pub"],
+                                       "--yes"])
+    assert_one_line_failure(rc, err, f"{files['pub']} is a public key; --key needs the "
+                                     f"operator's private key file (the one beside it: "
+                                     f"{files['key']})")
+    assert (out, fake.calls) == ("", [])  # refused before anything was fetched
+
+
+def test_a_transaction_given_to_the_wrong_option_is_named(capsys, files, tmp_path):
+    b64 = tmp_path / "transfer.psbt"
+    b64.write_text("cHNidP8BAHECAAAAAQ==\n")
+    for psbt in (files["psbt"], str(b64)):
+        rc, _, err = run(capsys, BOGUS + ["transfer", "submit", "w_1", "--eth-tx", psbt])
+        assert_one_line_failure(rc, err, f"--eth-tx {psbt}: this file looks like a Bitcoin "
+                                         f"PSBT, not an Ethereum transaction (JSON); submit it "
+                                         f"with --psbt {psbt}")
+    rc, _, err = run(capsys, BOGUS + ["transfer", "submit", "w_1", "--psbt", files["eth"]])
+    assert_one_line_failure(rc, err, f"--psbt {files['eth']}: this file looks like an Ethereum "
+                                     "transaction (JSON), not a PSBT")
+
+
+# ---------------------------------------------------------------- what people read
+
+REPORT = {
+    "generated_at": 1_790_000_000, "instance_id": INSTANCE,
+    "filter": {"category": "seized", "case_ref": ""},
+    "known": "what signerd knows", "not_known": "on-chain balances",
+    "categories": {"seized": {"cases": {"C-1": {
+        "wallets": [
+            {"id": "w_a", "chain": "ethereum", "network": "ethereum", "chain_ids": [1],
+             "address": WALLET_ADDRESS, "script_type": "eoa", "status": "ACTIVE",
+             "freeze_order": "ORDER 2", "legal_basis": "", "origin": "generated in the HSM"},
+            {"id": "w_b", "chain": "bitcoin", "network": "regtest", "chain_ids": [],
+             "address": "bcrt1qexample", "script_type": "p2wpkh", "status": "FROZEN",
+             "freeze_order": "ORDER 3", "legal_basis": "", "origin": "generated in the HSM"}],
+        "signed_transfers": [
+            {"id": "t_s", "wallet_id": "w_a", "state": "SIGNED", "category_change": "none",
+             "legal_basis": "", "tx_hash": "0x" + "ab" * 32, "updated_at": 1_790_000_100,
+             "fee": "21000000000000", "fee_asset": "ETH",
+             "outputs": [{"address": DEST, "amount": "1500000000000000000", "asset": "ETH",
+                          "change": False}]}],
+        "pending_transfers": [],
+        "freezes": [
+            {"wallet_id": "w_a", "action": "frozen", "order_ref": "ORDER 1",
+             "time": 1_790_000_200, "audit_seq": 7},
+            {"wallet_id": "w_a", "action": "unfrozen", "order_ref": "ORDER 2",
+             "time": 1_790_000_300, "audit_seq": 9}],
+        "signed_outflows": {"ETH": "1500000000000000000", "fee:ETH": "21000000000000"}}}}},
+}
+
+
+def test_report_shows_utc_times_and_amounts_with_units(capsys, daemon):
+    fake, base = daemon
+    fake.report = REPORT
+    rc, out, _ = run(capsys, base + ["report", "--category", "seized"])
+    assert rc == 0, out
+    assert "generated:        2026-09-21T14:13:20Z" in out and "1790000" not in out
+    assert "signed outflows: 1.500000000000000000 ETH (1500000000000000000 wei); fees: " \
+           "0.000021000000000000 ETH (21000000000000 wei)" in out
+    assert "t_s from wallet w_a, SIGNED 2026-09-21T14:15:00Z" in out
+    assert f"send 1.500000000000000000 ETH (1500000000000000000 wei) to {DEST}" in out
+    freezes = out[out.index("freezes:"):]
+    assert "2026-09-21T14:16:40Z  frozen    w_a" in freezes and "unfrozen  w_a" in freezes
+    # An active wallet's row keeps the order that lifted its freeze: not shown as frozen by it.
+    wallets = out[out.index("wallets:"):out.index("signed outflows")].splitlines()
+    assert "ORDER 2" not in next(line for line in wallets if "w_a" in line)
+    assert "ORDER 3" in next(line for line in wallets if "w_b" in line)
+    rc, out, _ = run(capsys, base + ["--json", "report"])
+    assert json.loads(out) == REPORT  # the daemon's document, unchanged, for programs
+
+
+def test_result_of_a_bitcoin_transfer_is_labelled():
+    from signerd.cli.transfer import result_text
+
+    t = {"chain": "bitcoin", "psbt": "cHNidP8=", "raw_tx": "0200", "tx_hash": "ab" * 32}
+    assert result_text(t) == ("signed PSBT:     cHNidP8=\nraw transaction: 0200\n"
+                              f"txid:            {'ab' * 32}\n")
+    partial = result_text({**t, "raw_tx": "", "tx_hash": ""})
+    assert partial == "partially signed PSBT: cHNidP8=\n"
+

@@ -5,6 +5,7 @@ labels and label values those series really have. promtool checks run when promt
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -162,8 +163,14 @@ def test_alert_rules_have_the_fields_an_operator_needs() -> None:
         assert len(b["description"]) > 40, f"{where}: description too short to act on"
 
 
-def test_alert_rules_parse_as_yaml_when_pyyaml_is_installed() -> None:
-    yaml = pytest.importorskip("yaml")
+def test_alert_rules_parse_as_yaml() -> None:
+    try:
+        import yaml
+    except ImportError:  # a test dependency (pyproject.toml [test]); a venv made before it
+        if os.environ.get("SIGNERD_CI") == "1":
+            pytest.fail("PyYAML is not installed; it is a test dependency (pyproject.toml "
+                        "[test]) and SIGNERD_CI=1 forbids skipping")
+        pytest.skip("PyYAML is not installed: pip install -e '.[test]'")
     doc = yaml.safe_load(ALERTS.read_text())
     rules = [r for g in doc["groups"] for r in g["rules"]]
     assert [r["alert"] for r in rules] == [b["alert"] for b in alert_blocks(ALERTS.read_text())]

@@ -56,7 +56,7 @@ def test_each_fact_counts_its_series(caplog: pytest.LogCaptureFixture) -> None:
     observe.report(m, [
         EV.TransferEntered("t_1", Chain.ETHEREUM, TransferState.PENDING_APPROVAL, "platform",
                            wallet_id="w_1"),
-        EV.TransferDecided("t_1", "inv1", Decision.APPROVE),
+        EV.Decided("transfer", "t_1", "inv1", Decision.APPROVE),
         EV.TransferEntered("t_1", Chain.ETHEREUM, TransferState.APPROVED, submitted_at=90.0),
         EV.TransferEntered("t_1", Chain.ETHEREUM, TransferState.SIGNED, submitted_at=90.0,
                            quorum_at=99.5, tx_hash="0xab", complete=True),
@@ -64,7 +64,7 @@ def test_each_fact_counts_its_series(caplog: pytest.LogCaptureFixture) -> None:
                            reason="its quorum no longer holds (inv1 was revoked)"),
         EV.AuthorityViolated("transfer", "t_3", "transfer", "its seal does not verify"),
         EV.ProposalEntered("p_1", "operator.register", "PENDING_APPROVAL", "admin1"),
-        EV.ProposalDecided("p_1", "admin2", Decision.REJECT),
+        EV.Decided("proposal", "p_1", "admin2", Decision.REJECT),
         EV.ProposalEntered("p_2", "a kind a store writer made up", "FAILED"),
     ], now=100.0)
     assert _value(m, "signerd_transfer_transitions_total", chain="ethereum",

@@ -106,6 +106,16 @@ def test_refuses_key_readable_by_others(paths, bad_mode):
         key_files.load_private(paths[0])
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o600])
+def test_a_public_key_given_as_the_private_key_is_named_as_such(paths, mode):
+    """Not "chmod 600 it": a public key file is not a secret, it is the wrong file."""
+    key_files.write_keypair(operator_keys.generate(), *paths)
+    os.chmod(paths[1], mode)
+    with pytest.raises(InvalidKey, match=f"key file {paths[1]} is a public key; an operator's "
+                                         r"private key file \(PKCS#8 PEM, the .key"):
+        key_files.load_private(paths[1])
+
+
 def test_missing_and_malformed_key_files(tmp_path):
     with pytest.raises(InvalidKey, match="nope.key"):
         key_files.load_private(tmp_path / "nope.key")

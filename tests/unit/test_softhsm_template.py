@@ -1,9 +1,10 @@
-"""`signerd init` writes the SoftHSM config from the template kept in hsm/softhsm-config."""
+"""`signerd init` writes the SoftHSM config from the template kept in hsm/softhsm-config (the
+hsm adapter's SOFTHSM_CONF, which place_softhsm_conf writes again after a move)."""
 import os
 import subprocess
 from pathlib import Path
 
-from signerd.daemon import SOFTHSM_CONF
+from signerd.adapters.hsm import SOFTHSM_CONF
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -207,3 +207,19 @@ def test_on_commit_runs_after_the_write_lock_is_released(tmp_path: Path) -> None
     with st.transaction() as tx:
         tx.append_audit("t", "a", "o", {})
     assert seen == ["other wrote", "joined"]
+
+
+def test_a_schema_newer_than_this_signerd_is_refused(tmp_path: Path) -> None:
+    """An older signerd started on a store a newer one migrated would read tables it does not
+    know the meaning of: it refuses, naming both versions, and writes nothing."""
+    from signerd.core.errors import FailedPrecondition
+
+    st = _store(tmp_path)
+    newest = MIGRATIONS[-1][0]
+    with st.transaction() as tx:
+        tx.execute("INSERT INTO schema_version (version, description, applied_at)"
+                   " VALUES (?, ?, ?)", (newest + 1, "from a newer signerd", time.time()))
+    st.close()
+    with pytest.raises(FailedPrecondition, match=f"version {newest + 1}, newer than this signerd "
+                                                 rf"knows \({newest}\)"):
+        _store(tmp_path)

@@ -39,3 +39,28 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
                 if "signerd.service" in l and "Failed to" not in l.split(":", 1)[0]]
     assert r.returncode == 0, r.stdout + r.stderr
     assert not [p for p in problems if "Unknown" in p or "Invalid" in p or "ignoring" in p], problems
+
+
+def test_the_unit_and_the_production_config_agree() -> None:
+    """deploy/signerd.toml names every secret as a credential the unit (or its PostgreSQL
+    drop-in) loads from /etc/signerd/credentials, and every path it names is absolute, under
+    the unit's ConfigurationDirectory (read-only to the daemon) or StateDirectory."""
+    import re
+    import tomllib
+
+    root = UNIT.parents[1]
+    config = (root / "deploy" / "signerd.toml").read_text()
+    loaded = UNIT.read_text() + (root / "deploy" / "systemd" / "postgresql.conf").read_text()
+    names = set(re.findall(r'= "credential:([\w-]+)"', config))
+    assert names == {"hsm-pin", "server-key", "store-url"}
+    for name in names:
+        assert f"LoadCredential={name}:/etc/signerd/credentials/{name}\n" in loaded, name
+    assert "StateDirectory=signerd\n" in UNIT.read_text()
+    assert "ConfigurationDirectory=signerd\n" in UNIT.read_text()
+    doc = tomllib.loads(config)
+    paths = [doc["server"][k] for k in ("tls_cert", "client_ca", "revoked")]
+    paths.append(doc["policies"]["dir"])
+    for p in paths:
+        assert p.startswith("/etc/signerd/"), p
+    sqlite = re.search(r'url = "sqlite:///(\S+)"', config)
+    assert sqlite is not None and sqlite.group(1).startswith("/var/lib/signerd/")

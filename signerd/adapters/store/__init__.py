@@ -23,11 +23,11 @@ from signerd.core.errors import echo
 from signerd.core.events import Event
 from signerd.core.model import (OperatorStatus, ProposalState, TransferState, check_transition,
                                  predecessors)
-from signerd.core.records import (ApprovalRecord, ProposalApprovalRecord, ProposalRecord,
-                                  TransferRecord)
+from signerd.core.records import (ApprovalRecord, KeyShareRecord, ProposalApprovalRecord,
+                                  ProposalRecord, TransferRecord, WalletRecord)
 from . import migrations
-from .codec import (approval_from_row, proposal_approval_from_row, proposal_from_row,
-                    transfer_from_row)
+from .codec import (approval_from_row, key_share_from_row, proposal_approval_from_row,
+                    proposal_from_row, transfer_from_row, wallet_from_row)
 
 
 class Cursor(Protocol):
@@ -156,18 +156,16 @@ class Tx:
              w["created_at"], w.get("record", ""), w.get("seal", ""), w.get("proposal_id", "")),
         )
 
-    def wallet_by_address(self, address: str) -> Row | None:
-        return self.one("SELECT * FROM wallets WHERE address = ?", (address,))
-
-    def wallets_by_address(self, addresses: Sequence[str]) -> dict[str, Row]:
+    def wallets_by_address(self, addresses: Sequence[str]) -> dict[str, WalletRecord]:
         """The wallets at these addresses (exact spelling), in one query."""
-        out: dict[str, Row] = {}
+        out: dict[str, WalletRecord] = {}
         items = sorted(set(addresses))
         for i in range(0, len(items), 500):
             chunk = items[i:i + 500]
             marks = ", ".join("?" for _ in chunk)
             for r in self.all(f"SELECT * FROM wallets WHERE address IN ({marks})", chunk):
-                out[r["address"]] = r
+                w = wallet_from_row(r)
+                out[w.address] = w
         return out
 
     def insert_key(self, k: dict[str, Any]) -> None:
@@ -180,25 +178,41 @@ class Tx:
              1 if k["hsm_held"] else 0, k["category"], k["created_at"]),
         )
 
-    def get_wallet(self, wallet_id: str, *, lock: bool = False) -> Row:
-        return self._by_id("wallets", "wallet", wallet_id, lock=lock)
+    def key_holder(self, public_key: str) -> str | None:
+        """The wallet a key (compressed public key, hex) serves, if any."""
+        r = self.one("SELECT wallet_id FROM keys WHERE public_key = ?", (public_key,))
+        return None if r is None else str(r["wallet_id"])
 
-    def wallet_keys(self, wallet_id: str) -> list[Row]:
-        return self.all("SELECT * FROM keys WHERE wallet_id = ? ORDER BY position", (wallet_id,))
+    def delete_wallet_key(self, key_id: str, wallet_id: str) -> None:
+        self.execute("DELETE FROM keys WHERE key_id = ? AND wallet_id = ?", (key_id, wallet_id))
+
+    def get_wallet(self, wallet_id: str, *, lock: bool = False) -> WalletRecord:
+        return wallet_from_row(self._by_id("wallets", "wallet", wallet_id, lock=lock))
 
     def list_wallets(self, *, category: str = "", case_ref: str = "", after: str = "",
-                     limit: int = 100) -> list[Row]:
-        return self._page("wallets", after, limit, category=category, case_ref=case_ref)
+                     limit: int = 100) -> list[WalletRecord]:
+        return [wallet_from_row(r) for r in
+                self._page("wallets", after, limit, category=category, case_ref=case_ref)]
 
-    def wallet_addresses(self) -> dict[str, str]:
-        return {r["address"]: r["id"] for r in self.all("SELECT id, address FROM wallets")}
-
-    def count_wallets(self) -> list[Row]:
-        return self.all("SELECT chain, category, COUNT(*) AS n FROM wallets GROUP BY chain, category")
+    def count_wallets(self) -> dict[tuple[str, str], int]:
+        """How many wallets the store holds, by (chain, category)."""
+        return {(r["chain"], r["category"]): int(r["n"]) for r in self.all(
+            "SELECT chain, category, COUNT(*) AS n FROM wallets GROUP BY chain, category")}
 
     def set_wallet_status(self, wallet_id: str, status: str, order: str) -> None:
         self.execute("UPDATE wallets SET status = ?, freeze_order = ? WHERE id = ?",
                      (status, order, wallet_id))
+
+    def propose_wallet_again(self, wallet_id: str, record: dict[str, Any], record_text: str,
+                             seal: str, status: str) -> None:
+        """A RETIRED wallet proposed anew (a seized key imported again): its new sealed record
+        and the copies of its columns that the record changes."""
+        self.execute("UPDATE wallets SET case_ref = ?, legal_basis = ?, status = ?, origin = ?,"
+                     " chain_ids = ?, created_at = ?, record = ?, seal = ?, proposal_id = ?"
+                     " WHERE id = ?",
+                     (record["case_ref"], record["legal_basis"], status, record["origin"],
+                      json.dumps(record["chain_ids"]), float(record["created_at"]),
+                      record_text, seal, record["proposal"], wallet_id))
 
     def insert_key_share(self, key_id: str, public_key: str, label: str, category: str,
                          case_ref: str, seal: str = "") -> None:
@@ -206,15 +220,36 @@ class Tx:
                      " created_at, seal) VALUES (?, ?, ?, ?, ?, ?, ?)",
                      (key_id, public_key, label, category, case_ref, time.time(), seal))
 
-    def take_key_share(self, key_id: str, wallet_id: str) -> Row:
-        """Claim an unassigned key share for a wallet (a key never serves two wallets)."""
-        r = self.one("SELECT * FROM key_shares WHERE key_id = ?" + self.for_update, (key_id,))
+    def key_share(self, key_id: str, *, lock: bool = False) -> KeyShareRecord:
+        r = self.one("SELECT * FROM key_shares WHERE key_id = ?"
+                     + (self.for_update if lock else ""), (key_id,))
         if r is None:
             raise NotFound(f"key share {echo(key_id, quote=False)} not found")
-        if r["wallet_id"]:
-            raise AlreadyExists(f"key share {key_id} already serves wallet {r['wallet_id']}")
+        return key_share_from_row(r)
+
+    def key_shares(self) -> list[KeyShareRecord]:
+        """Every key share, by key id (the key backup holds them all)."""
+        return [key_share_from_row(r) for r in self.all(
+            "SELECT * FROM key_shares ORDER BY key_id")]
+
+    def take_key_share(self, key_id: str, wallet_id: str) -> KeyShareRecord:
+        """Claim an unassigned key share for a wallet (a key never serves two wallets)."""
+        share = self.key_share(key_id, lock=True)
+        if share.wallet_id:
+            raise AlreadyExists(f"key share {key_id} already serves wallet {share.wallet_id}")
         self.execute("UPDATE key_shares SET wallet_id = ? WHERE key_id = ?", (wallet_id, key_id))
-        return r
+        return share
+
+    def wallet_key_shares(self, wallet_id: str) -> list[str]:
+        """The key ids of the key shares a wallet took."""
+        return [str(r["key_id"]) for r in self.all(
+            "SELECT key_id FROM key_shares WHERE wallet_id = ? ORDER BY key_id", (wallet_id,))]
+
+    def release_key_share(self, key_id: str, wallet_id: str) -> None:
+        """A key share taken by a wallet that never came into force is free again."""
+        self.execute("UPDATE key_shares SET wallet_id = '' WHERE key_id = ? AND wallet_id = ?",
+                     (key_id, wallet_id))
+        self.delete_wallet_key(key_id, wallet_id)
 
     # ---------------------------------------------------------------- operators
     def insert_operator(self, op_id: str, roles: list[str], pem: str) -> None:
@@ -225,11 +260,10 @@ class Tx:
             " VALUES (?, ?, ?, ?, ?)", (op_id, json.dumps(sorted(roles)), pem,
                                         OperatorStatus.ACTIVE.value, time.time()))
 
-    def get_operator(self, op_id: str) -> Row:
-        return self._by_id("operators", "operator", op_id)
-
-    def list_operators(self) -> list[Row]:
-        return self.all("SELECT * FROM operators ORDER BY id")
+    def operator_created_at(self, op_id: str) -> float:
+        """When the store's copy of an operator was written (0 when it has none)."""
+        r = self.one("SELECT created_at FROM operators WHERE id = ?", (op_id,))
+        return float(r["created_at"]) if r else 0.0
 
     def revoke_operator(self, op_id: str) -> None:
         self.execute("UPDATE operators SET status = ?, revoked_at = ? WHERE id = ?",
@@ -260,16 +294,16 @@ class Tx:
                      (wallet_id, version, document, actor, time.time(), proposal_id))
         return version
 
-    def latest_policy(self, wallet_id: str) -> Row | None:
-        return self.one("SELECT * FROM policies WHERE wallet_id = ? ORDER BY version DESC LIMIT 1",
-                        (wallet_id,))
+    def replace_policy_text(self, wallet_id: str, version: int, document: str, actor: str,
+                            created_at: float) -> None:
+        self.execute("UPDATE policies SET document = ?, actor = ?, created_at = ?"
+                     " WHERE wallet_id = ? AND version = ?",
+                     (document, actor, created_at, wallet_id, version))
 
-    def policy_version(self, wallet_id: str, version: int) -> Row | None:
-        return self.one("SELECT * FROM policies WHERE wallet_id = ? AND version = ?",
-                        (wallet_id, version))
-
-    def policy_history(self, wallet_id: str) -> list[Row]:
-        return self.all("SELECT * FROM policies WHERE wallet_id = ? ORDER BY version", (wallet_id,))
+    def policy_times(self, wallet_id: str) -> dict[int, float]:
+        """When each policy version of a wallet was written to the store's copy."""
+        return {int(r["version"]): float(r["created_at"]) for r in self.all(
+            "SELECT version, created_at FROM policies WHERE wallet_id = ?", (wallet_id,))}
 
     # ---------------------------------------------------------------- transfers
     def insert_transfer(self, t: dict[str, Any], lock_keys: list[str]) -> None:
@@ -394,8 +428,10 @@ class Tx:
                                      kind="transfer") from None
         check_transition(transfer_id, old, new)  # raises: old is not among ``prior``
 
-    def count_transfers(self) -> list[Row]:
-        return self.all("SELECT chain, state, COUNT(*) AS n FROM transfers GROUP BY chain, state")
+    def count_transfers(self) -> dict[tuple[str, str], int]:
+        """How many transfers the store holds, by (chain, state)."""
+        return {(r["chain"], r["state"]): int(r["n"]) for r in self.all(
+            "SELECT chain, state, COUNT(*) AS n FROM transfers GROUP BY chain, state")}
 
     # ---------------------------------------------------------------- approvals and signatures
     def insert_approval(self, a: dict[str, Any]) -> None:
@@ -428,9 +464,11 @@ class Tx:
                      (transfer_id, digest.hex(), key_id, format(r, "064x"), format(s, "064x"),
                       time.time()))
 
-    def signatures(self, transfer_id: str) -> list[Row]:
-        return self.all("SELECT * FROM signatures WHERE transfer_id = ? ORDER BY digest, key_id",
-                        (transfer_id,))
+    def signatures(self, transfer_id: str) -> dict[tuple[str, bytes], tuple[int, int]]:
+        """The HSM signatures stored for a transfer: (key id, digest) -> (r, s)."""
+        return {(r["key_id"], bytes.fromhex(r["digest"])): (int(r["r"], 16), int(r["s"], 16))
+                for r in self.all("SELECT * FROM signatures WHERE transfer_id = ?"
+                                  " ORDER BY digest, key_id", (transfer_id,))}
 
     # ---------------------------------------------------------------- authority ledger
     def authority_head(self, *, lock: bool = False, share: bool = False) -> tuple[int, bytes]:
@@ -555,6 +593,12 @@ class Tx:
         rows = self.all("SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?",
                         (after_seq, limit))
         return [row_to_event(r) for r in rows]
+
+    def audit_events_of(self, actions: Sequence[str]) -> list[audit.AuditEvent]:
+        """Every event with one of these actions, ascending."""
+        marks = ", ".join("?" for _ in actions)
+        return [row_to_event(r) for r in self.all(
+            f"SELECT * FROM audit_events WHERE action IN ({marks}) ORDER BY seq", list(actions))]
 
     def audit_head(self) -> tuple[int, bytes]:
         r = self.one("SELECT seq, hash FROM audit_head WHERE id = 1")

@@ -1,6 +1,7 @@
 """The store's codec: one function per record, from a row as read to the typed record of
 ``signerd.core.records`` (and back to columns, for an insert). Every store method that reads a
-transfer or an approval builds its record here, once; nothing above the store indexes a row.
+transfer, an approval, a proposal, a wallet or a key share builds its record here, once;
+nothing above the store indexes a row.
 The field's type in the record decides how its column is read (``_DECODERS``).
 
 A row whose columns do not have their types makes no record: AuthorityViolation, naming the
@@ -15,8 +16,8 @@ from typing import Any, Callable, Protocol, TypeVar
 
 from signerd.core.errors import AuthorityViolation
 from signerd.core.model import Chain, Decision, ProposalState, TransferState
-from signerd.core.records import (ApprovalRecord, ProposalApprovalRecord, ProposalRecord,
-                                  TransferRecord)
+from signerd.core.records import (ApprovalRecord, KeyShareRecord, ProposalApprovalRecord,
+                                  ProposalRecord, TransferRecord, WalletRecord)
 
 
 class Columns(Protocol):
@@ -47,6 +48,16 @@ def proposal_from_row(r: Columns) -> ProposalRecord:
 def proposal_approval_from_row(r: Columns) -> ProposalApprovalRecord:
     return _record(ProposalApprovalRecord, r, "proposal", "proposal_id",
                    "a stored decision is malformed", "approval")
+
+
+def wallet_from_row(r: Columns) -> WalletRecord:
+    return _record(WalletRecord, r, "wallet", "id", "its row is malformed in the store",
+                   "wallet")
+
+
+def key_share_from_row(r: Columns) -> KeyShareRecord:
+    return _record(KeyShareRecord, r, "key share", "key_id", "its row is malformed in the store",
+                   "wallet")
 
 
 def transfer_columns(t: TransferRecord) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol, Sequence
 
+from signerd.core.errors import FailedPrecondition
+
 
 class Tx(Protocol):
     """What :func:`migrate` needs of a transaction (signerd.adapters.store.Tx has it): the
@@ -278,6 +280,12 @@ def migrate(tx: Tx) -> int:
                " description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
     r = tx.one("SELECT MAX(version) AS v FROM schema_version")
     current = int(r["v"] or 0) if r else 0
+    newest = MIGRATIONS[-1][0]
+    if current > newest:
+        raise FailedPrecondition(
+            f"the store's schema is version {current}, newer than this signerd knows ({newest}): "
+            "a newer signerd migrated it; run that version, or restore the store's backup taken "
+            "before the upgrade")
     for version, description, statements in MIGRATIONS:
         if version <= current:
             continue
