@@ -459,11 +459,15 @@ class Keystore:
         return self.selector.get("token", "?")
 
     def _enable_locking(self) -> None:
+        """Initialise the module again, as the first keystore of this process for it: with OS
+        locking when asked for and offered, else plainly (serialised calls). Either way the
+        module reads its configuration again (SoftHSM: SOFTHSM2_CONF, its token folder)."""
+        dl = ctypes.CDLL(self.module)
+        dl.C_Finalize(None)
         if self.requested_concurrency != "os-locking":
             self.concurrency = "serialized"
+            dl.C_Initialize(None)
             return
-        dl = ctypes.CDLL(self.module)
-        rv = dl.C_Finalize(None)
         args = _InitArgs(None, None, None, None, CKF_OS_LOCKING_OK, None)
         rv = dl.C_Initialize(ctypes.byref(args))
         if rv != 0:
