@@ -66,6 +66,14 @@ def test_a_challenge_not_in_the_format_is_invalid_argument(env, challenge: str,
     assert err["code"] == "INVALID_ARGUMENT" and why in err["message"], err
 
 
+def test_an_issuer_that_would_add_a_line_is_invalid_argument(env) -> None:
+    d, _ = env
+    r = ctl(d, "--json", "attest", "create", "--category", "strategic", "--challenge",
+            BLOCK_HASH, "--issuer", "Office\nvalue: 100 BTC", ok=False)
+    err = json.loads(r.stdout)["error"]
+    assert err["code"] == "INVALID_ARGUMENT" and err["message"].startswith("issuer"), err
+
+
 def test_without_quorum_nothing_is_signed_then_the_statement_verifies(env, tmp_path: Path
                                                                       ) -> None:
     d, wallets = env
