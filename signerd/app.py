@@ -745,15 +745,31 @@ class App:
                           audit_public_key=self.audit_public_key,
                           instance_id=self.instance_id)
 
-    def audit_export(self) -> bytes:
-        """A v2 export up to the head of a checkpoint made (or found current) just before, with
-        every checkpoint up to it: signed only after checkpoint() verified the chain."""
+    def audit_export(self) -> Iterator[bytes]:
+        """The lines of a v2 export up to the head of a checkpoint made (or found current) just
+        before, with every checkpoint up to it: signed only after checkpoint() verified the
+        chain. The head is signed and the checkpoints read before the first line; the events
+        are then read in batches, each in a read transaction of its own (the events up to a
+        checkpointed head never change), so an export of any length streams in constant memory
+        and holds no transaction open while a slow reader takes it."""
         cp = self.checkpoint()
         seq, head = (cp.head_seq, cp.head_hash) if cp is not None else (0, audit.GENESIS)
-        events: list[audit.AuditEvent] = []
         with self.store.read() as tx:
-            events.extend(self._stored_events(tx, 0, seq))
             checkpoints = tx.audit_checkpoints(0, cp.seq) if cp is not None else []
         r, s = self.hsm_sign(self.audit_key_id, audit.head_digest(self.instance_id, seq, head))
-        return audit.export_document(events, r.to_bytes(32, "big") + s.to_bytes(32, "big"),
-                                     self.audit_public_key, self.instance_id, checkpoints)
+        header = audit.export_header(
+            head_seq=seq, head_hash=head, count=seq,
+            head_signature=r.to_bytes(32, "big") + s.to_bytes(32, "big"),
+            audit_pubkey=self.audit_public_key, instance_id=self.instance_id,
+            checkpoints=len(checkpoints))
+        return audit.export_lines(header, self._events_upto(seq), checkpoints)
+
+    def _events_upto(self, seq: int, batch: int = 5000) -> Iterator[audit.AuditEvent]:
+        after = 0
+        while after < seq:
+            with self.store.read() as tx:
+                events = list(self._stored_events(tx, after, min(seq, after + batch)))
+            if not events:
+                return
+            yield from events
+            after = events[-1].seq

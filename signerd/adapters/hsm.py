@@ -1,9 +1,11 @@
 """The HSM edge: secp256k1 custody keys inside a PKCS#11 token.
 
-Keys are generated (or imported) in the token as sensitive, non-extractable objects and used only
-through it. Every signature is over a 32-byte digest that signerd computed itself, with an explicit
-``CKM_ECDSA`` (python-pkcs11 would otherwise pick ECDSA_SHA512), normalised to low-S and verified
-against the cached public key before it leaves this module.
+Keys are generated (or imported) in the token as sensitive objects, extractable only wrapped
+under a key the token's security officer marked trusted (the key backup,
+signerd.adapters.hsm_backup), and used only through it. Every signature is over a 32-byte digest
+that signerd computed itself, with an explicit ``CKM_ECDSA`` (python-pkcs11 would otherwise pick
+ECDSA_SHA512), normalised to low-S and verified against the cached public key before it leaves
+this module.
 
 Concurrency: python-pkcs11 calls ``C_Initialize(NULL)``, which makes SoftHSM turn its own locking
 off; two threads in the library at once then corrupt its heap. In the default ``os-locking`` mode
@@ -267,14 +269,18 @@ class KeyInfo:
 
 
 def _private_key_attributes(attribute: Any) -> dict[Any, Any]:
-    """The attributes every secp256k1 private key signerd puts in the token has: a sensitive,
-    non-extractable token object that may sign and may not derive (``attribute``: pkcs11's
-    ``Attribute``, imported where the HSM is used)."""
+    """The attributes every secp256k1 private key signerd puts in the token has: a sensitive
+    token object that may sign and may not derive, and that leaves the token only wrapped under
+    a key the token's security officer marked trusted (CKA_EXTRACTABLE with
+    CKA_WRAP_WITH_TRUSTED: the key backup, signerd.adapters.hsm_backup; never in plaintext,
+    CKA_SENSITIVE). Both are one-way in PKCS#11: SENSITIVE and WRAP_WITH_TRUSTED cannot be
+    cleared once set. (``attribute``: pkcs11's ``Attribute``, imported where the HSM is used.)"""
     return {
         attribute.TOKEN: True,
         attribute.PRIVATE: True,
         attribute.SENSITIVE: True,
-        attribute.EXTRACTABLE: False,
+        attribute.EXTRACTABLE: True,
+        attribute.WRAP_WITH_TRUSTED: True,
         attribute.DERIVE: False,
         attribute.SIGN: True,
     }
@@ -657,7 +663,8 @@ class Keystore:
         return info
 
     def import_key(self, secret: bytearray, label: str) -> KeyInfo:
-        """Put a seized private key into the token as a sensitive, non-extractable object.
+        """Put a seized private key into the token as a sensitive object (extractable only wrapped
+        under a trusted key, as a generated one).
 
         ``secret`` (32 bytes) is wiped in place afterwards, as far as Python allows.
         """
@@ -705,6 +712,13 @@ class Keystore:
         info = KeyInfo(kid.hex(), label, pub33)
         self._pub_cache[info.key_id] = pub33
         return info
+
+    def alone(self, fn: Callable[[Any], Any]) -> Any:
+        """``fn(session)`` on a pooled session of the logged-in token, run as object management
+        (no other PKCS#11 call of this process meanwhile), with the HSM's fault rules of
+        :meth:`_call` (the key backup, signerd.adapters.hsm_backup)."""
+        with self._session() as s:
+            return self._call(lambda: fn(s))
 
     def held_public_key(self, key_id: str) -> bytes:
         """The public key of ``key_id`` if the token holds that key, else b"" (for comparing

@@ -26,6 +26,7 @@ from signerd.core.errors import (InvalidArgument, PermissionDenied, ResourceExha
                                  Status, Unauthenticated, Unavailable, echo)
 from signerd.core.model import Chain, Decision, OperatorStatus, Wallet, WalletStatus
 from signerd.services.admin import AdminService, ImportRequest, import_seized_key
+from signerd.services.backup import BackupService
 from signerd.services.report import holdings_report
 from signerd.services.transfers import FINAL
 from signerd.services.wallets import WalletRequest
@@ -74,6 +75,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "Admin/KeyStatus": frozenset({ADMIN}),
     "Admin/SetToken": frozenset({ADMIN, OPERATOR}),
     "Admin/ListTokens": frozenset({ADMIN, PLATFORM}),
+    "Admin/RegisterBackupKey": frozenset({ADMIN, OPERATOR}),
+    "Admin/ProposeBackup": frozenset({ADMIN, OPERATOR}),
+    "Admin/GetBackupBundle": frozenset({ADMIN}),
+    "Admin/BackupStatus": frozenset({ADMIN, AUDITOR}),
     "Governance/ListProposals": frozenset({ADMIN, OPERATOR, AUDITOR}),
     "Governance/GetProposal": frozenset({ADMIN, OPERATOR, AUDITOR, PLATFORM}),
     "Governance/GetProposalStatement": frozenset({OPERATOR}),
@@ -411,6 +416,7 @@ def operator_decision(req: Any, caller: Caller) -> Decision:
 
 def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
     admin = gate.admin
+    backups = BackupService(app)
 
     def shown_wallet(w: Wallet) -> pb.Wallet:
         """A wallet as GetWallet and ListWallets show it: while frozen, with the order that froze
@@ -647,6 +653,27 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                                         concurrency=ks.concurrency, manufacturer=ks.manufacturer,
                                         model=ks.model)
 
+        @gate.unary("Admin/RegisterBackupKey")
+        def RegisterBackupKey(self, req: pb.RegisterBackupKeyRequest, ctx: Any, caller: Caller
+                              ) -> pb.Proposal:
+            return C.proposal_pb(backups.register_key(caller.name, req.ceremony))
+
+        @gate.unary("Admin/ProposeBackup")
+        def ProposeBackup(self, req: pb.ProposeBackupRequest, ctx: Any, caller: Caller
+                          ) -> pb.Proposal:
+            return C.proposal_pb(backups.propose(caller.name, req.ceremony_id))
+
+        @gate.unary("Admin/GetBackupBundle")
+        def GetBackupBundle(self, req: pb.GetBackupBundleRequest, ctx: Any, caller: Caller
+                            ) -> pb.BackupBundle:
+            made = backups.bundle(caller.name, req.proposal_id)
+            return pb.BackupBundle(bundle=made.bundle, digest=made.digest, keys=made.keys,
+                                   not_backed_up=[k["key_id"] for k in made.not_backed_up])
+
+        @gate.unary("Admin/BackupStatus")
+        def BackupStatus(self, req: Any, ctx: Any, caller: Caller) -> pb.BackupStatusResponse:
+            return pb.BackupStatusResponse(document=json.dumps(backups.status(), sort_keys=True))
+
     class Governance(rpc.GovernanceServicer):
         @gate.unary("Governance/ListProposals")
         def ListProposals(self, req: pb.ListProposalsRequest, ctx: Any, caller: Caller
@@ -730,9 +757,16 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
 
         @gate.stream("Audit/Export")
         def Export(self, req: Any, ctx: Any, caller: Caller) -> Iterator[pb.ExportChunk]:
-            data = app.audit_export()
-            for i in range(0, len(data), 1 << 20):
-                yield pb.ExportChunk(data=data[i:i + (1 << 20)])
+            chunk: list[bytes] = []
+            size = 0
+            for line in app.audit_export():
+                chunk.append(line)
+                size += len(line)
+                if size >= 1 << 20:
+                    yield pb.ExportChunk(data=b"".join(chunk))
+                    chunk, size = [], 0
+            if chunk:
+                yield pb.ExportChunk(data=b"".join(chunk))
 
         @gate.unary("Audit/Report")
         def Report(self, req: pb.ReportRequest, ctx: Any, caller: Caller) -> pb.ReportResponse:

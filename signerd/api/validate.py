@@ -110,6 +110,9 @@ LIMITS: dict[str, int | str] = {
     "SetTokenRequest.decimals": 36,  # tokens.MAX_DECIMALS
     "SetTokenRequest.standard": NAME,
     "ListTokensRequest.chain_id": UINT64,
+    "RegisterBackupKeyRequest.ceremony": DOCUMENT,
+    "ProposeBackupRequest.ceremony_id": ID,
+    "GetBackupBundleRequest.proposal_id": ID,
     "GetPolicyRequest.wallet_id": ID,
     "FreezeWalletRequest.wallet_id": ID,
     "FreezeWalletRequest.order_ref": TEXT,

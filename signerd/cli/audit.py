@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import coincurve
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -88,9 +88,27 @@ def cmd_audit_export(ctx: Context) -> Output:
                        f"{doc['head_seq']} hash {doc['head_hash']}{cps}\n")
 
 
+def _file_lines(path: str) -> Callable[[], Iterator[bytes]]:
+    """Each call reads the file's lines again (an export is verified in two readings, in
+    constant memory, whatever its size)."""
+    def lines() -> Iterator[bytes]:
+        try:
+            with open(path, "rb") as f:
+                yield from f
+        except OSError as e:
+            raise CliError(f"cannot read audit export {path}: {e.strerror}") from None
+    return lines
+
+
 def cmd_audit_verify(ctx: Context) -> Output:
     a = ctx.args
-    data = read_file(a.file, "audit export", None)
+    lines = _file_lines(a.file)
+    whole = read_file(a.file, "audit export", None) if a.earlier else b""  # --earlier compares
+    try:
+        with open(a.file, "rb") as f:
+            first = f.read(64 * 1024)
+    except OSError as e:
+        raise CliError(f"cannot read audit export {a.file}: {e.strerror}") from None
     pinned_key = None
     if a.audit_key:
         try:
@@ -98,12 +116,12 @@ def cmd_audit_verify(ctx: Context) -> Output:
         except ValueError:
             raise CliError("--audit-key must be the hex of a compressed public key") from None
     try:
-        result = audit.verify_export(data, audit_public_key=pinned_key,
-                                     instance_id=a.instance_id)
+        result = audit.verify_export_lines(lines, audit_public_key=pinned_key,
+                                           instance_id=a.instance_id)
     except SignerError as e:
         raise CliError(f"{a.file} is not a valid audit export: {e}",
                        doc={"ok": False, "file": a.file, "problem": str(e)}) from None
-    header = _export_header(data)
+    header = _export_header(first)
     doc: dict[str, Any] = {"ok": result.ok, "file": a.file, "checked": result.checked,
                            "first_bad_seq": result.first_bad_seq, "problem": result.problem,
                            "count": header.get("count"), "head_seq": header.get("head_seq"),
@@ -117,7 +135,7 @@ def cmd_audit_verify(ctx: Context) -> Output:
     v1 = header.get("format") == audit.EXPORT_FORMAT_V1
     extends = ""
     if result.ok and a.earlier:
-        extends = _verify_extends(ctx, data, pinned_key, doc)
+        extends = _verify_extends(ctx, whole, pinned_key, doc)
     if result.ok:
         note = "" if pinned_key else " (pass --audit-key to pin the key)"
         cps = ("no checkpoints (a v1 export)" if v1 else
@@ -130,8 +148,8 @@ def cmd_audit_verify(ctx: Context) -> Output:
     where = ""
     if result.first_bad_seq is not None:
         where = f"seq {result.first_bad_seq}"
-        events = audit.parse_export(data)[1]
-        event = next((e for e in events if e.seq == result.first_bad_seq), None)
+        event = next((e for e in audit.read_lines(lines()) if isinstance(e, audit.AuditEvent)
+                      and e.seq == result.first_bad_seq), None)
         if event is not None:
             where += f" ({safe(event.action)} {safe(event.object)} by {safe(event.actor)})"
             doc["event"] = {"seq": event.seq, "time": event.time, "actor": event.actor,

@@ -8,8 +8,8 @@ import sys
 import argparse
 from types import ModuleType
 
-from signerd.cli import (audit, governance, health, key, operator, pki, policy, proposal,
-                         report, template, token, transfer, wallet)
+from signerd.cli import (audit, backup, governance, health, key, operator, pki, policy,
+                         proposal, report, template, token, transfer, wallet)
 from signerd.cli import attest
 from signerd.cli.args import Parser, add_output_options, positive_float
 from signerd.cli.context import Context
@@ -18,7 +18,8 @@ from signerd.cli.render import emit
 
 # In the order --help lists them; each has register(commands).
 GROUPS: tuple[ModuleType, ...] = (wallet, operator, policy, token, template, governance,
-                                  proposal, transfer, key, audit, report, attest, pki, health)
+                                  proposal, transfer, key, audit, report, attest, pki, health,
+                                  backup)
 
 
 def build_parser() -> Parser:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -74,10 +74,7 @@ _CHECKPOINT_KEYS = frozenset({"checkpoint", "head_seq", "head_hash", "prev", "ti
 _HEX32 = re.compile(r"[0-9a-f]{64}")
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+_dumps = canonical_json.dumps  # the one canonical spelling
 
 
 def _is_int(value: object) -> bool:
@@ -681,25 +678,41 @@ def export_document(
     the v1 format of exports made before checkpoints existed.
     """
     events = list(events)
+    cps = None if checkpoints is None else list(checkpoints)
+    header = export_header(
+        head_seq=events[-1].seq if events else 0, head_hash=events[-1].hash if events else GENESIS,
+        count=len(events), head_signature=head_signature, audit_pubkey=audit_pubkey,
+        instance_id=instance_id, checkpoints=None if cps is None else len(cps))
+    return b"".join(export_lines(header, events, cps or ()))
+
+
+def export_header(*, head_seq: int, head_hash: bytes, count: int, head_signature: bytes,
+                  audit_pubkey: bytes, instance_id: str, checkpoints: int | None) -> ExportHeader:
+    """The header of an export whose head is ``head_seq``/``head_hash`` with ``count`` events
+    and (v2) ``checkpoints`` checkpoint lines; ``head_signature`` must verify over that head
+    (it is stored low-S)."""
     if not isinstance(instance_id, str) or not instance_id:
         raise InvalidArgument("instance_id: must be a non-empty string")
-    head_seq = events[-1].seq if events else 0
-    head_hash = events[-1].hash if events else GENESIS
     signature = normalize_head_signature(head_signature)
     if not _signature_valid(audit_pubkey, signature, head_digest(instance_id, head_seq, head_hash)):
         raise InvalidArgument(
             f"head_signature does not verify for seq {head_seq} under the given audit key"
         )
     if checkpoints is None:
-        header = ExportHeader(instance_id, len(events), head_hash, head_seq, audit_pubkey,
-                              signature)
-        cps: list[Checkpoint] = []
-    else:
-        cps = list(checkpoints)
-        header = ExportHeader(instance_id, len(events), head_hash, head_seq, audit_pubkey,
-                              signature, EXPORT_FORMAT, len(cps))
-    lines = [_header_json(header), *map(_event_json, events), *map(_checkpoint_json, cps)]
-    return b"".join(line + b"\n" for line in lines)
+        return ExportHeader(instance_id, count, head_hash, head_seq, audit_pubkey, signature)
+    return ExportHeader(instance_id, count, head_hash, head_seq, audit_pubkey, signature,
+                        EXPORT_FORMAT, checkpoints)
+
+
+def export_lines(header: ExportHeader, events: Iterable[AuditEvent],
+                 checkpoints: Iterable[Checkpoint] = ()) -> Iterator[bytes]:
+    """The lines of an export, each ending in ``\\n``, as they are written: a document of any
+    length is produced in constant memory."""
+    yield _header_json(header) + b"\n"
+    for e in events:
+        yield _event_json(e) + b"\n"
+    for cp in checkpoints:
+        yield _checkpoint_json(cp) + b"\n"
 
 
 def _load_line(text: str, where: str) -> dict[str, Any]:
@@ -788,47 +801,76 @@ def _parse_checkpoint(obj: dict[str, Any], where: str) -> Checkpoint:
         raise InvalidArgument(f"{where}: {exc}") from None
 
 
+Item = Union[ExportHeader, AuditEvent, Checkpoint]
+
+
+def _lines_of(data: bytes) -> Iterator[bytes]:
+    """The lines of ``data``, split at ``\\n`` only, each with its ``\\n`` (the last may lack it)."""
+    data = bytes(data)
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        if end < 0:
+            yield data[start:]
+            return
+        yield data[start:end + 1]
+        start = end + 1
+
+
+def read_lines(lines: Iterable[bytes]) -> Iterator[Item]:
+    """Parse an export line by line, strictly (see :func:`read_export`): yields its header, then
+    each event, then (v2) each checkpoint, as it reads them, so a document of any length is
+    parsed in constant memory. Each line is given with its ``\n`` (as a binary file iterates)."""
+    header: ExportHeader | None = None
+    in_checkpoints = False
+    offset = 0
+    number = 0
+    for number, raw in enumerate(lines, start=1):
+        where = f"line {number}"
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise InvalidArgument(f"{where}: non-ASCII byte at offset {offset + exc.start}"
+                                  ) from None
+        offset += len(raw)
+        if not text.endswith("\n"):
+            raise InvalidArgument(f"{where}: last line does not end with a newline")
+        line = text[:-1]
+        obj = _load_line(line, where)
+        item: Item
+        if header is None:
+            item = header = _parse_header(obj, where)
+            again = _header_json(header)
+        elif header.format == EXPORT_FORMAT and "checkpoint" in obj:
+            item = _parse_checkpoint(obj, where)
+            again = _checkpoint_json(item)
+            in_checkpoints = True
+        elif in_checkpoints:
+            raise InvalidArgument(f"{where}: an event line after the checkpoint lines")
+        else:
+            item = _parse_event(obj, where)
+            again = _event_json(item)
+        if again != line.encode("ascii"):
+            raise InvalidArgument(
+                f"{where}: not in canonical form (sorted keys, no spaces, lowercase hex)"
+            )
+        yield item
+    if number == 0:
+        raise InvalidArgument("line 1: empty document, header missing")
+
+
 def read_export(data: bytes) -> Export:
     """Parse an export strictly: ASCII, ``\\n``-terminated lines, each in canonical form (so every
     document has exactly one spelling), exact key sets, typed values; in v2, the checkpoint lines
     (those with a ``checkpoint`` key) come after every event line. Raises InvalidArgument naming
     the 1-based line (the header is line 1). Says nothing about hashes or signatures."""
-    data = bytes(data)
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError as exc:
-        lineno = data[: exc.start].count(b"\n") + 1
-        raise InvalidArgument(f"line {lineno}: non-ASCII byte at offset {exc.start}") from None
-    if not text:
-        raise InvalidArgument("line 1: empty document, header missing")
-    if not text.endswith("\n"):
-        last = text.count("\n") + 1
-        raise InvalidArgument(f"line {last}: last line does not end with a newline")
-    lines = text[:-1].split("\n")
-    header: ExportHeader | None = None
+    items = read_lines(_lines_of(data))
+    header = next(items)
+    assert isinstance(header, ExportHeader)
     events: list[AuditEvent] = []
     checkpoints: list[Checkpoint] = []
-    for number, line in enumerate(lines, start=1):
-        where = f"line {number}"
-        obj = _load_line(line, where)
-        if header is None:
-            header = _parse_header(obj, where)
-            again = _header_json(header)
-        elif header.format == EXPORT_FORMAT and "checkpoint" in obj:
-            checkpoint = _parse_checkpoint(obj, where)
-            checkpoints.append(checkpoint)
-            again = _checkpoint_json(checkpoint)
-        elif checkpoints:
-            raise InvalidArgument(f"{where}: an event line after the checkpoint lines")
-        else:
-            event = _parse_event(obj, where)
-            events.append(event)
-            again = _event_json(event)
-        if again != line.encode("ascii"):
-            raise InvalidArgument(
-                f"{where}: not in canonical form (sorted keys, no spaces, lowercase hex)"
-            )
-    assert header is not None
+    for item in items:
+        (checkpoints if isinstance(item, Checkpoint) else events).append(item)  # type: ignore[arg-type]
     return Export(header, events, checkpoints)
 
 
@@ -845,6 +887,17 @@ def verify_export(
     audit_public_key: bytes | None = None,
     instance_id: str | None = None,
 ) -> VerifyResult:
+    """Verify an export held in memory (see :func:`verify_export_lines`)."""
+    return verify_export_lines(lambda: _lines_of(data), audit_public_key=audit_public_key,
+                               instance_id=instance_id)
+
+
+def verify_export_lines(
+    open_lines: Callable[[], Iterable[bytes]],
+    *,
+    audit_public_key: bytes | None = None,
+    instance_id: str | None = None,
+) -> VerifyResult:
     """Verify an export offline: signed head, then the chain against it, then the header count;
     for v2, then every checkpoint (:func:`verify_checkpoints`: signature, links, the event at
     its head) and that the last checkpoint is at the export's head, so the head was signed
@@ -854,9 +907,32 @@ def verify_export(
     consistent with *some* key; pass the key (and instance id) known out of band to prove it
     came from that daemon. A v1 export (no checkpoints) is checked as before. Raises
     InvalidArgument if the document does not parse.
+
+    ``open_lines`` gives the document's lines (each with its ``\\n``, as a binary file
+    iterates) every time it is called; it is called at most twice, and no more than the
+    checkpoints and the events at their heads are held, so an export of any length is verified
+    in constant memory: the first reading parses every line strictly (:func:`read_lines`) and
+    verifies the chain as it goes; the second, for a v2 export, reads the events at the
+    checkpoints' heads and the endings each checkpoint signed.
     """
-    doc = read_export(data)
-    header, events = doc.header, doc.events
+    items = read_lines(open_lines())
+    header = next(items)
+    assert isinstance(header, ExportHeader)
+    checkpoints: list[Checkpoint] = []
+    counted = 0
+
+    def events() -> Iterator[AuditEvent]:
+        nonlocal counted
+        for item in items:
+            if isinstance(item, Checkpoint):
+                checkpoints.append(item)
+            elif isinstance(item, AuditEvent):
+                counted += 1
+                yield item
+
+    chain = verify_chain(events(), expected_head=header.head_hash, expected_count=header.head_seq)
+    for _ in events():  # the rest of the document parses too, whatever the chain said
+        pass
     if audit_public_key is not None and audit_public_key != header.audit_public_key:
         return VerifyResult(False, 0, None, "export is signed by another audit key than expected")
     if instance_id is not None and instance_id != header.instance_id:
@@ -866,47 +942,68 @@ def verify_export(
     digest = head_digest(header.instance_id, header.head_seq, header.head_hash)
     if not _signature_valid(header.audit_public_key, header.head_signature, digest):
         return VerifyResult(False, 0, None, "head signature does not verify under the export's key")
-    result = verify_chain(events, expected_head=header.head_hash, expected_count=header.head_seq)
-    if not result.ok:
-        return result
-    if header.count != len(events):
+    if not chain.ok:
+        return chain
+    if header.count != counted:
         return VerifyResult(
-            False, result.checked, None,
-            f"header count {header.count} does not match the {len(events)} events present",
+            False, chain.checked, None,
+            f"header count {header.count} does not match the {counted} events present",
         )
     if header.format == EXPORT_FORMAT_V1:
-        return result
-    cps = doc.checkpoints
+        return chain
+    cps = checkpoints
     if header.checkpoints != len(cps):
         return VerifyResult(
-            False, result.checked, None,
+            False, chain.checked, None,
             f"header checkpoints {header.checkpoints} does not match the {len(cps)} checkpoint "
             "lines present",
         )
-    found = verify_checkpoints(cps, events, instance_id=header.instance_id,
+    at = {cp.head_seq: cp for cp in cps}
+    heads, endings_at = _at_heads(open_lines(), set(at))
+    found = verify_checkpoints(cps, heads, instance_id=header.instance_id,
                                audit_public_key=header.audit_public_key)
     if not found.ok:
-        return VerifyResult(False, result.checked, found.first_bad_seq, found.problem,
+        return VerifyResult(False, chain.checked, found.first_bad_seq, found.problem,
                             found.bad_checkpoint, found.checked)
-    endings, at = NO_ENDINGS, {cp.head_seq: cp for cp in cps}
-    for e in events:
-        endings = endings_link(endings, e.seq, e.action, e.object)
-        cp = at.get(e.seq)
-        if cp is not None and cp.endings != endings:
+    for seq in sorted(endings_at):
+        cp = at[seq]
+        if cp.endings != endings_at[seq]:
             return VerifyResult(
-                False, result.checked, None,
+                False, chain.checked, None,
                 f"checkpoint {cp.seq}: the events that ended transfers and proposals up to seq "
                 f"{cp.head_seq} are not those it signed", cp.seq, cp.seq - 1)
     last = cps[-1] if cps else None
     if header.head_seq > 0 and (last is None or last.head_seq != header.head_seq):
         where = f"checkpoint {last.seq} is at seq {last.head_seq}" if last else "there is none"
         return VerifyResult(
-            False, result.checked, None,
+            False, chain.checked, None,
             f"the head (seq {header.head_seq}) is not covered by a checkpoint ({where}): the "
             "daemon signs a head only after checkpointing it", last.seq + 1 if last else 1,
             found.checked,
         )
-    return VerifyResult(True, result.checked, None, "", None, found.checked)
+    return VerifyResult(True, chain.checked, None, "", None, found.checked)
+
+
+def _at_heads(lines: Iterable[bytes], wanted: set[int]
+              ) -> tuple[list[AuditEvent], dict[int, bytes]]:
+    """From an export that parsed strictly once already: the events at the ``wanted`` seqs (in
+    order), and the endings digest folded up to each of them (:func:`fold_endings`). The event
+    lines are read as plain JSON this time; an event at a wanted seq is parsed strictly again."""
+    heads: list[AuditEvent] = []
+    endings_at: dict[int, bytes] = {}
+    endings = NO_ENDINGS
+    it = iter(lines)
+    next(it, None)  # the header
+    for number, raw in enumerate(it, start=2):
+        obj = json.loads(raw)
+        if "checkpoint" in obj:
+            break
+        seq = obj["seq"]
+        endings = endings_link(endings, seq, obj["action"], obj["object"])
+        if seq in wanted and seq not in endings_at:
+            heads.append(_parse_event(obj, f"line {number}"))
+            endings_at[seq] = endings
+    return heads, endings_at
 
 
 def verify_extends(earlier: bytes, later: bytes) -> VerifyResult:

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from functools import reduce
 from typing import Any
 
+from . import backup as BK
 from . import canonical, seal
 from .approval import (SignedDecision, genesis_statement, proposal_statement, safe_text,
                        signature_valid, verified_votes)
@@ -67,11 +68,11 @@ PROPOSAL_SEAL = "proposal"  # ... and for a proposal document as signerd recorde
 KINDS = (
     "operator.register", "operator.revoke", "operator.roles", "operator.reinstate",
     "wallet.policy", "template.set", "governance.set", "wallet.unfreeze", "wallet.import",
-    "wallet.create", "token.set",
+    "wallet.create", "token.set", "backup.key", "backup.create",
 )
 # Kinds added after governance policies were first written: a policy whose rules name none of
 # them (and have no "*") still parses, and such a kind needs every rule's demands at once.
-LATER_KINDS = frozenset({"token.set"})
+LATER_KINDS = frozenset({"token.set", "backup.key", "backup.create"})
 OPERATOR_ID = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 ROLE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -97,6 +98,10 @@ _CHANGE_KEYS: dict[str, dict[str, type]] = {
     "wallet.create": {"wallet": dict},
     # A token registry entry added or changed; old_token is the entry in force ({} for none).
     "token.set": {"token": dict, "old_token": dict},
+    # The key backup (signerd.core.backup): a ceremony's backup key approved by its check value
+    # and custodians; a backup bundle made under an approved backup key.
+    "backup.key": {"ceremony": dict},
+    "backup.create": {"ceremony_id": str, "check_value": str},
 }
 WALLET_KEYS = frozenset({"id", "chain", "network", "script_type", "category", "case_ref",
                          "legal_basis", "address", "descriptor", "threshold", "chain_ids",
@@ -256,6 +261,20 @@ class WalletPolicy:
 
 
 @dataclass(frozen=True)
+class BackupKey:
+    """A ceremony's backup key, approved by a ``backup.key`` proposal: signerd wraps custody
+    keys only under a trusted HSM key with this check value (signerd.core.backup)."""
+
+    ceremony_id: str
+    check_value: str
+    key_id: str
+    threshold: int
+    custodians: tuple[tuple[str, str], ...]  # (operator id, key fingerprint), by share index
+    proposal: str
+    record: Mapping[str, Any]  # the ceremony record as approved
+
+
+@dataclass(frozen=True)
 class AuthorityState:
     """What the ledger proves, after entry ``seq`` whose hash is ``head``."""
 
@@ -277,6 +296,10 @@ class AuthorityState:
     applied: Mapping[str, int]  # proposal id -> ledger seq
     # The token registry: (chain id, lower-case contract address) -> entry
     tokens: Mapping[tuple[int, str], Token] = field(default_factory=dict)
+    # Approved backup keys by ceremony id; approved backups: proposal id -> (ceremony id, the
+    # proposal's expiry, until which its bundle may be made)
+    backup_keys: Mapping[str, BackupKey] = field(default_factory=dict)
+    backups: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def governance_text(self) -> str:
@@ -810,7 +833,51 @@ def _apply_change(b: _Builder, doc: dict[str, Any], seq: int) -> None:
         registry = dict(b.get("tokens"))
         _add_token(registry, token, "change.token")
         b.set("tokens", registry)
+    elif kind == "backup.key":
+        _apply_backup_key(b, c["ceremony"], doc["id"])
+    elif kind == "backup.create":
+        key = b.get("backup_keys").get(c["ceremony_id"])
+        if key is None:
+            raise FailedPrecondition(f"ceremony_id: {echo(c['ceremony_id'])} is not a backup "
+                                     "key the governance approved (signerctl backup register)")
+        if key.check_value != c["check_value"]:
+            raise InvalidArgument(f"check_value: not the check value of backup key "
+                                  f"{key.ceremony_id}")
+        b.mut("backups")[doc["id"]] = (key.ceremony_id, int(doc["expires_at"]))
     b.mut("applied")[doc["id"]] = seq
+
+
+def _apply_backup_key(b: _Builder, record: dict[str, Any], proposal: str) -> None:
+    """A ceremony's backup key into force: its record well formed, for this instance, new, and
+    each custodian an operator of the ledger (not revoked) whose key in force has the
+    fingerprint the ceremony sealed that custodian's share to."""
+    try:
+        rec = BK.check_ceremony(record, "change.ceremony")
+    except InvalidArgument as e:
+        raise InvalidArgument(e.message) from None
+    if rec["instance_id"] != b.state.instance_id:
+        raise InvalidArgument(f"change.ceremony: made for instance {echo(rec['instance_id'])}, "
+                              f"not {b.state.instance_id}")
+    keys: Mapping[str, BackupKey] = b.get("backup_keys")
+    if rec["ceremony_id"] in keys:
+        raise FailedPrecondition(f"backup key {rec['ceremony_id']} was approved already")
+    if any(k.check_value == rec["check_value"] for k in keys.values()):
+        raise FailedPrecondition("change.ceremony: a backup key with this check value was "
+                                 "approved already")
+    ops: Mapping[str, OperatorRecord] = b.get("operators")
+    for c in rec["custodians"]:
+        op = ops.get(c["operator_id"])
+        if op is None or op.status is OperatorStatus.REVOKED:
+            raise InvalidArgument(f"change.ceremony: custodian {echo(c['operator_id'])} is not "
+                                  "an operator of the chain of authority")
+        if op.fingerprint != c["fingerprint"]:
+            raise InvalidArgument(f"change.ceremony: custodian {op.id}'s share was sealed to key "
+                                  f"{echo(c['fingerprint'])}, not to the key {op.id} holds in "
+                                  f"the ledger ({op.fingerprint})")
+    b.mut("backup_keys")[rec["ceremony_id"]] = BackupKey(
+        rec["ceremony_id"], rec["check_value"], rec["key_id"], rec["threshold"],
+        tuple((c["operator_id"], c["fingerprint"]) for c in rec["custodians"]), proposal,
+        dict(rec))
 
 
 def _state_of(b: _Builder) -> AuthorityState:
@@ -1086,6 +1153,14 @@ def summary(doc: Mapping[str, Any]) -> str:
             return "register " + what
         return (f"change token {s(old.get('symbol', ''))} ({s(old.get('decimals', ''))} "
                 f"decimals) to " + what)
+    if kind == "backup.key":
+        r = c["ceremony"]
+        who = ", ".join(s(x.get("operator_id", "")) for x in r.get("custodians", [])
+                        if isinstance(x, dict))
+        return (f"approve backup key {s(r.get('ceremony_id', ''))} (any "
+                f"{s(r.get('threshold', ''))} of custodians {who} restore it)")
+    if kind == "backup.create":
+        return f"back up every custody key under backup key {s(c['ceremony_id'])}"
     w = c["wallet"]
     verb = "import a seized key as" if kind == "wallet.import" else "create"
     return (f"{verb} {s(w['category'])} {s(w['chain'])} wallet {s(w['id'])} at "
@@ -1142,6 +1217,24 @@ def render_proposal(doc: Mapping[str, Any], decision: Decision, *,
                   + (f" (was {s(old.get('decimals', ''))})" if old else ""),
                   "effect:          calls to this contract on this chain are decoded as token "
                   "transfers and approvals, shown with this symbol and decimals"]
+    elif kind == "backup.key":
+        r = c["ceremony"]
+        lines += [f"ceremony:        {s(r.get('ceremony_id', ''))} of "
+                  f"{utc(int(r.get('created_at', 0)))}",
+                  f"backup key:      HSM key id {s(r.get('key_id', ''))} "
+                  f"({s(r.get('key_label', ''))}), {s(r.get('mechanism', ''))}",
+                  f"check value:     {s(r.get('check_value', ''))}",
+                  f"threshold:       any {s(r.get('threshold', ''))} of "
+                  f"{len(r.get('custodians', []))} custodians rebuild it:"]
+        lines += [f"  share {s(x.get('index', ''))}:       {s(x.get('operator_id', ''))} "
+                  f"(key {s(x.get('fingerprint', ''))})"
+                  for x in r.get("custodians", []) if isinstance(x, dict)]
+        lines.append("effect:          signerd may wrap custody keys under this key, once a "
+                     "backup.create proposal is approved")
+    elif kind == "backup.create":
+        lines += [f"backup key:      {s(c['ceremony_id'])} (check value {s(c['check_value'])})",
+                  "effect:          every custody key of signerd is exported, wrapped under "
+                  "this key only, into a bundle sealed by the audit key"]
     elif kind in ("wallet.import", "wallet.create"):
         w = c["wallet"]
         lines += [f"wallet:          {s(w['id'])} ({s(w['category'])}, case {s(w['case_ref'])})",

@@ -15,9 +15,14 @@ from typing import Any
 from .errors import InvalidArgument
 
 
+# Built once: json.dumps and json.loads with options make a new encoder or decoder per call,
+# which is most of their cost on the small documents of the audit chain.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                            allow_nan=False)
+
+
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False).encode("ascii")
+    return _ENCODER.encode(value).encode("ascii")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -40,8 +45,11 @@ def _no_constant(name: str) -> Any:
 def parse_strict(text: str) -> Any:
     """JSON with duplicate keys, non-integer numbers, NaN and Infinity refused (ValueError;
     RecursionError when nested too deeply); any spelling otherwise."""
-    return json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_no_float,
-                      parse_constant=_no_constant)
+    return _DECODER.decode(text)
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_float=_no_float,
+                            parse_constant=_no_constant)
 
 
 def loads(data: bytes | str, what: str) -> Any:

@@ -677,6 +677,46 @@ class KeyStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class RegisterBackupKeyRequest(_message.Message):
+    __slots__ = ("ceremony",)
+    CEREMONY_FIELD_NUMBER: _ClassVar[int]
+    ceremony: bytes
+    def __init__(self, ceremony: _Optional[bytes] = ...) -> None: ...
+
+class ProposeBackupRequest(_message.Message):
+    __slots__ = ("ceremony_id",)
+    CEREMONY_ID_FIELD_NUMBER: _ClassVar[int]
+    ceremony_id: str
+    def __init__(self, ceremony_id: _Optional[str] = ...) -> None: ...
+
+class GetBackupBundleRequest(_message.Message):
+    __slots__ = ("proposal_id",)
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    proposal_id: str
+    def __init__(self, proposal_id: _Optional[str] = ...) -> None: ...
+
+class BackupBundle(_message.Message):
+    __slots__ = ("bundle", "digest", "keys", "not_backed_up")
+    BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    NOT_BACKED_UP_FIELD_NUMBER: _ClassVar[int]
+    bundle: bytes
+    digest: str
+    keys: int
+    not_backed_up: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, bundle: _Optional[bytes] = ..., digest: _Optional[str] = ..., keys: _Optional[int] = ..., not_backed_up: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BackupStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BackupStatusResponse(_message.Message):
+    __slots__ = ("document",)
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    document: str
+    def __init__(self, document: _Optional[str] = ...) -> None: ...
+
 class KeyStatusResponse(_message.Message):
     __slots__ = ("hsm_up", "token_label", "module", "key_count", "concurrency", "manufacturer", "model")
     HSM_UP_FIELD_NUMBER: _ClassVar[int]

@@ -760,6 +760,26 @@ class AdminStub:
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.ListTokensRequest.SerializeToString,
                 response_deserializer=signerd_dot_v1_dot_signerd__pb2.ListTokensResponse.FromString,
                 _registered_method=True)
+        self.RegisterBackupKey = channel.unary_unary(
+                '/signerd.v1.Admin/RegisterBackupKey',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.RegisterBackupKeyRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.ProposeBackup = channel.unary_unary(
+                '/signerd.v1.Admin/ProposeBackup',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.ProposeBackupRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.GetBackupBundle = channel.unary_unary(
+                '/signerd.v1.Admin/GetBackupBundle',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.GetBackupBundleRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.BackupBundle.FromString,
+                _registered_method=True)
+        self.BackupStatus = channel.unary_unary(
+                '/signerd.v1.Admin/BackupStatus',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.BackupStatusRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.BackupStatusResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -878,6 +898,32 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterBackupKey(self, request, context):
+        """Key backup (README: "Key backup and recovery"): a ceremony's backup key and each backup are
+        governance proposals; a bundle is made only for a backup proposal the ledger applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProposeBackup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBackupBundle(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BackupStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -970,6 +1016,26 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListTokens,
                     request_deserializer=signerd_dot_v1_dot_signerd__pb2.ListTokensRequest.FromString,
                     response_serializer=signerd_dot_v1_dot_signerd__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RegisterBackupKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterBackupKey,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.RegisterBackupKeyRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
+            ),
+            'ProposeBackup': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeBackup,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.ProposeBackupRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
+            ),
+            'GetBackupBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBackupBundle,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.GetBackupBundleRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.BackupBundle.SerializeToString,
+            ),
+            'BackupStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.BackupStatus,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.BackupStatusRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.BackupStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1462,6 +1528,114 @@ class Admin:
             '/signerd.v1.Admin/ListTokens',
             signerd_dot_v1_dot_signerd__pb2.ListTokensRequest.SerializeToString,
             signerd_dot_v1_dot_signerd__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterBackupKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/RegisterBackupKey',
+            signerd_dot_v1_dot_signerd__pb2.RegisterBackupKeyRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/ProposeBackup',
+            signerd_dot_v1_dot_signerd__pb2.ProposeBackupRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBackupBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/GetBackupBundle',
+            signerd_dot_v1_dot_signerd__pb2.GetBackupBundleRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.BackupBundle.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BackupStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/BackupStatus',
+            signerd_dot_v1_dot_signerd__pb2.BackupStatusRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.BackupStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

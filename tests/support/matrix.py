@@ -30,6 +30,11 @@ EXPECTED: dict[str, set[str]] = {
         "SetPolicy", "SetTemplate", "SetGovernance", "UnfreezeWallet", "SetToken")},
     "Admin/ListTemplates": {"admin", "platform"},
     "Admin/ListTokens": {"admin", "platform"},
+    # The key backup: a backup key and a backup are proposals; a bundle is the admin's to fetch.
+    "Admin/RegisterBackupKey": {"admin", "operator"},
+    "Admin/ProposeBackup": {"admin", "operator"},
+    "Admin/GetBackupBundle": {"admin"},
+    "Admin/BackupStatus": {"admin", "auditor"},
     **{f"Governance/{m}": {"admin", "operator", "auditor"} for m in (
         "ListProposals", "GetAuthority")},
     "Governance/GetProposal": {"admin", "operator", "auditor", "platform"},

@@ -74,20 +74,14 @@ def test_passphrase_for_plain_key(paths):
         key_files.load_private(paths[0], b"x")
 
 
-def test_refuses_to_overwrite_private_key(paths):
-    key_path, pub_path = paths
-    key_path.write_bytes(b"precious")
-    with pytest.raises(AlreadyExists, match=str(key_path)):
-        key_files.write_keypair(operator_keys.generate(), key_path, pub_path)
-    assert key_path.read_bytes() == b"precious" and not pub_path.exists()
-
-
-def test_refuses_to_overwrite_public_key(paths):
-    key_path, pub_path = paths
-    pub_path.write_bytes(b"precious")
-    with pytest.raises(AlreadyExists, match=str(pub_path)):
-        key_files.write_keypair(operator_keys.generate(), key_path, pub_path)
-    assert pub_path.read_bytes() == b"precious" and not key_path.exists()
+@pytest.mark.parametrize("existing", [0, 1], ids=["private_key", "public_key"])
+def test_refuses_to_overwrite_a_key_file(paths, existing):
+    """Either file already there: nothing is overwritten and nothing half-written."""
+    there, other = paths[existing], paths[1 - existing]
+    there.write_bytes(b"precious")
+    with pytest.raises(AlreadyExists, match=str(there)):
+        key_files.write_keypair(operator_keys.generate(), *paths)
+    assert there.read_bytes() == b"precious" and not other.exists()
 
 
 def test_refuses_dangling_symlink(paths, tmp_path):

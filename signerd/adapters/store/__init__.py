@@ -229,6 +229,11 @@ class Tx:
             raise NotFound(f"key share {echo(key_id, quote=False)} not found")
         return key_share_from_row(r)
 
+    def key_shares(self) -> list[KeyShareRecord]:
+        """Every key share, by key id (the key backup holds them all)."""
+        return [key_share_from_row(r) for r in self.all(
+            "SELECT * FROM key_shares ORDER BY key_id")]
+
     def take_key_share(self, key_id: str, wallet_id: str) -> KeyShareRecord:
         """Claim an unassigned key share for a wallet (a key never serves two wallets)."""
         share = self.key_share(key_id, lock=True)
