@@ -2,7 +2,9 @@
 # Install what signerd needs on Debian 12, as root: system packages (SoftHSM2, OpenSC's
 # pkcs11-tool, libsecp256k1) and a virtual environment in .venv with signerd and its test
 # dependencies, editable. With --test, also what only the test suite uses: PostgreSQL (replica
-# tests), Prometheus' promtool (alert rules) and systemd-analyze (unit check). With
+# tests), Prometheus' promtool (alert rules), systemd-analyze (unit check), Chromium (the
+# holdings page rendered headless) and, with npm, bip322-js in tests/node (an independent BIP-322
+# verifier, from tests/node/package-lock.json; Node.js from Debian when none is installed). With
 # --production (deploy/DEPLOY.md: a checkout in /opt/signerd), signerd alone, not editable and
 # without the test dependencies. Idempotent.
 set -euo pipefail
@@ -11,7 +13,9 @@ cd "$(dirname "$0")/.."
 PKGS=(softhsm2 opensc libsecp256k1-1 python3-venv python3-pip)
 TARGET='.[test]'
 case "${1:-}" in
-  --test) PKGS+=(postgresql prometheus systemd) ;;  # prometheus: promtool; systemd-analyze
+  # prometheus: promtool; systemd: systemd-analyze; chromium: the holdings page test
+  --test) PKGS+=(postgresql prometheus systemd chromium fonts-dejavu-core)
+          command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm) ;;
   --production) TARGET=. ;;
   "") ;;
   *) echo "usage: install.sh [--test | --production]" >&2; exit 2 ;;
@@ -62,5 +66,8 @@ if [ "$TARGET" = . ]; then
   .venv/bin/python -m pip install -q .
 else
   .venv/bin/python -m pip install -q -e "$TARGET"
+fi
+if [ "${1:-}" = --test ]; then
+  (cd tests/node && npm ci --no-audit --no-fund --silent)
 fi
 echo "install.sh: ready (.venv/bin/signerd, .venv/bin/signerctl)"

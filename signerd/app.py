@@ -27,6 +27,7 @@ from signerd.core.errors import (AlreadyExists, AuditChainViolation, AuthorityVi
                                  StoreUnavailable)
 from signerd.core.model import Category, Chain, TransferState
 from signerd.services import wallets as W
+from signerd.services.attest import AttestService
 from signerd.services.ledger import Ledger
 from signerd.services.proposals import ProposalService
 from signerd.services.runtime import Notifier
@@ -149,6 +150,7 @@ class App:
         self.transfers = TransferService(self)
         self.proposals = ProposalService(self)
         self.wallets = W.WalletService(self)
+        self.attestations = AttestService(self)
         self.proposals.on_applied.append(self._after_proposal)
         self.started = True
         self.transfers.recover()

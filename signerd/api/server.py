@@ -90,6 +90,14 @@ ALLOWED: dict[str, frozenset[str]] = {
     "Audit/GetHead": frozenset({AUDITOR}),
     "Audit/Export": frozenset({AUDITOR}),
     "Audit/Report": frozenset({AUDITOR}),
+    # Proofs of control: asked for by the platform, an admin, an auditor or an operator (who
+    # then cannot approve it), approved by operators' signatures, exported for publication.
+    "Attestation/CreateAttestation": frozenset({PLATFORM, ADMIN, AUDITOR, OPERATOR}),
+    "Attestation/GetAttestation": frozenset({PLATFORM, ADMIN, AUDITOR, OPERATOR}),
+    "Attestation/ListAttestations": frozenset({PLATFORM, ADMIN, AUDITOR, OPERATOR}),
+    "Attestation/GetAttestationStatement": frozenset({OPERATOR}),
+    "Attestation/DecideAttestation": frozenset({OPERATOR}),
+    "Attestation/ExportAttestation": frozenset({PLATFORM, ADMIN, AUDITOR, OPERATOR}),
 }
 # Refusals by policy or custody state, counted by reason (a closed set of error reasons).
 DENIAL_REASONS = frozenset({"POLICY_DENIED", "WALLET_FROZEN", "CONFLICT", "AUTHORITY_VIOLATION"})
@@ -768,8 +776,54 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                                       case_ref=req.case_ref)
             return pb.ReportResponse(json=json.dumps(doc, sort_keys=True))
 
+    class Attestation(rpc.AttestationServicer):
+        def _json(self, doc: Any) -> pb.AttestationResponse:
+            return pb.AttestationResponse(json=json.dumps(doc, sort_keys=True))
+
+        @gate.unary("Attestation/CreateAttestation")
+        def CreateAttestation(self, req: pb.CreateAttestationRequest, ctx: Any, caller: Caller
+                              ) -> pb.AttestationResponse:
+            return self._json(app.attestations.create(
+                caller.name, category=C.CATEGORY_FROM_PB.get(req.category, ""),
+                case_ref=req.case_ref, challenge=req.challenge, issuer=req.issuer,
+                since=req.since))
+
+        @gate.unary("Attestation/GetAttestation")
+        def GetAttestation(self, req: pb.GetAttestationRequest, ctx: Any, caller: Caller
+                           ) -> pb.AttestationResponse:
+            return self._json(app.attestations.get(req.attestation_id))
+
+        @gate.unary("Attestation/ListAttestations")
+        def ListAttestations(self, req: pb.ListAttestationsRequest, ctx: Any, caller: Caller
+                             ) -> pb.AttestationResponse:
+            after, size = page(req.page)
+            return self._json({"attestations": app.attestations.list(
+                state=req.state, after=after, limit=size)})
+
+        @gate.unary("Attestation/GetAttestationStatement")
+        def GetAttestationStatement(self, req: pb.GetAttestationStatementRequest, ctx: Any,
+                                    caller: Caller) -> pb.AttestationStatement:
+            decision = Decision.REJECT if req.decision == pb.REJECT else Decision.APPROVE
+            statement, rendered, view = app.attestations.statement(req.attestation_id, decision)
+            return pb.AttestationStatement(statement=statement, rendered=rendered,
+                                           json=json.dumps(view, sort_keys=True))
+
+        @gate.unary("Attestation/DecideAttestation")
+        def DecideAttestation(self, req: pb.DecideAttestationRequest, ctx: Any, caller: Caller
+                              ) -> pb.AttestationResponse:
+            decision = operator_decision(req, caller)
+            return self._json(app.attestations.decide(
+                caller.name, req.attestation_id, req.operator_id, decision, req.signature,
+                reason=req.reason, statement_sha256=req.statement_sha256))
+
+        @gate.unary("Attestation/ExportAttestation")
+        def ExportAttestation(self, req: pb.GetAttestationRequest, ctx: Any, caller: Caller
+                              ) -> pb.AttestationResponse:
+            return pb.AttestationResponse(json=app.attestations.export(req.attestation_id)
+                                          .decode())
+
     return {"Custody": Custody(), "Approval": Approval(), "Admin": Admin(),
-            "Governance": Governance(), "Audit": Audit()}
+            "Governance": Governance(), "Audit": Audit(), "Attestation": Attestation()}
 
 
 def event_pb(e: Any) -> pb.AuditEvent:
@@ -793,10 +847,11 @@ def build_server(app: App) -> tuple[grpc.Server, health.HealthServicer, int]:
     rpc.add_AdminServicer_to_server(s["Admin"], server)
     rpc.add_GovernanceServicer_to_server(s["Governance"], server)
     rpc.add_AuditServicer_to_server(s["Audit"], server)
+    rpc.add_AttestationServicer_to_server(s["Attestation"], server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [pb.DESCRIPTOR.services_by_name[n].full_name
-             for n in ("Custody", "Approval", "Admin", "Governance", "Audit")]
+             for n in ("Custody", "Approval", "Admin", "Governance", "Audit", "Attestation")]
 
     class Reflection(reflection.ReflectionServicer):
         """Server reflection, for any authenticated principal as before; being a stream, it

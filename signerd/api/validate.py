@@ -25,7 +25,7 @@ from signerd.core.errors import InvalidArgument
 from ..v1 import signerd_pb2 as pb
 
 PACKAGE = pb.DESCRIPTOR.package
-SERVICES = ("Custody", "Approval", "Admin", "Governance", "Audit")
+SERVICES = ("Custody", "Approval", "Admin", "Governance", "Audit", "Attestation")
 
 ID = 128           # wallet, transfer, proposal, operator and key share ids, page tokens
 NAME = 64          # networks, template and role names, states, category changes
@@ -129,6 +129,19 @@ LIMITS: dict[str, int | str] = {
     "ImportKeyRequest.legal_basis": TEXT,
     "ImportKeyRequest.policy_toml": DOCUMENT,
     "ImportKeyRequest.template": NAME,
+    # Attestation
+    "CreateAttestationRequest.case_ref": TEXT,
+    "CreateAttestationRequest.challenge": 128,  # attest.MAX_FIELD
+    "CreateAttestationRequest.issuer": 128,
+    "CreateAttestationRequest.since": UINT64,
+    "GetAttestationRequest.attestation_id": ID,
+    "ListAttestationsRequest.state": NAME,
+    "GetAttestationStatementRequest.attestation_id": ID,
+    "DecideAttestationRequest.attestation_id": ID,
+    "DecideAttestationRequest.operator_id": ID,
+    "DecideAttestationRequest.signature": SIGNATURE,
+    "DecideAttestationRequest.reason": TEXT,
+    "DecideAttestationRequest.statement_sha256": DIGEST,
     # Governance
     "ListProposalsRequest.state": NAME,
     "GetProposalRequest.proposal_id": ID,

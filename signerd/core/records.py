@@ -147,3 +147,36 @@ class Shown(Generic[D]):
 
     record: D
     counted: bool
+
+
+@dataclass(frozen=True)
+class AttestationRecord:
+    """One row of ``attestations``: a proof-of-control act (``core/attest``). Only ``document``
+    with its ``seal`` is signerd's word on what it covers; ``result`` is the sealed holdings
+    statement once signed."""
+
+    id: str
+    category: str
+    case_ref: str
+    document: str  # canonical JSON of the attestation document (sealed)
+    seal: str
+    state: str  # attest.STATES
+    submitter: str
+    expires_at: float
+    created_at: float
+    updated_at: float
+    result: str = ""  # the holdings statement (JSON) once SIGNED
+    failure: str = ""
+
+
+@dataclass(frozen=True)
+class AttestationApprovalRecord:
+    """One row of ``attestation_approvals``: an operator's signed decision on an attestation."""
+
+    attestation_id: str
+    operator_id: str
+    decision: Decision
+    signature: str  # hex (checked when counted)
+    statement_sha256: str  # hex
+    reason: str
+    created_at: float

@@ -950,3 +950,71 @@ class ReportResponse(_message.Message):
     JSON_FIELD_NUMBER: _ClassVar[int]
     json: str
     def __init__(self, json: _Optional[str] = ...) -> None: ...
+
+class CreateAttestationRequest(_message.Message):
+    __slots__ = ("category", "case_ref", "challenge", "issuer", "since")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    CASE_REF_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    category: Category
+    case_ref: str
+    challenge: str
+    issuer: str
+    since: int
+    def __init__(self, category: _Optional[_Union[Category, str]] = ..., case_ref: _Optional[str] = ..., challenge: _Optional[str] = ..., issuer: _Optional[str] = ..., since: _Optional[int] = ...) -> None: ...
+
+class GetAttestationRequest(_message.Message):
+    __slots__ = ("attestation_id",)
+    ATTESTATION_ID_FIELD_NUMBER: _ClassVar[int]
+    attestation_id: str
+    def __init__(self, attestation_id: _Optional[str] = ...) -> None: ...
+
+class ListAttestationsRequest(_message.Message):
+    __slots__ = ("state", "page")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    page: Page
+    def __init__(self, state: _Optional[str] = ..., page: _Optional[_Union[Page, _Mapping]] = ...) -> None: ...
+
+class GetAttestationStatementRequest(_message.Message):
+    __slots__ = ("attestation_id", "decision")
+    ATTESTATION_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    attestation_id: str
+    decision: Decision
+    def __init__(self, attestation_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ...) -> None: ...
+
+class AttestationStatement(_message.Message):
+    __slots__ = ("statement", "rendered", "json")
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    RENDERED_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    statement: bytes
+    rendered: str
+    json: str
+    def __init__(self, statement: _Optional[bytes] = ..., rendered: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
+
+class DecideAttestationRequest(_message.Message):
+    __slots__ = ("attestation_id", "operator_id", "decision", "signature", "reason", "statement_sha256")
+    ATTESTATION_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    attestation_id: str
+    operator_id: str
+    decision: Decision
+    signature: bytes
+    reason: str
+    statement_sha256: bytes
+    def __init__(self, attestation_id: _Optional[str] = ..., operator_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., signature: _Optional[bytes] = ..., reason: _Optional[str] = ..., statement_sha256: _Optional[bytes] = ...) -> None: ...
+
+class AttestationResponse(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...

@@ -2197,3 +2197,302 @@ class Audit:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AttestationStub:
+    """Proofs of control under quorum (signerctl attest). Only signerd's own attestation text is
+    ever signed (EIP-191 for Ethereum, BIP-322 for Bitcoin), one per wallet covered, once the
+    operators' signed decisions meet the quorum; the holdings statement is sealed by the audit
+    key. Documents travel as JSON.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateAttestation = channel.unary_unary(
+                '/signerd.v1.Attestation/CreateAttestation',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.CreateAttestationRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.AttestationResponse.FromString,
+                _registered_method=True)
+        self.GetAttestation = channel.unary_unary(
+                '/signerd.v1.Attestation/GetAttestation',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.GetAttestationRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.AttestationResponse.FromString,
+                _registered_method=True)
+        self.ListAttestations = channel.unary_unary(
+                '/signerd.v1.Attestation/ListAttestations',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.ListAttestationsRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.AttestationResponse.FromString,
+                _registered_method=True)
+        self.GetAttestationStatement = channel.unary_unary(
+                '/signerd.v1.Attestation/GetAttestationStatement',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.GetAttestationStatementRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.AttestationStatement.FromString,
+                _registered_method=True)
+        self.DecideAttestation = channel.unary_unary(
+                '/signerd.v1.Attestation/DecideAttestation',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.DecideAttestationRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.AttestationResponse.FromString,
+                _registered_method=True)
+        self.ExportAttestation = channel.unary_unary(
+                '/signerd.v1.Attestation/ExportAttestation',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.GetAttestationRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.AttestationResponse.FromString,
+                _registered_method=True)
+
+
+class AttestationServicer:
+    """Proofs of control under quorum (signerctl attest). Only signerd's own attestation text is
+    ever signed (EIP-191 for Ethereum, BIP-322 for Bitcoin), one per wallet covered, once the
+    operators' signed decisions meet the quorum; the holdings statement is sealed by the audit
+    key. Documents travel as JSON.
+    """
+
+    def CreateAttestation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAttestation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAttestations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAttestationStatement(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideAttestation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportAttestation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AttestationServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateAttestation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAttestation,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.CreateAttestationRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.AttestationResponse.SerializeToString,
+            ),
+            'GetAttestation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAttestation,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.GetAttestationRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.AttestationResponse.SerializeToString,
+            ),
+            'ListAttestations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAttestations,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.ListAttestationsRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.AttestationResponse.SerializeToString,
+            ),
+            'GetAttestationStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAttestationStatement,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.GetAttestationStatementRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.AttestationStatement.SerializeToString,
+            ),
+            'DecideAttestation': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideAttestation,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.DecideAttestationRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.AttestationResponse.SerializeToString,
+            ),
+            'ExportAttestation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportAttestation,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.GetAttestationRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.AttestationResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'signerd.v1.Attestation', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('signerd.v1.Attestation', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Attestation:
+    """Proofs of control under quorum (signerctl attest). Only signerd's own attestation text is
+    ever signed (EIP-191 for Ethereum, BIP-322 for Bitcoin), one per wallet covered, once the
+    operators' signed decisions meet the quorum; the holdings statement is sealed by the audit
+    key. Documents travel as JSON.
+    """
+
+    @staticmethod
+    def CreateAttestation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Attestation/CreateAttestation',
+            signerd_dot_v1_dot_signerd__pb2.CreateAttestationRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.AttestationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAttestation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Attestation/GetAttestation',
+            signerd_dot_v1_dot_signerd__pb2.GetAttestationRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.AttestationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAttestations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Attestation/ListAttestations',
+            signerd_dot_v1_dot_signerd__pb2.ListAttestationsRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.AttestationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAttestationStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Attestation/GetAttestationStatement',
+            signerd_dot_v1_dot_signerd__pb2.GetAttestationStatementRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.AttestationStatement.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideAttestation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Attestation/DecideAttestation',
+            signerd_dot_v1_dot_signerd__pb2.DecideAttestationRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.AttestationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAttestation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Attestation/ExportAttestation',
+            signerd_dot_v1_dot_signerd__pb2.GetAttestationRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.AttestationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

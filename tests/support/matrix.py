@@ -9,7 +9,7 @@ import grpc
 from tests.support.daemon import Daemon
 from tests.support.rpc import pb, rpc
 
-SERVICES = ("Custody", "Approval", "Admin", "Governance", "Audit")
+SERVICES = ("Custody", "Approval", "Admin", "Governance", "Audit", "Attestation")
 
 
 # Design §6 and §11: each service for its principals; admins may also read wallets. Acts that
@@ -42,6 +42,11 @@ EXPECTED: dict[str, set[str]] = {
     "Governance/CancelProposal": {"admin", "operator"},
     **{f"Audit/{m}": {"auditor"} for m in ("ListEvents", "StreamEvents", "GetHead", "Export",
                                            "Report")},
+    # Proofs of control: anyone may ask for one and read it; only operators decide.
+    **{f"Attestation/{m}": {"platform", "admin", "auditor", "operator"} for m in (
+        "CreateAttestation", "GetAttestation", "ListAttestations", "ExportAttestation")},
+    **{f"Attestation/{m}": {"operator"} for m in ("GetAttestationStatement",
+                                                  "DecideAttestation")},
 }
 
 
@@ -62,7 +67,8 @@ def call(channel: grpc.Channel, method: str, desc: Any, principal: str = "",
     svc, name = method.split("/")
     stub = getattr(rpc, f"{svc}Stub")(channel)
     req = getattr(pb, desc.input_type.name)()
-    if method in ("Approval/SubmitApproval", "Governance/DecideProposal"):
+    if method in ("Approval/SubmitApproval", "Governance/DecideProposal",
+                  "Attestation/DecideAttestation"):
         req.operator_id = principal  # the gate, not the operator-id check, must decide
     try:
         if desc.server_streaming:
@@ -78,7 +84,8 @@ def details(channel: grpc.Channel, method: str, desc: Any, principal: str = "") 
     svc, name = method.split("/")
     stub = getattr(rpc, f"{svc}Stub")(channel)
     req = getattr(pb, desc.input_type.name)()
-    if method in ("Approval/SubmitApproval", "Governance/DecideProposal"):
+    if method in ("Approval/SubmitApproval", "Governance/DecideProposal",
+                  "Attestation/DecideAttestation"):
         req.operator_id = principal
     try:
         r = getattr(stub, name)(req, timeout=10)

@@ -25,9 +25,11 @@ from signerd.core.model import (OperatorStatus, ProposalState, TransferState, ch
                                  predecessors)
 from signerd.core.records import (ApprovalRecord, KeyShareRecord, ProposalApprovalRecord,
                                   ProposalRecord, TransferRecord, WalletRecord)
+from signerd.core.records import AttestationApprovalRecord, AttestationRecord
 from . import migrations
 from .codec import (approval_from_row, key_share_from_row, proposal_approval_from_row,
                     proposal_from_row, transfer_from_row, wallet_from_row)
+from .codec import attestation_approval_from_row, attestation_from_row
 
 
 class Cursor(Protocol):
@@ -554,6 +556,32 @@ class Tx:
                                ) -> dict[str, list[ProposalApprovalRecord]]:
         return {pid: [proposal_approval_from_row(r) for r in rows] for pid, rows in
                 self._grouped("proposal_approvals", "proposal_id", ids).items()}
+
+    # ---------------------------------------------------------------- attestations
+    def insert_attestation(self, a: dict[str, Any]) -> None:
+        self._insert_row("attestations", a)
+
+    def get_attestation(self, attestation_id: str, *, lock: bool = False) -> AttestationRecord:
+        return attestation_from_row(self._by_id("attestations", "attestation", attestation_id,
+                                                lock=lock))
+
+    def list_attestations(self, *, state: str = "", after: str = "", limit: int = 100
+                          ) -> list[AttestationRecord]:
+        return [attestation_from_row(r) for r in self._page("attestations", after, limit,
+                                                             state=state)]
+
+    def update_attestation(self, attestation_id: str, **fields: Any) -> None:
+        fields["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self.execute(f"UPDATE attestations SET {sets} WHERE id = ?",
+                     [*fields.values(), attestation_id])
+
+    def insert_attestation_approval(self, a: dict[str, Any]) -> None:
+        self._insert_decision("attestation_approvals", "attestation", "attestation_id", a)
+
+    def attestation_approvals(self, attestation_id: str) -> list[AttestationApprovalRecord]:
+        return [attestation_approval_from_row(r) for r in
+                self._decision_rows("attestation_approvals", "attestation_id", attestation_id)]
 
     # ---------------------------------------------------------------- audit
     def append_audit(self, actor: str, action: str, obj: str,

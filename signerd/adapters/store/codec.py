@@ -16,8 +16,9 @@ from typing import Any, Callable, Generic, Protocol, TypeVar
 
 from signerd.core.errors import AuthorityViolation
 from signerd.core.model import Chain, Decision, ProposalState, TransferState
-from signerd.core.records import (ApprovalRecord, KeyShareRecord, ProposalApprovalRecord,
-                                  ProposalRecord, TransferRecord, WalletRecord)
+from signerd.core.records import (ApprovalRecord, AttestationApprovalRecord, AttestationRecord,
+                                  KeyShareRecord, ProposalApprovalRecord, ProposalRecord,
+                                  TransferRecord, WalletRecord)
 
 
 class Columns(Protocol):
@@ -55,6 +56,10 @@ proposal_approval_from_row = Reader(ProposalApprovalRecord, "proposal", "proposa
                                     MALFORMED_DECISION, "approval")
 wallet_from_row = Reader(WalletRecord, "wallet", "id", MALFORMED_ROW, "wallet")
 key_share_from_row = Reader(KeyShareRecord, "key share", "key_id", MALFORMED_ROW, "wallet")
+attestation_from_row = Reader(AttestationRecord, "attestation", "id", MALFORMED_ROW,
+                              "attestation")
+attestation_approval_from_row = Reader(AttestationApprovalRecord, "attestation",
+                                       "attestation_id", MALFORMED_DECISION, "approval")
 
 
 def transfer_columns(t: TransferRecord) -> dict[str, Any]:

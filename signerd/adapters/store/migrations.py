@@ -269,6 +269,32 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # window): a row without it is shown as not signerd's and never decided or applied.
         "ALTER TABLE proposals ADD COLUMN seal TEXT NOT NULL DEFAULT ''",
     ]),
+    (15, "attestations: proofs of control under quorum and the holdings statements they make", [
+        # The document (every text a custody key will sign) is sealed by the audit key at
+        # creation; result is the holdings statement, sealed, once signed.
+        """CREATE TABLE attestations (
+            id TEXT PRIMARY KEY,
+            category TEXT NOT NULL,
+            case_ref TEXT NOT NULL,
+            document TEXT NOT NULL,
+            seal TEXT NOT NULL,
+            state TEXT NOT NULL,
+            submitter TEXT NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            result TEXT NOT NULL DEFAULT '',
+            failure TEXT NOT NULL DEFAULT '')""",
+        """CREATE TABLE attestation_approvals (
+            attestation_id TEXT NOT NULL REFERENCES attestations (id),
+            operator_id TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            statement_sha256 TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (attestation_id, operator_id))""",
+    ]),
 ]
 
 
