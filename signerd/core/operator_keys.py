@@ -61,6 +61,11 @@ class KeyType(enum.Enum):
     def label(self) -> str:
         return "Ed25519" if self is KeyType.ED25519 else "P-256"
 
+    @property
+    def a_key(self) -> str:
+        """``an Ed25519 key``, ``a P-256 key``."""
+        return "an Ed25519 key" if self is KeyType.ED25519 else "a P-256 key"
+
 
 class Signer(Protocol):
     """An operator's private key wherever it is (a file, a token): its public key and type, and
