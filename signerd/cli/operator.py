@@ -72,6 +72,25 @@ def _keygen_on_token(ctx: Context, kind: KeyType) -> Output:
         f"--token-held '{device}'\n"))
 
 
+def cmd_operator_pubkey(ctx: Context) -> Output:
+    """The public key of a key already on a token (made by the card's own tool, as PIV and
+    OpenPGP cards need their admin key to generate one), written for registration."""
+    a = ctx.args
+    uri = operator_token.parse_key_uri(a.pkcs11)
+    if Path(a.out).exists():
+        raise CliError(f"refusing to overwrite {a.out}")
+    module = operator_token.module_for(uri, a.pkcs11_module, ctx.operator_pkcs11_module())
+    key = operator_token.open_key(uri, module)
+    ctx.on_close(key.close)
+    key_files.write_public(a.out, operator_keys.pem_of(key.public_key))
+    fp = operator_keys.fingerprint(key.public_key)
+    device = operator_token.describe_token(uri, module)
+    doc = {"public_key": a.out, "fingerprint": fp, "key_type": key.key_type.value,
+           "device": device}
+    return Output(doc, f"wrote {a.out}\nkey type:    {key.key_type.label}\nfingerprint: {fp}\n"
+                       f"device:      {device}\n")
+
+
 def cmd_operator_add(ctx: Context) -> Output:
     a = ctx.args
     pem = read_file(a.pubkey, "public key file", operator_keys.MAX_KEY_FILE)
@@ -138,6 +157,15 @@ def register(commands: Commands) -> None:
                          "config's [signerctl] pkcs11_module)")
     sp.add_argument("--passphrase-file", metavar="FILE",
                     help="encrypt the private key file with the passphrase in this file")
+    sp = command(g, "pubkey", cmd_operator_pubkey, "write the public key of a key already on a "
+                 "token, for registration (offline)", ids=False)
+    sp.add_argument("--pkcs11", required=True, metavar="URI",
+                    help="the key, 'pkcs11:token=LABEL;object=LABEL' or ';id=%%02' (PIN asked "
+                         "on the terminal, or read from '?pin-source=file:PATH')")
+    sp.add_argument("--pkcs11-module", metavar="FILE",
+                    help="the token's PKCS#11 module (default: the URI's module-path, else the "
+                         "config's [signerctl] pkcs11_module)")
+    sp.add_argument("--out", required=True, metavar="FILE", help="the public key file to write")
     sp = command(g, "add", cmd_operator_add, "propose to register an operator", "admin")
     sp.add_argument("id", help="the new operator's id (also the name of their client "
                                "certificate: signerctl pki issue ID)")

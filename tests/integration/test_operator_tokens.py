@@ -406,3 +406,16 @@ def test_one_key_in_another_encoding_is_not_a_second_identity(daemon: Daemon, ca
     r = ctl(daemon, "operator", "add", "admin9", "--role", "admin", "--pubkey", str(path),
             ok=False)
     assert r.returncode == 1 and "already registered to operator tokcust" in r.stderr, r.stderr
+
+
+def test_the_public_key_of_a_key_already_on_the_card(daemon: Daemon, card: Card,
+                                                     operators: dict) -> None:
+    """As for a PIV or OpenPGP card whose key the card's own tool made: operator pubkey writes
+    the registration file of a key on the token."""
+    out = card.folder / "tokinv-again.pub"
+    doc = json.loads(card_ctl(daemon, card, "--json", "operator", "pubkey", "--pkcs11",
+                              card.uri("tokinv"), "--pkcs11-module", MODULE, "--out",
+                              str(out)).stdout)
+    assert (doc["fingerprint"], doc["key_type"]) == (operators["tokinv"]["fingerprint"],
+                                                     "ed25519")
+    assert out.read_bytes() == Path(operators["tokinv"]["public_key"]).read_bytes()
