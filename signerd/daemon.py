@@ -310,7 +310,8 @@ MIN_GOVERNANCE_APPROVERS = 2
 
 
 def _read_operator_key(path: Path, op_id: str) -> str:
-    """An initial operator's Ed25519 public key (PEM) from ``path``; a private key is refused."""
+    """An initial operator's public key (PEM, Ed25519 or P-256) from ``path``; a private key is
+    refused."""
     from signerd.core.errors import InvalidKey
     from signerd.core.operator_keys import MAX_KEY_FILE, load_public_pem
 
@@ -343,7 +344,9 @@ def parse_operator_spec(spec: str, base: Path = Path(".")) -> dict[str, Any]:
 
 def read_operators_file(path: Path) -> list[dict[str, Any]]:
     """The initial operators listed in a TOML file, one ``[[operator]]`` table each with ``id``,
-    ``roles`` and ``public_key`` (a PEM file, relative to this file)."""
+    ``roles`` and ``public_key`` (a PEM file, relative to this file), and optionally
+    ``token_held`` (the device the operator declares the key held on: the governance policy's
+    hardware_keys roles need it)."""
     import tomllib
 
     try:
@@ -358,14 +361,17 @@ def read_operators_file(path: Path) -> list[dict[str, Any]]:
                           "public_key) and nothing else")
     out = []
     for i, item in enumerate(items, 1):
-        if not isinstance(item, dict) or set(item) != {"id", "roles", "public_key"} or \
+        if not isinstance(item, dict) or not {"id", "roles", "public_key"} <= set(item) or \
+                not set(item) <= {"id", "roles", "public_key", "token_held"} or \
                 not isinstance(item["id"], str) or not isinstance(item["public_key"], str) or \
-                not isinstance(item["roles"], list):
+                not isinstance(item["roles"], list) or \
+                not isinstance(item.get("token_held", ""), str):
             raise SignerError(f"--operators {path}: operator #{i} needs exactly id, roles (a "
-                              "list) and public_key (a file)")
+                              "list) and public_key (a file), and optionally token_held (text)")
         out.append({"id": item["id"], "roles": item["roles"],
                     "public_key_pem": _read_operator_key(path.parent / item["public_key"],
-                                                         item["id"])})
+                                                         item["id"]),
+                    **({"token_held": item["token_held"]} if "token_held" in item else {})})
     return out
 
 
@@ -594,6 +600,9 @@ def render_genesis(doc: dict[str, Any], digest: bytes, you: str = "") -> str:
         fp = fingerprint(load_public_pem(o["public_key_pem"].encode()))
         mark = "   <- you" if o["id"] == you else ""
         lines.append(f"    {o['id']:<16} key {fp}  roles {', '.join(o['roles'])}{mark}")
+        if o.get("token_held"):
+            lines.append(f"    {'':<16} key held on {AU.safe_text(o['token_held'])} (declared, "
+                         "not attested by the device)")
     lines.append("  templates")
     for name, text in doc["templates"].items():
         lines.append(f"    {name:<24} sha256 {AU.sha256_hex(text)}")
@@ -605,16 +614,13 @@ def render_genesis(doc: dict[str, Any], digest: bytes, you: str = "") -> str:
 
 
 def sign_genesis(request_path: Path, *, operator_id: str, key: str, out: Path | None,
-                 passphrase_file: str | None, yes: bool) -> Path:
+                 passphrase_file: str | None, yes: bool, pkcs11_module: str | None = None
+                 ) -> Path:
     """Stage two, on an operator's own machine: show the genesis request, check that ``key``
-    is this operator's key in it, ask, and write the operator's approval. Returns its path."""
-    import json
-
+    is this operator's key in it, ask, and write the operator's approval. Returns its path.
+    ``key`` is a key file or a token key's PKCS#11 URI."""
     from signerd.cli.errors import CliError
-    from signerd.cli.inputs import can_confirm, confirm, load_operator_key
-    from signerd.core import authority as AU
-    from signerd.core.approval import genesis_statement, sign_statement
-    from signerd.core.operator_keys import fingerprint, load_public_pem, public_pem
+    from signerd.cli.inputs import can_confirm, open_operator_key
 
     doc, digest = read_request(request_path)
     mine = {o["id"]: o for o in doc["operators"]}.get(operator_id)
@@ -626,21 +632,37 @@ def sign_genesis(request_path: Path, *, operator_id: str, key: str, out: Path | 
         raise SignerError(f"{target} already exists; refusing to overwrite it")
     try:
         can_confirm(assume_yes=yes)  # without a terminal, refuse before asking for a passphrase
-        private = load_operator_key(key, passphrase_file)
+        signer = open_operator_key(key, passphrase_file, module=pkcs11_module,
+                                   configured_module=lambda: None)
     except CliError as e:
         raise SignerError(str(e)) from None
-    if AU.key_digest(public_pem(private).decode()) != AU.key_digest(mine["public_key_pem"]):
+    try:
+        return _sign_genesis_with(signer, doc, digest, mine, operator_id, key, target, yes)
+    finally:
+        signer.close()
+
+
+def _sign_genesis_with(signer: Any, doc: dict[str, Any], digest: bytes, mine: dict[str, Any],
+                       operator_id: str, key: str, target: Path, yes: bool) -> Path:
+    import json
+
+    from signerd.cli.errors import CliError
+    from signerd.cli.inputs import confirm
+    from signerd.core.approval import genesis_statement, statement_digest
+    from signerd.core.operator_keys import fingerprint, load_public_pem, spki_digest
+
+    listed = load_public_pem(mine["public_key_pem"].encode())
+    if spki_digest(signer.public_key) != spki_digest(listed):
         raise SignerError(
             f"{key} is not operator {operator_id}'s key in this genesis (it lists key "
-            f"{fingerprint(load_public_pem(mine['public_key_pem'].encode()))}, this is "
-            f"{fingerprint(private.public_key())})")
+            f"{fingerprint(listed)}, this is {fingerprint(signer.public_key)})")
     sys.stdout.write(render_genesis(doc, digest, operator_id))
     sys.stdout.flush()
     try:
         confirm(f"Approve this genesis as {operator_id}?", assume_yes=yes)
     except CliError as e:
         raise SignerError(str(e)) from None
-    signature = sign_statement(private, genesis_statement(doc))
+    signature = signer.sign_digest(statement_digest(genesis_statement(doc)))
     approval = {"format": APPROVAL_FORMAT, "operator_id": operator_id, "digest": digest.hex(),
                 "signature": signature.hex()}
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -853,7 +875,12 @@ def main(argv: list[str] | None = None) -> int:
                              "operator key (on your own machine)")
     p_sign.add_argument("request", type=Path, help="the genesis request init --production wrote")
     p_sign.add_argument("--operator", required=True, metavar="ID", help="your operator id")
-    p_sign.add_argument("--key", required=True, metavar="FILE", help="your operator private key")
+    p_sign.add_argument("--key", required=True, metavar="FILE|URI",
+                        help="your operator private key file, or its PKCS#11 URI on your "
+                             "token ('pkcs11:token=LABEL;object=LABEL', PIN asked or from "
+                             "'?pin-source=file:PATH')")
+    p_sign.add_argument("--pkcs11-module", metavar="FILE",
+                        help="the token's PKCS#11 module (else the URI's module-path)")
     p_sign.add_argument("--passphrase-file", metavar="FILE",
                         help="the key's passphrase (else asked on the terminal)")
     p_sign.add_argument("--out", type=Path, metavar="FILE",
@@ -882,7 +909,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "genesis" and args.genesis_cmd == "sign":
             path = sign_genesis(args.request, operator_id=args.operator, key=args.key,
                                 out=args.out, passphrase_file=args.passphrase_file,
-                                yes=args.yes)
+                                yes=args.yes, pkcs11_module=args.pkcs11_module)
             print(f"approval written: {path} (give it to whoever seals the genesis)")
             return 0
         if args.cmd == "genesis":
