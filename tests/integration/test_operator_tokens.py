@@ -25,6 +25,7 @@ from eth_account import Account
 from signerd.core import operator_keys
 from signerd.core.approval import sign_statement, statement_digest
 from signerd.core.operator_keys import KeyType
+from signerd.daemon import find_softhsm_module
 from tests.support.attacks import eth_transfer, eth_wallet, operator_cert, sqlite_writer
 from tests.support.bitcoin import EXTERNAL, build_psbt, submit, verify_with_bitcointx, wallet
 from tests.support.cli import ctl
@@ -33,7 +34,7 @@ from tests.support.fixtures import DaemonFactory
 from tests.support.governance import decide, govern
 from tests.support.rpc import pb, rpc_error
 
-MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+MODULE = find_softhsm_module()
 PIN = "314159"
 SO_PIN = "27182818"
 GOVERNANCE_KEYS = ("admin1", "admin2")
