@@ -249,16 +249,13 @@ def make_genesis(root: Path, *, instance_id: str, module: str, token_label: str,
 
 
 def sign_genesis(request_path: Path, *, operator_id: str, key: str, out: Path | None,
-                 passphrase_file: str | None, yes: bool) -> Path:
+                 passphrase_file: str | None, yes: bool, pkcs11_module: str | None = None
+                 ) -> Path:
     """Stage two, on an operator's own machine: show the genesis request, check that ``key``
-    is this operator's key in it, ask, and write the operator's approval. Returns its path."""
-    import json
-
+    is this operator's key in it, ask, and write the operator's approval. Returns its path.
+    ``key`` is a key file or a token key's PKCS#11 URI."""
     from signerd.cli.errors import CliError
-    from signerd.cli.inputs import can_confirm, confirm, load_operator_key
-    from signerd.core import authority as AU
-    from signerd.core.approval import genesis_statement, sign_statement
-    from signerd.core.operator_keys import fingerprint, load_public_pem, public_pem
+    from signerd.cli.inputs import can_confirm, open_operator_key
     from signerd.services import genesis as G
 
     doc, digest = G.read_request(request_path)
@@ -271,21 +268,38 @@ def sign_genesis(request_path: Path, *, operator_id: str, key: str, out: Path | 
         raise SignerError(f"{target} already exists; refusing to overwrite it")
     try:
         can_confirm(assume_yes=yes)  # without a terminal, refuse before asking for a passphrase
-        private = load_operator_key(key, passphrase_file)
+        signer = open_operator_key(key, passphrase_file, module=pkcs11_module,
+                                   configured_module=lambda: None)
     except CliError as e:
         raise SignerError(str(e)) from None
-    if AU.key_digest(public_pem(private).decode()) != AU.key_digest(mine["public_key_pem"]):
+    try:
+        return _sign_genesis_with(signer, doc, digest, mine, operator_id, key, target, yes)
+    finally:
+        signer.close()
+
+
+def _sign_genesis_with(signer: Any, doc: dict[str, Any], digest: bytes, mine: dict[str, Any],
+                       operator_id: str, key: str, target: Path, yes: bool) -> Path:
+    import json
+
+    from signerd.cli.errors import CliError
+    from signerd.cli.inputs import confirm
+    from signerd.core.approval import genesis_statement, statement_digest
+    from signerd.core.operator_keys import fingerprint, load_public_pem, spki_digest
+    from signerd.services import genesis as G
+
+    listed = load_public_pem(mine["public_key_pem"].encode())
+    if spki_digest(signer.public_key) != spki_digest(listed):
         raise SignerError(
             f"{key} is not operator {operator_id}'s key in this genesis (it lists key "
-            f"{fingerprint(load_public_pem(mine['public_key_pem'].encode()))}, this is "
-            f"{fingerprint(private.public_key())})")
+            f"{fingerprint(listed)}, this is {fingerprint(signer.public_key)})")
     sys.stdout.write(G.render_genesis(doc, digest, operator_id))
     sys.stdout.flush()
     try:
         confirm(f"Approve this genesis as {operator_id}?", assume_yes=yes)
     except CliError as e:
         raise SignerError(str(e)) from None
-    signature = sign_statement(private, genesis_statement(doc))
+    signature = signer.sign_digest(statement_digest(genesis_statement(doc)))
     approval = {"format": G.APPROVAL_FORMAT, "operator_id": operator_id, "digest": digest.hex(),
                 "signature": signature.hex()}
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -427,7 +441,12 @@ def main(argv: list[str] | None = None) -> int:
                              "operator key (on your own machine)")
     p_sign.add_argument("request", type=Path, help="the genesis request init --production wrote")
     p_sign.add_argument("--operator", required=True, metavar="ID", help="your operator id")
-    p_sign.add_argument("--key", required=True, metavar="FILE", help="your operator private key")
+    p_sign.add_argument("--key", required=True, metavar="FILE|URI",
+                        help="your operator private key file, or its PKCS#11 URI on your "
+                             "token ('pkcs11:token=LABEL;object=LABEL', PIN asked or from "
+                             "'?pin-source=file:PATH')")
+    p_sign.add_argument("--pkcs11-module", metavar="FILE",
+                        help="the token's PKCS#11 module (else the URI's module-path)")
     p_sign.add_argument("--passphrase-file", metavar="FILE",
                         help="the key's passphrase (else asked on the terminal)")
     p_sign.add_argument("--out", type=Path, metavar="FILE",
@@ -456,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "genesis" and args.genesis_cmd == "sign":
             path = sign_genesis(args.request, operator_id=args.operator, key=args.key,
                                 out=args.out, passphrase_file=args.passphrase_file,
-                                yes=args.yes)
+                                yes=args.yes, pkcs11_module=args.pkcs11_module)
             print(f"approval written: {path} (give it to whoever seals the genesis)")
             return 0
         if args.cmd == "genesis":

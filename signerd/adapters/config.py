@@ -68,6 +68,9 @@ class Config:
     testing: dict[str, Any] = field(default_factory=dict)
     genesis: bytes = b""  # the pinned genesis digest ([governance] genesis)
     audit: AuditConfig = AuditConfig()
+    # [signerctl] pkcs11_module: the PKCS#11 module of operators' tokens (signerctl only; the
+    # daemon's HSM is [hsm] module)
+    operator_pkcs11_module: Path | None = None
 
     @property
     def base(self) -> Path:
@@ -168,7 +171,7 @@ def load(path: str | Path) -> Config:
     base = p.parent
     _take(doc, "top level", {"instance_id", "server", "hsm", "store", "metrics", "policies",
                              "principals", "limits", "log", "testing", "governance",
-                             "audit"})
+                             "audit", "signerctl"})
     instance_id = doc.get("instance_id")
     if not isinstance(instance_id, str) or not instance_id:
         raise ConfigError("config: instance_id must be set")
@@ -248,6 +251,8 @@ def load(path: str | Path) -> Config:
     if audit.checkpoint_seconds < 0 or audit.checkpoint_events < 1:
         raise ConfigError("config: [audit] checkpoint_seconds must be >= 0 and "
                           "checkpoint_events >= 1")
+    ctl = doc.get("signerctl", {})
+    _take(ctl, "signerctl", {"pkcs11_module"})
     return Config(
         path=p,
         instance_id=instance_id,
@@ -263,6 +268,8 @@ def load(path: str | Path) -> Config:
         testing=dict(doc.get("testing", {})),
         genesis=bytes.fromhex(genesis),
         audit=audit,
+        operator_pkcs11_module=(_path(base, ctl["pkcs11_module"], "signerctl.pkcs11_module")
+                                if "pkcs11_module" in ctl else None),
     )
 
 

@@ -1,4 +1,4 @@
-"""Operator private key files: PKCS#8 PEM, encrypted when a passphrase is given, created
+"""Operator private key files (Ed25519 or P-256): PKCS#8 PEM, encrypted when a passphrase is given, created
 owner-only (0600) and never overwritten; a private key file that group or others may access is
 refused, as ssh does. The public key beside it is SubjectPublicKeyInfo PEM.
 """
@@ -8,6 +8,7 @@ import os
 import stat
 
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     BestAvailableEncryption,
@@ -18,13 +19,15 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from signerd.core import operator_keys
 from signerd.core.errors import AlreadyExists, InvalidKey
-from signerd.core.operator_keys import MAX_KEY_FILE, public_pem
+from signerd.core.operator_keys import (MAX_KEY_FILE, TYPES_TEXT, PrivateKey, PublicKey,
+                                        private_key_type, public_pem)
 
 StrPath = str | os.PathLike[str]
 
 
-def write_keypair(private_key: Ed25519PrivateKey, key_path: StrPath, pub_path: StrPath,
+def write_keypair(private_key: PrivateKey, key_path: StrPath, pub_path: StrPath,
                   passphrase: bytes | None = None) -> None:
     """Write the private key (0600) and public key (0644); refuse to overwrite either file."""
     if passphrase is not None and not passphrase:
@@ -43,7 +46,35 @@ def write_keypair(private_key: Ed25519PrivateKey, key_path: StrPath, pub_path: S
         raise
 
 
-def load_private(path: StrPath, passphrase: bytes | None = None) -> Ed25519PrivateKey:
+def write_public(pub_path: StrPath, pem: bytes) -> None:
+    """Write a public key file (0644) for registration; refuse to overwrite one."""
+    if os.path.lexists(pub_path):
+        raise AlreadyExists(f"refusing to overwrite {os.fspath(pub_path)}")
+    _create(pub_path, pem, 0o644)
+
+
+class FileKey:
+    """An operator's private key read from a file, with what signerctl needs of any operator
+    key (``signerd.adapters.operator_token.TokenKey`` is the same for a key on a token)."""
+
+    def __init__(self, path: StrPath, key: PrivateKey):
+        self._key = key
+        self.path = os.fspath(path)
+        self.public_key: PublicKey = key.public_key()
+        self.key_type = private_key_type(key)
+
+    @property
+    def where(self) -> str:
+        return f"key file {self.path}"
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        return operator_keys.sign(self._key, digest)
+
+    def close(self) -> None:
+        pass
+
+
+def load_private(path: StrPath, passphrase: bytes | None = None) -> PrivateKey:
     """Read an operator's private key; InvalidKey names the file and the problem."""
     name = os.fspath(path)
     try:
@@ -75,9 +106,13 @@ def load_private(path: StrPath, passphrase: bytes | None = None) -> Ed25519Priva
             raise InvalidKey(f"wrong passphrase for key file {name}") from None
         raise InvalidKey(f"key file {name} is not a PEM private key") from None
     except UnsupportedAlgorithm:
-        raise InvalidKey(f"key file {name}: operator keys must be Ed25519") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise InvalidKey(f"key file {name}: operator keys must be Ed25519")
+        raise InvalidKey(f"key file {name}: operator keys must be {TYPES_TEXT}") from None
+    if not isinstance(key, (Ed25519PrivateKey, ec.EllipticCurvePrivateKey)):
+        raise InvalidKey(f"key file {name}: operator keys must be {TYPES_TEXT}")
+    try:
+        private_key_type(key)  # P-256 of the curves
+    except InvalidKey:
+        raise InvalidKey(f"key file {name}: operator keys must be {TYPES_TEXT}") from None
     return key
 
 

@@ -114,7 +114,8 @@ def token_pb(t: Token) -> pb.Token:
 def operator_pb(o: Any) -> pb.Operator:
     return pb.Operator(id=o.id, roles=list(o.roles), public_key_pem=o.public_key_pem,
                        status=o.status.value, fingerprint=o.fingerprint,
-                       created_at_unix=int(o.created_at))
+                       created_at_unix=int(o.created_at), key_type=o.key_type,
+                       token_held=o.token_held)
 
 
 def policy_pb(p: Any) -> pb.PolicyVersion:

@@ -549,7 +549,7 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
         def RegisterOperator(self, req: pb.RegisterOperatorRequest, ctx: Any, caller: Caller
                              ) -> pb.Proposal:
             return C.proposal_pb(admin.register_operator(caller.name, req.id, list(req.roles),
-                                                         req.public_key_pem))
+                                                         req.public_key_pem, req.token_held))
 
         @gate.unary("Admin/RevokeOperator")
         def RevokeOperator(self, req: pb.RevokeOperatorRequest, ctx: Any, caller: Caller

@@ -93,6 +93,7 @@ LIMITS: dict[str, int | str] = {
     "RegisterOperatorRequest.roles": ROLES,
     "RegisterOperatorRequest.roles[]": NAME,
     "RegisterOperatorRequest.public_key_pem": PEM,
+    "RegisterOperatorRequest.token_held": TEXT,
     "RevokeOperatorRequest.id": ID,
     "RevokeOperatorRequest.reason": TEXT,
     "SetOperatorRolesRequest.id": ID,

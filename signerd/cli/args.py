@@ -98,13 +98,19 @@ def decision_commands(parent: Commands, what: str, func: Handler) -> list[Parser
     for name in ("approve", "reject"):
         sp = command(parent, name, func, f"{name} a {what} with your operator key", "platform")
         sp.add_argument("id", help=f"the {what}'s id")
-        sp.add_argument("--key", required=True, metavar="FILE",
-                        help="your operator private key, the Ed25519 .key file (not the .pub "
-                             "beside it, not a TLS key); the operator is the file's name "
-                             "unless --as names one")
+        sp.add_argument("--key", required=True, metavar="FILE|URI",
+                        help="your operator private key: the .key file (not the .pub beside "
+                             "it, not a TLS key), or a key on a token or smartcard named by a "
+                             "PKCS#11 URI, 'pkcs11:token=LABEL;object=LABEL' (PIN asked on "
+                             "the terminal, or read from the file of "
+                             "'?pin-source=file:PATH'); the operator is the file's name (the "
+                             "URI's object) unless --as names one")
         sp.add_argument("--passphrase-file", metavar="FILE",
-                        help="the key's passphrase (asked on the terminal when the key is "
-                             "encrypted and this is not given)")
+                        help="the key file's passphrase (asked on the terminal when the key "
+                             "is encrypted and this is not given)")
+        sp.add_argument("--pkcs11-module", metavar="FILE",
+                        help="the PKCS#11 module of the token in --key (default: the URI's "
+                             "module-path, else the config's [signerctl] pkcs11_module)")
         sp.add_argument("--reason", required=name == "reject", default="", metavar="TEXT",
                         help="why (required to reject)" if name == "reject"
                         else "a note kept with the decision")

@@ -123,7 +123,8 @@ def cmd_decide(ctx: Context) -> Output:
     v = _doc(ctx.call(_stub(ctx).DecideAttestation, pb.DecideAttestationRequest(
         attestation_id=a.id, operator_id=ctx.principal,
         decision=pb.Decision.Value(decision.value),
-        signature=approval.sign_statement(key, statement), reason=a.reason or "",
+        signature=key.sign_digest(approval.statement_digest(statement)),
+        reason=a.reason or "",
         statement_sha256=approval.statement_digest(statement))))
     verb = "approved" if decision is Decision.APPROVE else "rejected"
     return Output(v, lambda: f"{verb} as {ctx.principal}; attestation {safe(v['id'])}: "

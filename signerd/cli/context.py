@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import urllib.parse
 from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
@@ -59,6 +60,11 @@ class Context:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self._channel: grpc.Channel | None = None
+        self._closers: list[Callable[[], None]] = []
+
+    def on_close(self, close: Callable[[], None]) -> None:
+        """Run ``close`` when the command ends (an operator's token session, say)."""
+        self._closers.append(close)
 
     @cached_property
     def config(self) -> Config | None:
@@ -69,6 +75,16 @@ class Context:
                 return None
             path = str(DEFAULT_CONFIG)
         return config_mod.load(path)
+
+    def operator_pkcs11_module(self) -> str | None:
+        """The config's [signerctl] pkcs11_module, when a config is named or in its default
+        place (keygen and approvals with a token key need no config otherwise)."""
+        a = self.args
+        if not (a.config or os.environ.get("SIGNERD_CONFIG") or DEFAULT_CONFIG.exists()):
+            return None
+        cfg = self.config
+        module = cfg.operator_pkcs11_module if cfg is not None else None
+        return str(module) if module is not None else None
 
     @property
     def principal(self) -> str:
@@ -135,6 +151,8 @@ class Context:
         return self._channel
 
     def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
         if self._channel is not None:
             self._channel.close()
 
@@ -169,13 +187,24 @@ class Context:
 
 
 def operator_principal(ctx: Context) -> None:
-    """The operator who decides: --as, else the stem of the key file's name."""
+    """The operator who decides: --as, else the stem of the key file's name (a key on a token:
+    its object label, when that is an operator id)."""
     if ctx.args.as_principal is None:
-        stem = Path(ctx.args.key).stem
-        if not is_valid_principal(stem):
-            raise CliError(f"cannot tell the operator id from key file {ctx.args.key}; pass "
-                           "--as ID")
-        ctx.args.default_principal = stem
+        key = ctx.args.key
+        if key.startswith("pkcs11:"):
+            label = next((urllib.parse.unquote(p.partition("=")[2]) for p in
+                          key[len("pkcs11:"):].split("?", 1)[0].split(";")
+                          if p.startswith("object=")), "")
+            if not is_valid_principal(label) or label in SERVICE_PRINCIPALS:
+                raise CliError("cannot tell the operator id from the key's URI (its object= is "
+                               "not an operator id); pass --as ID")
+            ctx.args.default_principal = label
+        else:
+            stem = Path(key).stem
+            if not is_valid_principal(stem):
+                raise CliError(f"cannot tell the operator id from key file {key}; pass "
+                               "--as ID")
+            ctx.args.default_principal = stem
     if not ctx.is_operator:
         raise CliError(f"--as {ctx.principal}: approvals are made by operators, "
                        "pass --as OPERATOR_ID")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
-from signerd.adapters import key_files
+from signerd.adapters import key_files, operator_token
 from signerd.core import operator_keys
+from signerd.core.operator_keys import Signer
 from signerd.cli.errors import CliError
 
 MAX_INPUT_FILE = 64 * 1024 * 1024
@@ -63,6 +64,26 @@ def confirm(question: str, *, assume_yes: bool, stdin: TextIO | None = None,
     answer = stdin.readline()
     if answer.strip().lower() not in ("y", "yes"):
         raise CliError("not confirmed; nothing was signed")
+
+
+def open_operator_key(key: str, passphrase_file: str | None, *, module: str | None,
+                      configured_module: Callable[[], str | None],
+                      stdin: TextIO | None = None) -> Signer:
+    """The operator's key named by ``--key``: a ``pkcs11:`` URI (a key on a token, logged in
+    once; the module from ``module``, the URI's module-path or ``configured_module()``, the
+    config's [signerctl] pkcs11_module) or a private key file."""
+    if operator_token.is_uri(key):
+        if passphrase_file:
+            raise CliError("--passphrase-file is for a key file; a token's PIN comes from "
+                           "pin-source=file:PATH in the URI or is asked on the terminal")
+        uri = operator_token.parse_key_uri(key)
+        configured = None if (module or uri.module_path) else configured_module()
+        path = operator_token.module_for(uri, module, configured)
+        return operator_token.open_key(uri, path,
+                                       pin_for=lambda p: operator_token.ask_pin(p, stdin))
+    if module:
+        raise CliError("--pkcs11-module goes with a pkcs11: URI in --key, not a key file")
+    return key_files.FileKey(key, load_operator_key(key, passphrase_file, stdin))
 
 
 def load_operator_key(path: str, passphrase_file: str | None,

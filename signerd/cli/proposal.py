@@ -52,7 +52,7 @@ def cmd_proposal_decide(ctx: Context) -> Output:
     p = proposal_json(ctx.call(ctx.governance().DecideProposal, pb.DecideProposalRequest(
         proposal_id=a.id, operator_id=ctx.principal,
         decision=pb.Decision.Value(decision.value),
-        signature=approval.sign_statement(key, statement), reason=a.reason or "",
+        signature=key.sign_digest(approval.statement_digest(statement)), reason=a.reason or "",
         statement_sha256=approval.statement_digest(statement))))
     verb = "approved" if decision is Decision.APPROVE else "rejected"
     return Output(p, lambda: f"{verb} as {ctx.principal}; proposal {safe(p['id'])}: {p['state']}"

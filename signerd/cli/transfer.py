@@ -127,7 +127,7 @@ def cmd_transfer_decide(ctx: Context) -> Output:
         raise CliError(f"{e}; refusing to sign") from None
     shown = approval.render(rebuilt.context, rebuilt.movement, decision)
     confirm_shown(ctx, shown, decision)
-    signature = approval.sign_statement(key, rebuilt.statement)
+    signature = key.sign_digest(approval.statement_digest(rebuilt.statement))
     t = transfer_json(ctx.call(ctx.approval().SubmitApproval, pb.SubmitApprovalRequest(
         transfer_id=a.id, operator_id=ctx.principal,
         decision=pb.Decision.Value(decision.value), signature=signature,

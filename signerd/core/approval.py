@@ -48,8 +48,10 @@ An output's ``wallet_id`` and ``category`` name the destination when it is one o
 signerd's wallets (empty otherwise); its ``destination_class`` is ``own_wallet`` only when that
 wallet has the source's category and no outside keys that could spend without signerd's.
 
-The operator signs SHA-256 of the statement with Ed25519. ``Movement.details`` is not bound:
-it is free-form decoration, not decoded value.
+The operator signs SHA-256 of the statement with their key: Ed25519 (the digest as message) or
+P-256 (ECDSA whose hashed message is the digest, canonical DER); the algorithm is the type of the
+key the ledger holds for the operator (``signerd.core.operator_keys``). ``Movement.details`` is
+not bound: it is free-form decoration, not decoded value.
 """
 from __future__ import annotations
 
@@ -61,15 +63,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from signerd.core import canonical
 from signerd.core.errors import InvalidApproval, InvalidArgument, InvalidKey
 from signerd.core.errors import echo
 from signerd.core.legal_basis import parts as legal_basis_parts
 from signerd.core.model import Chain, Decision, Movement, Output, Token
-from signerd.core.operator_keys import load_public_pem
+from signerd.core import operator_keys
+from signerd.core.operator_keys import PrivateKey, load_public_pem
 from signerd.core.policy import CATEGORY_CHANGES, Vote
 from signerd.core.tokens import format_amount as token_amount
 from signerd.core.tokens import lookup as lookup_token
@@ -77,7 +77,6 @@ from signerd.core.tokens import lookup as lookup_token
 DOMAIN_TAG = b"signerd-approval/v1"
 PROPOSAL_TAG = b"signerd-proposal/v1"
 GENESIS_TAG = b"signerd-genesis/v1"
-SIGNATURE_SIZE = 64
 MAX_EXPIRES_AT = 253402300799  # 9999-12-31T23:59:59Z
 # The states a replaced transfer can be in when its replacement is submitted ("" for a
 # transfer stored before the state was recorded).
@@ -213,27 +212,28 @@ def statement_digest(statement: bytes) -> bytes:
     return hashlib.sha256(statement).digest()
 
 
-def sign_statement(private_key: Ed25519PrivateKey, statement: bytes) -> bytes:
-    """The operator's Ed25519 signature over SHA-256 of the statement (what signerctl does)."""
-    return private_key.sign(statement_digest(statement))
+def sign_statement(private_key: PrivateKey, statement: bytes) -> bytes:
+    """The operator's signature over SHA-256 of the statement with a key in a file (what
+    signerctl does; a key on a token signs through ``signerd.adapters.operator_token``)."""
+    return operator_keys.sign(private_key, statement_digest(statement))
 
 
 def verify_statement(public_key_pem: bytes, statement: bytes, signature: bytes, *,
                      operator_id: str = "") -> None:
-    """Raise InvalidApproval unless ``signature`` is the key's signature over this statement.
+    """Raise InvalidApproval unless ``signature`` is the key's signature over this statement,
+    in the form of the key's type (``operator_keys.signature_problem``).
 
-    A registered key that is not an Ed25519 public key raises InvalidKey.
+    A registered key that is not an operator key (Ed25519 or P-256) raises InvalidKey.
     """
     key = load_public_pem(public_key_pem)
     who = f" for operator {operator_id}" if operator_id else ""
-    if not isinstance(signature, bytes) or len(signature) != SIGNATURE_SIZE:
-        size = len(signature) if isinstance(signature, bytes) else type(signature).__name__
-        raise InvalidApproval(f"signature{who} must be {SIGNATURE_SIZE} bytes (Ed25519), "
-                              f"got {size}")
-    try:
-        key.verify(signature, statement_digest(statement))
-    except InvalidSignature:
-        raise InvalidApproval(f"signature does not verify{who}") from None
+    if not isinstance(signature, bytes):
+        raise InvalidApproval(f"signature{who} must be bytes, got {type(signature).__name__}")
+    problem = operator_keys.signature_problem(key, signature)
+    if problem:
+        raise InvalidApproval(f"signature{who} {problem}")
+    if not operator_keys.verify(key, statement_digest(statement), signature):
+        raise InvalidApproval(f"signature does not verify{who}")
 
 
 def verify_decision(public_key_pem: bytes, statement: bytes, signature: bytes, *,
@@ -268,13 +268,7 @@ def _valid(public_key_pem: bytes, digest: bytes, signature: bytes) -> bool:
         key = load_public_pem(public_key_pem)
     except InvalidKey:
         return False
-    if len(signature) != SIGNATURE_SIZE:
-        return False
-    try:
-        key.verify(signature, digest)
-    except InvalidSignature:
-        return False
-    return True
+    return operator_keys.verify(key, digest, signature)
 
 
 def signature_valid(public_key_pem: bytes, statement: bytes, signature: bytes) -> bool:

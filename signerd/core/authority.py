@@ -48,7 +48,7 @@ from .errors import (AuthorityViolation, FailedPrecondition, InvalidArgument, In
                      InvalidPolicy, PermissionDenied, PolicyDenied, SignerError)
 from .errors import echo
 from .model import Decision, OperatorStatus, Token
-from .operator_keys import fingerprint, load_public_pem
+from .operator_keys import KeyType, fingerprint, key_type, load_public_pem, spki_digest
 from .tokens import token_from_json, token_json
 from .policy import (MAX_DOCUMENT_CHARS, OperatorView, Policy, QuorumResult, Requirement, Vote,
                      _duration, _names, _no_unknown, _text, can_be_met, evaluate, merge,
@@ -103,6 +103,14 @@ _CHANGE_KEYS: dict[str, dict[str, type]] = {
     "backup.key": {"ceremony": dict},
     "backup.create": {"ceremony_id": str, "check_value": str},
 }
+# Fields a change may carry or leave out (absent in proposals made before they existed, so those
+# keep their statements and the ledgers that hold them keep folding).
+_OPTIONAL_CHANGE_KEYS: dict[str, dict[str, type]] = {
+    # The operator's declaration that their key was generated on, and stays on, a token
+    # (a description of the device); required for the roles the governance's hardware_keys names.
+    "operator.register": {"token_held": str},
+}
+MAX_DEVICE_TEXT = 200
 WALLET_KEYS = frozenset({"id", "chain", "network", "script_type", "category", "case_ref",
                          "legal_basis", "address", "descriptor", "threshold", "chain_ids",
                          "cosigners", "keys", "template", "policy_sha256", "origin", "proposal",
@@ -110,7 +118,7 @@ WALLET_KEYS = frozenset({"id", "chain", "network", "script_type", "category", "c
 _GENESIS_KEYS = frozenset({"instance_id", "created_at", "operators", "governance", "templates",
                            "audit_key"})
 _GENESIS_OPTIONAL = frozenset({"tokens"})  # absent in a genesis without initial tokens
-_GOV_KEYS = frozenset({"name", "expiry", "roles", "rule"})
+_GOV_KEYS = frozenset({"name", "expiry", "roles", "rule", "hardware_keys"})
 _GOV_RULE_KEYS = frozenset({"name", "kinds", "approvers", "roles", "group", "veto", "expiry"})
 
 
@@ -119,12 +127,9 @@ def sha256_hex(text: str) -> str:
 
 
 def key_digest(public_key_pem: str) -> str:
-    """What makes an operator key unique: SHA-256 of its SubjectPublicKeyInfo."""
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    key = load_public_pem(public_key_pem.encode())
-    return hashlib.sha256(key.public_bytes(Encoding.DER,
-                                           PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+    """What makes an operator key unique: SHA-256 of its canonical SubjectPublicKeyInfo (the
+    same for one key in any encoding: a compressed P-256 point, another PEM layout)."""
+    return spki_digest(load_public_pem(public_key_pem.encode()))
 
 
 # --------------------------------------------------------------------------- governance policy
@@ -146,6 +151,8 @@ class GovernancePolicy:
     expiry: int
     roles: frozenset[str]
     rules: tuple[GovernanceRule, ...]
+    # Roles whose operators must register a key they declare token-held (``token_held``).
+    hardware_keys: frozenset[str] = frozenset()
 
     def names(self, kind: str) -> bool:
         """Whether a rule names ``kind`` (or ``*``)."""
@@ -175,6 +182,11 @@ def parse_governance(text: str) -> GovernancePolicy:
                                             # every rule's demands at once
         approvers = 2
         roles = { admin = 2 }               # as in transfer policies: minimums, group, veto
+
+    and optionally ``hardware_keys = ["custody_officer"]``: roles whose operators must register
+    with the declaration that their key is held on a token (``token_held``); a registration, a
+    role change or a governance change that would give such a role to an operator without it is
+    refused.
     """
     if not isinstance(text, str):
         raise InvalidPolicy("governance policy must be text")
@@ -192,6 +204,11 @@ def parse_governance(text: str) -> GovernancePolicy:
     roles = frozenset(_names(doc.get("roles", []), "governance policy key 'roles'", _role))
     if not roles:
         raise InvalidPolicy("governance policy key 'roles' must list the roles operators hold")
+    hardware = frozenset(_names(doc.get("hardware_keys", []),
+                                "governance policy key 'hardware_keys'", _role))
+    if hardware - roles:
+        raise InvalidPolicy(f"governance policy key 'hardware_keys' names role "
+                            f"{echo(sorted(hardware - roles)[0])}, which is not in 'roles'")
     raw_rules = doc.get("rule")
     if not isinstance(raw_rules, list) or not raw_rules:
         raise InvalidPolicy("governance policy: needs at least one [[rule]]")
@@ -217,7 +234,7 @@ def parse_governance(text: str) -> GovernancePolicy:
         if any(r.name == rname for r in rules):
             raise InvalidPolicy(f"governance rule {echo(rname)}: name used by another rule")
         rules.append(GovernanceRule(rname, kinds, req))
-    policy = GovernancePolicy(name, expiry, roles, tuple(rules))
+    policy = GovernancePolicy(name, expiry, roles, tuple(rules), hardware)
     for kind in KINDS:
         policy.requirement_for(kind)
     return policy
@@ -240,6 +257,10 @@ class OperatorRecord:
     fingerprint: str
     status: OperatorStatus
     since: int  # the ledger entry that registered the operator
+    key_type: KeyType  # the registered key's type: the one algorithm its signatures verify by
+    # The device the operator declared their key held on, as the quorum approved it ("" for
+    # none): the operator's and the quorum's word, not the device's attestation.
+    token_held: str = ""
 
 
 @dataclass(frozen=True)
@@ -463,7 +484,9 @@ def make_genesis(*, instance_id: str, created_at: int, operators: list[dict[str,
         "instance_id": instance_id,
         "created_at": int(created_at),
         "operators": sorted(({"id": o["id"], "roles": sorted(set(o["roles"])),
-                              "public_key_pem": o["public_key_pem"]} for o in operators),
+                              "public_key_pem": o["public_key_pem"],
+                              **({"token_held": o["token_held"]} if o.get("token_held")
+                                 else {})} for o in operators),
                             key=lambda o: o["id"]),
         "governance": governance,
         "templates": dict(sorted(templates.items())),
@@ -497,10 +520,12 @@ def _genesis_state(doc: Any, head: bytes) -> AuthorityState:
     if not isinstance(doc["operators"], list) or not doc["operators"]:
         raise InvalidArgument("genesis: operators must list the initial operators")
     for o in doc["operators"]:
-        if not isinstance(o, dict) or set(o) != {"id", "roles", "public_key_pem"}:
-            raise InvalidArgument("genesis: an operator has id, roles and public_key_pem")
-        rec = _new_operator(o["id"], o["roles"], o["public_key_pem"], governance.roles, owners,
-                            operators, since=1)
+        if (not isinstance(o, dict) or not {"id", "roles", "public_key_pem"} <= set(o)
+                or not set(o) <= {"id", "roles", "public_key_pem", "token_held"}):
+            raise InvalidArgument("genesis: an operator has id, roles and public_key_pem (and "
+                                  "optionally token_held)")
+        rec = _new_operator(o["id"], o["roles"], o["public_key_pem"], governance, owners,
+                            operators, since=1, token_held=o.get("token_held"))
         operators[rec.id] = rec
         owners[key_digest(rec.public_key_pem)] = rec.id
     texts = {sha256_hex(doc["governance"]): doc["governance"]}
@@ -540,27 +565,53 @@ def _add_token(registry: dict[tuple[int, str], Token], token: Token, where: str)
     registry[token.key] = token
 
 
-def _new_operator(op_id: Any, roles: Any, pem: Any, known_roles: frozenset[str],
+def _new_operator(op_id: Any, roles: Any, pem: Any, governance: GovernancePolicy,
                   owners: Mapping[str, str], operators: Mapping[str, OperatorRecord], *,
-                  since: int) -> OperatorRecord:
+                  since: int, token_held: Any = None) -> OperatorRecord:
     if not isinstance(op_id, str) or not OPERATOR_ID.fullmatch(op_id):
         raise InvalidArgument(f"operator_id: {echo(op_id)} is not an operator id "
                               f"({OPERATOR_ID.pattern})")
     if op_id in operators:
         raise FailedPrecondition(f"operator_id: operator {op_id} is already registered "
                                  f"({operators[op_id].status.value})")
-    role_set = _roles(roles, known_roles)
+    role_set = _roles(roles, governance.roles)
+    device = "" if token_held is None else _device(token_held)
+    _check_hardware_keys(governance, op_id, role_set, device)
     if not isinstance(pem, str):
         raise InvalidArgument("public_key_pem: must be text")
     try:
         key = load_public_pem(pem.encode())
     except InvalidKey as e:
         raise InvalidArgument(f"public_key_pem: {e.message}") from None
-    owner = owners.get(key_digest(pem))
+    owner = owners.get(spki_digest(key))
     if owner is not None:
         raise InvalidArgument(f"public_key_pem: this key is already registered to operator "
                               f"{owner}; one key serves one identity")
-    return OperatorRecord(op_id, role_set, pem, fingerprint(key), OperatorStatus.ACTIVE, since)
+    return OperatorRecord(op_id, role_set, pem, fingerprint(key), OperatorStatus.ACTIVE, since,
+                          key_type(key), device)
+
+
+def _device(value: Any) -> str:
+    """A declaration that the key is token-held: the device, 1 to MAX_DEVICE_TEXT printable
+    characters."""
+    if (not isinstance(value, str) or not value.strip() or len(value) > MAX_DEVICE_TEXT
+            or not value.isprintable()):
+        raise InvalidArgument(f"token_held: the device holding the key, 1 to {MAX_DEVICE_TEXT} "
+                              "printable characters (e.g. 'YubiKey 5 NFC serial 12345678, PIV "
+                              "slot 9c')")
+    return value
+
+
+def _check_hardware_keys(governance: GovernancePolicy, op_id: str, roles: frozenset[str],
+                         token_held: str) -> None:
+    """Refuse roles that need a token-held key for an operator who has not declared one."""
+    needs = sorted(roles & governance.hardware_keys)
+    if needs and not token_held:
+        raise FailedPrecondition(
+            f"operator {op_id}: the governance policy requires a key held on a token for role "
+            f"{needs[0]}, and this operator's registration does not declare one (register the "
+            "key made on the token with the device named: signerctl operator add ... "
+            "--token-held DEVICE)")
 
 
 def _roles(roles: Any, known: frozenset[str]) -> frozenset[str]:
@@ -635,11 +686,16 @@ def check_document(doc: Any, instance_id: str) -> dict[str, Any]:
     if not isinstance(doc["submitter"], str) or not doc["submitter"]:
         raise InvalidArgument("proposal: submitter must be named")
     change = doc["change"]
-    schema = _CHANGE_KEYS[kind]
-    if not isinstance(change, dict) or set(change) != set(schema):
+    optional = _OPTIONAL_CHANGE_KEYS.get(kind, {})
+    schema = {**_CHANGE_KEYS[kind], **optional}
+    if (not isinstance(change, dict) or not set(_CHANGE_KEYS[kind]) <= set(change)
+            or not set(change) <= set(schema)):
+        extra = f" (and optionally {', '.join(sorted(optional))})" if optional else ""
         raise InvalidArgument(f"change: a {kind} proposal has exactly the fields "
-                              f"{', '.join(sorted(schema))}")
+                              f"{', '.join(sorted(_CHANGE_KEYS[kind]))}{extra}")
     for name, typ in schema.items():
+        if name not in change:
+            continue
         value = change[name]
         if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
             raise InvalidArgument(f"change.{name}: must be {typ.__name__}")
@@ -704,8 +760,8 @@ def _apply_change(b: _Builder, doc: dict[str, Any], seq: int) -> None:
         return rec
 
     if kind == "operator.register":
-        rec = _new_operator(c["operator_id"], c["roles"], c["public_key_pem"], gov.roles,
-                            b.get("key_owners"), ops, since=seq)
+        rec = _new_operator(c["operator_id"], c["roles"], c["public_key_pem"], gov,
+                            b.get("key_owners"), ops, since=seq, token_held=c.get("token_held"))
         b.mut("operators")[rec.id] = rec
         b.mut("key_owners")[key_digest(rec.public_key_pem)] = rec.id
     elif kind == "operator.revoke":
@@ -723,6 +779,7 @@ def _apply_change(b: _Builder, doc: dict[str, Any], seq: int) -> None:
         roles = _roles(c["roles"], gov.roles)
         if roles == rec.roles:
             raise InvalidArgument(f"roles: operator {rec.id} holds these roles already")
+        _check_hardware_keys(gov, rec.id, roles, rec.token_held)
         _set_operator(b, replace(rec, roles=roles), f"changing the roles of {rec.id}")
     elif kind == "operator.reinstate":
         rec = operator(c["operator_id"])
@@ -782,6 +839,14 @@ def _apply_change(b: _Builder, doc: dict[str, Any], seq: int) -> None:
                 raise FailedPrecondition(f"document: operator {rec.id} holds roles "
                                          f"{', '.join(sorted(rec.roles - new.roles))} that the "
                                          "new governance policy drops; change their roles first")
+            if rec.status is not OperatorStatus.REVOKED:
+                try:
+                    _check_hardware_keys(new, rec.id, rec.roles, rec.token_held)
+                except FailedPrecondition as e:
+                    raise FailedPrecondition(
+                        f"document: {e.message}; register a token-held key for them (under "
+                        "another id) and revoke this one, or change their roles, first"
+                    ) from None
         _check_governance_can_act(new, ops.values(), "the new governance policy")
         sha = sha256_hex(c["document"])
         if sha == b.get("governance_sha256"):
@@ -1125,7 +1190,8 @@ def summary(doc: Mapping[str, Any]) -> str:
     kind, c = doc["kind"], doc["change"]
     s = safe_text
     if kind == "operator.register":
-        return f"register operator {s(c['operator_id'])} as {', '.join(map(s, c['roles']))}"
+        return (f"register operator {s(c['operator_id'])} as {', '.join(map(s, c['roles']))}"
+                + (" (key held on a token)" if c.get("token_held") else ""))
     if kind == "operator.revoke":
         return f"revoke operator {s(c['operator_id'])}"
     if kind == "operator.roles":
@@ -1194,9 +1260,15 @@ def render_proposal(doc: Mapping[str, Any], decision: Decision, *,
         lines.append("public key:")
         lines += ["  " + s(line) for line in c["public_key_pem"].strip().splitlines()]
         try:
-            lines.append(f"fingerprint:     {fingerprint(load_public_pem(c['public_key_pem'].encode()))}")
+            key = load_public_pem(c["public_key_pem"].encode())
+            lines.append(f"key type:        {key_type(key).label}")
+            lines.append(f"fingerprint:     {fingerprint(key)}")
         except InvalidKey:
             lines.append("fingerprint:     (not a valid key)")
+        device = c.get("token_held")
+        lines.append(f"key held on:     {s(device)} (declared by the operator, confirmed by "
+                     "this approval; not attested by the device)" if device else
+                     "key held on:     not declared (a file, or a token nobody vouched for)")
     elif kind in ("operator.revoke", "operator.reinstate"):
         lines.append(f"reason:          {s(c['reason']) or '(none)'}")
     elif kind in ("wallet.policy", "template.set", "governance.set"):

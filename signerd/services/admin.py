@@ -35,6 +35,8 @@ class OperatorInfo:
     status: OperatorStatus
     fingerprint: str
     created_at: float
+    key_type: str
+    token_held: str
 
 
 @dataclass(frozen=True)
@@ -63,16 +65,21 @@ class AdminService:
         return self.app.proposals.propose(actor, kind, change)  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- operators
-    def register_operator(self, actor: str, op_id: str, roles: list[str], pem: bytes
-                          ) -> ProposalView:
+    def register_operator(self, actor: str, op_id: str, roles: list[str], pem: bytes,
+                          token_held: str = "") -> ProposalView:
+        """Propose the operator; ``token_held`` names the device the operator declares the key
+        held on (the change carries it only when given, as registrations before it)."""
         if op_id in self.app.config.principals:
             raise InvalidArgument(f"id: {op_id} is a service principal, not an operator")
         try:
             text = pem.decode("ascii")
         except UnicodeDecodeError:
             raise InvalidArgument("public_key_pem: not a PEM public key (not ASCII)") from None
-        return self._propose(actor, "operator.register", {
-            "operator_id": op_id, "roles": sorted(set(roles)), "public_key_pem": text})
+        change: dict[str, object] = {"operator_id": op_id, "roles": sorted(set(roles)),
+                                     "public_key_pem": text}
+        if token_held:
+            change["token_held"] = token_held
+        return self._propose(actor, "operator.register", change)
 
     def revoke_operator(self, actor: str, op_id: str, reason: str = "") -> ProposalView:
         A.check_reason(reason)
@@ -117,7 +124,8 @@ class AdminService:
 
     def _info(self, tx: Tx, rec: AU.OperatorRecord) -> OperatorInfo:
         return OperatorInfo(rec.id, tuple(sorted(rec.roles)), rec.public_key_pem.encode(),
-                            rec.status, rec.fingerprint, tx.operator_created_at(rec.id))
+                            rec.status, rec.fingerprint, tx.operator_created_at(rec.id),
+                            rec.key_type.value, rec.token_held)
 
     def list_operators(self) -> list[OperatorInfo]:
         """The operators the authority ledger proves (not the store's copy)."""

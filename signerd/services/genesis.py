@@ -75,7 +75,8 @@ def commit_genesis(entry: Any, store_url: str, keystore: Any) -> bytes:
 
 
 def _read_operator_key(path: Path, op_id: str) -> str:
-    """An initial operator's Ed25519 public key (PEM) from ``path``; a private key is refused."""
+    """An initial operator's public key (PEM, Ed25519 or P-256) from ``path``; a private key is
+    refused."""
     try:
         data = path.read_bytes()[:MAX_KEY_FILE + 1]
     except OSError as e:
@@ -105,7 +106,9 @@ def parse_operator_spec(spec: str, base: Path = Path(".")) -> dict[str, Any]:
 
 def read_operators_file(path: Path) -> list[dict[str, Any]]:
     """The initial operators listed in a TOML file, one ``[[operator]]`` table each with ``id``,
-    ``roles`` and ``public_key`` (a PEM file, relative to this file)."""
+    ``roles`` and ``public_key`` (a PEM file, relative to this file), and optionally
+    ``token_held`` (the device the operator declares the key held on: the governance policy's
+    hardware_keys roles need it)."""
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
@@ -118,14 +121,17 @@ def read_operators_file(path: Path) -> list[dict[str, Any]]:
                           "public_key) and nothing else")
     out = []
     for i, item in enumerate(items, 1):
-        if not isinstance(item, dict) or set(item) != {"id", "roles", "public_key"} or \
+        if not isinstance(item, dict) or not {"id", "roles", "public_key"} <= set(item) or \
+                not set(item) <= {"id", "roles", "public_key", "token_held"} or \
                 not isinstance(item["id"], str) or not isinstance(item["public_key"], str) or \
-                not isinstance(item["roles"], list):
+                not isinstance(item["roles"], list) or \
+                not isinstance(item.get("token_held", ""), str):
             raise SignerError(f"--operators {path}: operator #{i} needs exactly id, roles (a "
-                              "list) and public_key (a file)")
+                              "list) and public_key (a file), and optionally token_held (text)")
         out.append({"id": item["id"], "roles": item["roles"],
                     "public_key_pem": _read_operator_key(path.parent / item["public_key"],
-                                                         item["id"])})
+                                                         item["id"]),
+                    **({"token_held": item["token_held"]} if "token_held" in item else {})})
     return out
 
 
@@ -333,6 +339,9 @@ def render_genesis(doc: dict[str, Any], digest: bytes, you: str = "") -> str:
         fp = fingerprint(load_public_pem(o["public_key_pem"].encode()))
         mark = "   <- you" if o["id"] == you else ""
         lines.append(f"    {o['id']:<16} key {fp}  roles {', '.join(o['roles'])}{mark}")
+        if o.get("token_held"):
+            lines.append(f"    {'':<16} key held on {AU.safe_text(o['token_held'])} (declared, "
+                         "not attested by the device)")
     lines.append("  templates")
     for name, text in doc["templates"].items():
         lines.append(f"    {name:<24} sha256 {AU.sha256_hex(text)}")

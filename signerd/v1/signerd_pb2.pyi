@@ -470,30 +470,36 @@ class SubmitApprovalRequest(_message.Message):
     def __init__(self, transfer_id: _Optional[str] = ..., operator_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., signature: _Optional[bytes] = ..., reason: _Optional[str] = ..., statement_sha256: _Optional[bytes] = ...) -> None: ...
 
 class Operator(_message.Message):
-    __slots__ = ("id", "roles", "public_key_pem", "status", "fingerprint", "created_at_unix")
+    __slots__ = ("id", "roles", "public_key_pem", "status", "fingerprint", "created_at_unix", "key_type", "token_held")
     ID_FIELD_NUMBER: _ClassVar[int]
     ROLES_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    KEY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_HELD_FIELD_NUMBER: _ClassVar[int]
     id: str
     roles: _containers.RepeatedScalarFieldContainer[str]
     public_key_pem: bytes
     status: str
     fingerprint: str
     created_at_unix: int
-    def __init__(self, id: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., public_key_pem: _Optional[bytes] = ..., status: _Optional[str] = ..., fingerprint: _Optional[str] = ..., created_at_unix: _Optional[int] = ...) -> None: ...
+    key_type: str
+    token_held: str
+    def __init__(self, id: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., public_key_pem: _Optional[bytes] = ..., status: _Optional[str] = ..., fingerprint: _Optional[str] = ..., created_at_unix: _Optional[int] = ..., key_type: _Optional[str] = ..., token_held: _Optional[str] = ...) -> None: ...
 
 class RegisterOperatorRequest(_message.Message):
-    __slots__ = ("id", "roles", "public_key_pem")
+    __slots__ = ("id", "roles", "public_key_pem", "token_held")
     ID_FIELD_NUMBER: _ClassVar[int]
     ROLES_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_HELD_FIELD_NUMBER: _ClassVar[int]
     id: str
     roles: _containers.RepeatedScalarFieldContainer[str]
     public_key_pem: bytes
-    def __init__(self, id: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., public_key_pem: _Optional[bytes] = ...) -> None: ...
+    token_held: str
+    def __init__(self, id: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., public_key_pem: _Optional[bytes] = ..., token_held: _Optional[str] = ...) -> None: ...
 
 class RevokeOperatorRequest(_message.Message):
     __slots__ = ("id", "reason")

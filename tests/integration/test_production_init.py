@@ -488,3 +488,69 @@ def test_genesis_seal_refuses_forged_foreign_and_repeated_approvals(
     assert seal(*approvals) == (f"signerd: {request_file} is for instance custody-prod-1; "
                                 f"{lay.config} says another")
     assert not (lay.state / "signerd.db").exists()
+
+
+# ---------------------------------------------------------------- an initial operator's card
+
+
+def test_an_initial_operator_signs_the_genesis_with_a_key_on_a_card(layout: Layout) -> None:
+    """bob's P-256 key is made on a card of his own (a SoftHSM token apart from the daemon's,
+    with its own PIN) and declared token-held, as a governance policy that requires hardware
+    keys of custody officers demands (without the declaration the genesis is refused); bob
+    signs the genesis with the card, every signer is shown the declaration, and the genesis
+    seals."""
+    lay = layout
+    card = lay.root / "bob-card"
+    (card / "tokens").mkdir(parents=True)
+    (card / "softhsm2.conf").write_text(f"directories.tokendir = {card / 'tokens'}\n")
+    env = dict(lay.env, SOFTHSM2_CONF=str(card / "softhsm2.conf"))
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "bob-card", "--pin",
+                    "808080", "--so-pin", "80808080"], env=env, check=True,
+                   capture_output=True, timeout=60)
+    pin = card / "pin"
+    pin.write_text("808080\n")
+    pin.chmod(0o600)
+    uri = f"pkcs11:token=bob-card;object=bob?pin-source=file:{pin}"
+    from signerd.daemon import find_softhsm_module
+    from tests.support.daemon import signerctl_cmd
+
+    module = find_softhsm_module()
+    (lay.ops / "bob.pub").unlink()
+    r = subprocess.run(signerctl_cmd("operator", "keygen", "--pkcs11", uri, "--type", "p256",
+                                     "--pkcs11-module", module, "--out", str(lay.ops / "bob.pub")),
+                       capture_output=True, text=True, timeout=60, env=env, cwd=lay.root)
+    assert r.returncode == 0, r.stderr
+    gov = lay.root / "governance.toml"
+    gov.write_text(gov.read_text().replace("roles = [", 'hardware_keys = ["custody_officer"]\n'
+                                           "roles = [", 1))
+    ops = lay.root / "operators.toml"
+    ops.write_text('[[operator]]\nid = "bob"\nroles = ["admin", "custody_officer"]\n'
+                   'public_key = "ops/bob.pub"\n')
+    bare = lay.init("--operators", str(ops), "--out", str(lay.root / "bare.json"),
+                    operators=lay.operator_args(alice="admin", carol="admin,investigator"))
+    assert bare.returncode == 2 and "requires a key held on a token for role custody_officer" \
+        in bare.stderr, bare.stderr
+    ops.write_text(ops.read_text() + 'token_held = "bob-card (SoftHSM, stands in for a PIV '
+                                     'card)"\n')
+    r = lay.init("--operators", str(ops), operators=lay.operator_args(
+        alice="admin", carol="admin,investigator"))
+    assert r.returncode == 0, r.stderr
+    request = lay.root / "genesis.json"
+    (bob,) = (o for o in json.loads(request.read_text())["genesis"]["operators"]
+              if o["id"] == "bob")
+    assert bob["token_held"] == "bob-card (SoftHSM, stands in for a PIV card)"
+    approvals = []
+    for op in ("alice", "carol"):
+        r = lay.signerd("genesis", "sign", str(request), "--operator", op, "--key",
+                        str(lay.ops / f"{op}.key"), "--yes")
+        assert r.returncode == 0, r.stderr
+        approvals.append(lay.root / f"genesis-approval-{op}.json")
+    r = subprocess.run(signerd_cmd("genesis", "sign", str(request), "--operator", "bob", "--key",
+                                   uri, "--pkcs11-module", module, "--yes"),
+                       capture_output=True, text=True, timeout=60, env=env, cwd=lay.root)
+    assert r.returncode == 0, r.stderr
+    assert "key held on bob-card (SoftHSM, stands in for a PIV card) (declared" in r.stdout
+    approvals.append(lay.root / "genesis-approval-bob.json")
+    r = lay.signerd("genesis", "seal", "--config", str(lay.config), str(request),
+                    *map(str, approvals))
+    assert r.returncode == 0, r.stderr

@@ -417,12 +417,14 @@ def test_verify_rejects_a_changed_statement(key, pem):
         verify_statement(pem, statement[:-1] + b" ", signature, operator_id="cust1")
 
 
-def test_verify_refuses_non_ed25519_keys(key):
-    p256 = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+def test_verify_refuses_keys_of_other_types(key):
+    """Ed25519 and P-256 only: a secp256k1 or P-384 key is no operator key."""
     statement = build_statement(CTX, BTC, Decision.APPROVE)
-    with pytest.raises(InvalidKey, match="operator keys must be Ed25519"):
-        verify_statement(p256, statement, sign_statement(key, statement))
+    for curve in (ec.SECP256K1(), ec.SECP384R1()):
+        other = ec.generate_private_key(curve).public_key().public_bytes(
+            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        with pytest.raises(InvalidKey, match="operator keys must be Ed25519 or P-256"):
+            verify_statement(other, statement, sign_statement(key, statement))
 
 
 def test_signerctl_shows_the_wallet_of_ours_an_output_pays():

@@ -468,3 +468,138 @@ def test_token_symbols_are_unique_per_chain() -> None:
     with pytest.raises(InvalidArgument, match="symbol USDT is already the symbol"):
         AU.check_proposal(state, token_set(fake))
     AU.check_proposal(state, token_set(dict(fake, chain_id=10)))  # another chain: its own
+
+
+# ------------------------------------------------------------------------------ key types and
+# keys held on tokens
+
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature  # noqa: E402
+
+from signerd.core import operator_keys  # noqa: E402
+from signerd.core.operator_keys import P256_N, KeyType  # noqa: E402
+
+HW_GOV = GOV.replace('roles = ["investigator", "custody_officer", "admin", "judge"]',
+                     'roles = ["investigator", "custody_officer", "admin", "judge"]\n'
+                     'hardware_keys = ["custody_officer"]')
+
+
+def test_a_p256_operator_is_registered_and_its_decisions_count() -> None:
+    key = operator_keys.generate(KeyType.P256)
+    st = applied(STATE, register("cust7", ["custody_officer"], key), "admin1", "admin2")
+    rec = st.operators["cust7"]
+    assert rec.key_type is KeyType.P256 and rec.token_held == ""
+    assert STATE.operators["inv1"].key_type is KeyType.ED25519
+    doc = proposal("operator.roles", {"operator_id": "inv1", "old_roles": ["investigator"],
+                                      "roles": ["investigator", "judge"]})
+    votes = [SignedDecision("cust7", Decision.APPROVE,
+                            sign_statement(key, proposal_statement(doc, Decision.APPROVE)))]
+    q, counted, bad = AU.proposal_quorum(st, doc, approvals(doc, "admin1") + votes)
+    assert not bad and [v.operator_id for v in counted] == ["admin1", "cust7"]
+
+
+def test_one_operator_counts_once_however_many_signatures_they_made() -> None:
+    """ECDSA signatures are randomised, so one P-256 operator can make many valid signatures of
+    one decision; decisions are counted per operator, never per signature. The high-S twin of a
+    signature is no signature at all."""
+    key = operator_keys.generate(KeyType.P256)
+    st = applied(STATE, register("admin9", ["admin"], key), "admin1", "admin2")
+    doc = register("inv5", ["investigator"])
+    statement = proposal_statement(doc, Decision.APPROVE)
+    first, second = sign_statement(key, statement), sign_statement(key, statement)
+    assert first != second
+    twice = [SignedDecision("admin9", Decision.APPROVE, first),
+             SignedDecision("admin9", Decision.APPROVE, second)]
+    q, votes, bad = AU.proposal_quorum(st, doc, twice)
+    assert not bad and not q.met and q.counted == ("admin9",)
+    with pytest.raises(AuthorityViolation, match="do not meet the governance quorum"):
+        AU.advance(st, entry(st, AU.PROPOSAL, doc, twice))
+    r, s = decode_dss_signature(first)
+    high = SignedDecision("admin9", Decision.APPROVE, encode_dss_signature(r, P256_N - s))
+    with pytest.raises(AuthorityViolation, match="admin9 does not verify"):
+        AU.advance(st, entry(st, AU.PROPOSAL, doc, approvals(doc, "admin1") + [high]))
+
+
+def test_a_p256_key_in_another_encoding_is_the_same_identity() -> None:
+    """Another operator's P-256 key with its point compressed is the same key: refused by the
+    canonical SubjectPublicKeyInfo digest (one key, one identity)."""
+    import base64
+
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = operator_keys.generate(KeyType.P256)
+    st = applied(STATE, register("cust6", ["custody_officer"], key), "admin1", "admin2")
+    pub = key.public_key()
+    der = pub.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    inner = der[2:-68] + b"\x03\x22\x00" + pub.public_bytes(Encoding.X962,
+                                                            PublicFormat.CompressedPoint)
+    compressed = (b"-----BEGIN PUBLIC KEY-----\n"
+                  + base64.encodebytes(bytes([0x30, len(inner)]) + inner)
+                  + b"-----END PUBLIC KEY-----\n").decode()
+    assert compressed != st.operators["cust6"].public_key_pem
+    again = proposal("operator.register", {"operator_id": "mallory", "roles": ["admin"],
+                                           "public_key_pem": compressed})
+    with pytest.raises(InvalidArgument, match="already registered to operator cust6"):
+        AU.check_proposal(st, again)
+
+
+def hw_state(**cust1: Any) -> AU.AuthorityState:
+    """A genesis whose governance requires token-held keys of custody officers; ``cust1``'s
+    genesis entry gets the extra fields given."""
+    doc = AU.make_genesis(
+        instance_id="signerd-test", created_at=1_700_000_000,
+        operators=[{"id": op, "roles": r, "public_key_pem": public_pem(KEYS[op]).decode(),
+                    **(cust1 if op == "cust1" else {})} for op, r in ROLES.items()],
+        governance=HW_GOV, templates={"two-key": TWO_KEY}, audit_key_id="aa" * 16,
+        audit_public_key=PINNED_AUDIT)
+    return AU.start(signed_genesis(doc), AU.genesis_digest(doc))
+
+
+def test_hardware_keys_in_the_genesis() -> None:
+    with pytest.raises(FailedPrecondition, match="requires a key held on a token for role "
+                                                 "custody_officer"):
+        hw_state()
+    st = hw_state(token_held="YubiKey 5 NFC serial 1, PIV slot 9c")
+    assert st.operators["cust1"].token_held == "YubiKey 5 NFC serial 1, PIV slot 9c"
+    assert st.governance.hardware_keys == frozenset({"custody_officer"})
+    # a genesis without the declaration has the same document as before it existed
+    assert "token_held" not in DOC["operators"][0]
+
+
+def test_a_role_that_needs_a_token_held_key_is_given_only_with_the_declaration() -> None:
+    st = hw_state(token_held="card 1")
+    bare = register("cust2", ["custody_officer"], operator_keys.generate(KeyType.P256))
+    with pytest.raises(FailedPrecondition, match="does not declare one"):
+        AU.check_proposal(st, bare)
+    with pytest.raises(AuthorityViolation, match="does not apply"):
+        AU.fold(st, [entry(st, AU.PROPOSAL, bare, approvals(bare, "admin1", "admin2"))],
+                pinned=st.genesis)
+    declared = proposal("operator.register", {**bare["change"], "operator_id": "cust3",
+                                              "token_held": "SoftHSM card serial 42"})
+    st2 = applied(st, declared, "admin1", "admin2")
+    assert st2.operators["cust3"].token_held == "SoftHSM card serial 42"
+    assert "key held on a token" in AU.summary(declared)
+    shown = AU.render_proposal(declared, Decision.APPROVE)
+    assert "key type:        P-256" in shown
+    assert "key held on:     SoftHSM card serial 42 (declared by the operator" in shown
+    # an investigator registered with a file key cannot be made a custody officer later
+    st3 = applied(st2, register("inv4", ["investigator"]), "admin1", "admin2")
+    grant = proposal("operator.roles", {"operator_id": "inv4", "old_roles": ["investigator"],
+                                        "roles": ["custody_officer", "investigator"]})
+    with pytest.raises(FailedPrecondition, match="operator inv4: the governance policy "
+                                                 "requires a key held on a token"):
+        AU.check_proposal(st3, grant)
+    for bad in ("", "   ", "x" * 201, "card\nslot 9c", 7):
+        doc = proposal("operator.register", {**bare["change"], "operator_id": "cust4",
+                                             "token_held": bad})
+        with pytest.raises(InvalidArgument, match="token_held"):
+            AU.check_proposal(st, doc)
+
+
+def test_a_governance_change_cannot_require_token_keys_of_operators_without_them() -> None:
+    change = {"base_sha256": STATE.governance_sha256, "old_document": GOV,
+              "document": HW_GOV}
+    with pytest.raises(FailedPrecondition, match="operator cust1: the governance policy "
+                                                 "requires a key held on a token"):
+        AU.check_proposal(STATE, proposal("governance.set", change))
+    with pytest.raises(InvalidArgument, match="hardware_keys.*'spy'"):
+        AU.parse_governance(GOV.replace('expiry = "72h"', 'expiry = "72h"\nhardware_keys = ["spy"]'))

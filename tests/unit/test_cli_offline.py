@@ -420,7 +420,7 @@ def principal_of(context) -> str | None:
 
 
 class FakeDaemon(rpc.CustodyServicer, rpc.ApprovalServicer, rpc.AdminServicer,
-                 rpc.AuditServicer):
+                 rpc.AuditServicer, rpc.GovernanceServicer):
     """The API as an honest (or, with ``lie``, a lying) daemon would answer it."""
 
     def __init__(self, operators_dir: Path):
@@ -525,6 +525,14 @@ class FakeDaemon(rpc.CustodyServicer, rpc.ApprovalServicer, rpc.AdminServicer,
         return pb.ReportResponse(json=json.dumps(self.report or {"categories": [
             {"category": "seized", "case_ref": "C-1", "wallets": 2, "BTC": "150000"}]}))
 
+    def GetAuthority(self, request, context):
+        """The registered operators and their keys, which signerctl checks its key against
+        before it signs."""
+        self.calls.append(("GetAuthority", principal_of(context)))
+        return pb.Authority(operators=[
+            pb.Operator(id=p.stem, public_key_pem=p.read_bytes(), status="active")
+            for p in sorted(self.operators_dir.glob("*.pub"))])
+
     def ListOperators(self, request, context):
         self.calls.append(("ListOperators", principal_of(context)))
         return pb.ListOperatorsResponse(operators=[pb.Operator(id="inv1", roles=["investigator"],
@@ -543,6 +551,7 @@ def daemon(state: Path):
     rpc.add_ApprovalServicer_to_server(fake, server)
     rpc.add_AdminServicer_to_server(fake, server)
     rpc.add_AuditServicer_to_server(fake, server)
+    rpc.add_GovernanceServicer_to_server(fake, server)
     healthy = health.HealthServicer()
     healthy.set("", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(healthy, server)
@@ -563,7 +572,8 @@ def test_approve_signs_the_statement_rebuilt_here(capsys, daemon, files):
     assert DEST in out.lower()
     assert "nonce:           7" in out and "trust me" not in out
     assert "approved as inv1; transfer t_1: PENDING_APPROVAL" in out
-    assert fake.calls == [("GetStatement", "inv1"), ("SubmitApproval", "inv1")]
+    assert fake.calls == [("GetAuthority", "inv1"), ("GetStatement", "inv1"),
+                          ("SubmitApproval", "inv1")]
     (req,) = fake.approvals
     assert req.operator_id == "inv1" and req.decision == pb.APPROVE and len(req.signature) == 64
 
