@@ -390,3 +390,17 @@ def test_the_sql_check_catches_a_query(tmp_path: Path) -> None:
     (tmp_path / "signerd/adapters/store/__init__.py").write_text(
         "def g(tx):\n    return tx.execute('SELECT 1')\n")
     assert sql_outside_the_store(tmp_path) == ["signerd/services/a.py:2: tx.one(...)"]
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """pytest imports test modules by basename (the test folders are not packages): two
+    ``test_x.py`` in different folders stop the whole suite at collection."""
+    seen: dict[str, Path] = {}
+    clash = []
+    for p in sorted((ROOT / "tests").rglob("test_*.py")):
+        if "node_modules" in p.parts:
+            continue
+        if p.name in seen:
+            clash.append(f"{seen[p.name].relative_to(ROOT)} and {p.relative_to(ROOT)}")
+        seen.setdefault(p.name, p)
+    assert not clash, "test modules with the same basename:\n" + "\n".join(clash)
