@@ -14,7 +14,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from tests.support.bip322 import bip322_js, bitcointx_verify
+from tests.support.bip322 import bip322_js, bitcointx_verify, cosigner_signs
 from tests.support.cli import ctl
 from tests.support.daemon import Daemon, init_state
 
@@ -189,18 +189,6 @@ def test_the_page_renders_in_headless_chromium(env, tmp_path: Path) -> None:
 COSIGNERS = [bytes([0x31 + i]) * 32 for i in range(3)]  # two cosigners', one not in the wallet
 
 
-def _bitcointx_signs(psbt_b64: str, secret: bytes) -> str:
-    """A cosigner signs with their own tool: python-bitcointx's PSBT signer."""
-    from bitcointx import ChainParams
-    from bitcointx.core.key import CKey, KeyStore
-    from bitcointx.core.psbt import PartiallySignedTransaction
-
-    with ChainParams("bitcoin/regtest"):
-        psbt = PartiallySignedTransaction.from_base64(psbt_b64)
-        assert psbt.sign(KeyStore.from_iterable([CKey(secret)]), finalize=False).is_ready
-        return psbt.to_base64()
-
-
 def _bip143(psbt_b64: str, amount: int) -> bytes:
     """The BIP-143 digest of the PSBT's input 0 under its witness script, SIGHASH_ALL, by
     python-bitcointx."""
@@ -277,7 +265,7 @@ def test_a_multisig_with_outside_cosigners_proves_control_through_combine(env, t
             "AWAITING_COSIGNERS"
 
     signed = tmp_path / "signed.psbt"
-    signed.write_text(_bitcointx_signs(ours, COSIGNERS[1]))
+    signed.write_text(cosigner_signs(ours, COSIGNERS[1]))
     done = json.loads(ctl(d, "--json", "attest", "combine", a["id"], "--psbt",
                           str(signed)).stdout)
     assert done["state"] == "SIGNED", done
