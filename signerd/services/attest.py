@@ -261,6 +261,7 @@ class AttestService:
                 "category": category, "case_ref": case_ref, "challenge": challenge,
                 "wallets": [e["wallet_id"] for e in doc["wallets"]],
                 "document_sha256": hashlib.sha256(canonical.dumps(doc)).hexdigest()})
+            tx.emit(EV.AttestationEntered(attestation_id, PENDING, actor=actor))
             view = self.view(tx, tx.get_attestation(attestation_id))
         return view
 

@@ -6,6 +6,7 @@ in it also under eth-account, python-bitcointx and bip322-js; one changed byte f
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -279,3 +280,12 @@ def test_a_multisig_with_outside_cosigners_proves_control_through_combine(env, t
     # Nothing more is taken once signed.
     r = ctl(d, "--json", "attest", "combine", a["id"], "--psbt", str(signed), ok=False)
     assert json.loads(r.stdout)["error"]["code"] == "FAILED_PRECONDITION"
+    # Counted as the committed writes recorded them.
+    metrics = d.metrics()
+    for state in ("PENDING_APPROVAL", "APPROVED", "AWAITING_COSIGNERS", "SIGNED"):
+        m = re.search(r'^signerd_attestation_transitions_total\{state="%s"\} (\S+)$' % state,
+                      metrics, re.M)
+        assert m and float(m.group(1)) >= 1, state
+    m = re.search(r'^signerd_attestation_decisions_total\{decision="APPROVE"\} (\S+)$',
+                  metrics, re.M)
+    assert m and float(m.group(1)) >= 2
