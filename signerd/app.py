@@ -82,9 +82,9 @@ class App:
         self._audit_progress: tuple[int, int, bytes, bytes] | None = None
         self._checkpoint_lock = threading.Lock()
         self._checkpoint_retry_at = 0.0
-        # The transfers and proposals that ended (audit.ENDING_ACTIONS), as the chain this
-        # process verified proves them; and the checkpoint head up to which they were read
-        # through the index and checked against the checkpoint's signed digest.
+        # The transfers, proposals and attestations that ended (audit.ENDING_ACTIONS), as the
+        # chain this process verified proves them; and the checkpoint head up to which they
+        # were read through the index and checked against the checkpoint's signed digest.
         self._ended: set[str] = set()
         # The vetoes (audit.VETO_ACTION) the same chain proves: (wallet, transaction) -> the
         # (role, transfer) of each veto of that transaction in that wallet.
@@ -512,11 +512,11 @@ class App:
             self._anchor_ledger(last.seq, last.hash)
 
     def ended(self, object_ids: Iterable[str]) -> set[str]:
-        """Which of these transfers and proposals ended (signed, rejected, expired, cancelled,
-        failed; applied), by the audit chain verified up to its head now, whatever their rows
-        say: a store writer who deletes a veto or a cancellation and sets the row back to
-        waiting is found here. Raises AuditChainViolation when the chain does not verify. Call
-        it outside a store transaction."""
+        """Which of these transfers, proposals and attestations ended (signed, rejected,
+        expired, cancelled, failed; applied), by the audit chain verified up to its head now,
+        whatever their rows say: a store writer who deletes a veto or a cancellation and sets
+        the row back to waiting is found here. Raises AuditChainViolation when the chain does
+        not verify. Call it outside a store transaction."""
         with self._checkpoint_lock:
             while True:
                 _, done = self._checkpoint_once(None, sign=False)

@@ -106,7 +106,8 @@ class Metrics:
             "genesis through approved governance proposals (a row signerd did not write), by "
             "kind: genesis, ledger, approval, operator, wallet, policy, quorum, ended, veto, "
             "transfer (a transfer row without signerd's seal over what was submitted), "
-            "proposal.",
+            "proposal, attestation (an attestation row, or its record of cosigning, without "
+            "signerd's seal).",
             ["kind"], registry=r)
         self.proposal_events = Counter(
             "signerd_proposal_transitions_total",
@@ -116,11 +117,20 @@ class Metrics:
             "signerd_proposal_decisions_total",
             "Operator decisions on governance proposals accepted, by decision.", ["decision"],
             registry=r)
+        self.attestation_events = Counter(
+            "signerd_attestation_transitions_total",
+            "Attestations (proofs of control) that entered a state, by state: "
+            "PENDING_APPROVAL, APPROVED, AWAITING_COSIGNERS, SIGNED, REJECTED, EXPIRED, FAILED.",
+            ["state"], registry=r)
+        self.attestation_approvals = Counter(
+            "signerd_attestation_decisions_total",
+            "Operator decisions on attestations accepted, by decision.", ["decision"],
+            registry=r)
         self.authority_seq = Gauge(
             "signerd_authority_ledger_seq",
             "The last authority ledger entry this daemon verified.", registry=r)
         for kind in ("genesis", "ledger", "approval", "operator", "wallet", "policy", "quorum",
-                     "ended", "veto", "transfer", "proposal"):
+                     "ended", "veto", "transfer", "proposal", "attestation"):
             self.authority_violations.labels(kind)  # every series from 0: alerts see the first
         self.audit_violations = Counter(
             "signerd_audit_chain_violations_total",

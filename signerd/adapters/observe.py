@@ -12,20 +12,30 @@ import time
 from typing import Iterable
 
 from signerd.core import authority as AU
-from signerd.core.events import (AuthorityViolated, Decided, Event, ProposalEntered,
-                                 TransferEntered)
+from signerd.core.events import (AttestationEntered, AuthorityViolated, Decided, Event,
+                                 ProposalEntered, TransferEntered)
 from signerd.core.model import TransferState
 
 from .metrics import Metrics
 
 transfers_log = logging.getLogger("signerd.transfers")
 proposals_log = logging.getLogger("signerd.proposals")
+attestations_log = logging.getLogger("signerd.attest")
+# The states an attestation may enter (services/attest.STATES; this layer does not import
+# services): a metric label is one of these, else "unknown".
+ATTESTATION_STATES = frozenset({"PENDING_APPROVAL", "APPROVED", "AWAITING_COSIGNERS", "SIGNED",
+                                "REJECTED", "EXPIRED", "FAILED"})
 
 
 def kind_label(kind: object) -> str:
     """A proposal kind as a metric label: one of authority.KINDS, else ``unknown`` (a row's
     kind column is not signerd's until its sealed document says so)."""
     return kind if isinstance(kind, str) and kind in AU.KINDS else "unknown"
+
+
+def attestation_state_label(state: object) -> str:
+    """An attestation state as a metric label: one of ATTESTATION_STATES, else ``unknown``."""
+    return state if isinstance(state, str) and state in ATTESTATION_STATES else "unknown"
 
 
 def report(metrics: Metrics, events: Iterable[Event], now: float | None = None) -> None:
@@ -35,7 +45,9 @@ def report(metrics: Metrics, events: Iterable[Event], now: float | None = None) 
         if isinstance(e, TransferEntered):
             _transfer_entered(metrics, e, now)
         elif isinstance(e, Decided):
-            counter = metrics.approvals if e.subject == "transfer" else metrics.proposal_approvals
+            counter = {"transfer": metrics.approvals,
+                       "attestation": metrics.attestation_approvals}.get(
+                           e.subject, metrics.proposal_approvals)
             counter.labels(e.decision.value).inc()
             _log(e.subject).info(f"{e.subject} decision", extra={
                 f"{e.subject}_id": e.subject_id, "operator": e.operator_id,
@@ -47,6 +59,13 @@ def report(metrics: Metrics, events: Iterable[Event], now: float | None = None) 
             if e.reason:
                 extra["reason"] = e.reason
             proposals_log.info("proposal state", extra=extra)
+        elif isinstance(e, AttestationEntered):
+            state = attestation_state_label(e.state)
+            metrics.attestation_events.labels(state).inc()
+            extra = {"attestation_id": e.attestation_id, "state": state, "actor": e.actor}
+            if e.reason:
+                extra["reason"] = e.reason
+            attestations_log.info("attestation state", extra=extra)
         elif isinstance(e, AuthorityViolated):
             metrics.authority_violations.labels(e.kind).inc()
             _log(e.subject).error("authority violation", extra={
@@ -54,7 +73,8 @@ def report(metrics: Metrics, events: Iterable[Event], now: float | None = None) 
 
 
 def _log(subject: str) -> logging.Logger:
-    return transfers_log if subject == "transfer" else proposals_log
+    return {"transfer": transfers_log, "attestation": attestations_log}.get(subject,
+                                                                           proposals_log)
 
 
 def _transfer_entered(metrics: Metrics, e: TransferEntered, now: float) -> None:

@@ -98,6 +98,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "Attestation/GetAttestationStatement": frozenset({OPERATOR}),
     "Attestation/DecideAttestation": frozenset({OPERATOR}),
     "Attestation/ExportAttestation": frozenset({PLATFORM, ADMIN, AUDITOR, OPERATOR}),
+    "Attestation/CombineAttestation": frozenset({PLATFORM, ADMIN, AUDITOR, OPERATOR}),
 }
 # Refusals by policy or custody state, counted by reason (a closed set of error reasons).
 DENIAL_REASONS = frozenset({"POLICY_DENIED", "WALLET_FROZEN", "CONFLICT", "AUTHORITY_VIOLATION"})
@@ -821,6 +822,12 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                               ) -> pb.AttestationResponse:
             return pb.AttestationResponse(json=app.attestations.export(req.attestation_id)
                                           .decode())
+
+        @gate.unary("Attestation/CombineAttestation")
+        def CombineAttestation(self, req: pb.CombineAttestationRequest, ctx: Any,
+                               caller: Caller) -> pb.AttestationResponse:
+            return self._json(app.attestations.combine(caller.name, req.attestation_id,
+                                                       req.psbt))
 
     return {"Custody": Custody(), "Approval": Approval(), "Admin": Admin(),
             "Governance": Governance(), "Audit": Audit(), "Attestation": Attestation()}

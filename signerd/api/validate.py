@@ -143,6 +143,8 @@ LIMITS: dict[str, int | str] = {
     "DecideAttestationRequest.signature": SIGNATURE,
     "DecideAttestationRequest.reason": TEXT,
     "DecideAttestationRequest.statement_sha256": DIGEST,
+    "CombineAttestationRequest.attestation_id": ID,
+    "CombineAttestationRequest.psbt": MESSAGE,
     # Governance
     "ListProposalsRequest.state": NAME,
     "GetProposalRequest.proposal_id": ID,

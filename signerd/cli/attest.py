@@ -3,7 +3,8 @@
 ``create`` asks signerd for an attestation of a category (or a case) with a challenge;
 operators ``approve`` it with their own keys after signerctl checked the statement here (every
 text in signerd's format, the document its own); once the quorum is met signerd signs each
-wallet's text and ``export`` writes the holdings statement, which ``verify`` checks offline
+wallet's text (for a multisig with outside cosigners, ``psbt`` writes the BIP-322 PSBT they sign
+and ``combine`` brings it back) and ``export`` writes the holdings statement, which ``verify`` checks offline
 and ``page`` renders as a static HTML page for publication.
 """
 from __future__ import annotations
@@ -50,6 +51,10 @@ def _text(v: dict[str, Any]) -> str:
                   f"{safe(e['wallet_id'])})" for e in doc["wallets"]]
         lines += [f"  left out {safe(x['wallet_id'])} {safe(x['address'])}: {safe(x['reason'])}"
                   for x in doc["left_out"]]
+    for c in v.get("cosigning") or ():
+        lines.append(f"  waits for cosigners of {safe(c['wallet_id'])} {safe(c['address'])}: "
+                     f"{c['signatures']} of {c['threshold']} signatures (attest psbt, then "
+                     "attest combine)")
     if v.get("not_signerds"):
         lines.append(f"  NOT SIGNERD'S ATTESTATION: {safe(v['not_signerds'])}")
     if v.get("requirement"):
@@ -144,6 +149,37 @@ def cmd_export(ctx: Context) -> Output:
                   f"wrote {safe(a.file)}: holdings statement {safe(a.id)}, {n} proofs\n")
 
 
+def cmd_psbt(ctx: Context) -> Output:
+    """The BIP-322 PSBT of a multisig wallet whose outside cosigners must sign: to_sign with
+    to_spend as its previous output, the witness script and signerd's own signatures."""
+    a = ctx.args
+    v = _doc(ctx.call(_stub(ctx).GetAttestation,
+                      pb.GetAttestationRequest(attestation_id=a.id)))
+    waiting = v.get("cosigning") or []
+    chosen = [c for c in waiting if not a.wallet or c["wallet_id"] == a.wallet]
+    if not chosen:
+        raise CliError(f"attestation {safe(a.id)} ({safe(v['state'])}) waits for no cosigner"
+                       + (f" of wallet {safe(a.wallet)}" if a.wallet else ""))
+    if len(chosen) > 1:
+        raise CliError("several wallets wait for cosigners; name one with --wallet: "
+                       + ", ".join(safe(c["wallet_id"]) for c in chosen))
+    c = chosen[0]
+    Path(a.out).write_text(c["psbt"] + "\n")
+    doc = {"id": a.id, "wallet_id": c["wallet_id"], "address": c["address"], "file": a.out,
+           "signatures": c["signatures"], "threshold": c["threshold"]}
+    return Output(doc, f"wrote {safe(a.out)}: the BIP-322 PSBT of {safe(c['address'])} "
+                  f"({c['signatures']} of {c['threshold']} signatures); cosigners sign it and "
+                  f"it comes back with signerctl attest combine {safe(a.id)} --psbt FILE\n")
+
+
+def cmd_combine(ctx: Context) -> Output:
+    a = ctx.args
+    data = read_file(a.psbt, "PSBT file")
+    v = _doc(ctx.call(_stub(ctx).CombineAttestation, pb.CombineAttestationRequest(
+        attestation_id=a.id, psbt=data)))
+    return Output(v, lambda: _text(v))
+
+
 def _audit_key(text: str | None) -> bytes | None:
     if not text:
         return None
@@ -208,6 +244,16 @@ def register(commands: Commands) -> None:
                  "auditor")
     sp.add_argument("id", help="the attestation's id (a_...)")
     sp.add_argument("file", help="where to write the statement (JSON)")
+    sp = command(g, "psbt", cmd_psbt,
+                 "write the BIP-322 PSBT a multisig wallet's outside cosigners sign", "auditor")
+    sp.add_argument("id", help="the attestation's id (a_...)")
+    sp.add_argument("--wallet", metavar="ID", help="the wallet (when several wait)")
+    sp.add_argument("--out", required=True, metavar="FILE", help="where to write it (base64)")
+    sp = command(g, "combine", cmd_combine,
+                 "add outside cosigners' signatures from a BIP-322 PSBT", "auditor")
+    sp.add_argument("id", help="the attestation's id (a_...)")
+    sp.add_argument("--psbt", required=True, metavar="FILE",
+                    help="the PSBT with the cosigners' signatures, binary or base64")
     sp = command(g, "verify", cmd_verify,
                  "check a holdings statement offline: seal, approvals, every proof", "auditor",
                  ids=False)

@@ -70,11 +70,12 @@ from . import seal as SEAL
 from .bitcoin import address as btc_address
 from .bitcoin import script as S
 from .bitcoin import sighash as SH
+from .bitcoin.psbt import Psbt, PsbtInput, PsbtOutput
 from .bitcoin.signer import check_signature, der_encode
 from .bitcoin.tx import (ByteReader, OutPoint, Transaction, TxIn, TxOut, encode_compact_size,
                          encode_var_bytes)
 from .engine import policy_of
-from .errors import InvalidArgument, PolicyDenied, SignerError
+from .errors import InvalidArgument, InvalidPsbt, PolicyDenied, SignerError
 from .ethereum.address import address_from_pubkey
 from .ethereum.keccak import keccak256
 from .ethereum.signing import low_s, recover_y_parity
@@ -104,6 +105,10 @@ ATTESTATION_TAG = b"signerd-attestation/v1"
 EXPORT_FORMAT = "signerd-holdings-statement/v1"
 SEAL_KIND = "holdings-statement"
 DOCUMENT_SEAL = "attestation"  # the seal on the document as signerd recorded it
+# The record of an attestation waiting for outside cosigners (its proofs so far, the BIP-322
+# PSBTs of the wallets that wait), sealed as signerd wrote it.
+COSIGNING_FORMAT = "signerd-attestation-cosigning/v1"
+COSIGNING_SEAL = "attestation-cosigning"
 ATTESTATION_ID = re.compile(r"a_[0-9a-f]{20}")
 METHODS = {"eip191": "EIP-191 personal_sign", "bip322-simple": "BIP-322 simple",
            "bip322-full": "BIP-322 full"}
@@ -374,13 +379,66 @@ def bip322_signature(wallet: Wallet, text: str, signatures: Mapping[bytes, tuple
     if wallet.script_type in (ScriptType.P2WPKH, ScriptType.P2SH_P2WPKH):
         pub = wallet.keys[0].public_key
         return "bip322-simple", base64.b64encode(encode_witness([sig(pub), pub])).decode(), True
-    ws = witness_script(wallet)
+    signature, complete = bip322_full(wallet, text, {k: sig(k) for k in signatures})
+    return "bip322-full", signature, complete
+
+
+def bip322_full(wallet: Wallet, text: str, signatures: Mapping[bytes, bytes]) -> tuple[str, bool]:
+    """(base64 full signature, complete) of a P2WSH multisig wallet from signatures by public
+    key (DER with the SIGHASH_ALL byte, as a PSBT holds them): ``to_sign`` with the witness
+    ``[empty, the first threshold signatures in the script's key order, witness script]``;
+    complete once the wallet's threshold of its keys signed. Signatures are taken as given:
+    ``verify_proof`` checks the result (``bip322_cosigned`` verifies each first)."""
+    if wallet.script_type is not ScriptType.P2WSH_SORTEDMULTI:
+        raise InvalidArgument(f"a BIP-322 full signature is for a P2WSH multisig, not a "
+                              f"{wallet.script_type.value} wallet")
     ordered = [k for k in S.sort_pubkeys([k.public_key for k in wallet.keys]) if k in signatures]
     complete = len(ordered) >= wallet.threshold
-    stack = [b"", *(sig(k) for k in ordered[:wallet.threshold]), ws]
+    stack = [b"", *(signatures[k] for k in ordered[:wallet.threshold]), witness_script(wallet)]
     spk = btc_address.address_to_script(wallet.address, wallet.network)
     tx = to_sign(to_spend(text.encode("ascii"), spk), witness=stack)
-    return "bip322-full", base64.b64encode(tx.serialize()).decode(), complete
+    return base64.b64encode(tx.serialize()).decode(), complete
+
+
+# ---------------------------------------------------------------- BIP-322 with cosigners
+
+def cosigned(wallet: Wallet) -> bool:
+    """Whether the wallet's proof needs signatures by keys outside this HSM: a P2WSH multisig
+    whose HSM-held keys are fewer than its threshold."""
+    return (wallet.script_type is ScriptType.P2WSH_SORTEDMULTI
+            and sum(1 for k in wallet.keys if k.hsm_held) < wallet.threshold)
+
+
+def bip322_psbt(wallet: Wallet, text: str) -> Psbt:
+    """The BIP-322 ``to_sign`` of ``wallet``'s address and ``text`` as a PSBT v0 (BIP-174) that
+    cosigners sign with their own tools: its one input carries ``to_spend`` in full
+    (``non_witness_utxo``, which proves the amount of 0) and its output (``witness_utxo``), the
+    wallet's witness script and SIGHASH_ALL. A key that signs it signs ``bip322_digest``: a
+    transaction spending an output no chain has."""
+    if wallet.script_type is not ScriptType.P2WSH_SORTEDMULTI:
+        raise InvalidArgument("cosigners sign a BIP-322 PSBT only for a P2WSH multisig")
+    parse_text(text)
+    spk = btc_address.address_to_script(wallet.address, wallet.network)
+    spend = to_spend(text.encode("ascii"), spk)
+    return Psbt(to_sign(spend), (PsbtInput(non_witness_utxo=spend, witness_utxo=spend.outputs[0],
+                                           sighash_type=SIGHASH_ALL,
+                                           witness_script=witness_script(wallet)),),
+                (PsbtOutput(),))
+
+
+def bip322_cosigned(wallet: Wallet, text: str, psbt: Psbt) -> tuple[str, int, bool]:
+    """(base64 full signature, signatures that verify, complete) from a BIP-322 PSBT of
+    ``wallet`` and ``text`` (``bip322_psbt``): each partial signature is checked again over
+    signerd's own ``bip322_digest`` under a key of the wallet, and only those count. InvalidPsbt
+    when the PSBT is not that ``to_sign``."""
+    if psbt.tx.serialize() != bip322_psbt(wallet, text).tx.serialize():
+        raise InvalidPsbt("the PSBT is not the BIP-322 to_sign of this wallet's text")
+    digest = bip322_digest(wallet, text)
+    keys = {k.public_key for k in wallet.keys}
+    good = {pk: sig for pk, sig in psbt.inputs[0].partial_sigs.items()
+            if pk in keys and check_signature(pk, sig, digest, SIGHASH_ALL) is None}
+    signature, complete = bip322_full(wallet, text, good)
+    return signature, len(good), complete
 
 
 def bip322_verify(address: str, network: str, text: str, signature: str) -> str:

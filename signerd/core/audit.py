@@ -38,18 +38,21 @@ CHECKPOINT_TAG = b"signerd-audit-checkpoint/v1"
 NO_CHECKPOINT = b"\x00" * 32  # the prev of checkpoint 1
 NO_ENDINGS = b"\x00" * 32  # the endings digest before any transfer or proposal ended
 ENDINGS_TAG = b"signerd-audit-endings/v1"
-# Events that end a transfer or a proposal for good. Each checkpoint commits to the running
+# Events that end a transfer, a proposal or an attestation for good. Each checkpoint commits to the running
 # digest of these (:func:`endings_link`), so a store writer who deletes the event that ended one
 # (a veto, a cancellation) and sets its row back to waiting is found: the daemon keeps the set of
 # ended ids, checked against the latest checkpoint at start, and refuses to act on them.
 # ``transfer.vetoed`` goes with the rejection a veto made: its object (:func:`veto_object`)
 # names the wallet, the transaction, the vetoing role and the transfer, so the record of a veto
 # is held to the checkpoints just as the rejection is.
+# An attestation (a proof of control) ends the same way: signed, rejected, expired or failed,
+# and a row set back to waiting or to approved signs nothing.
 VETO_ACTION = "transfer.vetoed"
 ENDING_ACTIONS = frozenset({
     "transfer.signed", "transfer.rejected", "transfer.expired", "transfer.cancelled",
     "transfer.failed", "proposal.applied", "proposal.rejected", "proposal.expired",
-    "proposal.cancelled", "proposal.failed", VETO_ACTION,
+    "proposal.cancelled", "proposal.failed", VETO_ACTION, "attestation.signed",
+    "attestation.rejected", "attestation.expired", "attestation.failed",
 })
 _VETO_OBJECT = re.compile(r"veto/([^/\s]+)/([0-9a-f]{64})/([^/\s]+)/([^/\s]+)")
 

@@ -40,7 +40,7 @@ class TransferEntered:
 class Decided:
     """An operator's signed decision on a transfer or a proposal was verified and stored."""
 
-    subject: str  # "transfer" or "proposal"
+    subject: str  # "transfer", "proposal" or "attestation"
     subject_id: str
     operator_id: str
     decision: Decision
@@ -60,14 +60,27 @@ class ProposalEntered:
 
 
 @dataclass(frozen=True)
+class AttestationEntered:
+    """An attestation (a proof of control, ``core/attest``) entered ``state``:
+    PENDING_APPROVAL when created, APPROVED at its quorum, AWAITING_COSIGNERS when signerd
+    signed its part and outside cosigners must add theirs, SIGNED with its holdings statement,
+    or an ending (REJECTED, EXPIRED, FAILED). The reporter bounds ``state`` to those names."""
+
+    attestation_id: str
+    state: str
+    actor: str = "signerd"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class AuthorityViolated:
     """An act was refused and its transfer or proposal ended FAILED: something it counts does
     not trace back to the pinned genesis (``kind`` as AuthorityViolation's)."""
 
-    subject: str  # "transfer" or "proposal"
+    subject: str  # "transfer", "proposal" or "attestation"
     subject_id: str
     kind: str
     reason: str
 
 
-Event = Union[TransferEntered, Decided, ProposalEntered, AuthorityViolated]
+Event = Union[TransferEntered, Decided, ProposalEntered, AttestationEntered, AuthorityViolated]

@@ -1024,3 +1024,11 @@ class AttestationResponse(_message.Message):
     JSON_FIELD_NUMBER: _ClassVar[int]
     json: str
     def __init__(self, json: _Optional[str] = ...) -> None: ...
+
+class CombineAttestationRequest(_message.Message):
+    __slots__ = ("attestation_id", "psbt")
+    ATTESTATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PSBT_FIELD_NUMBER: _ClassVar[int]
+    attestation_id: str
+    psbt: bytes
+    def __init__(self, attestation_id: _Optional[str] = ..., psbt: _Optional[bytes] = ...) -> None: ...

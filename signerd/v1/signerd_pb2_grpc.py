@@ -2242,6 +2242,11 @@ class AttestationStub:
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.GetAttestationRequest.SerializeToString,
                 response_deserializer=signerd_dot_v1_dot_signerd__pb2.AttestationResponse.FromString,
                 _registered_method=True)
+        self.CombineAttestation = channel.unary_unary(
+                '/signerd.v1.Attestation/CombineAttestation',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.CombineAttestationRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.AttestationResponse.FromString,
+                _registered_method=True)
 
 
 class AttestationServicer:
@@ -2287,6 +2292,13 @@ class AttestationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CombineAttestation(self, request, context):
+        """A BIP-322 PSBT back from a multisig wallet's outside cosigners (AWAITING_COSIGNERS).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AttestationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -2318,6 +2330,11 @@ def add_AttestationServicer_to_server(servicer, server):
             'ExportAttestation': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportAttestation,
                     request_deserializer=signerd_dot_v1_dot_signerd__pb2.GetAttestationRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.AttestationResponse.SerializeToString,
+            ),
+            'CombineAttestation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CombineAttestation,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.CombineAttestationRequest.FromString,
                     response_serializer=signerd_dot_v1_dot_signerd__pb2.AttestationResponse.SerializeToString,
             ),
     }
@@ -2486,6 +2503,33 @@ class Attestation:
             target,
             '/signerd.v1.Attestation/ExportAttestation',
             signerd_dot_v1_dot_signerd__pb2.GetAttestationRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.AttestationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CombineAttestation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Attestation/CombineAttestation',
+            signerd_dot_v1_dot_signerd__pb2.CombineAttestationRequest.SerializeToString,
             signerd_dot_v1_dot_signerd__pb2.AttestationResponse.FromString,
             options,
             channel_credentials,

@@ -6,6 +6,7 @@ in it also under eth-account, python-bitcointx and bip322-js; one changed byte f
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from tests.support.bip322 import bip322_js, bitcointx_verify
+from tests.support.bip322 import bip322_js, bitcointx_verify, cosigner_signs
 from tests.support.cli import ctl
 from tests.support.daemon import Daemon, init_state
 
@@ -182,3 +183,109 @@ def test_the_page_renders_in_headless_chromium(env, tmp_path: Path) -> None:
                     "--hide-scrollbars", "--window-size=1000,1400", f"--screenshot={shot}",
                     page.as_uri()], capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------- outside cosigners
+
+COSIGNERS = [bytes([0x31 + i]) * 32 for i in range(3)]  # two cosigners', one not in the wallet
+
+
+def _bip143(psbt_b64: str, amount: int) -> bytes:
+    """The BIP-143 digest of the PSBT's input 0 under its witness script, SIGHASH_ALL, by
+    python-bitcointx."""
+    from bitcointx import ChainParams
+    from bitcointx.core.psbt import PartiallySignedTransaction
+    from bitcointx.core.script import SIGHASH_ALL, SIGVERSION_WITNESS_V0
+
+    with ChainParams("bitcoin/regtest"):
+        psbt = PartiallySignedTransaction.from_base64(psbt_b64)
+        ws = psbt.inputs[0].witness_script
+        return bytes(ws.sighash(psbt.unsigned_tx, 0, SIGHASH_ALL, amount=amount,
+                                sigversion=SIGVERSION_WITNESS_V0))
+
+
+def _with_signature(psbt_b64: str, secret: bytes, digest: bytes) -> str:
+    """The PSBT with a partial signature by ``secret`` over ``digest`` (whatever it is)."""
+    import coincurve
+    from dataclasses import replace
+
+    from signerd.core.bitcoin.psbt import Psbt
+
+    psbt = Psbt.from_base64(psbt_b64)
+    key = coincurve.PrivateKey(secret)
+    inp = psbt.inputs[0]
+    return psbt.with_input(0, replace(inp, partial_sigs={
+        **inp.partial_sigs, key.public_key.format(): key.sign(digest, hasher=None) + b"\x01"})
+    ).to_base64()
+
+
+def test_a_multisig_with_outside_cosigners_proves_control_through_combine(env, tmp_path: Path
+                                                                          ) -> None:
+    """A 2-of-3 P2WSH wallet with one key in signerd's HSM and two outside: after the quorum
+    signerd signs its part and the attestation waits for cosigners; `attest psbt` writes the
+    BIP-322 PSBT, a cosigner signs it with python-bitcointx, `attest combine` takes it back,
+    and the exported statement's full signature verifies offline and under python-bitcointx's
+    script interpreter (bip322-js verifies no P2WSH). A signature over another digest, or by a
+    key not in the wallet, is INVALID_ARGUMENT and changes nothing."""
+    import coincurve
+
+    from tests.support.bitcoin import wallet
+    from tests.support.rpc import pb
+
+    d, _ = env
+    outside = [coincurve.PrivateKey(s).public_key.format().hex() for s in COSIGNERS[:2]]
+    w = wallet(d, pb.P2WSH_SORTEDMULTI, threshold=2, hsm_keys=1, cosigners=outside)
+    a = json.loads(ctl(d, "--json", "attest", "create", "--category", "confiscated",
+                       "--challenge", BLOCK_HASH).stdout)
+    assert [e["wallet_id"] for e in a["document"]["wallets"]] == [w.id], a
+    approve(d, a["id"], "inv1")
+    shown = json.loads(approve(d, a["id"], "cust1").stdout)
+    assert shown["state"] == "AWAITING_COSIGNERS", shown
+    (waiting,) = shown["cosigning"]
+    assert (waiting["wallet_id"], waiting["signatures"], waiting["threshold"]) == (w.id, 1, 2)
+    r = ctl(d, "--json", "attest", "export", a["id"], str(tmp_path / "s.json"), ok=False)
+    assert json.loads(r.stdout)["error"]["code"] == "FAILED_PRECONDITION"
+    assert "cosigners" in json.loads(r.stdout)["error"]["message"]
+
+    psbt_file = tmp_path / "bip322.psbt"
+    ctl(d, "attest", "psbt", a["id"], "--out", str(psbt_file))
+    ours = psbt_file.read_text().strip()
+    text = a["document"]["wallets"][0]["text"]
+    # BIP-143 digests by python-bitcointx: the right one (amount 0), and the one a tool would
+    # sign if it took the amount to be 1 satoshi.
+    digest, wrong_amount = (_bip143(ours, amount) for amount in (0, 1))
+    for secret, sig_digest, why in (
+            (COSIGNERS[1], wrong_amount, "does not verify"),
+            (COSIGNERS[2], digest, "not a key of this wallet")):
+        bad = tmp_path / "bad.psbt"
+        bad.write_text(_with_signature(ours, secret, sig_digest))
+        r = ctl(d, "--json", "attest", "combine", a["id"], "--psbt", str(bad), ok=False)
+        err = json.loads(r.stdout)["error"]
+        assert err["code"] == "INVALID_ARGUMENT" and why in err["message"], err
+        assert json.loads(ctl(d, "--json", "attest", "show", a["id"]).stdout)["state"] == \
+            "AWAITING_COSIGNERS"
+
+    signed = tmp_path / "signed.psbt"
+    signed.write_text(cosigner_signs(ours, COSIGNERS[1]))
+    done = json.loads(ctl(d, "--json", "attest", "combine", a["id"], "--psbt",
+                          str(signed)).stdout)
+    assert done["state"] == "SIGNED", done
+    path = tmp_path / "statement.json"
+    ctl(d, "attest", "export", a["id"], str(path))
+    out = ctl(d, "attest", "verify", str(path), "--audit-key", audit_key(d)).stdout
+    assert "(BIP-322 full)" in out and "OK: 1 proofs of control verify" in out
+    (proof,) = json.loads(path.read_text())["proofs"]
+    assert proof["method"] == "bip322-full"
+    bitcointx_verify(w.address, "regtest", text.encode(), proof["signature"])
+    # Nothing more is taken once signed.
+    r = ctl(d, "--json", "attest", "combine", a["id"], "--psbt", str(signed), ok=False)
+    assert json.loads(r.stdout)["error"]["code"] == "FAILED_PRECONDITION"
+    # Counted as the committed writes recorded them.
+    metrics = d.metrics()
+    for state in ("PENDING_APPROVAL", "APPROVED", "AWAITING_COSIGNERS", "SIGNED"):
+        m = re.search(r'^signerd_attestation_transitions_total\{state="%s"\} (\S+)$' % state,
+                      metrics, re.M)
+        assert m and float(m.group(1)) >= 1, state
+    m = re.search(r'^signerd_attestation_decisions_total\{decision="APPROVE"\} (\S+)$',
+                  metrics, re.M)
+    assert m and float(m.group(1)) >= 2

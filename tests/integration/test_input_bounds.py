@@ -189,7 +189,8 @@ def test_payload_fields_are_bounded_by_the_message_size(daemon: Daemon) -> None:
     """A PSBT or Ethereum JSON is bounded by [server] max_message_bytes here, and by its
     [limits] where it is decoded (test_limits.py)."""
     assert {k for k, v in V.LIMITS.items() if v == V.MESSAGE} == {
-        "SubmitTransferRequest.psbt", "EthereumTransaction.json", "CombinePsbtRequest.psbt"}
+        "SubmitTransferRequest.psbt", "EthereumTransaction.json", "CombinePsbtRequest.psbt",
+        "CombineAttestationRequest.psbt"}
 
 
 # ---------------------------------------------------------------- cosigners

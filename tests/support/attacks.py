@@ -909,3 +909,296 @@ def attack_forged_proposal_row(d: Daemon, db: StoreWriter) -> None:
     assert govern(d, p).state == "APPROVED" and name in operator_ids(d)
     assert govern(d, d.admin().RevokeOperator(pb.RevokeOperatorRequest(
         id=name, reason="test"))).state == "APPROVED"
+
+
+# ---------------------------------------------------------------- attestations (proofs of control)
+#
+# An attestation signs only after its quorum; a store writer tries to make one sign without it:
+# a row signerd did not seal, a row changed after sealing, an ended attestation set back, and
+# decision rows inserted directly. Each ends with no proof of control signed.
+
+def attest_stub(d: Daemon, principal: str = "auditor") -> Any:
+    from tests.support.rpc import rpc
+
+    return rpc.AttestationStub(d.channel(principal))
+
+
+def attestation(d: Daemon, attestation_id: str) -> dict[str, Any]:
+    return json.loads(attest_stub(d).GetAttestation(pb.GetAttestationRequest(
+        attestation_id=attestation_id)).json)
+
+
+def new_attestation(d: Daemon, case_ref: str = "") -> dict[str, Any]:
+    """An attestation of one fresh Ethereum wallet's case, asked by the auditor."""
+    if not case_ref:
+        case_ref = eth_wallet(d, category=pb.STRATEGIC).case_ref
+    return json.loads(attest_stub(d).CreateAttestation(pb.CreateAttestationRequest(
+        case_ref=case_ref, challenge=f"auditor-nonce-{secrets.token_hex(4)}")).json)
+
+
+def attestation_statement(doc: dict[str, Any], decision: Decision = Decision.APPROVE) -> bytes:
+    from signerd.core import attest as T
+
+    return T.statement(doc, decision)
+
+
+def decide_attestation(d: Daemon, attestation_id: str, name: str, decision: int = pb.APPROVE,
+                       reason: str = "", statement: bytes | None = None) -> dict[str, Any]:
+    """Operator ``name`` decides with their own key: the statement signerd hands out (or the
+    one given, as an operator's tool would compute it), signed and submitted."""
+    stub = attest_stub(d, name)
+    if statement is None:
+        statement = stub.GetAttestationStatement(pb.GetAttestationStatementRequest(
+            attestation_id=attestation_id, decision=decision)).statement
+    key = load_private(d.state / "operators" / f"{name}.key")
+    return json.loads(stub.DecideAttestation(pb.DecideAttestationRequest(
+        attestation_id=attestation_id, operator_id=name, decision=decision,
+        signature=sign_statement(key, statement), reason=reason,
+        statement_sha256=statement_digest(statement))).json)
+
+
+def assert_attestation_unsigned(d: Daemon, db: StoreWriter, attestation_id: str) -> None:
+    """No proof of control for the attestation: not SIGNED, no statement stored, none
+    exported, no ``attestation.signed`` event."""
+    row = db.one("SELECT state, result FROM attestations WHERE id = ?", (attestation_id,))
+    assert row["state"] != "SIGNED" and row["result"] == "", row
+    e = rpc_error(attest_stub(d).ExportAttestation,
+                  pb.GetAttestationRequest(attestation_id=attestation_id))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+    assert not audit_events(d, action="attestation.signed", obj=attestation_id)
+
+
+def assert_attestation_violation(d: Daemon, db: StoreWriter, attestation_id: str, kind: str,
+                                 needle: str, metric_before: float) -> None:
+    """The attestation ended FAILED as an authority violation (reason, audit event, metric),
+    and nothing was signed."""
+    shown = attestation(d, attestation_id)
+    assert shown["state"] == "FAILED", shown
+    assert shown["failure"].startswith("authority violation: ") and needle in shown["failure"]
+    (event,) = audit_events(d, action="authority.violation", obj=attestation_id)
+    details = json.loads(event.details_json)
+    assert details["kind"] == kind and needle in details["reason"] and event.actor == "signerd"
+    assert violation_metric(d, kind) >= metric_before + 1
+    assert_attestation_unsigned(d, db, attestation_id)
+
+
+def attestation_refused(d: Daemon, call: Callable[[], Any], needle: str) -> None:
+    e = rpc_error(call)
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+    assert needle in e.details(), e.details()
+
+
+def attack_forged_attestation_row(d: Daemon, db: StoreWriter) -> None:
+    """2a: attestation rows signerd never sealed: one waiting for approvals (a copy of a real
+    document under a new id, its texts rewritten to name it), one inserted APPROVED with
+    decision rows. Neither is decided on or signed; each ends FAILED as an authority
+    violation; set back to waiting after that, it is refused as ended."""
+    real = new_attestation(d)
+    forged_id = "a_" + secrets.token_hex(10)
+    doc = json.loads(json.dumps(real["document"]).replace(real["id"], forged_id))
+    row = db.one("SELECT * FROM attestations WHERE id = ?", (real["id"],))
+    db.run(db.insert("attestations", {**row, "id": forged_id, "document": canon(doc)}))
+    shown = attestation(d, forged_id)
+    assert shown["document"] is None and "not signerd's" in shown["not_signerds"], shown
+    attestation_refused(d, lambda: attest_stub(d, "inv1").GetAttestationStatement(
+        pb.GetAttestationStatementRequest(attestation_id=forged_id, decision=pb.APPROVE)),
+        "not signerd's")
+    # An operator who signs the forged document's statement anyway is refused.
+    before = violation_metric(d, "attestation")
+    attestation_refused(d, lambda: decide_attestation(
+        d, forged_id, "inv1", statement=attestation_statement(doc)), "not signerd's")
+    assert_attestation_violation(d, db, forged_id, "attestation", "seal", before)
+    assert not db.rows("SELECT * FROM attestation_approvals WHERE attestation_id = ?",
+                       (forged_id,))
+    # Ended, and set back to waiting by the writer: refused as ended.
+    db.run(("UPDATE attestations SET state = 'PENDING_APPROVAL', failure = '' WHERE id = ?",
+            (forged_id,)),)
+    before = violation_metric(d, "ended")
+    attestation_refused(d, lambda: decide_attestation(
+        d, forged_id, "inv1", statement=attestation_statement(doc)), "ended before")
+    assert violation_metric(d, "ended") == before + 1
+    assert_attestation_unsigned(d, db, forged_id)
+
+    # Inserted APPROVED, with decision rows: the export signs nothing.
+    approved_id = "a_" + secrets.token_hex(10)
+    doc2 = json.loads(json.dumps(real["document"]).replace(real["id"], approved_id))
+    db.run(db.insert("attestations", {**row, "id": approved_id, "document": canon(doc2),
+                                      "state": "APPROVED"}),
+           *[db.insert("attestation_approvals", {
+               "attestation_id": approved_id, "operator_id": op, "decision": "APPROVE",
+               "signature": "00" * 64, "statement_sha256": "00" * 32, "reason": "",
+               "created_at": time.time()}) for op in ("inv1", "cust1")])
+    before = violation_metric(d, "attestation")
+    attestation_refused(d, lambda: attest_stub(d).ExportAttestation(
+        pb.GetAttestationRequest(attestation_id=approved_id)), "not signerd's")
+    assert_attestation_violation(d, db, approved_id, "attestation", "seal", before)
+
+
+# What a store writer changes in a sealed attestation row: each column signerd reads.
+ROW_CHANGES: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
+    "document": lambda row, other: row["document"].replace("auditor-nonce-", "auditor-nonce-X"),
+    "seal": lambda row, other: other["seal"],
+    "submitter": lambda row, other: "cust2",
+    "expires_at": lambda row, other: row["expires_at"] + 86400,
+    "created_at": lambda row, other: row["created_at"] - 3600,
+    "category": lambda row, other: "strategic",
+    "case_ref": lambda row, other: other["case_ref"],
+}
+
+
+def attack_changed_attestation_row(d: Daemon, db: StoreWriter, column: str) -> None:
+    """2b: after the first approval, the writer changes one column of the sealed row (for the
+    document: the challenge in the text to be signed). The decision that would have made the
+    quorum is refused, the attestation ends FAILED as an authority violation, nothing is
+    signed."""
+    a = new_attestation(d)
+    other = db.one("SELECT * FROM attestations WHERE id = ?", (new_attestation(d)["id"],))
+    decide_attestation(d, a["id"], "inv1")
+    row = db.one("SELECT * FROM attestations WHERE id = ?", (a["id"],))
+    changed = ROW_CHANGES[column](row, other)
+    assert changed != row[column]
+    db.run((f"UPDATE attestations SET {column} = ? WHERE id = ?", (changed, a["id"])),)
+    before = violation_metric(d, "attestation")
+    attestation_refused(d, lambda: decide_attestation(
+        d, a["id"], "cust1", statement=attestation_statement(a["document"])), "not signerd's")
+    assert_attestation_violation(d, db, a["id"], "attestation", "not signerd's", before)
+
+
+def attack_changed_holdings_statement(d: Daemon, db: StoreWriter) -> None:
+    """2b for what signerd stored once signed: a holdings statement changed in the store (a
+    proof replaced by another attestation's) is refused, not served."""
+    stored = []
+    for _ in range(2):
+        a = new_attestation(d)
+        decide_attestation(d, a["id"], "inv1")
+        assert decide_attestation(d, a["id"], "cust1")["state"] == "SIGNED"
+        stored.append(json.loads(db.one("SELECT result FROM attestations WHERE id = ?",
+                                        (a["id"],))["result"]))
+    first, second = stored
+    first["proofs"] = second["proofs"]
+    a_id = first["attestation"]["id"]
+    db.run(("UPDATE attestations SET result = ? WHERE id = ?", (json.dumps(first), a_id)),)
+    attestation_refused(d, lambda: attest_stub(d).ExportAttestation(
+        pb.GetAttestationRequest(attestation_id=a_id)), "not the one signerd sealed")
+
+
+def rejected_attestation(d: Daemon) -> dict[str, Any]:
+    """Approved by an investigator, then vetoed by the judge: REJECTED."""
+    a = new_attestation(d)
+    decide_attestation(d, a["id"], "inv1")
+    got = decide_attestation(d, a["id"], "judge1", pb.REJECT, reason="not now")
+    assert got["state"] == "REJECTED", got
+    return a
+
+
+def resurrect_attestation(db: StoreWriter, attestation_id: str, state: str) -> None:
+    """The writer deletes the judge's rejection and sets the attestation back to ``state``."""
+    db.run(("DELETE FROM attestation_approvals WHERE attestation_id = ? AND"
+            " operator_id = 'judge1'", (attestation_id,)),
+           ("UPDATE attestations SET state = ?, failure = '' WHERE id = ?",
+            (state, attestation_id)))
+
+
+def attack_resurrected_attestation(d: Daemon, db: StoreWriter) -> None:
+    """2c: a rejected attestation set back by SQL: to PENDING_APPROVAL (so that the custody
+    officer's approval would complete the quorum with the investigator's), and to APPROVED.
+    The verified audit chain records the rejection: each is refused as ended, ends FAILED,
+    and nothing is signed."""
+    a = rejected_attestation(d)
+    resurrect_attestation(db, a["id"], "PENDING_APPROVAL")
+    assert attestation(d, a["id"])["state"] == "PENDING_APPROVAL"  # what cust1 is shown
+    before = violation_metric(d, "ended")
+    attestation_refused(d, lambda: decide_attestation(d, a["id"], "cust1"), "ended before")
+    assert_attestation_violation(d, db, a["id"], "ended", "ended before", before)
+
+    b = rejected_attestation(d)
+    resurrect_attestation(db, b["id"], "APPROVED")
+    before = violation_metric(d, "ended")
+    attestation_refused(d, lambda: attest_stub(d).ExportAttestation(
+        pb.GetAttestationRequest(attestation_id=b["id"])), "ended before")
+    assert_attestation_violation(d, db, b["id"], "ended", "ended before", before)
+
+
+def attack_resurrected_attestation_across_a_restart(d: Daemon, db: StoreWriter) -> None:
+    """2c across a restart of ``d`` (a daemon of its own): the ended attestations are read
+    again through the endings index and checked against the latest HSM-signed checkpoint."""
+    a = rejected_attestation(d)
+    eth_wallet(d)  # so that the rejection is not the checkpoint's head event
+    d.audit("auditor").GetHead(pb.GetHeadRequest())  # a checkpoint covering the rejection
+    d.stop()
+    resurrect_attestation(db, a["id"], "PENDING_APPROVAL")
+    d.start()
+    before = violation_metric(d, "ended")
+    attestation_refused(d, lambda: decide_attestation(d, a["id"], "cust1"), "ended before")
+    assert_attestation_violation(d, db, a["id"], "ended", "ended before", before)
+
+
+def attack_inserted_attestation_decisions(d: Daemon, db: StoreWriter) -> None:
+    """2d: decision rows inserted directly count for nothing: the investigator's and the
+    custody officer's real signatures from another attestation, replayed onto this one with
+    its state set to APPROVED, sign nothing; the attestation ends FAILED (kind approval)."""
+    signed = new_attestation(d)
+    decide_attestation(d, signed["id"], "inv1")
+    assert decide_attestation(d, signed["id"], "cust1")["state"] == "SIGNED"
+    a = new_attestation(d)
+    rows = db.rows("SELECT * FROM attestation_approvals WHERE attestation_id = ?",
+                   (signed["id"],))
+    assert len(rows) == 2
+    db.run(*[db.insert("attestation_approvals", {**r, "attestation_id": a["id"]})
+             for r in rows],
+           ("UPDATE attestations SET state = 'APPROVED' WHERE id = ?", (a["id"],)))
+    shown = attestation(d, a["id"])
+    assert shown["remaining"], shown  # no quorum counted
+    before = violation_metric(d, "approval")
+    attestation_refused(d, lambda: attest_stub(d).ExportAttestation(
+        pb.GetAttestationRequest(attestation_id=a["id"])), "does not verify")
+    assert_attestation_violation(d, db, a["id"], "approval", "does not verify", before)
+    # Left waiting instead, the rows make the next honest decision end it, unsigned.
+    c = new_attestation(d)
+    (cust1,) = [r for r in rows if r["operator_id"] == "cust1"]
+    db.run(db.insert("attestation_approvals", {**cust1, "attestation_id": c["id"]}),)
+    before = violation_metric(d, "approval")
+    attestation_refused(d, lambda: decide_attestation(d, c["id"], "inv1"), "does not verify")
+    assert_attestation_violation(d, db, c["id"], "approval", "does not verify", before)
+
+
+def attack_changed_cosigning_record(d: Daemon, db: StoreWriter) -> None:
+    """2b for a multisig with outside cosigners (2-of-3, one key in the HSM): signerd's sealed
+    record of an attestation waiting for cosigners, copied by the writer onto an attestation
+    without its quorum (set AWAITING_COSIGNERS), takes no cosigner's signature; the record
+    edited (a cosigner's PSBT put in place of signerd's) ends the attestation FAILED as an
+    authority violation. Nothing is signed either way."""
+    from tests.support.bip322 import cosigner_signs
+    from tests.support.bitcoin import wallet
+
+    outside = [secrets.token_bytes(32) for _ in range(2)]
+    w = wallet(d, pb.P2WSH_SORTEDMULTI, threshold=2, hsm_keys=1,
+               cosigners=[coincurve.PrivateKey(k).public_key.format().hex() for k in outside])
+    a = new_attestation(d, w.case_ref)
+    decide_attestation(d, a["id"], "inv1")
+    assert decide_attestation(d, a["id"], "cust1")["state"] == "AWAITING_COSIGNERS"
+    (waiting,) = attestation(d, a["id"])["cosigning"]
+    signed = cosigner_signs(waiting["psbt"], outside[0]).encode()
+    record = db.one("SELECT result FROM attestations WHERE id = ?", (a["id"],))["result"]
+
+    b = new_attestation(d, w.case_ref)
+    decide_attestation(d, b["id"], "inv1")  # one approval: no quorum
+    db.run(("UPDATE attestations SET state = 'AWAITING_COSIGNERS', result = ? WHERE id = ?",
+            (record, b["id"])),)
+    attestation_refused(d, lambda: attest_stub(d).CombineAttestation(
+        pb.CombineAttestationRequest(attestation_id=b["id"], psbt=signed)), "quorum")
+    row = db.one("SELECT state, result FROM attestations WHERE id = ?", (b["id"],))
+    assert row == {"state": "AWAITING_COSIGNERS", "result": record}, row
+    assert not audit_events(d, action="attestation.signed", obj=b["id"])
+
+    edited = json.loads(record)
+    edited["waiting"][0]["psbt"] = signed.decode()
+    db.run(("UPDATE attestations SET result = ? WHERE id = ?", (json.dumps(edited), a["id"])),)
+    before = violation_metric(d, "attestation")
+    attestation_refused(d, lambda: attest_stub(d).CombineAttestation(
+        pb.CombineAttestationRequest(attestation_id=a["id"], psbt=signed)),
+        "record of cosigning is not signerd's")
+    shown = attestation(d, a["id"])
+    assert shown["state"] == "FAILED" and "record of cosigning" in shown["failure"], shown
+    assert violation_metric(d, "attestation") == before + 1
+    assert not audit_events(d, action="attestation.signed", obj=a["id"])

@@ -103,3 +103,15 @@ def bip322_js(cases: list[dict[str, str]]) -> list[bool]:
                        env={**os.environ, "NODE_PATH": str(NODE_DIR / "node_modules")})
     assert r.returncode == 0, r.stderr
     return list(json.loads(r.stdout))
+
+
+def cosigner_signs(psbt_b64: str, secret: bytes, network: str = "regtest") -> str:
+    """An outside cosigner signs a PSBT with their own tool: python-bitcointx's PSBT signer,
+    with the one key ``secret``."""
+    from bitcointx.core.key import CKey, KeyStore
+    from bitcointx.core.psbt import PartiallySignedTransaction
+
+    with ChainParams(CHAINS[network]):
+        psbt = PartiallySignedTransaction.from_base64(psbt_b64)
+        assert psbt.sign(KeyStore.from_iterable([CKey(secret)]), finalize=False).is_ready
+        return psbt.to_base64()

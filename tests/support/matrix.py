@@ -44,7 +44,8 @@ EXPECTED: dict[str, set[str]] = {
                                            "Report")},
     # Proofs of control: anyone may ask for one and read it; only operators decide.
     **{f"Attestation/{m}": {"platform", "admin", "auditor", "operator"} for m in (
-        "CreateAttestation", "GetAttestation", "ListAttestations", "ExportAttestation")},
+        "CreateAttestation", "GetAttestation", "ListAttestations", "ExportAttestation",
+        "CombineAttestation")},
     **{f"Attestation/{m}": {"operator"} for m in ("GetAttestationStatement",
                                                   "DecideAttestation")},
 }

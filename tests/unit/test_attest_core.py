@@ -18,6 +18,7 @@ from signerd.core import attest as T
 from signerd.core.bitcoin import address as BA
 from signerd.core.chains import derive_address
 from signerd.core.errors import InvalidArgument
+from signerd.core.bitcoin.psbt import Psbt
 from signerd.core.model import (Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus)
 from tests.support.bip322 import bip322_js, bitcointx_verify
 
@@ -254,3 +255,89 @@ def test_bip322_simple_proofs_verify_in_bip322_js() -> None:
     cases.append({"address": VECTORS["address"], "message": v["message"],
                   "signature": v["signatures"][0]})
     assert bip322_js(cases) == [True, False, True, False, True]
+
+
+# ---------------------------------------------------------------- BIP-322 with outside cosigners
+
+def _cosigned_wallet() -> tuple[Wallet, list[bytes], str]:
+    """A 2-of-3 P2WSH multisig: one key in signerd's HSM, two held by outside cosigners."""
+    secrets = [bytes([i + 21]) * 32 for i in range(3)]
+    w = _btc_wallet(ScriptType.P2WSH_SORTEDMULTI, secrets, 2)
+    keys = tuple(KeyRef(k.key_id if i == 0 else f"ext-{i}", k.label, k.public_key)
+                 for i, k in enumerate(w.keys))
+    w = Wallet(**{**w.__dict__, "keys": keys})
+    t = text(address=w.address, chain=f"bitcoin {w.network}", category="confiscated",
+             case="CASE-7")
+    return w, secrets, t
+
+
+def _ours(w: Wallet, secret: bytes, t: str) -> Psbt:
+    from signerd.core.bitcoin import signer as SG
+
+    digest = T.bip322_digest(w, t)
+    key = coincurve.PrivateKey(secret)
+    return SG.add_signatures(T.bip322_psbt(w, t), [
+        (0, key.public_key.format(), key.sign(digest, hasher=None) + b"\x01", digest)])
+
+
+def _bitcointx_signs(psbt_b64: str, secret: bytes) -> str:
+    """An outside cosigner's own tool signs the PSBT: python-bitcointx's PSBT signer."""
+    from bitcointx import ChainParams
+    from bitcointx.core.key import CKey, KeyStore
+    from bitcointx.core.psbt import PartiallySignedTransaction
+
+    with ChainParams("bitcoin/regtest"):
+        psbt = PartiallySignedTransaction.from_base64(psbt_b64)
+        result = psbt.sign(KeyStore.from_iterable([CKey(secret)]), finalize=False)
+        assert result.num_inputs_signed == 1
+        return psbt.to_base64()
+
+
+def test_a_cosigned_multisig_proves_control_with_a_psbt_its_cosigners_sign_elsewhere() -> None:
+    from signerd.core.bitcoin import signer as SG
+    from signerd.core.chains import BitcoinAdapter
+
+    w, secrets, t = _cosigned_wallet()
+    assert T.cosigned(w)
+    ours = _ours(w, secrets[0], t)
+    # The PSBT carries what a cosigner's tool needs: to_spend in full and its output, the
+    # witness script, SIGHASH_ALL; only signerd's signature so far, which is not enough.
+    inp = ours.inputs[0]
+    assert inp.witness_utxo == inp.non_witness_utxo.outputs[0] and inp.witness_utxo.value == 0
+    assert inp.witness_script == T.witness_script(w) and inp.sighash_type == 1
+    assert T.bip322_cosigned(w, t, ours)[1:] == (1, False)
+    theirs = Psbt.from_base64(_bitcointx_signs(ours.to_base64(), secrets[2]))
+    merged = SG.combine_verified(ours, theirs, BitcoinAdapter.spec(w))
+    signature, count, complete = T.bip322_cosigned(w, t, merged)
+    assert (count, complete) == (2, True)
+    bitcointx_verify(w.address, w.network, t.encode(), signature)
+    assert T.bip322_verify(w.address, w.network, t, signature) == "bip322-full"
+
+
+def test_a_cosigners_signature_over_another_digest_or_by_another_key_is_refused() -> None:
+    from dataclasses import replace
+
+    from signerd.core.bitcoin import signer as SG
+    from signerd.core.chains import BitcoinAdapter
+    from signerd.core.errors import InvalidPsbt
+
+    w, secrets, t = _cosigned_wallet()
+    ours = _ours(w, secrets[0], t)
+    spec = BitcoinAdapter.spec(w)
+
+    def with_sig(secret: bytes, digest: bytes):
+        key = coincurve.PrivateKey(secret)
+        inp = ours.inputs[0]
+        return ours.with_input(0, replace(inp, partial_sigs={
+            **inp.partial_sigs, key.public_key.format(): key.sign(digest, hasher=None) + b"\x01"}))
+
+    other = T.bip322_digest(w, t.replace("CASE-7", "CASE-8"))  # another text's digest
+    with pytest.raises(InvalidPsbt, match="does not verify"):
+        SG.combine_verified(ours, with_sig(secrets[1], other), spec)
+    with pytest.raises(InvalidPsbt, match="not a key of this wallet"):
+        SG.combine_verified(ours, with_sig(b"\x55" * 32, T.bip322_digest(w, t)), spec)
+    # Nor does such a signature count when the full signature is made.
+    assert T.bip322_cosigned(w, t, with_sig(secrets[1], other))[1:] == (1, False)
+    # A PSBT of another text is not this wallet's to_sign.
+    with pytest.raises(InvalidPsbt, match="not the BIP-322 to_sign"):
+        T.bip322_cosigned(w, t, T.bip322_psbt(w, t.replace("CASE-7", "CASE-8")))

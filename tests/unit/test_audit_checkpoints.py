@@ -491,7 +491,7 @@ def test_a_veto_record_is_an_ending_event_whose_object_names_it() -> None:
     from signerd.adapters.store import migrations
 
     assert audit.VETO_ACTION in audit.ENDING_ACTIONS
-    assert set(migrations.ENDING_ACTIONS_12) == audit.ENDING_ACTIONS  # the index covers them
+    assert set(migrations.ENDING_ACTIONS_16) == audit.ENDING_ACTIONS  # the index covers them
     obj = audit.veto_object("w_1", "ab" * 32, "judge", "t_9")
     assert obj == f"veto/w_1/{'ab' * 32}/judge/t_9"
     assert audit.parse_veto_object(obj) == ("w_1", "ab" * 32, "judge", "t_9")

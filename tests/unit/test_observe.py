@@ -90,3 +90,24 @@ def test_each_fact_counts_its_series(caplog: pytest.LogCaptureFixture) -> None:
     assert ("signerd.transfers", "authority violation", "ERROR") in levels
     signed = [r for r in caplog.records if getattr(r, "state", "") == "SIGNED"]
     assert len(signed) == 1 and signed[0].tx_hash == "0xab"  # type: ignore[attr-defined]
+
+
+def test_attestations_count_their_states_and_decisions_with_bounded_labels(
+        caplog: pytest.LogCaptureFixture) -> None:
+    m = Metrics()
+    caplog.set_level(logging.INFO)
+    observe.report(m, [
+        EV.AttestationEntered("a_1", "PENDING_APPROVAL"),
+        EV.Decided("attestation", "a_1", "inv1", Decision.APPROVE),
+        EV.AttestationEntered("a_1", "APPROVED"),
+        EV.AttestationEntered("a_1", "AWAITING_COSIGNERS"),
+        EV.AttestationEntered("a_1", "SIGNED"),
+        EV.AttestationEntered("a_2", "APPROVED\nstate=\"x\""),  # never a label as written
+        EV.AuthorityViolated("attestation", "a_3", "attestation", "not signerd's")])
+    for state in ("PENDING_APPROVAL", "APPROVED", "AWAITING_COSIGNERS", "SIGNED", "unknown"):
+        assert _value(m, "signerd_attestation_transitions_total", state=state) == 1, state
+    assert _value(m, "signerd_attestation_decisions_total", decision="APPROVE") == 1
+    assert _value(m, "signerd_approvals_total", decision="APPROVE") == 0
+    assert _value(m, "signerd_proposal_decisions_total", decision="APPROVE") == 0
+    assert _value(m, "signerd_authority_violations_total", kind="attestation") == 1
+    assert {r.name for r in caplog.records} == {"signerd.attest"}

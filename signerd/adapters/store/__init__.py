@@ -679,12 +679,13 @@ class Tx:
 
     def ending_events(self, after_seq: int, upto_seq: int, limit: int = 10_000
                       ) -> list[tuple[int, str, str]]:
-        """(seq, action, object) of the events that ended a transfer or a proposal, with
-        ``after_seq < seq <= upto_seq``, in seq order (read through their partial index)."""
-        marks = ", ".join("?" for _ in migrations.ENDING_ACTIONS_12)
+        """(seq, action, object) of the events that ended a transfer, a proposal or an
+        attestation, with ``after_seq < seq <= upto_seq``, in seq order (read through their
+        partial index)."""
+        marks = ", ".join("?" for _ in migrations.ENDING_ACTIONS_16)
         rows = self.all(f"SELECT seq, action, object FROM audit_events WHERE action IN ({marks})"
                         " AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-                        (*migrations.ENDING_ACTIONS_12, after_seq, upto_seq, limit))
+                        (*migrations.ENDING_ACTIONS_16, after_seq, upto_seq, limit))
         return [(int(r["seq"]), str(r["action"]), str(r["object"])) for r in rows]
 
 

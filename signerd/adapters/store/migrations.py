@@ -29,6 +29,9 @@ ENDING_ACTIONS = ("proposal.applied", "proposal.cancelled", "proposal.expired", 
                   "transfer.failed", "transfer.rejected", "transfer.signed")
 # ... and as migration 12 rewrote it, with the record of a veto (audit.VETO_ACTION)
 ENDING_ACTIONS_12 = tuple(sorted((*ENDING_ACTIONS, "transfer.vetoed")))
+# ... and as migration 16 rewrote it, with the endings of attestations
+ENDING_ACTIONS_16 = tuple(sorted((*ENDING_ACTIONS_12, "attestation.expired", "attestation.failed",
+                                  "attestation.rejected", "attestation.signed")))
 MIGRATION_LOCK = 0x5369676E657264  # pg_advisory_xact_lock key ("Signerd")
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -294,6 +297,13 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             reason TEXT NOT NULL,
             created_at DOUBLE PRECISION NOT NULL,
             PRIMARY KEY (attestation_id, operator_id))""",
+    ]),
+    (16, "an attestation that ended is an ending event: the index over them covers it", [
+        # audit.ENDING_ACTIONS: the daemon reads these through the index at start and checks
+        # them against the latest checkpoint, so an ended attestation set back by SQL is seen.
+        "DROP INDEX audit_events_endings",
+        "CREATE INDEX audit_events_endings ON audit_events (seq) WHERE action IN ("
+        + ", ".join(f"'{a}'" for a in ENDING_ACTIONS_16) + ")",
     ]),
 ]
 
