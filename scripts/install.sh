@@ -65,7 +65,9 @@ fi
 if [ "$TARGET" = . ]; then
   .venv/bin/python -m pip install -q .
 else
-  .venv/bin/python -m pip install -q -e "$TARGET"
+  # An editable install is what development wants; setuptools says so at length on every one.
+  PYTHONWARNINGS="ignore::UserWarning:setuptools.command.editable_wheel" \
+    .venv/bin/python -m pip install -q -e "$TARGET"
 fi
 if [ "${1:-}" = --test ]; then
   (cd tests/node && npm ci --no-audit --no-fund --silent)
