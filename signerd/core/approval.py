@@ -61,7 +61,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from signerd.core import canonical
 from signerd.core.errors import InvalidApproval, InvalidArgument, InvalidKey
@@ -310,6 +310,29 @@ class SignedDecision:
     operator_id: str
     decision: Decision
     signature: bytes
+
+
+class StoredDecision(Protocol):
+    """A decision as a store row holds it (on a transfer, a proposal or an attestation)."""
+
+    @property
+    def operator_id(self) -> str: ...
+    @property
+    def decision(self) -> Decision: ...
+    @property
+    def signature(self) -> str: ...  # hex
+
+
+def signed_decisions(rows: Iterable[StoredDecision]) -> list[SignedDecision]:
+    """Stored decisions as signed decisions (a malformed signature verifies as nothing)."""
+    out = []
+    for r in rows:
+        try:
+            signature = bytes.fromhex(r.signature)
+        except ValueError:
+            signature = b""
+        out.append(SignedDecision(r.operator_id, r.decision, signature))
+    return out
 
 
 def verified_votes(statement_for: Callable[[Decision], bytes],

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Any
@@ -39,7 +39,7 @@ from . import seal as SEAL
 from .errors import AuthorityViolation, InvalidArgument, PolicyDenied
 from .legal_basis import FORM as LEGAL_FORM
 from .model import DestinationClass, Movement, Wallet
-from .records import ApprovalRecord, TransferRecord
+from .records import TransferRecord
 
 
 def policy_of(state: AU.AuthorityState, wallet: Wallet, version: int) -> tuple[P.Policy, bool]:
@@ -310,13 +310,4 @@ def judge(state: AU.AuthorityState, wallet: Wallet, ctx: A.StatementContext,
         f"its quorum ({q.reason})", kind="quorum"))
 
 
-def approvals_of(rows: Iterable[ApprovalRecord]) -> list[A.SignedDecision]:
-    """Stored decisions as signed decisions (a malformed signature verifies as nothing)."""
-    out = []
-    for r in rows:
-        try:
-            sig = bytes.fromhex(r.signature)
-        except ValueError:
-            sig = b""
-        out.append(A.SignedDecision(r.operator_id, r.decision, sig))
-    return out
+approvals_of = A.signed_decisions  # a transfer's stored decisions

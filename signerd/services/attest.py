@@ -69,15 +69,7 @@ BALANCES_NOTE = ("signerd watches no chain: this statement proves control of eac
                  "lists the transfers signerd signed; balances come from the chain itself")
 
 
-def decisions_of(rows: builtins.list[AttestationApprovalRecord]) -> builtins.list[
-        A.SignedDecision]:
-    out = []
-    for r in rows:
-        try:
-            out.append(A.SignedDecision(r.operator_id, r.decision, bytes.fromhex(r.signature)))
-        except ValueError:
-            out.append(A.SignedDecision(r.operator_id, r.decision, b""))
-    return out
+decisions_of = A.signed_decisions
 
 
 def attestable(wallet: Wallet) -> str:

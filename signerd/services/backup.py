@@ -112,25 +112,14 @@ class BackupService:
         found: dict[str, KeyEntry] = {
             state.audit_key_id: KeyEntry(state.audit_key_id, "signerd-audit",
                                          state.audit_public_key, "audit", ())}
-        after = ""
-        while True:
-            rows = tx.list_wallets(after=after, limit=PAGE)
-            for row in rows:
-                try:
-                    w = L.verified_wallet(state, row)
-                except AuthorityViolation as e:
-                    log.error("wallet %s left out of the backup: %s", row.id, e.message)
+        for w in L.verified_wallets(tx, state, "the backup", page=PAGE):
+            for k in w.keys:
+                if not k.hsm_held:
                     continue
-                for k in w.keys:
-                    if not k.hsm_held:
-                        continue
-                    old = found.get(k.key_id)
-                    wallets = (old.wallets if old else ()) + (w.id,)
-                    found[k.key_id] = KeyEntry(k.key_id, k.label, k.public_key,
-                                               old.use if old else "wallet", wallets)
-            if len(rows) < PAGE:
-                break
-            after = rows[-1].id
+                old = found.get(k.key_id)
+                wallets = (old.wallets if old else ()) + (w.id,)
+                found[k.key_id] = KeyEntry(k.key_id, k.label, k.public_key,
+                                           old.use if old else "wallet", wallets)
         for share in tx.key_shares():
             try:
                 L.verified_key_share(state, share)
@@ -207,22 +196,11 @@ class BackupService:
 
     @staticmethod
     def _wallets(tx: Tx, state: AU.AuthorityState) -> list[dict[str, Any]]:
-        out = []
-        after = ""
-        while True:
-            rows = tx.list_wallets(after=after, limit=PAGE)
-            for row in rows:
-                try:
-                    w = L.verified_wallet(state, row)
-                except AuthorityViolation:
-                    continue
-                out.append({"id": w.id, "chain": w.chain.value, "network": w.network,
-                            "chain_ids": list(w.chain_ids), "address": w.address,
-                            "category": w.category.value, "status": w.status.value,
-                            "key_ids": [k.key_id for k in w.keys]})
-            if len(rows) < PAGE:
-                return out
-            after = rows[-1].id
+        return [{"id": w.id, "chain": w.chain.value, "network": w.network,
+                 "chain_ids": list(w.chain_ids), "address": w.address,
+                 "category": w.category.value, "status": w.status.value,
+                 "key_ids": [k.key_id for k in w.keys]}
+                for w in L.verified_wallets(tx, state, "the backup bundle", page=PAGE)]
 
     # ---------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:

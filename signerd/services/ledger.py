@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,6 +198,27 @@ def verified_wallet(state: AuthorityState, row: WalletRecord) -> Wallet:
     elif status is WalletStatus.AWAITING_APPROVAL and state.approved_wallets.get(wid):
         status = WalletStatus.ACTIVE
     return wallet_from_record(record, status)
+
+
+def verified_wallets(tx: Tx, state: AuthorityState, purpose: str, *, category: str = "",
+                     case_ref: str = "", left_out: list[dict[str, str]] | None = None,
+                     page: int = 1000) -> Iterator[Wallet]:
+    """Every wallet of the store (of a category and case, when given) whose row verifies
+    (:func:`verified_wallet`), read a page at a time. A row that does not verify is no wallet of
+    ours: it is logged as left out of ``purpose``, and added to ``left_out`` (its id and why)."""
+    after = ""
+    while True:
+        rows = tx.list_wallets(category=category, case_ref=case_ref, after=after, limit=page)
+        for row in rows:
+            try:
+                yield verified_wallet(state, row)
+            except AuthorityViolation as e:
+                log.error("wallet %s left out of %s: %s", row.id, purpose, e.message)
+                if left_out is not None:
+                    left_out.append({"id": row.id, "reason": e.message})
+        if len(rows) < page:
+            return
+        after = rows[-1].id
 
 
 def load_wallet(tx: Tx, state: AuthorityState, wallet_id: str, *, lock: bool = False) -> Wallet:

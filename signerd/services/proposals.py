@@ -106,15 +106,7 @@ def unsealed(proposal_id: str) -> AuthorityViolation:
         "applied", kind="proposal")
 
 
-def decisions_of(rows: list[ProposalApprovalRecord]) -> list[A.SignedDecision]:
-    """Stored decisions as signed decisions (a malformed signature verifies as nothing)."""
-    out = []
-    for r in rows:
-        try:
-            out.append(A.SignedDecision(r.operator_id, r.decision, bytes.fromhex(r.signature)))
-        except ValueError:
-            out.append(A.SignedDecision(r.operator_id, r.decision, b""))
-    return out
+decisions_of = A.signed_decisions
 
 
 class ProposalService:

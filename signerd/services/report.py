@@ -7,19 +7,16 @@ signerd and must come from the platform's chain watchers.
 """
 from __future__ import annotations
 
-import logging
 import time
 from collections import defaultdict
 from typing import Any
 
 from signerd.adapters.store import Tx
 from signerd.core.authority import AuthorityState
-from signerd.core.errors import AuthorityViolation
 from signerd.core.model import TransferState, Wallet
 from . import ledger as L
 from .transfers import movement_from_json
 
-log = logging.getLogger("signerd.report")
 
 KNOWN = ("wallets and addresses whose keys signerd holds; every transfer it signed, with the "
          "amounts and fees it decoded itself; pending transfers; court-ordered freezes")
@@ -32,14 +29,9 @@ def holdings_report(tx: Tx, state: AuthorityState, *, instance_id: str, category
     """The report, from the wallets that verify (``ledger.verified_wallet``) and their
     transfers. A wallet row signerd did not make is left out, and the report says so (its id
     and why), as a listing does."""
-    wallets: list[Wallet] = []
     left_out: list[dict[str, str]] = []
-    for row in tx.list_wallets(category=category, case_ref=case_ref, limit=10**9):
-        try:
-            wallets.append(L.verified_wallet(state, row))
-        except AuthorityViolation as e:
-            log.error("wallet %s left out of a report: %s", row.id, e.message)
-            left_out.append({"id": row.id, "reason": e.message})
+    wallets = list(L.verified_wallets(tx, state, "a report", category=category,
+                                      case_ref=case_ref, left_out=left_out))
     ids = {w.id for w in wallets}
     cats: dict[str, dict[str, Any]] = defaultdict(lambda: {"cases": {}})
 
