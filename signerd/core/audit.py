@@ -38,10 +38,11 @@ CHECKPOINT_TAG = b"signerd-audit-checkpoint/v1"
 NO_CHECKPOINT = b"\x00" * 32  # the prev of checkpoint 1
 NO_ENDINGS = b"\x00" * 32  # the endings digest before any transfer or proposal ended
 ENDINGS_TAG = b"signerd-audit-endings/v1"
-# Events that end a transfer, a proposal or an attestation for good. Each checkpoint commits to the running
-# digest of these (:func:`endings_link`), so a store writer who deletes the event that ended one
-# (a veto, a cancellation) and sets its row back to waiting is found: the daemon keeps the set of
-# ended ids, checked against the latest checkpoint at start, and refuses to act on them.
+# Events that end a transfer, a proposal or an attestation for good. Each checkpoint commits to
+# the running digest of these (:func:`endings_link`), so a store writer who deletes the event that
+# ended one (a veto, a cancellation) and sets its row back to waiting is found: the daemon keeps
+# the set of ended ids, checked against the latest checkpoint at start, and refuses to act on
+# them.
 # ``transfer.vetoed`` goes with the rejection a veto made: its object (:func:`veto_object`)
 # names the wallet, the transaction, the vetoing role and the transfer, so the record of a veto
 # is held to the checkpoints just as the rejection is.
