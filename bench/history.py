@@ -64,6 +64,8 @@ def args() -> Any:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--seal-sample", type=int, default=3_000)
+    ap.add_argument("--measure-only", action="store_true",
+                    help="SQLite: measure again a store --workdir holds from an earlier run")
     ap.add_argument("--json")
     ap.add_argument("--workdir")
     return ap.parse_args()
@@ -335,6 +337,10 @@ def measure_start(cfg: Path, times: int = 3) -> dict[str, Any]:
             lambda: app.ledger.state(tx))
     _, phases["TransferService.tick (recover)"] = timed(app.transfers.tick)
     _, phases["App.refresh_gauges"] = timed(app.refresh_gauges)
+    with app.store.read() as tx:
+        _, phases["gauges: Tx.count_wallets"] = timed(tx.count_wallets)
+        _, phases["gauges: Tx.count_transfers"] = timed(tx.count_transfers)
+        _, phases["gauges: Tx.count_past_expiry"] = timed(lambda: tx.count_past_expiry(time.time()))
     app.stop()
     return {"daemon_start_to_listening_s": [round(w, 3) for w in walls],
             "config_load_s": round(t_conf, 4), "app_construct_s (store open, migrations)":
@@ -421,16 +427,29 @@ def main() -> None:
 
                 cluster = PgCluster().start()
                 extra = ("--store-url", cluster.create_database("history"))
-            cfg = harness.init_state(wd / "state", *extra, cwd=ROOT, timeout=180)
-            bench_limits(cfg)
-            keys = operator_keys(cfg.parent)
-            tmpl = make_template(cfg, keys)
             from common import open_app
 
-            app = open_app(cfg)
+            if a.measure_only:
+                cfg = wd / "state" / "signerd.toml"
+                keys = operator_keys(cfg.parent)
+                app = open_app(cfg)
+                with app.store.read() as tx:
+                    rows = tx.all("SELECT id, wallet_id FROM transfers t WHERE state = ? AND NOT"
+                                  " EXISTS (SELECT 1 FROM approvals a WHERE a.transfer_id = t.id)",
+                                  ("PENDING_APPROVAL",))
+                tmpl = {"wallet": str(rows[0]["wallet_id"])}
+                loaded = {"pending_ids": [str(r["id"]) for r in rows],
+                          "measured_again": "store of an earlier run, not loaded again"}
+            else:
+                cfg = harness.init_state(wd / "state", *extra, cwd=ROOT, timeout=180)
+                bench_limits(cfg)
+                keys = operator_keys(cfg.parent)
+                tmpl = make_template(cfg, keys)
+                app = open_app(cfg)
             try:
-                loaded = load(app, tmpl, a.transfers, a.pending, a.wallets, a.events,
-                              a.seal_sample)
+                if not a.measure_only:
+                    loaded = load(app, tmpl, a.transfers, a.pending, a.wallets, a.events,
+                                  a.seal_sample)
                 results["counts"] = counts(app.store)
                 with app.store.read() as tx:
                     hist = [str(r["id"]) for r in tx.all(
@@ -453,6 +472,11 @@ def main() -> None:
             try:
                 time.sleep(2.1)
                 results["daemon_rss_mib"] = proc_rss_mib(d.pid)
+                # idle: the health monitor every probe_seconds (recover tick, gauges' counts)
+                with CpuMeter(d.pid) as idle:
+                    time.sleep(10.0)
+                results["idle_daemon_cpu_cores"] = round(idle.other_cpu / idle.wall, 3)
+                results["loadavg_idle"] = loadavg()
                 results["loadavg_before_sampling"] = loadavg()
                 results["latency_ms"] = sample(d, keys, pending, hist, tmpl["wallet"],
                                                a.rounds)
