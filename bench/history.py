@@ -98,7 +98,6 @@ def make_template(cfg: Path, keys: dict[str, Any]) -> dict[str, str]:
 def load(app: Any, tmpl: dict[str, str], n: int, n_pending: int, n_wallets: int,
          n_events: int, seal_sample: int) -> dict[str, Any]:
     from signerd.adapters.store.codec import transfer_columns
-    from signerd.core import audit
     from signerd.core import engine as E
     from signerd.core.model import TransferState
 
@@ -221,13 +220,26 @@ def load(app: Any, tmpl: dict[str, str], n: int, n_pending: int, n_wallets: int,
                       "per_second": rate(n_wallets, dt)}
     log(f"wallets: {out['wallets']}  load {loadavg()}")
 
-    # -- audit events: the chain continued by audit.chain_hash
+    out["audit"] = fill_audit_bulk(store, n_events)
+    log(f"audit: {out['audit']}")
+    out["pending_ids"] = pending_ids
+    return out
+
+
+def fill_audit_bulk(store: Any, n_events: int, batch: int = 10_000) -> dict[str, Any]:
+    """The store's audit chain continued by ``n_events`` events (audit.chain_hash, as
+    Tx.append_audit computes it), written ``batch`` per transaction."""
+    from signerd.core import audit
+
+    ph = "%s" if store.dialect == "postgresql" else "?"
+    ecols = ["seq", "time_micros", "actor", "action", "object", "details", "prev_hash", "hash"]
+    sql = (f"INSERT INTO audit_events ({', '.join(ecols)}) VALUES "
+           f"({', '.join(ph for _ in ecols)})")
     t0 = time.perf_counter()
     with store.read() as tx:
         seq, prev = tx.audit_head()
     start_seq = seq
     now_us = int(time.time() * 1_000_000)
-    ecols = ["seq", "time_micros", "actor", "action", "object", "details", "prev_hash", "hash"]
     done = 0
     while done < n_events:
         k = min(batch, n_events - done)
@@ -252,18 +264,15 @@ def load(app: Any, tmpl: dict[str, str], n: int, n_pending: int, n_wallets: int,
         with store.transaction() as tx:
             head = tx.one("SELECT seq FROM audit_head WHERE id = 1" + tx.for_update)
             assert head is not None and int(head["seq"]) == rows[0][0] - 1, "head moved"
-            tx.cur.executemany(ins("audit_events", ecols), rows)
+            tx.cur.executemany(sql, rows)
             tx.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, prev.hex()))
         done += k
         if done % 200_000 < batch:
             log(f"audit {done:,}/{n_events:,} ({rate(done, time.perf_counter() - t0)}/s)"
                 f"  load {loadavg()}")
     dt = time.perf_counter() - t0
-    out["audit"] = {"events": n_events, "from_seq": start_seq, "to_seq": seq,
-                    "seconds": round(dt, 1), "per_second": rate(n_events, dt)}
-    log(f"audit: {out['audit']}")
-    out["pending_ids"] = pending_ids
-    return out
+    return {"events": n_events, "from_seq": start_seq, "to_seq": seq,
+            "seconds": round(dt, 1), "per_second": rate(n_events, dt)}
 
 
 def _row_dicts(rows: list[Any]) -> list[dict[str, Any]]:
@@ -293,8 +302,8 @@ def explain(store: Any, history_id: str) -> dict[str, list[str]]:
                           ("PENDING_APPROVAL", time.time(), "APPROVED")),
         "count by chain, state": ("SELECT chain, state, COUNT(*) AS n FROM transfers"
                                   " GROUP BY chain, state", ()),
-        "count wallets": ("SELECT category, status, COUNT(*) AS n FROM wallets"
-                          " GROUP BY category, status", ()),
+        "count wallets": ("SELECT chain, category, COUNT(*) AS n FROM wallets"
+                          " GROUP BY chain, category", ()),
     }
     out = {}
     with store.read() as tx:
@@ -440,6 +449,9 @@ def main() -> None:
                 tmpl = {"wallet": str(rows[0]["wallet_id"])}
                 loaded = {"pending_ids": [str(r["id"]) for r in rows],
                           "measured_again": "store of an earlier run, not loaded again"}
+                if a.events:
+                    loaded["audit_added"] = fill_audit_bulk(app.store, a.events)
+                    log(f"audit added: {loaded['audit_added']}")
             else:
                 cfg = harness.init_state(wd / "state", *extra, cwd=ROOT, timeout=180)
                 bench_limits(cfg)

@@ -9,7 +9,10 @@ SubmitTransfer, then GetStatement + SubmitApproval by inv1 and by cust1 (the quo
 returns the signed transfer). Clients run in this process; each replica's clients use nonces of
 their own range on the one Ethereum wallet.
 
-Phases, each --seconds long, same total client threads: A alone, A and B together (the clients
+The CPU of each daemon (/proc), of this process's clients, and of the whole machine
+(/proc/stat; what is neither daemons nor clients is PostgreSQL's backends, plus any other work).
+
+Phases, each 30 s long (8 with --quick), the same 8 client threads: A alone, A and B together (the clients
 split between them), A alone again (so a drift of the machine shows).
 
 Run alone: .venv/bin/python bench/replicas.py [--quick] [--json OUT]
@@ -23,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, CpuMeter, Daemon, bench_limits, loadavg, log,  # noqa: E402
+from common import (ROOT, CpuMeter, Daemon, bench_limits, cpu_busy_seconds,  # noqa: E402
+                    loadavg, log,
                     operator_keys, part_args, percentiles, rate, workdir, write_json)
 from e2e import Flow  # noqa: E402
 
@@ -54,6 +58,7 @@ def run_phase(flows: list[Flow], clients: int, seconds: float, pids: list[int]
         f.eth_transfer()
     meters = [CpuMeter(p) for p in pids]
     threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
+    busy0 = cpu_busy_seconds()
     for m in meters:
         m.__enter__()
     for t in threads:
@@ -64,7 +69,9 @@ def run_phase(flows: list[Flow], clients: int, seconds: float, pids: list[int]
         t.join()
     for m in meters:
         m.__exit__()
+    busy = cpu_busy_seconds() - busy0
     wall = meters[0].wall
+    daemons = sum(m.other_cpu for m in meters)
     n = sum(signed)
     return {"daemons": len(flows), "clients": clients, "seconds": round(wall, 2),
             "signed": n, "signed_per_daemon": signed, "errors": len(errors),
@@ -73,12 +80,16 @@ def run_phase(flows: list[Flow], clients: int, seconds: float, pids: list[int]
             "client_cpu_cores": round(meters[0].self_cpu / wall, 2),
             "daemon_cpu_ms_per_transfer": round(sum(m.other_cpu for m in meters)
                                                 / max(1, n) * 1000, 2),
+            "machine_cpu_cores": round(busy / wall, 2),
+            "postgres_and_other_cpu_cores": round(
+                max(0.0, busy - daemons - meters[0].self_cpu) / wall, 2),
+            "machine_cpu_ms_per_transfer": round(busy / max(1, n) * 1000, 2),
             "flow_ms": percentiles(lat), "loadavg": loadavg()}
 
 
 def main() -> None:
     args = part_args(__doc__ or "")
-    seconds = 8.0 if args.quick else 20.0
+    seconds = 8.0 if args.quick else 30.0
     clients = 8
     from signerd.v1 import signerd_pb2 as pb
     from tests.support import daemon as harness
