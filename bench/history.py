@@ -23,7 +23,9 @@ How the store is filled (one state folder made by ``signerd init``, its own Soft
   wallets        copies of the template wallet's row (own id and address, template's sealed
                  record and seal), no keys: they count in the scans and indexes, not usable.
   audit events   a hash chain continued from the store's head by signerd's own
-                 audit.chain_hash, written in batches (as Tx.append_audit writes each row).
+                 audit.chain_hash, written in batches (as Tx.append_audit writes each row),
+                 then an HSM-signed checkpoint at the head (App.checkpoint: verifies them all),
+                 as the monitor would have made every 1,000 events.
 Rows are written through the store's own connection (store.transaction(), its cursor's
 executemany with the Tx's placeholders).
 
@@ -221,6 +223,7 @@ def load(app: Any, tmpl: dict[str, str], n: int, n_pending: int, n_wallets: int,
     log(f"wallets: {out['wallets']}  load {loadavg()}")
 
     out["audit"] = fill_audit_bulk(store, n_events)
+    out["audit"]["checkpoint"] = checkpoint_now(app)
     log(f"audit: {out['audit']}")
     out["pending_ids"] = pending_ids
     return out
@@ -273,6 +276,15 @@ def fill_audit_bulk(store: Any, n_events: int, batch: int = 10_000) -> dict[str,
     dt = time.perf_counter() - t0
     return {"events": n_events, "from_seq": start_seq, "to_seq": seq,
             "seconds": round(dt, 1), "per_second": rate(n_events, dt)}
+
+
+def checkpoint_now(app: Any) -> dict[str, Any]:
+    """An HSM-signed checkpoint at the head, as the daemon's monitor makes every
+    checkpoint_events events ([audit]): App.checkpoint verifies the chain from the latest
+    checkpoint (here: every event the bulk load wrote) and signs. Without it the daemon would
+    verify the whole loaded tail at its first decision and again when it drains on SIGTERM."""
+    cp, dt = timed(app.checkpoint)
+    return {"seconds": round(dt, 1), "head_seq": cp.head_seq if cp else None}
 
 
 def _row_dicts(rows: list[Any]) -> list[dict[str, Any]]:
@@ -451,6 +463,7 @@ def main() -> None:
                           "measured_again": "store of an earlier run, not loaded again"}
                 if a.events:
                     loaded["audit_added"] = fill_audit_bulk(app.store, a.events)
+                    loaded["audit_added"]["checkpoint"] = checkpoint_now(app)
                     log(f"audit added: {loaded['audit_added']}")
             else:
                 cfg = harness.init_state(wd / "state", *extra, cwd=ROOT, timeout=180)
