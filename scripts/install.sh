@@ -5,7 +5,7 @@
 # tests), Prometheus' promtool (alert rules), systemd-analyze (unit check), Chromium (the
 # holdings page rendered headless) and, with npm, bip322-js in tests/node (an independent BIP-322
 # verifier, from tests/node/package-lock.json; Node.js from Debian when none is installed). With
-# --production (deploy/DEPLOY.md: a checkout in /opt/signerd), signerd alone, not editable and
+# --production (deploy/DEPLOY.md: the checkout the unit runs), signerd alone, not editable and
 # without the test dependencies. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,15 +37,23 @@ fi
 PY=${PYTHON:-python3}
 if [ "$TARGET" = . ]; then
   # The daemon runs the venv's interpreter as the signerd user under ProtectHome=yes: it must
-  # be the system's (Debian's /usr/bin/python3), not one in a home folder (pyenv and the like).
-  PY=${PYTHON:-/usr/bin/python3}
-  base=$(readlink -f "$(command -v "$PY")")
-  case "$base" in
-    /root/*|/home/*|/run/user/*)
-      echo "install.sh: $PY is $base, in a home folder the signerd user cannot reach" \
-           "(ProtectHome=yes); use the system's Python (PYTHON=/usr/bin/python3)" >&2
-      exit 1 ;;
-  esac
+  # be the system's python3 (found on the system's default PATH, `getconf PATH`), not one in a
+  # home folder (pyenv and the like).
+  PY=${PYTHON:-$(PATH=$(getconf PATH) command -v python3)}
+  "$PY" - <<'HOMECHECK' || exit 1
+import os, pwd, sys
+exe = os.path.realpath(sys.executable)
+# What ProtectHome=yes hides: root's home, the folders users' homes are in, the runtime folders.
+hidden = {p.pw_dir for p in pwd.getpwall() if p.pw_uid == 0}
+hidden |= {os.path.dirname(p.pw_dir) for p in pwd.getpwall()
+           if 1000 <= p.pw_uid < 65534 and os.path.isdir(p.pw_dir)}
+if os.environ.get("XDG_RUNTIME_DIR"):
+    hidden.add(os.path.dirname(os.environ["XDG_RUNTIME_DIR"]))
+for folder in sorted(h for h in hidden if h and h != os.sep):
+    if exe.startswith(folder.rstrip(os.sep) + os.sep):
+        sys.exit(f"install.sh: {sys.executable} is {exe}, in {folder}, which the signerd user "
+                 "cannot reach (ProtectHome=yes); use the system's python3 (PYTHON=...)")
+HOMECHECK
 fi
 "$PY" - <<'PYCHECK'
 import sys
