@@ -342,7 +342,7 @@ def test_eth_decode_signed(raw: bytes) -> None:
 
 OPERATOR = ed25519.Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
 OPERATOR_PEM = public_pem(OPERATOR)
-OPERATOR_RAW = OPERATOR.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+OPERATOR_SPKI = OPERATOR.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def _spki(key: Any) -> bytes:
@@ -390,7 +390,9 @@ def _is_operator_key(pem: bytes) -> bool:
         key = load_public_pem(pem)
     except SignerError:
         return False
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw) == OPERATOR_RAW
+    # SubjectPublicKeyInfo names the algorithm, so a P-256 or secp256k1 key among the mutated
+    # seeds compares unequal instead of failing to encode (Raw exists only for Ed25519/X25519).
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == OPERATOR_SPKI
 
 
 @FUZZ
