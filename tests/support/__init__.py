@@ -15,6 +15,7 @@ authority   a governance ledger in process (pure core), for the unit tests
 audit       audit chains made in memory, export documents edited line by line (unit tests)
 cli         signerctl against a running daemon
 pg          a throwaway PostgreSQL cluster
+evm         a local anvil node over JSON-RPC, Solidity compiled by solc-js, Safe's build artifacts
 
 This file imports nothing: bench/common.py imports tests.support.daemon before it chooses which
 checkout signerd is imported from.
