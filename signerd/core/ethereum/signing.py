@@ -8,6 +8,7 @@ PKCS#11 does not return; it is found by recovering the public key from the signa
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import coincurve
 
@@ -64,39 +65,63 @@ def assemble_signed(tx: Eip1559Tx, r: int, s: int, pubkey: bytes) -> tuple[bytes
     return raw, tx_hash(raw)
 
 
-def movement(tx: Eip1559Tx, tokens: Mapping[tuple[int, str], Token] | None = None) -> Movement:
-    """What ``tx`` moves, decoded by signerd itself for policies and the approval statement.
+@dataclass(frozen=True)
+class DecodedCall:
+    """What one call (``to``, ``value``, ``data``) moves, as policies and operators see it: the
+    outputs, the calldata left undecoded (``contract_call``, "0x..." or ""), the registered
+    tokens whose calls were decoded, and display details. Shared by a transaction's own call
+    (``movement``) and a call made from a smart-contract wallet."""
+
+    outputs: tuple[Output, ...]
+    contract_call: str
+    tokens: tuple[Token, ...]
+    details: dict[str, str]
+
+
+def decode_call(chain_id: int, to: bytes | None, value: int, data: bytes,
+                tokens: Mapping[tuple[int, str], Token] | None = None) -> DecodedCall:
+    """The movement of one call to ``to`` (None: contract creation) on ``chain_id``.
 
     ``tokens`` is the governance's token registry, by (chain id, lower-case contract address):
-    only a call to a registered contract on the transaction's chain is decoded. There an ERC-20
-    transfer becomes a token output ("ERC20:<contract>") to its recipient and an approve an
+    only a call to a registered contract on that chain is decoded. There an ERC-20 transfer
+    becomes a token output ("ERC20:<contract>") to its recipient and an approve an
     "ERC20-APPROVE:<contract>" output to the spender with the allowance, and the entry goes
-    into ``tokens`` of the movement. The ETH value is an output when it is non-zero or the
-    calldata is not a decoded ERC-20 call (so a plain transfer of 0 ETH and a contract call
-    still show a destination). Any other calldata, ERC-20-shaped calldata to a contract the
-    registry does not know included, and contract-creation code go into ``contract_call``.
-    The fee is the maximum: gas * maxFeePerGas.
+    into ``tokens``. The native value is an output when it is non-zero or the calldata is not a
+    decoded token call (so a plain transfer of 0 and a contract call still show a destination).
+    Any other calldata, ERC-20-shaped calldata to a contract the registry does not know
+    included, and contract-creation code go into ``contract_call``.
     """
-    to = "" if tx.to is None else to_checksum(tx.to)
-    token = None if tx.to is None else (tokens or {}).get((tx.chain_id, to.lower()))
-    call = decode_erc20_call(tx.data) if token is not None else None
+    address = "" if to is None else to_checksum(to)
+    token = None if to is None else (tokens or {}).get((chain_id, address.lower()))
+    call = decode_erc20_call(data) if token is not None else None
     outputs: list[Output] = []
-    if tx.value > 0 or call is None:
-        outputs.append(Output(address=to, amount=tx.value, asset=ETH))
-    details = {"tx_type": "2"}
+    if value > 0 or call is None:
+        outputs.append(Output(address=address, amount=value, asset=ETH))
+    details: dict[str, str] = {}
     if call is not None:
         prefix = "ERC20" if call.method is Erc20Method.TRANSFER else "ERC20-APPROVE"
-        outputs.append(
-            Output(
-                address=to_checksum(call.counterparty), amount=call.amount, asset=f"{prefix}:{to}"
-            )
-        )
+        outputs.append(Output(address=to_checksum(call.counterparty), amount=call.amount,
+                              asset=f"{prefix}:{address}"))
         details["erc20_method"] = call.method.value
+    return DecodedCall(
+        outputs=tuple(outputs),
+        contract_call="" if call is not None or not data else "0x" + data.hex(),
+        tokens=() if call is None or token is None else (token,),
+        details=details,
+    )
+
+
+def movement(tx: Eip1559Tx, tokens: Mapping[tuple[int, str], Token] | None = None) -> Movement:
+    """What ``tx`` moves, decoded by signerd itself for policies and the approval statement:
+    its call decoded by ``decode_call`` (see there for tokens and contract calls). The fee is
+    the maximum: gas * maxFeePerGas.
+    """
+    call = decode_call(tx.chain_id, tx.to, tx.value, tx.data, tokens)
     return Movement(
         chain=Chain.ETHEREUM,
         network=NETWORK,
         chain_id=tx.chain_id,
-        outputs=tuple(outputs),
+        outputs=call.outputs,
         fee=tx.gas * tx.max_fee_per_gas,
         fee_asset=ETH,
         digests=(tx.signing_hash(),),
@@ -104,7 +129,7 @@ def movement(tx: Eip1559Tx, tokens: Mapping[tuple[int, str], Token] | None = Non
         gas_limit=tx.gas,
         max_fee_per_gas=tx.max_fee_per_gas,
         max_priority_fee_per_gas=tx.max_priority_fee_per_gas,
-        contract_call="" if call is not None or not tx.data else "0x" + tx.data.hex(),
-        tokens=() if call is None or token is None else (token,),
-        details=details,
+        contract_call=call.contract_call,
+        tokens=call.tokens,
+        details={"tx_type": "2", **call.details},
     )
