@@ -3,8 +3,9 @@
 # pkcs11-tool, libsecp256k1) and a virtual environment in .venv with signerd and its test
 # dependencies, editable. With --test, also what only the test suite uses: PostgreSQL (replica
 # tests), Prometheus' promtool (alert rules), systemd-analyze (unit check), Chromium (the
-# holdings page rendered headless) and, with npm, bip322-js in tests/node (an independent BIP-322
-# verifier, from tests/node/package-lock.json; Node.js from Debian when none is installed). With
+# holdings page rendered headless) and, with npm, tests/node from its package-lock.json: bip322-js
+# (an independent BIP-322 verifier), anvil (a local EVM node), solc-js with OpenZeppelin's sources
+# and Safe v1.4.1's build artifacts (Node.js from Debian when none is installed). With
 # --production (deploy/DEPLOY.md: the checkout the unit runs), signerd alone, not editable and
 # without the test dependencies. Idempotent.
 set -euo pipefail
