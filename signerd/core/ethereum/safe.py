@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 import coincurve
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 
 from signerd.core.errors import (
     FailedPrecondition,
@@ -120,9 +120,9 @@ def _check_uint(field: str, value: object, high: int = UINT256_MAX) -> int:
 
 
 def _check_operation(value: object) -> int:
-    if isinstance(value, bool) or value not in OPERATIONS:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in OPERATIONS:
         raise InvalidTransaction("operation: must be 0 (CALL) or 1 (DELEGATECALL)")
-    return int(value)  # type: ignore[call-overload]
+    return value
 
 
 _SAFE_TX_KEYS = ("to", "value", "data", "operation", "safeTxGas", "baseGas", "gasPrice",
