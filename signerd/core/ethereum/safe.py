@@ -214,7 +214,8 @@ class SafeTx:
 
 
 def _check_chain(chain_id: object, safe: object) -> None:
-    if isinstance(chain_id, bool) or not isinstance(chain_id, int) or not 1 <= chain_id <= UINT256_MAX:
+    if isinstance(chain_id, bool) or not isinstance(chain_id, int) or \
+            not 1 <= chain_id <= UINT256_MAX:
         raise InvalidArgument("chain id: must be a positive integer")
     if not isinstance(safe, bytes) or len(safe) != ADDRESS_LEN:
         raise InvalidArgument("Safe address: must be 20 bytes")
