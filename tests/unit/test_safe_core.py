@@ -44,7 +44,8 @@ uint256 = st.integers(min_value=0, max_value=2**256 - 1)
 safe_txs = st.builds(
     S.SafeTx, to=addresses, value=uint256, data=st.binary(max_size=200),
     operation=st.sampled_from([0, 1]), safe_tx_gas=uint256, base_gas=uint256,
-    gas_price=uint256, gas_token=addresses, refund_receiver=addresses, nonce=uint256)
+    gas_price=uint256, gas_token=addresses, refund_receiver=addresses,
+    nonce=st.integers(min_value=0, max_value=2**64 - 2))
 
 
 def tx_doc(**changes: object) -> dict[str, object]:
@@ -107,8 +108,9 @@ BAD_FIELDS = [
     ("gasPrice", "0xg", "gasPrice: must be a JSON number or a 0x-prefixed hex string"),
     ("gasToken", "0x" + "00" * 19, "gasToken: must be 20 bytes"),
     ("refundReceiver", 0, "refundReceiver: must be a hex address string"),
-    ("nonce", 2**256, "nonce: must be an integer between 0 and 2^256-1"),
-    ("nonce", None, "nonce: must be an integer between 0 and 2^256-1"),
+    ("nonce", 2**64 - 1, "nonce: must be an integer between 0 and 2^64-2"),
+    ("nonce", "0x" + "f" * 64, "nonce: must be an integer between 0 and 2^64-2"),
+    ("nonce", None, "nonce: must be an integer between 0 and 2^64-2"),
 ]
 
 
@@ -143,7 +145,7 @@ def test_safe_tx_json_shape(doc: object, message: str) -> None:
 @pytest.mark.parametrize("changes,message", [
     ({"to": b"\x00" * 19}, "to: must be 20 bytes"),
     ({"gas_token": "0x" + "00" * 20}, "gasToken: must be 20 bytes"),
-    ({"value": -1}, "value: must be"), ({"nonce": 2**256}, "nonce: must be"),
+    ({"value": -1}, "value: must be"), ({"nonce": 2**64 - 1}, "nonce: must be"),
     ({"operation": 2}, "operation: must be"), ({"data": "0x"}, "data: must be bytes"),
 ])
 def test_safe_tx_is_valid_by_construction(changes: dict[str, Any], message: str) -> None:
@@ -631,3 +633,5 @@ def test_movement_names_the_refund() -> None:
                                             refund_receiver=RECIPIENT))
     assert eth.details["refund_asset"] == "ETH" and eth.details["refund"] == "1"
     assert eth.details["refund_receiver"] == to_checksum(RECIPIENT)
+    assert "even if the call fails" in eth.details["refund_note"]
+    assert "refund_note" not in S.movement(CHAIN, SAFE, simple_tx()).details
