@@ -305,6 +305,29 @@ def test_proxy_creation_code_is_the_artifacts() -> None:
     assert S.SAFE_PROXY_CREATION_CODE == bytes.fromhex(art["bytecode"][2:])
 
 
+def test_proxy_creation_code_is_the_canonical_factorys() -> None:
+    """Published hashes of the canonical v1.4.1 deployment: its factory's proxyCreationCode()
+    and the CREATE2 init code with the canonical (L1) singleton."""
+    assert keccak(S.SAFE_PROXY_CREATION_CODE) == S.SAFE_PROXY_CREATION_CODE_HASH
+    assert keccak(S.SAFE_PROXY_CREATION_CODE + bytes(12) + S.CANONICAL_SINGLETON).hex() == \
+        "76733d705f71b79841c0ee960a0ca880f779cde7ef446c989e6d23efc0a4adfb"
+
+
+def test_predicted_address_of_a_mainnet_safe() -> None:
+    """A 2-of-4 Safe deployed on Ethereum mainnet by the canonical v1.4.1 factory (transaction
+    0xdac58edb65c2af3f86f03586eeec7caa7ee245d6d06679a913e5dda16617658e, a mined vanity salt)."""
+    setup = S.SafeSetup(
+        owners=tuple(bytes.fromhex(o) for o in (
+            "34f845773D4364999f2fbC7AA26ABDeE902cBb46",
+            "E2Df39d8c1c393BDe653D96a09852508CA2816e5",
+            "000000000dD7Bc0bcCE4392698dc3e11004F20eB",
+            "Cbd6073f486714E6641bf87c22A9CEc25aCf5804")),
+        threshold=2, fallback_handler=S.CANONICAL_FALLBACK_HANDLER,
+        singleton=S.CANONICAL_SINGLETON, factory=S.CANONICAL_FACTORY,
+        salt_nonce=0xc437564b491906978ae4396733fbc0835f87e6b2578193331caa87645ebe9bdc)
+    assert to_checksum(S.predicted_address(setup)) == "0x000000000034065b3a94C2118CFe5B4C0067B615"
+
+
 def test_predicted_address_follows_create2() -> None:
     """CREATE2 written out here with eth-utils' keccak (EIP-1014)."""
     setup = S.SafeSetup.from_json(setup_doc())
@@ -429,6 +452,10 @@ def test_owner_signature_from_hsm() -> None:
             assert S.recover_owner(digest, sig.signature) == sig
     with pytest.raises(SignatureMismatch):
         S.owner_signature_from_hsm(DIGEST, r, s, coincurve.PrivateKey().public_key.format())
+    pub = key.public_key.format()
+    for bad_r, bad_s in ((0, s), (SECP256K1_N, s), (r, 0), (r, SECP256K1_N), (2**256, s)):
+        with pytest.raises(SignatureMismatch, match="out of range"):
+            S.owner_signature_from_hsm(DIGEST, bad_r, bad_s, pub)
 
 
 def test_owner_signature_shape() -> None:

@@ -47,6 +47,7 @@ from signerd.core.ethereum.keccak import keccak256
 from signerd.core.ethereum.signing import (
     ETH,
     NETWORK,
+    SignatureMismatch,
     decode_call,
     low_s,
     recover_y_parity,
@@ -102,6 +103,18 @@ SAFE_PROXY_CREATION_CODE = bytes.fromhex(
     "fea264697066735822122003d1488ee65e08fa41e58e888a9865554c535f2c77126a82cb4c0f917f31441364"
     "736f6c63430007060033496e76616c69642073696e676c65746f6e20616464726573732070726f7669646564"
 )
+
+
+# keccak256 of it: what the canonical v1.4.1 factory's proxyCreationCode() hashes to
+SAFE_PROXY_CREATION_CODE_HASH = bytes.fromhex(
+    "1856e0ee08399d74e0ea0b03adca210aeade6f748969ac023cdcb4dd62dcaf5f")
+
+# Safe v1.4.1's canonical deployment (safe-deployments), the same address on every chain where
+# it is deployed; a wallet's setup names them explicitly, these are the usual values.
+CANONICAL_SINGLETON = bytes.fromhex("41675C099F32341bf84BFc5382aF534df5C7461a")
+CANONICAL_SINGLETON_L2 = bytes.fromhex("29fcB43b46531BcA003ddC8FCB67FFE91900C762")
+CANONICAL_FACTORY = bytes.fromhex("4e1DCf7AD4e460CfD30791CCC4F9c8a4f820ec67")
+CANONICAL_FALLBACK_HANDLER = bytes.fromhex("fd0732Dc9E303f09fCEf3a7388Ad10A83459Ec99")
 
 
 # --- the Safe transaction ---
@@ -185,8 +198,9 @@ class SafeTx:
     def from_json(cls, doc: object, max_data_bytes: int = DEFAULT_MAX_DATA_BYTES) -> SafeTx:
         """Parse the JSON form (the Safe transaction service's key names), refusing anything
         doubtful: every key required, no other; integers as JSON numbers or 0x-hex strings
-        (uint256, the nonce at most 2^64-2); addresses as 40 hex digits (mixed case must be a valid EIP-55 checksum);
-        ``data`` 0x-hex of at most ``max_data_bytes``; ``operation`` 0 or 1."""
+        (uint256, the nonce at most 2^64-2); addresses as 40 hex digits (mixed case must be a
+        valid EIP-55 checksum); ``data`` 0x-hex of at most ``max_data_bytes``; ``operation``
+        0 or 1."""
         fields = _check_keys(doc, _SAFE_TX_KEYS, "Safe transaction")
         values: dict[str, Any] = {}
         for key, attr in _SAFE_TX_ADDRESSES.items():
@@ -385,6 +399,8 @@ def owner_signature_from_hsm(safe_hash: bytes, r: int, s: int, pubkey: bytes) ->
     y-parity under which it recovers ``pubkey`` (SignatureMismatch if none does), the owner
     being the address of ``pubkey``."""
     _check_hash(safe_hash)
+    if not 0 < r < SECP256K1_N or not 0 < s < SECP256K1_N:
+        raise SignatureMismatch("signature: r or s out of range")
     s = low_s(s)
     parity = recover_y_parity(safe_hash, r, s, pubkey)
     owner = parse_address(address_from_pubkey(pubkey), field="owner")
