@@ -662,3 +662,69 @@ def test_movement_names_the_refund() -> None:
     assert eth.details["refund_receiver"] == to_checksum(RECIPIENT)
     assert "even if the call fails" in eth.details["refund_note"]
     assert "refund_note" not in S.movement(CHAIN, SAFE, simple_tx()).details
+
+
+# --- anything from outside: a clear refusal, never a crash ---
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2**300, max_value=2**300)
+    | st.floats(allow_nan=True) | st.text(max_size=80)
+    | st.sampled_from(["0x", "0x00", "0x" + "ab" * 20, "0x" + "AB" * 20, "0x1", "0xzz"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(["to", "value", "data", "operation", "safeTxGas", "baseGas",
+                            "gasPrice", "gasToken", "refundReceiver", "nonce"]),
+       value=json_values)
+def test_safe_tx_json_fuzz_is_refused_by_name(key: str, value: object) -> None:
+    try:
+        tx = S.SafeTx.from_json(tx_doc(**{key: value}), 64)
+    except InvalidTransaction as exc:
+        assert str(exc).startswith(key + ":"), str(exc)
+    else:
+        assert S.SafeTx.from_json(tx.to_json(), 64) == tx
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(["owners", "threshold", "fallbackHandler", "singleton", "factory",
+                            "saltNonce"]),
+       value=json_values)
+def test_setup_json_fuzz_is_refused_by_name(key: str, value: object) -> None:
+    try:
+        setup = S.SafeSetup.from_json(setup_doc(**{key: value}))
+    except InvalidTransaction as exc:
+        assert str(exc).split(":")[0].split("[")[0] in (key, "threshold"), str(exc)
+    else:
+        assert S.SafeSetup.from_json(setup.to_json()) == setup
+
+
+@settings(max_examples=300, deadline=None)
+@given(signature=st.binary(min_size=0, max_size=70) | st.binary(min_size=65, max_size=65),
+       v=st.integers(min_value=0, max_value=255))
+def test_recover_owner_fuzz(signature: bytes, v: int) -> None:
+    for sig in (signature, signature[:64] + bytes([v])):
+        try:
+            got = S.recover_owner(DIGEST, sig)
+        except InvalidArgument as exc:
+            assert str(exc).startswith("signature:")
+        else:
+            assert Account._recover_hash(
+                DIGEST if got.v in (27, 28) else S.eth_sign_digest(DIGEST),
+                signature=sig[:64] + bytes([got.v - (4 if got.eth_sign else 0)])) == \
+                to_checksum(got.owner)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=140) | st.sampled_from(list(S.OWNER_MANAGEMENT)).flatmap(
+    lambda sel: st.binary(max_size=100).map(lambda rest: sel + rest)),
+    to_self=st.booleans(), operation=st.sampled_from([0, 1]))
+def test_owner_change_and_movement_fuzz(data: bytes, to_self: bool, operation: int) -> None:
+    tx = simple_tx(to=SAFE if to_self else TOKEN, data=data, operation=operation)
+    change = S.owner_change(SAFE, tx)
+    assert (change is not None) == to_self
+    mv = S.movement(CHAIN, SAFE, tx, REGISTRY)
+    assert ("owner_change" in mv.details) == to_self
+    assert mv.digests == (S.safe_tx_hash(CHAIN, SAFE, tx),)
