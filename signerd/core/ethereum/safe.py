@@ -311,6 +311,11 @@ class SafeSetup:
 
     @classmethod
     def from_json(cls, doc: object) -> SafeSetup:
+        """Parse the JSON form, every key required and no other: ``owners`` a list of 1 to
+        ``MAX_OWNERS`` distinct addresses (neither zero nor Safe's sentinel 0x..01),
+        ``threshold`` between 1 and their number, ``fallbackHandler`` (zero: none),
+        ``singleton`` and ``factory`` (not zero), ``saltNonce`` a uint256. The Safe is set up
+        with no module and no payment (``setup_calldata``)."""
         fields = _check_keys(doc, _SETUP_KEYS, "Safe setup")
         owners = fields["owners"]
         if not isinstance(owners, (list, tuple)) or not 1 <= len(owners) <= MAX_OWNERS:
@@ -325,6 +330,7 @@ class SafeSetup:
         )
 
     def to_json(self) -> dict[str, object]:
+        """The canonical JSON form; ``from_json`` of it gives this object back."""
         return {
             "owners": [to_checksum(o) for o in self.owners],
             "threshold": self.threshold,
