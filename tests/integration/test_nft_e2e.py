@@ -23,6 +23,7 @@ from signerd.core.approval import sign_statement
 from signerd.cli.verify import rebuild_statement
 from signerd.core.model import Decision
 from tests.support import evm
+from tests.support.cli import ctl
 from tests.support.daemon import Daemon
 from tests.support.ethereum import GWEI, eth_wallet, submit, tx_fields
 from tests.support.fixtures import DaemonFactory
@@ -237,6 +238,9 @@ def test_erc1155_single_and_batch_transfers_execute(daemon: Daemon, node: evm.An
                      w.address, ELSEWHERE, [11, 12], [5, 2], b"")
     t = submit(daemon, w.wallet.id, w.tx(w.multi, batch))
     assert [(o.token_id, o.amount) for o in t.movement.outputs] == [("11", "5"), ("12", "2")]
+    shown = ctl(daemon, "--as", "inv1", "transfer", "show", t.id).stdout
+    assert f"send 5 of ERC-1155 {w.items} token id 11 to" in shown
+    assert f"send 2 of ERC-1155 {w.items} token id 12 to" in shown
     st = daemon.approval("inv1").GetStatement(pb.GetStatementRequest(transfer_id=t.id,
                                                                      decision=pb.APPROVE))
     assert f"send 5 of ERC-1155 {w.items} token id 11 to" in st.rendered
@@ -309,7 +313,12 @@ def test_set_approval_for_all_needs_a_grant_rule(daemon: Daemon, node: evm.Anvil
     assert rebuild_statement(st, t.id, Decision.APPROVE, limits=Limits()).statement == \
         st.statement
     assert not approved_for_all(node, w.nft, w.address, OPERATOR)
-    broadcast(node, approve_all(daemon, t, ("inv1", "cust1", "judge1", "pros1")), w.address)
+    # signerctl rebuilds the statement on the operator's side and shows the grant before signing.
+    r = ctl(daemon, "--as", "inv1", "transfer", "approve", t.id, "--key",
+            str(daemon.state / "operators" / "inv1.key"), "--yes")
+    assert f"GRANT {out.address} control of ALL {w.art} held by the wallet" in r.stdout
+    assert "WARNING: output 1 grants" in r.stdout
+    broadcast(node, approve_all(daemon, t, ("cust1", "judge1", "pros1")), w.address)
     assert approved_for_all(node, w.nft, w.address, OPERATOR)
 
     # The revocation: no grant, the plain rule naming the asset (two approvers).
