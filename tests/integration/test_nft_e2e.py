@@ -44,16 +44,18 @@ import "@openzeppelin/contracts/token/ERC721/ERC721.sol";
 import "@openzeppelin/contracts/token/ERC1155/ERC1155.sol";
 
 contract SeizedArt is ERC721 {
-    constructor(address holder) ERC721("Seized Art", "ART") {
+    constructor(address holder, address other) ERC721("Seized Art", "ART") {
         for (uint256 id = 1; id <= 4; id++) _mint(holder, id);
+        _mint(other, 5);
     }
 }
 
 contract SeizedItems is ERC1155 {
-    constructor(address holder) ERC1155("") {
+    constructor(address holder, address other) ERC1155("") {
         _mint(holder, 10, 100, "");
         _mint(holder, 11, 5, "");
         _mint(holder, 12, 7, "");
+        _mint(other, 13, 9, "");
     }
 }
 """
@@ -150,7 +152,8 @@ class World:
                  extra: str = "") -> None:
         self.wallet = eth_wallet(daemon, chain_ids=(CHAIN,))
         self.address = self.wallet.address
-        holder = encode(["address"], [self.address]).hex()
+        self.other = node.accounts[1]  # holds token 5 and 9 of id 13, not the wallet
+        holder = encode(["address", "address"], [self.address, self.other]).hex()
         self.nft = to_checksum_address(node.deploy(compiled["SeizedArt"]["bytecode"] + holder))
         self.multi = to_checksum_address(node.deploy(compiled["SeizedItems"]["bytecode"]
                                                      + holder))
@@ -163,9 +166,12 @@ class World:
                 chain_id=CHAIN, address=contract, symbol=symbol, decimals=0,
                 standard=standard)))
             assert p.state == "APPROVED", p.failure
+        self.policy(daemon, extra)
+        self.nonce = 0
+
+    def policy(self, daemon: Daemon, extra: str) -> None:
         set_policy(daemon, self.wallet.id, POLICY.format(
             nft=self.nft, multi=self.multi, extra=extra.format(nft=self.nft)))
-        self.nonce = 0
 
     def tx(self, to: str, data: str, gas: int = 300_000) -> dict[str, Any]:
         f = tx_fields(nonce=self.nonce, chainId=CHAIN, to=to, value=0, gas=gas, data=data,
@@ -283,6 +289,11 @@ def test_an_approval_over_one_token_id_does_not_count_for_another(
         transfer_id=four.id, operator_id="inv1", decision=pb.APPROVE, signature=signature))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "does not verify" in e.details()
     # inv1's signature over the true statement (token 4) counts (the first of three below).
+    # Nor does the registry entry change under it (read as ERC-1155, the same bytes would be
+    # another call: here not one signerd decodes).
+    e = rpc_error(daemon.admin().SetToken, pb.SetTokenRequest(
+        chain_id=CHAIN, address=w.nft, symbol=w.art, decimals=0, standard="erc1155"))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and four.id in e.details()
     t = approve_all(daemon, four, ("inv1", "cust1", "judge1"))
     broadcast(node, t, w.address)
     assert owner_of(node, w.nft, 4).lower() == ELSEWHERE
@@ -329,3 +340,44 @@ def test_set_approval_for_all_needs_a_grant_rule(daemon: Daemon, node: evm.Anvil
     assert t.requirement.startswith("2 approvers"), t.requirement
     broadcast(node, approve_all(daemon, t, ("inv1", "cust1")), w.address)
     assert not approved_for_all(node, w.nft, w.address, OPERATOR)
+
+
+RECOVER = """
+[[rule]]
+name = "recover"
+asset = "ERC721:{nft}"
+max_amount = 1
+spend_allowance = true
+approvers = 3
+roles = {{ investigator = 1, custody_officer = 1, prosecutor = 1 }}
+"""
+
+
+def test_taking_someone_elses_token_needs_spend_allowance(
+        daemon: Daemon, node: evm.Anvil, compiled: dict[str, Any]) -> None:
+    """A holder approved the wallet as operator of its tokens (e.g. under a court order); the
+    wallet's transferFrom of the holder's token 5 into the wallet names the holder and needs a
+    rule with spend_allowance = true; then it executes and the wallet owns token 5."""
+    w = World(daemon, node, compiled)
+    rec = node.send(w.other, w.nft, calldata("setApprovalForAll(address,bool)", w.address, True))
+    assert int(rec["status"], 16) == 1
+    take = calldata("transferFrom(address,address,uint256)", w.other, w.address, 5)
+    e = rpc_error(submit, daemon, w.wallet.id, w.tx(w.nft, take))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "taken from another address than the wallet" in e.details()
+    assert "spend_allowance = true" in e.details()
+    w.nonce -= 1  # refused: the nonce is still free
+
+    w.policy(daemon, RECOVER)
+    t = submit(daemon, w.wallet.id, w.tx(w.nft, take))
+    (out,) = t.movement.outputs
+    assert (out.source.lower(), out.address, out.token_id) == (w.other.lower(), w.address, "5")
+    assert "prosecutor x1" in t.requirement  # the recover rule, not "art"
+    st = daemon.approval("inv1").GetStatement(pb.GetStatementRequest(transfer_id=t.id,
+                                                                     decision=pb.APPROVE))
+    assert f"take ERC-721 {w.art} token id 5 from {out.source} (NOT the wallet's)" in st.rendered
+    assert "WARNING: output 1 takes tokens held by" in st.rendered
+    assert rebuild_statement(st, t.id, Decision.APPROVE, limits=Limits()).statement == \
+        st.statement
+    broadcast(node, approve_all(daemon, t, ("inv1", "cust1", "pros1")), w.address)
+    assert owner_of(node, w.nft, 5).lower() == w.address.lower()
