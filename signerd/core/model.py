@@ -233,7 +233,7 @@ class Movement:
     gas_limit: int | None = None
     max_fee_per_gas: int | None = None
     max_priority_fee_per_gas: int | None = None
-    contract_call: str = ""  # hex calldata that is not a decoded ERC-20 call, else ""
+    contract_call: str = ""  # hex calldata that is not a decoded token call, else ""
     vsize: int | None = None  # Bitcoin virtual size estimate of the signed tx
     outpoints: tuple[str, ...] = ()  # Bitcoin "txid:vout" spent
     # Bitcoin: each input's sighash type by input index, as the policy names them (ALL, NONE,

@@ -198,10 +198,12 @@ ARGS = {
                ("all", ("address", "bool"))],
     "erc1155": [("safe1155", ("address", "address", "uint256", "uint256", "bytes")),
                 ("batch", ("address", "address", "uint256[]", "uint256[]", "bytes"))],
+    "erc20": [("transferFrom", ("address", "address", "uint256")),
+              ("increase", ("address", "uint256")), ("approve", ("address", "uint256"))],
 }
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.sampled_from([(s, n, t) for s, calls in ARGS.items() for n, t in calls]),
        st.data())
 def test_whatever_decodes_is_what_eth_abi_encodes_byte_for_byte(case, data) -> None:
@@ -235,6 +237,12 @@ def test_whatever_decodes_is_what_eth_abi_encodes_byte_for_byte(case, data) -> N
     elif got.method is Method.SAFE_BATCH_TRANSFER_FROM:
         again = ["0x" + (got.source or b"").hex(), to_checksum(got.counterparty),
                  [i.token_id for i in got.items], [i.amount for i in got.items], got.data]
+    elif got.source is None:  # approve, increaseAllowance
+        (item,) = got.items
+        again = [to_checksum(got.counterparty), item.amount]
+    elif standard == "erc20":
+        (item,) = got.items
+        again = ["0x" + got.source.hex(), to_checksum(got.counterparty), item.amount]
     else:
         (item,) = got.items
         again = ["0x" + (got.source or b"").hex(), to_checksum(got.counterparty), item.token_id]
