@@ -310,6 +310,7 @@ def test_set_approval_for_all_needs_a_grant_rule(daemon: Daemon, node: evm.Anvil
     e = rpc_error(submit, daemon, w.wallet.id, w.tx(w.nft, grant_call))
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "no policy rule with grant = true covers a grant of everything" in e.details()
+    assert ("signerd-reason", "POLICY_DENIED") in (e.trailing_metadata() or ())
 
     w = World(daemon, node, compiled, extra=GRANT_RULE + NAMED_NO_GRANT)
     t = submit(daemon, w.wallet.id, w.tx(w.nft, grant_call))
@@ -366,6 +367,7 @@ def test_taking_someone_elses_token_needs_spend_allowance(
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "taken from another address than the wallet" in e.details()
     assert "spend_allowance = true" in e.details()
+    assert ("signerd-reason", "POLICY_DENIED") in (e.trailing_metadata() or ())
     w.nonce -= 1  # refused: the nonce is still free
 
     w.policy(daemon, RECOVER)
