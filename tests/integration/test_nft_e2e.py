@@ -3,8 +3,10 @@ deployed on a local anvil node, mint to a signerd wallet, registered through gov
 transfer submitted to a real daemon, decoded (collection, token id, amount, recipient),
 judged by the policy's rules for that collection, approved by signed statements, signed in the
 HSM, broadcast to anvil, and ownership checked on chain afterwards (ownerOf, balanceOf). A grant
-of everything (setApprovalForAll) is refused by a policy without a grant rule and signed under
-one; an approval over one token id does not count for another."""
+of everything (setApprovalForAll, an unlimited ERC-20 allowance) is refused by a policy without a
+grant rule and signed under one, its effect checked on chain (isApprovedForAll, allowance); a
+holder's token taken under its approval needs spend_allowance; an approval over one token id
+does not count for another."""
 from __future__ import annotations
 
 import json
@@ -42,6 +44,14 @@ SOURCE = """
 pragma solidity ^0.8.20;
 import "@openzeppelin/contracts/token/ERC721/ERC721.sol";
 import "@openzeppelin/contracts/token/ERC1155/ERC1155.sol";
+import "@openzeppelin/contracts/token/ERC20/ERC20.sol";
+
+contract SeizedCoin is ERC20 {
+    constructor(address holder) ERC20("Seized Coin", "COIN") {
+        _mint(holder, 1000 * 10**6);
+    }
+    function decimals() public pure override returns (uint8) { return 6; }
+}
 
 contract SeizedArt is ERC721 {
     constructor(address holder, address other) ERC721("Seized Art", "ART") {
@@ -383,3 +393,57 @@ def test_taking_someone_elses_token_needs_spend_allowance(
         st.statement
     broadcast(node, approve_all(daemon, t, ("inv1", "cust1", "pros1")), w.address)
     assert owner_of(node, w.nft, 5).lower() == w.address.lower()
+
+
+def test_an_unlimited_erc20_allowance_is_a_grant(daemon: Daemon, node: evm.Anvil,
+                                                 compiled: dict[str, Any]) -> None:
+    """approve(spender, 2**256-1) on a registered ERC-20: the two-key rule for the coin does not
+    cover it (PolicyDenied); a rule with grant = true does, and on chain the allowance is set. A
+    bounded approve stays under the coin's ordinary rule."""
+    w = World(daemon, node, compiled)
+    coin = to_checksum_address(node.deploy(compiled["SeizedCoin"]["bytecode"]
+                                           + encode(["address"], [w.address]).hex()))
+    p = govern(daemon, daemon.admin().SetToken(pb.SetTokenRequest(
+        chain_id=CHAIN, address=coin, symbol=f"COIN{World.count}", decimals=6)))
+    assert p.state == "APPROVED", p.failure
+    ordinary = f"""
+[[rule]]
+name = "coin"
+asset = "ERC20-APPROVE:{coin}"
+approvers = 2
+roles = {{{{ investigator = 1, custody_officer = 1 }}}}
+"""
+    w.policy(daemon, ordinary)
+    unlimited = calldata("approve(address,uint256)", OPERATOR, 2**256 - 1)
+    e = rpc_error(submit, daemon, w.wallet.id, w.tx(coin, unlimited))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no policy rule with grant = true covers a grant of everything" in e.details()
+    w.nonce -= 1
+
+    w.policy(daemon, ordinary + f"""
+[[rule]]
+name = "coin-grant"
+asset = "ERC20-APPROVE:{coin}"
+min_amount = "{2**255}"  # a grant rule also covers smaller allowances unless bounded so
+grant = true
+approvers = 3
+roles = {{{{ investigator = 1, custody_officer = 1, prosecutor = 1 }}}}
+""")
+    t = submit(daemon, w.wallet.id, w.tx(coin, unlimited))
+    (out,) = t.movement.outputs
+    assert out.grant and out.amount == str(2**256 - 1) and "prosecutor x1" in t.requirement
+    st = daemon.approval("inv1").GetStatement(pb.GetStatementRequest(transfer_id=t.id,
+                                                                     decision=pb.APPROVE))
+    assert f"GRANT {out.address} control of ALL COIN{World.count} held by the wallet" in \
+        st.rendered
+    broadcast(node, approve_all(daemon, t, ("inv1", "cust1", "pros1")), w.address)
+    allowance = int(node.call(coin, calldata("allowance(address,address)", w.address,
+                                             OPERATOR)), 16)
+    assert allowance == 2**256 - 1
+
+    bounded = submit(daemon, w.wallet.id, w.tx(coin, calldata("approve(address,uint256)",
+                                                              OPERATOR, 0)))
+    assert not bounded.movement.outputs[0].grant and bounded.requirement.startswith("2 ")
+    broadcast(node, approve_all(daemon, bounded, ("inv1", "cust1")), w.address)
+    assert int(node.call(coin, calldata("allowance(address,address)", w.address,
+                                        OPERATOR)), 16) == 0
