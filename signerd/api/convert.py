@@ -45,7 +45,9 @@ def movement_pb(m: Movement) -> pb.Movement:
         chain=CHAIN_TO_PB[m.chain], network=m.network, chain_id=m.chain_id,
         outputs=[pb.Output(address=o.address, amount=str(o.amount), asset=o.asset,
                            is_change=o.is_change, destination_class=o.destination_class.value,
-                           wallet_id=o.wallet_id, category=o.category)
+                           wallet_id=o.wallet_id, category=o.category,
+                           token_id="" if o.token_id is None else str(o.token_id),
+                           source=o.source, grant=o.grant)
                  for o in m.outputs],
         fee=str(m.fee), fee_asset=m.fee_asset, digests=list(m.digests),
         max_fee_per_gas="" if m.max_fee_per_gas is None else str(m.max_fee_per_gas),

@@ -14,6 +14,7 @@ from signerd.core import approval
 from signerd.core.approval import format_amount, safe_text
 from signerd.cli.errors import CliError
 from signerd.cli.documents import proposal_json
+from signerd.core.model import Output as OutputValue
 from signerd.core.model import Token
 from signerd.core.tokens import lookup as lookup_token
 from signerd.core.tokens import token_from_json
@@ -136,9 +137,12 @@ def movement_text(mv: dict[str, Any], from_address: str = "") -> str:
                 if o.get("wallet_id") and not o["is_change"] else "")
         mark = f"[{safe(o['destination_class'])}{ours}{', CHANGE' if o['is_change'] else ''}]"
         token = lookup_token(tokens, o["asset"], int(mv["chain_id"] or 0))
-        lines.append(f"  {i}. {verb} {fmt_amount(o['amount'], o['asset'], token)} to {to} {mark}")
+        special = approval.describe_token_output(_token_output(o), token, to, mark)
+        lines.append(f"  {i}. {special}" if special is not None else
+                     f"  {i}. {verb} {fmt_amount(o['amount'], o['asset'], token)} to {to} {mark}")
     if not mv["outputs"]:
         lines.append("  (none)")
+    lines += approval.token_warnings(_token_output(o) for o in mv["outputs"])
     label = "max fee:" if mv["chain"] == "ethereum" else "fee:"
     lines.append(f"{label:<18}{fmt_amount(mv['fee'] or 0, mv['fee_asset'] or 'BTC')}"
                  + (f", {mv['vsize']} vB" if mv["vsize"] else ""))
@@ -160,6 +164,17 @@ def movement_text(mv: dict[str, Any], from_address: str = "") -> str:
         lines.append("sighash:          " + approval.sighash_summary(mv["sighash"]))
         lines += approval.sighash_warnings(mv["sighash"], len(mv["outputs"]))
     return "\n".join(lines) + "\n"
+
+
+def _token_output(o: dict[str, Any]) -> OutputValue:
+    """An output of a movement document (the daemon's or ``movement_dict``) as a model output,
+    for what its token fields say (token id, source, grant)."""
+    token_id = str(o.get("token_id") or "")
+    amount = str(o.get("amount") or "0")
+    return OutputValue(address=str(o["address"]), amount=int(amount) if amount.isdigit() else 0,
+                       asset=str(o["asset"]),
+                       token_id=int(token_id) if token_id.isdigit() else None,
+                       source=str(o.get("source") or ""), grant=o.get("grant") is True)
 
 
 def transfer_text(t: dict[str, Any], from_address: str = "") -> str:

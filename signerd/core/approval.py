@@ -17,7 +17,8 @@ only) of every field below; every integer is a decimal string, so values beyond 
 any JSON reader; absent optional integers are ``null``; bytes are lower-case hex::
 
     chain, network, chain_id, instance_id, transfer_id, wallet_id, submitter, digests[],
-    outputs[{address, amount, asset, change, destination_class, wallet_id, category}], fee,
+    outputs[{address, amount, asset, change, destination_class, wallet_id, category, and
+    token_id, source, grant when the output has them}], fee,
     fee_asset, nonce, gas_limit, max_fee_per_gas, max_priority_fee_per_gas, contract_call, vsize,
     outpoints[], sighash[], payload_sha256, policy_version, category_change, legal_basis,
     replaces{transfer_id, state, fee_delta} or null, vetoed[{role, transfer_id}], decision,
@@ -39,6 +40,13 @@ judge in t_...``.
 ``tokens`` are the entries of the governance's token registry the decoded movement used, so
 the symbol and decimals an operator was shown are what they signed: a tool told another symbol,
 other decimals or another contract signs a statement that does not verify.
+
+An output of a registered collection (ERC-721, ERC-1155) binds its ``token_id`` (a decimal
+string), so approvals of one token never count for another. ``source`` is the address whose
+tokens a transferFrom takes when it is not the wallet (``render`` shows ``take ... from
+<source>`` and a ``WARNING:`` line); ``grant`` (true) marks a grant of everything, a
+setApprovalForAll or an ERC-20 allowance of at least 2**255, shown as ``GRANT <spender>
+control of ALL <symbol> held by the wallet`` with a ``WARNING:`` line.
 
 ``sighash`` is each Bitcoin input's sighash type by input index (``ALL``, ``NONE``, ``SINGLE``,
 each optionally ``|ANYONECANPAY``; empty for Ethereum): any type but ALL lets the transaction be
@@ -159,18 +167,7 @@ def build_statement(ctx: StatementContext, movement: Movement, decision: Decisio
         "network": movement.network,
         "chain_id": _dec(movement.chain_id, "chain_id"),
         "digests": [_hex(d, "digest") for d in movement.digests],
-        "outputs": [
-            {
-                "address": o.address,
-                "amount": _dec(o.amount, "amount"),
-                "asset": o.asset,
-                "change": o.is_change,
-                "destination_class": o.destination_class.value,
-                "wallet_id": o.wallet_id,
-                "category": o.category,
-            }
-            for o in movement.outputs
-        ],
+        "outputs": [_output_doc(o) for o in movement.outputs],
         "fee": _dec(movement.fee, "fee"),
         "fee_asset": movement.fee_asset,
         "nonce": _opt(movement.nonce, "nonce"),
@@ -205,6 +202,28 @@ def build_statement(ctx: StatementContext, movement: Movement, decision: Decisio
     body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
                       allow_nan=False)
     return DOMAIN_TAG + b"\n" + body.encode("ascii")
+
+
+def _output_doc(o: Output) -> dict[str, Any]:
+    """One output as the statement binds it; ``token_id``, ``source`` and ``grant`` only when
+    the output has them (a token id, someone else's tokens, a grant of everything), so the
+    statements of other outputs are as they were."""
+    doc: dict[str, Any] = {
+        "address": o.address,
+        "amount": _dec(o.amount, "amount"),
+        "asset": o.asset,
+        "change": o.is_change,
+        "destination_class": o.destination_class.value,
+        "wallet_id": o.wallet_id,
+        "category": o.category,
+    }
+    if o.token_id is not None:
+        doc["token_id"] = _dec(o.token_id, "token_id")
+    if o.source:
+        doc["source"] = _text(o.source, "source")
+    if o.grant:
+        doc["grant"] = True
+    return doc
 
 
 def statement_digest(statement: bytes) -> bytes:
@@ -381,6 +400,7 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
     lines += [f"  {i}. {_describe(o, movement)}" for i, o in enumerate(movement.outputs, 1)]
     if not movement.outputs:
         lines.append("  (none)")
+    lines += token_warnings(movement.outputs)
     fee_label = "max fee:" if movement.chain is Chain.ETHEREUM else "fee:"
     lines.append(f"{fee_label:<17}{_amount(movement.fee, movement.fee_asset)}"
                  + (f", {movement.vsize} vB" if movement.vsize else ""))
@@ -500,12 +520,65 @@ def sighash_warnings(types: Sequence[str], outputs: int) -> list[str]:
     return lines
 
 
+def token_warnings(outputs: Iterable[Output]) -> list[str]:
+    """A ``WARNING:`` line for each grant of everything and each output that takes tokens
+    from another address than the wallet."""
+    lines = []
+    for i, o in enumerate(outputs, 1):
+        if o.grant:
+            lines.append(f"WARNING: output {i} grants {safe_text(o.address)} control of ALL "
+                         f"tokens of contract {safe_text(o.asset.partition(':')[2])} the wallet "
+                         "holds, now and later, until revoked; it needs a policy rule with "
+                         "grant = true.")
+        if o.source:
+            lines.append(f"WARNING: output {i} takes tokens held by {safe_text(o.source)}, not "
+                         "by the wallet, under an allowance or operator approval that address "
+                         "gave; it needs a policy rule with spend_allowance = true.")
+    return lines
+
+
+def describe_token_output(out: Output, token: Token | None, to: str, where: str) -> str | None:
+    """How a registered collection's output or a grant reads (``None`` for any other
+    output): ``send ERC-721 SEIZED-ART token id 7 to ...``, ``GRANT 0x.. control of ALL
+    SEIZED-ART held by the wallet (setApprovalForAll) ...``."""
+    kind, _, address = out.asset.partition(":")
+    kind = kind.upper()
+    name = _safe(token.symbol) if token is not None else f"token {_safe(address)}"
+    if out.grant:
+        how = ("setApprovalForAll" if kind.endswith("APPROVE-ALL") else
+               f"allowance of {out.amount} base units")
+        return f"GRANT {to} control of ALL {name} held by the wallet ({how}) {where}"
+    if kind.endswith("APPROVE-ALL"):
+        return (f"REVOKE {to}'s control of all {name} held by the wallet "
+                f"(setApprovalForAll false) {where}")
+    if kind == "ERC20-INCREASE":
+        what = (token_amount(out.amount, token) if token is not None
+                else f"{out.amount} base units of token {_safe(address)}")
+        return f"increase the allowance of spender {to} by {what} {where}"
+    if kind not in ("ERC721", "ERC721-APPROVE", "ERC1155") and not out.source:
+        return None
+    if kind == "ERC721-APPROVE":
+        return f"approve spender {to} for ERC-721 {name} token id {out.token_id} {where}"
+    if kind == "ERC721":
+        what = f"ERC-721 {name} token id {out.token_id}"
+    elif kind == "ERC1155":
+        what = f"{out.amount} of ERC-1155 {name} token id {out.token_id}"
+    else:
+        what = format_amount(out.amount, out.asset, token)
+    verb = f"take {what} from {_safe(out.source)} (NOT the wallet's)" if out.source else \
+        f"send {what}"
+    return f"{verb} to {to} {where}"
+
+
 def _describe(out: Output, movement: Movement) -> str:
     kind, _, address = out.asset.partition(":")
     token = lookup_token(movement.tokens, out.asset, movement.chain_id)
     to = _safe(out.address) if out.address else "(new contract)"
     ours = f" {_safe(out.category)} wallet {_safe(out.wallet_id)}" if out.wallet_id else ""
     where = f"[{out.destination_class.value}{ours}{', CHANGE' if out.is_change else ''}]"
+    special = describe_token_output(out, token, to, where)
+    if special is not None:
+        return special
     if kind.upper() == "ERC20-APPROVE":
         what = (f"an allowance of {token_amount(out.amount, token)}" if token is not None
                 else f"{out.amount} base units of token {_safe(address)}")

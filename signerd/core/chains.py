@@ -154,7 +154,7 @@ class EthereumAdapter:
         ``allowed_sighash`` is Bitcoin's (an Ethereum transaction has one digest)."""
         tx = self.parse(wallet, payload, limits)
         lock = f"eth:{wallet.address.lower()}:{tx.chain_id}:{tx.nonce}"
-        return Decoded(eth_signing.movement(tx, tokens), (lock,), tx)
+        return Decoded(eth_signing.movement(tx, tokens, sender=wallet.address), (lock,), tx)
 
     def redecode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
                  submitted: Movement, allowed_sighash: frozenset[int] = frozenset()) -> Decoded:

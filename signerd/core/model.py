@@ -182,7 +182,7 @@ class Token:
 
     chain_id: int
     address: str  # EIP-55 checksummed contract address
-    standard: str  # "erc20"
+    standard: str  # "erc20", "erc721" or "erc1155" (signerd.core.tokens.STANDARDS)
     symbol: str
     decimals: int
 
@@ -198,11 +198,21 @@ class Output:
 
     address: str  # destination address ("" for Ethereum contract creation)
     amount: int  # base units (sats, wei, token base units)
-    asset: str  # "BTC", "ETH", or "ERC20:<checksummed contract address>" (a registered token)
+    asset: str  # "BTC", "ETH", or "<KIND>:<checksummed contract address>" for a registered
+    # token (KIND: ERC20, ERC20-APPROVE, ERC20-INCREASE, ERC721, ERC721-APPROVE,
+    # ERC721-APPROVE-ALL, ERC1155, ERC1155-APPROVE-ALL; signerd.core.ethereum.signing)
     is_change: bool = False
     destination_class: DestinationClass = DestinationClass.EXTERNAL
     wallet_id: str = ""  # the destination is this signerd's wallet (own or another category)
     category: str = ""  # that wallet's category
+    # ERC-721 and ERC-1155: the token id moved or approved (None for every other asset)
+    token_id: int | None = None
+    # A transferFrom of tokens held by another address than the wallet (under an allowance or
+    # operator approval that address gave the wallet): that address; "" otherwise.
+    source: str = ""
+    # A grant of everything: setApprovalForAll(operator, true) or an ERC-20 allowance of at
+    # least 2**255 (signerd.core.ethereum.calls.UNLIMITED); only a rule with grant = true covers it.
+    grant: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,7 +233,7 @@ class Movement:
     gas_limit: int | None = None
     max_fee_per_gas: int | None = None
     max_priority_fee_per_gas: int | None = None
-    contract_call: str = ""  # hex calldata that is not a decoded ERC-20 call, else ""
+    contract_call: str = ""  # hex calldata that is not a decoded token call, else ""
     vsize: int | None = None  # Bitcoin virtual size estimate of the signed tx
     outpoints: tuple[str, ...] = ()  # Bitcoin "txid:vout" spent
     # Bitcoin: each input's sighash type by input index, as the policy names them (ALL, NONE,

@@ -16,10 +16,7 @@ def movement_dict(m: Movement) -> dict[str, Any]:
     """The movement as a JSON object, ``tokens`` always present (signerctl shows it so)."""
     return {
         "chain": m.chain.value, "network": m.network, "chain_id": m.chain_id,
-        "outputs": [{"address": o.address, "amount": str(o.amount), "asset": o.asset,
-                     "is_change": o.is_change, "destination_class": o.destination_class.value,
-                     "wallet_id": o.wallet_id, "category": o.category}
-                    for o in m.outputs],
+        "outputs": [output_dict(o) for o in m.outputs],
         "fee": str(m.fee), "fee_asset": m.fee_asset, "digests": [d.hex() for d in m.digests],
         "nonce": m.nonce, "gas_limit": m.gas_limit,
         "max_fee_per_gas": None if m.max_fee_per_gas is None else str(m.max_fee_per_gas),
@@ -29,6 +26,22 @@ def movement_dict(m: Movement) -> dict[str, Any]:
         "sighash": list(m.sighash),
         "tokens": [token_json(t) for t in m.tokens],
     }
+
+
+def output_dict(o: Output) -> dict[str, Any]:
+    """One output; ``token_id`` (a decimal string), ``source`` and ``grant`` only when it has
+    them (so outputs stored before them read and seal as they did)."""
+    d: dict[str, Any] = {"address": o.address, "amount": str(o.amount), "asset": o.asset,
+                         "is_change": o.is_change,
+                         "destination_class": o.destination_class.value,
+                         "wallet_id": o.wallet_id, "category": o.category}
+    if o.token_id is not None:
+        d["token_id"] = str(o.token_id)
+    if o.source:
+        d["source"] = o.source
+    if o.grant:
+        d["grant"] = True
+    return d
 
 
 def movement_to_json(m: Movement) -> str:
@@ -45,7 +58,10 @@ def movement_from_json(text: str) -> Movement:
         chain=Chain(d["chain"]), network=d["network"], chain_id=int(d["chain_id"]),
         outputs=tuple(Output(o["address"], int(o["amount"]), o["asset"], bool(o["is_change"]),
                              DestinationClass(o["destination_class"]), o.get("wallet_id", ""),
-                             o.get("category", "")) for o in d["outputs"]),
+                             o.get("category", ""),
+                             token_id=None if o.get("token_id") is None else int(o["token_id"]),
+                             source=str(o.get("source", "")), grant=o.get("grant") is True)
+                      for o in d["outputs"]),
         fee=int(d["fee"]), fee_asset=d["fee_asset"],
         digests=tuple(bytes.fromhex(x) for x in d["digests"]), nonce=d["nonce"],
         gas_limit=d["gas_limit"],

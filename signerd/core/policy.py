@@ -28,8 +28,13 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
 
     [[rule]]                              # at least one
     name = "small"                        # required, unique
-    asset = "*"                           # "*", "BTC", "ETH", "ERC20:0x<40 hex>",
-                                          # "ERC20-APPROVE:0x<40 hex>" (address case-insensitive)
+    asset = "*"                           # "*", "BTC", "ETH", or a registered token's asset:
+                                          # "ERC20:0x<40 hex>", "ERC20-APPROVE:0x..",
+                                          # "ERC20-INCREASE:0x..", "ERC721:0x..",
+                                          # "ERC721-APPROVE:0x..", "ERC721-APPROVE-ALL:0x..",
+                                          # "ERC1155:0x..", "ERC1155-APPROVE-ALL:0x.."
+                                          # (address case-insensitive); "*" never covers an
+                                          # ERC721* or ERC1155* asset
     min_amount = "0"                      # base units: TOML integer or string of decimal digits
     max_amount = "1000000"                # inclusive; absent = unbounded
     destination = ["own_wallet", "allowlisted", "external"]   # default: all three
@@ -37,6 +42,10 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
                                           # seized_to_returned, sale_proceeds, or any (default,
                                           # matches every movement including "none")
     contract_call = false                 # rule also covers undecoded calldata / creation
+    grant = false                         # rule also covers grants of everything: only a rule
+                                          # with grant = true covers one
+    spend_allowance = false               # rule also covers tokens moved from another address
+                                          # than the wallet (a transferFrom under an allowance)
     approvers = 2                         # m distinct approvers, 1..100; raised to at least the
                                           # sum of the role minimums
     roles = { investigator = 1, custody_officer = 1 }   # per-role minimums, distinct operators
@@ -54,6 +63,28 @@ least one rule, else the transfer is denied. The highest matching requirement ap
 two rules match, their demands add up to the strictest of each: the most approvers, the highest
 minimum per role, every veto role, the shortest expiry, the intersection of named groups, and a
 legal basis if any rule asks for one.
+
+Tokens (registered by the governance, see ``signerd.core.tokens``): an ERC-721 output's amount
+is 1 (one token, its id in the output), an ERC-1155 output's the count of that id, and a
+batch is one output per id, so a rule's amounts bound the number of tokens of the collection
+the transfer moves (summed over ids). A collection's tokens are not interchangeable, so a rule
+covers an ERC721* or ERC1155* asset only when it names it: ``asset = "*"`` does not.
+
+Grants: ``setApprovalForAll(operator, true)`` (asset ``ERC721-APPROVE-ALL:`` or
+``ERC1155-APPROVE-ALL:``, amount 1) gives the operator every token of the collection the
+wallet holds, now and later; an ERC-20 ``approve`` or ``increaseAllowance`` of at least
+2**255 base units (no real supply comes near: this is the "unlimited" allowance, 2**256-1 in
+practice) gives the spender the whole balance. Such an output is a grant and only a matching
+rule with ``grant = true`` covers it, whatever its asset and amounts say. A revocation,
+``setApprovalForAll(operator, false)``, is amount 0 of the same asset and no grant: a rule
+naming the asset covers it like any other movement (it moves nothing, yet it is a transaction
+from the wallet and pays a fee, so it still needs approval).
+
+Allowances spent: a ``transferFrom`` (or ``safeTransferFrom``) whose ``from`` is not the
+wallet moves tokens another address holds, under an allowance or operator approval that
+address gave the wallet. The output names that address (``source``) and only a matching rule
+with ``spend_allowance = true`` covers it: taking tokens from someone else's address is a
+different act from spending the wallet's own, even to one of signerd's wallets.
 
 The floor (``with_floor``): whatever a policy says, a movement to any destination outside
 signerd's own wallets (or a contract call or creation) needs at least two distinct people of two
@@ -92,7 +123,11 @@ DEFAULT_EXPIRY = 86400
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"([1-9][0-9]{0,8})([smhd])")
 _DIGITS = re.compile(r"[0-9]{1,78}")
-_ASSET = re.compile(r"\*|BTC|ETH|(?:ERC20|ERC20-APPROVE):0x[0-9A-F]{40}", re.IGNORECASE)
+_ASSET = re.compile(r"\*|BTC|ETH|(?:ERC20|ERC20-APPROVE|ERC20-INCREASE|ERC721|ERC721-APPROVE|"
+                    r"ERC721-APPROVE-ALL|ERC1155|ERC1155-APPROVE-ALL):0x[0-9A-F]{40}",
+                    re.IGNORECASE)
+# Kinds of asset that "*" does not cover: tokens of a collection are not interchangeable.
+_NAMED_ONLY = ("ERC721", "ERC1155")
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 _RANK = {DestinationClass.OWN_WALLET: 0, DestinationClass.ALLOWLISTED: 1,
          DestinationClass.EXTERNAL: 2}
@@ -104,7 +139,8 @@ FLOOR_APPROVERS = 2
 FLOOR_ROLES = 2
 _RULE_KEYS = frozenset({"name", "asset", "min_amount", "max_amount", "destination",
                         "category_change", "contract_call", "approvers", "roles", "group",
-                        "veto", "expiry", "require_legal_basis", "sighash"})
+                        "veto", "expiry", "require_legal_basis", "sighash", "grant",
+                        "spend_allowance"})
 
 
 def sighash_numbers(names: Iterable[str]) -> frozenset[int]:
@@ -241,11 +277,17 @@ class Rule:
     contract_call: bool
     requirement: Requirement
     sighash: frozenset[int] | None = None  # Bitcoin sighash types it allows; None: the policy's
+    grant: bool = False  # covers grants of everything
+    spend_allowance: bool = False  # covers tokens taken from another address than the wallet
 
     def matches(self, asset: str, amount: int, worst: DestinationClass,
-                category_change: str) -> bool:
+                category_change: str, *, grant: bool = False,
+                spend_allowance: bool = False) -> bool:
         return (
-            (self.asset == "*" or self.asset == asset)
+            (self.asset == asset
+             or (self.asset == "*" and not asset.partition(":")[0].startswith(_NAMED_ONLY)))
+            and (self.grant or not grant)
+            and (self.spend_allowance or not spend_allowance)
             and self.min_amount <= amount
             and (self.max_amount is None or amount <= self.max_amount)
             and worst in self.destinations
@@ -325,25 +367,37 @@ class Policy:
             raise PolicyDenied("undecoded contract calls are not allowed by the policy "
                                "(allow_contract_calls = false)")
 
-        totals: dict[str, tuple[int, DestinationClass]] = {}
+        # Summed per asset, grants and allowances spent apart from the rest (each needs its own
+        # kind of rule).
+        totals: dict[tuple[str, bool, bool], tuple[int, DestinationClass]] = {}
         for out in movement.external_outputs():
             if out.amount < 0:
                 raise PolicyDenied(f"negative amount {out.amount} of {out.asset}")
-            key = _asset_key(out.asset)
+            key = (_asset_key(out.asset), out.grant, out.source != "")
             total, worst = totals.get(key, (0, DestinationClass.OWN_WALLET))
             worst = max(worst, out.destination_class, key=_RANK.__getitem__)
             totals[key] = (total + out.amount, worst)
         if not totals:  # everything goes to change: still a movement that needs approval
             worst = DestinationClass.EXTERNAL if calls or creates else DestinationClass.OWN_WALLET
-            totals[_asset_key(movement.fee_asset)] = (0, worst)
+            totals[(_asset_key(movement.fee_asset), False, False)] = (0, worst)
 
         matched: set[str] = set()
-        for asset, (total, worst) in totals.items():
-            hits = {r.name for r in self.rules if r.matches(asset, total, worst, category_change)}
+        for (asset, grant, spend), (total, worst) in totals.items():
+            hits = {r.name for r in self.rules
+                    if r.matches(asset, total, worst, category_change, grant=grant,
+                                 spend_allowance=spend)}
             if not hits:
                 article = "an" if worst.value[0] in "aeiou" else "a"
+                if grant:
+                    raise PolicyDenied(
+                        f"no policy rule with grant = true covers a grant of everything "
+                        f"({asset}) to {article} {worst.value} destination (category change "
+                        f"{category_change})")
+                what = units(total, asset) + (" taken from another address than the wallet "
+                                              "(no rule with spend_allowance = true covers it)"
+                                              if spend else "")
                 raise PolicyDenied(
-                    f"no policy rule covers {units(total, asset)} to {article} {worst.value} "
+                    f"no policy rule covers {what} to {article} {worst.value} "
                     f"destination (category change {category_change})")
             matched |= hits
         rules = [r for r in self.rules if r.name in matched]
@@ -465,7 +519,10 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
     asset = _text(raw.get("asset", "*"), f"{where} key 'asset'")
     if not _ASSET.fullmatch(asset):
         raise InvalidPolicy(f"{where} key 'asset': {echo(asset)} is not *, BTC, ETH, "
-                            "ERC20:<address> or ERC20-APPROVE:<address>")
+                            "ERC20:<address>, ERC20-APPROVE:<address>, "
+                            "ERC20-INCREASE:<address>, ERC721:<address>, "
+                            "ERC721-APPROVE:<address>, ERC721-APPROVE-ALL:<address>, "
+                            "ERC1155:<address> or ERC1155-APPROVE-ALL:<address>")
     low = _amount(raw.get("min_amount", 0), f"{where} key 'min_amount'")
     high = (_amount(raw["max_amount"], f"{where} key 'max_amount'")
             if "max_amount" in raw else None)
@@ -483,6 +540,9 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
         destinations=frozenset(DestinationClass(d) for d in destinations),
         category_changes=frozenset(categories),
         contract_call=_flag(raw.get("contract_call", False), f"{where} key 'contract_call'"),
+        grant=_flag(raw.get("grant", False), f"{where} key 'grant'"),
+        spend_allowance=_flag(raw.get("spend_allowance", False),
+                              f"{where} key 'spend_allowance'"),
         requirement=requirement_from_table(raw, name, default_expiry),
         sighash=(sighash_numbers(_choices(
             raw["sighash"], f"{where} key 'sighash'", SIGHASH_TYPES,

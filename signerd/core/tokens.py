@@ -1,12 +1,21 @@
 """The token registry: which contracts signerd decodes as tokens, with the symbol and decimals
 operators are shown (pure: no I/O).
 
-An entry names a chain id, a contract address, a standard (``erc20``), a symbol and a number of
-decimals. Entries come from the genesis (optional key ``tokens``) and from ``token.set``
-governance proposals, never from a client: calldata is decoded as an ERC-20 transfer or
-approve only when its contract is registered for the transaction's chain id; anything else is
-a contract call, which a policy must allow (``allow_contract_calls`` and a rule with
-``contract_call = true``).
+An entry names a chain id, a contract address, a standard (``erc20``, ``erc721`` or
+``erc1155``), a symbol and a number of decimals. Entries come from the genesis (optional key
+``tokens``) and from ``token.set`` governance proposals, never from a client: calldata is
+decoded as a token call only when its contract is registered for the transaction's chain id,
+and only with the methods of the standard it is registered under
+(``signerd.core.ethereum.calls``); anything else is a contract call, which a policy must allow
+(``allow_contract_calls`` and a rule with ``contract_call = true``).
+
+For a collection (ERC-721, ERC-1155) the symbol is the name operators are shown for the whole
+collection (e.g. ``SEIZED-ART``), whatever each token's own metadata says; amounts are counts
+of tokens. An ERC-721 token is indivisible: its entry has 0 decimals, and any other number is
+refused. An ERC-1155 entry's decimals apply to every id of the contract (0 for a collection of
+unique or countable items, the usual case; a contract whose ids are fungible currencies with
+decimals of their own needs one entry's decimals to suit them all, so register it with 0 and
+read amounts as base units).
 """
 from __future__ import annotations
 
@@ -18,7 +27,7 @@ from .errors import InvalidArgument
 from .ethereum.address import parse_address, to_checksum
 from .model import Token
 
-STANDARDS = ("erc20",)
+STANDARDS = ("erc20", "erc721", "erc1155")
 SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,15}")
 MAX_DECIMALS = 36
 MAX_CHAIN_ID = 2**64 - 1
@@ -53,6 +62,9 @@ def make_token(*, chain_id: Any, address: Any, standard: Any, symbol: Any, decim
         raise InvalidArgument(f"{pre}symbol: {symbol!r} is not a token symbol (1 to 16 ASCII "
                               "letters, digits, '.', '_' or '-', starting with a letter or digit)")
     decimals = _int(decimals, pre + "decimals", MAX_DECIMALS)
+    if standard == "erc721" and decimals != 0:
+        raise InvalidArgument(f"{pre}decimals: an ERC-721 token is indivisible: its entry has 0 "
+                              f"decimals, not {decimals}")
     return Token(chain_id, to_checksum(raw), str(standard), symbol, decimals)
 
 
@@ -74,7 +86,8 @@ def registry(tokens: Iterable[Token]) -> dict[tuple[int, str], Token]:
 
 
 def lookup(tokens: Iterable[Token], asset: str, chain_id: int) -> Token | None:
-    """The entry behind an asset name ``ERC20:<address>`` or ``ERC20-APPROVE:<address>``."""
+    """The entry behind an asset name ``<KIND>:<address>`` (``ERC20:``, ``ERC20-APPROVE:``,
+    ``ERC721:``, ``ERC1155-APPROVE-ALL:`` ...)."""
     _, sep, address = asset.partition(":")
     if not sep:
         return None

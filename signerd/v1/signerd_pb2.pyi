@@ -136,7 +136,7 @@ class Wallet(_message.Message):
     def __init__(self, id: _Optional[str] = ..., chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_ids: _Optional[_Iterable[int]] = ..., script_type: _Optional[_Union[ScriptType, str]] = ..., category: _Optional[_Union[Category, str]] = ..., case_ref: _Optional[str] = ..., legal_basis: _Optional[str] = ..., status: _Optional[_Union[WalletStatus, str]] = ..., address: _Optional[str] = ..., descriptor: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[Key, _Mapping]]] = ..., threshold: _Optional[int] = ..., cosigners: _Optional[_Iterable[str]] = ..., policy_version: _Optional[int] = ..., created_at_unix: _Optional[int] = ..., freeze_order: _Optional[str] = ..., template: _Optional[str] = ..., proposal_id: _Optional[str] = ...) -> None: ...
 
 class Output(_message.Message):
-    __slots__ = ("address", "amount", "asset", "is_change", "destination_class", "wallet_id", "category")
+    __slots__ = ("address", "amount", "asset", "is_change", "destination_class", "wallet_id", "category", "token_id", "source", "grant")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     ASSET_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +144,9 @@ class Output(_message.Message):
     DESTINATION_CLASS_FIELD_NUMBER: _ClassVar[int]
     WALLET_ID_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
     address: str
     amount: str
     asset: str
@@ -151,7 +154,10 @@ class Output(_message.Message):
     destination_class: str
     wallet_id: str
     category: str
-    def __init__(self, address: _Optional[str] = ..., amount: _Optional[str] = ..., asset: _Optional[str] = ..., is_change: _Optional[bool] = ..., destination_class: _Optional[str] = ..., wallet_id: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
+    token_id: str
+    source: str
+    grant: bool
+    def __init__(self, address: _Optional[str] = ..., amount: _Optional[str] = ..., asset: _Optional[str] = ..., is_change: _Optional[bool] = ..., destination_class: _Optional[str] = ..., wallet_id: _Optional[str] = ..., category: _Optional[str] = ..., token_id: _Optional[str] = ..., source: _Optional[str] = ..., grant: _Optional[bool] = ...) -> None: ...
 
 class Movement(_message.Message):
     __slots__ = ("chain", "network", "chain_id", "outputs", "fee", "fee_asset", "digests", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints", "sighash")

@@ -110,8 +110,11 @@ def test_only_the_governance_registers_a_token(daemon: Daemon) -> None:
         chain_id=CHAIN_ID, address="0x" + "11" * 20, symbol="usdt", decimals=6))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "already the symbol" in e.details()
     e = rpc_error(daemon.admin().SetToken, pb.SetTokenRequest(
-        chain_id=CHAIN_ID, address=USDT, symbol="USDT", decimals=6, standard="erc721"))
+        chain_id=CHAIN_ID, address=USDT, symbol="USDT", decimals=6, standard="erc777"))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "standard" in e.details()
+    e = rpc_error(daemon.admin().SetToken, pb.SetTokenRequest(
+        chain_id=CHAIN_ID, address=USDT, symbol="USDT", decimals=6, standard="erc721"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "indivisible" in e.details()
 
 
 def test_registered_token_transfer_is_judged_by_token_rules_and_signed(daemon: Daemon,

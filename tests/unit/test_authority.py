@@ -398,8 +398,20 @@ def test_a_genesis_without_tokens_is_as_before_and_one_may_carry_them() -> None:
         (1, USDT["address"], "USDT", 6)]
 
 
+def test_genesis_registers_collections() -> None:
+    """ERC-721 and ERC-1155 entries in a genesis, in the same entry format."""
+    art = dict(USDT, address="0x" + "a1" * 20, standard="erc721", symbol="ART", decimals=0)
+    items = dict(USDT, address="0x" + "b2" * 20, standard="erc1155", symbol="ITEMS",
+                 decimals=0)
+    doc = genesis_doc(tokens=[art, items])
+    state = AU.start(signed_genesis(doc), AU.genesis_digest(doc))
+    assert sorted((t.standard, t.symbol) for t in state.tokens.values()) == [
+        ("erc1155", "ITEMS"), ("erc721", "ART")]
+
+
 @pytest.mark.parametrize(("tokens", "why"), [
-    ([dict(USDT, standard="erc721")], "standard"),
+    ([dict(USDT, standard="erc777")], "standard"),
+    ([dict(USDT, standard="erc721")], "indivisible"),
     ([dict(USDT, decimals=37)], "decimals"),
     ([dict(USDT, symbol="US DT")], "symbol"),
     ([dict(USDT, chain_id=0)], "chain_id"),

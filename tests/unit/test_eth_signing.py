@@ -278,6 +278,7 @@ def test_movement_of_erc20_approve() -> None:
             address=to_checksum(RECIPIENT),
             amount=2**256 - 1,
             asset="ERC20-APPROVE:" + to_checksum(TOKEN),
+            grant=True,  # the unlimited allowance: a grant of the whole balance
         ),
     )
     assert m.details["erc20_method"] == "approve"

@@ -25,13 +25,25 @@ def test_an_entry_is_checksummed_and_round_trips() -> None:
     ("chain_id", 0), ("chain_id", -1), ("chain_id", True), ("chain_id", 2**64),
     ("address", "dac17f958d2ee523a2206206994597c13d831ec7"),  # no 0x
     ("address", "0xdAC17F958D2ee523a2206206994597C13D831ec8"),  # bad EIP-55 checksum
-    ("address", 5), ("standard", "erc721"), ("symbol", ""), ("symbol", "-USDT"),
+    ("address", 5), ("standard", "erc777"), ("standard", "ERC721"), ("symbol", ""), ("symbol", "-USDT"),
     ("symbol", "USDT\n"), ("symbol", "U" * 17), ("symbol", "USD\u20ae"), ("decimals", 37),
     ("decimals", -1), ("decimals", 6.0),
 ])
 def test_a_malformed_field_is_named(field: str, value: object) -> None:
     with pytest.raises(InvalidArgument, match=f"^{field}: "):
         make_token(**dict(USDT, **{field: value}))
+
+
+def test_collections_are_registered_with_their_standard() -> None:
+    """ERC-721 and ERC-1155 entries, in the same format; an ERC-721 token is indivisible."""
+    nft = make_token(**dict(USDT, standard="erc721", symbol="SEIZED-ART", decimals=0))
+    assert nft.standard == "erc721" and token_from_json(token_json(nft)) == nft
+    assert lookup([nft], "ERC721:" + nft.address, 1) == nft
+    assert lookup([nft], "ERC721-APPROVE-ALL:" + nft.address, 1) == nft
+    with pytest.raises(InvalidArgument, match="^decimals: an ERC-721 token is indivisible"):
+        make_token(**dict(USDT, standard="erc721", decimals=6))
+    multi = make_token(**dict(USDT, standard="erc1155", symbol="ITEMS", decimals=0))
+    assert token_from_json(token_json(multi)).standard == "erc1155"
 
 
 @pytest.mark.parametrize(("amount", "decimals", "text"), [

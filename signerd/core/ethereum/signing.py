@@ -15,7 +15,7 @@ import coincurve
 from signerd.core.errors import SignerError
 from signerd.core.ethereum.address import to_checksum
 from signerd.core.ethereum.eip1559 import SECP256K1_N, Eip1559Tx, tx_hash
-from signerd.core.ethereum.erc20 import Erc20Method, decode_erc20_call
+from signerd.core.ethereum.calls import UNLIMITED, Method, TokenCall, decode_token_call
 from signerd.core.model import Chain, Movement, Output, Token
 
 NETWORK = "ethereum"
@@ -79,30 +79,52 @@ class DecodedCall:
 
 
 def decode_call(chain_id: int, to: bytes | None, value: int, data: bytes,
-                tokens: Mapping[tuple[int, str], Token] | None = None) -> DecodedCall:
-    """The movement of one call to ``to`` (None: contract creation) on ``chain_id``.
+                tokens: Mapping[tuple[int, str], Token] | None = None, *,
+                sender: bytes | str | None = None) -> DecodedCall:
+    """The movement of one call to ``to`` (None: contract creation) on ``chain_id``, made by
+    ``sender`` (the wallet whose key or contract makes the call; None when unknown).
 
     ``tokens`` is the governance's token registry, by (chain id, lower-case contract address):
-    only a call to a registered contract on that chain is decoded. There an ERC-20 transfer
-    becomes a token output ("ERC20:<contract>") to its recipient and an approve an
-    "ERC20-APPROVE:<contract>" output to the spender with the allowance, and the entry goes
-    into ``tokens``. The native value is an output when it is non-zero or the calldata is not a
-    decoded token call (so a plain transfer of 0 and a contract call still show a destination).
-    Any other calldata, ERC-20-shaped calldata to a contract the registry does not know
-    included, and contract-creation code go into ``contract_call``.
+    only a call to a contract registered on that chain is decoded, and only as its registered
+    standard reads it (``calls.decode_token_call``, strict canonical ABI). The outputs, each
+    with the contract's asset name, to the recipient, spender or operator:
+
+    - ERC-20 ``transfer`` and ``transferFrom``: "ERC20:<contract>", the amount in base units;
+      ``approve``: "ERC20-APPROVE:<contract>", the allowance; ``increaseAllowance``:
+      "ERC20-INCREASE:<contract>", the increase (the allowance that results is the current one
+      plus it, which only the chain knows);
+    - ERC-721 ``transferFrom`` and both ``safeTransferFrom``: "ERC721:<contract>", amount 1 (a
+      count of tokens) and ``token_id``; ``approve``: "ERC721-APPROVE:<contract>", 1 and the id;
+    - ERC-1155 ``safeTransferFrom``: "ERC1155:<contract>", the amount of that id and
+      ``token_id``; ``safeBatchTransferFrom``: one such output per (id, amount), in order;
+    - ``setApprovalForAll(operator, approved)`` (ERC-721, ERC-1155):
+      "ERC721-APPROVE-ALL:<contract>" or "ERC1155-APPROVE-ALL:<contract>" to the operator,
+      amount 1 and ``grant`` when it grants, amount 0 when it revokes.
+
+    An ERC-20 allowance (approve, increaseAllowance) of at least ``calls.UNLIMITED`` is a grant
+    too (``grant``). The ``from`` of a transferFrom or safeTransferFrom that is not ``sender``
+    (or any ``from`` when ``sender`` is None) is the output's ``source``: the call moves tokens
+    another address holds, under an allowance or operator approval it gave the wallet.
+
+    The native value is an output when it is non-zero or the calldata is not a decoded token
+    call (so a plain transfer of 0 and a contract call still show a destination). Any other
+    calldata, token-shaped calldata to a contract the registry does not know (or knows under
+    another standard) included, and contract-creation code go into ``contract_call``.
     """
     address = "" if to is None else to_checksum(to)
     token = None if to is None else (tokens or {}).get((chain_id, address.lower()))
-    call = decode_erc20_call(data) if token is not None else None
+    call = decode_token_call(token.standard, data) if token is not None else None
     outputs: list[Output] = []
     if value > 0 or call is None:
         outputs.append(Output(address=address, amount=value, asset=ETH))
     details: dict[str, str] = {}
-    if call is not None:
-        prefix = "ERC20" if call.method is Erc20Method.TRANSFER else "ERC20-APPROVE"
-        outputs.append(Output(address=to_checksum(call.counterparty), amount=call.amount,
-                              asset=f"{prefix}:{address}"))
-        details["erc20_method"] = call.method.value
+    if call is not None and token is not None:
+        outputs += token_outputs(token, call, sender)
+        if token.standard == "erc20":
+            details["erc20_method"] = call.method.value
+        details["token_method"] = call.method.value
+        if call.data:
+            details["token_call_data"] = "0x" + call.data.hex()
     return DecodedCall(
         outputs=tuple(outputs),
         contract_call="" if call is not None or not data else "0x" + data.hex(),
@@ -111,12 +133,44 @@ def decode_call(chain_id: int, to: bytes | None, value: int, data: bytes,
     )
 
 
-def movement(tx: Eip1559Tx, tokens: Mapping[tuple[int, str], Token] | None = None) -> Movement:
+_KINDS = {"erc20": "ERC20", "erc721": "ERC721", "erc1155": "ERC1155"}
+
+
+def token_outputs(token: Token, call: TokenCall, sender: bytes | str | None) -> list[Output]:
+    """The outputs of a decoded token call to ``token`` (see ``decode_call``)."""
+    kind = _KINDS[token.standard]
+    to = to_checksum(call.counterparty)
+    if call.method is Method.SET_APPROVAL_FOR_ALL:
+        return [Output(address=to, amount=1 if call.approved else 0,
+                       asset=f"{kind}-APPROVE-ALL:{token.address}", grant=call.approved)]
+    if call.method in (Method.APPROVE, Method.INCREASE_ALLOWANCE):
+        suffix = "-INCREASE" if call.method is Method.INCREASE_ALLOWANCE else "-APPROVE"
+        (item,) = call.items
+        return [Output(address=to, amount=item.amount, asset=f"{kind}{suffix}:{token.address}",
+                       token_id=item.token_id,
+                       grant=token.standard == "erc20" and item.amount >= UNLIMITED)]
+    source = ""
+    if call.source is not None and not _same(call.source, sender):
+        source = to_checksum(call.source)
+    return [Output(address=to, amount=item.amount, asset=f"{kind}:{token.address}",
+                   token_id=item.token_id, source=source) for item in call.items]
+
+
+def _same(address: bytes, sender: bytes | str | None) -> bool:
+    if sender is None:
+        return False
+    if isinstance(sender, str):
+        return sender.lower() == "0x" + address.hex()
+    return bytes(sender) == address
+
+
+def movement(tx: Eip1559Tx, tokens: Mapping[tuple[int, str], Token] | None = None, *,
+             sender: bytes | str | None = None) -> Movement:
     """What ``tx`` moves, decoded by signerd itself for policies and the approval statement:
-    its call decoded by ``decode_call`` (see there for tokens and contract calls). The fee is
-    the maximum: gas * maxFeePerGas.
+    its call decoded by ``decode_call`` (see there for tokens and contract calls; ``sender``
+    is the wallet's address). The fee is the maximum: gas * maxFeePerGas.
     """
-    call = decode_call(tx.chain_id, tx.to, tx.value, tx.data, tokens)
+    call = decode_call(tx.chain_id, tx.to, tx.value, tx.data, tokens, sender=sender)
     return Movement(
         chain=Chain.ETHEREUM,
         network=NETWORK,
