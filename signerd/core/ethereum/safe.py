@@ -612,7 +612,7 @@ def movement(chain_id: int, safe: bytes, tx: SafeTx,
     call of the Safe to itself (``owner_change``)."""
     digest = safe_tx_hash(chain_id, safe, tx)
     if tx.operation == CALL:
-        call = decode_call(chain_id, tx.to, tx.value, tx.data, tokens)
+        call = decode_call(chain_id, tx.to, tx.value, tx.data, tokens, sender=safe)
         outputs, contract_call, decoded_tokens = call.outputs, call.contract_call, call.tokens
         details = dict(call.details)
     else:
