@@ -32,8 +32,7 @@ from tests.support.fixtures import DaemonFactory
 from tests.support.governance import decide, govern, set_policy
 from tests.support.rpc import pb, rpc_error
 
-pytestmark = pytest.mark.skipif(not evm.available(),
-                                reason="anvil and solc-js are not installed in tests/node")
+pytestmark = evm.needs_evm()
 
 CHAIN = 31337
 ELSEWHERE = "0x" + "35" * 20  # an external recipient

@@ -27,7 +27,7 @@ from signerd.core.ethereum import safe as S
 from signerd.core.model import Token
 from tests.support import evm
 
-pytestmark = pytest.mark.skipif(not evm.available(), reason="anvil / solc-js not installed")
+pytestmark = evm.needs_evm()
 
 ETHER = 10**18
 ZERO = bytes(20)
