@@ -13,7 +13,9 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
     allowlist = ["0xabc...", "bc1q..."]   # destinations of class 'allowlisted'
     max_fee = 0                           # fee bound in base units of the fee asset; 0 = none;
                                           # or a table by fee asset, e.g.
-                                          # max_fee = { BTC = 1000000, ETH = "50000000000000000" }
+                                          # max_fee = { BTC = 1000000, ETH = "50000000000000000",
+                                          #             TRX = 30000000 }  (TRX: sun; Tron's
+                                          #             fee is the transaction's fee_limit)
                                           # (sat and wei: one number cannot suit both); a fee
                                           # asset the table does not name has no bound
     max_fee_rate = 0                      # sat/vB (integer or float), Bitcoin only; 0 = none
@@ -28,8 +30,9 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
 
     [[rule]]                              # at least one
     name = "small"                        # required, unique
-    asset = "*"                           # "*", "BTC", "ETH", "ERC20:0x<40 hex>",
-                                          # "ERC20-APPROVE:0x<40 hex>" (address case-insensitive)
+    asset = "*"                           # "*", "BTC", "ETH", "TRX", "ERC20:0x<40 hex>",
+                                          # "ERC20-APPROVE:0x<40 hex>" (address case-insensitive),
+                                          # "TRC20:T<base58>" (Tron contract, case-sensitive)
     min_amount = "0"                      # base units: TOML integer or string of decimal digits
     max_amount = "1000000"                # inclusive; absent = unbounded
     destination = ["own_wallet", "allowlisted", "external"]   # default: all three
@@ -75,6 +78,7 @@ from typing import Any
 from signerd.core.errors import InvalidArgument, InvalidPolicy, PolicyDenied
 from signerd.core.errors import echo
 from signerd.core.model import Chain, Decision, DestinationClass, Movement
+from signerd.core.tron import address as tron_address
 
 CATEGORY_CHANGES = frozenset(
     {"none", "seized_to_confiscated", "confiscated_to_strategic", "seized_to_returned",
@@ -92,7 +96,10 @@ DEFAULT_EXPIRY = 86400
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"([1-9][0-9]{0,8})([smhd])")
 _DIGITS = re.compile(r"[0-9]{1,78}")
-_ASSET = re.compile(r"\*|BTC|ETH|(?:ERC20|ERC20-APPROVE):0x[0-9A-F]{40}", re.IGNORECASE)
+_ASSET = re.compile(r"\*|BTC|ETH|TRX|(?:ERC20|ERC20-APPROVE):0x[0-9A-F]{40}", re.IGNORECASE)
+# A TRC-20 asset names its Tron contract in base58check, which is case-sensitive: the kind may
+# be written in any case, the address only as it is (checked by its checksum).
+_TRC20_ASSET = re.compile(r"(?i:TRC20):(T[1-9A-HJ-NP-Za-km-z]{33})")
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 _RANK = {DestinationClass.OWN_WALLET: 0, DestinationClass.ALLOWLISTED: 1,
          DestinationClass.EXTERNAL: 2}
@@ -253,7 +260,7 @@ class Rule:
         )
 
 
-_DECIMALS = {"BTC": (8, "sat"), "ETH": (18, "wei")}
+_DECIMALS = {"BTC": (8, "sat"), "ETH": (18, "wei"), "TRX": (6, "sun")}
 
 
 def units(amount: int, asset: str) -> str:
@@ -463,9 +470,13 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
     _no_unknown(raw, _RULE_KEYS, f"rule {echo(name)}")
 
     asset = _text(raw.get("asset", "*"), f"{where} key 'asset'")
-    if not _ASSET.fullmatch(asset):
-        raise InvalidPolicy(f"{where} key 'asset': {echo(asset)} is not *, BTC, ETH, "
-                            "ERC20:<address> or ERC20-APPROVE:<address>")
+    trc20 = _TRC20_ASSET.fullmatch(asset)
+    if trc20 is not None and not tron_address.is_address(trc20[1]):
+        raise InvalidPolicy(f"{where} key 'asset': {echo(asset)} does not name a Tron address "
+                            "(bad base58check checksum)")
+    if trc20 is None and not _ASSET.fullmatch(asset):
+        raise InvalidPolicy(f"{where} key 'asset': {echo(asset)} is not *, BTC, ETH, TRX, "
+                            "ERC20:<address>, ERC20-APPROVE:<address> or TRC20:<T address>")
     low = _amount(raw.get("min_amount", 0), f"{where} key 'min_amount'")
     high = (_amount(raw["max_amount"], f"{where} key 'max_amount'")
             if "max_amount" in raw else None)
@@ -525,8 +536,11 @@ def requirement_from_table(raw: Mapping[str, Any], name: str, default_expiry: in
 
 
 def _asset_key(asset: str) -> str:
-    """Canonical asset name: kind upper-case, contract address lower-case."""
+    """Canonical asset name: kind upper-case, contract address lower-case (a Tron contract's
+    base58check address as it is: base58 is case-sensitive)."""
     kind, sep, address = asset.partition(":")
+    if kind.upper() == "TRC20":
+        return kind.upper() + sep + address
     return kind.upper() + sep + address.lower()
 
 
@@ -592,12 +606,12 @@ def _amount(value: Any, where: str) -> int:
     raise InvalidPolicy(f"{where} must be a non-negative integer or a string of decimal digits")
 
 
-FEE_ASSETS = ("BTC", "ETH")
+FEE_ASSETS = ("BTC", "ETH", "TRX")
 
 
 def _fee_table(value: Any) -> tuple[tuple[str, int], ...]:
     """``max_fee`` as a table of fee asset -> bound in its base units (sat for BTC, wei for
-    ETH); () when it is a single number."""
+    ETH, sun for TRX); () when it is a single number."""
     if not isinstance(value, dict):
         return ()
     if not value:

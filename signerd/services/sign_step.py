@@ -54,6 +54,8 @@ from signerd.core.model import Chain, TransferState, Wallet, WalletStatus
 from signerd.core.movement_json import movement_from_json
 from signerd.core.records import ApprovalRecord, TransferRecord
 from signerd.core.tokens import token_from_json
+from signerd.core.tron import signing as tron_signing
+from signerd.core.tron import tx as tron_tx
 from . import ledger as L
 from .runtime import Runtime
 
@@ -63,6 +65,23 @@ def ended_violation(object_id: str) -> AuthorityViolation:
     return AuthorityViolation(
         f"{object_id} ended before (the verified audit chain records its end) and its row was "
         "set back to waiting by someone other than signerd", kind="ended")
+
+
+def tron_expired(row: TransferRecord, now: float) -> bool:
+    """Whether ``row`` is a Tron transfer whose transaction expired (its ``expiration``, from
+    the payload itself): it is never signed, and ends EXPIRED. A payload that does not decode
+    is left to the decoding in ``_job`` to refuse with its reason."""
+    if row.chain is not Chain.TRON:
+        return False
+    try:
+        tx = tron_tx.parse_payload(row.payload)
+    except SignerError:
+        return False
+    if tron_signing.expiration_problem(tx.expiration, now):
+        log.warning("transfer %s: its Tron transaction expired at %s; not signed", row.id,
+                    tron_signing.utc_ms(tx.expiration))
+        return True
+    return False
 
 
 def submitted_tokens(row: TransferRecord) -> tuple[Any, ...]:
@@ -430,7 +449,7 @@ class SignStep:
                     errors[tid] = WalletFrozen(
                         f"wallet {wallet.id} is {wallet.status.value}; signing waits")
                     continue
-                if now >= row.expires_at:
+                if now >= row.expires_at or tron_expired(row, now):
                     expired.append(row)
                     continue
                 decisions = approvals[tid]
@@ -559,7 +578,10 @@ class SignStep:
             for old in expired:
                 row = rows[old.id]
                 if row.state is APPROVED:
+                    now = time.time()
                     svc._finish(tx, row, TransferState.EXPIRED, "signerd",
+                                "the Tron transaction's expiration passed before signing"
+                                if now < row.expires_at and tron_expired(row, now) else
                                 "approval window passed before signing")
             for old, outcome in ends:
                 row = rows[old.id]
