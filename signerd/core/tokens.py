@@ -1,8 +1,11 @@
 """The token registry: which contracts signerd decodes as tokens, with the symbol and decimals
 operators are shown (pure: no I/O).
 
-An entry names a chain id, a contract address, a standard (``erc20``), a symbol and a number of
-decimals. Entries come from the genesis (optional key ``tokens``) and from ``token.set``
+An entry names a chain id, a contract address, a standard (``erc20``, or ``trc20`` for a Tron
+contract), a symbol and a number of decimals. A ``trc20`` entry's chain id is Tron's for its
+network (``tron.address.CHAIN_IDS``) and its address the contract's base58check ``T...`` form,
+kept as written and keyed as is (base58 is case-sensitive: lower-casing it would name another
+address, or none); an ``erc20`` entry's 0x address is keyed lower-case. Entries come from the genesis (optional key ``tokens``) and from ``token.set``
 governance proposals, never from a client: calldata is decoded as an ERC-20 transfer or
 approve only when its contract is registered for the transaction's chain id; anything else is
 a contract call, which a policy must allow (``allow_contract_calls`` and a rule with

@@ -214,3 +214,18 @@ def test_seized_keys_import_as_hex_and_mnemonic_under_the_governance_quorum(
         t = decide(daemon, t.id, op)
     assert t.state == pb.SIGNED, (t.state, t.requirement, t.failure)
     assert X.check_signed(t.raw_tx).signer == seized.address
+
+
+def test_oversized_tron_payloads_are_refused_before_decoding(daemon: Daemon) -> None:
+    w = X.tron_wallet(daemon)
+    for body, needle in [
+        (json.dumps({"raw_data_hex": "0a" * 70_000}).encode(), "more than 65536"),
+        (json.dumps({"raw_data_hex": "0a" * 300_000}).encode(), "more than"),
+        (b" " * 700_000 + b"{}", "larger than the limit"),
+    ]:
+        e = rpc_error(X.submit, daemon, w.id, body)
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
+        assert needle in e.details()
+    e = rpc_error(daemon.custody().SubmitTransfer, pb.SubmitTransferRequest(
+        wallet_id=X.tron_wallet(daemon).id, ethereum=pb.EthereumTransaction(json="{}")))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "tron wallet" in e.details()
