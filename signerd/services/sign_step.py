@@ -67,11 +67,12 @@ def ended_violation(object_id: str) -> AuthorityViolation:
         "set back to waiting by someone other than signerd", kind="ended")
 
 
-def tron_expired(row: TransferRecord, now: float) -> bool:
-    """Whether ``row`` is a Tron transfer whose transaction expired (its ``expiration``, from
-    the payload itself): it is never signed, and ends EXPIRED. A payload that does not decode
-    is left to the decoding in ``_job`` to refuse with its reason."""
-    if row.chain is not Chain.TRON:
+def tron_expired(row: TransferRecord, chain: Chain, now: float) -> bool:
+    """Whether ``row`` is a transfer of a Tron wallet (``chain``: its verified wallet's, not the
+    row's word) whose transaction expired (its ``expiration``, from the payload itself): it is
+    never signed, and ends EXPIRED. A payload that does not decode is left to the decoding in
+    ``_job`` to refuse with its reason."""
+    if chain is not Chain.TRON:
         return False
     try:
         tx = tron_tx.parse_payload(row.payload)
@@ -449,7 +450,7 @@ class SignStep:
                     errors[tid] = WalletFrozen(
                         f"wallet {wallet.id} is {wallet.status.value}; signing waits")
                     continue
-                if now >= row.expires_at or tron_expired(row, now):
+                if now >= row.expires_at or tron_expired(row, wallet.chain, now):
                     expired.append(row)
                     continue
                 decisions = approvals[tid]
@@ -578,10 +579,10 @@ class SignStep:
             for old in expired:
                 row = rows[old.id]
                 if row.state is APPROVED:
-                    now = time.time()
+                    # Inside its window, only its Tron transaction's expiration put it here.
                     svc._finish(tx, row, TransferState.EXPIRED, "signerd",
                                 "the Tron transaction's expiration passed before signing"
-                                if now < row.expires_at and tron_expired(row, now) else
+                                if time.time() < row.expires_at else
                                 "approval window passed before signing")
             for old, outcome in ends:
                 row = rows[old.id]
