@@ -229,3 +229,33 @@ def test_oversized_tron_payloads_are_refused_before_decoding(daemon: Daemon) -> 
     e = rpc_error(daemon.custody().SubmitTransfer, pb.SubmitTransferRequest(
         wallet_id=X.tron_wallet(daemon).id, ethereum=pb.EthereumTransaction(json="{}")))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "tron wallet" in e.details()
+
+
+def test_signerctl_imports_a_seized_tron_key_from_a_file(daemon: Daemon, tmp_path) -> None:
+    key = PrivateKey(b"\x2b" * 32)
+    path = tmp_path / "seized.hex"
+    path.write_text(key.hex() + "\n")
+    path.chmod(0o600)
+    r = ctl(daemon, "--as", "admin", "--json", "key", "import", "CASE-TRON-CLI", "--chain",
+            "tron", "--network", "shasta", "--hex", str(path), "--seizure-record", "SR-CLI")
+    p = json.loads(r.stdout)
+    assert p["kind"] == "wallet.import" and p["state"] == "PENDING_APPROVAL"
+    record = p["change"]["wallet"]
+    assert record["chain"] == "tron" and record["network"] == "shasta"
+    assert record["address"] == key.public_key.to_base58check_address()
+    r = ctl(daemon, "--as", "admin", "key", "import", "CASE-TRON-CLI", "--chain", "tron",
+            "--network", "shasta", "--wif", str(path), "--seizure-record", "SR-CLI", ok=False)
+    assert r.returncode != 0 and "WIF" in r.stderr
+
+
+def test_the_trc20_statement_binds_the_registry_entry(daemon: Daemon, usdt: str) -> None:
+    w = X.tron_wallet(daemon)
+    t = X.submit(daemon, w.id, X.payload(X.trc20_raw(w.address, contract=usdt)))
+    st = daemon.approval("inv1").GetStatement(pb.GetStatementRequest(
+        transfer_id=t.id, decision=pb.APPROVE))
+    body = json.loads(st.statement.split(b"\n", 1)[1])
+    assert body["tokens"] == [{"chain_id": str(X.NILE_CHAIN_ID), "address": usdt,
+                               "standard": "trc20", "symbol": "USDT", "decimals": "6"}]
+    assert body["chain"] == "tron" and body["network"] == "nile"
+    assert body["outputs"][0]["asset"] == f"TRC20:{usdt}" and body["fee_asset"] == "TRX"
+    assert body["extra"]["tron_contract"] == "TriggerSmartContract"
