@@ -200,3 +200,26 @@ def test_policy_names_trx_and_trc20_assets_case_sensitively() -> None:
     with pytest.raises(InvalidPolicy, match="Tron address"):
         parse_policy(f'name = "t"\n[[rule]]\nname = "a"\nasset = "TRC20:{X.CONTRACT[:-1]}'
                      f'{"A" if X.CONTRACT[-1] != "A" else "B"}"\napprovers = 2\n')
+
+
+def test_the_sign_step_sees_the_expiration_of_any_payload_the_adapter_accepts() -> None:
+    """Padding the JSON does not hide an expired transaction from the check before the HSM:
+    it parses the payload under the same limits as the adapter."""
+    from dataclasses import replace
+
+    from signerd.core.limits import Limits
+    from signerd.core.records import TransferRecord
+    from signerd.services.sign_step import tron_expired
+
+    raw = X.trx_raw(OWNER, expiration_ms=60_000)
+    body = X.payload(raw)
+    padded = b" " * 400_000 + body
+    assert len(padded) > 4 * T.MAX_RAW_BYTES + 65536  # beyond the decoder's own default bound
+    expiration = T.decode_raw(raw).expiration / 1000
+    fields = {f: None for f in TransferRecord.__dataclass_fields__}
+    row = TransferRecord(**{**fields, "id": "t_x", "chain": Chain.TRON, "payload": padded})
+    for payload in (body, padded):
+        row = replace(row, payload=payload)
+        assert not tron_expired(row, Chain.TRON, expiration - 1, Limits())
+        assert tron_expired(row, Chain.TRON, expiration + 1, Limits())
+        assert not tron_expired(row, Chain.ETHEREUM, expiration + 1, Limits())
