@@ -156,6 +156,8 @@ def test_payload_json() -> None:
         (b'{"raw_data_hex": "zz"}', "not hexadecimal"),
         (b"[]", "JSON object"),
         (b"{", "not valid JSON"),
+        (b'{"raw_data_hex": "' + raw.hex().encode() + b'", "raw_data_hex": "00"}',
+         "given more than once"),
     ]:
         with pytest.raises(InvalidTransaction) as e:
             T.parse_payload(body)

@@ -226,6 +226,21 @@ def decode_raw(raw: bytes) -> TronTx:
                   amount=0, data=t.get("data", b""), **common)  # type: ignore[arg-type]
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (a repeated key would let two readers see
+    two transactions)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
 _PAYLOAD_KEYS = frozenset({"raw_data_hex", "txID", "raw_data", "visible", "signature"})
 
 
@@ -237,7 +252,10 @@ def parse_payload(payload: bytes, max_bytes: int = MAX_RAW_BYTES) -> TronTx:
     if len(payload) > 4 * max_bytes + 65536:
         raise InvalidTransaction(f"tron transaction: larger than the limit of {max_bytes} bytes")
     try:
-        doc = json.loads(payload.decode("utf-8"))
+        doc = json.loads(payload.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:
+        raise InvalidTransaction(f"tron transaction: key {echo(str(e))} given more than once"
+                                 ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InvalidTransaction(f"tron transaction: not valid JSON ({e})") from None
     except (ValueError, RecursionError):
