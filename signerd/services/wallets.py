@@ -162,13 +162,12 @@ def _check_tron(req: WalletRequest, category: Category, case_ref: str, legal_bas
                               f"({', '.join(tron_address.NETWORKS)})")
     if req.chain_ids:
         raise InvalidArgument("chain_ids: a Tron wallet names its network, not chain ids")
-    st = ScriptType(req.script_type) if req.script_type else ScriptType.EOA
-    if st is not ScriptType.EOA:
+    if (req.script_type or "eoa") != ScriptType.EOA.value:
         raise InvalidArgument("script_type: Tron wallets are single-key accounts (eoa)")
     if req.cosigners or req.threshold > 1 or req.hsm_keys > 1 or req.hsm_key_ids:
         raise InvalidArgument("multisig: Tron wallets are single-key accounts")
-    return CheckedWallet(Chain.TRON, network, category, case_ref, legal_basis, (), st, 1, 1,
-                         (), ())
+    return CheckedWallet(Chain.TRON, network, category, case_ref, legal_basis, (), ScriptType.EOA,
+                         1, 1, (), ())
 
 
 def parse_cosigner(text: str, network: str) -> bytes:

@@ -225,3 +225,25 @@ def test_the_sign_step_sees_the_expiration_of_any_payload_the_adapter_accepts() 
         assert not tron_expired(row, Chain.TRON, expiration - 1, Limits())
         assert tron_expired(row, Chain.TRON, expiration + 1, Limits())
         assert not tron_expired(row, Chain.ETHEREUM, expiration + 1, Limits())
+
+
+@pytest.mark.parametrize("over,needle", [
+    ({"network": "testnet"}, "unknown Tron network"),
+    ({"network": ""}, "unknown Tron network"),
+    ({"chain_ids": (1,)}, "names its network"),
+    ({"script_type": "p2wpkh"}, "single-key accounts (eoa)"),
+    ({"script_type": "bogus"}, "single-key accounts (eoa)"),
+    ({"threshold": 2}, "multisig"),
+    ({"cosigners": ("02" + "11" * 32,)}, "multisig"),
+])
+def test_tron_wallet_requests_are_checked(over: dict, needle: str) -> None:
+    from signerd.services.wallets import WalletRequest, check_request
+
+    base = dict(chain="tron", network="nile", category="seized", case_ref="C", legal_basis="",
+                chain_ids=(), script_type="", threshold=0, hsm_keys=0, cosigners=(), label="",
+                policy_toml="", hsm_key_ids=(), template="")
+    checked = check_request(WalletRequest(**base))  # type: ignore[arg-type]
+    assert (checked.chain, checked.network) == (Chain.TRON, "nile")
+    with pytest.raises(InvalidArgument) as e:
+        check_request(WalletRequest(**{**base, **over}))  # type: ignore[arg-type]
+    assert needle in e.value.message
