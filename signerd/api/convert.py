@@ -11,8 +11,9 @@ from signerd.services.proposals import ProposalView, ShownDecision
 from signerd.services.transfers import ShownApproval, TransferView
 from ..v1 import signerd_pb2 as pb
 
-CHAIN_TO_PB = {Chain.BITCOIN: pb.BITCOIN, Chain.ETHEREUM: pb.ETHEREUM}
-CHAIN_FROM_PB = {pb.BITCOIN: "bitcoin", pb.ETHEREUM: "ethereum", pb.CHAIN_UNSPECIFIED: ""}
+CHAIN_TO_PB = {Chain.BITCOIN: pb.BITCOIN, Chain.ETHEREUM: pb.ETHEREUM, Chain.TRON: pb.TRON}
+CHAIN_FROM_PB = {pb.BITCOIN: "bitcoin", pb.ETHEREUM: "ethereum", pb.TRON: "tron",
+                 pb.CHAIN_UNSPECIFIED: ""}
 CATEGORY_TO_PB = {Category.SEIZED: pb.SEIZED, Category.CONFISCATED: pb.CONFISCATED,
                   Category.STRATEGIC: pb.STRATEGIC}
 CATEGORY_FROM_PB = {pb.SEIZED: "seized", pb.CONFISCATED: "confiscated",
@@ -53,7 +54,8 @@ def movement_pb(m: Movement) -> pb.Movement:
         max_fee_per_gas="" if m.max_fee_per_gas is None else str(m.max_fee_per_gas),
         max_priority_fee_per_gas=("" if m.max_priority_fee_per_gas is None
                                   else str(m.max_priority_fee_per_gas)),
-        contract_call=m.contract_call, outpoints=list(m.outpoints), sighash=list(m.sighash))
+        contract_call=m.contract_call, outpoints=list(m.outpoints), sighash=list(m.sighash),
+        extra=dict(m.extra))
     if m.nonce is not None:
         msg.nonce = m.nonce
     if m.gas_limit is not None:

@@ -467,13 +467,15 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                            ) -> pb.Transfer:
             kind = req.WhichOneof("tx")
             if kind is None:
-                raise InvalidArgument("tx: a psbt or an ethereum transaction is required")
-            payload = req.psbt if kind == "psbt" else req.ethereum.json.encode()
+                raise InvalidArgument("tx: a psbt, an ethereum or a tron transaction is required")
+            payload = (req.psbt if kind == "psbt" else req.tron.json.encode() if kind == "tron"
+                       else req.ethereum.json.encode())
+            chain = {"psbt": Chain.BITCOIN, "tron": Chain.TRON}.get(kind, Chain.ETHEREUM)
             v = app.transfers.submit(caller.name, req.wallet_id, payload, replaces=req.replaces,
                                      legal_basis=req.legal_basis,
                                      category_change=req.category_change,
                                      idempotency_key=req.idempotency_key,
-                                     chain=Chain.BITCOIN if kind == "psbt" else Chain.ETHEREUM)
+                                     chain=chain)
             return C.transfer_pb(v)
 
         @gate.unary("Custody/GetTransfer")

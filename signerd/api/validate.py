@@ -70,6 +70,7 @@ LIMITS: dict[str, int | str] = {
     "SubmitTransferRequest.wallet_id": ID,
     "SubmitTransferRequest.psbt": MESSAGE,
     "EthereumTransaction.json": MESSAGE,
+    "TronTransaction.json": MESSAGE,
     "SubmitTransferRequest.replaces": ID,
     "SubmitTransferRequest.legal_basis": TEXT,
     "SubmitTransferRequest.category_change": NAME,

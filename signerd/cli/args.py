@@ -10,16 +10,19 @@ from signerd.cli.context import Context
 from signerd.cli.errors import PROG, UsageError
 from signerd.cli.render import Output
 from signerd.core.model import BitcoinNetwork
+from signerd.core.tron import address as tron_address
 from signerd.v1 import signerd_pb2 as pb
 
 Handler = Callable[[Context], Output]
 Commands = argparse._SubParsersAction
 
-CHAINS = {"bitcoin": pb.BITCOIN, "ethereum": pb.ETHEREUM}
+CHAINS = {"bitcoin": pb.BITCOIN, "ethereum": pb.ETHEREUM, "tron": pb.TRON}
 CATEGORIES = {"seized": pb.SEIZED, "confiscated": pb.CONFISCATED, "strategic": pb.STRATEGIC}
 SCRIPT_TYPES = {"p2wpkh": pb.P2WPKH, "p2sh-p2wpkh": pb.P2SH_P2WPKH,
                 "p2wsh-sortedmulti": pb.P2WSH_SORTEDMULTI, "eoa": pb.EOA}
 BITCOIN_NETWORKS = [n.value for n in BitcoinNetwork]
+TRON_NETWORKS = list(tron_address.NETWORKS)
+NETWORKS = sorted(set(BITCOIN_NETWORKS) | set(TRON_NETWORKS))
 STATES = [n for n in pb.TransferState.keys() if not n.endswith("UNSPECIFIED")]
 
 

@@ -45,7 +45,9 @@ def to_dict(msg: Message) -> dict[str, Any]:
     for field in msg.DESCRIPTOR.fields:
         name = field.name.removesuffix("_unix")
         value = getattr(msg, field.name)
-        if field.is_repeated:
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            out[name] = dict(value)  # a map<string, string> (Movement.extra)
+        elif field.is_repeated:
             out[name] = [_field_value(field, v) for v in value]
         elif field.has_presence and not msg.HasField(field.name):
             out[name] = None

@@ -1,8 +1,8 @@
 """``signerctl key``: HSM keys."""
 from __future__ import annotations
 
-from signerd.cli.args import (BITCOIN_NETWORKS, CHAINS, SCRIPT_TYPES, Commands, command,
-                              group, uint)
+from signerd.cli.args import (CHAINS, NETWORKS, SCRIPT_TYPES, Commands, command, group,
+                              uint)
 from signerd.cli.context import Context
 from signerd.cli.documents import to_dict
 from signerd.cli.errors import CliError
@@ -57,8 +57,10 @@ def register(commands: Commands) -> None:
     sp.add_argument("wallet_spec", nargs="?", metavar="CASE_REF",
                     help="the case reference (same as --case)")
     sp.add_argument("--chain", required=True, choices=sorted(CHAINS), help="the key's chain")
-    sp.add_argument("--network", choices=BITCOIN_NETWORKS, type=str.lower,
-                    help="the Bitcoin network (required for bitcoin)")
+    sp.add_argument("--network", choices=NETWORKS, type=str.lower,
+                    help="the Bitcoin network (required for bitcoin) or the Tron network "
+                         "(required for tron: mainnet, nile or shasta; a mnemonic's path is "
+                         "then usually m/44'/195'/0'/0/0)")
     sp.add_argument("--chain-id", type=uint, action="append", metavar="N",
                     help="an Ethereum chain id the wallet may sign for (repeat for several)")
     sp.add_argument("--case", metavar="REF", help="the case reference")

@@ -143,7 +143,7 @@ def movement_text(mv: dict[str, Any], from_address: str = "") -> str:
     if not mv["outputs"]:
         lines.append("  (none)")
     lines += approval.token_warnings(_token_output(o) for o in mv["outputs"])
-    label = "max fee:" if mv["chain"] == "ethereum" else "fee:"
+    label = {"ethereum": "max fee:", "tron": "fee limit:"}.get(mv["chain"], "fee:")
     lines.append(f"{label:<18}{fmt_amount(mv['fee'] or 0, mv['fee_asset'] or 'BTC')}"
                  + (f", {mv['vsize']} vB" if mv["vsize"] else ""))
     for label, key in (("nonce:", "nonce"), ("gas limit:", "gas_limit")):
@@ -156,6 +156,8 @@ def movement_text(mv: dict[str, Any], from_address: str = "") -> str:
     for t in tokens:
         lines.append(f"token:            {safe(t.symbol)} = {safe(t.standard).upper()} contract "
                      f"{safe(t.address)} on chain {t.chain_id}, {t.decimals} decimals")
+    lines += [line[:17] + " " + line[17:]  # this page's labels are one wider
+              for line in approval.extra_lines(sorted((mv.get("extra") or {}).items()))]
     if mv["contract_call"]:
         lines.append(f"contract call:    {safe(mv['contract_call'])} (NOT decoded)")
     if mv["outpoints"]:

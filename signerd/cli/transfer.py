@@ -3,6 +3,7 @@ the raw transaction (``verify``) and show and sign only the rebuilt one."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -18,6 +19,7 @@ from signerd.cli.render import Output, fmt_time, kv, safe, table, transfer_text
 from signerd.cli.verify import Rebuilt, accepted_sighash, rebuild_statement
 from signerd.core.model import Decision
 from signerd.core.policy import CATEGORY_CHANGES, SIGHASH_TYPES
+from signerd.core.tron import tx as tron_tx
 from signerd.v1 import signerd_pb2 as pb
 
 
@@ -53,6 +55,15 @@ def cmd_transfer_submit(ctx: Context) -> Output:
                                    idempotency_key=a.idempotency_key or "")
     if a.psbt:
         req.psbt = _read_psbt(a.psbt)
+    elif a.tron_tx:
+        data = read_file(a.tron_tx, "transaction file")
+        if _looks_like_psbt(data):
+            raise CliError(f"--tron-tx {a.tron_tx}: this file looks like a Bitcoin PSBT, not a "
+                           f"Tron transaction (JSON); submit it with --psbt {a.tron_tx}")
+        try:
+            req.tron.json = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CliError(f"transaction file {a.tron_tx} is not UTF-8 text") from None
     else:
         data = read_file(a.eth_tx, "transaction file")
         if _looks_like_psbt(data):
@@ -148,6 +159,10 @@ def cmd_transfer_result(ctx: Context) -> Output:
     if not (t["raw_tx"] or t["psbt"]):
         raise CliError(f"transfer {safe(t['id'])} has no signed result (state {t['state']})",
                        doc=t)
+    if t["chain"] == "tron" and t["raw_tx"]:
+        # The signed transaction as /wallet/broadcasttransaction takes it; raw_tx (hex of the
+        # signed Transaction message) is what /wallet/broadcasthex takes.
+        t["tron_transaction"] = tron_tx.signed_json(t["raw_tx"])
     return Output(t, result_text(t), quiet=t["raw_tx"] or t["psbt"])
 
 
@@ -159,6 +174,9 @@ def result_text(t: dict[str, Any]) -> str:
         pairs.append(("signed PSBT" if t["raw_tx"] else "partially signed PSBT", t["psbt"]))
     if t["raw_tx"]:
         pairs.append(("raw transaction", t["raw_tx"]))
+    if t.get("tron_transaction"):
+        pairs.append(("signed transaction (JSON, /wallet/broadcasttransaction)",
+                      json.dumps(t["tron_transaction"], sort_keys=True)))
     if t["tx_hash"]:
         pairs.append(("tx hash" if t["chain"] == "ethereum" else "txid", t["tx_hash"]))
     return kv(pairs)
@@ -204,6 +222,9 @@ def register(commands: Commands) -> None:
     tx.add_argument("--psbt", metavar="FILE", help="a Bitcoin PSBT, binary or base64")
     tx.add_argument("--eth-tx", metavar="FILE.json",
                     help="an Ethereum EIP-1559 transaction as JSON (eth-account's dict form)")
+    tx.add_argument("--tron-tx", metavar="FILE.json",
+                    help='an unsigned Tron transaction as JSON ({"raw_data_hex": ..., "txID": '
+                         '...} as TronWeb or tronpy write it)')
     sp.add_argument("--replaces", metavar="ID",
                     help="the transfer this one replaces (a fee bump of the same nonce or "
                          "outpoints)")

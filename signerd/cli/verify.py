@@ -72,8 +72,9 @@ def rebuild_statement(st: pb.Statement, transfer_id: str, decision: Decision, *,
     wallet = wallet_model(st.wallet)
     if t.chain != pb.CHAIN_UNSPECIFIED and pb.Chain.Name(t.chain).lower() != wallet.chain.value:
         raise CliError("the transfer's chain is not its wallet's chain")
-    # The token registry only decides what Ethereum calldata is; a Bitcoin transfer's is unread.
-    tokens = token_registry(st) if wallet.chain is Chain.ETHEREUM else {}
+    # The token registry decides what Ethereum calldata and Tron contract calls are; a Bitcoin
+    # transfer's is unread.
+    tokens = token_registry(st) if wallet.chain in (Chain.ETHEREUM, Chain.TRON) else {}
     try:
         decoded = adapter_for(wallet.chain).decode(wallet, bytes(t.payload), limits,
                                                    allowed_sighash=allowed_sighash, tokens=tokens)

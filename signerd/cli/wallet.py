@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from signerd.cli.args import (BITCOIN_NETWORKS, CATEGORIES, CHAINS, SCRIPT_TYPES, Commands,
-                              command, group, uint)
+from signerd.cli.args import (CATEGORIES, CHAINS, NETWORKS, SCRIPT_TYPES, TRON_NETWORKS,
+                              Commands, command, group, uint)
 from signerd.cli.context import Context
 from signerd.cli.documents import wallet_json
 from signerd.cli.errors import CliError
@@ -20,6 +20,9 @@ def cmd_wallet_create(ctx: Context) -> Output:
                        "(mainnet, testnet, signet or regtest)")
     if a.chain == "ethereum" and not a.chain_id:
         raise CliError("wallet create: --chain-id is required for ethereum")
+    if a.chain == "tron" and a.network not in TRON_NETWORKS:
+        raise CliError("wallet create: --network is required for tron (" + ", ".join(
+            TRON_NETWORKS) + ")")
     script_type = a.script_type or ("p2wsh-sortedmulti" if a.multisig else None)
     template = wallet_template(ctx, a.policy, a.template)
     req = pb.CreateWalletRequest(
@@ -61,7 +64,7 @@ def cmd_wallet_list(ctx: Context) -> Output:
         lambda page: pb.ListWalletsRequest(category=cat, case_ref=a.case or "", page=page),
         "wallets")]
     rows = [[w["id"], w["chain"],
-             w["network"] if w["chain"] == "bitcoin" else ",".join(map(str, w["chain_ids"])),
+             w["network"] if w["chain"] != "ethereum" else ",".join(map(str, w["chain_ids"])),
              w["category"], w["status"], w["case_ref"], w["address"]] for w in wallets]
     return Output({"wallets": wallets}, lambda: table(
         ["ID", "CHAIN", "NETWORK", "CATEGORY", "STATUS", "CASE", "ADDRESS"], rows))
@@ -84,8 +87,9 @@ def register(commands: Commands) -> None:
     g = group(commands, "wallet", "custody wallets")
     sp = command(g, "create", cmd_wallet_create, "create a wallet with keys made in the HSM")
     sp.add_argument("--chain", required=True, choices=sorted(CHAINS), help="the wallet's chain")
-    sp.add_argument("--network", choices=BITCOIN_NETWORKS, type=str.lower,
-                    help="the Bitcoin network (required for bitcoin)")
+    sp.add_argument("--network", choices=NETWORKS, type=str.lower,
+                    help="the Bitcoin network (required for bitcoin) or the Tron network "
+                         "(required for tron: mainnet, nile or shasta)")
     sp.add_argument("--chain-id", type=uint, action="append", metavar="N",
                     help="an Ethereum chain id the wallet may sign for (required for ethereum; "
                          "repeat for several)")

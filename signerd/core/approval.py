@@ -23,7 +23,10 @@ any JSON reader; absent optional integers are ``null``; bytes are lower-case hex
     outpoints[], sighash[], payload_sha256, policy_version, category_change, legal_basis,
     replaces{transfer_id, state, fee_delta} or null, vetoed[{role, transfer_id}], decision,
     expires_at, and tokens[{chain_id, address, standard, symbol, decimals}] when the movement
-    decodes a call to a registered token (only then: other statements are unchanged)
+    decodes a call to a registered token (only then: other statements are unchanged), and
+    extra{name: value} when the movement has chain-specific fields (Tron: tron_contract,
+    tron_expiration in ms, tron_ref_block_bytes, tron_ref_block_hash, and when present
+    tron_ref_block_num, tron_timestamp, tron_memo; absent for Bitcoin and Ethereum)
 
 ``replaces`` names the transfer this one replaces (a fee bump): its id, its state when this
 one was submitted (``PENDING_APPROVAL``, ``APPROVED`` or ``SIGNED``; empty for a transfer
@@ -199,6 +202,11 @@ def build_statement(ctx: StatementContext, movement: Movement, decision: Decisio
              "symbol": _text(t.symbol, "token symbol"),
              "decimals": _dec(t.decimals, "token decimals")}
             for t in sorted(movement.tokens, key=lambda t: t.key)]
+    if movement.extra:  # absent otherwise: Bitcoin and Ethereum statements are as they were
+        doc["extra"] = {_text(k, "extra name"): _text(v, "extra value")
+                        for k, v in movement.extra}
+        if len(doc["extra"]) != len(movement.extra):
+            raise InvalidArgument("extra: a field is named twice")
     body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
                       allow_nan=False)
     return DOMAIN_TAG + b"\n" + body.encode("ascii")
@@ -401,7 +409,8 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
     if not movement.outputs:
         lines.append("  (none)")
     lines += token_warnings(movement.outputs)
-    fee_label = "max fee:" if movement.chain is Chain.ETHEREUM else "fee:"
+    fee_label = {Chain.ETHEREUM: "max fee:", Chain.TRON: "fee limit:"}.get(movement.chain,
+                                                                          "fee:")
     lines.append(f"{fee_label:<17}{_amount(movement.fee, movement.fee_asset)}"
                  + (f", {movement.vsize} vB" if movement.vsize else ""))
     if ctx.replaces:
@@ -420,6 +429,7 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
         lines.append(f"token:           {_safe(t.symbol)} = {_safe(t.standard).upper()} contract "
                      f"{_safe(t.address)} on chain {t.chain_id}, {t.decimals} decimals "
                      "(governance token registry)")
+    lines += extra_lines(movement.extra)
     if movement.contract_call:
         lines.append(f"contract call:   {_safe(movement.contract_call)} (NOT decoded)")
     if movement.outpoints:
@@ -436,6 +446,29 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
         f"expires:         {_utc(ctx.expires_at)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+_EXTRA_LABELS = {"tron_contract": "tron contract:", "tron_expiration": "tx expiration:",
+                 "tron_ref_block_bytes": "ref block bytes:", "tron_ref_block_hash": "ref block hash:",
+                 "tron_ref_block_num": "ref block num:", "tron_timestamp": "tx timestamp:",
+                 "tron_memo": "memo (hex):"}
+_EXTRA_TIMES = ("tron_expiration", "tron_timestamp")
+
+
+def extra_lines(extra: Iterable[tuple[str, str]]) -> list[str]:
+    """The chain-specific fields, one line each; times in ms are shown in UTC as well."""
+    lines = []
+    for name, value in extra:
+        label = _EXTRA_LABELS.get(name, f"{_safe(name)}:")
+        shown = _safe(value)
+        if name in _EXTRA_TIMES and value.isdigit() and len(value) <= 16:
+            try:
+                when = datetime.fromtimestamp(int(value) / 1000, timezone.utc)
+                shown += f" ms ({when.strftime('%Y-%m-%dT%H:%M:%S')}Z)"
+            except (OverflowError, ValueError, OSError):
+                pass
+        lines.append(f"{label:<17}{shown}")
+    return lines
 
 
 def legal_basis_lines(text: str) -> list[str]:
@@ -591,7 +624,8 @@ def replacement_summary(transfer_id: str, state: str, fee_delta: int, fee_asset:
     """``t_... (SIGNED), fee +4,500 sat``: what a replacement replaces, that transfer's state
     when the replacement was submitted, and how the fee changes (in the fee asset's base
     units)."""
-    unit = {"BTC": "sat", "ETH": "wei"}.get(fee_asset, f"base units of {safe_text(fee_asset)}")
+    unit = {"BTC": "sat", "ETH": "wei", "TRX": "sun"}.get(fee_asset,
+                                                         f"base units of {safe_text(fee_asset)}")
     return (f"{safe_text(transfer_id)} ({safe_text(state) or 'state not recorded'}), "
             f"fee {fee_delta:+,} {unit}")
 
@@ -611,8 +645,10 @@ def format_amount(amount: int, asset: str, token: Token | None = None) -> str:
         return f"{amount // 10**8}.{amount % 10**8:08d} BTC ({amount} sat)"
     if asset == "ETH":
         return f"{amount // 10**18}.{amount % 10**18:018d} ETH ({amount} wei)"
+    if asset == "TRX":
+        return f"{amount // 10**6}.{amount % 10**6:06d} TRX ({amount} sun)"
     kind, _, address = asset.partition(":")
-    if kind.upper() == "ERC20":
+    if kind.upper() in ("ERC20", "TRC20"):
         if token is not None:
             return token_amount(amount, token)
         return f"{amount} base units of token {safe_text(address)}"

@@ -23,6 +23,9 @@ from .ethereum.eip1559 import Eip1559Tx
 from .limits import Limits
 from .model import BitcoinNetwork, Chain, DestinationClass, Movement, ScriptType, Token, Wallet
 from .policy import normalize_address
+from .tron import address as tron_address
+from .tron import signing as tron_signing
+from .tron.tx import parse_payload as parse_tron_payload
 
 
 # The bounds on a submitted payload the adapters apply: the daemon's [limits], handed in by the
@@ -86,9 +89,12 @@ class Ours:
 
 def claims(movement: Movement, lock_key: str) -> bool:
     """Whether a transfer of ``movement`` spends what ``lock_key`` (one of the adapters'
-    ``lock_keys``, of the same wallet) names: its Ethereum chain id and nonce, or a Bitcoin
-    outpoint of its inputs."""
+    ``lock_keys``, of the same wallet) names: its Ethereum chain id and nonce, a Bitcoin
+    outpoint of its inputs, or a Tron transaction id (Tron has no nonces)."""
     kind, _, rest = lock_key.partition(":")
+    if kind == "tron":
+        return (movement.chain is Chain.TRON and len(movement.digests) == 1
+                and rest.endswith(":" + movement.digests[0].hex()))
     if kind == "eth":
         return (movement.chain is Chain.ETHEREUM and movement.nonce is not None
                 and rest.endswith(f":{movement.chain_id}:{movement.nonce}"))
@@ -266,13 +272,60 @@ class BitcoinAdapter:
         return self.finish(wallet, merged)
 
 
+# ---------------------------------------------------------------- Tron
+
+class TronAdapter:
+    """Tron: the submitted JSON's ``raw_data_hex`` decoded strictly (``tron.tx``), a TRX
+    ``TransferContract`` or a registered TRC-20 ``transfer`` from the wallet's own address;
+    the digest is the transaction id, SHA-256 of raw_data. The lock key is the transaction id
+    (Tron has no nonces): the same transaction is live in one transfer at a time. The
+    expiration is checked against the clock by the services (at submission, against the
+    transfer's window, and again right before the HSM signs)."""
+
+    @staticmethod
+    def parse(payload: bytes, limits: PayloadLimits) -> Any:
+        return parse_tron_payload(payload, max_bytes=limits.max_calldata_bytes + 4096)
+
+    def decode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits, *,
+               allowed_sighash: frozenset[int] = frozenset({1}),
+               tokens: Mapping[tuple[int, str], Token] | None = None) -> Decoded:
+        """``tokens``: the governance's registry; a TriggerSmartContract is signed only as a
+        TRC-20 transfer to a ``trc20`` entry of the wallet's network. ``allowed_sighash`` is
+        Bitcoin's."""
+        tx = self.parse(payload, limits)
+        movement = tron_signing.movement(tx, wallet.address, wallet.network, tokens)
+        return Decoded(movement, (f"tron:{wallet.network}:{tx.txid.hex()}",), tx)
+
+    def redecode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
+                 submitted: Movement, allowed_sighash: frozenset[int] = frozenset()) -> Decoded:
+        tx = self.parse(payload, limits)
+        if (tx.txid,) != submitted.digests:
+            raise FailedPrecondition("the transaction's id differs from the one approved")
+        return Decoded(submitted, (), tx)
+
+    def digests_to_sign(self, wallet: Wallet, decoded: Decoded) -> list[tuple[str, bytes]]:
+        return [(wallet.keys[0].key_id, decoded.tx.txid)]
+
+    def assemble(self, wallet: Wallet, decoded: Decoded, signatures: Signatures) -> Signed:
+        """``raw_tx``: hex of the signed ``Transaction`` (``/wallet/broadcasthex``);
+        ``tx_hash``: the transaction id in hex. ``tron.tx.signed_json`` turns ``raw_tx`` into
+        the JSON ``/wallet/broadcasttransaction`` takes."""
+        key = wallet.keys[0]
+        r, s = signatures[(key.key_id, decoded.tx.txid)]
+        raw, txid = tron_signing.assemble_signed(decoded.tx, r, s, key.public_key)
+        return Signed(raw_tx=raw.hex(), tx_hash=txid.hex())
+
+
 def adapter_for(chain: Chain) -> ChainAdapter:
+    if chain is Chain.TRON:
+        return TronAdapter()
     return EthereumAdapter() if chain is Chain.ETHEREUM else BitcoinAdapter()
 
 
-if TYPE_CHECKING:  # both adapters are ChainAdapters (checked by mypy)
+if TYPE_CHECKING:  # the adapters are ChainAdapters (checked by mypy)
     _ETHEREUM: ChainAdapter = EthereumAdapter()
     _BITCOIN: ChainAdapter = BitcoinAdapter()
+    _TRON: ChainAdapter = TronAdapter()
 
 
 
@@ -281,5 +334,7 @@ def derive_address(chain: Chain, network: str, script_type: ScriptType, threshol
     """(address, descriptor) of a wallet, computed from its public keys."""
     if chain is Chain.ETHEREUM:
         return address_from_pubkey(pubkeys[0]), ""
+    if chain is Chain.TRON:
+        return tron_address.from_pubkey(pubkeys[0]), ""
     desc = make_descriptor(script_type, threshold, pubkeys)
     return script_to_address(parse_descriptor(desc).script_pubkey(), network), desc

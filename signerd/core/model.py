@@ -12,6 +12,7 @@ from .errors import SignerError
 class Chain(str, Enum):
     BITCOIN = "bitcoin"
     ETHEREUM = "ethereum"
+    TRON = "tron"
 
 
 class BitcoinNetwork(str, Enum):
@@ -155,7 +156,7 @@ class KeyRef:
 class Wallet:
     id: str
     chain: Chain
-    network: str  # BitcoinNetwork value, or "ethereum"
+    network: str  # BitcoinNetwork value, "ethereum", or a Tron network (mainnet, nile, shasta)
     script_type: ScriptType
     category: Category
     case_ref: str
@@ -180,16 +181,22 @@ class Token:
     """A token contract the governance registered (``token.set``): only calls to it, on its
     chain, are decoded as token movements; any other calldata is a contract call."""
 
-    chain_id: int
-    address: str  # EIP-55 checksummed contract address
-    standard: str  # "erc20", "erc721" or "erc1155" (signerd.core.tokens.STANDARDS)
+    chain_id: int  # an Ethereum chain id, or Tron's for a trc20 entry (tron.address.CHAIN_IDS)
+    address: str  # EIP-55 checksummed contract address; trc20: the base58check T... address
+    standard: str  # "erc20", "erc721", "erc1155" or "trc20" (signerd.core.tokens.STANDARDS)
     symbol: str
     decimals: int
 
     @property
     def key(self) -> tuple[int, str]:
-        """How the registry finds it: (chain id, lower-case 0x address)."""
-        return (self.chain_id, self.address.lower())
+        """How the registry finds it: (chain id, lower-case 0x address), or for a Tron
+        contract (chain id, its T... address as is: base58 is case-sensitive)."""
+        return (self.chain_id, registry_address(self.address))
+
+
+def registry_address(address: str) -> str:
+    """An address as the token registry keys it: 0x hex lower-cased, base58 (Tron) as is."""
+    return address.lower() if address[:2] in ("0x", "0X") else address
 
 
 @dataclass(frozen=True)
@@ -198,9 +205,10 @@ class Output:
 
     address: str  # destination address ("" for Ethereum contract creation)
     amount: int  # base units (sats, wei, token base units)
-    asset: str  # "BTC", "ETH", or "<KIND>:<checksummed contract address>" for a registered
-    # token (KIND: ERC20, ERC20-APPROVE, ERC20-INCREASE, ERC721, ERC721-APPROVE,
-    # ERC721-APPROVE-ALL, ERC1155, ERC1155-APPROVE-ALL; signerd.core.ethereum.signing)
+    asset: str  # "BTC", "ETH", "TRX", or "<KIND>:<checksummed contract address>" for a
+    # registered token (KIND: ERC20, ERC20-APPROVE, ERC20-INCREASE, ERC721, ERC721-APPROVE,
+    # ERC721-APPROVE-ALL, ERC1155, ERC1155-APPROVE-ALL; signerd.core.ethereum.signing), or
+    # "TRC20:<T... contract address>"
     is_change: bool = False
     destination_class: DestinationClass = DestinationClass.EXTERNAL
     wallet_id: str = ""  # the destination is this signerd's wallet (own or another category)
@@ -226,8 +234,8 @@ class Movement:
     network: str  # bitcoin network name, or "ethereum"
     chain_id: int  # Ethereum chain id; 0 for Bitcoin
     outputs: tuple[Output, ...]
-    fee: int  # sats; for Ethereum the maximum fee: gas * maxFeePerGas, in wei
-    fee_asset: str  # "BTC" or "ETH"
+    fee: int  # sats; for Ethereum the maximum fee: gas * maxFeePerGas, in wei; Tron: fee_limit
+    fee_asset: str  # "BTC", "ETH" or "TRX"
     digests: tuple[bytes, ...]  # every digest signerd will ask the HSM to sign, in order
     nonce: int | None = None  # Ethereum
     gas_limit: int | None = None
@@ -243,6 +251,10 @@ class Movement:
     # Ethereum: the registered tokens whose calls were decoded into outputs (symbol, decimals
     # and address are bound in the statement, so a tool that was told otherwise is caught).
     tokens: tuple[Token, ...] = ()
+    # Chain-specific fields that are bound in the statement and shown, as sorted (name, value)
+    # pairs (Tron: tron_expiration in ms, tron_ref_block_bytes, tron_ref_block_hash,
+    # tron_contract, tron_timestamp, tron_memo); () for Bitcoin and Ethereum.
+    extra: tuple[tuple[str, str], ...] = ()
     details: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def external_outputs(self) -> tuple[Output, ...]:

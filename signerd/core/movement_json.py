@@ -25,6 +25,7 @@ def movement_dict(m: Movement) -> dict[str, Any]:
         "contract_call": m.contract_call, "vsize": m.vsize, "outpoints": list(m.outpoints),
         "sighash": list(m.sighash),
         "tokens": [token_json(t) for t in m.tokens],
+        "extra": dict(m.extra),
     }
 
 
@@ -45,10 +46,12 @@ def output_dict(o: Output) -> dict[str, Any]:
 
 
 def movement_to_json(m: Movement) -> str:
-    """The stored form (sorted keys; ``tokens`` only when there are any)."""
+    """The stored form (sorted keys; ``tokens`` and ``extra`` only when there are any)."""
     d = movement_dict(m)
     if not m.tokens:
         del d["tokens"]
+    if not m.extra:
+        del d["extra"]
     return json.dumps(d, sort_keys=True)
 
 
@@ -71,4 +74,5 @@ def movement_from_json(text: str) -> Movement:
         contract_call=d["contract_call"], vsize=d["vsize"], outpoints=tuple(d["outpoints"]),
         sighash=tuple(d.get("sighash", ())),
         tokens=tuple(Token(int(t["chain_id"]), t["address"], t["standard"], t["symbol"],
-                           int(t["decimals"])) for t in d.get("tokens", ())))
+                           int(t["decimals"])) for t in d.get("tokens", ())),
+        extra=tuple(sorted((str(k), str(v)) for k, v in d.get("extra", {}).items())))

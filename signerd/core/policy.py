@@ -13,7 +13,9 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
     allowlist = ["0xabc...", "bc1q..."]   # destinations of class 'allowlisted'
     max_fee = 0                           # fee bound in base units of the fee asset; 0 = none;
                                           # or a table by fee asset, e.g.
-                                          # max_fee = { BTC = 1000000, ETH = "50000000000000000" }
+                                          # max_fee = { BTC = 1000000, ETH = "50000000000000000",
+                                          #             TRX = 30000000 }  (TRX: sun; Tron's
+                                          #             fee is the transaction's fee_limit)
                                           # (sat and wei: one number cannot suit both); a fee
                                           # asset the table does not name has no bound
     max_fee_rate = 0                      # sat/vB (integer or float), Bitcoin only; 0 = none
@@ -28,13 +30,14 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
 
     [[rule]]                              # at least one
     name = "small"                        # required, unique
-    asset = "*"                           # "*", "BTC", "ETH", or a registered token's asset:
-                                          # "ERC20:0x<40 hex>", "ERC20-APPROVE:0x..",
+    asset = "*"                           # "*", "BTC", "ETH", "TRX", or a registered token's
+                                          # asset: "ERC20:0x<40 hex>", "ERC20-APPROVE:0x..",
                                           # "ERC20-INCREASE:0x..", "ERC721:0x..",
                                           # "ERC721-APPROVE:0x..", "ERC721-APPROVE-ALL:0x..",
                                           # "ERC1155:0x..", "ERC1155-APPROVE-ALL:0x.."
-                                          # (address case-insensitive); "*" never covers an
-                                          # ERC721* or ERC1155* asset
+                                          # (address case-insensitive), "TRC20:T<base58>"
+                                          # (Tron contract, case-sensitive); "*" never covers
+                                          # an ERC721* or ERC1155* asset
     min_amount = "0"                      # base units: TOML integer or string of decimal digits
     max_amount = "1000000"                # inclusive; absent = unbounded
     destination = ["own_wallet", "allowlisted", "external"]   # default: all three
@@ -106,6 +109,7 @@ from typing import Any
 from signerd.core.errors import InvalidArgument, InvalidPolicy, PolicyDenied
 from signerd.core.errors import echo
 from signerd.core.model import Chain, Decision, DestinationClass, Movement
+from signerd.core.tron import address as tron_address
 
 CATEGORY_CHANGES = frozenset(
     {"none", "seized_to_confiscated", "confiscated_to_strategic", "seized_to_returned",
@@ -123,11 +127,14 @@ DEFAULT_EXPIRY = 86400
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"([1-9][0-9]{0,8})([smhd])")
 _DIGITS = re.compile(r"[0-9]{1,78}")
-_ASSET = re.compile(r"\*|BTC|ETH|(?:ERC20|ERC20-APPROVE|ERC20-INCREASE|ERC721|ERC721-APPROVE|"
-                    r"ERC721-APPROVE-ALL|ERC1155|ERC1155-APPROVE-ALL):0x[0-9A-F]{40}",
+_ASSET = re.compile(r"\*|BTC|ETH|TRX|(?:ERC20|ERC20-APPROVE|ERC20-INCREASE|ERC721|"
+                    r"ERC721-APPROVE|ERC721-APPROVE-ALL|ERC1155|ERC1155-APPROVE-ALL):0x[0-9A-F]{40}",
                     re.IGNORECASE)
 # Kinds of asset that "*" does not cover: tokens of a collection are not interchangeable.
 _NAMED_ONLY = ("ERC721", "ERC1155")
+# A TRC-20 asset names its Tron contract in base58check, which is case-sensitive: the kind may
+# be written in any case, the address only as it is (checked by its checksum).
+_TRC20_ASSET = re.compile(r"(?i:TRC20):(T[1-9A-HJ-NP-Za-km-z]{33})")
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 _RANK = {DestinationClass.OWN_WALLET: 0, DestinationClass.ALLOWLISTED: 1,
          DestinationClass.EXTERNAL: 2}
@@ -295,7 +302,7 @@ class Rule:
         )
 
 
-_DECIMALS = {"BTC": (8, "sat"), "ETH": (18, "wei")}
+_DECIMALS = {"BTC": (8, "sat"), "ETH": (18, "wei"), "TRX": (6, "sun")}
 
 
 def units(amount: int, asset: str) -> str:
@@ -517,12 +524,17 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
     _no_unknown(raw, _RULE_KEYS, f"rule {echo(name)}")
 
     asset = _text(raw.get("asset", "*"), f"{where} key 'asset'")
-    if not _ASSET.fullmatch(asset):
-        raise InvalidPolicy(f"{where} key 'asset': {echo(asset)} is not *, BTC, ETH, "
+    trc20 = _TRC20_ASSET.fullmatch(asset)
+    if trc20 is not None and not tron_address.is_address(trc20[1]):
+        raise InvalidPolicy(f"{where} key 'asset': {echo(asset)} does not name a Tron address "
+                            "(bad base58check checksum)")
+    if trc20 is None and not _ASSET.fullmatch(asset):
+        raise InvalidPolicy(f"{where} key 'asset': {echo(asset)} is not *, BTC, ETH, TRX, "
                             "ERC20:<address>, ERC20-APPROVE:<address>, "
                             "ERC20-INCREASE:<address>, ERC721:<address>, "
                             "ERC721-APPROVE:<address>, ERC721-APPROVE-ALL:<address>, "
-                            "ERC1155:<address> or ERC1155-APPROVE-ALL:<address>")
+                            "ERC1155:<address>, ERC1155-APPROVE-ALL:<address> or "
+                            "TRC20:<T address>")
     low = _amount(raw.get("min_amount", 0), f"{where} key 'min_amount'")
     high = (_amount(raw["max_amount"], f"{where} key 'max_amount'")
             if "max_amount" in raw else None)
@@ -585,8 +597,11 @@ def requirement_from_table(raw: Mapping[str, Any], name: str, default_expiry: in
 
 
 def _asset_key(asset: str) -> str:
-    """Canonical asset name: kind upper-case, contract address lower-case."""
+    """Canonical asset name: kind upper-case, contract address lower-case (a Tron contract's
+    base58check address as it is: base58 is case-sensitive)."""
     kind, sep, address = asset.partition(":")
+    if kind.upper() == "TRC20":
+        return kind.upper() + sep + address
     return kind.upper() + sep + address.lower()
 
 
@@ -652,12 +667,12 @@ def _amount(value: Any, where: str) -> int:
     raise InvalidPolicy(f"{where} must be a non-negative integer or a string of decimal digits")
 
 
-FEE_ASSETS = ("BTC", "ETH")
+FEE_ASSETS = ("BTC", "ETH", "TRX")
 
 
 def _fee_table(value: Any) -> tuple[tuple[str, int], ...]:
     """``max_fee`` as a table of fee asset -> bound in its base units (sat for BTC, wei for
-    ETH); () when it is a single number."""
+    ETH, sun for TRX); () when it is a single number."""
     if not isinstance(value, dict):
         return ()
     if not value:

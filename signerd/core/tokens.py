@@ -2,12 +2,16 @@
 operators are shown (pure: no I/O).
 
 An entry names a chain id, a contract address, a standard (``erc20``, ``erc721`` or
-``erc1155``), a symbol and a number of decimals. Entries come from the genesis (optional key
-``tokens``) and from ``token.set`` governance proposals, never from a client: calldata is
-decoded as a token call only when its contract is registered for the transaction's chain id,
-and only with the methods of the standard it is registered under
-(``signerd.core.ethereum.calls``); anything else is a contract call, which a policy must allow
-(``allow_contract_calls`` and a rule with ``contract_call = true``).
+``erc1155``, or ``trc20`` for a Tron contract), a symbol and a number of decimals. A ``trc20``
+entry's chain id is Tron's for its network (``tron.address.CHAIN_IDS``) and its address the
+contract's base58check ``T...`` form, kept as written and keyed as is (base58 is case-sensitive:
+lower-casing it would name another address, or none); an Ethereum entry's 0x address is keyed
+lower-case. Entries come from the genesis (optional key ``tokens``) and from ``token.set``
+governance proposals, never from a client: calldata is decoded as a token call only when its
+contract is registered for the transaction's chain id, and only with the methods of the
+standard it is registered under (``signerd.core.ethereum.calls``; Tron: ``core.tron``);
+anything else is a contract call, which a policy must allow (``allow_contract_calls`` and a
+rule with ``contract_call = true``; Tron refuses it).
 
 For a collection (ERC-721, ERC-1155) the symbol is the name operators are shown for the whole
 collection (e.g. ``SEIZED-ART``), whatever each token's own metadata says; amounts are counts
@@ -25,9 +29,11 @@ from typing import Any
 
 from .errors import InvalidArgument
 from .ethereum.address import parse_address, to_checksum
-from .model import Token
+from .model import Token, registry_address
+from .tron import address as tron_address
 
-STANDARDS = ("erc20", "erc721", "erc1155")
+STANDARDS = ("erc20", "erc721", "erc1155", "trc20")
+TRON_STANDARDS = ("trc20",)  # their contracts are Tron addresses, their chain ids Tron's
 SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,15}")
 MAX_DECIMALS = 36
 MAX_CHAIN_ID = 2**64 - 1
@@ -46,6 +52,8 @@ def make_token(*, chain_id: Any, address: Any, standard: Any, symbol: Any, decim
                where: str = "") -> Token:
     """A checked registry entry; InvalidArgument names the field (prefixed by ``where``)."""
     pre = f"{where}." if where else ""
+    if standard in TRON_STANDARDS:
+        return _tron_token(pre, chain_id, address, standard, symbol, decimals)
     chain_id = _int(chain_id, pre + "chain_id", MAX_CHAIN_ID)
     if chain_id == 0:
         raise InvalidArgument(f"{pre}chain_id: must be an Ethereum chain id (not 0)")
@@ -68,6 +76,24 @@ def make_token(*, chain_id: Any, address: Any, standard: Any, symbol: Any, decim
     return Token(chain_id, to_checksum(raw), str(standard), symbol, decimals)
 
 
+def _tron_token(pre: str, chain_id: Any, address: Any, standard: str, symbol: Any,
+                decimals: Any) -> Token:
+    """A Tron entry: chain id one of Tron's (mainnet 728126428, nile 3448148188, shasta
+    2494104990), the contract a base58check ``T...`` address, kept exactly as written."""
+    chain_id = _int(chain_id, pre + "chain_id", MAX_CHAIN_ID)
+    networks = {v: k for k, v in tron_address.CHAIN_IDS.items()}
+    if chain_id not in networks:
+        raise InvalidArgument(f"{pre}chain_id: {chain_id} is not a Tron chain id ("
+                              + ", ".join(f"{n} {c}" for n, c in tron_address.CHAIN_IDS.items())
+                              + ")")
+    tron_address.parse(address, field=pre + "address")
+    if not isinstance(symbol, str) or not SYMBOL.fullmatch(symbol):
+        raise InvalidArgument(f"{pre}symbol: {symbol!r} is not a token symbol (1 to 16 ASCII "
+                              "letters, digits, '.', '_' or '-', starting with a letter or digit)")
+    decimals = _int(decimals, pre + "decimals", MAX_DECIMALS)
+    return Token(chain_id, str(address), standard, symbol, decimals)
+
+
 def token_from_json(doc: Any, where: str = "token") -> Token:
     """A registry entry from its JSON form (genesis, proposal, API)."""
     if not isinstance(doc, dict) or set(doc) != set(FIELDS):
@@ -87,11 +113,11 @@ def registry(tokens: Iterable[Token]) -> dict[tuple[int, str], Token]:
 
 def lookup(tokens: Iterable[Token], asset: str, chain_id: int) -> Token | None:
     """The entry behind an asset name ``<KIND>:<address>`` (``ERC20:``, ``ERC20-APPROVE:``,
-    ``ERC721:``, ``ERC1155-APPROVE-ALL:`` ...)."""
+    ``ERC721:``, ``ERC1155-APPROVE-ALL:`` ..., or ``TRC20:<T... address>``)."""
     _, sep, address = asset.partition(":")
     if not sep:
         return None
-    return next((t for t in tokens if t.key == (chain_id, address.lower())), None)
+    return next((t for t in tokens if t.key == (chain_id, registry_address(address))), None)
 
 
 def format_units(amount: int, decimals: int) -> str:

@@ -18,7 +18,7 @@ from signerd.core import seized
 from signerd.core.errors import (AuthorityViolation, FailedPrecondition, InvalidArgument,
                                  NotFound)
 from signerd.core.errors import echo
-from signerd.core.model import OperatorStatus, ScriptType, Token, Wallet, WalletStatus
+from signerd.core.model import Chain, OperatorStatus, ScriptType, Token, Wallet, WalletStatus
 from signerd.core.tokens import make_token, token_json
 from . import ledger as L
 from . import wallets as W
@@ -284,8 +284,9 @@ def import_seized_key(app: Runtime, actor: str, req: ImportRequest) -> ProposalV
     if req.kind == "hex":
         secret = seized.from_hex(req.secret)
     elif req.kind == "wif":
-        if checked.network == "ethereum":
-            raise InvalidArgument("wif: WIF keys are Bitcoin keys; use hex for Ethereum")
+        if checked.network == "ethereum" or checked.chain is not Chain.BITCOIN:
+            raise InvalidArgument(f"wif: WIF keys are Bitcoin keys; use hex or a mnemonic for "
+                                  f"{checked.chain.value.capitalize()}")
         secret = seized.from_wif(req.secret, checked.network)
     elif req.kind == "mnemonic":
         if not req.derivation_path:

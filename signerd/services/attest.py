@@ -76,6 +76,9 @@ def attestable(wallet: Wallet) -> str:
     """Why ``wallet`` cannot prove control now ("" when it can)."""
     if wallet.status is not WalletStatus.ACTIVE:
         return f"{wallet.status.value.lower()}: signs nothing until active"
+    if wallet.chain not in (Chain.BITCOIN, Chain.ETHEREUM):
+        return (f"{wallet.chain.value}: no message-signing scheme for attestations yet (left "
+                "out, named in the statement)")
     if wallet.script_type is ScriptType.P2WSH_SORTEDMULTI and not any(
             k.hsm_held for k in wallet.keys):
         return "multisig with none of its keys in this HSM: signerd has nothing to sign"

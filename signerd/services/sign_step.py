@@ -47,13 +47,14 @@ from signerd.adapters.store import Store, Tx
 from signerd.core import engine as E
 from signerd.core import events as EV
 from signerd.core.approval import StatementContext
-from signerd.core.chains import ChainAdapter, Decoded, Signed, adapter_for
+from signerd.core.chains import ChainAdapter, Decoded, Signed, TronAdapter, adapter_for
 from signerd.core.errors import (AuthorityViolation, HsmUnavailable, NotFound, SignerError,
                                  WalletFrozen)
 from signerd.core.model import Chain, TransferState, Wallet, WalletStatus
 from signerd.core.movement_json import movement_from_json
 from signerd.core.records import ApprovalRecord, TransferRecord
 from signerd.core.tokens import token_from_json
+from signerd.core.tron import signing as tron_signing
 from . import ledger as L
 from .runtime import Runtime
 
@@ -63,6 +64,24 @@ def ended_violation(object_id: str) -> AuthorityViolation:
     return AuthorityViolation(
         f"{object_id} ended before (the verified audit chain records its end) and its row was "
         "set back to waiting by someone other than signerd", kind="ended")
+
+
+def tron_expired(row: TransferRecord, chain: Chain, now: float, limits: Limits) -> bool:
+    """Whether ``row`` is a transfer of a Tron wallet (``chain``: its verified wallet's, not the
+    row's word) whose transaction expired (its ``expiration``, from the payload itself): it is
+    never signed, and ends EXPIRED. A payload that does not decode is left to the decoding in
+    ``_job`` to refuse with its reason (parsed under the same ``limits`` as there)."""
+    if chain is not Chain.TRON:
+        return False
+    try:
+        tx = TronAdapter.parse(row.payload, limits)
+    except SignerError:
+        return False
+    if tron_signing.expiration_problem(tx.expiration, now):
+        log.warning("transfer %s: its Tron transaction expired at %s; not signed", row.id,
+                    tron_signing.utc_ms(tx.expiration))
+        return True
+    return False
 
 
 def submitted_tokens(row: TransferRecord) -> tuple[Any, ...]:
@@ -430,7 +449,8 @@ class SignStep:
                     errors[tid] = WalletFrozen(
                         f"wallet {wallet.id} is {wallet.status.value}; signing waits")
                     continue
-                if now >= row.expires_at:
+                if now >= row.expires_at or tron_expired(row, wallet.chain, now,
+                                                         self.service.limits):
                     expired.append(row)
                     continue
                 decisions = approvals[tid]
@@ -559,7 +579,10 @@ class SignStep:
             for old in expired:
                 row = rows[old.id]
                 if row.state is APPROVED:
+                    # Inside its window, only its Tron transaction's expiration put it here.
                     svc._finish(tx, row, TransferState.EXPIRED, "signerd",
+                                "the Tron transaction's expiration passed before signing"
+                                if time.time() < row.expires_at else
                                 "approval window passed before signing")
             for old, outcome in ends:
                 row = rows[old.id]

@@ -38,6 +38,7 @@ from signerd.core import engine as E
 from signerd.core import legal_basis as LB
 from signerd.core import policy as P
 from signerd.core import events as EV
+from signerd.core.tron.signing import expiration_problem as tron_expiration_problem
 from signerd.core.chains import (BitcoinAdapter, Decoded, Ours, adapter_for, claims,
                                  classify_outputs)
 from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
@@ -371,7 +372,7 @@ class TransferService:
                     return self._view(tx, prior)
             wallet = L.load_wallet(tx, state, wallet_id)
             if chain is not None and wallet.chain is not chain:
-                form = "psbt" if chain is Chain.BITCOIN else "ethereum"
+                form = {Chain.BITCOIN: "psbt", Chain.TRON: "tron"}.get(chain, "ethereum")
                 article = "an" if wallet.chain is Chain.ETHEREUM else "a"
                 raise InvalidArgument(
                     f"{form}: wallet {wallet_id} is {article} {wallet.chain.value} wallet")
@@ -401,6 +402,13 @@ class TransferService:
             raise PolicyDenied(f"wallet {wallet_id}: the matching rule requires a legal basis "
                                f"(the court decision: {LB.FORM})")
         now = time.time()
+        if wallet.chain is Chain.TRON:
+            # A Tron transaction carries its own expiration: in the future now, and not after
+            # the transfer's own expiry (what the approvals may take), so it cannot outlive
+            # the approval window in a platform's hands.
+            problem = tron_expiration_problem(decoded.tx.expiration, now, int(now + req.expiry))
+            if problem:
+                raise InvalidArgument(f"wallet {wallet_id}: {problem}")
         transfer_id = "t_" + secrets.token_hex(10)
         row = TransferRecord(
             id=transfer_id, wallet_id=wallet_id, chain=wallet.chain,

@@ -24,6 +24,7 @@ from signerd.core.bitcoin.descriptor import InvalidDescriptor, parse_descriptor,
 from signerd.core.chains import derive_address
 from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
                                  InvalidArgument, NotFound, echo)
+from signerd.core.tron import address as tron_address
 from signerd.core.model import (EXTERNAL_KEY_PREFIX, BitcoinNetwork, Category, Chain, ScriptType,
                                 Wallet, WalletStatus)
 from . import ledger as L
@@ -80,8 +81,8 @@ def check_request(req: WalletRequest) -> CheckedWallet:
     try:
         chain = Chain(req.chain.lower())
     except ValueError:
-        raise InvalidArgument(f"chain: unknown chain {echo(req.chain)} (bitcoin or ethereum)"
-                              ) from None
+        raise InvalidArgument(f"chain: unknown chain {echo(req.chain)} (bitcoin, ethereum or "
+                              "tron)") from None
     try:
         category = Category(req.category.lower())
     except ValueError:
@@ -113,6 +114,8 @@ def check_request(req: WalletRequest) -> CheckedWallet:
             raise InvalidArgument("multisig: Ethereum wallets are single-key accounts")
         return CheckedWallet(chain, "ethereum", category, case_ref, legal_basis,
                              tuple(sorted(set(int(c) for c in req.chain_ids))), st, 1, 1, (), ())
+    if chain is Chain.TRON:
+        return _check_tron(req, category, case_ref, legal_basis)
     try:
         network = BitcoinNetwork(req.network.lower()).value
     except ValueError:
@@ -148,6 +151,23 @@ def check_request(req: WalletRequest) -> CheckedWallet:
         raise InvalidArgument(f"multisig: {st.value} wallets are single-key")
     return CheckedWallet(chain, network, category, case_ref, legal_basis, (), st, threshold,
                          hsm_keys, cosigners, cos_text)
+
+
+def _check_tron(req: WalletRequest, category: Category, case_ref: str, legal_basis: str
+                ) -> CheckedWallet:
+    """A Tron wallet: one HSM key, an account on one network (mainnet, nile or shasta)."""
+    network = req.network.lower()
+    if network not in tron_address.NETWORKS:
+        raise InvalidArgument(f"network: unknown Tron network {echo(req.network)} "
+                              f"({', '.join(tron_address.NETWORKS)})")
+    if req.chain_ids:
+        raise InvalidArgument("chain_ids: a Tron wallet names its network, not chain ids")
+    if (req.script_type or "eoa") != ScriptType.EOA.value:
+        raise InvalidArgument("script_type: Tron wallets are single-key accounts (eoa)")
+    if req.cosigners or req.threshold > 1 or req.hsm_keys > 1 or req.hsm_key_ids:
+        raise InvalidArgument("multisig: Tron wallets are single-key accounts")
+    return CheckedWallet(Chain.TRON, network, category, case_ref, legal_basis, (), ScriptType.EOA,
+                         1, 1, (), ())
 
 
 def parse_cosigner(text: str, network: str) -> bytes:

@@ -12,6 +12,7 @@ class Chain(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHAIN_UNSPECIFIED: _ClassVar[Chain]
     BITCOIN: _ClassVar[Chain]
     ETHEREUM: _ClassVar[Chain]
+    TRON: _ClassVar[Chain]
 
 class Category(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -55,6 +56,7 @@ class Decision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 CHAIN_UNSPECIFIED: Chain
 BITCOIN: Chain
 ETHEREUM: Chain
+TRON: Chain
 CATEGORY_UNSPECIFIED: Category
 SEIZED: Category
 CONFISCATED: Category
@@ -160,7 +162,14 @@ class Output(_message.Message):
     def __init__(self, address: _Optional[str] = ..., amount: _Optional[str] = ..., asset: _Optional[str] = ..., is_change: _Optional[bool] = ..., destination_class: _Optional[str] = ..., wallet_id: _Optional[str] = ..., category: _Optional[str] = ..., token_id: _Optional[str] = ..., source: _Optional[str] = ..., grant: _Optional[bool] = ...) -> None: ...
 
 class Movement(_message.Message):
-    __slots__ = ("chain", "network", "chain_id", "outputs", "fee", "fee_asset", "digests", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints", "sighash")
+    __slots__ = ("chain", "network", "chain_id", "outputs", "fee", "fee_asset", "digests", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints", "sighash", "extra")
+    class ExtraEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     CHAIN_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +185,7 @@ class Movement(_message.Message):
     VSIZE_FIELD_NUMBER: _ClassVar[int]
     OUTPOINTS_FIELD_NUMBER: _ClassVar[int]
     SIGHASH_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_FIELD_NUMBER: _ClassVar[int]
     chain: Chain
     network: str
     chain_id: int
@@ -191,9 +201,16 @@ class Movement(_message.Message):
     vsize: int
     outpoints: _containers.RepeatedScalarFieldContainer[str]
     sighash: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_id: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., digests: _Optional[_Iterable[bytes]] = ..., nonce: _Optional[int] = ..., gas_limit: _Optional[int] = ..., max_fee_per_gas: _Optional[str] = ..., max_priority_fee_per_gas: _Optional[str] = ..., contract_call: _Optional[str] = ..., vsize: _Optional[int] = ..., outpoints: _Optional[_Iterable[str]] = ..., sighash: _Optional[_Iterable[str]] = ...) -> None: ...
+    extra: _containers.ScalarMap[str, str]
+    def __init__(self, chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_id: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., digests: _Optional[_Iterable[bytes]] = ..., nonce: _Optional[int] = ..., gas_limit: _Optional[int] = ..., max_fee_per_gas: _Optional[str] = ..., max_priority_fee_per_gas: _Optional[str] = ..., contract_call: _Optional[str] = ..., vsize: _Optional[int] = ..., outpoints: _Optional[_Iterable[str]] = ..., sighash: _Optional[_Iterable[str]] = ..., extra: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class EthereumTransaction(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...
+
+class TronTransaction(_message.Message):
     __slots__ = ("json",)
     JSON_FIELD_NUMBER: _ClassVar[int]
     json: str
@@ -350,10 +367,11 @@ class ListWalletsResponse(_message.Message):
     def __init__(self, wallets: _Optional[_Iterable[_Union[Wallet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SubmitTransferRequest(_message.Message):
-    __slots__ = ("wallet_id", "psbt", "ethereum", "replaces", "legal_basis", "category_change", "idempotency_key")
+    __slots__ = ("wallet_id", "psbt", "ethereum", "tron", "replaces", "legal_basis", "category_change", "idempotency_key")
     WALLET_ID_FIELD_NUMBER: _ClassVar[int]
     PSBT_FIELD_NUMBER: _ClassVar[int]
     ETHEREUM_FIELD_NUMBER: _ClassVar[int]
+    TRON_FIELD_NUMBER: _ClassVar[int]
     REPLACES_FIELD_NUMBER: _ClassVar[int]
     LEGAL_BASIS_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_CHANGE_FIELD_NUMBER: _ClassVar[int]
@@ -361,11 +379,12 @@ class SubmitTransferRequest(_message.Message):
     wallet_id: str
     psbt: bytes
     ethereum: EthereumTransaction
+    tron: TronTransaction
     replaces: str
     legal_basis: str
     category_change: str
     idempotency_key: str
-    def __init__(self, wallet_id: _Optional[str] = ..., psbt: _Optional[bytes] = ..., ethereum: _Optional[_Union[EthereumTransaction, _Mapping]] = ..., replaces: _Optional[str] = ..., legal_basis: _Optional[str] = ..., category_change: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    def __init__(self, wallet_id: _Optional[str] = ..., psbt: _Optional[bytes] = ..., ethereum: _Optional[_Union[EthereumTransaction, _Mapping]] = ..., tron: _Optional[_Union[TronTransaction, _Mapping]] = ..., replaces: _Optional[str] = ..., legal_basis: _Optional[str] = ..., category_change: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class GetTransferRequest(_message.Message):
     __slots__ = ("transfer_id",)

@@ -186,11 +186,11 @@ def test_each_field_past_its_limit_is_refused_naming_field_and_limit(daemon: Dae
 
 
 def test_payload_fields_are_bounded_by_the_message_size(daemon: Daemon) -> None:
-    """A PSBT or Ethereum JSON is bounded by [server] max_message_bytes here, and by its
-    [limits] where it is decoded (test_limits.py)."""
+    """A PSBT, Ethereum or Tron JSON is bounded by [server] max_message_bytes here, and by its
+    [limits] where it is decoded (test_limits.py; Tron: max_calldata_bytes)."""
     assert {k for k, v in V.LIMITS.items() if v == V.MESSAGE} == {
-        "SubmitTransferRequest.psbt", "EthereumTransaction.json", "CombinePsbtRequest.psbt",
-        "CombineAttestationRequest.psbt"}
+        "SubmitTransferRequest.psbt", "EthereumTransaction.json", "TronTransaction.json",
+        "CombinePsbtRequest.psbt", "CombineAttestationRequest.psbt"}
 
 
 # ---------------------------------------------------------------- cosigners

@@ -1,0 +1,1 @@
+"""Tron: addresses, the strict decoder of ``Transaction.raw`` and signing (pure)."""
