@@ -59,7 +59,10 @@ wallet has the source's category and no outside keys that could spend without si
 The operator signs SHA-256 of the statement with their key: Ed25519 (the digest as message) or
 P-256 (ECDSA whose hashed message is the digest, canonical DER); the algorithm is the type of the
 key the ledger holds for the operator (``signerd.core.operator_keys``). ``Movement.details`` is
-not bound: it is free-form decoration, not decoded value.
+not bound: it is free-form decoration, not decoded value. ``render`` shows one detail, the
+``bytes data`` a decoded ``safeTransferFrom`` hands to the recipient's hook
+(``token_call_data``, with a ``WARNING:`` line): it is part of the transaction the digests bind,
+and signerctl decodes it from the raw transaction itself.
 """
 from __future__ import annotations
 
@@ -401,6 +404,7 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
     if not movement.outputs:
         lines.append("  (none)")
     lines += token_warnings(movement.outputs)
+    lines += hook_data_warnings(movement)
     fee_label = "max fee:" if movement.chain is Chain.ETHEREUM else "fee:"
     lines.append(f"{fee_label:<17}{_amount(movement.fee, movement.fee_asset)}"
                  + (f", {movement.vsize} vB" if movement.vsize else ""))
@@ -535,6 +539,23 @@ def token_warnings(outputs: Iterable[Output]) -> list[str]:
                          "by the wallet, under an allowance or operator approval that address "
                          "gave; it needs a policy rule with spend_allowance = true.")
     return lines
+
+
+def hook_data_warnings(movement: Movement) -> list[str]:
+    """A ``WARNING:`` line showing the ``bytes data`` a decoded safeTransferFrom hands to the
+    recipient's ``onERC721Received`` / ``onERC1155Received`` hook (``token_call_data`` in the
+    movement's details, decoded from the transaction itself): a contract recipient may act on
+    it, e.g. deliver what it receives to an address the data names, so the operator sees it
+    beside the recipient. Nothing when the call passes no data."""
+    data = movement.details.get("token_call_data", "")
+    if not data:
+        return []
+    to = next((o.address for o in movement.outputs
+               if o.asset.partition(":")[0].upper() in ("ERC721", "ERC1155")), "")
+    return [f"WARNING: safeTransferFrom hands {safe_text(to) or 'the recipient'} the data "
+            f"{safe_text(data)} ({(len(data) - 2) // 2} bytes) in its onERC721Received / "
+            "onERC1155Received hook; a contract recipient may act on it (e.g. deliver the "
+            "tokens on to an address the data names): approve only if you know what it says."]
 
 
 def describe_token_output(out: Output, token: Token | None, to: str, where: str) -> str | None:

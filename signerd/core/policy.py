@@ -388,17 +388,18 @@ class Policy:
                                  spend_allowance=spend)}
             if not hits:
                 article = "an" if worst.value[0] in "aeiou" else "a"
+                hint = self._star_hint(asset)
                 if grant:
                     raise PolicyDenied(
                         f"no policy rule with grant = true covers a grant of everything "
                         f"({asset}) to {article} {worst.value} destination (category change "
-                        f"{category_change})")
+                        f"{category_change}){hint}")
                 what = units(total, asset) + (" taken from another address than the wallet "
                                               "(no rule with spend_allowance = true covers it)"
                                               if spend else "")
                 raise PolicyDenied(
                     f"no policy rule covers {what} to {article} {worst.value} "
-                    f"destination (category change {category_change})")
+                    f"destination (category change {category_change}){hint}")
             matched |= hits
         rules = [r for r in self.rules if r.name in matched]
         if (calls or creates) and not any(r.contract_call for r in rules):
@@ -410,6 +411,16 @@ class Policy:
             raise PolicyDenied(f"matching rules {', '.join(req.rules)} leave a group of "
                                f"{len(req.group)} operators for {req.approvers} approvers")
         return req
+
+    def _star_hint(self, asset: str) -> str:
+        """Why a rule with ``asset = "*"`` did not cover a collection's asset, when the policy
+        has one (else ""): the refusal then names the rule a policy needs."""
+        if not asset.partition(":")[0].startswith(_NAMED_ONLY):
+            return ""
+        if not any(r.asset == "*" for r in self.rules):
+            return ""
+        return (f"; asset = \"*\" never covers a collection's tokens or approvals (ERC-721, "
+                f"ERC-1155): a rule must name the collection, asset = \"{asset}\"")
 
     def _check_rule_sighash(self, movement: Movement, rules: list[Rule]) -> None:
         """Any sighash type but ALL must be allowed by every rule the transfer matches (a
