@@ -45,7 +45,7 @@ An output of a registered collection (ERC-721, ERC-1155) binds its ``token_id`` 
 string), so approvals of one token never count for another. ``source`` is the address whose
 tokens a transferFrom takes when it is not the wallet (``render`` shows ``take ... from
 <source>`` and a ``WARNING:`` line); ``grant`` (true) marks a grant of everything, a
-setApprovalForAll or an ERC-20 allowance of at least 2**255, shown as ``GRANT <spender>
+setApprovalForAll or an ERC-20 allowance of at least 2**96-1, shown as ``GRANT <spender>
 control of ALL <symbol> held by the wallet`` with a ``WARNING:`` line.
 
 ``sighash`` is each Bitcoin input's sighash type by input index (``ALL``, ``NONE``, ``SINGLE``,

@@ -73,8 +73,9 @@ covers an ERC721* or ERC1155* asset only when it names it: ``asset = "*"`` does 
 Grants: ``setApprovalForAll(operator, true)`` (asset ``ERC721-APPROVE-ALL:`` or
 ``ERC1155-APPROVE-ALL:``, amount 1) gives the operator every token of the collection the
 wallet holds, now and later; an ERC-20 ``approve`` or ``increaseAllowance`` of at least
-2**255 base units (no real supply comes near: this is the "unlimited" allowance, 2**256-1 in
-practice) gives the spender the whole balance. Such an output is a grant and only a matching
+2**96-1 base units (no real allowance comes near: this is the "unlimited" allowance, 2**256-1
+for most tokens, 2**96-1 for those that keep allowances in 96 bits, COMP, UNI and their forks)
+gives the spender the whole balance. Such an output is a grant and only a matching
 rule with ``grant = true`` covers it, whatever its asset and amounts say. A revocation,
 ``setApprovalForAll(operator, false)``, is amount 0 of the same asset and no grant: a rule
 naming the asset covers it like any other movement (it moves nothing, yet it is a transaction

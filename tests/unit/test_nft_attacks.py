@@ -13,7 +13,7 @@ from eth_utils import function_signature_to_4byte_selector as selector
 from signerd.core import approval
 from signerd.core.errors import PolicyDenied
 from signerd.core.ethereum.address import to_checksum
-from signerd.core.ethereum.calls import decode_token_call
+from signerd.core.ethereum.calls import UNLIMITED, decode_token_call
 from signerd.core.ethereum.signing import decode_call
 from signerd.core.model import Chain, Decision, Movement
 from signerd.core.policy import parse_policy
@@ -91,6 +91,28 @@ def test_no_hook_line_without_data() -> None:
     m = movement_of(NFT, call(SAFE4, WALLET, TO, 7, b""))
     text = approval.render(ctx(), m, Decision.APPROVE)
     assert "hook" not in text and "WARNING" not in text
+
+
+# --- "unlimited" allowances that are not 2**256-1 ---------------------------------------------
+
+def test_a_uint96_max_allowance_is_a_grant() -> None:
+    """Compound-style governance tokens (COMP, UNI and their forks) keep allowances in 96 bits:
+    approve(spender, 2**96-1) is their infinite allowance, never decreased by transferFrom, the
+    same on chain as approve(spender, 2**256-1). It must be a grant too, not an allowance a
+    rule for ordinary amounts (asset = "*" without max_amount) covers."""
+    for method in ("approve(address,uint256)", "increaseAllowance(address,uint256)"):
+        m = movement_of(COIN, call(method, OTHER, 2**96 - 1))
+        assert m.outputs[0].grant, method
+        star = 'name = "p"\n[[rule]]\nname = "any"\nasset = "*"\napprovers = 2\n'
+        with pytest.raises(PolicyDenied, match="grant = true"):
+            parse_policy(star).requirement_for(m)
+    assert "WARNING: output 1 grants" in approval.render(
+        ctx(), movement_of(COIN, call("approve(address,uint256)", OTHER, 2**96 - 1)),
+        Decision.APPROVE)
+    # Real amounts stay allowances: a billion tokens of 18 decimals is far below.
+    assert not movement_of(COIN, call("approve(address,uint256)", OTHER,
+                                      10**9 * 10**18)).outputs[0].grant
+    assert UNLIMITED <= 2**96 - 1
 
 
 # --- policy denials name the problem --------------------------------------------------------
