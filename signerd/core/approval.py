@@ -83,6 +83,7 @@ from signerd.core import operator_keys
 from signerd.core.operator_keys import PrivateKey, load_public_pem
 from signerd.core.policy import CATEGORY_CHANGES, Vote
 from signerd.core.tokens import format_amount as token_amount
+from signerd.core.tokens import format_units
 from signerd.core.tokens import lookup as lookup_token
 
 DOMAIN_TAG = b"signerd-approval/v1"
@@ -583,7 +584,9 @@ def describe_token_output(out: Output, token: Token | None, to: str, where: str)
     if kind == "ERC721":
         what = f"ERC-721 {name} token id {out.token_id}"
     elif kind == "ERC1155":
-        what = f"{out.amount} of ERC-1155 {name} token id {out.token_id}"
+        count = (f"{format_units(out.amount, token.decimals)} ({out.amount} base units)"
+                 if token is not None and token.decimals else str(out.amount))
+        what = f"{count} of ERC-1155 {name} token id {out.token_id}"
     else:
         what = format_amount(out.amount, out.asset, token)
     verb = f"take {what} from {_safe(out.source)} (NOT the wallet's)" if out.source else \

@@ -211,3 +211,21 @@ def test_the_registered_standard_decides_a_shared_selector() -> None:
     (art,) = movement_of(NFT, data).outputs
     assert (coin.asset, coin.amount, coin.token_id) == (f"ERC20:{cs(COIN)}", 5 * 10**18, None)
     assert (art.asset, art.amount, art.token_id) == (f"ERC721:{cs(NFT)}", 1, 5 * 10**18)
+
+
+def test_erc1155_amounts_are_shown_with_the_registered_decimals() -> None:
+    """An ERC-1155 entry's decimals apply to every id (tokens.py): 150 base units of a 2-decimal
+    entry read 1.50, not "150 of", beside a "token: ... 2 decimals" line."""
+    gold = "0x" + "d4" * 20
+    entry = make_token(chain_id=CHAIN, address=gold, standard="erc1155", symbol="GOLD",
+                       decimals=2)
+    d = decode_call(CHAIN, bytes.fromhex(gold[2:]), 0, call(SAFE1155, WALLET, TO, 1, 150, b""),
+                    {entry.key: entry}, sender=WALLET)
+    m = Movement(chain=Chain.ETHEREUM, network="ethereum", chain_id=CHAIN, outputs=d.outputs,
+                 fee=0, fee_asset="ETH", digests=(b"\x01" * 32,), nonce=0, gas_limit=1,
+                 max_fee_per_gas=1, max_priority_fee_per_gas=1, tokens=d.tokens)
+    text = approval.render(ctx(), m, Decision.APPROVE)
+    assert f"send 1.50 (150 base units) of ERC-1155 GOLD token id 1 to {cs(TO)}" in text
+    # decimals 0, the usual case, reads as a count
+    assert "send 40 of ERC-1155 ITEMS token id 5" in approval.render(
+        ctx(), movement_of(MULTI, call(SAFE1155, WALLET, TO, 5, 40, b"")), Decision.APPROVE)
