@@ -6,7 +6,7 @@ one eth-account signs (same digest) and anvil executes; the token ends with the 
 data, not with the recipient the output line names, so the statement must show those bytes."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from eth_abi import encode
@@ -15,12 +15,19 @@ from eth_account.typed_transactions import TypedTransaction
 from eth_utils import function_signature_to_4byte_selector as selector
 from eth_utils import to_checksum_address
 
+from signerd.adapters.config import Limits
+from signerd.cli.verify import rebuild_statement
 from signerd.core import approval
 from signerd.core.ethereum.eip1559 import Eip1559Tx
 from signerd.core.ethereum.signing import movement
 from signerd.core.model import Decision
 from signerd.core.tokens import make_token
 from tests.support import evm
+from tests.support.daemon import Daemon
+from tests.support.ethereum import GWEI, eth_wallet, submit, tx_fields
+from tests.support.fixtures import DaemonFactory
+from tests.support.governance import decide, govern
+from tests.support.rpc import pb
 
 pytestmark = evm.needs_evm()
 
@@ -53,10 +60,17 @@ def calldata(signature: str, *args: Any) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def node():
+def node() -> Iterator[evm.Anvil]:
     n = evm.Anvil.start(CHAIN)
-    yield n
-    n.stop()
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+@pytest.fixture(scope="module")
+def daemon(daemon_factory: DaemonFactory) -> Iterator[Daemon]:
+    yield from daemon_factory.run("nft-hook")
 
 
 def test_hook_data_that_redirects_the_token_is_shown(node: evm.Anvil) -> None:
@@ -93,3 +107,55 @@ def test_hook_data_that_redirects_the_token_is_shown(node: evm.Anvil) -> None:
                if line.startswith("WARNING:") and hook.hex() in line]
     assert warning and to_checksum_address(receiver) in warning[0]
     assert ATTACKER[2:] in warning[0]  # the address the token really ends with is on screen
+
+
+POLICY = """
+name = "art"
+max_fee = {{ ETH = 50000000000000000 }}
+
+[[rule]]
+name = "art"
+asset = "ERC721:{nft}"
+max_amount = 1
+approvers = 2
+roles = {{ investigator = 1, custody_officer = 1 }}
+"""
+
+
+def test_the_daemon_and_signerctl_both_show_the_hook_data(daemon: Daemon,
+                                                          node: evm.Anvil) -> None:
+    """Through a real daemon: submitted, the daemon's rendering (from the stored movement) and
+    signerctl's (rebuilt from the raw transaction) both show the bytes; approved, signed in the
+    HSM, checked by eth-account, executed: the token ends with the address in the data."""
+    from tests.support.governance import set_policy
+
+    built = evm.compile_solidity({"Hook.sol": SOURCE})
+    w = eth_wallet(daemon, chain_ids=(CHAIN,))
+    node.fund(w.address, 10**18)
+    art = to_checksum_address(node.deploy(built["HookArt"]["bytecode"]
+                                          + encode(["address"], [w.address]).hex()))
+    receiver = to_checksum_address(node.deploy(built["Forwarder"]["bytecode"]))
+    p = govern(daemon, daemon.admin().SetToken(pb.SetTokenRequest(
+        chain_id=CHAIN, address=art, symbol="HART", decimals=0, standard="erc721")))
+    assert p.state == "APPROVED", p.failure
+    set_policy(daemon, w.id, POLICY.format(nft=art))
+    hook = encode(["address"], [ATTACKER])
+    t = submit(daemon, w.id, tx_fields(nonce=0, chainId=CHAIN, to=art, value=0, gas=300_000,
+                                       maxFeePerGas=5 * GWEI, data="0x" + calldata(
+        "safeTransferFrom(address,address,uint256,bytes)", w.address, receiver, 7,
+        hook).hex()))
+    assert t.state == pb.PENDING_APPROVAL, t.failure
+    st = daemon.approval("inv1").GetStatement(pb.GetStatementRequest(transfer_id=t.id,
+                                                                     decision=pb.APPROVE))
+    mine = rebuild_statement(st, t.id, Decision.APPROVE, limits=Limits())
+    for shown in (st.rendered, approval.render(mine.context, mine.movement, Decision.APPROVE)):
+        assert f"send ERC-721 HART token id 7 to {receiver}" in shown
+        assert any(line.startswith("WARNING:") and hook.hex() in line
+                   for line in shown.splitlines()), shown
+    for op in ("inv1", "cust1"):
+        t = decide(daemon, t.id, op)
+    assert t.state == pb.SIGNED, t.failure
+    assert Account.recover_transaction(bytes.fromhex(t.raw_tx)) == w.address
+    assert int(node.send_raw(t.raw_tx)["status"], 16) == 1
+    owner = "0x" + node.call(art, "0x" + calldata("ownerOf(uint256)", 7).hex())[-40:]
+    assert owner.lower() == ATTACKER

@@ -229,3 +229,15 @@ def test_erc1155_amounts_are_shown_with_the_registered_decimals() -> None:
     # decimals 0, the usual case, reads as a count
     assert "send 40 of ERC-1155 ITEMS token id 5" in approval.render(
         ctx(), movement_of(MULTI, call(SAFE1155, WALLET, TO, 5, 40, b"")), Decision.APPROVE)
+
+
+def test_the_daemons_rendering_from_the_stored_movement_shows_the_hook_data_too() -> None:
+    """The daemon renders the statement from the movement its row stores: the hook data must
+    survive the stored form, or the daemon's rendering omits what signerctl's shows."""
+    from signerd.core.movement_json import movement_from_json, movement_to_json
+
+    m = movement_of(NFT, call(SAFE4, WALLET, TO, 7, HOOK_DATA))
+    again = movement_from_json(movement_to_json(m))
+    assert HOOK_DATA.hex() in approval.render(ctx(), again, Decision.APPROVE)
+    plain = movement_of(NFT, call(SAFE4, WALLET, TO, 7, b""))
+    assert "token_call_data" not in movement_to_json(plain)  # rows without data unchanged
