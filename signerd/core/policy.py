@@ -415,10 +415,12 @@ class Policy:
 
     def _star_hint(self, asset: str) -> str:
         """Why a rule with ``asset = "*"`` did not cover a collection's asset, when the policy
-        has one (else ""): the refusal then names the rule a policy needs."""
+        has one and no rule naming the asset (else ""): the refusal then names the rule a
+        policy needs."""
         if not asset.partition(":")[0].startswith(_NAMED_ONLY):
             return ""
-        if not any(r.asset == "*" for r in self.rules):
+        if not any(r.asset == "*" for r in self.rules) or any(r.asset == asset
+                                                               for r in self.rules):
             return ""
         return (f"; asset = \"*\" never covers a collection's tokens or approvals (ERC-721, "
                 f"ERC-1155): a rule must name the collection, asset = \"{asset}\"")

@@ -126,6 +126,12 @@ def test_a_star_rule_denial_says_star_does_not_cover_collections() -> None:
         parse_policy(star).requirement_for(m)
     assert 'asset = "*"' in str(e.value) and f"ERC721:{NFT}" in str(e.value)
     assert "collection" in str(e.value)
+    # With a rule naming the collection the hint would mislead: the problem is elsewhere.
+    named = star + f'[[rule]]\nname = "art"\nasset = "ERC721:{NFT}"\napprovers = 2\n'
+    taken = movement_of(NFT, call("transferFrom(address,address,uint256)", OTHER, TO, 7))
+    with pytest.raises(PolicyDenied, match="spend_allowance = true") as e:
+        parse_policy(named).requirement_for(taken)
+    assert 'asset = "*"' not in str(e.value)
 
 
 # --- what was checked and holds ---------------------------------------------------------------
