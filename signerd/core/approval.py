@@ -48,7 +48,7 @@ An output of a registered collection (ERC-721, ERC-1155) binds its ``token_id`` 
 string), so approvals of one token never count for another. ``source`` is the address whose
 tokens a transferFrom takes when it is not the wallet (``render`` shows ``take ... from
 <source>`` and a ``WARNING:`` line); ``grant`` (true) marks a grant of everything, a
-setApprovalForAll or an ERC-20 allowance of at least 2**255, shown as ``GRANT <spender>
+setApprovalForAll or an ERC-20 allowance of at least 2**96-1, shown as ``GRANT <spender>
 control of ALL <symbol> held by the wallet`` with a ``WARNING:`` line.
 
 ``sighash`` is each Bitcoin input's sighash type by input index (``ALL``, ``NONE``, ``SINGLE``,
@@ -62,7 +62,10 @@ wallet has the source's category and no outside keys that could spend without si
 The operator signs SHA-256 of the statement with their key: Ed25519 (the digest as message) or
 P-256 (ECDSA whose hashed message is the digest, canonical DER); the algorithm is the type of the
 key the ledger holds for the operator (``signerd.core.operator_keys``). ``Movement.details`` is
-not bound: it is free-form decoration, not decoded value.
+not bound: it is free-form decoration, not decoded value. ``render`` shows one detail, the
+``bytes data`` a decoded ``safeTransferFrom`` hands to the recipient's hook
+(``token_call_data``, with a ``WARNING:`` line): it is part of the transaction the digests bind,
+and signerctl decodes it from the raw transaction itself.
 """
 from __future__ import annotations
 
@@ -83,6 +86,7 @@ from signerd.core import operator_keys
 from signerd.core.operator_keys import PrivateKey, load_public_pem
 from signerd.core.policy import CATEGORY_CHANGES, Vote
 from signerd.core.tokens import format_amount as token_amount
+from signerd.core.tokens import format_units
 from signerd.core.tokens import lookup as lookup_token
 
 DOMAIN_TAG = b"signerd-approval/v1"
@@ -409,6 +413,7 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
     if not movement.outputs:
         lines.append("  (none)")
     lines += token_warnings(movement.outputs)
+    lines += hook_data_warnings(movement)
     fee_label = {Chain.ETHEREUM: "max fee:", Chain.TRON: "fee limit:"}.get(movement.chain,
                                                                           "fee:")
     lines.append(f"{fee_label:<17}{_amount(movement.fee, movement.fee_asset)}"
@@ -570,6 +575,23 @@ def token_warnings(outputs: Iterable[Output]) -> list[str]:
     return lines
 
 
+def hook_data_warnings(movement: Movement) -> list[str]:
+    """A ``WARNING:`` line showing the ``bytes data`` a decoded safeTransferFrom hands to the
+    recipient's ``onERC721Received`` / ``onERC1155Received`` hook (``token_call_data`` in the
+    movement's details, decoded from the transaction itself): a contract recipient may act on
+    it, e.g. deliver what it receives to an address the data names, so the operator sees it
+    beside the recipient. Nothing when the call passes no data."""
+    data = movement.details.get("token_call_data", "")
+    if not data:
+        return []
+    to = next((o.address for o in movement.outputs
+               if o.asset.partition(":")[0].upper() in ("ERC721", "ERC1155")), "")
+    return [f"WARNING: safeTransferFrom hands {safe_text(to) or 'the recipient'} the data "
+            f"{safe_text(data)} ({(len(data) - 2) // 2} bytes) in its onERC721Received / "
+            "onERC1155Received hook; a contract recipient may act on it (e.g. deliver the "
+            "tokens on to an address the data names): approve only if you know what it says."]
+
+
 def describe_token_output(out: Output, token: Token | None, to: str, where: str) -> str | None:
     """How a registered collection's output or a grant reads (``None`` for any other
     output): ``send ERC-721 SEIZED-ART token id 7 to ...``, ``GRANT 0x.. control of ALL
@@ -595,7 +617,9 @@ def describe_token_output(out: Output, token: Token | None, to: str, where: str)
     if kind == "ERC721":
         what = f"ERC-721 {name} token id {out.token_id}"
     elif kind == "ERC1155":
-        what = f"{out.amount} of ERC-1155 {name} token id {out.token_id}"
+        count = (f"{format_units(out.amount, token.decimals)} ({out.amount} base units)"
+                 if token is not None and token.decimals else str(out.amount))
+        what = f"{count} of ERC-1155 {name} token id {out.token_id}"
     else:
         what = format_amount(out.amount, out.asset, token)
     verb = f"take {what} from {_safe(out.source)} (NOT the wallet's)" if out.source else \

@@ -219,7 +219,8 @@ class Output:
     # operator approval that address gave the wallet): that address; "" otherwise.
     source: str = ""
     # A grant of everything: setApprovalForAll(operator, true) or an ERC-20 allowance of at
-    # least 2**255 (signerd.core.ethereum.calls.UNLIMITED); only a rule with grant = true covers it.
+    # least 2**96-1 (signerd.core.ethereum.calls.UNLIMITED); only a rule with grant = true
+    # covers it.
     grant: bool = False
 
 

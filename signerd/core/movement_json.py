@@ -1,7 +1,9 @@
 """A decoded movement as signerd stores it in a transfer's row (JSON; pure).
 
 Integers that may exceed 2^53 (amounts, fees, gas prices) are decimal strings. The stored form
-is covered by signerd's seal on the row (``engine.transfer_record``).
+is covered by signerd's seal on the row (``engine.transfer_record``). Of the movement's
+free-form ``details`` only ``token_call_data`` is kept (the bytes a safeTransferFrom hands the
+recipient's hook, which the rendered statement shows), and only when there are such bytes.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Any
 
 from .model import Chain, DestinationClass, Movement, Output, Token
 from .tokens import token_json
+
+TOKEN_CALL_DATA = "token_call_data"
 
 
 def movement_dict(m: Movement) -> dict[str, Any]:
@@ -46,12 +50,15 @@ def output_dict(o: Output) -> dict[str, Any]:
 
 
 def movement_to_json(m: Movement) -> str:
-    """The stored form (sorted keys; ``tokens`` and ``extra`` only when there are any)."""
+    """The stored form (sorted keys; ``tokens``, ``extra`` and ``token_call_data`` only when
+    there are any)."""
     d = movement_dict(m)
     if not m.tokens:
         del d["tokens"]
     if not m.extra:
         del d["extra"]
+    if m.details.get(TOKEN_CALL_DATA):
+        d[TOKEN_CALL_DATA] = m.details[TOKEN_CALL_DATA]
     return json.dumps(d, sort_keys=True)
 
 
@@ -75,4 +82,5 @@ def movement_from_json(text: str) -> Movement:
         sighash=tuple(d.get("sighash", ())),
         tokens=tuple(Token(int(t["chain_id"]), t["address"], t["standard"], t["symbol"],
                            int(t["decimals"])) for t in d.get("tokens", ())),
-        extra=tuple(sorted((str(k), str(v)) for k, v in d.get("extra", {}).items())))
+        extra=tuple(sorted((str(k), str(v)) for k, v in d.get("extra", {}).items())),
+        details=({TOKEN_CALL_DATA: str(d[TOKEN_CALL_DATA])} if d.get(TOKEN_CALL_DATA) else {}))

@@ -76,8 +76,9 @@ covers an ERC721* or ERC1155* asset only when it names it: ``asset = "*"`` does 
 Grants: ``setApprovalForAll(operator, true)`` (asset ``ERC721-APPROVE-ALL:`` or
 ``ERC1155-APPROVE-ALL:``, amount 1) gives the operator every token of the collection the
 wallet holds, now and later; an ERC-20 ``approve`` or ``increaseAllowance`` of at least
-2**255 base units (no real supply comes near: this is the "unlimited" allowance, 2**256-1 in
-practice) gives the spender the whole balance. Such an output is a grant and only a matching
+2**96-1 base units (no real allowance comes near: this is the "unlimited" allowance, 2**256-1
+for most tokens, 2**96-1 for those that keep allowances in 96 bits, COMP, UNI and their forks)
+gives the spender the whole balance. Such an output is a grant and only a matching
 rule with ``grant = true`` covers it, whatever its asset and amounts say. A revocation,
 ``setApprovalForAll(operator, false)``, is amount 0 of the same asset and no grant: a rule
 naming the asset covers it like any other movement (it moves nothing, yet it is a transaction
@@ -366,13 +367,20 @@ class Policy:
             raise InvalidArgument(f"unknown category change {echo(category_change)}")
         self._check_fee(movement)
         creates = any(o.address == "" for o in movement.external_outputs())
-        calls = movement.contract_call != ""
+        # The bytes a safeTransferFrom hands to the recipient's onERC721Received /
+        # onERC1155Received hook are code input too: a recipient contract may act on them
+        # (deliver the token elsewhere), so they need what any undecoded call needs.
+        hook_data = movement.details.get("token_call_data", "")
+        calls = movement.contract_call != "" or hook_data not in ("", "0x")
         if creates and not self.allow_contract_creation:
             raise PolicyDenied("contract creation is not allowed by the policy "
                                "(allow_contract_creation = false)")
         if calls and not self.allow_contract_calls:
             raise PolicyDenied("undecoded contract calls are not allowed by the policy "
-                               "(allow_contract_calls = false)")
+                               "(allow_contract_calls = false)" + (
+                                   f"; the token transfer hands data {hook_data[:74]} to the "
+                                   "recipient's hook, which counts as one" if hook_data
+                                   not in ("", "0x") else ""))
 
         # Summed per asset, grants and allowances spent apart from the rest (each needs its own
         # kind of rule).
@@ -395,17 +403,18 @@ class Policy:
                                  spend_allowance=spend)}
             if not hits:
                 article = "an" if worst.value[0] in "aeiou" else "a"
+                hint = self._star_hint(asset)
                 if grant:
                     raise PolicyDenied(
                         f"no policy rule with grant = true covers a grant of everything "
                         f"({asset}) to {article} {worst.value} destination (category change "
-                        f"{category_change})")
+                        f"{category_change}){hint}")
                 what = units(total, asset) + (" taken from another address than the wallet "
                                               "(no rule with spend_allowance = true covers it)"
                                               if spend else "")
                 raise PolicyDenied(
                     f"no policy rule covers {what} to {article} {worst.value} "
-                    f"destination (category change {category_change})")
+                    f"destination (category change {category_change}){hint}")
             matched |= hits
         rules = [r for r in self.rules if r.name in matched]
         if (calls or creates) and not any(r.contract_call for r in rules):
@@ -417,6 +426,18 @@ class Policy:
             raise PolicyDenied(f"matching rules {', '.join(req.rules)} leave a group of "
                                f"{len(req.group)} operators for {req.approvers} approvers")
         return req
+
+    def _star_hint(self, asset: str) -> str:
+        """Why a rule with ``asset = "*"`` did not cover a collection's asset, when the policy
+        has one and no rule naming the asset (else ""): the refusal then names the rule a
+        policy needs."""
+        if not asset.partition(":")[0].startswith(_NAMED_ONLY):
+            return ""
+        if not any(r.asset == "*" for r in self.rules) or any(r.asset == asset
+                                                               for r in self.rules):
+            return ""
+        return (f"; asset = \"*\" never covers a collection's tokens or approvals (ERC-721, "
+                f"ERC-1155): a rule must name the collection, asset = \"{asset}\"")
 
     def _check_rule_sighash(self, movement: Movement, rules: list[Rule]) -> None:
         """Any sighash type but ALL must be allowed by every rule the transfer matches (a

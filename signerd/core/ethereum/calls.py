@@ -34,7 +34,10 @@ from signerd.core.ethereum.keccak import keccak256
 
 WORD = 32
 MAX_BATCH = 256  # ids in one safeBatchTransferFrom that signerd decodes; more: a contract call
-UNLIMITED = 2**255  # an ERC-20 allowance at or above this is a grant of everything
+# An ERC-20 allowance at or above this is a grant of everything: 2**96-1 is the infinite
+# allowance of tokens that keep allowances in 96 bits (COMP, UNI and their forks: never spent
+# down, like 2**256-1 elsewhere), and no real allowance comes near it.
+UNLIMITED = 2**96 - 1
 
 
 class Method(str, Enum):
