@@ -193,6 +193,18 @@ class Token:
 
 
 @dataclass(frozen=True)
+class EvmChain:
+    """An EVM chain the governance registered (genesis ``chains``, ``chain.set``): its id, the
+    name operators are shown and its native coin's symbol and decimals. A transaction on a
+    chain id the registry does not name is refused (signerd.core.chain_registry)."""
+
+    chain_id: int
+    name: str
+    symbol: str  # upper-case: the native asset's name in movements and policies
+    decimals: int
+
+
+@dataclass(frozen=True)
 class Output:
     """One movement of value decoded from a transaction by signerd itself."""
 
@@ -233,6 +245,10 @@ class Movement:
     # Ethereum: the registered tokens whose calls were decoded into outputs (symbol, decimals
     # and address are bound in the statement, so a tool that was told otherwise is caught).
     tokens: tuple[Token, ...] = ()
+    # Ethereum: the chain registry's entry for the chain id (name, native symbol and decimals),
+    # bound in the statement like the tokens; None for Bitcoin and for a movement decoded
+    # before the registry existed.
+    native: EvmChain | None = None
     details: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def external_outputs(self) -> tuple[Output, ...]:

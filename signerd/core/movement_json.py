@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import Chain, DestinationClass, Movement, Output, Token
+from .chain_registry import chain_json
+from .model import Chain, DestinationClass, EvmChain, Movement, Output, Token
 from .tokens import token_json
 
 
@@ -28,14 +29,18 @@ def movement_dict(m: Movement) -> dict[str, Any]:
         "contract_call": m.contract_call, "vsize": m.vsize, "outpoints": list(m.outpoints),
         "sighash": list(m.sighash),
         "tokens": [token_json(t) for t in m.tokens],
+        "native": None if m.native is None else chain_json(m.native),
     }
 
 
 def movement_to_json(m: Movement) -> str:
-    """The stored form (sorted keys; ``tokens`` only when there are any)."""
+    """The stored form (sorted keys; ``tokens`` only when there are any, ``native`` only with
+    a chain registry entry)."""
     d = movement_dict(m)
     if not m.tokens:
         del d["tokens"]
+    if m.native is None:
+        del d["native"]
     return json.dumps(d, sort_keys=True)
 
 
@@ -55,4 +60,7 @@ def movement_from_json(text: str) -> Movement:
         contract_call=d["contract_call"], vsize=d["vsize"], outpoints=tuple(d["outpoints"]),
         sighash=tuple(d.get("sighash", ())),
         tokens=tuple(Token(int(t["chain_id"]), t["address"], t["standard"], t["symbol"],
-                           int(t["decimals"])) for t in d.get("tokens", ())))
+                           int(t["decimals"])) for t in d.get("tokens", ())),
+        native=None if d.get("native") is None else EvmChain(
+            int(d["native"]["chain_id"]), d["native"]["name"], d["native"]["symbol"],
+            int(d["native"]["decimals"])))

@@ -15,7 +15,10 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
                                           # or a table by fee asset, e.g.
                                           # max_fee = { BTC = 1000000, ETH = "50000000000000000" }
                                           # (sat and wei: one number cannot suit both); a fee
-                                          # asset the table does not name has no bound
+                                          # asset the table does not name has no bound, but for
+                                          # the native coin of an EVM chain whose symbol is not
+                                          # ETH (BNB, POL, ...), which must be named (BNB or
+                                          # "BNB@56") or is refused
     max_fee_rate = 0                      # sat/vB (integer or float), Bitcoin only; 0 = none
     sighash = ["ALL"]                     # allowed Bitcoin sighash types (ALL, NONE, SINGLE, each
                                           # optionally "|ANYONECANPAY") for rules that do not
@@ -29,7 +32,11 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
     [[rule]]                              # at least one
     name = "small"                        # required, unique
     asset = "*"                           # "*", "BTC", "ETH", "ERC20:0x<40 hex>",
-                                          # "ERC20-APPROVE:0x<40 hex>" (address case-insensitive)
+                                          # "ERC20-APPROVE:0x<40 hex>" (address case-insensitive),
+                                          # an EVM chain's native coin by its chain registry
+                                          # symbol: "BNB" (every chain whose coin is BNB) or
+                                          # "BNB@56" (chain 56's only); "ETH" matches the chains
+                                          # whose registry symbol is ETH, never BNB or POL
     min_amount = "0"                      # base units: TOML integer or string of decimal digits
     max_amount = "1000000"                # inclusive; absent = unbounded
     destination = ["own_wallet", "allowlisted", "external"]   # default: all three
@@ -92,7 +99,12 @@ DEFAULT_EXPIRY = 86400
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"([1-9][0-9]{0,8})([smhd])")
 _DIGITS = re.compile(r"[0-9]{1,78}")
-_ASSET = re.compile(r"\*|BTC|ETH|(?:ERC20|ERC20-APPROVE):0x[0-9A-F]{40}", re.IGNORECASE)
+_ASSET = re.compile(r"\*|BTC|ETH|(?:ERC20|ERC20-APPROVE):0x[0-9A-F]{40}"
+                    r"|[A-Z][A-Z0-9]{0,15}(?:@[1-9][0-9]{0,19})?", re.IGNORECASE)
+# A native coin's name in a max_fee table: a chain registry symbol, optionally @chain id.
+_FEE_ASSET = re.compile(r"[A-Z][A-Z0-9]{0,15}(?:@[1-9][0-9]{0,19})?")
+# Fee assets a max_fee table may leave unnamed (no bound), as before the chain registry.
+_UNBOUNDED_UNNAMED = frozenset({"BTC", "ETH"})
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 _RANK = {DestinationClass.OWN_WALLET: 0, DestinationClass.ALLOWLISTED: 1,
          DestinationClass.EXTERNAL: 2}
@@ -243,9 +255,12 @@ class Rule:
     sighash: frozenset[int] | None = None  # Bitcoin sighash types it allows; None: the policy's
 
     def matches(self, asset: str, amount: int, worst: DestinationClass,
-                category_change: str) -> bool:
+                category_change: str, chain_id: int = 0) -> bool:
+        """``chain_id``: the EVM chain the asset is on (0 for none), so that a rule naming a
+        native coin ``SYMBOL@CHAIN_ID`` matches it on that chain only."""
         return (
-            (self.asset == "*" or self.asset == asset)
+            (self.asset == "*" or self.asset == asset
+             or (chain_id > 0 and ":" not in asset and self.asset == f"{asset}@{chain_id}"))
             and self.min_amount <= amount
             and (self.max_amount is None or amount <= self.max_amount)
             and worst in self.destinations
@@ -286,9 +301,20 @@ class Policy:
     # what may be decoded at all (this and every rule's).
     default_sighash: frozenset[int] = frozenset({0x01})
 
-    def fee_bound(self, fee_asset: str) -> int:
-        """The fee bound for ``fee_asset`` in its base units (sat, wei); 0 = none."""
-        return dict(self.max_fees).get(fee_asset, self.max_fee)
+    def fee_bound(self, fee_asset: str, chain_id: int = 0) -> int:
+        """The fee bound for ``fee_asset`` (on EVM chain ``chain_id``) in its base units (sat,
+        wei); 0 = none. A table entry ``SYMBOL@CHAIN_ID`` comes before ``SYMBOL``."""
+        table = dict(self.max_fees)
+        if chain_id and f"{fee_asset}@{chain_id}" in table:
+            return table[f"{fee_asset}@{chain_id}"]
+        return table.get(fee_asset, self.max_fee)
+
+    def _fee_key(self, fee_asset: str, chain_id: int) -> str:
+        table = dict(self.max_fees)
+        for key in (f"{fee_asset}@{chain_id}" if chain_id else "", fee_asset):
+            if key and key in table:
+                return "max_fee." + key
+        return "" if table else "max_fee"
 
     def names(self) -> tuple[frozenset[str], frozenset[str]]:
         """(roles, operator ids) this policy names in its rules' minimums, vetoes and groups."""
@@ -298,6 +324,14 @@ class Policy:
             roles |= {name for name, _ in r.requirement.roles} | r.requirement.veto
             operators |= r.requirement.group or frozenset()
         return frozenset(roles), frozenset(operators)
+
+    def native_assets(self) -> frozenset[str]:
+        """The native coins of chain-registry chains this policy's rules name (``BNB``,
+        ``BNB@56``): every asset but *, BTC, ETH and tokens. (Its max_fee table may name coins
+        of chains not registered: a bound for a coin nothing moves is harmless, and a coin the
+        table leaves unnamed is refused, see ``_check_fee``.)"""
+        names = {r.asset for r in self.rules}
+        return frozenset(n for n in names if n not in ("*", "BTC", "ETH") and ":" not in n)
 
     def check_sighash(self, sighash_type: int) -> None:
         """Raise PolicyDenied unless the policy allows this Bitcoin sighash type."""
@@ -338,8 +372,10 @@ class Policy:
             totals[_asset_key(movement.fee_asset)] = (0, worst)
 
         matched: set[str] = set()
+        evm_chain = movement.chain_id if movement.chain is Chain.ETHEREUM else 0
         for asset, (total, worst) in totals.items():
-            hits = {r.name for r in self.rules if r.matches(asset, total, worst, category_change)}
+            hits = {r.name for r in self.rules
+                    if r.matches(asset, total, worst, category_change, evm_chain)}
             if not hits:
                 article = "an" if worst.value[0] in "aeiou" else "a"
                 raise PolicyDenied(
@@ -370,10 +406,16 @@ class Policy:
                                    f"{r.name} (sighash = [{names}])")
 
     def _check_fee(self, movement: Movement) -> None:
-        bound = self.fee_bound(movement.fee_asset)
+        chain_id = movement.chain_id if movement.chain is Chain.ETHEREUM else 0
+        bound = self.fee_bound(movement.fee_asset, chain_id)
+        key = self._fee_key(movement.fee_asset, chain_id)
+        if not key and movement.fee_asset not in _UNBOUNDED_UNNAMED:
+            # A native coin added by the chain registry (BNB, POL): a table written for BTC and
+            # ETH bounds it by neither number, so it must name it.
+            raise PolicyDenied(f"the policy's max_fee table names no bound for fee asset "
+                               f"{movement.fee_asset} (chain {chain_id}); name it "
+                               f"(max_fee = {{ {movement.fee_asset} = ... }})")
         if bound and movement.fee > bound:
-            key = ("max_fee." + movement.fee_asset if movement.fee_asset in dict(self.max_fees)
-                   else "max_fee")
             raise PolicyDenied(f"fee {units(movement.fee, movement.fee_asset)} exceeds {key} "
                                f"{units(bound, movement.fee_asset)}")
         if self.max_fee_rate and movement.chain is Chain.BITCOIN:
@@ -465,7 +507,8 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
     asset = _text(raw.get("asset", "*"), f"{where} key 'asset'")
     if not _ASSET.fullmatch(asset):
         raise InvalidPolicy(f"{where} key 'asset': {echo(asset)} is not *, BTC, ETH, "
-                            "ERC20:<address> or ERC20-APPROVE:<address>")
+                            "ERC20:<address>, ERC20-APPROVE:<address> or an EVM chain's "
+                            "native coin (SYMBOL or SYMBOL@CHAIN_ID, e.g. BNB@56)")
     low = _amount(raw.get("min_amount", 0), f"{where} key 'min_amount'")
     high = (_amount(raw["max_amount"], f"{where} key 'max_amount'")
             if "max_amount" in raw else None)
@@ -477,7 +520,7 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
                           CATEGORY_CHANGES | {"any"})
     return Rule(
         name=name,
-        asset="*" if asset == "*" else _asset_key(asset),
+        asset="*" if asset == "*" else _asset_key(asset),  # BNB@56 -> "BNB@56"
         min_amount=low,
         max_amount=high,
         destinations=frozenset(DestinationClass(d) for d in destinations),
@@ -592,7 +635,7 @@ def _amount(value: Any, where: str) -> int:
     raise InvalidPolicy(f"{where} must be a non-negative integer or a string of decimal digits")
 
 
-FEE_ASSETS = ("BTC", "ETH")
+FEE_ASSETS = ("BTC", "ETH")  # the fee assets of chains before the registry; see _FEE_ASSET
 
 
 def _fee_table(value: Any) -> tuple[tuple[str, int], ...]:
@@ -605,9 +648,10 @@ def _fee_table(value: Any) -> tuple[tuple[str, int], ...]:
                             f"({', '.join(FEE_ASSETS)})")
     out = []
     for asset, bound in sorted(value.items()):
-        if asset not in FEE_ASSETS:
+        if not isinstance(asset, str) or not _FEE_ASSET.fullmatch(asset):
             raise InvalidPolicy(f"policy key 'max_fee': {asset!r} is not a fee asset "
-                                f"({', '.join(FEE_ASSETS)})")
+                                f"({', '.join(FEE_ASSETS)}, or an EVM chain's native coin by "
+                                "its registry symbol: BNB or \"BNB@56\")")
         out.append((asset, _amount(bound, f"policy key 'max_fee.{asset}'")))
     return tuple(out)
 

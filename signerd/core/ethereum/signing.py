@@ -16,7 +16,7 @@ from signerd.core.errors import SignerError
 from signerd.core.ethereum.address import to_checksum
 from signerd.core.ethereum.eip1559 import SECP256K1_N, Eip1559Tx, tx_hash
 from signerd.core.ethereum.erc20 import Erc20Method, decode_erc20_call
-from signerd.core.model import Chain, Movement, Output, Token
+from signerd.core.model import Chain, EvmChain, Movement, Output, Token
 
 NETWORK = "ethereum"
 ETH = "ETH"
@@ -79,7 +79,8 @@ class DecodedCall:
 
 
 def decode_call(chain_id: int, to: bytes | None, value: int, data: bytes,
-                tokens: Mapping[tuple[int, str], Token] | None = None) -> DecodedCall:
+                tokens: Mapping[tuple[int, str], Token] | None = None, *,
+                native: str = ETH) -> DecodedCall:
     """The movement of one call to ``to`` (None: contract creation) on ``chain_id``.
 
     ``tokens`` is the governance's token registry, by (chain id, lower-case contract address):
@@ -89,14 +90,15 @@ def decode_call(chain_id: int, to: bytes | None, value: int, data: bytes,
     into ``tokens``. The native value is an output when it is non-zero or the calldata is not a
     decoded token call (so a plain transfer of 0 and a contract call still show a destination).
     Any other calldata, ERC-20-shaped calldata to a contract the registry does not know
-    included, and contract-creation code go into ``contract_call``.
+    included, and contract-creation code go into ``contract_call``. ``native`` names the
+    chain's native coin (its symbol in the chain registry).
     """
     address = "" if to is None else to_checksum(to)
     token = None if to is None else (tokens or {}).get((chain_id, address.lower()))
     call = decode_erc20_call(data) if token is not None else None
     outputs: list[Output] = []
     if value > 0 or call is None:
-        outputs.append(Output(address=address, amount=value, asset=ETH))
+        outputs.append(Output(address=address, amount=value, asset=native))
     details: dict[str, str] = {}
     if call is not None:
         prefix = "ERC20" if call.method is Erc20Method.TRANSFER else "ERC20-APPROVE"
@@ -111,19 +113,23 @@ def decode_call(chain_id: int, to: bytes | None, value: int, data: bytes,
     )
 
 
-def movement(tx: Eip1559Tx, tokens: Mapping[tuple[int, str], Token] | None = None) -> Movement:
+def movement(tx: Eip1559Tx, tokens: Mapping[tuple[int, str], Token] | None = None,
+             chain: EvmChain | None = None) -> Movement:
     """What ``tx`` moves, decoded by signerd itself for policies and the approval statement:
     its call decoded by ``decode_call`` (see there for tokens and contract calls). The fee is
-    the maximum: gas * maxFeePerGas.
+    the maximum: gas * maxFeePerGas. ``chain``: the chain registry's entry for ``tx``'s chain
+    id, whose symbol names the native value and the fee (and which the movement carries, so
+    the statement binds it); without it (a caller from before the registry) they are ETH.
     """
-    call = decode_call(tx.chain_id, tx.to, tx.value, tx.data, tokens)
+    native = chain.symbol if chain is not None else ETH
+    call = decode_call(tx.chain_id, tx.to, tx.value, tx.data, tokens, native=native)
     return Movement(
         chain=Chain.ETHEREUM,
         network=NETWORK,
         chain_id=tx.chain_id,
         outputs=call.outputs,
         fee=tx.gas * tx.max_fee_per_gas,
-        fee_asset=ETH,
+        fee_asset=native,
         digests=(tx.signing_hash(),),
         nonce=tx.nonce,
         gas_limit=tx.gas,
@@ -131,5 +137,6 @@ def movement(tx: Eip1559Tx, tokens: Mapping[tuple[int, str], Token] | None = Non
         max_priority_fee_per_gas=tx.max_priority_fee_per_gas,
         contract_call=call.contract_call,
         tokens=call.tokens,
+        native=chain,
         details={"tx_type": "2", **call.details},
     )
