@@ -14,7 +14,7 @@ from signerd.core import approval
 from signerd.core.approval import format_amount, safe_text
 from signerd.cli.errors import CliError
 from signerd.cli.documents import proposal_json
-from signerd.core.model import Token
+from signerd.core.model import EvmChain, Token
 from signerd.core.tokens import lookup as lookup_token
 from signerd.core.tokens import token_from_json
 from signerd.v1 import signerd_pb2 as pb
@@ -77,8 +77,9 @@ def fmt_time(unix: int | None) -> str:
     return datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def fmt_amount(amount: int | str, asset: str, token: Token | None = None) -> str:
-    return format_amount(int(amount), asset, token)
+def fmt_amount(amount: int | str, asset: str, token: Token | None = None, *,
+               native: EvmChain | None = None) -> str:
+    return format_amount(int(amount), asset, token, native=native)
 
 
 def kv(pairs: list[tuple[str, object]], width: int = 0) -> str:
@@ -126,6 +127,13 @@ def movement_text(mv: dict[str, Any], from_address: str = "") -> str:
     if from_address:
         lines.append(f"from:             {safe(from_address)}")
     net = (f"{mv['network']}, chain id {mv['chain_id']}" if mv["chain_id"] else mv["network"])
+    native = None
+    if mv.get("native"):
+        n = mv["native"]
+        native = EvmChain(int(n["chain_id"]), str(n["name"]), str(n["symbol"]),
+                          int(n["decimals"]))
+        net = (f"{n['name']}, chain id {n['chain_id']}, native coin {n['symbol']}, "
+               f"{n['decimals']} decimals")
     lines.append(f"chain:            {safe(mv['chain'])} ({safe(net)})")
     lines.append("outputs:")
     tokens = [token_from_json(t) for t in mv.get("tokens", [])]
@@ -136,11 +144,12 @@ def movement_text(mv: dict[str, Any], from_address: str = "") -> str:
                 if o.get("wallet_id") and not o["is_change"] else "")
         mark = f"[{safe(o['destination_class'])}{ours}{', CHANGE' if o['is_change'] else ''}]"
         token = lookup_token(tokens, o["asset"], int(mv["chain_id"] or 0))
-        lines.append(f"  {i}. {verb} {fmt_amount(o['amount'], o['asset'], token)} to {to} {mark}")
+        lines.append(f"  {i}. {verb} {fmt_amount(o['amount'], o['asset'], token, native=native)} "
+                     f"to {to} {mark}")
     if not mv["outputs"]:
         lines.append("  (none)")
     label = "max fee:" if mv["chain"] == "ethereum" else "fee:"
-    lines.append(f"{label:<18}{fmt_amount(mv['fee'] or 0, mv['fee_asset'] or 'BTC')}"
+    lines.append(f"{label:<18}{fmt_amount(mv['fee'] or 0, mv['fee_asset'] or 'BTC', native=native)}"
                  + (f", {mv['vsize']} vB" if mv["vsize"] else ""))
     for label, key in (("nonce:", "nonce"), ("gas limit:", "gas_limit")):
         if mv[key] is not None:
