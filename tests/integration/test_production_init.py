@@ -170,11 +170,29 @@ def test_a_production_genesis_from_the_operators_keys_serves_and_signs(layout: L
     carol = lay.root / "operators.toml"
     carol.write_text('[[operator]]\nid = "carol"\nroles = ["admin", "investigator"]\n'
                      'public_key = "ops/carol.pub"\n')
-    r = lay.init("--operators", str(carol), operators=lay.operator_args(
+    # The chain registry: the shipped chains and the test chain the daemon signs on below.
+    chains = lay.root / "chains.toml"
+    chains.write_text((TEMPLATES / "chains.toml").read_text() + f"""
+[[chain]]
+chain_id = {CHAIN_ID}
+name = "Test chain"
+symbol = "ETH"
+decimals = 18
+""")
+    bad = lay.root / "bad-chains.toml"
+    bad.write_text('[[chain]]\nchain_id = 1\nname = "Ethereum"\nsymbol = "eth"\ndecimals = 18\n')
+    r = lay.init("--operators", str(carol), "--chains", str(bad), operators=lay.operator_args(
         alice=OPERATORS["alice"], bob=OPERATORS["bob"]))
+    assert r.returncode == 2 and "chain #1.symbol" in r.stderr, r.stderr
+    r = lay.init("--operators", str(carol), "--chains", str(chains),
+                 operators=lay.operator_args(alice=OPERATORS["alice"], bob=OPERATORS["bob"]))
     assert r.returncode == 0, r.stderr
     request = lay.root / "genesis.json"
     digest = json.loads(request.read_text())["digest"]
+    registered = {c["chain_id"]: c for c in json.loads(request.read_text())["genesis"]["chains"]}
+    assert registered[56] == {"chain_id": 56, "name": "BNB Smart Chain", "symbol": "BNB",
+                              "decimals": 18}
+    assert {1, 137, 17000, 11155111, CHAIN_ID} <= set(registered)
     assert f"genesis {digest}" in r.stdout and "signerd genesis sign" in r.stdout
     # Nothing of the demo, and no key or CA anywhere the daemon reads or writes.
     assert files_under(lay.etc) == etc_before
