@@ -43,9 +43,19 @@ def _named_amount(row: dict[str, Any]) -> str:
 
 
 def _outputs(t: dict[str, Any]) -> str:
-    sent = [f"{'change' if o.get('change') else 'send'} {_amount(o['amount'], o['asset'])} to "
+    native = t.get("native") if isinstance(t.get("native"), dict) else {}
+
+    def amount(value: Any, asset: Any) -> str:
+        if native and asset == native.get("symbol"):
+            return _named_amount({"amount": value, "asset": asset,
+                                  "chain_id": native.get("chain_id"),
+                                  "decimals": native.get("decimals")})
+        return _amount(value, asset)
+
+    sent = [f"{'change' if o.get('change') else 'send'} {amount(o['amount'], o['asset'])} to "
             f"{o['address'] or '(new contract)'}" for o in t.get("outputs") or ()]
-    return "; ".join(sent + [f"fee {_amount(t['fee'], t['fee_asset'])}"])
+    where = f"on {t['chain_name']}: " if t.get("chain_name") else ""
+    return where + "; ".join(sent + [f"fee {amount(t['fee'], t['fee_asset'])}"])
 
 
 def _transfers(title: str, transfers: list[dict[str, Any]]) -> str:

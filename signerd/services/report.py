@@ -68,6 +68,8 @@ def holdings_report(tx: Tx, state: AuthorityState, *, instance_id: str, category
                  "outputs": [{"address": o.address, "amount": str(o.amount), "asset": o.asset,
                               "change": o.is_change} for o in mv.outputs],
                  "fee": str(mv.fee), "fee_asset": mv.fee_asset,
+                 "chain_name": chain_label(state, w, mv.chain_id),
+                 "native": None if mv.native is None else CR.chain_json(mv.native),
                  "category_change": t.category_change, "legal_basis": t.legal_basis,
                  "tx_hash": t.tx_hash, "updated_at": int(t.updated_at)}
         if t.state is TransferState.SIGNED:

@@ -181,7 +181,17 @@ def test_a_bnb_transfer_is_judged_by_the_bnb_rule_not_the_ether_one(daemon: Daem
     # The holdings report names the chain and the coin.
     report = ctl(daemon, "--as", "auditor", "report", "--case", "CASE-ETH").stdout
     assert "BNB Smart Chain (56) BNB: 1.000000000000000000 BNB" in report, report
-    assert "BNB Smart Chain (56)" in report
+    assert (f"on BNB Smart Chain (56): send 1.000000000000000000 BNB (1000000000000000000 base "
+            f"units) to {RECIPIENT}") in report, report
+    doc = json.loads(ctl(daemon, "--as", "auditor", "--json", "report", "--case",
+                         "CASE-ETH").stdout)
+    (case,) = [c for cat in doc["categories"].values() for ref, c in cat["cases"].items()
+               if ref == "CASE-ETH"]
+    row = case["outflows_by_chain"]["BNB Smart Chain (56) BNB"]
+    assert (row["chain_id"], row["asset"], row["amount"], row["decimals"]) == (
+        56, "BNB", str(10**18), 18)
+    assert "Ethereum (1), BNB Smart Chain (56)" in {", ".join(x["chains"])
+                                                    for x in case["wallets"]}
 
 
 def test_a_policy_with_only_ether_rules_denies_bnb(daemon: Daemon) -> None:
