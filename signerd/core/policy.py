@@ -409,7 +409,7 @@ class Policy:
         chain_id = movement.chain_id if movement.chain is Chain.ETHEREUM else 0
         bound = self.fee_bound(movement.fee_asset, chain_id)
         key = self._fee_key(movement.fee_asset, chain_id)
-        if not key and movement.fee_asset not in _UNBOUNDED_UNNAMED:
+        if not key and movement.fee and movement.fee_asset not in _UNBOUNDED_UNNAMED:
             # A native coin added by the chain registry (BNB, POL): a table written for BTC and
             # ETH bounds it by neither number, so it must name it.
             raise PolicyDenied(f"the policy's max_fee table names no bound for fee asset "

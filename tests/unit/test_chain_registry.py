@@ -280,6 +280,7 @@ def test_the_max_fee_table_bounds_each_native_coin_by_its_own_number() -> None:
     pol = parse_policy(star)
     with pytest.raises(PolicyDenied, match="names no bound for fee asset POL"):
         pol.requirement_for(movement(POLYGON))
+    assert pol.requirement_for(movement(POLYGON, fee=0))  # nothing paid, nothing to bound
     only_btc = parse_policy(star.replace("max_fee = { ETH = 50000000000000000, BNB = "
                                          "10000000000000000 }", "max_fee = { BTC = 1 }"))
     assert only_btc.requirement_for(movement(ETHEREUM, fee=10**20))
