@@ -471,23 +471,22 @@ class SignStep:
         except SignerError as e:
             e.message = f"transfer {row.id}: {e.message}"
             raise
-        submitted_native = movement_from_json(row.movement).native
-        if submitted_native is None:
-            # Submitted before the chain registry: its assets, decoded now under the registry's
-            # symbol, must still be the ones approved (ETH), which same_transaction checks.
-            decoded = replace(decoded, movement=replace(decoded.movement, native=None))
-        elif decoded.movement.native != submitted_native:
-            raise AuthorityViolation(
-                f"transfer {row.id}: the chain registry names chain {decoded.movement.chain_id} "
-                "otherwise than when it was approved; the approvals do not stand for it",
-                kind="policy")
         if decoded.movement.tokens != submitted_tokens(row):
             raise AuthorityViolation(
                 f"transfer {row.id}: the token registry decodes its call differently than "
                 "when it was approved; the approvals do not stand for it", kind="policy")
         ctx = self.service.context(row)  # the row's seal verifies, or AuthorityViolation
-        fresh = self.service.classify(tx, state, wallet, decoded, policy)
         movement = movement_from_json(row.movement)  # sealed: what the approvals bind
+        if movement.native is None:
+            # Submitted before the chain registry: its assets, decoded now under the registry's
+            # symbol, must still be the ones approved (ETH), which same_transaction checks.
+            decoded = replace(decoded, movement=replace(decoded.movement, native=None))
+        elif decoded.movement.native != movement.native:
+            raise AuthorityViolation(
+                f"transfer {row.id}: the chain registry names chain {decoded.movement.chain_id} "
+                "otherwise than when it was approved; the approvals do not stand for it",
+                kind="policy")
+        fresh = self.service.classify(tx, state, wallet, decoded, policy)
         if not E.same_transaction(movement, fresh):
             raise AuthorityViolation(f"transfer {row.id}: its payload decodes to another "
                                      "movement than the one submitted and approved",
