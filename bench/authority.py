@@ -601,7 +601,7 @@ def unit_costs(app: Any, tid: str, eth_tid: str) -> dict[str, float]:
         eadapter = adapter_for(ewallet.chain)
         out["adapter.decode (EIP-1559: parse + movement with the token registry)"] = unit_cost(
             lambda: eadapter.decode(ewallet, bytes(common.col(erow, "payload")), svc.limits,
-                                    tokens=state.tokens))
+                                    tokens=state.tokens, chains=state.chains))
         out["store.read() + TransferService.classify (destinations)"] = unit_cost(
             in_read(lambda tx: svc.classify(tx, state, wallet, decoded, policy)))
         out["TransferService.context (statement context)"] = unit_cost(lambda: svc.context(row))

@@ -57,6 +57,10 @@ SOFTHSM_MODULE_CANDIDATES = ("/usr/lib/softhsm/libsofthsm2.so",
                              "/usr/local/lib/softhsm/libsofthsm2.so")
 
 DEMO_POLICIES = {name: shipped_template(name) for name in TEMPLATE_FILES}
+# The chain registry of a genesis: the shipped chains (production's default), and for a demo
+# state folder the local development chains as well.
+CHAINS_FILE = "chains.toml"
+DEV_CHAINS_FILE = "chains-dev.toml"
 
 CONFIG = """\
 # signerd configuration (written by `signerd init`). Relative paths are relative to this file.
@@ -216,6 +220,7 @@ def make_genesis(root: Path, *, instance_id: str, module: str, token_label: str,
 
     # late: start-up stays light (see the note at the top)
     from signerd.core import authority as AU
+    from signerd.core import chain_registry as CR
     from signerd.core.approval import SignedDecision, genesis_statement, sign_statement
     from signerd.adapters.hsm import Keystore
     from signerd.core.model import Decision
@@ -235,7 +240,9 @@ def make_genesis(root: Path, *, instance_id: str, module: str, token_label: str,
             instance_id=instance_id, created_at=int(time.time()), operators=operators,
             governance=DEMO_GOVERNANCE,
             templates={n.removesuffix(".toml"): t for n, t in DEMO_POLICIES.items()},
-            audit_key_id=audit_key.key_id, audit_public_key=audit_key.public_key)
+            audit_key_id=audit_key.key_id, audit_public_key=audit_key.public_key,
+            chains=[CR.chain_json(c) for f in (CHAINS_FILE, DEV_CHAINS_FILE)
+                    for c in CR.parse_chains_toml(shipped_template(f), f)])
         statement = genesis_statement(doc)
         entry = AU.genesis_entry(doc, [
             SignedDecision(op_id, Decision.APPROVE, sign_statement(keys[op_id], statement))
@@ -430,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
                       "distinct operators)")
     prod.add_argument("--templates", metavar="DIR", type=Path,
                       help="folder of the policy templates (*.toml) wallets get")
+    prod.add_argument("--chains", metavar="FILE", type=Path,
+                      help="the EVM chain registry of the genesis: a TOML file of [[chain]] "
+                      "tables (chain_id, name, symbol, decimals); default: the shipped "
+                      "chains.toml (Ethereum, BNB Smart Chain, Polygon PoS, Holesky, Sepolia)")
     prod.add_argument("--out", metavar="FILE", type=Path, default=Path("genesis.json"),
                       help="where to write the genesis request (default genesis.json)")
     p_run = sub.add_parser("run", help="run the daemon in the foreground")
@@ -464,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "init" and args.production:
             return _init_production(args)
         if args.cmd == "init":
-            extra = [f"--{n}" for n in ("config", "operators", "governance", "templates")
+            extra = [f"--{n}" for n in ("config", "operators", "governance", "templates",
+                                         "chains")
                      if getattr(args, n) is not None] + (["--operator"] if args.operator else [])
             if extra:
                 raise SignerError(f"{', '.join(extra)}: only with init --production")
@@ -531,7 +543,8 @@ def _init_production(args: argparse.Namespace) -> int:
     if args.operators is not None:
         operators += G.read_operators_file(args.operators)
     digest = G.init_production(args.config, operators=operators, governance=args.governance,
-                             templates=args.templates, out=args.out)
+                             templates=args.templates, out=args.out,
+                             chains=args.chains)
     ids = [o["id"] for o in operators]
     print(f"genesis request written: {args.out}")
     print(f"genesis {digest.hex()} (the pin: each operator checks it before signing)")

@@ -6,7 +6,8 @@ from typing import Any
 
 from signerd.app import SignedHead
 from signerd.core import canonical
-from signerd.core.model import Category, Chain, Movement, ScriptType, Token, Wallet, WalletStatus
+from signerd.core.model import (Category, Chain, EvmChain, Movement, ScriptType, Token, Wallet,
+                                WalletStatus)
 from signerd.services.proposals import ProposalView, ShownDecision
 from signerd.services.transfers import ShownApproval, TransferView
 from ..v1 import signerd_pb2 as pb
@@ -62,7 +63,13 @@ def movement_pb(m: Movement) -> pb.Movement:
         msg.gas_limit = m.gas_limit
     if m.vsize is not None:
         msg.vsize = m.vsize
+    if m.native is not None:
+        msg.native.CopyFrom(evm_chain_pb(m.native))
     return msg
+
+
+def evm_chain_pb(c: EvmChain) -> pb.EvmChain:
+    return pb.EvmChain(chain_id=c.chain_id, name=c.name, symbol=c.symbol, decimals=c.decimals)
 
 
 def transfer_pb(v: TransferView) -> pb.Transfer:

@@ -75,6 +75,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "Admin/KeyStatus": frozenset({ADMIN}),
     "Admin/SetToken": frozenset({ADMIN, OPERATOR}),
     "Admin/ListTokens": frozenset({ADMIN, PLATFORM}),
+    "Admin/SetChain": frozenset({ADMIN, OPERATOR}),
+    "Admin/ListChains": frozenset({ADMIN, PLATFORM}),
     "Admin/RegisterBackupKey": frozenset({ADMIN, OPERATOR}),
     "Admin/ProposeBackup": frozenset({ADMIN, OPERATOR}),
     "Admin/GetBackupBundle": frozenset({ADMIN}),
@@ -536,7 +538,9 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                 destinations=[pb.Destination(address=a, wallet_id=d.wallet_id,
                                              category=d.category, own=d.own)
                               for a, d in sorted(sp.destinations.items())],
-                tokens=[C.token_pb(t) for t in sp.view.movement.tokens])
+                tokens=[C.token_pb(t) for t in sp.view.movement.tokens],
+                native=(C.evm_chain_pb(sp.view.movement.native)
+                        if sp.view.movement.native is not None else None))
 
         @gate.unary("Approval/SubmitApproval")
         def SubmitApproval(self, req: pb.SubmitApprovalRequest, ctx: Any, caller: Caller
@@ -646,6 +650,18 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                        ) -> pb.ListTokensResponse:
             return pb.ListTokensResponse(tokens=[C.token_pb(t)
                                                  for t in admin.tokens(req.chain_id)])
+
+        @gate.unary("Admin/SetChain")
+        def SetChain(self, req: pb.SetChainRequest, ctx: Any, caller: Caller) -> pb.Proposal:
+            return C.proposal_pb(admin.set_chain(
+                caller.name, chain_id=req.chain_id, name=req.name, symbol=req.symbol,
+                decimals=req.decimals))
+
+        @gate.unary("Admin/ListChains")
+        def ListChains(self, req: pb.ListChainsRequest, ctx: Any, caller: Caller
+                       ) -> pb.ListChainsResponse:
+            return pb.ListChainsResponse(chains=[C.evm_chain_pb(c)
+                                                 for c in admin.chains(req.chain_id)])
 
         @gate.unary("Admin/KeyStatus")
         def KeyStatus(self, req: Any, ctx: Any, caller: Caller) -> pb.KeyStatusResponse:

@@ -112,6 +112,11 @@ LIMITS: dict[str, int | str] = {
     "SetTokenRequest.decimals": 36,  # tokens.MAX_DECIMALS
     "SetTokenRequest.standard": NAME,
     "ListTokensRequest.chain_id": UINT64,
+    "SetChainRequest.chain_id": UINT64,
+    "SetChainRequest.name": NAME,
+    "SetChainRequest.symbol": NAME,
+    "SetChainRequest.decimals": 36,  # chain_registry.MAX_DECIMALS
+    "ListChainsRequest.chain_id": UINT64,
     "RegisterBackupKeyRequest.ceremony": DOCUMENT,
     "ProposeBackupRequest.ceremony_id": ID,
     "GetBackupBundleRequest.proposal_id": ID,

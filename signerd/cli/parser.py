@@ -10,14 +10,14 @@ from types import ModuleType
 
 from signerd.cli import (audit, backup, governance, health, key, operator, pki, policy,
                          proposal, report, template, token, transfer, wallet)
-from signerd.cli import attest
+from signerd.cli import attest, chain
 from signerd.cli.args import Parser, add_output_options, positive_float
 from signerd.cli.context import Context
 from signerd.cli.errors import FAILURES, PROG, CliError, UsageError, cli_error, one_line
 from signerd.cli.render import emit
 
 # In the order --help lists them; each has register(commands).
-GROUPS: tuple[ModuleType, ...] = (wallet, operator, policy, token, template, governance,
+GROUPS: tuple[ModuleType, ...] = (wallet, operator, policy, token, chain, template, governance,
                                   proposal, transfer, key, audit, report, attest, pki, health,
                                   backup)
 

@@ -14,6 +14,7 @@ from signerd.core import approval
 from signerd.core.approval import format_amount, safe_text
 from signerd.cli.errors import CliError
 from signerd.cli.documents import proposal_json
+from signerd.core.model import EvmChain
 from signerd.core.model import Output as OutputValue
 from signerd.core.model import Token
 from signerd.core.tokens import lookup as lookup_token
@@ -78,8 +79,9 @@ def fmt_time(unix: int | None) -> str:
     return datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def fmt_amount(amount: int | str, asset: str, token: Token | None = None) -> str:
-    return format_amount(int(amount), asset, token)
+def fmt_amount(amount: int | str, asset: str, token: Token | None = None, *,
+               native: EvmChain | None = None) -> str:
+    return format_amount(int(amount), asset, token, native=native)
 
 
 def kv(pairs: list[tuple[str, object]], width: int = 0) -> str:
@@ -127,6 +129,13 @@ def movement_text(mv: dict[str, Any], from_address: str = "") -> str:
     if from_address:
         lines.append(f"from:             {safe(from_address)}")
     net = (f"{mv['network']}, chain id {mv['chain_id']}" if mv["chain_id"] else mv["network"])
+    native = None
+    if mv.get("native"):
+        n = mv["native"]
+        native = EvmChain(int(n["chain_id"]), str(n["name"]), str(n["symbol"]),
+                          int(n["decimals"]))
+        net = (f"{n['name']}, chain id {n['chain_id']}, native coin {n['symbol']}, "
+               f"{n['decimals']} decimals")
     lines.append(f"chain:            {safe(mv['chain'])} ({safe(net)})")
     lines.append("outputs:")
     tokens = [token_from_json(t) for t in mv.get("tokens", [])]
@@ -139,12 +148,14 @@ def movement_text(mv: dict[str, Any], from_address: str = "") -> str:
         token = lookup_token(tokens, o["asset"], int(mv["chain_id"] or 0))
         special = approval.describe_token_output(_token_output(o), token, to, mark)
         lines.append(f"  {i}. {special}" if special is not None else
-                     f"  {i}. {verb} {fmt_amount(o['amount'], o['asset'], token)} to {to} {mark}")
+                     f"  {i}. {verb} {fmt_amount(o['amount'], o['asset'], token, native=native)} "
+                     f"to {to} {mark}")
     if not mv["outputs"]:
         lines.append("  (none)")
     lines += approval.token_warnings(_token_output(o) for o in mv["outputs"])
     label = {"ethereum": "max fee:", "tron": "fee limit:"}.get(mv["chain"], "fee:")
-    lines.append(f"{label:<18}{fmt_amount(mv['fee'] or 0, mv['fee_asset'] or 'BTC')}"
+    lines.append(f"{label:<18}"
+                 f"{fmt_amount(mv['fee'] or 0, mv['fee_asset'] or 'BTC', native=native)}"
                  + (f", {mv['vsize']} vB" if mv["vsize"] else ""))
     for label, key in (("nonce:", "nonce"), ("gas limit:", "gas_limit")):
         if mv[key] is not None:

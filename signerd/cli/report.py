@@ -8,6 +8,8 @@ from signerd.cli.args import CATEGORIES, Commands, command
 from signerd.cli.context import Context
 from signerd.cli.errors import CliError
 from signerd.cli.render import Output, fmt_amount, fmt_time, generic_text, kv, safe, table
+from signerd.core.chain_registry import format_native
+from signerd.core.model import EvmChain
 from signerd.v1 import signerd_pb2 as pb
 
 
@@ -29,10 +31,31 @@ def _amount(amount: Any, asset: Any) -> str:
         return f"{safe(amount)} {safe(asset)}"
 
 
+def _named_amount(row: dict[str, Any]) -> str:
+    """A row of outflows_by_chain: a native coin with its decimals, anything else as _amount."""
+    try:
+        if isinstance(row.get("decimals"), int) and row.get("asset") != "ETH":
+            return safe(format_native(int(row["amount"]), EvmChain(
+                int(row.get("chain_id") or 0), "", str(row["asset"]), int(row["decimals"]))))
+    except (TypeError, ValueError):
+        pass
+    return _amount(row.get("amount"), row.get("asset"))
+
+
 def _outputs(t: dict[str, Any]) -> str:
-    sent = [f"{'change' if o.get('change') else 'send'} {_amount(o['amount'], o['asset'])} to "
+    native = t.get("native") if isinstance(t.get("native"), dict) else {}
+
+    def amount(value: Any, asset: Any) -> str:
+        if native and asset == native.get("symbol"):
+            return _named_amount({"amount": value, "asset": asset,
+                                  "chain_id": native.get("chain_id"),
+                                  "decimals": native.get("decimals")})
+        return _amount(value, asset)
+
+    sent = [f"{'change' if o.get('change') else 'send'} {amount(o['amount'], o['asset'])} to "
             f"{o['address'] or '(new contract)'}" for o in t.get("outputs") or ()]
-    return "; ".join(sent + [f"fee {_amount(t['fee'], t['fee_asset'])}"])
+    where = f"on {t['chain_name']}: " if t.get("chain_name") else ""
+    return where + "; ".join(sent + [f"fee {amount(t['fee'], t['fee_asset'])}"])
 
 
 def _transfers(title: str, transfers: list[dict[str, Any]]) -> str:
@@ -56,7 +79,8 @@ def _case_text(category: str, case_ref: str, c: dict[str, Any]) -> str:
     out += "  wallets:\n" + "".join("    " + line + "\n" for line in table(
         ["ID", "CHAIN", "NETWORK", "ADDRESS", "STATUS", "FROZEN BY", "ORIGIN"],
         [[w["id"], w["chain"],
-          ",".join(map(str, w.get("chain_ids") or ())) or w["network"], w["address"],
+          ", ".join(map(str, w.get("chains") or ())) or ",".join(
+              map(str, w.get("chain_ids") or ())) or w["network"], w["address"],
           w["status"],
           # The order that froze it, shown only while it is frozen: an active wallet's row
           # keeps the order that lifted its last freeze.
@@ -66,6 +90,11 @@ def _case_text(category: str, case_ref: str, c: dict[str, Any]) -> str:
     sent = [_amount(v, k) for k, v in flows.items() if not k.startswith("fee:")]
     fees = [_amount(v, k.removeprefix("fee:")) for k, v in flows.items() if k.startswith("fee:")]
     out += f"  signed outflows: {', '.join(sent) or 'none'}; fees: {', '.join(fees) or 'none'}\n"
+    by_chain = c.get("outflows_by_chain") or {}
+    if by_chain:
+        out += "  by chain and asset:\n" + "".join(
+            f"    {safe(name)}: {_named_amount(row)}\n"
+            for name, row in sorted(by_chain.items()))
     out += _transfers("signed transfers", c.get("signed_transfers") or [])
     out += _transfers("pending transfers", c.get("pending_transfers") or [])
     freezes = c.get("freezes") or []

@@ -15,10 +15,11 @@ from signerd.cli.errors import CliError
 from signerd.cli.render import safe
 from signerd.adapters.config import Limits
 from signerd.core.errors import InvalidArgument, SignerError
-from signerd.core.model import (Category, Chain, Decision, KeyRef, Movement, ScriptType, Token,
-                           Wallet, WalletStatus)
+from signerd.core.model import (Category, Chain, Decision, EvmChain, KeyRef, Movement, ScriptType,
+                                Token, Wallet, WalletStatus)
 from signerd.core.policy import SIGHASH_TYPES, parse_policy, sighash_numbers
 from signerd.core.tokens import make_token
+from signerd.core.chain_registry import make_chain
 from signerd.v1 import signerd_pb2 as pb
 
 MISMATCH = "the daemon's statement does not match the transaction"
@@ -73,11 +74,13 @@ def rebuild_statement(st: pb.Statement, transfer_id: str, decision: Decision, *,
     if t.chain != pb.CHAIN_UNSPECIFIED and pb.Chain.Name(t.chain).lower() != wallet.chain.value:
         raise CliError("the transfer's chain is not its wallet's chain")
     # The token registry decides what Ethereum calldata and Tron contract calls are; a Bitcoin
-    # transfer's is unread.
+    # transfer's is unread. The chain registry names Ethereum chains' native coins.
     tokens = token_registry(st) if wallet.chain in (Chain.ETHEREUM, Chain.TRON) else {}
+    chains = chain_registry(st) if wallet.chain is Chain.ETHEREUM else None
     try:
         decoded = adapter_for(wallet.chain).decode(wallet, bytes(t.payload), limits,
-                                                   allowed_sighash=allowed_sighash, tokens=tokens)
+                                                   allowed_sighash=allowed_sighash, tokens=tokens,
+                                                   chains=chains)
     except ImportError as e:
         raise CliError(f"cannot decode {wallet.chain.value} transactions here ({e})") from None
     except SignerError as e:
@@ -124,6 +127,22 @@ def token_registry(st: pb.Statement) -> dict[tuple[int, str], Token]:
             raise CliError(f"the daemon sent a malformed token entry: {e}") from None
         out[token.key] = token
     return out
+
+
+def chain_registry(st: pb.Statement) -> dict[int, EvmChain] | None:
+    """The chain registry entry the daemon says the transfer's chain has, checked as the
+    daemon checks it (None when it sends none: a statement made before the registry). It
+    names the native coin here, and the statement binds it, so a daemon that names another
+    chain, symbol or decimals gets a statement no signature over the true one matches."""
+    if not st.HasField("native"):
+        return None
+    n = st.native
+    try:
+        entry = make_chain(chain_id=n.chain_id, name=n.name, symbol=n.symbol,
+                           decimals=n.decimals)
+    except SignerError as e:
+        raise CliError(f"the daemon sent a malformed chain entry: {e}") from None
+    return {entry.chain_id: entry}
 
 
 def accepted_sighash(names: list[str] | None) -> frozenset[int]:

@@ -26,7 +26,9 @@ any JSON reader; absent optional integers are ``null``; bytes are lower-case hex
     decodes a call to a registered token (only then: other statements are unchanged), and
     extra{name: value} when the movement has chain-specific fields (Tron: tron_contract,
     tron_expiration in ms, tron_ref_block_bytes, tron_ref_block_hash, and when present
-    tron_ref_block_num, tron_timestamp, tron_memo; absent for Bitcoin and Ethereum)
+    tron_ref_block_num, tron_timestamp, tron_memo; absent for Bitcoin and Ethereum), and
+    native{chain_id, name, symbol, decimals} when the movement carries the chain registry's
+    entry for its chain (every Ethereum movement decoded under the registry)
 
 ``replaces`` names the transfer this one replaces (a fee bump): its id, its state when this
 one was submitted (``PENDING_APPROVAL``, ``APPROVED`` or ``SIGNED``; empty for a transfer
@@ -42,7 +44,9 @@ judge in t_...``.
 
 ``tokens`` are the entries of the governance's token registry the decoded movement used, so
 the symbol and decimals an operator was shown are what they signed: a tool told another symbol,
-other decimals or another contract signs a statement that does not verify.
+other decimals or another contract signs a statement that does not verify. ``native`` is the
+chain registry's entry for the chain id in the same way: the chain's name and its native coin's
+symbol and decimals, as the operator was shown them (``BNB Smart Chain (56)``, BNB).
 
 An output of a registered collection (ERC-721, ERC-1155) binds its ``token_id`` (a decimal
 string), so approvals of one token never count for another. ``source`` is the address whose
@@ -78,10 +82,11 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from signerd.core import canonical
+from signerd.core.chain_registry import format_native
 from signerd.core.errors import InvalidApproval, InvalidArgument, InvalidKey
 from signerd.core.errors import echo
 from signerd.core.legal_basis import parts as legal_basis_parts
-from signerd.core.model import Chain, Decision, Movement, Output, Token
+from signerd.core.model import Chain, Decision, EvmChain, Movement, Output, Token
 from signerd.core import operator_keys
 from signerd.core.operator_keys import PrivateKey, load_public_pem
 from signerd.core.policy import CATEGORY_CHANGES, Vote
@@ -211,6 +216,12 @@ def build_statement(ctx: StatementContext, movement: Movement, decision: Decisio
                         for k, v in movement.extra}
         if len(doc["extra"]) != len(movement.extra):
             raise InvalidArgument("extra: a field is named twice")
+    if movement.native is not None:  # absent otherwise: statements without it are as they were
+        n = movement.native
+        doc["native"] = {"chain_id": _dec(n.chain_id, "native chain_id"),
+                         "name": _text(n.name, "native name"),
+                         "symbol": _text(n.symbol, "native symbol"),
+                         "decimals": _dec(n.decimals, "native decimals")}
     body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
                       allow_nan=False)
     return DOMAIN_TAG + b"\n" + body.encode("ascii")
@@ -400,6 +411,10 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
     """
     network = (f"{movement.network}, chain id {movement.chain_id}" if movement.chain_id
                else movement.network)
+    if movement.native is not None:
+        n = movement.native
+        network = (f"{n.name}, chain id {n.chain_id}, native coin {n.symbol}, {n.decimals} "
+                   "decimals (governance chain registry)")
     lines = [
         f"You are about to {Decision(decision).value} this transfer.",
         f"transfer:        {_safe(ctx.transfer_id)}",
@@ -416,7 +431,8 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
     lines += hook_data_warnings(movement)
     fee_label = {Chain.ETHEREUM: "max fee:", Chain.TRON: "fee limit:"}.get(movement.chain,
                                                                           "fee:")
-    lines.append(f"{fee_label:<17}{_amount(movement.fee, movement.fee_asset)}"
+    lines.append(f"{fee_label:<17}"
+                 f"{_amount(movement.fee, movement.fee_asset, native=movement.native)}"
                  + (f", {movement.vsize} vB" if movement.vsize else ""))
     if ctx.replaces:
         lines.append("replaces:        " + replacement_summary(
@@ -641,7 +657,8 @@ def _describe(out: Output, movement: Movement) -> str:
                 else f"{out.amount} base units of token {_safe(address)}")
         return f"approve spender {to} for {what} {where}"
     verb = "change" if out.is_change else "send"
-    return f"{verb} {_amount(out.amount, out.asset, token)} to {to} {where}"
+    return (f"{verb} {_amount(out.amount, out.asset, token, native=movement.native)} to {to} "
+            f"{where}")
 
 
 def replacement_summary(transfer_id: str, state: str, fee_delta: int, fee_asset: str) -> str:
@@ -661,10 +678,15 @@ def veto_warnings(vetoed: Iterable[tuple[str, str]]) -> list[str]:
             sorted(vetoed)]
 
 
-def format_amount(amount: int, asset: str, token: Token | None = None) -> str:
-    """An amount for people: BTC with 8 decimals and sats, ETH with 18 and wei, a registered
-    token (``token``, its registry entry) with its decimals and symbol and in base units, any
-    other token in base units only."""
+def format_amount(amount: int, asset: str, token: Token | None = None, *,
+                  native: EvmChain | None = None) -> str:
+    """An amount for people: BTC with 8 decimals and sats, ETH with 18 and wei, the native coin
+    of a registered chain (``native``, its registry entry) with its decimals and symbol, a
+    registered token (``token``, its registry entry) with its decimals and symbol and in base
+    units, any other token in base units only."""
+    if (native is not None and asset == native.symbol
+            and (native.symbol, native.decimals) != ("ETH", 18)):
+        return native_amount(amount, native)
     if asset == "BTC":
         return f"{amount // 10**8}.{amount % 10**8:08d} BTC ({amount} sat)"
     if asset == "ETH":
@@ -684,6 +706,11 @@ def format_amount(amount: int, asset: str, token: Token | None = None) -> str:
 
 
 _amount = format_amount
+
+
+def native_amount(amount: int, chain: EvmChain) -> str:
+    """``1.500000000000000000 BNB (1500000000000000000 base units)``."""
+    return safe_text(format_native(amount, chain))
 
 
 def safe_text(text: object) -> str:

@@ -528,6 +528,9 @@ def wallet_requirement(state: AU.AuthorityState, wallet: Wallet) -> P.Requiremen
     (never waived here). PolicyDenied when the policy allows no such movement."""
     policy, _ = policy_of(state, wallet, state.wallet_policy_version(wallet.id))
     asset = native_asset(wallet)
+    entry = state.chains.get(wallet.chain_ids[0]) if wallet.chain_ids else None
+    if wallet.chain is Chain.ETHEREUM and entry is not None:
+        asset = entry.symbol  # the chain registry's name for the coin (BNB on chain 56)
     movement = Movement(chain=wallet.chain, network=wallet.network,
                         chain_id=wallet.chain_ids[0] if wallet.chain_ids else 0,
                         outputs=(Output(address=wallet.address, amount=0, asset=asset,

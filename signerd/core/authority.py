@@ -25,7 +25,8 @@ initial operator.
 :func:`fold` replays entries onto a state and raises :class:`AuthorityViolation` at the first
 entry that does not verify, so a state returned by it is the one the entries prove. The genesis
 document names the initial operators, the governance policy, the policy templates, the
-daemon's audit key and, optionally, the initial token registry (``tokens``); each initial
+daemon's audit key and, optionally, the initial token registry (``tokens``) and chain registry
+(``chains``, signerd.core.chain_registry); each initial
 operator signs it, and the daemon pins its digest outside the store (config and HSM). Nothing
 in this module trusts a stored row: it is handed entries and checks them.
 """
@@ -47,7 +48,8 @@ from .approval import (SignedDecision, genesis_statement, proposal_statement, sa
 from .errors import (AuthorityViolation, FailedPrecondition, InvalidArgument, InvalidKey,
                      InvalidPolicy, PermissionDenied, PolicyDenied, SignerError)
 from .errors import echo
-from .model import Decision, OperatorStatus, Token
+from .model import Decision, EvmChain, OperatorStatus, Token
+from . import chain_registry as CR
 from .operator_keys import KeyType, fingerprint, key_type, load_public_pem, spki_digest
 from .tokens import token_from_json, token_json
 from .policy import (MAX_DOCUMENT_CHARS, OperatorView, Policy, QuorumResult, Requirement, Vote,
@@ -68,11 +70,11 @@ PROPOSAL_SEAL = "proposal"  # ... and for a proposal document as signerd recorde
 KINDS = (
     "operator.register", "operator.revoke", "operator.roles", "operator.reinstate",
     "wallet.policy", "template.set", "governance.set", "wallet.unfreeze", "wallet.import",
-    "wallet.create", "token.set", "backup.key", "backup.create",
+    "wallet.create", "token.set", "backup.key", "backup.create", "chain.set",
 )
 # Kinds added after governance policies were first written: a policy whose rules name none of
 # them (and have no "*") still parses, and such a kind needs every rule's demands at once.
-LATER_KINDS = frozenset({"token.set", "backup.key", "backup.create"})
+LATER_KINDS = frozenset({"token.set", "backup.key", "backup.create", "chain.set"})
 OPERATOR_ID = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 ROLE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -102,6 +104,8 @@ _CHANGE_KEYS: dict[str, dict[str, type]] = {
     # and custodians; a backup bundle made under an approved backup key.
     "backup.key": {"ceremony": dict},
     "backup.create": {"ceremony_id": str, "check_value": str},
+    # A chain registry entry added or changed; old_chain is the entry in force ({} for none).
+    "chain.set": {"chain": dict, "old_chain": dict},
 }
 # Fields a change may carry or leave out (absent in proposals made before they existed, so those
 # keep their statements and the ledgers that hold them keep folding).
@@ -117,7 +121,9 @@ WALLET_KEYS = frozenset({"id", "chain", "network", "script_type", "category", "c
                          "created_at"})
 _GENESIS_KEYS = frozenset({"instance_id", "created_at", "operators", "governance", "templates",
                            "audit_key"})
-_GENESIS_OPTIONAL = frozenset({"tokens"})  # absent in a genesis without initial tokens
+# Absent in a genesis without initial tokens, and in one made before the chain registry (whose
+# registry starts empty: see signerd.core.chain_registry).
+_GENESIS_OPTIONAL = frozenset({"tokens", "chains"})
 _GOV_KEYS = frozenset({"name", "expiry", "roles", "rule", "hardware_keys"})
 _GOV_RULE_KEYS = frozenset({"name", "kinds", "approvers", "roles", "group", "veto", "expiry"})
 
@@ -321,6 +327,8 @@ class AuthorityState:
     # proposal's expiry, until which its bundle may be made)
     backup_keys: Mapping[str, BackupKey] = field(default_factory=dict)
     backups: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    # The chain registry: EVM chain id -> entry (signerd.core.chain_registry)
+    chains: Mapping[int, EvmChain] = field(default_factory=dict)
 
     @property
     def governance_text(self) -> str:
@@ -475,11 +483,13 @@ def genesis_digest(doc: Mapping[str, Any]) -> bytes:
 
 def make_genesis(*, instance_id: str, created_at: int, operators: list[dict[str, Any]],
                  governance: str, templates: Mapping[str, str], audit_key_id: str,
-                 audit_public_key: bytes, tokens: Iterable[Mapping[str, Any]] = ()
-                 ) -> dict[str, Any]:
+                 audit_public_key: bytes, tokens: Iterable[Mapping[str, Any]] = (),
+                 chains: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The genesis document (checked as :func:`fold` will check it). ``tokens``: initial
     token registry entries (chain_id, address, standard, symbol, decimals); without them the
-    document has no ``tokens`` key, as genesis documents made before the registry."""
+    document has no ``tokens`` key, as genesis documents made before the registry. ``chains``:
+    initial chain registry entries (chain_id, name, symbol, decimals); without them no
+    ``chains`` key (an empty registry, as genesis documents made before it)."""
     doc: dict[str, Any] = {
         "instance_id": instance_id,
         "created_at": int(created_at),
@@ -495,6 +505,10 @@ def make_genesis(*, instance_id: str, created_at: int, operators: list[dict[str,
     entries = [token_json(token_from_json(dict(t), "genesis: tokens")) for t in tokens]
     if entries:
         doc["tokens"] = sorted(entries, key=lambda t: (t["chain_id"], t["address"].lower()))
+    chain_entries = [CR.chain_json(CR.chain_from_json(dict(c), "genesis: chains"))
+                     for c in chains]
+    if chain_entries:
+        doc["chains"] = sorted(chain_entries, key=lambda c: c["chain_id"])
     _genesis_state(doc, ZERO)
     return doc
 
@@ -538,6 +552,12 @@ def _genesis_state(doc: Any, head: bytes) -> AuthorityState:
         governance=governance, governance_sha256=sha256_hex(doc["governance"]),
         operators=operators, key_owners=owners, templates={}, texts=texts,
         wallet_policies={}, frozen={}, approved_wallets={}, applied={})
+    raw_chains = doc.get("chains", [])
+    if not isinstance(raw_chains, list) or ("chains" in doc and not raw_chains):
+        raise InvalidArgument("genesis: chains, when present, must list chain entries")
+    chains = CR.registry((CR.chain_from_json(raw, "genesis: chains") for raw in raw_chains),
+                         "genesis: chains")
+    state = replace(state, chains=chains)  # the templates may name their native coins
     for name, text in doc["templates"].items():
         if not isinstance(name, str) or not TEMPLATE_NAME.fullmatch(name):
             raise InvalidArgument(f"genesis: {echo(name)} is not a template name")
@@ -551,7 +571,7 @@ def _genesis_state(doc: Any, head: bytes) -> AuthorityState:
     for raw in raw_tokens:
         _add_token(registry, token_from_json(raw, "genesis: tokens"), "genesis: tokens")
     _check_governance_can_act(governance, operators.values(), "genesis")
-    return replace(state, templates=templates, texts=texts, tokens=registry)
+    return replace(state, templates=templates, texts=texts, tokens=registry, chains=chains)
 
 
 def _add_token(registry: dict[tuple[int, str], Token], token: Token, where: str) -> None:
@@ -637,6 +657,13 @@ def check_policy_text(state: AuthorityState, text: Any, where: str, *,
     if template and policy.floor_waiver:
         raise InvalidArgument(f"{where}: floor_waiver is allowed only in a policy the governance "
                               "quorum sets for one wallet, never in a template")
+    for name in sorted(policy.native_assets()):
+        symbol, _, cid = name.partition("@")
+        if not (state.chains.get(int(cid)) is not None
+                and state.chains[int(cid)].symbol == symbol if cid
+                else any(c.symbol == symbol for c in state.chains.values())):
+            raise InvalidArgument(f"{where}: names asset {name}, which is not the native coin "
+                                  "of a chain in the chain registry (signerctl chain list)")
     roles, operators = policy.names()
     unknown_roles = sorted(roles - state.governance.roles)
     if unknown_roles:
@@ -898,6 +925,18 @@ def _apply_change(b: _Builder, doc: dict[str, Any], seq: int) -> None:
         registry = dict(b.get("tokens"))
         _add_token(registry, token, "change.token")
         b.set("tokens", registry)
+    elif kind == "chain.set":
+        chain = CR.chain_from_json(c["chain"], "change.chain")
+        current = b.get("chains").get(chain.chain_id)
+        if (CR.chain_json(current) if current is not None else {}) != c["old_chain"]:
+            raise FailedPrecondition(f"chain {chain.chain_id} changed since this proposal was "
+                                     "made; propose again")
+        if current == chain:
+            raise InvalidArgument(f"chain: chain {chain.chain_id} is registered with these "
+                                  "fields already")
+        chains = dict(b.get("chains"))
+        CR.add_chain(chains, chain, "change.chain")
+        b.set("chains", chains)
     elif kind == "backup.key":
         _apply_backup_key(b, c["ceremony"], doc["id"])
     elif kind == "backup.create":
@@ -1219,6 +1258,14 @@ def summary(doc: Mapping[str, Any]) -> str:
             return "register " + what
         return (f"change token {s(old.get('symbol', ''))} ({s(old.get('decimals', ''))} "
                 f"decimals) to " + what)
+    if kind == "chain.set":
+        ch, old = c["chain"], c["old_chain"]
+        what = (f"chain {s(ch.get('chain_id', ''))} as {s(ch.get('name', ''))}, native coin "
+                f"{s(ch.get('symbol', ''))} ({s(ch.get('decimals', ''))} decimals)")
+        if not old:
+            return "register " + what
+        return (f"change chain {s(old.get('chain_id', ''))} from {s(old.get('name', ''))} "
+                f"{s(old.get('symbol', ''))} ({s(old.get('decimals', ''))} decimals) to " + what)
     if kind == "backup.key":
         r = c["ceremony"]
         who = ", ".join(s(x.get("operator_id", "")) for x in r.get("custodians", [])
@@ -1289,6 +1336,17 @@ def render_proposal(doc: Mapping[str, Any], decision: Decision, *,
                   + (f" (was {s(old.get('decimals', ''))})" if old else ""),
                   "effect:          calls to this contract on this chain are decoded as token "
                   "transfers and approvals, shown with this symbol and decimals"]
+    elif kind == "chain.set":
+        ch, old = c["chain"], c["old_chain"]
+        lines += [f"chain id:        {s(ch.get('chain_id', ''))}",
+                  f"name:            {s(ch.get('name', ''))}"
+                  + (f" (was {s(old.get('name', ''))})" if old else " (new entry)"),
+                  f"native coin:     {s(ch.get('symbol', ''))}"
+                  + (f" (was {s(old.get('symbol', ''))})" if old else ""),
+                  f"decimals:        {s(ch.get('decimals', ''))}"
+                  + (f" (was {s(old.get('decimals', ''))})" if old else ""),
+                  "effect:          Ethereum wallets may sign on this chain id; its native coin "
+                  "is the asset of this symbol (policy rules asset = SYMBOL or SYMBOL@CHAIN_ID)"]
     elif kind == "backup.key":
         r = c["ceremony"]
         lines += [f"ceremony:        {s(r.get('ceremony_id', ''))} of "

@@ -21,7 +21,9 @@ from .ethereum import signing as eth_signing
 from .ethereum.address import address_from_pubkey
 from .ethereum.eip1559 import Eip1559Tx
 from .limits import Limits
-from .model import BitcoinNetwork, Chain, DestinationClass, Movement, ScriptType, Token, Wallet
+from . import chain_registry
+from .model import (BitcoinNetwork, Chain, DestinationClass, EvmChain, Movement, ScriptType,
+                    Token, Wallet)
 from .policy import normalize_address
 from .tron import address as tron_address
 from .tron import signing as tron_signing
@@ -55,11 +57,12 @@ class ChainAdapter(Protocol):
     """What every chain adapter provides (``adapter_for``; see docs/ARCHITECTURE.md, "Adding
     a chain"). ``decode`` takes each chain's own arguments by keyword, and an adapter ignores
     those of other chains: the Bitcoin sighash types the policy allows, the governance's
-    Ethereum token registry."""
+    Ethereum token and chain registries."""
 
     def decode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits, *,
                allowed_sighash: frozenset[int] = ...,
-               tokens: Mapping[tuple[int, str], Token] | None = ...) -> Decoded:
+               tokens: Mapping[tuple[int, str], Token] | None = ...,
+               chains: Mapping[int, EvmChain] | None = ...) -> Decoded:
         """The payload parsed strictly and decoded: the movement with every digest signerd
         will sign, computed from the transaction, and the lock keys it holds while live."""
         ...
@@ -154,13 +157,20 @@ class EthereumAdapter:
 
     def decode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
                tokens: Mapping[tuple[int, str], Token] | None = None, *,
-               allowed_sighash: frozenset[int] = frozenset({1})) -> Decoded:
+               allowed_sighash: frozenset[int] = frozenset({1}),
+               chains: Mapping[int, EvmChain] | None = None) -> Decoded:
         """``tokens``: the governance's token registry (``AuthorityState.tokens``); calldata
         to a contract it does not name is a contract call, never a token movement.
+        ``chains``: the governance's chain registry (``AuthorityState.chains``): a chain id
+        it does not name is refused (InvalidArgument naming it), and the native coin is its
+        entry's symbol. The daemon always passes it; None (offline tools that rebuild a
+        statement from its own bound entry) leaves the movement without an entry.
         ``allowed_sighash`` is Bitcoin's (an Ethereum transaction has one digest)."""
         tx = self.parse(wallet, payload, limits)
+        entry = None if chains is None else chain_registry.require(chains, tx.chain_id)
         lock = f"eth:{wallet.address.lower()}:{tx.chain_id}:{tx.nonce}"
-        return Decoded(eth_signing.movement(tx, tokens, sender=wallet.address), (lock,), tx)
+        return Decoded(eth_signing.movement(tx, tokens, entry, sender=wallet.address), (lock,),
+                       tx)
 
     def redecode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
                  submitted: Movement, allowed_sighash: frozenset[int] = frozenset()) -> Decoded:
@@ -213,8 +223,9 @@ class BitcoinAdapter:
 
     def decode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
                allowed_sighash: frozenset[int] = frozenset({1}), *,
-               tokens: Mapping[tuple[int, str], Token] | None = None) -> Decoded:
-        """``tokens`` is Ethereum's (Bitcoin moves no registered tokens)."""
+               tokens: Mapping[tuple[int, str], Token] | None = None,
+               chains: Mapping[int, EvmChain] | None = None) -> Decoded:
+        """``tokens`` and ``chains`` are Ethereum's (Bitcoin moves no registered tokens)."""
         parsed = self.parse(payload, limits)
         analysis = signer.analyze(parsed, self.spec(wallet), allowed_sighash=allowed_sighash)
         locks = tuple(f"btc:{wallet.network}:{op}" for op in analysis.movement.outpoints)
@@ -288,10 +299,12 @@ class TronAdapter:
 
     def decode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits, *,
                allowed_sighash: frozenset[int] = frozenset({1}),
-               tokens: Mapping[tuple[int, str], Token] | None = None) -> Decoded:
+               tokens: Mapping[tuple[int, str], Token] | None = None,
+               chains: Mapping[int, EvmChain] | None = None) -> Decoded:
         """``tokens``: the governance's registry; a TriggerSmartContract is signed only as a
         TRC-20 transfer to a ``trc20`` entry of the wallet's network. ``allowed_sighash`` is
-        Bitcoin's."""
+        Bitcoin's, ``chains`` the EVM chain registry (Tron is not an EVM chain: its coin is
+        TRX)."""
         tx = self.parse(payload, limits)
         movement = tron_signing.movement(tx, wallet.address, wallet.network, tokens)
         return Decoded(movement, (f"tron:{wallet.network}:{tx.txid.hex()}",), tx)

@@ -200,6 +200,18 @@ def registry_address(address: str) -> str:
 
 
 @dataclass(frozen=True)
+class EvmChain:
+    """An EVM chain the governance registered (genesis ``chains``, ``chain.set``): its id, the
+    name operators are shown and its native coin's symbol and decimals. A transaction on a
+    chain id the registry does not name is refused (signerd.core.chain_registry)."""
+
+    chain_id: int
+    name: str
+    symbol: str  # upper-case: the native asset's name in movements and policies
+    decimals: int
+
+
+@dataclass(frozen=True)
 class Output:
     """One movement of value decoded from a transaction by signerd itself."""
 
@@ -256,6 +268,10 @@ class Movement:
     # pairs (Tron: tron_expiration in ms, tron_ref_block_bytes, tron_ref_block_hash,
     # tron_contract, tron_timestamp, tron_memo); () for Bitcoin and Ethereum.
     extra: tuple[tuple[str, str], ...] = ()
+    # Ethereum: the chain registry's entry for the chain id (name, native symbol and decimals),
+    # bound in the statement like the tokens; None for Bitcoin and for a movement decoded
+    # before the registry existed.
+    native: EvmChain | None = None
     details: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def external_outputs(self) -> tuple[Output, ...]:

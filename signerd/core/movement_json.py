@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import Chain, DestinationClass, Movement, Output, Token
+from .chain_registry import chain_json
+from .model import Chain, DestinationClass, EvmChain, Movement, Output, Token
 from .tokens import token_json
 
 TOKEN_CALL_DATA = "token_call_data"
@@ -30,6 +31,7 @@ def movement_dict(m: Movement) -> dict[str, Any]:
         "sighash": list(m.sighash),
         "tokens": [token_json(t) for t in m.tokens],
         "extra": dict(m.extra),
+        "native": None if m.native is None else chain_json(m.native),
     }
 
 
@@ -51,12 +53,14 @@ def output_dict(o: Output) -> dict[str, Any]:
 
 def movement_to_json(m: Movement) -> str:
     """The stored form (sorted keys; ``tokens``, ``extra`` and ``token_call_data`` only when
-    there are any)."""
+    there are any, ``native`` only with a chain registry entry)."""
     d = movement_dict(m)
     if not m.tokens:
         del d["tokens"]
     if not m.extra:
         del d["extra"]
+    if m.native is None:
+        del d["native"]
     if m.details.get(TOKEN_CALL_DATA):
         d[TOKEN_CALL_DATA] = m.details[TOKEN_CALL_DATA]
     return json.dumps(d, sort_keys=True)
@@ -83,4 +87,7 @@ def movement_from_json(text: str) -> Movement:
         tokens=tuple(Token(int(t["chain_id"]), t["address"], t["standard"], t["symbol"],
                            int(t["decimals"])) for t in d.get("tokens", ())),
         extra=tuple(sorted((str(k), str(v)) for k, v in d.get("extra", {}).items())),
+        native=None if d.get("native") is None else EvmChain(
+            int(d["native"]["chain_id"]), d["native"]["name"], d["native"]["symbol"],
+            int(d["native"]["decimals"])),
         details=({TOKEN_CALL_DATA: str(d[TOKEN_CALL_DATA])} if d.get(TOKEN_CALL_DATA) else {}))

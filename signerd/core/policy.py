@@ -17,7 +17,10 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
                                           #             TRX = 30000000 }  (TRX: sun; Tron's
                                           #             fee is the transaction's fee_limit)
                                           # (sat and wei: one number cannot suit both); a fee
-                                          # asset the table does not name has no bound
+                                          # asset the table does not name has no bound, but for
+                                          # the native coin of an EVM chain whose symbol is not
+                                          # ETH (BNB, POL, ...), which must be named (BNB or
+                                          # "BNB@56") or is refused
     max_fee_rate = 0                      # sat/vB (integer or float), Bitcoin only; 0 = none
     sighash = ["ALL"]                     # allowed Bitcoin sighash types (ALL, NONE, SINGLE, each
                                           # optionally "|ANYONECANPAY") for rules that do not
@@ -37,7 +40,11 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
                                           # "ERC1155:0x..", "ERC1155-APPROVE-ALL:0x.."
                                           # (address case-insensitive), "TRC20:T<base58>"
                                           # (Tron contract, case-sensitive); "*" never covers
-                                          # an ERC721* or ERC1155* asset
+                                          # an ERC721* or ERC1155* asset; or an EVM chain's
+                                          # native coin by its chain registry symbol: "BNB"
+                                          # (every chain whose coin is BNB) or "BNB@56" (chain
+                                          # 56's only); "ETH" matches the chains whose
+                                          # registry symbol is ETH, never BNB or POL
     min_amount = "0"                      # base units: TOML integer or string of decimal digits
     max_amount = "1000000"                # inclusive; absent = unbounded
     destination = ["own_wallet", "allowlisted", "external"]   # default: all three
@@ -129,13 +136,17 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"([1-9][0-9]{0,8})([smhd])")
 _DIGITS = re.compile(r"[0-9]{1,78}")
 _ASSET = re.compile(r"\*|BTC|ETH|TRX|(?:ERC20|ERC20-APPROVE|ERC20-INCREASE|ERC721|"
-                    r"ERC721-APPROVE|ERC721-APPROVE-ALL|ERC1155|ERC1155-APPROVE-ALL):0x[0-9A-F]{40}",
-                    re.IGNORECASE)
+                    r"ERC721-APPROVE|ERC721-APPROVE-ALL|ERC1155|ERC1155-APPROVE-ALL):0x[0-9A-F]{40}"
+                    r"|[A-Z][A-Z0-9]{0,15}(?:@[1-9][0-9]{0,19})?", re.IGNORECASE)
 # Kinds of asset that "*" does not cover: tokens of a collection are not interchangeable.
 _NAMED_ONLY = ("ERC721", "ERC1155")
 # A TRC-20 asset names its Tron contract in base58check, which is case-sensitive: the kind may
 # be written in any case, the address only as it is (checked by its checksum).
 _TRC20_ASSET = re.compile(r"(?i:TRC20):(T[1-9A-HJ-NP-Za-km-z]{33})")
+# A native coin's name in a max_fee table: a chain registry symbol, optionally @chain id.
+_FEE_ASSET = re.compile(r"[A-Z][A-Z0-9]{0,15}(?:@[1-9][0-9]{0,19})?")
+# Fee assets a max_fee table may leave unnamed (no bound), as before the chain registry.
+_UNBOUNDED_UNNAMED = frozenset({"BTC", "ETH"})
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 _RANK = {DestinationClass.OWN_WALLET: 0, DestinationClass.ALLOWLISTED: 1,
          DestinationClass.EXTERNAL: 2}
@@ -289,11 +300,14 @@ class Rule:
     spend_allowance: bool = False  # covers tokens taken from another address than the wallet
 
     def matches(self, asset: str, amount: int, worst: DestinationClass,
-                category_change: str, *, grant: bool = False,
+                category_change: str, chain_id: int = 0, *, grant: bool = False,
                 spend_allowance: bool = False) -> bool:
+        """``chain_id``: the EVM chain the asset is on (0 for none), so that a rule naming a
+        native coin ``SYMBOL@CHAIN_ID`` matches it on that chain only."""
         return (
             (self.asset == asset
-             or (self.asset == "*" and not asset.partition(":")[0].startswith(_NAMED_ONLY)))
+             or (self.asset == "*" and not asset.partition(":")[0].startswith(_NAMED_ONLY))
+             or (chain_id > 0 and ":" not in asset and self.asset == f"{asset}@{chain_id}"))
             and (self.grant or not grant)
             and (self.spend_allowance or not spend_allowance)
             and self.min_amount <= amount
@@ -336,9 +350,20 @@ class Policy:
     # what may be decoded at all (this and every rule's).
     default_sighash: frozenset[int] = frozenset({0x01})
 
-    def fee_bound(self, fee_asset: str) -> int:
-        """The fee bound for ``fee_asset`` in its base units (sat, wei); 0 = none."""
-        return dict(self.max_fees).get(fee_asset, self.max_fee)
+    def fee_bound(self, fee_asset: str, chain_id: int = 0) -> int:
+        """The fee bound for ``fee_asset`` (on EVM chain ``chain_id``) in its base units (sat,
+        wei); 0 = none. A table entry ``SYMBOL@CHAIN_ID`` comes before ``SYMBOL``."""
+        table = dict(self.max_fees)
+        if chain_id and f"{fee_asset}@{chain_id}" in table:
+            return table[f"{fee_asset}@{chain_id}"]
+        return table.get(fee_asset, self.max_fee)
+
+    def _fee_key(self, fee_asset: str, chain_id: int) -> str:
+        table = dict(self.max_fees)
+        for key in (f"{fee_asset}@{chain_id}" if chain_id else "", fee_asset):
+            if key and key in table:
+                return "max_fee." + key
+        return "" if table else "max_fee"
 
     def names(self) -> tuple[frozenset[str], frozenset[str]]:
         """(roles, operator ids) this policy names in its rules' minimums, vetoes and groups."""
@@ -348,6 +373,14 @@ class Policy:
             roles |= {name for name, _ in r.requirement.roles} | r.requirement.veto
             operators |= r.requirement.group or frozenset()
         return frozenset(roles), frozenset(operators)
+
+    def native_assets(self) -> frozenset[str]:
+        """The native coins of chain-registry chains this policy's rules name (``BNB``,
+        ``BNB@56``): every asset but *, BTC, ETH, TRX and tokens. (Its max_fee table may name coins
+        of chains not registered: a bound for a coin nothing moves is harmless, and a coin the
+        table leaves unnamed is refused, see ``_check_fee``.)"""
+        names = {r.asset for r in self.rules}
+        return frozenset(n for n in names if n not in ("*", "BTC", "ETH", "TRX") and ":" not in n)
 
     def check_sighash(self, sighash_type: int) -> None:
         """Raise PolicyDenied unless the policy allows this Bitcoin sighash type."""
@@ -397,9 +430,10 @@ class Policy:
             totals[(_asset_key(movement.fee_asset), False, False)] = (0, worst)
 
         matched: set[str] = set()
+        evm_chain = movement.chain_id if movement.chain is Chain.ETHEREUM else 0
         for (asset, grant, spend), (total, worst) in totals.items():
             hits = {r.name for r in self.rules
-                    if r.matches(asset, total, worst, category_change, grant=grant,
+                    if r.matches(asset, total, worst, category_change, evm_chain, grant=grant,
                                  spend_allowance=spend)}
             if not hits:
                 article = "an" if worst.value[0] in "aeiou" else "a"
@@ -452,10 +486,16 @@ class Policy:
                                    f"{r.name} (sighash = [{names}])")
 
     def _check_fee(self, movement: Movement) -> None:
-        bound = self.fee_bound(movement.fee_asset)
+        chain_id = movement.chain_id if movement.chain is Chain.ETHEREUM else 0
+        bound = self.fee_bound(movement.fee_asset, chain_id)
+        key = self._fee_key(movement.fee_asset, chain_id)
+        if not key and movement.fee and movement.fee_asset not in _UNBOUNDED_UNNAMED:
+            # A native coin added by the chain registry (BNB, POL): a table written for BTC and
+            # ETH bounds it by neither number, so it must name it.
+            raise PolicyDenied(f"the policy's max_fee table names no bound for fee asset "
+                               f"{movement.fee_asset} (chain {chain_id}); name it "
+                               f"(max_fee = {{ {movement.fee_asset} = ... }})")
         if bound and movement.fee > bound:
-            key = ("max_fee." + movement.fee_asset if movement.fee_asset in dict(self.max_fees)
-                   else "max_fee")
             raise PolicyDenied(f"fee {units(movement.fee, movement.fee_asset)} exceeds {key} "
                                f"{units(bound, movement.fee_asset)}")
         if self.max_fee_rate and movement.chain is Chain.BITCOIN:
@@ -554,8 +594,9 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
                             "ERC20:<address>, ERC20-APPROVE:<address>, "
                             "ERC20-INCREASE:<address>, ERC721:<address>, "
                             "ERC721-APPROVE:<address>, ERC721-APPROVE-ALL:<address>, "
-                            "ERC1155:<address>, ERC1155-APPROVE-ALL:<address> or "
-                            "TRC20:<T address>")
+                            "ERC1155:<address>, ERC1155-APPROVE-ALL:<address>, "
+                            "TRC20:<T address> or an EVM chain's native coin (SYMBOL or "
+                            "SYMBOL@CHAIN_ID, e.g. BNB@56)")
     low = _amount(raw.get("min_amount", 0), f"{where} key 'min_amount'")
     high = (_amount(raw["max_amount"], f"{where} key 'max_amount'")
             if "max_amount" in raw else None)
@@ -567,7 +608,7 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
                           CATEGORY_CHANGES | {"any"})
     return Rule(
         name=name,
-        asset="*" if asset == "*" else _asset_key(asset),
+        asset="*" if asset == "*" else _asset_key(asset),  # BNB@56 -> "BNB@56"
         min_amount=low,
         max_amount=high,
         destinations=frozenset(DestinationClass(d) for d in destinations),
@@ -688,7 +729,7 @@ def _amount(value: Any, where: str) -> int:
     raise InvalidPolicy(f"{where} must be a non-negative integer or a string of decimal digits")
 
 
-FEE_ASSETS = ("BTC", "ETH", "TRX")
+FEE_ASSETS = ("BTC", "ETH", "TRX")  # the fee assets of chains outside the EVM chain registry
 
 
 def _fee_table(value: Any) -> tuple[tuple[str, int], ...]:
@@ -701,9 +742,10 @@ def _fee_table(value: Any) -> tuple[tuple[str, int], ...]:
                             f"({', '.join(FEE_ASSETS)})")
     out = []
     for asset, bound in sorted(value.items()):
-        if asset not in FEE_ASSETS:
+        if not isinstance(asset, str) or not _FEE_ASSET.fullmatch(asset):
             raise InvalidPolicy(f"policy key 'max_fee': {asset!r} is not a fee asset "
-                                f"({', '.join(FEE_ASSETS)})")
+                                f"({', '.join(FEE_ASSETS)}, or an EVM chain's native coin by "
+                                "its registry symbol: BNB or \"BNB@56\")")
         out.append((asset, _amount(bound, f"policy key 'max_fee.{asset}'")))
     return tuple(out)
 

@@ -14,11 +14,13 @@ from signerd.adapters.hsm import KeyInfo
 from signerd.adapters.store import Tx
 from signerd.core import approval as A
 from signerd.core import authority as AU
+from signerd.core import chain_registry as CR
 from signerd.core import seized
 from signerd.core.errors import (AuthorityViolation, FailedPrecondition, InvalidArgument,
                                  NotFound)
 from signerd.core.errors import echo
-from signerd.core.model import Chain, OperatorStatus, ScriptType, Token, Wallet, WalletStatus
+from signerd.core.model import (Chain, EvmChain, OperatorStatus, ScriptType, Token, Wallet,
+                                WalletStatus)
 from signerd.core.tokens import make_token, token_json
 from . import ledger as L
 from . import wallets as W
@@ -214,6 +216,27 @@ class AdminService:
             "token": token_json(token),
             "old_token": token_json(current) if current is not None else {}})
 
+    # ---------------------------------------------------------------- chain registry
+    def set_chain(self, actor: str, *, chain_id: int, name: str, symbol: str,
+                  decimals: int) -> ProposalView:
+        """A proposal to register an EVM chain (its name and native coin), or to change its
+        entry."""
+        chain = CR.make_chain(chain_id=chain_id, name=name, symbol=symbol, decimals=decimals)
+        state = self._state()
+        current = state.chains.get(chain.chain_id)
+        if current == chain:
+            raise InvalidArgument(f"chain: chain {chain.chain_id} is registered with these "
+                                  "fields already")
+        CR.add_chain(dict(state.chains), chain, "chain")
+        return self._propose(actor, "chain.set", {
+            "chain": CR.chain_json(chain),
+            "old_chain": CR.chain_json(current) if current is not None else {}})
+
+    def chains(self, chain_id: int = 0) -> list[EvmChain]:
+        """The chain registry the authority ledger proves (one entry, with ``chain_id``)."""
+        return sorted((c for c in self._state().chains.values()
+                       if not chain_id or c.chain_id == chain_id), key=lambda c: c.chain_id)
+
     def tokens(self, chain_id: int = 0) -> list[Token]:
         """The token registry the authority ledger proves (of one chain, with ``chain_id``)."""
         return sorted((t for t in self._state().tokens.values()
@@ -300,6 +323,8 @@ def import_seized_key(app: Runtime, actor: str, req: ImportRequest) -> ProposalV
     try:
         with app.store.read() as tx:
             state = app.ledger.state(tx)
+            if checked.chain is Chain.ETHEREUM:
+                CR.require_all(state.chains, checked.chain_ids)
             template = req.template or (SWEEP_TEMPLATE if SWEEP_TEMPLATE in state.templates
                                         else app.wallets.default_template)
             tpl = W.template_of(state, template)

@@ -12,6 +12,7 @@ pins it too.
 from __future__ import annotations
 
 import datetime as dt
+from importlib import resources
 import json
 import os
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from signerd.adapters import config as C
+from signerd.core import chain_registry as CR
 from signerd.adapters.hsm import Keystore
 from signerd.adapters.store.factory import open_store
 from signerd.core import authority as AU
@@ -183,6 +185,21 @@ def check_production_governance(text: str, source: str) -> Any:
     return policy
 
 
+def read_chains(path: Path | None) -> list[dict[str, Any]]:
+    """The chain registry entries of a production genesis: the TOML file ``path`` of
+    [[chain]] tables, or the shipped ``chains.toml``."""
+    try:
+        text = (path.read_text(encoding="utf-8") if path is not None else
+                (resources.files("signerd") / "templates" / "chains.toml").read_text(
+                    encoding="utf-8"))
+    except OSError as e:
+        raise SignerError(f"--chains {path} cannot be read ({e.strerror})") from None
+    try:
+        return [CR.chain_json(c) for c in CR.parse_chains_toml(text, str(path or "chains.toml"))]
+    except InvalidArgument as e:
+        raise SignerError(f"--chains: {e.message}") from None
+
+
 def read_templates(folder: Path) -> dict[str, str]:
     """The policy templates of a production genesis: every ``*.toml`` of ``folder``, by stem."""
     try:
@@ -238,7 +255,7 @@ def _no_genesis_yet(cfg: Any, keystore: Any) -> None:
 
 
 def init_production(config_path: str, *, operators: list[dict[str, Any]], governance: Path | None,
-                    templates: Path | None, out: Path) -> bytes:
+                    templates: Path | None, out: Path, chains: Path | None = None) -> bytes:
     """Stage one of a production genesis: check the operators, the governance policy and the
     templates, generate the audit key in the config's HSM, and write the genesis request
     ``out`` (the document and its digest) for the operators to sign. Creates no operator key,
@@ -258,6 +275,7 @@ def init_production(config_path: str, *, operators: list[dict[str, Any]], govern
     policy = check_production_governance(gov_text, str(governance))
     check_production_operators(operators, policy)
     texts = read_templates(templates)
+    chain_entries = read_chains(chains)
     cfg = _production_config(config_path)
     default = cfg.default_policy.removesuffix(".toml")
     if default not in texts:
@@ -273,7 +291,7 @@ def init_production(config_path: str, *, operators: list[dict[str, Any]], govern
         try:
             AU.make_genesis(instance_id=cfg.instance_id, created_at=0, operators=operators,
                             governance=gov_text, templates=texts, audit_key_id="check",
-                            audit_public_key=b"\2" * 33)
+                            audit_public_key=b"\2" * 33, chains=chain_entries)
         except (InvalidArgument, SignerError) as e:
             raise SignerError(f"the genesis would not verify: {e.message}") from None
         audit_key = keystore.generate_key("signerd-audit")
@@ -281,7 +299,8 @@ def init_production(config_path: str, *, operators: list[dict[str, Any]], govern
         keystore.close()
     doc = AU.make_genesis(instance_id=cfg.instance_id, created_at=int(time.time()),
                           operators=operators, governance=gov_text, templates=texts,
-                          audit_key_id=audit_key.key_id, audit_public_key=audit_key.public_key)
+                          audit_key_id=audit_key.key_id, audit_public_key=audit_key.public_key,
+                          chains=chain_entries)
     digest = AU.genesis_digest(doc)
     request = {"format": REQUEST_FORMAT, "digest": digest.hex(), "genesis": doc}
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -316,7 +335,7 @@ def read_request(path: Path) -> tuple[dict[str, Any], bytes]:
             operators=doc["operators"], governance=doc["governance"],
             templates=doc["templates"], audit_key_id=doc["audit_key"]["key_id"],
             audit_public_key=bytes.fromhex(doc["audit_key"]["public_key"]),
-            tokens=doc.get("tokens", ()))
+            tokens=doc.get("tokens", ()), chains=doc.get("chains", ()))
     except (KeyError, TypeError, ValueError) as e:
         raise SignerError(f"{path}: the genesis document is malformed ({e})") from None
     except (InvalidArgument, SignerError) as e:
@@ -347,6 +366,13 @@ def render_genesis(doc: dict[str, Any], digest: bytes, you: str = "") -> str:
         lines.append(f"    {name:<24} sha256 {AU.sha256_hex(text)}")
     for t in doc.get("tokens", []):
         lines.append(f"  token       {t}")
+    for c in doc.get("chains", []):
+        lines.append(f"  chain       {AU.safe_text(c.get('name', ''))} ({c.get('chain_id')}), "
+                     f"native coin {AU.safe_text(c.get('symbol', ''))}, "
+                     f"{c.get('decimals')} decimals")
+    if not doc.get("chains"):
+        lines.append("  chains      none (Ethereum wallets sign nothing until chain.set "
+                     "proposals register their chains)")
     lines.append("  governance policy")
     lines += [f"    | {line}" for line in doc["governance"].splitlines()]
     return "\n".join(lines) + "\n"

@@ -45,7 +45,7 @@ from signerd.core.engine import effective_requirement
 from signerd.core.errors import (AuthorityViolation, FailedPrecondition, HsmUnavailable,
                                  InvalidArgument, NotFound, PermissionDenied, SignerError)
 from signerd.core.errors import echo
-from signerd.core.model import Decision, OperatorStatus, ProposalState, WalletStatus
+from signerd.core.model import Chain, Decision, OperatorStatus, ProposalState, WalletStatus
 from signerd.core.records import ProposalApprovalRecord, ProposalRecord, Shown
 from . import ledger as L
 from .runtime import Runtime
@@ -257,6 +257,8 @@ class ProposalService:
                 self._no_loosening(tx, state, wallet, c["document"])
         if kind == "token.set":
             self._token_unused(tx, c["token"])
+        if kind == "chain.set":
+            self._chain_unused(tx, c["chain"], c["old_chain"])
 
     @staticmethod
     def _token_unused(tx: Tx, token: dict[str, Any]) -> None:
@@ -278,6 +280,26 @@ class ProposalService:
                 f"token {token.get('address')} on chain {chain_id} is called by live "
                 f"transfer(s) {', '.join(sorted(busy)[:5])}{' ...' if len(busy) > 5 else ''}; "
                 "let them finish or cancel them first")
+
+    @staticmethod
+    def _chain_unused(tx: Tx, chain: dict[str, Any], old: dict[str, Any]) -> None:
+        """A chain's registry entry is not changed under a live transfer on that chain: the
+        statement its approvals signed shows the chain's name and native coin as they were.
+        (A new chain has no transfer yet.)"""
+        if not old:
+            return
+        chain_id = chain.get("chain_id")
+        busy = []
+        for state in LIVE_STATES:
+            for row in tx.list_transfers(state=state.value, limit=1_000_000):
+                mv = movement_from_json(row.movement)
+                if mv.chain is Chain.ETHEREUM and mv.chain_id == chain_id:
+                    busy.append(row.id)
+        if busy:
+            raise FailedPrecondition(
+                f"chain {chain_id} is used by live transfer(s) "
+                f"{', '.join(sorted(busy)[:5])}{' ...' if len(busy) > 5 else ''}; let them "
+                "finish or cancel them first")
 
     def _no_loosening(self, tx: Tx, state: AU.AuthorityState, wallet: Any,
                       document: str) -> None:
@@ -559,6 +581,8 @@ def _subject(doc: dict[str, Any]) -> str:
     c = doc["change"]
     if doc["kind"] == "token.set":
         return f"{c['token'].get('chain_id')}:{c['token'].get('address')}"
+    if doc["kind"] == "chain.set":
+        return f"chain:{c['chain'].get('chain_id')}"
     for key in ("operator_id", "wallet_id", "name"):
         if key in c:
             return str(c[key])

@@ -4,6 +4,11 @@ signerd knows what it holds keys for and what it signed; it does not watch any c
 report states exactly that: wallets and addresses, signed transfers with their amounts (money
 that left, once broadcast), pending transfers, and freezes. On-chain balances are not known to
 signerd and must come from the platform's chain watchers.
+
+Assets are reported by name, per chain: ``outflows_by_chain`` lists what left each chain as
+``BNB Smart Chain (56) BNB`` (the chain registry's name and the native coin's symbol, or a
+registered token's symbol), so Ether on Ethereum, Ether on a testnet and BNB never add up.
+``signed_outflows`` keeps the totals by asset name alone, as before the registry.
 """
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ from typing import Any
 
 from signerd.adapters.store import Tx
 from signerd.core.authority import AuthorityState
-from signerd.core.model import TransferState, Wallet
+from signerd.core import chain_registry as CR
+from signerd.core.model import Chain, Movement, TransferState, Wallet
+from signerd.core.tokens import lookup as lookup_token
 from . import ledger as L
 from .transfers import movement_from_json
 
@@ -39,7 +46,8 @@ def holdings_report(tx: Tx, state: AuthorityState, *, instance_id: str, category
         c = cats[w.category.value]["cases"]
         return c.setdefault(w.case_ref, {"wallets": [], "signed_transfers": [],
                                          "pending_transfers": [], "freezes": [],
-                                         "signed_outflows": {}})
+                                         "signed_outflows": {},
+                                         "outflows_by_chain": {}})
 
     by_id = {w.id: w for w in wallets}
     for w in wallets:
@@ -48,7 +56,9 @@ def holdings_report(tx: Tx, state: AuthorityState, *, instance_id: str, category
             "address": w.address, "script_type": w.script_type.value,
             "status": w.status.value, "freeze_order": L.freeze_order(state, w.id),
             "legal_basis": w.legal_basis, "origin": w.origin or "generated in the HSM",
-            "chain_ids": list(w.chain_ids)})
+            "chain_ids": list(w.chain_ids),
+            "chains": [chain_label(state, w, cid) for cid in w.chain_ids] or [
+                f"{w.chain.value} {w.network}"]})
     for t in tx.list_transfers(limit=10**9):
         if t.wallet_id not in ids:
             continue
@@ -58,6 +68,8 @@ def holdings_report(tx: Tx, state: AuthorityState, *, instance_id: str, category
                  "outputs": [{"address": o.address, "amount": str(o.amount), "asset": o.asset,
                               "change": o.is_change} for o in mv.outputs],
                  "fee": str(mv.fee), "fee_asset": mv.fee_asset,
+                 "chain_name": chain_label(state, w, mv.chain_id),
+                 "native": None if mv.native is None else CR.chain_json(mv.native),
                  "category_change": t.category_change, "legal_basis": t.legal_basis,
                  "tx_hash": t.tx_hash, "updated_at": int(t.updated_at)}
         if t.state is TransferState.SIGNED:
@@ -67,6 +79,16 @@ def holdings_report(tx: Tx, state: AuthorityState, *, instance_id: str, category
                 flows[o.asset] = str(int(flows.get(o.asset, "0")) + o.amount)
             flows[f"fee:{mv.fee_asset}"] = str(int(flows.get(f"fee:{mv.fee_asset}", "0"))
                                                + mv.fee)
+            named = case(w)["outflows_by_chain"]
+            for asset, amount, fee in ([(o.asset, o.amount, False) for o in mv.external_outputs()]
+                                       + [(mv.fee_asset, mv.fee, True)]):
+                key = asset_label(state, w, mv, asset) + (" (fees)" if fee else "")
+                row = named.setdefault(key, {
+                    "chain": w.chain.value, "chain_id": mv.chain_id,
+                    "chain_name": chain_label(state, w, mv.chain_id), "asset": asset,
+                    "fee": fee, "amount": "0",
+                    "decimals": native_decimals(state, mv, asset)})
+                row["amount"] = str(int(row["amount"]) + amount)
         elif t.live:
             case(w)["pending_transfers"].append(entry)
     for ev in tx.audit_events_of(("wallet.frozen", "wallet.unfrozen")):
@@ -81,3 +103,33 @@ def holdings_report(tx: Tx, state: AuthorityState, *, instance_id: str, category
             "filter": {"category": category, "case_ref": case_ref},
             "known": KNOWN, "not_known": NOT_KNOWN, "categories": dict(cats),
             "left_out": left_out}
+
+
+def chain_label(state: AuthorityState, w: Wallet, chain_id: int) -> str:
+    """``BNB Smart Chain (56)``; ``bitcoin mainnet``; ``chain 999 (not registered)``."""
+    if w.chain is not Chain.ETHEREUM:
+        return f"{w.chain.value} {w.network}"
+    entry = state.chains.get(chain_id)
+    return CR.label(entry) if entry is not None else f"chain {chain_id} (not registered)"
+
+
+def asset_label(state: AuthorityState, w: Wallet, mv: Movement, asset: str) -> str:
+    """An asset by name on its chain: ``BNB Smart Chain (56) BNB``, ``Ethereum (1) USDT``,
+    ``bitcoin mainnet BTC``."""
+    where = chain_label(state, w, mv.chain_id)
+    if ":" in asset:
+        token = lookup_token(mv.tokens, asset, mv.chain_id) or lookup_token(
+            state.tokens.values(), asset, mv.chain_id)
+        kind = asset.partition(":")[0]
+        name = (token.symbol if token is not None else asset) + (
+            " allowance" if kind.upper() == "ERC20-APPROVE" else "")
+        return f"{where} {name}"
+    return f"{where} {asset}"
+
+
+def native_decimals(state: AuthorityState, mv: Movement, asset: str) -> int | None:
+    """The decimals of an EVM chain's native coin ``asset`` (None for anything else)."""
+    entry = mv.native or state.chains.get(mv.chain_id)
+    if mv.chain is Chain.ETHEREUM and entry is not None and asset == entry.symbol:
+        return entry.decimals
+    return None

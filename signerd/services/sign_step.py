@@ -39,7 +39,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol
 
 from signerd.adapters.config import Limits
@@ -47,6 +47,7 @@ from signerd.adapters.store import Store, Tx
 from signerd.core import engine as E
 from signerd.core import events as EV
 from signerd.core.approval import StatementContext
+from signerd.core.chain_registry import UnregisteredChain
 from signerd.core.chains import ChainAdapter, Decoded, Signed, TronAdapter, adapter_for
 from signerd.core.errors import (AuthorityViolation, HsmUnavailable, NotFound, SignerError,
                                  WalletFrozen)
@@ -481,7 +482,12 @@ class SignStep:
         policy, _ = E.policy_of(state, wallet, row.policy_version)
         try:
             decoded = adapter.decode(wallet, row.payload, self.service.limits,
-                                     allowed_sighash=policy.sighash_types, tokens=state.tokens)
+                                     allowed_sighash=policy.sighash_types, tokens=state.tokens,
+                                     chains=state.chains)
+        except UnregisteredChain as e:
+            # Approved on a chain the registry in force does not name: nothing stands.
+            raise AuthorityViolation(f"transfer {row.id}: {e.message}; the approvals do not "
+                                     "stand for it", kind="policy") from None
         except SignerError as e:
             e.message = f"transfer {row.id}: {e.message}"
             raise
@@ -490,8 +496,17 @@ class SignStep:
                 f"transfer {row.id}: the token registry decodes its call differently than "
                 "when it was approved; the approvals do not stand for it", kind="policy")
         ctx = self.service.context(row)  # the row's seal verifies, or AuthorityViolation
-        fresh = self.service.classify(tx, state, wallet, decoded, policy)
         movement = movement_from_json(row.movement)  # sealed: what the approvals bind
+        if movement.native is None:
+            # Submitted before the chain registry: its assets, decoded now under the registry's
+            # symbol, must still be the ones approved (ETH), which same_transaction checks.
+            decoded = replace(decoded, movement=replace(decoded.movement, native=None))
+        elif decoded.movement.native != movement.native:
+            raise AuthorityViolation(
+                f"transfer {row.id}: the chain registry names chain {decoded.movement.chain_id} "
+                "otherwise than when it was approved; the approvals do not stand for it",
+                kind="policy")
+        fresh = self.service.classify(tx, state, wallet, decoded, policy)
         if not E.same_transaction(movement, fresh):
             raise AuthorityViolation(f"transfer {row.id}: its payload decodes to another "
                                      "movement than the one submitted and approved",

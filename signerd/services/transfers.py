@@ -332,7 +332,7 @@ class TransferService:
                 state: AU.AuthorityState) -> Decoded:
         return adapter_for(wallet.chain).decode(wallet, payload, self.limits,
                                                 allowed_sighash=policy.sighash_types,
-                                                tokens=state.tokens)
+                                                tokens=state.tokens, chains=state.chains)
 
     def classify(self, tx: Tx, state: AU.AuthorityState, wallet: Wallet, decoded: Decoded,
                  policy: P.Policy) -> Movement:

@@ -19,6 +19,7 @@ from typing import Any
 from signerd.adapters.hsm import KeyInfo
 from signerd.adapters.store import Tx
 from signerd.core import authority as AU
+from signerd.core import chain_registry
 from signerd.core import legal_basis as LB
 from signerd.core.bitcoin.descriptor import InvalidDescriptor, parse_descriptor, parse_key
 from signerd.core.chains import derive_address
@@ -259,6 +260,8 @@ class WalletService:
         with self.store.read() as tx:
             state = self.ledger.state(tx)
             shares = [L.verified_key_share(state, tx.key_share(k)) for k in req.hsm_key_ids]
+        if checked.chain is Chain.ETHEREUM:
+            chain_registry.require_all(state.chains, checked.chain_ids)
         template = req.template or self.default_template
         tpl = template_of(state, template)
         for share in shares:

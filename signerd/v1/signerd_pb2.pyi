@@ -162,7 +162,7 @@ class Output(_message.Message):
     def __init__(self, address: _Optional[str] = ..., amount: _Optional[str] = ..., asset: _Optional[str] = ..., is_change: _Optional[bool] = ..., destination_class: _Optional[str] = ..., wallet_id: _Optional[str] = ..., category: _Optional[str] = ..., token_id: _Optional[str] = ..., source: _Optional[str] = ..., grant: _Optional[bool] = ...) -> None: ...
 
 class Movement(_message.Message):
-    __slots__ = ("chain", "network", "chain_id", "outputs", "fee", "fee_asset", "digests", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints", "sighash", "extra")
+    __slots__ = ("chain", "network", "chain_id", "outputs", "fee", "fee_asset", "digests", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints", "sighash", "extra", "native")
     class ExtraEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +186,7 @@ class Movement(_message.Message):
     OUTPOINTS_FIELD_NUMBER: _ClassVar[int]
     SIGHASH_FIELD_NUMBER: _ClassVar[int]
     EXTRA_FIELD_NUMBER: _ClassVar[int]
+    NATIVE_FIELD_NUMBER: _ClassVar[int]
     chain: Chain
     network: str
     chain_id: int
@@ -202,7 +203,8 @@ class Movement(_message.Message):
     outpoints: _containers.RepeatedScalarFieldContainer[str]
     sighash: _containers.RepeatedScalarFieldContainer[str]
     extra: _containers.ScalarMap[str, str]
-    def __init__(self, chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_id: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., digests: _Optional[_Iterable[bytes]] = ..., nonce: _Optional[int] = ..., gas_limit: _Optional[int] = ..., max_fee_per_gas: _Optional[str] = ..., max_priority_fee_per_gas: _Optional[str] = ..., contract_call: _Optional[str] = ..., vsize: _Optional[int] = ..., outpoints: _Optional[_Iterable[str]] = ..., sighash: _Optional[_Iterable[str]] = ..., extra: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    native: EvmChain
+    def __init__(self, chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_id: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., digests: _Optional[_Iterable[bytes]] = ..., nonce: _Optional[int] = ..., gas_limit: _Optional[int] = ..., max_fee_per_gas: _Optional[str] = ..., max_priority_fee_per_gas: _Optional[str] = ..., contract_call: _Optional[str] = ..., vsize: _Optional[int] = ..., outpoints: _Optional[_Iterable[str]] = ..., sighash: _Optional[_Iterable[str]] = ..., extra: _Optional[_Mapping[str, str]] = ..., native: _Optional[_Union[EvmChain, _Mapping]] = ...) -> None: ...
 
 class EthereumTransaction(_message.Message):
     __slots__ = ("json",)
@@ -447,7 +449,7 @@ class GetStatementRequest(_message.Message):
     def __init__(self, transfer_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ...) -> None: ...
 
 class Statement(_message.Message):
-    __slots__ = ("transfer", "wallet", "statement", "rendered", "own_addresses", "allowlist", "destinations", "tokens")
+    __slots__ = ("transfer", "wallet", "statement", "rendered", "own_addresses", "allowlist", "destinations", "tokens", "native")
     TRANSFER_FIELD_NUMBER: _ClassVar[int]
     WALLET_FIELD_NUMBER: _ClassVar[int]
     STATEMENT_FIELD_NUMBER: _ClassVar[int]
@@ -456,6 +458,7 @@ class Statement(_message.Message):
     ALLOWLIST_FIELD_NUMBER: _ClassVar[int]
     DESTINATIONS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
+    NATIVE_FIELD_NUMBER: _ClassVar[int]
     transfer: Transfer
     wallet: Wallet
     statement: bytes
@@ -464,7 +467,8 @@ class Statement(_message.Message):
     allowlist: _containers.RepeatedScalarFieldContainer[str]
     destinations: _containers.RepeatedCompositeFieldContainer[Destination]
     tokens: _containers.RepeatedCompositeFieldContainer[Token]
-    def __init__(self, transfer: _Optional[_Union[Transfer, _Mapping]] = ..., wallet: _Optional[_Union[Wallet, _Mapping]] = ..., statement: _Optional[bytes] = ..., rendered: _Optional[str] = ..., own_addresses: _Optional[_Iterable[str]] = ..., allowlist: _Optional[_Iterable[str]] = ..., destinations: _Optional[_Iterable[_Union[Destination, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ...) -> None: ...
+    native: EvmChain
+    def __init__(self, transfer: _Optional[_Union[Transfer, _Mapping]] = ..., wallet: _Optional[_Union[Wallet, _Mapping]] = ..., statement: _Optional[bytes] = ..., rendered: _Optional[str] = ..., own_addresses: _Optional[_Iterable[str]] = ..., allowlist: _Optional[_Iterable[str]] = ..., destinations: _Optional[_Iterable[_Union[Destination, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., native: _Optional[_Union[EvmChain, _Mapping]] = ...) -> None: ...
 
 class Destination(_message.Message):
     __slots__ = ("address", "wallet_id", "category", "own")
@@ -703,6 +707,42 @@ class ListTokensResponse(_message.Message):
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     tokens: _containers.RepeatedCompositeFieldContainer[Token]
     def __init__(self, tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ...) -> None: ...
+
+class EvmChain(_message.Message):
+    __slots__ = ("chain_id", "name", "symbol", "decimals")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    DECIMALS_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    name: str
+    symbol: str
+    decimals: int
+    def __init__(self, chain_id: _Optional[int] = ..., name: _Optional[str] = ..., symbol: _Optional[str] = ..., decimals: _Optional[int] = ...) -> None: ...
+
+class SetChainRequest(_message.Message):
+    __slots__ = ("chain_id", "name", "symbol", "decimals")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    DECIMALS_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    name: str
+    symbol: str
+    decimals: int
+    def __init__(self, chain_id: _Optional[int] = ..., name: _Optional[str] = ..., symbol: _Optional[str] = ..., decimals: _Optional[int] = ...) -> None: ...
+
+class ListChainsRequest(_message.Message):
+    __slots__ = ("chain_id",)
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    def __init__(self, chain_id: _Optional[int] = ...) -> None: ...
+
+class ListChainsResponse(_message.Message):
+    __slots__ = ("chains",)
+    CHAINS_FIELD_NUMBER: _ClassVar[int]
+    chains: _containers.RepeatedCompositeFieldContainer[EvmChain]
+    def __init__(self, chains: _Optional[_Iterable[_Union[EvmChain, _Mapping]]] = ...) -> None: ...
 
 class KeyStatusRequest(_message.Message):
     __slots__ = ()

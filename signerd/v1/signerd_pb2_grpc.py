@@ -760,6 +760,16 @@ class AdminStub:
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.ListTokensRequest.SerializeToString,
                 response_deserializer=signerd_dot_v1_dot_signerd__pb2.ListTokensResponse.FromString,
                 _registered_method=True)
+        self.SetChain = channel.unary_unary(
+                '/signerd.v1.Admin/SetChain',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.SetChainRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.ListChains = channel.unary_unary(
+                '/signerd.v1.Admin/ListChains',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.ListChainsRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.ListChainsResponse.FromString,
+                _registered_method=True)
         self.RegisterBackupKey = channel.unary_unary(
                 '/signerd.v1.Admin/RegisterBackupKey',
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.RegisterBackupKeyRequest.SerializeToString,
@@ -898,6 +908,20 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetChain(self, request, context):
+        """The chain registry: signerd signs only on a registered EVM chain id, its native coin named
+        by the entry's symbol.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListChains(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RegisterBackupKey(self, request, context):
         """Key backup (README: "Key backup and recovery"): a ceremony's backup key and each backup are
         governance proposals; a bundle is made only for a backup proposal the ledger applied.
@@ -1016,6 +1040,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListTokens,
                     request_deserializer=signerd_dot_v1_dot_signerd__pb2.ListTokensRequest.FromString,
                     response_serializer=signerd_dot_v1_dot_signerd__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'SetChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetChain,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.SetChainRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
+            ),
+            'ListChains': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChains,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.ListChainsRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.ListChainsResponse.SerializeToString,
             ),
             'RegisterBackupKey': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterBackupKey,
@@ -1528,6 +1562,60 @@ class Admin:
             '/signerd.v1.Admin/ListTokens',
             signerd_dot_v1_dot_signerd__pb2.ListTokensRequest.SerializeToString,
             signerd_dot_v1_dot_signerd__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/SetChain',
+            signerd_dot_v1_dot_signerd__pb2.SetChainRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChains(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/ListChains',
+            signerd_dot_v1_dot_signerd__pb2.ListChainsRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.ListChainsResponse.FromString,
             options,
             channel_credentials,
             insecure,

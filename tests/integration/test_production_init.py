@@ -148,6 +148,21 @@ def approve(d: Daemon, transfer_id: str, operator: str, key_file: Path) -> pb.Tr
         signature=sign_statement(load_private(key_file), st), statement_sha256=statement_digest(st)))
 
 
+def decide_proposal(d: Daemon, proposal_id: str, operator: str, key_file: Path
+                    ) -> pb.Proposal:
+    """An operator approves a governance proposal with their own key."""
+    from signerd.adapters.key_files import load_private
+    from signerd.core.approval import sign_statement, statement_digest
+    from signerd.v1 import signerd_pb2_grpc as rpc
+
+    gov = rpc.GovernanceStub(d.channel(operator))
+    st = gov.GetProposalStatement(pb.GetProposalStatementRequest(
+        proposal_id=proposal_id, decision=pb.APPROVE)).statement
+    return gov.DecideProposal(pb.DecideProposalRequest(
+        proposal_id=proposal_id, operator_id=operator, decision=pb.APPROVE,
+        signature=sign_statement(load_private(key_file), st), statement_sha256=statement_digest(st)))
+
+
 def files_under(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
 
@@ -170,11 +185,26 @@ def test_a_production_genesis_from_the_operators_keys_serves_and_signs(layout: L
     carol = lay.root / "operators.toml"
     carol.write_text('[[operator]]\nid = "carol"\nroles = ["admin", "investigator"]\n'
                      'public_key = "ops/carol.pub"\n')
-    r = lay.init("--operators", str(carol), operators=lay.operator_args(
+    # The chain registry: the shipped chains and Gnosis (a file of the installer's); the test
+    # chain the daemon signs on below is added later by a chain.set proposal.
+    chains = lay.root / "chains.toml"
+    chains.write_text((TEMPLATES / "chains.toml").read_text()
+                      + '[[chain]]\nchain_id = 100\nname = "Gnosis"\nsymbol = "XDAI"\n'
+                        'decimals = 18\n')
+    bad = lay.root / "bad-chains.toml"
+    bad.write_text('[[chain]]\nchain_id = 1\nname = "Ethereum"\nsymbol = "eth"\ndecimals = 18\n')
+    r = lay.init("--operators", str(carol), "--chains", str(bad), operators=lay.operator_args(
         alice=OPERATORS["alice"], bob=OPERATORS["bob"]))
+    assert r.returncode == 2 and "chain #1.symbol" in r.stderr, r.stderr
+    r = lay.init("--operators", str(carol), "--chains", str(chains),
+                 operators=lay.operator_args(alice=OPERATORS["alice"], bob=OPERATORS["bob"]))
     assert r.returncode == 0, r.stderr
     request = lay.root / "genesis.json"
     digest = json.loads(request.read_text())["digest"]
+    registered = {c["chain_id"]: c for c in json.loads(request.read_text())["genesis"]["chains"]}
+    assert registered[56] == {"chain_id": 56, "name": "BNB Smart Chain", "symbol": "BNB",
+                              "decimals": 18}
+    assert {1, 100, 137, 17000, 11155111} <= set(registered) and CHAIN_ID not in registered
     assert f"genesis {digest}" in r.stdout and "signerd genesis sign" in r.stdout
     # Nothing of the demo, and no key or CA anywhere the daemon reads or writes.
     assert files_under(lay.etc) == etc_before
@@ -209,8 +239,20 @@ def test_a_production_genesis_from_the_operators_keys_serves_and_signs(layout: L
         au = rpc.GovernanceStub(d.channel("admin")).GetAuthority(pb.GetAuthorityRequest())
         assert au.genesis.hex() == digest  # what each operator checks against what they signed
         assert sorted(o.id for o in au.operators) == ["alice", "bob", "carol"]
-        w = d.custody().CreateWallet(pb.CreateWalletRequest(
-            chain=pb.ETHEREUM, chain_ids=[CHAIN_ID], category=pb.SEIZED, case_ref="CASE-1"))
+        create = pb.CreateWalletRequest(chain=pb.ETHEREUM, chain_ids=[CHAIN_ID],
+                                        category=pb.SEIZED, case_ref="CASE-1")
+        with pytest.raises(grpc.RpcError) as e:
+            d.custody().CreateWallet(create)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"chain id {CHAIN_ID} is not in the chain registry" in e.value.details()
+        # The governance registers it: an admin proposes, two admin operators approve.
+        admin = rpc.AdminStub(d.channel("admin"))
+        p = admin.SetChain(pb.SetChainRequest(chain_id=CHAIN_ID, name="Test chain",
+                                              symbol="ETH", decimals=18))
+        assert decide_proposal(d, p.id, "alice", lay.ops / "alice.key").state == \
+            "PENDING_APPROVAL"
+        assert decide_proposal(d, p.id, "bob", lay.ops / "bob.key").state == "APPROVED"
+        w = d.custody().CreateWallet(create)
         t = submit(d, w.id, tx_fields())
         approve(d, t.id, "carol", lay.ops / "carol.key")  # investigator
         t = approve(d, t.id, "bob", lay.ops / "bob.key")  # custody officer

@@ -27,9 +27,11 @@ EXPECTED: dict[str, set[str]] = {
         "ImportKey", "KeyStatus")},
     **{f"Admin/{m}": {"admin", "operator"} for m in (
         "RegisterOperator", "RevokeOperator", "SetOperatorRoles", "ReinstateOperator",
-        "SetPolicy", "SetTemplate", "SetGovernance", "UnfreezeWallet", "SetToken")},
+        "SetPolicy", "SetTemplate", "SetGovernance", "UnfreezeWallet", "SetToken",
+        "SetChain")},
     "Admin/ListTemplates": {"admin", "platform"},
     "Admin/ListTokens": {"admin", "platform"},
+    "Admin/ListChains": {"admin", "platform"},
     # The key backup: a backup key and a backup are proposals; a bundle is the admin's to fetch.
     "Admin/RegisterBackupKey": {"admin", "operator"},
     "Admin/ProposeBackup": {"admin", "operator"},

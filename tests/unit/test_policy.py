@@ -128,7 +128,8 @@ RULE_ERRORS = [
     ('max_amount = "1.5"', "'max_amount'"),
     ('max_amount = " 10"', "'max_amount'"),
     ("min_amount = 10\nmax_amount = 9", "'max_amount'"),
-    ('asset = "DOGE"', "'asset'"),
+    ('asset = "DOGE@0"', "'asset'"),  # a bare DOGE is a native coin's name: see
+    ('asset = "ETH:1"', "'asset'"),   # test_chain_registry for the registry's check of it
     ('asset = "ERC20:0x1234"', "'asset'"),
     ('destination = ["mars"]', "'destination'"),
     ("destination = []", "'destination'"),
@@ -316,7 +317,7 @@ def test_max_fee_as_one_number_still_bounds_every_fee_asset():
 
 @pytest.mark.parametrize(("table", "named"), [
     ("", "must name at least one fee asset"),
-    ("DOGE = 1", "'DOGE' is not a fee asset"),
+    ('"DOGE@x" = 1', "'DOGE@x' is not a fee asset"),
     ("btc = 1", "'btc' is not a fee asset"),
     ("BTC = -1", "'max_fee.BTC'"),
     ('ETH = "1e18"', "'max_fee.ETH'"),

@@ -21,8 +21,9 @@ def shipped_files() -> dict[str, str]:
             if f.name.endswith(".toml")}
 
 
-def test_every_shipped_file_is_a_template_or_the_governance() -> None:
-    assert set(shipped_files()) == set(daemon.TEMPLATE_FILES) | {daemon.GOVERNANCE_FILE}
+def test_every_shipped_file_is_a_template_the_governance_or_a_chain_registry() -> None:
+    assert set(shipped_files()) == set(daemon.TEMPLATE_FILES) | {
+        daemon.GOVERNANCE_FILE, daemon.CHAINS_FILE, daemon.DEV_CHAINS_FILE}
 
 
 def test_every_shipped_template_parses_and_is_what_the_daemon_holds() -> None:

@@ -16,7 +16,7 @@ from signerd.core.errors import SignerError
 from signerd.core.ethereum.address import to_checksum
 from signerd.core.ethereum.eip1559 import SECP256K1_N, Eip1559Tx, tx_hash
 from signerd.core.ethereum.calls import UNLIMITED, Method, TokenCall, decode_token_call
-from signerd.core.model import Chain, Movement, Output, Token
+from signerd.core.model import Chain, EvmChain, Movement, Output, Token
 
 NETWORK = "ethereum"
 ETH = "ETH"
@@ -80,7 +80,7 @@ class DecodedCall:
 
 def decode_call(chain_id: int, to: bytes | None, value: int, data: bytes,
                 tokens: Mapping[tuple[int, str], Token] | None = None, *,
-                sender: bytes | str | None = None) -> DecodedCall:
+                sender: bytes | str | None = None, native: str = ETH) -> DecodedCall:
     """The movement of one call to ``to`` (None: contract creation) on ``chain_id``, made by
     ``sender`` (the wallet whose key or contract makes the call; None when unknown).
 
@@ -110,13 +110,15 @@ def decode_call(chain_id: int, to: bytes | None, value: int, data: bytes,
     call (so a plain transfer of 0 and a contract call still show a destination). Any other
     calldata, token-shaped calldata to a contract the registry does not know (or knows under
     another standard) included, and contract-creation code go into ``contract_call``.
+
+    ``native`` names the chain's native coin (its symbol in the chain registry).
     """
     address = "" if to is None else to_checksum(to)
     token = None if to is None else (tokens or {}).get((chain_id, address.lower()))
     call = decode_token_call(token.standard, data) if token is not None else None
     outputs: list[Output] = []
     if value > 0 or call is None:
-        outputs.append(Output(address=address, amount=value, asset=ETH))
+        outputs.append(Output(address=address, amount=value, asset=native))
     details: dict[str, str] = {}
     if call is not None and token is not None:
         outputs += token_outputs(token, call, sender)
@@ -164,20 +166,25 @@ def _same(address: bytes, sender: bytes | str | None) -> bool:
     return bytes(sender) == address
 
 
-def movement(tx: Eip1559Tx, tokens: Mapping[tuple[int, str], Token] | None = None, *,
-             sender: bytes | str | None = None) -> Movement:
+def movement(tx: Eip1559Tx, tokens: Mapping[tuple[int, str], Token] | None = None,
+             chain: EvmChain | None = None, *, sender: bytes | str | None = None) -> Movement:
     """What ``tx`` moves, decoded by signerd itself for policies and the approval statement:
     its call decoded by ``decode_call`` (see there for tokens and contract calls; ``sender``
-    is the wallet's address). The fee is the maximum: gas * maxFeePerGas.
+    is the wallet's address). The fee is the maximum: gas * maxFeePerGas. ``chain``: the
+    chain registry's entry for ``tx``'s chain id, whose symbol names the native value and the
+    fee (and which the movement carries, so the statement binds it); without it (a caller from
+    before the registry) they are ETH.
     """
-    call = decode_call(tx.chain_id, tx.to, tx.value, tx.data, tokens, sender=sender)
+    native = chain.symbol if chain is not None else ETH
+    call = decode_call(tx.chain_id, tx.to, tx.value, tx.data, tokens, sender=sender,
+                       native=native)
     return Movement(
         chain=Chain.ETHEREUM,
         network=NETWORK,
         chain_id=tx.chain_id,
         outputs=call.outputs,
         fee=tx.gas * tx.max_fee_per_gas,
-        fee_asset=ETH,
+        fee_asset=native,
         digests=(tx.signing_hash(),),
         nonce=tx.nonce,
         gas_limit=tx.gas,
@@ -185,5 +192,6 @@ def movement(tx: Eip1559Tx, tokens: Mapping[tuple[int, str], Token] | None = Non
         max_priority_fee_per_gas=tx.max_priority_fee_per_gas,
         contract_call=call.contract_call,
         tokens=call.tokens,
+        native=chain,
         details={"tx_type": "2", **call.details},
     )
