@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from signerd.core import approval, authority, canonical, operator_keys
-from signerd.core.chains import Ours, adapter_for, classify_outputs, derive_address
+from signerd.core.chains import (Ours, adapter_for_wallet, classify_outputs,
+                                 derive_address)
 from signerd.cli.documents import to_dict
 from signerd.cli.errors import CliError
 from signerd.cli.render import safe
@@ -75,7 +76,7 @@ def rebuild_statement(st: pb.Statement, transfer_id: str, decision: Decision, *,
     # The token registry only decides what Ethereum calldata is; a Bitcoin transfer's is unread.
     tokens = token_registry(st) if wallet.chain is Chain.ETHEREUM else {}
     try:
-        decoded = adapter_for(wallet.chain).decode(wallet, bytes(t.payload), limits,
+        decoded = adapter_for_wallet(wallet).decode(wallet, bytes(t.payload), limits,
                                                    allowed_sighash=allowed_sighash, tokens=tokens)
     except ImportError as e:
         raise CliError(f"cannot decode {wallet.chain.value} transactions here ({e})") from None

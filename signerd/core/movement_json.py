@@ -28,6 +28,7 @@ def movement_dict(m: Movement) -> dict[str, Any]:
         "contract_call": m.contract_call, "vsize": m.vsize, "outpoints": list(m.outpoints),
         "sighash": list(m.sighash),
         "tokens": [token_json(t) for t in m.tokens],
+        **({"safe": [[k, v] for k, v in m.safe]} if m.safe else {}),
     }
 
 
@@ -55,4 +56,5 @@ def movement_from_json(text: str) -> Movement:
         contract_call=d["contract_call"], vsize=d["vsize"], outpoints=tuple(d["outpoints"]),
         sighash=tuple(d.get("sighash", ())),
         tokens=tuple(Token(int(t["chain_id"]), t["address"], t["standard"], t["symbol"],
-                           int(t["decimals"])) for t in d.get("tokens", ())))
+                           int(t["decimals"])) for t in d.get("tokens", ())),
+        safe=tuple((str(k), str(v)) for k, v in d.get("safe", ())))
