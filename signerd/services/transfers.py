@@ -397,6 +397,8 @@ class TransferService:
             version = state.wallet_policy_version(wallet.id)
             policy, waived = E.policy_of(state, wallet, version)
             decoded = self._decode(wallet, payload, policy, state)
+            if wallet.script_type is ScriptType.SAFE:
+                self._safe_nonce_free(tx, decoded, replaces)
             movement = self.classify(tx, state, wallet, decoded, policy)
         E.check_category_change(wallet, movement, category_change, legal_basis)
         try:
@@ -431,6 +433,19 @@ class TransferService:
                 if prior is None:
                     raise
                 return self._view(tx, prior)
+
+    @staticmethod
+    def _safe_nonce_free(tx: Tx, decoded: Decoded, replaces: str) -> None:
+        """A Safe nonce is held by one transfer, for good once signed: signerd never signs two
+        SafeTx hashes for one Safe and nonce, so there is no replacement either (the lock
+        refuses it again at insertion, against a concurrent submission)."""
+        (key,) = decoded.lock_keys
+        holder = tx.lock_holder(key)
+        if replaces or holder:
+            held = f"transfer {holder} holds it" if holder else "nothing holds it"
+            raise FailedPrecondition(
+                f"safe_tx: Safe nonce {decoded.tx.nonce} ({key}): {held}; signerd never signs "
+                "two SafeTx hashes for one Safe nonce, and a Safe transfer replaces none")
 
     def _insert(self, actor: str, wallet: Wallet, row: TransferRecord, decoded: Decoded,
                 movement: Movement, req: P.Requirement, version: int, replaces: str,
