@@ -1352,6 +1352,15 @@ def render_proposal(doc: Mapping[str, Any], decision: Decision, *,
         for k in w["keys"]:
             lines.append(f"key:             {s(k['public_key'])} "
                          f"({'this signerd HSM' if k['hsm_held'] else 'OUTSIDE key'})")
+        if isinstance(w.get("safe"), dict):
+            sf = w["safe"]
+            lines.append(f"safe:            {s(sf.get('address', ''))} on chain "
+                         f"{s(sf.get('chain_id', ''))}, {s(sf.get('threshold', ''))} of "
+                         f"{len(sf.get('owners', []))} owners")
+            for o in sf.get("owners", []):
+                mine = " (this signerd's HSM key)" if o == sf.get("owner") else " (OUTSIDE owner)"
+                lines.append(f"safe owner:      {s(o)}{mine}")
+            lines.append(f"safe setup:      {s(canonical.dumps(sf.get('setup', {})).decode())}")
         lines.append(f"policy template: {s(w['template'])}")
         if kind == "wallet.import":
             lines.append(f"seizure record:  {s(c['seizure_record'])} ({s(c['form'])}"
