@@ -18,7 +18,7 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_utils import function_abi_to_4byte_selector, to_checksum_address
+from eth_utils import function_abi_to_4byte_selector, keccak, to_checksum_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -221,7 +221,8 @@ safe_txs = st.builds(
     S.SafeTx, to=addresses, value=st.one_of(small, uint256), data=st.binary(max_size=300),
     operation=st.sampled_from([0, 1]), safe_tx_gas=st.one_of(small, uint256),
     base_gas=st.one_of(small, uint256), gas_price=st.one_of(small, uint256),
-    gas_token=addresses, refund_receiver=addresses, nonce=st.one_of(small, uint256))
+    gas_token=addresses, refund_receiver=addresses,
+    nonce=st.integers(min_value=0, max_value=2**64 - 2))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -384,6 +385,44 @@ def test_hsm_owner_signature_is_accepted_by_the_contract(world: World) -> None:
                                safe_hash=digest)
     rec = execute(world, safe, S.exec_transaction_calldata(tx, packed))
     assert int(rec["status"], 16) == 1 and world.node.balance(recipient) == 5
+
+
+def test_refund_is_paid_as_the_movement_says(world: World) -> None:
+    """A refund in ETH at 1 wei of gas (below any submitter's gas price, so the Safe pays
+    exactly (gas used + base_gas) * gas_price): it goes to the refund receiver, and the gas
+    used is the call's plus the CALL's own cost, so ``refund`` is an estimate, which the
+    movement says; and it is paid even when the call fails."""
+    safe = world.deploy_safe(world.setup(world.owners[:1], 1))
+    world.node.fund(safe.address, ETHER)
+    receiver = Account.create().address
+    topic = "0x" + bytes(keccak(text="ExecutionSuccess(bytes32,uint256)")).hex()
+    failure = "0x" + bytes(keccak(text="ExecutionFailure(bytes32,uint256)")).hex()
+    payments = []
+    for nonce, (to, value, data) in enumerate([
+            (bytes.fromhex(Account.create().address[2:]), 1, b""),  # value to a new account
+            (world.factory.raw, 0, b"\xde\xad\xbe\xef")]):  # no such function: it fails
+        tx = S.SafeTx(to=to, value=value, data=data, operation=0, safe_tx_gas=30_000,
+                      base_gas=1_000, gas_price=1, gas_token=ZERO,
+                      refund_receiver=bytes.fromhex(receiver[2:]), nonce=nonce)
+        mv = S.movement(world.node.chain_id, safe.raw, tx)
+        assert mv.details["refund"] == str(31_000) and "refund_note" in mv.details
+        before = world.node.balance(receiver)
+        rec = execute(world, safe, signed_by(world, safe, tx, world.owners[:1]))
+        assert int(rec["status"], 16) == 1
+        (log,) = [lg for lg in rec["logs"] if lg["address"].lower() == safe.address.lower()
+                  and lg["topics"][0] in (topic, failure)]
+        assert log["topics"][0] == (topic if nonce == 0 else failure)
+        assert log["topics"][1] == "0x" + S.safe_tx_hash(world.node.chain_id, safe.raw,
+                                                         tx).hex()
+        payment = int(log["data"], 16)
+        assert world.node.balance(receiver) - before == payment
+        payments.append(payment)
+    # value sent to a new account: the CALL's own cost (some 34,700 gas here) counts as gas
+    # used, beyond what safe_tx_gas gave the callee: the estimate is exceeded
+    assert 31_000 < payments[0] <= 31_000 + 40_000
+    # the failed call was paid for all the same
+    assert 1_000 < payments[1] <= 31_000 + 40_000
+    assert safe.call("nonce") == 2
 
 
 # --- owner management ---

@@ -37,6 +37,7 @@ from signerd.core.ethereum.address import (
 )
 from signerd.core.ethereum.eip1559 import (
     DEFAULT_MAX_DATA_BYTES,
+    NONCE_MAX,
     SECP256K1_N,
     UINT256_MAX,
     _json_hex,
@@ -46,6 +47,7 @@ from signerd.core.ethereum.keccak import keccak256
 from signerd.core.ethereum.signing import (
     ETH,
     NETWORK,
+    SignatureMismatch,
     decode_call,
     low_s,
     recover_y_parity,
@@ -103,6 +105,18 @@ SAFE_PROXY_CREATION_CODE = bytes.fromhex(
 )
 
 
+# keccak256 of it: what the canonical v1.4.1 factory's proxyCreationCode() hashes to
+SAFE_PROXY_CREATION_CODE_HASH = bytes.fromhex(
+    "1856e0ee08399d74e0ea0b03adca210aeade6f748969ac023cdcb4dd62dcaf5f")
+
+# Safe v1.4.1's canonical deployment (safe-deployments), the same address on every chain where
+# it is deployed; a wallet's setup names them explicitly, these are the usual values.
+CANONICAL_SINGLETON = bytes.fromhex("41675C099F32341bf84BFc5382aF534df5C7461a")
+CANONICAL_SINGLETON_L2 = bytes.fromhex("29fcB43b46531BcA003ddC8FCB67FFE91900C762")
+CANONICAL_FACTORY = bytes.fromhex("4e1DCf7AD4e460CfD30791CCC4F9c8a4f820ec67")
+CANONICAL_FALLBACK_HANDLER = bytes.fromhex("fd0732Dc9E303f09fCEf3a7388Ad10A83459Ec99")
+
+
 # --- the Safe transaction ---
 
 
@@ -112,9 +126,12 @@ def _check_address(field: str, value: object) -> bytes:
     return value
 
 
+_BOUNDS = {UINT256_MAX: "2^256-1", NONCE_MAX: "2^64-2"}
+
+
 def _check_uint(field: str, value: object, high: int = UINT256_MAX) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
-        bound = "2^256-1" if high == UINT256_MAX else str(high)
+        bound = _BOUNDS.get(high, str(high))
         raise InvalidTransaction(f"{field}: must be an integer between 0 and {bound}")
     return value
 
@@ -127,8 +144,12 @@ def _check_operation(value: object) -> int:
 
 _SAFE_TX_KEYS = ("to", "value", "data", "operation", "safeTxGas", "baseGas", "gasPrice",
                  "gasToken", "refundReceiver", "nonce")
-_SAFE_TX_INTS = {"value": "value", "safeTxGas": "safe_tx_gas", "baseGas": "base_gas",
-                 "gasPrice": "gas_price", "nonce": "nonce"}
+# JSON key -> (attribute, highest value). The Safe's nonce is a uint256 that only ever grows by
+# one per executed transaction: 2^64-2 (as EIP-2681 bounds an account's nonce) is out of reach
+# and keeps it within a uint64 wherever a nonce is stored or shown.
+_SAFE_TX_INTS = {"value": ("value", UINT256_MAX), "safeTxGas": ("safe_tx_gas", UINT256_MAX),
+                 "baseGas": ("base_gas", UINT256_MAX), "gasPrice": ("gas_price", UINT256_MAX),
+                 "nonce": ("nonce", NONCE_MAX)}
 _SAFE_TX_ADDRESSES = {"to": "to", "gasToken": "gas_token", "refundReceiver": "refund_receiver"}
 
 
@@ -167,8 +188,8 @@ class SafeTx:
     def __post_init__(self) -> None:
         for key, attr in _SAFE_TX_ADDRESSES.items():
             _check_address(key, getattr(self, attr))
-        for key, attr in _SAFE_TX_INTS.items():
-            _check_uint(key, getattr(self, attr))
+        for key, (attr, high) in _SAFE_TX_INTS.items():
+            _check_uint(key, getattr(self, attr), high)
         _check_operation(self.operation)
         if not isinstance(self.data, bytes):
             raise InvalidTransaction("data: must be bytes")
@@ -177,14 +198,15 @@ class SafeTx:
     def from_json(cls, doc: object, max_data_bytes: int = DEFAULT_MAX_DATA_BYTES) -> SafeTx:
         """Parse the JSON form (the Safe transaction service's key names), refusing anything
         doubtful: every key required, no other; integers as JSON numbers or 0x-hex strings
-        (uint256); addresses as 40 hex digits (mixed case must be a valid EIP-55 checksum);
-        ``data`` 0x-hex of at most ``max_data_bytes``; ``operation`` 0 or 1."""
+        (uint256, the nonce at most 2^64-2); addresses as 40 hex digits (mixed case must be a
+        valid EIP-55 checksum); ``data`` 0x-hex of at most ``max_data_bytes``; ``operation``
+        0 or 1."""
         fields = _check_keys(doc, _SAFE_TX_KEYS, "Safe transaction")
         values: dict[str, Any] = {}
         for key, attr in _SAFE_TX_ADDRESSES.items():
             values[attr] = parse_address(fields[key], field=key)
-        for key, attr in _SAFE_TX_INTS.items():
-            values[attr] = _json_int(key, fields[key], 0, UINT256_MAX)
+        for key, (attr, high) in _SAFE_TX_INTS.items():
+            values[attr] = _json_int(key, fields[key], 0, high)
         operation = fields["operation"]
         if isinstance(operation, str):
             operation = _json_int("operation", operation, 0, 1)
@@ -214,7 +236,8 @@ class SafeTx:
 
 
 def _check_chain(chain_id: object, safe: object) -> None:
-    if isinstance(chain_id, bool) or not isinstance(chain_id, int) or not 1 <= chain_id <= UINT256_MAX:
+    if isinstance(chain_id, bool) or not isinstance(chain_id, int) or \
+            not 1 <= chain_id <= UINT256_MAX:
         raise InvalidArgument("chain id: must be a positive integer")
     if not isinstance(safe, bytes) or len(safe) != ADDRESS_LEN:
         raise InvalidArgument("Safe address: must be 20 bytes")
@@ -288,6 +311,11 @@ class SafeSetup:
 
     @classmethod
     def from_json(cls, doc: object) -> SafeSetup:
+        """Parse the JSON form, every key required and no other: ``owners`` a list of 1 to
+        ``MAX_OWNERS`` distinct addresses (neither zero nor Safe's sentinel 0x..01),
+        ``threshold`` between 1 and their number, ``fallbackHandler`` (zero: none),
+        ``singleton`` and ``factory`` (not zero), ``saltNonce`` a uint256. The Safe is set up
+        with no module and no payment (``setup_calldata``)."""
         fields = _check_keys(doc, _SETUP_KEYS, "Safe setup")
         owners = fields["owners"]
         if not isinstance(owners, (list, tuple)) or not 1 <= len(owners) <= MAX_OWNERS:
@@ -302,6 +330,7 @@ class SafeSetup:
         )
 
     def to_json(self) -> dict[str, object]:
+        """The canonical JSON form; ``from_json`` of it gives this object back."""
         return {
             "owners": [to_checksum(o) for o in self.owners],
             "threshold": self.threshold,
@@ -376,6 +405,8 @@ def owner_signature_from_hsm(safe_hash: bytes, r: int, s: int, pubkey: bytes) ->
     y-parity under which it recovers ``pubkey`` (SignatureMismatch if none does), the owner
     being the address of ``pubkey``."""
     _check_hash(safe_hash)
+    if not 0 < r < SECP256K1_N or not 0 < s < SECP256K1_N:
+        raise SignatureMismatch("signature: r or s out of range")
     s = low_s(s)
     parity = recover_y_parity(safe_hash, r, s, pubkey)
     owner = parse_address(address_from_pubkey(pubkey), field="owner")
@@ -558,9 +589,13 @@ def describe_owner_change(change: Mapping[str, object]) -> str:
 
 
 def refund(tx: SafeTx) -> int:
-    """gas_price * (base_gas + safe_tx_gas): the refund the Safe pays for the gas, in
-    ``gas_token`` (ETH when zero), leaving out the few thousand gas ``execTransaction`` spends
-    around the call itself (counted as gas used too) at ``gas_price``."""
+    """gas_price * (base_gas + safe_tx_gas): the refund ``execTransaction`` pays for the gas, in
+    ``gas_token`` (ETH when zero; then at a gas price of at most the submitter's own), to
+    ``refund_receiver`` (zero: whoever submits it), when ``gas_price`` is not zero. An
+    estimate, not a cap: the Safe pays (gas used + base_gas) * gas_price, where the gas used
+    is the call's (at most safe_tx_gas) plus the CALL's own cost (up to some 37,000 gas for a
+    value sent to a new account, and the copy of the calldata), and it pays it whether the
+    call succeeds or fails."""
     return tx.gas_price * (tx.base_gas + tx.safe_tx_gas)
 
 
@@ -601,6 +636,9 @@ def movement(chain_id: int, safe: bytes, tx: SafeTx,
         "refund_asset": gas_token,
         "refund": str(refund(tx)),
     })
+    if tx.gas_price:
+        details["refund_note"] = ("the Safe pays (gas used + base_gas) * gas_price, the gas "
+                                  "used including the call's own cost, even if the call fails")
     change = owner_change(safe, tx)
     if change is not None:
         details["owner_change"] = describe_owner_change(change)
