@@ -22,9 +22,10 @@ Every signerd step is a ``signerctl`` command, printed before it runs:
     quorum (signerctl rebuilds each statement from the SafeTx before signing it).
  6. B's owner signature goes to A (``transfer combine --signature --owner``): the threshold is
     met and A builds the execTransaction calldata.
- 7. An ordinary Ethereum wallet of A (the executor, funded with gas) sends it: an EIP-1559
-    transaction to the Safe with value 0, through that wallet's own quorum and policy (a rule
-    for this contract call); the raw transaction goes to anvil and is mined.
+ 7. An ordinary Ethereum wallet of A (the executor, funded with gas) sends it: ``transfer
+    execute`` submits an EIP-1559 transaction to the Safe with value 0 and that calldata,
+    decided by the executor wallet's own quorum and policy (a rule for this contract call);
+    the raw transaction goes to anvil and is mined.
 
 The last line printed is a JSON summary (the test runs this script and reads it).
 """
@@ -183,12 +184,9 @@ def main() -> int:
                    "--category", "seized", "--case", CASE)
         a.set_policy(ex["id"], EXECUTOR_POLICY.format(safe=safe.address))
         node.fund(ex["address"], ETHER)
-        env = {"chainId": CHAIN_ID, "nonce": node.nonce(ex["address"]),
-               "maxPriorityFeePerGas": 10**9, "maxFeePerGas": 50 * 10**9, "gas": 300_000,
-               "to": safe.address, "value": 0, "data": done["exec_calldata"], "accessList": []}
-        env_file = work / "exec-tx.json"
-        env_file.write_text(json.dumps(env, indent=2))
-        t = a.ctl("transfer", "submit", ex["id"], "--eth-tx", str(env_file))
+        t = a.ctl("transfer", "execute", transfers[0], "--executor", ex["id"], "--nonce",
+                  str(node.nonce(ex["address"])), "--gas", "300000", "--max-fee-per-gas",
+                  str(50 * 10**9), "--max-priority-fee-per-gas", str(10**9))
         t = a.approve_transfer(t["id"])
         raw = a.ctl("transfer", "result", t["id"])["raw_tx"]
         before = node.balance(DEST)

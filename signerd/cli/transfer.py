@@ -3,12 +3,13 @@ the raw transaction (``verify``) and show and sign only the rebuilt one."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
 from signerd.core import approval
 from signerd.cli.args import (STATES, Commands, command, decision_commands, group,
-                              transfer_state)
+                              transfer_state, uint)
 from signerd.cli.context import Context
 from signerd.cli.deciding import confirm_shown, start_decision
 from signerd.cli.documents import movement_json, to_dict, transfer_json
@@ -247,6 +248,26 @@ def cmd_transfer_combine(ctx: Context) -> Output:
     return Output(t, lambda: transfer_summary(t))
 
 
+def cmd_transfer_execute(ctx: Context) -> Output:
+    """A Safe transfer whose owners' signatures meet the threshold, sent by an ordinary
+    Ethereum wallet of this signerd (the executor): an EIP-1559 transaction to the Safe with
+    value 0 and the execTransaction calldata, submitted as the executor wallet's own transfer
+    (its quorum and policy decide it, as any contract call)."""
+    a = ctx.args
+    r = ctx.call(ctx.custody().GetSafeSignatures, pb.GetTransferRequest(transfer_id=a.id))
+    if not r.complete:
+        raise CliError(f"transfer {safe(a.id)}: {len(r.signatures)} owner signature(s) of the "
+                       f"threshold of {r.threshold}; combine more first (transfer combine)")
+    fields = {"chainId": int(r.chain_id), "nonce": a.nonce, "gas": a.gas,
+              "maxFeePerGas": a.max_fee_per_gas,
+              "maxPriorityFeePerGas": a.max_priority_fee_per_gas, "to": r.exec_to, "value": 0,
+              "data": r.exec_calldata, "accessList": []}
+    req = pb.SubmitTransferRequest(wallet_id=a.executor, ethereum=pb.EthereumTransaction(
+        json=json.dumps(fields)))
+    t = transfer_json(ctx.call(ctx.custody().SubmitTransfer, req))
+    return Output(t, lambda: transfer_text(t))
+
+
 def cmd_transfer_safe_owners(ctx: Context) -> Output:
     return proposal_output(ctx.call(ctx.admin().ProposeSafeOwners,
                                     pb.ProposeSafeOwnersRequest(transfer_id=ctx.args.id)))
@@ -306,6 +327,18 @@ def register(commands: Commands) -> None:
                     help="Safe: another owner's signature of the SafeTx hash (65 bytes; v "
                          "27/28 EIP-712, 31/32 eth_sign)")
     sp.add_argument("--owner", metavar="ADDRESS", help="Safe: the owner who made --signature")
+    sp = command(g, "execute", cmd_transfer_execute,
+                 "submit a complete Safe transfer's execTransaction from an executor wallet")
+    sp.add_argument("id", help="the Safe transfer's id (t_...)")
+    sp.add_argument("--executor", required=True, metavar="WALLET",
+                    help="an ordinary Ethereum wallet of this signerd that pays the gas")
+    sp.add_argument("--nonce", required=True, type=uint, metavar="N",
+                    help="the executor's account nonce")
+    sp.add_argument("--gas", required=True, type=uint, metavar="G", help="the gas limit")
+    sp.add_argument("--max-fee-per-gas", required=True, type=uint, metavar="WEI",
+                    help="EIP-1559 maxFeePerGas")
+    sp.add_argument("--max-priority-fee-per-gas", required=True, type=uint, metavar="WEI",
+                    help="EIP-1559 maxPriorityFeePerGas")
     sp = command(g, "safe-owners", cmd_transfer_safe_owners,
                  "propose the governance approval a Safe transfer changing its Safe needs",
                  "admin")

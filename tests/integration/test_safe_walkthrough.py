@@ -28,5 +28,5 @@ def test_the_safe_walkthrough_reaches_a_mined_exec_transaction(tmp_path: Path) -
     assert summary["mined"] is True and summary["moved_wei"] == 10**18
     assert summary["safe_nonce"] == 1
     for step in ("wallet create --kind safe", "wallet safe-deploy", "--safe-tx",
-                 "transfer combine", "--as cust1 transfer approve", "--eth-tx"):
+                 "transfer combine", "--as cust1 transfer approve", "transfer execute"):
         assert step in r.stdout, step
