@@ -208,9 +208,9 @@ def test_native_eth_through_both_quorums_is_executed(world: World,
     assert world.nonce() == tx["nonce"] + 1
 
 
-def test_erc20_with_the_outside_owner_is_executed(world: World,
-                                                  wallets: tuple[pb.Wallet, pb.Wallet]) -> None:
-    wa, _ = wallets
+def test_erc20_through_both_quorums_and_the_outside_owner_is_executed(
+        world: World, wallets: tuple[pb.Wallet, pb.Wallet]) -> None:
+    wa, wb = wallets
     amount = 25 * ETHER
     data = world.token.calldata("transfer", TOKEN_DEST, amount)
     tx = safe_tx(world.token.address, data=data, nonce=world.nonce())
@@ -221,9 +221,14 @@ def test_erc20_with_the_outside_owner_is_executed(world: World,
     ta = quorum(world.a, ta)
     assert ta.state == pb.SIGNED
     digest = safe_tx_hash_onchain(world.safe, tx)
-    # The outside owner signs with eth_sign (v 31/32).
-    done = combine(world.a, ta.id, world.outside.address, outside_sign(world, digest, True))
-    assert done.complete
+    # B's quorum, then B's owner signature: the threshold is met.
+    tb = quorum(world.b, submit(world.b, wb, tx))
+    rb = signatures(world.b, tb.id)
+    done = combine(world.a, ta.id, world.owner_b, bytes.fromhex(rb.owner_signature[2:]))
+    assert done.complete and len(done.signatures) == 2
+    # The outside owner's EIP-712 signature (v 27/28) too: three signatures, two packed.
+    done = combine(world.a, ta.id, world.outside.address, outside_sign(world, digest))
+    assert done.complete and len(done.signatures) == 3
     execute(world, done.exec_to, done.exec_calldata)
     assert world.token.call("balanceOf", TOKEN_DEST) == amount
 
@@ -297,8 +302,9 @@ def test_signatures_short_of_the_threshold_build_nothing(
             replaces=replaces))
         assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert ta.id in e.details() and "never signs two SafeTx" in e.details(), e.details()
-    # The outside owner's EIP-712 signature completes it; then it executes.
-    done = combine(world.a, ta.id, world.outside.address, outside_sign(world, digest))
+    # The outside owner's eth_sign signature (v 31/32) completes it; then it executes (the
+    # Safe checks that signature itself).
+    done = combine(world.a, ta.id, world.outside.address, outside_sign(world, digest, True))
     assert done.complete
     execute(world, done.exec_to, done.exec_calldata)
     assert world.node.balance(DEST) == before + ETHER
