@@ -5,7 +5,7 @@ two SoftHSM tokens, two institutions) and one outside key, on a local anvil node
 
 Run from the checkout (it uses anvil and the Safe artifacts pinned in tests/node):
 
-    python scripts/safe_walkthrough.py --work /tmp/safe-demo
+    python scripts/safe_walkthrough.py --work safe-demo
 
 Every signerd step is a ``signerctl`` command, printed before it runs:
 

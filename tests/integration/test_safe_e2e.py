@@ -263,6 +263,18 @@ def test_a_safe_nonce_is_signed_once(world: World, wallets: tuple[pb.Wallet, pb.
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert f"safe:{wa.address.lower()}:{CHAIN_ID}:0" in e.details()
     assert first[0].id in e.details(), e.details()
+    # A store writer deletes the lock: the second SafeTx for nonce 0 is taken, approved, and
+    # still not signed (the sign step reads the signed transfers themselves).
+    db = sqlite_writer(world.a)
+    key = f"safe:{wa.address.lower()}:{CHAIN_ID}:0"
+    db.run(("DELETE FROM transfer_locks WHERE lock_key = ?", (key,)))
+    again = submit(world.a, wa, safe_tx(DEST, value=2 * ETHER, nonce=0))
+    decide(world.a, again.id, "inv1")
+    got = decide(world.a, again.id, "cust1")
+    assert got.state == pb.FAILED, got
+    assert f"Safe nonce 0 was signed already for another SafeTx by transfer {first[0].id}" \
+        in got.failure, got.failure
+    assert_no_signature(world.a, db, again.id)
 
 
 def test_signatures_short_of_the_threshold_build_nothing(
