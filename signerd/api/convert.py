@@ -141,7 +141,7 @@ def safe_signatures_pb(doc: dict[str, Any]) -> pb.SafeSignatures:
         owner=doc["owner"], owner_signature=doc["owner_signature"],
         signatures=[pb.SafeOwnerSignature(owner=x["owner"], signature=x["signature"])
                     for x in doc["signatures"]],
-        refused=[pb.SafeOwnerSignature(owner=x["owner"], signature=x["reason"])
+        refused=[pb.SafeOwnerSignature(owner=x["owner"], reason=x["reason"])
                  for x in doc["refused"]],
         complete=bool(doc["complete"]), exec_to=doc["exec_to"],
         exec_calldata=doc["exec_calldata"])

@@ -150,9 +150,7 @@ def cmd_transfer_cancel(ctx: Context) -> Output:
 
 
 def safe_json(r: pb.SafeSignatures) -> dict[str, Any]:
-    doc = to_dict(r)
-    doc["refused"] = [{"owner": x.owner, "reason": x.signature} for x in r.refused]
-    return doc
+    return to_dict(r)
 
 
 def safe_text(doc: dict[str, Any]) -> str:

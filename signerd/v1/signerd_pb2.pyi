@@ -440,12 +440,14 @@ class CombineSafeSignatureRequest(_message.Message):
     def __init__(self, transfer_id: _Optional[str] = ..., owner: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class SafeOwnerSignature(_message.Message):
-    __slots__ = ("owner", "signature")
+    __slots__ = ("owner", "signature", "reason")
     OWNER_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     owner: str
     signature: str
-    def __init__(self, owner: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, owner: _Optional[str] = ..., signature: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SafeSignatures(_message.Message):
     __slots__ = ("transfer_id", "wallet_id", "safe", "chain_id", "safe_tx_hash", "safe_nonce", "threshold", "owners", "state", "owner", "owner_signature", "signatures", "refused", "complete", "exec_to", "exec_calldata")

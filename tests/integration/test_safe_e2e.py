@@ -301,6 +301,17 @@ def test_signatures_short_of_the_threshold_build_nothing(
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "recovers" in e.details()
     r = signatures(world.a, ta.id)
     assert not r.complete and not r.exec_calldata and len(r.signatures) == 1
+    # A store writer inserts the stranger's signature as the outside owner's: it is verified
+    # where it is used, refused and named, and completes nothing.
+    db = sqlite_writer(world.a)
+    forged = bytes(stranger.unsafe_sign_hash(digest).signature).hex()
+    db.run(("INSERT INTO safe_signatures (transfer_id, owner, signature, actor, created_at)"
+            " VALUES (?, ?, ?, 'platform', 0)", (ta.id, world.outside.address, forged)))
+    r = signatures(world.a, ta.id)
+    assert not r.complete and not r.exec_calldata and len(r.signatures) == 1
+    assert [(x.owner, "not that owner's signature" in x.reason) for x in r.refused] == [
+        (world.outside.address, True)]
+    db.run(("DELETE FROM safe_signatures WHERE transfer_id = ?", (ta.id,)))
     # Our one signature, packed by hand: the Safe refuses it (GS020), nothing executes.
     before = world.node.balance(DEST)
     calldata = exec_calldata_by_hand(world.safe, tx, bytes.fromhex(r.owner_signature[2:]))
