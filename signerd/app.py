@@ -261,8 +261,8 @@ class App:
                     raise HsmUnavailable(f"signing refused: {e.message}") from None
 
     def _after_proposal(self, doc: dict[str, Any]) -> None:
-        if doc["kind"] == "wallet.unfreeze":
-            self.transfers.tick()  # sign what waited for the unfreeze
+        if doc["kind"] in ("wallet.unfreeze", "safe.owners"):
+            self.transfers.tick()  # sign what waited for the unfreeze or the Safe's governance
         if doc["kind"] in ("wallet.import", "wallet.create"):
             self.refresh_gauges()
 

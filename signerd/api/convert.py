@@ -23,9 +23,10 @@ STATUS_TO_PB = {WalletStatus.ACTIVE: pb.ACTIVE, WalletStatus.FROZEN: pb.FROZEN,
                 WalletStatus.RETIRED: pb.RETIRED,
                 WalletStatus.AWAITING_APPROVAL: pb.AWAITING_APPROVAL}
 SCRIPT_TO_PB = {ScriptType.P2WPKH: pb.P2WPKH, ScriptType.P2SH_P2WPKH: pb.P2SH_P2WPKH,
-                ScriptType.P2WSH_SORTEDMULTI: pb.P2WSH_SORTEDMULTI, ScriptType.EOA: pb.EOA}
+                ScriptType.P2WSH_SORTEDMULTI: pb.P2WSH_SORTEDMULTI, ScriptType.EOA: pb.EOA,
+                ScriptType.SAFE: pb.SAFE}
 SCRIPT_FROM_PB = {pb.P2WPKH: "p2wpkh", pb.P2SH_P2WPKH: "p2sh-p2wpkh",
-                  pb.P2WSH_SORTEDMULTI: "p2wsh-sortedmulti", pb.EOA: "eoa",
+                  pb.P2WSH_SORTEDMULTI: "p2wsh-sortedmulti", pb.EOA: "eoa", pb.SAFE: "safe",
                   pb.SCRIPT_TYPE_UNSPECIFIED: ""}
 
 
@@ -39,7 +40,8 @@ def wallet_pb(w: Wallet, *, policy_version: int = 0, freeze_order: str = "") -> 
                      hsm_held=k.hsm_held) for k in w.keys],
         threshold=w.threshold, cosigners=list(w.cosigners),
         policy_version=policy_version or w.policy_version, created_at_unix=int(w.created_at),
-        freeze_order=freeze_order, template=w.template, proposal_id=w.proposal)
+        freeze_order=freeze_order, template=w.template, proposal_id=w.proposal,
+        safe_owners=list(w.safe_owners), safe_setup=w.safe_setup)
 
 
 def movement_pb(m: Movement) -> pb.Movement:
@@ -56,7 +58,8 @@ def movement_pb(m: Movement) -> pb.Movement:
         max_priority_fee_per_gas=("" if m.max_priority_fee_per_gas is None
                                   else str(m.max_priority_fee_per_gas)),
         contract_call=m.contract_call, outpoints=list(m.outpoints), sighash=list(m.sighash),
-        extra=dict(m.extra))
+        extra=dict(m.extra),
+        safe=[pb.SafeField(name=k, value=v) for k, v in m.safe])
     if m.nonce is not None:
         msg.nonce = m.nonce
     if m.gas_limit is not None:
@@ -137,3 +140,19 @@ def policy_pb(p: Any) -> pb.PolicyVersion:
 def audit_head_pb(h: SignedHead) -> pb.AuditHead:
     return pb.AuditHead(seq=h.seq, hash=h.hash, signature=h.signature,
                         audit_public_key=h.audit_public_key, instance_id=h.instance_id)
+
+
+def safe_signatures_pb(doc: dict[str, Any]) -> pb.SafeSignatures:
+    """A Safe transfer's owner signatures (``TransferService.safe_result``)."""
+    return pb.SafeSignatures(
+        transfer_id=doc["transfer_id"], wallet_id=doc["wallet_id"], safe=doc["safe"],
+        chain_id=int(doc["chain_id"]), safe_tx_hash=doc["safe_tx_hash"],
+        safe_nonce=str(doc["safe_nonce"]), threshold=int(doc["threshold"]),
+        owners=list(doc["owners"]), state=pb.TransferState.Value(doc["state"]),
+        owner=doc["owner"], owner_signature=doc["owner_signature"],
+        signatures=[pb.SafeOwnerSignature(owner=x["owner"], signature=x["signature"])
+                    for x in doc["signatures"]],
+        refused=[pb.SafeOwnerSignature(owner=x["owner"], reason=x["reason"])
+                 for x in doc["refused"]],
+        complete=bool(doc["complete"]), exec_to=doc["exec_to"],
+        exec_calldata=doc["exec_calldata"])

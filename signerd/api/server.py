@@ -52,6 +52,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "Custody/WatchTransfer": frozenset({PLATFORM}),
     "Custody/CancelTransfer": frozenset({PLATFORM}),
     "Custody/CombinePsbt": frozenset({PLATFORM}),
+    "Custody/CombineSafeSignature": frozenset({PLATFORM}),
+    "Custody/GetSafeSignatures": frozenset({PLATFORM}),
     "Approval/ListPending": frozenset({OPERATOR}),
     "Approval/GetStatement": frozenset({OPERATOR}),
     "Approval/SubmitApproval": frozenset({OPERATOR}),
@@ -74,6 +76,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "Admin/ImportKey": frozenset({ADMIN}),
     "Admin/KeyStatus": frozenset({ADMIN}),
     "Admin/SetToken": frozenset({ADMIN, OPERATOR}),
+    "Admin/ProposeSafeOwners": frozenset({ADMIN, OPERATOR}),
     "Admin/ListTokens": frozenset({ADMIN, PLATFORM}),
     "Admin/SetChain": frozenset({ADMIN, OPERATOR}),
     "Admin/ListChains": frozenset({ADMIN, PLATFORM}),
@@ -439,7 +442,8 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                 chain_ids=tuple(req.chain_ids), script_type=C.SCRIPT_FROM_PB.get(req.script_type, ""),
                 threshold=req.threshold, hsm_keys=req.hsm_keys, cosigners=tuple(req.cosigners),
                 label=req.label, policy_toml=req.policy_toml, hsm_key_ids=tuple(req.hsm_key_ids),
-                template=req.template))
+                template=req.template, safe_address=req.safe_address,
+                safe_setup=req.safe_setup))
             return C.wallet_pb(w)
 
         @gate.unary("Custody/CreateKeyShare")
@@ -469,15 +473,18 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                            ) -> pb.Transfer:
             kind = req.WhichOneof("tx")
             if kind is None:
-                raise InvalidArgument("tx: a psbt, an ethereum or a tron transaction is required")
+                raise InvalidArgument("tx: a psbt, an ethereum, a tron transaction or a safe_tx "
+                                      "is required")
             payload = (req.psbt if kind == "psbt" else req.tron.json.encode() if kind == "tron"
+                       else req.safe_tx.encode() if kind == "safe_tx"
                        else req.ethereum.json.encode())
             chain = {"psbt": Chain.BITCOIN, "tron": Chain.TRON}.get(kind, Chain.ETHEREUM)
             v = app.transfers.submit(caller.name, req.wallet_id, payload, replaces=req.replaces,
                                      legal_basis=req.legal_basis,
                                      category_change=req.category_change,
                                      idempotency_key=req.idempotency_key,
-                                     chain=chain)
+                                     chain=chain,
+                                     safe_tx=None if kind in ("psbt", "tron") else kind == "safe_tx")
             return C.transfer_pb(v)
 
         @gate.unary("Custody/GetTransfer")
@@ -516,6 +523,17 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
         @gate.unary("Custody/CombinePsbt")
         def CombinePsbt(self, req: pb.CombinePsbtRequest, ctx: Any, caller: Caller) -> pb.Transfer:
             return C.transfer_pb(app.transfers.combine_psbt(caller.name, req.transfer_id, req.psbt))
+
+        @gate.unary("Custody/CombineSafeSignature")
+        def CombineSafeSignature(self, req: pb.CombineSafeSignatureRequest, ctx: Any,
+                                 caller: Caller) -> pb.SafeSignatures:
+            return C.safe_signatures_pb(app.transfers.combine_safe(
+                caller.name, req.transfer_id, req.owner, bytes(req.signature)))
+
+        @gate.unary("Custody/GetSafeSignatures")
+        def GetSafeSignatures(self, req: pb.GetTransferRequest, ctx: Any, caller: Caller
+                              ) -> pb.SafeSignatures:
+            return C.safe_signatures_pb(app.transfers.safe_result(req.transfer_id))
 
     class Approval(rpc.ApprovalServicer):
         @gate.unary("Approval/ListPending")
@@ -644,6 +662,11 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
             return C.proposal_pb(admin.set_token(
                 caller.name, chain_id=req.chain_id, address=req.address, symbol=req.symbol,
                 decimals=req.decimals, standard=req.standard or "erc20"))
+
+        @gate.unary("Admin/ProposeSafeOwners")
+        def ProposeSafeOwners(self, req: pb.ProposeSafeOwnersRequest, ctx: Any, caller: Caller
+                              ) -> pb.Proposal:
+            return C.proposal_pb(app.transfers.propose_safe_owners(caller.name, req.transfer_id))
 
         @gate.unary("Admin/ListTokens")
         def ListTokens(self, req: pb.ListTokensRequest, ctx: Any, caller: Caller

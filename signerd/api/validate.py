@@ -39,6 +39,8 @@ DIGEST = 64        # statement_sha256 (32 bytes)
 PEM = 65_536       # an operator's public key (operator_keys.MAX_KEY_FILE)
 MULTISIG_KEYS = 15  # keys of a multisig wallet (wallets.check_request)
 CHAIN_IDS = 64
+SAFE_SETUP = 16_384  # a Safe's setup JSON (safe_wallet.MAX_SETUP_CHARS)
+SAFE_SIGNATURE = 65  # an owner's signature of a SafeTx hash: r || s || v
 ROLES = 32
 PAGE = 1000
 UINT64 = 2**64 - 1
@@ -62,6 +64,8 @@ LIMITS: dict[str, int | str] = {
     "CreateWalletRequest.hsm_key_ids": MULTISIG_KEYS,
     "CreateWalletRequest.hsm_key_ids[]": ID,
     "CreateWalletRequest.template": NAME,
+    "CreateWalletRequest.safe_address": NAME,
+    "CreateWalletRequest.safe_setup": SAFE_SETUP,
     "CreateKeyShareRequest.case_ref": TEXT,
     "GetWalletRequest.wallet_id": ID,
     "ListWalletsRequest.case_ref": TEXT,
@@ -75,6 +79,7 @@ LIMITS: dict[str, int | str] = {
     "SubmitTransferRequest.legal_basis": TEXT,
     "SubmitTransferRequest.category_change": NAME,
     "SubmitTransferRequest.idempotency_key": ID,
+    "SubmitTransferRequest.safe_tx": MESSAGE,
     "GetTransferRequest.transfer_id": ID,
     "ListTransfersRequest.wallet_id": ID,
     "WatchTransferRequest.transfer_id": ID,
@@ -82,6 +87,10 @@ LIMITS: dict[str, int | str] = {
     "CancelTransferRequest.reason": TEXT,
     "CombinePsbtRequest.transfer_id": ID,
     "CombinePsbtRequest.psbt": MESSAGE,
+    "CombineSafeSignatureRequest.transfer_id": ID,
+    "CombineSafeSignatureRequest.owner": NAME,
+    "CombineSafeSignatureRequest.signature": SAFE_SIGNATURE,
+    "ProposeSafeOwnersRequest.transfer_id": ID,
     # Approval
     "GetStatementRequest.transfer_id": ID,
     "SubmitApprovalRequest.transfer_id": ID,

@@ -120,6 +120,9 @@ def wallet_text(w: dict[str, Any]) -> str:
         pairs.append(("proposal", w["proposal_id"]))
     for k in w["keys"]:
         pairs.append(("key", f"{k['public_key']} ({'HSM' if k['hsm_held'] else 'cosigner'})"))
+    if w.get("safe_owners"):
+        pairs.append(("safe", f"{w['threshold']} of {len(w['safe_owners'])} owners"))
+        pairs += [("safe owner", o) for o in w["safe_owners"]]
     pairs += [("policy version", w["policy_version"]), ("created", fmt_time(w["created_at"]))]
     return kv(pairs)
 
@@ -169,6 +172,10 @@ def movement_text(mv: dict[str, Any], from_address: str = "") -> str:
                      f"{safe(t.address)} on chain {t.chain_id}, {t.decimals} decimals")
     lines += [line[:17] + " " + line[17:]  # this page's labels are one wider
               for line in approval.extra_lines(sorted((mv.get("extra") or {}).items()))]
+    if mv.get("safe"):  # [[name, value], ...] decoded here, or [{name, value}] from the daemon
+        pairs = [(f["name"], f["value"]) if isinstance(f, dict) else (f[0], f[1])
+                 for f in mv["safe"]]
+        lines += approval.safe_lines(pairs)
     if mv["contract_call"]:
         lines.append(f"contract call:    {safe(mv['contract_call'])} (NOT decoded)")
     if mv["outpoints"]:

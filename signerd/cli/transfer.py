@@ -9,13 +9,14 @@ from typing import Any
 
 from signerd.core import approval
 from signerd.cli.args import (STATES, Commands, command, decision_commands, group,
-                              transfer_state)
+                              transfer_state, uint)
 from signerd.cli.context import Context
 from signerd.cli.deciding import confirm_shown, start_decision
-from signerd.cli.documents import movement_json, transfer_json
+from signerd.cli.documents import movement_json, to_dict, transfer_json
 from signerd.cli.errors import CliError
 from signerd.cli.inputs import read_file
-from signerd.cli.render import Output, fmt_time, kv, safe, table, transfer_text
+from signerd.cli.render import (Output, fmt_time, kv, proposal_output, safe, table,
+                                transfer_text)
 from signerd.cli.verify import Rebuilt, accepted_sighash, rebuild_statement
 from signerd.core.model import Decision
 from signerd.core.policy import CATEGORY_CHANGES, SIGHASH_TYPES
@@ -64,6 +65,11 @@ def cmd_transfer_submit(ctx: Context) -> Output:
             req.tron.json = data.decode("utf-8")
         except UnicodeDecodeError:
             raise CliError(f"transaction file {a.tron_tx} is not UTF-8 text") from None
+    elif a.safe_tx:
+        try:
+            req.safe_tx = read_file(a.safe_tx, "SafeTx file").decode("utf-8")
+        except UnicodeDecodeError:
+            raise CliError(f"SafeTx file {a.safe_tx} is not UTF-8 text") from None
     else:
         data = read_file(a.eth_tx, "transaction file")
         if _looks_like_psbt(data):
@@ -153,9 +159,35 @@ def cmd_transfer_cancel(ctx: Context) -> Output:
     return Output(t, lambda: transfer_summary(t))
 
 
+def safe_json(r: pb.SafeSignatures) -> dict[str, Any]:
+    return to_dict(r)
+
+
+def safe_text(doc: dict[str, Any]) -> str:
+    pairs: list[tuple[str, object]] = [
+        ("transfer", doc["transfer_id"]), ("state", doc["state"]),
+        ("safe", f"{doc['safe']} on chain {doc['chain_id']}"),
+        ("safe tx hash", doc["safe_tx_hash"]), ("safe nonce", doc["safe_nonce"]),
+        ("owner", doc["owner"]), ("owner signature", doc["owner_signature"] or "-"),
+        ("signatures", f"{len(doc['signatures'])} of the threshold of {doc['threshold']}")]
+    pairs += [(f"  {s['owner']}", s["signature"]) for s in doc["signatures"]]
+    pairs += [(f"  refused {r['owner']}", r["reason"]) for r in doc["refused"]]
+    if doc["complete"]:
+        pairs += [("execTransaction to", doc["exec_to"]), ("calldata", doc["exec_calldata"])]
+    return kv(pairs)
+
+
 def cmd_transfer_result(ctx: Context) -> Output:
     t = transfer_json(ctx.call(ctx.custody().GetTransfer,
                                pb.GetTransferRequest(transfer_id=ctx.args.id)))
+    wallet = ctx.call(ctx.custody().GetWallet, pb.GetWalletRequest(wallet_id=t["wallet_id"]))
+    if wallet.script_type == pb.SAFE:
+        doc = safe_json(ctx.call(ctx.custody().GetSafeSignatures,
+                                 pb.GetTransferRequest(transfer_id=ctx.args.id)))
+        if not doc["owner_signature"]:
+            raise CliError(f"transfer {safe(t['id'])} has no owner signature yet (state "
+                           f"{t['state']})", doc=doc)
+        return Output(doc, safe_text(doc), quiet=doc["exec_calldata"] or doc["owner_signature"])
     if not (t["raw_tx"] or t["psbt"]):
         raise CliError(f"transfer {safe(t['id'])} has no signed result (state {t['state']})",
                        doc=t)
@@ -209,9 +241,51 @@ def cmd_transfer_watch(ctx: Context) -> Output:
 
 
 def cmd_transfer_combine(ctx: Context) -> Output:
+    a = ctx.args
+    if a.signature or a.owner:
+        if a.psbt or not (a.signature and a.owner):
+            raise CliError("transfer combine: a Safe owner's signature takes --signature HEX "
+                           "and --owner ADDRESS (and no --psbt)")
+        text = a.signature[2:] if a.signature.startswith("0x") else a.signature
+        try:
+            sig = bytes.fromhex(text)
+        except ValueError:
+            raise CliError("--signature: not hex") from None
+        doc = safe_json(ctx.call(ctx.custody().CombineSafeSignature,
+                                 pb.CombineSafeSignatureRequest(transfer_id=a.id, owner=a.owner,
+                                                                signature=sig)))
+        return Output(doc, lambda: safe_text(doc))
+    if not a.psbt:
+        raise CliError("transfer combine: --psbt FILE (Bitcoin) or --signature and --owner "
+                       "(a Safe owner's signature)")
     t = transfer_json(ctx.call(ctx.custody().CombinePsbt, pb.CombinePsbtRequest(
         transfer_id=ctx.args.id, psbt=_read_psbt(ctx.args.psbt))))
     return Output(t, lambda: transfer_summary(t))
+
+
+def cmd_transfer_execute(ctx: Context) -> Output:
+    """A Safe transfer whose owners' signatures meet the threshold, sent by an ordinary
+    Ethereum wallet of this signerd (the executor): an EIP-1559 transaction to the Safe with
+    value 0 and the execTransaction calldata, submitted as the executor wallet's own transfer
+    (its quorum and policy decide it, as any contract call)."""
+    a = ctx.args
+    r = ctx.call(ctx.custody().GetSafeSignatures, pb.GetTransferRequest(transfer_id=a.id))
+    if not r.complete:
+        raise CliError(f"transfer {safe(a.id)}: {len(r.signatures)} owner signature(s) of the "
+                       f"threshold of {r.threshold}; combine more first (transfer combine)")
+    fields = {"chainId": int(r.chain_id), "nonce": a.nonce, "gas": a.gas,
+              "maxFeePerGas": a.max_fee_per_gas,
+              "maxPriorityFeePerGas": a.max_priority_fee_per_gas, "to": r.exec_to, "value": 0,
+              "data": r.exec_calldata, "accessList": []}
+    req = pb.SubmitTransferRequest(wallet_id=a.executor, ethereum=pb.EthereumTransaction(
+        json=json.dumps(fields)))
+    t = transfer_json(ctx.call(ctx.custody().SubmitTransfer, req))
+    return Output(t, lambda: transfer_text(t))
+
+
+def cmd_transfer_safe_owners(ctx: Context) -> Output:
+    return proposal_output(ctx.call(ctx.admin().ProposeSafeOwners,
+                                    pb.ProposeSafeOwnersRequest(transfer_id=ctx.args.id)))
 
 
 def register(commands: Commands) -> None:
@@ -225,6 +299,9 @@ def register(commands: Commands) -> None:
     tx.add_argument("--tron-tx", metavar="FILE.json",
                     help='an unsigned Tron transaction as JSON ({"raw_data_hex": ..., "txID": '
                          '...} as TronWeb or tronpy write it)')
+    tx.add_argument("--safe-tx", metavar="FILE.json",
+                    help="a Safe wallet's SafeTx as JSON (to, value, data, operation, "
+                         "safeTxGas, baseGas, gasPrice, gasToken, refundReceiver, nonce)")
     sp.add_argument("--replaces", metavar="ID",
                     help="the transfer this one replaces (a fee bump of the same nonce or "
                          "outpoints)")
@@ -262,5 +339,25 @@ def register(commands: Commands) -> None:
     sp.add_argument("id", help="the transfer's id (t_...)")
     sp = command(g, "combine", cmd_transfer_combine, "add cosigners' signatures from a PSBT")
     sp.add_argument("id", help="the transfer's id (t_...)")
-    sp.add_argument("--psbt", required=True, metavar="FILE",
+    sp.add_argument("--psbt", metavar="FILE",
                     help="the PSBT with the cosigners' signatures, binary or base64")
+    sp.add_argument("--signature", metavar="HEX",
+                    help="Safe: another owner's signature of the SafeTx hash (65 bytes; v "
+                         "27/28 EIP-712, 31/32 eth_sign)")
+    sp.add_argument("--owner", metavar="ADDRESS", help="Safe: the owner who made --signature")
+    sp = command(g, "execute", cmd_transfer_execute,
+                 "submit a complete Safe transfer's execTransaction from an executor wallet")
+    sp.add_argument("id", help="the Safe transfer's id (t_...)")
+    sp.add_argument("--executor", required=True, metavar="WALLET",
+                    help="an ordinary Ethereum wallet of this signerd that pays the gas")
+    sp.add_argument("--nonce", required=True, type=uint, metavar="N",
+                    help="the executor's account nonce")
+    sp.add_argument("--gas", required=True, type=uint, metavar="G", help="the gas limit")
+    sp.add_argument("--max-fee-per-gas", required=True, type=uint, metavar="WEI",
+                    help="EIP-1559 maxFeePerGas")
+    sp.add_argument("--max-priority-fee-per-gas", required=True, type=uint, metavar="WEI",
+                    help="EIP-1559 maxPriorityFeePerGas")
+    sp = command(g, "safe-owners", cmd_transfer_safe_owners,
+                 "propose the governance approval a Safe transfer changing its Safe needs",
+                 "admin")
+    sp.add_argument("id", help="the transfer's id (t_...)")

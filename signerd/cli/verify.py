@@ -5,11 +5,15 @@ daemon's statement is byte for byte the rebuilt one; a proposal statement it che
 recomputing what it can from the proposal's own content."""
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from typing import Any
 
 from signerd.core import approval, authority, canonical, operator_keys
-from signerd.core.chains import Ours, adapter_for, classify_outputs, derive_address
+from signerd.core import safe_wallet
+from signerd.core.chains import (Ours, adapter_for_wallet, classify_outputs,
+                                 derive_address)
 from signerd.cli.documents import to_dict
 from signerd.cli.errors import CliError
 from signerd.cli.render import safe
@@ -78,9 +82,9 @@ def rebuild_statement(st: pb.Statement, transfer_id: str, decision: Decision, *,
     tokens = token_registry(st) if wallet.chain in (Chain.ETHEREUM, Chain.TRON) else {}
     chains = chain_registry(st) if wallet.chain is Chain.ETHEREUM else None
     try:
-        decoded = adapter_for(wallet.chain).decode(wallet, bytes(t.payload), limits,
-                                                   allowed_sighash=allowed_sighash, tokens=tokens,
-                                                   chains=chains)
+        decoded = adapter_for_wallet(wallet).decode(wallet, bytes(t.payload), limits,
+                                                    allowed_sighash=allowed_sighash, tokens=tokens,
+                                                    chains=chains)
     except ImportError as e:
         raise CliError(f"cannot decode {wallet.chain.value} transactions here ({e})") from None
     except SignerError as e:
@@ -200,9 +204,28 @@ def verify_proposal_statement(st: pb.ProposalStatement, proposal_id: str, decisi
 def check_wallet_record(w: dict[str, Any]) -> None:
     """A proposed wallet's address and descriptor, derived here from its keys."""
     keys = sorted(w["keys"], key=lambda k: k["position"])
+    if w["script_type"] == ScriptType.SAFE.value:
+        check_safe_record(w, bytes.fromhex(keys[0]["public_key"]))
+        return
     address, desc = derive_address(Chain(w["chain"]), w["network"], ScriptType(w["script_type"]),
                                    int(w["threshold"]),
                                    [bytes.fromhex(k["public_key"]) for k in keys])
     if address != w["address"] or desc != w["descriptor"]:
         raise CliError(f"the proposed wallet's address {safe(w['address'])} is not the one its "
                        f"keys make ({safe(address)}); refusing to sign")
+
+
+def check_safe_record(w: dict[str, Any], owner_key: bytes) -> None:
+    """A proposed Safe wallet, checked here as signerd checks it: the Safe's address is the one
+    its setup deploys to, the HSM key's owner address is among the setup's owners, and the
+    owners, threshold and chain id recorded are the setup's."""
+    s = w.get("safe")
+    if not isinstance(s, dict) or len(w["keys"]) != 1:
+        raise CliError("the proposed Safe wallet has no Safe record or not one owner key; "
+                       "refusing to sign")
+    checked = safe_wallet.check_safe(w["address"], json.dumps(s.get("setup")), owner_key)
+    if (s.get("address") != checked.address or list(s.get("owners", ())) != list(checked.owners)
+            or s.get("threshold") != checked.threshold or w["threshold"] != checked.threshold
+            or [s.get("chain_id")] != list(w["chain_ids"]) or s.get("owner") != checked.owner):
+        raise CliError("the proposed Safe wallet's record differs from its setup; refusing to "
+                       "sign")

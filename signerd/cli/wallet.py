@@ -1,7 +1,9 @@
 """``signerctl wallet``: custody wallets."""
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
 from signerd.cli.args import (CATEGORIES, CHAINS, NETWORKS, SCRIPT_TYPES, TRON_NETWORKS,
                               Commands, command, group, uint)
@@ -9,12 +11,19 @@ from signerd.cli.context import Context
 from signerd.cli.documents import wallet_json
 from signerd.cli.errors import CliError
 from signerd.cli.inputs import read_text
-from signerd.cli.render import Output, proposal_output, table, wallet_text
+from signerd.cli.render import Output, kv, proposal_output, table, wallet_text
+from signerd.core.errors import SignerError
+from signerd.core.ethereum import safe as SAFE
+from signerd.core.ethereum.address import address_from_pubkey, to_checksum
 from signerd.v1 import signerd_pb2 as pb
 
 
 def cmd_wallet_create(ctx: Context) -> Output:
     a = ctx.args
+    if a.kind == "safe":
+        return safe_create(ctx)
+    if a.safe or a.setup or a.key_share:
+        raise CliError("wallet create: --safe, --setup and --key-share are for --kind safe")
     if a.chain == "bitcoin" and not a.network:
         raise CliError("wallet create: --network is required for bitcoin "
                        "(mainnet, testnet, signet or regtest)")
@@ -37,6 +46,63 @@ def cmd_wallet_create(ctx: Context) -> Output:
         note = (f"this wallet holds an outside key: it is {w['status']} until the governance "
                 f"quorum approves proposal {w['proposal_id']}\n")
     return Output(w, lambda: wallet_text(w) + note)
+
+
+def _setup(path: str) -> tuple[str, Any]:
+    text = read_text(path, "Safe setup file")
+    try:
+        return text, SAFE.SafeSetup.from_json(json.loads(text))
+    except (json.JSONDecodeError, ValueError, SignerError) as e:
+        raise CliError(f"--setup {path}: not a Safe setup ({e})") from None
+
+
+def safe_create(ctx: Context) -> Output:
+    """A Safe wallet in two steps. Without --safe: an owner key made in the HSM (a key share),
+    whose owner address the other institutions put in the Safe's owner list. With --safe,
+    --setup and --key-share: the Safe recorded, once signerd checked that the setup deploys to
+    that address and names the key share's owner address."""
+    a = ctx.args
+    if a.chain != "ethereum" or not a.chain_id or len(a.chain_id) != 1:
+        raise CliError("wallet create --kind safe: --chain ethereum and one --chain-id")
+    if a.multisig or a.hsm_keys or a.cosigner or a.script_type:
+        raise CliError("wallet create --kind safe: the owners and threshold come from --setup "
+                       "(no --multisig, --hsm-keys, --cosigner or --script-type)")
+    if not a.safe:
+        if a.setup or a.key_share:
+            raise CliError("wallet create --kind safe: --setup and --key-share go with --safe")
+        k = ctx.call(ctx.custody().CreateKeyShare, pb.CreateKeyShareRequest(
+            category=CATEGORIES[a.category], case_ref=a.case))
+        owner = address_from_pubkey(bytes(k.public_key))
+        doc = {"key_share": k.key_id, "public_key": bytes(k.public_key).hex(), "owner": owner}
+        return Output(doc, lambda: kv([("key share", k.key_id), ("owner address", owner)]) + (
+            "put the owner address in the Safe's owners, deploy it (signerctl wallet "
+            "safe-deploy --setup FILE), then: signerctl wallet create --kind safe --safe "
+            f"ADDRESS --setup FILE --key-share {k.key_id} ...\n"))
+    if not a.setup or not a.key_share:
+        raise CliError("wallet create --kind safe --safe: --setup FILE and --key-share ID "
+                       "(the owner key made by the first step) are required")
+    text, _ = _setup(a.setup)
+    req = pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=a.chain_id, script_type=pb.SAFE,
+        category=CATEGORIES[a.category], case_ref=a.case, legal_basis=a.legal_basis or "",
+        template=wallet_template(ctx, a.policy, a.template), hsm_key_ids=[a.key_share],
+        safe_address=a.safe, safe_setup=text, label=a.label or "")
+    w = wallet_json(ctx.call(ctx.custody().CreateWallet, req))
+    note = ""
+    if w["proposal_id"]:
+        note = (f"this Safe has owners outside this signerd: it is {w['status']} until the "
+                f"governance quorum approves proposal {w['proposal_id']}\n")
+    return Output(w, lambda: wallet_text(w) + note)
+
+
+def cmd_wallet_safe_deploy(ctx: Context) -> Output:
+    """The factory call that deploys a Safe setup (offline): send it from any account."""
+    _, setup = _setup(ctx.args.setup)
+    doc = {"to": to_checksum(setup.factory),
+           "data": "0x" + SAFE.create_proxy_calldata(setup).hex(), "value": 0,
+           "safe": to_checksum(SAFE.predicted_address(setup))}
+    return Output(doc, lambda: kv([("to (factory)", doc["to"]), ("data", doc["data"]),
+                                   ("safe address", doc["safe"])]))
 
 
 def wallet_template(ctx: Context, policy: str | None, template: str | None) -> str:
@@ -114,6 +180,19 @@ def register(commands: Commands) -> None:
                     help="multisig: an outside cosigner's public key (repeat for several); the "
                          "wallet then waits for the governance quorum")
     sp.add_argument("--label", metavar="TEXT", help="a free-text label")
+    sp.add_argument("--kind", choices=["standard", "safe"], default="standard",
+                    help="safe: an Ethereum Safe (v1.4.1) one of whose owners is an HSM key: "
+                         "first without --safe (makes the owner key, prints its address), then "
+                         "with --safe, --setup and --key-share")
+    sp.add_argument("--safe", metavar="ADDRESS", help="--kind safe: the Safe's address")
+    sp.add_argument("--setup", metavar="FILE.json",
+                    help="--kind safe: the Safe's setup (owners, threshold, fallbackHandler, "
+                         "singleton, factory, saltNonce); it must deploy to --safe")
+    sp.add_argument("--key-share", metavar="ID",
+                    help="--kind safe: the owner key the first step made")
+    sp = command(g, "safe-deploy", cmd_wallet_safe_deploy,
+                 "print the factory call (to, data) that deploys a Safe setup")
+    sp.add_argument("--setup", required=True, metavar="FILE.json", help="the Safe's setup")
     sp = command(g, "list", cmd_wallet_list, "list wallets")
     sp.add_argument("--category", choices=list(CATEGORIES), help="only this category")
     sp.add_argument("--case", metavar="REF", help="only this case")

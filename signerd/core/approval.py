@@ -222,6 +222,9 @@ def build_statement(ctx: StatementContext, movement: Movement, decision: Decisio
                          "name": _text(n.name, "native name"),
                          "symbol": _text(n.symbol, "native symbol"),
                          "decimals": _dec(n.decimals, "native decimals")}
+    if movement.safe:  # absent otherwise: a Safe transaction's own fields, bound and shown
+        doc["safe"] = [[_text(k, "safe field"), _text(v, "safe field")]
+                       for k, v in movement.safe]
     body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
                       allow_nan=False)
     return DOMAIN_TAG + b"\n" + body.encode("ascii")
@@ -451,6 +454,8 @@ def render(ctx: StatementContext, movement: Movement, decision: Decision) -> str
                      f"{_safe(t.address)} on chain {t.chain_id}, {t.decimals} decimals "
                      "(governance token registry)")
     lines += extra_lines(movement.extra)
+    if movement.safe:
+        lines += safe_lines(movement.safe)
     if movement.contract_call:
         lines.append(f"contract call:   {_safe(movement.contract_call)} (NOT decoded)")
     if movement.outpoints:
@@ -489,6 +494,25 @@ def extra_lines(extra: Iterable[tuple[str, str]]) -> list[str]:
             except (OverflowError, ValueError, OSError):
                 pass
         lines.append(f"{label:<17}{shown}")
+    return lines
+
+
+def safe_lines(fields: Sequence[tuple[str, str]]) -> list[str]:
+    """A Safe transaction's bound fields, one a line, with ``WARNING:`` lines for a
+    DELEGATECALL, a gas refund paid from the Safe and a change to the Safe itself."""
+    lines = ["safe transaction (signed by an owner key, executed by the Safe):"]
+    values = dict(fields)
+    for k, v in fields:
+        lines.append(f"  {_safe(k) + ':':<16} {_safe(v)}")
+    if values.get("operation", "").startswith("1"):
+        lines.append("WARNING: DELEGATECALL: the Safe runs the target's code as its own; it can "
+                     "change owners, modules or move any asset")
+    if values.get("gas_refund", "none") != "none":
+        lines.append("WARNING: gas refund: the Safe pays whoever executes it "
+                     f"({_safe(values['gas_refund'])})")
+    if values.get("owner_change"):
+        lines.append("WARNING: this changes the Safe itself (owners, threshold, guard, modules "
+                     "or fallback handler): it needs the governance quorum's approval too")
     return lines
 
 

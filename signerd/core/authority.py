@@ -70,11 +70,11 @@ PROPOSAL_SEAL = "proposal"  # ... and for a proposal document as signerd recorde
 KINDS = (
     "operator.register", "operator.revoke", "operator.roles", "operator.reinstate",
     "wallet.policy", "template.set", "governance.set", "wallet.unfreeze", "wallet.import",
-    "wallet.create", "token.set", "backup.key", "backup.create", "chain.set",
+    "wallet.create", "token.set", "backup.key", "backup.create", "chain.set", "safe.owners",
 )
 # Kinds added after governance policies were first written: a policy whose rules name none of
 # them (and have no "*") still parses, and such a kind needs every rule's demands at once.
-LATER_KINDS = frozenset({"token.set", "backup.key", "backup.create", "chain.set"})
+LATER_KINDS = frozenset({"token.set", "backup.key", "backup.create", "chain.set", "safe.owners"})
 OPERATOR_ID = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 ROLE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -106,6 +106,11 @@ _CHANGE_KEYS: dict[str, dict[str, type]] = {
     "backup.create": {"ceremony_id": str, "check_value": str},
     # A chain registry entry added or changed; old_chain is the entry in force ({} for none).
     "chain.set": {"chain": dict, "old_chain": dict},
+    # A Safe transaction that changes its own Safe (owners, threshold, guard, modules, fallback
+    # handler): the governance quorum approves that transfer's exact SafeTx hash, on top of
+    # the wallet's own quorum; the sign step signs it only when this approval is in the ledger.
+    "safe.owners": {"wallet_id": str, "transfer_id": str, "safe": str, "chain_id": int,
+                    "safe_tx_hash": str, "safe_nonce": str, "owner_change": str},
 }
 # Fields a change may carry or leave out (absent in proposals made before they existed, so those
 # keep their statements and the ledgers that hold them keep folding).
@@ -119,6 +124,8 @@ WALLET_KEYS = frozenset({"id", "chain", "network", "script_type", "category", "c
                          "legal_basis", "address", "descriptor", "threshold", "chain_ids",
                          "cosigners", "keys", "template", "policy_sha256", "origin", "proposal",
                          "created_at"})
+# Keys a wallet record may add to WALLET_KEYS: "safe" for a Safe wallet (safe_wallet.CheckedSafe)
+WALLET_OPTIONAL_KEYS = frozenset({"safe"})
 _GENESIS_KEYS = frozenset({"instance_id", "created_at", "operators", "governance", "templates",
                            "audit_key"})
 # Absent in a genesis without initial tokens, and in one made before the chain registry (whose
@@ -329,6 +336,9 @@ class AuthorityState:
     backups: Mapping[str, tuple[str, int]] = field(default_factory=dict)
     # The chain registry: EVM chain id -> entry (signerd.core.chain_registry)
     chains: Mapping[int, EvmChain] = field(default_factory=dict)
+    # Safe transfers that change their own Safe, approved by the governance quorum
+    # (``safe.owners``): transfer id -> the SafeTx hash approved (hex)
+    safe_owner_changes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def governance_text(self) -> str:
@@ -896,7 +906,7 @@ def _apply_change(b: _Builder, doc: dict[str, Any], seq: int) -> None:
         del b.mut("frozen")[wid]
     elif kind in ("wallet.import", "wallet.create"):
         w = c["wallet"]
-        if set(w) != WALLET_KEYS:
+        if not WALLET_KEYS <= set(w) or set(w) - WALLET_KEYS - WALLET_OPTIONAL_KEYS:
             raise InvalidArgument(f"change.wallet: a wallet record has exactly the fields "
                                   f"{', '.join(sorted(WALLET_KEYS))}")
         wid = _wallet_id(w["id"])
@@ -939,6 +949,15 @@ def _apply_change(b: _Builder, doc: dict[str, Any], seq: int) -> None:
         b.set("chains", chains)
     elif kind == "backup.key":
         _apply_backup_key(b, c["ceremony"], doc["id"])
+    elif kind == "safe.owners":
+        if not _HEX64.fullmatch(c["safe_tx_hash"]):
+            raise InvalidArgument("change.safe_tx_hash: 64 lower-case hex digits")
+        if not re.fullmatch(r"t_[0-9a-f]{20}", c["transfer_id"]):
+            raise InvalidArgument("change.transfer_id: a transfer id (t_...)")
+        if c["transfer_id"] in b.get("safe_owner_changes"):
+            raise FailedPrecondition(f"transfer {c['transfer_id']}: its change of the Safe was "
+                                     "approved already")
+        b.mut("safe_owner_changes")[c["transfer_id"]] = c["safe_tx_hash"]
     elif kind == "backup.create":
         key = b.get("backup_keys").get(c["ceremony_id"])
         if key is None:
@@ -1274,6 +1293,9 @@ def summary(doc: Mapping[str, Any]) -> str:
                 f"{s(r.get('threshold', ''))} of custodians {who} restore it)")
     if kind == "backup.create":
         return f"back up every custody key under backup key {s(c['ceremony_id'])}"
+    if kind == "safe.owners":
+        return (f"let transfer {s(c['transfer_id'])} of Safe wallet {s(c['wallet_id'])} change "
+                f"the Safe {s(c['safe'])}: {s(c['owner_change'])}")
     w = c["wallet"]
     verb = "import a seized key as" if kind == "wallet.import" else "create"
     return (f"{verb} {s(w['category'])} {s(w['chain'])} wallet {s(w['id'])} at "
@@ -1361,6 +1383,15 @@ def render_proposal(doc: Mapping[str, Any], decision: Decision, *,
                   for x in r.get("custodians", []) if isinstance(x, dict)]
         lines.append("effect:          signerd may wrap custody keys under this key, once a "
                      "backup.create proposal is approved")
+    elif kind == "safe.owners":
+        lines += [f"wallet:          {s(c['wallet_id'])}",
+                  f"transfer:        {s(c['transfer_id'])}",
+                  f"safe:            {s(c['safe'])} on chain {s(c['chain_id'])}",
+                  f"safe tx hash:    0x{s(c['safe_tx_hash'])}",
+                  f"safe nonce:      {s(c['safe_nonce'])}",
+                  f"change:          {s(c['owner_change'])}",
+                  "effect:          signerd's owner key may sign exactly this SafeTx once the "
+                  "wallet's own quorum approved it too"]
     elif kind == "backup.create":
         lines += [f"backup key:      {s(c['ceremony_id'])} (check value {s(c['check_value'])})",
                   "effect:          every custody key of signerd is exported, wrapped under "
@@ -1379,6 +1410,15 @@ def render_proposal(doc: Mapping[str, Any], decision: Decision, *,
         for k in w["keys"]:
             lines.append(f"key:             {s(k['public_key'])} "
                          f"({'this signerd HSM' if k['hsm_held'] else 'OUTSIDE key'})")
+        if isinstance(w.get("safe"), dict):
+            sf = w["safe"]
+            lines.append(f"safe:            {s(sf.get('address', ''))} on chain "
+                         f"{s(sf.get('chain_id', ''))}, {s(sf.get('threshold', ''))} of "
+                         f"{len(sf.get('owners', []))} owners")
+            for o in sf.get("owners", []):
+                mine = " (this signerd's HSM key)" if o == sf.get("owner") else " (OUTSIDE owner)"
+                lines.append(f"safe owner:      {s(o)}{mine}")
+            lines.append(f"safe setup:      {s(canonical.dumps(sf.get('setup', {})).decode())}")
         lines.append(f"policy template: {s(w['template'])}")
         if kind == "wallet.import":
             lines.append(f"seizure record:  {s(c['seizure_record'])} ({s(c['form'])}"

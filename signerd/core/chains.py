@@ -17,11 +17,14 @@ from .bitcoin.descriptor import make_descriptor, parse_descriptor
 from .bitcoin.signer import WalletSpec
 from .canonical import strict_b64decode
 from .errors import FailedPrecondition, InvalidPsbt, InvalidTransaction
+from .ethereum import safe as eth_safe
 from .ethereum import signing as eth_signing
+from .ethereum.address import parse_address
 from .ethereum.address import address_from_pubkey
 from .ethereum.eip1559 import Eip1559Tx
 from .limits import Limits
 from . import chain_registry
+from . import safe_wallet as SW
 from .model import (BitcoinNetwork, Chain, DestinationClass, EvmChain, Movement, ScriptType,
                     Token, Wallet)
 from .policy import normalize_address
@@ -193,6 +196,63 @@ class EthereumAdapter:
         return Signed(raw_tx=raw.hex(), tx_hash="0x" + tx_hash.hex())
 
 
+# ---------------------------------------------------------------- Safe (Ethereum)
+
+class SafeAdapter:
+    """A Safe wallet's transfers: the payload is a SafeTx (JSON) the Safe at the wallet's
+    address executes on the wallet's chain id; the one digest is its SafeTx hash (EIP-712),
+    which the wallet's HSM owner key signs. The result is that owner's signature (r, s, v);
+    ``execTransaction`` is built once the Safe's threshold of owners signed
+    (``TransferService.combine_safe``). A Safe nonce is held for good by the transfer that
+    signed it: signerd never signs two SafeTx hashes for one Safe and nonce."""
+
+    @staticmethod
+    def safe(wallet: Wallet) -> tuple[int, bytes]:
+        if wallet.script_type is not ScriptType.SAFE or len(wallet.chain_ids) != 1:
+            raise FailedPrecondition(f"wallet {wallet.id} is not a Safe wallet")
+        return wallet.chain_ids[0], parse_address(wallet.address, field="safe")
+
+    def parse(self, wallet: Wallet, payload: bytes, limits: PayloadLimits) -> Any:
+        return SW.parse_safe_tx(payload, limits.max_calldata_bytes)
+
+    def decode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
+               tokens: Mapping[tuple[int, str], Token] | None = None, *,
+               allowed_sighash: frozenset[int] = frozenset({1}),
+               chains: Mapping[int, EvmChain] | None = None) -> Decoded:
+        """``tokens`` and ``chains`` as for ``EthereumAdapter.decode``: the Safe's chain id must
+        be in the chain registry (InvalidArgument naming it), whose symbol names the native
+        coin."""
+        chain_id, safe = self.safe(wallet)
+        tx = self.parse(wallet, payload, limits)
+        entry = None if chains is None else chain_registry.require(chains, chain_id)
+        moved = eth_safe.movement(chain_id, safe, tx, tokens, entry)
+        digest = moved.digests[0]
+        moved = replace(moved, safe=SW.safe_fields(chain_id, safe, tx, digest))
+        lock = f"safe:{wallet.address.lower()}:{chain_id}:{tx.nonce}"
+        return Decoded(moved, (lock,), tx)
+
+    def redecode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
+                 submitted: Movement, allowed_sighash: frozenset[int] = frozenset()) -> Decoded:
+        decoded = self.decode(wallet, payload, limits)
+        if decoded.movement.digests != submitted.digests:
+            raise FailedPrecondition("the SafeTx hash differs from the one approved")
+        return Decoded(submitted, (), decoded.tx)
+
+    def digest(self, wallet: Wallet, decoded: Decoded) -> bytes:
+        chain_id, safe = self.safe(wallet)
+        return eth_safe.safe_tx_hash(chain_id, safe, decoded.tx)
+
+    def digests_to_sign(self, wallet: Wallet, decoded: Decoded) -> list[tuple[str, bytes]]:
+        return [(wallet.keys[0].key_id, self.digest(wallet, decoded))]
+
+    def assemble(self, wallet: Wallet, decoded: Decoded, signatures: Signatures) -> Signed:
+        key = wallet.keys[0]
+        digest = self.digest(wallet, decoded)
+        r, s = signatures[(key.key_id, digest)]
+        eth_safe.owner_signature_from_hsm(digest, r, s, key.public_key)  # verifies (v found)
+        return Signed(complete=False)
+
+
 # ---------------------------------------------------------------- Bitcoin
 
 def decode_psbt_bytes(payload: bytes, max_bytes: int = Limits.max_psbt_bytes) -> bytes:
@@ -335,7 +395,15 @@ def adapter_for(chain: Chain) -> ChainAdapter:
     return EthereumAdapter() if chain is Chain.ETHEREUM else BitcoinAdapter()
 
 
+def adapter_for_wallet(wallet: Wallet) -> ChainAdapter:
+    """The adapter of a wallet: its chain's, or the Safe adapter for a Safe wallet."""
+    if wallet.script_type is ScriptType.SAFE:
+        return SafeAdapter()
+    return adapter_for(wallet.chain)
+
+
 if TYPE_CHECKING:  # the adapters are ChainAdapters (checked by mypy)
+    _SAFE: ChainAdapter = SafeAdapter()
     _ETHEREUM: ChainAdapter = EthereumAdapter()
     _BITCOIN: ChainAdapter = BitcoinAdapter()
     _TRON: ChainAdapter = TronAdapter()

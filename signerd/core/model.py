@@ -27,6 +27,7 @@ class ScriptType(str, Enum):
     P2SH_P2WPKH = "p2sh-p2wpkh"
     P2WSH_SORTEDMULTI = "p2wsh-sortedmulti"
     EOA = "eoa"
+    SAFE = "safe"  # Ethereum: a Safe (v1.4.1) smart account, one of whose owners is an HSM key
 
 
 class Category(str, Enum):
@@ -174,6 +175,12 @@ class Wallet:
     policy_sha256: str = ""  # SHA-256 of that template's text
     proposal: str = ""  # the governance proposal that approved it ("" for a platform wallet)
     origin: str = ""
+    # A Safe wallet (script_type SAFE): the owners (EIP-55 addresses, as in the Safe's setup)
+    # and the setup document (canonical JSON of ``safe.SafeSetup.to_json``) its address was
+    # checked against; ``address`` is the Safe's, ``threshold`` the Safe's, ``keys[0]`` the
+    # HSM owner key.
+    safe_owners: tuple[str, ...] = ()
+    safe_setup: str = ""
 
 
 @dataclass(frozen=True)
@@ -272,6 +279,11 @@ class Movement:
     # bound in the statement like the tokens; None for Bitcoin and for a movement decoded
     # before the registry existed.
     native: EvmChain | None = None
+    # A Safe transaction (signed by an owner key, executed by the Safe): (field, value) pairs in
+    # field order, bound in the statement and shown: the Safe's address, the SafeTx hash, the
+    # operation, the Safe nonce, the gas refund fields and any change of owners, threshold,
+    # guard, modules or fallback handler (``chains.SafeAdapter``). Empty otherwise.
+    safe: tuple[tuple[str, str], ...] = ()
     details: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def external_outputs(self) -> tuple[Output, ...]:

@@ -32,6 +32,7 @@ def movement_dict(m: Movement) -> dict[str, Any]:
         "tokens": [token_json(t) for t in m.tokens],
         "extra": dict(m.extra),
         "native": None if m.native is None else chain_json(m.native),
+        **({"safe": [[k, v] for k, v in m.safe]} if m.safe else {}),
     }
 
 
@@ -90,4 +91,5 @@ def movement_from_json(text: str) -> Movement:
         native=None if d.get("native") is None else EvmChain(
             int(d["native"]["chain_id"]), d["native"]["name"], d["native"]["symbol"],
             int(d["native"]["decimals"])),
+        safe=tuple((str(k), str(v)) for k, v in d.get("safe", ())),
         details=({TOKEN_CALL_DATA: str(d[TOKEN_CALL_DATA])} if d.get(TOKEN_CALL_DATA) else {}))

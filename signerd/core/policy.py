@@ -56,6 +56,10 @@ Policy document (TOML; unknown keys, wrong types and out-of-range values are rej
                                           # with grant = true covers one
     spend_allowance = false               # rule also covers tokens moved from another address
                                           # than the wallet (a transferFrom under an allowance)
+    delegatecall = false                  # Safe wallets: rule also covers operation = 1
+                                          # (DELEGATECALL), refused otherwise
+    gas_refund = false                    # Safe wallets: rule also covers a SafeTx whose
+                                          # gasPrice/gasToken/refundReceiver pay a refund
     approvers = 2                         # m distinct approvers, 1..100; raised to at least the
                                           # sum of the role minimums
     roles = { investigator = 1, custody_officer = 1 }   # per-role minimums, distinct operators
@@ -159,7 +163,7 @@ FLOOR_ROLES = 2
 _RULE_KEYS = frozenset({"name", "asset", "min_amount", "max_amount", "destination",
                         "category_change", "contract_call", "approvers", "roles", "group",
                         "veto", "expiry", "require_legal_basis", "sighash", "grant",
-                        "spend_allowance"})
+                        "spend_allowance", "delegatecall", "gas_refund"})
 
 
 def sighash_numbers(names: Iterable[str]) -> frozenset[int]:
@@ -298,6 +302,8 @@ class Rule:
     sighash: frozenset[int] | None = None  # Bitcoin sighash types it allows; None: the policy's
     grant: bool = False  # covers grants of everything
     spend_allowance: bool = False  # covers tokens taken from another address than the wallet
+    delegatecall: bool = False  # Safe: covers a SafeTx with operation 1 (DELEGATECALL)
+    gas_refund: bool = False  # Safe: covers a SafeTx that pays a gas refund from the Safe
 
     def matches(self, asset: str, amount: int, worst: DestinationClass,
                 category_change: str, chain_id: int = 0, *, grant: bool = False,
@@ -455,6 +461,7 @@ class Policy:
             raise PolicyDenied("a contract call or creation needs a matching rule with "
                                "contract_call = true; matched: " + ", ".join(sorted(matched)))
         self._check_rule_sighash(movement, rules)
+        self._check_safe(movement, rules, matched)
         req = reduce(merge, (r.requirement for r in rules))
         if req.group is not None and len(req.group) < req.approvers:
             raise PolicyDenied(f"matching rules {', '.join(req.rules)} leave a group of "
@@ -472,6 +479,24 @@ class Policy:
             return ""
         return (f"; asset = \"*\" never covers a collection's tokens or approvals (ERC-721, "
                 f"ERC-1155): a rule must name the collection, asset = \"{asset}\"")
+
+    @staticmethod
+    def _check_safe(movement: Movement, rules: list[Rule], matched: set[str]) -> None:
+        """A Safe transaction's DELEGATECALL and gas refund each need a matching rule that
+        names them (``delegatecall = true``, ``gas_refund = true``)."""
+        if not movement.safe:
+            return
+        fields = dict(movement.safe)
+        names = ", ".join(sorted(matched))
+        delegatecall = fields.get("operation", "").startswith("1")
+        if delegatecall and not any(r.delegatecall for r in rules):
+            raise PolicyDenied("operation: the SafeTx is a DELEGATECALL (operation 1), which "
+                               "needs a matching rule with delegatecall = true; matched: "
+                               + names)
+        if fields.get("gas_refund", "none") != "none" and not any(r.gas_refund for r in rules):
+            raise PolicyDenied("gasPrice: the SafeTx pays a gas refund from the Safe "
+                               f"({fields['gas_refund']}), which needs a matching rule with "
+                               "gas_refund = true; matched: " + names)
 
     def _check_rule_sighash(self, movement: Movement, rules: list[Rule]) -> None:
         """Any sighash type but ALL must be allowed by every rule the transfer matches (a
@@ -621,6 +646,8 @@ def _rule(raw: Any, index: int, default_expiry: int) -> Rule:
         sighash=(sighash_numbers(_choices(
             raw["sighash"], f"{where} key 'sighash'", SIGHASH_TYPES,
             fold=lambda t: t.upper().replace(" ", ""))) if "sighash" in raw else None),
+        delegatecall=_flag(raw.get("delegatecall", False), f"{where} key 'delegatecall'"),
+        gas_refund=_flag(raw.get("gas_refund", False), f"{where} key 'gas_refund'"),
     )
 
 

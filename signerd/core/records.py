@@ -119,6 +119,10 @@ class WalletRecord:
     record: str  # canonical JSON of the wallet's sealed record
     seal: str
     proposal_id: str
+    # A Safe wallet's owners (JSON list), threshold and setup: copies of its sealed record
+    safe_owners: str = ""
+    safe_threshold: str = ""
+    safe_setup: str = ""
 
 
 @dataclass(frozen=True)

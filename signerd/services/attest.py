@@ -82,6 +82,9 @@ def attestable(wallet: Wallet) -> str:
     if wallet.script_type is ScriptType.P2WSH_SORTEDMULTI and not any(
             k.hsm_held for k in wallet.keys):
         return "multisig with none of its keys in this HSM: signerd has nothing to sign"
+    if wallet.script_type is ScriptType.SAFE:
+        return ("a Safe: its owner key's EIP-191 signature does not prove control of the "
+                "Safe's address (a contract account)")
     return ""
 
 

@@ -142,7 +142,8 @@ def wallet_record(row: WalletRecord) -> dict[str, Any]:
         record = canonical.loads(row.record, f"wallet {row.id} record")
     except InvalidArgument as e:
         raise AuthorityViolation(str(e), kind="wallet") from None
-    if not isinstance(record, dict) or set(record) != AU.WALLET_KEYS:
+    if (not isinstance(record, dict) or not AU.WALLET_KEYS <= set(record)
+            or set(record) - AU.WALLET_KEYS - AU.WALLET_OPTIONAL_KEYS):
         raise AuthorityViolation(f"wallet {row.id}: its record is malformed", kind="wallet")
     return record
 
@@ -159,7 +160,27 @@ def wallet_from_record(record: Mapping[str, Any], status: WalletStatus) -> Walle
         threshold=int(record["threshold"]), cosigners=tuple(record["cosigners"]),
         created_at=float(record["created_at"]), template=record["template"],
         policy_sha256=record["policy_sha256"], proposal=record["proposal"],
-        origin=record["origin"])
+        origin=record["origin"], **safe_of(record))
+
+
+def safe_of(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A Safe wallet's owners and setup from its sealed record (none for other wallets)."""
+    safe = record.get("safe")
+    if safe is None:
+        return {}
+    return {"safe_owners": tuple(safe["owners"]),
+            "safe_setup": canonical.dumps(safe["setup"]).decode()}
+
+
+def safe_columns(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The copies a Safe wallet's row keeps of its sealed record (ledger.verified_wallet
+    compares them)."""
+    safe = record.get("safe")
+    if safe is None:
+        return {"safe_owners": "", "safe_threshold": 0, "safe_setup": ""}
+    return {"safe_owners": canonical.dumps(list(safe["owners"])).decode(),
+            "safe_threshold": int(safe["threshold"]),
+            "safe_setup": canonical.dumps(safe["setup"]).decode()}
 
 
 def verified_wallet(state: AuthorityState, row: WalletRecord) -> Wallet:
@@ -176,6 +197,12 @@ def verified_wallet(state: AuthorityState, row: WalletRecord) -> Wallet:
     if record["id"] != wid or record["address"] != row.address:
         raise AuthorityViolation(f"wallet {wid}: its row does not match its sealed record",
                                  kind="wallet")
+    if "safe" in record or row.safe_owners or row.safe_setup or row.safe_threshold not in ("", "0"):
+        copies = safe_columns(record)
+        if (row.safe_owners != copies["safe_owners"] or row.safe_setup != copies["safe_setup"]
+                or row.safe_threshold != str(copies["safe_threshold"])):
+            raise AuthorityViolation(f"wallet {wid}: its Safe owners, threshold or setup in the "
+                                     "store differ from its sealed record", kind="wallet")
     if record["proposal"]:
         approved = state.approved_wallets.get(wid)
         if approved is None:
@@ -239,6 +266,8 @@ def outside_keys(wallet: Wallet) -> int:
     imported seized key (the suspect, or whoever handled it, may still know it)."""
     if wallet.origin.startswith(IMPORTED):
         return len(wallet.keys)
+    if wallet.safe_owners:  # a Safe: every owner but this signerd's owner key
+        return len(wallet.safe_owners) - 1
     return sum(1 for k in wallet.keys if not k.hsm_held)
 
 

@@ -47,11 +47,14 @@ from signerd.adapters.store import Store, Tx
 from signerd.core import engine as E
 from signerd.core import events as EV
 from signerd.core.approval import StatementContext
+from signerd.core import safe_wallet as SW
 from signerd.core.chain_registry import UnregisteredChain
-from signerd.core.chains import ChainAdapter, Decoded, Signed, TronAdapter, adapter_for
-from signerd.core.errors import (AuthorityViolation, HsmUnavailable, NotFound, SignerError,
+from signerd.core.chains import (ChainAdapter, Decoded, Signed, TronAdapter,
+                                 adapter_for_wallet)
+from signerd.core.errors import (AuthorityViolation, FailedPrecondition, HsmUnavailable,
+                                 NotFound, SignerError,
                                  WalletFrozen)
-from signerd.core.model import Chain, TransferState, Wallet, WalletStatus
+from signerd.core.model import Chain, Movement, TransferState, Wallet, WalletStatus
 from signerd.core.movement_json import movement_from_json
 from signerd.core.records import ApprovalRecord, TransferRecord
 from signerd.core.tokens import token_from_json
@@ -83,6 +86,49 @@ def tron_expired(row: TransferRecord, chain: Chain, now: float, limits: Limits) 
                     tron_signing.utc_ms(tx.expiration))
         return True
     return False
+
+
+class AwaitingGovernance(FailedPrecondition):
+    """An APPROVED Safe transfer that changes its own Safe, waiting for the governance
+    quorum's ``safe.owners`` approval of its exact SafeTx hash (it stays APPROVED)."""
+
+    reason = "AWAITING_GOVERNANCE"
+
+
+def check_safe_nonce(tx: Tx, row: TransferRecord, movement: Movement) -> None:
+    """signerd never signs two SafeTx hashes for one Safe and nonce. The lock key
+    ``safe:<address>:<chain id>:<nonce>`` refuses a second submission while the first holds
+    it (for good once signed); this is the sign step's own check from the sealed transfer rows,
+    so a lock deleted by a store writer still signs nothing twice."""
+    for other in tx.list_transfers(wallet_id=row.wallet_id,
+                                   state=TransferState.SIGNED.value, limit=1_000_000):
+        # The stored form (json.dumps, sorted keys) spells the nonce so: a cheap first look
+        # before the parse, for a wallet with a long history.
+        if other.id == row.id or f'"nonce": {movement.nonce},' not in other.movement:
+            continue
+        signed = movement_from_json(other.movement)
+        if signed.safe and signed.nonce == movement.nonce and signed.digests != movement.digests:
+            raise AuthorityViolation(
+                f"transfer {row.id}: Safe nonce {movement.nonce} was signed already for another "
+                f"SafeTx by transfer {other.id}; signerd signs one SafeTx per Safe nonce",
+                kind="transfer")
+
+
+def check_safe_governance(state: Any, row: TransferRecord, movement: Movement) -> None:
+    """A Safe transaction that changes its own Safe (owners, threshold, guard, modules,
+    fallback handler) is signed only when the authority ledger holds a ``safe.owners``
+    approval of this transfer and this SafeTx hash: the wallet's approvers alone, or one
+    admin, cannot change who controls the Safe."""
+    change = SW.owner_change_of(movement)
+    if not change:
+        return
+    digest = movement.digests[0].hex()
+    approved = state.safe_owner_changes.get(row.id)
+    if approved != digest:
+        raise AwaitingGovernance(
+            f"transfer {row.id} changes its Safe ({change}); it is signed once the governance "
+            f"quorum approves a safe.owners proposal for this transfer and SafeTx hash 0x{digest}"
+            " (signerctl transfer safe-owners " + row.id + ")")
 
 
 def submitted_tokens(row: TransferRecord) -> tuple[Any, ...]:
@@ -478,7 +524,7 @@ class SignStep:
         """Decode the stored payload, classify its outputs against verified wallets, rebuild
         the statement and judge the stored decisions (raises AuthorityViolation when the
         movement no longer fits its category change: the approvals cannot stand for it)."""
-        adapter = adapter_for(wallet.chain)
+        adapter = adapter_for_wallet(wallet)
         policy, _ = E.policy_of(state, wallet, row.policy_version)
         try:
             decoded = adapter.decode(wallet, row.payload, self.service.limits,
@@ -522,6 +568,9 @@ class SignStep:
                               wallet.id, E.transaction_key(movement), verify=False),
                           reclassify=lambda p: fresh if p is policy else
                           self.service.reclassifier(tx, state, wallet, movement)(p))
+        if verdict.outcome == E.SIGN and movement.safe:
+            check_safe_nonce(tx, row, movement)
+            check_safe_governance(state, row, movement)
         stored = tx.signatures(row.id)
         last = max((a.created_at for a in approvals), default=time.time())
         return _Job(row, wallet, adapter, decoded, movement, stored, last), verdict
@@ -567,6 +616,11 @@ class SignStep:
                     continue
                 if verdict.outcome != E.SIGN:
                     self._end(tx, row, verdict)
+                    continue
+                try:  # under the share-locked ledger head: as the quorum, checked again
+                    check_safe_governance(state, row, job.movement)
+                except AwaitingGovernance as e:
+                    log.warning("transfer %s: %s", job.id, e.message)
                     continue
                 if set(tx.signatures(job.id)) != set(job.stored):
                     log.warning("transfer %s: its stored signatures changed since they were "

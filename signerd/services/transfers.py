@@ -39,19 +39,23 @@ from signerd.core import legal_basis as LB
 from signerd.core import policy as P
 from signerd.core import events as EV
 from signerd.core.tron.signing import expiration_problem as tron_expiration_problem
-from signerd.core.chains import (BitcoinAdapter, Decoded, Ours, adapter_for, claims,
+from signerd.core.chains import (BitcoinAdapter, Decoded, Ours, SafeAdapter,
+                                 adapter_for_wallet, claims,
                                  classify_outputs)
 from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
-                                 HsmUnavailable, InvalidArgument, NotFound, PolicyDenied,
-                                 SignerError, WalletFrozen)
+                                 HsmUnavailable, InvalidArgument, NotFound, PermissionDenied,
+                                 PolicyDenied, SignerError, WalletFrozen)
 from signerd.core.errors import echo
-from signerd.core.model import (Chain, Decision, DestinationClass, Movement, TransferState,
-                                Wallet, WalletStatus)
+from signerd.core.model import (Chain, Decision, DestinationClass, Movement, ScriptType,
+                                TransferState, Wallet, WalletStatus)
+from signerd.core import safe_wallet as SW
+from signerd.core.ethereum import safe as SAFE
+from signerd.core.ethereum.address import to_checksum
 from signerd.core.movement_json import movement_from_json, movement_to_json
 from signerd.core.records import ApprovalRecord, Shown, TransferRecord
 from . import ledger as L
 from .runtime import Runtime
-from .sign_step import SignStep, ended_violation
+from .sign_step import AwaitingGovernance, SignStep, ended_violation
 
 
 log = logging.getLogger("signerd.transfers")
@@ -330,7 +334,7 @@ class TransferService:
     # ---------------------------------------------------------------- submission
     def _decode(self, wallet: Wallet, payload: bytes, policy: P.Policy,
                 state: AU.AuthorityState) -> Decoded:
-        return adapter_for(wallet.chain).decode(wallet, payload, self.limits,
+        return adapter_for_wallet(wallet).decode(wallet, payload, self.limits,
                                                 allowed_sighash=policy.sighash_types,
                                                 tokens=state.tokens, chains=state.chains)
 
@@ -351,9 +355,10 @@ class TransferService:
 
     def submit(self, actor: str, wallet_id: str, payload: bytes, *, replaces: str = "",
                legal_basis: str = "", category_change: str = "", idempotency_key: str = "",
-               chain: Chain | None = None) -> TransferView:
+               chain: Chain | None = None, safe_tx: bool | None = None) -> TransferView:
         """A new transfer PENDING_APPROVAL; ``chain``, when given, is the chain the payload's
-        form belongs to (a PSBT: bitcoin), which must be the wallet's."""
+        form belongs to (a PSBT: bitcoin), which must be the wallet's; ``safe_tx``, when given,
+        whether the payload is a SafeTx, which a Safe wallet, and only a Safe wallet, takes."""
         if not wallet_id:
             raise InvalidArgument("wallet_id: required")
         if not payload:
@@ -376,6 +381,11 @@ class TransferService:
                 article = "an" if wallet.chain is Chain.ETHEREUM else "a"
                 raise InvalidArgument(
                     f"{form}: wallet {wallet_id} is {article} {wallet.chain.value} wallet")
+            if safe_tx is not None and safe_tx != (wallet.script_type is ScriptType.SAFE):
+                raise InvalidArgument(
+                    f"safe_tx: wallet {wallet_id} is a Safe wallet; submit a SafeTx (safe_tx)"
+                    if not safe_tx else
+                    f"safe_tx: wallet {wallet_id} is not a Safe wallet")
             if wallet.status is WalletStatus.RETIRED:
                 raise FailedPrecondition(f"wallet {wallet_id} is retired")
             if wallet.status is WalletStatus.AWAITING_APPROVAL:
@@ -388,6 +398,8 @@ class TransferService:
             version = state.wallet_policy_version(wallet.id)
             policy, waived = E.policy_of(state, wallet, version)
             decoded = self._decode(wallet, payload, policy, state)
+            if wallet.script_type is ScriptType.SAFE:
+                self._safe_nonce_free(tx, decoded, replaces)
             movement = self.classify(tx, state, wallet, decoded, policy)
         E.check_category_change(wallet, movement, category_change, legal_basis)
         try:
@@ -429,6 +441,19 @@ class TransferService:
                 if prior is None:
                     raise
                 return self._view(tx, prior)
+
+    @staticmethod
+    def _safe_nonce_free(tx: Tx, decoded: Decoded, replaces: str) -> None:
+        """A Safe nonce is held by one transfer, for good once signed: signerd never signs two
+        SafeTx hashes for one Safe and nonce, so there is no replacement either (the lock
+        refuses it again at insertion, against a concurrent submission)."""
+        (key,) = decoded.lock_keys
+        holder = tx.lock_holder(key)
+        if replaces or holder:
+            held = f"transfer {holder} holds it" if holder else "nothing holds it"
+            raise FailedPrecondition(
+                f"safe_tx: Safe nonce {decoded.tx.nonce} ({key}): {held}; signerd never signs "
+                "two SafeTx hashes for one Safe nonce, and a Safe transfer replaces none")
 
     def _insert(self, actor: str, wallet: Wallet, row: TransferRecord, decoded: Decoded,
                 movement: Movement, req: P.Requirement, version: int, replaces: str,
@@ -577,7 +602,7 @@ class TransferService:
                 # Ahead of any backlog, and bounded: past the bound the transfer is answered
                 # APPROVED and the sign step's worker signs it all the same.
                 self.sign(transfer_id, timeout=DECIDE_WAIT_SECONDS, urgent=True)
-            except WalletFrozen:
+            except (WalletFrozen, AwaitingGovernance):
                 pass
             except HsmUnavailable as e:
                 raise HsmUnavailable(
@@ -782,6 +807,138 @@ class TransferService:
         self.app.notifier.notify()
         return self.get(transfer_id)
 
+    # ---------------------------------------------------------------- Safe owners
+    def _safe_transfer(self, tx: Tx, transfer_id: str) -> tuple[TransferRecord, Wallet, Any,
+                                                                  bytes]:
+        """A Safe transfer's row (its seal verified), its wallet (verified), the SafeTx decoded
+        again from the stored payload and its hash, computed here."""
+        if not transfer_id:
+            raise InvalidArgument("transfer_id: required")
+        row = tx.get_transfer(transfer_id)
+        wallet = self._wallet(tx, row.wallet_id)
+        if wallet.script_type is not ScriptType.SAFE:
+            raise FailedPrecondition(f"transfer {transfer_id} is not a transfer of a Safe wallet")
+        E.check_transfer_seal(self.app.audit_public_key, row)
+        decoded = SafeAdapter().redecode(wallet, row.payload, self.limits,
+                                         movement_from_json(row.movement))
+        return row, wallet, decoded.tx, decoded.movement.digests[0]
+
+    def _own_owner_signature(self, tx: Tx, row: TransferRecord, wallet: Wallet,
+                             digest: bytes) -> Any:
+        """This signerd's owner signature of a signed Safe transfer, from the HSM signature
+        the sign step stored (verified again: it must recover the wallet's owner key)."""
+        key = wallet.keys[0]
+        rs = tx.signatures(row.id).get((key.key_id, digest))
+        if rs is None:
+            return None
+        return SAFE.owner_signature_from_hsm(digest, rs[0], rs[1], key.public_key)
+
+    def safe_result(self, transfer_id: str) -> dict[str, Any]:
+        """A Safe transfer's owner signatures: this signerd's (once signed), those combined,
+        and once the threshold is met the ``execTransaction`` calldata to send to the Safe.
+        Every signature is verified again here against the SafeTx hash signerd computes and
+        the sealed owner list; one that does not verify (a row written by someone else) is
+        left out and named."""
+        with self.store.read() as tx:
+            row, wallet, safe_tx, digest = self._safe_transfer(tx, transfer_id)
+            ours = (self._own_owner_signature(tx, row, wallet, digest)
+                    if row.state is TransferState.SIGNED else None)
+            stored = tx.safe_signatures(transfer_id)
+        return self._safe_document(row, wallet, safe_tx, digest, ours, stored)
+
+    def _safe_document(self, row: TransferRecord, wallet: Wallet, safe_tx: Any, digest: bytes,
+                       ours: Any, stored: builtins.list[tuple[str, str]]) -> dict[str, Any]:
+        owners = [SW.check_owner(o) for o in wallet.safe_owners]
+        sigs: dict[bytes, Any] = {}
+        refused = []
+        if ours is not None:
+            sigs[ours.owner] = ours
+        for owner_text, sig_hex in stored:
+            try:
+                got = SAFE.recover_owner(digest, bytes.fromhex(sig_hex))
+                if got.owner != SW.check_owner(owner_text) or got.owner not in owners:
+                    raise InvalidArgument("not that owner's signature of this SafeTx")
+            except (InvalidArgument, ValueError) as e:
+                refused.append({"owner": owner_text, "reason": str(e)})
+                continue
+            sigs.setdefault(got.owner, got)
+        doc: dict[str, Any] = {
+            "transfer_id": row.id, "wallet_id": wallet.id, "safe": wallet.address,
+            "chain_id": wallet.chain_ids[0], "safe_tx_hash": "0x" + digest.hex(),
+            "safe_nonce": safe_tx.nonce, "threshold": wallet.threshold,
+            "owners": list(wallet.safe_owners), "state": row.state.value,
+            "owner_signature": "" if ours is None else "0x" + ours.signature.hex(),
+            "owner": SW.owner_address(wallet.keys[0].public_key),
+            "signatures": [{"owner": to_checksum(o), "signature": "0x" + sg.signature.hex()}
+                           for o, sg in sorted(sigs.items())],
+            "refused": refused, "complete": False, "exec_to": "", "exec_calldata": "",
+        }
+        if ours is not None and len(sigs) >= wallet.threshold:
+            packed = SAFE.pack_signatures(list(sigs.values()), owners, wallet.threshold,
+                                          safe_hash=digest)
+            doc.update(complete=True, exec_to=wallet.address,
+                       exec_calldata="0x" + SAFE.exec_transaction_calldata(safe_tx, packed).hex())
+        return doc
+
+    def combine_safe(self, actor: str, transfer_id: str, owner: str,
+                     signature: bytes) -> dict[str, Any]:
+        """Another owner's signature of a signed Safe transfer's SafeTx hash (another signerd's
+        owner signature, or an outside owner's EIP-712 (v 27/28) or eth_sign (v 31/32)
+        signature): verified against the hash signerd computes from the stored SafeTx, it must
+        recover ``owner``, one of the Safe's sealed owners; then stored. Only a transfer this
+        signerd signed (its own quorum met, and for a change of the Safe the governance's)
+        takes others' signatures: ``execTransaction`` is never built without our signature."""
+        claimed = SW.check_owner(owner)
+        with self.store.read() as tx:
+            row, wallet, safe_tx, digest = self._safe_transfer(tx, transfer_id)
+        self._refuse_frozen_cosigning(wallet)
+        if row.state is not TransferState.SIGNED:
+            raise FailedPrecondition(f"transfer {transfer_id} is {row.state.value}; only a "
+                                     "signed Safe transfer takes other owners' signatures")
+        got = SAFE.recover_owner(digest, signature)
+        if got.owner != claimed:
+            raise InvalidArgument(
+                f"signature: it recovers {to_checksum(got.owner)}, not the owner named "
+                f"({to_checksum(claimed)}), over SafeTx hash 0x{digest.hex()}: a signature of "
+                "another transaction or by another key")
+        if to_checksum(got.owner) not in wallet.safe_owners:
+            raise PermissionDenied(f"owner: {to_checksum(got.owner)} is not an owner of the Safe "
+                                   f"{wallet.address} (owners: {', '.join(wallet.safe_owners)})")
+        if to_checksum(got.owner) == SW.owner_address(wallet.keys[0].public_key):
+            raise FailedPrecondition(f"owner: {to_checksum(got.owner)} is this signerd's own "
+                                     "owner key; its signature is the transfer's own")
+        with self.store.transaction() as tx:
+            current = tx.get_transfer(transfer_id, lock=True)
+            tx.authority_head(share=True)
+            self._refuse_frozen_cosigning(self._wallet(tx, row.wallet_id))
+            if current.state is not TransferState.SIGNED:
+                raise FailedPrecondition(f"transfer {transfer_id} changed meanwhile; retry")
+            added = tx.insert_safe_signature(transfer_id, to_checksum(got.owner),
+                                             got.signature.hex(), actor)
+            if added:
+                tx.append_audit(actor, "transfer.safe_signature", transfer_id, {
+                    "owner": to_checksum(got.owner), "safe_tx_hash": digest.hex(),
+                    "signature": got.signature.hex()})
+        self.app.notifier.notify()
+        return self.safe_result(transfer_id)
+
+    def propose_safe_owners(self, actor: str, transfer_id: str) -> Any:
+        """The governance proposal (``safe.owners``) that a Safe transfer changing its own Safe
+        needs beside the wallet's quorum: it names the transfer, the Safe and the exact SafeTx
+        hash, with the change decoded."""
+        with self.store.read() as tx:
+            row, wallet, safe_tx, digest = self._safe_transfer(tx, transfer_id)
+        change = SW.owner_change_of(movement_from_json(row.movement))
+        if not change:
+            raise FailedPrecondition(f"transfer {transfer_id} does not change its Safe; it needs "
+                                     "no governance approval")
+        if not row.live:
+            raise FailedPrecondition(f"transfer {transfer_id} is {row.state.value}")
+        return self.app.proposals.propose(actor, "safe.owners", {
+            "wallet_id": wallet.id, "transfer_id": row.id, "safe": wallet.address,
+            "chain_id": int(wallet.chain_ids[0]), "safe_tx_hash": digest.hex(),
+            "safe_nonce": str(safe_tx.nonce), "owner_change": change})
+
     @staticmethod
     def _refuse_frozen_cosigning(wallet: Wallet) -> None:
         if wallet.status is WalletStatus.FROZEN:
@@ -810,7 +967,7 @@ class TransferService:
             # Bounded, so the monitor keeps probing (and pinging systemd's watchdog) while a
             # large backlog drains in the sign step's worker.
             for tid, e in self.signer.sign_many(approved, timeout=TICK_WAIT_SECONDS).items():
-                if isinstance(e, WalletFrozen):
+                if isinstance(e, (WalletFrozen, AwaitingGovernance)):
                     continue
                 if not isinstance(e, SignerError):
                     raise e

@@ -21,6 +21,7 @@ from signerd.adapters.store import Tx
 from signerd.core import authority as AU
 from signerd.core import chain_registry
 from signerd.core import legal_basis as LB
+from signerd.core import safe_wallet as SW
 from signerd.core.bitcoin.descriptor import InvalidDescriptor, parse_descriptor, parse_key
 from signerd.core.chains import derive_address
 from signerd.core.errors import (AlreadyExists, AuthorityViolation, FailedPrecondition,
@@ -56,6 +57,8 @@ class WalletRequest:
     policy_toml: str = ""
     hsm_key_ids: tuple[str, ...] = ()
     template: str = ""
+    safe_address: str = ""  # a Safe wallet (script_type "safe"): the Safe's address
+    safe_setup: str = ""  # ... and its setup (SafeSetup JSON), checked against the address
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class CheckedWallet:
     hsm_keys: int
     cosigners: tuple[bytes, ...]
     cosigner_text: tuple[str, ...]
+    safe_address: str = ""
+    safe_setup: str = ""
 
 
 def check_request(req: WalletRequest) -> CheckedWallet:
@@ -109,6 +114,10 @@ def check_request(req: WalletRequest) -> CheckedWallet:
             if not 0 < int(cid) <= MAX_CHAIN_ID:
                 raise InvalidArgument(f"chain_ids: chain id {cid} is out of range (1..2^64-1)")
         st = ScriptType(req.script_type) if req.script_type else ScriptType.EOA
+        if st is ScriptType.SAFE:
+            return check_safe_request(req, category, case_ref, legal_basis)
+        if req.safe_address or req.safe_setup:
+            raise InvalidArgument("safe_address: only a Safe wallet (script_type safe) has one")
         if st is not ScriptType.EOA:
             raise InvalidArgument("script_type: Ethereum wallets are externally owned accounts (eoa)")
         if req.cosigners or req.threshold > 1 or req.hsm_keys > 1:
@@ -171,6 +180,28 @@ def _check_tron(req: WalletRequest, category: Category, case_ref: str, legal_bas
                          1, 1, (), ())
 
 
+def check_safe_request(req: WalletRequest, category: Category, case_ref: str,
+                       legal_basis: str) -> CheckedWallet:
+    """A Safe wallet: one chain id, its owner key a key share made before (its address is in
+    the Safe's owners), the Safe's address and setup (checked against the key in ``create``)."""
+    if len(req.chain_ids) != 1:
+        raise InvalidArgument("chain_ids: a Safe wallet lives on exactly one chain id")
+    cid = int(req.chain_ids[0])
+    if not 0 < cid <= MAX_CHAIN_ID:
+        raise InvalidArgument(f"chain_ids: chain id {cid} is out of range (1..2^64-1)")
+    if len(req.hsm_key_ids) != 1 or req.hsm_keys or req.cosigners or req.threshold:
+        raise InvalidArgument(
+            "hsm_key_ids: a Safe wallet's owner key is one key share made first (signerctl "
+            "wallet key-share), whose owner address goes into the Safe's owner list; the "
+            "owners and threshold come from the setup (no hsm_keys, cosigners or threshold)")
+    if not req.safe_address or not req.safe_setup:
+        raise InvalidArgument("safe_address: a Safe wallet needs the Safe's address and its "
+                              "setup (safe_setup)")
+    SW.parse_setup(req.safe_setup)  # shape first, before any key is read
+    return CheckedWallet(Chain.ETHEREUM, "ethereum", category, case_ref, legal_basis, (cid,),
+                         ScriptType.SAFE, 1, 0, (), (), req.safe_address, req.safe_setup)
+
+
 def parse_cosigner(text: str, network: str) -> bytes:
     """An external cosigner: a compressed public key in hex, or an xpub/tpub with an optional
     non-hardened derivation path (``tpub.../0/7``); returns the compressed public key. Its text
@@ -193,8 +224,16 @@ def make_record(checked: CheckedWallet, wallet_id: str, hsm_keys: list[KeyInfo],
                 created_at: int) -> dict[str, Any]:
     """The canonical record of a wallet whose HSM keys exist (what its seal covers)."""
     pubkeys = [k.public_key for k in hsm_keys] + list(checked.cosigners)
-    address, desc = derive_address(checked.chain, checked.network, checked.script_type,
-                                   checked.threshold, pubkeys)
+    safe: dict[str, Any] | None = None
+    if checked.script_type is ScriptType.SAFE:
+        verified = SW.check_safe(checked.safe_address, checked.safe_setup, pubkeys[0])
+        safe = verified.record(checked.chain_ids[0])
+        checked = replace(checked, threshold=verified.threshold,
+                          cosigner_text=verified.outside_owners)
+        address, desc = verified.address, ""
+    else:
+        address, desc = derive_address(checked.chain, checked.network, checked.script_type,
+                                       checked.threshold, pubkeys)
     keys = [{"key_id": k.key_id, "label": k.label, "public_key": k.public_key.hex(),
              "hsm_held": True, "position": pos} for pos, k in enumerate(hsm_keys)]
     keys += [{"key_id": EXTERNAL_KEY_PREFIX + pub.hex()[:32] + "-" + wallet_id,
@@ -208,6 +247,7 @@ def make_record(checked: CheckedWallet, wallet_id: str, hsm_keys: list[KeyInfo],
         "chain_ids": list(checked.chain_ids), "cosigners": list(checked.cosigner_text),
         "keys": keys, "template": template, "policy_sha256": policy_sha256, "origin": origin,
         "proposal": proposal, "created_at": int(created_at),
+        **({"safe": safe} if safe is not None else {}),
     }
 
 
@@ -225,6 +265,7 @@ def insert_wallet(tx: Tx, record: dict[str, Any], seal: str, status: WalletStatu
         "chain_ids": record["chain_ids"], "cosigners": record["cosigners"],
         "origin": record["origin"], "created_at": float(record["created_at"]),
         "record": L.record_json(record), "seal": seal, "proposal_id": record["proposal"],
+        **L.safe_columns(record),
     })
     for k in record["keys"]:
         tx.insert_key({"key_id": k["key_id"], "wallet_id": record["id"],
@@ -275,7 +316,14 @@ class WalletService:
         wallet_id = new_wallet_id()
         keys = [self.app.hsm_generate(f"{wallet_id}/{i}") for i in range(checked.hsm_keys)]
         keys += [KeyInfo(sh.key_id, sh.label, bytes.fromhex(sh.public_key)) for sh in shares]
-        outside = bool(checked.cosigners)
+        if checked.script_type is ScriptType.SAFE:
+            # A Safe whose other owners are outside this signerd is a multisig with outside
+            # cosigners: a governance act, as for Bitcoin (the outside owners are known only
+            # from the setup, so the check needs the owner key first).
+            safe = SW.check_safe(checked.safe_address, checked.safe_setup, keys[0].public_key)
+            outside = bool(safe.outside_owners)
+        else:
+            outside = bool(checked.cosigners)
         proposal = new_proposal_id() if outside else ""
         now = time.time()
         record = make_record(checked, wallet_id, keys, template=template,

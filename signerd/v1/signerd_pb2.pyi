@@ -36,6 +36,7 @@ class ScriptType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     P2SH_P2WPKH: _ClassVar[ScriptType]
     P2WSH_SORTEDMULTI: _ClassVar[ScriptType]
     EOA: _ClassVar[ScriptType]
+    SAFE: _ClassVar[ScriptType]
 
 class TransferState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -71,6 +72,7 @@ P2WPKH: ScriptType
 P2SH_P2WPKH: ScriptType
 P2WSH_SORTEDMULTI: ScriptType
 EOA: ScriptType
+SAFE: ScriptType
 TRANSFER_STATE_UNSPECIFIED: TransferState
 PENDING_APPROVAL: TransferState
 APPROVED: TransferState
@@ -96,7 +98,7 @@ class Key(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., label: _Optional[str] = ..., public_key: _Optional[bytes] = ..., hsm_held: _Optional[bool] = ...) -> None: ...
 
 class Wallet(_message.Message):
-    __slots__ = ("id", "chain", "network", "chain_ids", "script_type", "category", "case_ref", "legal_basis", "status", "address", "descriptor", "keys", "threshold", "cosigners", "policy_version", "created_at_unix", "freeze_order", "template", "proposal_id")
+    __slots__ = ("id", "chain", "network", "chain_ids", "script_type", "category", "case_ref", "legal_basis", "status", "address", "descriptor", "keys", "threshold", "cosigners", "policy_version", "created_at_unix", "freeze_order", "template", "proposal_id", "safe_owners", "safe_setup")
     ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +118,8 @@ class Wallet(_message.Message):
     FREEZE_ORDER_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    SAFE_OWNERS_FIELD_NUMBER: _ClassVar[int]
+    SAFE_SETUP_FIELD_NUMBER: _ClassVar[int]
     id: str
     chain: Chain
     network: str
@@ -135,7 +139,9 @@ class Wallet(_message.Message):
     freeze_order: str
     template: str
     proposal_id: str
-    def __init__(self, id: _Optional[str] = ..., chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_ids: _Optional[_Iterable[int]] = ..., script_type: _Optional[_Union[ScriptType, str]] = ..., category: _Optional[_Union[Category, str]] = ..., case_ref: _Optional[str] = ..., legal_basis: _Optional[str] = ..., status: _Optional[_Union[WalletStatus, str]] = ..., address: _Optional[str] = ..., descriptor: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[Key, _Mapping]]] = ..., threshold: _Optional[int] = ..., cosigners: _Optional[_Iterable[str]] = ..., policy_version: _Optional[int] = ..., created_at_unix: _Optional[int] = ..., freeze_order: _Optional[str] = ..., template: _Optional[str] = ..., proposal_id: _Optional[str] = ...) -> None: ...
+    safe_owners: _containers.RepeatedScalarFieldContainer[str]
+    safe_setup: str
+    def __init__(self, id: _Optional[str] = ..., chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_ids: _Optional[_Iterable[int]] = ..., script_type: _Optional[_Union[ScriptType, str]] = ..., category: _Optional[_Union[Category, str]] = ..., case_ref: _Optional[str] = ..., legal_basis: _Optional[str] = ..., status: _Optional[_Union[WalletStatus, str]] = ..., address: _Optional[str] = ..., descriptor: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[Key, _Mapping]]] = ..., threshold: _Optional[int] = ..., cosigners: _Optional[_Iterable[str]] = ..., policy_version: _Optional[int] = ..., created_at_unix: _Optional[int] = ..., freeze_order: _Optional[str] = ..., template: _Optional[str] = ..., proposal_id: _Optional[str] = ..., safe_owners: _Optional[_Iterable[str]] = ..., safe_setup: _Optional[str] = ...) -> None: ...
 
 class Output(_message.Message):
     __slots__ = ("address", "amount", "asset", "is_change", "destination_class", "wallet_id", "category", "token_id", "source", "grant")
@@ -162,7 +168,7 @@ class Output(_message.Message):
     def __init__(self, address: _Optional[str] = ..., amount: _Optional[str] = ..., asset: _Optional[str] = ..., is_change: _Optional[bool] = ..., destination_class: _Optional[str] = ..., wallet_id: _Optional[str] = ..., category: _Optional[str] = ..., token_id: _Optional[str] = ..., source: _Optional[str] = ..., grant: _Optional[bool] = ...) -> None: ...
 
 class Movement(_message.Message):
-    __slots__ = ("chain", "network", "chain_id", "outputs", "fee", "fee_asset", "digests", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints", "sighash", "extra", "native")
+    __slots__ = ("chain", "network", "chain_id", "outputs", "fee", "fee_asset", "digests", "nonce", "gas_limit", "max_fee_per_gas", "max_priority_fee_per_gas", "contract_call", "vsize", "outpoints", "sighash", "extra", "native", "safe")
     class ExtraEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +193,7 @@ class Movement(_message.Message):
     SIGHASH_FIELD_NUMBER: _ClassVar[int]
     EXTRA_FIELD_NUMBER: _ClassVar[int]
     NATIVE_FIELD_NUMBER: _ClassVar[int]
+    SAFE_FIELD_NUMBER: _ClassVar[int]
     chain: Chain
     network: str
     chain_id: int
@@ -204,7 +211,16 @@ class Movement(_message.Message):
     sighash: _containers.RepeatedScalarFieldContainer[str]
     extra: _containers.ScalarMap[str, str]
     native: EvmChain
-    def __init__(self, chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_id: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., digests: _Optional[_Iterable[bytes]] = ..., nonce: _Optional[int] = ..., gas_limit: _Optional[int] = ..., max_fee_per_gas: _Optional[str] = ..., max_priority_fee_per_gas: _Optional[str] = ..., contract_call: _Optional[str] = ..., vsize: _Optional[int] = ..., outpoints: _Optional[_Iterable[str]] = ..., sighash: _Optional[_Iterable[str]] = ..., extra: _Optional[_Mapping[str, str]] = ..., native: _Optional[_Union[EvmChain, _Mapping]] = ...) -> None: ...
+    safe: _containers.RepeatedCompositeFieldContainer[SafeField]
+    def __init__(self, chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_id: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., digests: _Optional[_Iterable[bytes]] = ..., nonce: _Optional[int] = ..., gas_limit: _Optional[int] = ..., max_fee_per_gas: _Optional[str] = ..., max_priority_fee_per_gas: _Optional[str] = ..., contract_call: _Optional[str] = ..., vsize: _Optional[int] = ..., outpoints: _Optional[_Iterable[str]] = ..., sighash: _Optional[_Iterable[str]] = ..., extra: _Optional[_Mapping[str, str]] = ..., native: _Optional[_Union[EvmChain, _Mapping]] = ..., safe: _Optional[_Iterable[_Union[SafeField, _Mapping]]] = ...) -> None: ...
+
+class SafeField(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class EthereumTransaction(_message.Message):
     __slots__ = ("json",)
@@ -305,7 +321,7 @@ class Page(_message.Message):
     def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class CreateWalletRequest(_message.Message):
-    __slots__ = ("chain", "network", "chain_ids", "script_type", "category", "case_ref", "legal_basis", "policy_toml", "threshold", "hsm_keys", "cosigners", "label", "hsm_key_ids", "template")
+    __slots__ = ("chain", "network", "chain_ids", "script_type", "category", "case_ref", "legal_basis", "policy_toml", "threshold", "hsm_keys", "cosigners", "label", "hsm_key_ids", "template", "safe_address", "safe_setup")
     CHAIN_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     CHAIN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -320,6 +336,8 @@ class CreateWalletRequest(_message.Message):
     LABEL_FIELD_NUMBER: _ClassVar[int]
     HSM_KEY_IDS_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    SAFE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SAFE_SETUP_FIELD_NUMBER: _ClassVar[int]
     chain: Chain
     network: str
     chain_ids: _containers.RepeatedScalarFieldContainer[int]
@@ -334,7 +352,9 @@ class CreateWalletRequest(_message.Message):
     label: str
     hsm_key_ids: _containers.RepeatedScalarFieldContainer[str]
     template: str
-    def __init__(self, chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_ids: _Optional[_Iterable[int]] = ..., script_type: _Optional[_Union[ScriptType, str]] = ..., category: _Optional[_Union[Category, str]] = ..., case_ref: _Optional[str] = ..., legal_basis: _Optional[str] = ..., policy_toml: _Optional[str] = ..., threshold: _Optional[int] = ..., hsm_keys: _Optional[int] = ..., cosigners: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., hsm_key_ids: _Optional[_Iterable[str]] = ..., template: _Optional[str] = ...) -> None: ...
+    safe_address: str
+    safe_setup: str
+    def __init__(self, chain: _Optional[_Union[Chain, str]] = ..., network: _Optional[str] = ..., chain_ids: _Optional[_Iterable[int]] = ..., script_type: _Optional[_Union[ScriptType, str]] = ..., category: _Optional[_Union[Category, str]] = ..., case_ref: _Optional[str] = ..., legal_basis: _Optional[str] = ..., policy_toml: _Optional[str] = ..., threshold: _Optional[int] = ..., hsm_keys: _Optional[int] = ..., cosigners: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., hsm_key_ids: _Optional[_Iterable[str]] = ..., template: _Optional[str] = ..., safe_address: _Optional[str] = ..., safe_setup: _Optional[str] = ...) -> None: ...
 
 class CreateKeyShareRequest(_message.Message):
     __slots__ = ("category", "case_ref")
@@ -369,11 +389,12 @@ class ListWalletsResponse(_message.Message):
     def __init__(self, wallets: _Optional[_Iterable[_Union[Wallet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SubmitTransferRequest(_message.Message):
-    __slots__ = ("wallet_id", "psbt", "ethereum", "tron", "replaces", "legal_basis", "category_change", "idempotency_key")
+    __slots__ = ("wallet_id", "psbt", "ethereum", "tron", "safe_tx", "replaces", "legal_basis", "category_change", "idempotency_key")
     WALLET_ID_FIELD_NUMBER: _ClassVar[int]
     PSBT_FIELD_NUMBER: _ClassVar[int]
     ETHEREUM_FIELD_NUMBER: _ClassVar[int]
     TRON_FIELD_NUMBER: _ClassVar[int]
+    SAFE_TX_FIELD_NUMBER: _ClassVar[int]
     REPLACES_FIELD_NUMBER: _ClassVar[int]
     LEGAL_BASIS_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_CHANGE_FIELD_NUMBER: _ClassVar[int]
@@ -382,11 +403,12 @@ class SubmitTransferRequest(_message.Message):
     psbt: bytes
     ethereum: EthereumTransaction
     tron: TronTransaction
+    safe_tx: str
     replaces: str
     legal_basis: str
     category_change: str
     idempotency_key: str
-    def __init__(self, wallet_id: _Optional[str] = ..., psbt: _Optional[bytes] = ..., ethereum: _Optional[_Union[EthereumTransaction, _Mapping]] = ..., tron: _Optional[_Union[TronTransaction, _Mapping]] = ..., replaces: _Optional[str] = ..., legal_basis: _Optional[str] = ..., category_change: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    def __init__(self, wallet_id: _Optional[str] = ..., psbt: _Optional[bytes] = ..., ethereum: _Optional[_Union[EthereumTransaction, _Mapping]] = ..., tron: _Optional[_Union[TronTransaction, _Mapping]] = ..., safe_tx: _Optional[str] = ..., replaces: _Optional[str] = ..., legal_basis: _Optional[str] = ..., category_change: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class GetTransferRequest(_message.Message):
     __slots__ = ("transfer_id",)
@@ -433,6 +455,62 @@ class CombinePsbtRequest(_message.Message):
     transfer_id: str
     psbt: bytes
     def __init__(self, transfer_id: _Optional[str] = ..., psbt: _Optional[bytes] = ...) -> None: ...
+
+class CombineSafeSignatureRequest(_message.Message):
+    __slots__ = ("transfer_id", "owner", "signature")
+    TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    transfer_id: str
+    owner: str
+    signature: bytes
+    def __init__(self, transfer_id: _Optional[str] = ..., owner: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class SafeOwnerSignature(_message.Message):
+    __slots__ = ("owner", "signature", "reason")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    signature: str
+    reason: str
+    def __init__(self, owner: _Optional[str] = ..., signature: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SafeSignatures(_message.Message):
+    __slots__ = ("transfer_id", "wallet_id", "safe", "chain_id", "safe_tx_hash", "safe_nonce", "threshold", "owners", "state", "owner", "owner_signature", "signatures", "refused", "complete", "exec_to", "exec_calldata")
+    TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
+    WALLET_ID_FIELD_NUMBER: _ClassVar[int]
+    SAFE_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    SAFE_TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    SAFE_NONCE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    OWNERS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    OWNER_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    EXEC_TO_FIELD_NUMBER: _ClassVar[int]
+    EXEC_CALLDATA_FIELD_NUMBER: _ClassVar[int]
+    transfer_id: str
+    wallet_id: str
+    safe: str
+    chain_id: int
+    safe_tx_hash: str
+    safe_nonce: str
+    threshold: int
+    owners: _containers.RepeatedScalarFieldContainer[str]
+    state: TransferState
+    owner: str
+    owner_signature: str
+    signatures: _containers.RepeatedCompositeFieldContainer[SafeOwnerSignature]
+    refused: _containers.RepeatedCompositeFieldContainer[SafeOwnerSignature]
+    complete: bool
+    exec_to: str
+    exec_calldata: str
+    def __init__(self, transfer_id: _Optional[str] = ..., wallet_id: _Optional[str] = ..., safe: _Optional[str] = ..., chain_id: _Optional[int] = ..., safe_tx_hash: _Optional[str] = ..., safe_nonce: _Optional[str] = ..., threshold: _Optional[int] = ..., owners: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[TransferState, str]] = ..., owner: _Optional[str] = ..., owner_signature: _Optional[str] = ..., signatures: _Optional[_Iterable[_Union[SafeOwnerSignature, _Mapping]]] = ..., refused: _Optional[_Iterable[_Union[SafeOwnerSignature, _Mapping]]] = ..., complete: _Optional[bool] = ..., exec_to: _Optional[str] = ..., exec_calldata: _Optional[str] = ...) -> None: ...
 
 class ListPendingRequest(_message.Message):
     __slots__ = ("page",)
@@ -681,6 +759,12 @@ class Token(_message.Message):
     symbol: str
     decimals: int
     def __init__(self, chain_id: _Optional[int] = ..., address: _Optional[str] = ..., standard: _Optional[str] = ..., symbol: _Optional[str] = ..., decimals: _Optional[int] = ...) -> None: ...
+
+class ProposeSafeOwnersRequest(_message.Message):
+    __slots__ = ("transfer_id",)
+    TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
+    transfer_id: str
+    def __init__(self, transfer_id: _Optional[str] = ...) -> None: ...
 
 class SetTokenRequest(_message.Message):
     __slots__ = ("chain_id", "address", "symbol", "decimals", "standard")

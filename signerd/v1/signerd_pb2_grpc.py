@@ -86,6 +86,16 @@ class CustodyStub:
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.CombinePsbtRequest.SerializeToString,
                 response_deserializer=signerd_dot_v1_dot_signerd__pb2.Transfer.FromString,
                 _registered_method=True)
+        self.CombineSafeSignature = channel.unary_unary(
+                '/signerd.v1.Custody/CombineSafeSignature',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.CombineSafeSignatureRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.SafeSignatures.FromString,
+                _registered_method=True)
+        self.GetSafeSignatures = channel.unary_unary(
+                '/signerd.v1.Custody/GetSafeSignatures',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.GetTransferRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.SafeSignatures.FromString,
+                _registered_method=True)
 
 
 class CustodyServicer:
@@ -156,6 +166,20 @@ class CustodyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CombineSafeSignature(self, request, context):
+        """A Safe transfer: another owner's signature of its SafeTx hash (verified, stored), and
+        the owners' signatures with, once the threshold is met, the execTransaction calldata.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSafeSignatures(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CustodyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +232,16 @@ def add_CustodyServicer_to_server(servicer, server):
                     servicer.CombinePsbt,
                     request_deserializer=signerd_dot_v1_dot_signerd__pb2.CombinePsbtRequest.FromString,
                     response_serializer=signerd_dot_v1_dot_signerd__pb2.Transfer.SerializeToString,
+            ),
+            'CombineSafeSignature': grpc.unary_unary_rpc_method_handler(
+                    servicer.CombineSafeSignature,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.CombineSafeSignatureRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.SafeSignatures.SerializeToString,
+            ),
+            'GetSafeSignatures': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSafeSignatures,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.GetTransferRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.SafeSignatures.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -492,6 +526,60 @@ class Custody:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def CombineSafeSignature(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Custody/CombineSafeSignature',
+            signerd_dot_v1_dot_signerd__pb2.CombineSafeSignatureRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.SafeSignatures.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSafeSignatures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Custody/GetSafeSignatures',
+            signerd_dot_v1_dot_signerd__pb2.GetTransferRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.SafeSignatures.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class ApprovalStub:
     """---------------------------------------------------------------- Approval
@@ -755,6 +843,11 @@ class AdminStub:
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.SetTokenRequest.SerializeToString,
                 response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
                 _registered_method=True)
+        self.ProposeSafeOwners = channel.unary_unary(
+                '/signerd.v1.Admin/ProposeSafeOwners',
+                request_serializer=signerd_dot_v1_dot_signerd__pb2.ProposeSafeOwnersRequest.SerializeToString,
+                response_deserializer=signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+                _registered_method=True)
         self.ListTokens = channel.unary_unary(
                 '/signerd.v1.Admin/ListTokens',
                 request_serializer=signerd_dot_v1_dot_signerd__pb2.ListTokensRequest.SerializeToString,
@@ -902,6 +995,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProposeSafeOwners(self, request, context):
+        """A Safe transfer that changes its Safe (owners, threshold, guard, modules, fallback
+        handler) needs the governance quorum too: a safe.owners proposal naming its SafeTx hash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListTokens(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -1034,6 +1135,11 @@ def add_AdminServicer_to_server(servicer, server):
             'SetToken': grpc.unary_unary_rpc_method_handler(
                     servicer.SetToken,
                     request_deserializer=signerd_dot_v1_dot_signerd__pb2.SetTokenRequest.FromString,
+                    response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
+            ),
+            'ProposeSafeOwners': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeSafeOwners,
+                    request_deserializer=signerd_dot_v1_dot_signerd__pb2.ProposeSafeOwnersRequest.FromString,
                     response_serializer=signerd_dot_v1_dot_signerd__pb2.Proposal.SerializeToString,
             ),
             'ListTokens': grpc.unary_unary_rpc_method_handler(
@@ -1534,6 +1640,33 @@ class Admin:
             target,
             '/signerd.v1.Admin/SetToken',
             signerd_dot_v1_dot_signerd__pb2.SetTokenRequest.SerializeToString,
+            signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeSafeOwners(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signerd.v1.Admin/ProposeSafeOwners',
+            signerd_dot_v1_dot_signerd__pb2.ProposeSafeOwnersRequest.SerializeToString,
             signerd_dot_v1_dot_signerd__pb2.Proposal.FromString,
             options,
             channel_credentials,

@@ -79,6 +79,7 @@ from tests.support.attacks import (ALL_ROLES, ONE_APPROVER, SqliteWriter, StoreW
                                    attack_fake_wallet_at_the_destination,
                                    attack_forged_authority_ledger_entry, attack_forged_operators,
                                    attack_one_approver_policy_row, attack_replaced_genesis,
+                                   attack_safe_owners_and_threshold,
                                    attack_thawed_frozen_wallet, attack_zero_signature_approvals,
                                    audit_events, daemon_and_writer_fixtures, eth_transfer,
                                    eth_wallet, fresh_daemon, monitor_ticks, multisig,
@@ -111,6 +112,10 @@ daemon, db = daemon_and_writer_fixtures("govattack")
 
 def test_store_writer_zero_signature_approvals(daemon: Daemon, db: SqliteWriter) -> None:
     attack_zero_signature_approvals(daemon, db)
+
+
+def test_store_writer_safe_owners_and_threshold(daemon: Daemon, db: SqliteWriter) -> None:
+    attack_safe_owners_and_threshold(daemon, db)
 
 
 def test_store_writer_forged_operators_with_every_role(daemon: Daemon, db: SqliteWriter

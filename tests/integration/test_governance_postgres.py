@@ -61,8 +61,8 @@ from tests.support.attacks import (FRESH, PROBE, StoreWriter, attack_erased_prop
                                    attack_forged_authority_ledger_entry, attack_forged_operators,
                                    attack_forged_proposal_row, attack_inserted_transfer_row,
                                    attack_one_approver_policy_row, attack_reclassified_destination,
-                                   attack_replaced_genesis, attack_thawed_frozen_wallet,
-                                   attack_zero_signature_approvals)
+                                   attack_replaced_genesis, attack_safe_owners_and_threshold,
+                                   attack_thawed_frozen_wallet, attack_zero_signature_approvals)
 from tests.support.pg import PgCluster
 from tests.support.fixtures import DaemonFactory
 
@@ -123,6 +123,7 @@ def attack_id(attack: Any) -> str:
     attack_thawed_frozen_wallet, attack_fake_wallet_at_the_destination, attack_erased_veto,
     attack_erased_veto_and_its_audit_events, attack_erased_proposal_rejection,
     attack_reclassified_destination, attack_inserted_transfer_row,
+    attack_safe_owners_and_threshold,
 ], ids=attack_id)
 def test_pg_store_writer(daemon: Daemon, db: PgWriter, attack: Any) -> None:
     attack(daemon, db)

@@ -190,7 +190,8 @@ def test_payload_fields_are_bounded_by_the_message_size(daemon: Daemon) -> None:
     [limits] where it is decoded (test_limits.py; Tron: max_calldata_bytes)."""
     assert {k for k, v in V.LIMITS.items() if v == V.MESSAGE} == {
         "SubmitTransferRequest.psbt", "EthereumTransaction.json", "TronTransaction.json",
-        "CombinePsbtRequest.psbt", "CombineAttestationRequest.psbt"}
+        "CombinePsbtRequest.psbt", "CombineAttestationRequest.psbt",
+        "SubmitTransferRequest.safe_tx"}
 
 
 # ---------------------------------------------------------------- cosigners

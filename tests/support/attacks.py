@@ -1202,3 +1202,67 @@ def attack_changed_cosigning_record(d: Daemon, db: StoreWriter) -> None:
     assert shown["state"] == "FAILED" and "record of cosigning" in shown["failure"], shown
     assert violation_metric(d, "attestation") == before + 1
     assert not audit_events(d, action="attestation.signed", obj=a["id"])
+
+
+# ---------------------------------------------------------------- Safe wallets
+
+def safe_wallet(d: Daemon) -> pb.Wallet:
+    """A 2-of-2 Safe wallet (this daemon's owner key and an outside owner), approved by the
+    demo governance quorum. No chain is needed: its address is the setup's CREATE2 address,
+    and the factory, singleton and handler addresses are placeholders."""
+    from eth_utils import keccak, to_checksum_address
+
+    from signerd.core.ethereum.safe import SafeSetup, predicted_address
+
+    case = f"CASE-SAFE-{next(_case)}"
+    share = d.custody().CreateKeyShare(pb.CreateKeyShareRequest(category=pb.SEIZED,
+                                                                case_ref=case))
+    point = coincurve.PublicKey(bytes(share.public_key)).format(compressed=False)[1:]
+    owner = to_checksum_address(keccak(point)[12:])
+    doc = {"owners": [owner, Account.create().address], "threshold": 2,
+           "fallbackHandler": to_checksum_address("0x" + "11" * 20),
+           "singleton": to_checksum_address("0x" + "22" * 20),
+           "factory": to_checksum_address("0x" + "33" * 20), "saltNonce": next(_nonce)}
+    address = to_checksum_address(predicted_address(SafeSetup.from_json(doc)))
+    w = d.custody().CreateWallet(pb.CreateWalletRequest(
+        chain=pb.ETHEREUM, chain_ids=[31337], script_type=pb.SAFE, category=pb.SEIZED,
+        case_ref=case, hsm_key_ids=[share.key_id], safe_address=address,
+        safe_setup=json.dumps(doc)))
+    p = d.governance().GetProposal(pb.GetProposalRequest(proposal_id=w.proposal_id))
+    assert govern(d, p).state == "APPROVED"
+    return d.custody().GetWallet(pb.GetWalletRequest(wallet_id=w.id))
+
+
+def attack_safe_owners_and_threshold(d: Daemon, db: StoreWriter) -> None:
+    """A Safe wallet's threshold lowered and an owner swapped in the store's copies, then in
+    its record: the wallet no longer verifies, and the quorum-making approval of a SafeTx
+    ends it FAILED, unsigned."""
+    w = safe_wallet(d)
+    zero = "0x" + "00" * 20
+    safe_tx = {"to": EXTERNAL_ETH, "value": 1, "data": "0x", "operation": 0, "safeTxGas": 0,
+               "baseGas": 0, "gasPrice": 0, "gasToken": zero, "refundReceiver": zero,
+               "nonce": 0}
+    t = d.custody().SubmitTransfer(pb.SubmitTransferRequest(wallet_id=w.id,
+                                                            safe_tx=json.dumps(safe_tx)))
+    decide(d, t.id, "inv1")
+    shown = d.approval("cust1").GetStatement(pb.GetStatementRequest(
+        transfer_id=t.id, decision=pb.APPROVE)).statement
+    row = db.one("SELECT safe_owners, safe_threshold, record FROM wallets WHERE id = ?", (w.id,))
+    forged = json.dumps([w.safe_owners[0], Account.create().address])
+    for statement in (("UPDATE wallets SET safe_threshold = 1 WHERE id = ?", (w.id,)),
+                      ("UPDATE wallets SET safe_owners = ? WHERE id = ?", (forged, w.id)),
+                      ("UPDATE wallets SET record = ? WHERE id = ?",
+                       (row["record"].replace('"threshold":2', '"threshold":1'), w.id))):
+        db.run(statement)
+        e = rpc_error(d.custody().GetWallet, pb.GetWalletRequest(wallet_id=w.id))
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION or "wallet" in e.details()
+        assert f"wallet {w.id}" in e.details(), e.details()
+        db.run(("UPDATE wallets SET safe_owners = ?, safe_threshold = ?, record = ? "
+                "WHERE id = ?", (row["safe_owners"], row["safe_threshold"], row["record"],
+                                 w.id)))
+    db.run(("UPDATE wallets SET safe_threshold = 1, safe_owners = ? WHERE id = ?",
+            (forged, w.id)))
+    e = rpc_error(decide, d, t.id, "cust1", statement=shown)
+    assert "Safe owners, threshold or setup in the store differ" in e.details(), e.details()
+    got = assert_no_signature(d, db, t.id)
+    assert got.state == pb.FAILED and "authority violation" in got.failure, got

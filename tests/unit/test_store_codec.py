@@ -62,7 +62,8 @@ def test_wallet_and_key_share_rows() -> None:
     wallet = {"id": "w_1", "chain": "ethereum", "network": "", "script_type": "eoa",
               "category": "seized", "case_ref": "C-1", "legal_basis": "", "status": "NOT A STATE",
               "address": "0xab", "freeze_order": None, "origin": "", "chain_ids": "[1]",
-              "record": "{}", "seal": "s", "proposal_id": "", "threshold": 1}
+              "record": "{}", "seal": "s", "proposal_id": "", "threshold": 1,
+              "safe_owners": "", "safe_threshold": 0, "safe_setup": ""}
     w = wallet_from_row(wallet)
     assert (w.status, w.freeze_order, w.record) == ("NOT A STATE", "", "{}")
     share = {"key_id": "k_1", "public_key": "02" * 33, "label": "l", "category": "seized",

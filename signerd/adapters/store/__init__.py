@@ -150,12 +150,13 @@ class Tx:
         self.execute(
             "INSERT INTO wallets (id, chain, network, script_type, category, case_ref, legal_basis,"
             " status, address, descriptor, threshold, chain_ids, cosigners, freeze_order, origin,"
-            " created_at, record, seal, proposal_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, record, seal, proposal_id, safe_owners, safe_threshold, safe_setup)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (w["id"], w["chain"], w["network"], w["script_type"], w["category"], w["case_ref"],
              w["legal_basis"], w["status"], w["address"], w["descriptor"], w["threshold"],
              json.dumps(w["chain_ids"]), json.dumps(w["cosigners"]), "", w.get("origin", ""),
-             w["created_at"], w.get("record", ""), w.get("seal", ""), w.get("proposal_id", "")),
+             w["created_at"], w.get("record", ""), w.get("seal", ""), w.get("proposal_id", ""),
+             w.get("safe_owners", ""), int(w.get("safe_threshold", 0)), w.get("safe_setup", "")),
         )
 
     def wallets_by_address(self, addresses: Sequence[str]) -> dict[str, WalletRecord]:
@@ -215,6 +216,25 @@ class Tx:
                      (record["case_ref"], record["legal_basis"], status, record["origin"],
                       json.dumps(record["chain_ids"]), float(record["created_at"]),
                       record_text, seal, record["proposal"], wallet_id))
+
+    # ---------------------------------------------------------------- Safe owners' signatures
+    def insert_safe_signature(self, transfer_id: str, owner: str, signature: str,
+                              actor: str) -> bool:
+        """Store an owner's signature of a Safe transfer (once per owner: False when that
+        owner's signature is stored already)."""
+        if self.one("SELECT owner FROM safe_signatures WHERE transfer_id = ? AND owner = ?",
+                    (transfer_id, owner)):
+            return False
+        self.execute("INSERT INTO safe_signatures (transfer_id, owner, signature, actor,"
+                     " created_at) VALUES (?, ?, ?, ?, ?)",
+                     (transfer_id, owner, signature, actor, time.time()))
+        return True
+
+    def safe_signatures(self, transfer_id: str) -> list[tuple[str, str]]:
+        """(owner, signature hex) stored for a Safe transfer, by owner."""
+        return [(str(r["owner"]), str(r["signature"])) for r in self.all(
+            "SELECT owner, signature FROM safe_signatures WHERE transfer_id = ? ORDER BY owner",
+            (transfer_id,))]
 
     def insert_key_share(self, key_id: str, public_key: str, label: str, category: str,
                          case_ref: str, seal: str = "") -> None:

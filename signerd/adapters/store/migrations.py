@@ -305,6 +305,23 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX audit_events_endings ON audit_events (seq) WHERE action IN ("
         + ", ".join(f"'{a}'" for a in ENDING_ACTIONS_16) + ")",
     ]),
+    (17, "Safe wallets: the Safe's owners, threshold and setup, and owners' signatures", [
+        # Copies for readers of what a Safe wallet's sealed record holds (the record and its
+        # seal are signerd's word: ledger.verified_wallet refuses a row whose copies differ).
+        "ALTER TABLE wallets ADD COLUMN safe_owners TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE wallets ADD COLUMN safe_threshold INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE wallets ADD COLUMN safe_setup TEXT NOT NULL DEFAULT ''",
+        # Owner signatures of a signed Safe transfer's SafeTx hash brought by combine (other
+        # owners: other signerds, outside keys). Each is verified again (recovered against the
+        # SafeTx hash signerd computes, and the sealed owner list) whenever it is used.
+        """CREATE TABLE safe_signatures (
+            transfer_id TEXT NOT NULL REFERENCES transfers (id),
+            owner TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (transfer_id, owner))""",
+    ]),
 ]
 
 

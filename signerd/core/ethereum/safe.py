@@ -52,7 +52,7 @@ from signerd.core.ethereum.signing import (
     low_s,
     recover_y_parity,
 )
-from signerd.core.model import Chain, Movement, Output, Token
+from signerd.core.model import Chain, EvmChain, Movement, Output, Token
 
 SAFE_VERSION = "1.4.1"
 
@@ -600,7 +600,8 @@ def refund(tx: SafeTx) -> int:
 
 
 def movement(chain_id: int, safe: bytes, tx: SafeTx,
-             tokens: Mapping[tuple[int, str], Token] | None = None) -> Movement:
+             tokens: Mapping[tuple[int, str], Token] | None = None,
+             chain: EvmChain | None = None) -> Movement:
     """What ``tx`` executed by the Safe at ``safe`` moves, for policies and the approval
     statement. A CALL is decoded by ``decode_call`` exactly as a direct transaction's call
     (registered ERC-20 transfers and approvals as token outputs, anything else as a contract
@@ -609,18 +610,22 @@ def movement(chain_id: int, safe: bytes, tx: SafeTx,
     policy that allows contract calls to that target can let it through. The digest is the
     Safe transaction hash; the fee is 0 (the gas is paid by whoever submits it) and a refund
     (``gas_price`` non-zero) is named in the details, as are the operation, the Safe, and a
-    call of the Safe to itself (``owner_change``)."""
+    call of the Safe to itself (``owner_change``). ``chain``: the chain registry's entry for
+    ``chain_id``, whose symbol names the native value (and which the movement carries, so the
+    statement binds it); without it the native coin is ETH."""
     digest = safe_tx_hash(chain_id, safe, tx)
+    native = ETH if chain is None else chain.symbol
     if tx.operation == CALL:
-        call = decode_call(chain_id, tx.to, tx.value, tx.data, tokens, sender=safe)
+        call = decode_call(chain_id, tx.to, tx.value, tx.data, tokens, sender=safe,
+                           native=native)
         outputs, contract_call, decoded_tokens = call.outputs, call.contract_call, call.tokens
         details = dict(call.details)
     else:
-        outputs = (Output(address=to_checksum(tx.to), amount=0, asset=ETH),)
+        outputs = (Output(address=to_checksum(tx.to), amount=0, asset=native),)
         contract_call, decoded_tokens, details = "0x" + tx.data.hex(), (), {}
         details["warning"] = ("DELEGATECALL: the target's code runs as the Safe itself and can "
                               "move any of its assets or change its owners")
-    gas_token = "ETH" if tx.gas_token == ZERO_ADDRESS else f"ERC20:{to_checksum(tx.gas_token)}"
+    gas_token = native if tx.gas_token == ZERO_ADDRESS else f"ERC20:{to_checksum(tx.gas_token)}"
     details.update({
         "tx_type": "safe",
         "safe": to_checksum(safe),
@@ -648,10 +653,11 @@ def movement(chain_id: int, safe: bytes, tx: SafeTx,
         chain_id=chain_id,
         outputs=outputs,
         fee=0,
-        fee_asset=ETH,
+        fee_asset=native,
         digests=(digest,),
         nonce=tx.nonce,
         contract_call=contract_call,
         tokens=decoded_tokens,
+        native=chain,
         details=details,
     )

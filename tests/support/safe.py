@@ -1,0 +1,133 @@
+"""Safe v1.4.1 on anvil for tests and the walkthrough: the singleton, the proxy factory and the
+fallback handler deployed from Safe's published build artifacts, a test ERC-20 compiled with
+OpenZeppelin, and contract calls encoded with eth-abi from the artifacts' ABI (never with
+signerd's own Safe code, which the contracts judge)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import function_abi_to_4byte_selector, to_checksum_address
+
+from tests.support import evm
+
+ETHER = 10**18
+ZERO_ADDRESS = "0x" + "00" * 20
+
+TOKEN_SOURCE = """// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.20;
+import "@openzeppelin/contracts/token/ERC20/ERC20.sol";
+contract CustodyTestToken is ERC20 {
+    constructor(address holder, uint256 supply) ERC20("Custody Test Token", "CTT") {
+        _mint(holder, supply);
+    }
+}
+"""
+
+
+class Contract:
+    """A deployed contract spoken to through its ABI (eth-abi encodes and decodes)."""
+
+    def __init__(self, node: evm.Anvil, address: str, abi: list[dict[str, Any]]):
+        self.node, self.address, self.abi = node, to_checksum_address(address), abi
+
+    def _fn(self, name: str) -> dict[str, Any]:
+        (fn,) = [f for f in self.abi if f.get("type") == "function" and f["name"] == name]
+        return fn
+
+    def calldata(self, name: str, *args: Any) -> str:
+        fn = self._fn(name)
+        types = [str(i["type"]) for i in fn["inputs"]]
+        return "0x" + (function_abi_to_4byte_selector(fn) + abi_encode(types, list(args))).hex()
+
+    def call(self, name: str, *args: Any) -> Any:
+        fn = self._fn(name)
+        out = bytes.fromhex(self.node.call(self.address, self.calldata(name, *args))[2:])
+        values = abi_decode([str(o["type"]) for o in fn["outputs"]], out)
+        return values[0] if len(values) == 1 else values
+
+
+class SafeDeployment:
+    """Safe v1.4.1's singleton, proxy factory and fallback handler on one node."""
+
+    def __init__(self, node: evm.Anvil):
+        self.node = node
+        self.deployer = node.accounts[0]
+        safe_art = evm.safe_artifact("Safe.sol/Safe.json")
+        factory_art = evm.safe_artifact("proxies/SafeProxyFactory.sol/SafeProxyFactory.json")
+        handler_art = evm.safe_artifact(
+            "handler/CompatibilityFallbackHandler.sol/CompatibilityFallbackHandler.json")
+        self.safe_abi = safe_art["abi"]
+        self.singleton = node.deploy(safe_art["bytecode"])
+        self.factory = Contract(node, node.deploy(factory_art["bytecode"]), factory_art["abi"])
+        self.handler = node.deploy(handler_art["bytecode"])
+        token = evm.compile_solidity({"CustodyTestToken.sol": TOKEN_SOURCE})["CustodyTestToken"]
+        self.token_abi, self.token_code = token["abi"], token["bytecode"]
+
+    def setup_json(self, owners: list[str], threshold: int, salt: int) -> dict[str, Any]:
+        """A SafeSetup document (what ``signerctl wallet create --kind safe --setup`` reads)."""
+        return {"owners": [to_checksum_address(o) for o in owners], "threshold": threshold,
+                "fallbackHandler": to_checksum_address(self.handler),
+                "singleton": to_checksum_address(self.singleton),
+                "factory": self.factory.address, "saltNonce": salt}
+
+    def initializer(self, setup: dict[str, Any]) -> str:
+        """``Safe.setup(...)`` encoded from the artifact's ABI."""
+        single = Contract(self.node, setup["singleton"], self.safe_abi)
+        return single.calldata("setup", setup["owners"], setup["threshold"], ZERO_ADDRESS,
+                               b"", setup["fallbackHandler"], ZERO_ADDRESS, 0, ZERO_ADDRESS)
+
+    def deploy_safe(self, setup: dict[str, Any], data: str = "") -> Contract:
+        """Deploy through the factory (``createProxyWithNonce``: with ``data`` as signerd built
+        it, else encoded here) and return the Safe at the address the factory emitted."""
+        if not data:
+            data = self.factory.calldata("createProxyWithNonce", setup["singleton"],
+                                         bytes.fromhex(self.initializer(setup)[2:]),
+                                         int(setup["saltNonce"]))
+        rec = self.node.send(self.deployer, self.factory.address, data)
+        assert int(rec["status"], 16) == 1, rec
+        topic = "0x" + function_topic("ProxyCreation(address,address)")
+        (log,) = [lg for lg in rec["logs"] if lg["topics"][0] == topic]
+        address = "0x" + log["topics"][1][-40:]
+        return Contract(self.node, address, self.safe_abi)
+
+    def deploy_token(self, holder: str, supply: int) -> Contract:
+        args = abi_encode(["address", "uint256"], [holder, supply]).hex()
+        return Contract(self.node, self.node.deploy(self.token_code + args), self.token_abi)
+
+
+def function_topic(signature: str) -> str:
+    from eth_utils import keccak
+
+    return keccak(text=signature).hex()
+
+
+def safe_tx(to: str, *, value: int = 0, data: str = "0x", operation: int = 0, nonce: int,
+            gas_price: int = 0, gas_token: str = ZERO_ADDRESS,
+            refund_receiver: str = ZERO_ADDRESS) -> dict[str, Any]:
+    """A SafeTx document (``signerctl transfer submit WALLET --safe-tx FILE``)."""
+    return {"to": to_checksum_address(to), "value": value, "data": data,
+            "operation": operation, "safeTxGas": 0, "baseGas": 0, "gasPrice": gas_price,
+            "gasToken": to_checksum_address(gas_token),
+            "refundReceiver": to_checksum_address(refund_receiver), "nonce": nonce}
+
+
+def safe_tx_hash_onchain(safe: Contract, tx: dict[str, Any]) -> bytes:
+    """``Safe.getTransactionHash`` of the deployed Safe: the contract's own EIP-712 hash."""
+    return bytes(safe.call("getTransactionHash", tx["to"], tx["value"],
+                           bytes.fromhex(tx["data"][2:]), tx["operation"], tx["safeTxGas"],
+                           tx["baseGas"], tx["gasPrice"], tx["gasToken"],
+                           tx["refundReceiver"], tx["nonce"]))
+
+
+def exec_calldata_by_hand(safe: Contract, tx: dict[str, Any], signatures: bytes) -> str:
+    """``execTransaction`` encoded here from the ABI (for calls signerd refuses to build)."""
+    return safe.calldata("execTransaction", tx["to"], tx["value"], bytes.fromhex(tx["data"][2:]),
+                         tx["operation"], tx["safeTxGas"], tx["baseGas"], tx["gasPrice"],
+                         tx["gasToken"], tx["refundReceiver"], signatures)
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, sort_keys=True)
