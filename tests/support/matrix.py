@@ -18,7 +18,8 @@ SERVICES = ("Custody", "Approval", "Admin", "Governance", "Audit", "Attestation"
 EXPECTED: dict[str, set[str]] = {
     **{f"Custody/{m}": {"platform"} for m in (
         "CreateWallet", "CreateKeyShare", "SubmitTransfer", "GetTransfer", "ListTransfers",
-        "WatchTransfer", "CancelTransfer", "CombinePsbt")},
+        "WatchTransfer", "CancelTransfer", "CombinePsbt", "CombineSafeSignature",
+        "GetSafeSignatures")},
     "Custody/GetWallet": {"platform", "admin"},
     "Custody/ListWallets": {"platform", "admin"},
     **{f"Approval/{m}": {"operator"} for m in ("ListPending", "GetStatement", "SubmitApproval")},
@@ -28,7 +29,7 @@ EXPECTED: dict[str, set[str]] = {
     **{f"Admin/{m}": {"admin", "operator"} for m in (
         "RegisterOperator", "RevokeOperator", "SetOperatorRoles", "ReinstateOperator",
         "SetPolicy", "SetTemplate", "SetGovernance", "UnfreezeWallet", "SetToken",
-        "SetChain")},
+        "SetChain", "ProposeSafeOwners")},
     "Admin/ListTemplates": {"admin", "platform"},
     "Admin/ListTokens": {"admin", "platform"},
     "Admin/ListChains": {"admin", "platform"},
