@@ -59,3 +59,26 @@ def test_a_seized_key_makes_no_second_wallet_on_another_tron_network(daemon: Dae
             hex=key.hex()))
         assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
         assert "never serves two wallets" in e.details()
+
+
+def test_a_non_canonical_encoding_is_refused_at_submission(daemon: Daemon) -> None:
+    """The platform cannot have the quorum approve an id java-tron would not compute: the
+    same transaction with ``fee_limit = 0`` written out parses to the same message, but
+    java-tron's id (over its re-encoding) is not SHA-256 of these bytes."""
+    w = X.tron_wallet(daemon)
+    raw = X.trx_raw(w.address) + bytes.fromhex("900100")  # field 18 (fee_limit) = 0
+    e = rpc_error(X.submit, daemon, w.id, X.payload(raw))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
+    assert "raw_data.fee_limit: written with its default value" in e.details()
+
+
+def test_a_tron_transfer_replaces_no_other_transaction(daemon: Daemon) -> None:
+    """Tron has no nonce: another transaction "replacing" a transfer would not stop the first
+    from executing, so a replacement must be the very same transaction."""
+    w = X.tron_wallet(daemon)
+    first = X.submit(daemon, w.id, X.payload(X.trx_raw(w.address, amount=1_000)))
+    e = rpc_error(daemon.custody().SubmitTransfer, pb.SubmitTransferRequest(
+        wallet_id=w.id, replaces=first.id, tron=pb.TronTransaction(
+            json=X.payload(X.trx_raw(w.address, amount=2_000)).decode())))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+    assert "does not spend the same nonce or outputs" in e.details()
