@@ -277,7 +277,9 @@ def destinations(tx: Tx, state: AuthorityState, source: Wallet,
     only when it has the source's category and its outside keys are fewer than its threshold
     (they cannot spend without signerd's keys; an imported seized key counts as outside), and
     it is approved and not retired. A row that
-    does not verify is no wallet of ours (and is logged)."""
+    does not verify is no wallet of ours (and is logged). A Tron wallet on another Tron network
+    is no wallet of ours either: its address is the same on every Tron network, but no wallet
+    of the source's network governs what arrives there (a Tron signature names no network)."""
     out: dict[str, Destination] = {}
     wanted = [a for a in set(addresses) if a and a != source.address]
     for address, row in tx.wallets_by_address(wanted).items():
@@ -285,6 +287,9 @@ def destinations(tx: Tx, state: AuthorityState, source: Wallet,
             w = verified_wallet(state, row)
         except AuthorityViolation as e:
             log.error("destination %s is not one of signerd's wallets: %s", address, e.message)
+            continue
+        if Chain.TRON in (source.chain, w.chain) and (w.chain, w.network) != (source.chain,
+                                                                             source.network):
             continue
         live = w.status in (WalletStatus.ACTIVE, WalletStatus.FROZEN)
         own = (live and w.category is source.category and outside_keys(w) < w.threshold)

@@ -18,8 +18,10 @@ Everything else is refused with ``InvalidTransaction`` naming it: an unknown fie
 ``scripts``, a contract's ``provider`` or ``ContractName`` included), a wire type that is not the
 field's, a field given twice, a varint that is not in its shortest form or beyond 64 bits, a
 negative int64, a length past the end, trailing bytes, a contract type or ``type_url`` other than
-the two above. The transaction id is SHA-256 of the ``raw_data`` bytes exactly as submitted;
-that is the digest the HSM signs.
+the two above, and ``raw_data``, its contract or the contract's ``Any`` in any encoding but the
+canonical one (fields in number order, no default value written out). The transaction id is
+SHA-256 of the ``raw_data`` bytes exactly as submitted; that is the digest the HSM signs, and,
+the encoding being canonical, the id java-tron computes over its own re-encoding of them.
 """
 from __future__ import annotations
 
@@ -78,13 +80,21 @@ def _varint(buf: bytes, pos: int, where: str) -> tuple[int, int]:
     return value, pos
 
 
-def fields(buf: bytes, spec: Spec, where: str, *, repeated: frozenset[int] = frozenset()
-           ) -> dict[str, Any]:
+def fields(buf: bytes, spec: Spec, where: str, *, repeated: frozenset[int] = frozenset(),
+           canonical: bool = False, messages: frozenset[int] = frozenset()) -> dict[str, Any]:
     """The fields of one protobuf message, by name: ints for varints, bytes for the
     length-delimited, a list for ``repeated`` field numbers. Raises InvalidTransaction for an
-    unknown field, a wrong wire type, a duplicate, a bad varint or a length past the end."""
+    unknown field, a wrong wire type, a duplicate, a bad varint or a length past the end.
+
+    ``canonical``: the bytes must also be the message's one protobuf encoding (proto3), as
+    java-tron re-encodes it: fields in increasing number order, and no singular scalar field
+    written with its default value (0, empty); ``messages`` are the singular message fields,
+    which proto3 writes even when empty. java-tron computes the transaction id over its own
+    re-encoding of ``raw_data``, not over the bytes it was given: a signature over any other
+    encoding never verifies there."""
     out: dict[str, Any] = {}
     pos = 0
+    last = 0
     while pos < len(buf):
         tag, pos = _varint(buf, pos, f"{where}: field tag")
         number, wire = tag >> 3, tag & 7
@@ -108,10 +118,23 @@ def fields(buf: bytes, spec: Spec, where: str, *, repeated: frozenset[int] = fro
                 raise InvalidTransaction(f"{where}.{name}: length {length} runs past the end "
                                          f"of the message ({len(buf) - pos} bytes left)")
             value, pos = bytes(buf[pos:pos + length]), pos + length
+        if number not in repeated and name in out:
+            raise InvalidTransaction(f"{where}.{name}: field given more than once")
+        if canonical and number < last:
+            raise InvalidTransaction(
+                f"{where}.{name}: field {number} after field {last}; java-tron re-encodes "
+                f"{where} in field-number order to compute the transaction id, so a signature "
+                "over this order would not verify (submit the canonical encoding)")
+        last = number
+        if (canonical and number not in repeated and number not in messages
+                and value in (0, b"")):
+            raise InvalidTransaction(
+                f"{where}.{name}: written with its default value "
+                f"({'empty' if value == b'' else value}); java-tron "
+                f"re-encodes {where} without it to compute the transaction id, so a signature "
+                "over these bytes would not verify (leave the field out)")
         if number in repeated:
             out.setdefault(name, []).append(value)
-        elif name in out:
-            raise InvalidTransaction(f"{where}.{name}: field given more than once")
         else:
             out[name] = value
     return out
@@ -165,7 +188,7 @@ def decode_raw(raw: bytes) -> TronTx:
     """``Transaction.raw`` decoded strictly (see the module's docstring)."""
     if len(raw) > MAX_RAW_BYTES:
         raise InvalidTransaction(f"raw_data: {len(raw)} bytes, more than {MAX_RAW_BYTES}")
-    top = fields(raw, _RAW, "raw_data", repeated=frozenset({11}))
+    top = fields(raw, _RAW, "raw_data", repeated=frozenset({11}), canonical=True)
     contracts = top.get("contract", [])
     if len(contracts) != 1:
         raise InvalidTransaction(f"raw_data.contract: exactly one contract is required, got "
@@ -182,7 +205,8 @@ def decode_raw(raw: bytes) -> TronTx:
     if len(memo) > MAX_MEMO_BYTES:
         raise InvalidTransaction(f"raw_data.data: memo of {len(memo)} bytes, more than "
                                  f"{MAX_MEMO_BYTES}")
-    contract = fields(contracts[0], _CONTRACT, "raw_data.contract")
+    contract = fields(contracts[0], _CONTRACT, "raw_data.contract", canonical=True,
+                      messages=frozenset({2}))
     ctype = int(contract.get("type", 0))
     if ctype not in CONTRACT_NAMES:
         raise InvalidTransaction(f"raw_data.contract.type: contract type {ctype} is not one "
@@ -194,7 +218,7 @@ def decode_raw(raw: bytes) -> TronTx:
                                  "permission only (0)")
     if "parameter" not in contract:
         raise InvalidTransaction("raw_data.contract.parameter: missing")
-    anyv = fields(contract["parameter"], _ANY, "raw_data.contract.parameter")
+    anyv = fields(contract["parameter"], _ANY, "raw_data.contract.parameter", canonical=True)
     name = CONTRACT_NAMES[ctype]
     url = anyv.get("type_url", b"")
     if url != (TYPE_URL_PREFIX + name).encode():
