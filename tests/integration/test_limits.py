@@ -29,6 +29,14 @@ def daemon(daemon_factory: DaemonFactory):
                                   server={"max_message_bytes": MAX_MESSAGE}, clean_exit=True)
 
 
+@pytest.fixture(autouse=True)
+def full_rate_bucket() -> None:
+    """Each test starts with the platform's rate bucket full again (rate_burst at
+    rate_per_second refills in half a second), so what one test spent never makes the next
+    one's ordinary calls RESOURCE_EXHAUSTED."""
+    time.sleep(LIMITS["rate_burst"] / LIMITS["rate_per_second"] + 0.1)
+
+
 def submit_psbt(d: Daemon, wallet_id: str, psbt: bytes) -> pb.Transfer:
     return d.custody().SubmitTransfer(pb.SubmitTransferRequest(wallet_id=wallet_id, psbt=psbt))
 
