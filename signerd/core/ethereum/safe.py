@@ -562,14 +562,21 @@ def _decode_management(method: _Method, data: bytes) -> dict[str, object] | None
 
 
 def owner_change(safe: bytes, tx: SafeTx) -> dict[str, object] | None:
-    """A call of the Safe to itself, decoded: one of the ``OWNER_MANAGEMENT`` calls as
+    """A change of the Safe itself, decoded. A DELEGATECALL of another address runs its code
+    as the Safe: it can rewrite the owners, threshold, modules, guard or fallback handler
+    in the Safe's storage, or call the Safe's own management functions (MultiSend), so it is
+    one: ``{"method": "delegatecall", "to": "0x...", "selector": "0x...", "data": "0x..."}``.
+    A call of the Safe to itself: one of the ``OWNER_MANAGEMENT`` calls as
     ``{"method": name, <argument>: value, ...}`` (addresses checksummed, integers as int);
     any other call to itself (other calldata, or calldata not in the exact ABI encoding) as
-    ``{"method": "unknown", "selector": "0x...", "data": "0x..."}``. None when ``tx`` does
-    not call the Safe itself."""
+    ``{"method": "unknown", "selector": "0x...", "data": "0x..."}`` (whatever the operation).
+    None when ``tx`` is a CALL of another address."""
     if not isinstance(safe, bytes) or len(safe) != ADDRESS_LEN:
         raise InvalidArgument("Safe address: must be 20 bytes")
     if tx.to != safe:
+        if tx.operation == DELEGATECALL:
+            return {"method": "delegatecall", "to": to_checksum(tx.to),
+                    "selector": "0x" + tx.data[:4].hex(), "data": "0x" + tx.data.hex()}
         return None
     method = _BY_SELECTOR.get(tx.data[:4])
     decoded = None if method is None else _decode_management(method, tx.data)
