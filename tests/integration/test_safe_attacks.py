@@ -204,3 +204,47 @@ def test_a_delegatecall_that_adds_an_owner_needs_the_governance_quorum(world: Wo
     rec = node.send(node.accounts[1], done.exec_to, done.exec_calldata)
     assert int(rec["status"], 16) == 1, rec
     assert newcomer.lower() in [str(o).lower() for o in safe.call("getOwners")]
+
+
+MOVES = """name = "safe-moves"
+expiry = "1h"
+
+[[rule]]
+name = "moves"
+asset = "*"
+approvers = 2
+roles = { investigator = 1, custody_officer = 1 }
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="open: check_safe_nonce trusts the unsealed state column "
+                   "(a signed transfer set to CANCELLED by SQL is not seen)")
+def test_a_store_writer_reopening_a_signed_safe_nonce_gets_no_second_signature(
+        world: World) -> None:
+    """A SafeTx for nonce N is signed. A store writer sets that transfer's row to CANCELLED
+    (its state is not under its seal) and deletes its lock; the platform submits another
+    SafeTx for nonce N, which the quorum approves (believing the first one dead). signerd
+    says it never signs two SafeTx hashes for one Safe nonce, and that deleting the lock does
+    not get a second one signed: the sign step's check reads only rows in state SIGNED."""
+    node, dep, d = world.node, world.dep, world.d
+    share, owner = world.key_share()
+    setup = dep.setup_json([owner], 1, salt=12)
+    safe = dep.deploy_safe(setup)
+    wallet = world.create_wallet(share, safe.address, setup)
+    set_policy(d, wallet.id, MOVES)
+    dest = to_checksum_address("0x" + "be" * 20)
+
+    def signed(value: int) -> pb.Transfer:
+        t = d.custody().SubmitTransfer(pb.SubmitTransferRequest(
+            wallet_id=wallet.id, safe_tx=dumps(safe_tx(dest, value=value, nonce=0))))
+        decide(d, t.id, "inv1")
+        return decide(d, t.id, "cust1")
+
+    first = signed(1)
+    assert first.state == pb.SIGNED
+    db = sqlite_writer(d)
+    db.run(("UPDATE transfers SET state = 'CANCELLED' WHERE id = ?", (first.id,)),
+           ("DELETE FROM transfer_locks WHERE transfer_id = ?", (first.id,)))
+    second = signed(2)
+    monitor_ticks()
+    assert_no_signature(d, db, second.id)
