@@ -1,0 +1,130 @@
+"""Review findings on Safe wallets' pure parts: the setup's factory, singleton and fallback
+handler must be Safe v1.4.1's canonical ones; a DELEGATECALL of any address is a change of the
+Safe (it needs the governance quorum's safe.owners approval); and an open one, a gas refund
+that neither max_fee nor the rules' destinations bound."""
+from __future__ import annotations
+
+import json
+
+import coincurve
+import pytest
+from eth_utils import keccak, to_checksum_address
+
+from signerd.core import safe_wallet as SW
+from signerd.core.chains import SafeAdapter, classify_outputs
+from signerd.core.errors import InvalidArgument, PolicyDenied
+from signerd.core.ethereum import safe as S
+from signerd.core.limits import Limits
+from signerd.core.model import Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus
+from signerd.core.policy import parse_policy
+
+KEY = coincurve.PrivateKey(b"\x43" * 32)
+OWNER = to_checksum_address(keccak(KEY.public_key.format(compressed=False)[1:])[12:])
+ALLOWED = to_checksum_address("0x" + "a1" * 20)
+PLATFORM = to_checksum_address("0x" + "77" * 20)
+TOKEN = to_checksum_address("0x" + "70" * 20)
+ZERO = "0x" + "00" * 20
+# Safe v1.4.1's canonical deployment (safe-deployments), written out here
+CANONICAL = {"fallbackHandler": "0xfd0732Dc9E303f09fCEf3a7388Ad10A83459Ec99",
+             "singleton": "0x41675C099F32341bf84BFc5382aF534df5C7461a",
+             "factory": "0x4e1DCf7AD4e460CfD30791CCC4F9c8a4f820ec67"}
+SINGLETON_L2 = "0x29fcB43b46531BcA003ddC8FCB67FFE91900C762"
+
+
+def setup_doc(**over: object) -> dict:
+    doc: dict = {"owners": [OWNER], "threshold": 1, "saltNonce": 1, **CANONICAL}
+    doc.update(over)
+    return doc
+
+
+def address_of(doc: dict) -> str:
+    return to_checksum_address(S.predicted_address(S.SafeSetup.from_json(doc)))
+
+
+def check(doc: dict) -> SW.CheckedSafe:
+    return SW.check_safe(address_of(doc), json.dumps(doc), KEY.public_key.format())
+
+
+def test_the_canonical_deployment_is_recorded() -> None:
+    assert check(setup_doc()).owners == (OWNER,)
+    assert check(setup_doc(singleton=SINGLETON_L2)).owners == (OWNER,)
+    assert check(setup_doc(fallbackHandler=ZERO)).owners == (OWNER,)
+
+
+@pytest.mark.parametrize("key", ["factory", "singleton", "fallbackHandler"])
+def test_any_other_factory_singleton_or_handler_is_refused_naming_it(key: str) -> None:
+    other = to_checksum_address("0x" + "5b" * 20)
+    with pytest.raises(InvalidArgument, match=f"safe_setup: {key}: {other} is not Safe "
+                                              r"v1\.4\.1's canonical"):
+        check(setup_doc(**{key: other}))
+    if key != "fallbackHandler":  # none is a choice only for the handler
+        with pytest.raises(InvalidArgument, match=f"{key}: must not be the zero address"):
+            check(setup_doc(**{key: ZERO}))
+
+
+def tx(**over: object) -> S.SafeTx:
+    doc = {"to": ALLOWED, "value": 1, "data": "0x", "operation": 0, "safeTxGas": 0,
+           "baseGas": 0, "gasPrice": 0, "gasToken": ZERO, "refundReceiver": ZERO, "nonce": 0}
+    doc.update(over)
+    return S.SafeTx.from_json(doc)
+
+
+SAFE = bytes.fromhex("5afe" * 10)
+MULTISEND_CALL_ONLY = "0x40A2aCCbd92BCA938b02010E17A5b8929b49130D"
+
+
+def test_every_delegatecall_is_a_change_of_the_safe() -> None:
+    """A DELEGATECALL runs its target's code as the Safe: named as a change of the Safe (the
+    sign step then asks for a safe.owners approval); the same CALL is none."""
+    data = "0x8d80ff0a" + "00" * 64
+    assert S.owner_change(SAFE, tx(to=MULTISEND_CALL_ONLY, data=data, operation=1)) == {
+        "method": "delegatecall", "to": MULTISEND_CALL_ONLY, "selector": "0x8d80ff0a",
+        "data": data}
+    assert S.owner_change(SAFE, tx(to=MULTISEND_CALL_ONLY, data=data)) is None
+    to_self = S.owner_change(SAFE, tx(to="0x" + SAFE.hex(), data=data, operation=1))
+    assert to_self is not None and to_self["method"] == "unknown"
+
+
+REFUND_POLICY = f"""name = "relayed"
+expiry = "1h"
+allowlist = ["{ALLOWED}"]
+max_fee = {{ ETH = 10000000000000000 }}
+
+[[rule]]
+name = "allowlisted-with-relayer"
+asset = "*"
+destination = ["allowlisted"]
+max_amount = "1"
+approvers = 1
+roles = {{ custody_officer = 1 }}
+gas_refund = true
+"""
+
+
+def safe_wallet() -> Wallet:
+    doc = setup_doc()
+    return Wallet(id="w_" + "2" * 16, chain=Chain.ETHEREUM, network="ethereum",
+                  script_type=ScriptType.SAFE, category=Category.SEIZED, case_ref="C",
+                  legal_basis="", status=WalletStatus.ACTIVE, address=address_of(doc),
+                  keys=(KeyRef("k1", "owner", KEY.public_key.format()),), chain_ids=(31337,),
+                  threshold=1, safe_owners=(OWNER,), safe_setup=json.dumps(doc))
+
+
+@pytest.mark.xfail(strict=True, reason="open: a Safe's gas refund is no output and no fee; "
+                   "neither max_fee, max_amount nor the destination classes bound it")
+@pytest.mark.parametrize("gas_token", [ZERO, TOKEN])
+def test_a_gas_refund_is_bounded_like_what_it_moves(gas_token: str) -> None:
+    """A rule allows 1 wei to an allowlisted address with a relayer's refund (gas_refund =
+    true) and the policy bounds fees at 0.01 ETH. The SafeTx pays 100 ETH (or 100e18 units of
+    a token: an ERC-20 refund is not capped by the executor's gas price in Safe's
+    handlePayment) to the platform, which no rule names as a destination."""
+    doc = {"to": ALLOWED, "value": 1, "data": "0x", "operation": 0, "safeTxGas": 0,
+           "baseGas": 10**11, "gasPrice": 10**9, "gasToken": gas_token,
+           "refundReceiver": PLATFORM, "nonce": 0}
+    w = safe_wallet()
+    decoded = SafeAdapter().decode(w, json.dumps(doc).encode(), Limits())
+    assert dict(decoded.movement.safe)["gas_refund"].startswith("gasPrice 1000000000 in ")
+    policy = parse_policy(REFUND_POLICY)
+    moved = classify_outputs(decoded.movement, {}, policy.allowlist)
+    with pytest.raises(PolicyDenied):
+        policy.requirement_for(moved)
