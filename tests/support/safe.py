@@ -1,5 +1,6 @@
 """Safe v1.4.1 on anvil for tests and the walkthrough: the singleton, the proxy factory and the
-fallback handler deployed from Safe's published build artifacts, a test ERC-20 compiled with
+fallback handler at their canonical addresses, with the runtime code of Safe's published build
+artifacts, a test ERC-20 compiled with
 OpenZeppelin, and contract calls encoded with eth-abi from the artifacts' ABI (never with
 signerd's own Safe code, which the contracts judge)."""
 from __future__ import annotations
