@@ -248,3 +248,42 @@ def test_a_store_writer_reopening_a_signed_safe_nonce_gets_no_second_signature(
     second = signed(2)
     monitor_ticks()
     assert_no_signature(d, db, second.id)
+
+
+def test_the_refund_signerd_bounds_is_at_least_what_the_safe_pays(world: World) -> None:
+    """The movement's fee for a refund (``refund``: what max_fee bounds) against the payment the
+    Safe itself reports (ExecutionSuccess / ExecutionFailure) in the costliest cases: all of
+    safeTxGas burnt by the callee, a value to a new account, a DELEGATECALL, up to 128 KiB of
+    calldata. A 1-of-1 Safe of an eth-account key; gasPrice 1 wei, so the payment is the gas
+    the Safe counted."""
+    import os
+
+    from signerd.core.ethereum import safe as S
+    from tests.support.safe import exec_calldata_by_hand, safe_tx_hash_onchain
+
+    node, dep = world.node, world.dep
+    key = Account.create()
+    safe = dep.deploy_safe(dep.setup_json([key.address], 1, salt=13))
+    node.fund(safe.address, 10 * 10**18)
+    burner = "0x" + "fe" * 20  # INVALID: the call burns every gas it is given
+    node.rpc("anvil_setCode", burner, "0xfe")
+    events = {"0x" + keccak(text=f"Execution{k}(bytes32,uint256)").hex()
+              for k in ("Success", "Failure")}
+    for size in (0, 4096, 131_072):
+        for to, value, op in ((to_checksum_address(os.urandom(20)), 1, 0), (burner, 1, 0),
+                              (burner, 0, 1)):
+            tx = safe_tx(to, value=value, data="0x" + "ff" * size, operation=op,
+                         nonce=int(safe.call("nonce")), gas_price=1)
+            tx["safeTxGas"], tx["baseGas"] = 60_000, 1_000
+            sig = key.unsafe_sign_hash(safe_tx_hash_onchain(safe, tx))
+            packed = sig.r.to_bytes(32, "big") + sig.s.to_bytes(32, "big") + bytes([sig.v])
+            rec = node.send(node.accounts[1], safe.address,
+                            exec_calldata_by_hand(safe, tx, packed), gas=29_000_000)
+            assert int(rec["status"], 16) == 1, rec
+            (log,) = [lg for lg in rec["logs"] if lg["topics"][0] in events]
+            paid = int(log["data"][-64:], 16)
+            bound = S.refund(S.SafeTx.from_json(tx))
+            # what it pays covers what the call burnt (safeTxGas + baseGas; a new account's
+            # 25,000), and signerd's bound covers what it pays
+            assert paid >= (61_000 if to == burner else 26_000), (size, to, op, paid)
+            assert paid <= bound, (size, to, op, paid, bound)

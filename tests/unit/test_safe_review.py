@@ -1,7 +1,7 @@
 """Review findings on Safe wallets' pure parts: the setup's factory, singleton and fallback
 handler must be Safe v1.4.1's canonical ones; a DELEGATECALL of any address is a change of the
-Safe (it needs the governance quorum's safe.owners approval); and an open one, a gas refund
-that neither max_fee nor the rules' destinations bound."""
+Safe (it needs the governance quorum's safe.owners approval); a gas refund is the movement's
+fee, bounded by max_fee."""
 from __future__ import annotations
 
 import json
@@ -110,14 +110,13 @@ def safe_wallet() -> Wallet:
                   threshold=1, safe_owners=(OWNER,), safe_setup=json.dumps(doc))
 
 
-@pytest.mark.xfail(strict=True, reason="open: a Safe's gas refund is no output and no fee; "
-                   "neither max_fee, max_amount nor the destination classes bound it")
 @pytest.mark.parametrize("gas_token", [ZERO, TOKEN])
 def test_a_gas_refund_is_bounded_like_what_it_moves(gas_token: str) -> None:
     """A rule allows 1 wei to an allowlisted address with a relayer's refund (gas_refund =
-    true) and the policy bounds fees at 0.01 ETH. The SafeTx pays 100 ETH (or 100e18 units of
+    true) and the policy bounds fees at 0.01 ETH. A SafeTx paying 100 ETH (or 100e18 units of
     a token: an ERC-20 refund is not capped by the executor's gas price in Safe's
-    handlePayment) to the platform, which no rule names as a destination."""
+    handlePayment) to the platform, which no rule names as a destination, is refused: the
+    refund is the movement's fee (an ERC-20 one a fee asset the max_fee table does not name)."""
     doc = {"to": ALLOWED, "value": 1, "data": "0x", "operation": 0, "safeTxGas": 0,
            "baseGas": 10**11, "gasPrice": 10**9, "gasToken": gas_token,
            "refundReceiver": PLATFORM, "nonce": 0}
@@ -126,5 +125,10 @@ def test_a_gas_refund_is_bounded_like_what_it_moves(gas_token: str) -> None:
     assert dict(decoded.movement.safe)["gas_refund"].startswith("gasPrice 1000000000 in ")
     policy = parse_policy(REFUND_POLICY)
     moved = classify_outputs(decoded.movement, {}, policy.allowlist)
-    with pytest.raises(PolicyDenied):
+    with pytest.raises(PolicyDenied, match="fee"):
         policy.requirement_for(moved)
+    # a relayer's refund within max_fee passes
+    small = dict(doc, baseGas=0, gasPrice=1, gasToken=ZERO)
+    ok = SafeAdapter().decode(w, json.dumps(small).encode(), Limits()).movement
+    assert ok.fee == 50_000
+    policy.requirement_for(classify_outputs(ok, {}, policy.allowlist))
