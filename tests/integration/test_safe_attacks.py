@@ -217,15 +217,15 @@ roles = { investigator = 1, custody_officer = 1 }
 """
 
 
-@pytest.mark.xfail(strict=True, reason="open: check_safe_nonce trusts the unsealed state column "
-                   "(a signed transfer set to CANCELLED by SQL is not seen)")
 def test_a_store_writer_reopening_a_signed_safe_nonce_gets_no_second_signature(
         world: World) -> None:
     """A SafeTx for nonce N is signed. A store writer sets that transfer's row to CANCELLED
     (its state is not under its seal) and deletes its lock; the platform submits another
     SafeTx for nonce N, which the quorum approves (believing the first one dead). signerd
-    says it never signs two SafeTx hashes for one Safe nonce, and that deleting the lock does
-    not get a second one signed: the sign step's check reads only rows in state SIGNED."""
+    never signs two SafeTx hashes for one Safe nonce: the sign step knows the first one signed
+    from the verified audit chain, whatever its row's state says, and the second ends FAILED
+    naming it. A row whose movement was rewritten (another nonce) does not verify: nothing
+    signed either."""
     node, dep, d = world.node, world.dep, world.d
     share, owner = world.key_share()
     setup = dep.setup_json([owner], 1, salt=12)
@@ -247,7 +247,17 @@ def test_a_store_writer_reopening_a_signed_safe_nonce_gets_no_second_signature(
            ("DELETE FROM transfer_locks WHERE transfer_id = ?", (first.id,)))
     second = signed(2)
     monitor_ticks()
-    assert_no_signature(d, db, second.id)
+    got = assert_no_signature(d, db, second.id)
+    assert got.state == pb.FAILED and f"was signed already for another SafeTx by transfer " \
+        f"{first.id}" in got.failure, got
+    # the first one's movement rewritten to another nonce: its seal does not verify
+    db.run(("DELETE FROM transfer_locks WHERE transfer_id = ?", (second.id,)),
+           ("UPDATE transfers SET movement = replace(movement, '\"nonce\": 0,', "
+            "'\"nonce\": 9,') WHERE id = ?", (first.id,)))
+    third = signed(3)
+    monitor_ticks()
+    got = assert_no_signature(d, db, third.id)
+    assert got.state == pb.FAILED and first.id in got.failure and "seal" in got.failure, got
 
 
 def test_the_refund_signerd_bounds_is_at_least_what_the_safe_pays(world: World) -> None:
