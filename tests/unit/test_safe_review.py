@@ -132,3 +132,55 @@ def test_a_gas_refund_is_bounded_like_what_it_moves(gas_token: str) -> None:
     ok = SafeAdapter().decode(w, json.dumps(small).encode(), Limits()).movement
     assert ok.fee == 50_000
     policy.requirement_for(classify_outputs(ok, {}, policy.allowlist))
+
+
+def eip712_hash(chain_id: int, safe: str, doc: dict) -> bytes:
+    """The SafeTx hash by eth-account's own EIP-712 encoder."""
+    from eth_account.messages import encode_typed_data
+
+    typed = {
+        "types": {"EIP712Domain": [{"name": "chainId", "type": "uint256"},
+                                   {"name": "verifyingContract", "type": "address"}],
+                  "SafeTx": [{"name": n, "type": t} for n, t in (
+                      ("to", "address"), ("value", "uint256"), ("data", "bytes"),
+                      ("operation", "uint8"), ("safeTxGas", "uint256"), ("baseGas", "uint256"),
+                      ("gasPrice", "uint256"), ("gasToken", "address"),
+                      ("refundReceiver", "address"), ("nonce", "uint256"))]},
+        "primaryType": "SafeTx", "domain": {"chainId": chain_id, "verifyingContract": safe},
+        "message": {**doc, "data": bytes.fromhex(doc["data"][2:])}}
+    msg = encode_typed_data(full_message=typed)
+    return keccak(b"\x19" + msg.version + msg.header + msg.body)
+
+
+def test_a_safe_tx_hash_is_bound_to_its_chain_and_safe() -> None:
+    """The same SafeTx for another chain id or another Safe (the same CREATE2 address exists on
+    every chain the setup is deployed to) has another hash: an owner signature for one is
+    none for the other. Each hash is eth-account's."""
+    doc = {"to": ALLOWED, "value": 1, "data": "0x", "operation": 0, "safeTxGas": 0,
+           "baseGas": 0, "gasPrice": 0, "gasToken": ZERO, "refundReceiver": ZERO, "nonce": 4}
+    other_safe = to_checksum_address("0x" + "5c" * 20)
+    seen = set()
+    for chain_id in (1, 137):
+        for safe in (to_checksum_address("0x" + SAFE.hex()), other_safe):
+            got = S.safe_tx_hash(chain_id, bytes.fromhex(safe[2:]), S.SafeTx.from_json(doc))
+            assert got == eip712_hash(chain_id, safe, doc)
+            seen.add(got)
+    assert len(seen) == 4
+
+
+def test_our_signature_is_no_eth_sign_of_the_hash() -> None:
+    """The HSM owner key signs the SafeTx hash itself (v 27/28). The same r, s presented as an
+    eth_sign (v + 4: the Safe then checks it over the personal_sign digest) recovers another
+    address, never the owner: one approval has one reading."""
+    digest = keccak(b"a SafeTx hash")
+    sig = KEY.sign_recoverable(digest, hasher=None)
+    r, s, v = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64]
+    if s > S.SECP256K1_N // 2:
+        s, v = S.SECP256K1_N - s, v ^ 1
+    body = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    assert S.recover_owner(digest, body + bytes([27 + v])).owner == bytes.fromhex(OWNER[2:])
+    try:
+        other = S.recover_owner(digest, body + bytes([31 + v])).owner
+    except InvalidArgument:
+        return
+    assert other != bytes.fromhex(OWNER[2:])
