@@ -138,7 +138,8 @@ def gas_refund(tx: S.SafeTx) -> str:
     receiver = ("whoever executes it" if tx.refund_receiver == ZERO
                 else to_checksum(tx.refund_receiver))
     return (f"gasPrice {tx.gas_price} in {asset} to {receiver}, up to {S.refund(tx)} for "
-            f"safeTxGas {tx.safe_tx_gas} + baseGas {tx.base_gas}")
+            f"safeTxGas {tx.safe_tx_gas} + baseGas {tx.base_gas} + the call's overhead (the "
+            "transfer's fee)")
 
 
 def safe_fields(chain_id: int, safe: bytes, tx: S.SafeTx, digest: bytes
