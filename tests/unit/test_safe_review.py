@@ -184,3 +184,22 @@ def test_our_signature_is_no_eth_sign_of_the_hash() -> None:
     except InvalidArgument:
         return
     assert other != bytes.fromhex(OWNER[2:])
+
+
+def test_signerctl_safe_deploy_prints_only_a_canonical_setup(tmp_path, capsys) -> None:
+    """``signerctl wallet safe-deploy`` (offline) prints the factory call of a canonical setup
+    and refuses another one in one line naming the field, before anyone deploys it."""
+    from signerd import cli
+
+    good = tmp_path / "setup.json"
+    good.write_text(json.dumps(setup_doc()))
+    assert cli.main(["--json", "wallet", "safe-deploy", "--setup", str(good)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["to"] == CANONICAL["factory"] and doc["safe"] == address_of(setup_doc())
+    bad = tmp_path / "lookalike.json"
+    other = to_checksum_address("0x" + "5d" * 20)
+    bad.write_text(json.dumps(setup_doc(factory=other)))
+    assert cli.main(["wallet", "safe-deploy", "--setup", str(bad)]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("signerctl: --setup ") and f"factory: {other} is not" in err, err
+    assert err.count("\n") == 1
