@@ -9,15 +9,17 @@ Run from the checkout (it uses anvil and the Safe artifacts pinned in tests/node
 
 Every signerd step is a ``signerctl`` command, printed before it runs:
 
- 1. anvil starts; Safe 1.4.1's singleton, proxy factory and fallback handler are deployed from
-    the npm artifacts, with a test ERC-20.
+ 1. anvil starts; Safe 1.4.1's singleton, proxy factory and fallback handler are placed at
+    their canonical addresses (the only ones signerd records a Safe of) from the npm
+    artifacts' runtime code, with a test ERC-20.
  2. Each institution makes its owner key in its HSM: ``wallet create --kind safe`` (no --safe)
     prints the owner address.
  3. The setup (three owners, threshold 2) is written to setup.json; ``wallet safe-deploy``
     prints the factory call, which any account sends.
  4. Each institution records the Safe: ``wallet create --kind safe --safe ADDRESS --setup
-    setup.json --key-share ID`` (checked: the address is the setup's, the owner key is an
-    owner); outside owners make it a governance act, approved by two admins; its policy too.
+    setup.json --key-share ID`` (checked: the address is the setup's, of the canonical
+    factory, singleton and handler, the owner key is an owner); outside owners make it a
+    governance act, approved by two admins; its policy too.
  5. The same SafeTx (1 ETH out) is submitted to both daemons and approved by each one's
     quorum (signerctl rebuilds each statement from the SafeTx before signing it).
  6. B's owner signature goes to A (``transfer combine --signature --owner``): the threshold is

@@ -86,6 +86,9 @@ class App:
         # chain this process verified proves them; and the checkpoint head up to which they
         # were read through the index and checked against the checkpoint's signed digest.
         self._ended: set[str] = set()
+        # Among them, the transfers the chain proves signed (transfer.signed), whatever their
+        # rows' states now say (a Safe nonce is signed once: sign_step.check_safe_nonce).
+        self._signed: set[str] = set()
         # The vetoes (audit.VETO_ACTION) the same chain proves: (wallet, transaction) -> the
         # (role, transfer) of each veto of that transaction in that wallet.
         # Values are replaced, never changed, so reading one needs no lock.
@@ -505,8 +508,10 @@ class App:
             observe.report(self.metrics, tx.events)
         ended = [e.object for e in tx.appended if e.action in audit.ENDING_ACTIONS]
         if ended:
+            signed = [e.object for e in tx.appended if e.action == audit.SIGNED_ACTION]
             with self._checkpoint_lock:
                 self._ended.update(ended)
+                self._signed.update(signed)
         if tx.authority_appended:
             last = tx.authority_appended[-1]
             self._anchor_ledger(last.seq, last.hash)
@@ -523,6 +528,14 @@ class App:
                 if done:
                     break
             return {i for i in object_ids if i in self._ended}
+
+    def signed(self, object_ids: Iterable[str], *, verify: bool = True) -> set[str]:
+        """Which of these transfers were signed, as the verified audit chain proves it (their
+        ``transfer.signed`` events), whatever their rows' states say. ``verify`` as for
+        ``vetoes``."""
+        if verify:
+            self.ended(())
+        return {i for i in object_ids if i in self._signed}
 
     def vetoes(self, wallet_id: str, transaction: str, *, verify: bool = True
                ) -> tuple[tuple[str, str], ...]:
@@ -543,6 +556,8 @@ class App:
         for action, obj in found:
             if action != audit.VETO_ACTION:
                 self._ended.add(obj)
+                if action == audit.SIGNED_ACTION:
+                    self._signed.add(obj)
                 continue
             veto = audit.parse_veto_object(obj)
             if veto is not None:

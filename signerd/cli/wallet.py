@@ -12,6 +12,7 @@ from signerd.cli.documents import wallet_json
 from signerd.cli.errors import CliError
 from signerd.cli.inputs import read_text
 from signerd.cli.render import Output, kv, proposal_output, table, wallet_text
+from signerd.core import safe_wallet
 from signerd.core.errors import SignerError
 from signerd.core.ethereum import safe as SAFE
 from signerd.core.ethereum.address import address_from_pubkey, to_checksum
@@ -96,8 +97,14 @@ def safe_create(ctx: Context) -> Output:
 
 
 def cmd_wallet_safe_deploy(ctx: Context) -> Output:
-    """The factory call that deploys a Safe setup (offline): send it from any account."""
+    """The factory call that deploys a Safe setup (offline): send it from any account. Only a
+    setup of Safe v1.4.1's canonical factory, singleton and fallback handler, the only ones
+    signerd records, is printed."""
     _, setup = _setup(ctx.args.setup)
+    try:
+        safe_wallet.check_canonical(setup)
+    except SignerError as e:
+        raise CliError(f"--setup {ctx.args.setup}: {e}") from None
     doc = {"to": to_checksum(setup.factory),
            "data": "0x" + SAFE.create_proxy_calldata(setup).hex(), "value": 0,
            "safe": to_checksum(SAFE.predicted_address(setup))}

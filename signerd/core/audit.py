@@ -49,6 +49,7 @@ ENDINGS_TAG = b"signerd-audit-endings/v1"
 # An attestation (a proof of control) ends the same way: signed, rejected, expired or failed,
 # and a row set back to waiting or to approved signs nothing.
 VETO_ACTION = "transfer.vetoed"
+SIGNED_ACTION = "transfer.signed"
 ENDING_ACTIONS = frozenset({
     "transfer.signed", "transfer.rejected", "transfer.expired", "transfer.cancelled",
     "transfer.failed", "proposal.applied", "proposal.rejected", "proposal.expired",

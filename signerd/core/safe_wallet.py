@@ -56,15 +56,44 @@ def parse_setup(text: str) -> S.SafeSetup:
     return S.SafeSetup.from_json(doc)
 
 
+# Safe v1.4.1's canonical deployment: the only factory, singletons (L1, L2) and fallback handler
+# (or none) signerd records a Safe of. The CREATE2 address proves the Safe was created by the
+# factory named, with the singleton named: a factory of anyone's choosing can deploy the proxy at
+# that address and set it up with other owners (it need not call the initializer it hashed), a
+# singleton is the Safe's code, and the fallback handler answers for the Safe (EIP-1271
+# isValidSignature). Only the canonical contracts make the setup's owners the Safe's owners.
+CANONICAL_FACTORIES = frozenset({S.CANONICAL_FACTORY})
+CANONICAL_SINGLETONS = frozenset({S.CANONICAL_SINGLETON, S.CANONICAL_SINGLETON_L2})
+CANONICAL_FALLBACK_HANDLERS = frozenset({ZERO, S.CANONICAL_FALLBACK_HANDLER})
+
+
+def check_canonical(setup: S.SafeSetup) -> None:
+    """InvalidArgument naming the field unless the setup's factory, singleton and fallback
+    handler are Safe v1.4.1's canonical ones (the handler may be zero: none)."""
+    for key, value, allowed, what in (
+            ("factory", setup.factory, CANONICAL_FACTORIES, "SafeProxyFactory"),
+            ("singleton", setup.singleton, CANONICAL_SINGLETONS, "Safe or SafeL2 singleton"),
+            ("fallbackHandler", setup.fallback_handler, CANONICAL_FALLBACK_HANDLERS,
+             "CompatibilityFallbackHandler (or none, the zero address)")):
+        if value not in allowed:
+            known = ", ".join(to_checksum(a) for a in sorted(allowed) if a != ZERO)
+            raise InvalidArgument(
+                f"safe_setup: {key}: {to_checksum(value)} is not Safe v{S.SAFE_VERSION}'s "
+                f"canonical {what} ({known}); signerd records only Safes of the canonical "
+                "deployment, whose code makes the setup's owners the Safe's owners")
+
+
 def check_safe(address_text: str, setup_text: str, owner_pubkey: bytes) -> CheckedSafe:
     """The Safe at ``address_text`` built from ``setup_text``, checked: its address must be the
     one the setup deploys to (``predicted_address``: factory, singleton, salt nonce and the
-    initializer with its owners and threshold) and the HSM key ``owner_pubkey`` must be one of
+    initializer with its owners and threshold), of the canonical v1.4.1 factory, singleton and
+    fallback handler (``check_canonical``), and the HSM key ``owner_pubkey`` must be one of
     its owners. Each mismatch is InvalidArgument naming what differs."""
     if not address_text:
         raise InvalidArgument("safe_address: a Safe wallet needs the Safe's address")
     safe = parse_address(address_text, field="safe_address")
     setup = parse_setup(setup_text)
+    check_canonical(setup)
     predicted = S.predicted_address(setup)
     if predicted != safe:
         raise InvalidArgument(
@@ -109,7 +138,8 @@ def gas_refund(tx: S.SafeTx) -> str:
     receiver = ("whoever executes it" if tx.refund_receiver == ZERO
                 else to_checksum(tx.refund_receiver))
     return (f"gasPrice {tx.gas_price} in {asset} to {receiver}, up to {S.refund(tx)} for "
-            f"safeTxGas {tx.safe_tx_gas} + baseGas {tx.base_gas}")
+            f"safeTxGas {tx.safe_tx_gas} + baseGas {tx.base_gas} + the call's overhead (the "
+            "transfer's fee)")
 
 
 def safe_fields(chain_id: int, safe: bytes, tx: S.SafeTx, digest: bytes

@@ -95,17 +95,23 @@ class AwaitingGovernance(FailedPrecondition):
     reason = "AWAITING_GOVERNANCE"
 
 
-def check_safe_nonce(tx: Tx, row: TransferRecord, movement: Movement) -> None:
+def check_safe_nonce(tx: Tx, row: TransferRecord, movement: Movement,
+                     signed_ids: Callable[[list[str]], set[str]],
+                     audit_public_key: bytes) -> None:
     """signerd never signs two SafeTx hashes for one Safe and nonce. The lock key
     ``safe:<address>:<chain id>:<nonce>`` refuses a second submission while the first holds
-    it (for good once signed); this is the sign step's own check from the sealed transfer rows,
-    so a lock deleted by a store writer still signs nothing twice."""
-    for other in tx.list_transfers(wallet_id=row.wallet_id,
-                                   state=TransferState.SIGNED.value, limit=1_000_000):
-        # The stored form (json.dumps, sorted keys) spells the nonce so: a cheap first look
-        # before the parse, for a wallet with a long history.
-        if other.id == row.id or f'"nonce": {movement.nonce},' not in other.movement:
+    it (for good once signed); this is the sign step's own check, so a lock deleted by a store
+    writer still signs nothing twice. It reads every transfer of the wallet signed by its row's
+    state or by the verified audit chain (``signed_ids``: their ``transfer.signed`` events),
+    whatever the row's state says now (not under its seal), and the nonce and hash of each from
+    its sealed movement: a row whose seal does not verify signs nothing (AuthorityViolation)."""
+    others = [o for o in tx.list_transfers(wallet_id=row.wallet_id, limit=1_000_000)
+              if o.id != row.id]
+    proven = signed_ids([o.id for o in others])
+    for other in others:
+        if other.state is not TransferState.SIGNED and other.id not in proven:
             continue
+        E.check_transfer_seal(audit_public_key, other)
         signed = movement_from_json(other.movement)
         if signed.safe and signed.nonce == movement.nonce and signed.digests != movement.digests:
             raise AuthorityViolation(
@@ -518,6 +524,11 @@ class SignStep:
                     ends.append((row, verdict))
         return jobs, expired, ends
 
+    def _signed_ids(self, ids: list[str]) -> set[str]:
+        """The transfers among ``ids`` the audit chain proves signed, as verified by the
+        ``ended`` call that starts each load (no chain read inside a store transaction)."""
+        return self.app.signed(ids, verify=False)
+
     def _job(self, tx: Tx, state: Any, row: TransferRecord, wallet: Wallet,
              approvals: list[ApprovalRecord]
              ) -> tuple[_Job, E.Verdict]:
@@ -569,7 +580,7 @@ class SignStep:
                           reclassify=lambda p: fresh if p is policy else
                           self.service.reclassifier(tx, state, wallet, movement)(p))
         if verdict.outcome == E.SIGN and movement.safe:
-            check_safe_nonce(tx, row, movement)
+            check_safe_nonce(tx, row, movement, self._signed_ids, self.app.audit_public_key)
             check_safe_governance(state, row, movement)
         stored = tx.signatures(row.id)
         last = max((a.created_at for a in approvals), default=time.time())
@@ -617,6 +628,13 @@ class SignStep:
                 if verdict.outcome != E.SIGN:
                     self._end(tx, row, verdict)
                     continue
+                if job.movement.safe:
+                    try:  # again in this write: another job of the batch may hold the nonce
+                        check_safe_nonce(tx, row, job.movement, self._signed_ids,
+                                         self.app.audit_public_key)
+                    except AuthorityViolation as e:
+                        svc.violated(tx, row, e)
+                        continue
                 try:  # under the share-locked ledger head: as the quorum, checked again
                     check_safe_governance(state, row, job.movement)
                 except AwaitingGovernance as e:

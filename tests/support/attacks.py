@@ -1209,7 +1209,7 @@ def attack_changed_cosigning_record(d: Daemon, db: StoreWriter) -> None:
 def safe_wallet(d: Daemon) -> pb.Wallet:
     """A 2-of-2 Safe wallet (this daemon's owner key and an outside owner), approved by the
     demo governance quorum. No chain is needed: its address is the setup's CREATE2 address,
-    and the factory, singleton and handler addresses are placeholders."""
+    of Safe v1.4.1's canonical factory, singleton and fallback handler."""
     from eth_utils import keccak, to_checksum_address
 
     from signerd.core.ethereum.safe import SafeSetup, predicted_address
@@ -1220,9 +1220,9 @@ def safe_wallet(d: Daemon) -> pb.Wallet:
     point = coincurve.PublicKey(bytes(share.public_key)).format(compressed=False)[1:]
     owner = to_checksum_address(keccak(point)[12:])
     doc = {"owners": [owner, Account.create().address], "threshold": 2,
-           "fallbackHandler": to_checksum_address("0x" + "11" * 20),
-           "singleton": to_checksum_address("0x" + "22" * 20),
-           "factory": to_checksum_address("0x" + "33" * 20), "saltNonce": next(_nonce)}
+           "fallbackHandler": "0xfd0732Dc9E303f09fCEf3a7388Ad10A83459Ec99",
+           "singleton": "0x41675C099F32341bf84BFc5382aF534df5C7461a",
+           "factory": "0x4e1DCf7AD4e460CfD30791CCC4F9c8a4f820ec67", "saltNonce": next(_nonce)}
     address = to_checksum_address(predicted_address(SafeSetup.from_json(doc)))
     w = d.custody().CreateWallet(pb.CreateWalletRequest(
         chain=pb.ETHEREUM, chain_ids=[31337], script_type=pb.SAFE, category=pb.SEIZED,

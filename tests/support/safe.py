@@ -1,5 +1,6 @@
 """Safe v1.4.1 on anvil for tests and the walkthrough: the singleton, the proxy factory and the
-fallback handler deployed from Safe's published build artifacts, a test ERC-20 compiled with
+fallback handler at their canonical addresses, with the runtime code of Safe's published build
+artifacts, a test ERC-20 compiled with
 OpenZeppelin, and contract calls encoded with eth-abi from the artifacts' ABI (never with
 signerd's own Safe code, which the contracts judge)."""
 from __future__ import annotations
@@ -49,6 +50,18 @@ class Contract:
         return values[0] if len(values) == 1 else values
 
 
+# Safe v1.4.1's canonical deployment (github.com/safe-global/safe-deployments, v1.4.1).
+CANONICAL_SINGLETON = "0x41675C099F32341bf84BFc5382aF534df5C7461a"
+CANONICAL_FACTORY = "0x4e1DCf7AD4e460CfD30791CCC4F9c8a4f820ec67"
+CANONICAL_FALLBACK_HANDLER = "0xfd0732Dc9E303f09fCEf3a7388Ad10A83459Ec99"
+
+
+def place(node: evm.Anvil, address: str, runtime_code: str) -> str:
+    """Runtime code at a fixed address (anvil_setCode), as a deployment there would leave it."""
+    node.rpc("anvil_setCode", address, runtime_code)
+    return address
+
+
 class SafeDeployment:
     """Safe v1.4.1's singleton, proxy factory and fallback handler on one node."""
 
@@ -60,9 +73,14 @@ class SafeDeployment:
         handler_art = evm.safe_artifact(
             "handler/CompatibilityFallbackHandler.sol/CompatibilityFallbackHandler.json")
         self.safe_abi = safe_art["abi"]
-        self.singleton = node.deploy(safe_art["bytecode"])
-        self.factory = Contract(node, node.deploy(factory_art["bytecode"]), factory_art["abi"])
-        self.handler = node.deploy(handler_art["bytecode"])
+        # At the canonical v1.4.1 addresses (safe-deployments), the only ones signerd records a
+        # Safe wallet for: the artifacts' runtime code put there (none of the three has a
+        # constructor argument or an immutable).
+        self.singleton = place(node, CANONICAL_SINGLETON, safe_art["deployedBytecode"])
+        self.factory = Contract(node, place(node, CANONICAL_FACTORY,
+                                            factory_art["deployedBytecode"]),
+                                factory_art["abi"])
+        self.handler = place(node, CANONICAL_FALLBACK_HANDLER, handler_art["deployedBytecode"])
         token = evm.compile_solidity({"CustodyTestToken.sol": TOKEN_SOURCE})["CustodyTestToken"]
         self.token_abi, self.token_code = token["abi"], token["bytecode"]
 

@@ -651,14 +651,23 @@ def test_movement_of_a_delegatecall_decodes_nothing() -> None:
 def test_movement_names_the_refund() -> None:
     tx = simple_tx(safe_tx_gas=100_000, base_gas=30_000, gas_price=7, gas_token=TOKEN)
     mv = S.movement(CHAIN, SAFE, tx, REGISTRY)
-    assert mv.fee == 0
-    assert mv.details["refund"] == str(7 * 130_000)
+    # the most it pays, the call's overhead (50,000 gas with no calldata) included: the fee,
+    # in the refund's asset, which max_fee bounds
+    assert mv.fee == 7 * (130_000 + 50_000) and mv.fee_asset == f"ERC20:{to_checksum(TOKEN)}"
+    assert mv.details["refund"] == str(7 * 180_000)
     assert mv.details["refund_asset"] == f"ERC20:{to_checksum(TOKEN)}"
     assert mv.details["gas_token"] == to_checksum(TOKEN)
     assert mv.details["refund_receiver"].endswith("(whoever submits the transaction)")
     eth = S.movement(CHAIN, SAFE, simple_tx(gas_price=1, base_gas=1,
                                             refund_receiver=RECIPIENT))
-    assert eth.details["refund_asset"] == "ETH" and eth.details["refund"] == "1"
+    assert eth.details["refund_asset"] == "ETH" and eth.details["refund"] == "50001"
+    assert (eth.fee, eth.fee_asset) == (50_001, "ETH")
+    # the calldata's copy counts too: 6 gas a word and the memory's words^2 / 512
+    big = S.movement(CHAIN, SAFE, simple_tx(gas_price=1, data=bytes(32 * 1024)))
+    assert big.fee == 50_000 + 6 * 1024 + 1024 * 1024 // 512
+    # no refund without a gas price, whatever the token and receiver: no fee
+    free = S.movement(CHAIN, SAFE, simple_tx(gas_token=TOKEN, refund_receiver=RECIPIENT))
+    assert (free.fee, free.fee_asset, free.details["refund"]) == (0, "ETH", "0")
     assert eth.details["refund_receiver"] == to_checksum(RECIPIENT)
     assert "even if the call fails" in eth.details["refund_note"]
     assert "refund_note" not in S.movement(CHAIN, SAFE, simple_tx()).details
@@ -724,7 +733,11 @@ def test_recover_owner_fuzz(signature: bytes, v: int) -> None:
 def test_owner_change_and_movement_fuzz(data: bytes, to_self: bool, operation: int) -> None:
     tx = simple_tx(to=SAFE if to_self else TOKEN, data=data, operation=operation)
     change = S.owner_change(SAFE, tx)
-    assert (change is not None) == to_self
+    # a DELEGATECALL of any address runs its code as the Safe: a change of the Safe too
+    assert (change is not None) == (to_self or operation == 1)
+    if change is not None and not to_self:
+        assert change == {"method": "delegatecall", "to": to_checksum(TOKEN),
+                          "selector": "0x" + data[:4].hex(), "data": "0x" + data.hex()}
     mv = S.movement(CHAIN, SAFE, tx, REGISTRY)
-    assert ("owner_change" in mv.details) == to_self
+    assert ("owner_change" in mv.details) == (to_self or operation == 1)
     assert mv.digests == (S.safe_tx_hash(CHAIN, SAFE, tx),)

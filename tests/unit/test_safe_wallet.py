@@ -31,9 +31,9 @@ ZERO = "0x" + "00" * 20
 
 def setup_doc(**over: object) -> dict:
     doc = {"owners": [OWNER, OUTSIDE], "threshold": 2,
-           "fallbackHandler": to_checksum_address("0x" + "11" * 20),
-           "singleton": to_checksum_address("0x" + "22" * 20),
-           "factory": to_checksum_address("0x" + "33" * 20), "saltNonce": 5}
+           "fallbackHandler": "0xfd0732Dc9E303f09fCEf3a7388Ad10A83459Ec99",  # canonical v1.4.1
+           "singleton": "0x41675C099F32341bf84BFc5382aF534df5C7461a",
+           "factory": "0x4e1DCf7AD4e460CfD30791CCC4F9c8a4f820ec67", "saltNonce": 5}
     doc.update(over)
     return doc
 
