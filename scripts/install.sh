@@ -72,6 +72,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 if [ "$TARGET" = . ]; then
+  # pip builds the wheel in this checkout's build/, which setuptools never empties: after an
+  # upgrade (DEPLOY.md, section 9) a module the new version deleted would still be in build/lib,
+  # so in the wheel and installed. Build from a clean build/ every time.
+  rm -rf build
   .venv/bin/python -m pip install -q .
 else
   # An editable install is what development wants; setuptools says so at length on every one.
