@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from dataclasses import replace
 from typing import Any
@@ -21,7 +20,9 @@ from signerd.cli.errors import CliError
 from signerd.cli.verify import rebuild_statement
 from signerd.core.model import Decision, EvmChain
 from tests.support.attacks import (StoreWriter, canon, sqlite_writer, violation_metric)
-from tests.support.daemon import Daemon, signerctl_cmd
+from tests.support.chains import ETHER_RULES, TIERS
+from tests.support.cli import ctl, key
+from tests.support.daemon import Daemon
 from tests.support.ethereum import eth_wallet, submit, tx_fields
 from tests.support.fixtures import DaemonFactory, in_process_app
 from tests.support.governance import decide, decide_proposal, govern
@@ -29,43 +30,12 @@ from tests.support.rpc import pb, rpc_error
 from tests.unit.eth_oracle import CHAIN_ID
 
 RECIPIENT = "0x" + "35" * 20
-# An ETH amount tier and a BNB tier for chain 56: the BNB one needs a judge on top.
-TIERS = """
-name = "tiers"
-max_fee = { ETH = 50000000000000000, BNB = 10000000000000000 }
-
-[[rule]]
-name = "ether"
-asset = "ETH"
-approvers = 2
-roles = { investigator = 1, custody_officer = 1 }
-
-[[rule]]
-name = "bnb"
-asset = "BNB@56"
-approvers = 3
-roles = { investigator = 1, custody_officer = 1, judge = 1 }
-"""
-ETHER_ONLY = TIERS.split("[[rule]]\nname = \"bnb\"")[0].replace('name = "tiers"',
-                                                                'name = "ether-only"')
+ETHER_ONLY = ETHER_RULES.replace('name = "tiers"', 'name = "ether-only"')
 
 
 @pytest.fixture(scope="module")
 def daemon(daemon_factory: DaemonFactory):
     yield from daemon_factory.run("chains")
-
-
-def ctl(d: Daemon, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(
-        signerctl_cmd("--config", str(d.config), "--server", f"127.0.0.1:{d.port}", *args),
-        capture_output=True, text=True, timeout=60, cwd=d.state.parent, env=dict(os.environ))
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
-
-
-def key(d: Daemon, op: str) -> str:
-    return str(d.state / "operators" / f"{op}.key")
 
 
 def test_the_demo_genesis_registers_the_chains_by_name(daemon: Daemon) -> None:
