@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +18,8 @@ from signerd.adapters.config import Limits
 from signerd.cli.errors import CliError
 from signerd.cli.verify import rebuild_statement
 from signerd.core.model import Decision, EvmChain
-from tests.support.attacks import (StoreWriter, canon, sqlite_writer, violation_metric)
+from tests.support.attacks import (StoreWriter, append_forged_entry, forged_proposal_doc,
+                                   sqlite_writer, violation_metric)
 from tests.support.chains import ETHER_RULES, TIERS
 from tests.support.cli import ctl, key
 from tests.support.daemon import Daemon
@@ -243,8 +243,6 @@ def test_a_chains_row_written_into_the_store_makes_no_chain_usable(attacked: Dae
     authority ledger (approvals signed with the writer's own key, hashed and linked as signerd
     would). Neither makes chain 97 usable: the registry is what the sealed, quorum-approved
     ledger proves, and a ledger that does not verify serves nothing."""
-    from signerd.core import authority as AU
-    from signerd.core.approval import SignedDecision, proposal_statement, sign_statement
     from signerd.core.operator_keys import generate
 
     d = attacked
@@ -258,26 +256,11 @@ def test_a_chains_row_written_into_the_store_makes_no_chain_usable(attacked: Dae
     assert 97 not in {c.chain_id for c in d.admin().ListChains(pb.ListChainsRequest()).chains}
 
     # The forged ledger entry.
-    head = db.one("SELECT seq, hash FROM authority_head WHERE id = 1")
-    instance = d.governance().GetAuthority(pb.GetAuthorityRequest()).instance_id
-    mallory = generate()
-    now = int(time.time())
-    doc = {"id": "p_" + "97" * 10, "instance_id": instance, "kind": "chain.set",
-           "submitter": "admin", "created_at": now, "expires_at": now + 3600,
-           "change": {"chain": {"chain_id": 97, "name": "BNB Testnet", "symbol": "TBNB",
-                                "decimals": 18}, "old_chain": {}}}
-    fakes = [SignedDecision(op, Decision.APPROVE,
-                            sign_statement(mallory, proposal_statement(doc, Decision.APPROVE)))
-             for op in ("admin1", "admin2")]
-    entry = AU.make_entry(int(head["seq"]), bytes.fromhex(head["hash"]), AU.PROPOSAL, doc,
-                          fakes)
+    doc = forged_proposal_doc(d, "p_" + "97" * 10, "chain.set",
+                              {"chain": {"chain_id": 97, "name": "BNB Testnet",
+                                         "symbol": "TBNB", "decimals": 18}, "old_chain": {}})
     before = violation_metric(d, "ledger")
-    db.run(("INSERT INTO authority_log (seq, kind, body, approvals, prev_hash, hash,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (entry.seq, entry.kind, canon(doc), canon(entry.approvals_json()),
-             entry.prev_hash.hex(), entry.hash.hex(), time.time())),
-           ("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
-            (entry.seq, entry.hash.hex())))
+    entry = append_forged_entry(db, doc, generate())
     e = rpc_error(d.custody().CreateWallet, pb.CreateWalletRequest(
         chain=pb.ETHEREUM, chain_ids=[97], category=pb.SEIZED, case_ref="C-97"))
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
