@@ -100,11 +100,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(daemon_factory: Any) -> Iterator[World]:
-    node = evm.Anvil.start(CHAIN_ID)
-    try:
+    with evm.Anvil.start(CHAIN_ID) as node:
         yield World(node, daemon_factory.start("safe_attacks", **FRESH))
-    finally:
-        node.stop()
 
 
 def test_a_safe_of_a_lookalike_factory_is_not_recorded(world: World) -> None:

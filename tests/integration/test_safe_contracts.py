@@ -119,11 +119,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    node = evm.Anvil.start()
-    try:
+    with evm.Anvil.start() as node:
         yield World(node)
-    finally:
-        node.stop()
 
 
 @pytest.fixture(scope="module")
