@@ -17,6 +17,7 @@ from signerd.core.ethereum import safe as S
 from signerd.core.limits import Limits
 from signerd.core.model import Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus
 from signerd.core.policy import parse_policy
+from tests.support.safe import safe_tx_hash_eip712
 
 KEY = coincurve.PrivateKey(b"\x43" * 32)
 OWNER = to_checksum_address(keccak(KEY.public_key.format(compressed=False)[1:])[12:])
@@ -134,24 +135,6 @@ def test_a_gas_refund_is_bounded_like_what_it_moves(gas_token: str) -> None:
     policy.requirement_for(classify_outputs(ok, {}, policy.allowlist))
 
 
-def eip712_hash(chain_id: int, safe: str, doc: dict) -> bytes:
-    """The SafeTx hash by eth-account's own EIP-712 encoder."""
-    from eth_account.messages import encode_typed_data
-
-    typed = {
-        "types": {"EIP712Domain": [{"name": "chainId", "type": "uint256"},
-                                   {"name": "verifyingContract", "type": "address"}],
-                  "SafeTx": [{"name": n, "type": t} for n, t in (
-                      ("to", "address"), ("value", "uint256"), ("data", "bytes"),
-                      ("operation", "uint8"), ("safeTxGas", "uint256"), ("baseGas", "uint256"),
-                      ("gasPrice", "uint256"), ("gasToken", "address"),
-                      ("refundReceiver", "address"), ("nonce", "uint256"))]},
-        "primaryType": "SafeTx", "domain": {"chainId": chain_id, "verifyingContract": safe},
-        "message": {**doc, "data": bytes.fromhex(doc["data"][2:])}}
-    msg = encode_typed_data(full_message=typed)
-    return keccak(b"\x19" + msg.version + msg.header + msg.body)
-
-
 def test_a_safe_tx_hash_is_bound_to_its_chain_and_safe() -> None:
     """The same SafeTx for another chain id or another Safe (the same CREATE2 address exists on
     every chain the setup is deployed to) has another hash: an owner signature for one is
@@ -163,7 +146,7 @@ def test_a_safe_tx_hash_is_bound_to_its_chain_and_safe() -> None:
     for chain_id in (1, 137):
         for safe in (to_checksum_address("0x" + SAFE.hex()), other_safe):
             got = S.safe_tx_hash(chain_id, bytes.fromhex(safe[2:]), S.SafeTx.from_json(doc))
-            assert got == eip712_hash(chain_id, safe, doc)
+            assert got == safe_tx_hash_eip712(chain_id, safe, doc)
             seen.add(got)
     assert len(seen) == 4
 

@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import coincurve
 import pytest
-from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
 
 from signerd.core import approval as A
@@ -21,6 +20,7 @@ from signerd.core.model import (Category, Chain, Decision, KeyRef, ScriptType, W
                                 WalletStatus)
 from signerd.core.movement_json import movement_from_json, movement_to_json
 from signerd.core.policy import parse_policy
+from tests.support.safe import safe_tx_hash_eip712
 
 KEY = coincurve.PrivateKey(b"\x42" * 32)
 OWNER = to_checksum_address(keccak(KEY.public_key.format(compressed=False)[1:])[12:])
@@ -82,19 +82,7 @@ def test_the_safe_adapter_decodes_a_safe_tx_with_its_hash_and_lock() -> None:
     w = wallet()
     assert isinstance(adapter_for_wallet(w), SafeAdapter)
     d = decode()
-    typed = {
-        "types": {"EIP712Domain": [{"name": "chainId", "type": "uint256"},
-                                   {"name": "verifyingContract", "type": "address"}],
-                  "SafeTx": [{"name": n, "type": t} for n, t in (
-                      ("to", "address"), ("value", "uint256"), ("data", "bytes"),
-                      ("operation", "uint8"), ("safeTxGas", "uint256"), ("baseGas", "uint256"),
-                      ("gasPrice", "uint256"), ("gasToken", "address"),
-                      ("refundReceiver", "address"), ("nonce", "uint256"))]},
-        "primaryType": "SafeTx",
-        "domain": {"chainId": 31337, "verifyingContract": w.address},
-        "message": {**tx_doc(), "data": b""}}
-    msg = encode_typed_data(full_message=typed)
-    expected = keccak(b"\x19" + msg.version + msg.header + msg.body)
+    expected = safe_tx_hash_eip712(31337, w.address, tx_doc())
     assert d.movement.digests == (expected,)
     assert d.lock_keys == (f"safe:{w.address.lower()}:31337:3",)
     fields = dict(d.movement.safe)
