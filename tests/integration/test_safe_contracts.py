@@ -25,7 +25,7 @@ from signerd.core.errors import FailedPrecondition, PermissionDenied
 from signerd.core.ethereum import safe as S
 from signerd.core.model import Token
 from tests.support import evm
-from tests.support.safe import ETHER, Contract, deploy_token
+from tests.support.safe import ETHER, Contract, deploy_token, safe_artifacts
 
 pytestmark = evm.needs_evm()
 
@@ -46,10 +46,7 @@ class World:
         self.node = node
         self.deployer = node.accounts[0]
         self.submitter = node.accounts[1]
-        safe_art = evm.safe_artifact("Safe.sol/Safe.json")
-        factory_art = evm.safe_artifact("proxies/SafeProxyFactory.sol/SafeProxyFactory.json")
-        handler_art = evm.safe_artifact(
-            "handler/CompatibilityFallbackHandler.sol/CompatibilityFallbackHandler.json")
+        safe_art, factory_art, handler_art = safe_artifacts()
         self.safe_abi = safe_art["abi"]
         self.singleton = Contract(node, node.deploy(safe_art["bytecode"]), safe_art["abi"])
         self.factory = Contract(node, node.deploy(factory_art["bytecode"]), factory_art["abi"])

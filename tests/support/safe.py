@@ -72,6 +72,14 @@ CANONICAL_FACTORY = "0x4e1DCf7AD4e460CfD30791CCC4F9c8a4f820ec67"
 CANONICAL_FALLBACK_HANDLER = "0xfd0732Dc9E303f09fCEf3a7388Ad10A83459Ec99"
 
 
+def safe_artifacts() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Safe v1.4.1's build artifacts: the singleton, the proxy factory, the fallback handler."""
+    return (evm.safe_artifact("Safe.sol/Safe.json"),
+            evm.safe_artifact("proxies/SafeProxyFactory.sol/SafeProxyFactory.json"),
+            evm.safe_artifact(
+                "handler/CompatibilityFallbackHandler.sol/CompatibilityFallbackHandler.json"))
+
+
 def place(node: evm.Anvil, address: str, runtime_code: str) -> str:
     """Runtime code at a fixed address (anvil_setCode), as a deployment there would leave it."""
     node.rpc("anvil_setCode", address, runtime_code)
@@ -84,10 +92,7 @@ class SafeDeployment:
     def __init__(self, node: evm.Anvil):
         self.node = node
         self.deployer = node.accounts[0]
-        safe_art = evm.safe_artifact("Safe.sol/Safe.json")
-        factory_art = evm.safe_artifact("proxies/SafeProxyFactory.sol/SafeProxyFactory.json")
-        handler_art = evm.safe_artifact(
-            "handler/CompatibilityFallbackHandler.sol/CompatibilityFallbackHandler.json")
+        safe_art, factory_art, handler_art = safe_artifacts()
         self.safe_abi = safe_art["abi"]
         # At the canonical v1.4.1 addresses (safe-deployments), the only ones signerd records a
         # Safe wallet for: the artifacts' runtime code put there (none of the three has a

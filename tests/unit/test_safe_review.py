@@ -15,9 +15,11 @@ from signerd.core.chains import SafeAdapter, classify_outputs
 from signerd.core.errors import InvalidArgument, PolicyDenied
 from signerd.core.ethereum import safe as S
 from signerd.core.limits import Limits
-from signerd.core.model import Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus
+from signerd.core.model import Wallet
 from signerd.core.policy import parse_policy
 from tests.support.safe import safe_tx_hash_eip712
+from tests.support.safe_wallet import address_of
+from tests.support.safe_wallet import safe_wallet as safe_wallet_of
 
 KEY = coincurve.PrivateKey(b"\x43" * 32)
 OWNER = to_checksum_address(keccak(KEY.public_key.format(compressed=False)[1:])[12:])
@@ -36,10 +38,6 @@ def setup_doc(**over: object) -> dict:
     doc: dict = {"owners": [OWNER], "threshold": 1, "saltNonce": 1, **CANONICAL}
     doc.update(over)
     return doc
-
-
-def address_of(doc: dict) -> str:
-    return to_checksum_address(S.predicted_address(S.SafeSetup.from_json(doc)))
 
 
 def check(doc: dict) -> SW.CheckedSafe:
@@ -103,12 +101,7 @@ gas_refund = true
 
 
 def safe_wallet() -> Wallet:
-    doc = setup_doc()
-    return Wallet(id="w_" + "2" * 16, chain=Chain.ETHEREUM, network="ethereum",
-                  script_type=ScriptType.SAFE, category=Category.SEIZED, case_ref="C",
-                  legal_basis="", status=WalletStatus.ACTIVE, address=address_of(doc),
-                  keys=(KeyRef("k1", "owner", KEY.public_key.format()),), chain_ids=(31337,),
-                  threshold=1, safe_owners=(OWNER,), safe_setup=json.dumps(doc))
+    return safe_wallet_of("w_" + "2" * 16, setup_doc(), KEY.public_key.format())
 
 
 @pytest.mark.parametrize("gas_token", [ZERO, TOKEN])
