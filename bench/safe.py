@@ -27,17 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.governance import decide, govern, set_policy  # noqa: E402
 from tests.support.rpc import pb  # noqa: E402
+from tests.support.safe import moves_policy  # noqa: E402
 
 CHAIN_ID = 31337
-POLICY = """name = "bench"
-expiry = "1h"
-
-[[rule]]
-name = "moves"
-asset = "*"
-approvers = 2
-roles = { investigator = 1, custody_officer = 1 }
-"""
+POLICY = moves_policy("bench")
 DEST = "0x000000000000000000000000000000000000dEaD"
 ZERO = "0x" + "00" * 20
 

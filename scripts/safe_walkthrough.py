@@ -50,20 +50,12 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 from tests.support import evm  # noqa: E402
 from tests.support.daemon import Daemon, init_state, signerctl_cmd  # noqa: E402
-from tests.support.safe import ETHER, SafeDeployment, safe_tx  # noqa: E402
+from tests.support.safe import ETHER, SafeDeployment, moves_policy, safe_tx  # noqa: E402
 
 CHAIN_ID = 31337
 CASE = "CASE-SAFE-WALKTHROUGH"
 DEST = "0x000000000000000000000000000000000000dEaD"
-SAFE_POLICY = """name = "safe"
-expiry = "1h"
-
-[[rule]]
-name = "moves"
-asset = "*"
-approvers = 2
-roles = { investigator = 1, custody_officer = 1 }
-"""
+SAFE_POLICY = moves_policy("safe")
 EXECUTOR_POLICY = """name = "executor"
 expiry = "1h"
 allow_contract_calls = true

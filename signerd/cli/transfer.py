@@ -48,6 +48,18 @@ def _read_psbt(path: str) -> bytes:
     return data
 
 
+def _read_tx_json(flag: str, path: str, what: str) -> str:
+    """A transaction file given as ``flag`` (``what``: "a Tron transaction", ...), as text."""
+    data = read_file(path, "transaction file")
+    if _looks_like_psbt(data):
+        raise CliError(f"{flag} {path}: this file looks like a Bitcoin PSBT, not {what} (JSON); "
+                       f"submit it with --psbt {path}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"transaction file {path} is not UTF-8 text") from None
+
+
 def cmd_transfer_submit(ctx: Context) -> Output:
     a = ctx.args
     req = pb.SubmitTransferRequest(wallet_id=a.wallet, replaces=a.replaces or "",
@@ -57,28 +69,14 @@ def cmd_transfer_submit(ctx: Context) -> Output:
     if a.psbt:
         req.psbt = _read_psbt(a.psbt)
     elif a.tron_tx:
-        data = read_file(a.tron_tx, "transaction file")
-        if _looks_like_psbt(data):
-            raise CliError(f"--tron-tx {a.tron_tx}: this file looks like a Bitcoin PSBT, not a "
-                           f"Tron transaction (JSON); submit it with --psbt {a.tron_tx}")
-        try:
-            req.tron.json = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise CliError(f"transaction file {a.tron_tx} is not UTF-8 text") from None
+        req.tron.json = _read_tx_json("--tron-tx", a.tron_tx, "a Tron transaction")
     elif a.safe_tx:
         try:
             req.safe_tx = read_file(a.safe_tx, "SafeTx file").decode("utf-8")
         except UnicodeDecodeError:
             raise CliError(f"SafeTx file {a.safe_tx} is not UTF-8 text") from None
     else:
-        data = read_file(a.eth_tx, "transaction file")
-        if _looks_like_psbt(data):
-            raise CliError(f"--eth-tx {a.eth_tx}: this file looks like a Bitcoin PSBT, not an "
-                           f"Ethereum transaction (JSON); submit it with --psbt {a.eth_tx}")
-        try:
-            req.ethereum.json = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise CliError(f"transaction file {a.eth_tx} is not UTF-8 text") from None
+        req.ethereum.json = _read_tx_json("--eth-tx", a.eth_tx, "an Ethereum transaction")
     t = transfer_json(ctx.call(ctx.custody().SubmitTransfer, req))
     return Output(t, lambda: transfer_text(t))
 

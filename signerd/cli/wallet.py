@@ -41,11 +41,17 @@ def cmd_wallet_create(ctx: Context) -> Output:
         category=CATEGORIES[a.category], case_ref=a.case, legal_basis=a.legal_basis or "",
         template=template, threshold=a.multisig or 0, hsm_keys=a.hsm_keys or 0,
         cosigners=a.cosigner or [], label=a.label or "")
+    return _create(ctx, req, "this wallet holds an outside key")
+
+
+def _create(ctx: Context, req: pb.CreateWalletRequest, pending: str) -> Output:
+    """CreateWallet; a wallet that waits for the governance quorum's approval is shown with
+    ``pending`` (why it waits), its state and the proposal."""
     w = wallet_json(ctx.call(ctx.custody().CreateWallet, req))
     note = ""
     if w["proposal_id"]:
-        note = (f"this wallet holds an outside key: it is {w['status']} until the governance "
-                f"quorum approves proposal {w['proposal_id']}\n")
+        note = (f"{pending}: it is {w['status']} until the governance quorum approves proposal "
+                f"{w['proposal_id']}\n")
     return Output(w, lambda: wallet_text(w) + note)
 
 
@@ -88,12 +94,7 @@ def safe_create(ctx: Context) -> Output:
         category=CATEGORIES[a.category], case_ref=a.case, legal_basis=a.legal_basis or "",
         template=wallet_template(ctx, a.policy, a.template), hsm_key_ids=[a.key_share],
         safe_address=a.safe, safe_setup=text, label=a.label or "")
-    w = wallet_json(ctx.call(ctx.custody().CreateWallet, req))
-    note = ""
-    if w["proposal_id"]:
-        note = (f"this Safe has owners outside this signerd: it is {w['status']} until the "
-                f"governance quorum approves proposal {w['proposal_id']}\n")
-    return Output(w, lambda: wallet_text(w) + note)
+    return _create(ctx, req, "this Safe has owners outside this signerd")
 
 
 def cmd_wallet_safe_deploy(ctx: Context) -> Output:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -20,8 +18,11 @@ from signerd.adapters.config import Limits
 from signerd.cli.errors import CliError
 from signerd.cli.verify import rebuild_statement
 from signerd.core.model import Decision, EvmChain
-from tests.support.attacks import (StoreWriter, canon, sqlite_writer, violation_metric)
-from tests.support.daemon import Daemon, signerctl_cmd
+from tests.support.attacks import (StoreWriter, append_forged_entry, forged_proposal_doc,
+                                   sqlite_writer, violation_metric)
+from tests.support.chains import ETHER_RULES, TIERS
+from tests.support.cli import ctl, key
+from tests.support.daemon import Daemon
 from tests.support.ethereum import eth_wallet, submit, tx_fields
 from tests.support.fixtures import DaemonFactory, in_process_app
 from tests.support.governance import decide, decide_proposal, govern
@@ -29,43 +30,12 @@ from tests.support.rpc import pb, rpc_error
 from tests.unit.eth_oracle import CHAIN_ID
 
 RECIPIENT = "0x" + "35" * 20
-# An ETH amount tier and a BNB tier for chain 56: the BNB one needs a judge on top.
-TIERS = """
-name = "tiers"
-max_fee = { ETH = 50000000000000000, BNB = 10000000000000000 }
-
-[[rule]]
-name = "ether"
-asset = "ETH"
-approvers = 2
-roles = { investigator = 1, custody_officer = 1 }
-
-[[rule]]
-name = "bnb"
-asset = "BNB@56"
-approvers = 3
-roles = { investigator = 1, custody_officer = 1, judge = 1 }
-"""
-ETHER_ONLY = TIERS.split("[[rule]]\nname = \"bnb\"")[0].replace('name = "tiers"',
-                                                                'name = "ether-only"')
+ETHER_ONLY = ETHER_RULES.replace('name = "tiers"', 'name = "ether-only"')
 
 
 @pytest.fixture(scope="module")
 def daemon(daemon_factory: DaemonFactory):
     yield from daemon_factory.run("chains")
-
-
-def ctl(d: Daemon, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(
-        signerctl_cmd("--config", str(d.config), "--server", f"127.0.0.1:{d.port}", *args),
-        capture_output=True, text=True, timeout=60, cwd=d.state.parent, env=dict(os.environ))
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
-
-
-def key(d: Daemon, op: str) -> str:
-    return str(d.state / "operators" / f"{op}.key")
 
 
 def test_the_demo_genesis_registers_the_chains_by_name(daemon: Daemon) -> None:
@@ -273,8 +243,6 @@ def test_a_chains_row_written_into_the_store_makes_no_chain_usable(attacked: Dae
     authority ledger (approvals signed with the writer's own key, hashed and linked as signerd
     would). Neither makes chain 97 usable: the registry is what the sealed, quorum-approved
     ledger proves, and a ledger that does not verify serves nothing."""
-    from signerd.core import authority as AU
-    from signerd.core.approval import SignedDecision, proposal_statement, sign_statement
     from signerd.core.operator_keys import generate
 
     d = attacked
@@ -288,26 +256,11 @@ def test_a_chains_row_written_into_the_store_makes_no_chain_usable(attacked: Dae
     assert 97 not in {c.chain_id for c in d.admin().ListChains(pb.ListChainsRequest()).chains}
 
     # The forged ledger entry.
-    head = db.one("SELECT seq, hash FROM authority_head WHERE id = 1")
-    instance = d.governance().GetAuthority(pb.GetAuthorityRequest()).instance_id
-    mallory = generate()
-    now = int(time.time())
-    doc = {"id": "p_" + "97" * 10, "instance_id": instance, "kind": "chain.set",
-           "submitter": "admin", "created_at": now, "expires_at": now + 3600,
-           "change": {"chain": {"chain_id": 97, "name": "BNB Testnet", "symbol": "TBNB",
-                                "decimals": 18}, "old_chain": {}}}
-    fakes = [SignedDecision(op, Decision.APPROVE,
-                            sign_statement(mallory, proposal_statement(doc, Decision.APPROVE)))
-             for op in ("admin1", "admin2")]
-    entry = AU.make_entry(int(head["seq"]), bytes.fromhex(head["hash"]), AU.PROPOSAL, doc,
-                          fakes)
+    doc = forged_proposal_doc(d, "p_" + "97" * 10, "chain.set",
+                              {"chain": {"chain_id": 97, "name": "BNB Testnet",
+                                         "symbol": "TBNB", "decimals": 18}, "old_chain": {}})
     before = violation_metric(d, "ledger")
-    db.run(("INSERT INTO authority_log (seq, kind, body, approvals, prev_hash, hash,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (entry.seq, entry.kind, canon(doc), canon(entry.approvals_json()),
-             entry.prev_hash.hex(), entry.hash.hex(), time.time())),
-           ("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
-            (entry.seq, entry.hash.hex())))
+    entry = append_forged_entry(db, doc, generate())
     e = rpc_error(d.custody().CreateWallet, pb.CreateWalletRequest(
         chain=pb.ETHEREUM, chain_ids=[97], category=pb.SEIZED, case_ref="C-97"))
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()

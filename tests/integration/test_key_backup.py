@@ -13,7 +13,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any
 from pathlib import Path
@@ -28,12 +27,10 @@ from signerd.adapters.key_files import load_private
 from signerd.core import authority as AU
 from signerd.core import backup as BK
 from signerd.core import canonical
-from signerd.core.approval import SignedDecision, proposal_statement, sign_statement
-from signerd.core.model import Decision
 from signerd.core.operator_keys import generate
 
 from tests.support import bitcoin as B
-from tests.support.attacks import audit_events, sqlite_writer
+from tests.support.attacks import append_forged_entry, audit_events, sqlite_writer
 from tests.support.daemon import Daemon, init_state, signerctl_cmd
 from tests.support.ethereum import eth_wallet, submit, tx_fields
 from tests.support.governance import decide, govern
@@ -429,18 +426,7 @@ def test_store_writer_cannot_start_a_backup(drill: Drill) -> None:
     assert "not a backup that the governance approved" in e.details()
     # A ledger entry for it, "approved" by admin1 and admin2 with a key of the writer's.
     head = db.one("SELECT seq, hash FROM authority_head WHERE id = 1")
-    mallory = generate()
-    fakes = [SignedDecision(op, Decision.APPROVE,
-                            sign_statement(mallory, proposal_statement(doc, Decision.APPROVE)))
-             for op in ("admin1", "admin2")]
-    entry = AU.make_entry(int(head["seq"]), bytes.fromhex(head["hash"]), AU.PROPOSAL, doc, fakes)
-    db.run(("INSERT INTO authority_log (seq, kind, body, approvals, prev_hash, hash,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (entry.seq, entry.kind, canonical.dumps(doc).decode(),
-             canonical.dumps(entry.approvals_json()).decode(), entry.prev_hash.hex(),
-             entry.hash.hex(), time.time())),
-           ("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
-            (entry.seq, entry.hash.hex())))
+    entry = append_forged_entry(db, doc, generate())
     try:
         e = rpc_error(d.admin().GetBackupBundle, pb.GetBackupBundleRequest(proposal_id=forged_id))
         assert e.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -16,7 +16,6 @@ import grpc
 import pytest
 from eth_abi import encode
 from eth_account import Account
-from eth_utils import function_signature_to_4byte_selector as selector
 from eth_utils import to_checksum_address
 
 from signerd.adapters.config import Limits
@@ -31,6 +30,7 @@ from tests.support.ethereum import GWEI, eth_wallet, submit, tx_fields
 from tests.support.fixtures import DaemonFactory
 from tests.support.governance import decide, govern, set_policy
 from tests.support.rpc import pb, rpc_error
+from tests.support.tokens import abi_call
 
 pytestmark = evm.needs_evm()
 
@@ -71,8 +71,7 @@ contract SeizedItems is ERC1155 {
 
 
 def calldata(signature: str, *args: Any) -> str:
-    types = signature[signature.index("(") + 1:-1].split(",")
-    return "0x" + (selector(signature) + encode(types, list(args))).hex()
+    return "0x" + abi_call(signature, *args).hex()
 
 
 def owner_of(node: evm.Anvil, nft: str, token_id: int) -> str:
@@ -96,11 +95,8 @@ def daemon(daemon_factory: DaemonFactory) -> Iterator[Daemon]:
 
 @pytest.fixture(scope="module")
 def node() -> Iterator[evm.Anvil]:
-    n = evm.Anvil.start(CHAIN)
-    try:
+    with evm.Anvil.start(CHAIN) as n:
         yield n
-    finally:
-        n.stop()
 
 
 @pytest.fixture(scope="module")

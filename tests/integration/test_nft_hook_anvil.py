@@ -6,14 +6,13 @@ one eth-account signs (same digest) and anvil executes; the token ends with the 
 data, not with the recipient the output line names, so the statement must show those bytes."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Iterator
 
 import grpc
 import pytest
 from eth_abi import encode
 from eth_account import Account
 from eth_account.typed_transactions import TypedTransaction
-from eth_utils import function_signature_to_4byte_selector as selector
 from eth_utils import to_checksum_address
 
 from signerd.adapters.config import Limits
@@ -29,6 +28,7 @@ from tests.support.ethereum import GWEI, eth_wallet, submit, tx_fields
 from tests.support.fixtures import DaemonFactory
 from tests.support.governance import decide, govern
 from tests.support.rpc import pb, rpc_error
+from tests.support.tokens import abi_call as calldata
 
 pytestmark = evm.needs_evm()
 
@@ -55,18 +55,10 @@ contract Forwarder is IERC721Receiver {
 """
 
 
-def calldata(signature: str, *args: Any) -> bytes:
-    types = signature[signature.index("(") + 1:-1].split(",")
-    return selector(signature) + encode(types, list(args))
-
-
 @pytest.fixture(scope="module")
 def node() -> Iterator[evm.Anvil]:
-    n = evm.Anvil.start(CHAIN)
-    try:
+    with evm.Anvil.start(CHAIN) as n:
         yield n
-    finally:
-        n.stop()
 
 
 @pytest.fixture(scope="module")

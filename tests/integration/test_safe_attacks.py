@@ -29,7 +29,7 @@ from tests.support.attacks import (FRESH, assert_no_signature, monitor_ticks, sq
 from tests.support.daemon import Daemon
 from tests.support.governance import decide, govern, set_policy
 from tests.support.rpc import pb, rpc_error
-from tests.support.safe import Contract, SafeDeployment, dumps, safe_tx
+from tests.support.safe import Contract, SafeDeployment, dumps, moves_policy, safe_tx
 
 pytestmark = pytest.mark.skipif(not evm.available(), reason="anvil / solc-js not installed")
 
@@ -100,11 +100,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(daemon_factory: Any) -> Iterator[World]:
-    node = evm.Anvil.start(CHAIN_ID)
-    try:
+    with evm.Anvil.start(CHAIN_ID) as node:
         yield World(node, daemon_factory.start("safe_attacks", **FRESH))
-    finally:
-        node.stop()
 
 
 def test_a_safe_of_a_lookalike_factory_is_not_recorded(world: World) -> None:
@@ -206,15 +203,7 @@ def test_a_delegatecall_that_adds_an_owner_needs_the_governance_quorum(world: Wo
     assert newcomer.lower() in [str(o).lower() for o in safe.call("getOwners")]
 
 
-MOVES = """name = "safe-moves"
-expiry = "1h"
-
-[[rule]]
-name = "moves"
-asset = "*"
-approvers = 2
-roles = { investigator = 1, custody_officer = 1 }
-"""
+MOVES = moves_policy("safe-moves")
 
 
 def test_a_store_writer_reopening_a_signed_safe_nonce_gets_no_second_signature(

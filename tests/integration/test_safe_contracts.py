@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import function_abi_to_4byte_selector, keccak, to_checksum_address
@@ -26,48 +25,11 @@ from signerd.core.errors import FailedPrecondition, PermissionDenied
 from signerd.core.ethereum import safe as S
 from signerd.core.model import Token
 from tests.support import evm
+from tests.support.safe import ETHER, Contract, deploy_token, safe_artifacts
 
 pytestmark = evm.needs_evm()
 
-ETHER = 10**18
 ZERO = bytes(20)
-
-TOKEN_SOURCE = """// SPDX-License-Identifier: MIT
-pragma solidity ^0.8.20;
-import "@openzeppelin/contracts/token/ERC20/ERC20.sol";
-contract SafeTestToken is ERC20 {
-    constructor(address holder, uint256 supply) ERC20("Safe Test Token", "STT") {
-        _mint(holder, supply);
-    }
-}
-"""
-
-
-class Contract:
-    """A deployed contract spoken to through its ABI (eth-abi encodes and decodes)."""
-
-    def __init__(self, node: evm.Anvil, address: str, abi: list[dict[str, Any]]):
-        self.node, self.address, self.abi = node, to_checksum_address(address), abi
-        self.raw = bytes.fromhex(self.address[2:])
-
-    def _fn(self, name: str) -> dict[str, Any]:
-        (fn,) = [f for f in self.abi if f.get("type") == "function" and f["name"] == name]
-        return fn
-
-    def calldata(self, name: str, *args: Any) -> str:
-        fn = self._fn(name)
-        types = [_abi_type(i) for i in fn["inputs"]]
-        return "0x" + (function_abi_to_4byte_selector(fn) + abi_encode(types, list(args))).hex()
-
-    def call(self, name: str, *args: Any) -> Any:
-        fn = self._fn(name)
-        out = bytes.fromhex(self.node.call(self.address, self.calldata(name, *args))[2:])
-        values = abi_decode([_abi_type(o) for o in fn["outputs"]], out)
-        return values[0] if len(values) == 1 else values
-
-
-def _abi_type(param: dict[str, Any]) -> str:
-    return str(param["type"])
 
 
 def revert_reason(err: evm.RpcError) -> str:
@@ -84,10 +46,7 @@ class World:
         self.node = node
         self.deployer = node.accounts[0]
         self.submitter = node.accounts[1]
-        safe_art = evm.safe_artifact("Safe.sol/Safe.json")
-        factory_art = evm.safe_artifact("proxies/SafeProxyFactory.sol/SafeProxyFactory.json")
-        handler_art = evm.safe_artifact(
-            "handler/CompatibilityFallbackHandler.sol/CompatibilityFallbackHandler.json")
+        safe_art, factory_art, handler_art = safe_artifacts()
         self.safe_abi = safe_art["abi"]
         self.singleton = Contract(node, node.deploy(safe_art["bytecode"]), safe_art["abi"])
         self.factory = Contract(node, node.deploy(factory_art["bytecode"]), factory_art["abi"])
@@ -95,8 +54,6 @@ class World:
         self.owners = sorted((Account.create() for _ in range(3)),
                              key=lambda a: a.address.lower())
         self.outsider = Account.create()
-        token = evm.compile_solidity({"SafeTestToken.sol": TOKEN_SOURCE})["SafeTestToken"]
-        self.token_abi, self.token_code = token["abi"], token["bytecode"]
         self.salt = 0
 
     def setup(self, owners: list[Any], threshold: int) -> S.SafeSetup:
@@ -113,17 +70,13 @@ class World:
         return Contract(self.node, "0x" + S.predicted_address(setup).hex(), self.safe_abi)
 
     def deploy_token(self, holder: str, supply: int) -> Contract:
-        args = abi_encode(["address", "uint256"], [holder, supply]).hex()
-        return Contract(self.node, self.node.deploy(self.token_code + args), self.token_abi)
+        return deploy_token(self.node, holder, supply)
 
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    node = evm.Anvil.start()
-    try:
+    with evm.Anvil.start() as node:
         yield World(node)
-    finally:
-        node.stop()
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +233,7 @@ def test_erc20_transfer_executes_and_is_decoded(world: World, safe2of3: Contract
     data = bytes.fromhex(token.calldata("transfer", recipient, 250_000)[2:])
     tx = tx_for(token.raw, nonce, data=data)
     registry = {(world.node.chain_id, token.address.lower()):
-                Token(world.node.chain_id, token.address, "erc20", "STT", 0)}
+                Token(world.node.chain_id, token.address, "erc20", "CTT", 0)}
     mv = S.movement(world.node.chain_id, safe2of3.raw, tx, registry)
     assert [(o.address, o.amount, o.asset) for o in mv.outputs] == \
         [(recipient, 250_000, f"ERC20:{token.address}")]

@@ -102,13 +102,10 @@ def activate(d: Daemon, w: pb.Wallet) -> pb.Wallet:
 
 @pytest.fixture(scope="module")
 def world(daemon_factory: Any) -> Iterator[World]:
-    node = evm.Anvil.start(CHAIN_ID)
-    try:
+    with evm.Anvil.start(CHAIN_ID) as node:
         a = daemon_factory.start("safe_a", **FRESH)
         b = daemon_factory.start("safe_b", **FRESH)
         yield World(node, a, b)
-    finally:
-        node.stop()
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ real daemon and signerctl, the signature checked with eth-account."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from dataclasses import replace
 from typing import Any
 
@@ -20,7 +18,8 @@ from signerd.cli.verify import rebuild_statement
 from signerd.adapters.config import Limits
 from signerd.core.model import Decision
 from signerd.adapters.key_files import load_private
-from tests.support.daemon import Daemon, signerctl_cmd
+from tests.support.cli import ctl, key
+from tests.support.daemon import Daemon
 from tests.support.governance import decide, govern, set_policy
 from tests.support.rpc import pb, rpc_error
 from tests.support.ethereum import eth_wallet, submit, tx_fields
@@ -63,19 +62,6 @@ roles = {{ investigator = 1, custody_officer = 1, prosecutor = 1 }}
 @pytest.fixture(scope="module")
 def daemon(daemon_factory: DaemonFactory):
     yield from daemon_factory.run("tokens")
-
-
-def ctl(d: Daemon, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(
-        signerctl_cmd("--config", str(d.config), "--server", f"127.0.0.1:{d.port}", *args),
-        capture_output=True, text=True, timeout=60, cwd=d.state.parent, env=dict(os.environ))
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
-
-
-def key(d: Daemon, op: str) -> str:
-    return str(d.state / "operators" / f"{op}.key")
 
 
 def test_erc20_calldata_to_an_unregistered_contract_is_a_refused_contract_call(

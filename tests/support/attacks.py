@@ -415,6 +415,37 @@ def attack_fake_wallet_at_the_destination(d: Daemon, db: StoreWriter) -> None:
     assert_eth_signed(decide(d, ok.id, "cust1"), w)
 
 
+def forged_proposal_doc(d: Daemon, proposal_id: str, kind: str,
+                        change: dict[str, Any]) -> dict[str, Any]:
+    """A proposal body of ``kind`` for ``d``'s instance, submitted by admin now, for an hour."""
+    instance = d.governance().GetAuthority(pb.GetAuthorityRequest()).instance_id
+    now = int(time.time())
+    return {"id": proposal_id, "instance_id": instance, "kind": kind, "submitter": "admin",
+            "created_at": now, "expires_at": now + 3600, "change": change}
+
+
+def append_forged_entry(db: StoreWriter, doc: dict[str, Any], forger: Any,
+                        *also: tuple[str, tuple[Any, ...]]) -> AU.Entry:
+    """A ledger entry of the proposal ``doc`` "approved" by admin1 and admin2 with signatures
+    of the forger's key, hashed and linked after the head exactly as signerd would, written to
+    authority_log with the head row moved to it (and the statements ``also``, in the same
+    transaction). Returns the entry."""
+    head = db.one("SELECT seq, hash FROM authority_head WHERE id = 1")
+    fakes = [SignedDecision(op, Decision.APPROVE,
+                            sign_statement(forger, proposal_statement(doc, Decision.APPROVE)))
+             for op in ("admin1", "admin2")]
+    entry = AU.make_entry(int(head["seq"]), bytes.fromhex(head["hash"]), AU.PROPOSAL, doc,
+                          fakes)
+    db.run(("INSERT INTO authority_log (seq, kind, body, approvals, prev_hash, hash,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (entry.seq, entry.kind, canon(doc), canon(entry.approvals_json()),
+             entry.prev_hash.hex(), entry.hash.hex(), time.time())),
+           ("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
+            (entry.seq, entry.hash.hex())),
+           *also)
+    return entry
+
+
 def attack_forged_authority_ledger_entry(d: Daemon, db: StoreWriter) -> None:
     """1f: a forged ``authority_log`` entry (a proposal registering the writer as an operator
     with fake admin approvals, the head row moved to it). Stops and restarts ``d``: a daemon
@@ -428,30 +459,16 @@ def attack_forged_authority_ledger_entry(d: Daemon, db: StoreWriter) -> None:
     # admin2 with signatures of the forger's key, hashed and linked exactly as signerd
     # would, the head row moved to it, and the operators row to match.
     head = db.one("SELECT seq, hash FROM authority_head WHERE id = 1")
-    instance = d.governance().GetAuthority(pb.GetAuthorityRequest()).instance_id
     mallory = generate()
-    now = int(time.time())
-    doc = {"id": "p_" + secrets.token_hex(10), "instance_id": instance,
-           "kind": "operator.register", "submitter": "admin", "created_at": now,
-           "expires_at": now + 3600,
-           "change": {"operator_id": "mallory", "roles": ALL_ROLES,
-                      "public_key_pem": public_pem(mallory).decode()}}
-    fakes = [SignedDecision(op, Decision.APPROVE,
-                            sign_statement(mallory, proposal_statement(doc, Decision.APPROVE)))
-             for op in ("admin1", "admin2")]
-    entry = AU.make_entry(int(head["seq"]), bytes.fromhex(head["hash"]), AU.PROPOSAL, doc,
-                          fakes)
+    doc = forged_proposal_doc(d, "p_" + secrets.token_hex(10), "operator.register",
+                              {"operator_id": "mallory", "roles": ALL_ROLES,
+                               "public_key_pem": public_pem(mallory).decode()})
     before = violation_metric(d, "ledger")
-    db.run(("INSERT INTO authority_log (seq, kind, body, approvals, prev_hash, hash,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (entry.seq, entry.kind, canon(doc),
-             canon(entry.approvals_json()),
-             entry.prev_hash.hex(), entry.hash.hex(), time.time())),
-           ("UPDATE authority_head SET seq = ?, hash = ? WHERE id = 1",
-            (entry.seq, entry.hash.hex())),
-           ("INSERT INTO operators (id, roles, public_key_pem, status, created_at)"
-            " VALUES ('mallory', ?, ?, 'active', ?)",
-            (json.dumps(ALL_ROLES), public_pem(mallory).decode(), time.time())))
+    entry = append_forged_entry(
+        db, doc, mallory,
+        ("INSERT INTO operators (id, roles, public_key_pem, status, created_at)"
+         " VALUES ('mallory', ?, ?, 'active', ?)",
+         (json.dumps(ALL_ROLES), public_pem(mallory).decode(), time.time())))
     # The running daemon refuses: the quorum-making approval is not recorded, nothing signs.
     key = load_private(d.state / "operators" / "cust1.key")
     e = rpc_error(d.approval("cust1").SubmitApproval, pb.SubmitApprovalRequest(

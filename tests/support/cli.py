@@ -16,3 +16,8 @@ def ctl(d: Daemon, *args: str, ok: bool = True, stdin: str | None = None) -> sub
     if ok:
         assert r.returncode == 0, r.stderr
     return r
+
+
+def key(d: Daemon, op: str) -> str:
+    """The path of operator ``op``'s private key file in the daemon's state folder (--key)."""
+    return str(d.state / "operators" / f"{op}.key")

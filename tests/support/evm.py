@@ -89,6 +89,12 @@ class Anvil:
             self.proc.kill()
             self.proc.wait()
 
+    def __enter__(self) -> "Anvil":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def rpc(self, method: str, *params: Any) -> Any:
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
                            "params": list(params)}).encode()

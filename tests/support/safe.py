@@ -5,12 +5,14 @@ OpenZeppelin, and contract calls encoded with eth-abi from the artifacts' ABI (n
 signerd's own Safe code, which the contracts judge)."""
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
-from eth_utils import function_abi_to_4byte_selector, to_checksum_address
+from eth_account.messages import encode_typed_data
+from eth_utils import function_abi_to_4byte_selector, keccak, to_checksum_address
 
 from tests.support import evm
 
@@ -33,6 +35,7 @@ class Contract:
 
     def __init__(self, node: evm.Anvil, address: str, abi: list[dict[str, Any]]):
         self.node, self.address, self.abi = node, to_checksum_address(address), abi
+        self.raw = bytes.fromhex(self.address[2:])
 
     def _fn(self, name: str) -> dict[str, Any]:
         (fn,) = [f for f in self.abi if f.get("type") == "function" and f["name"] == name]
@@ -50,10 +53,31 @@ class Contract:
         return values[0] if len(values) == 1 else values
 
 
+@functools.cache
+def _token_build() -> tuple[list[dict[str, Any]], str]:
+    token = evm.compile_solidity({"CustodyTestToken.sol": TOKEN_SOURCE})["CustodyTestToken"]
+    return token["abi"], token["bytecode"]
+
+
+def deploy_token(node: evm.Anvil, holder: str, supply: int) -> Contract:
+    """The test ERC-20 (CTT, 18 decimals), ``supply`` of it minted to ``holder``."""
+    abi, code = _token_build()
+    args = abi_encode(["address", "uint256"], [holder, supply]).hex()
+    return Contract(node, node.deploy(code + args), abi)
+
+
 # Safe v1.4.1's canonical deployment (github.com/safe-global/safe-deployments, v1.4.1).
 CANONICAL_SINGLETON = "0x41675C099F32341bf84BFc5382aF534df5C7461a"
 CANONICAL_FACTORY = "0x4e1DCf7AD4e460CfD30791CCC4F9c8a4f820ec67"
 CANONICAL_FALLBACK_HANDLER = "0xfd0732Dc9E303f09fCEf3a7388Ad10A83459Ec99"
+
+
+def safe_artifacts() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Safe v1.4.1's build artifacts: the singleton, the proxy factory, the fallback handler."""
+    return (evm.safe_artifact("Safe.sol/Safe.json"),
+            evm.safe_artifact("proxies/SafeProxyFactory.sol/SafeProxyFactory.json"),
+            evm.safe_artifact(
+                "handler/CompatibilityFallbackHandler.sol/CompatibilityFallbackHandler.json"))
 
 
 def place(node: evm.Anvil, address: str, runtime_code: str) -> str:
@@ -68,10 +92,7 @@ class SafeDeployment:
     def __init__(self, node: evm.Anvil):
         self.node = node
         self.deployer = node.accounts[0]
-        safe_art = evm.safe_artifact("Safe.sol/Safe.json")
-        factory_art = evm.safe_artifact("proxies/SafeProxyFactory.sol/SafeProxyFactory.json")
-        handler_art = evm.safe_artifact(
-            "handler/CompatibilityFallbackHandler.sol/CompatibilityFallbackHandler.json")
+        safe_art, factory_art, handler_art = safe_artifacts()
         self.safe_abi = safe_art["abi"]
         # At the canonical v1.4.1 addresses (safe-deployments), the only ones signerd records a
         # Safe wallet for: the artifacts' runtime code put there (none of the three has a
@@ -81,8 +102,6 @@ class SafeDeployment:
                                             factory_art["deployedBytecode"]),
                                 factory_art["abi"])
         self.handler = place(node, CANONICAL_FALLBACK_HANDLER, handler_art["deployedBytecode"])
-        token = evm.compile_solidity({"CustodyTestToken.sol": TOKEN_SOURCE})["CustodyTestToken"]
-        self.token_abi, self.token_code = token["abi"], token["bytecode"]
 
     def setup_json(self, owners: list[str], threshold: int, salt: int) -> dict[str, Any]:
         """A SafeSetup document (what ``signerctl wallet create --kind safe --setup`` reads)."""
@@ -112,13 +131,10 @@ class SafeDeployment:
         return Contract(self.node, address, self.safe_abi)
 
     def deploy_token(self, holder: str, supply: int) -> Contract:
-        args = abi_encode(["address", "uint256"], [holder, supply]).hex()
-        return Contract(self.node, self.node.deploy(self.token_code + args), self.token_abi)
+        return deploy_token(self.node, holder, supply)
 
 
 def function_topic(signature: str) -> str:
-    from eth_utils import keccak
-
     return keccak(text=signature).hex()
 
 
@@ -140,11 +156,45 @@ def safe_tx_hash_onchain(safe: Contract, tx: dict[str, Any]) -> bytes:
                            tx["refundReceiver"], tx["nonce"]))
 
 
+def safe_tx_hash_eip712(chain_id: int, safe: str, tx: dict[str, Any]) -> bytes:
+    """The hash of the SafeTx document ``tx`` for the Safe at ``safe`` on ``chain_id``, by
+    eth-account's own EIP-712 encoder (no node, no signerd code)."""
+    typed = {
+        "types": {"EIP712Domain": [{"name": "chainId", "type": "uint256"},
+                                   {"name": "verifyingContract", "type": "address"}],
+                  "SafeTx": [{"name": n, "type": t} for n, t in (
+                      ("to", "address"), ("value", "uint256"), ("data", "bytes"),
+                      ("operation", "uint8"), ("safeTxGas", "uint256"), ("baseGas", "uint256"),
+                      ("gasPrice", "uint256"), ("gasToken", "address"),
+                      ("refundReceiver", "address"), ("nonce", "uint256"))]},
+        "primaryType": "SafeTx", "domain": {"chainId": chain_id, "verifyingContract": safe},
+        "message": {**tx, "data": bytes.fromhex(tx["data"][2:])}}
+    msg = encode_typed_data(full_message=typed)
+    return keccak(b"\x19" + msg.version + msg.header + msg.body)
+
+
 def exec_calldata_by_hand(safe: Contract, tx: dict[str, Any], signatures: bytes) -> str:
     """``execTransaction`` encoded here from the ABI (for calls signerd refuses to build)."""
     return safe.calldata("execTransaction", tx["to"], tx["value"], bytes.fromhex(tx["data"][2:]),
                          tx["operation"], tx["safeTxGas"], tx["baseGas"], tx["gasPrice"],
                          tx["gasToken"], tx["refundReceiver"], signatures)
+
+
+MOVES_POLICY = """name = "{name}"
+expiry = "1h"
+
+[[rule]]
+name = "moves"
+asset = "*"
+approvers = 2
+roles = {{ investigator = 1, custody_officer = 1 }}
+"""
+
+
+def moves_policy(name: str) -> str:
+    """A policy named ``name`` of one rule, "moves": any asset, approved by an investigator and
+    a custody officer within the hour."""
+    return MOVES_POLICY.format(name=name)
 
 
 def dumps(doc: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from signerd.core.model import (Chain, Decision, DestinationClass, EvmChain, Key
 from signerd.core.movement_json import movement_from_json, movement_to_json
 from signerd.core.policy import parse_policy
 from tests.support.authority import STATE, applied, genesis_doc, proposal
+from tests.support.chains import ETHER_RULES, TIERS
 
 BNB = EvmChain(56, "BNB Smart Chain", "BNB", 18)
 ETHEREUM = EvmChain(1, "Ethereum", "ETH", 18)
@@ -222,24 +223,6 @@ def test_the_native_coin_and_the_fee_are_named_by_the_registry_symbol() -> None:
 # ---------------------------------------------------------------------------- policies
 
 
-TIERS = """
-name = "tiers"
-max_fee = { ETH = 50000000000000000, BNB = 10000000000000000 }
-
-[[rule]]
-name = "ether"
-asset = "ETH"
-approvers = 2
-roles = { investigator = 1, custody_officer = 1 }
-
-[[rule]]
-name = "bnb"
-asset = "BNB@56"
-approvers = 3
-roles = { investigator = 1, custody_officer = 1, judge = 1 }
-"""
-
-
 def movement(chain: EvmChain, amount: int = 10**18, fee: int = 21000 * 5 * 10**9) -> Movement:
     return Movement(chain=Chain.ETHEREUM, network="ethereum", chain_id=chain.chain_id,
                     outputs=(Output(TO, amount, chain.symbol),), fee=fee,
@@ -258,7 +241,7 @@ def test_a_bnb_transfer_is_judged_by_the_bnb_rule_never_the_ether_one() -> None:
 
 
 def test_a_policy_with_only_ether_rules_denies_bnb_and_pol() -> None:
-    p = parse_policy(TIERS.split("[[rule]]\nname = \"bnb\"")[0])
+    p = parse_policy(ETHER_RULES)
     assert p.requirement_for(movement(ETHEREUM)).rules == ("ether",)
     for coin in (BNB, POLYGON):
         with pytest.raises(PolicyDenied):

@@ -7,8 +7,6 @@ import json
 from dataclasses import replace
 
 import pytest
-from eth_abi import encode
-from eth_utils import function_signature_to_4byte_selector as selector
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,19 +18,9 @@ from signerd.core.ethereum.signing import decode_call
 from signerd.core.model import Chain, Decision, DestinationClass, Movement
 from signerd.core.movement_json import movement_from_json, movement_to_json
 from signerd.core.policy import parse_policy
-from signerd.core.tokens import make_token
+from tests.support.tokens import CHAIN, COIN, MULTI, NFT, OTHER, TO, WALLET, abi_call, registry
 
-CHAIN = 31337
-NFT = "0x" + "a1" * 20
-MULTI = "0x" + "b2" * 20
-COIN = "0x" + "c3" * 20
-WALLET = "0x" + "11" * 20
-OTHER = "0x" + "22" * 20
-TO = "0x" + "33" * 20
-REGISTRY = {t.key: t for t in (
-    make_token(chain_id=CHAIN, address=NFT, standard="erc721", symbol="ART", decimals=0),
-    make_token(chain_id=CHAIN, address=MULTI, standard="erc1155", symbol="ITEMS", decimals=0),
-    make_token(chain_id=CHAIN, address=COIN, standard="erc20", symbol="COIN", decimals=6))}
+REGISTRY = registry(coin_decimals=6)
 
 SIGS = {
     "transferFrom": "transferFrom(address,address,uint256)",
@@ -47,9 +35,7 @@ SIGS = {
 
 
 def call(name: str, *args: object) -> bytes:
-    sig = SIGS[name]
-    types = sig[sig.index("(") + 1:-1].split(",")
-    return selector(sig) + encode(types, list(args))
+    return abi_call(SIGS[name], *args)
 
 
 def outputs(contract: str, data: bytes, sender: str | None = WALLET):

@@ -18,28 +18,15 @@ from signerd.core.ethereum.signing import decode_call
 from signerd.core.model import Chain, Decision, Movement
 from signerd.core.policy import parse_policy
 from signerd.core.tokens import make_token
+from tests.support.tokens import CHAIN, COIN, MULTI, NFT, OTHER, TO, WALLET, registry
+from tests.support.tokens import abi_call as call
 
-CHAIN = 31337
-NFT = "0x" + "a1" * 20
-MULTI = "0x" + "b2" * 20
-COIN = "0x" + "c3" * 20
-WALLET = "0x" + "11" * 20
-OTHER = "0x" + "22" * 20
-TO = "0x" + "33" * 20
 ATTACKER = "0x" + "ee" * 20
-REGISTRY = {t.key: t for t in (
-    make_token(chain_id=CHAIN, address=NFT, standard="erc721", symbol="ART", decimals=0),
-    make_token(chain_id=CHAIN, address=MULTI, standard="erc1155", symbol="ITEMS", decimals=0),
-    make_token(chain_id=CHAIN, address=COIN, standard="erc20", symbol="COIN", decimals=18))}
+REGISTRY = registry(coin_decimals=18)
 
 SAFE4 = "safeTransferFrom(address,address,uint256,bytes)"
 SAFE1155 = "safeTransferFrom(address,address,uint256,uint256,bytes)"
 BATCH = "safeBatchTransferFrom(address,address,uint256[],uint256[],bytes)"
-
-
-def call(sig: str, *args: object) -> bytes:
-    types = sig[sig.index("(") + 1:-1].split(",")
-    return selector(sig) + encode(types, list(args))
 
 
 def cs(a: str) -> str:

@@ -15,8 +15,11 @@ from signerd.core.chains import SafeAdapter, classify_outputs
 from signerd.core.errors import InvalidArgument, PolicyDenied
 from signerd.core.ethereum import safe as S
 from signerd.core.limits import Limits
-from signerd.core.model import Category, Chain, KeyRef, ScriptType, Wallet, WalletStatus
+from signerd.core.model import Wallet
 from signerd.core.policy import parse_policy
+from tests.support.safe import safe_tx_hash_eip712
+from tests.support.safe_wallet import address_of
+from tests.support.safe_wallet import safe_wallet as safe_wallet_of
 
 KEY = coincurve.PrivateKey(b"\x43" * 32)
 OWNER = to_checksum_address(keccak(KEY.public_key.format(compressed=False)[1:])[12:])
@@ -35,10 +38,6 @@ def setup_doc(**over: object) -> dict:
     doc: dict = {"owners": [OWNER], "threshold": 1, "saltNonce": 1, **CANONICAL}
     doc.update(over)
     return doc
-
-
-def address_of(doc: dict) -> str:
-    return to_checksum_address(S.predicted_address(S.SafeSetup.from_json(doc)))
 
 
 def check(doc: dict) -> SW.CheckedSafe:
@@ -102,12 +101,7 @@ gas_refund = true
 
 
 def safe_wallet() -> Wallet:
-    doc = setup_doc()
-    return Wallet(id="w_" + "2" * 16, chain=Chain.ETHEREUM, network="ethereum",
-                  script_type=ScriptType.SAFE, category=Category.SEIZED, case_ref="C",
-                  legal_basis="", status=WalletStatus.ACTIVE, address=address_of(doc),
-                  keys=(KeyRef("k1", "owner", KEY.public_key.format()),), chain_ids=(31337,),
-                  threshold=1, safe_owners=(OWNER,), safe_setup=json.dumps(doc))
+    return safe_wallet_of("w_" + "2" * 16, setup_doc(), KEY.public_key.format())
 
 
 @pytest.mark.parametrize("gas_token", [ZERO, TOKEN])
@@ -134,24 +128,6 @@ def test_a_gas_refund_is_bounded_like_what_it_moves(gas_token: str) -> None:
     policy.requirement_for(classify_outputs(ok, {}, policy.allowlist))
 
 
-def eip712_hash(chain_id: int, safe: str, doc: dict) -> bytes:
-    """The SafeTx hash by eth-account's own EIP-712 encoder."""
-    from eth_account.messages import encode_typed_data
-
-    typed = {
-        "types": {"EIP712Domain": [{"name": "chainId", "type": "uint256"},
-                                   {"name": "verifyingContract", "type": "address"}],
-                  "SafeTx": [{"name": n, "type": t} for n, t in (
-                      ("to", "address"), ("value", "uint256"), ("data", "bytes"),
-                      ("operation", "uint8"), ("safeTxGas", "uint256"), ("baseGas", "uint256"),
-                      ("gasPrice", "uint256"), ("gasToken", "address"),
-                      ("refundReceiver", "address"), ("nonce", "uint256"))]},
-        "primaryType": "SafeTx", "domain": {"chainId": chain_id, "verifyingContract": safe},
-        "message": {**doc, "data": bytes.fromhex(doc["data"][2:])}}
-    msg = encode_typed_data(full_message=typed)
-    return keccak(b"\x19" + msg.version + msg.header + msg.body)
-
-
 def test_a_safe_tx_hash_is_bound_to_its_chain_and_safe() -> None:
     """The same SafeTx for another chain id or another Safe (the same CREATE2 address exists on
     every chain the setup is deployed to) has another hash: an owner signature for one is
@@ -163,7 +139,7 @@ def test_a_safe_tx_hash_is_bound_to_its_chain_and_safe() -> None:
     for chain_id in (1, 137):
         for safe in (to_checksum_address("0x" + SAFE.hex()), other_safe):
             got = S.safe_tx_hash(chain_id, bytes.fromhex(safe[2:]), S.SafeTx.from_json(doc))
-            assert got == eip712_hash(chain_id, safe, doc)
+            assert got == safe_tx_hash_eip712(chain_id, safe, doc)
             seen.add(got)
     assert len(seen) == 4
 

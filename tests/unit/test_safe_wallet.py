@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import coincurve
 import pytest
-from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
 
 from signerd.core import approval as A
@@ -17,10 +16,11 @@ from signerd.core.chains import SafeAdapter, adapter_for_wallet
 from signerd.core.errors import InvalidArgument, PolicyDenied
 from signerd.core.ethereum import safe as S
 from signerd.core.limits import Limits
-from signerd.core.model import (Category, Chain, Decision, KeyRef, ScriptType, Wallet,
-                                WalletStatus)
+from signerd.core.model import Decision, Wallet
 from signerd.core.movement_json import movement_from_json, movement_to_json
 from signerd.core.policy import parse_policy
+from tests.support.safe import safe_tx_hash_eip712
+from tests.support.safe_wallet import address_of, safe_wallet
 
 KEY = coincurve.PrivateKey(b"\x42" * 32)
 OWNER = to_checksum_address(keccak(KEY.public_key.format(compressed=False)[1:])[12:])
@@ -38,17 +38,8 @@ def setup_doc(**over: object) -> dict:
     return doc
 
 
-def address_of(doc: dict) -> str:
-    return to_checksum_address(S.predicted_address(S.SafeSetup.from_json(doc)))
-
-
 def wallet() -> Wallet:
-    doc = setup_doc()
-    return Wallet(id="w_" + "1" * 16, chain=Chain.ETHEREUM, network="ethereum",
-                  script_type=ScriptType.SAFE, category=Category.SEIZED, case_ref="C",
-                  legal_basis="", status=WalletStatus.ACTIVE, address=address_of(doc),
-                  keys=(KeyRef("k1", "owner", KEY.public_key.format()),), chain_ids=(31337,),
-                  threshold=2, safe_owners=(OWNER, OUTSIDE), safe_setup=json.dumps(doc))
+    return safe_wallet("w_" + "1" * 16, setup_doc(), KEY.public_key.format())
 
 
 def tx_doc(**over: object) -> dict:
@@ -82,19 +73,7 @@ def test_the_safe_adapter_decodes_a_safe_tx_with_its_hash_and_lock() -> None:
     w = wallet()
     assert isinstance(adapter_for_wallet(w), SafeAdapter)
     d = decode()
-    typed = {
-        "types": {"EIP712Domain": [{"name": "chainId", "type": "uint256"},
-                                   {"name": "verifyingContract", "type": "address"}],
-                  "SafeTx": [{"name": n, "type": t} for n, t in (
-                      ("to", "address"), ("value", "uint256"), ("data", "bytes"),
-                      ("operation", "uint8"), ("safeTxGas", "uint256"), ("baseGas", "uint256"),
-                      ("gasPrice", "uint256"), ("gasToken", "address"),
-                      ("refundReceiver", "address"), ("nonce", "uint256"))]},
-        "primaryType": "SafeTx",
-        "domain": {"chainId": 31337, "verifyingContract": w.address},
-        "message": {**tx_doc(), "data": b""}}
-    msg = encode_typed_data(full_message=typed)
-    expected = keccak(b"\x19" + msg.version + msg.header + msg.body)
+    expected = safe_tx_hash_eip712(31337, w.address, tx_doc())
     assert d.movement.digests == (expected,)
     assert d.lock_keys == (f"safe:{w.address.lower()}:31337:3",)
     fields = dict(d.movement.safe)

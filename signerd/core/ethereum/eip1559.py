@@ -9,7 +9,7 @@ again gives the same bytes; what an operator's tool rebuilds is exactly what sig
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -200,14 +200,7 @@ class Eip1559Tx:
         ``accessList`` default to empty. Unknown keys, a ``type`` other than 2, and a ``data``
         or access list larger than ``max_data_bytes`` are refused.
         """
-        if not isinstance(fields, Mapping):
-            raise InvalidTransaction("transaction: must be a JSON object")
-        for key in fields:
-            if not isinstance(key, str) or key not in _JSON_KEYS:
-                raise InvalidTransaction(f"{key!s:.64}: unknown field")
-        for key in _REQUIRED:
-            if key not in fields:
-                raise InvalidTransaction(f"{key}: missing")
+        fields = _json_object(fields, "transaction", _JSON_KEYS, _REQUIRED)
         if "type" in fields and _json_int("type", fields["type"], 0, UINT64_MAX) != TX_TYPE:
             raise InvalidTransaction("type: must be 2 (EIP-1559)")
         return cls(**{f.attr: f.from_json(fields, max_data_bytes) for f in FIELDS})
@@ -301,6 +294,21 @@ def _check_signature(y_parity: object, r: object, s: object) -> None:
 
 
 # --- JSON field parsers ---
+
+
+def _json_object(doc: object, what: str, allowed: Collection[str],
+                 required: Iterable[str]) -> Mapping[str, object]:
+    """``doc`` if it is a JSON object of no key but the ``allowed`` ones and every ``required``
+    one (``what`` names it when it is no object)."""
+    if not isinstance(doc, Mapping):
+        raise InvalidTransaction(f"{what}: must be a JSON object")
+    for key in doc:
+        if not isinstance(key, str) or key not in allowed:
+            raise InvalidTransaction(f"{key!s:.64}: unknown field")
+    for key in required:
+        if key not in doc:
+            raise InvalidTransaction(f"{key}: missing")
+    return doc
 
 
 def _json_int(field: str, value: object, low: int, high: int) -> int:

@@ -42,6 +42,7 @@ from signerd.core.ethereum.eip1559 import (
     UINT256_MAX,
     _json_hex,
     _json_int,
+    _json_object,
 )
 from signerd.core.ethereum.keccak import keccak256
 from signerd.core.ethereum.signing import (
@@ -153,18 +154,6 @@ _SAFE_TX_INTS = {"value": ("value", UINT256_MAX), "safeTxGas": ("safe_tx_gas", U
 _SAFE_TX_ADDRESSES = {"to": "to", "gasToken": "gas_token", "refundReceiver": "refund_receiver"}
 
 
-def _check_keys(doc: object, keys: Sequence[str], what: str) -> Mapping[str, object]:
-    if not isinstance(doc, Mapping):
-        raise InvalidTransaction(f"{what}: must be a JSON object")
-    for key in doc:
-        if not isinstance(key, str) or key not in keys:
-            raise InvalidTransaction(f"{key!s:.64}: unknown field")
-    for key in keys:
-        if key not in doc:
-            raise InvalidTransaction(f"{key}: missing")
-    return doc
-
-
 @dataclass(frozen=True)
 class SafeTx:
     """A Safe transaction as its owners sign it (every field of ``SafeTx`` in EIP-712).
@@ -201,7 +190,7 @@ class SafeTx:
         (uint256, the nonce at most 2^64-2); addresses as 40 hex digits (mixed case must be a
         valid EIP-55 checksum); ``data`` 0x-hex of at most ``max_data_bytes``; ``operation``
         0 or 1."""
-        fields = _check_keys(doc, _SAFE_TX_KEYS, "Safe transaction")
+        fields = _json_object(doc, "Safe transaction", _SAFE_TX_KEYS, _SAFE_TX_KEYS)
         values: dict[str, Any] = {}
         for key, attr in _SAFE_TX_ADDRESSES.items():
             values[attr] = parse_address(fields[key], field=key)
@@ -316,7 +305,7 @@ class SafeSetup:
         ``threshold`` between 1 and their number, ``fallbackHandler`` (zero: none),
         ``singleton`` and ``factory`` (not zero), ``saltNonce`` a uint256. The Safe is set up
         with no module and no payment (``setup_calldata``)."""
-        fields = _check_keys(doc, _SETUP_KEYS, "Safe setup")
+        fields = _json_object(doc, "Safe setup", _SETUP_KEYS, _SETUP_KEYS)
         owners = fields["owners"]
         if not isinstance(owners, (list, tuple)) or not 1 <= len(owners) <= MAX_OWNERS:
             raise InvalidTransaction(f"owners: must be a list of 1 to {MAX_OWNERS} addresses")
