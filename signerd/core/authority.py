@@ -595,6 +595,23 @@ def _add_token(registry: dict[tuple[int, str], Token], token: Token, where: str)
     registry[token.key] = token
 
 
+def _set_entry(b: _Builder, table: str, key: Any, entry: Any, old: Any,
+               to_json: Callable[[Any], dict[str, Any]],
+               add: Callable[[dict[Any, Any], Any, str], None], where: str, name: str,
+               field_name: str) -> None:
+    """Apply a registry change (``token.set``, ``chain.set``): ``entry`` replaces the entry at
+    ``key`` of ``table`` only if that entry is still the ``old`` the proposal was made against
+    (``name`` names it in the refusal) and the change changes something (``field_name``)."""
+    current = b.get(table).get(key)
+    if (to_json(current) if current is not None else {}) != old:
+        raise FailedPrecondition(f"{name} changed since this proposal was made; propose again")
+    if current == entry:
+        raise InvalidArgument(f"{field_name} is registered with these fields already")
+    registry = dict(b.get(table))
+    add(registry, entry, where)
+    b.set(table, registry)
+
+
 def _new_operator(op_id: Any, roles: Any, pem: Any, governance: GovernancePolicy,
                   owners: Mapping[str, str], operators: Mapping[str, OperatorRecord], *,
                   since: int, token_held: Any = None) -> OperatorRecord:
@@ -925,28 +942,14 @@ def _apply_change(b: _Builder, doc: dict[str, Any], seq: int) -> None:
         if token_json(token) != c["token"]:
             raise InvalidArgument("change.token: the address must be in its EIP-55 checksum "
                                   "form and the fields as checked (propose with the admin API)")
-        current = b.get("tokens").get(token.key)
-        if (token_json(current) if current is not None else {}) != c["old_token"]:
-            raise FailedPrecondition(f"token {token.address} on chain {token.chain_id} changed "
-                                     "since this proposal was made; propose again")
-        if current == token:
-            raise InvalidArgument(f"token: {token.address} on chain {token.chain_id} is "
-                                  "registered with these fields already")
-        registry = dict(b.get("tokens"))
-        _add_token(registry, token, "change.token")
-        b.set("tokens", registry)
+        _set_entry(b, "tokens", token.key, token, c["old_token"], token_json, _add_token,
+                   "change.token", f"token {token.address} on chain {token.chain_id}",
+                   f"token: {token.address} on chain {token.chain_id}")
     elif kind == "chain.set":
         chain = CR.chain_from_json(c["chain"], "change.chain")
-        current = b.get("chains").get(chain.chain_id)
-        if (CR.chain_json(current) if current is not None else {}) != c["old_chain"]:
-            raise FailedPrecondition(f"chain {chain.chain_id} changed since this proposal was "
-                                     "made; propose again")
-        if current == chain:
-            raise InvalidArgument(f"chain: chain {chain.chain_id} is registered with these "
-                                  "fields already")
-        chains = dict(b.get("chains"))
-        CR.add_chain(chains, chain, "change.chain")
-        b.set("chains", chains)
+        _set_entry(b, "chains", chain.chain_id, chain, c["old_chain"], CR.chain_json,
+                   CR.add_chain, "change.chain", f"chain {chain.chain_id}",
+                   f"chain: chain {chain.chain_id}")
     elif kind == "backup.key":
         _apply_backup_key(b, c["ceremony"], doc["id"])
     elif kind == "safe.owners":

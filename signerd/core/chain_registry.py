@@ -40,17 +40,28 @@ class UnregisteredChain(InvalidArgument):
     sign step an authority violation: the approvals cannot stand for it)."""
 
 
-def _int(value: Any, name: str, low: int, high: int) -> int:
+def checked_int(value: Any, name: str, low: int, high: int) -> int:
+    """``value`` if it is an integer (not a bool) from ``low`` to ``high``; else InvalidArgument
+    naming the field ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidArgument(f"{name}: must be an integer from {low} to {high}")
     return value
+
+
+def entry_fields(doc: Any, fields: Iterable[str], where: str, what: str) -> dict[str, Any]:
+    """``doc`` if it is a JSON object of exactly ``fields`` (a registry entry: ``what``, e.g.
+    "a chain entry"); else InvalidArgument naming them, prefixed by ``where``."""
+    fields = tuple(fields)
+    if not isinstance(doc, dict) or set(doc) != set(fields):
+        raise InvalidArgument(f"{where}: {what} has exactly the fields {', '.join(fields)}")
+    return doc
 
 
 def make_chain(*, chain_id: Any, name: Any, symbol: Any, decimals: Any,
                where: str = "") -> EvmChain:
     """A checked registry entry; InvalidArgument names the field (prefixed by ``where``)."""
     pre = f"{where}." if where else ""
-    chain_id = _int(chain_id, pre + "chain_id", 1, MAX_CHAIN_ID)
+    chain_id = checked_int(chain_id, pre + "chain_id", 1, MAX_CHAIN_ID)
     if (not isinstance(name, str) or not NAME.fullmatch(name) or name != name.strip()
             or "  " in name):
         raise InvalidArgument(f"{pre}name: {name!r} is not a chain name (1 to 64 ASCII "
@@ -62,16 +73,13 @@ def make_chain(*, chain_id: Any, name: Any, symbol: Any, decimals: Any,
     if symbol in RESERVED_SYMBOLS:
         raise InvalidArgument(f"{pre}symbol: {symbol} is reserved (the coin of Bitcoin or "
                               "Tron, not of an EVM chain)")
-    decimals = _int(decimals, pre + "decimals", 0, MAX_DECIMALS)
+    decimals = checked_int(decimals, pre + "decimals", 0, MAX_DECIMALS)
     return EvmChain(chain_id, name, symbol, decimals)
 
 
 def chain_from_json(doc: Any, where: str = "chain") -> EvmChain:
     """A registry entry from its JSON form (genesis, proposal, API, stored movement)."""
-    if not isinstance(doc, dict) or set(doc) != set(FIELDS):
-        raise InvalidArgument(f"{where}: a chain entry has exactly the fields "
-                              f"{', '.join(FIELDS)}")
-    return make_chain(where=where, **doc)
+    return make_chain(where=where, **entry_fields(doc, FIELDS, where, "a chain entry"))
 
 
 def chain_json(chain: EvmChain) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .chain_registry import checked_int, entry_fields
 from .errors import InvalidArgument
 from .ethereum.address import parse_address, to_checksum
 from .model import Token, registry_address
@@ -43,9 +44,7 @@ Registry = Mapping[tuple[int, str], Token]
 
 
 def _int(value: Any, name: str, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
-        raise InvalidArgument(f"{name}: must be an integer from 0 to {high}")
-    return value
+    return checked_int(value, name, 0, high)
 
 
 def make_token(*, chain_id: Any, address: Any, standard: Any, symbol: Any, decimals: Any,
@@ -96,10 +95,7 @@ def _tron_token(pre: str, chain_id: Any, address: Any, standard: str, symbol: An
 
 def token_from_json(doc: Any, where: str = "token") -> Token:
     """A registry entry from its JSON form (genesis, proposal, API)."""
-    if not isinstance(doc, dict) or set(doc) != set(FIELDS):
-        raise InvalidArgument(f"{where}: a token entry has exactly the fields "
-                              f"{', '.join(FIELDS)}")
-    return make_token(where=where, **doc)
+    return make_token(where=where, **entry_fields(doc, FIELDS, where, "a token entry"))
 
 
 def token_json(token: Token) -> dict[str, Any]:
