@@ -37,16 +37,17 @@ ZERO = "0x" + "00" * 20
 
 def safe_wallet(d: Daemon, outside: str) -> pb.Wallet:
     from signerd.core.ethereum.address import address_from_pubkey
-    from signerd.core.ethereum.safe import SafeSetup, predicted_address
+    from signerd.core.ethereum.safe import (CANONICAL_FACTORY, CANONICAL_FALLBACK_HANDLER,
+                                            CANONICAL_SINGLETON, SafeSetup, predicted_address)
     from eth_utils import to_checksum_address
 
     share = d.custody().CreateKeyShare(pb.CreateKeyShareRequest(category=pb.SEIZED,
                                                                 case_ref="BENCH-SAFE"))
     owner = address_from_pubkey(bytes(share.public_key))
     doc = {"owners": [owner, outside], "threshold": 2,
-           "fallbackHandler": to_checksum_address("0x" + "11" * 20),
-           "singleton": to_checksum_address("0x" + "22" * 20),
-           "factory": to_checksum_address("0x" + "33" * 20), "saltNonce": 1}
+           "fallbackHandler": to_checksum_address(CANONICAL_FALLBACK_HANDLER),
+           "singleton": to_checksum_address(CANONICAL_SINGLETON),
+           "factory": to_checksum_address(CANONICAL_FACTORY), "saltNonce": 1}
     address = to_checksum_address(predicted_address(SafeSetup.from_json(doc)))
     w = d.custody().CreateWallet(pb.CreateWalletRequest(
         chain=pb.ETHEREUM, chain_ids=[CHAIN_ID], script_type=pb.SAFE, category=pb.SEIZED,

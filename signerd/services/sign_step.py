@@ -35,6 +35,7 @@ Invariants kept here (DEVELOPERS.md):
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -111,13 +112,42 @@ def check_safe_nonce(tx: Tx, row: TransferRecord, movement: Movement,
     for other in others:
         if other.state is not TransferState.SIGNED and other.id not in proven:
             continue
-        E.check_transfer_seal(audit_public_key, other)
-        signed = movement_from_json(other.movement)
-        if signed.safe and signed.nonce == movement.nonce and signed.digests != movement.digests:
+        safe, nonce, digests = _sealed_safe_nonce(audit_public_key, other)
+        if safe and nonce == movement.nonce and digests != movement.digests:
             raise AuthorityViolation(
                 f"transfer {row.id}: Safe nonce {movement.nonce} was signed already for another "
                 f"SafeTx by transfer {other.id}; signerd signs one SafeTx per Safe nonce",
                 kind="transfer")
+
+
+# What check_safe_nonce read from a transfer row whose seal verified, keyed by the SHA-256 of
+# (audit key, id, seal, movement): the same bytes give the same answer without the seal's
+# record digest and the movement's parse again (a Safe wallet's every signed transfer is read at
+# each of its signatures). A row whose id, seal or movement changed is a new key, verified
+# afresh; the answer uses only the movement, which the seal covers with the id.
+_SEALED_NONCES: dict[bytes, tuple[bool, int | None, tuple[bytes, ...]]] = {}
+_SEALED_NONCES_MAX = 100_000
+_SEALED_NONCES_LOCK = threading.Lock()
+
+
+def _sealed_safe_nonce(audit_public_key: bytes, row: TransferRecord
+                       ) -> tuple[bool, int | None, tuple[bytes, ...]]:
+    """(whether it is a SafeTx, its nonce, its digests) of ``row``'s sealed movement;
+    AuthorityViolation when its seal does not verify."""
+    key = hashlib.sha256(b"\0".join((audit_public_key, row.id.encode(), row.seal.encode(),
+                                      row.movement.encode()))).digest()
+    with _SEALED_NONCES_LOCK:
+        hit = _SEALED_NONCES.get(key)
+    if hit is not None:
+        return hit
+    E.check_transfer_seal(audit_public_key, row)
+    m = movement_from_json(row.movement)
+    hit = (bool(m.safe), m.nonce, m.digests)
+    with _SEALED_NONCES_LOCK:
+        if len(_SEALED_NONCES) >= _SEALED_NONCES_MAX:
+            del _SEALED_NONCES[next(iter(_SEALED_NONCES))]
+        _SEALED_NONCES[key] = hit
+    return hit
 
 
 def check_safe_governance(state: Any, row: TransferRecord, movement: Movement) -> None:

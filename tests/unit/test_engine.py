@@ -268,6 +268,28 @@ def _transfer_row(**over: Any) -> TransferRecord:
     return replace(row, **over)
 
 
+def test_the_sign_steps_safe_nonce_memo_answers_only_for_bytes_whose_seal_verified() -> None:
+    """check_safe_nonce reads every signed transfer of a Safe wallet at each signature; what it
+    read from a row whose seal verified is remembered by the row's id, seal and movement, and
+    any change of those, or another audit key, is verified afresh (and refused)."""
+    from signerd.core.movement_json import movement_to_json
+    from signerd.services.sign_step import _sealed_safe_nonce
+
+    key = coincurve.PrivateKey()
+    pub = key.public_key.format()
+    row = _transfer_row(id="t_" + "9e" * 10, state=TransferState.SIGNED)
+    row = replace(row, seal=seal.encode(*_sign(key, seal.digest("transfer",
+                                                                E.transfer_record(row)))))
+    assert _sealed_safe_nonce(pub, row) == (False, 1, MOVE.digests)
+    assert _sealed_safe_nonce(pub, row) == (False, 1, MOVE.digests)  # remembered
+    for changed in (replace(row, movement=movement_to_json(replace(MOVE, nonce=2))),
+                    replace(row, id="t_" + "9f" * 10), replace(row, seal="")):
+        with pytest.raises(E.AuthorityViolation, match="does not carry signerd's seal"):
+            _sealed_safe_nonce(pub, changed)
+    with pytest.raises(E.AuthorityViolation):
+        _sealed_safe_nonce(coincurve.PrivateKey().public_key.format(), row)
+
+
 def test_a_transfer_row_stands_only_with_signerds_seal_over_it() -> None:
     key = coincurve.PrivateKey()
     pub = key.public_key.format()
