@@ -157,10 +157,6 @@ def cmd_transfer_cancel(ctx: Context) -> Output:
     return Output(t, lambda: transfer_summary(t))
 
 
-def safe_json(r: pb.SafeSignatures) -> dict[str, Any]:
-    return to_dict(r)
-
-
 def safe_text(doc: dict[str, Any]) -> str:
     pairs: list[tuple[str, object]] = [
         ("transfer", doc["transfer_id"]), ("state", doc["state"]),
@@ -180,7 +176,7 @@ def cmd_transfer_result(ctx: Context) -> Output:
                                pb.GetTransferRequest(transfer_id=ctx.args.id)))
     wallet = ctx.call(ctx.custody().GetWallet, pb.GetWalletRequest(wallet_id=t["wallet_id"]))
     if wallet.script_type == pb.SAFE:
-        doc = safe_json(ctx.call(ctx.custody().GetSafeSignatures,
+        doc = to_dict(ctx.call(ctx.custody().GetSafeSignatures,
                                  pb.GetTransferRequest(transfer_id=ctx.args.id)))
         if not doc["owner_signature"]:
             raise CliError(f"transfer {safe(t['id'])} has no owner signature yet (state "
@@ -249,7 +245,7 @@ def cmd_transfer_combine(ctx: Context) -> Output:
             sig = bytes.fromhex(text)
         except ValueError:
             raise CliError("--signature: not hex") from None
-        doc = safe_json(ctx.call(ctx.custody().CombineSafeSignature,
+        doc = to_dict(ctx.call(ctx.custody().CombineSafeSignature,
                                  pb.CombineSafeSignatureRequest(transfer_id=a.id, owner=a.owner,
                                                                 signature=sig)))
         return Output(doc, lambda: safe_text(doc))

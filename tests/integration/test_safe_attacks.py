@@ -31,7 +31,7 @@ from tests.support.governance import decide, govern, set_policy
 from tests.support.rpc import pb, rpc_error
 from tests.support.safe import Contract, SafeDeployment, dumps, moves_policy, safe_tx
 
-pytestmark = pytest.mark.skipif(not evm.available(), reason="anvil / solc-js not installed")
+pytestmark = evm.needs_evm()
 
 CHAIN_ID = 31337
 CASE = "CASE-SAFE-ATTACK"

@@ -29,7 +29,7 @@ from tests.support.rpc import pb, rpc_error
 from tests.support.safe import (ETHER, SafeDeployment, dumps, exec_calldata_by_hand, safe_tx,
                                 safe_tx_hash_onchain)
 
-pytestmark = pytest.mark.skipif(not evm.available(), reason="anvil / solc-js not installed")
+pytestmark = evm.needs_evm()
 
 CHAIN_ID = 31337
 CASE = "CASE-SAFE-1"

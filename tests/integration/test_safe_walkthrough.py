@@ -14,7 +14,7 @@ import pytest
 
 from tests.support import evm
 
-pytestmark = pytest.mark.skipif(not evm.available(), reason="anvil / solc-js not installed")
+pytestmark = evm.needs_evm()
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -155,15 +155,9 @@ def check_signed(signed_hex: str) -> Checked:
     return Checked(txid.hex(), pub.to_base58check_address(), independent_decode(raw))
 
 
-def tron_wallet(d: Daemon, network: str = "nile", policy: str = "") -> pb.Wallet:
-    from tests.support.governance import set_policy
-
-    w = d.custody().CreateWallet(pb.CreateWalletRequest(
+def tron_wallet(d: Daemon, network: str = "nile") -> pb.Wallet:
+    return d.custody().CreateWallet(pb.CreateWalletRequest(
         chain=pb.TRON, network=network, category=pb.SEIZED, case_ref="CASE-TRON"))
-    if policy:
-        set_policy(d, w.id, policy)
-        w = d.custody().GetWallet(pb.GetWalletRequest(wallet_id=w.id))
-    return w
 
 
 def submit(d: Daemon, wallet_id: str, body: bytes) -> pb.Transfer:

@@ -211,10 +211,8 @@ def test_the_native_coin_and_the_fee_are_named_by_the_registry_symbol() -> None:
     # The digest is the transaction's whatever the registry says: eth-account agrees.
     fields = json.loads(payload(56))
     fields["type"] = 2
-    signed = Account.sign_transaction(fields, KEY.key)
     from eth_account.typed_transactions import TypedTransaction
     assert mv.digests == (TypedTransaction.from_dict(fields).hash(),)
-    assert Account.recover_transaction(signed.raw_transaction) == KEY.address
     # Stored and read back with the entry.
     assert movement_from_json(movement_to_json(mv)) == mv
     assert "native" not in json.loads(movement_to_json(replace(mv, native=None)))
