@@ -120,7 +120,7 @@ from typing import Any
 
 from signerd.core.errors import InvalidArgument, InvalidPolicy, PolicyDenied
 from signerd.core.errors import echo
-from signerd.core.model import Chain, Decision, DestinationClass, Movement
+from signerd.core.model import Chain, Decision, DestinationClass, Movement, registry_address
 from signerd.core.tron import address as tron_address
 
 CATEGORY_CHANGES = frozenset(
@@ -689,9 +689,7 @@ def _asset_key(asset: str) -> str:
     """Canonical asset name: kind upper-case, contract address lower-case (a Tron contract's
     base58check address as it is: base58 is case-sensitive)."""
     kind, sep, address = asset.partition(":")
-    if kind.upper() == "TRC20":
-        return kind.upper() + sep + address
-    return kind.upper() + sep + address.lower()
+    return kind.upper() + sep + registry_address(address)
 
 
 def _no_unknown(table: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
