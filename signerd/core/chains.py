@@ -227,20 +227,23 @@ class SafeAdapter:
         entry = None if chains is None else chain_registry.require(chains, chain_id)
         moved = eth_safe.movement(chain_id, safe, tx, tokens, entry)
         digest = moved.digests[0]
-        moved = replace(moved, safe=SW.safe_fields(chain_id, safe, tx, digest))
+        native = "ETH" if entry is None else entry.symbol
+        moved = replace(moved, safe=SW.safe_fields(chain_id, safe, tx, digest, native))
         lock = f"safe:{wallet.address.lower()}:{chain_id}:{tx.nonce}"
         return Decoded(moved, (lock,), tx)
 
     def redecode(self, wallet: Wallet, payload: bytes, limits: PayloadLimits,
                  submitted: Movement, allowed_sighash: frozenset[int] = frozenset()) -> Decoded:
-        decoded = self.decode(wallet, payload, limits)
-        if decoded.movement.digests != submitted.digests:
+        chain_id, safe = self.safe(wallet)
+        tx = self.parse(wallet, payload, limits)
+        if (eth_safe.safe_tx_hash(chain_id, safe, tx),) != submitted.digests:
             raise FailedPrecondition("the SafeTx hash differs from the one approved")
-        return Decoded(submitted, (), decoded.tx)
+        return Decoded(submitted, (), tx)
 
     def digest(self, wallet: Wallet, decoded: Decoded) -> bytes:
-        chain_id, safe = self.safe(wallet)
-        return eth_safe.safe_tx_hash(chain_id, safe, decoded.tx)
+        """The SafeTx hash, which decode computed from the transaction (and redecode compared
+        with the approved one)."""
+        return decoded.movement.digests[0]
 
     def digests_to_sign(self, wallet: Wallet, decoded: Decoded) -> list[tuple[str, bytes]]:
         return [(wallet.keys[0].key_id, self.digest(wallet, decoded))]

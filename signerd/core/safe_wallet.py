@@ -129,12 +129,12 @@ def parse_safe_tx(payload: bytes, max_data_bytes: int) -> S.SafeTx:
     return S.SafeTx.from_json(doc, max_data_bytes)
 
 
-def gas_refund(tx: S.SafeTx) -> str:
+def gas_refund(tx: S.SafeTx, native: str = "ETH") -> str:
     """``none`` when the Safe pays no refund (gasPrice, gasToken and refundReceiver all zero),
-    else what it pays and to whom."""
+    else what it pays (``native``: the chain's coin, when gasToken is zero) and to whom."""
     if tx.gas_price == 0 and tx.gas_token == ZERO and tx.refund_receiver == ZERO:
         return "none"
-    asset = "ETH" if tx.gas_token == ZERO else f"ERC20:{to_checksum(tx.gas_token)}"
+    asset = native if tx.gas_token == ZERO else f"ERC20:{to_checksum(tx.gas_token)}"
     receiver = ("whoever executes it" if tx.refund_receiver == ZERO
                 else to_checksum(tx.refund_receiver))
     return (f"gasPrice {tx.gas_price} in {asset} to {receiver}, up to {S.refund(tx)} for "
@@ -142,10 +142,10 @@ def gas_refund(tx: S.SafeTx) -> str:
             "transfer's fee)")
 
 
-def safe_fields(chain_id: int, safe: bytes, tx: S.SafeTx, digest: bytes
+def safe_fields(chain_id: int, safe: bytes, tx: S.SafeTx, digest: bytes, native: str = "ETH"
                 ) -> tuple[tuple[str, str], ...]:
     """What a Safe transfer's statement binds and shows besides its outputs (see
-    ``Movement.safe``)."""
+    ``Movement.safe``); ``native`` is the symbol of the chain's coin in the registry."""
     fields = [
         ("safe", to_checksum(safe)),
         ("chain_id", str(chain_id)),
@@ -158,7 +158,7 @@ def safe_fields(chain_id: int, safe: bytes, tx: S.SafeTx, digest: bytes
         ("gas_price", str(tx.gas_price)),
         ("gas_token", to_checksum(tx.gas_token)),
         ("refund_receiver", to_checksum(tx.refund_receiver)),
-        ("gas_refund", gas_refund(tx)),
+        ("gas_refund", gas_refund(tx, native)),
     ]
     change = S.owner_change(safe, tx)
     if change is not None:

@@ -128,6 +128,21 @@ def test_a_gas_refund_is_bounded_like_what_it_moves(gas_token: str) -> None:
     policy.requirement_for(classify_outputs(ok, {}, policy.allowlist))
 
 
+def test_a_refund_in_the_chains_coin_is_named_by_the_registry() -> None:
+    """On a chain whose registered coin is not ETH, the statement's gas_refund line names that
+    coin, as the movement's fee asset does."""
+    from signerd.core.model import EvmChain
+
+    w = safe_wallet()
+    cid = w.chain_ids[0]
+    doc = {"to": ALLOWED, "value": 1, "data": "0x", "operation": 0, "safeTxGas": 0,
+           "baseGas": 0, "gasPrice": 1, "gasToken": ZERO, "refundReceiver": ZERO, "nonce": 0}
+    moved = SafeAdapter().decode(w, json.dumps(doc).encode(), Limits(),
+                                 chains={cid: EvmChain(cid, "Polygon test", "POL", 18)}).movement
+    assert moved.fee_asset == "POL"
+    assert dict(moved.safe)["gas_refund"].startswith("gasPrice 1 in POL to whoever executes")
+
+
 def test_a_safe_tx_hash_is_bound_to_its_chain_and_safe() -> None:
     """The same SafeTx for another chain id or another Safe (the same CREATE2 address exists on
     every chain the setup is deployed to) has another hash: an owner signature for one is
