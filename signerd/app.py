@@ -529,12 +529,10 @@ class App:
                     break
             return {i for i in object_ids if i in self._ended}
 
-    def signed(self, object_ids: Iterable[str], *, verify: bool = True) -> set[str]:
+    def signed(self, object_ids: Iterable[str]) -> set[str]:
         """Which of these transfers were signed, as the verified audit chain proves it (their
-        ``transfer.signed`` events), whatever their rows' states say. ``verify`` as for
-        ``vetoes``."""
-        if verify:
-            self.ended(())
+        ``transfer.signed`` events), whatever their rows' states say: what was verified so far
+        (after ``ended`` in the same request; call it inside a store transaction)."""
         return {i for i in object_ids if i in self._signed}
 
     def vetoes(self, wallet_id: str, transaction: str, *, verify: bool = True

@@ -684,12 +684,9 @@ def check_policy_text(state: AuthorityState, text: Any, where: str, *,
     if template and policy.floor_waiver:
         raise InvalidArgument(f"{where}: floor_waiver is allowed only in a policy the governance "
                               "quorum sets for one wallet, never in a template")
-    for name in sorted(policy.native_assets()):
-        symbol, _, cid = name.partition("@")
-        if not (state.chains.get(int(cid)) is not None
-                and state.chains[int(cid)].symbol == symbol if cid
-                else any(c.symbol == symbol for c in state.chains.values())):
-            raise InvalidArgument(f"{where}: names asset {name}, which is not the native coin "
+    known = {n for c in state.chains.values() for n in CR.asset_names(c.symbol, c.chain_id)}
+    for name in sorted(policy.native_assets() - known):
+        raise InvalidArgument(f"{where}: names asset {name}, which is not the native coin "
                                   "of a chain in the chain registry (signerctl chain list)")
     roles, operators = policy.names()
     unknown_roles = sorted(roles - state.governance.roles)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .chain_registry import chain_json
-from .model import Chain, DestinationClass, EvmChain, Movement, Output, Token
+from .chain_registry import chain_from_json, chain_json
+from .model import Chain, DestinationClass, Movement, Output, Token
 from .tokens import token_json
 
 TOKEN_CALL_DATA = "token_call_data"
@@ -88,8 +88,7 @@ def movement_from_json(text: str) -> Movement:
         tokens=tuple(Token(int(t["chain_id"]), t["address"], t["standard"], t["symbol"],
                            int(t["decimals"])) for t in d.get("tokens", ())),
         extra=tuple(sorted((str(k), str(v)) for k, v in d.get("extra", {}).items())),
-        native=None if d.get("native") is None else EvmChain(
-            int(d["native"]["chain_id"]), d["native"]["name"], d["native"]["symbol"],
-            int(d["native"]["decimals"])),
+        native=None if d.get("native") is None else chain_from_json(d["native"],
+                                                                     "movement.native"),
         safe=tuple((str(k), str(v)) for k, v in d.get("safe", ())),
         details=({TOKEN_CALL_DATA: str(d[TOKEN_CALL_DATA])} if d.get(TOKEN_CALL_DATA) else {}))

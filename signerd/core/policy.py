@@ -410,7 +410,8 @@ class Policy:
         # onERC1155Received hook are code input too: a recipient contract may act on them
         # (deliver the token elsewhere), so they need what any undecoded call needs.
         hook_data = movement.details.get("token_call_data", "")
-        calls = movement.contract_call != "" or hook_data not in ("", "0x")
+        hook = hook_data not in ("", "0x")
+        calls = movement.contract_call != "" or hook
         if creates and not self.allow_contract_creation:
             raise PolicyDenied("contract creation is not allowed by the policy "
                                "(allow_contract_creation = false)")
@@ -418,8 +419,7 @@ class Policy:
             raise PolicyDenied("undecoded contract calls are not allowed by the policy "
                                "(allow_contract_calls = false)" + (
                                    f"; the token transfer hands data {hook_data[:74]} to the "
-                                   "recipient's hook, which counts as one" if hook_data
-                                   not in ("", "0x") else ""))
+                                   "recipient's hook, which counts as one" if hook else ""))
 
         # Summed per asset, grants and allowances spent apart from the rest (each needs its own
         # kind of rule).

@@ -170,10 +170,6 @@ def field(movement: Movement, name: str) -> str:
     return dict(movement.safe).get(name, "")
 
 
-def is_delegatecall(movement: Movement) -> bool:
-    return field(movement, "operation").startswith("1")
-
-
 def owner_change_of(movement: Movement) -> str:
     """The canonical JSON of the change a SafeTx makes to its own Safe ('' for none)."""
     return field(movement, "owner_change")

@@ -26,6 +26,7 @@ from typing import Any
 from signerd.adapters.store import Tx
 from signerd.core import authority as AU
 from signerd.core import canonical, seal
+from signerd.core import safe_wallet as SW
 from signerd.core.authority import AuthorityState
 from signerd.core.errors import AuthorityViolation, InvalidArgument, NotFound
 from signerd.core.errors import echo
@@ -169,7 +170,7 @@ def safe_of(record: Mapping[str, Any]) -> dict[str, Any]:
     if safe is None:
         return {}
     return {"safe_owners": tuple(safe["owners"]),
-            "safe_setup": canonical.dumps(safe["setup"]).decode()}
+            "safe_setup": SW.setup_text(safe)}
 
 
 def safe_columns(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -180,7 +181,7 @@ def safe_columns(record: Mapping[str, Any]) -> dict[str, Any]:
         return {"safe_owners": "", "safe_threshold": 0, "safe_setup": ""}
     return {"safe_owners": canonical.dumps(list(safe["owners"])).decode(),
             "safe_threshold": int(safe["threshold"]),
-            "safe_setup": canonical.dumps(safe["setup"]).decode()}
+            "safe_setup": SW.setup_text(safe)}
 
 
 def verified_wallet(state: AuthorityState, row: WalletRecord) -> Wallet:

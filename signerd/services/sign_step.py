@@ -554,11 +554,6 @@ class SignStep:
                     ends.append((row, verdict))
         return jobs, expired, ends
 
-    def _signed_ids(self, ids: list[str]) -> set[str]:
-        """The transfers among ``ids`` the audit chain proves signed, as verified by the
-        ``ended`` call that starts each load (no chain read inside a store transaction)."""
-        return self.app.signed(ids, verify=False)
-
     def _job(self, tx: Tx, state: Any, row: TransferRecord, wallet: Wallet,
              approvals: list[ApprovalRecord]
              ) -> tuple[_Job, E.Verdict]:
@@ -610,7 +605,7 @@ class SignStep:
                           reclassify=lambda p: fresh if p is policy else
                           self.service.reclassifier(tx, state, wallet, movement)(p))
         if verdict.outcome == E.SIGN and movement.safe:
-            check_safe_nonce(tx, row, movement, self._signed_ids, self.app.audit_public_key)
+            check_safe_nonce(tx, row, movement, self.app.signed, self.app.audit_public_key)
             check_safe_governance(state, row, movement)
         stored = tx.signatures(row.id)
         last = max((a.created_at for a in approvals), default=time.time())
@@ -660,7 +655,7 @@ class SignStep:
                     continue
                 if job.movement.safe:
                     try:  # again in this write: another job of the batch may hold the nonce
-                        check_safe_nonce(tx, row, job.movement, self._signed_ids,
+                        check_safe_nonce(tx, row, job.movement, self.app.signed,
                                          self.app.audit_public_key)
                     except AuthorityViolation as e:
                         svc.violated(tx, row, e)

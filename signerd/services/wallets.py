@@ -186,9 +186,7 @@ def check_safe_request(req: WalletRequest, category: Category, case_ref: str,
     the Safe's owners), the Safe's address and setup (checked against the key in ``create``)."""
     if len(req.chain_ids) != 1:
         raise InvalidArgument("chain_ids: a Safe wallet lives on exactly one chain id")
-    cid = int(req.chain_ids[0])
-    if not 0 < cid <= MAX_CHAIN_ID:
-        raise InvalidArgument(f"chain_ids: chain id {cid} is out of range (1..2^64-1)")
+    cid = int(req.chain_ids[0])  # in range: create checked every chain id
     if len(req.hsm_key_ids) != 1 or req.hsm_keys or req.cosigners or req.threshold:
         raise InvalidArgument(
             "hsm_key_ids: a Safe wallet's owner key is one key share made first (signerctl "

@@ -219,10 +219,6 @@ class SafeTx:
             "nonce": hex(self.nonce),
         }
 
-    @property
-    def operation_name(self) -> str:
-        return OPERATIONS[self.operation]
-
 
 def _check_chain(chain_id: object, safe: object) -> None:
     if isinstance(chain_id, bool) or not isinstance(chain_id, int) or \
