@@ -45,7 +45,8 @@ from signerd.core.engine import effective_requirement
 from signerd.core.errors import (AuthorityViolation, FailedPrecondition, HsmUnavailable,
                                  InvalidArgument, NotFound, PermissionDenied, SignerError)
 from signerd.core.errors import echo
-from signerd.core.model import Chain, Decision, OperatorStatus, ProposalState, WalletStatus
+from signerd.core.model import (Chain, Decision, Movement, OperatorStatus, ProposalState,
+                                 WalletStatus)
 from signerd.core.records import ProposalApprovalRecord, ProposalRecord, Shown
 from . import ledger as L
 from .runtime import Runtime
@@ -261,45 +262,38 @@ class ProposalService:
             self._chain_unused(tx, c["chain"], c["old_chain"])
 
     @staticmethod
-    def _token_unused(tx: Tx, token: dict[str, Any]) -> None:
-        """A token's registry entry is neither added nor changed under a live transfer that
-        calls its contract: the statement its approvals signed shows the call as decoded at
-        submission (a contract call, or the entry then in force)."""
-        chain_id, address = token.get("chain_id"), str(token.get("address", "")).lower()
-        busy = []
-        for state in LIVE_STATES:
-            for row in tx.list_transfers(state=state.value, limit=1_000_000):
-                mv = movement_from_json(row.movement)
-                if mv.chain_id == chain_id and (
-                        any(t.key == (chain_id, address) for t in mv.tokens)
-                        or (mv.contract_call and any(o.address.lower() == address
-                                                     for o in mv.outputs))):
-                    busy.append(row.id)
+    def _live_using(tx: Tx, uses: Callable[[Movement], bool], what: str) -> None:
+        """Refuse a registry change (``what``: the entry, "token X on chain N") while a live
+        transfer's movement ``uses`` it: the statement its approvals signed shows the entry as
+        it was at submission."""
+        busy = sorted(row.id for state in LIVE_STATES
+                      for row in tx.list_transfers(state=state.value, limit=1_000_000)
+                      if uses(movement_from_json(row.movement)))
         if busy:
             raise FailedPrecondition(
-                f"token {token.get('address')} on chain {chain_id} is called by live "
-                f"transfer(s) {', '.join(sorted(busy)[:5])}{' ...' if len(busy) > 5 else ''}; "
-                "let them finish or cancel them first")
+                f"{what} live transfer(s) {', '.join(busy[:5])}{' ...' if len(busy) > 5 else ''}"
+                "; let them finish or cancel them first")
 
-    @staticmethod
-    def _chain_unused(tx: Tx, chain: dict[str, Any], old: dict[str, Any]) -> None:
-        """A chain's registry entry is not changed under a live transfer on that chain: the
-        statement its approvals signed shows the chain's name and native coin as they were.
-        (A new chain has no transfer yet.)"""
+    @classmethod
+    def _token_unused(cls, tx: Tx, token: dict[str, Any]) -> None:
+        """A token's registry entry is neither added nor changed under a live transfer that
+        calls its contract (a contract call, or the entry then in force)."""
+        chain_id, address = token.get("chain_id"), str(token.get("address", "")).lower()
+        cls._live_using(tx, lambda mv: mv.chain_id == chain_id and (
+            any(t.key == (chain_id, address) for t in mv.tokens)
+            or (mv.contract_call != "" and any(o.address.lower() == address
+                                               for o in mv.outputs))),
+            f"token {token.get('address')} on chain {chain_id} is called by")
+
+    @classmethod
+    def _chain_unused(cls, tx: Tx, chain: dict[str, Any], old: dict[str, Any]) -> None:
+        """A chain's registry entry is not changed under a live transfer on that chain (its
+        name and native coin as they were). A new chain has no transfer yet."""
         if not old:
             return
         chain_id = chain.get("chain_id")
-        busy = []
-        for state in LIVE_STATES:
-            for row in tx.list_transfers(state=state.value, limit=1_000_000):
-                mv = movement_from_json(row.movement)
-                if mv.chain is Chain.ETHEREUM and mv.chain_id == chain_id:
-                    busy.append(row.id)
-        if busy:
-            raise FailedPrecondition(
-                f"chain {chain_id} is used by live transfer(s) "
-                f"{', '.join(sorted(busy)[:5])}{' ...' if len(busy) > 5 else ''}; let them "
-                "finish or cancel them first")
+        cls._live_using(tx, lambda mv: mv.chain is Chain.ETHEREUM and mv.chain_id == chain_id,
+                        f"chain {chain_id} is used by")
 
     def _no_loosening(self, tx: Tx, state: AU.AuthorityState, wallet: Any,
                       document: str) -> None:
