@@ -222,13 +222,11 @@ class Tx:
                               actor: str) -> bool:
         """Store an owner's signature of a Safe transfer (once per owner: False when that
         owner's signature is stored already)."""
-        if self.one("SELECT owner FROM safe_signatures WHERE transfer_id = ? AND owner = ?",
-                    (transfer_id, owner)):
-            return False
-        self.execute("INSERT INTO safe_signatures (transfer_id, owner, signature, actor,"
-                     " created_at) VALUES (?, ?, ?, ?, ?)",
-                     (transfer_id, owner, signature, actor, time.time()))
-        return True
+        cur = self.execute("INSERT INTO safe_signatures (transfer_id, owner, signature, actor,"
+                           " created_at) VALUES (?, ?, ?, ?, ?)"
+                           " ON CONFLICT (transfer_id, owner) DO NOTHING",
+                           (transfer_id, owner, signature, actor, time.time()))
+        return bool(cur.rowcount == 1)
 
     def safe_signatures(self, transfer_id: str) -> list[tuple[str, str]]:
         """(owner, signature hex) stored for a Safe transfer, by owner."""
