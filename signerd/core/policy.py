@@ -359,17 +359,16 @@ class Policy:
     def fee_bound(self, fee_asset: str, chain_id: int = 0) -> int:
         """The fee bound for ``fee_asset`` (on EVM chain ``chain_id``) in its base units (sat,
         wei); 0 = none. A table entry ``SYMBOL@CHAIN_ID`` comes before ``SYMBOL``."""
-        table = dict(self.max_fees)
-        if chain_id and f"{fee_asset}@{chain_id}" in table:
-            return table[f"{fee_asset}@{chain_id}"]
-        return table.get(fee_asset, self.max_fee)
+        return self._fee_entry(fee_asset, chain_id)[1]
 
-    def _fee_key(self, fee_asset: str, chain_id: int) -> str:
+    def _fee_entry(self, fee_asset: str, chain_id: int) -> tuple[str, int]:
+        """(the key that bounds ``fee_asset``: ``max_fee.SYMBOL@ID``, ``max_fee.SYMBOL``,
+        ``max_fee`` for the single bound, "" when a table names none of it; the bound)."""
         table = dict(self.max_fees)
         for key in (f"{fee_asset}@{chain_id}" if chain_id else "", fee_asset):
             if key and key in table:
-                return "max_fee." + key
-        return "" if table else "max_fee"
+                return "max_fee." + key, table[key]
+        return ("" if table else "max_fee"), self.max_fee
 
     def names(self) -> tuple[frozenset[str], frozenset[str]]:
         """(roles, operator ids) this policy names in its rules' minimums, vetoes and groups."""
@@ -512,8 +511,7 @@ class Policy:
 
     def _check_fee(self, movement: Movement) -> None:
         chain_id = movement.chain_id if movement.chain is Chain.ETHEREUM else 0
-        bound = self.fee_bound(movement.fee_asset, chain_id)
-        key = self._fee_key(movement.fee_asset, chain_id)
+        key, bound = self._fee_entry(movement.fee_asset, chain_id)
         if not key and movement.fee and movement.fee_asset not in _UNBOUNDED_UNNAMED:
             # A native coin added by the chain registry (BNB, POL): a table written for BTC and
             # ETH bounds it by neither number, so it must name it.

@@ -74,38 +74,39 @@ class TokenCall:
     data: bytes = b""
 
 
-def _selector(signature: str) -> bytes:
+def selector(signature: str) -> bytes:
+    """The 4-byte function selector of a canonical signature, e.g. ``changeThreshold(uint256)``."""
     return keccak256(signature.encode("ascii"))[:4]
 
 
 # (selector, method, argument types) per standard; "address", "uint256", "bool", "bytes",
 # "uint256[]".
 _ERC20 = {
-    _selector("transfer(address,uint256)"): (Method.TRANSFER, ("address", "uint256")),
-    _selector("approve(address,uint256)"): (Method.APPROVE, ("address", "uint256")),
-    _selector("transferFrom(address,address,uint256)"):
+    selector("transfer(address,uint256)"): (Method.TRANSFER, ("address", "uint256")),
+    selector("approve(address,uint256)"): (Method.APPROVE, ("address", "uint256")),
+    selector("transferFrom(address,address,uint256)"):
         (Method.TRANSFER_FROM, ("address", "address", "uint256")),
-    _selector("increaseAllowance(address,uint256)"):
+    selector("increaseAllowance(address,uint256)"):
         (Method.INCREASE_ALLOWANCE, ("address", "uint256")),
 }
 _ERC721 = {
-    _selector("transferFrom(address,address,uint256)"):
+    selector("transferFrom(address,address,uint256)"):
         (Method.TRANSFER_FROM, ("address", "address", "uint256")),
-    _selector("safeTransferFrom(address,address,uint256)"):
+    selector("safeTransferFrom(address,address,uint256)"):
         (Method.SAFE_TRANSFER_FROM, ("address", "address", "uint256")),
-    _selector("safeTransferFrom(address,address,uint256,bytes)"):
+    selector("safeTransferFrom(address,address,uint256,bytes)"):
         (Method.SAFE_TRANSFER_FROM, ("address", "address", "uint256", "bytes")),
-    _selector("approve(address,uint256)"): (Method.APPROVE, ("address", "uint256")),
-    _selector("setApprovalForAll(address,bool)"):
+    selector("approve(address,uint256)"): (Method.APPROVE, ("address", "uint256")),
+    selector("setApprovalForAll(address,bool)"):
         (Method.SET_APPROVAL_FOR_ALL, ("address", "bool")),
 }
 _ERC1155 = {
-    _selector("safeTransferFrom(address,address,uint256,uint256,bytes)"):
+    selector("safeTransferFrom(address,address,uint256,uint256,bytes)"):
         (Method.SAFE_TRANSFER_FROM, ("address", "address", "uint256", "uint256", "bytes")),
-    _selector("safeBatchTransferFrom(address,address,uint256[],uint256[],bytes)"):
+    selector("safeBatchTransferFrom(address,address,uint256[],uint256[],bytes)"):
         (Method.SAFE_BATCH_TRANSFER_FROM,
          ("address", "address", "uint256[]", "uint256[]", "bytes")),
-    _selector("setApprovalForAll(address,bool)"):
+    selector("setApprovalForAll(address,bool)"):
         (Method.SET_APPROVAL_FOR_ALL, ("address", "bool")),
 }
 METHODS = {"erc20": _ERC20, "erc721": _ERC721, "erc1155": _ERC1155}

@@ -44,6 +44,7 @@ from signerd.core.ethereum.eip1559 import (
     _json_int,
     _json_object,
 )
+from signerd.core.ethereum.calls import selector
 from signerd.core.ethereum.keccak import keccak256
 from signerd.core.ethereum.signing import (
     ETH,
@@ -73,11 +74,6 @@ DOMAIN_SEPARATOR_TYPEHASH = keccak256(b"EIP712Domain(uint256 chainId,address ver
 
 SIGNATURE_LEN = 65
 ETH_SIGN_PREFIX = b"\x19Ethereum Signed Message:\n32"
-
-
-def selector(signature: str) -> bytes:
-    """The 4-byte function selector of a canonical signature, e.g. ``changeThreshold(uint256)``."""
-    return keccak256(signature.encode("ascii"))[:4]
 
 
 SETUP_SIGNATURE = "setup(address[],uint256,address,bytes,address,address,uint256,address)"
