@@ -160,7 +160,8 @@ class Gate:
     STREAM_POOL_SPARE threads more than max_streams, so a refused stream is answered at once.
     An open stream waits on the notifier in its own stream-pool thread: a stream costs a
     blocked thread, never a worker, so no number of streams delays a health check or an
-    approval.
+    approval; when the call ends (cancelled, past its deadline, its client gone) the notifier
+    wakes it, so the stream's place is given back at once.
     """
 
     def __init__(self, app: App, admin: AdminService):
@@ -385,6 +386,9 @@ class Gate:
                     if authorize:  # reflection's request is a stream of grpc's own messages
                         self.bounds.check(request)
                     self._open_stream(caller)
+                    # A stream waiting on the notifier wakes when its call ends (a cancel, a
+                    # deadline, a dropped client), so its place is free at once.
+                    context.add_callback(self.app.notifier.poke)
                     try:
                         yield from fn(servicer, request, context, caller)
                     finally:
@@ -506,7 +510,7 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
             last = None
             seen = -1
             while ctx.is_active():
-                seen = app.notifier.wait(seen, 1.0)
+                seen = app.notifier.wait(seen, 1.0, ctx.is_active)
                 v = app.transfers.get(req.transfer_id)
                 key = (v.state, len(v.approvals), v.transfer.updated_at)
                 if key != last:
@@ -791,7 +795,7 @@ def build_servicers(app: App, gate: Gate) -> dict[str, Any]:
                 if not evs and not req.follow:
                     return
                 if not evs:
-                    seen = app.notifier.wait(seen, 1.0)
+                    seen = app.notifier.wait(seen, 1.0, ctx.is_active)
 
         @gate.unary("Audit/GetHead")
         def GetHead(self, req: Any, ctx: Any, caller: Caller) -> pb.AuditHead:

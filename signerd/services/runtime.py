@@ -3,6 +3,7 @@ never on ``App``, so ``app`` wires them without an import cycle (App -> services
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any, Callable, Protocol
 
@@ -30,10 +31,22 @@ class Notifier:
     def version(self) -> int:
         return self._version
 
-    def wait(self, seen: int, timeout: float) -> int:
+    def poke(self) -> None:
+        """Wake every waiter without a change, so that each asks again whether its call is
+        still open (a stream's end: its place is given back at once, not after ``timeout``)."""
         with self._cond:
-            if self._version == seen:
-                self._cond.wait(timeout)
+            self._cond.notify_all()
+
+    def wait(self, seen: int, timeout: float, active: Callable[[], bool] = lambda: True) -> int:
+        """The version once it differs from ``seen``, ``active()`` turns false, or ``timeout``
+        seconds have passed, whichever comes first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._version == seen and active():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             return self._version
 
 
