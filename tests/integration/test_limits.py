@@ -105,13 +105,14 @@ def test_message_size_limit_on_any_rpc(daemon: Daemon, rpc_name: str) -> None:
 def test_rate_limit_per_principal(daemon: Daemon) -> None:
     time.sleep(1)  # a full bucket
     codes, refused = [], None
-    for _ in range(40):
+    for _ in range(400):  # until refused: a slow machine's calls refill part of the bucket
         try:
             daemon.admin().ListOperators(pb.ListOperatorsRequest())
             codes.append(grpc.StatusCode.OK)
         except grpc.RpcError as e:
             codes.append(e.code())
-            refused = refused or e
+            refused = e
+            break
     assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
     assert codes.count(grpc.StatusCode.OK) >= LIMITS["rate_burst"]
     assert refused is not None

@@ -168,10 +168,10 @@ def test_bad_tron_transactions_are_refused_naming_the_problem(daemon: Daemon, us
 
 def test_a_transaction_that_expires_before_the_quorum_is_never_signed(daemon: Daemon) -> None:
     w = X.tron_wallet(daemon)
-    raw = X.trx_raw(w.address, expiration_ms=3_000)
+    raw = X.trx_raw(w.address, expiration_ms=6_000)  # room for the first approval under load
     t = X.submit(daemon, w.id, X.payload(raw))
     decide(daemon, t.id, "inv1")
-    time.sleep(3.5)
+    time.sleep(6.5)
     t = decide(daemon, t.id, "cust1")
     for _ in range(50):
         if t.state not in (pb.PENDING_APPROVAL, pb.APPROVED):
