@@ -685,9 +685,10 @@ def check_policy_text(state: AuthorityState, text: Any, where: str, *,
         raise InvalidArgument(f"{where}: floor_waiver is allowed only in a policy the governance "
                               "quorum sets for one wallet, never in a template")
     known = {n for c in state.chains.values() for n in CR.asset_names(c.symbol, c.chain_id)}
-    for name in sorted(policy.native_assets() - known):
-        raise InvalidArgument(f"{where}: names asset {name}, which is not the native coin "
-                                  "of a chain in the chain registry (signerctl chain list)")
+    unknown_assets = sorted(policy.native_assets() - known)
+    if unknown_assets:
+        raise InvalidArgument(f"{where}: names asset {unknown_assets[0]}, which is not the native "
+                              "coin of a chain in the chain registry (signerctl chain list)")
     roles, operators = policy.names()
     unknown_roles = sorted(roles - state.governance.roles)
     if unknown_roles:
