@@ -7,6 +7,13 @@ import time
 from signerd.services.runtime import Notifier
 
 
+def _open_call() -> threading.Event:
+    """A call's liveness as the waiter asks it: set while the call is open."""
+    active = threading.Event()
+    active.set()
+    return active
+
+
 def _waiter(n: Notifier, seen: int, active: threading.Event) -> tuple[threading.Thread, list[int]]:
     got: list[int] = []
     t = threading.Thread(target=lambda: got.append(n.wait(seen, 60.0, active.is_set)),
@@ -18,8 +25,7 @@ def _waiter(n: Notifier, seen: int, active: threading.Event) -> tuple[threading.
 
 def test_a_change_wakes_a_waiter_with_the_new_version() -> None:
     n = Notifier()
-    active = threading.Event()
-    active.set()
+    active = _open_call()
     t, got = _waiter(n, n.version, active)
     n.notify()
     t.join(10)
@@ -28,8 +34,7 @@ def test_a_change_wakes_a_waiter_with_the_new_version() -> None:
 
 def test_a_poke_wakes_a_waiter_whose_call_has_ended_long_before_its_timeout() -> None:
     n = Notifier()
-    active = threading.Event()
-    active.set()
+    active = _open_call()
     t, got = _waiter(n, n.version, active)
     active.clear()  # the call ends (gRPC's callback)...
     n.poke()        # ...and pokes the notifier
@@ -40,8 +45,7 @@ def test_a_poke_wakes_a_waiter_whose_call_has_ended_long_before_its_timeout() ->
 
 def test_a_poke_does_not_end_the_wait_of_a_call_that_is_still_open() -> None:
     n = Notifier()
-    active = threading.Event()
-    active.set()
+    active = _open_call()
     t, got = _waiter(n, n.version, active)
     n.poke()
     t.join(0.3)
